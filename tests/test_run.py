@@ -1,0 +1,87 @@
+"`cgddi run` end to end: the report, provenance, params checking and a failing stage."
+import hashlib, json, re, subprocess, sys
+from pathlib import Path
+import pandas as pd
+import pytest
+from cgddi.report import BENCHMARK_NOTICE
+from cgddi.run import ParamsError, check_params, load_params, project_root, stage_notebooks
+
+ROOT = project_root()
+
+def cgddi(*args):
+    return subprocess.run([sys.executable, "-c", "import sys; from cgddi.run import main; sys.exit(main())", *args],
+                          capture_output=True, text=True, timeout=600)
+
+def _params(tmp_path, text):
+    p = tmp_path/"params.yaml"; p.write_text(text); return p
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    "One benchmark run through the CLI, shared by the report tests."
+    d = tmp_path_factory.mktemp("run")
+    p = _params(d, "work_dir: work\nstages:\n  00_data:\n    benchmark_n_images: 30\n    split_seeds: [36, 37]\n")
+    r = cgddi("run", "--params", str(p), "--out", str(d/"report"))
+    assert r.returncode == 0, r.stderr
+    assert "[1/" in r.stdout and "00_data ... ok" in r.stdout  # a progress line per stage
+    return d/"report", p
+
+def test_report_index_shows_data_figures(report):
+    out, _ = report
+    page = (out/"index.html").read_text()
+    body = page[page.index("<body>"):]
+    assert body.index(BENCHMARK_NOTICE) < body.index("<h1>")  # first line says it is the benchmark
+    for name in ["fig_00_disease_histogram", "fig_00_mask_overlay"]:
+        assert f"figures/{name}.png" in page and (out/"figures"/f"{name}.png").stat().st_size > 5000
+    for name in ["tab_00_tone_malignancy", "tab_00_split_sizes"]:
+        assert (out/"tables"/f"{name}.csv").exists() and (out/"tables"/f"{name}.md").exists()
+    counts = pd.read_csv(out/"tables"/"tab_00_tone_malignancy.csv", index_col=0)
+    assert counts.loc["total", "total"] == 30
+    sizes = pd.read_csv(out/"tables"/"tab_00_split_sizes.csv")
+    assert len(sizes) == 4 and set(sizes["mode"]) == {"faithful", "clean"}  # 2 modes x 2 seeds
+    assert (out/"notebooks"/"00_data.ipynb").exists()
+
+def test_provenance(report):
+    out, params = report
+    prov = json.loads((out/"provenance.json").read_text())
+    assert prov["params_sha256"] == hashlib.sha256(params.read_bytes()).hexdigest()
+    assert prov["seeds"] == {"stages.00_data.split_seeds": [36, 37]}
+    assert prov["packages"]["torch"] and prov["packages"]["cgddi"] and prov["device"]["kind"] in ("cpu", "cuda")
+    assert re.fullmatch(r"[0-9a-f]{40}", prov["git_commit"] or "0" * 40)
+    (stage,) = prov["stages"]
+    assert stage["stage"] == "00_data" and stage["status"] == "ok" and stage["seconds"] > 0
+    assert stage["parameters"]["work_dir"] == str(params.parent/"work")  # relative to the params file
+    assert (params.parent/"work"/"data"/"ddi.csv").exists() and len(list((params.parent/"work"/"splits").glob("*.csv"))) == 4
+
+def test_failing_stage_names_notebook_and_cell(tmp_path):
+    broken = tmp_path/"ddi"; broken.mkdir()
+    (broken/"ddi_metadata.csv").write_text("DDI_ID,DDI_file,malignant,disease\n1,000001.png,True,melanoma\n")
+    p = _params(tmp_path, f"work_dir: work\nddi_root: {broken}\n")
+    r = cgddi("run", "--params", str(p), "--out", str(tmp_path/"report"))
+    assert r.returncode == 1
+    assert "00_data" in r.stderr and "cell" in r.stderr and "missing column(s) ['skin_tone']" in r.stderr
+    prov = json.loads((tmp_path/"report"/"provenance.json").read_text())
+    assert prov["stages"][0]["status"] == "failed"
+    page = (tmp_path/"report"/"index.html").read_text()
+    assert "failed" in page and BENCHMARK_NOTICE not in page
+
+@pytest.mark.parametrize("text, expect", [
+    ("wrok_dir: w\n", "unknown key 'wrok_dir'"),
+    ("stages:\n  00_data:\n    benchmark_n_images: many\n", "'benchmark_n_images' = 'many' is not int, as declared in 00_data.ipynb"),
+    ("stages:\n  00_data:\n    split_seeds: 36\n", "'split_seeds' = 36 is not list, as declared in 00_data.ipynb"),
+    ("stages:\n  09_nothing:\n    x: 1\n", "unknown stage '09_nothing'"),
+    ("work_dir: [unclosed\n", "not valid YAML"),
+])
+def test_bad_params_stop_before_running(tmp_path, text, expect):
+    p = _params(tmp_path, text)
+    r = cgddi("run", "--params", str(p), "--out", str(tmp_path/"report"))
+    assert r.returncode == 2 and expect in r.stderr and str(p) in r.stderr
+    assert not (tmp_path/"report").exists()
+
+def test_unknown_stage_on_command_line(tmp_path):
+    r = cgddi("run", "--stages", "42_nope", "--out", str(tmp_path/"report"))
+    assert r.returncode == 2 and "unknown stage '42_nope'" in r.stderr
+
+@pytest.mark.parametrize("params_file", sorted((ROOT/"params").rglob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_params_fit_the_notebooks(params_file):
+    per_stage = check_params(load_params(params_file), stage_notebooks(ROOT/"nbs"), params_file)
+    assert "00_data" in per_stage and Path(per_stage["00_data"]["work_dir"]).is_absolute()
