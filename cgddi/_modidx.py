@@ -10,6 +10,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'cgddi.data._strata': ('data.html#_strata', 'cgddi/data.py'),
                             'cgddi.data._texture': ('data.html#_texture', 'cgddi/data.py'),
                             'cgddi.data.benchmark_counts': ('data.html#benchmark_counts', 'cgddi/data.py'),
+                            'cgddi.data.benchmark_fingerprint': ('data.html#benchmark_fingerprint', 'cgddi/data.py'),
                             'cgddi.data.find_masks': ('data.html#find_masks', 'cgddi/data.py'),
                             'cgddi.data.join_disease': ('data.html#join_disease', 'cgddi/data.py'),
                             'cgddi.data.joined_ddi': ('data.html#joined_ddi', 'cgddi/data.py'),

@@ -1,5 +1,5 @@
 "The data layer on the embedded benchmark, bad input, the mask finder and the splits."
-import hashlib
+import hashlib, json
 import numpy as np
 import pandas as pd
 import pytest
@@ -32,8 +32,15 @@ def test_benchmark_deterministic(tmp_path):
     b = make_benchmark(tmp_path/"b", seed=5, n_images=20)
     c = make_benchmark(tmp_path/"c", seed=6, n_images=20)
     assert _digest(a) == _digest(b) and _digest(a) != _digest(c)
-    assert make_benchmark(a, seed=5, n_images=20) == a  # a complete set is reused
-    with pytest.raises(FileExistsError): make_benchmark(a, seed=7, n_images=20)
+    assert make_benchmark(a, seed=5, n_images=20) == a and _digest(a) == _digest(b)  # a complete set is reused
+    make_benchmark(a, seed=6, n_images=20)  # other settings: regenerated in place
+    assert _digest(a) == _digest(c)
+    stamp = json.loads((c/"benchmark.json").read_text()); stamp["generator"] = "older code"
+    (c/"benchmark.json").write_text(json.dumps(stamp)); (c/"000001.png").write_bytes(b"stale")
+    make_benchmark(c, seed=6, n_images=20)  # made by other generator code: regenerated, never read stale
+    assert _digest(a) == _digest(c)
+    (tmp_path/"mine").mkdir(); (tmp_path/"mine"/"notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError): make_benchmark(tmp_path/"mine")  # never overwrites a folder it did not make
 
 def test_benchmark_tones_differ(benchmark_root):
     df = load_ddi(benchmark_root)
