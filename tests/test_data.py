@@ -141,3 +141,12 @@ def test_splits_reproducible_and_disjoint(benchmark_root, tmp_path):
 
 def test_read_split_missing(tmp_path):
     with pytest.raises(DataError, match="run 00_data"): read_split(tmp_path, "faithful", 36)
+
+def test_images_subfolder_and_no_masks(bench_copy):
+    (bench_copy/"images").mkdir()
+    for p in bench_copy.glob("*.png"): p.rename(bench_copy/"images"/p.name)
+    masks = bench_copy/"masks"; masks.rename(bench_copy.parent/"sddi")
+    df = load_ddi(bench_copy)  # no masks folder: loads, with no mask paths
+    assert df.mask_path.isna().all() and all("/images/" in p for p in df.image_path)
+    df = load_ddi(bench_copy, masks=bench_copy.parent/"sddi")  # masks kept elsewhere
+    assert df.mask_path.notna().any()
