@@ -2,7 +2,6 @@
 
 d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_url': 'https://github.com/cgddi/cgddi', 'lib_path': 'cgddi'},
   'syms': { 'cgddi.data': { 'cgddi.data.DataError': ('data.html#dataerror', 'cgddi/data.py'),
-                            'cgddi.data._check_image': ('data.html#_check_image', 'cgddi/data.py'),
                             'cgddi.data._image_path': ('data.html#_image_path', 'cgddi/data.py'),
                             'cgddi.data._lesion_shape': ('data.html#_lesion_shape', 'cgddi/data.py'),
                             'cgddi.data._parse_malignant': ('data.html#_parse_malignant', 'cgddi/data.py'),
@@ -29,8 +28,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'cgddi.data.to_mask_frame': ('data.html#to_mask_frame', 'cgddi/data.py'),
                             'cgddi.data.write_data': ('data.html#write_data', 'cgddi/data.py'),
                             'cgddi.data.write_splits': ('data.html#write_splits', 'cgddi/data.py')},
-            'cgddi.report': { 'cgddi.report._stage_of': ('report.html#_stage_of', 'cgddi/report.py'),
-                              'cgddi.report.atomic_path': ('report.html#atomic_path', 'cgddi/report.py'),
+            'cgddi.report': { 'cgddi.report.atomic_path': ('report.html#atomic_path', 'cgddi/report.py'),
                               'cgddi.report.figure_caption': ('report.html#figure_caption', 'cgddi/report.py'),
                               'cgddi.report.render_index': ('report.html#render_index', 'cgddi/report.py'),
                               'cgddi.report.save_figure': ('report.html#save_figure', 'cgddi/report.py'),

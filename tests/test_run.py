@@ -46,7 +46,8 @@ def test_provenance(report):
     assert prov["params_sha256"] == hashlib.sha256(params.read_bytes()).hexdigest()
     assert prov["seeds"] == {"stages.00_data.split_seeds": [36, 37]}
     assert prov["packages"]["torch"] and prov["packages"]["cgddi"] and prov["device"]["kind"] in ("cpu", "cuda")
-    assert re.fullmatch(r"[0-9a-f]{40}", prov["git_commit"] or "0" * 40)
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    assert prov["git_commit"] == head.stdout.strip() and re.fullmatch(r"[0-9a-f]{40}", prov["git_commit"])
     (stage,) = prov["stages"]
     assert stage["stage"] == "00_data" and stage["status"] == "ok" and stage["seconds"] > 0
     assert stage["parameters"]["work_dir"] == str(params.parent/"work")  # relative to the params file
