@@ -248,7 +248,7 @@ def benchmark_counts(n_images:int)->pd.Series:
     n[(extra - np.floor(extra)).sort_values(ascending=False, kind="stable").index[: n_images - n.sum()]] += 1
     return n
 
-# %% ../nbs/00_data.ipynb #58788ff1
+# %% ../nbs/00_data.ipynb #4f3f6bef
 def _smooth_noise(rng, h, w, scale, amp):
     "Low-frequency noise of amplitude `amp` with features about `scale` px wide."
     small = rng.normal(0, 1, (max(2, h // scale), max(2, w // scale))).astype(np.float32)
@@ -335,11 +335,15 @@ def render_benchmark_image(disease:str, # a disease in `BENCHMARK_DISEASES`
     # ruler: a strip with ticks along one edge, on top of everything
     if rng.random() < 0.55:
         side, width = rng.integers(4), int(min(h, w) * rng.uniform(.09, .13))
-        strip = np.zeros((h, w), bool)
-        if side == 0: strip[:width] = True
-        elif side == 1: strip[-width:] = True
-        elif side == 2: strip[:, :width] = True
-        else: strip[:, -width:] = True
+        def _strip(side):
+            s = np.zeros((h, w), bool)
+            if side == 0: s[:width] = True
+            elif side == 1: s[-width:] = True
+            elif side == 2: s[:, :width] = True
+            else: s[:, -width:] = True
+            return s
+        strip = _strip(side)
+        if (strip & lesion).any(): side = side ^ 1; strip = _strip(side)  # the photographer keeps the ruler off the lesion
         img[strip] = (235, 232, 222)
         ticks = np.zeros((h, w), np.uint8)
         for i, pos in enumerate(range(2, max(h, w), 6)):
@@ -348,6 +352,8 @@ def render_benchmark_image(disease:str, # a disease in `BENCHMARK_DISEASES`
             else: y0 = pos; x0 = 0 if side == 2 else w - L; cv2.line(ticks, (x0, y0), (x0 + L - 1, y0), 1, 1)
         img[ticks.astype(bool) & strip] = (20, 20, 20); label[strip] = 3
     mask = cv2.resize(label, (MASK_SIZE, MASK_SIZE), interpolation=cv2.INTER_NEAREST).astype(np.int32)
+    if not (mask == 1).any():  # a lesion thinner than the resize step: keep one pixel, as every sDDI mask has a lesion
+        ys, xs = np.nonzero(label == 1); mask[int(ys.mean() * MASK_SIZE / h), int(xs.mean() * MASK_SIZE / w)] = 1
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 # %% ../nbs/00_data.ipynb #bab434a5

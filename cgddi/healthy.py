@@ -53,7 +53,7 @@ def blend(original:np.ndarray, # HxWx3 uint8, the original frame
     a = soft[..., None]
     return np.clip(np.rint(repainted * a + original * (1 - a)), 0, 255).astype(np.uint8)
 
-# %% ../nbs/01_healthy.ipynb #43e1d0ad
+# %% ../nbs/01_healthy.ipynb #de288e1c
 BACKENDS = ("kandinsky", "sd_inpaint", "opencv")
 
 def _torch_setup(device:str, dtype:str):
@@ -96,8 +96,8 @@ class Inpainter:
         self.torch = torch
         if backend == "kandinsky":
             from diffusers import KandinskyV22PriorPipeline, KandinskyV22InpaintPipeline
-            self.prior = KandinskyV22PriorPipeline.from_pretrained(prior, torch_dtype=dt, use_safetensors=True).to(self.device)
-            self.pipe = KandinskyV22InpaintPipeline.from_pretrained(model, torch_dtype=dt, use_safetensors=True).to(self.device)
+            self.prior = KandinskyV22PriorPipeline.from_pretrained(prior, dtype=dt, use_safetensors=True).to(self.device)
+            self.pipe = KandinskyV22InpaintPipeline.from_pretrained(model, dtype=dt, use_safetensors=True).to(self.device)
             self.prior.set_progress_bar_config(disable=True)
             g = torch.Generator(self.device).manual_seed(seed)
             out = self.prior(prompt, negative_prompt=negative_prompt, guidance_scale=prior_guidance,
@@ -105,7 +105,7 @@ class Inpainter:
             self.embeds = out.image_embeds, out.negative_image_embeds  # once for the whole run
         else:
             from diffusers import AutoPipelineForInpainting
-            self.pipe = AutoPipelineForInpainting.from_pretrained(model, torch_dtype=dt, use_safetensors=True,
+            self.pipe = AutoPipelineForInpainting.from_pretrained(model, dtype=dt, use_safetensors=True,
                                                                   safety_checker=None, requires_safety_checker=False).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         tiny = is_tiny(model) or (prior is not None and is_tiny(prior))

@@ -15,8 +15,8 @@ from .data import TONE_ORDER
 
 # %% auto #0
 __all__ = ['MANIFEST_COLUMNS', 'SYNTHETIC_TYPES', 'REVIEW_SHEET', 'SYNTHETIC_NOTICE', 'ManifestError', 'params_hash',
-           'save_synthetic', 'read_synthetic_meta', 'synthetic_done', 'manifest_dir', 'check_rows', 'write_shard',
-           'read_manifest', 'remove_stale_temps']
+           'save_synthetic', 'read_synthetic_meta', 'png_complete', 'synthetic_done', 'manifest_dir', 'check_rows',
+           'write_shard', 'read_manifest', 'remove_stale_temps']
 
 # %% ../nbs/00c_manifest.ipynb #c060f280
 MANIFEST_COLUMNS = ["image", "synthetic", "type", "base_id", "donor_id", "disease", "disease_joined", "malignant",
@@ -33,7 +33,7 @@ def params_hash(params:dict, # the parameters that determine an output
     "Short stable hash of `params`: outputs made with other settings are recognised and redone."
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-# %% ../nbs/00c_manifest.ipynb #5ccaaf3a
+# %% ../nbs/00c_manifest.ipynb #7f8e4121
 def _json_value(v):
     if isinstance(v, (np.integer,)): return int(v)
     if isinstance(v, (np.floating,)): return None if np.isnan(v) else float(v)
@@ -64,6 +64,15 @@ def read_synthetic_meta(path, # a PNG written by `save_synthetic`
             im.load()  # decodes every byte: a truncated file fails here
             return json.loads(im.text["cgddi"])
     except (OSError, KeyError, ValueError, SyntaxError): return None
+
+_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the last 12 bytes of every complete PNG
+
+def png_complete(path)->bool:
+    "Cheap check (no decoding) that a PNG file exists and was written to the end."
+    try:
+        with open(path, "rb") as f:
+            f.seek(-12, 2); return f.read() == _IEND
+    except OSError: return False
 
 def synthetic_done(path, # expected output
                    expected_hash:str, # `params_hash` of the settings that should have made it

@@ -11,3 +11,18 @@ def benchmark_root(tmp_path_factory):
 def bench_copy(benchmark_root, tmp_path):
     "A private copy of the benchmark that a test may break."
     return shutil.copytree(benchmark_root, tmp_path/"ddi")
+
+@pytest.fixture(scope="session")
+def healthy_work(benchmark_root, tmp_path_factory):
+    "A work_dir with 00_data's outputs and an opencv healthy set (read-only: copy it before changing it)."
+    from cgddi.data import load_ddi, write_data
+    from cgddi.healthy import make_healthy, Inpainter
+    work = tmp_path_factory.mktemp("work")
+    write_data(load_ddi(benchmark_root), work)
+    make_healthy(work, Inpainter("opencv"))
+    return work
+
+@pytest.fixture
+def work_copy(healthy_work, tmp_path):
+    "A private copy of `healthy_work` that a test may change."
+    return shutil.copytree(healthy_work, tmp_path/"work")

@@ -22,7 +22,7 @@ def report(tmp_path_factory):
     p = _params(d, "work_dir: work\nstages:\n  00_data:\n    benchmark_n_images: 30\n    split_seeds: [36, 37]\n")
     r = cgddi("run", "--params", str(p), "--out", str(d/"report"))
     assert r.returncode == 0, r.stderr
-    assert "[1/" in r.stdout and "00_data ... ok" in r.stdout  # a progress line per stage
+    for stage in stage_notebooks(ROOT/"nbs"): assert f"{stage} ... ok" in r.stdout  # a progress line per stage
     return d/"report", p
 
 def test_report_index_shows_data_figures(report):
@@ -40,6 +40,20 @@ def test_report_index_shows_data_figures(report):
     assert len(sizes) == 4 and set(sizes["mode"]) == {"faithful", "clean"}  # 2 modes x 2 seeds
     assert (out/"notebooks"/"00_data.ipynb").exists()
 
+def test_report_shows_healthy_and_lesion_map(report):
+    out, params = report
+    page = (out/"index.html").read_text()
+    for name in ["fig_01_healthy_examples", "fig_02_lesion_map_examples"]: assert f"figures/{name}.png" in page
+    review = pd.read_csv(out/"tables"/"tab_01_healthy_review.csv", index_col=0)
+    work = params.parent/"work"
+    sheet = pd.read_csv(work/"healthy"/"review.csv")
+    assert review.loc["total", "kept"] == sheet.keep.sum() and review.loc["total", "total"] == len(sheet) > 0
+    counts = pd.read_csv(out/"tables"/"tab_02_lesion_map_counts.csv").iloc[0]
+    n_masks = pd.read_csv(work/"data"/"ddi.csv").frame_mask_path.notna().sum()
+    assert counts["candidates"] == sheet.keep.sum() * (n_masks - 1)  # every kept healthy x every other annotated image
+    assert counts["placed"] + counts["skipped (no room)"] == counts["candidates"]
+    assert len(list((work/"lesion_mapped").rglob("*.png"))) == counts["placed"]
+
 def test_provenance(report):
     out, params = report
     prov = json.loads((out/"provenance.json").read_text())
@@ -48,8 +62,10 @@ def test_provenance(report):
     assert prov["packages"]["torch"] and prov["packages"]["cgddi"] and prov["device"]["kind"] in ("cpu", "cuda")
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
     assert prov["git_commit"] == head.stdout.strip() and re.fullmatch(r"[0-9a-f]{40}", prov["git_commit"])
-    (stage,) = prov["stages"]
-    assert stage["stage"] == "00_data" and stage["status"] == "ok" and stage["seconds"] > 0
+    stages = {s["stage"]: s for s in prov["stages"]}
+    assert list(stages) == list(stage_notebooks(ROOT/"nbs"))  # every stage, in order
+    stage = stages["00_data"]
+    assert all(s["status"] == "ok" and s["seconds"] > 0 for s in stages.values())
     assert stage["parameters"]["work_dir"] == str(params.parent/"work")  # relative to the params file
     assert (params.parent/"work"/"data"/"ddi.csv").exists() and len(list((params.parent/"work"/"splits").glob("*.csv"))) == 4
 

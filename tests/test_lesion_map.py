@@ -1,0 +1,121 @@
+"02_lesion_map: placement properties, determinism, resume after a kill, pruning and bad input."
+import hashlib, os, signal, subprocess, sys, time
+from pathlib import Path
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings, strategies as st
+from cgddi.data import DataError, read_data
+from cgddi.lesion_map import lesion_patch, map_lesions, place_lesion, usable_distance, transform_patch
+from cgddi.manifest import read_manifest, REVIEW_SHEET
+
+def _random_masks(seed, size=64):
+    rng = np.random.default_rng(seed)
+    valid = np.zeros((size, size), np.uint8)
+    for _ in range(rng.integers(1, 4)):
+        c = tuple(int(v) for v in rng.integers(0, size, 2)); ax = tuple(int(v) for v in rng.integers(4, size // 2, 2))
+        cv2.ellipse(valid, c, ax, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    if rng.random() < 0.5: valid[:, rng.integers(size):][:, :rng.integers(1, 8)] = 0  # a ruler strip
+    lesion = np.zeros((size, size), np.uint8)
+    c = tuple(int(v) for v in rng.integers(10, size - 10, 2)); ax = tuple(int(v) for v in rng.integers(1, 12, 2))
+    cv2.ellipse(lesion, c, ax, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    return valid.astype(bool), lesion.astype(bool)
+
+def _fits_somewhere(valid, footprint, padding):
+    "Brute force: every top-left position, tested pixel by pixel."
+    ok = usable_distance(valid) > padding; H, W = valid.shape; h, w = footprint.shape
+    return any(ok[y:y + h, x:x + w][footprint].all() for y in range(H - h + 1) for x in range(W - w + 1))
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 10**6), padding=st.integers(0, 12), scale=st.sampled_from([0.5, 1.0, 1.7]),
+       rotation=st.floats(0, 360))
+def test_placement_stays_inside_the_padded_valid_region(seed, padding, scale, rotation):
+    valid, lesion = _random_masks(seed)
+    placed = place_lesion(valid, lesion, padding, scale, rotation, rng=np.random.default_rng(seed))
+    if placed is not None:
+        assert placed.shape == valid.shape and placed.any()
+        assert valid[placed].all() and usable_distance(valid)[placed].min() > padding
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10**6), padding=st.integers(0, 12))
+def test_no_room_means_no_position_fits(seed, padding):
+    valid, lesion = _random_masks(seed)
+    ys, xs = np.nonzero(lesion)
+    footprint = lesion[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    placed = place_lesion(valid, lesion, padding, rng=np.random.default_rng(seed))
+    assert (placed is not None) == _fits_somewhere(valid, footprint, padding)
+
+def test_skip_when_no_room():
+    valid = np.zeros((64, 64), bool); valid[20:40, :] = True  # a narrow band, like a finger
+    lesion = np.zeros((64, 64), bool); lesion[5:20, 5:20] = True
+    assert place_lesion(valid, lesion, padding=10, rng=np.random.default_rng(0)) is None
+    assert place_lesion(valid, lesion, padding=0, rng=np.random.default_rng(0)) is not None
+
+def test_lesion_patch_bad_input():
+    donor = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(DataError, match="donor 7.*64x64.*mask is 32x32"): lesion_patch(donor, np.ones((32, 32), bool), where="donor 7")
+    with pytest.raises(DataError, match="donor 7.*empty"): lesion_patch(donor, np.zeros((64, 64), bool), where="donor 7")
+    m = np.zeros((64, 64), bool); m[30:34, 30:34] = True
+    patch, alpha = lesion_patch(donor, m, dilate_iterations=2, blur_sigma=0)
+    assert alpha.sum() == 8 * 8 and patch.shape[:2] == alpha.shape  # 4x4 grown by 2 px each side
+    (r,) = transform_patch([alpha], rotation=90); assert r.sum() == pytest.approx(64, abs=1)
+
+def _tree(work):
+    "Relative path -> sha256 of every mapped image, manifest shard and candidate log."
+    out = {}
+    for d in ["lesion_mapped", "manifest/lesion_mapped", "lesion_map"]:
+        for p in sorted((work/d).rglob("*")):
+            if p.is_file(): out[str(p.relative_to(work))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+_RUN = "import sys; from cgddi.lesion_map import map_lesions\nif __name__ == '__main__': map_lesions(sys.argv[1], workers=2)\n"
+
+def test_resume_after_kill_gives_the_same_complete_set(healthy_work, tmp_path):
+    import shutil
+    ref, killed = (shutil.copytree(healthy_work, tmp_path/n) for n in ("ref", "killed"))
+    map_lesions(ref, workers=2)
+    script = tmp_path/"run.py"; script.write_text(_RUN)
+    proc = subprocess.Popen([sys.executable, str(script), str(killed)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    logs = killed/"lesion_map"/"candidates"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (logs.exists() and any(p.suffix == ".csv" and not p.name.startswith(".") for p in logs.iterdir())):
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    n_logs = len(list(logs.glob("[!.]*.csv")))
+    n_ref = len(list((ref/"lesion_map"/"candidates").glob("*.csv")))
+    assert 0 < n_logs < n_ref, "the kill should land mid-run"
+    some = next((killed/"lesion_mapped").rglob("*.png"), None)
+    if some is not None: some.write_bytes(some.read_bytes()[:100])  # a file cut short, as a crash mid-write could leave
+    (killed/"lesion_mapped"/".x.abc.tmp.png").write_bytes(b"half")
+    map_lesions(killed, workers=1)  # resume, one process: same result as two
+    assert _tree(killed) == _tree(ref)
+    rows = read_manifest(killed, "lesion_mapped")
+    assert not rows.image.duplicated().any() and not list(killed.rglob(".*.tmp*"))
+
+def test_discarded_healthy_images_are_pruned(work_copy):
+    map_lesions(work_copy, workers=1)
+    sheet = pd.read_csv(work_copy/REVIEW_SHEET, dtype={"reasons": str, "note": str})
+    gone = sheet[sheet.keep].image.iloc[0]; stem = Path(gone).stem
+    sheet.loc[sheet.image == gone, "keep"] = False; sheet.to_csv(work_copy/REVIEW_SHEET, index=False)
+    log = map_lesions(work_copy, workers=1)
+    assert stem not in {Path(p).stem for p in (work_copy/"lesion_map"/"candidates").iterdir()}
+    assert not (work_copy/"lesion_mapped"/stem).exists()
+    base = int(sheet.loc[sheet.image == gone, "ddi_id"].iloc[0])
+    assert base not in set(log.base_id) and base not in set(read_manifest(work_copy, "lesion_mapped").base_id)
+
+def _donor(work):
+    ddi = read_data(work); return ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id").iloc[-1]
+
+def test_empty_donor_lesion_is_a_clear_error(work_copy):
+    d = _donor(work_copy); m = np.load(work_copy/d.frame_mask_path); m[m == 1] = 4; np.save(work_copy/d.frame_mask_path, m)
+    with pytest.raises(DataError, match=f"donor {d.ddi_id}.*{d.frame_mask_path}.*empty"): map_lesions(work_copy, workers=1)
+
+def test_corrupt_donor_is_a_clear_error(work_copy):
+    d = _donor(work_copy); (work_copy/d.frame_path).write_bytes(b"not a png")
+    with pytest.raises(DataError, match=f"{d.frame_path}.*corrupt"): map_lesions(work_copy, workers=1)
+
+def test_donor_mask_size_mismatch(work_copy):
+    d = _donor(work_copy); np.save(work_copy/d.frame_mask_path, np.full((128, 128), 1, np.int32))
+    with pytest.raises(DataError, match=f"donor {d.ddi_id}.*256x256.*128x128"): map_lesions(work_copy, workers=1)
