@@ -1,5 +1,4 @@
 "01_healthy: the diffusion backends on tiny models, the review sheet, resume and bad input."
-from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest

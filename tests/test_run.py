@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from cgddi.report import BENCHMARK_NOTICE
-from cgddi.run import ParamsError, check_params, load_params, project_root, stage_notebooks
+from cgddi.run import check_params, load_params, project_root, stage_notebooks
 
 ROOT = project_root()
 
