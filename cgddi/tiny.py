@@ -16,7 +16,7 @@ from diffusers import (PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, 
                        StableDiffusionPipeline)
 
 # %% auto #0
-__all__ = ['TINY_MARKER', 'TINY_LABEL', 'is_tiny', 'clip_tokenizer', 'tiny_kandinsky', 'tiny_sd']
+__all__ = ['TINY_MARKER', 'TINY_LABEL', 'is_tiny', 'clip_tokenizer', 'tiny_kandinsky', 'tiny_sd', 'tiny_clip_text']
 
 # %% ../nbs/00d_tiny.ipynb #19ee440b
 TINY_MARKER = "cgddi_tiny.json"
@@ -77,7 +77,7 @@ def tiny_kandinsky(out_dir, # folder to write `prior/` and `decoder-inpaint/` in
     prior.save_pretrained(paths[0], safe_serialization=True); decoder.save_pretrained(paths[1], safe_serialization=True)
     return _mark(paths[0], "kandinsky-2-2-prior", seed), _mark(paths[1], "kandinsky-2-2-decoder-inpaint", seed)
 
-# %% ../nbs/00d_tiny.ipynb #86fb4375
+# %% ../nbs/00d_tiny.ipynb #3a27de73
 def tiny_sd(out_dir, # folder to write the pipeline into
             inpaint:bool=False, # 9-channel inpainting UNet instead of the 4-channel text-to-image one
             seed:int=0, # weight initialisation seed
@@ -98,3 +98,13 @@ def tiny_sd(out_dir, # folder to write the pipeline into
     pipe = (StableDiffusionInpaintPipeline if inpaint else StableDiffusionPipeline)(**comps, requires_safety_checker=False)
     pipe.save_pretrained(out, safe_serialization=True)
     return _mark(out, "stable-diffusion-inpainting" if inpaint else "stable-diffusion", seed)
+
+def tiny_clip_text(out_dir, # folder to write `text_encoder/` and `tokenizer/` into
+                   seed:int=0, # weight initialisation seed
+                  )->Path:
+    "Write a tiny random CLIP text encoder (with projection) and the local tokenizer; returns the folder."
+    out = Path(out_dir); torch.manual_seed(seed)
+    tok = clip_tokenizer()
+    _clip_text(tok).save_pretrained(out/"text_encoder", safe_serialization=True)
+    tok.save_pretrained(out/"tokenizer")
+    return _mark(out, "clip-text", seed)
