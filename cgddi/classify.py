@@ -337,7 +337,7 @@ def fit(model:nn.Module, # from `make_model`
     model.load_state_dict(best_state)
     return {"selected_epoch": best_epoch, "select_accuracy": best, "epochs_run": len(history), "history": history}
 
-# %% ../nbs/06_classify.ipynb #ccd05cd6
+# %% ../nbs/06_classify.ipynb #579424b6
 PREDICTION_COLUMNS = ["ddi_id", "y_true", "y_prob", "y_pred", "tone", "rarity"]
 
 def prediction_path(work_dir, protocol:str, experiment:str, method:str, seed:int)->Path:
@@ -412,9 +412,9 @@ def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, cfg:Tr
 
 def planned_runs(protocols, seeds, experiments, real_methods, synthetic_method)->list[tuple]:
     "(protocol, seed, experiment, method) of every run, Exp. 1 before Exp. 2."
-    order = sorted(experiments, key=list(EXPERIMENTS).index)
     bad = sorted(set(experiments) - set(EXPERIMENTS))
     if bad: raise ValueError(f"experiment(s) {bad} unknown; use {list(EXPERIMENTS)}.")
+    order = sorted(experiments, key=list(EXPERIMENTS).index)
     for m in [*real_methods, synthetic_method]:
         if m not in METHODS: raise ValueError(f"method {m!r} unknown; use one of {METHODS}.")
     return [(p, s, e, m) for p in protocols for s in seeds for e in order for m in (real_methods if e == "real" else [synthetic_method])]

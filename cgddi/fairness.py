@@ -180,7 +180,7 @@ def pm(mean:float, std:float, digits:int=1)->str:
     "`mean ± std` as percentages, for tables; `n/a` for NaN."
     return "n/a" if pd.isna(mean) else f"{100 * mean:.{digits}f} ± {100 * std:.{digits}f}"
 
-# %% ../nbs/07_fairness.ipynb #cb2ba3bf
+# %% ../nbs/07_fairness.ipynb #83c90712
 class SmallFeatures(nn.Module):
     "A small random CNN from uint8 images (0-255) to 16 features, for FID/KID pipeline checks (not comparable with Inception)."
     num_features = 16
@@ -190,9 +190,11 @@ class SmallFeatures(nn.Module):
             torch.manual_seed(seed)
             self.net = nn.Sequential(nn.Conv2d(3, 8, 5, stride=4), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
                                      nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            for m in self.net:  # variance-preserving init: features of order 1, like Inception's, so KID's kernel is sane
+                if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, nonlinearity="relu"); nn.init.zeros_(m.bias)
         self.requires_grad_(False).eval()
     def forward(self, x:torch.Tensor)->torch.Tensor:
-        return self.net(x.float())
+        return self.net(x.float() / 127.5 - 1)
 
 QUALITY_FEATURES = ("inception", "small")
 SMALL_LABEL = "small random feature extractor and LPIPS trunk (pipeline check, not comparable with published FID/KID/LPIPS)"

@@ -54,6 +54,24 @@ def test_report_shows_healthy_and_lesion_map(report):
     assert counts["placed"] + counts["skipped (no room)"] == counts["candidates"]
     assert len(list((work/"lesion_mapped").rglob("*.png"))) == counts["placed"]
 
+def test_report_shows_classification_and_fairness_tables(report):
+    out, params = report
+    page = (out/"index.html").read_text()
+    assert "figures/fig_07_accuracy_by_tone.png" in page
+    work = params.parent/"work"
+    for protocol in ["faithful", "clean"]:
+        t2 = pd.read_csv(out/"tables"/f"tab_07_table2_{protocol}.csv", index_col=0)
+        assert list(t2.columns) == ["Mean", "Light", "Medium", "Dark", "PQD", "DPM", "EOM"]
+        assert {"Baseline (R.)", "FairDisCo (R.)", "PatchAlign (R.)", "Exp. 1 (S. only)", "Exp. 2 (R. + S.)"} <= set(t2.index)
+        caption = (out/"tables"/f"tab_07_table2_{protocol}.md").read_text().split("\n", 1)[0]
+        assert caption.startswith("Embedded benchmark") and protocol in caption and "2 split seed" in caption
+    per_seed = pd.read_csv(out/"tables"/"tab_07_metrics_per_seed.csv")
+    assert len(per_seed) == len(list((work/"classify"/"predictions").rglob("S*.csv")))  # one row per saved run
+    t7 = pd.read_csv(out/"tables"/"tab_07_table7.csv", index_col=0)
+    assert t7.loc[["light", "medium", "dark"], "DDI"].astype(int).sum() == 30
+    for name in ["tab_06_runs", "tab_07_table3_quality", "tab_07_table5_faithful", "tab_07_table6"]:
+        assert (out/"tables"/f"{name}.md").exists(), name
+
 def test_provenance(report):
     out, params = report
     prov = json.loads((out/"provenance.json").read_text())

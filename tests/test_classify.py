@@ -1,0 +1,81 @@
+"06_classify and 07_fairness on a small work_dir: predictions on disk, resume, bad input."
+import json, os
+import pandas as pd
+import pytest
+from cgddi.classify import (TrainConfig, run_experiments, run_one, prediction_path, model_path, read_predictions, read_runs,
+                            PREDICTION_COLUMNS)
+from cgddi.data import DataError, read_data, read_split, split_path, write_splits
+from cgddi.fairness import per_seed_metrics, classification_metrics
+
+CFG = TrainConfig(resize=40, crop=32, epochs=1, finetune_epochs=1, batch_size=16)
+
+@pytest.fixture
+def split_work(work_copy):
+    "A work_dir with data, splits (seed 36) and a healthy set."
+    write_splits(read_data(work_copy), work_copy, seeds=[36])
+    return work_copy
+
+def test_one_epoch_run_writes_predictions_and_resumes(split_work):
+    runs = run_experiments(split_work, protocols=["faithful"], seeds=[36], experiments=["real", "exp1"],
+                           real_methods=["baseline", "fairdisco"], synthetic_method="baseline", cfg=CFG)
+    assert set(runs.status) == {"done"} and len(runs) == 3
+    test_ids = read_split(split_work, "faithful", 36).query("split == 'test'").ddi_id
+    for m in ["baseline", "fairdisco"]:
+        pred = pd.read_csv(prediction_path(split_work, "faithful", "real", m, 36))
+        assert list(pred.columns) == PREDICTION_COLUMNS and sorted(pred.ddi_id) == sorted(test_ids)
+        assert pred.y_prob.between(0, 1).all() and ((pred.y_prob >= 0.5).astype(int) == pred.y_pred).all()
+    exp1 = runs.set_index("experiment").loc["exp1"]
+    # healthy canvases of test images are left out: one per test image that has a healthy version
+    healthy = pd.read_csv(split_work/"manifest"/"healthy"/"all.csv")
+    kept = pd.read_csv(split_work/"healthy"/"review.csv").query("keep == True").image
+    expected_drop = healthy[healthy.image.isin(kept) & healthy.base_id.isin(test_ids)].shape[0]
+    assert exp1.n_dropped_leakage == expected_drop > 0
+    assert exp1.n_train_synthetic == len(kept) - expected_drop
+    # resume: delete one run; only that one is trained again
+    gone = prediction_path(split_work, "faithful", "real", "fairdisco", 36)
+    kept_file = prediction_path(split_work, "faithful", "real", "baseline", 36)
+    before = os.stat(kept_file).st_mtime_ns
+    gone.unlink(); gone.with_suffix(".json").unlink()
+    run_experiments(split_work, protocols=["faithful"], seeds=[36], experiments=["real", "exp1"],
+                    real_methods=["baseline", "fairdisco"], synthetic_method="baseline", cfg=CFG)
+    assert gone.exists() and os.stat(kept_file).st_mtime_ns == before
+    assert len(per_seed_metrics(read_predictions(split_work))) == 3
+
+def test_missing_synthetic_type_is_skipped_with_reason(split_work):
+    f = run_one(split_work, "faithful", 36, "semantic", "baseline", CFG)
+    assert f["status"] == "skipped" and "semantic" in f["reason"]
+    assert not prediction_path(split_work, "faithful", "semantic", "baseline", 36).exists()
+    assert json.loads(prediction_path(split_work, "faithful", "semantic", "baseline", 36).with_suffix(".json").read_text())["status"] == "skipped"
+
+def test_exp2_needs_exp1(split_work):
+    with pytest.raises(FileNotFoundError, match="run exp1 first"):
+        run_one(split_work, "faithful", 36, "exp2", "baseline", CFG)
+
+def test_empty_test_set_is_an_error(split_work):
+    p = split_path(split_work, "faithful", 36)
+    s = pd.read_csv(p); s["split"] = "train"; s.to_csv(p, index=False)
+    with pytest.raises(DataError, match="empty test set"):
+        run_one(split_work, "faithful", 36, "real", "baseline", CFG)
+
+def test_bad_predictions_name_the_file(tmp_path):
+    p = prediction_path(tmp_path, "faithful", "real", "baseline", 36)
+    p.parent.mkdir(parents=True)
+    pd.DataFrame({"ddi_id": [1, 2], "y_true": [1, 0], "y_prob": [0.9, 0.2], "y_pred": [1, 0], "tone": ["light", "olive"],
+                  "rarity": ["common", "rare"]}).to_csv(p, index=False)
+    p.with_suffix(".json").write_text(json.dumps({"protocol": "faithful", "experiment": "real", "method": "baseline", "seed": 36,
+                                                  "status": "done", "pretrained": False}))
+    with pytest.raises(ValueError, match="faithful/real/baseline/S36: unknown skin tone"):
+        per_seed_metrics(read_predictions(tmp_path))
+    pd.DataFrame({"ddi_id": [1], "y_true": [1]}).to_csv(p, index=False)
+    with pytest.raises(DataError, match="S36.csv: missing column"):
+        read_predictions(tmp_path)
+    with pytest.raises(DataError, match="run 06_classify first"):
+        read_runs(tmp_path/"nowhere")
+    with pytest.raises(ValueError, match="empty test set"):
+        classification_metrics(pd.DataFrame(columns=["y_true", "y_pred", "y_prob", "tone"]))
+
+def test_unknown_experiment_or_method(split_work):
+    with pytest.raises(ValueError, match="unknown"):
+        run_experiments(split_work, seeds=[36], experiments=["exp3"], cfg=CFG)
+    with pytest.raises(ValueError, match="unknown"):
+        run_experiments(split_work, seeds=[36], experiments=["real"], real_methods=["svm"], cfg=CFG)
