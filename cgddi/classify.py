@@ -252,7 +252,7 @@ def leakage_filter(rows:pd.DataFrame, # synthetic manifest rows (type, base_id, 
     drop = (~semantic & (base_in | donor_in)) | (semantic & base_in & same_disease)
     return rows[~drop].reset_index(drop=True), int(drop.sum())
 
-# %% ../nbs/06_classify.ipynb #4fd249fc
+# %% ../nbs/06_classify.ipynb #b020937e
 METHODS = ("baseline", "fairdisco", "patchalign")
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
     "real": ((), True, None),
@@ -294,7 +294,7 @@ def make_model(method:str, # baseline / fairdisco / patchalign
 @torch.no_grad()
 def predict(model:nn.Module, table:pd.DataFrame, cfg:TrainConfig)->np.ndarray:
     "p(malignant) for every row of `table` (path, malignant, tone)."
-    acc = accelerator(cfg.device); model.eval()
+    acc = accelerator(cfg.device); model.to(acc.device).eval()
     loader = DataLoader(ImageTable(table, transforms(False, cfg.resize, cfg.crop)), batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     probs = []
     for x, _, _ in loader:
@@ -317,7 +317,7 @@ def fit(model:nn.Module, # from `make_model`
                         sampler=balanced_sampler(train.malignant.astype(int), cfg.seed), num_workers=cfg.num_workers)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
-    model, opt = acc.prepare(model, opt)
+    model.to(acc.device)  # not `acc.prepare`: the accelerator would keep a reference to every model of a long batch
     y_select = select.malignant.astype(int).to_numpy()
     best, best_state, best_epoch, history, since = -1.0, None, None, [], 0
     for epoch in tqdm(range(epochs), desc=desc, leave=False):
