@@ -16,7 +16,7 @@ from .data import TONE_ORDER
 # %% auto #0
 __all__ = ['MANIFEST_COLUMNS', 'SYNTHETIC_TYPES', 'REVIEW_SHEET', 'SYNTHETIC_NOTICE', 'ManifestError', 'params_hash',
            'save_synthetic', 'read_synthetic_meta', 'png_complete', 'synthetic_done', 'manifest_dir', 'check_rows',
-           'write_shard', 'read_manifest', 'remove_stale_temps']
+           'write_shard', 'read_manifest', 'read_manifests', 'remove_stale_temps']
 
 # %% ../nbs/00c_manifest.ipynb #c060f280
 MANIFEST_COLUMNS = ["image", "synthetic", "type", "base_id", "donor_id", "disease", "disease_joined", "malignant",
@@ -81,7 +81,7 @@ def synthetic_done(path, # expected output
     meta = read_synthetic_meta(path)
     return meta is not None and meta.get("params_hash") == expected_hash
 
-# %% ../nbs/00c_manifest.ipynb #5d344fe7
+# %% ../nbs/00c_manifest.ipynb #155bbce6
 def manifest_dir(work_dir, type:str)->Path:
     "Folder of the manifest shards of one synthetic type."
     if type not in SYNTHETIC_TYPES: raise ManifestError(f"synthetic type {type!r} unknown; use one of {SYNTHETIC_TYPES}.")
@@ -133,6 +133,13 @@ def read_manifest(work_dir, # run root
             raise ManifestError(f"{sheet}: keep must be true or false; row(s) {list(review.image[keep.isna()])} are not.")
         df = df[df.image.isin(review.image[keep.astype(bool)])].reset_index(drop=True)
     return df
+
+def read_manifests(work_dir, # run root
+                   types=SYNTHETIC_TYPES, # the types wanted
+                  )->dict[str, pd.DataFrame]:
+    "`read_manifest` of each of `types` that has shards; types no stage has made yet are left out."
+    return {t: read_manifest(work_dir, t) for t in types
+            if any(not p.name.startswith(".") for p in manifest_dir(work_dir, t).glob("*.csv"))}
 
 def remove_stale_temps(folder, # a folder a killed run may have written to
                       )->int:
