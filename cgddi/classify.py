@@ -336,7 +336,7 @@ def fit(model:nn.Module, # from `make_model`
     model.load_state_dict(best_state)
     return {"selected_epoch": best_epoch, "select_accuracy": best, "epochs_run": len(history), "history": history}
 
-# %% ../nbs/06_classify.ipynb #89c5c6c0
+# %% ../nbs/06_classify.ipynb #4a7ebb4a
 PREDICTION_COLUMNS = ["ddi_id", "y_true", "y_prob", "y_pred", "tone", "rarity"]
 
 def prediction_path(work_dir, protocol:str, experiment:str, method:str, seed:int)->Path:
@@ -441,7 +441,8 @@ def read_runs(work_dir)->pd.DataFrame:
     files = sorted((Path(work_dir)/"classify"/"predictions").rglob("S*.json"))
     if not files: raise DataError(f"{Path(work_dir)/'classify'}: no classification runs; run 06_classify first.")
     rows = [json.loads(f.read_text()) for f in files]
-    return pd.DataFrame([{k: v for k, v in r.items() if k != "history"} for r in rows])
+    out = pd.DataFrame([{k: v for k, v in r.items() if k != "history"} for r in rows])
+    return out if "reason" in out.columns else out.assign(reason=None)  # `reason` only exists once a run is skipped
 
 def read_predictions(work_dir)->pd.DataFrame:
     "Every run's predictions, with protocol, experiment, method and seed columns."
