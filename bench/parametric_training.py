@@ -60,7 +60,7 @@ def main():
     sd.tokenizer, sd.text_encoder = copy.deepcopy(tok0), copy.deepcopy(te0)
     add_token(sd.tokenizer, sd.text_encoder, "<bench>")
     inst = images(a.instance_images, a.resolution, 0)
-    tones = ["light", "medium", "dark"] * a.instance_images
+    tones = ["light", "medium", "dark"] * max(a.instance_images, a.class_images)
     if a.device == "cuda": torch.cuda.reset_peak_memory_stats()
     per, setup = measure(lambda n: train_token(sd, "<bench>", inst, tones[:len(inst)], steps=n, batch_size=4, progress=False),
                          a.steps, a.warmup, a.device)

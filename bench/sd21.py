@@ -1,7 +1,6 @@
 """Stable Diffusion 2.1-base built from its published architecture with random weights (speed and memory do not
 depend on the weights), plus a random rank-8 adapter and token, in the layout the cgddi stages read.
 Shared by bench/semantic.py and bench/parametric_training.py; `--tiny` swaps in cgddi's tiny model for a CPU check."""
-import json
 from pathlib import Path
 import pandas as pd
 import torch

@@ -13,7 +13,7 @@ It prints images/s, peak GPU memory, the share of the UNet's compute (119 TFLOP 
 naive loop's for the same seeds.
 
     python bench/semantic.py                                     # GPU, full size
-    python bench/semantic.py --tiny --device cpu --steps 4 --images 4 --batches 1 2 --no-compile   # CPU check of the script
+    python bench/semantic.py --tiny --device cpu --resolution 64 --steps 4 --images 4 --batches 1 2 --no-compile   # CPU check of the script
 """
 import argparse, tempfile, time
 from pathlib import Path
@@ -82,34 +82,36 @@ def main():
     ref, t = timed(lambda: [naive(i) for i in range(n_naive)], a.device)
     rows.append(("naive (1/call, fp16, unfused)", 1, n_naive / t, peak(a.device)))
     ref = [r.resize((256, 256), Image.Resampling.BICUBIC) for r in ref]
-    del pipe; torch.cuda.empty_cache() if a.device == "cuda" else None
+    pipe.to("cpu")  # free the GPU for the next configurations
+    if a.device == "cuda": torch.cuda.empty_cache()
 
     def run(sampler, bs, label):
         sampler(slug, imgs[:bs], prompts[:bs], seeds[:bs])  # warm-up (and compilation)
         if a.device == "cuda": torch.cuda.reset_peak_memory_stats()
         n = max(bs, a.images // bs * bs)
-        out, t = timed(lambda: [im for i in range(0, n, bs) for im in sampler(slug, imgs[i:i + bs], prompts[i:i + bs], seeds[i:i + bs])],
+        _, t = timed(lambda: [im for i in range(0, n, bs) for im in sampler(slug, imgs[i:i + bs], prompts[i:i + bs], seeds[i:i + bs])],
                        a.device)
         rows.append((label, bs, n / t, peak(a.device)))
-        return out
 
     fast_dtype = "bfloat16" if a.device == "cuda" else "float32"
     sampler = SemanticSampler(work, model, concepts, a.strength, a.guidance, a.steps, a.resolution, 256, device=a.device, dtype=fast_dtype)
     first = None
     for bs in a.batches:
-        out = run(sampler, bs, f"cgddi ({fast_dtype}, fused, SDPA)")
+        run(sampler, bs, f"cgddi ({fast_dtype}, fused, SDPA)")
         if first is None: first = sampler(slug, imgs[:n_naive], prompts[:n_naive], seeds[:n_naive])
     if not a.no_compile:
-        del sampler; torch.cuda.empty_cache() if a.device == "cuda" else None
+        sampler = None
+        if a.device == "cuda": torch.cuda.empty_cache()
         sampler = SemanticSampler(work, model, concepts, a.strength, a.guidance, a.steps, a.resolution, 256, device=a.device,
                                   dtype=fast_dtype, compile_unet=True)
         sampler(slug, imgs[:max(a.batches)], prompts[:max(a.batches)], seeds[:max(a.batches)])  # extra compile warm-up
-        run(sampler, max(a.batches), f"cgddi + torch.compile")
+        run(sampler, max(a.batches), "cgddi + torch.compile")
 
     base = rows[0][2]
-    print(f"\n| configuration | batch | images/s | x naive | UNet TFLOP/s (119/img) | peak GPU memory |\n|---|---|---|---|---|---|")
+    print("\n| configuration | batch | images/s | x naive | UNet TFLOP/s (119/img) | peak GPU memory |\n|---|---|---|---|---|---|")
     for label, bs, ips, mem in rows:
-        print(f"| {label} | {bs} | {ips:.3f} | {ips / base:.1f} | {ips * TFLOP_PER_IMAGE:.0f} | {mem} |")
+        tf = "n/a" if a.tiny or a.resolution != 512 else f"{ips * TFLOP_PER_IMAGE:.0f}"
+        print(f"| {label} | {bs} | {ips:.3f} | {ips / base:.1f} | {tf} | {mem} |")
     diff = [np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)) for x, y in zip(ref, first)]
     print(f"\nsame seeds, naive vs cgddi (first {len(diff)} images, 0-255 scale): mean |diff| "
           f"{np.mean([d.mean() for d in diff]):.2f}, max {max(d.max() for d in diff):.0f}")

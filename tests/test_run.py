@@ -54,6 +54,25 @@ def test_report_shows_healthy_and_lesion_map(report):
     assert counts["placed"] + counts["skipped (no room)"] == counts["candidates"]
     assert len(list((work/"lesion_mapped").rglob("*.png"))) == counts["placed"]
 
+def test_report_shows_parametric_stages(report):
+    out, params = report
+    page = (out/"index.html").read_text()
+    for name in ["fig_03_ti_loss", "fig_04_lora_loss", "fig_05_semantic_plan", "fig_05_semantic_examples", "fig_05_by_training_size"]:
+        assert f"figures/{name}.png" in page and (out/"figures"/f"{name}.png").exists(), name
+    work = params.parent/"work"
+    tokens = pd.read_csv(out/"tables"/"tab_03_tokens.csv", index_col=0)
+    adapters = pd.read_csv(out/"tables"/"tab_04_adapters.csv", index_col=0)
+    assert len(tokens) > 0 and list(adapters.index) == list(tokens.index)
+    assert (adapters.n_train == tokens.n_train).all()                       # LoRA learnt from the tokens' images
+    plan = pd.read_csv(out/"tables"/"tab_05_semantic_plan.csv", index_col=0)
+    canvases = pd.read_csv(work/"healthy"/"review.csv").keep.sum()
+    sampled = plan[[c for c in plan.columns if c.startswith("sampled_")]]
+    assert (sampled == canvases).all().all() and len(plan) == len(adapters)  # full plan, R = 1: every canvas per disease x tone
+    semantic = pd.concat([pd.read_csv(f) for f in (work/"manifest"/"semantic").glob("*.csv")])
+    assert len(semantic) == sampled.to_numpy().sum() and semantic.generator.str.contains("tiny random model").all()
+    caption = (out/"tables"/"tab_05_semantic_plan.md").read_text().split("\n", 1)[0]
+    assert caption.startswith("Embedded benchmark") and "pipeline check" in caption
+
 def test_report_shows_classification_and_fairness_tables(report):
     out, params = report
     page = (out/"index.html").read_text()
