@@ -72,7 +72,7 @@ def tone_weights(tones, # each image's tone
     "Draw weights that give every tone present the same total weight."
     s = pd.Series(list(tones)); return torch.tensor((1 / s.map(s.value_counts())).to_numpy(), dtype=torch.float64)
 
-# %% ../nbs/04_lora.ipynb #95e85d04
+# %% ../nbs/04_lora.ipynb #3a1857b7
 def lora_config(rank:int=8, # adapter rank (reference: 8)
                )->LoraConfig:
     "The adapter: rank-`rank` LoRA on the UNet's attention projections."
@@ -91,7 +91,7 @@ def train_lora(sd, # `load_sd` parts
                instance:list, # PIL instance images at the training resolution
                instance_embeds:torch.Tensor, # their prompt embeddings (`prompt_embeds`)
                instance_tones:list, # their tones (for tone-balanced draws)
-               classes:list|None=None, # PIL class images; None: no prior preservation
+               classes=None, # PIL class images, or their `latent_cache` (computed once for all diseases); None: no prior preservation
                class_embeds:torch.Tensor|None=None, # their prompt embeddings
                class_tones:list|None=None, # their tones
                rank:int=8, # LoRA rank
@@ -120,7 +120,7 @@ def train_lora(sd, # `load_sd` parts
     if gradient_checkpointing: unet.enable_gradient_checkpointing()
     params = [p for p in unet.parameters() if p.requires_grad]
     inst_cache, inst_w = latent_cache(vae, instance), tone_weights(instance_tones)
-    if prior: cls_cache, cls_w = latent_cache(vae, classes), tone_weights(class_tones)
+    if prior: cls_cache, cls_w = (classes if torch.is_tensor(classes) else latent_cache(vae, classes)), tone_weights(class_tones)
     opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=1e-2)
     sched = get_scheduler("constant", optimizer=opt)
     unet, opt, sched = acc.prepare(unet, opt, sched)
@@ -159,7 +159,7 @@ def save_lora(folder, # output folder
         os.replace(Path(t)/LORA_WEIGHTS, folder/LORA_WEIGHTS)
     return folder/LORA_WEIGHTS
 
-# %% ../nbs/04_lora.ipynb #8776c14a
+# %% ../nbs/04_lora.ipynb #0ba9e6c1
 def _select(concepts:pd.DataFrame, diseases:list|None, where:Path)->pd.DataFrame:
     if diseases is None: return concepts
     known = set(concepts.disease_joined) | set(concepts.disease_slug)
@@ -203,8 +203,10 @@ def train_loras(work_dir, # run root
         if facts.get("params_hash") != phash or not (folder/LORA_WEIGHTS).exists():
             if sd is None:
                 sd = load_sd(model); pristine = (sd.tokenizer, sd.text_encoder)
-                if classes is not None: cls_imgs = [Image.open(work/p).convert("RGB").resize((resolution,) * 2, Image.Resampling.BICUBIC)
-                                                    for p in classes.image]
+                if classes is not None:  # the class images' latents are the same for every disease: encoded once
+                    sd.vae.to("cuda" if torch.cuda.is_available() else "cpu")
+                    cls_imgs = latent_cache(sd.vae, [Image.open(work/p).convert("RGB").resize((resolution,) * 2, Image.Resampling.BICUBIC)
+                                                     for p in classes.image])
             sd.tokenizer, sd.text_encoder = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
             pipe = StableDiffusionPipeline(**vars(sd), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
             pipe.text_encoder.to("cuda" if torch.cuda.is_available() else "cpu")
