@@ -252,7 +252,7 @@ def sample_semantic(work_dir, # run root
     state.wait_for_everyone()
     return counts
 
-# %% ../nbs/05_semantic.ipynb #6cb43304
+# %% ../nbs/05_semantic.ipynb #f0fc12b2
 def cli(argv=None)->int:
     "`python -m cgddi.semantic`: sample this process's share of the plan (run under `accelerate launch`)."
     ap = argparse.ArgumentParser(prog="cgddi.semantic", description="Sample semantic synthetics (one process's chunks).")
@@ -261,7 +261,7 @@ def cli(argv=None)->int:
     args = ap.parse_args(argv)
     cfg = json.loads(Path(args.config).read_text())
     counts = sample_semantic(args.work_dir, progress=False, **cfg)
-    print(json.dumps(dict(process=PartialState().process_index, **counts)), flush=True)
+    sys.stdout.write(json.dumps(dict(process=PartialState().process_index, **counts)) + "\n"); sys.stdout.flush()  # one write: processes share stdout
     return 0
 
 def launch(work_dir, # run root

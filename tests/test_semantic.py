@@ -1,5 +1,5 @@
 "Textual inversion, LoRA and semantic sampling on tiny models: sharding over processes, resume after a kill, bad input."
-import json, os, shutil, signal, subprocess, sys, time
+import json, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -36,7 +36,7 @@ def test_two_processes_cover_the_plan_exactly_once(lora_work, tmp_path):
     work = _copy(lora_work, tmp_path/"two")
     config = dict(model=resolve_model("tiny", work), **SAMPLER)
     out = launch(work, config, num_processes=2, timeout=600)
-    reports = [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
+    reports = [json.loads(m) for m in re.findall(r"\{[^{}]*\}", out.stdout)]  # one JSON line per process
     assert sorted(r["process"] for r in reports) == [0, 1]
     plan = _plan(work)
     assert sum(r["mine"] for r in reports) == len(plan) and all(r["mine"] > 0 for r in reports)
