@@ -54,7 +54,7 @@ def class_prompt(tone:str, # light / medium / dark
     "The prior-preservation prompt of a healthy image."
     return CLASS_PROMPT.format(tone=_tone(tone)) + (RULER_SUFFIX if ruler else "")
 
-# %% ../nbs/00e_diffusion.ipynb #0c4e8628
+# %% ../nbs/00e_diffusion.ipynb #ebd8f56f
 def resolve_model(model:str, # hub id, local folder, or "tiny"
                   work_dir, # run root (tiny models are written under models/)
                   seed:int=0, # tiny model's weight seed
@@ -73,9 +73,9 @@ def model_label(model:str, # hub id or folder
 def torch_setup(device:str="auto", # auto / cuda / cpu
                 dtype:str="auto", # auto (float16 on GPU, float32 on CPU) / float16 / bfloat16 / float32
                )->tuple[str, torch.dtype]:
-    "The device and weight dtype a stage runs with."
+    "The device (e.g. cuda, cuda:1, cpu) and weight dtype a stage runs with."
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    dt = {"auto": torch.float16 if dev == "cuda" else torch.float32, "float16": torch.float16,
+    dt = {"auto": torch.float16 if dev.startswith("cuda") else torch.float32, "float16": torch.float16,
           "bfloat16": torch.bfloat16, "float32": torch.float32}.get(dtype)
     if dt is None: raise ValueError(f"dtype {dtype!r} unknown; use auto, float16, bfloat16 or float32.")
     return dev, dt

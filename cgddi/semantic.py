@@ -149,7 +149,7 @@ class SemanticSampler:
                         generator=[torch.Generator("cpu").manual_seed(int(s)) for s in seeds]).images
         return [o.resize((self.out_size, self.out_size), Image.Resampling.BICUBIC) for o in out]
 
-# %% ../nbs/05_semantic.ipynb #2f21c2bf
+# %% ../nbs/05_semantic.ipynb #38e82bdd
 def _file_hash(path:Path)->str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -238,7 +238,7 @@ def sample_semantic(work_dir, # run root
             else: pending.append(row)
         if sampler is None:
             sampler = SemanticSampler(work, model, concepts, strength, guidance, steps, resolution, out_size, negative_prompt,
-                                      device, dtype, compile_unet)
+                                      str(state.device) if device == "auto" else device, dtype, compile_unet)  # this process's GPU
         gen = f"{sampler.generator} + TI/LoRA {slug}"
         for row in manifest: row["generator"] = gen
         for i in range(0, len(pending), batch_size):
