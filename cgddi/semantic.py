@@ -149,7 +149,7 @@ class SemanticSampler:
                         generator=[torch.Generator("cpu").manual_seed(int(s)) for s in seeds]).images
         return [o.resize((self.out_size, self.out_size), Image.Resampling.BICUBIC) for o in out]
 
-# %% ../nbs/05_semantic.ipynb #38e82bdd
+# %% ../nbs/05_semantic.ipynb #a8009f5c
 def _file_hash(path:Path)->str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -168,6 +168,8 @@ def semantic_inputs(work_dir, # run root
         if unknown: raise DataError(f"{work/'lora/concepts.csv'}: no adapter for disease(s) {unknown}; train them in 03 and 04 first.")
         concepts = concepts[concepts.disease_joined.isin(diseases) | concepts.disease_slug.isin(diseases)]
     concepts = concepts[concepts.n_train >= min_train_samples]
+    if concepts.empty: raise DataError(f"{work/'lora/concepts.csv'}: no adapter to sample from (min_train_samples={min_train_samples}, "
+                                       f"diseases={diseases}); train adapters in 04_lora or lower min_train_samples.")
     canvases = canvases.assign(ruler=canvases.ruler.astype(str).str.lower().eq("true"))
     return canvases, concepts.reset_index(drop=True)
 

@@ -79,6 +79,7 @@ def test_bad_input(lora_work, tmp_path):
     model = resolve_model("tiny", work)
     with pytest.raises(DataError, match="tone"): sample_semantic(work, model, tones=["olive"], **SAMPLER)
     with pytest.raises(DataError, match="no adapter for disease"): sample_semantic(work, model, diseases=["not-a-disease"], **SAMPLER)
+    with pytest.raises(DataError, match="no adapter to sample"): sample_semantic(work, model, min_train_samples=10**6, **SAMPLER)
     ddi = read_data(work); counts = ddi.disease_joined.value_counts()
     with pytest.raises(DataError, match="too few images"): ti_training_set(ddi, [], diseases=[counts.index[-1]], min_images=counts.iloc[-1] + 1)
     shutil.rmtree(manifest_dir(work, "healthy"))
