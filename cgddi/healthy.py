@@ -51,16 +51,8 @@ def blend(original:np.ndarray, # HxWx3 uint8, the original frame
     a = soft[..., None]
     return np.clip(np.rint(repainted * a + original * (1 - a)), 0, 255).astype(np.uint8)
 
-# %% ../nbs/01_healthy.ipynb #de288e1c
+# %% ../nbs/01_healthy.ipynb #c3153fa9
 BACKENDS = ("kandinsky", "sd_inpaint", "opencv")
-
-def _torch_setup(device:str, dtype:str):
-    import torch
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    dt = {"auto": torch.float16 if dev == "cuda" else torch.float32, "float16": torch.float16,
-          "bfloat16": torch.bfloat16, "float32": torch.float32}.get(dtype)
-    if dt is None: raise ValueError(f"dtype {dtype!r} unknown; use auto, float16, bfloat16 or float32.")
-    return torch, dev, dt
 
 def _seed_of(seed:int, ddi_id:int)->int:
     return int(np.random.SeedSequence([seed, int(ddi_id)]).generate_state(1)[0])
@@ -90,7 +82,9 @@ class Inpainter:
         self.embeds = None
         if backend == "opencv":
             self.generator = f"opencv-telea-r{opencv_radius}"; return
-        torch, self.device, dt = _torch_setup(device, dtype)
+        import torch
+        from cgddi.diffusion import torch_setup  # imported here: the opencv backend needs no torch
+        self.device, dt = torch_setup(device, dtype)
         self.torch = torch
         if backend == "kandinsky":
             from diffusers import KandinskyV22PriorPipeline, KandinskyV22InpaintPipeline
