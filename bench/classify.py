@@ -1,6 +1,6 @@
 """Classifier training throughput: seconds per step, images/s and the implied epoch time per method.
 
-Builds each classifier of `cgddi.classify` at full size (ResNet-18; ViT-B/16 with PatchAlign's mask network,
+Builds each classifier of `cgddi.classifiers` at full size (ResNet-18; ViT-B/16 with PatchAlign's mask network,
 heads and masked graph OT loss against `--labels` label embeddings) with random weights (speed does not depend
 on them) and times `--steps` optimiser steps on random `--crop` px batches after `--warmup` steps, with the
 stage's own loss, Adam, bf16 autocast on a GPU (as `06_classify` does) and PatchAlign's gradient clipping.
@@ -12,7 +12,8 @@ images (faithful split) unless `--images` says otherwise. Peak GPU memory is pri
 """
 import argparse, time
 import torch
-from cgddi.classify import TrainConfig, make_model, accelerator, PatchAlign, METHODS
+from cgddi.classifiers import PatchAlign, METHODS
+from cgddi.classify import ClassifyConfig, make_model, accelerator
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -25,8 +26,8 @@ def main():
     ap.add_argument("--images", type=int, default=524, help="training images per epoch")
     ap.add_argument("--device", default=None)
     a = ap.parse_args()
-    acc = accelerator(a.device)
-    cfg = TrainConfig(crop=a.crop, batch_size=a.batch, device=a.device)
+    cfg = ClassifyConfig(resize=256, crop=a.crop, batch_size=a.batch, vit_kwargs={}, device=a.device)  # the real ViT-B/16
+    acc = accelerator(cfg)
     print(f"device: {acc.device} ({torch.cuda.get_device_name() if acc.device.type == 'cuda' else 'cpu'}), "
           f"mixed precision: {acc.mixed_precision}, threads: {torch.get_num_threads()}, batch {a.batch}, {a.crop} px")
     for method in a.methods:

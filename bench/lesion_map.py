@@ -11,9 +11,10 @@ review sheet set to keep the first `--healthy` images (this measures mapping, no
 import argparse, math, os, shutil, tempfile, time
 from pathlib import Path
 import pandas as pd
-from cgddi.data import make_benchmark, load_ddi, write_data
-from cgddi.healthy import make_healthy, Inpainter
-from cgddi.lesion_map import map_lesions
+from cgddi.benchmark import make_benchmark
+from cgddi.data import load_ddi, write_data
+from cgddi.healthy import make_healthy, HealthyConfig
+from cgddi.lesion_map import map_lesions, LesionMapConfig
 from cgddi.manifest import REVIEW_SHEET
 
 PAPER_CANDIDATES = 103_206
@@ -32,13 +33,13 @@ def main():
         n_images = math.ceil(max(a.donors + 1, a.healthy) / 0.85) + 5
         ddi = load_ddi(make_benchmark(work/"benchmark", seed=11, n_images=n_images), check_images=False)
         ddi = write_data(ddi, work)
-        make_healthy(work, Inpainter("opencv"))
+        make_healthy(work, HealthyConfig(backend="opencv"))
         sheet = pd.read_csv(work/REVIEW_SHEET, dtype={"reasons": str, "note": str})
         sheet["keep"] = sheet.index < a.healthy
         sheet.to_csv(work/REVIEW_SHEET, index=False)
         print(f"setup {time.perf_counter() - t:.0f} s: {int(sheet.keep.sum())} healthy, {ddi.frame_mask_path.notna().sum()} annotated images")
         t = time.perf_counter()
-        log = map_lesions(work, size=a.size, workers=a.workers)
+        log = map_lesions(work, LesionMapConfig(size=a.size, workers=a.workers))
         s = time.perf_counter() - t
         n, placed = len(log), int((log.status == "placed").sum())
         written = sum(p.stat().st_size for p in (work/"lesion_mapped").rglob("*.png"))

@@ -17,8 +17,9 @@ import torch
 from PIL import Image
 from diffusers import StableDiffusionPipeline
 from cgddi.diffusion import load_sd, instance_prompt, class_prompt
-from cgddi.textual_inversion import add_token, train_token
-from cgddi.lora import train_lora, prompt_embeds
+from accelerate import PartialState
+from cgddi.textual_inversion import TIConfig, add_token, train_token
+from cgddi.lora import LoRAConfig, ImageSet, train_lora, prompt_embeds
 import sd21
 
 def images(n, side, seed):
@@ -48,7 +49,7 @@ def main():
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--root", default=None)
     a = ap.parse_args()
-    if a.device == "cpu": torch.cuda.is_available = lambda: False  # the stages pick the device themselves
+    if a.device == "cpu": PartialState(cpu=True)  # the stages take their device from accelerate
     root = Path(a.root or tempfile.mkdtemp(prefix="cgddi-bench-"))
     model = str(sd21.model(a.tiny, root))
     name = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
@@ -62,7 +63,7 @@ def main():
     inst = images(a.instance_images, a.resolution, 0)
     tones = ["light", "medium", "dark"] * max(a.instance_images, a.class_images)
     if a.device == "cuda": torch.cuda.reset_peak_memory_stats()
-    per, setup = measure(lambda n: train_token(sd, "<bench>", inst, tones[:len(inst)], steps=n, batch_size=4, progress=False),
+    per, setup = measure(lambda n: train_token(sd, "<bench>", inst, tones[:len(inst)], TIConfig(steps=n, batch_size=4), progress=False),
                          a.steps, a.warmup, a.device)
     mem = torch.cuda.max_memory_allocated() / 2**30 if a.device == "cuda" else float("nan")
     rows.append(("textual inversion", f"4 @ {a.resolution} px", per, 500, setup, mem))
@@ -75,8 +76,9 @@ def main():
     ie = prompt_embeds(pipe, [instance_prompt("skin", t) for t in tones[:len(inst)]])
     ce = prompt_embeds(pipe, [class_prompt(t) for t in tones[:len(cls)]])
     if a.device == "cuda": torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
-    per, setup = measure(lambda n: train_lora(sd, "bench", inst, ie, tones[:len(inst)], cls, ce, tones[:len(cls)], rank=8, steps=n,
-                                              batch_size=16, gradient_checkpointing=a.gradient_checkpointing, progress=False),
+    per, setup = measure(lambda n: train_lora(sd, "bench", ImageSet(inst, ie, tones[:len(inst)]), ImageSet(cls, ce, tones[:len(cls)]),
+                                              LoRAConfig(rank=8, steps=n, batch_size=16, gradient_checkpointing=a.gradient_checkpointing),
+                                              progress=False),
                          a.steps, a.warmup, a.device)
     mem = torch.cuda.max_memory_allocated() / 2**30 if a.device == "cuda" else float("nan")
     rows.append((f"LoRA rank 8{' + grad. checkpointing' if a.gradient_checkpointing else ''}", f"16 + 16 @ {a.lora_resolution} px",

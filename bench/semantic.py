@@ -15,14 +15,14 @@ naive loop's for the same seeds.
     python bench/semantic.py                                     # GPU, full size
     python bench/semantic.py --tiny --device cpu --resolution 64 --steps 4 --images 4 --batches 1 2 --no-compile   # CPU check of the script
 """
-import argparse, tempfile, time
+import argparse, dataclasses, tempfile, time
 from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
 from diffusers import StableDiffusionImg2ImgPipeline
 from cgddi.diffusion import instance_prompt
-from cgddi.semantic import SemanticSampler
+from cgddi.semantic import SemanticConfig, SemanticSampler
 import sd21
 
 TFLOP_PER_IMAGE = 119  # SD-2.1-base UNet, 512 px, 72 denoising steps with CFG (x2)
@@ -94,7 +94,9 @@ def main():
         rows.append((label, bs, n / t, peak(a.device)))
 
     fast_dtype = "bfloat16" if a.device == "cuda" else "float32"
-    sampler = SemanticSampler(work, model, concepts, a.strength, a.guidance, a.steps, a.resolution, 256, device=a.device, dtype=fast_dtype)
+    cfg = SemanticConfig(strength=a.strength, guidance=a.guidance, steps=a.steps, resolution=a.resolution, out_size=256, device=a.device,
+                         dtype=fast_dtype)
+    sampler = SemanticSampler(work, model, concepts, cfg)
     first = None
     for bs in a.batches:
         run(sampler, bs, f"cgddi ({fast_dtype}, fused, SDPA)")
@@ -102,8 +104,7 @@ def main():
     if not a.no_compile:
         sampler = None
         if a.device == "cuda": torch.cuda.empty_cache()
-        sampler = SemanticSampler(work, model, concepts, a.strength, a.guidance, a.steps, a.resolution, 256, device=a.device,
-                                  dtype=fast_dtype, compile_unet=True)
+        sampler = SemanticSampler(work, model, concepts, dataclasses.replace(cfg, compile_unet=True))
         sampler(slug, imgs[:max(a.batches)], prompts[:max(a.batches)], seeds[:max(a.batches)])  # extra compile warm-up
         run(sampler, max(a.batches), "cgddi + torch.compile")
 

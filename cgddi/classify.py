@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy, json, time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
@@ -17,22 +18,68 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 from PIL import Image
-import timm
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .data import TONE_ORDER, DataError, read_data, read_split
-from .manifest import ManifestError, SYNTHETIC_TYPES, read_manifests
+from .manifest import StageConfig, SYNTHETIC_TYPES, read_manifests, leakage_filter
+from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
 from .report import atomic_path
 from .tiny import tiny_clip_text
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'METHODS', 'EXPERIMENTS', 'PREDICTION_COLUMNS', 'transforms',
-           'ImageTable', 'balanced_sampler', 'backbone', 'confusion_loss', 'fairdisco_contrastive', 'Baseline',
-           'FairDisCo', 'cosine_cost', 'threshold_cost', 'ipot', 'got_loss', 'PatchAlign', 'label_texts',
-           'label_embeddings', 'leakage_filter', 'TrainConfig', 'accelerator', 'make_model', 'predict', 'fit',
-           'prediction_path', 'model_path', 'synthetic_table', 'run_one', 'planned_runs', 'run_experiments',
-           'read_runs', 'read_predictions']
+__all__ = ['EXPERIMENTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'ClassifyConfig', 'transforms',
+           'ImageTable', 'balanced_sampler', 'accelerator', 'make_model', 'predict', 'fit', 'prediction_path',
+           'model_path', 'synthetic_table', 'run_one', 'planned_runs', 'split_seeds', 'run_experiments', 'read_runs',
+           'read_predictions']
+
+# %% ../nbs/06_classify.ipynb #cfgcls06
+EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
+    "real": ((), True, None),
+    "exp1": (SYNTHETIC_TYPES, False, None),
+    "exp2": ((), True, "exp1"),
+    "healthy_lesion_mapped": (("healthy", "lesion_mapped"), False, None),
+    "semantic": (("semantic",), False, None),
+}
+
+@dataclass(kw_only=True)
+class ClassifyConfig(StageConfig):
+    "Settings of the classification stage (paper 4.2, G.1-G.3): CPU-safe defaults, the paper's values noted."
+    unhashed: ClassVar[tuple] = ("protocols", "seeds", "real_methods", "synthetic_method", "experiments", "device", "num_workers")
+    protocols:list = field(default_factory=lambda: ["faithful", "clean"]) # faithful: model chosen on the test split (as the reference); clean: on a validation part
+    seeds:list|None = None # split seeds; None: every seed 00_data wrote
+    real_methods:list = field(default_factory=lambda: list(METHODS)) # classifiers trained on real images (Table 2's first rows)
+    synthetic_method:str = "patchalign" # classifier of Exp. 1, Exp. 2 and the ablations (the paper: ViT-B/16 PatchAlign)
+    experiments:list = field(default_factory=lambda: list(EXPERIMENTS)) # what to run
+    resnet:str = "resnet18.tv_in1k" # timm name of the ResNet-18 (baseline, FairDisCo)
+    vit:str = "vit_base_patch16_224.orig_in21k" # timm name of the ViT-B/16 ImageNet-21k (PatchAlign)
+    pretrained:bool = False # load ImageNet weights (timm, from the hub or `weights`); False: random init (offline)
+    weights:dict = field(default_factory=dict) # local safetensors per timm name, e.g. {"resnet18.tv_in1k": "/models/resnet18.safetensors"}
+    vit_kwargs:dict = field(default_factory=lambda: {"embed_dim": 32, "depth": 2, "num_heads": 2}) # ViT overrides; {} for the real ViT-B/16
+    text_encoder:str = "tiny" # PatchAlign label graph: CLIP text encoder (hub id or path; width must match the ViT) or "tiny"
+    label_embeddings_npy:str|None = None # or a .npy of label embeddings (e.g. PatchAlign's 115 x 768 file); overrides text_encoder
+    resize:int = 72 # shorter side before the centre crop (paper: 256)
+    crop:int = 64 # input size (paper: 224)
+    epochs:int = 2 # training epochs (paper: 20)
+    batch_size:int = 16 # (paper: 32)
+    lr:float = 1e-4 # Adam learning rate (paper)
+    step_size:int = 2 # StepLR step size in epochs (paper)
+    grad_clip:float = 1.0 # PatchAlign: clip the gradient norm at this (reference: 1.0)
+    gamma:float = 0.8 # StepLR decay (paper)
+    finetune_lr:float = 1e-5 # Exp. 2 fine-tuning learning rate (paper)
+    finetune_epochs:int = 2 # Exp. 2: at most this many epochs (paper: 20) ...
+    patience:int = 3 # ... stopping after this many epochs without a better selection accuracy
+    min_train_samples:int = 10 # semantic images of diseases trained on this many images or fewer are not used (paper)
+    max_synthetic:int|None = 160 # per experiment: at most this many synthetic images (seeded sample); None: all
+    seed:int = 0 # training seed (added to the split seed)
+    device:str|None = None # None: accelerate's device (a GPU when there is one); "cpu" to stay on the CPU
+    num_workers:int = 0 # data-loader workers (0 inside notebooks on CPU)
+
+    def __post_init__(self):
+        bad = sorted(set(self.experiments) - set(EXPERIMENTS))
+        if bad: raise ValueError(f"experiment(s) {bad} unknown; use {list(EXPERIMENTS)}.")
+        for m in [*self.real_methods, self.synthetic_method]:
+            if m not in METHODS: raise ValueError(f"method {m!r} unknown; use one of {METHODS}.")
 
 # %% ../nbs/06_classify.ipynb #3df6f21f
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -72,214 +119,15 @@ def balanced_sampler(labels, # 0/1 label per training image
     return WeightedRandomSampler(torch.as_tensor(w, dtype=torch.double), len(labels), replacement=True,
                                  generator=torch.Generator().manual_seed(seed))
 
-# %% ../nbs/06_classify.ipynb #85e34bc4
-def backbone(name:str, # timm model name, e.g. resnet18.tv_in1k
-             pretrained:bool=False, # load the hub's weights (safetensors)
-             weights:dict|None=None, # timm name -> local .safetensors file; overrides the hub
-             **kwargs, # timm model overrides (img_size, embed_dim, depth, ...)
-            )->nn.Module:
-    "A timm model without classifier head; weights only from safetensors."
-    path = (weights or {}).get(name)
-    if path is not None:
-        path = Path(path)
-        if path.suffix != ".safetensors": raise ValueError(f"{path}: weights load from .safetensors only; convert the file first.")
-        if not path.exists(): raise FileNotFoundError(f"{path}: weights file not found; fix `weights` in the params.")
-        return timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
-    return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
-
-def confusion_loss(skin_logits:torch.Tensor)->torch.Tensor:
-    "Cross-entropy of the skin-tone prediction against the uniform distribution (FairDisCo's L_conf)."
-    return -F.log_softmax(skin_logits, dim=1).mean()
-
-def fairdisco_contrastive(features:torch.Tensor, # B x d projections
-                          labels:torch.Tensor, # B labels
-                          temperature:float=0.1,
-                         )->torch.Tensor:
-    "FairDisCo's supervised contrastive variant: each positive pair against the anchor's negatives only."
-    z = F.normalize(features.float(), dim=1)
-    logits = z @ z.T / temperature
-    e = torch.exp(logits - logits.max(dim=1, keepdim=True).values.detach()) + 1e-5
-    same = labels[:, None] == labels[None, :]
-    pos = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-    neg_sum = (e * ~same).sum(dim=1, keepdim=True)
-    loss = -torch.log(e / (e + neg_sum))
-    return (loss * pos).sum() / (pos.sum() + 1e-5)
-
-class Baseline(nn.Module):
-    "ResNet-18 + linear head, cross-entropy."
-    def __init__(self, body:nn.Module):
-        super().__init__(); self.body, self.head = body, nn.Linear(body.num_features, 2)
-    def forward(self, x): return {"logits": self.head(self.body(x))}
-    def loss(self, out, y, s): return F.cross_entropy(out["logits"], y), {}
-
-class FairDisCo(nn.Module):
-    "ResNet-18 with target, skin-tone (confusion) and contrastive projection heads."
-    def __init__(self, body:nn.Module, n_tones:int=3, alpha:float=1.0, beta:float=0.8, temperature:float=0.1):
-        super().__init__()
-        self.body, self.embed = body, nn.Linear(body.num_features, 256)
-        self.target, self.skin = nn.Linear(256, 2), nn.Linear(256, n_tones)
-        self.project = nn.Sequential(nn.Linear(256, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 128))
-        self.alpha, self.beta, self.temperature = alpha, beta, temperature
-    def forward(self, x):
-        z = self.embed(self.body(x))
-        return {"logits": self.target(z), "skin": self.skin(z), "skin_detached": self.skin(z.detach()), "projection": self.project(z)}
-    def loss(self, out, y, s):
-        parts = {"confusion": confusion_loss(out["skin"]), "skin": F.cross_entropy(out["skin_detached"], s),
-                 "contrastive": fairdisco_contrastive(out["projection"], y, self.temperature)}
-        total = F.cross_entropy(out["logits"], y) + self.alpha * parts["confusion"] + parts["skin"] + self.beta * parts["contrastive"]
-        return total, parts
-
-# %% ../nbs/06_classify.ipynb #1afb0d06
-def cosine_cost(a:torch.Tensor, b:torch.Tensor)->torch.Tensor:
-    "1 − cos between the rows of a (B x n x d) and b (B x m x d): B x n x m."
-    return 1 - F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).transpose(1, 2)
-
-def threshold_cost(c:torch.Tensor, fraction:float=0.1)->torch.Tensor:
-    "ReLU(C − (min + fraction·range)), min and range over the whole batch."
-    lo, hi = c.min().detach(), c.max().detach()
-    return F.relu(c - (lo + fraction * (hi - lo)))
-
-def ipot(cost:torch.Tensor, # B x n x m
-         init:torch.Tensor, # B x n x m starting plan (PatchAlign: the mask)
-         beta:float=0.5, # proximal step
-         iterations:int=30,
-        )->torch.Tensor:
-    "Transport plan with uniform marginals by the inexact proximal point method, started from `init`."
-    b, n, m = cost.shape
-    kernel = torch.exp(-cost / beta)
-    plan, sigma = init, torch.full((b, m, 1), 1.0 / m, dtype=cost.dtype, device=cost.device)
-    for _ in range(iterations):
-        q = kernel * plan
-        delta = 1.0 / (n * (q @ sigma))
-        sigma = 1.0 / (m * (q.transpose(1, 2) @ delta))
-        plan = delta * q * sigma.transpose(1, 2)
-    return plan
-
-def got_loss(image_tokens:torch.Tensor, # B x n x d (masked token features)
-             labels:torch.Tensor, # m x d label-text embeddings
-             mask:torch.Tensor, # B x n x m learnt mask, the OT start
-             lam:float=0.9, # weight of the Gromov-Wasserstein term
-             beta_w:float=0.5, iterations_w:int=30, beta_gw:float=0.1, iterations_gw:int=20, outer_gw:int=5,
-            )->torch.Tensor:
-    "PatchAlign's masked graph optimal transport loss between image tokens and labels, mean over the batch."
-    x = image_tokens.double(); m0 = mask.double()
-    y = labels.double().to(x.device).expand(len(x), -1, -1)
-    b, n, m = m0.shape
-    c = threshold_cost(cosine_cost(x, y))
-    wasserstein = (c * ipot(c, m0, beta_w, iterations_w)).sum(dim=(1, 2))
-    cs, ct = threshold_cost(cosine_cost(x, x)), threshold_cost(cosine_cost(y, y))
-    p = torch.full((b, n, 1), 1.0 / n, dtype=x.dtype, device=x.device)
-    q = torch.full((b, m, 1), 1.0 / m, dtype=x.dtype, device=x.device)
-    c_st = (cs ** 2) @ p @ torch.ones_like(q).transpose(1, 2) + torch.ones_like(p) @ q.transpose(1, 2) @ (ct ** 2).transpose(1, 2)
-    gamma = p @ q.transpose(1, 2)
-    for _ in range(outer_gw):
-        c_gamma = c_st - 2 * cs @ gamma @ ct.transpose(1, 2)
-        gamma = ipot(c_gamma, m0, beta_gw, iterations_gw).detach()
-    gw = ((c_st - 2 * cs @ gamma @ ct.transpose(1, 2)) * gamma).sum(dim=(1, 2))
-    return (lam * gw.mean() + (1 - lam) * wasserstein.mean()).float()
-
-class PatchAlign(nn.Module):
-    "ViT with a learnt token-label mask, token-wise heads and the masked graph OT alignment loss."
-    def __init__(self, body:nn.Module, # timm ViT without head
-                 labels:torch.Tensor, # m x d label-text embeddings, d = the ViT's width
-                 n_tones:int=3, frozen_blocks:int=3, mask_hidden:int=128,
-                 confusion_weight:float=0.5, got_weight:float=1.0):
-        super().__init__()
-        d = body.embed_dim
-        if labels.shape[1] != d:
-            raise ValueError(f"label embeddings are {labels.shape[1]}-d but the ViT is {d}-d; use a text encoder of the "
-                             "ViT's width (CLIP ViT-L/14 gives 768 for ViT-B/16) or a matching .npy.")
-        n_tokens = body.patch_embed.num_patches + body.num_prefix_tokens
-        self.body, self.n_tokens = body, n_tokens
-        self.register_buffer("labels", F.normalize(labels.float(), dim=1))
-        self.mask_net = nn.Sequential(nn.Flatten(), nn.Linear(n_tokens * d, mask_hidden), nn.ReLU(),
-                                      nn.Linear(mask_hidden, n_tokens * len(labels)), nn.Sigmoid())
-        self.target = nn.Sequential(nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 2))
-        self.skin = nn.Linear(d, n_tones)
-        self.confusion_weight, self.got_weight = confusion_weight, got_weight
-        frozen = [body.cls_token, body.pos_embed, *body.patch_embed.parameters()] + [p for blk in body.blocks[:frozen_blocks] for p in blk.parameters()]
-        for p in frozen: p.requires_grad_(False)
-    def forward(self, x):
-        tokens = self.body.forward_features(x)
-        mask = self.mask_net(tokens).view(len(x), self.n_tokens, len(self.labels))
-        weighted = tokens * mask.sum(dim=-1, keepdim=True)
-        return {"logits": self.target(weighted).mean(1), "skin": self.skin(weighted).mean(1),
-                "skin_detached": self.skin(tokens.detach()).mean(1), "tokens": weighted, "mask": mask}
-    def loss(self, out, y, s):
-        parts = {"confusion": confusion_loss(out["skin"]), "skin": F.cross_entropy(out["skin_detached"], s),
-                 "got": got_loss(out["tokens"], self.labels, out["mask"])}
-        total = F.cross_entropy(out["logits"], y) + self.confusion_weight * parts["confusion"] + parts["skin"] + self.got_weight * parts["got"]
-        return total, parts
-
-# %% ../nbs/06_classify.ipynb #d9c42d39
-def label_texts(ddi:pd.DataFrame)->list[str]:
-    "One text per joined disease with its malignancy, plus healthy skin."
-    pairs = ddi[["disease_joined", "malignant"]].drop_duplicates().sort_values(["disease_joined", "malignant"])
-    return [f"{d} {'malignant' if m else 'benign'}" for d, m in pairs.itertuples(index=False)] + ["healthy skin benign"]
-
-@torch.no_grad()
-def label_embeddings(texts:list[str], # label texts
-                     text_encoder:str, # CLIP text encoder: hub id or folder with text_encoder/ + tokenizer/ (or a plain model folder)
-                     npy=None, # a .npy of precomputed embeddings (rows = labels); used instead when given
-                    )->torch.Tensor:
-    "Unit-norm label embeddings (labels x width)."
-    if npy is not None:
-        e = np.load(npy, allow_pickle=False)
-        if e.ndim != 2: raise ValueError(f"{npy}: label embeddings must be a 2-D array (labels x width), got shape {e.shape}.")
-        return F.normalize(torch.as_tensor(e, dtype=torch.float32), dim=1)
-    from transformers import CLIPTextModelWithProjection, CLIPTokenizer
-    root = Path(text_encoder)
-    tok_src, enc_src = (root/"tokenizer", root/"text_encoder") if (root/"text_encoder").is_dir() else (text_encoder, text_encoder)
-    tok = CLIPTokenizer.from_pretrained(tok_src)
-    model = CLIPTextModelWithProjection.from_pretrained(enc_src, use_safetensors=True).eval()
-    batch = tok(texts, padding=True, truncation=True, return_tensors="pt")
-    return F.normalize(model(**batch).text_embeds.float(), dim=1)
-
-# %% ../nbs/06_classify.ipynb #70c30329
-def leakage_filter(rows:pd.DataFrame, # synthetic manifest rows (type, base_id, donor_id, disease_joined)
-                   test_ids, # ddi_id of the split's test images
-                   disease_of:dict, # ddi_id -> joined disease of every real image
-                  )->tuple[pd.DataFrame, int]:
-    "The rows that reconstruct no test image, and how many were dropped."
-    missing = [c for c in ["type", "base_id", "donor_id", "disease_joined"] if c not in rows.columns]
-    if missing: raise ManifestError(f"leakage filter: manifest rows lack column(s) {missing}.")
-    test = set(int(i) for i in test_ids)
-    base_in = rows.base_id.map(lambda v: pd.notna(v) and int(v) in test)
-    donor_in = rows.donor_id.map(lambda v: pd.notna(v) and int(v) in test)
-    semantic = rows.type == "semantic"
-    same_disease = rows.base_id.map(lambda v: disease_of.get(int(v)) if pd.notna(v) else None) == rows.disease_joined
-    drop = (~semantic & (base_in | donor_in)) | (semantic & base_in & same_disease)
-    return rows[~drop].reset_index(drop=True), int(drop.sum())
-
 # %% ../nbs/06_classify.ipynb #b020937e
-METHODS = ("baseline", "fairdisco", "patchalign")
-EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
-    "real": ((), True, None),
-    "exp1": (SYNTHETIC_TYPES, False, None),
-    "exp2": ((), True, "exp1"),
-    "healthy_lesion_mapped": (("healthy", "lesion_mapped"), False, None),
-    "semantic": (("semantic",), False, None),
-}
-
-@dataclass
-class TrainConfig:
-    "Everything that shapes a training run (the stage's parameters)."
-    resnet:str = "resnet18.tv_in1k"; vit:str = "vit_base_patch16_224.orig_in21k"
-    pretrained:bool = False; weights:dict = field(default_factory=dict); vit_kwargs:dict = field(default_factory=dict)
-    resize:int = 256; crop:int = 224; epochs:int = 20; batch_size:int = 32
-    lr:float = 1e-4; step_size:int = 2; gamma:float = 0.8; grad_clip:float = 1.0
-    finetune_lr:float = 1e-5; finetune_epochs:int = 20; patience:int = 3
-    seed:int = 0; device:str|None = None; num_workers:int = 0
-
-_ACCELERATORS = {}
-def accelerator(device:str|None=None)->Accelerator:
-    "One accelerate `Accelerator` per device: cuda with bf16 autocast when available, else CPU."
-    cpu = device == "cpu" or not torch.cuda.is_available()
-    if cpu not in _ACCELERATORS: _ACCELERATORS[cpu] = Accelerator(cpu=cpu, mixed_precision="no" if cpu else "bf16")
-    return _ACCELERATORS[cpu]
+def accelerator(cfg:ClassifyConfig)->Accelerator:
+    "The stage's accelerate `Accelerator`: the GPU with bf16 autocast when there is one (and `cfg.device` allows), else the CPU."
+    cpu = cfg.device == "cpu"
+    gpu = not cpu and PartialState().device.type == "cuda"
+    return Accelerator(cpu=cpu, mixed_precision="bf16" if gpu else "no")
 
 def make_model(method:str, # baseline / fairdisco / patchalign
-               cfg:TrainConfig,
+               cfg:ClassifyConfig, # backbones, pretrained weights, input size
                labels:torch.Tensor|None=None, # PatchAlign: label embeddings
               )->nn.Module:
     "A fresh classifier of `method`."
@@ -291,9 +139,13 @@ def make_model(method:str, # baseline / fairdisco / patchalign
     raise ValueError(f"method {method!r} unknown; use one of {METHODS}.")
 
 @torch.no_grad()
-def predict(model:nn.Module, table:pd.DataFrame, cfg:TrainConfig)->np.ndarray:
-    "p(malignant) for every row of `table` (path, malignant, tone)."
-    acc = accelerator(cfg.device); model.to(acc.device).eval()
+def predict(model:nn.Module, # a classifier
+            table:pd.DataFrame, # images: path, malignant, tone
+            cfg:ClassifyConfig, # input size, batch size, loader workers
+            acc:Accelerator|None=None, # the stage's accelerator; None: `accelerator(cfg)`
+           )->np.ndarray:
+    "p(malignant) for every row of `table`."
+    acc = acc or accelerator(cfg); model.to(acc.device).eval()
     loader = DataLoader(ImageTable(table, transforms(False, cfg.resize, cfg.crop)), batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     probs = []
     for x, _, _ in loader:
@@ -303,15 +155,16 @@ def predict(model:nn.Module, table:pd.DataFrame, cfg:TrainConfig)->np.ndarray:
 def fit(model:nn.Module, # from `make_model`
         train:pd.DataFrame, # training images: path, malignant, tone
         select:pd.DataFrame, # selection images (test split: faithful; validation: clean)
-        cfg:TrainConfig,
+        cfg:ClassifyConfig, # input size, batch size, scheduler, clipping, seed, loader workers
         lr:float, epochs:int, # optimiser settings of this phase
         patience:int|None=None, # stop after this many epochs without improvement; None: run all epochs
         desc:str="train", # progress-bar label
+        acc:Accelerator|None=None, # the stage's accelerator; None: `accelerator(cfg)`
        )->dict:
     "Train with the balanced sampler; keep the weights with the best selection accuracy. Returns the run's facts."
     if len(train) == 0: raise DataError(f"{desc}: empty training set.")
     if len(select) == 0: raise DataError(f"{desc}: empty selection set.")
-    acc = accelerator(cfg.device)
+    acc = acc or accelerator(cfg)
     loader = DataLoader(ImageTable(train, transforms(True, cfg.resize, cfg.crop)), batch_size=cfg.batch_size, drop_last=len(train) > cfg.batch_size,
                         sampler=balanced_sampler(train.malignant.astype(int), cfg.seed), num_workers=cfg.num_workers)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -328,7 +181,7 @@ def fit(model:nn.Module, # from `make_model`
             if isinstance(model, PatchAlign) and cfg.grad_clip: acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step(); losses.append(total.item())
         sched.step()
-        score = float(((predict(model, select, cfg) >= 0.5).astype(int) == y_select).mean())
+        score = float(((predict(model, select, cfg, acc) >= 0.5).astype(int) == y_select).mean())
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "select_accuracy": score, "seconds": time.perf_counter() - t0})
         if score > best: best, best_state, best_epoch, since = score, copy.deepcopy(model.state_dict()), epoch, 0
         else: since += 1
@@ -353,53 +206,59 @@ def synthetic_table(work_dir, types, # synthetic types to use
     "Manifest rows of `types` that exist, with an absolute `path`; and the types that have no images."
     found = read_manifests(work_dir, types)
     if "semantic" in found:
-        sem = found["semantic"]
-        found["semantic"] = sem[pd.to_numeric(sem.n_train_samples, errors="coerce").fillna(0) > min_train_samples]
+        sem = found["semantic"]; found["semantic"] = sem[sem.n_train_samples.fillna(0) > min_train_samples]
     frames, missing = list(found.values()), [t for t in types if t not in found]
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image", "type", "base_id", "donor_id", "disease_joined", "malignant", "tone"])
-    return rows.assign(path=[str(Path(work_dir)/p) for p in rows.image], malignant=rows.malignant.astype(str).str.lower() == "true"), missing
+    return rows.assign(path=[str(Path(work_dir)/p) for p in rows.image], malignant=rows.malignant.fillna(False).astype(bool)), missing
 
-def _real(ddi:pd.DataFrame, split:pd.DataFrame, part:str)->pd.DataFrame:
-    ids = split.ddi_id[split.split == part]
-    return ddi[ddi.ddi_id.isin(ids)].assign(path=lambda d: d.image_path).reset_index(drop=True)
+def _split_data(work:Path, protocol:str, seed:int)->dict:
+    "The real images of one split: the table, its train, selection (test: faithful; validation: clean) and test images."
+    ddi, split = read_data(work), read_split(work, protocol, seed)
+    part = lambda name: ddi[ddi.ddi_id.isin(split.ddi_id[split.split == name])].assign(path=lambda d: d.image_path).reset_index(drop=True)
+    train, val, test = part("train"), part("val"), part("test")
+    if len(test) == 0: raise DataError(f"{protocol} split S{seed}: empty test set; rerun 00_data.")
+    return dict(ddi=ddi, train=train, select=test if protocol == "faithful" else val, test=test)
 
-def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, cfg:TrainConfig,
-            labels:torch.Tensor|None=None, min_train_samples:int=10, max_synthetic:int|None=None)->dict:
+def _train(work:Path, model:nn.Module, run:tuple, cfg:ClassifyConfig, acc:Accelerator, data:dict)->dict:
+    "Train `model` for one run (protocol, seed, experiment, method) as its experiment says; returns the facts it adds."
+    protocol, seed, experiment, method = run
+    (types, _, start), desc = EXPERIMENTS[experiment], f"{protocol} S{seed} {experiment} {method}"
+    if types:
+        syn, missing = synthetic_table(work, types, cfg.min_train_samples)
+        syn, dropped = leakage_filter(syn, data["test"].ddi_id, dict(zip(data["ddi"].ddi_id, data["ddi"].disease_joined)))
+        if cfg.max_synthetic is not None and len(syn) > cfg.max_synthetic: syn = syn.sample(cfg.max_synthetic, random_state=seed)
+        out = dict(synthetic_missing=missing, n_dropped_leakage=dropped, n_train_synthetic=len(syn))
+        if len(syn) == 0:
+            return out | dict(status="skipped", reason=f"no {'/'.join(types)} images after the leakage filter"
+                                                       + (f" (missing: {missing})" if missing else ""))
+        return out | fit(model, syn, data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc)
+    if start is None: return fit(model, data["train"], data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc)
+    src = model_path(work, protocol, start, method, seed)
+    if not src.exists(): raise FileNotFoundError(f"{src}: {experiment} fine-tunes the {start} model; run {start} first.")
+    model.load_state_dict(load_file(src))
+    return fit(model, data["train"], data["select"], cfg, cfg.finetune_lr, cfg.finetune_epochs, cfg.patience, desc=desc, acc=acc)
+
+def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, # the run
+            cfg:ClassifyConfig, # the stage's settings
+            labels:torch.Tensor|None=None, # PatchAlign's label embeddings
+            acc:Accelerator|None=None, # the stage's accelerator; None: `accelerator(cfg)`
+           )->dict:
     "Train and evaluate one run; write its predictions, facts and model. Returns the facts."
     if experiment not in EXPERIMENTS: raise ValueError(f"experiment {experiment!r} unknown; use one of {list(EXPERIMENTS)}.")
-    work, (types, use_real, start) = Path(work_dir), EXPERIMENTS[experiment]
-    ddi, split = read_data(work), read_split(work, protocol, seed)
-    train_real, val, test = _real(ddi, split, "train"), _real(ddi, split, "val"), _real(ddi, split, "test")
-    if len(test) == 0: raise DataError(f"{protocol} split S{seed}: empty test set; rerun 00_data.")
-    select = test if protocol == "faithful" else val
+    work, acc = Path(work_dir), acc or accelerator(cfg)
+    data = _split_data(work, protocol, seed); test = data["test"]
     facts = {"protocol": protocol, "seed": seed, "experiment": experiment, "method": method, "status": "done",
-             "n_train_real": len(train_real) if use_real else 0, "n_train_synthetic": 0, "n_dropped_leakage": 0,
-             "synthetic_missing": [], "n_test": len(test), "n_select": len(select), "pretrained": cfg.pretrained,
-             "backbone": cfg.vit if method == "patchalign" else cfg.resnet}
+             "n_train_real": len(data["train"]) if EXPERIMENTS[experiment][1] else 0, "n_train_synthetic": 0, "n_dropped_leakage": 0,
+             "synthetic_missing": [], "n_test": len(test), "n_select": len(data["select"]), "pretrained": cfg.pretrained,
+             "backbone": cfg.vit if method == "patchalign" else cfg.resnet, "params_hash": cfg.params_hash()}
     out = prediction_path(work, protocol, experiment, method, seed)
     torch.manual_seed(cfg.seed + seed)
     model = make_model(method, cfg, labels)
     t0 = time.perf_counter()
-    if types:
-        syn, facts["synthetic_missing"] = synthetic_table(work, types, min_train_samples)
-        syn, facts["n_dropped_leakage"] = leakage_filter(syn, test.ddi_id, dict(zip(ddi.ddi_id, ddi.disease_joined)))
-        if max_synthetic is not None and len(syn) > max_synthetic: syn = syn.sample(max_synthetic, random_state=seed)
-        facts["n_train_synthetic"] = len(syn)
-        if len(syn) == 0:
-            facts.update(status="skipped", reason=f"no {'/'.join(types)} images after the leakage filter"
-                                                  + (f" (missing: {facts['synthetic_missing']})" if facts["synthetic_missing"] else ""))
-        else: facts.update(fit(model, syn, select, cfg, cfg.lr, cfg.epochs, desc=f"{protocol} S{seed} {experiment} {method}"))
-    else:
-        if start is not None:
-            src = model_path(work, protocol, start, method, seed)
-            if not src.exists(): raise FileNotFoundError(f"{src}: {experiment} fine-tunes the {start} model; run {start} first.")
-            model.load_state_dict(load_file(src))
-            facts.update(fit(model, train_real, select, cfg, cfg.finetune_lr, cfg.finetune_epochs, cfg.patience,
-                             desc=f"{protocol} S{seed} {experiment} {method}"))
-        else: facts.update(fit(model, train_real, select, cfg, cfg.lr, cfg.epochs, desc=f"{protocol} S{seed} {experiment} {method}"))
+    facts.update(_train(work, model, (protocol, seed, experiment, method), cfg, acc, data))
     facts["seconds"] = time.perf_counter() - t0
     if facts["status"] == "done":
-        prob = predict(model, test, cfg)
+        prob = predict(model, test, cfg, acc)
         pred = pd.DataFrame({"ddi_id": test.ddi_id, "y_true": test.malignant.astype(int), "y_prob": prob,
                              "y_pred": (prob >= 0.5).astype(int), "tone": test.tone, "rarity": test.rarity})
         with atomic_path(model_path(work, protocol, experiment, method, seed)) as t:
@@ -408,32 +267,43 @@ def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, cfg:Tr
     with atomic_path(out.with_suffix(".json")) as t: t.write_text(json.dumps(facts, indent=1, default=str))
     return facts
 
-def planned_runs(protocols, seeds, experiments, real_methods, synthetic_method)->list[tuple]:
+def planned_runs(cfg:ClassifyConfig, # protocols, experiments and methods
+                 seeds:list, # split seeds
+                )->list[tuple]:
     "(protocol, seed, experiment, method) of every run, Exp. 1 before Exp. 2."
-    bad = sorted(set(experiments) - set(EXPERIMENTS))
-    if bad: raise ValueError(f"experiment(s) {bad} unknown; use {list(EXPERIMENTS)}.")
-    order = sorted(experiments, key=list(EXPERIMENTS).index)
-    for m in [*real_methods, synthetic_method]:
-        if m not in METHODS: raise ValueError(f"method {m!r} unknown; use one of {METHODS}.")
-    return [(p, s, e, m) for p in protocols for s in seeds for e in order for m in (real_methods if e == "real" else [synthetic_method])]
+    order = sorted(cfg.experiments, key=list(EXPERIMENTS).index)
+    return [(p, s, e, m) for p in cfg.protocols for s in seeds for e in order
+            for m in (cfg.real_methods if e == "real" else [cfg.synthetic_method])]
 
-def run_experiments(work_dir, protocols=("faithful", "clean"), seeds=(36, 37, 38, 39, 40), experiments=tuple(EXPERIMENTS),
-                    real_methods=METHODS, synthetic_method:str="patchalign", cfg:TrainConfig|None=None,
-                    text_encoder:str="openai/clip-vit-large-patch14", label_embeddings_npy=None,
-                    min_train_samples:int=10, max_synthetic:int|None=None)->pd.DataFrame:
-    "Every planned run, resuming: runs with predictions (or recorded as skipped) are not repeated. Returns `read_runs`."
-    cfg, work = cfg or TrainConfig(), Path(work_dir)
-    runs = planned_runs(protocols, seeds, experiments, real_methods, synthetic_method)
-    labels = None
-    if any(m == "patchalign" for *_, m in runs):
-        if text_encoder == "tiny" and label_embeddings_npy is None:
-            text_encoder = str(work/"models"/"tiny_clip_text")
-            if not (Path(text_encoder)/"tokenizer").exists(): tiny_clip_text(text_encoder)
-        labels = label_embeddings(label_texts(read_data(work)), text_encoder, label_embeddings_npy)
-    for p, s, e, m in tqdm(runs, desc="classify runs"):
-        out = prediction_path(work, p, e, m, s)
-        if out.with_suffix(".json").exists() and (out.exists() or json.loads(out.with_suffix(".json").read_text())["status"] == "skipped"): continue
-        run_one(work, p, s, e, m, cfg, labels, min_train_samples, max_synthetic)
+def split_seeds(work_dir, cfg:ClassifyConfig)->list[int]:
+    "The split seeds to run: `cfg.seeds`, or every seed 00_data wrote."
+    if cfg.seeds is not None: return list(cfg.seeds)
+    return sorted({int(p.stem.split("_S")[1]) for p in (Path(work_dir)/"splits").glob("*_S*.csv")})
+
+def _done(work:Path, run:tuple, phash:str)->bool:
+    "A run is done: its facts record these settings, and it has predictions or was skipped."
+    p, s, e, m = run; out = prediction_path(work, p, e, m, s)
+    if not out.with_suffix(".json").exists(): return False
+    facts = json.loads(out.with_suffix(".json").read_text())
+    return facts.get("params_hash") == phash and (out.exists() or facts["status"] == "skipped")
+
+def _labels(work:Path, cfg:ClassifyConfig)->torch.Tensor:
+    "PatchAlign's label embeddings: from `label_embeddings_npy`, or the text encoder (a tiny one built under `models/`)."
+    encoder = cfg.text_encoder
+    if encoder == "tiny" and cfg.label_embeddings_npy is None:
+        encoder = str(work/"models"/"tiny_clip_text")
+        if not (Path(encoder)/"tokenizer").exists(): tiny_clip_text(encoder)
+    return label_embeddings(label_texts(read_data(work)), encoder, cfg.label_embeddings_npy)
+
+def run_experiments(work_dir, # run root written by the earlier stages
+                    cfg:ClassifyConfig, # the stage's settings
+                   )->pd.DataFrame:
+    "Every planned run, resuming: runs done with the same settings are not repeated. Returns `read_runs`."
+    work = Path(work_dir)
+    runs, phash, acc = planned_runs(cfg, split_seeds(work, cfg)), cfg.params_hash(), accelerator(cfg)
+    labels = _labels(work, cfg) if any(m == "patchalign" for *_, m in runs) else None
+    for run in tqdm(runs, desc="classify runs"):
+        if not _done(work, run, phash): run_one(work, *run, cfg, labels, acc)
     return read_runs(work)
 
 def read_runs(work_dir)->pd.DataFrame:

@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 import matplotlib.pyplot as plt
-import hashlib
 from PIL import Image, ImageOps
+from accelerate import Accelerator, PartialState
 from transformers import CLIPTokenizer, CLIPTextModel
 from diffusers import AutoencoderKL, UNet2DConditionModel, DDPMScheduler
 from diffusers.image_processor import VaeImageProcessor
@@ -21,10 +21,10 @@ from .data import DataError, TONE_ORDER, read_image
 from .tiny import is_tiny, tiny_sd, TINY_LABEL
 
 # %% auto #0
-__all__ = ['INSTANCE_PROMPT', 'CLASS_PROMPT', 'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'CONCEPT_FILES', 'disease_token',
-           'instance_prompt', 'class_prompt', 'resolve_model', 'model_label', 'torch_setup', 'mixed_precision',
-           'load_sd', 'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'seed_of',
-           'file_hash', 'tail_mean', 'select_diseases', 'read_concepts', 'plot_losses']
+__all__ = ['INSTANCE_PROMPT', 'CLASS_PROMPT', 'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'disease_token', 'instance_prompt',
+           'class_prompt', 'resolve_model', 'model_label', 'torch_setup', 'mixed_precision', 'training_accelerator',
+           'load_sd', 'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean',
+           'plot_losses']
 
 # %% ../nbs/00e_diffusion.ipynb #33b08fc7
 INSTANCE_PROMPT = "An image of {token} on a {tone}-toned individual"
@@ -72,23 +72,27 @@ def model_label(model:str, # hub id or folder
     "How outputs name their model: the hub id, or the folder name with the tiny-model label."
     return f"{Path(str(model)).name} [{TINY_LABEL}]" if is_tiny(model) else str(model)
 
-def torch_setup(device:str="auto", # auto / cuda / cpu
+def torch_setup(device:str="auto", # auto (accelerate's device for this process) / cuda / cuda:1 / cpu
                 dtype:str="auto", # auto (float16 on GPU, float32 on CPU) / float16 / bfloat16 / float32
                )->tuple[str, torch.dtype]:
     "The device (e.g. cuda, cuda:1, cpu) and weight dtype a stage runs with."
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    dev = str(PartialState().device) if device == "auto" else device
     dt = {"auto": torch.float16 if dev.startswith("cuda") else torch.float32, "float16": torch.float16,
           "bfloat16": torch.bfloat16, "float32": torch.float32}.get(dtype)
     if dt is None: raise ValueError(f"dtype {dtype!r} unknown; use auto, float16, bfloat16 or float32.")
     return dev, dt
 
 def mixed_precision(value:str, # auto / no / fp16 / bf16
-                    device:str, # the device training runs on
                    )->str:
     "accelerate's mixed-precision mode: 'auto' is fp16 on a GPU (the paper) and off on a CPU."
     if value not in ("auto", "no", "fp16", "bf16"): raise ValueError(f"mixed_precision {value!r} unknown; use auto, no, fp16 or bf16.")
-    if value == "auto": return "fp16" if device == "cuda" else "no"
+    if value == "auto": return "fp16" if PartialState().device.type == "cuda" else "no"
     return value
+
+def training_accelerator(precision:str="auto", # auto / no / fp16 / bf16 (see `mixed_precision`)
+                        )->Accelerator:
+    "The one `Accelerator` a training stage uses for all its diseases: the device and mixed precision."
+    return Accelerator(mixed_precision=mixed_precision(precision))
 
 def load_sd(model:str, # hub id or local folder of a Stable Diffusion pipeline
            )->SimpleNamespace:
@@ -161,43 +165,11 @@ def tokenize(tokenizer:CLIPTokenizer, # the pipeline's tokenizer
                      return_tensors="pt").input_ids
 
 # %% ../nbs/00e_diffusion.ipynb #a61b536b
-def seed_of(*parts)->int:
-    "A 32-bit seed derived from a run seed and any ids or names (names are hashed), stable across runs and machines."
-    key = [int(p) if isinstance(p, (int, np.integer)) else int(hashlib.sha256(str(p).encode()).hexdigest()[:8], 16) for p in parts]
-    return int(np.random.SeedSequence(key).generate_state(1)[0])
-
-def file_hash(path)->str:
-    "Short content hash of a file: outputs made from another version of it are recognised and redone."
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
 def tail_mean(losses:list, # per-step losses
               share:float=0.1, # the last share of the steps
              )->float:
     "Mean loss over the last tenth (`share`) of the steps; NaN when there are none."
     return float(np.mean(losses[-max(1, int(len(losses) * share)):])) if len(losses) else float("nan")
-
-def select_diseases(concepts:pd.DataFrame, # a `read_concepts` table
-                    diseases:list|None, # joined names or slugs; None: all
-                    where, # the table's file (named in the error)
-                    what:str="entry", # what the table holds per disease (named in the error), e.g. "adapter"
-                   )->pd.DataFrame:
-    "The rows of `diseases`; an unknown name is an error naming the file and the known slugs."
-    if diseases is None: return concepts
-    unknown = [d for d in diseases if d not in set(concepts.disease_joined) | set(concepts.disease_slug)]
-    if unknown: raise DataError(f"{where}: no {what} for disease(s) {unknown}; train them first (known: {sorted(concepts.disease_slug)}).")
-    return concepts[concepts.disease_joined.isin(diseases) | concepts.disease_slug.isin(diseases)]
-
-CONCEPT_FILES = {"textual_inversion": "textual_inversion/concepts.csv", "lora": "lora/concepts.csv"}
-_MAKERS = {"textual_inversion": "03_textual_inversion", "lora": "04_lora"}
-
-def read_concepts(work_dir, # run root
-                  stage:str, # "textual_inversion" or "lora"
-                 )->pd.DataFrame:
-    "The per-disease table a training stage wrote."
-    if stage not in CONCEPT_FILES: raise ValueError(f"stage {stage!r} unknown; use one of {list(CONCEPT_FILES)}.")
-    p = Path(work_dir)/CONCEPT_FILES[stage]
-    if not p.exists(): raise DataError(f"{p}: not found; run {_MAKERS[stage]} with this work_dir first.")
-    return pd.read_csv(p)
 
 # %% ../nbs/00e_diffusion.ipynb #4f86e3ee
 def plot_losses(curves:dict, # label -> list of per-step losses

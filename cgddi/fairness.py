@@ -7,23 +7,41 @@ disease rarity (4.2.1), the imbalance ratio (appendix E.1) and generative qualit
 # %% ../nbs/07_fairness.ipynb #ceaa3267
 from __future__ import annotations
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 import numpy as np
 import pandas as pd
-import torch
 from torch import nn
-from PIL import Image
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 from .data import TONES, TONE_ORDER, DataError, read_data
-from .manifest import ManifestError, read_manifests
+from .manifest import ManifestError, StageConfig, read_manifests
+from .quality import QUALITY_FEATURES, generative_quality
 
 # %% auto #0
-__all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'QUALITY_FEATURES', 'SMALL_LABEL', 'TYPE_NAMES', 'PUBLISHED_TONE_COUNTS',
-           'TABLE2_ROWS', 'TABLE5_ROWS', 'FairnessWarning', 'tone_groups', 'group_counts', 'accuracy',
-           'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc',
-           'classification_metrics', 'mean_std', 'pm', 'SmallFeatures', 'quality_models', 'load_images',
-           'generative_quality', 'quality_by_tone', 'tone_count_table', 'per_seed_metrics', 'paper_table']
+__all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TONE_COUNTS', 'TABLE2_ROWS', 'TABLE5_ROWS',
+           'FairnessConfig', 'FairnessWarning', 'tone_groups', 'group_counts', 'accuracy', 'accuracy_by_tone', 'pqd',
+           'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc', 'classification_metrics', 'mean_std', 'pm',
+           'quality_by_tone', 'tone_count_table', 'per_seed_metrics', 'paper_table']
+
+# %% ../nbs/07_fairness.ipynb #cfgcls07
+@dataclass(kw_only=True)
+class FairnessConfig(StageConfig):
+    "Settings of the fairness stage (paper 4.1, 4.3, D.2, E.1): CPU-safe defaults, the paper's values noted."
+    quality_features:str = "small" # FID/KID features: "inception" (torch-fidelity's Inception v3, the paper) or "small" (a random CNN, pipeline check)
+    inception_weights:str|None = None # local Inception weights for FID/KID; None: torch-fidelity's own download
+    lpips_backbone:str = "alex" # LPIPS trunk: alex (the lpips default), vgg or squeeze
+    lpips_pretrained_trunk:bool = False # True: ImageNet trunk (torchvision download, the paper); False: random trunk (pipeline check)
+    quality_max_images:int = 64 # per tone and method: at most this many synthetic and real images for FID/KID/LPIPS
+    kid_subset_size:int = 1000 # KID subset size (capped by the number of images)
+    quality_seed:int = 0 # which images are sampled and how LPIPS pairs are drawn
+    quality_split_seed:int|None = None # held-out real images: the test split of this faithful split seed; None: the first one
+    published_counts:bool = True # Table 7: add the paper's published tone counts of F17k and SCIN
+
+    def __post_init__(self):
+        if self.quality_features not in QUALITY_FEATURES:
+            raise ValueError(f"quality features {self.quality_features!r} unknown; use one of {QUALITY_FEATURES}.")
 
 # %% ../nbs/07_fairness.ipynb #66615a49
 CLASSES = (0, 1)  # benign, malignant
@@ -179,98 +197,13 @@ def pm(mean:float, std:float, digits:int=1)->str:
     "`mean ± std` as percentages, for tables; `n/a` for NaN."
     return "n/a" if pd.isna(mean) else f"{100 * mean:.{digits}f} ± {100 * std:.{digits}f}"
 
-# %% ../nbs/07_fairness.ipynb #83c90712
-class SmallFeatures(nn.Module):
-    "A small random CNN from uint8 images (0-255) to 16 features, for FID/KID pipeline checks (not comparable with Inception)."
-    num_features = 16
-    def __init__(self, seed:int=0):
-        super().__init__()
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            self.net = nn.Sequential(nn.Conv2d(3, 8, 5, stride=4), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
-                                     nn.AdaptiveAvgPool2d(1), nn.Flatten())
-            for m in self.net:  # variance-preserving init: features of order 1, like Inception's, so KID's kernel is sane
-                if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, nonlinearity="relu"); nn.init.zeros_(m.bias)
-        self.requires_grad_(False).eval()
-    def forward(self, x:torch.Tensor)->torch.Tensor:
-        return self.net(x.float() / 127.5 - 1)
-
-QUALITY_FEATURES = ("inception", "small")
-SMALL_LABEL = "small random feature extractor and LPIPS trunk (pipeline check, not comparable with published FID/KID/LPIPS)"
-
-def quality_models(features:str="inception", # "inception" (torch-fidelity Inception v3, the paper) or "small"
-                   inception_weights=None, # local Inception weights file; None: torch-fidelity's own download
-                   lpips_backbone:str="alex", # LPIPS trunk
-                   lpips_pretrained_trunk:bool=True, # ImageNet trunk (download) or random trunk
-                  )->tuple[nn.Module, nn.Module]:
-    "The feature extractor shared by FID and KID, and the LPIPS model."
-    from torchmetrics.image.fid import FrechetInceptionDistance
-    import lpips
-    if features not in QUALITY_FEATURES: raise ValueError(f"quality features {features!r} unknown; use one of {QUALITY_FEATURES}.")
-    if features == "small": extractor = SmallFeatures()
-    else: extractor = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=inception_weights).inception
-    with warnings.catch_warnings():  # lpips still passes torchvision's deprecated `pretrained=` argument
-        warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
-        return extractor, lpips.LPIPS(net=lpips_backbone, pnet_rand=not lpips_pretrained_trunk, verbose=False).eval()
-
-def load_images(paths, # image files
-                size:int=256, # every image is resized to size x size
-               )->torch.Tensor:
-    "uint8 tensor N x 3 x size x size; a corrupt file is an error naming it."
-    out = []
-    for p in paths:
-        try:
-            with Image.open(p) as im: out.append(np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)))
-        except (OSError, ValueError) as e:
-            raise DataError(f"{p}: cannot read image ({e}); regenerate or remove it.") from e
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
-
-@torch.no_grad()
-def generative_quality(real_paths, # held-out real images
-                       fake_paths, # synthetic images
-                       extractor:nn.Module, # features for FID and KID (`quality_models`)
-                       lpips_model:nn.Module, # LPIPS model (`quality_models`)
-                       kid_subset_size:int=1000, # KID subset size, capped by the number of images
-                       seed:int=0, # LPIPS pairing
-                       batch_size:int=32,
-                       size:int=256, # images are compared at size x size
-                      )->dict:
-    "FID, KID (mean and std over subsets) and mean LPIPS between synthetic and real images."
-    from torchmetrics.image.fid import FrechetInceptionDistance
-    from torchmetrics.image.kid import KernelInceptionDistance
-    real_paths, fake_paths = list(real_paths), list(fake_paths)
-    out = {"fid": np.nan, "kid": np.nan, "kid_std": np.nan, "lpips": np.nan, "n_real": len(real_paths), "n_fake": len(fake_paths)}
-    if min(len(real_paths), len(fake_paths)) < 2:
-        warnings.warn(f"generative quality: {len(real_paths)} real and {len(fake_paths)} synthetic images; at least 2 "
-                      "of each are needed; NaN.", FairnessWarning, stacklevel=2)
-        return out
-    fid = FrechetInceptionDistance(feature=extractor, reset_real_features=True)
-    with warnings.catch_warnings():  # torchmetrics warns that KID keeps its features in memory; we cap the image count
-        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        kid = KernelInceptionDistance(feature=extractor, subsets=10, subset_size=min(kid_subset_size, len(real_paths), len(fake_paths)))
-    for real, paths in [(True, real_paths), (False, fake_paths)]:
-        for i in range(0, len(paths), batch_size):
-            x = load_images(paths[i:i + batch_size], size)
-            fid.update(x, real=real); kid.update(x, real=real)
-    rng = np.random.default_rng(seed)
-    partner = rng.integers(len(real_paths), size=len(fake_paths))
-    scores = []
-    for i in range(0, len(fake_paths), batch_size):
-        f = load_images(fake_paths[i:i + batch_size], size).float() / 127.5 - 1
-        r = load_images([real_paths[j] for j in partner[i:i + batch_size]], size).float() / 127.5 - 1
-        scores.append(lpips_model(f, r).flatten())
-    k_mean, k_std = kid.compute()
-    out.update(fid=float(fid.compute()), kid=float(k_mean), kid_std=float(k_std), lpips=float(torch.cat(scores).mean()))
-    return out
-
 # %% ../nbs/07_fairness.ipynb #bbad612a
 TYPE_NAMES = {"healthy": "Healthy", "lesion_mapped": "Lesion-mapped", "semantic": "Semantic", "all": "All cgDDI"}
 
 def quality_by_tone(work_dir, # run root
                     real_ids, # ddi_id of the held-out real images
-                    extractor:nn.Module, lpips_model:nn.Module, # from `quality_models`
-                    max_images:int=500, # per method and tone: at most this many images of each side (seeded sample)
-                    kid_subset_size:int=1000, seed:int=0,
+                    extractor:nn.Module, lpips_model:nn.Module, # from `cgddi.quality.quality_models`
+                    cfg:FairnessConfig, # images per method and tone (a seeded sample of each side), KID subset size, seed
                    )->pd.DataFrame:
     "FID, KID and LPIPS per synthetic type (and all types together) and tone: one row each."
     work, ddi = Path(work_dir), read_data(work_dir)
@@ -282,8 +215,9 @@ def quality_by_tone(work_dir, # run root
     for method, syn in tqdm(sets.items(), desc="generative quality", leave=False):
         for tone in TONE_ORDER:
             r, f = real[real.tone == tone], syn[syn.tone == tone]
-            r = r.sample(min(len(r), max_images), random_state=seed); f = f.sample(min(len(f), max_images), random_state=seed)
-            q = generative_quality([work/p for p in r.frame_path], [work/p for p in f.image], extractor, lpips_model, kid_subset_size, seed)
+            n, seed = cfg.quality_max_images, cfg.quality_seed
+            r, f = r.sample(min(len(r), n), random_state=seed), f.sample(min(len(f), n), random_state=seed)
+            q = generative_quality([work/p for p in r.frame_path], [work/p for p in f.image], extractor, lpips_model, cfg.kid_subset_size, seed)
             rows.append({"method": method, "tone": tone, **q})
     return pd.DataFrame(rows)
 

@@ -6,25 +6,68 @@ review sheet, and kept as the canvas for lesion mapping and semantic sampling.""
 
 # %% ../nbs/01_healthy.ipynb #bc5c1fcb
 from __future__ import annotations
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 import numpy as np
 import pandas as pd
 import cv2
 import matplotlib.pyplot as plt
 from PIL import Image
 from tqdm.auto import tqdm
-from .data import DataError, TONE_ORDER, read_data, read_image, overlay_mask
-from .manifest import REVIEW_SHEET, params_hash, save_synthetic, synthetic_done, write_shard, remove_stale_temps
+from .data import DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data, read_image, overlay_mask, alpha_blend
+from .manifest import (REVIEW_SHEET, StageConfig, seed_of, save_synthetic, synthetic_done, write_shard, remove_stale_temps,
+                            read_manifest)
 from .report import atomic_path
-from .tiny import is_tiny, TINY_LABEL
+from .tiny import is_tiny, tiny_kandinsky, TINY_LABEL
 
 # %% auto #0
-__all__ = ['LESION', 'MARKER', 'RULER', 'SKIN', 'BACKENDS', 'QC_REASONS', 'inpaint_region', 'healthy_mask', 'blend', 'Inpainter',
-           'ita', 'qc_scores', 'qc_reasons', 'make_healthy', 'write_review_sheet', 'plot_healthy_examples']
+__all__ = ['BACKENDS', 'QC_REASONS', 'HealthyConfig', 'inpaint_region', 'healthy_mask', 'Inpainter', 'ita', 'qc_scores',
+           'qc_reasons', 'make_healthy', 'write_review_sheet', 'plot_healthy_examples']
+
+# %% ../nbs/01_healthy.ipynb #cfgcls01
+BACKENDS = ("kandinsky", "sd_inpaint", "opencv")
+
+@dataclass(kw_only=True)
+class HealthyConfig(StageConfig):
+    "Settings of the healthy stage (paper 3.2, E.3, F.1): CPU-safe defaults, the paper's values noted."
+    unhashed: ClassVar[tuple] = ("device", "limit", "n_show")
+    backend:str = "opencv" # kandinsky (the paper), sd_inpaint (the reference notebooks) or opencv (CPU)
+    kandinsky_prior:str = "kandinsky-community/kandinsky-2-2-prior" # hub id or local folder; "tiny": a tiny random model
+    kandinsky_decoder:str = "kandinsky-community/kandinsky-2-2-decoder-inpaint" # hub id or local folder; "tiny" as above
+    sd_inpaint_model:str = "runwayml/stable-diffusion-inpainting" # hub id or local folder for backend sd_inpaint
+    prompt:str = "A close-up clinical photograph of healthy, smooth, normal human skin" # positive prompt (paper)
+    negative_prompt:str = "Bad anatomy, deformed, lesion, ugly, disfigured, illness, hole, transparent, eye" # negative prompt (paper)
+    inpaint_size:int = 512 # side the diffusion models work at (the 256 frame is resized to it and back)
+    steps:int = 100 # decoder denoising steps (paper: 100)
+    guidance:float = 4.0 # decoder classifier-free guidance (paper: 4)
+    prior_steps:int = 25 # Kandinsky prior steps (run once: the prompt is the same for every image)
+    prior_guidance:float = 4.0 # Kandinsky prior guidance
+    n_candidates:int = 1 # samples per image in one batch; the one with the best QC scores is kept
+    seed:int = 0 # every image's noise follows from (seed, DDI id)
+    device:str = "auto" # auto (accelerate's device), cuda, cpu
+    dtype:str = "auto" # auto (float16 on GPU, float32 on CPU), float16, bfloat16, float32
+    dilate_kernel:int = 5 # inpainting region: square dilation kernel (paper: 5)
+    blur_sigma:float = 2.0 # inpainting region: Gaussian blur sigma (paper: 2)
+    opencv_radius:int = 5 # opencv backend: cv2.inpaint neighbourhood radius
+    qc_max_residue:float = 12.0 # QC 1: max colour difference (CIE76) between the repainted region and the skin around it
+    qc_max_texture_ratio:float = 4.0 # QC 2: texture (Laplacian spread) of the region vs its ring must lie within 1/x .. x
+    qc_max_tone_drift:float = 6.0 # QC 3: max change of the skin's ITA (degrees)
+    qc_max_implausible:float = 0.05 # QC 4: max share of region pixels unlike any skin in the ring
+    limit:int|None = None # only the first N annotated images (quick looks); None: all
+    n_show:int = 2 # examples per tone in the figure
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS: raise ValueError(f"inpainting backend {self.backend!r} unknown; use one of {BACKENDS}.")
+        if self.n_candidates < 1: raise ValueError(f"n_candidates must be at least 1, got {self.n_candidates}.")
+
+    @property
+    def thresholds(self)->dict:
+        "The QC thresholds as keyword arguments of `qc_reasons`."
+        return dict(max_residue=self.qc_max_residue, max_texture_ratio=self.qc_max_texture_ratio,
+                    max_tone_drift=self.qc_max_tone_drift, max_implausible=self.qc_max_implausible)
 
 # %% ../nbs/01_healthy.ipynb #940414be
-LESION, MARKER, RULER, SKIN = 1, 2, 3, 4
-
 def inpaint_region(mask:np.ndarray, # sDDI mask
                    dilate_kernel:int=5, # square dilation kernel side (paper: 5)
                    blur_sigma:float=2.0, # Gaussian blur sigma (paper: 2)
@@ -43,85 +86,63 @@ def healthy_mask(mask:np.ndarray, # sDDI mask of the original image
     out = mask.copy(); out[np.isin(out, (LESION, MARKER))] = SKIN
     return out
 
-def blend(original:np.ndarray, # HxWx3 uint8, the original frame
-          repainted:np.ndarray, # HxWx3 uint8, the model's output at the same size
-          soft:np.ndarray, # soft mask from `inpaint_region`
-         )->np.ndarray:
-    "Repainted pixels where the soft mask is 1, original ones where it is 0, a smooth mix between."
-    a = soft[..., None]
-    return np.clip(np.rint(repainted * a + original * (1 - a)), 0, 255).astype(np.uint8)
-
 # %% ../nbs/01_healthy.ipynb #c3153fa9
-BACKENDS = ("kandinsky", "sd_inpaint", "opencv")
-
-def _seed_of(seed:int, ddi_id:int)->int:
-    return int(np.random.SeedSequence([seed, int(ddi_id)]).generate_state(1)[0])
-
 class Inpainter:
-    "Repaints a masked region of a 256 x 256 frame with one of `BACKENDS`; `generator` names what made the images."
-    def __init__(self, backend:str="opencv", # kandinsky / sd_inpaint / opencv
-                 model:str|None=None, # kandinsky: decoder; sd_inpaint: pipeline (hub id or local folder)
-                 prior:str|None=None, # kandinsky: prior (hub id or local folder)
-                 prompt:str="A close-up clinical photograph of healthy, smooth, normal human skin", # positive prompt
-                 negative_prompt:str="Bad anatomy, deformed, lesion, ugly, disfigured, illness, hole, transparent, eye", # negative prompt
-                 size:int=512, # side the model works at
-                 steps:int=100, # denoising steps
-                 guidance:float=4.0, # classifier-free guidance
-                 prior_steps:int=25, # kandinsky prior steps
-                 prior_guidance:float=4.0, # kandinsky prior guidance
-                 n_candidates:int=1, # samples per image (one batch)
-                 seed:int=0, # run seed
-                 device:str="auto", # auto / cuda / cpu
-                 dtype:str="auto", # auto / float16 / bfloat16 / float32
-                 opencv_radius:int=5, # opencv: neighbourhood radius
+    "Repaints a masked region of a 256 x 256 frame with the config's backend; `generator` names what made the images."
+    def __init__(self, cfg:HealthyConfig, # the stage's settings
+                 work_dir=None, # run root, where "tiny" Kandinsky models are built
                 ):
-        if backend not in BACKENDS: raise ValueError(f"inpainting backend {backend!r} unknown; use one of {BACKENDS}.")
-        if n_candidates < 1: raise ValueError(f"n_candidates must be at least 1, got {n_candidates}.")
-        self.backend, self.prompt, self.negative_prompt, self.size = backend, prompt, negative_prompt, size
-        self.steps, self.guidance, self.n, self.seed, self.radius = steps, guidance, n_candidates, seed, opencv_radius
-        self.embeds = None
-        if backend == "opencv":
-            self.generator = f"opencv-telea-r{opencv_radius}"; return
+        self.cfg, self.embeds = cfg, None
+        if cfg.backend == "opencv":
+            self.generator = f"opencv-telea-r{cfg.opencv_radius}"; return
         import torch
         from cgddi.diffusion import torch_setup  # imported here: the opencv backend needs no torch
-        self.device, dt = torch_setup(device, dtype)
-        self.torch = torch
-        if backend == "kandinsky":
-            from diffusers import KandinskyV22PriorPipeline, KandinskyV22InpaintPipeline
-            self.prior = KandinskyV22PriorPipeline.from_pretrained(prior, dtype=dt, use_safetensors=True).to(self.device)
-            self.pipe = KandinskyV22InpaintPipeline.from_pretrained(model, dtype=dt, use_safetensors=True).to(self.device)
-            self.prior.set_progress_bar_config(disable=True)
-            g = torch.Generator(self.device).manual_seed(seed)
-            out = self.prior(prompt, negative_prompt=negative_prompt, guidance_scale=prior_guidance,
-                             num_inference_steps=prior_steps, generator=g)
-            self.embeds = out.image_embeds, out.negative_image_embeds  # once for the whole run
+        self.torch, (self.device, dt) = torch, torch_setup(cfg.device, cfg.dtype)
+        if cfg.backend == "kandinsky": model, prior = self._kandinsky(dt, work_dir)
         else:
             from diffusers import AutoPipelineForInpainting
-            self.pipe = AutoPipelineForInpainting.from_pretrained(model, dtype=dt, use_safetensors=True,
-                                                                  safety_checker=None, requires_safety_checker=False).to(self.device)
+            model, prior = cfg.sd_inpaint_model, None
+            self.pipe = AutoPipelineForInpainting.from_pretrained(model, dtype=dt, use_safetensors=True, safety_checker=None,
+                                                                  requires_safety_checker=False).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         tiny = is_tiny(model) or (prior is not None and is_tiny(prior))
         self.generator = f"{Path(str(model)).name if tiny else model}" + (f" [{TINY_LABEL}]" if tiny else "")
+
+    def _kandinsky(self, dt, work_dir)->tuple[str, str]:
+        "Load the prior and the inpainting decoder, and embed the prompts once; returns (decoder, prior)."
+        from diffusers import KandinskyV22PriorPipeline, KandinskyV22InpaintPipeline
+        cfg, prior, model = self.cfg, self.cfg.kandinsky_prior, self.cfg.kandinsky_decoder
+        if "tiny" in (prior, model):
+            if work_dir is None: raise ValueError("the tiny Kandinsky models are built under work_dir/models; pass work_dir.")
+            prior, model = map(str, tiny_kandinsky(Path(work_dir)/"models"/"tiny-kandinsky", seed=cfg.seed))
+        self.prior = KandinskyV22PriorPipeline.from_pretrained(prior, dtype=dt, use_safetensors=True).to(self.device)
+        self.pipe = KandinskyV22InpaintPipeline.from_pretrained(model, dtype=dt, use_safetensors=True).to(self.device)
+        self.prior.set_progress_bar_config(disable=True)
+        g = self.torch.Generator(self.device).manual_seed(cfg.seed)
+        out = self.prior(cfg.prompt, negative_prompt=cfg.negative_prompt, guidance_scale=cfg.prior_guidance,
+                         num_inference_steps=cfg.prior_steps, generator=g)
+        self.embeds = out.image_embeds, out.negative_image_embeds  # once for the whole run
+        return model, prior
 
     def __call__(self, image:np.ndarray, # HxWx3 uint8 frame
                  soft:np.ndarray, # soft mask from `inpaint_region`
                  seed:int, # this image's seed
                 )->list[np.ndarray]:
         "The frame with the region repainted and blended back, one array per candidate."
-        hard = (soft > 1 / 255).astype(np.uint8)
-        if self.backend == "opencv":
-            return [blend(image, cv2.inpaint(image, hard, self.radius, cv2.INPAINT_TELEA), soft)]
+        cfg, hard = self.cfg, (soft > 1 / 255).astype(np.uint8)
+        if cfg.backend == "opencv":
+            return [alpha_blend(image, cv2.inpaint(image, hard, cfg.opencv_radius, cv2.INPAINT_TELEA), soft)]
         h, w = image.shape[:2]
-        big = Image.fromarray(image).resize((self.size, self.size), Image.Resampling.BICUBIC)
-        big_mask = cv2.resize(hard.astype(np.float32), (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+        big = Image.fromarray(image).resize((cfg.inpaint_size, cfg.inpaint_size), Image.Resampling.BICUBIC)
+        big_mask = cv2.resize(hard.astype(np.float32), (cfg.inpaint_size, cfg.inpaint_size), interpolation=cv2.INTER_NEAREST)
         g = self.torch.Generator(self.device).manual_seed(seed)
-        common = dict(image=big, mask_image=big_mask, height=self.size, width=self.size, num_inference_steps=self.steps,
-                      guidance_scale=self.guidance, num_images_per_prompt=self.n, generator=g, output_type="np")
-        if self.backend == "kandinsky":
+        common = dict(image=big, mask_image=big_mask, height=cfg.inpaint_size, width=cfg.inpaint_size, num_inference_steps=cfg.steps,
+                      guidance_scale=cfg.guidance, num_images_per_prompt=cfg.n_candidates, generator=g, output_type="np")
+        if cfg.backend == "kandinsky":
             out = self.pipe(image_embeds=self.embeds[0], negative_image_embeds=self.embeds[1], **common).images
         else:
-            out = self.pipe(prompt=self.prompt, negative_prompt=self.negative_prompt, **common).images
-        return [blend(image, cv2.resize((o * 255).round().astype(np.uint8), (w, h), interpolation=cv2.INTER_AREA), soft)
+            out = self.pipe(prompt=cfg.prompt, negative_prompt=cfg.negative_prompt, **common).images
+        return [alpha_blend(image, cv2.resize((o * 255).round().astype(np.uint8), (w, h), interpolation=cv2.INTER_AREA), soft)
                 for o in out]
 
 # %% ../nbs/01_healthy.ipynb #a006df77
@@ -180,56 +201,49 @@ def _badness(s:dict, th:dict)->float:
     return (s["residue"] / th["max_residue"] + s["tone_drift"] / th["max_tone_drift"] + s["implausible"] / th["max_implausible"]
             + abs(np.log(s["texture_ratio"])) / np.log(th["max_texture_ratio"]))
 
+def _heal(work:Path, r, inpainter:Inpainter, phash:str)->tuple[dict, dict]:
+    "One annotated image (a `data/ddi.csv` row): its healthy twin, made unless done, its manifest row and review-sheet row."
+    cfg, stem = inpainter.cfg, Path(r.frame_path).stem
+    out, out_mask = f"healthy/images/{stem}.png", f"healthy/masks/{stem}.npy"
+    mask = np.load(work/r.frame_mask_path)
+    frame = np.asarray(read_image(work/r.frame_path))
+    if frame.shape[:2] != mask.shape:
+        raise DataError(f"{work/r.frame_path}: image is {frame.shape[1]}x{frame.shape[0]} but its mask {work/r.frame_mask_path} "
+                        f"is {mask.shape[1]}x{mask.shape[0]}; rerun 00_data to rewrite the frames.")
+    soft = inpaint_region(mask, cfg.dilate_kernel, cfg.blur_sigma)
+    row = dict(image=out, synthetic=True, type="healthy", base_id=int(r.ddi_id), donor_id=None, disease=None,
+               disease_joined=None, malignant=False, tone=r.tone, ruler=bool((mask == RULER).any()),
+               caption=f"{cfg.prompt} ({r.tone}-toned; lesion{' and marker' if (mask == MARKER).any() else ''} of image {r.ddi_id} inpainted)",
+               generator=inpainter.generator, trained=False, n_train_samples=None, seed=seed_of(cfg.seed, int(r.ddi_id)), params_hash=phash)
+    regenerated = not synthetic_done(work/out, phash)
+    if regenerated:
+        scored = [(c, qc_scores(frame, c, mask, soft)) for c in inpainter(frame, soft, row["seed"])]
+        healthy, scores = min(scored, key=lambda cs: _badness(cs[1], cfg.thresholds))
+        with atomic_path(work/out_mask) as t:
+            with open(t, "wb") as f: np.save(f, healthy_mask(mask))
+        save_synthetic(healthy, work/out, row)
+    else: scores = qc_scores(frame, np.asarray(Image.open(work/out).convert("RGB")), mask, soft)
+    reasons = ";".join(map(str, qc_reasons(scores, **cfg.thresholds)))
+    return row, dict(image=out, ddi_id=int(r.ddi_id), tone=r.tone, **{k: round(v, 4) for k, v in scores.items()},
+                     auto_keep=not reasons, auto_reasons=reasons, keep=not reasons, reasons=reasons, note="", params_hash=phash,
+                     regenerated=regenerated)
+
 def make_healthy(work_dir, # run root written by 00_data
-                 inpainter:Inpainter, # the backend
-                 dilate_kernel:int=5, # region dilation kernel
-                 blur_sigma:float=2.0, # region blur sigma
-                 thresholds:dict|None=None, # keyword arguments of `qc_reasons`
-                 seed:int=0, # run seed (per-image seeds follow from it and the DDI id)
-                 limit:int|None=None, # only the first N annotated images
+                 cfg:HealthyConfig, # the stage's settings
+                 inpainter:Inpainter|None=None, # the backend, if already loaded (made from `cfg`); None: loaded here
                 )->pd.DataFrame:
     "Inpaint every annotated image; writes images, masks, the manifest shard and the review sheet; returns the sheet."
-    work = Path(work_dir); th = dict(max_residue=12.0, max_texture_ratio=4.0, max_tone_drift=6.0, max_implausible=0.05) | (thresholds or {})
-    ddi = read_data(work)
+    work = Path(work_dir); ddi = read_data(work)
     todo = ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id")
-    if limit is not None: todo = todo.head(limit)
+    if cfg.limit is not None: todo = todo.head(cfg.limit)
     if todo.empty: raise DataError(f"{work/'data/ddi.csv'}: no image has an sDDI mask; healthy synthetics need masks.")
-    settings = dict(stage="healthy", generator=inpainter.generator, prompt=inpainter.prompt, negative_prompt=inpainter.negative_prompt,
-                    size=inpainter.size, steps=inpainter.steps, guidance=inpainter.guidance, n_candidates=inpainter.n,
-                    dilate_kernel=dilate_kernel, blur_sigma=blur_sigma, seed=seed, thresholds=th)
-    phash = params_hash(settings)
+    inpainter = inpainter or Inpainter(cfg, work)
+    if inpainter.cfg != cfg: raise ValueError("the inpainter was made from other settings than `cfg`; pass Inpainter(cfg) or none.")
+    phash = cfg.params_hash()
     remove_stale_temps(work/"healthy")
-    rows, sheet = [], []
-    for r in tqdm(todo.itertuples(), total=len(todo), desc="healthy synthetics"):
-        stem = Path(r.frame_path).stem
-        out, out_mask = f"healthy/images/{stem}.png", f"healthy/masks/{stem}.npy"
-        mask = np.load(work/r.frame_mask_path)
-        frame = np.asarray(read_image(work/r.frame_path))
-        if frame.shape[:2] != mask.shape:
-            raise DataError(f"{work/r.frame_path}: image is {frame.shape[1]}x{frame.shape[0]} but its mask {work/r.frame_mask_path} "
-                            f"is {mask.shape[1]}x{mask.shape[0]}; rerun 00_data to rewrite the frames.")
-        soft = inpaint_region(mask, dilate_kernel, blur_sigma)
-        row = dict(image=out, synthetic=True, type="healthy", base_id=int(r.ddi_id), donor_id=None, disease=None,
-                   disease_joined=None, malignant=False, tone=r.tone, ruler=bool((mask == RULER).any()),
-                   caption=f"{inpainter.prompt} ({r.tone}-toned; lesion{' and marker' if (mask == MARKER).any() else ''} of image {r.ddi_id} inpainted)",
-                   generator=inpainter.generator, trained=False, n_train_samples=None, seed=_seed_of(seed, r.ddi_id), params_hash=phash)
-        regenerated = not synthetic_done(work/out, phash)
-        if regenerated:
-            cands = inpainter(frame, soft, row["seed"])
-            scored = [(c, qc_scores(frame, c, mask, soft)) for c in cands]
-            healthy, scores = min(scored, key=lambda cs: _badness(cs[1], th))
-            with atomic_path(work/out_mask) as t:
-                with open(t, "wb") as f: np.save(f, healthy_mask(mask))
-            save_synthetic(healthy, work/out, row)
-        else:
-            scores = qc_scores(frame, np.asarray(Image.open(work/out).convert("RGB")), mask, soft)
-        reasons = qc_reasons(scores, **th)
-        rows.append(row)
-        sheet.append(dict(image=out, ddi_id=int(r.ddi_id), tone=r.tone, **{k: round(v, 4) for k, v in scores.items()},
-                          auto_keep=not reasons, auto_reasons=";".join(map(str, reasons)), keep=not reasons,
-                          reasons=";".join(map(str, reasons)), note="", params_hash=phash, regenerated=regenerated))
-    write_shard(rows, work, "healthy", "all")
-    return write_review_sheet(pd.DataFrame(sheet), work)
+    rows, sheet = zip(*[_heal(work, r, inpainter, phash) for r in tqdm(todo.itertuples(), total=len(todo), desc="healthy synthetics")])
+    write_shard(list(rows), work, "healthy", "all")
+    return write_review_sheet(pd.DataFrame(list(sheet)), work)
 
 def write_review_sheet(sheet:pd.DataFrame, # fresh sheet rows
                        work_dir, # run root
@@ -260,7 +274,7 @@ def plot_healthy_examples(work_dir, # run root
     for row_axes, r in zip(axes, pick.itertuples()):
         d = ddi.loc[r.ddi_id]; frame = Image.open(work/d.frame_path).convert("RGB"); mask = np.load(work/d.frame_mask_path)
         region = (inpaint_region(mask) >= 0.5).astype(int)
-        for ax, im, t in zip(row_axes, [np.asarray(frame), overlay_mask(frame, region, classes=(1,)), Image.open(work/r.image)],
+        for ax, im, t in zip(row_axes, [np.asarray(frame), overlay_mask(frame, region, classes=(LESION,)), Image.open(work/r.image)],
                              [f"{d.file} ({r.tone})", "region repainted", "healthy" + ("" if r.keep else f" (discarded: {r.reasons})")]):
             ax.imshow(im); ax.set_title(t, fontsize=8); ax.axis("off")
     if title: fig.suptitle(title, fontsize=9)

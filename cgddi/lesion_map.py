@@ -5,9 +5,12 @@ random place where its whole footprint lies on skin, at least `padding` px from 
 
 # %% ../nbs/02_lesion_map.ipynb #19d27b86
 from __future__ import annotations
-import importlib, math, multiprocessing, os, shutil
+import dataclasses, importlib, math, multiprocessing, os, shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
+from typing import ClassVar
 import numpy as np
 import pandas as pd
 import cv2
@@ -16,14 +19,30 @@ from PIL import Image
 from scipy.ndimage import distance_transform_edt
 from scipy.signal import fftconvolve
 from tqdm.auto import tqdm
-from .data import DataError, read_data, read_image, MASK_SIZE, overlay_mask
-from .manifest import (params_hash, read_manifest, save_synthetic, synthetic_done, write_shard, manifest_dir,
+from .data import DataError, read_data, read_image, MASK_SIZE, LESION, MARKER, SKIN, overlay_mask, alpha_blend
+from .manifest import (StageConfig, read_manifest, save_synthetic, synthetic_done, write_shard, manifest_dir,
                             remove_stale_temps, png_complete)
 from .report import atomic_path
 
 # %% auto #0
-__all__ = ['usable_distance', 'footprint_geometry', 'find_offset', 'transform_patch', 'lesion_patch', 'paste', 'place_lesion',
-           'prepare_donors', 'map_lesions', 'plot_mapping_examples']
+__all__ = ['LesionMapConfig', 'usable_distance', 'footprint_geometry', 'find_offset', 'transform_patch', 'lesion_patch', 'paste',
+           'place_lesion', 'prepare_donors', 'map_lesions', 'plot_mapping_examples']
+
+# %% ../nbs/02_lesion_map.ipynb #cfgcls02
+@dataclass(kw_only=True)
+class LesionMapConfig(StageConfig):
+    "Settings of lesion mapping (paper 3.3, E.4, F.2): the defaults are the paper's."
+    unhashed: ClassVar[tuple] = ("workers", "limit_healthy", "n_show")
+    padding:int = 10 # min distance (px) between the lesion's footprint and the edge of valid skin (paper: 10)
+    scale:float = 1.0 # lesion scaling multiplier (paper: 1.0)
+    rotation:float = 0.0 # lesion rotation in degrees (paper: 0)
+    dilate_iterations:int = 2 # donor lesion mask: 3x3 dilations before blurring (reference: 2)
+    blur_sigma:float = 2.0 # donor lesion mask: Gaussian blur sigma of the alpha (reference: radius 2)
+    size:int = MASK_SIZE # working resolution: the 256 frame, or larger (masks resized nearest)
+    seed:int = 0 # each placement follows from (seed, healthy id, donor id)
+    workers:int|None = None # processes; None: one per CPU core
+    limit_healthy:int|None = None # only the first N kept healthy images (benchmarks, quick looks); None: all
+    n_show:int = 6 # examples in the figure
 
 # %% ../nbs/02_lesion_map.ipynb #e50ebd9b
 def usable_distance(valid_mask:np.ndarray, # bool HxW: where a lesion may lie
@@ -113,8 +132,7 @@ def paste(canvas:np.ndarray, # HxWx3 uint8 healthy image
          )->np.ndarray:
     "Feathered paste: alpha * donor + (1 - alpha) * healthy inside the patch's box."
     out = canvas.copy(); (oy, ox), (h, w) = offset, alpha.shape
-    roi = out[oy:oy + h, ox:ox + w].astype(np.float32); a = alpha[..., None]
-    out[oy:oy + h, ox:ox + w] = np.clip(np.rint(patch * a + roi * (1 - a)), 0, 255).astype(np.uint8)
+    out[oy:oy + h, ox:ox + w] = alpha_blend(out[oy:oy + h, ox:ox + w], patch, alpha)
     return out
 
 # %% ../nbs/02_lesion_map.ipynb #ced9d34a
@@ -144,8 +162,6 @@ def _init_worker(donors:dict):
     global _DONORS
     _DONORS = donors; cv2.setNumThreads(1)  # one process per core: no nested threads
 
-def _slug(s:str)->str: return "".join(c if c.isalnum() else "_" for c in str(s)).strip("_")
-
 def _resize_frame(image:np.ndarray, mask:np.ndarray, size:int):
     if image.shape[:2] == (size, size) and mask.shape == (size, size): return image, mask
     return (cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC if size > image.shape[0] else cv2.INTER_AREA),
@@ -153,8 +169,7 @@ def _resize_frame(image:np.ndarray, mask:np.ndarray, size:int):
 
 def prepare_donors(work_dir, # run root
                    donors:pd.DataFrame, # `read_data` rows with a mask
-                   size:int=MASK_SIZE, # working resolution
-                   dilate_iterations:int=2, blur_sigma:float=2.0, scale:float=1.0, rotation:float=0.0, # see `lesion_patch`
+                   cfg:LesionMapConfig, # size, dilation, blur, scale and rotation of the patches
                   )->dict:
     "Cut every donor's lesion patch once: {ddi_id: (patch, alpha, footprint, its geometry, row dict)}."
     out, work = {}, Path(work_dir)
@@ -163,93 +178,88 @@ def prepare_donors(work_dir, # run root
         where = f"donor {r.ddi_id} ({work/r.frame_path}, mask {work/r.frame_mask_path})"
         if img.shape[:2] != mask.shape:
             raise DataError(f"{where}: image is {img.shape[1]}x{img.shape[0]} but the mask is {mask.shape[1]}x{mask.shape[0]}; rerun 00_data.")
-        img, mask = _resize_frame(img, mask, size)
-        patch, alpha = lesion_patch(img, mask == 1, dilate_iterations, blur_sigma, scale, rotation, where=where)
+        img, mask = _resize_frame(img, mask, cfg.size)
+        patch, alpha = lesion_patch(img, mask == LESION, cfg.dilate_iterations, cfg.blur_sigma, cfg.scale, cfg.rotation, where=where)
         out[int(r.ddi_id)] = (patch, alpha, alpha > 0, footprint_geometry(alpha > 0), dict(ddi_id=int(r.ddi_id), stem=Path(r.frame_path).stem, disease=r.disease,
                               disease_joined=r.disease_joined, slug=r.disease_slug, malignant=bool(r.malignant), tone=r.tone))
     return out
 
 def _map_one(job:dict)->tuple[str, int, int]:
     "Worker: all donors onto one healthy image; writes its images, manifest shard and candidate log."
-    work, h, settings = Path(job["work"]), job["healthy"], job["settings"]
+    work, h, cfg = Path(job["work"]), job["healthy"], SimpleNamespace(**job["cfg"])
     img = np.asarray(Image.open(work/h["image"]).convert("RGB")); mask = np.load(work/h["mask"])
-    img, mask = _resize_frame(img, mask, settings["size"])
-    dist = usable_distance(np.isin(mask, (1, 2, 4)))  # lesion and marker were inpainted to skin
+    img, mask = _resize_frame(img, mask, cfg.size)
+    dist = usable_distance(np.isin(mask, (LESION, MARKER, SKIN)))  # lesion and marker were inpainted to skin
     rows, log = [], []
     for did, (patch, alpha, fp, geometry, d) in _DONORS.items():
         if did == h["base_id"]: continue
-        rng = np.random.default_rng([settings["seed"], h["base_id"], did])
-        off = find_offset(dist, fp, settings["padding"], rng, geometry=geometry)
+        rng = np.random.default_rng([cfg.seed, h["base_id"], did])
+        off = find_offset(dist, fp, cfg.padding, rng, geometry=geometry)
         entry = dict(base_id=h["base_id"], donor_id=did, disease_joined=d["disease_joined"], tone=h["tone"], donor_tone=d["tone"],
                      lesion_h=fp.shape[0], lesion_w=fp.shape[1], params_hash=job["phash"])
         if off is None:
             log.append(entry | dict(status="skipped", reason=f"no room: footprint {fp.shape[0]}x{fp.shape[1]} px does not fit "
-                                    f"{settings['padding']} px inside the valid skin", top=None, left=None, image=None)); continue
+                                    f"{cfg.padding} px inside the valid skin", top=None, left=None, image=None)); continue
         name = f"lesion_mapped/{h['stem']}/{h['stem']}_with_{d['slug']}_from_{d['stem']}.png"
         row = dict(image=name, synthetic=True, type="lesion_mapped", base_id=h["base_id"], donor_id=did, disease=d["disease"],
                    disease_joined=d["disease_joined"], malignant=d["malignant"], tone=h["tone"], ruler=h["ruler"],
                    caption=f"A {d['disease_joined']} lesion from a {d['tone']}-toned donor (image {did}) mapped onto healthy "
                            f"{h['tone']}-toned skin (image {h['base_id']})",
-                   generator="cgddi.lesion_map", trained=False, n_train_samples=None, seed=settings["seed"], params_hash=job["phash"])
+                   generator="cgddi.lesion_map", trained=False, n_train_samples=None, seed=cfg.seed, params_hash=job["phash"])
         if not synthetic_done(work/name, job["phash"]): save_synthetic(paste(img, patch, alpha, off), work/name, row)
         rows.append(row); log.append(entry | dict(status="placed", reason="", top=off[0], left=off[1], image=name))
     write_shard(rows, work, "lesion_mapped", h["stem"])
     with atomic_path(work/"lesion_map"/"candidates"/f"{h['stem']}.csv") as t: pd.DataFrame(log).to_csv(t, index=False)
     return h["stem"], len(rows), len(log)
 
+def _tidy(work:Path, keep:set|None):
+    "Remove temporary files a killed run left and, unless `keep` is None, the outputs of healthy images not in `keep`."
+    for d in [manifest_dir(work, "lesion_mapped"), work/"lesion_map"/"candidates", work/"lesion_mapped"]:
+        d.mkdir(parents=True, exist_ok=True)
+        for p in d.iterdir():
+            if keep is not None and p.stem.lstrip(".").split(".")[0] not in keep: shutil.rmtree(p) if p.is_dir() else p.unlink()
+        remove_stale_temps(d)
+
+def _complete(work:Path, stem:str, phash:str)->bool:
+    "A healthy image is done: its log has these settings, its shard exists and every image was written to the end."
+    p, shard = work/"lesion_map"/"candidates"/f"{stem}.csv", manifest_dir(work, "lesion_mapped")/f"{stem}.csv"
+    return (p.exists() and shard.exists() and pd.read_csv(p, usecols=["params_hash"]).params_hash.eq(phash).all()
+            and all(png_complete(work/i) for i in pd.read_csv(shard, usecols=["image"]).image))
+
 def map_lesions(work_dir, # run root written by 00_data and 01_healthy
-                padding:int=10, # min distance (px) from the valid skin's edge
-                scale:float=1.0, # lesion scaling multiplier
-                rotation:float=0.0, # degrees
-                dilate_iterations:int=2, # donor mask dilations (3x3)
-                blur_sigma:float=2.0, # donor alpha blur
-                size:int=MASK_SIZE, # working resolution
-                seed:int=0, # run seed
-                workers:int|None=None, # processes; None: one per core
-                limit_healthy:int|None=None, # only the first N kept healthy images (benchmarks, quick looks)
+                cfg:LesionMapConfig, # the stage's settings
                )->pd.DataFrame:
     "Map every donor lesion onto every kept healthy image; returns the candidate log (placed and skipped)."
-    work = Path(work_dir)
-    settings = dict(stage="lesion_map", padding=padding, scale=scale, rotation=rotation, dilate_iterations=dilate_iterations,
-                    blur_sigma=blur_sigma, size=size, seed=seed)
-    phash = params_hash(settings)
+    work, phash = Path(work_dir), cfg.params_hash()
     ddi = read_data(work)
     donors = ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id")
     healthy = read_manifest(work, "healthy").sort_values("base_id")
-    if limit_healthy is not None: healthy = healthy.head(limit_healthy)
+    if cfg.limit_healthy is not None: healthy = healthy.head(cfg.limit_healthy)
     masks = ddi.set_index("ddi_id").frame_mask_path
     unknown = sorted(set(healthy.base_id) - set(masks.dropna().index))
     if unknown: raise DataError(f"{work/'data/ddi.csv'}: healthy images of DDI ids {unknown} have no sDDI mask there; rerun 00_data and 01_healthy.")
     stems = {Path(p).stem: r for p, r in zip(healthy.image, healthy.itertuples())}
-    logs_dir = work/"lesion_map"/"candidates"
-    for d in [manifest_dir(work, "lesion_mapped"), logs_dir, work/"lesion_mapped"]:  # prune healthy images no longer kept
-        d.mkdir(parents=True, exist_ok=True)
-        for p in d.iterdir():
-            if p.stem.lstrip(".").split(".")[0] not in stems and limit_healthy is None:
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
-    remove_stale_temps(work/"lesion_mapped"); remove_stale_temps(logs_dir); remove_stale_temps(manifest_dir(work, "lesion_mapped"))
-    def done(stem):  # complete log with these settings, its shard, and every image written to the end
-        p, shard = logs_dir/f"{stem}.csv", manifest_dir(work, "lesion_mapped")/f"{stem}.csv"
-        return p.exists() and shard.exists() and pd.read_csv(p, usecols=["params_hash"]).params_hash.eq(phash).all() and \
-               all(png_complete(work/i) for i in pd.read_csv(shard, usecols=["image"]).image)
-    jobs = [dict(work=str(work), phash=phash, settings=settings,
+    _tidy(work, None if cfg.limit_healthy is not None else set(stems))  # a limited run leaves the other healthy images alone
+    jobs = [dict(work=str(work), phash=phash, cfg=dataclasses.asdict(cfg),  # a dict: a notebook's class cannot reach spawned workers
                  healthy=dict(image=r.image, stem=stem, base_id=int(r.base_id), tone=r.tone, ruler=bool(r.ruler), mask=masks[r.base_id]))
-            for stem, r in stems.items() if not done(stem)]
-    if jobs:
-        prepared = prepare_donors(work, donors, size, dilate_iterations, blur_sigma, scale, rotation)
-        n_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-        # spawned workers run the installed module's code: a notebook's namespace cannot be sent to them, and
-        # forking a Jupyter kernel with OpenCV's thread pool alive can deadlock
-        mod = importlib.import_module("cgddi.lesion_map")
-        with tqdm(total=len(jobs) * (len(prepared) - 1), desc="lesion-mapped candidates", unit="cand") as bar:
-            if n_workers == 1:
-                mod._init_worker(prepared)
-                for j in jobs: bar.update(mod._map_one(j)[2])
-            else:
-                with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=mod._init_worker, initargs=(prepared,)) as ex:
-                    for f in as_completed([ex.submit(mod._map_one, j) for j in jobs]): bar.update(f.result()[2])
-    return pd.concat([pd.read_csv(logs_dir/f"{s}.csv") for s in stems], ignore_index=True)
+            for stem, r in stems.items() if not _complete(work, stem, phash)]
+    if jobs: _run_jobs(jobs, prepare_donors(work, donors, cfg), cfg.workers)
+    return pd.concat([pd.read_csv(work/"lesion_map"/"candidates"/f"{s}.csv") for s in stems], ignore_index=True)
+
+def _run_jobs(jobs:list, prepared:dict, workers:int|None):
+    "Run `_map_one` on every job, in this process or spread over spawned ones."
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    # spawned workers run the installed module's code: a notebook's namespace cannot be sent to them, and
+    # forking a Jupyter kernel with OpenCV's thread pool alive can deadlock
+    mod = importlib.import_module("cgddi.lesion_map")
+    with tqdm(total=len(jobs) * (len(prepared) - 1), desc="lesion-mapped candidates", unit="cand") as bar:
+        if n_workers == 1:
+            mod._init_worker(prepared)
+            for j in jobs: bar.update(mod._map_one(j)[2])
+        else:
+            with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=mod._init_worker, initargs=(prepared,)) as ex:
+                for f in as_completed([ex.submit(mod._map_one, j) for j in jobs]): bar.update(f.result()[2])
 
 # %% ../nbs/02_lesion_map.ipynb #0f662af3
 def plot_mapping_examples(work_dir, # run root
@@ -266,7 +276,7 @@ def plot_mapping_examples(work_dir, # run root
     fig, axes = plt.subplots(len(pick), 3, figsize=(7.5, 2.6 * len(pick)), squeeze=False)
     for row_axes, r in zip(axes, pick.itertuples()):
         d = ddi.loc[r.donor_id]
-        donor = overlay_mask(Image.open(work/d.frame_path), np.load(work/d.frame_mask_path), classes=(1,))
+        donor = overlay_mask(Image.open(work/d.frame_path), np.load(work/d.frame_mask_path), classes=(LESION,))
         canvas = Image.open(work/canvases[r.base_id])
         for ax, im, t in zip(row_axes, [donor, canvas, Image.open(work/r.image)],
                              [f"donor {r.donor_id}: {r.disease_joined} ({r.donor_tone})", f"healthy {r.base_id} ({r.tone})", "lesion-mapped"]):

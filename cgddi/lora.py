@@ -7,34 +7,57 @@ under "An image of healthy skin on a {tone}-toned individual", keep the model fr
 # %% ../nbs/04_lora.ipynb #8463d84a
 from __future__ import annotations
 import copy, json, os, tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
 import matplotlib.pyplot as plt
 from PIL import Image
 from tqdm.auto import tqdm
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 from diffusers import StableDiffusionPipeline
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
-from .data import DataError, TONE_ORDER, read_data
-from .manifest import ManifestError, params_hash, read_manifest, remove_stale_temps
+from .data import DataError, TONE_ORDER, RULER, read_data
+from .manifest import (ManifestError, StageConfig, file_hash, read_manifest, remove_stale_temps, select_diseases, read_concepts,
+                            write_concepts, CONCEPT_FILES)
 from .report import atomic_path
-from .diffusion import (instance_prompt, class_prompt, load_sd, mixed_precision, square_image, latent_cache, sample_latents,
-                             diffusion_loss, file_hash, tail_mean, select_diseases, CONCEPT_FILES, read_concepts)
+from .diffusion import (instance_prompt, class_prompt, load_sd, resolve_model, training_accelerator, square_image, latent_cache,
+                             sample_latents, diffusion_loss, tail_mean)
 
 # %% auto #0
-__all__ = ['LORA_DIR', 'LORA_WEIGHTS', 'RULER', 'instance_images', 'class_images', 'tone_weights', 'lora_config', 'prompt_embeds',
-           'train_lora', 'save_lora', 'train_loras', 'validation_grid']
+__all__ = ['LORA_DIR', 'LORA_WEIGHTS', 'LoRAConfig', 'instance_images', 'class_images', 'tone_weights', 'lora_config',
+           'prompt_embeds', 'ImageSet', 'train_lora', 'save_lora', 'train_loras', 'validation_grid']
+
+# %% ../nbs/04_lora.ipynb #cfgcls04
+@dataclass(kw_only=True)
+class LoRAConfig(StageConfig):
+    "Settings of LoRA with prior preservation (paper 3.4, E.6.2): CPU-safe defaults, the paper's values noted."
+    unhashed: ClassVar[tuple] = ("diseases", "max_class_images", "gradient_checkpointing", "validation_samples")
+    sd_model:str = "tiny" # hub id or local folder (paper: stabilityai/stable-diffusion-2-1-base); "tiny": tiny random model
+    diseases:list|None = None # joined disease names or slugs to train (a per-disease batch); None: every token of 03
+    rank:int = 4 # LoRA rank (reference: 8)
+    resolution:int = 64 # training side in pixels (reference: 256; sampling runs at 512)
+    steps:int = 4 # optimisation steps per disease (paper: 750)
+    batch_size:int = 2 # instance images per step (paper: 16), plus as many class images
+    learning_rate:float = 5e-6 # constant, no warm-up (paper: 5e-6)
+    prior_preservation:bool = True # add the healthy class images' loss (paper: yes)
+    prior_loss_weight:float = 1.0 # weight of the class loss (reference: 1.0)
+    max_class_images:int|None = None # class images to use, drawn tone-balanced; None: every kept healthy image
+    ruler_in_prompt:bool = True # append "with a ruler" where the image's sDDI mask has a ruler
+    gradient_checkpointing:bool = False # trade compute for memory (reference: on)
+    precision:str = "auto" # accelerate mixed precision: auto (fp16 on a GPU, as the paper), no, fp16, bf16
+    validation_samples:int = 0 # text-to-image samples per tone after training, for a look (0: none, the default)
+    seed:int = 0 # batches, noise and LoRA initialisation follow from it
 
 # %% ../nbs/04_lora.ipynb #3c347d64
 LORA_DIR = "lora"
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
-RULER = 3  # sDDI class index
 
 def _has_ruler(work:Path, mask_path)->bool:
     return isinstance(mask_path, str) and bool((np.load(work/mask_path) == RULER).any())
@@ -61,7 +84,7 @@ def class_images(work_dir, # run root
     except ManifestError as e:
         raise ManifestError(f"prior preservation needs the healthy synthetics: {e} (or set prior_preservation=False).") from e
     if h.empty: raise ManifestError(f"{Path(work_dir)/'healthy/review.csv'}: no healthy image is kept; keep some or set prior_preservation=False.")
-    h = h[["image", "tone", "ruler"]].assign(ruler=lambda d: d.ruler.astype(str).str.lower().eq("true"))
+    h = h[["image", "tone", "ruler"]].assign(ruler=lambda d: d.ruler.fillna(False).astype(bool))
     if max_images is not None and max_images < len(h):
         rng = np.random.default_rng(seed); per = -(-max_images // h.tone.nunique())
         h = pd.concat([g.iloc[rng.permutation(len(g))[:per]] for _, g in h.groupby("tone")]).head(max_images)
@@ -87,66 +110,67 @@ def prompt_embeds(pipe:StableDiffusionPipeline, # pipeline holding the tokenizer
         emb, _ = pipe.encode_prompt(list(prompts), pipe.text_encoder.device, 1, False)
     return emb.float().cpu()
 
-def train_lora(sd, # `load_sd` parts
-               adapter:str, # adapter name (the disease slug)
-               instance:list, # PIL instance images at the training resolution
-               instance_embeds:torch.Tensor, # their prompt embeddings (`prompt_embeds`)
-               instance_tones:list, # their tones (for tone-balanced draws)
-               classes=None, # PIL class images, or their `latent_cache` (computed once for all diseases); None: no prior preservation
-               class_embeds:torch.Tensor|None=None, # their prompt embeddings
-               class_tones:list|None=None, # their tones
-               rank:int=8, # LoRA rank
-               steps:int=750, # optimisation steps (paper: 750)
-               batch_size:int=16, # instance images per step (paper: 16); as many class images
-               learning_rate:float=5e-6, # constant (paper: 5e-6)
-               prior_loss_weight:float=1.0, # weight of the class loss
-               gradient_checkpointing:bool=False, # recompute activations in the backward pass
-               precision:str="auto", # accelerate mixed precision
-               seed:int=0, # draws, noise and adapter initialisation
-               progress:bool=True, # show a progress bar
-              )->tuple[dict, dict]:
-    "Train one adapter on the UNet; returns its diffusers-format state dict and the per-step losses (instance, prior)."
-    prior = classes is not None
-    if not instance: raise DataError(f"{adapter}: no instance images.")
-    if prior and not (len(classes) == len(class_embeds) == len(class_tones) and len(classes)):
-        raise ValueError(f"{adapter}: class images, embeddings and tones must be non-empty and of one length.")
-    acc = Accelerator(mixed_precision=mixed_precision(precision, "cuda" if torch.cuda.is_available() else "cpu"))
-    half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
+@dataclass
+class ImageSet:
+    "One kind of training image for `train_lora`: the images, their prompt embeddings and their tones, one per image."
+    images: list|torch.Tensor # PIL images at the training resolution, or their `latent_cache` (class images: computed once)
+    embeds: torch.Tensor # their prompt embeddings (`prompt_embeds`)
+    tones: list # their tones, for tone-balanced draws
+
+    def __post_init__(self):
+        if not len(self.images) == len(self.embeds) == len(self.tones):
+            raise ValueError(f"images, embeddings and tones differ in number ({len(self.images)}, {len(self.embeds)}, {len(self.tones)}).")
+
+def _with_adapter(sd, adapter:str, cfg:LoRAConfig, acc:Accelerator, half:torch.dtype):
+    "The VAE and UNet on the accelerator's device, frozen, the UNet with a fresh trainable adapter."
     vae, unet = sd.vae.to(acc.device), sd.unet.to(acc.device)
     if half != torch.float32: vae, unet = vae.to(dtype=half), unet.to(dtype=half)
     vae.requires_grad_(False); unet.requires_grad_(False)
-    torch.manual_seed(seed)  # the adapter's Gaussian initialisation
-    unet.add_adapter(lora_config(rank), adapter_name=adapter); unet.set_adapter(adapter)
+    torch.manual_seed(cfg.seed)  # the adapter's Gaussian initialisation
+    unet.add_adapter(lora_config(cfg.rank), adapter_name=adapter); unet.set_adapter(adapter)
     cast_training_params(unet, dtype=torch.float32)  # adapter weights train in float32 under mixed precision
-    if gradient_checkpointing: unet.enable_gradient_checkpointing()
-    params = [p for p in unet.parameters() if p.requires_grad]
-    inst_cache, inst_w = latent_cache(vae, instance), tone_weights(instance_tones)
-    if prior: cls_cache, cls_w = (classes if torch.is_tensor(classes) else latent_cache(vae, classes)), tone_weights(class_tones)
-    opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=1e-2)
-    sched = get_scheduler("constant", optimizer=opt)
-    unet, opt, sched = acc.prepare(unet, opt, sched)
-    g = torch.Generator().manual_seed(seed); losses = dict(instance=[], prior=[])
-    sf = vae.config.scaling_factor
-    for _ in tqdm(range(steps), desc=f"LoRA {adapter}", disable=not progress, leave=False):
-        i = torch.multinomial(inst_w, batch_size, replacement=True, generator=g)
-        lat, emb = sample_latents(inst_cache[i], sf, g), instance_embeds[i]
-        if prior:
-            c = torch.multinomial(cls_w, batch_size, replacement=True, generator=g)
-            lat, emb = torch.cat([lat, sample_latents(cls_cache[c], sf, g)]), torch.cat([emb, class_embeds[c]])
+    if cfg.gradient_checkpointing: unet.enable_gradient_checkpointing()
+    return vae, unet
+
+def train_lora(sd, # `load_sd` parts
+               adapter:str, # adapter name (the disease slug)
+               instance:ImageSet, # the disease's images
+               classes:ImageSet|None, # healthy class images for prior preservation; None: none
+               cfg:LoRAConfig, # rank, steps, batch size, learning rate, prior weight, checkpointing, precision, seed
+               accelerator:Accelerator|None=None, # the stage's accelerator (one for all diseases); None: a new one
+               progress:bool=True, # show a progress bar
+              )->tuple[dict, dict]:
+    "Train one adapter on the UNet; returns its diffusers-format state dict and the per-step losses (instance, prior)."
+    if not len(instance.images): raise DataError(f"{adapter}: no instance images.")
+    if classes is not None and not len(classes.images): raise ValueError(f"{adapter}: prior preservation needs class images.")
+    acc = accelerator or training_accelerator(cfg.precision)
+    half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
+    vae, unet = _with_adapter(sd, adapter, cfg, acc, half)
+    params, sets = [p for p in unet.parameters() if p.requires_grad], [instance] + ([classes] if classes is not None else [])
+    caches = [s.images if torch.is_tensor(s.images) else latent_cache(vae, s.images) for s in sets]
+    weights = [tone_weights(s.tones) for s in sets]
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=1e-2)
+    unet, opt, sched = acc.prepare(unet, opt, get_scheduler("constant", optimizer=opt))
+    g, n, sf, losses = torch.Generator().manual_seed(cfg.seed), cfg.batch_size, vae.config.scaling_factor, dict(instance=[], prior=[])
+    for _ in tqdm(range(cfg.steps), desc=f"LoRA {adapter}", disable=not progress, leave=False):
+        lat, emb = [], []
+        for s, cache, w in zip(sets, caches, weights):  # instance images, then class images: each drawn, then noised
+            i = torch.multinomial(w, n, replacement=True, generator=g)
+            lat.append(sample_latents(cache[i], sf, g)); emb.append(s.embeds[i])
         with acc.autocast():
-            per = diffusion_loss(unet, sd.scheduler, lat.to(acc.device, half), emb.to(acc.device), g, reduction="none")
-        loss = per[:batch_size].mean() + (prior_loss_weight * per[batch_size:].mean() if prior else 0)
+            per = diffusion_loss(unet, sd.scheduler, torch.cat(lat).to(acc.device, half), torch.cat(emb).to(acc.device), g, reduction="none")
+        loss = per[:n].mean() + (cfg.prior_loss_weight * per[n:].mean() if len(sets) == 2 else 0)
         acc.backward(loss)
         if acc.sync_gradients: acc.clip_grad_norm_(params, 1.0)
         opt.step(); sched.step(); opt.zero_grad()
         per = per.detach().float()
-        losses["instance"].append(per[:batch_size].mean().item())
-        if prior: losses["prior"].append(per[batch_size:].mean().item())
+        losses["instance"].append(per[:n].mean().item())
+        if len(sets) == 2: losses["prior"].append(per[n:].mean().item())
     unet = acc.unwrap_model(unet, keep_fp32_wrapper=False)
     state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=adapter))
     state = {k: v.detach().float().cpu().clone() for k, v in state.items()}
     acc.free_memory()
-    if gradient_checkpointing: unet.disable_gradient_checkpointing()
+    if cfg.gradient_checkpointing: unet.disable_gradient_checkpointing()
     unet.delete_adapters(adapter)  # the shared UNet is the base model again
     return state, losses
 
@@ -161,68 +185,60 @@ def save_lora(folder, # output folder
     return folder/LORA_WEIGHTS
 
 # %% ../nbs/04_lora.ipynb #34e4b40c
-def train_loras(work_dir, # run root
-                model:str, # hub id or local folder of the SD pipeline (the one 03 used)
-                diseases:list|None=None, # joined names or slugs; None: every token
-                rank:int=8, # LoRA rank
-                resolution:int=256, # training side (reference: 256)
-                steps:int=750, # steps per disease (paper: 750)
-                batch_size:int=16, # instance images per step (paper: 16)
-                learning_rate:float=5e-6, # constant (paper: 5e-6)
-                prior_preservation:bool=True, # use healthy synthetics as class images
-                prior_loss_weight:float=1.0, # class-loss weight
-                max_class_images:int|None=None, # cap on class images (tone-balanced)
-                ruler_in_prompt:bool=True, # "with a ruler" where a ruler is seen
-                gradient_checkpointing:bool=False, # recompute activations
-                precision:str="auto", # accelerate mixed precision
-                seed:int=0, # run seed
+def _load(work:Path, model:str, cfg:LoRAConfig, classes:pd.DataFrame|None)->dict:
+    "The model, the stage's accelerator and the class images' latents (the same for every disease), loaded once."
+    sd, acc = load_sd(model), training_accelerator(cfg.precision)
+    out = dict(sd=sd, acc=acc, pristine=(sd.tokenizer, sd.text_encoder), class_latents=None)
+    if classes is not None:
+        sd.vae.to(acc.device)
+        size = (cfg.resolution, cfg.resolution)
+        out["class_latents"] = latent_cache(sd.vae, [Image.open(work/p).convert("RGB").resize(size, Image.Resampling.BICUBIC) for p in classes.image])
+    return out
+
+def _adapter(work:Path, c, inst:pd.DataFrame, classes:pd.DataFrame|None, cfg:LoRAConfig, model:str, loaded:dict)->dict:
+    "One disease's adapter: trained and saved unless `lora.json` says it is done with these settings; returns its facts."
+    extra = dict(token=c.token, classes=None if classes is None else classes.image.tolist(), train_ids=inst.ddi_id.tolist(),
+                 embeds_hash=file_hash(work/c.embeds))
+    phash, folder = cfg.params_hash(**extra), work/LORA_DIR/c.disease_slug
+    facts = json.loads((folder/"lora.json").read_text()) if (folder/"lora.json").exists() else {}
+    if facts.get("params_hash") == phash and (folder/LORA_WEIGHTS).exists(): return facts
+    if not loaded: loaded.update(_load(work, model, cfg, classes))
+    sd, acc, ruler = loaded["sd"], loaded["acc"], cfg.ruler_in_prompt
+    sd.tokenizer, sd.text_encoder = copy.deepcopy(loaded["pristine"][0]), copy.deepcopy(loaded["pristine"][1])
+    pipe = StableDiffusionPipeline(**vars(sd), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.text_encoder.to(acc.device)
+    pipe.load_textual_inversion(str(work/c.embeds))
+    instance = ImageSet([square_image(p, cfg.resolution) for p in inst.image_path],
+                        prompt_embeds(pipe, [instance_prompt(c.token, t, ruler and r) for t, r in zip(inst.tone, inst.ruler)]), inst.tone.tolist())
+    cls = None if classes is None else ImageSet(loaded["class_latents"], prompt_embeds(pipe, [class_prompt(t, ruler and r) for t, r in
+                                                                                        zip(classes.tone, classes.ruler)]), classes.tone.tolist())
+    pipe.text_encoder.to("cpu")
+    state, losses = train_lora(sd, c.disease_slug, instance, cls, cfg, acc)
+    save_lora(folder, state)
+    facts = dict(disease_joined=c.disease_joined, slug=c.disease_slug, token=c.token, model=model, n_train=len(inst),
+                 n_class=0 if classes is None else len(classes), losses=losses, params_hash=phash, settings=cfg.settings(**extra))
+    with atomic_path(folder/"lora.json") as t: t.write_text(json.dumps(facts))
+    return facts
+
+def train_loras(work_dir, # run root written by 00_data, 01_healthy and 03_textual_inversion
+                cfg:LoRAConfig, # the stage's settings
                )->pd.DataFrame:
     "Train and save an adapter per disease; writes `lora/concepts.csv` and returns it."
     work = Path(work_dir)
-    concepts = select_diseases(read_concepts(work, "textual_inversion"), diseases, work/CONCEPT_FILES["textual_inversion"], "token")
-    ddi = read_data(work)
-    classes = class_images(work, max_class_images, seed) if prior_preservation else None
+    concepts = select_diseases(read_concepts(work, "textual_inversion"), cfg.diseases, work/CONCEPT_FILES["textual_inversion"], "token")
+    model, ddi = resolve_model(cfg.sd_model, work, cfg.seed), read_data(work)
+    classes = class_images(work, cfg.max_class_images, cfg.seed) if cfg.prior_preservation else None
     remove_stale_temps(work/LORA_DIR)
-    sd = pristine = cls_imgs = None; rows = []
+    loaded, rows = {}, []  # the model is loaded when an adapter needs training
     for c in tqdm(list(concepts.itertuples()), desc="LoRA adapters"):
         inst = instance_images(work, pd.Series(c._asdict()), ddi)
-        settings = dict(stage="lora", model=model, token=c.token, rank=rank, resolution=resolution, steps=steps, batch_size=batch_size,
-                        learning_rate=learning_rate, prior_preservation=prior_preservation, prior_loss_weight=prior_loss_weight,
-                        classes=None if classes is None else classes.image.tolist(), ruler_in_prompt=ruler_in_prompt,
-                        precision=precision, seed=seed, train_ids=inst.ddi_id.tolist(),
-                        embeds_hash=file_hash(work/c.embeds))
-        phash, folder = params_hash(settings), work/LORA_DIR/c.disease_slug
-        facts_path = folder/"lora.json"
-        facts = json.loads(facts_path.read_text()) if facts_path.exists() else {}
-        if facts.get("params_hash") != phash or not (folder/LORA_WEIGHTS).exists():
-            if sd is None:
-                sd = load_sd(model); pristine = (sd.tokenizer, sd.text_encoder)
-                if classes is not None:  # the class images' latents are the same for every disease: encoded once
-                    sd.vae.to("cuda" if torch.cuda.is_available() else "cpu")
-                    cls_imgs = latent_cache(sd.vae, [Image.open(work/p).convert("RGB").resize((resolution,) * 2, Image.Resampling.BICUBIC)
-                                                     for p in classes.image])
-            sd.tokenizer, sd.text_encoder = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
-            pipe = StableDiffusionPipeline(**vars(sd), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-            pipe.text_encoder.to("cuda" if torch.cuda.is_available() else "cpu")
-            pipe.load_textual_inversion(str(work/c.embeds))
-            ie = prompt_embeds(pipe, [instance_prompt(c.token, t, ruler_in_prompt and r) for t, r in zip(inst.tone, inst.ruler)])
-            ce = None if classes is None else prompt_embeds(pipe, [class_prompt(t, ruler_in_prompt and r) for t, r in zip(classes.tone, classes.ruler)])
-            pipe.text_encoder.to("cpu")
-            state, losses = train_lora(sd, c.disease_slug, [square_image(p, resolution) for p in inst.image_path], ie, inst.tone.tolist(),
-                                       cls_imgs, ce, None if classes is None else classes.tone.tolist(), rank, steps, batch_size,
-                                       learning_rate, prior_loss_weight, gradient_checkpointing, precision, seed)
-            save_lora(folder, state)
-            facts = dict(disease_joined=c.disease_joined, slug=c.disease_slug, token=c.token, model=model, n_train=len(inst),
-                         n_class=0 if classes is None else len(classes), losses=losses, params_hash=phash, settings=settings)
-            with atomic_path(facts_path) as t: t.write_text(json.dumps(facts))
+        facts = _adapter(work, c, inst, classes, cfg, model, loaded)
         rows.append(dict(disease_joined=c.disease_joined, disease_slug=c.disease_slug, token=c.token, malignant=c.malignant,
                          n_train=len(inst), **{f"n_train_{t}": int((inst.tone == t).sum()) for t in TONE_ORDER},
                          n_class=facts["n_class"], final_instance_loss=tail_mean(facts["losses"]["instance"]),
                          final_prior_loss=tail_mean(facts["losses"]["prior"]), embeds=c.embeds,
-                         lora=str((folder/LORA_WEIGHTS).relative_to(work)), model=model))
-    out = pd.DataFrame(rows)
-    with atomic_path(work/CONCEPT_FILES["lora"]) as t: out.to_csv(t, index=False)
-    return out
+                         lora=f"{LORA_DIR}/{c.disease_slug}/{LORA_WEIGHTS}", model=model))
+    return write_concepts(rows, work, "lora")
 
 # %% ../nbs/04_lora.ipynb #fe586075
 def validation_grid(work_dir, # run root
@@ -236,7 +252,7 @@ def validation_grid(work_dir, # run root
     "A figure: one row per disease, `n` text-to-image samples per tone from its token and adapter."
     work = Path(work_dir)
     pipe = StableDiffusionPipeline.from_pretrained(model, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
-    pipe = pipe.to("cuda" if torch.cuda.is_available() else "cpu"); pipe.set_progress_bar_config(disable=True)
+    pipe = pipe.to(PartialState().device); pipe.set_progress_bar_config(disable=True)
     fig, axes = plt.subplots(len(adapters), 3 * n, figsize=(1.6 * 3 * n, 1.8 * len(adapters)), squeeze=False)
     for ax_row, r in zip(axes, adapters.itertuples()):
         pipe.load_textual_inversion(str(work/r.embeds)); pipe.load_lora_weights(str(work/Path(r.lora).parent), adapter_name=r.disease_slug)

@@ -5,7 +5,7 @@ renders the run's report: executed notebooks, tables, figures, `index.html` and 
 
 # %% ../nbs/00b_run.ipynb #50367c83
 from __future__ import annotations
-import argparse, datetime, hashlib, json, platform, re, subprocess, sys, time
+import argparse, datetime, hashlib, importlib, json, platform, re, subprocess, sys, tempfile, time
 from importlib import metadata
 from pathlib import Path
 import papermill as pm
@@ -14,8 +14,9 @@ import cgddi
 from .report import BENCHMARK_NOTICE, atomic_path, render_index
 
 # %% auto #0
-__all__ = ['PACKAGES', 'ParamsError', 'StageFailed', 'project_root', 'stage_notebooks', 'declared_parameters', 'accepts',
-           'load_params', 'check_params', 'device_info', 'seeds_in', 'provenance', 'run', 'main']
+__all__ = ['PACKAGES', 'STAGES', 'STANDALONE', 'ParamsError', 'StageFailed', 'project_root', 'stage_notebooks',
+           'declared_parameters', 'accepts', 'load_params', 'check_params', 'device_info', 'seeds_in', 'provenance',
+           'run', 'main', 'stage_config', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -112,11 +113,12 @@ def _version(name:str)->str|None:
     except metadata.PackageNotFoundError: return None
 
 def device_info()->dict:
-    "The accelerator torch sees, or the CPU."
+    "The device accelerate gives this process: a GPU, or the CPU."
     import os, torch
-    if torch.cuda.is_available():
-        return {"kind": "cuda", "name": torch.cuda.get_device_name(0), "count": torch.cuda.device_count()}
-    return {"kind": "cpu", "name": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    from accelerate import PartialState
+    dev = PartialState().device
+    if dev.type == "cuda": return {"kind": "cuda", "name": torch.cuda.get_device_name(dev), "count": torch.cuda.device_count()}
+    return {"kind": dev.type, "name": platform.processor() or platform.machine(), "cores": os.cpu_count()}
 
 def seeds_in(params:dict)->dict:
     "Every key mentioning `seed` in a params mapping, nested sections included (`stage.key`)."
@@ -211,3 +213,47 @@ def main(argv=None)->int:
     except StageFailed as e: print(f"cgddi: {e}", file=sys.stderr); return 1
     print(f"report: {out/'index.html'}")
     return 0
+
+# %% ../nbs/00b_run.ipynb #standcode
+STAGES = {  # stage notebook -> (module, its config class, the function that runs the stage on a work_dir with that config)
+    "01_healthy": ("cgddi.healthy", "HealthyConfig", "make_healthy"),
+    "02_lesion_map": ("cgddi.lesion_map", "LesionMapConfig", "map_lesions"),
+    "03_textual_inversion": ("cgddi.textual_inversion", "TIConfig", "train_textual_inversion"),
+    "04_lora": ("cgddi.lora", "LoRAConfig", "train_loras"),
+    "05_semantic": ("cgddi.semantic", "SemanticConfig", "sample_semantic"),
+    "06_classify": ("cgddi.classify", "ClassifyConfig", "run_experiments"),
+    "07_fairness": ("cgddi.fairness", "FairnessConfig", None),  # tables only: nothing later builds on it
+}
+STANDALONE = {  # quick settings for a standalone run: where they differ from the configs' defaults
+    "00_data": dict(n_images=24, split_seeds=[36, 37]),
+    "02_lesion_map": dict(workers=1),
+    "03_textual_inversion": dict(steps=2, batch_size=2),
+    "04_lora": dict(steps=2, batch_size=2),
+    "05_semantic": dict(steps=2, limit=6),
+    "06_classify": dict(epochs=1, finetune_epochs=1, max_synthetic=64),
+}
+
+def stage_config(stage:str, # a stage notebook's name, e.g. 04_lora
+                )->type:
+    "The config class of a stage."
+    if stage not in STAGES: raise ValueError(f"stage {stage!r} has no config; stages with one are {list(STAGES)}.")
+    module, name, _ = STAGES[stage]
+    return getattr(importlib.import_module(module), name)
+
+def standalone(work_dir=None, # folder to run in; None: a new temporary folder
+               upto:str="00_data", # the last stage to run
+              )->Path:
+    "A small embedded-benchmark run of every stage up to `upto`, for a notebook stepped through on its own; returns the work dir."
+    order = ["00_data"] + [s for s, (*_, run) in STAGES.items() if run]
+    if upto not in order: raise ValueError(f"standalone: unknown stage {upto!r}; use one of {order}.")
+    from cgddi.benchmark import make_benchmark
+    from cgddi.data import load_ddi, write_data, write_splits
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="cgddi-"))
+    print(f"standalone: {', '.join(order[:order.index(upto) + 1])} on a small embedded benchmark in {work}")
+    data = STANDALONE["00_data"]
+    ddi = write_data(load_ddi(make_benchmark(work/"benchmark", n_images=data["n_images"]), check_images=False), work)
+    write_splits(ddi, work, seeds=data["split_seeds"])
+    for stage in order[1:order.index(upto) + 1]:
+        module, _, run = STAGES[stage]
+        getattr(importlib.import_module(module), run)(work, stage_config(stage)(**STANDALONE.get(stage, {})))
+    return work

@@ -5,8 +5,10 @@ healthy image into "An image of <disease> on a {tone}-toned individual", R times
 
 # %% ../nbs/05_semantic.ipynb #e6f6a56c
 from __future__ import annotations
-import argparse, json, os, shutil, subprocess, sys, tempfile
+import argparse, dataclasses, json, os, shutil, subprocess, sys, tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
@@ -15,18 +17,55 @@ from PIL import Image
 from tqdm.auto import tqdm
 from accelerate import PartialState
 from .data import DataError, TONE_ORDER
-from .manifest import (ManifestError, params_hash, read_manifest, save_synthetic, synthetic_done, png_complete, manifest_dir,
-                            write_shard, remove_stale_temps, MANIFEST_COLUMNS)
-from .diffusion import instance_prompt, read_concepts, model_label, torch_setup, seed_of, file_hash, select_diseases, CONCEPT_FILES
+from .manifest import (ManifestError, StageConfig, seed_of, file_hash, read_manifest, save_synthetic, synthetic_done, png_complete,
+                            manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, CONCEPT_FILES, MANIFEST_COLUMNS)
+from .diffusion import instance_prompt, model_label, resolve_model, torch_setup
 
 # %% auto #0
-__all__ = ['RULER_MODES', 'PLAN_MODES', 'plan_counts', 'sampling_plan', 'shard_chunks', 'SemanticSampler', 'semantic_inputs',
-           'sample_semantic', 'cli', 'launch', 'plot_plan', 'plot_semantic_rows', 'plot_by_training_size']
+__all__ = ['RULER_MODES', 'PLAN_MODES', 'SemanticConfig', 'plan_counts', 'sampling_plan', 'shard_chunks', 'SemanticSampler',
+           'semantic_inputs', 'sample_semantic', 'cli', 'launch', 'plot_plan', 'plot_semantic_rows',
+           'plot_by_training_size']
 
-# %% ../nbs/05_semantic.ipynb #58ecc08a
+# %% ../nbs/05_semantic.ipynb #cfgcls05
 RULER_MODES = ("never", "always", "canvas")
 PLAN_MODES = ("full", "balanced")
 
+@dataclass(kw_only=True)
+class SemanticConfig(StageConfig):
+    "Settings of semantic sampling (paper 3.4, E.5, F.3): CPU-safe defaults, the paper's values noted."
+    unhashed: ClassVar[tuple] = ("diseases", "plan_mode", "repeats", "balanced_target", "tones", "min_train_samples", "batch_size",
+                                 "chunk_size", "limit", "num_processes", "device", "compile_unet", "n_show")
+    sd_model:str = "tiny" # the SD pipeline 03/04 trained on (paper: stabilityai/stable-diffusion-2-1-base); "tiny"
+    diseases:list|None = None # joined disease names or slugs to sample (a per-disease batch); None: every adapter of 04
+    plan_mode:str = "full" # "full": every canvas x disease x tone, R times (paper); "balanced": top tones up to a target
+    repeats:int = 1 # full plan: samples per (canvas, disease, tone); the paper draws R of 5
+    balanced_target:int|None = None # balanced plan: images per disease over all tones, real training images included (paper: 4635)
+    tones:list = field(default_factory=lambda: ["light", "medium", "dark"]) # target tones
+    min_train_samples:int = 0 # skip diseases whose adapter learnt from fewer real images (classification excludes up to 10)
+    strength:float = 0.725 # img2img strength alpha (paper: 0.725)
+    guidance:float = 8.75 # classifier-free guidance beta (paper: 8.75)
+    steps:int = 4 # inference steps t (paper: 100; strength 0.725 runs 72 of them)
+    resolution:int = 64 # side the model samples at (paper: 512)
+    out_size:int = 256 # side of the saved images (the 256 x 256 frame of the data)
+    ruler:str = "never" # append "with a ruler": never, always, or canvas (when the healthy canvas shows one)
+    negative_prompt:str|None = None # none in the paper
+    batch_size:int = 4 # images per pipeline call (one disease per batch)
+    chunk_size:int = 16 # plan rows per chunk: the unit of sharding, resuming and manifest shards
+    limit:int|None = None # only the first N plan rows of each disease (quick looks); None: all
+    num_processes:int = 1 # more than 1: launch this many processes with accelerate (one per GPU)
+    device:str = "auto" # auto (accelerate's device for each process), cuda, cpu
+    dtype:str = "auto" # auto (float16 on a GPU), float16, bfloat16, float32
+    compile_unet:bool = False # torch.compile the UNet (GPU; pays off on long runs)
+    seed:int = 0 # every image's noise follows from (seed, canvas, disease, tone, r)
+    n_show:int = 2 # diseases shown in the Figure 2 panel
+
+    def __post_init__(self):
+        if self.ruler not in RULER_MODES: raise ValueError(f"ruler {self.ruler!r} unknown; use one of {RULER_MODES}.")
+        if self.plan_mode not in PLAN_MODES: raise ValueError(f"plan mode {self.plan_mode!r} unknown; use one of {PLAN_MODES}.")
+        if self.chunk_size < 1: raise ValueError(f"chunk_size must be at least 1; got {self.chunk_size}.")
+        if self.plan_mode == "full" and self.repeats < 1: raise ValueError(f"repeats must be at least 1; got {self.repeats}.")
+
+# %% ../nbs/05_semantic.ipynb #58ecc08a
 def _check_tones(tones)->list:
     bad = [t for t in tones if t not in TONE_ORDER]
     if bad or not len(tones): raise DataError(f"tone(s) {bad or tones} unknown; use some of {TONE_ORDER}.")
@@ -34,56 +73,43 @@ def _check_tones(tones)->list:
 
 def plan_counts(concepts:pd.DataFrame, # `lora/concepts.csv` rows (with n_train_<tone>)
                 n_canvases:int, # healthy canvases
-                mode:str="full", # full / balanced
-                repeats:int=5, # full: R
-                target:int|None=None, # balanced: images per disease over all tones
-                tones=TONE_ORDER, # target tones
+                cfg:SemanticConfig, # plan mode, repeats, balanced target and tones
                )->pd.DataFrame:
     "Images to sample per disease (rows) and tone (columns)."
-    tones = _check_tones(tones)
-    if mode not in PLAN_MODES: raise ValueError(f"plan mode {mode!r} unknown; use one of {PLAN_MODES}.")
-    if mode == "full":
-        if repeats < 1: raise ValueError(f"repeats must be at least 1; got {repeats}.")
-        return pd.DataFrame(n_canvases * repeats, index=concepts.disease_slug, columns=tones)
-    if not target or target < 1: raise ValueError("the balanced plan needs balanced_target, the images per disease (paper: 4635).")
-    per_tone = -(-target // len(tones))
+    tones = _check_tones(cfg.tones)
+    if cfg.plan_mode == "full": return pd.DataFrame(n_canvases * cfg.repeats, index=concepts.disease_slug, columns=tones)
+    if not cfg.balanced_target or cfg.balanced_target < 1:
+        raise ValueError("the balanced plan needs balanced_target, the images per disease (paper: 4635).")
+    per_tone = -(-cfg.balanced_target // len(tones))
     real = concepts.set_index("disease_slug")[[f"n_train_{t}" for t in tones]].set_axis(tones, axis=1)
     return (per_tone - real).clip(lower=0).astype(int)
 
 def sampling_plan(canvases:pd.DataFrame, # kept healthy manifest rows: image, base_id, tone, ruler
                   concepts:pd.DataFrame, # `lora/concepts.csv` rows
-                  mode:str="full", # full / balanced
-                  repeats:int=5, # full: R
-                  target:int|None=None, # balanced: images per disease
-                  tones=TONE_ORDER, # target tones
-                  seed:int=0, # run seed
-                  chunk_size:int=64, # rows per chunk
+                  cfg:SemanticConfig, # the plan's fields (mode, repeats, target, tones, limit), chunk size and seed
                  )->pd.DataFrame:
     "One row per image to sample, with its canvas, disease, target tone, repeat, seed, output path and chunk."
     if canvases.empty: raise DataError("no healthy canvas: keep some healthy synthetics (healthy/review.csv) first.")
-    if chunk_size < 1: raise ValueError(f"chunk_size must be at least 1; got {chunk_size}.")
-    tones = _check_tones(tones)
-    counts = plan_counts(concepts, len(canvases), mode, repeats, target, tones)
+    tones, balanced = _check_tones(cfg.tones), cfg.plan_mode == "balanced"
+    counts = plan_counts(concepts, len(canvases), cfg)
     cv = canvases.sort_values("base_id", ignore_index=True)
     parts = []
     for c in concepts.sort_values("disease_slug").itertuples():
         rows = []
         for t in tones:
-            n = int(counts.loc[c.disease_slug, t])
-            order = np.random.default_rng(seed_of(seed, c.disease_slug, t)).permutation(len(cv)) if mode == "balanced" else np.arange(len(cv))
-            for k in range(n):  # canvas order cycled: repeat r = k // |H|
-                h = cv.iloc[order[k % len(cv)]]
-                r = k // len(cv)
+            order = np.random.default_rng(seed_of(cfg.seed, c.disease_slug, t)).permutation(len(cv)) if balanced else np.arange(len(cv))
+            for k in range(int(counts.loc[c.disease_slug, t])):  # canvas order cycled: repeat r = k // |H|
+                h, r = cv.iloc[order[k % len(cv)]], k // len(cv)
                 rows.append(dict(base_id=int(h.base_id), canvas=h.image, canvas_ruler=bool(h.ruler), disease_joined=c.disease_joined,
                                  disease_slug=c.disease_slug, token=c.token, malignant=bool(c.malignant), n_train=int(c.n_train),
-                                 tone=t, r=r, seed=seed_of(seed, int(h.base_id), c.disease_slug, t, r),
+                                 tone=t, r=r, seed=seed_of(cfg.seed, int(h.base_id), c.disease_slug, t, r),
                                  image=f"semantic/images/{c.disease_slug}/{int(h.base_id):06d}-{t}-{r}.png"))
         d = pd.DataFrame(rows).sort_values(["base_id", "tone", "r"], key=lambda s: s.map(TONE_ORDER.index) if s.name == "tone" else s,
                                            ignore_index=True) if rows else pd.DataFrame(rows)
-        if len(d): d["chunk"] = [f"{c.disease_slug}-{i // chunk_size:05d}" for i in range(len(d))]
+        if len(d): d["chunk"] = [f"{c.disease_slug}-{i // cfg.chunk_size:05d}" for i in range(len(d))]
         parts.append(d)
     plan = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    return plan
+    return plan.groupby("disease_slug", group_keys=False).head(cfg.limit) if cfg.limit is not None and len(plan) else plan
 
 def shard_chunks(plan:pd.DataFrame, # from `sampling_plan`
                  process_index:int, # this process (0-based)
@@ -97,29 +123,19 @@ def shard_chunks(plan:pd.DataFrame, # from `sampling_plan`
 class SemanticSampler:
     "img2img from healthy canvases with one disease's token and fused adapter at a time."
     def __init__(self, work_dir, # run root
-                 model:str, # hub id or local folder of the SD pipeline
+                 model:str, # hub id or local folder of the SD pipeline (`resolve_model` of `cfg.sd_model`)
                  concepts:pd.DataFrame, # `lora/concepts.csv` rows of the diseases to sample
-                 strength:float=0.725, # img2img strength (paper: 0.725)
-                 guidance:float=8.75, # classifier-free guidance (paper: 8.75)
-                 steps:int=100, # inference steps (paper: 100)
-                 resolution:int=512, # sampling side
-                 out_size:int=256, # saved side
-                 negative_prompt:str|None=None, # optional negative prompt
-                 device:str="auto", # auto / cuda / cpu
-                 dtype:str="auto", # auto / float16 / bfloat16 / float32
-                 compile_unet:bool=False, # torch.compile the UNet
+                 cfg:SemanticConfig, # strength, guidance, steps, sides, negative prompt, device, dtype, compilation
                 ):
         from diffusers import StableDiffusionImg2ImgPipeline
-        self.work, self.concepts = Path(work_dir), concepts.set_index("disease_slug")
-        self.strength, self.guidance, self.steps, self.resolution, self.out_size = strength, guidance, steps, resolution, out_size
-        self.negative_prompt, self.current = negative_prompt, None
-        self.device, dt = torch_setup(device, dtype)
+        self.work, self.concepts, self.cfg, self.current = Path(work_dir), concepts.set_index("disease_slug"), cfg, None
+        self.device, dt = torch_setup(cfg.device, cfg.dtype)  # "auto": this process's device under accelerate launch
         self.pipe = StableDiffusionImg2ImgPipeline.from_pretrained(model, dtype=dt, use_safetensors=True, safety_checker=None,
                                                                    requires_safety_checker=False).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         if len(self.concepts):
             self.pipe.load_textual_inversion([str(self.work/p) for p in self.concepts.embeds], token=list(self.concepts.token))
-        if compile_unet: self.pipe.unet = torch.compile(self.pipe.unet)
+        if cfg.compile_unet: self.pipe.unet = torch.compile(self.pipe.unet)
         self.generator = model_label(model)
 
     def use(self, slug:str):
@@ -138,104 +154,82 @@ class SemanticSampler:
                 )->list[Image.Image]:
         "One sampled image per canvas, at `out_size`."
         self.use(slug)
-        size = (self.resolution, self.resolution)
+        cfg, size = self.cfg, (self.cfg.resolution, self.cfg.resolution)
         out = self.pipe(prompt=prompts, image=[c.convert("RGB").resize(size, Image.Resampling.BICUBIC) for c in canvases],
-                        strength=self.strength, guidance_scale=self.guidance, num_inference_steps=self.steps,
-                        negative_prompt=None if self.negative_prompt is None else [self.negative_prompt] * len(prompts),
+                        strength=cfg.strength, guidance_scale=cfg.guidance, num_inference_steps=cfg.steps,
+                        negative_prompt=None if cfg.negative_prompt is None else [cfg.negative_prompt] * len(prompts),
                         generator=[torch.Generator("cpu").manual_seed(int(s)) for s in seeds]).images
-        return [o.resize((self.out_size, self.out_size), Image.Resampling.BICUBIC) for o in out]
+        return [o.resize((cfg.out_size, cfg.out_size), Image.Resampling.BICUBIC) for o in out]
 
 # %% ../nbs/05_semantic.ipynb #228930ef
 def semantic_inputs(work_dir, # run root
-                    diseases:list|None=None, # joined names or slugs; None: every adapter
-                    min_train_samples:int=0, # leave out diseases with fewer training images
+                    cfg:SemanticConfig, # the disease filter and `min_train_samples`
                    )->tuple[pd.DataFrame, pd.DataFrame]:
     "The kept healthy canvases and the adapter rows to sample."
     work = Path(work_dir)
     try: canvases = read_manifest(work, "healthy")
     except ManifestError as e: raise ManifestError(f"semantic sampling needs healthy canvases: {e}") from e
-    concepts = select_diseases(read_concepts(work, "lora"), diseases, work/CONCEPT_FILES["lora"], "adapter")
-    concepts = concepts[concepts.n_train >= min_train_samples]
-    if concepts.empty: raise DataError(f"{work/'lora/concepts.csv'}: no adapter to sample from (min_train_samples={min_train_samples}, "
-                                       f"diseases={diseases}); train adapters in 04_lora or lower min_train_samples.")
-    canvases = canvases.assign(ruler=canvases.ruler.astype(str).str.lower().eq("true"))
-    return canvases, concepts.reset_index(drop=True)
+    concepts = select_diseases(read_concepts(work, "lora"), cfg.diseases, work/CONCEPT_FILES["lora"], "adapter")
+    concepts = concepts[concepts.n_train >= cfg.min_train_samples]
+    if concepts.empty: raise DataError(f"{work/'lora/concepts.csv'}: no adapter to sample from (min_train_samples={cfg.min_train_samples}, "
+                                       f"diseases={cfg.diseases}); train adapters in 04_lora or lower min_train_samples.")
+    return canvases.assign(ruler=canvases.ruler.fillna(False).astype(bool)), concepts.reset_index(drop=True)
+
+def _tidy(work:Path, plan:pd.DataFrame, concepts:pd.DataFrame):
+    "Remove the shards of a sampled disease that the plan no longer has, and temporary files a killed run left."
+    keep = set(plan.chunk) if len(plan) else set()
+    for slug in concepts.disease_slug:
+        for p in manifest_dir(work, "semantic").glob(f"{slug}-*.csv"):
+            if p.stem not in keep: p.unlink()
+    remove_stale_temps(work/"semantic")
+
+def _chunk_done(work:Path, chunk:str, rows:pd.DataFrame, phash:str)->bool:
+    "A chunk is done when its shard lists exactly its images, made with these settings and written to the end."
+    shard = manifest_dir(work, "semantic")/f"{chunk}.csv"
+    if not shard.exists(): return False
+    done = pd.read_csv(shard)
+    return (len(done) == len(rows) and set(done.image) == set(rows.image) and (done.params_hash == phash).all()
+            and all(png_complete(work/p) for p in rows.image))
+
+def _manifest_rows(rows:pd.DataFrame, cfg:SemanticConfig, phash:str, generator:str)->list[dict]:
+    "The manifest rows of one chunk of the plan; the caption is the prompt."
+    out = []
+    for r in rows.itertuples():
+        with_ruler = cfg.ruler == "always" or (cfg.ruler == "canvas" and r.canvas_ruler)
+        out.append(dict(image=r.image, synthetic=True, type="semantic", base_id=r.base_id, donor_id=None, disease=r.disease_joined,
+                        disease_joined=r.disease_joined, malignant=r.malignant, tone=r.tone, ruler=with_ruler,
+                        caption=instance_prompt(r.token, r.tone, with_ruler), generator=generator, trained=True,
+                        n_train_samples=r.n_train, seed=r.seed, params_hash=phash))
+    return out
 
 def sample_semantic(work_dir, # run root
-                    model:str, # the SD pipeline (hub id, folder; resolve "tiny" first)
-                    diseases:list|None=None, # joined names or slugs; None: every adapter
-                    plan_mode:str="full", # full / balanced
-                    repeats:int=5, # full: R (paper: 5)
-                    balanced_target:int|None=None, # balanced: images per disease (paper: 4635)
-                    tones=TONE_ORDER, # target tones
-                    min_train_samples:int=0, # leave out diseases with fewer training images
-                    strength:float=0.725, # img2img strength (paper: 0.725)
-                    guidance:float=8.75, # guidance (paper: 8.75)
-                    steps:int=100, # inference steps (paper: 100)
-                    resolution:int=512, # sampling side
-                    out_size:int=256, # saved side
-                    ruler:str="never", # never / always / canvas
-                    negative_prompt:str|None=None, # optional
-                    batch_size:int=16, # images per pipeline call
-                    chunk_size:int=64, # plan rows per chunk
-                    limit:int|None=None, # first N rows per disease only
-                    device:str="auto", # auto / cuda / cpu
-                    dtype:str="auto", # auto / float16 / bfloat16 / float32
-                    compile_unet:bool=False, # torch.compile the UNet
-                    seed:int=0, # run seed
+                    cfg:SemanticConfig, # the stage's settings
                     progress:bool=True, # progress bar
                    )->dict:
     "Sample this process's chunks of the plan; returns counts (planned, sampled, skipped) for this process."
-    if ruler not in RULER_MODES: raise ValueError(f"ruler {ruler!r} unknown; use one of {RULER_MODES}.")
     work = Path(work_dir)
-    canvases, concepts = semantic_inputs(work, diseases, min_train_samples)
-    plan = sampling_plan(canvases, concepts, plan_mode, repeats, balanced_target, tones, seed, chunk_size)
-    if limit is not None and len(plan): plan = plan.groupby("disease_slug", group_keys=False).head(limit)
-    state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
-    if state.is_main_process:  # shards of a sampled disease that this plan no longer has
-        mdir = manifest_dir(work, "semantic"); keep = set(plan.chunk) if len(plan) else set()
-        for slug in concepts.disease_slug:
-            for p in mdir.glob(f"{slug}-*.csv"):
-                if p.stem not in keep: p.unlink()
-        remove_stale_temps(work/"semantic")
+    canvases, concepts = semantic_inputs(work, cfg)
+    plan = sampling_plan(canvases, concepts, cfg)
+    state = PartialState(cpu=cfg.device == "cpu")
+    if state.is_main_process: _tidy(work, plan, concepts)
     state.wait_for_everyone()
-    settings = {c.disease_slug: dict(stage="semantic", model=model, token=c.token, embeds=file_hash(work/c.embeds),
-                                     lora=file_hash(work/c.lora), strength=strength, guidance=guidance, steps=steps,
-                                     resolution=resolution, out_size=out_size, ruler=ruler, negative_prompt=negative_prompt)
-                for c in concepts.itertuples()}
-    hashes = {k: params_hash(v) for k, v in settings.items()}
-    mine = shard_chunks(plan, state.process_index, state.num_processes)
-    todo = plan[plan.chunk.isin(mine)]
+    model = resolve_model(cfg.sd_model, work, cfg.seed)
+    hashes = {c.disease_slug: cfg.params_hash(token=c.token, embeds=file_hash(work/c.embeds), lora=file_hash(work/c.lora))
+              for c in concepts.itertuples()}
+    todo = plan[plan.chunk.isin(shard_chunks(plan, state.process_index, state.num_processes))]
     sampler, counts = None, dict(planned=len(plan), mine=len(todo), sampled=0, skipped=0)
     bar = tqdm(total=len(todo), desc=f"semantic synthetics [{state.process_index + 1}/{state.num_processes}]", disable=not progress)
     for chunk, rows in todo.groupby("chunk", sort=True):
         slug = rows.disease_slug.iloc[0]; phash = hashes[slug]
-        shard = manifest_dir(work, "semantic")/f"{chunk}.csv"
-        if shard.exists():
-            done = pd.read_csv(shard)
-            if (len(done) == len(rows) and set(done.image) == set(rows.image) and (done.params_hash == phash).all()
-                    and all(png_complete(work/p) for p in rows.image)):
-                counts["skipped"] += len(rows); bar.update(len(rows)); continue
-        manifest, pending = [], []
-        for r in rows.itertuples():
-            with_ruler = ruler == "always" or (ruler == "canvas" and r.canvas_ruler)
-            prompt = instance_prompt(r.token, r.tone, with_ruler)
-            row = dict(image=r.image, synthetic=True, type="semantic", base_id=r.base_id, donor_id=None, disease=r.disease_joined,
-                       disease_joined=r.disease_joined, malignant=r.malignant, tone=r.tone, ruler=with_ruler, caption=prompt,
-                       generator=None, trained=True, n_train_samples=r.n_train, seed=r.seed, params_hash=phash)
-            manifest.append(row)
-            if synthetic_done(work/r.image, phash): counts["skipped"] += 1; bar.update(1)
-            else: pending.append(row)
-        if sampler is None:
-            sampler = SemanticSampler(work, model, concepts, strength, guidance, steps, resolution, out_size, negative_prompt,
-                                      str(state.device) if device == "auto" else device, dtype, compile_unet)  # this process's GPU
-        gen = f"{sampler.generator} + TI/LoRA {slug}"
-        for row in manifest: row["generator"] = gen
+        if _chunk_done(work, chunk, rows, phash): counts["skipped"] += len(rows); bar.update(len(rows)); continue
+        sampler = sampler or SemanticSampler(work, model, concepts, cfg)
+        manifest = _manifest_rows(rows, cfg, phash, f"{sampler.generator} + TI/LoRA {slug}")
+        pending = [m for m in manifest if not synthetic_done(work/m["image"], phash)]
+        counts["skipped"] += len(manifest) - len(pending); bar.update(len(manifest) - len(pending))
         canvas_of = dict(zip(rows.image, rows.canvas))
-        for i in range(0, len(pending), batch_size):
-            batch = pending[i:i + batch_size]
-            ims = sampler(slug, [Image.open(work/canvas_of[b["image"]]) for b in batch],
-                          [b["caption"] for b in batch], [b["seed"] for b in batch])
+        for i in range(0, len(pending), cfg.batch_size):
+            batch = pending[i:i + cfg.batch_size]
+            ims = sampler(slug, [Image.open(work/canvas_of[b["image"]]) for b in batch], [b["caption"] for b in batch], [b["seed"] for b in batch])
             for im, b in zip(ims, batch): save_synthetic(im, work/b["image"], b)
             counts["sampled"] += len(batch); bar.update(len(batch))
         write_shard(pd.DataFrame(manifest, columns=MANIFEST_COLUMNS), work, "semantic", chunk)
@@ -248,22 +242,21 @@ def cli(argv=None)->int:
     "`python -m cgddi.semantic`: sample this process's share of the plan (run under `accelerate launch`)."
     ap = argparse.ArgumentParser(prog="cgddi.semantic", description="Sample semantic synthetics (one process's chunks).")
     ap.add_argument("--work-dir", required=True, help="run root")
-    ap.add_argument("--config", required=True, help="JSON file of sample_semantic keyword arguments (model, plan, sampler)")
+    ap.add_argument("--config", required=True, help="JSON file of SemanticConfig fields (those left out keep their defaults)")
     args = ap.parse_args(argv)
-    cfg = json.loads(Path(args.config).read_text())
-    counts = sample_semantic(args.work_dir, progress=False, **cfg)
+    counts = sample_semantic(args.work_dir, SemanticConfig(**json.loads(Path(args.config).read_text())), progress=False)
     sys.stdout.write(json.dumps(dict(process=PartialState().process_index, **counts)) + "\n"); sys.stdout.flush()  # one write: processes share stdout
     return 0
 
 def launch(work_dir, # run root
-           config:dict, # `sample_semantic` keyword arguments
-           num_processes:int, # processes to launch
+           cfg:SemanticConfig, # the stage's settings; `num_processes` processes are launched
            timeout:float|None=None, # seconds before the launch is killed
           )->subprocess.CompletedProcess:
-    "Run the sampling under `accelerate launch` with `num_processes` processes and wait."
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f: json.dump(config, f)
+    "Run the sampling under `accelerate launch` with `cfg.num_processes` processes and wait."
+    resolve_model(cfg.sd_model, work_dir, cfg.seed)  # a tiny model is built here once, not by every process at the same time
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f: json.dump(dataclasses.asdict(cfg), f)
     accel = shutil.which("accelerate") or str(Path(sys.executable).parent/"accelerate")
-    cmd = [accel, "launch", "--multi_gpu", "--num_processes", str(num_processes), "--num_machines", "1", "--mixed_precision", "no",
+    cmd = [accel, "launch", "--multi_gpu", "--num_processes", str(cfg.num_processes), "--num_machines", "1", "--mixed_precision", "no",
            "--dynamo_backend", "no", "-m", "cgddi.semantic", "--work-dir", str(work_dir), "--config", f.name]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -6,7 +6,9 @@ learnt from that disease's images, with prompts that name each image's skin tone
 # %% ../nbs/03_textual_inversion.ipynb #fe9fa6e7
 from __future__ import annotations
 import copy, json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
@@ -15,43 +17,63 @@ from tqdm.auto import tqdm
 from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from safetensors.torch import save_file
-from .data import DataError, TONE_ORDER
-from .manifest import params_hash, remove_stale_temps
+from .data import DataError, TONE_ORDER, read_data, read_split
+from .manifest import StageConfig, seed_of, remove_stale_temps, write_concepts
 from .report import atomic_path
-from .diffusion import (disease_token, instance_prompt, load_sd, mixed_precision, square_image, latent_cache, sample_latents,
-                             diffusion_loss, tokenize, seed_of, tail_mean, CONCEPT_FILES)
+from .diffusion import (disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
+                             latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean)
 
 # %% auto #0
-__all__ = ['TI_DIR', 'ti_training_set', 'add_token', 'train_token', 'save_learned_embeds', 'train_textual_inversion']
+__all__ = ['TI_DIR', 'TIConfig', 'ti_training_set', 'add_token', 'train_token', 'save_learned_embeds', 'train_textual_inversion']
+
+# %% ../nbs/03_textual_inversion.ipynb #cfgcls03
+@dataclass(kw_only=True)
+class TIConfig(StageConfig):
+    "Settings of textual inversion (paper 3.4, E.6.1): CPU-safe defaults, the paper's values noted."
+    unhashed: ClassVar[tuple] = ("split_mode", "split_seed", "holdout_frac", "min_images", "diseases")
+    sd_model:str = "tiny" # hub id or local folder (paper: stabilityai/stable-diffusion-2-1-base); "tiny": tiny random model
+    split_mode:str = "faithful" # the experiment split whose test images are never trained on
+    split_seed:int = 36 # its seed
+    holdout_frac:float = 0.1 # share of each disease's remaining images held out (at least one; paper: 10 %)
+    min_images:int = 2 # diseases with fewer images (after removing test images) get no token (paper: 2)
+    diseases:list|None = None # joined disease names or slugs to train (a per-disease batch); None: every eligible one
+    initializer:str = "skin" # the word the new token starts from (paper: "skin")
+    resolution:int = 64 # training side in pixels (paper: 512)
+    steps:int = 4 # optimisation steps per disease (paper: 500)
+    batch_size:int = 2 # images per step (paper: 4)
+    learning_rate:float = 5e-4 # constant, no warm-up (paper: 5e-4)
+    hflip:bool = True # random horizontal flips
+    precision:str = "auto" # accelerate mixed precision: auto (fp16 on a GPU, as the paper), no, fp16, bf16
+    seed:int = 0 # holdout draw, batches and noise follow from it
+
+    def __post_init__(self):
+        if not 0 <= self.holdout_frac < 1: raise DataError(f"holdout_frac must lie in [0, 1); got {self.holdout_frac}.")
 
 # %% ../nbs/03_textual_inversion.ipynb #d7d4dae1
 def ti_training_set(ddi:pd.DataFrame, # `data/ddi.csv` rows
                     test_ids, # DDI ids of the experiment's test split (never trained on)
-                    holdout_frac:float=0.1, # share of each disease held out (at least one image)
-                    min_images:int=2, # fewest images a disease needs
-                    diseases:list|None=None, # joined names or slugs to keep; None: every eligible disease
-                    seed:int=0, # holdout draw seed
+                    cfg:TIConfig|None=None, # holdout share, `min_images`, the disease filter and the seed; None: the defaults
                    )->pd.DataFrame:
     "One row per usable image: `role` is train or holdout; `token` is the disease's placeholder."
-    if not 0 <= holdout_frac < 1: raise DataError(f"holdout_frac must lie in [0, 1); got {holdout_frac}.")
+    cfg = cfg or TIConfig()
     pool = ddi[~ddi.ddi_id.isin(set(test_ids))]
     counts = pool.groupby("disease_joined").size()
-    if diseases is not None:
+    if cfg.diseases is not None:
         by_slug = dict(zip(ddi.disease_slug, ddi.disease_joined))
-        wanted = [by_slug.get(d, d) for d in diseases]
-        unknown = [d for d, w in zip(diseases, wanted) if w not in set(ddi.disease_joined)]
+        wanted = [by_slug.get(d, d) for d in cfg.diseases]
+        unknown = [d for d, w in zip(cfg.diseases, wanted) if w not in set(ddi.disease_joined)]
         if unknown: raise DataError(f"data/ddi.csv: unknown disease(s) {unknown}; use joined names or slugs from its "
                                     f"disease_joined / disease_slug columns.")
-        few = {w: int(counts.get(w, 0)) for w in wanted if counts.get(w, 0) < min_images}
-        if few: raise DataError(f"too few images outside the test split to learn a token (need {min_images}): {few}. "
+        few = {w: int(counts.get(w, 0)) for w in wanted if counts.get(w, 0) < cfg.min_images}
+        if few: raise DataError(f"too few images outside the test split to learn a token (need {cfg.min_images}): {few}. "
                                 f"Leave these diseases out of `diseases`, or lower min_images.")
         pool = pool[pool.disease_joined.isin(wanted)]
-    else: pool = pool[pool.disease_joined.isin(counts.index[counts >= min_images])]
+    else: pool = pool[pool.disease_joined.isin(counts.index[counts >= cfg.min_images])]
     parts = []
     for name, g in pool.sort_values("ddi_id").groupby("disease_joined", sort=True):
         slug = g.disease_slug.iloc[0]
-        n_hold = max(1, int(round(holdout_frac * len(g)))) if len(g) > 1 else 0
-        hold = np.random.default_rng(seed_of(seed, slug)).choice(g.ddi_id.to_numpy(), n_hold, replace=False)
+        n_hold = max(1, int(round(cfg.holdout_frac * len(g)))) if len(g) > 1 else 0
+        hold = np.random.default_rng(seed_of(cfg.seed, slug)).choice(g.ddi_id.to_numpy(), n_hold, replace=False)
         parts.append(g.assign(token=disease_token(slug), role=np.where(g.ddi_id.isin(hold), "holdout", "train")))
     cols = ["ddi_id", "disease_joined", "disease_slug", "token", "tone", "malignant", "image_path", "frame_mask_path", "role"]
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
@@ -78,17 +100,13 @@ def train_token(sd, # `load_sd` parts; its tokenizer and text encoder must alrea
                 token:str, # the placeholder being learnt
                 images:list, # PIL training images at the training resolution
                 tones:list, # each image's tone (its prompt names it)
-                steps:int=500, # optimisation steps (paper: 500)
-                batch_size:int=4, # images per step (paper: 4)
-                learning_rate:float=5e-4, # constant learning rate (paper: 5e-4)
-                hflip:bool=True, # random horizontal flips
-                precision:str="auto", # accelerate mixed precision: auto / no / fp16 / bf16
-                seed:int=0, # batch and noise seed
+                cfg:TIConfig, # steps, batch size, learning rate, flips, precision and seed
+                accelerator:Accelerator|None=None, # the stage's accelerator (one for all diseases); None: a new one
                 progress:bool=True, # show a progress bar
                )->tuple[torch.Tensor, list[float]]:
     "Learn the embedding of `token` from `images`; returns the (1, dim) embedding and the loss of each step."
     if not images: raise DataError(f"{token}: no training images.")
-    acc = Accelerator(mixed_precision=mixed_precision(precision, "cuda" if torch.cuda.is_available() else "cpu"))
+    acc = accelerator or training_accelerator(cfg.precision)
     half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
     tid = sd.tokenizer.convert_tokens_to_ids(token)
     if tid == sd.tokenizer.unk_token_id: raise ValueError(f"{token!r} is not in the tokenizer; call add_token first.")
@@ -96,17 +114,17 @@ def train_token(sd, # `load_sd` parts; its tokenizer and text encoder must alrea
     if half != torch.float32: vae, unet = vae.to(dtype=half), unet.to(dtype=half)  # frozen: half precision is enough
     vae.requires_grad_(False); unet.requires_grad_(False); te.requires_grad_(False)
     emb = te.get_input_embeddings(); emb.weight.requires_grad_(True)
-    if hflip: images, tones = images + [ImageOps.mirror(i) for i in images], list(tones) * 2
+    if cfg.hflip: images, tones = images + [ImageOps.mirror(i) for i in images], list(tones) * 2
     cache = latent_cache(vae, images)
     ids = tokenize(sd.tokenizer, [instance_prompt(token, t) for t in tones])
-    opt = torch.optim.AdamW(emb.parameters(), lr=learning_rate, weight_decay=1e-2)
+    opt = torch.optim.AdamW(emb.parameters(), lr=cfg.learning_rate, weight_decay=1e-2)
     sched = get_scheduler("constant", optimizer=opt)
     te, opt, sched = acc.prepare(te, opt, sched)
     original = emb.weight.detach().clone()
     keep = torch.ones(len(original), dtype=torch.bool, device=original.device); keep[tid] = False
-    g = torch.Generator().manual_seed(seed); losses = []
-    for _ in tqdm(range(steps), desc=f"textual inversion {token}", disable=not progress, leave=False):
-        idx = torch.randint(len(cache), (batch_size,), generator=g)
+    g = torch.Generator().manual_seed(cfg.seed); losses = []
+    for _ in tqdm(range(cfg.steps), desc=f"textual inversion {token}", disable=not progress, leave=False):
+        idx = torch.randint(len(cache), (cfg.batch_size,), generator=g)
         latents = sample_latents(cache[idx], vae.config.scaling_factor, g).to(acc.device, half)
         with acc.autocast():
             loss = diffusion_loss(unet, sd.scheduler, latents, te(ids[idx].to(acc.device))[0], g)
@@ -129,47 +147,41 @@ def save_learned_embeds(path, # file to write (`learned_embeds.safetensors`)
 # %% ../nbs/03_textual_inversion.ipynb #b21febee
 TI_DIR = "textual_inversion"
 
-def train_textual_inversion(work_dir, # run root
-                            training_set:pd.DataFrame, # from `ti_training_set`
-                            model:str, # hub id or local folder of the SD pipeline
-                            initializer:str="skin", # word the token starts from
-                            resolution:int=512, # training side in pixels (paper: 512)
-                            steps:int=500, # steps per disease (paper: 500)
-                            batch_size:int=4, # images per step (paper: 4)
-                            learning_rate:float=5e-4, # constant (paper: 5e-4)
-                            hflip:bool=True, # random horizontal flips
-                            precision:str="auto", # accelerate mixed precision
-                            seed:int=0, # batch and noise seed
+def _token(work:Path, g:pd.DataFrame, cfg:TIConfig, model:str, loaded:dict)->dict:
+    "One disease's token: trained and saved unless `ti.json` says it is done with these settings; returns its facts."
+    name, slug, token = g.disease_joined.iloc[0], g.disease_slug.iloc[0], g.token.iloc[0]
+    train = g[g.role == "train"].sort_values("ddi_id")
+    phash, folder = cfg.params_hash(token=token, train_ids=train.ddi_id.tolist()), work/TI_DIR/slug
+    facts_path, embeds = folder/"ti.json", folder/"learned_embeds.safetensors"
+    facts = json.loads(facts_path.read_text()) if facts_path.exists() else {}
+    if facts.get("params_hash") == phash and embeds.exists(): return facts
+    if not loaded: loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision))
+    sd = loaded["sd"]; pristine = loaded.setdefault("pristine", (sd.tokenizer, sd.text_encoder))
+    sd.tokenizer, sd.text_encoder = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
+    add_token(sd.tokenizer, sd.text_encoder, token, cfg.initializer)
+    emb, losses = train_token(sd, token, [square_image(p, cfg.resolution) for p in train.image_path], train.tone.tolist(), cfg,
+                              loaded["acc"])
+    with atomic_path(folder/"images.csv") as t: g[["ddi_id", "tone", "malignant", "role"]].to_csv(t, index=False)
+    save_learned_embeds(embeds, token, emb)
+    facts = dict(disease_joined=name, slug=slug, token=token, model=model, n_train=len(train), n_holdout=int((g.role == "holdout").sum()),
+                 losses=losses, params_hash=phash, settings=cfg.settings(token=token, train_ids=train.ddi_id.tolist()))
+    with atomic_path(facts_path) as t: t.write_text(json.dumps(facts))
+    return facts
+
+def train_textual_inversion(work_dir, # run root written by 00_data
+                            cfg:TIConfig, # the stage's settings
                            )->pd.DataFrame:
     "Train and save a token per disease; writes `textual_inversion/concepts.csv` and returns it."
-    work = Path(work_dir); sd = None; rows = []
+    work = Path(work_dir)
+    split = read_split(work, cfg.split_mode, cfg.split_seed)
+    training_set = ti_training_set(read_data(work), split.ddi_id[split.split == "test"], cfg)
+    if training_set.empty: raise DataError(f"{work/'data/ddi.csv'}: no disease has {cfg.min_images} images outside the test split.")
+    model, loaded, rows = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when a token needs training
     remove_stale_temps(work/TI_DIR)
     for name, g in tqdm(training_set.groupby("disease_joined", sort=True), desc="tokens"):
-        slug, token = g.disease_slug.iloc[0], g.token.iloc[0]
-        train = g[g.role == "train"].sort_values("ddi_id")
-        settings = dict(stage="textual_inversion", model=model, token=token, initializer=initializer, resolution=resolution,
-                        steps=steps, batch_size=batch_size, learning_rate=learning_rate, hflip=hflip, precision=precision,
-                        seed=seed, train_ids=train.ddi_id.tolist())
-        phash, folder = params_hash(settings), work/TI_DIR/slug
-        facts_path, embeds = folder/"ti.json", folder/"learned_embeds.safetensors"
-        facts = json.loads(facts_path.read_text()) if facts_path.exists() else {}
-        if facts.get("params_hash") != phash or not embeds.exists():
-            if sd is None: sd = load_sd(model); pristine = (sd.tokenizer, sd.text_encoder)
-            sd.tokenizer, sd.text_encoder = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
-            add_token(sd.tokenizer, sd.text_encoder, token, initializer)
-            images = [square_image(p, resolution) for p in train.image_path]
-            emb, losses = train_token(sd, token, images, train.tone.tolist(), steps, batch_size, learning_rate, hflip,
-                                      precision, seed)
-            with atomic_path(folder/"images.csv") as t: g[["ddi_id", "tone", "malignant", "role"]].to_csv(t, index=False)
-            save_learned_embeds(embeds, token, emb)
-            facts = dict(disease_joined=name, slug=slug, token=token, model=model, n_train=len(train),
-                         n_holdout=int((g.role == "holdout").sum()), losses=losses, params_hash=phash, settings=settings)
-            with atomic_path(facts_path) as t: t.write_text(json.dumps(facts))
-        rows.append(dict(disease_joined=name, disease_slug=slug, token=token, malignant=bool(g.malignant.mode().iloc[0]),
-                         n_train=int(len(train)), n_holdout=int((g.role == "holdout").sum()),
-                         **{f"n_train_{t}": int((train.tone == t).sum()) for t in TONE_ORDER},
-                         final_loss=tail_mean(facts["losses"]),
-                         embeds=str(embeds.relative_to(work)), model=model))
-    concepts = pd.DataFrame(rows)
-    with atomic_path(work/CONCEPT_FILES["textual_inversion"]) as t: concepts.to_csv(t, index=False)
-    return concepts
+        facts, train = _token(work, g, cfg, model, loaded), g[g.role == "train"]
+        rows.append(dict(disease_joined=name, disease_slug=g.disease_slug.iloc[0], token=g.token.iloc[0],
+                         malignant=bool(g.malignant.mode().iloc[0]), n_train=int(len(train)), n_holdout=int((g.role == "holdout").sum()),
+                         **{f"n_train_{t}": int((train.tone == t).sum()) for t in TONE_ORDER}, final_loss=tail_mean(facts["losses"]),
+                         embeds=f"{TI_DIR}/{g.disease_slug.iloc[0]}/learned_embeds.safetensors", model=model))
+    return write_concepts(rows, work, "textual_inversion")

@@ -1,6 +1,6 @@
 import shutil
 import pytest
-from cgddi.data import make_benchmark
+from cgddi.benchmark import make_benchmark
 
 @pytest.fixture(scope="session")
 def benchmark_root(tmp_path_factory):
@@ -16,10 +16,10 @@ def bench_copy(benchmark_root, tmp_path):
 def healthy_work(benchmark_root, tmp_path_factory):
     "A work_dir with 00_data's outputs and an opencv healthy set (read-only: copy it before changing it)."
     from cgddi.data import load_ddi, write_data
-    from cgddi.healthy import make_healthy, Inpainter
+    from cgddi.healthy import make_healthy, HealthyConfig
     work = tmp_path_factory.mktemp("work")
     write_data(load_ddi(benchmark_root), work)
-    make_healthy(work, Inpainter("opencv"))
+    make_healthy(work, HealthyConfig(backend="opencv"))
     return work
 
 @pytest.fixture

@@ -2,12 +2,13 @@
 import json, os
 import pandas as pd
 import pytest
-from cgddi.classify import (TrainConfig, run_experiments, run_one, prediction_path, model_path, read_predictions, read_runs,
+import dataclasses
+from cgddi.classify import (ClassifyConfig, run_experiments, run_one, prediction_path, model_path, read_predictions, read_runs,
                             PREDICTION_COLUMNS)
 from cgddi.data import DataError, read_data, read_split, split_path, write_splits
 from cgddi.fairness import per_seed_metrics, classification_metrics
 
-CFG = TrainConfig(resize=40, crop=32, epochs=1, finetune_epochs=1, batch_size=16)
+CFG = ClassifyConfig(resize=40, crop=32, epochs=1, finetune_epochs=1, batch_size=16)
 
 @pytest.fixture
 def split_work(work_copy):
@@ -16,8 +17,9 @@ def split_work(work_copy):
     return work_copy
 
 def test_one_epoch_run_writes_predictions_and_resumes(split_work):
-    runs = run_experiments(split_work, protocols=["faithful"], seeds=[36], experiments=["real", "exp1"],
-                           real_methods=["baseline", "fairdisco"], synthetic_method="baseline", cfg=CFG)
+    cfg = dataclasses.replace(CFG, protocols=["faithful"], seeds=[36], experiments=["real", "exp1"], real_methods=["baseline", "fairdisco"],
+                              synthetic_method="baseline")
+    runs = run_experiments(split_work, cfg)
     assert set(runs.status) == {"done"} and len(runs) == 3
     test_ids = read_split(split_work, "faithful", 36).query("split == 'test'").ddi_id
     for m in ["baseline", "fairdisco"]:
@@ -36,9 +38,10 @@ def test_one_epoch_run_writes_predictions_and_resumes(split_work):
     kept_file = prediction_path(split_work, "faithful", "real", "baseline", 36)
     before = os.stat(kept_file).st_mtime_ns
     gone.unlink(); gone.with_suffix(".json").unlink()
-    run_experiments(split_work, protocols=["faithful"], seeds=[36], experiments=["real", "exp1"],
-                    real_methods=["baseline", "fairdisco"], synthetic_method="baseline", cfg=CFG)
+    run_experiments(split_work, cfg)
     assert gone.exists() and os.stat(kept_file).st_mtime_ns == before
+    run_experiments(split_work, dataclasses.replace(cfg, epochs=2))  # other settings: every run is redone
+    assert os.stat(kept_file).st_mtime_ns != before
     assert len(per_seed_metrics(read_predictions(split_work))) == 3
 
 def test_missing_synthetic_type_is_skipped_with_reason(split_work):
@@ -74,8 +77,6 @@ def test_bad_predictions_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="empty test set"):
         classification_metrics(pd.DataFrame(columns=["y_true", "y_pred", "y_prob", "tone"]))
 
-def test_unknown_experiment_or_method(split_work):
-    with pytest.raises(ValueError, match="unknown"):
-        run_experiments(split_work, seeds=[36], experiments=["exp3"], cfg=CFG)
-    with pytest.raises(ValueError, match="unknown"):
-        run_experiments(split_work, seeds=[36], experiments=["real"], real_methods=["svm"], cfg=CFG)
+def test_unknown_experiment_or_method():
+    with pytest.raises(ValueError, match="unknown"): dataclasses.replace(CFG, seeds=[36], experiments=["exp3"])
+    with pytest.raises(ValueError, match="unknown"): dataclasses.replace(CFG, seeds=[36], experiments=["real"], real_methods=["svm"])

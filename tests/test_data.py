@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 from sklearn.model_selection import train_test_split
-from cgddi.data import (DataError, SPLIT_MODES, TONE_ORDER, find_masks, joined_ddi, load_ddi,
-                        make_benchmark, make_split, read_split, to_mask_frame, write_splits)
+from cgddi.benchmark import make_benchmark
+from cgddi.data import (DataError, SPLIT_MODES, TONE_ORDER, find_masks, joined_ddi, load_ddi, make_split, read_split,
+                        to_mask_frame, write_splits)
 
 COLUMNS = ["ddi_id", "file", "image_path", "mask_path", "tone", "malignant", "disease", "disease_joined", "rarity"]
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 from cgddi.data import DataError, read_data
-from cgddi.healthy import Inpainter, inpaint_region, make_healthy
+from cgddi.healthy import HealthyConfig, inpaint_region, make_healthy
 from cgddi.manifest import read_manifest, read_synthetic_meta, REVIEW_SHEET
 from cgddi.tiny import tiny_kandinsky, tiny_sd, TINY_LABEL
 
@@ -13,7 +13,9 @@ def _frames(work):
 
 def test_kandinsky_path_on_tiny_models_writes_images(work_copy, tmp_path):
     prior, decoder = tiny_kandinsky(tmp_path/"models")
-    sheet = make_healthy(work_copy, Inpainter("kandinsky", model=str(decoder), prior=str(prior), size=64, steps=2, n_candidates=2), limit=3)
+    cfg = HealthyConfig(backend="kandinsky", kandinsky_prior=str(prior), kandinsky_decoder=str(decoder), inpaint_size=64, steps=2,
+                        n_candidates=2, limit=3)
+    sheet = make_healthy(work_copy, cfg)
     rows = read_manifest(work_copy, "healthy", kept_only=False)
     assert len(rows) == len(sheet) == 3 and rows.generator.str.contains(TINY_LABEL, regex=False).all()
     for r, f in zip(rows.itertuples(), _frames(work_copy).head(3).itertuples()):
@@ -27,7 +29,7 @@ def test_kandinsky_path_on_tiny_models_writes_images(work_copy, tmp_path):
 
 def test_sd_inpaint_path_on_tiny_model(work_copy, tmp_path):
     sd = tiny_sd(tmp_path/"sd", inpaint=True)
-    make_healthy(work_copy, Inpainter("sd_inpaint", model=str(sd), size=64, steps=2), limit=2)
+    make_healthy(work_copy, HealthyConfig(backend="sd_inpaint", sd_inpaint_model=str(sd), inpaint_size=64, steps=2, limit=2))
     rows = read_manifest(work_copy, "healthy", kept_only=False)
     assert len(rows) == 2 and all((work_copy/i).exists() for i in rows.image)
 
@@ -37,7 +39,7 @@ def test_review_sheet_edits_survive_a_rerun_and_are_honoured(work_copy):
     sheet.loc[sheet.image == target, ["keep", "reasons", "note"]] = [False, "2", "blotchy"]
     sheet.to_csv(work_copy/REVIEW_SHEET, index=False)
     mtimes = {p: p.stat().st_mtime_ns for p in (work_copy/"healthy"/"images").iterdir()}
-    again = make_healthy(work_copy, Inpainter("opencv"))  # same settings: resumes, nothing redone
+    again = make_healthy(work_copy, HealthyConfig())  # same settings: resumes, nothing redone
     assert {p: p.stat().st_mtime_ns for p in (work_copy/"healthy"/"images").iterdir()} == mtimes
     row = again.set_index("image").loc[target]
     assert not row.keep and str(row.reasons) == "2" and row.note == "blotchy"
@@ -45,20 +47,21 @@ def test_review_sheet_edits_survive_a_rerun_and_are_honoured(work_copy):
 
 def test_other_settings_redo_the_images(work_copy):
     before = read_synthetic_meta(work_copy/read_manifest(work_copy, "healthy", kept_only=False).image[0])["params_hash"]
-    make_healthy(work_copy, Inpainter("opencv", opencv_radius=3), limit=2)
+    make_healthy(work_copy, HealthyConfig(opencv_radius=3, limit=2))
     rows = read_manifest(work_copy, "healthy", kept_only=False)
     assert read_synthetic_meta(work_copy/rows.image[0])["params_hash"] != before and rows.generator[0] == "opencv-telea-r3"
 
 def test_mask_and_image_size_mismatch(work_copy):
     f = _frames(work_copy).iloc[0]
     Image.open(work_copy/f.frame_path).resize((200, 180)).save(work_copy/f.frame_path)
-    with pytest.raises(DataError, match=f"{f.frame_path}.*200x180.*256x256"): make_healthy(work_copy, Inpainter("opencv"))
+    with pytest.raises(DataError, match=f"{f.frame_path}.*200x180.*256x256"): make_healthy(work_copy, HealthyConfig())
 
 def test_corrupt_frame_names_the_file(work_copy):
     f = _frames(work_copy).iloc[0]
     (work_copy/f.frame_path).write_bytes(b"\x89PNG broken")
-    with pytest.raises(DataError, match=f"{f.frame_path}.*corrupt"): make_healthy(work_copy, Inpainter("opencv"))
+    with pytest.raises(DataError, match=f"{f.frame_path}.*corrupt"): make_healthy(work_copy, HealthyConfig())
 
 def test_bad_backend_settings():
-    with pytest.raises(ValueError, match="unknown"): Inpainter("dalle")
-    with pytest.raises(ValueError, match="n_candidates"): Inpainter("opencv", n_candidates=0)
+    with pytest.raises(ValueError, match="unknown"): HealthyConfig(backend="dalle")
+    with pytest.raises(ValueError, match="n_candidates"): HealthyConfig(n_candidates=0)
+    with pytest.raises(TypeError, match="positional"): HealthyConfig("opencv")  # keyword-only: no value lands in the wrong field

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 from cgddi.data import DataError, read_data
-from cgddi.lesion_map import lesion_patch, map_lesions, place_lesion, usable_distance, transform_patch
+from cgddi.lesion_map import LesionMapConfig, lesion_patch, map_lesions, place_lesion, usable_distance, transform_patch
 from cgddi.manifest import read_manifest, REVIEW_SHEET
 
 def _random_masks(seed, size=64):
@@ -69,12 +69,13 @@ def _tree(work):
             if p.is_file(): out[str(p.relative_to(work))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
-_RUN = "import sys; from cgddi.lesion_map import map_lesions\nif __name__ == '__main__': map_lesions(sys.argv[1], workers=2)\n"
+_RUN = ("import sys; from cgddi.lesion_map import map_lesions, LesionMapConfig\n"
+        "if __name__ == '__main__': map_lesions(sys.argv[1], LesionMapConfig(workers=2))\n")
 
 def test_resume_after_kill_gives_the_same_complete_set(healthy_work, tmp_path):
     import shutil
     ref, killed = (shutil.copytree(healthy_work, tmp_path/n) for n in ("ref", "killed"))
-    map_lesions(ref, workers=2)
+    map_lesions(ref, LesionMapConfig(workers=2))
     script = tmp_path/"run.py"; script.write_text(_RUN)
     proc = subprocess.Popen([sys.executable, str(script), str(killed)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -89,17 +90,17 @@ def test_resume_after_kill_gives_the_same_complete_set(healthy_work, tmp_path):
     some = next((killed/"lesion_mapped").rglob("*.png"), None)
     if some is not None: some.write_bytes(some.read_bytes()[:100])  # a file cut short, as a crash mid-write could leave
     (killed/"lesion_mapped"/".x.abc.tmp.png").write_bytes(b"half")
-    map_lesions(killed, workers=1)  # resume, one process: same result as two
+    map_lesions(killed, LesionMapConfig(workers=1))  # resume, one process: same result as two
     assert _tree(killed) == _tree(ref)
     rows = read_manifest(killed, "lesion_mapped")
     assert not rows.image.duplicated().any() and not list(killed.rglob(".*.tmp*"))
 
 def test_discarded_healthy_images_are_pruned(work_copy):
-    map_lesions(work_copy, workers=1)
+    map_lesions(work_copy, LesionMapConfig(workers=1))
     sheet = pd.read_csv(work_copy/REVIEW_SHEET, dtype={"reasons": str, "note": str})
     gone = sheet[sheet.keep].image.iloc[0]; stem = Path(gone).stem
     sheet.loc[sheet.image == gone, "keep"] = False; sheet.to_csv(work_copy/REVIEW_SHEET, index=False)
-    log = map_lesions(work_copy, workers=1)
+    log = map_lesions(work_copy, LesionMapConfig(workers=1))
     assert stem not in {Path(p).stem for p in (work_copy/"lesion_map"/"candidates").iterdir()}
     assert not (work_copy/"lesion_mapped"/stem).exists()
     base = int(sheet.loc[sheet.image == gone, "ddi_id"].iloc[0])
@@ -110,12 +111,12 @@ def _donor(work):
 
 def test_empty_donor_lesion_is_a_clear_error(work_copy):
     d = _donor(work_copy); m = np.load(work_copy/d.frame_mask_path); m[m == 1] = 4; np.save(work_copy/d.frame_mask_path, m)
-    with pytest.raises(DataError, match=f"donor {d.ddi_id}.*{d.frame_mask_path}.*empty"): map_lesions(work_copy, workers=1)
+    with pytest.raises(DataError, match=f"donor {d.ddi_id}.*{d.frame_mask_path}.*empty"): map_lesions(work_copy, LesionMapConfig(workers=1))
 
 def test_corrupt_donor_is_a_clear_error(work_copy):
     d = _donor(work_copy); (work_copy/d.frame_path).write_bytes(b"not a png")
-    with pytest.raises(DataError, match=f"{d.frame_path}.*corrupt"): map_lesions(work_copy, workers=1)
+    with pytest.raises(DataError, match=f"{d.frame_path}.*corrupt"): map_lesions(work_copy, LesionMapConfig(workers=1))
 
 def test_donor_mask_size_mismatch(work_copy):
     d = _donor(work_copy); np.save(work_copy/d.frame_mask_path, np.full((128, 128), 1, np.int32))
-    with pytest.raises(DataError, match=f"donor {d.ddi_id}.*256x256.*128x128"): map_lesions(work_copy, workers=1)
+    with pytest.raises(DataError, match=f"donor {d.ddi_id}.*256x256.*128x128"): map_lesions(work_copy, LesionMapConfig(workers=1))
