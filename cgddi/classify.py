@@ -22,16 +22,17 @@ from accelerate import Accelerator, PartialState
 from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .data import TONE_ORDER, DataError, read_data, read_split
-from .manifest import StageConfig, SYNTHETIC_TYPES, read_manifests, leakage_filter
+from .manifest import (StageConfig, SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, TRAIN_SET_COLUMNS, read_manifests, leakage_filter,
+                            adapter_train_ids, split_name, train_set_path)
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
 from .report import atomic_path
 from .tiny import tiny_clip_text
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'ClassifyConfig', 'transforms',
-           'ImageTable', 'balanced_sampler', 'accelerator', 'make_model', 'predict', 'fit', 'prediction_path',
-           'model_path', 'synthetic_table', 'run_one', 'planned_runs', 'split_seeds', 'run_experiments', 'read_runs',
-           'read_predictions']
+__all__ = ['EXPERIMENTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'COUNTS', 'ClassifyConfig',
+           'transforms', 'ImageTable', 'balanced_sampler', 'accelerator', 'make_model', 'predict', 'fit',
+           'prediction_path', 'model_path', 'synthetic_table', 'semantic_for_run', 'run_one', 'planned_runs',
+           'split_seeds', 'run_experiments', 'read_runs', 'read_predictions']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -191,6 +192,8 @@ def fit(model:nn.Module, # from `make_model`
 
 # %% ../nbs/06_classify.ipynb #4a7ebb4a
 PREDICTION_COLUMNS = ["ddi_id", "y_true", "y_prob", "y_pred", "tone", "rarity"]
+COUNTS = ("dropped_base", "dropped_donor", "dropped_adapter", "dropped_few_samples", "dropped_no_label", "semantic_generator_saw_test",
+          "semantic_base_in_test")  # each run's facts: `n_<count>`
 
 def prediction_path(work_dir, protocol:str, experiment:str, method:str, seed:int)->Path:
     "Where one run's predictions live (its facts are beside it, `.json`)."
@@ -201,15 +204,12 @@ def model_path(work_dir, protocol:str, experiment:str, method:str, seed:int)->Pa
     return Path(work_dir)/"classify"/"models"/protocol/experiment/method/f"S{seed}.safetensors"
 
 def synthetic_table(work_dir, types, # synthetic types to use
-                    min_train_samples:int=10, # semantic: diseases with <= this many training images are left out
                    )->tuple[pd.DataFrame, list[str]]:
     "Manifest rows of `types` that exist, with an absolute `path`; and the types that have no images."
     found = read_manifests(work_dir, types)
-    if "semantic" in found:
-        sem = found["semantic"]; found["semantic"] = sem[sem.n_train_samples.fillna(0) > min_train_samples]
     frames, missing = list(found.values()), [t for t in types if t not in found]
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image", "type", "base_id", "donor_id", "disease_joined", "malignant", "tone"])
-    return rows.assign(path=[str(Path(work_dir)/p) for p in rows.image], malignant=rows.malignant.fillna(False).astype(bool)), missing
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=MANIFEST_COLUMNS)
+    return rows.assign(path=[str(Path(work_dir)/p) for p in rows.image]), missing
 
 def _split_data(work:Path, protocol:str, seed:int)->dict:
     "The real images of one split: the table, its train, selection (test: faithful; validation: clean) and test images."
@@ -219,24 +219,55 @@ def _split_data(work:Path, protocol:str, seed:int)->dict:
     if len(test) == 0: raise DataError(f"{protocol} split S{seed}: empty test set; rerun 00_data.")
     return dict(ddi=ddi, train=train, select=test if protocol == "faithful" else val, test=test)
 
-def _train(work:Path, model:nn.Module, run:tuple, cfg:ClassifyConfig, acc:Accelerator, data:dict)->dict:
-    "Train `model` for one run (protocol, seed, experiment, method) as its experiment says; returns the facts it adds."
+def semantic_for_run(rows:pd.DataFrame, # synthetic rows (`synthetic_table`)
+                     protocol:str, seed:int, # the run's split
+                     disease_counts:pd.Series, # images per joined disease in the data (the faithful count)
+                     min_train_samples:int, # diseases with this many training samples or fewer stay out
+                    )->tuple[pd.DataFrame, dict]:
+    "The rows a run may use: its own generator set's semantic images (else the shared set's), labelled, from diseases past the ≤ 10 rule."
+    sem, other = rows[rows.type == "semantic"], rows[rows.type != "semantic"]
+    sets = sem.adapter.map(lambda a: a.split("/")[1] if isinstance(a, str) else None)  # lora/<set>/<slug>
+    use = split_name(protocol, seed) if (sets == split_name(protocol, seed)).any() else SHARED
+    sem = sem[sets == use]
+    count = sem.disease_joined.map(disease_counts).fillna(0) if protocol == "faithful" else sem.n_train_samples.fillna(0)
+    few, unlabelled = (count <= min_train_samples).to_numpy(), sem.malignant.isna().to_numpy()
+    facts = dict(generator_set=use if len(sem) else None, n_dropped_few_samples=int(few.sum()), n_dropped_no_label=int((~few & unlabelled).sum()))
+    return pd.concat([other, sem[~few & ~unlabelled]], ignore_index=True), facts
+
+def _synthetic(work:Path, types:tuple, run:tuple, cfg:ClassifyConfig, data:dict)->tuple[pd.DataFrame, dict]:
+    "The synthetic training images of one run, after the ≤ 10 rule, the leakage rule and `max_synthetic`; and the counts."
+    protocol, seed, *_ = run
+    syn, missing = synthetic_table(work, types)
+    ddi = data["ddi"]
+    syn, facts = semantic_for_run(syn, protocol, seed, ddi.disease_joined.value_counts(), cfg.min_train_samples)
+    syn, dropped = leakage_filter(syn, data["test"].ddi_id, protocol, dict(zip(ddi.ddi_id, ddi.disease_joined)), adapter_train_ids(work))
+    if cfg.max_synthetic is not None and len(syn) > cfg.max_synthetic: syn = syn.sample(cfg.max_synthetic, random_state=seed)
+    return syn.assign(malignant=syn.malignant.astype(bool)), dict(synthetic_missing=missing, **facts, **dropped, n_train_synthetic=len(syn))
+
+def _train_set(real:pd.DataFrame, synthetic:pd.DataFrame|None=None)->pd.DataFrame:
+    "What a run trained on, one row per image (`TRAIN_SET_COLUMNS`): real images by their DDI id, synthetic ones by their manifest row."
+    parts = [pd.DataFrame({"image": real.image_path, "type": "real", "ddi_id": real.ddi_id})]
+    if synthetic is not None: parts.append(synthetic[["image", "type", "base_id", "donor_id", "adapter"]])
+    return pd.concat(parts, ignore_index=True).reindex(columns=TRAIN_SET_COLUMNS)
+
+def _train(work:Path, model:nn.Module, run:tuple, cfg:ClassifyConfig, acc:Accelerator, data:dict)->tuple[dict, pd.DataFrame|None]:
+    "Train `model` for one run (protocol, seed, experiment, method) as its experiment says; returns the facts it adds and what it trained on."
     protocol, seed, experiment, method = run
     (types, _, start), desc = EXPERIMENTS[experiment], f"{protocol} S{seed} {experiment} {method}"
     if types:
-        syn, missing = synthetic_table(work, types, cfg.min_train_samples)
-        syn, dropped = leakage_filter(syn, data["test"].ddi_id, dict(zip(data["ddi"].ddi_id, data["ddi"].disease_joined)))
-        if cfg.max_synthetic is not None and len(syn) > cfg.max_synthetic: syn = syn.sample(cfg.max_synthetic, random_state=seed)
-        out = dict(synthetic_missing=missing, n_dropped_leakage=dropped, n_train_synthetic=len(syn))
+        syn, facts = _synthetic(work, types, run, cfg, data)
         if len(syn) == 0:
-            return out | dict(status="skipped", reason=f"no {'/'.join(types)} images after the leakage filter"
-                                                       + (f" (missing: {missing})" if missing else ""))
-        return out | fit(model, syn, data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc)
-    if start is None: return fit(model, data["train"], data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc)
+            missing = facts["synthetic_missing"]
+            return facts | dict(status="skipped", reason=f"no {'/'.join(types)} images after the ≤ {cfg.min_train_samples} rule and the "
+                                                         f"leakage filter" + (f" (missing: {missing})" if missing else "")), None
+        return facts | fit(model, syn, data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc), _train_set(data["train"].iloc[:0], syn)
+    if start is None: return fit(model, data["train"], data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc), _train_set(data["train"])
     src = model_path(work, protocol, start, method, seed)
     if not src.exists(): raise FileNotFoundError(f"{src}: {experiment} fine-tunes the {start} model; run {start} first.")
     model.load_state_dict(load_file(src))
-    return fit(model, data["train"], data["select"], cfg, cfg.finetune_lr, cfg.finetune_epochs, cfg.patience, desc=desc, acc=acc)
+    started_from = pd.read_csv(train_set_path(work, protocol, start, method, seed))  # a fine-tuned model saw its start's images too
+    return (fit(model, data["train"], data["select"], cfg, cfg.finetune_lr, cfg.finetune_epochs, cfg.patience, desc=desc, acc=acc),
+            pd.concat([started_from, _train_set(data["train"])], ignore_index=True))
 
 def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, # the run
             cfg:ClassifyConfig, # the stage's settings
@@ -249,20 +280,22 @@ def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, # the 
     data = _split_data(work, protocol, seed); test = data["test"]
     facts = {"protocol": protocol, "seed": seed, "experiment": experiment, "method": method, "status": "done",
              "n_train_real": len(data["train"]) if EXPERIMENTS[experiment][1] else 0, "n_train_synthetic": 0, "n_dropped_leakage": 0,
-             "synthetic_missing": [], "n_test": len(test), "n_select": len(data["select"]), "pretrained": cfg.pretrained,
+             **{f"n_{k}": 0 for k in COUNTS}, "synthetic_missing": [], "generator_set": None, "n_test": len(test),
+             "n_select": len(data["select"]), "pretrained": cfg.pretrained,
              "backbone": cfg.vit if method == "patchalign" else cfg.resnet, "params_hash": cfg.params_hash()}
     out = prediction_path(work, protocol, experiment, method, seed)
     torch.manual_seed(cfg.seed + seed)
     model = make_model(method, cfg, labels)
     t0 = time.perf_counter()
-    facts.update(_train(work, model, (protocol, seed, experiment, method), cfg, acc, data))
-    facts["seconds"] = time.perf_counter() - t0
+    trained, train_set = _train(work, model, (protocol, seed, experiment, method), cfg, acc, data)
+    facts.update(trained); facts["seconds"] = time.perf_counter() - t0
     if facts["status"] == "done":
         prob = predict(model, test, cfg, acc)
         pred = pd.DataFrame({"ddi_id": test.ddi_id, "y_true": test.malignant.astype(int), "y_prob": prob,
                              "y_pred": (prob >= 0.5).astype(int), "tone": test.tone, "rarity": test.rarity})
         with atomic_path(model_path(work, protocol, experiment, method, seed)) as t:
             save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(t))
+        with atomic_path(train_set_path(work, protocol, experiment, method, seed)) as t: train_set.to_csv(t, index=False)
         with atomic_path(out) as t: pred.to_csv(t, index=False)
     with atomic_path(out.with_suffix(".json")) as t: t.write_text(json.dumps(facts, indent=1, default=str))
     return facts

@@ -20,8 +20,9 @@ from .report import atomic_path, BENCHMARK_NOTICE
 __all__ = ['TONES', 'TONE_ORDER', 'BACKGROUND', 'LESION', 'MARKER', 'RULER', 'SKIN', 'MASK_CLASSES', 'MASK_SIZE', 'METADATA_FILE',
            'METADATA_COLUMNS', 'SPLIT_SEEDS', 'FRAME_MODES', 'SPLIT_MODES', 'TONE_COLOURS', 'MASK_COLOURS', 'DataError',
            'joined_ddi', 'join_disease', 'rarity', 'read_mask', 'find_masks', 'read_image', 'to_mask_frame',
-           'alpha_blend', 'load_ddi', 'make_split', 'split_path', 'write_splits', 'read_split', 'write_data',
-           'read_data', 'is_benchmark_run', 'data_source', 'lesion_contrast', 'plot_disease_histogram', 'overlay_mask']
+           'alpha_blend', 'to_lab', 'ita', 'load_ddi', 'make_split', 'split_path', 'write_splits', 'read_split',
+           'write_data', 'read_data', 'is_benchmark_run', 'data_source', 'lesion_contrast', 'plot_disease_histogram',
+           'overlay_mask']
 
 # %% ../nbs/00_data.ipynb #4d2cd450
 TONES = {12: "light", 34: "medium", 56: "dark"}  # DDI skin_tone code -> tone group
@@ -120,6 +121,20 @@ def alpha_blend(base:np.ndarray, # HxWx3 image underneath (uint8 or float)
     "alpha · over + (1 − alpha) · base, rounded to uint8: the feathered blend of inpainting and lesion mapping."
     a = np.asarray(alpha, np.float32)[..., None]
     return np.clip(np.rint(np.asarray(over, np.float32) * a + np.asarray(base, np.float32) * (1 - a)), 0, 255).astype(np.uint8)
+
+def to_lab(rgb:np.ndarray, # HxWx3 uint8 image
+          )->np.ndarray:
+    "CIE L*a*b* of an RGB image: L in 0..100, a and b in about -128..127."
+    return cv2.cvtColor(np.asarray(rgb).astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+
+def ita(rgb:np.ndarray, # HxWx3 uint8 image
+        where:np.ndarray, # bool mask of the skin pixels to use
+       )->float:
+    "Individual typology angle (degrees) of the median skin colour, atan((L* - 50) / b*): higher is lighter; NaN without skin."
+    lab = to_lab(rgb)[where]
+    if not len(lab): return float("nan")
+    L, b = np.median(lab[:, 0]), np.median(lab[:, 2])
+    return float(np.degrees(np.arctan2(L - 50, b)))
 
 # %% ../nbs/00_data.ipynb #133a2b21
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}

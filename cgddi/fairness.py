@@ -13,17 +13,18 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from torch import nn
+from PIL import Image
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
-from .data import TONES, TONE_ORDER, DataError, read_data
-from .manifest import ManifestError, StageConfig, read_manifests
-from .quality import QUALITY_FEATURES, generative_quality
+from .data import TONES, TONE_ORDER, SKIN, DataError, read_data, read_image, ita
+from .manifest import ManifestError, StageConfig, read_manifests, leak_kinds, adapter_train_ids
+from .quality import QUALITY_FEATURES, generative_quality, augmentation_fid, ita_bounds, tone_of
 
 # %% auto #0
 __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TONE_COUNTS', 'TABLE2_ROWS', 'TABLE5_ROWS',
            'FairnessConfig', 'FairnessWarning', 'tone_groups', 'group_counts', 'accuracy', 'accuracy_by_tone', 'pqd',
            'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc', 'classification_metrics', 'mean_std', 'pm',
-           'quality_by_tone', 'tone_count_table', 'per_seed_metrics', 'paper_table']
+           'quality_by_tone', 'table8', 'tone_fidelity', 'tone_count_table', 'per_seed_metrics', 'paper_table']
 
 # %% ../nbs/07_fairness.ipynb #cfgcls07
 @dataclass(kw_only=True)
@@ -187,15 +188,18 @@ def classification_metrics(pred:pd.DataFrame, # one run's predictions: y_true, y
 def mean_std(per_seed:pd.DataFrame, # one row per seed (and whatever group columns), metric columns
              by:list[str], # group columns, e.g. protocol, experiment, method
             )->pd.DataFrame:
-    "Mean and population std (ddof=0) over seeds per group: columns `<metric>` and `<metric>_std`, plus `n_seeds`."
+    "Mean and population std (ddof=0) over the seeds where a metric is defined: `<metric>`, `<metric>_std`, `<metric>_n`; and `n_seeds`."
     metrics = [c for c in per_seed.columns if c not in by + ["seed"]]
     g = per_seed.groupby(by, sort=False)[metrics]
-    out = g.mean().join(g.std(ddof=0).add_suffix("_std"))
+    out = g.mean().join(g.std(ddof=0).add_suffix("_std")).join(g.count().add_suffix("_n"))
     return out.assign(n_seeds=per_seed.groupby(by, sort=False).size()).reset_index()
 
-def pm(mean:float, std:float, digits:int=1)->str:
-    "`mean ± std` as percentages, for tables; `n/a` for NaN."
-    return "n/a" if pd.isna(mean) else f"{100 * mean:.{digits}f} ± {100 * std:.{digits}f}"
+def pm(mean:float, std:float, digits:int=1, # the summary of one metric, as fractions
+       n:int|None=None, of:int|None=None, # the seeds it is over, of how many: "(4/5)" is shown when fewer
+      )->str:
+    "`mean ± std` as percentages, for tables; `n/a` for NaN; the seeds it is over when a seed left it undefined."
+    if pd.isna(mean): return "n/a"
+    return f"{100 * mean:.{digits}f} ± {100 * std:.{digits}f}" + (f" ({n}/{of})" if n is not None and of is not None and n < of else "")
 
 # %% ../nbs/07_fairness.ipynb #bbad612a
 TYPE_NAMES = {"healthy": "Healthy", "lesion_mapped": "Lesion-mapped", "semantic": "Semantic", "all": "All cgDDI"}
@@ -205,12 +209,16 @@ def quality_by_tone(work_dir, # run root
                     extractor:nn.Module, lpips_model:nn.Module, # from `cgddi.quality.quality_models`
                     cfg:FairnessConfig, # images per method and tone (a seeded sample of each side), KID subset size, seed
                    )->pd.DataFrame:
-    "FID, KID and LPIPS per synthetic type (and all types together) and tone: one row each."
+    "FID, KID and LPIPS per synthetic type (and all together) and tone against the held-out real images, leaving out what derives from them."
     work, ddi = Path(work_dir), read_data(work_dir)
     real = ddi[ddi.ddi_id.isin(set(real_ids))]
     sets = read_manifests(work)
     if not sets: raise ManifestError(f"{work}/manifest: no synthetic images; run the generation stages first.")
-    sets["all"] = pd.concat(sets.values(), ignore_index=True)
+    train_ids, left_out = adapter_train_ids(work), {}
+    for t, rows in sets.items():  # a synthetic image made from a reference image (canvas, donor, adapter) is no fair comparison
+        tied = leak_kinds(rows, real_ids, train_ids) != ""
+        left_out[t], sets[t] = rows[tied], rows[~tied]
+    sets["all"], left_out["all"] = pd.concat(sets.values(), ignore_index=True), pd.concat(left_out.values(), ignore_index=True)
     rows = []
     for method, syn in tqdm(sets.items(), desc="generative quality", leave=False):
         for tone in TONE_ORDER:
@@ -218,8 +226,41 @@ def quality_by_tone(work_dir, # run root
             n, seed = cfg.quality_max_images, cfg.quality_seed
             r, f = r.sample(min(len(r), n), random_state=seed), f.sample(min(len(f), n), random_state=seed)
             q = generative_quality([work/p for p in r.frame_path], [work/p for p in f.image], extractor, lpips_model, cfg.kid_subset_size, seed)
-            rows.append({"method": method, "tone": tone, **q})
+            rows.append({"method": method, "tone": tone, **q, "n_left_out": int((left_out[method].tone == tone).sum())})
     return pd.DataFrame(rows)
+
+def table8(work_dir, # run root
+           extractor:nn.Module, # FID features (`cgddi.quality.quality_models`)
+           cfg:FairnessConfig, # images per set (a seeded sample) and the seed
+          )->pd.Series:
+    "FID against the real images of simple edits of them and of each synthetic type (paper Table 8), lowest first."
+    work, n, seed = Path(work_dir), cfg.quality_max_images, cfg.quality_seed
+    real = read_data(work).sample(frac=1, random_state=seed).head(n)
+    out = {k: v for k, v in augmentation_fid([work/p for p in real.frame_path], extractor, seed).items()}
+    for t, rows in read_manifests(work).items():
+        fake = rows.sample(min(len(rows), n), random_state=seed)
+        out[f"cgDDI {TYPE_NAMES[t]}"] = generative_quality([work/p for p in real.frame_path], [work/p for p in fake.image], extractor,
+                                                          None, cfg.kid_subset_size, seed)["fid"]
+    return pd.Series(out, name="FID").sort_values()
+
+def tone_fidelity(work_dir, # run root
+                 )->tuple[pd.DataFrame, tuple[float, float]]:
+    "The ITA of every annotated real and every synthetic image's skin, the tone band it falls in, and the bands (calibrated on the real ones)."
+    work, ddi = Path(work_dir), read_data(work_dir)
+    def skin_ita(image, mask_path):
+        im, mask = np.asarray(read_image(work/image)), np.load(work/mask_path)
+        if mask.shape != im.shape[:2]: mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(im.shape[1::-1], Image.NEAREST))
+        return ita(im, mask == SKIN)
+    real = ddi[ddi.frame_mask_path.notna()]
+    rows = [dict(type="real", image=r.frame_path, tone=r.tone, disease_joined=r.disease_joined, ita=skin_ita(r.frame_path, r.frame_mask_path))
+            for r in real.itertuples()]
+    low, high = ita_bounds([r["ita"] for r in rows], real.tone)
+    mask_of = ddi.set_index("ddi_id").frame_mask_path  # a synthetic image keeps its canvas's layout: the canvas's sDDI skin
+    for t, syn in read_manifests(work).items():
+        rows += [dict(type=t, image=r.image, tone=r.tone, disease_joined=r.disease_joined, ita=skin_ita(r.image, mask_of[r.base_id]))
+                 for r in tqdm(syn.itertuples(), total=len(syn), desc=f"ITA of {t} images", leave=False)]
+    out = pd.DataFrame(rows)
+    return out.assign(shows=tone_of(out.ita, low, high), agrees=lambda d: d.shows == d.tone), (low, high)
 
 PUBLISHED_TONE_COUNTS = {"F17k (published)": (7755, 6089, 2168), "SCIN (published)": (730, 1088, 357)}  # paper Table 7
 
@@ -239,7 +280,7 @@ def tone_count_table(work_dir, published:bool=True)->pd.DataFrame:
 
 TABLE2_ROWS = [("Baseline (R.)", "real", "baseline"), ("FairDisCo (R.)", "real", "fairdisco"), ("PatchAlign (R.)", "real", "patchalign"),
                ("Exp. 1 (S. only)", "exp1", None), ("Exp. 2 (R. + S.)", "exp2", None)]
-TABLE5_ROWS = [("Real DDI only", "real", None), ("Healthy + Lesion-mapped", "healthy_lesion_mapped", None),
+TABLE5_ROWS = [("Real DDI only", "real", "baseline"), ("Healthy + Lesion-mapped", "healthy_lesion_mapped", None),
                ("Semantic only", "semantic", None), ("All cgDDI (Exp. 1)", "exp1", None)]
 
 def per_seed_metrics(pred:pd.DataFrame)->pd.DataFrame:
@@ -258,5 +299,6 @@ def paper_table(summary:pd.DataFrame, # `mean_std` output for one protocol
     out = {}
     for label, exp, method in rows:
         hit = summary[(summary.experiment == exp) & (summary.method == (method or synthetic_method))]
-        if len(hit): out[label] = {title: pm(hit[m].iloc[0], hit[f"{m}_std"].iloc[0]) for m, title in columns.items()}
+        if len(hit): out[label] = {title: pm(hit[m].iloc[0], hit[f"{m}_std"].iloc[0], n=int(hit[f"{m}_n"].iloc[0]),
+                                             of=int(hit["n_seeds"].iloc[0])) for m, title in columns.items()}
     return pd.DataFrame.from_dict(out, orient="index")

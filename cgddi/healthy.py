@@ -15,15 +15,16 @@ import cv2
 import matplotlib.pyplot as plt
 from PIL import Image
 from tqdm.auto import tqdm
-from .data import DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data, read_image, overlay_mask, alpha_blend
+from .data import (DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data, read_image, overlay_mask, alpha_blend, ita,
+                        to_lab)
 from .manifest import (REVIEW_SHEET, StageConfig, seed_of, save_synthetic, synthetic_done, write_shard, remove_stale_temps,
                             read_manifest)
 from .report import atomic_path
 from .tiny import is_tiny, tiny_kandinsky, TINY_LABEL
 
 # %% auto #0
-__all__ = ['BACKENDS', 'QC_REASONS', 'HealthyConfig', 'inpaint_region', 'healthy_mask', 'Inpainter', 'ita', 'qc_scores',
-           'qc_reasons', 'make_healthy', 'write_review_sheet', 'plot_healthy_examples']
+__all__ = ['BACKENDS', 'QC_REASONS', 'HealthyConfig', 'inpaint_region', 'healthy_mask', 'Inpainter', 'qc_scores', 'qc_reasons',
+           'make_healthy', 'write_review_sheet', 'plot_healthy_examples']
 
 # %% ../nbs/01_healthy.ipynb #cfgcls01
 BACKENDS = ("kandinsky", "sd_inpaint", "opencv")
@@ -148,18 +149,6 @@ class Inpainter:
 # %% ../nbs/01_healthy.ipynb #a006df77
 QC_REASONS = {1: "original lesion remains", 2: "unrealistic skin texture", 3: "incorrect skin tone", 4: "generative artifacts"}
 
-def _lab(rgb:np.ndarray)->np.ndarray:
-    return cv2.cvtColor(rgb.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)  # L in 0..100, a/b in about -128..127
-
-def ita(rgb:np.ndarray, # HxWx3 uint8 image
-        where:np.ndarray, # bool mask of the skin pixels to use
-       )->float:
-    "Individual typology angle (degrees) of the median skin colour: higher is lighter."
-    lab = _lab(rgb)[where]
-    if not len(lab): return float("nan")
-    L, b = np.median(lab[:, 0]), np.median(lab[:, 2])
-    return float(np.degrees(np.arctan2(L - 50, b)))
-
 def qc_scores(original:np.ndarray, # HxWx3 uint8 frame before inpainting
               healthy:np.ndarray, # the same frame after
               mask:np.ndarray, # the original sDDI mask
@@ -172,7 +161,7 @@ def qc_scores(original:np.ndarray, # HxWx3 uint8 frame before inpainting
     ring = grown & ~cv2.dilate(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & (mask == SKIN)
     if ring.sum() < 20: ring = (mask == SKIN) & ~region  # region fills its surroundings: compare with all skin
     if not ring.any() or not region.any(): return dict(residue=np.nan, texture_ratio=np.nan, tone_drift=np.nan, implausible=np.nan)
-    lab = _lab(healthy)
+    lab = to_lab(healthy)
     residue = float(np.linalg.norm(lab[region].mean(0) - lab[ring].mean(0)))
     lap = np.abs(cv2.Laplacian(lab[..., 0], cv2.CV_32F, ksize=3))
     texture = float((lap[region].std() + 1e-3) / (lap[ring].std() + 1e-3))

@@ -106,8 +106,8 @@ def lesion_patch(donor:np.ndarray, # HxWx3 uint8 donor image
                  scale:float=1.0, # scaling multiplier
                  rotation:float=0.0, # degrees
                  where:str="donor", # named in errors (the donor's files)
-                )->tuple[np.ndarray, np.ndarray]:
-    "The donor's lesion cut out with margin: (patch float32 hxwx3, alpha float32 hxw in [0, 1])."
+                )->tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "The donor's lesion cut out with margin: (patch float32 hxwx3, alpha float32 hxw in [0, 1], footprint: the dilated lesion, bool hxw)."
     lesion = np.asarray(lesion_mask, bool)
     if donor.shape[:2] != lesion.shape:
         raise DataError(f"{where}: image is {donor.shape[1]}x{donor.shape[0]} but its mask is {lesion.shape[1]}x{lesion.shape[0]}; "
@@ -118,12 +118,13 @@ def lesion_patch(donor:np.ndarray, # HxWx3 uint8 donor image
     ys, xs = np.nonzero(m); margin = int(math.ceil(3 * blur_sigma)) + 1
     y0, y1 = max(0, ys.min() - margin), min(m.shape[0], ys.max() + margin + 1)
     x0, x1 = max(0, xs.min() - margin), min(m.shape[1], xs.max() + margin + 1)
-    alpha = m[y0:y1, x0:x1].astype(np.float32)
+    footprint = m[y0:y1, x0:x1]
+    alpha = footprint.astype(np.float32)
     if blur_sigma > 0: alpha = cv2.GaussianBlur(alpha, (0, 0), blur_sigma, borderType=cv2.BORDER_CONSTANT)
     patch = donor[y0:y1, x0:x1].astype(np.float32)
-    patch, alpha = transform_patch([patch, alpha], scale, rotation)
+    patch, alpha, footprint = transform_patch([patch, alpha, footprint], scale, rotation, [cv2.INTER_LINEAR, cv2.INTER_LINEAR, cv2.INTER_NEAREST])
     alpha[alpha < 1 / 255] = 0
-    return patch, np.clip(alpha, 0, 1)
+    return patch, np.clip(alpha, 0, 1), footprint.astype(bool)
 
 def paste(canvas:np.ndarray, # HxWx3 uint8 healthy image
           patch:np.ndarray, # from `lesion_patch`
@@ -171,7 +172,7 @@ def prepare_donors(work_dir, # run root
                    donors:pd.DataFrame, # `read_data` rows with a mask
                    cfg:LesionMapConfig, # size, dilation, blur, scale and rotation of the patches
                   )->dict:
-    "Cut every donor's lesion patch once: {ddi_id: (patch, alpha, footprint, its geometry, row dict)}."
+    "Cut every donor's lesion patch once: {ddi_id: (patch, alpha, footprint (the dilated lesion), its geometry, row dict)}."
     out, work = {}, Path(work_dir)
     for r in tqdm(donors.itertuples(), total=len(donors), desc="donor lesions", leave=False):
         img = np.asarray(read_image(work/r.frame_path)); mask = np.load(work/r.frame_mask_path)
@@ -179,8 +180,8 @@ def prepare_donors(work_dir, # run root
         if img.shape[:2] != mask.shape:
             raise DataError(f"{where}: image is {img.shape[1]}x{img.shape[0]} but the mask is {mask.shape[1]}x{mask.shape[0]}; rerun 00_data.")
         img, mask = _resize_frame(img, mask, cfg.size)
-        patch, alpha = lesion_patch(img, mask == LESION, cfg.dilate_iterations, cfg.blur_sigma, cfg.scale, cfg.rotation, where=where)
-        out[int(r.ddi_id)] = (patch, alpha, alpha > 0, footprint_geometry(alpha > 0), dict(ddi_id=int(r.ddi_id), stem=Path(r.frame_path).stem, disease=r.disease,
+        patch, alpha, fp = lesion_patch(img, mask == LESION, cfg.dilate_iterations, cfg.blur_sigma, cfg.scale, cfg.rotation, where=where)
+        out[int(r.ddi_id)] = (patch, alpha, fp, footprint_geometry(fp), dict(ddi_id=int(r.ddi_id), stem=Path(r.frame_path).stem, disease=r.disease,
                               disease_joined=r.disease_joined, slug=r.disease_slug, malignant=bool(r.malignant), tone=r.tone))
     return out
 
@@ -230,7 +231,7 @@ def map_lesions(work_dir, # run root written by 00_data and 01_healthy
                 cfg:LesionMapConfig, # the stage's settings
                )->pd.DataFrame:
     "Map every donor lesion onto every kept healthy image; returns the candidate log (placed and skipped)."
-    work, phash = Path(work_dir), cfg.params_hash()
+    work, phash = Path(work_dir), cfg.params_hash(footprint="dilated lesion (E.4)")
     ddi = read_data(work)
     donors = ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id")
     healthy = read_manifest(work, "healthy").sort_values("base_id")

@@ -24,8 +24,8 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
 from .data import DataError, TONE_ORDER, RULER, read_data
-from .manifest import (ManifestError, StageConfig, file_hash, read_manifest, remove_stale_temps, select_diseases, read_concepts,
-                            write_concepts, CONCEPT_FILES)
+from .manifest import (ManifestError, StageConfig, SHARED, file_hash, read_manifest, remove_stale_temps, select_diseases,
+                            read_concepts, write_concepts, concepts_path, generator_sets, set_test_ids, write_set_split)
 from .report import atomic_path
 from .diffusion import (instance_prompt, class_prompt, load_sd, resolve_model, training_accelerator, square_image, latent_cache,
                              sample_latents, diffusion_loss, tail_mean)
@@ -38,8 +38,9 @@ __all__ = ['LORA_DIR', 'LORA_WEIGHTS', 'LoRAConfig', 'instance_images', 'class_i
 @dataclass(kw_only=True)
 class LoRAConfig(StageConfig):
     "Settings of LoRA with prior preservation (paper 3.4, E.6.2): CPU-safe defaults, the paper's values noted."
-    unhashed: ClassVar[tuple] = ("diseases", "max_class_images", "gradient_checkpointing", "validation_samples")
+    unhashed: ClassVar[tuple] = ("generators", "diseases", "max_class_images", "gradient_checkpointing", "validation_samples")
     sd_model:str = "tiny" # hub id or local folder (paper: stabilityai/stable-diffusion-2-1-base); "tiny": tiny random model
+    generators:str = "shared" # "shared": the shared token set of 03; "per_split": every per-split set of 03
     diseases:list|None = None # joined disease names or slugs to train (a per-disease batch); None: every token of 03
     rank:int = 4 # LoRA rank (reference: 8)
     resolution:int = 64 # training side in pixels (reference: 256; sampling runs at 512)
@@ -63,11 +64,12 @@ def _has_ruler(work:Path, mask_path)->bool:
     return isinstance(mask_path, str) and bool((np.load(work/mask_path) == RULER).any())
 
 def instance_images(work_dir, # run root
-                    concept:pd.Series, # one row of `textual_inversion/concepts.csv`
+                    concept:pd.Series, # one row of `textual_inversion/<set>/concepts.csv`
                     ddi:pd.DataFrame|None=None, # `read_data(work_dir)`, if already read
+                    gset:str=SHARED, # the generator set
                    )->pd.DataFrame:
     "The images a disease's token trained on: `ddi_id, tone, image_path, ruler`."
-    work = Path(work_dir); p = work/"textual_inversion"/concept.disease_slug/"images.csv"
+    work = Path(work_dir); p = work/"textual_inversion"/gset/concept.disease_slug/"images.csv"
     if not p.exists(): raise DataError(f"{p}: not found; run 03_textual_inversion for {concept.disease_joined!r} first.")
     imgs = pd.read_csv(p); imgs = imgs[imgs.role == "train"]
     ddi = (read_data(work) if ddi is None else ddi).set_index("ddi_id")
@@ -78,13 +80,14 @@ def instance_images(work_dir, # run root
 def class_images(work_dir, # run root
                  max_images:int|None=None, # at most this many, drawn tone-balanced; None: all
                  seed:int=0, # draw seed
+                 exclude_ids=(), # DDI ids whose healthy twins are left out (the set's test split)
                 )->pd.DataFrame:
-    "The kept healthy synthetics as prior-preservation class images: `image, tone, ruler`."
+    "The kept healthy synthetics as prior-preservation class images: `image, base_id, tone, ruler`."
     try: h = read_manifest(work_dir, "healthy")
     except ManifestError as e:
         raise ManifestError(f"prior preservation needs the healthy synthetics: {e} (or set prior_preservation=False).") from e
     if h.empty: raise ManifestError(f"{Path(work_dir)/'healthy/review.csv'}: no healthy image is kept; keep some or set prior_preservation=False.")
-    h = h[["image", "tone", "ruler"]].assign(ruler=lambda d: d.ruler.fillna(False).astype(bool))
+    h = h[~h.base_id.isin(set(exclude_ids))][["image", "base_id", "tone", "ruler"]].assign(ruler=lambda d: d.ruler.fillna(False).astype(bool))
     if max_images is not None and max_images < len(h):
         rng = np.random.default_rng(seed); per = -(-max_images // h.tone.nunique())
         h = pd.concat([g.iloc[rng.permutation(len(g))[:per]] for _, g in h.groupby("tone")]).head(max_images)
@@ -185,60 +188,72 @@ def save_lora(folder, # output folder
     return folder/LORA_WEIGHTS
 
 # %% ../nbs/04_lora.ipynb #34e4b40c
-def _load(work:Path, model:str, cfg:LoRAConfig, classes:pd.DataFrame|None)->dict:
-    "The model, the stage's accelerator and the class images' latents (the same for every disease), loaded once."
-    sd, acc = load_sd(model), training_accelerator(cfg.precision)
-    out = dict(sd=sd, acc=acc, pristine=(sd.tokenizer, sd.text_encoder), class_latents=None)
-    if classes is not None:
-        sd.vae.to(acc.device)
-        size = (cfg.resolution, cfg.resolution)
-        out["class_latents"] = latent_cache(sd.vae, [Image.open(work/p).convert("RGB").resize(size, Image.Resampling.BICUBIC) for p in classes.image])
-    return out
+def _class_latents(work:Path, cfg:LoRAConfig, classes:pd.DataFrame, loaded:dict)->torch.Tensor:
+    "The class images' latents, encoded once per set of class images."
+    key = tuple(classes.image)
+    if key not in loaded["class_latents"]:
+        sd, size = loaded["sd"], (cfg.resolution, cfg.resolution)
+        sd.vae.to(loaded["acc"].device)
+        loaded["class_latents"][key] = latent_cache(sd.vae, [Image.open(work/p).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+                                                             for p in classes.image])
+    return loaded["class_latents"][key]
 
-def _adapter(work:Path, c, inst:pd.DataFrame, classes:pd.DataFrame|None, cfg:LoRAConfig, model:str, loaded:dict)->dict:
+def _adapter(work:Path, c, inst:pd.DataFrame, classes:pd.DataFrame|None, cfg:LoRAConfig, model:str, loaded:dict, gset:str)->dict:
     "One disease's adapter: trained and saved unless `lora.json` says it is done with these settings; returns its facts."
+    class_ids = [] if classes is None else sorted(int(i) for i in classes.base_id)
     extra = dict(token=c.token, classes=None if classes is None else classes.image.tolist(), train_ids=inst.ddi_id.tolist(),
                  embeds_hash=file_hash(work/c.embeds))
-    phash, folder = cfg.params_hash(**extra), work/LORA_DIR/c.disease_slug
+    phash, folder = cfg.params_hash(**extra), work/LORA_DIR/gset/c.disease_slug
     facts = json.loads((folder/"lora.json").read_text()) if (folder/"lora.json").exists() else {}
     if facts.get("params_hash") == phash and (folder/LORA_WEIGHTS).exists(): return facts
-    if not loaded: loaded.update(_load(work, model, cfg, classes))
+    if not loaded: loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision), class_latents={})
     sd, acc, ruler = loaded["sd"], loaded["acc"], cfg.ruler_in_prompt
-    sd.tokenizer, sd.text_encoder = copy.deepcopy(loaded["pristine"][0]), copy.deepcopy(loaded["pristine"][1])
+    pristine = loaded.setdefault("pristine", (sd.tokenizer, sd.text_encoder))
+    sd.tokenizer, sd.text_encoder = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
     pipe = StableDiffusionPipeline(**vars(sd), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.text_encoder.to(acc.device)
     pipe.load_textual_inversion(str(work/c.embeds))
     instance = ImageSet([square_image(p, cfg.resolution) for p in inst.image_path],
                         prompt_embeds(pipe, [instance_prompt(c.token, t, ruler and r) for t, r in zip(inst.tone, inst.ruler)]), inst.tone.tolist())
-    cls = None if classes is None else ImageSet(loaded["class_latents"], prompt_embeds(pipe, [class_prompt(t, ruler and r) for t, r in
-                                                                                        zip(classes.tone, classes.ruler)]), classes.tone.tolist())
+    cls = None if classes is None else ImageSet(_class_latents(work, cfg, classes, loaded), prompt_embeds(pipe, [class_prompt(t, ruler and r)
+                                                for t, r in zip(classes.tone, classes.ruler)]), classes.tone.tolist())
     pipe.text_encoder.to("cpu")
     state, losses = train_lora(sd, c.disease_slug, instance, cls, cfg, acc)
     save_lora(folder, state)
-    facts = dict(disease_joined=c.disease_joined, slug=c.disease_slug, token=c.token, model=model, n_train=len(inst),
-                 n_class=0 if classes is None else len(classes), losses=losses, params_hash=phash, settings=cfg.settings(**extra))
+    facts = dict(disease_joined=c.disease_joined, slug=c.disease_slug, token=c.token, model=model, generator_set=gset,
+                 train_ids=sorted(set(inst.ddi_id.astype(int)) | set(class_ids)), instance_ids=sorted(inst.ddi_id.astype(int).tolist()),
+                 class_ids=class_ids, n_train=len(inst), n_class=len(class_ids), losses=losses, params_hash=phash, settings=cfg.settings(**extra))
     with atomic_path(folder/"lora.json") as t: t.write_text(json.dumps(facts))
     return facts
+
+def _concept(c, inst:pd.DataFrame, facts:dict, model:str, gset:str)->dict:
+    "The disease's row of `lora/<set>/concepts.csv`."
+    return dict(disease_joined=c.disease_joined, disease_slug=c.disease_slug, token=c.token, malignant=c.malignant, n_train=len(inst),
+                **{f"n_train_{t}": int((inst.tone == t).sum()) for t in TONE_ORDER}, n_class=facts["n_class"],
+                final_instance_loss=tail_mean(facts["losses"]["instance"]), final_prior_loss=tail_mean(facts["losses"]["prior"]),
+                embeds=c.embeds, lora=f"{LORA_DIR}/{gset}/{c.disease_slug}/{LORA_WEIGHTS}", model=model)
 
 def train_loras(work_dir, # run root written by 00_data, 01_healthy and 03_textual_inversion
                 cfg:LoRAConfig, # the stage's settings
                )->pd.DataFrame:
-    "Train and save an adapter per disease; writes `lora/concepts.csv` and returns it."
-    work = Path(work_dir)
-    concepts = select_diseases(read_concepts(work, "textual_inversion"), cfg.diseases, work/CONCEPT_FILES["textual_inversion"], "token")
-    model, ddi = resolve_model(cfg.sd_model, work, cfg.seed), read_data(work)
-    classes = class_images(work, cfg.max_class_images, cfg.seed) if cfg.prior_preservation else None
+    "Train and save an adapter per disease and generator set; writes `lora/<set>/concepts.csv`; returns them with a `generator_set` column."
+    work, ddi = Path(work_dir), read_data(work_dir)
+    sets = [SHARED] if cfg.generators == "shared" else [s for s in generator_sets(work, "textual_inversion") if s != SHARED]
+    if not sets: raise DataError(f"{work/'textual_inversion'}: no per-split token set; run 03_textual_inversion with generators: per_split.")
+    model, loaded, out = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when an adapter needs training
     remove_stale_temps(work/LORA_DIR)
-    loaded, rows = {}, []  # the model is loaded when an adapter needs training
-    for c in tqdm(list(concepts.itertuples()), desc="LoRA adapters"):
-        inst = instance_images(work, pd.Series(c._asdict()), ddi)
-        facts = _adapter(work, c, inst, classes, cfg, model, loaded)
-        rows.append(dict(disease_joined=c.disease_joined, disease_slug=c.disease_slug, token=c.token, malignant=c.malignant,
-                         n_train=len(inst), **{f"n_train_{t}": int((inst.tone == t).sum()) for t in TONE_ORDER},
-                         n_class=facts["n_class"], final_instance_loss=tail_mean(facts["losses"]["instance"]),
-                         final_prior_loss=tail_mean(facts["losses"]["prior"]), embeds=c.embeds,
-                         lora=f"{LORA_DIR}/{c.disease_slug}/{LORA_WEIGHTS}", model=model))
-    return write_concepts(rows, work, "lora")
+    for gset in sets:
+        mode, seed, test = set_test_ids(work, "textual_inversion", gset)
+        concepts = select_diseases(read_concepts(work, "textual_inversion", gset), cfg.diseases,
+                                   concepts_path(work, "textual_inversion", gset), "token")
+        classes = class_images(work, cfg.max_class_images, cfg.seed, exclude_ids=test) if cfg.prior_preservation else None
+        rows = []
+        for c in tqdm(list(concepts.itertuples()), desc=f"LoRA adapters ({gset})"):
+            inst = instance_images(work, pd.Series(c._asdict()), ddi, gset)
+            rows.append(_concept(c, inst, _adapter(work, c, inst, classes, cfg, model, loaded, gset), model, gset))
+        write_set_split(work, LORA_DIR, gset, mode, seed)
+        out.append(write_concepts(rows, work, "lora", gset).assign(generator_set=gset))
+    return pd.concat(out, ignore_index=True)
 
 # %% ../nbs/04_lora.ipynb #fe586075
 def validation_grid(work_dir, # run root

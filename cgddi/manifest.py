@@ -5,7 +5,7 @@ leaves nothing half-done and a restarted run knows what is finished."""
 
 # %% ../nbs/00c_manifest.ipynb #24e89974
 from __future__ import annotations
-import hashlib, json
+import hashlib, json, re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
@@ -13,18 +13,20 @@ import numpy as np
 import pandas as pd
 from PIL import Image, PngImagePlugin
 from .report import atomic_path
-from .data import DataError, TONE_ORDER
+from .data import DataError, TONE_ORDER, read_split, split_path
 
 # %% auto #0
-__all__ = ['MANIFEST_COLUMNS', 'MANIFEST_TYPES', 'SYNTHETIC_TYPES', 'REVIEW_SHEET', 'SYNTHETIC_NOTICE', 'CONCEPT_FILES',
-           'CONCEPT_COLUMNS', 'ManifestError', 'params_hash', 'StageConfig', 'seed_of', 'file_hash', 'save_synthetic',
-           'read_synthetic_meta', 'png_complete', 'synthetic_done', 'manifest_dir', 'as_bool', 'check_rows',
-           'write_shard', 'read_manifest', 'read_manifests', 'remove_stale_temps', 'write_concepts', 'read_concepts',
-           'select_diseases', 'leakage_filter']
+__all__ = ['MANIFEST_COLUMNS', 'MANIFEST_TYPES', 'SYNTHETIC_TYPES', 'REVIEW_SHEET', 'SYNTHETIC_NOTICE', 'SHARED',
+           'CONCEPT_COLUMNS', 'LEAK_KINDS', 'TRAIN_SET_COLUMNS', 'ManifestError', 'params_hash', 'StageConfig',
+           'seed_of', 'file_hash', 'save_synthetic', 'read_synthetic_meta', 'png_complete', 'synthetic_done',
+           'manifest_dir', 'as_bool', 'check_rows', 'write_shard', 'read_manifest', 'read_manifests',
+           'remove_stale_temps', 'split_name', 'concepts_path', 'write_set_split', 'set_test_ids', 'generator_sets',
+           'write_concepts', 'read_concepts', 'select_diseases', 'adapter_train_ids', 'leak_kinds', 'leakage_filter',
+           'train_set_path', 'audit_leakage']
 
 # %% ../nbs/00c_manifest.ipynb #c060f280
 MANIFEST_COLUMNS = ["image", "synthetic", "type", "base_id", "donor_id", "disease", "disease_joined", "malignant",
-                    "tone", "ruler", "caption", "generator", "trained", "n_train_samples", "seed", "params_hash"]
+                    "tone", "ruler", "caption", "generator", "trained", "n_train_samples", "seed", "params_hash", "adapter"]
 MANIFEST_TYPES = {"synthetic": "boolean", "base_id": "Int64", "donor_id": "Int64", "malignant": "boolean", "ruler": "boolean",
                   "trained": "boolean", "n_train_samples": "Int64", "seed": "Int64"}  # every other column is text
 SYNTHETIC_TYPES = ("healthy", "lesion_mapped", "semantic")
@@ -212,39 +214,75 @@ def remove_stale_temps(folder, # a folder a killed run may have written to
     return n
 
 # %% ../nbs/00c_manifest.ipynb #84f20d00
+SHARED = "shared"  # the generator set of the paper: one set, trained without the test images of one split
 _IDENTITY = ["disease_joined", "disease_slug", "token", "malignant", "n_train"]
 _PER_TONE = [f"n_train_{t}" for t in TONE_ORDER]
-CONCEPT_FILES = {"textual_inversion": "textual_inversion/concepts.csv", "lora": "lora/concepts.csv"}
 CONCEPT_COLUMNS = {"textual_inversion": _IDENTITY + ["n_holdout"] + _PER_TONE + ["final_loss", "embeds", "model"],
                    "lora": _IDENTITY + _PER_TONE + ["n_class", "final_instance_loss", "final_prior_loss", "embeds", "lora", "model"]}
 _MAKERS = {"textual_inversion": "03_textual_inversion", "lora": "04_lora"}
+_FILE_COLUMN = {"textual_inversion": "embeds", "lora": "lora"}  # the file a row stands for
 
-def _concepts_path(work_dir, stage:str)->Path:
-    if stage not in CONCEPT_FILES: raise ValueError(f"stage {stage!r} unknown; use one of {list(CONCEPT_FILES)}.")
-    return Path(work_dir)/CONCEPT_FILES[stage]
+def split_name(mode:str, # faithful / clean
+               seed:int, # split seed
+              )->str:
+    "The name of a split, and of its generator set: `clean_S37`."
+    return f"{mode}_S{seed}"
+
+def concepts_path(work_dir, # run root
+                  stage:str, # "textual_inversion" or "lora"
+                  gset:str=SHARED, # generator set
+                 )->Path:
+    "Where a training stage's table of one generator set lives."
+    if stage not in CONCEPT_COLUMNS: raise ValueError(f"stage {stage!r} unknown; use one of {list(CONCEPT_COLUMNS)}.")
+    return Path(work_dir)/stage/gset/"concepts.csv"
+
+def write_set_split(work_dir, stage:str, gset:str, mode:str, seed:int)->Path:
+    "Record which split's test images a generator set never saw (`<stage>/<set>/split.json`)."
+    with atomic_path(Path(work_dir)/stage/gset/"split.json") as t: t.write_text(json.dumps({"split_mode": mode, "split_seed": int(seed)}))
+    return Path(work_dir)/stage/gset/"split.json"
+
+def set_test_ids(work_dir, stage:str, gset:str)->tuple[str, int, set]:
+    "The split a generator set was trained without: (mode, seed, its test ids)."
+    p = Path(work_dir)/stage/gset/"split.json"
+    if not p.exists(): raise ManifestError(f"{p}: not found; rerun {_MAKERS[stage]} to write the generator set {gset!r}.")
+    s = json.loads(p.read_text())
+    split = read_split(work_dir, s["split_mode"], s["split_seed"])
+    return s["split_mode"], s["split_seed"], set(split.ddi_id[split.split == "test"])
+
+def generator_sets(work_dir, stage:str)->list[str]:
+    "The generator sets a training stage has written (`shared` first)."
+    found = sorted(p.parent.name for p in (Path(work_dir)/stage).glob("*/concepts.csv"))
+    return sorted(found, key=lambda s: s != SHARED)
 
 def write_concepts(rows:list[dict], # one dict per disease with every column of `CONCEPT_COLUMNS[stage]`
                    work_dir, # run root
                    stage:str, # "textual_inversion" or "lora"
+                   gset:str=SHARED, # generator set
                   )->pd.DataFrame:
-    "Write a training stage's per-disease table atomically; returns it."
-    p, cols = _concepts_path(work_dir, stage), CONCEPT_COLUMNS[stage]
-    df = pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame(columns=cols)
+    "Write a set's per-disease table atomically, keeping earlier rows of other diseases whose files exist; returns it."
+    p, cols = concepts_path(work_dir, stage, gset), CONCEPT_COLUMNS[stage]
     missing = [c for r in rows for c in cols if c not in r]
     if missing: raise ManifestError(f"{p}: concept rows lack column(s) {sorted(set(missing))}.")
+    df = pd.DataFrame(rows, columns=cols)
+    if p.exists():  # a per-disease batch: the other diseases' rows stay while their files do
+        old = read_concepts(work_dir, stage, gset)
+        old = old[~old.disease_slug.isin(df.disease_slug) & old[_FILE_COLUMN[stage]].map(lambda f: (Path(work_dir)/f).exists())]
+        df = pd.concat([old, df], ignore_index=True) if len(old) else df
+    df = df.sort_values("disease_joined", ignore_index=True)
     with atomic_path(p) as t: df.to_csv(t, index=False)
     return df
 
 def read_concepts(work_dir, # run root
                   stage:str, # "textual_inversion" or "lora"
+                  gset:str=SHARED, # generator set
                  )->pd.DataFrame:
-    "The per-disease table a training stage wrote."
-    p = _concepts_path(work_dir, stage)
-    if not p.exists(): raise DataError(f"{p}: not found; run {_MAKERS[stage]} with this work_dir first.")
+    "The per-disease table a training stage wrote for one generator set."
+    p = concepts_path(work_dir, stage, gset)
+    if not p.exists(): raise DataError(f"{p}: not found; run {_MAKERS[stage]} with this work_dir (and generator set {gset!r}) first.")
     df = pd.read_csv(p)
     missing = [c for c in CONCEPT_COLUMNS[stage] if c not in df.columns]
     if missing: raise ManifestError(f"{p}: missing column(s) {missing}; rerun {_MAKERS[stage]} to rewrite it.")
-    return df
+    return df.assign(malignant=as_bool(df.malignant, f"{p}: column malignant"))
 
 def select_diseases(concepts:pd.DataFrame, # a `read_concepts` table
                     diseases:list|None, # joined names or slugs; None: all
@@ -258,17 +296,72 @@ def select_diseases(concepts:pd.DataFrame, # a `read_concepts` table
     return concepts[concepts.disease_joined.isin(diseases) | concepts.disease_slug.isin(diseases)]
 
 # %% ../nbs/00c_manifest.ipynb #70c30329
-def leakage_filter(rows:pd.DataFrame, # synthetic manifest rows (type, base_id, donor_id, disease_joined)
+LEAK_KINDS = ("real", "base", "donor", "adapter")
+TRAIN_SET_COLUMNS = ["image", "type", "ddi_id", "base_id", "donor_id", "adapter"]
+_LEAK_COLUMNS = ["type", "base_id", "donor_id", "adapter"]
+
+def adapter_train_ids(work_dir, # run root
+                     )->dict[str, set]:
+    "Every adapter folder (`lora/<set>/<slug>`, relative to `work_dir`) -> the DDI ids it learnt from (`train_ids` of its `lora.json`)."
+    out = {}
+    for p in sorted(Path(work_dir).glob("lora/*/*/lora.json")):
+        facts = json.loads(p.read_text())
+        if "train_ids" not in facts: raise ManifestError(f"{p}: no train_ids; rerun 04_lora to rewrite it.")
+        out[p.parent.relative_to(work_dir).as_posix()] = {int(i) for i in facts["train_ids"]}
+    return out
+
+def leak_kinds(rows:pd.DataFrame, # training images: type, base_id, donor_id, adapter (and ddi_id for real ones)
+               test_ids, # DDI ids of the split's test images
+               train_ids:dict, # `adapter_train_ids`
+              )->pd.Series:
+    "Per row, the ties to the test set (`;`-joined `LEAK_KINDS`; empty when none)."
+    missing = [c for c in _LEAK_COLUMNS if c not in rows.columns]
+    if missing: raise ManifestError(f"leakage: training rows lack column(s) {missing}.")
+    test, n = {int(i) for i in test_ids}, len(rows)
+    def hit(col): return rows[col].map(lambda v: pd.notna(v) and int(v) in test).astype(bool) if col in rows else pd.Series(False, index=rows.index)
+    unknown = sorted(set(rows.adapter.dropna()) - set(train_ids))
+    if unknown: raise ManifestError(f"leakage: no lora.json for adapter(s) {unknown[:3]}; rerun 04_lora or remove their semantic images.")
+    ties = {"real": hit("ddi_id") & (rows.type == "real"), "base": hit("base_id"), "donor": hit("donor_id"),
+            "adapter": rows.adapter.map(lambda a: pd.notna(a) and bool(train_ids[a] & test)).astype(bool)}
+    return pd.Series([";".join(k for k in LEAK_KINDS if ties[k].iloc[i]) for i in range(n)], index=rows.index, dtype=object)
+
+def leakage_filter(rows:pd.DataFrame, # synthetic manifest rows (type, base_id, donor_id, disease_joined, adapter)
                    test_ids, # ddi_id of the split's test images
+                   protocol:str, # "clean": no tie to the test set at all; "faithful": the paper's rule
                    disease_of:dict, # ddi_id -> joined disease of every real image
-                  )->tuple[pd.DataFrame, int]:
-    "The rows that reconstruct no test image, and how many were dropped."
-    missing = [c for c in ["type", "base_id", "donor_id", "disease_joined"] if c not in rows.columns]
-    if missing: raise ManifestError(f"leakage filter: manifest rows lack column(s) {missing}.")
-    test = set(int(i) for i in test_ids)
-    base_in = rows.base_id.map(lambda v: pd.notna(v) and int(v) in test).astype(bool)
-    donor_in = rows.donor_id.map(lambda v: pd.notna(v) and int(v) in test).astype(bool)
+                   train_ids:dict, # `adapter_train_ids`
+                  )->tuple[pd.DataFrame, dict]:
+    "The admissible rows, and counts: dropped (in all and by each tie) and, for faithful, what the paper's rule lets through."
+    if protocol not in ("faithful", "clean"): raise ValueError(f"protocol {protocol!r} unknown; use faithful or clean.")
+    kinds = leak_kinds(rows, test_ids, train_ids)
+    has = {k: kinds.str.contains(k) for k in LEAK_KINDS}
     semantic = rows.type == "semantic"
-    same_disease = rows.base_id.map(lambda v: disease_of.get(int(v)) if pd.notna(v) else None) == rows.disease_joined
-    drop = (~semantic & (base_in | donor_in)) | (semantic & base_in & same_disease)
-    return rows[~drop].reset_index(drop=True), int(drop.sum())
+    if protocol == "clean": drop = kinds != ""
+    else:
+        own_disease = rows.base_id.map(lambda v: disease_of.get(int(v)) if pd.notna(v) else None) == rows.disease_joined
+        drop = (~semantic & (has["base"] | has["donor"])) | (semantic & has["base"] & own_disease)
+    kept = ~drop
+    facts = {"n_dropped_leakage": int(drop.sum()), **{f"n_dropped_{k}": int((drop & has[k]).sum()) for k in ("base", "donor", "adapter")},
+             "n_semantic_generator_saw_test": int((kept & semantic & has["adapter"]).sum()),
+             "n_semantic_base_in_test": int((kept & semantic & has["base"]).sum())}
+    return rows[kept].reset_index(drop=True), facts
+
+def train_set_path(work_dir, protocol:str, experiment:str, method:str, seed:int)->Path:
+    "Where a classification run lists what it trained on (`TRAIN_SET_COLUMNS`)."
+    return Path(work_dir)/"classify"/"train_sets"/protocol/experiment/method/f"S{seed}.csv"
+
+def audit_leakage(work_dir, # run root with classification runs
+                 )->pd.DataFrame:
+    "Every training image of every run with a tie to its split's test set, re-derived from the files: one row each."
+    work, train_ids, found = Path(work_dir), adapter_train_ids(work_dir), []
+    for p in sorted((work/"classify"/"train_sets").rglob("S*.csv")):
+        protocol, experiment, method = p.relative_to(work/"classify"/"train_sets").parts[:3]
+        seed = int(p.stem[1:])
+        rows = pd.read_csv(p)
+        if missing := [c for c in TRAIN_SET_COLUMNS if c not in rows.columns]: raise ManifestError(f"{p}: missing column(s) {missing}.")
+        split = read_split(work, protocol, seed)
+        kinds = leak_kinds(rows, split.ddi_id[split.split == "test"], train_ids)
+        hits = rows[kinds != ""].assign(leak=kinds[kinds != ""])
+        found.append(hits.assign(protocol=protocol, experiment=experiment, method=method, seed=seed))
+    cols = ["protocol", "experiment", "method", "seed", *TRAIN_SET_COLUMNS, "leak"]
+    return pd.concat(found, ignore_index=True)[cols] if found else pd.DataFrame(columns=cols)

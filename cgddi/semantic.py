@@ -16,14 +16,15 @@ import matplotlib.pyplot as plt
 from PIL import Image
 from tqdm.auto import tqdm
 from accelerate import PartialState
-from .data import DataError, TONE_ORDER
-from .manifest import (ManifestError, StageConfig, seed_of, file_hash, read_manifest, save_synthetic, synthetic_done, png_complete,
-                            manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, CONCEPT_FILES, MANIFEST_COLUMNS)
+from .data import DataError, TONE_ORDER, read_data
+from .manifest import (ManifestError, StageConfig, SHARED, seed_of, file_hash, read_manifest, save_synthetic, synthetic_done,
+                            png_complete, manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, concepts_path,
+                            generator_sets, set_test_ids, MANIFEST_COLUMNS)
 from .diffusion import instance_prompt, model_label, resolve_model, torch_setup
 
 # %% auto #0
 __all__ = ['RULER_MODES', 'PLAN_MODES', 'SemanticConfig', 'plan_counts', 'sampling_plan', 'shard_chunks', 'SemanticSampler',
-           'semantic_inputs', 'sample_semantic', 'cli', 'launch', 'plot_plan', 'plot_semantic_rows',
+           'semantic_inputs', 'semantic_plan', 'sample_semantic', 'cli', 'launch', 'plot_plan', 'plot_semantic_rows',
            'plot_by_training_size']
 
 # %% ../nbs/05_semantic.ipynb #cfgcls05
@@ -33,15 +34,16 @@ PLAN_MODES = ("full", "balanced")
 @dataclass(kw_only=True)
 class SemanticConfig(StageConfig):
     "Settings of semantic sampling (paper 3.4, E.5, F.3): CPU-safe defaults, the paper's values noted."
-    unhashed: ClassVar[tuple] = ("diseases", "plan_mode", "repeats", "balanced_target", "tones", "min_train_samples", "batch_size",
+    unhashed: ClassVar[tuple] = ("generators", "diseases", "plan_mode", "repeats", "balanced_target", "tones", "min_train_samples", "batch_size",
                                  "chunk_size", "limit", "num_processes", "device", "compile_unet", "n_show")
     sd_model:str = "tiny" # the SD pipeline 03/04 trained on (paper: stabilityai/stable-diffusion-2-1-base); "tiny"
+    generators:str = "shared" # "shared": the shared adapter set of 04; "per_split": every per-split set of 04
     diseases:list|None = None # joined disease names or slugs to sample (a per-disease batch); None: every adapter of 04
     plan_mode:str = "full" # "full": every canvas x disease x tone, R times (paper); "balanced": top tones up to a target
     repeats:int = 1 # full plan: samples per (canvas, disease, tone); the paper draws R of 5
     balanced_target:int|None = None # balanced plan: images per disease over all tones, real training images included (paper: 4635)
     tones:list = field(default_factory=lambda: ["light", "medium", "dark"]) # target tones
-    min_train_samples:int = 0 # skip diseases whose adapter learnt from fewer real images (classification excludes up to 10)
+    min_train_samples:int = 0 # leave out diseases with this many training samples or fewer (06_classify's rule; paper: 10)
     strength:float = 0.725 # img2img strength alpha (paper: 0.725)
     guidance:float = 8.75 # classifier-free guidance beta (paper: 8.75)
     steps:int = 4 # inference steps t (paper: 100; strength 0.725 runs 72 of them)
@@ -85,10 +87,11 @@ def plan_counts(concepts:pd.DataFrame, # `lora/concepts.csv` rows (with n_train_
     return (per_tone - real).clip(lower=0).astype(int)
 
 def sampling_plan(canvases:pd.DataFrame, # kept healthy manifest rows: image, base_id, tone, ruler
-                  concepts:pd.DataFrame, # `lora/concepts.csv` rows
+                  concepts:pd.DataFrame, # `lora/<set>/concepts.csv` rows
                   cfg:SemanticConfig, # the plan's fields (mode, repeats, target, tones, limit), chunk size and seed
+                  gset:str=SHARED, # the generator set the adapters belong to
                  )->pd.DataFrame:
-    "One row per image to sample, with its canvas, disease, target tone, repeat, seed, output path and chunk."
+    "One row per image to sample, with its canvas, disease, adapter, target tone, repeat, seed, output path and chunk."
     if canvases.empty: raise DataError("no healthy canvas: keep some healthy synthetics (healthy/review.csv) first.")
     tones, balanced = _check_tones(cfg.tones), cfg.plan_mode == "balanced"
     counts = plan_counts(concepts, len(canvases), cfg)
@@ -101,12 +104,13 @@ def sampling_plan(canvases:pd.DataFrame, # kept healthy manifest rows: image, ba
             for k in range(int(counts.loc[c.disease_slug, t])):  # canvas order cycled: repeat r = k // |H|
                 h, r = cv.iloc[order[k % len(cv)]], k // len(cv)
                 rows.append(dict(base_id=int(h.base_id), canvas=h.image, canvas_ruler=bool(h.ruler), disease_joined=c.disease_joined,
-                                 disease_slug=c.disease_slug, token=c.token, malignant=bool(c.malignant), n_train=int(c.n_train),
+                                 disease_slug=c.disease_slug, token=c.token, malignant=None if pd.isna(c.malignant) else bool(c.malignant),
+                                 n_train=int(c.n_train), generator_set=gset, adapter=f"lora/{gset}/{c.disease_slug}",
                                  tone=t, r=r, seed=seed_of(cfg.seed, int(h.base_id), c.disease_slug, t, r),
-                                 image=f"semantic/images/{c.disease_slug}/{int(h.base_id):06d}-{t}-{r}.png"))
+                                 image=f"semantic/{gset}/images/{c.disease_slug}/{int(h.base_id):06d}-{t}-{r}.png"))
         d = pd.DataFrame(rows).sort_values(["base_id", "tone", "r"], key=lambda s: s.map(TONE_ORDER.index) if s.name == "tone" else s,
                                            ignore_index=True) if rows else pd.DataFrame(rows)
-        if len(d): d["chunk"] = [f"{c.disease_slug}-{i // cfg.chunk_size:05d}" for i in range(len(d))]
+        if len(d): d["chunk"] = [f"{gset}__{c.disease_slug}-{i // cfg.chunk_size:05d}" for i in range(len(d))]
         parts.append(d)
     plan = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     return plan.groupby("disease_slug", group_keys=False).head(cfg.limit) if cfg.limit is not None and len(plan) else plan
@@ -128,15 +132,24 @@ class SemanticSampler:
                  cfg:SemanticConfig, # strength, guidance, steps, sides, negative prompt, device, dtype, compilation
                 ):
         from diffusers import StableDiffusionImg2ImgPipeline
-        self.work, self.concepts, self.cfg, self.current = Path(work_dir), concepts.set_index("disease_slug"), cfg, None
+        self.work, self.cfg, self.current, self.concepts = Path(work_dir), cfg, None, None
         self.device, dt = torch_setup(cfg.device, cfg.dtype)  # "auto": this process's device under accelerate launch
         self.pipe = StableDiffusionImg2ImgPipeline.from_pretrained(model, dtype=dt, use_safetensors=True, safety_checker=None,
                                                                    requires_safety_checker=False).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
-        if len(self.concepts):
-            self.pipe.load_textual_inversion([str(self.work/p) for p in self.concepts.embeds], token=list(self.concepts.token))
         if cfg.compile_unet: self.pipe.unet = torch.compile(self.pipe.unet)
         self.generator = model_label(model)
+        self.use_set(concepts)
+
+    def use_set(self, concepts:pd.DataFrame, # `lora/<set>/concepts.csv` rows of the diseases to sample
+               ):
+        "Load a generator set's tokens (unloading the previous set's), so that `use` fuses that set's adapters."
+        if self.current is not None:
+            self.pipe.unfuse_lora(); self.pipe.delete_adapters(self.current); self.current = None
+        if self.concepts is not None and len(self.concepts): self.pipe.unload_textual_inversion()
+        self.concepts = concepts.set_index("disease_slug")
+        if len(self.concepts):
+            self.pipe.load_textual_inversion([str(self.work/p) for p in self.concepts.embeds], token=list(self.concepts.token))
 
     def use(self, slug:str):
         "Fuse `slug`'s adapter into the UNet (unfusing the previous one)."
@@ -162,25 +175,47 @@ class SemanticSampler:
         return [o.resize((cfg.out_size, cfg.out_size), Image.Resampling.BICUBIC) for o in out]
 
 # %% ../nbs/05_semantic.ipynb #228930ef
+def _training_samples(work:Path, concepts:pd.DataFrame, mode:str)->pd.Series:
+    "Per adapter row, the training samples `06_classify`'s rule counts: the disease's images in Joined DDI (faithful), or the adapter's (clean)."
+    if mode == "clean": return concepts.n_train
+    return concepts.disease_joined.map(read_data(work).disease_joined.value_counts()).fillna(0).astype(int)
+
 def semantic_inputs(work_dir, # run root
                     cfg:SemanticConfig, # the disease filter and `min_train_samples`
+                    gset:str=SHARED, # the generator set
                    )->tuple[pd.DataFrame, pd.DataFrame]:
-    "The kept healthy canvases and the adapter rows to sample."
+    "The kept healthy canvases (a per-split set: those outside its test split) and the adapter rows to sample."
     work = Path(work_dir)
     try: canvases = read_manifest(work, "healthy")
     except ManifestError as e: raise ManifestError(f"semantic sampling needs healthy canvases: {e}") from e
-    concepts = select_diseases(read_concepts(work, "lora"), cfg.diseases, work/CONCEPT_FILES["lora"], "adapter")
-    concepts = concepts[concepts.n_train >= cfg.min_train_samples]
-    if concepts.empty: raise DataError(f"{work/'lora/concepts.csv'}: no adapter to sample from (min_train_samples={cfg.min_train_samples}, "
-                                       f"diseases={cfg.diseases}); train adapters in 04_lora or lower min_train_samples.")
+    mode, seed, test = set_test_ids(work, "lora", gset)
+    if gset != SHARED: canvases = canvases[~canvases.base_id.isin(test)]
+    concepts = select_diseases(read_concepts(work, "lora", gset), cfg.diseases, concepts_path(work, "lora", gset), "adapter")
+    concepts = concepts[_training_samples(work, concepts, mode) > cfg.min_train_samples]
+    if concepts.empty: raise DataError(f"{concepts_path(work, 'lora', gset)}: no adapter to sample from (min_train_samples="
+                                       f"{cfg.min_train_samples}, diseases={cfg.diseases}); train adapters in 04_lora or lower min_train_samples.")
     return canvases.assign(ruler=canvases.ruler.fillna(False).astype(bool)), concepts.reset_index(drop=True)
 
-def _tidy(work:Path, plan:pd.DataFrame, concepts:pd.DataFrame):
+def semantic_plan(work_dir, # run root
+                  cfg:SemanticConfig, # the stage's settings
+                 )->tuple[pd.DataFrame, dict]:
+    "The whole plan over the generator sets `cfg.generators` names, and each set's adapter rows."
+    work = Path(work_dir)
+    sets = [SHARED] if cfg.generators == "shared" else [s for s in generator_sets(work, "lora") if s != SHARED]
+    if not sets: raise DataError(f"{work/'lora'}: no per-split adapter set; run 03 and 04 with generators: per_split.")
+    plans, concepts = [], {}
+    for gset in sets:
+        canvases, concepts[gset] = semantic_inputs(work, cfg, gset)
+        plans.append(sampling_plan(canvases, concepts[gset], cfg, gset))
+    return pd.concat(plans, ignore_index=True), concepts
+
+def _tidy(work:Path, plan:pd.DataFrame, concepts:dict):
     "Remove the shards of a sampled disease that the plan no longer has, and temporary files a killed run left."
     keep = set(plan.chunk) if len(plan) else set()
-    for slug in concepts.disease_slug:
-        for p in manifest_dir(work, "semantic").glob(f"{slug}-*.csv"):
-            if p.stem not in keep: p.unlink()
+    for gset, rows in concepts.items():
+        for slug in rows.disease_slug:
+            for p in manifest_dir(work, "semantic").glob(f"{gset}__{slug}-*.csv"):
+                if p.stem not in keep: p.unlink()
     remove_stale_temps(work/"semantic")
 
 def _chunk_done(work:Path, chunk:str, rows:pd.DataFrame, phash:str)->bool:
@@ -199,8 +234,23 @@ def _manifest_rows(rows:pd.DataFrame, cfg:SemanticConfig, phash:str, generator:s
         out.append(dict(image=r.image, synthetic=True, type="semantic", base_id=r.base_id, donor_id=None, disease=r.disease_joined,
                         disease_joined=r.disease_joined, malignant=r.malignant, tone=r.tone, ruler=with_ruler,
                         caption=instance_prompt(r.token, r.tone, with_ruler), generator=generator, trained=True,
-                        n_train_samples=r.n_train, seed=r.seed, params_hash=phash))
+                        n_train_samples=r.n_train, seed=r.seed, params_hash=phash, adapter=r.adapter))
     return out
+
+def _sample_chunk(work:Path, rows:pd.DataFrame, sampler:SemanticSampler, cfg:SemanticConfig, phash:str, bar)->dict:
+    "Sample what is missing of one chunk and write its shard; returns its counts."
+    slug = rows.disease_slug.iloc[0]
+    manifest = _manifest_rows(rows, cfg, phash, f"{sampler.generator} + TI/LoRA {rows.adapter.iloc[0].removeprefix('lora/')}")
+    pending = [m for m in manifest if not synthetic_done(work/m["image"], phash)]
+    bar.update(len(manifest) - len(pending))
+    canvas_of = dict(zip(rows.image, rows.canvas))
+    for i in range(0, len(pending), cfg.batch_size):
+        batch = pending[i:i + cfg.batch_size]
+        ims = sampler(slug, [Image.open(work/canvas_of[b["image"]]) for b in batch], [b["caption"] for b in batch], [b["seed"] for b in batch])
+        for im, b in zip(ims, batch): save_synthetic(im, work/b["image"], b)
+        bar.update(len(batch))
+    write_shard(pd.DataFrame(manifest, columns=MANIFEST_COLUMNS), work, "semantic", rows.chunk.iloc[0])
+    return dict(sampled=len(pending), skipped=len(manifest) - len(pending))
 
 def sample_semantic(work_dir, # run root
                     cfg:SemanticConfig, # the stage's settings
@@ -208,31 +258,24 @@ def sample_semantic(work_dir, # run root
                    )->dict:
     "Sample this process's chunks of the plan; returns counts (planned, sampled, skipped) for this process."
     work = Path(work_dir)
-    canvases, concepts = semantic_inputs(work, cfg)
-    plan = sampling_plan(canvases, concepts, cfg)
+    plan, concepts = semantic_plan(work, cfg)
     state = PartialState(cpu=cfg.device == "cpu")
-    if state.is_main_process: _tidy(work, plan, concepts)
+    if state.is_main_process:
+        _tidy(work, plan, concepts)
+        if progress: print(f"plan: {len(plan)} images; " + ", ".join(f"{s}: {n}" for s, n in plan.groupby("generator_set").size().items()))
     state.wait_for_everyone()
     model = resolve_model(cfg.sd_model, work, cfg.seed)
-    hashes = {c.disease_slug: cfg.params_hash(token=c.token, embeds=file_hash(work/c.embeds), lora=file_hash(work/c.lora))
-              for c in concepts.itertuples()}
+    hashes = {(s, c.disease_slug): cfg.params_hash(token=c.token, embeds=file_hash(work/c.embeds), lora=file_hash(work/c.lora))
+              for s, rows in concepts.items() for c in rows.itertuples()}
     todo = plan[plan.chunk.isin(shard_chunks(plan, state.process_index, state.num_processes))]
     sampler, counts = None, dict(planned=len(plan), mine=len(todo), sampled=0, skipped=0)
     bar = tqdm(total=len(todo), desc=f"semantic synthetics [{state.process_index + 1}/{state.num_processes}]", disable=not progress)
     for chunk, rows in todo.groupby("chunk", sort=True):
-        slug = rows.disease_slug.iloc[0]; phash = hashes[slug]
+        gset, slug = rows.generator_set.iloc[0], rows.disease_slug.iloc[0]; phash = hashes[(gset, slug)]
         if _chunk_done(work, chunk, rows, phash): counts["skipped"] += len(rows); bar.update(len(rows)); continue
-        sampler = sampler or SemanticSampler(work, model, concepts, cfg)
-        manifest = _manifest_rows(rows, cfg, phash, f"{sampler.generator} + TI/LoRA {slug}")
-        pending = [m for m in manifest if not synthetic_done(work/m["image"], phash)]
-        counts["skipped"] += len(manifest) - len(pending); bar.update(len(manifest) - len(pending))
-        canvas_of = dict(zip(rows.image, rows.canvas))
-        for i in range(0, len(pending), cfg.batch_size):
-            batch = pending[i:i + cfg.batch_size]
-            ims = sampler(slug, [Image.open(work/canvas_of[b["image"]]) for b in batch], [b["caption"] for b in batch], [b["seed"] for b in batch])
-            for im, b in zip(ims, batch): save_synthetic(im, work/b["image"], b)
-            counts["sampled"] += len(batch); bar.update(len(batch))
-        write_shard(pd.DataFrame(manifest, columns=MANIFEST_COLUMNS), work, "semantic", chunk)
+        if sampler is None: sampler, current = SemanticSampler(work, model, concepts[gset], cfg), gset
+        elif current != gset: sampler.use_set(concepts[gset]); current = gset
+        for k, v in _sample_chunk(work, rows, sampler, cfg, phash, bar).items(): counts[k] += v
     bar.close()
     state.wait_for_everyone()
     return counts

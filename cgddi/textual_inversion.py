@@ -17,23 +17,28 @@ from tqdm.auto import tqdm
 from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from safetensors.torch import save_file
-from .data import DataError, TONE_ORDER, read_data, read_split
-from .manifest import StageConfig, seed_of, remove_stale_temps, write_concepts
+from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data, read_split
+from .manifest import StageConfig, SHARED, seed_of, remove_stale_temps, write_concepts, split_name, write_set_split
 from .report import atomic_path
 from .diffusion import (disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
                              latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean)
 
 # %% auto #0
-__all__ = ['TI_DIR', 'TIConfig', 'ti_training_set', 'add_token', 'train_token', 'save_learned_embeds', 'train_textual_inversion']
+__all__ = ['GENERATORS', 'TI_DIR', 'TIConfig', 'ti_training_set', 'add_token', 'train_token', 'save_learned_embeds',
+           'generator_set_splits', 'train_textual_inversion']
 
 # %% ../nbs/03_textual_inversion.ipynb #cfgcls03
+GENERATORS = ("shared", "per_split")
+
 @dataclass(kw_only=True)
 class TIConfig(StageConfig):
     "Settings of textual inversion (paper 3.4, E.6.1): CPU-safe defaults, the paper's values noted."
-    unhashed: ClassVar[tuple] = ("split_mode", "split_seed", "holdout_frac", "min_images", "diseases")
+    unhashed: ClassVar[tuple] = ("generators", "split_mode", "split_seed", "generator_splits", "holdout_frac", "min_images", "diseases")
     sd_model:str = "tiny" # hub id or local folder (paper: stabilityai/stable-diffusion-2-1-base); "tiny": tiny random model
-    split_mode:str = "faithful" # the experiment split whose test images are never trained on
-    split_seed:int = 36 # its seed
+    generators:str = "shared" # "shared": one set, never trained on one split's test images (the paper); "per_split": one set per split
+    split_mode:str = "faithful" # shared: the split whose test images the set never sees
+    split_seed:int = 36 # shared: its seed
+    generator_splits:list|None = None # per_split: the splits to train a set for, e.g. ["clean_S36", "clean_S37"]; None: every split 00_data wrote
     holdout_frac:float = 0.1 # share of each disease's remaining images held out (at least one; paper: 10 %)
     min_images:int = 2 # diseases with fewer images (after removing test images) get no token (paper: 2)
     diseases:list|None = None # joined disease names or slugs to train (a per-disease batch); None: every eligible one
@@ -48,6 +53,7 @@ class TIConfig(StageConfig):
 
     def __post_init__(self):
         if not 0 <= self.holdout_frac < 1: raise DataError(f"holdout_frac must lie in [0, 1); got {self.holdout_frac}.")
+        if self.generators not in GENERATORS: raise ValueError(f"generators {self.generators!r} unknown; use one of {GENERATORS}.")
 
 # %% ../nbs/03_textual_inversion.ipynb #d7d4dae1
 def ti_training_set(ddi:pd.DataFrame, # `data/ddi.csv` rows
@@ -147,11 +153,22 @@ def save_learned_embeds(path, # file to write (`learned_embeds.safetensors`)
 # %% ../nbs/03_textual_inversion.ipynb #b21febee
 TI_DIR = "textual_inversion"
 
-def _token(work:Path, g:pd.DataFrame, cfg:TIConfig, model:str, loaded:dict)->dict:
+def generator_set_splits(work_dir, # run root with the splits of 00_data
+                         cfg:TIConfig, # `generators`, the shared split or `generator_splits`
+                        )->dict[str, tuple[str, int]]:
+    "The generator sets to train: set name -> the split (mode, seed) whose test images it never sees."
+    if cfg.generators == "shared": return {SHARED: (cfg.split_mode, cfg.split_seed)}
+    written = sorted(p.stem for p in (Path(work_dir)/"splits").glob("*_S*.csv"))
+    names = cfg.generator_splits or written
+    unknown = [n for n in names if n not in written]
+    if unknown: raise DataError(f"{Path(work_dir)/'splits'}: no split {unknown}; 00_data wrote {written}.")
+    return {n: (n.rsplit("_S", 1)[0], int(n.rsplit("_S", 1)[1])) for n in names}
+
+def _token(work:Path, g:pd.DataFrame, cfg:TIConfig, model:str, loaded:dict, gset:str)->dict:
     "One disease's token: trained and saved unless `ti.json` says it is done with these settings; returns its facts."
     name, slug, token = g.disease_joined.iloc[0], g.disease_slug.iloc[0], g.token.iloc[0]
-    train = g[g.role == "train"].sort_values("ddi_id")
-    phash, folder = cfg.params_hash(token=token, train_ids=train.ddi_id.tolist()), work/TI_DIR/slug
+    train = g[g.role == "train"].sort_values("ddi_id"); train_ids = train.ddi_id.astype(int).tolist()
+    phash, folder = cfg.params_hash(token=token, train_ids=train_ids), work/TI_DIR/gset/slug
     facts_path, embeds = folder/"ti.json", folder/"learned_embeds.safetensors"
     facts = json.loads(facts_path.read_text()) if facts_path.exists() else {}
     if facts.get("params_hash") == phash and embeds.exists(): return facts
@@ -163,25 +180,34 @@ def _token(work:Path, g:pd.DataFrame, cfg:TIConfig, model:str, loaded:dict)->dic
                               loaded["acc"])
     with atomic_path(folder/"images.csv") as t: g[["ddi_id", "tone", "malignant", "role"]].to_csv(t, index=False)
     save_learned_embeds(embeds, token, emb)
-    facts = dict(disease_joined=name, slug=slug, token=token, model=model, n_train=len(train), n_holdout=int((g.role == "holdout").sum()),
-                 losses=losses, params_hash=phash, settings=cfg.settings(token=token, train_ids=train.ddi_id.tolist()))
+    facts = dict(disease_joined=name, slug=slug, token=token, model=model, generator_set=gset, train_ids=train_ids, n_train=len(train),
+                 n_holdout=int((g.role == "holdout").sum()), losses=losses, params_hash=phash,
+                 settings=cfg.settings(token=token, train_ids=train_ids))
     with atomic_path(facts_path) as t: t.write_text(json.dumps(facts))
     return facts
+
+def _concept(g:pd.DataFrame, facts:dict, model:str, gset:str)->dict:
+    "The disease's row of `concepts.csv`; its malignancy is empty when its images are both benign and malignant."
+    slug, train = g.disease_slug.iloc[0], g[g.role == "train"]
+    malignant = bool(g.malignant.iloc[0]) if g.malignant.nunique() == 1 else None
+    return dict(disease_joined=g.disease_joined.iloc[0], disease_slug=slug, token=g.token.iloc[0], malignant=malignant,
+                n_train=int(len(train)), n_holdout=int((g.role == "holdout").sum()),
+                **{f"n_train_{t}": int((train.tone == t).sum()) for t in TONE_ORDER}, final_loss=tail_mean(facts["losses"]),
+                embeds=f"{TI_DIR}/{gset}/{slug}/learned_embeds.safetensors", model=model)
 
 def train_textual_inversion(work_dir, # run root written by 00_data
                             cfg:TIConfig, # the stage's settings
                            )->pd.DataFrame:
-    "Train and save a token per disease; writes `textual_inversion/concepts.csv` and returns it."
-    work = Path(work_dir)
-    split = read_split(work, cfg.split_mode, cfg.split_seed)
-    training_set = ti_training_set(read_data(work), split.ddi_id[split.split == "test"], cfg)
-    if training_set.empty: raise DataError(f"{work/'data/ddi.csv'}: no disease has {cfg.min_images} images outside the test split.")
-    model, loaded, rows = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when a token needs training
+    "Train and save a token per disease and generator set; writes `textual_inversion/<set>/concepts.csv`; returns them with a `generator_set` column."
+    work, ddi = Path(work_dir), read_data(work_dir)
+    model, loaded, out = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when a token needs training
     remove_stale_temps(work/TI_DIR)
-    for name, g in tqdm(training_set.groupby("disease_joined", sort=True), desc="tokens"):
-        facts, train = _token(work, g, cfg, model, loaded), g[g.role == "train"]
-        rows.append(dict(disease_joined=name, disease_slug=g.disease_slug.iloc[0], token=g.token.iloc[0],
-                         malignant=bool(g.malignant.mode().iloc[0]), n_train=int(len(train)), n_holdout=int((g.role == "holdout").sum()),
-                         **{f"n_train_{t}": int((train.tone == t).sum()) for t in TONE_ORDER}, final_loss=tail_mean(facts["losses"]),
-                         embeds=f"{TI_DIR}/{g.disease_slug.iloc[0]}/learned_embeds.safetensors", model=model))
-    return write_concepts(rows, work, "textual_inversion")
+    for gset, (mode, seed) in generator_set_splits(work, cfg).items():
+        split = read_split(work, mode, seed)
+        training_set = ti_training_set(ddi, split.ddi_id[split.split == "test"], cfg)
+        if training_set.empty: raise DataError(f"{work/'data/ddi.csv'}: no disease has {cfg.min_images} images outside the test split of {gset}.")
+        rows = [_concept(g, _token(work, g, cfg, model, loaded, gset), model, gset)
+                for _, g in tqdm(training_set.groupby("disease_joined", sort=True), desc=f"tokens ({gset})")]
+        write_set_split(work, TI_DIR, gset, mode, seed)
+        out.append(write_concepts(rows, work, TI_DIR, gset).assign(generator_set=gset))
+    return pd.concat(out, ignore_index=True)

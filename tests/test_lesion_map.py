@@ -57,8 +57,10 @@ def test_lesion_patch_bad_input():
     with pytest.raises(DataError, match="donor 7.*64x64.*mask is 32x32"): lesion_patch(donor, np.ones((32, 32), bool), where="donor 7")
     with pytest.raises(DataError, match="donor 7.*empty"): lesion_patch(donor, np.zeros((64, 64), bool), where="donor 7")
     m = np.zeros((64, 64), bool); m[30:34, 30:34] = True
-    patch, alpha = lesion_patch(donor, m, dilate_iterations=2, blur_sigma=0)
+    patch, alpha, footprint = lesion_patch(donor, m, dilate_iterations=2, blur_sigma=0)
     assert alpha.sum() == 8 * 8 and patch.shape[:2] == alpha.shape  # 4x4 grown by 2 px each side
+    _, soft, footprint = lesion_patch(donor, m, dilate_iterations=2, blur_sigma=2)
+    assert footprint.sum() == 8 * 8 and (soft > 0).sum() > footprint.sum()  # the padding counts from the lesion's edge, not the halo
     (r,) = transform_patch([alpha], rotation=90); assert r.sum() == pytest.approx(64, abs=1)
 
 def _tree(work):

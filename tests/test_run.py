@@ -60,8 +60,8 @@ def test_report_shows_parametric_stages(report):
     for name in ["fig_03_ti_loss", "fig_04_lora_loss", "fig_05_semantic_plan", "fig_05_semantic_examples", "fig_05_by_training_size"]:
         assert f"figures/{name}.png" in page and (out/"figures"/f"{name}.png").exists(), name
     work = params.parent/"work"
-    tokens = pd.read_csv(out/"tables"/"tab_03_tokens.csv", index_col=0)
-    adapters = pd.read_csv(out/"tables"/"tab_04_adapters.csv", index_col=0)
+    tokens = pd.read_csv(out/"tables"/"tab_03_tokens.csv", index_col=[0, 1])
+    adapters = pd.read_csv(out/"tables"/"tab_04_adapters.csv", index_col=[0, 1])
     assert len(tokens) > 0 and list(adapters.index) == list(tokens.index)
     assert (adapters.n_train == tokens.n_train).all()                       # LoRA learnt from the tokens' images
     plan = pd.read_csv(out/"tables"/"tab_05_semantic_plan.csv", index_col=0)
@@ -88,8 +88,13 @@ def test_report_shows_classification_and_fairness_tables(report):
     assert len(per_seed) == len(list((work/"classify"/"predictions").rglob("S*.csv")))  # one row per saved run
     t7 = pd.read_csv(out/"tables"/"tab_07_table7.csv", index_col=0)
     assert t7.loc[["light", "medium", "dark"], "DDI"].astype(int).sum() == 30
-    for name in ["tab_06_runs", "tab_07_table3_quality", "tab_07_table5_faithful", "tab_07_table6"]:
+    for name in ["tab_06_runs", "tab_07_table3_quality", "tab_07_table5_faithful", "tab_07_table6", "tab_07_table8", "tab_07_tone_fidelity"]:
         assert (out/"tables"/f"{name}.md").exists(), name
+    audit = pd.read_csv(out/"tables"/"tab_07_leakage_audit.csv")
+    tied = [c for c in audit.columns if c.startswith("tied by")]
+    assert audit[audit.protocol == "clean"][tied].sum().sum() == 0 and audit.images.sum() > 0  # no clean run leaks
+    n_train_sets = len(list((work/"classify"/"train_sets").rglob("S*.csv")))
+    assert n_train_sets == len(list((work/"classify"/"predictions").rglob("S*.csv")))  # every trained run lists what it trained on
 
 def test_provenance(report):
     out, params = report

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 from cgddi.data import DataError, read_data, write_splits, read_split
-from cgddi.manifest import ManifestError, read_manifest, manifest_dir
+from cgddi.manifest import ManifestError, read_manifest, manifest_dir, audit_leakage, set_test_ids
 from cgddi.textual_inversion import TIConfig, ti_training_set, train_textual_inversion
 from cgddi.lora import LoRAConfig, train_loras
-from cgddi.semantic import SemanticConfig, launch, sample_semantic, sampling_plan, semantic_inputs
+from cgddi.semantic import SemanticConfig, launch, sample_semantic, semantic_plan
 
 SAMPLER = SemanticConfig(repeats=1, steps=4, resolution=32, out_size=64, batch_size=3, chunk_size=5, device="cpu")
 
@@ -26,7 +26,7 @@ def _copy(src, dst):
     return Path(shutil.copytree(src, dst))
 
 def _plan(work, cfg):
-    return sampling_plan(*semantic_inputs(work, cfg), cfg)
+    return semantic_plan(work, cfg)[0]
 
 def test_two_processes_cover_the_plan_exactly_once(lora_work, tmp_path):
     work = _copy(lora_work, tmp_path/"two")
@@ -48,12 +48,12 @@ def test_two_processes_cover_the_plan_exactly_once(lora_work, tmp_path):
 
 def test_resume_after_kill(lora_work, tmp_path):
     work = _copy(lora_work, tmp_path/"w")
-    slug = pd.read_csv(work/"lora"/"concepts.csv").disease_slug.iloc[0]  # one disease keeps the test short
+    slug = pd.read_csv(work/"lora"/"shared"/"concepts.csv").disease_slug.iloc[0]  # one disease keeps the test short
     cfg = dataclasses.replace(SAMPLER, diseases=[slug], steps=20, batch_size=1, chunk_size=3)
     config = tmp_path/"config.json"; config.write_text(json.dumps(dataclasses.asdict(cfg)))
     proc = subprocess.Popen([sys.executable, "-m", "cgddi.semantic", "--work-dir", str(work), "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    images = work/"semantic"/"images"
+    images = work/"semantic"/"shared"/"images"
     deadline = time.time() + 300
     while time.time() < deadline and len(list(images.rglob("*.png"))) < 8: time.sleep(0.1)
     proc.send_signal(signal.SIGKILL); proc.wait()
@@ -82,3 +82,24 @@ def test_bad_input(lora_work, tmp_path):
     shutil.rmtree(manifest_dir(work, "healthy"))
     with pytest.raises(ManifestError, match="healthy"): sample_semantic(work, SAMPLER)
     with pytest.raises(ManifestError, match="healthy"): train_loras(work, LoRAConfig(steps=1, batch_size=1, resolution=32))
+
+def test_generators_per_split_never_see_their_test_images(lora_work, tmp_path):
+    "03-05 with one generator set per split: no set learns from or samples on its split's test images, and 06 uses the run's own set."
+    from cgddi.classify import ClassifyConfig, run_experiments
+    work = _copy(lora_work, tmp_path/"w")
+    train_textual_inversion(work, TIConfig(resolution=32, steps=1, batch_size=2, generators="per_split", generator_splits=["clean_S36"]))
+    train_loras(work, LoRAConfig(rank=2, resolution=32, steps=1, batch_size=2, generators="per_split"))
+    cfg = dataclasses.replace(SAMPLER, generators="per_split", limit=4)
+    sample_semantic(work, cfg, progress=False)
+    test = set_test_ids(work, "lora", "clean_S36")[2]
+    for p in (work/"lora"/"clean_S36").glob("*/lora.json"):
+        assert not set(json.loads(p.read_text())["train_ids"]) & test, p
+    manifest = read_manifest(work, "semantic")
+    mine = manifest[manifest.adapter.str.startswith("lora/clean_S36/")]
+    assert len(mine) == len(_plan(work, cfg)) > 0 and not set(mine.base_id) & test
+    assert (manifest.adapter.str.startswith("lora/shared/") | manifest.adapter.str.startswith("lora/clean_S36/")).all()
+    runs = run_experiments(work, ClassifyConfig(protocols=["clean"], seeds=[36], experiments=["semantic"], synthetic_method="baseline",
+                                                resize=40, crop=32, epochs=1, min_train_samples=0))
+    run = runs.set_index("experiment").loc["semantic"]
+    assert run.generator_set == "clean_S36" and run.n_dropped_adapter == 0
+    assert audit_leakage(work).empty
