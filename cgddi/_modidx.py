@@ -209,6 +209,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.manifest.generator_sets': ('manifest.html#generator_sets', 'cgddi/manifest.py'),
                                 'cgddi.manifest.leak_kinds': ('manifest.html#leak_kinds', 'cgddi/manifest.py'),
                                 'cgddi.manifest.leakage_filter': ('manifest.html#leakage_filter', 'cgddi/manifest.py'),
+                                'cgddi.manifest.let_through': ('manifest.html#let_through', 'cgddi/manifest.py'),
                                 'cgddi.manifest.manifest_dir': ('manifest.html#manifest_dir', 'cgddi/manifest.py'),
                                 'cgddi.manifest.params_hash': ('manifest.html#params_hash', 'cgddi/manifest.py'),
                                 'cgddi.manifest.png_complete': ('manifest.html#png_complete', 'cgddi/manifest.py'),

@@ -23,7 +23,7 @@ from safetensors.torch import save_file, load_file
 from tqdm.auto import tqdm
 from .data import TONE_ORDER, DataError, read_data, read_split
 from .manifest import (StageConfig, SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, TRAIN_SET_COLUMNS, read_manifests, leakage_filter,
-                            adapter_train_ids, split_name, train_set_path)
+                            adapter_train_ids, let_through, split_name, train_set_path)
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
 from .report import atomic_path
 from .tiny import tiny_clip_text
@@ -242,7 +242,8 @@ def _synthetic(work:Path, types:tuple, run:tuple, cfg:ClassifyConfig, data:dict)
     syn, facts = semantic_for_run(syn, protocol, seed, ddi.disease_joined.value_counts(), cfg.min_train_samples)
     syn, dropped = leakage_filter(syn, data["test"].ddi_id, protocol, dict(zip(ddi.ddi_id, ddi.disease_joined)), adapter_train_ids(work))
     if cfg.max_synthetic is not None and len(syn) > cfg.max_synthetic: syn = syn.sample(cfg.max_synthetic, random_state=seed)
-    return syn.assign(malignant=syn.malignant.astype(bool)), dict(synthetic_missing=missing, **facts, **dropped, n_train_synthetic=len(syn))
+    return syn.assign(malignant=syn.malignant.astype(bool)), dict(synthetic_missing=missing, **facts, **dropped, **let_through(syn),
+                                                                  n_train_synthetic=len(syn))
 
 def _train_set(real:pd.DataFrame, synthetic:pd.DataFrame|None=None)->pd.DataFrame:
     "What a run trained on, one row per image (`TRAIN_SET_COLUMNS`): real images by their DDI id, synthetic ones by their manifest row."

@@ -22,7 +22,7 @@ __all__ = ['MANIFEST_COLUMNS', 'MANIFEST_TYPES', 'SYNTHETIC_TYPES', 'REVIEW_SHEE
            'manifest_dir', 'as_bool', 'check_rows', 'write_shard', 'read_manifest', 'read_manifests',
            'remove_stale_temps', 'split_name', 'concepts_path', 'write_set_split', 'set_test_ids', 'generator_sets',
            'write_concepts', 'read_concepts', 'select_diseases', 'adapter_train_ids', 'leak_kinds', 'leakage_filter',
-           'train_set_path', 'audit_leakage']
+           'let_through', 'train_set_path', 'audit_leakage']
 
 # %% ../nbs/00c_manifest.ipynb #c060f280
 MANIFEST_COLUMNS = ["image", "synthetic", "type", "base_id", "donor_id", "disease", "disease_joined", "malignant",
@@ -331,7 +331,7 @@ def leakage_filter(rows:pd.DataFrame, # synthetic manifest rows (type, base_id, 
                    disease_of:dict, # ddi_id -> joined disease of every real image
                    train_ids:dict, # `adapter_train_ids`
                   )->tuple[pd.DataFrame, dict]:
-    "The admissible rows, and counts: dropped (in all and by each tie) and, for faithful, what the paper's rule lets through."
+    "The admissible rows, with their ties to the test set (`leak`: what the faithful rule lets through), and the counts dropped, in all and by each tie."
     if protocol not in ("faithful", "clean"): raise ValueError(f"protocol {protocol!r} unknown; use faithful or clean.")
     kinds = leak_kinds(rows, test_ids, train_ids)
     has = {k: kinds.str.contains(k) for k in LEAK_KINDS}
@@ -340,11 +340,15 @@ def leakage_filter(rows:pd.DataFrame, # synthetic manifest rows (type, base_id, 
     else:
         own_disease = rows.base_id.map(lambda v: disease_of.get(int(v)) if pd.notna(v) else None) == rows.disease_joined
         drop = (~semantic & (has["base"] | has["donor"])) | (semantic & has["base"] & own_disease)
-    kept = ~drop
-    facts = {"n_dropped_leakage": int(drop.sum()), **{f"n_dropped_{k}": int((drop & has[k]).sum()) for k in ("base", "donor", "adapter")},
-             "n_semantic_generator_saw_test": int((kept & semantic & has["adapter"]).sum()),
-             "n_semantic_base_in_test": int((kept & semantic & has["base"]).sum())}
-    return rows[kept].reset_index(drop=True), facts
+    facts = {"n_dropped_leakage": int(drop.sum()), **{f"n_dropped_{k}": int((drop & has[k]).sum()) for k in ("base", "donor", "adapter")}}
+    return rows[~drop].assign(leak=kinds[~drop]).reset_index(drop=True), facts
+
+def let_through(rows:pd.DataFrame, # admissible rows from `leakage_filter` (with `leak`)
+               )->dict:
+    "What a training set holds that ties to the test set (faithful only): semantic images whose generator saw a test image, or on a test canvas."
+    semantic = rows.type == "semantic"
+    return {"n_semantic_generator_saw_test": int((semantic & rows.leak.str.contains("adapter")).sum()),
+            "n_semantic_base_in_test": int((semantic & rows.leak.str.contains("base")).sum())}
 
 def train_set_path(work_dir, protocol:str, experiment:str, method:str, seed:int)->Path:
     "Where a classification run lists what it trained on (`TRAIN_SET_COLUMNS`)."
