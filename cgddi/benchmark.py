@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import cv2
 from PIL import Image
-from tqdm.auto import tqdm
 from .data import TONES, TONE_ORDER, MASK_SIZE, METADATA_FILE, METADATA_COLUMNS, LESION, MARKER, RULER, SKIN
+from .report import progress_bar
 
 # %% auto #0
 __all__ = ['BENCHMARK_DISEASES', 'SKIN_RGB', 'BENCHMARK_README', 'benchmark_counts', 'render_benchmark_image', 'make_benchmark',
@@ -210,7 +210,7 @@ def make_benchmark(root, # folder to create: ddi_metadata.csv, images, masks/
     tmp = Path(tempfile.mkdtemp(prefix=".benchmark-", dir=root.parent))  # same filesystem: the final rename is atomic
     try:
         rows = []
-        for i in tqdm(range(n_images), desc="benchmark images", leave=False):
+        for i in progress_bar(range(n_images), desc="benchmark images", leave=False):
             img, mask = render_benchmark_image(diseases[i], tones[i], np.random.default_rng(children[i]))
             name = f"{i + 1:06d}.png"
             Image.fromarray(img).save(tmp/name)

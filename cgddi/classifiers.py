@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 import timm
+from .tiny import model_load_error
 
 # %% auto #0
 __all__ = ['METHODS', 'backbone', 'confusion_loss', 'fairdisco_contrastive', 'Baseline', 'FairDisCo', 'cosine_cost',
@@ -32,7 +33,11 @@ def backbone(name:str, # timm model name, e.g. resnet18.tv_in1k
         if path.suffix != ".safetensors": raise ValueError(f"{path}: weights load from .safetensors only; convert the file first.")
         if not path.exists(): raise FileNotFoundError(f"{path}: weights file not found; fix `weights` in the params.")
         return timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
-    return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+    try: return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+    except (OSError, RuntimeError) as e:  # timm wraps some hub failures in RuntimeError
+        raise model_load_error(name, "the timm backbone's pretrained weights (safetensors)", "weights", e,
+                               f"download them once (`hf download timm/{name} --local-dir DIR`) and map the name to the file in the "
+                               f"params: `weights: {{{name}: DIR/model.safetensors}}`") from e
 
 def confusion_loss(skin_logits:torch.Tensor)->torch.Tensor:
     "Cross-entropy of the skin-tone prediction against the uniform distribution (FairDisCo's L_conf)."
@@ -177,7 +182,7 @@ def label_embeddings(texts:list[str], # label texts
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer
     root = Path(text_encoder)
     tok_src, enc_src = (root/"tokenizer", root/"text_encoder") if (root/"text_encoder").is_dir() else (text_encoder, text_encoder)
-    tok = CLIPTokenizer.from_pretrained(tok_src)
-    model = CLIPTextModelWithProjection.from_pretrained(enc_src, use_safetensors=True).eval()
+    try: tok, model = CLIPTokenizer.from_pretrained(tok_src), CLIPTextModelWithProjection.from_pretrained(enc_src, use_safetensors=True).eval()
+    except (OSError, ValueError) as e: raise model_load_error(text_encoder, "a CLIP text encoder with projection", "text_encoder", e) from e
     batch = tok(texts, padding=True, truncation=True, return_tensors="pt")
     return F.normalize(model(**batch).text_embeds.float(), dim=1)

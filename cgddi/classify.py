@@ -20,12 +20,11 @@ from torchvision.transforms import v2
 from PIL import Image
 from accelerate import Accelerator, PartialState
 from safetensors.torch import save_file, load_file
-from tqdm.auto import tqdm
 from .data import TONE_ORDER, DataError, read_data, read_split
 from .manifest import (StageConfig, SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, TRAIN_SET_COLUMNS, read_manifests, leakage_filter,
                             adapter_train_ids, let_through, split_name, train_set_path)
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
-from .report import atomic_path
+from .report import atomic_path, progress_bar
 from .tiny import tiny_clip_text
 
 # %% auto #0
@@ -173,7 +172,7 @@ def fit(model:nn.Module, # from `make_model`
     model.to(acc.device)  # not `acc.prepare`: the accelerator would keep a reference to every model of a long batch
     y_select = select.malignant.astype(int).to_numpy()
     best, best_state, best_epoch, history, since = -1.0, None, None, [], 0
-    for epoch in tqdm(range(epochs), desc=desc, leave=False):
+    for epoch in progress_bar(range(epochs), desc=desc, leave=False):
         model.train(); t0, losses = time.perf_counter(), []
         for x, y, s in loader:
             x, y, s = x.to(acc.device), y.to(acc.device), s.to(acc.device)
@@ -336,7 +335,7 @@ def run_experiments(work_dir, # run root written by the earlier stages
     work = Path(work_dir)
     runs, phash, acc = planned_runs(cfg, split_seeds(work, cfg)), cfg.params_hash(), accelerator(cfg)
     labels = _labels(work, cfg) if any(m == "patchalign" for *_, m in runs) else None
-    for run in tqdm(runs, desc="classify runs"):
+    for run in progress_bar(runs, desc="classify runs"):
         if not _done(work, run, phash): run_one(work, *run, cfg, labels, acc)
     return read_runs(work)
 

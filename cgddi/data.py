@@ -13,8 +13,7 @@ import cv2
 import matplotlib.pyplot as plt
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
-from tqdm.auto import tqdm
-from .report import atomic_path, BENCHMARK_NOTICE
+from .report import atomic_path, BENCHMARK_NOTICE, progress_bar
 
 # %% auto #0
 __all__ = ['TONES', 'TONE_ORDER', 'BACKGROUND', 'LESION', 'MARKER', 'RULER', 'SKIN', 'MASK_CLASSES', 'MASK_SIZE', 'METADATA_FILE',
@@ -176,7 +175,7 @@ def load_ddi(root, # folder holding ddi_metadata.csv and the images (or an image
     df = pd.concat([df, join_disease(df.disease, str(csv))], axis=1)
     df["rarity"] = df.disease_joined.map(df.disease_joined.value_counts()).map(rarity)
     if check_images:
-        for p in tqdm(df.image_path, desc="checking images", leave=False): read_image(p, verify_only=True)
+        for p in progress_bar(df.image_path, desc="checking images", leave=False): read_image(p, verify_only=True)
     if masks is None and (root/"masks").is_dir(): masks = root/"masks"
     if masks is not None:
         found = find_masks(masks)
@@ -246,7 +245,7 @@ def write_data(ddi:pd.DataFrame, # `load_ddi` output
     work = Path(work_dir); out = ddi.copy()
     out["frame_path"] = [f"data/frames/{Path(f).stem}.png" for f in out.file]
     out["frame_mask_path"] = [f"data/masks/{Path(f).stem}.npy" if pd.notna(m) else None for f, m in zip(out.file, out.mask_path)]
-    for row in tqdm(out.itertuples(), total=len(out), desc="framing images", leave=False):
+    for row in progress_bar(out.itertuples(), total=len(out), desc="framing images", leave=False):
         with atomic_path(work/row.frame_path) as t:
             to_mask_frame(read_image(row.image_path), frame_mode).save(t, format="png")
         if pd.notna(row.frame_mask_path):

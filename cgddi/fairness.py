@@ -15,10 +15,10 @@ import pandas as pd
 from torch import nn
 from PIL import Image
 from sklearn.metrics import roc_auc_score
-from tqdm.auto import tqdm
 from .data import TONES, TONE_ORDER, SKIN, DataError, read_data, read_image, ita
 from .manifest import ManifestError, StageConfig, read_manifests, leak_kinds, adapter_train_ids
 from .quality import QUALITY_FEATURES, generative_quality, augmentation_fid, ita_bounds, tone_of
+from .report import progress_bar
 
 # %% auto #0
 __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TONE_COUNTS', 'TABLE2_ROWS', 'TABLE5_ROWS',
@@ -220,7 +220,7 @@ def quality_by_tone(work_dir, # run root
         left_out[t], sets[t] = rows[tied], rows[~tied]
     sets["all"], left_out["all"] = pd.concat(sets.values(), ignore_index=True), pd.concat(left_out.values(), ignore_index=True)
     rows = []
-    for method, syn in tqdm(sets.items(), desc="generative quality", leave=False):
+    for method, syn in progress_bar(sets.items(), desc="generative quality", leave=False):
         for tone in TONE_ORDER:
             r, f = real[real.tone == tone], syn[syn.tone == tone]
             n, seed = cfg.quality_max_images, cfg.quality_seed
@@ -258,7 +258,7 @@ def tone_fidelity(work_dir, # run root
     mask_of = ddi.set_index("ddi_id").frame_mask_path  # a synthetic image keeps its canvas's layout: the canvas's sDDI skin
     for t, syn in read_manifests(work).items():
         rows += [dict(type=t, image=r.image, tone=r.tone, disease_joined=r.disease_joined, ita=skin_ita(r.image, mask_of[r.base_id]))
-                 for r in tqdm(syn.itertuples(), total=len(syn), desc=f"ITA of {t} images", leave=False)]
+                 for r in progress_bar(syn.itertuples(), total=len(syn), desc=f"ITA of {t} images", leave=False)]
     out = pd.DataFrame(rows)
     return out.assign(shows=tone_of(out.ita, low, high), agrees=lambda d: d.shows == d.tone), (low, high)
 

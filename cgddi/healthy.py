@@ -14,13 +14,12 @@ import pandas as pd
 import cv2
 import matplotlib.pyplot as plt
 from PIL import Image
-from tqdm.auto import tqdm
 from .data import (DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data, read_image, overlay_mask, alpha_blend, ita,
                         to_lab)
 from .manifest import (REVIEW_SHEET, StageConfig, seed_of, save_synthetic, synthetic_done, write_shard, remove_stale_temps,
                             read_manifest)
-from .report import atomic_path
-from .tiny import is_tiny, tiny_kandinsky, TINY_LABEL
+from .report import atomic_path, progress_bar
+from .tiny import is_tiny, tiny_kandinsky, model_load_error, TINY_LABEL
 
 # %% auto #0
 __all__ = ['BACKENDS', 'QC_REASONS', 'HealthyConfig', 'inpaint_region', 'healthy_mask', 'Inpainter', 'qc_scores', 'qc_reasons',
@@ -36,7 +35,7 @@ class HealthyConfig(StageConfig):
     backend:str = "opencv" # kandinsky (the paper), sd_inpaint (the reference notebooks) or opencv (CPU)
     kandinsky_prior:str = "kandinsky-community/kandinsky-2-2-prior" # hub id or local folder; "tiny": a tiny random model
     kandinsky_decoder:str = "kandinsky-community/kandinsky-2-2-decoder-inpaint" # hub id or local folder; "tiny" as above
-    sd_inpaint_model:str = "runwayml/stable-diffusion-inpainting" # hub id or local folder for backend sd_inpaint
+    sd_inpaint_model:str = "stable-diffusion-v1-5/stable-diffusion-inpainting" # hub id or local folder for backend sd_inpaint (runwayml's model)
     prompt:str = "A close-up clinical photograph of healthy, smooth, normal human skin" # positive prompt (paper)
     negative_prompt:str = "Bad anatomy, deformed, lesion, ugly, disfigured, illness, hole, transparent, eye" # negative prompt (paper)
     inpaint_size:int = 512 # side the diffusion models work at (the 256 frame is resized to it and back)
@@ -103,8 +102,9 @@ class Inpainter:
         else:
             from diffusers import AutoPipelineForInpainting
             model, prior = cfg.sd_inpaint_model, None
-            self.pipe = AutoPipelineForInpainting.from_pretrained(model, dtype=dt, use_safetensors=True, safety_checker=None,
-                                                                  requires_safety_checker=False).to(self.device)
+            try: self.pipe = AutoPipelineForInpainting.from_pretrained(model, dtype=dt, use_safetensors=True, safety_checker=None,
+                                                                       requires_safety_checker=False).to(self.device)
+            except (OSError, ValueError) as e: raise model_load_error(model, "an inpainting pipeline", "sd_inpaint_model", e) from e
         self.pipe.set_progress_bar_config(disable=True)
         tiny = is_tiny(model) or (prior is not None and is_tiny(prior))
         self.generator = f"{Path(str(model)).name if tiny else model}" + (f" [{TINY_LABEL}]" if tiny else "")
@@ -116,8 +116,10 @@ class Inpainter:
         if "tiny" in (prior, model):
             if work_dir is None: raise ValueError("the tiny Kandinsky models are built under work_dir/models; pass work_dir.")
             prior, model = map(str, tiny_kandinsky(Path(work_dir)/"models"/"tiny-kandinsky", seed=cfg.seed))
-        self.prior = KandinskyV22PriorPipeline.from_pretrained(prior, dtype=dt, use_safetensors=True).to(self.device)
-        self.pipe = KandinskyV22InpaintPipeline.from_pretrained(model, dtype=dt, use_safetensors=True).to(self.device)
+        try: self.prior = KandinskyV22PriorPipeline.from_pretrained(prior, dtype=dt, use_safetensors=True).to(self.device)
+        except (OSError, ValueError) as e: raise model_load_error(prior, "the Kandinsky 2.2 prior", "kandinsky_prior", e) from e
+        try: self.pipe = KandinskyV22InpaintPipeline.from_pretrained(model, dtype=dt, use_safetensors=True).to(self.device)
+        except (OSError, ValueError) as e: raise model_load_error(model, "the Kandinsky 2.2 inpainting decoder", "kandinsky_decoder", e) from e
         self.prior.set_progress_bar_config(disable=True)
         g = self.torch.Generator(self.device).manual_seed(cfg.seed)
         out = self.prior(cfg.prompt, negative_prompt=cfg.negative_prompt, guidance_scale=cfg.prior_guidance,
@@ -230,7 +232,7 @@ def make_healthy(work_dir, # run root written by 00_data
     if inpainter.cfg != cfg: raise ValueError("the inpainter was made from other settings than `cfg`; pass Inpainter(cfg) or none.")
     phash = cfg.params_hash()
     remove_stale_temps(work/"healthy")
-    rows, sheet = zip(*[_heal(work, r, inpainter, phash) for r in tqdm(todo.itertuples(), total=len(todo), desc="healthy synthetics")])
+    rows, sheet = zip(*[_heal(work, r, inpainter, phash) for r in progress_bar(todo.itertuples(), total=len(todo), desc="healthy synthetics")])
     write_shard(list(rows), work, "healthy", "all")
     return write_review_sheet(pd.DataFrame(list(sheet)), work)
 

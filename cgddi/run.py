@@ -5,18 +5,20 @@ renders the run's report: executed notebooks, tables, figures, `index.html` and 
 
 # %% ../nbs/00b_run.ipynb #50367c83
 from __future__ import annotations
-import argparse, datetime, hashlib, importlib, json, platform, re, subprocess, sys, tempfile, time
+import argparse, datetime, hashlib, importlib, json, os, platform, re, shutil, subprocess, sys, tempfile, threading, time
 from importlib import metadata
 from pathlib import Path
+import pandas as pd
 import papermill as pm
 import yaml
 import cgddi
-from .report import BENCHMARK_NOTICE, atomic_path, render_index
+from .data import DataError
+from .report import BENCHMARK_NOTICE, PROGRESS_ENV, atomic_path, render_index, progress_line
 
 # %% auto #0
 __all__ = ['PACKAGES', 'STAGES', 'STANDALONE', 'ParamsError', 'StageFailed', 'project_root', 'stage_notebooks',
            'declared_parameters', 'accepts', 'load_params', 'check_params', 'device_info', 'seeds_in', 'provenance',
-           'run', 'main', 'stage_config', 'standalone']
+           'run', 'main', 'stage_parameters', 'status', 'stage_config', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -152,6 +154,27 @@ def _failure(stage:str, e:pm.PapermillExecutionError)->str:
     return (f"stage {stage} failed in {stage}.ipynb, cell {e.cell_index} (`{first[:80]}`): "
             f"{e.ename}: {e.evalue.splitlines()[0] if e.evalue else ''}")
 
+def _execute(nb:Path, out_nb:Path, params:dict, cwd:Path, label:str, quiet:bool):
+    "Execute one notebook with papermill in a thread, showing the progress its bars report; re-raise what it raised."
+    report_to = cwd/".progress"/f"{nb.stem}.json"
+    report_to.unlink(missing_ok=True)
+    os.environ[PROGRESS_ENV] = str(report_to)  # the kernel inherits it
+    raised = []
+    def work():
+        try: pm.execute_notebook(str(nb), str(out_nb), parameters=params, kernel_name="python3", cwd=str(cwd), progress_bar=False,
+                                 request_save_on_cell_execute=True, extra_arguments=["--IPKernelApp.log_level=ERROR"])
+        except BaseException as e: raised.append(e)
+    thread, shown, at, tty = threading.Thread(target=work, daemon=True), "", time.monotonic(), sys.stdout.isatty()  # logs: news every 30 s
+    thread.start()
+    while thread.is_alive():
+        thread.join(1.0)
+        line = "" if quiet else progress_line(report_to)
+        if tty: print(f"\r\033[K{label} {line}"[:shutil.get_terminal_size().columns], end="", flush=True)
+        elif line and line != shown and time.monotonic() - at > 30: print(f"    {line}", flush=True); shown, at = line, time.monotonic()
+    del os.environ[PROGRESS_ENV]
+    if tty and not quiet: print("\r\033[K", end="")
+    if raised: raise raised[0]
+
 def run(params_file=None, # YAML params; default `params/default.yaml` (embedded benchmark, CPU)
         out=None, # report folder; default `reports/<params stem>-<timestamp>/`
         stages=None, # stage names or numbers to run (default: all, in order)
@@ -174,18 +197,13 @@ def run(params_file=None, # YAML params; default `params/default.yaml` (embedded
     for i, (stage, nb) in enumerate(selected.items()):
         p = per_stage[stage] | {k: v for k, v in {"work_dir": per_stage[stage].get("work_dir") or str(out/"work"),
                                                   "report_dir": str(out)}.items() if k in declared[stage]}
-        rec = {"stage": stage, "status": "running", "notebook": f"notebooks/{stage}.ipynb", "parameters": p}
-        if not quiet: print(f"[{i + 1}/{len(selected)}] {stage} ...", end=" ", flush=True)
+        rec, label = {"stage": stage, "status": "running", "notebook": f"notebooks/{stage}.ipynb", "parameters": p}, f"[{i + 1}/{len(selected)}] {stage} ..."
         t0 = time.perf_counter()
-        try:
-            pm.execute_notebook(str(nb), str(out/rec["notebook"]), parameters=p, kernel_name="python3", cwd=str(out),
-                                progress_bar=False, request_save_on_cell_execute=True)
-            rec["status"] = "ok"
-        except pm.PapermillExecutionError as e:
-            rec |= {"status": "failed", "error": _failure(stage, e)}; failure = rec["error"]
+        try: _execute(nb, out/rec["notebook"], p, out, label, quiet); rec["status"] = "ok"
+        except pm.PapermillExecutionError as e: rec |= {"status": "failed", "error": _failure(stage, e)}; failure = rec["error"]
         rec["seconds"] = round(time.perf_counter() - t0, 1)
         records.append(rec)
-        if not quiet: print(f"{rec['status']} ({rec['seconds']} s)", flush=True)
+        if not quiet: print(f"{label} {rec['status']} ({rec['seconds']} s)", flush=True)
         if failure: break
     records += [{"stage": s, "status": "not run"} for s in selected if s not in {r["stage"] for r in records}]
     prov = provenance(root, params_file, params, records, started.isoformat(timespec="seconds"))
@@ -207,12 +225,85 @@ def main(argv=None)->int:
     r.add_argument("--params", help="YAML params file (default: params/default.yaml, the embedded benchmark on CPU)")
     r.add_argument("--out", help="report folder (default: reports/<params>-<timestamp>/)")
     r.add_argument("--stages", nargs="+", help="stages to run, by name or number (default: all), e.g. --stages 00_data")
+    s = sub.add_parser("status", help="print what each stage has done and plans, from the work dir (runs nothing)")
+    s.add_argument("--params", help="YAML params file (default: params/default.yaml)")
+    s.add_argument("--work-dir", help="the work dir (default: the one the params file names)")
+    p = sub.add_parser("params", help="print the flat parameters one stage gets from a params file (for papermill -f)")
+    p.add_argument("stage", help="a stage notebook's name, e.g. 03_textual_inversion")
+    p.add_argument("--params", help="YAML params file (default: params/default.yaml)")
     args = ap.parse_args(argv)
-    try: out = run(args.params, args.out, args.stages)
+    try:
+        if args.command == "status":
+            for r in status(args.params, args.work_dir).itertuples():
+                counts = f"{r.done:,}" + (f" of {int(r.planned):,}" if pd.notna(r.planned) else "")
+                print(f"{r.stage:21s} {counts:>20}  {r.what}")
+            return 0
+        if args.command == "params":
+            print(yaml.safe_dump(stage_parameters(args.params or project_root()/"params"/"default.yaml", args.stage), sort_keys=False), end="")
+            return 0
+        out = run(args.params, args.out, args.stages)
     except (ParamsError, FileNotFoundError) as e: print(f"cgddi: {e}", file=sys.stderr); return 2
     except StageFailed as e: print(f"cgddi: {e}", file=sys.stderr); return 1
     print(f"report: {out/'index.html'}")
     return 0
+
+# %% ../nbs/00b_run.ipynb #statuscode
+def stage_parameters(params_file, # a params file
+                     stage:str, # a stage notebook's name
+                    )->dict:
+    "The flat parameters `stage` gets from `params_file` (paths resolved), as `cgddi run` passes them."
+    notebooks = stage_notebooks(project_root()/"nbs")
+    if stage not in notebooks: raise ParamsError(f"unknown stage {stage!r}; stages are {list(notebooks)}.")
+    return check_params(load_params(params_file), notebooks, Path(params_file).resolve())[stage]
+
+def _config(per_stage:dict, stage:str):
+    "A stage's config from its checked parameters (run-wide paths left out)."
+    return stage_config(stage)(**{k: v for k, v in per_stage.get(stage, {}).items() if k not in ("work_dir", "report_dir")})
+
+def _status_rows(work:Path, per_stage:dict)->list[tuple]:
+    "(stage, done, planned, what) for every stage, from the files in `work`; a stage that has not run yet says so."
+    from cgddi.data import read_data
+    from cgddi.manifest import read_manifest, read_manifests, generator_sets, read_concepts
+    from cgddi.semantic import semantic_plan
+    from cgddi.classify import planned_runs, split_seeds, read_runs
+    ddi = read_data(work); annotated = int(ddi.frame_mask_path.notna().sum())
+    made = read_manifests(work)
+    kept = read_manifest(work, "healthy") if "healthy" in made else pd.DataFrame()
+    def lesion_map():
+        logs = [pd.read_csv(p) for p in (work/"lesion_map"/"candidates").glob("[!.]*.csv")]
+        log = pd.concat(logs) if logs else pd.DataFrame(columns=["status"])
+        return (len(log), len(kept) * (annotated - 1), f"lesion candidates: {int((log.status == 'placed').sum())} placed, "
+                                                       f"{int((log.status == 'skipped').sum())} skipped")
+    def trained(d, what):
+        sets = {s: len(read_concepts(work, d, s)) for s in generator_sets(work, d)}
+        return sum(sets.values()), None, f"{what} per generator set: {sets}"
+    def semantic():
+        plan = semantic_plan(work, _config(per_stage, "05_semantic"))[0]
+        return int(plan.image.isin(set(made.get("semantic", pd.DataFrame(columns=["image"])).image)).sum()), len(plan), "semantic images of the plan made"
+    def classify():
+        cfg = _config(per_stage, "06_classify"); runs = planned_runs(cfg, split_seeds(work, cfg))
+        facts = read_runs(work)
+        done = set(facts[facts.get("params_hash", pd.Series(dtype=object)) == cfg.params_hash()].set_index(["protocol", "seed", "experiment", "method"]).index)
+        return sum(r in done for r in runs), len(runs), "classification runs finished with the current settings"
+    stages = {"00_data": lambda: (len(ddi), len(ddi), f"images framed ({annotated} with an sDDI mask), {len(list((work/'splits').glob('*.csv')))} split files"),
+              "01_healthy": lambda: (len(read_manifest(work, "healthy", kept_only=False)), annotated, f"healthy images made, {len(kept)} kept by the review sheet"),
+              "02_lesion_map": lesion_map, "03_textual_inversion": lambda: trained("textual_inversion", "tokens"),
+              "04_lora": lambda: trained("lora", "adapters"), "05_semantic": semantic, "06_classify": classify}
+    rows = []
+    for stage, count in stages.items():
+        try: rows.append((stage, *count()))
+        except (DataError, ValueError, OSError) as e: rows.append((stage, 0, None, f"not run yet ({str(e).splitlines()[0][:120]})"))
+    return rows
+
+def status(params_file=None, # the run's params; default `params/default.yaml`
+           work_dir=None, # the work dir; default the one the params file names
+          )->pd.DataFrame:
+    "What each stage has done and what it plans, read from the work dir: stage, done, planned, what."
+    params_file = Path(params_file or project_root()/"params"/"default.yaml").resolve()
+    per_stage = check_params(load_params(params_file), stage_notebooks(project_root()/"nbs"), params_file)
+    work = Path(work_dir or per_stage["00_data"].get("work_dir") or "")
+    if not (work/"data"/"ddi.csv").exists(): raise ParamsError(f"{work}: no run here yet (no data/ddi.csv); give --work-dir or run cgddi run.")
+    return pd.DataFrame(_status_rows(work, per_stage), columns=["stage", "done", "planned", "what"])
 
 # %% ../nbs/00b_run.ipynb #standcode
 STAGES = {  # stage notebook -> (module, its config class, the function that runs the stage on a work_dir with that config)

