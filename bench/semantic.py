@@ -18,6 +18,7 @@ naive loop's for the same seeds.
 import argparse, dataclasses, tempfile, time
 from pathlib import Path
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
 from diffusers import StableDiffusionImg2ImgPipeline
@@ -55,7 +56,7 @@ def main():
     a = ap.parse_args()
     root = Path(a.root or tempfile.mkdtemp(prefix="cgddi-bench-"))
     model = str(sd21.model(a.tiny, root)); work = root/"work"
-    concepts = sd21.fake_concept(work, model)
+    concepts = pd.concat([sd21.fake_concept(work, model), sd21.fake_concept(work, model, slug="bench2", seed=1)], ignore_index=True)
     slug, token = concepts.disease_slug[0], concepts.token[0]
     imgs = canvases(max(a.batches + [a.images]))
     prompts = [instance_prompt(token, ["light", "medium", "dark"][i % 3]) for i in range(len(imgs))]
@@ -107,6 +108,11 @@ def main():
         sampler = SemanticSampler(work, model, concepts, dataclasses.replace(cfg, compile_unet=True))
         sampler(slug, imgs[:max(a.batches)], prompts[:max(a.batches)], seeds[:max(a.batches)])  # extra compile warm-up
         run(sampler, max(a.batches), "cgddi + torch.compile")
+        graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        _, switch = timed(lambda: sampler.use("bench2"), a.device)
+        _, after = timed(lambda: sampler("bench2", imgs[:max(a.batches)], prompts[:max(a.batches)], seeds[:max(a.batches)]), a.device)
+        print(f"disease switch (unfuse, hot-swap, fuse): {1000 * switch:.0f} ms; first batch after it {after:.2f} s; "
+              f"compiled graphs {graphs} -> {torch._dynamo.utils.counters['stats']['unique_graphs']} (no recompilation when equal)")
 
     base = rows[0][2]
     print("\n| configuration | batch | images/s | x naive | UNet TFLOP/s (119/img) | peak GPU memory |\n|---|---|---|---|---|---|")

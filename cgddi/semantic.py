@@ -15,6 +15,7 @@ import torch
 import matplotlib.pyplot as plt
 from PIL import Image
 from accelerate import PartialState
+from safetensors import safe_open
 from .data import DataError, TONE_ORDER, read_data
 from .manifest import (ManifestError, StageConfig, SHARED, seed_of, file_hash, read_manifest, save_synthetic, synthetic_done,
                             png_complete, manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, concepts_path,
@@ -24,9 +25,9 @@ from .tiny import model_load_error
 from .report import progress_bar
 
 # %% auto #0
-__all__ = ['RULER_MODES', 'PLAN_MODES', 'SemanticConfig', 'plan_counts', 'sampling_plan', 'shard_chunks', 'SemanticSampler',
-           'semantic_inputs', 'semantic_plan', 'sample_semantic', 'cli', 'launch', 'plot_plan', 'plot_semantic_rows',
-           'plot_by_training_size']
+__all__ = ['RULER_MODES', 'PLAN_MODES', 'ADAPTER', 'SemanticConfig', 'plan_counts', 'sampling_plan', 'shard_chunks',
+           'SemanticSampler', 'semantic_inputs', 'semantic_plan', 'sample_semantic', 'cli', 'launch', 'plot_plan',
+           'plot_semantic_rows', 'plot_by_training_size']
 
 # %% ../nbs/05_semantic.ipynb #cfgcls05
 RULER_MODES = ("never", "always", "canvas")
@@ -125,6 +126,13 @@ def shard_chunks(plan:pd.DataFrame, # from `sampling_plan`
     return sorted(plan.chunk.unique())[process_index::num_processes] if len(plan) else []
 
 # %% ../nbs/05_semantic.ipynb #a24debc3
+ADAPTER = "disease"  # the one adapter slot of the sampler's UNet
+
+def _lora_rank(path)->int:
+    "The rank of a saved LoRA (the rows of its down-projections)."
+    with safe_open(str(path), "pt") as f:
+        return max(f.get_slice(k).get_shape()[0] for k in f.keys() if "lora_A" in k or "lora.down" in k)
+
 class SemanticSampler:
     "img2img from healthy canvases with one disease's token and fused adapter at a time."
     def __init__(self, work_dir, # run root
@@ -139,27 +147,30 @@ class SemanticSampler:
                                                                         requires_safety_checker=False).to(self.device)
         except (OSError, ValueError) as e: raise model_load_error(model, "a Stable Diffusion pipeline", "sd_model", e) from e
         self.pipe.set_progress_bar_config(disable=True)
-        if cfg.compile_unet: self.pipe.unet = torch.compile(self.pipe.unet)
         self.generator = model_label(model)
         self.use_set(concepts)
 
     def use_set(self, concepts:pd.DataFrame, # `lora/<set>/concepts.csv` rows of the diseases to sample
                ):
         "Load a generator set's tokens (unloading the previous set's), so that `use` fuses that set's adapters."
-        if self.current is not None:
-            self.pipe.unfuse_lora(); self.pipe.delete_adapters(self.current); self.current = None
         if self.concepts is not None and len(self.concepts): self.pipe.unload_textual_inversion()
         self.concepts = concepts.set_index("disease_slug")
         if len(self.concepts):
             self.pipe.load_textual_inversion([str(self.work/p) for p in self.concepts.embeds], token=list(self.concepts.token))
 
     def use(self, slug:str):
-        "Fuse `slug`'s adapter into the UNet (unfusing the previous one)."
-        if slug == self.current: return
-        if self.current is not None:
-            self.pipe.unfuse_lora(); self.pipe.delete_adapters(self.current); self.current = None
-        self.pipe.load_lora_weights(str(self.work/Path(self.concepts.loc[slug, "lora"]).parent), adapter_name=slug)
-        self.pipe.fuse_lora(adapter_names=[slug]); self.current = slug
+        "Fuse `slug`'s adapter into the UNet: the first one is loaded (and the UNet compiled), later ones swap its weights in place."
+        lora = self.work/Path(self.concepts.loc[slug, "lora"])
+        if lora == self.current: return
+        if self.current is None:
+            self.pipe.enable_lora_hotswap(target_rank=max(_lora_rank(self.work/p) for p in self.concepts.lora))  # a later adapter may be wider
+            self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER)
+        else:
+            self.pipe.unfuse_lora()
+            self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, hotswap=True)
+        self.pipe.fuse_lora(adapter_names=[ADAPTER])
+        if self.current is None and self.cfg.compile_unet: self.pipe.unet.compile()  # once, with an adapter fused: a swap reuses the graph
+        self.current = lora
 
     @torch.no_grad()
     def __call__(self, slug:str, # the disease

@@ -103,3 +103,26 @@ def test_generators_per_split_never_see_their_test_images(lora_work, tmp_path):
     run = runs.set_index("experiment").loc["semantic"]
     assert run.generator_set == "clean_S36" and run.n_dropped_adapter == 0
     assert audit_leakage(work).empty
+
+def test_compiled_sampler_swaps_adapters_without_recompiling(lora_work, tmp_path):
+    "With compile_unet the UNet compiles once, after the first adapter is fused; a disease switch swaps weights in place."
+    import torch
+    from cgddi.semantic import SemanticSampler
+    from cgddi.manifest import read_concepts
+    from cgddi.diffusion import resolve_model
+    work = lora_work
+    concepts = read_concepts(work, "lora")
+    a, b = concepts.disease_slug[:2]
+    canvas = [Image.fromarray(np.full((32, 32, 3), 150, np.uint8))] * 2
+    args = (canvas, ["An image of x on a light-toned individual"] * 2, [1, 2])
+    cfg = dataclasses.replace(SAMPLER, resolution=32, steps=3)
+    eager = SemanticSampler(work, resolve_model("tiny", work), concepts, cfg)
+    want = {d: [np.asarray(im, np.int16) for im in eager(d, *args)] for d in (a, b, a)}
+    torch._dynamo.reset()
+    compiled = SemanticSampler(work, resolve_model("tiny", work), concepts, dataclasses.replace(cfg, compile_unet=True))
+    compiled(a, *args)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    for d in (b, a):
+        got = [np.asarray(im, np.int16) for im in compiled(d, *args)]
+        assert all(np.abs(g - w).max() <= 2 for g, w in zip(got, want[d])), d   # the right adapter, fused
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs      # no recompilation on a switch
