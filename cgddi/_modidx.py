@@ -323,10 +323,16 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                   'cgddi/textual_inversion.py')},
             'cgddi.tiny': { 'cgddi.tiny.ModelLoadError': ('tiny.html#modelloaderror', 'cgddi/tiny.py'),
                             'cgddi.tiny._clip_text': ('tiny.html#_clip_text', 'cgddi/tiny.py'),
+                            'cgddi.tiny._component': ('tiny.html#_component', 'cgddi/tiny.py'),
                             'cgddi.tiny._mark': ('tiny.html#_mark', 'cgddi/tiny.py'),
+                            'cgddi.tiny.architecture': ('tiny.html#architecture', 'cgddi/tiny.py'),
                             'cgddi.tiny.clip_tokenizer': ('tiny.html#clip_tokenizer', 'cgddi/tiny.py'),
+                            'cgddi.tiny.clip_vocab': ('tiny.html#clip_vocab', 'cgddi/tiny.py'),
                             'cgddi.tiny.is_tiny': ('tiny.html#is_tiny', 'cgddi/tiny.py'),
                             'cgddi.tiny.model_load_error': ('tiny.html#model_load_error', 'cgddi/tiny.py'),
+                            'cgddi.tiny.random_components': ('tiny.html#random_components', 'cgddi/tiny.py'),
+                            'cgddi.tiny.random_pipeline': ('tiny.html#random_pipeline', 'cgddi/tiny.py'),
                             'cgddi.tiny.tiny_clip_text': ('tiny.html#tiny_clip_text', 'cgddi/tiny.py'),
                             'cgddi.tiny.tiny_kandinsky': ('tiny.html#tiny_kandinsky', 'cgddi/tiny.py'),
-                            'cgddi.tiny.tiny_sd': ('tiny.html#tiny_sd', 'cgddi/tiny.py')}}}
+                            'cgddi.tiny.tiny_sd': ('tiny.html#tiny_sd', 'cgddi/tiny.py'),
+                            'cgddi.tiny.weights_label': ('tiny.html#weights_label', 'cgddi/tiny.py')}}}

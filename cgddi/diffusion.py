@@ -18,7 +18,7 @@ from transformers import CLIPTokenizer, CLIPTextModel
 from diffusers import AutoencoderKL, UNet2DConditionModel, DDPMScheduler
 from diffusers.image_processor import VaeImageProcessor
 from .data import DataError, TONE_ORDER, read_image
-from .tiny import is_tiny, tiny_sd, model_load_error, TINY_LABEL
+from .tiny import is_tiny, tiny_sd, model_load_error, weights_label, TINY_LABEL
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'CLASS_PROMPT', 'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'disease_token', 'instance_prompt',
@@ -69,8 +69,9 @@ def resolve_model(model:str, # hub id, local folder, or "tiny"
 
 def model_label(model:str, # hub id or folder
                )->str:
-    "How outputs name their model: the hub id, or the folder name with the tiny-model label."
-    return f"{Path(str(model)).name} [{TINY_LABEL}]" if is_tiny(model) else str(model)
+    "How outputs name their model: the hub id, or a random model's folder name with its label (tiny or full size)."
+    label = weights_label(model)
+    return f"{Path(str(model)).name} [{label}]" if label else str(model)
 
 def torch_setup(device:str="auto", # auto (accelerate's device for this process) / cuda / cuda:1 / cpu
                 dtype:str="auto", # auto (float16 on GPU, float32 on CPU) / float16 / bfloat16 / float32

@@ -19,7 +19,7 @@ from .data import (DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data
 from .manifest import (REVIEW_SHEET, StageConfig, seed_of, save_synthetic, synthetic_done, write_shard, remove_stale_temps,
                             read_manifest)
 from .report import atomic_path, progress_bar
-from .tiny import is_tiny, tiny_kandinsky, model_load_error, TINY_LABEL
+from .tiny import tiny_kandinsky, model_load_error, weights_label, TINY_LABEL
 
 # %% auto #0
 __all__ = ['BACKENDS', 'QC_REASONS', 'HealthyConfig', 'inpaint_region', 'healthy_mask', 'Inpainter', 'qc_scores', 'qc_reasons',
@@ -106,8 +106,8 @@ class Inpainter:
                                                                        requires_safety_checker=False).to(self.device)
             except (OSError, ValueError) as e: raise model_load_error(model, "an inpainting pipeline", "sd_inpaint_model", e) from e
         self.pipe.set_progress_bar_config(disable=True)
-        tiny = is_tiny(model) or (prior is not None and is_tiny(prior))
-        self.generator = f"{Path(str(model)).name if tiny else model}" + (f" [{TINY_LABEL}]" if tiny else "")
+        label = weights_label(model) or (prior is not None and weights_label(prior))  # random weights (tiny or full size)
+        self.generator = f"{Path(str(model)).name} [{label}]" if label else model
 
     def _kandinsky(self, dt, work_dir)->tuple[str, str]:
         "Load the prior and the inpainting decoder, and embed the prompts once; returns (decoder, prior)."
