@@ -33,6 +33,7 @@ def measure(fn, steps, warmup, device):
         t = time.perf_counter(); fn(n)
         if device == "cuda": torch.cuda.synchronize()
         return time.perf_counter() - t
+    run(warmup)  # throwaway: CUDA context, kernel autotuning and the allocator's first growth would bias the difference
     t0 = run(warmup); t1 = run(warmup + steps)
     return (t1 - t0) / steps, t0 - warmup * (t1 - t0) / steps
 
@@ -47,6 +48,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--stages", nargs="+", default=["ti", "lora"], choices=["ti", "lora"])
     ap.add_argument("--root", default=None)
     a = ap.parse_args()
     if a.device == "cpu": PartialState(cpu=True)  # the stages take their device from accelerate
@@ -55,34 +57,35 @@ def main():
     name = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
     print(f"device {a.device} ({name}); model {'tiny' if a.tiny else 'SD 2.1-base architecture, random weights'}")
     sd = load_sd(model); tok0, te0 = sd.tokenizer, sd.text_encoder
-    rows = []
+    rows, tones = [], ["light", "medium", "dark"] * max(a.instance_images, a.class_images)
 
-    # textual inversion: batch 4, only the new row trained
-    sd.tokenizer, sd.text_encoder = copy.deepcopy(tok0), copy.deepcopy(te0)
-    add_token(sd.tokenizer, sd.text_encoder, "<bench>")
-    inst = images(a.instance_images, a.resolution, 0)
-    tones = ["light", "medium", "dark"] * max(a.instance_images, a.class_images)
-    if a.device == "cuda": torch.cuda.reset_peak_memory_stats()
-    per, setup = measure(lambda n: train_token(sd, "<bench>", inst, tones[:len(inst)], TIConfig(steps=n, batch_size=4), progress=False),
-                         a.steps, a.warmup, a.device)
-    mem = torch.cuda.max_memory_allocated() / 2**30 if a.device == "cuda" else float("nan")
-    rows.append(("textual inversion", f"4 @ {a.resolution} px", per, 500, setup, mem))
+    if "ti" in a.stages:
+        # textual inversion: batch 4, only the new row trained
+        sd.tokenizer, sd.text_encoder = copy.deepcopy(tok0), copy.deepcopy(te0)
+        add_token(sd.tokenizer, sd.text_encoder, "<bench>")
+        inst = images(a.instance_images, a.resolution, 0)
+        if a.device == "cuda": torch.cuda.reset_peak_memory_stats()
+        per, setup = measure(lambda n: train_token(sd, "<bench>", inst, tones[:len(inst)], TIConfig(steps=n, batch_size=4), progress=False),
+                             a.steps, a.warmup, a.device)
+        mem = torch.cuda.max_memory_allocated() / 2**30 if a.device == "cuda" else float("nan")
+        rows.append(("textual inversion", f"4 @ {a.resolution} px", per, 500, setup, mem))
 
-    # LoRA: batch 16 + 16 class images, embeddings cached
-    sd.tokenizer, sd.text_encoder = tok0, te0
-    sd.text_encoder.to("cpu"); sd.unet.to(torch.float32); sd.vae.to(torch.float32)
-    pipe = StableDiffusionPipeline(**vars(sd), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    inst = images(a.instance_images, a.lora_resolution, 1); cls = images(a.class_images, a.lora_resolution, 2)
-    ie = prompt_embeds(pipe, [instance_prompt("skin", t) for t in tones[:len(inst)]])
-    ce = prompt_embeds(pipe, [class_prompt(t) for t in tones[:len(cls)]])
-    if a.device == "cuda": torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
-    per, setup = measure(lambda n: train_lora(sd, "bench", ImageSet(inst, ie, tones[:len(inst)]), ImageSet(cls, ce, tones[:len(cls)]),
-                                              LoRAConfig(rank=8, steps=n, batch_size=16, gradient_checkpointing=a.gradient_checkpointing),
-                                              progress=False),
-                         a.steps, a.warmup, a.device)
-    mem = torch.cuda.max_memory_allocated() / 2**30 if a.device == "cuda" else float("nan")
-    rows.append((f"LoRA rank 8{' + grad. checkpointing' if a.gradient_checkpointing else ''}", f"16 + 16 @ {a.lora_resolution} px",
-                 per, 750, setup, mem))
+    if "lora" in a.stages:
+        # LoRA: batch 16 + 16 class images, embeddings cached
+        sd.tokenizer, sd.text_encoder = tok0, te0
+        sd.text_encoder.to("cpu"); sd.unet.to(torch.float32); sd.vae.to(torch.float32)
+        pipe = StableDiffusionPipeline(**vars(sd), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        inst = images(a.instance_images, a.lora_resolution, 1); cls = images(a.class_images, a.lora_resolution, 2)
+        ie = prompt_embeds(pipe, [instance_prompt("skin", t) for t in tones[:len(inst)]])
+        ce = prompt_embeds(pipe, [class_prompt(t) for t in tones[:len(cls)]])
+        if a.device == "cuda": torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
+        per, setup = measure(lambda n: train_lora(sd, "bench", ImageSet(inst, ie, tones[:len(inst)]), ImageSet(cls, ce, tones[:len(cls)]),
+                                                  LoRAConfig(rank=8, steps=n, batch_size=16, gradient_checkpointing=a.gradient_checkpointing),
+                                                  progress=False),
+                             a.steps, a.warmup, a.device)
+        mem = torch.cuda.max_memory_allocated() / 2**30 if a.device == "cuda" else float("nan")
+        rows.append((f"LoRA rank 8{' + grad. checkpointing' if a.gradient_checkpointing else ''}", f"16 + 16 @ {a.lora_resolution} px",
+                     per, 750, setup, mem))
 
     print("\n| stage | batch | s/step | paper steps | set-up s | s per disease | peak GPU memory (GiB) | fits 24 GB L4 |\n|---|---|---|---|---|---|---|---|")
     for stage, batch, per, steps, setup, mem in rows:
