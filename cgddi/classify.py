@@ -9,7 +9,8 @@ from __future__ import annotations
 import copy, json, time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from functools import cache, lru_cache
+from typing import Callable, ClassVar
 import numpy as np
 import pandas as pd
 import torch
@@ -29,9 +30,9 @@ from .tiny import tiny_clip_text
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'COUNTS', 'ClassifyConfig',
-           'transforms', 'ImageTable', 'balanced_sampler', 'accelerator', 'make_model', 'predict', 'fit',
-           'prediction_path', 'model_path', 'synthetic_table', 'semantic_for_run', 'run_one', 'planned_runs',
-           'split_seeds', 'run_experiments', 'read_runs', 'read_predictions']
+           'transforms', 'read_rgb', 'image_reader', 'ImageTable', 'balanced_sampler', 'accelerator', 'make_model',
+           'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table', 'semantic_for_run', 'run_one',
+           'planned_runs', 'split_seeds', 'run_experiments', 'read_runs', 'read_predictions']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -45,13 +46,14 @@ EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts f
 @dataclass(kw_only=True)
 class ClassifyConfig(StageConfig):
     "Settings of the classification stage (paper 4.2, G.1-G.3): CPU-safe defaults, the paper's values noted."
-    unhashed: ClassVar[tuple] = ("protocols", "seeds", "real_methods", "synthetic_method", "experiments", "device", "num_workers")
+    unhashed: ClassVar[tuple] = ("protocols", "seeds", "real_methods", "synthetic_method", "experiments", "device", "num_workers", "cache_images")
     protocols:list = field(default_factory=lambda: ["faithful", "clean"]) # faithful: model chosen on the test split (as the reference); clean: on a validation part
     seeds:list|None = None # split seeds; None: every seed 00_data wrote
     real_methods:list = field(default_factory=lambda: list(METHODS)) # classifiers trained on real images (Table 2's first rows)
     synthetic_method:str = "patchalign" # classifier of Exp. 1, Exp. 2 and the ablations (the paper: ViT-B/16 PatchAlign)
     experiments:list = field(default_factory=lambda: list(EXPERIMENTS)) # what to run
     resnet:str = "resnet18.tv_in1k" # timm name of the ResNet-18 (baseline, FairDisCo)
+    resnet_kwargs:dict = field(default_factory=dict) # ResNet overrides (timm), e.g. {"global_pool": "avgmax"}; {} for the paper's ResNet-18
     vit:str = "vit_base_patch16_224.orig_in21k" # timm name of the ViT-B/16 ImageNet-21k (PatchAlign)
     pretrained:bool = False # load ImageNet weights (timm, from the hub or `weights`); False: random init (offline)
     weights:dict = field(default_factory=dict) # local safetensors per timm name, e.g. {"resnet18.tv_in1k": "/models/resnet18.safetensors"}
@@ -74,6 +76,7 @@ class ClassifyConfig(StageConfig):
     seed:int = 0 # training seed (added to the split seed)
     device:str|None = None # None: accelerate's device (a GPU when there is one); "cpu" to stay on the CPU
     num_workers:int = 0 # data-loader workers (0 inside notebooks on CPU)
+    cache_images:int = 0 # decoded images kept in memory across runs (0: none); results do not change: the benchmark's ~1,400 images take ~270 MB, a DDI image ~10 MB
 
     def __post_init__(self):
         bad = sorted(set(self.experiments) - set(EXPERIMENTS))
@@ -94,21 +97,32 @@ def transforms(train:bool, # training (random) or evaluation (deterministic) tra
     if not train: return v2.Compose([v2.Resize(resize), *end])
     return v2.Compose([v2.RandomResizedCrop(resize, scale=(0.8, 1.0)), v2.RandomRotation(15), v2.RandomHorizontalFlip(0.5), *end])
 
+def read_rgb(path)->Image.Image:
+    "The image at `path`, decoded, as RGB; one `DataError` naming the file if it cannot be read."
+    try:
+        with Image.open(path) as im: return im.convert("RGB")
+    except (OSError, ValueError) as e: raise DataError(f"{path}: cannot read image ({e}); regenerate or remove it.") from e
+
+@cache
+def image_reader(cached:int=0, # decoded images to keep (least recently used go first); 0: read every time
+                )->Callable:
+    "`read_rgb`, behind one process-wide LRU cache of `cached` images when `cached` > 0."
+    return lru_cache(maxsize=cached)(read_rgb) if cached > 0 else read_rgb
+
 class ImageTable(Dataset):
     "Images of a table with columns `path, malignant, tone`: (image tensor, label, tone index)."
-    def __init__(self, table:pd.DataFrame, transform):
+    def __init__(self, table:pd.DataFrame, transform,
+                 read:Callable=read_rgb, # path -> RGB image (`image_reader`)
+                ):
         missing = [c for c in ["path", "malignant", "tone"] if c not in table.columns]
         if missing: raise DataError(f"image table: missing column(s) {missing}; need path, malignant, tone.")
         bad = sorted(set(table.tone) - set(TONE_INDEX))
         if bad: raise DataError(f"image table: unknown tone(s) {bad}; use {TONE_ORDER}.")
-        self.table, self.transform = table.reset_index(drop=True), transform
+        self.table, self.transform, self.read = table.reset_index(drop=True), transform, read
     def __len__(self): return len(self.table)
     def __getitem__(self, i):
         r = self.table.iloc[i]
-        try:
-            with Image.open(r.path) as im: x = self.transform(im.convert("RGB"))
-        except (OSError, ValueError) as e: raise DataError(f"{r.path}: cannot read image ({e}); regenerate or remove it.") from e
-        return x, int(bool(r.malignant)), TONE_INDEX[r.tone]
+        return self.transform(self.read(str(r.path))), int(bool(r.malignant)), TONE_INDEX[r.tone]
 
 def balanced_sampler(labels, # 0/1 label per training image
                      seed:int=0,
@@ -131,8 +145,8 @@ def make_model(method:str, # baseline / fairdisco / patchalign
                labels:torch.Tensor|None=None, # PatchAlign: label embeddings
               )->nn.Module:
     "A fresh classifier of `method`."
-    if method == "baseline": return Baseline(backbone(cfg.resnet, cfg.pretrained, cfg.weights))
-    if method == "fairdisco": return FairDisCo(backbone(cfg.resnet, cfg.pretrained, cfg.weights))
+    if method == "baseline": return Baseline(backbone(cfg.resnet, cfg.pretrained, cfg.weights, **cfg.resnet_kwargs))
+    if method == "fairdisco": return FairDisCo(backbone(cfg.resnet, cfg.pretrained, cfg.weights, **cfg.resnet_kwargs))
     if method == "patchalign":
         if labels is None: raise ValueError("PatchAlign needs label embeddings (`label_embeddings`).")
         return PatchAlign(backbone(cfg.vit, cfg.pretrained, cfg.weights, img_size=cfg.crop, **cfg.vit_kwargs), labels)
@@ -146,7 +160,7 @@ def predict(model:nn.Module, # a classifier
            )->np.ndarray:
     "p(malignant) for every row of `table`."
     acc = acc or accelerator(cfg); model.to(acc.device).eval()
-    loader = DataLoader(ImageTable(table, transforms(False, cfg.resize, cfg.crop)), batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    loader = DataLoader(ImageTable(table, transforms(False, cfg.resize, cfg.crop), image_reader(cfg.cache_images)), batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     probs = []
     for x, _, _ in loader:
         with acc.autocast(): probs.append(F.softmax(model(x.to(acc.device))["logits"].float(), dim=1)[:, 1].cpu())
@@ -165,7 +179,7 @@ def fit(model:nn.Module, # from `make_model`
     if len(train) == 0: raise DataError(f"{desc}: empty training set.")
     if len(select) == 0: raise DataError(f"{desc}: empty selection set.")
     acc = acc or accelerator(cfg)
-    loader = DataLoader(ImageTable(train, transforms(True, cfg.resize, cfg.crop)), batch_size=cfg.batch_size, drop_last=len(train) > cfg.batch_size,
+    loader = DataLoader(ImageTable(train, transforms(True, cfg.resize, cfg.crop), image_reader(cfg.cache_images)), batch_size=cfg.batch_size, drop_last=len(train) > cfg.batch_size,
                         sampler=balanced_sampler(train.malignant.astype(int), cfg.seed), num_workers=cfg.num_workers)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
@@ -256,10 +270,10 @@ def _train(work:Path, model:nn.Module, run:tuple, cfg:ClassifyConfig, acc:Accele
     (types, _, start), desc = EXPERIMENTS[experiment], f"{protocol} S{seed} {experiment} {method}"
     if types:
         syn, facts = _synthetic(work, types, run, cfg, data)
-        if len(syn) == 0:
+        if len(syn) < 2:  # one image cannot train (a batch of one has no batch statistics)
             missing = facts["synthetic_missing"]
-            return facts | dict(status="skipped", reason=f"no {'/'.join(types)} images after the ≤ {cfg.min_train_samples} rule and the "
-                                                         f"leakage filter" + (f" (missing: {missing})" if missing else "")), None
+            return facts | dict(status="skipped", reason=f"{len(syn) or 'no'} {'/'.join(types)} image(s) after the ≤ {cfg.min_train_samples} "
+                                                         f"rule and the leakage filter" + (f" (missing: {missing})" if missing else "")), None
         return facts | fit(model, syn, data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc), _train_set(data["train"].iloc[:0], syn)
     if start is None: return fit(model, data["train"], data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc), _train_set(data["train"])
     src = model_path(work, protocol, start, method, seed)

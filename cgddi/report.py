@@ -103,21 +103,49 @@ def table_caption(md_path)->str:
 BENCHMARK_NOTICE = ("Made from the embedded benchmark: procedurally generated test data for the software, "
                     "not a dermatology data set. No number here is a medical result.")
 
+def _table_html(t:Path, heading:str="h3")->str:
+    "A saved table as HTML: its name, its caption and a link to the CSV."
+    e, md = html.escape, t.with_suffix(".md")
+    cap = table_caption(md) if md.exists() else t.stem
+    table = pd.read_csv(t, dtype=str, keep_default_na=False)  # the cells as written, not re-formatted
+    table.columns = ["" if c.startswith("Unnamed:") else c for c in table.columns]  # the index column has no name
+    return (f"<{heading} id='{e(t.stem)}'>{e(t.stem)}</{heading}><p>{e(cap)}</p>{table.to_html(index=False)}"
+            f"<p><a href='tables/{e(t.name)}'>CSV</a></p>")
+
+def _outputs(rd:Path, stages:list[dict])->dict:
+    "Each stage's tables and figures, in the order its notebook wrote them."
+    in_order = lambda ps: sorted(ps, key=lambda p: (p.stat().st_mtime_ns, p.name))
+    found = {}
+    for s in stages:
+        code = s["stage"].split("_")[0]
+        tabs, figs = in_order((rd/"tables").glob(f"tab_{code}_*.csv")), in_order((rd/"figures").glob(f"fig_{code}_*.png"))
+        if tabs or figs: found[s["stage"]] = (tabs, figs)
+    return found
+
 def render_index(report_dir, # the run's report folder, holding tables/ and figures/
                  title:str, # page title
                  notice:str, # the page's first line: what data the run was made from
                  stages:list[dict], # one dict per stage: `stage`, `status`, `seconds`, `notebook`, `error`
                  facts:dict|None=None, # short provenance facts shown as a list
+                 summary:tuple=(), # names of tables (e.g. "tab_07_table2_clean") shown first, where the run made them
                 )->Path:
-    "Write `index.html` showing every stage's status and every table and figure under `report_dir`."
+    "Write `index.html`: a summary, every stage's status and every table and figure under `report_dir`."
     rd = Path(report_dir); e = html.escape
+    outputs = _outputs(rd, stages)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
              "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
              ".notice{background:#fff3cd;padding:.6em;border:1px solid #e0c060}.failed{color:#b00}"
              "img{max-width:100%;border:1px solid #ddd}figure{margin:1em 0}</style></head><body>",
-             f"<p class='notice' id='notice'>{e(notice)}</p>", f"<h1>{e(title)}</h1>", "<h2>Stages</h2><table>",
-             "<tr><th>stage</th><th>status</th><th>seconds</th><th>notebook</th></tr>"]
+             f"<p class='notice' id='notice'>{e(notice)}</p>", f"<h1>{e(title)}</h1>"]
+    shown = [rd/"tables"/f"{name}.csv" for name in summary if (rd/"tables"/f"{name}.csv").exists()]
+    if shown or outputs:
+        parts.append("<h2 id='summary'>Summary</h2>")
+        parts += [_table_html(t, "h3").replace(f"id='{e(t.stem)}'", f"id='summary-{e(t.stem)}'") for t in shown]
+        parts.append("<p>Every table and figure:</p><ul>" + "".join(
+            f"<li><a href='#stage-{e(stage)}'>{e(stage)}</a>: " + ", ".join(f"<a href='#{e(p.stem)}'>{e(p.stem)}</a>" for p in tabs + figs)
+            + "</li>" for stage, (tabs, figs) in outputs.items()) + "</ul>")
+    parts += ["<h2>Stages</h2><table>", "<tr><th>stage</th><th>status</th><th>seconds</th><th>notebook</th></tr>"]
     for s in stages:
         nb = f"<a href='{e(s['notebook'])}'>{e(s['notebook'])}</a>" if s.get("notebook") else ""
         cls = " class='failed'" if s["status"] == "failed" else ""
@@ -126,21 +154,11 @@ def render_index(report_dir, # the run's report folder, holding tables/ and figu
     parts.append("</table>")
     for s in stages:
         if s.get("error"): parts.append(f"<p class='failed'><b>{e(s['stage'])} failed:</b> {e(s['error'])}</p>")
-    for s in stages:
-        code = s["stage"].split("_")[0]
-        in_order = lambda ps: sorted(ps, key=lambda p: (p.stat().st_mtime_ns, p.name))  # as the notebook wrote them
-        tabs = in_order((rd/"tables").glob(f"tab_{code}_*.csv"))
-        figs = in_order((rd/"figures").glob(f"fig_{code}_*.png"))
-        if not (tabs or figs): continue
-        parts.append(f"<h2 id='stage-{e(code)}'>{e(s['stage'])}</h2>")
-        for t in tabs:
-            md = t.with_suffix(".md")
-            cap = table_caption(md) if md.exists() else t.stem
-            parts.append(f"<h3>{e(t.stem)}</h3><p>{e(cap)}</p>{pd.read_csv(t).to_html(index=False, na_rep='')}"
-                         f"<p><a href='tables/{e(t.name)}'>CSV</a></p>")
-        for f in figs:
-            parts.append(f"<figure><img src='figures/{e(f.name)}' alt='{e(f.stem)}'>"
-                         f"<figcaption><b>{e(f.stem)}</b>: {e(figure_caption(f))}</figcaption></figure>")
+    for stage, (tabs, figs) in outputs.items():
+        parts.append(f"<h2 id='stage-{e(stage)}'>{e(stage)}</h2>")
+        parts += [_table_html(t) for t in tabs]
+        parts += [f"<figure id='{e(f.stem)}'><img src='figures/{e(f.name)}' alt='{e(f.stem)}'>"
+                  f"<figcaption><b>{e(f.stem)}</b>: {e(figure_caption(f))}</figcaption></figure>" for f in figs]
     if facts:
         parts.append("<h2>Provenance</h2><ul>" + "".join(f"<li><b>{e(k)}</b>: {e(str(v))}</li>" for k, v in facts.items())
                      + "</ul><p><a href='provenance.json'>provenance.json</a></p>")

@@ -16,7 +16,7 @@ from .data import DataError
 from .report import BENCHMARK_NOTICE, PROGRESS_ENV, atomic_path, render_index, progress_line
 
 # %% auto #0
-__all__ = ['PACKAGES', 'STAGES', 'STANDALONE', 'ParamsError', 'StageFailed', 'project_root', 'stage_notebooks',
+__all__ = ['PACKAGES', 'SUMMARY_TABLES', 'STAGES', 'STANDALONE', 'ParamsError', 'StageFailed', 'project_root', 'stage_notebooks',
            'declared_parameters', 'accepts', 'load_params', 'check_params', 'device_info', 'seeds_in', 'provenance',
            'run', 'main', 'stage_parameters', 'status', 'stage_config', 'standalone']
 
@@ -175,6 +175,8 @@ def _execute(nb:Path, out_nb:Path, params:dict, cwd:Path, label:str, quiet:bool)
     if tty and not quiet: print("\r\033[K", end="")
     if raised: raise raised[0]
 
+SUMMARY_TABLES = ("tab_07_table2_clean", "tab_07_table7")  # the report's first screen: clean Table 2, images per tone per data set
+
 def run(params_file=None, # YAML params; default `params/default.yaml` (embedded benchmark, CPU)
         out=None, # report folder; default `reports/<params stem>-<timestamp>/`
         stages=None, # stage names or numbers to run (default: all, in order)
@@ -212,7 +214,7 @@ def run(params_file=None, # YAML params; default `params/default.yaml` (embedded
     render_index(out, f"cgddi run: {params_file.stem}", notice, records,
                  {"git commit": f"{prov['git_commit']}{' (uncommitted changes)' if prov['git_dirty'] else ''}",
                   "params": f"{params_file} (sha256 {prov['params_sha256'][:12]})", "seeds": prov["seeds"],
-                  "device": prov["device"], "started": prov["started"], "finished": prov["finished"]})
+                  "device": prov["device"], "started": prov["started"], "finished": prov["finished"]}, summary=SUMMARY_TABLES)
     if failure: raise StageFailed(f"{failure}\nexecuted notebook: {out/'notebooks'}; report: {out/'index.html'}")
     return out
 

@@ -3,6 +3,9 @@ import json, os
 import pandas as pd
 import pytest
 import dataclasses
+import yaml
+from cgddi.manifest import audit_leakage
+from cgddi.run import project_root
 from cgddi.classify import (ClassifyConfig, run_experiments, run_one, prediction_path, model_path, read_predictions, read_runs,
                             PREDICTION_COLUMNS)
 from cgddi.data import DataError, read_data, read_split, split_path, write_splits
@@ -16,9 +19,24 @@ def split_work(work_copy):
     write_splits(read_data(work_copy), work_copy, seeds=[36])
     return work_copy
 
+def _healthy_base_in_test(work, protocol, seed):
+    "A reviewer keeps every healthy image, and splits are swapped so that one's base is a test image (the leak the rule must catch)."
+    review = pd.read_csv(work/"healthy"/"review.csv")
+    review.assign(keep=True).to_csv(work/"healthy"/"review.csv", index=False)  # the review sheet's override (01_healthy)
+    healthy = pd.read_csv(work/"manifest"/"healthy"/"all.csv")
+    kept = review.image
+    base = int(healthy[healthy.image.isin(kept)].base_id.iloc[0])
+    p = split_path(work, protocol, seed); split = pd.read_csv(p)
+    if base not in set(split.ddi_id[split.split == "test"]):
+        other = split.index[split.split == "test"][0]
+        mine = split.index[split.ddi_id == base][0]
+        split.loc[[mine, other], "split"] = [split.split[other], split.split[mine]]
+        split.to_csv(p, index=False)
+
 def test_one_epoch_run_writes_predictions_and_resumes(split_work):
     cfg = dataclasses.replace(CFG, protocols=["faithful"], seeds=[36], experiments=["real", "exp1"], real_methods=["baseline", "fairdisco"],
                               synthetic_method="baseline")
+    _healthy_base_in_test(split_work, "faithful", 36)
     runs = run_experiments(split_work, cfg)
     assert set(runs.status) == {"done"} and len(runs) == 3
     test_ids = read_split(split_work, "faithful", 36).query("split == 'test'").ddi_id
@@ -80,3 +98,31 @@ def test_bad_predictions_name_the_file(tmp_path):
 def test_unknown_experiment_or_method():
     with pytest.raises(ValueError, match="unknown"): dataclasses.replace(CFG, seeds=[36], experiments=["exp3"])
     with pytest.raises(ValueError, match="unknown"): dataclasses.replace(CFG, seeds=[36], experiments=["real"], real_methods=["svm"])
+
+def _benchmark_cfg(**changes)->ClassifyConfig:
+    "The 06_classify settings of params/default.yaml (the embedded benchmark's), with `changes`."
+    stage = yaml.safe_load((project_root()/"params"/"default.yaml").read_text())["stages"]["06_classify"]
+    fields = {f.name for f in dataclasses.fields(ClassifyConfig)}
+    return dataclasses.replace(ClassifyConfig(**{k: v for k, v in stage.items() if k in fields}), **changes)
+
+def _accuracy(work, protocol, seed):
+    pred = pd.read_csv(prediction_path(work, protocol, "real", "baseline", seed))
+    return float((pred.y_true == pred.y_pred).mean())
+
+def test_planted_leak_inflates_the_score_and_the_audit_names_it(split_work):
+    "Train (and select) on the test split's own images on purpose: the score jumps, and the leakage audit names exactly those rows."
+    cfg = _benchmark_cfg(protocols=["clean"], seeds=[36], experiments=["real"], real_methods=["baseline"])
+    run_one(split_work, "clean", 36, "real", "baseline", cfg)
+    honest = _accuracy(split_work, "clean", 36)
+    assert audit_leakage(split_work).empty
+    p = split_path(split_work, "clean", 36); split = pd.read_csv(p)
+    test = split[split.split == "test"]
+    leak = test.assign(split="train")  # the leak: every test image also trained on, and chosen by (the validation part)
+    pd.concat([split, leak, test.assign(split="val")]).to_csv(p, index=False)
+    facts = run_one(split_work, "clean", 36, "real", "baseline", cfg)
+    leaky = _accuracy(split_work, "clean", 36)
+    audit = audit_leakage(split_work)
+    assert sorted(set(audit.ddi_id)) == sorted(test.ddi_id) and set(audit.leak) == {"real"}, audit
+    assert facts["n_train_real"] == (split.split == "train").sum() + len(leak)
+    print(f"planted leak: clean S36 baseline accuracy {honest:.3f} honest -> {leaky:.3f} trained and selected on its test images")
+    assert leaky >= honest + 0.2, (honest, leaky)
