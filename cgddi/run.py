@@ -233,6 +233,12 @@ def main(argv=None)->int:
     p = sub.add_parser("params", help="print the flat parameters one stage gets from a params file (for papermill -f)")
     p.add_argument("stage", help="a stage notebook's name, e.g. 03_textual_inversion")
     p.add_argument("--params", help="YAML params file (default: params/default.yaml)")
+    e = sub.add_parser("export-dataset", help="write a work dir's synthetic images as a Hugging Face imagefolder data set "
+                                              "(dataset card README.md, croissant.json)")
+    e.add_argument("work_dir", help="the run's work dir")
+    e.add_argument("out_dir", help="new folder to write")
+    e.add_argument("--license", default="other", help="the card's license (hub id; default: other, the source data's terms)")
+    e.add_argument("--name", default="cgddi-synthetic", help="the data set's name")
     args = ap.parse_args(argv)
     try:
         if args.command == "status":
@@ -240,11 +246,15 @@ def main(argv=None)->int:
                 counts = f"{r.done:,}" + (f" of {int(r.planned):,}" if pd.notna(r.planned) else "")
                 print(f"{r.stage:21s} {counts:>20}  {r.what}")
             return 0
+        if args.command == "export-dataset":
+            from cgddi.publish import export_dataset  # imported here: mlcroissant is not needed to run the stages
+            print(f"exported: {export_dataset(args.work_dir, args.out_dir, license=args.license, name=args.name)}")
+            return 0
         if args.command == "params":
             print(yaml.safe_dump(stage_parameters(args.params or project_root()/"params"/"default.yaml", args.stage), sort_keys=False), end="")
             return 0
         out = run(args.params, args.out, args.stages)
-    except (ParamsError, FileNotFoundError) as e: print(f"cgddi: {e}", file=sys.stderr); return 2
+    except (ParamsError, FileNotFoundError, FileExistsError) as e: print(f"cgddi: {e}", file=sys.stderr); return 2
     except StageFailed as e: print(f"cgddi: {e}", file=sys.stderr); return 1
     print(f"report: {out/'index.html'}")
     return 0
