@@ -12,10 +12,11 @@ import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 import mlcroissant as mlc
 from .data import TONE_ORDER, data_source
-from .manifest import MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, read_manifests
+from .manifest import MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, REVIEW_SHEET, read_manifests, write_shard
+from .report import atomic_path
 
 # %% auto #0
-__all__ = ['EXPORT_COLUMNS', 'DATASET_CARD', 'export_dataset']
+__all__ = ['EXPORT_COLUMNS', 'DATASET_CARD', 'IMPORTS', 'export_dataset', 'import_dataset', 'import_note']
 
 # %% ../nbs/00g_publish.ipynb #pub04
 EXPORT_COLUMNS = [c for c in MANIFEST_COLUMNS if c != "image"]  # `image` becomes `file_name` (imagefolder's image feature)
@@ -128,6 +129,9 @@ def export_dataset(work_dir, # run root with manifests (01, 02, 05)
         for image in m.image: _link(work/image, tmp/image)
         meta = m.assign(file_name=m.image.str[len(t) + 1:])[["file_name", *EXPORT_COLUMNS]]
         pq.write_table(pa.Table.from_pandas(meta, schema=_schema(), preserve_index=False), tmp/t/"metadata.parquet")
+    for a in sorted(set(tables["semantic"].adapter.dropna()) if "semantic" in tables else []):  # the adapters' provenance (train_ids)
+        if not (work/a/"lora.json").exists(): raise FileNotFoundError(f"{work/a/'lora.json'}: the adapter of semantic images is missing; rerun 04_lora.")
+        (tmp/a).mkdir(parents=True, exist_ok=True); shutil.copy2(work/a/"lora.json", tmp/a/"lora.json")
     source = data_source(work, announce=False)
     card = DatasetCardData(license=license, pretty_name=f"{name}: synthetic dermatology images", tags=["synthetic", "dermatology", "cgddi"],
                            task_categories=["image-classification"], size_categories=["n<1K"] if sum(map(len, tables.values())) < 1000 else None,
@@ -140,3 +144,71 @@ def export_dataset(work_dir, # run root with manifests (01, 02, 05)
     (tmp/"croissant.json").write_text(json.dumps(_croissant(tmp, tables, name, license, source), indent=1, default=str))
     os.replace(tmp, out)  # a cut-off export leaves only the .partial folder
     return out
+
+# %% ../nbs/00g_publish.ipynb #pub10
+IMPORTS = "manifest/imports.json"  # under work_dir: what was imported, from where, with or without the leakage filter
+
+def _released_table(src:Path, columns:dict|None, leakage_filter:bool)->tuple[pd.DataFrame, str]:
+    "The released rows with manifest column names (image relative to `src`) and the file they came from."
+    typed = sorted(src.glob("*/metadata.parquet"))
+    if typed:  # a cgddi export
+        rows = pd.concat([pd.read_parquet(p).assign(image=lambda d, t=p.parent.name: t + "/" + d.file_name) for p in typed], ignore_index=True)
+        where = ", ".join(str(p) for p in typed)
+    else:
+        files = [p for p in (src/"metadata.parquet", src/"metadata.csv") if p.exists()]
+        if not files: raise FileNotFoundError(f"{src}: no metadata.parquet or metadata.csv (nor <type>/metadata.parquet); point to the set's folder.")
+        rows = pd.read_parquet(files[0]) if files[0].suffix == ".parquet" else pd.read_csv(files[0])
+        where = str(files[0])
+    rows = rows.rename(columns=columns or {})
+    if "image" not in rows and "file_name" in rows: rows = rows.rename(columns={"file_name": "image"})
+    missing = [c for c in ("image", "type", "tone", *(["base_id"] if leakage_filter else [])) if c not in rows]
+    if missing: raise ValueError(f"{where}: no column(s) {missing}; map the released names to the manifest's with `columns` (--columns MAP.yaml)"
+                                   + (" or import without the leakage filter (--no-leakage-filter)." if "base_id" in missing else "."))
+    bad = sorted(set(rows.type) - set(SYNTHETIC_TYPES))
+    if bad: raise ValueError(f"{where}: type(s) {bad} unknown; map them to {list(SYNTHETIC_TYPES)}.")
+    return rows.reindex(columns=MANIFEST_COLUMNS).assign(synthetic=True), where
+
+def _needs_ids(rows:pd.DataFrame, work:Path)->pd.Series:
+    "Rows that lack an id the leakage rule needs."
+    adapter_known = rows.adapter.map(lambda a: isinstance(a, str) and (work/a/"lora.json").exists())
+    return (rows.base_id.isna() | ((rows.type == "lesion_mapped") & rows.donor_id.isna())
+            | ((rows.type == "semantic") & ~adapter_known))
+
+# %% ../nbs/00g_publish.ipynb #pub11
+def import_dataset(src, # a released set: a cgddi export, or a folder with metadata.parquet / metadata.csv and the images
+                   work_dir, # run root written by 00_data (the DDI and splits the set was made from)
+                   columns:dict|None=None, # released column name -> manifest column name
+                   leakage_filter:bool=True, # refuse rows without the ids the leakage rule needs; False: keep them (tables say so)
+                  )->pd.DataFrame:
+    "Write a released set's rows as manifest shards `manifest/<type>/imported.csv`, its images linked in; returns rows kept and refused per type."
+    src, work = Path(src), Path(work_dir)
+    if not (work/"data").exists(): raise FileNotFoundError(f"{work}: no 00_data outputs; run 00_data on the DDI the set was made from first.")
+    rows, where = _released_table(src, columns, leakage_filter)
+    for j in sorted(src.glob("lora/*/*/lora.json")):  # the adapters' provenance (train_ids), carried by a cgddi export
+        (work/j.relative_to(src)).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(j, work/j.relative_to(src))
+    lacking = _needs_ids(rows, work)
+    refused = rows[lacking] if leakage_filter else rows.iloc[:0]
+    rows = rows[~lacking] if leakage_filter else rows
+    for image in rows.image:
+        if not (src/image).exists(): raise FileNotFoundError(f"{src/image}: listed in {where} but missing; download the whole set.")
+        if not (work/image).exists(): _link(src/image, work/image)
+    for t, part in rows.groupby("type", sort=False):
+        write_shard(part[MANIFEST_COLUMNS].reset_index(drop=True), work, t, "imported")
+        if t == "healthy":  # kept: a released set holds the images its makers kept
+            sheet = work/REVIEW_SHEET
+            old = pd.read_csv(sheet) if sheet.exists() else pd.DataFrame(columns=["image", "keep"])
+            new = pd.DataFrame({"image": part.image, "ddi_id": part.base_id, "tone": part.tone, "keep": True, "note": f"imported from {src}"})
+            sheet.parent.mkdir(parents=True, exist_ok=True)
+            pd.concat([old[~old.image.isin(new.image)], new], ignore_index=True).to_csv(sheet, index=False)
+    counts = pd.DataFrame({"kept": rows.type.value_counts(), "refused": refused.type.value_counts()}).fillna(0).astype(int)
+    log = json.loads((work/IMPORTS).read_text()) if (work/IMPORTS).exists() else []
+    log.append({"source": str(src), "leakage_filter": leakage_filter, "rows": counts.kept.to_dict(), "refused": counts.refused.to_dict()})
+    with atomic_path(work/IMPORTS) as t: t.write_text(json.dumps(log, indent=1))
+    return counts.rename_axis("type")
+
+def import_note(work_dir)->str:
+    "A sentence for every table built from `work_dir` when rows were imported without the leakage filter; else empty."
+    p = Path(work_dir)/IMPORTS
+    loose = [i["source"] for i in (json.loads(p.read_text()) if p.exists() else []) if not i["leakage_filter"]]
+    return (f" Synthetic images imported from {', '.join(loose)} without the leakage filter (--no-leakage-filter): rows that lack "
+            "the ids the rule needs were kept, so their ties to test images are unknown.") if loose else ""

@@ -239,6 +239,11 @@ def main(argv=None)->int:
     e.add_argument("out_dir", help="new folder to write")
     e.add_argument("--license", default="other", help="the card's license (hub id; default: other, the source data's terms)")
     e.add_argument("--name", default="cgddi-synthetic", help="the data set's name")
+    i = sub.add_parser("import-dataset", help="turn a released synthetic set into manifest shards of a work dir made by 00_data")
+    i.add_argument("src", help="the released set's folder (a cgddi export, or metadata.parquet/.csv beside the images)")
+    i.add_argument("work_dir", help="the work dir 00_data wrote (the DDI and splits the set was made from)")
+    i.add_argument("--columns", help="YAML map from the released column names to the manifest's, e.g. {prompt_image_id: base_id}")
+    i.add_argument("--no-leakage-filter", action="store_true", help="keep rows without the ids the leakage rule needs (tables say so)")
     args = ap.parse_args(argv)
     try:
         if args.command == "status":
@@ -250,11 +255,16 @@ def main(argv=None)->int:
             from cgddi.publish import export_dataset  # imported here: mlcroissant is not needed to run the stages
             print(f"exported: {export_dataset(args.work_dir, args.out_dir, license=args.license, name=args.name)}")
             return 0
+        if args.command == "import-dataset":
+            from cgddi.publish import import_dataset
+            columns = yaml.safe_load(Path(args.columns).read_text()) if args.columns else None
+            print(import_dataset(args.src, args.work_dir, columns, leakage_filter=not args.no_leakage_filter).to_string())
+            return 0
         if args.command == "params":
             print(yaml.safe_dump(stage_parameters(args.params or project_root()/"params"/"default.yaml", args.stage), sort_keys=False), end="")
             return 0
         out = run(args.params, args.out, args.stages)
-    except (ParamsError, FileNotFoundError, FileExistsError) as e: print(f"cgddi: {e}", file=sys.stderr); return 2
+    except (ParamsError, FileNotFoundError, FileExistsError, ValueError) as e: print(f"cgddi: {e}", file=sys.stderr); return 2
     except StageFailed as e: print(f"cgddi: {e}", file=sys.stderr); return 1
     print(f"report: {out/'index.html'}")
     return 0
