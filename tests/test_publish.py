@@ -34,3 +34,9 @@ def test_round_trip_gives_the_same_tables(tmp_path):
     pd.testing.assert_frame_equal(per_seed_metrics(pa), per_seed_metrics(pb))
     cols = [c for c in runs_a.columns if c.startswith("n_")]
     pd.testing.assert_frame_equal(runs_a[cols].reset_index(drop=True), runs_b[cols].reset_index(drop=True))  # same counts dropped and let through
+
+def test_import_adapters_command_names_the_bad_folder(work_copy, tmp_path, capsys):
+    bad = tmp_path/"melanoma"; bad.mkdir()  # a released folder without its files
+    assert main(["import-adapters", str(bad), "--work-dir", str(work_copy), "--sd-model", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "learned_embeds.safetensors" in err
