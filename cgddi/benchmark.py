@@ -4,18 +4,18 @@
 
 # %% ../nbs/00f_benchmark.ipynb #94e06b5c
 from __future__ import annotations
-import hashlib, inspect, json, shutil, tempfile
+import hashlib, inspect, io, json, shutil, tempfile
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import cv2
 from PIL import Image
-from .data import TONES, TONE_ORDER, MASK_SIZE, METADATA_FILE, METADATA_COLUMNS, LESION, MARKER, RULER, SKIN
+from .data import TONES, TONE_ORDER, MASK_SIZE, METADATA_FILE, METADATA_COLUMNS, LESION, MARKER, RULER, SKIN, F17K_FILE, F17K_COLUMNS
 from .report import progress_bar
 
 # %% auto #0
 __all__ = ['BENCHMARK_DISEASES', 'SKIN_RGB', 'BENCHMARK_README', 'benchmark_counts', 'render_benchmark_image', 'make_benchmark',
-           'benchmark_fingerprint']
+           'benchmark_fingerprint', 'make_f17k']
 
 # %% ../nbs/00f_benchmark.ipynb #d8e7189f
 # disease (a real DDI label), malignant, relative frequency, and its look: radius (fraction of the frame's shorter side;
@@ -238,3 +238,43 @@ def benchmark_fingerprint()->str:
 
 BENCHMARK_README = ("cgddi embedded benchmark: procedurally generated images in the DDI + sDDI layout, made to test "
                     "the software. It is not a dermatology data set; no result computed on it is a medical result.\n")
+
+# %% ../nbs/00f_benchmark.ipynb #f17kcode
+_SCALES = {"light": (1, 2), "medium": (3, 4), "dark": (5, 6)}
+
+def make_f17k(root, # folder to create: fitzpatrick17k.csv and images/<md5hash>.jpg
+              seed:int=1, # everything follows from this seed (differ from the DDI benchmark's)
+              n_images:int=36, # rows before the duplicate
+             )->Path:
+    "Write a small benchmark set in the Fitzpatrick17k layout to `root`; returns `root`."
+    root = Path(root)
+    if (root/F17K_FILE).exists(): return root
+    rng, counts = np.random.default_rng(seed), benchmark_counts(n_images)
+    diseases = rng.permutation(np.concatenate([[d] * n for d, n in counts.items()]))
+    malignant = BENCHMARK_DISEASES.set_index("disease").malignant
+    children = np.random.SeedSequence(seed).spawn(n_images)
+    tmp = Path(tempfile.mkdtemp(prefix=".f17k-", dir=root.parent if root.parent.exists() else None))
+    try:
+        (tmp/"images").mkdir(); rows = []
+        for i in progress_bar(range(n_images), desc="F17k-layout images", leave=False):
+            tone = TONE_ORDER[i % 3]
+            img, _ = render_benchmark_image(diseases[i], tone, np.random.default_rng(children[i]))
+            buf = io.BytesIO(); Image.fromarray(img).save(buf, "JPEG", quality=90)
+            md5 = hashlib.md5(buf.getvalue()).hexdigest(); (tmp/"images"/f"{md5}.jpg").write_bytes(buf.getvalue())
+            scale = int(rng.choice(_SCALES[tone]))
+            partition = "malignant" if malignant[diseases[i]] else "benign"
+            label = diseases[i]
+            if i % 9 == 4: label, partition = "psoriasis", "non-neoplastic"  # F17k's inflammatory classes carry no malignancy
+            rows.append(dict(md5hash=md5, fitzpatrick_scale=-1 if i % 12 == 7 else scale,
+                             fitzpatrick_centaur=scale if i % 24 == 7 else -1, label=label,
+                             nine_partition_label=("malignant " if partition == "malignant" else "benign ") + "lesion" if partition != "non-neoplastic" else "inflammatory",
+                             three_partition_label=partition, qc={3: "1 Diagnostic", 10: "3 Wrongly labelled"}.get(i, np.nan),
+                             url=f"https://example.org/{md5}.jpg", url_alphanum=f"httpsexampleorg{md5}jpg"))
+        rows.append(dict(rows[0]))  # F17k lists some images twice
+        pd.DataFrame(rows, columns=F17K_COLUMNS).to_csv(tmp/F17K_FILE, index=False)
+        (tmp/"README.txt").write_text(BENCHMARK_README)
+        if root.exists(): shutil.rmtree(root)
+        root.parent.mkdir(parents=True, exist_ok=True); shutil.move(str(tmp), root)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp)
+    return root

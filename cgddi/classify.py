@@ -21,7 +21,7 @@ from torchvision.transforms import v2
 from PIL import Image
 from accelerate import Accelerator, PartialState
 from safetensors.torch import save_file, load_file
-from .data import TONE_ORDER, DataError, read_data, read_split
+from .data import TONE_ORDER, DataError, read_data, read_split, load_f17k
 from .manifest import (StageConfig, SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, TRAIN_SET_COLUMNS, read_manifests, leakage_filter,
                             adapter_train_ids, let_through, split_name, train_set_path)
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
@@ -29,10 +29,11 @@ from .report import atomic_path, progress_bar
 from .tiny import tiny_clip_text
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'COUNTS', 'ClassifyConfig',
-           'transforms', 'read_rgb', 'image_reader', 'ImageTable', 'balanced_sampler', 'accelerator', 'make_model',
-           'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table', 'semantic_for_run', 'run_one',
-           'planned_runs', 'split_seeds', 'run_experiments', 'read_runs', 'read_predictions']
+__all__ = ['EXPERIMENTS', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'COUNTS',
+           'ClassifyConfig', 'transforms', 'read_rgb', 'image_reader', 'ImageTable', 'balanced_sampler', 'accelerator',
+           'make_model', 'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table', 'semantic_for_run',
+           'run_one', 'planned_runs', 'split_seeds', 'run_experiments', 'read_runs', 'read_predictions',
+           'external_table', 'external_path', 'evaluate_external', 'read_external_predictions']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -43,10 +44,13 @@ EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts f
     "semantic": (("semantic",), False, None),
 }
 
+EXTERNAL_SETS = {"f17k": "Fitzpatrick17k"}  # external test sets `external_test` may name
+
 @dataclass(kw_only=True)
 class ClassifyConfig(StageConfig):
     "Settings of the classification stage (paper 4.2, G.1-G.3): CPU-safe defaults, the paper's values noted."
-    unhashed: ClassVar[tuple] = ("protocols", "seeds", "real_methods", "synthetic_method", "experiments", "device", "num_workers", "cache_images")
+    unhashed: ClassVar[tuple] = ("protocols", "seeds", "real_methods", "synthetic_method", "experiments", "device", "num_workers", "cache_images",
+                                 "external_test", "external_root", "external_centaur")
     protocols:list = field(default_factory=lambda: ["faithful", "clean"]) # faithful: model chosen on the test split (as the reference); clean: on a validation part
     seeds:list|None = None # split seeds; None: every seed 00_data wrote
     real_methods:list = field(default_factory=lambda: list(METHODS)) # classifiers trained on real images (Table 2's first rows)
@@ -77,12 +81,16 @@ class ClassifyConfig(StageConfig):
     device:str|None = None # None: accelerate's device (a GPU when there is one); "cpu" to stay on the CPU
     num_workers:int = 0 # data-loader workers (0 inside notebooks on CPU)
     cache_images:int = 0 # decoded images kept in memory across runs (0: none); results do not change: the benchmark's ~1,400 images take ~270 MB, a DDI image ~10 MB
+    external_test:str|None = None # "f17k": also test every trained classifier on Fitzpatrick17k (MICCAI version); None: off
+    external_root:str|None = None # the F17k folder; None: the embedded benchmark's F17k-layout set (<work_dir>/external/f17k)
+    external_centaur:bool = False # F17k: fill an unknown Fitzpatrick scale from fitzpatrick_centaur
 
     def __post_init__(self):
         bad = sorted(set(self.experiments) - set(EXPERIMENTS))
         if bad: raise ValueError(f"experiment(s) {bad} unknown; use {list(EXPERIMENTS)}.")
         for m in [*self.real_methods, self.synthetic_method]:
             if m not in METHODS: raise ValueError(f"method {m!r} unknown; use one of {METHODS}.")
+        if self.external_test not in (None, *EXTERNAL_SETS): raise ValueError(f"external_test {self.external_test!r} unknown; use one of {list(EXTERNAL_SETS)} or None.")
 
 # %% ../nbs/06_classify.ipynb #3df6f21f
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -351,6 +359,7 @@ def run_experiments(work_dir, # run root written by the earlier stages
     labels = _labels(work, cfg) if any(m == "patchalign" for *_, m in runs) else None
     for run in progress_bar(runs, desc="classify runs"):
         if not _done(work, run, phash): run_one(work, *run, cfg, labels, acc)
+    if cfg.external_test: evaluate_external(work, cfg, runs, labels, acc)
     return read_runs(work)
 
 def read_runs(work_dir)->pd.DataFrame:
@@ -372,3 +381,41 @@ def read_predictions(work_dir)->pd.DataFrame:
         if missing: raise DataError(f"{p}: missing column(s) {missing}; rerun 06_classify for this run.")
         frames.append(pred.assign(protocol=r.protocol, experiment=r.experiment, method=r.method, seed=r.seed))
     return pd.concat(frames, ignore_index=True)
+
+# %% ../nbs/06_classify.ipynb #ext06
+def external_table(work_dir, cfg:ClassifyConfig)->pd.DataFrame:
+    "The external test images with a malignancy label and a tone: image_id, path, malignant, tone, fitzpatrick."
+    root = Path(cfg.external_root) if cfg.external_root else Path(work_dir)/"external"/cfg.external_test
+    t = load_f17k(root, centaur=cfg.external_centaur)
+    t = t[t.malignant.notna() & t.tone.notna()]
+    if t.empty: raise DataError(f"{root}: no benign or malignant image with a known tone to test on.")
+    return t.assign(path=t.image_path, malignant=t.malignant.astype(bool)).reset_index(drop=True)
+
+def external_path(work_dir, name:str, protocol:str, experiment:str, method:str, seed:int)->Path:
+    "Where one run's predictions on an external set live."
+    return Path(work_dir)/"classify"/"external"/name/protocol/experiment/method/f"S{seed}.csv"
+
+def evaluate_external(work_dir, cfg:ClassifyConfig, # the run root and the stage's settings (external_test, external_root)
+                      runs:list, # (protocol, seed, experiment, method) to test, e.g. `planned_runs`
+                      labels:torch.Tensor|None=None, # PatchAlign's label embeddings
+                      acc:Accelerator|None=None,
+                     )->int:
+    "Test every trained model of `runs` on the external set; predictions are redone only when the model is newer. Returns how many ran."
+    work, acc, table, done = Path(work_dir), acc or accelerator(cfg), external_table(work_dir, cfg), 0
+    for protocol, seed, experiment, method in progress_bar(runs, desc=f"external test ({cfg.external_test})", leave=False):
+        mp, out = model_path(work, protocol, experiment, method, seed), external_path(work, cfg.external_test, protocol, experiment, method, seed)
+        if not mp.exists() or (out.exists() and out.stat().st_mtime_ns >= mp.stat().st_mtime_ns): continue
+        model = make_model(method, cfg, labels); model.load_state_dict(load_file(mp))
+        prob = predict(model, table, cfg, acc)
+        pred = pd.DataFrame({"image_id": table.image_id, "y_true": table.malignant.astype(int), "y_prob": prob,
+                             "y_pred": (prob >= 0.5).astype(int), "tone": table.tone, "fitzpatrick": table.fitzpatrick})
+        with atomic_path(out) as t: pred.to_csv(t, index=False)
+        done += 1
+    return done
+
+def read_external_predictions(work_dir, name:str="f17k")->pd.DataFrame:
+    "Every run's predictions on an external set, with protocol, experiment, method and seed columns (empty if none)."
+    root = Path(work_dir)/"classify"/"external"/name
+    frames = [pd.read_csv(p).assign(protocol=p.parts[-4], experiment=p.parts[-3], method=p.parts[-2], seed=int(p.stem[1:]))
+              for p in sorted(root.rglob("S*.csv"))]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -5,6 +5,7 @@ writes the image table, the frames and the five train/test splits every later st
 
 # %% ../nbs/00_data.ipynb #bbdb60fd
 from __future__ import annotations
+import warnings
 from importlib.resources import files
 from pathlib import Path
 import numpy as np
@@ -17,11 +18,11 @@ from .report import atomic_path, BENCHMARK_NOTICE, progress_bar
 
 # %% auto #0
 __all__ = ['TONES', 'TONE_ORDER', 'BACKGROUND', 'LESION', 'MARKER', 'RULER', 'SKIN', 'MASK_CLASSES', 'MASK_SIZE', 'METADATA_FILE',
-           'METADATA_COLUMNS', 'SPLIT_SEEDS', 'FRAME_MODES', 'SPLIT_MODES', 'TONE_COLOURS', 'MASK_COLOURS', 'DataError',
-           'joined_ddi', 'join_disease', 'rarity', 'read_mask', 'find_masks', 'read_image', 'to_mask_frame',
-           'alpha_blend', 'to_lab', 'ita', 'load_ddi', 'make_split', 'split_path', 'write_splits', 'read_split',
-           'write_data', 'read_data', 'is_benchmark_run', 'data_source', 'lesion_contrast', 'plot_disease_histogram',
-           'overlay_mask']
+           'METADATA_COLUMNS', 'SPLIT_SEEDS', 'FRAME_MODES', 'F17K_FILE', 'F17K_COLUMNS', 'F17K_TONES',
+           'F17K_MALIGNANT', 'SPLIT_MODES', 'TONE_COLOURS', 'MASK_COLOURS', 'DataError', 'joined_ddi', 'join_disease',
+           'rarity', 'read_mask', 'find_masks', 'read_image', 'to_mask_frame', 'alpha_blend', 'to_lab', 'ita',
+           'load_ddi', 'load_f17k', 'make_split', 'split_path', 'write_splits', 'read_split', 'write_data', 'read_data',
+           'is_benchmark_run', 'data_source', 'lesion_contrast', 'plot_disease_histogram', 'overlay_mask']
 
 # %% ../nbs/00_data.ipynb #4d2cd450
 TONES = {12: "light", 34: "medium", 56: "dark"}  # DDI skin_tone code -> tone group
@@ -182,6 +183,46 @@ def load_ddi(root, # folder holding ddi_metadata.csv and the images (or an image
         df["mask_path"] = [str(found[Path(f).stem]) if Path(f).stem in found else None for f in df.file]
         for p in df.mask_path.dropna(): read_mask(p)
     return df.sort_values("ddi_id", ignore_index=True)
+
+# %% ../nbs/00_data.ipynb #f17kload
+F17K_FILE = "fitzpatrick17k.csv"
+F17K_COLUMNS = ["md5hash", "fitzpatrick_scale", "fitzpatrick_centaur", "label", "nine_partition_label", "three_partition_label",
+                "qc", "url", "url_alphanum"]
+F17K_TONES = {1: "light", 2: "light", 3: "medium", 4: "medium", 5: "dark", 6: "dark"}  # Fitzpatrick scale -> DDI's tone groups
+F17K_MALIGNANT = {"malignant": True, "benign": False, "non-neoplastic": None}
+
+def load_f17k(root, # folder holding fitzpatrick17k.csv and the images (or an images/ subfolder)
+              centaur:bool=False, # fill an unknown scale (-1) from `fitzpatrick_centaur`
+              missing:str="error", # missing images: "error" (listing the first few) or "drop" (counted in `attrs`)
+             )->pd.DataFrame:
+    "Read Fitzpatrick17k into one row per image: image_id, image_path, tone, fitzpatrick, disease, partition, malignant, qc."
+    root = Path(root); csv = root/F17K_FILE
+    if not csv.exists(): raise DataError(f"{csv}: not found; point the external test set's root at the folder holding {F17K_FILE}.")
+    meta = pd.read_csv(csv)
+    need = ["md5hash", "fitzpatrick_scale", "fitzpatrick_centaur", "label", "three_partition_label", "qc"]
+    absent = [c for c in need if c not in meta.columns]
+    if absent: raise DataError(f"{csv}: missing column(s) {absent}; F17k's csv has {F17K_COLUMNS}.")
+    bad = meta[~meta.three_partition_label.isin(list(F17K_MALIGNANT))]
+    if len(bad): raise DataError(f"{csv}: three_partition_label {bad.three_partition_label.iloc[0]!r} (md5hash {bad.md5hash.iloc[0]}); "
+                                 f"known: {list(F17K_MALIGNANT)}.")
+    scale = meta.fitzpatrick_scale.where(meta.fitzpatrick_scale != -1)
+    if centaur: scale = scale.fillna(meta.fitzpatrick_centaur.where(meta.fitzpatrick_centaur != -1))
+    odd = scale.dropna()[~scale.dropna().isin(list(F17K_TONES))]
+    if len(odd): raise DataError(f"{csv}: Fitzpatrick scale {odd.iloc[0]:g} (md5hash {meta.md5hash[odd.index[0]]}); known: 1-6 and -1.")
+    dup = meta.md5hash.duplicated()
+    if dup.any(): warnings.warn(f"{csv}: {int(dup.sum())} md5hash(es) listed twice, kept once: {sorted(meta.md5hash[dup])[:3]}")
+    meta, scale = meta[~dup], scale[~dup]
+    paths = [root/f"{h}.jpg" if (root/f"{h}.jpg").exists() else root/"images"/f"{h}.jpg" for h in meta.md5hash]
+    gone = [p for p in paths if not p.exists()]
+    if gone and missing != "drop":
+        raise DataError(f"{root}: {len(gone)} image(s) missing, e.g. {[p.name for p in gone[:3]]}; download them, or pass missing='drop'.")
+    df = pd.DataFrame({"image_id": meta.md5hash.astype(str), "image_path": [str(p) for p in paths],
+                       "tone": scale.map(F17K_TONES), "fitzpatrick": scale.astype("Int64"), "disease": meta.label.astype(str),
+                       "partition": meta.three_partition_label, "malignant": meta.three_partition_label.map(F17K_MALIGNANT).astype("boolean"),
+                       "qc": meta.qc}).reset_index(drop=True)
+    df = df[[Path(p).exists() for p in df.image_path]].reset_index(drop=True)
+    df.attrs.update(duplicates=int(dup.sum()), dropped_missing=len(gone))
+    return df
 
 # %% ../nbs/00_data.ipynb #4d948644
 SPLIT_MODES = ("faithful", "clean")
