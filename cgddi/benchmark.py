@@ -247,8 +247,10 @@ def make_f17k(root, # folder to create: fitzpatrick17k.csv and images/<md5hash>.
               n_images:int=36, # rows before the duplicate
              )->Path:
     "Write a small benchmark set in the Fitzpatrick17k layout to `root`; returns `root`."
-    root = Path(root)
-    if (root/F17K_FILE).exists(): return root
+    root = Path(root); stamp = root/"f17k.json"  # a set made with other settings or generator code is made again
+    settings = dict(seed=seed, n_images=n_images, generator=benchmark_fingerprint(),
+                    writer=hashlib.sha256(inspect.getsource(make_f17k).encode()).hexdigest()[:16])
+    if stamp.exists() and json.loads(stamp.read_text()) == settings: return root
     rng, counts = np.random.default_rng(seed), benchmark_counts(n_images)
     diseases = rng.permutation(np.concatenate([[d] * n for d, n in counts.items()]))
     malignant = BENCHMARK_DISEASES.set_index("disease").malignant
@@ -272,7 +274,7 @@ def make_f17k(root, # folder to create: fitzpatrick17k.csv and images/<md5hash>.
                              url=f"https://example.org/{md5}.jpg", url_alphanum=f"httpsexampleorg{md5}jpg"))
         rows.append(dict(rows[0]))  # F17k lists some images twice
         pd.DataFrame(rows, columns=F17K_COLUMNS).to_csv(tmp/F17K_FILE, index=False)
-        (tmp/"README.txt").write_text(BENCHMARK_README)
+        (tmp/"README.txt").write_text(BENCHMARK_README); (tmp/"f17k.json").write_text(json.dumps(settings))
         if root.exists(): shutil.rmtree(root)
         root.parent.mkdir(parents=True, exist_ok=True); shutil.move(str(tmp), root)
     finally:

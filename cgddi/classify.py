@@ -21,7 +21,7 @@ from torchvision.transforms import v2
 from PIL import Image
 from accelerate import Accelerator, PartialState
 from safetensors.torch import save_file, load_file
-from .data import TONE_ORDER, DataError, read_data, read_split, load_f17k
+from .data import TONE_ORDER, DataError, read_data, read_split, load_f17k, written_split_seeds
 from .manifest import (StageConfig, SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, TRAIN_SET_COLUMNS, read_manifests, leakage_filter,
                             adapter_train_ids, let_through, split_name, train_set_path)
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
@@ -333,7 +333,7 @@ def planned_runs(cfg:ClassifyConfig, # protocols, experiments and methods
 def split_seeds(work_dir, cfg:ClassifyConfig)->list[int]:
     "The split seeds to run: `cfg.seeds`, or every seed 00_data wrote."
     if cfg.seeds is not None: return list(cfg.seeds)
-    return sorted({int(p.stem.split("_S")[1]) for p in (Path(work_dir)/"splits").glob("*_S*.csv")})
+    return written_split_seeds(work_dir)
 
 def _done(work:Path, run:tuple, phash:str)->bool:
     "A run is done: its facts record these settings, and it has predictions or was skipped."

@@ -21,8 +21,9 @@ __all__ = ['TONES', 'TONE_ORDER', 'BACKGROUND', 'LESION', 'MARKER', 'RULER', 'SK
            'METADATA_COLUMNS', 'SPLIT_SEEDS', 'FRAME_MODES', 'F17K_FILE', 'F17K_COLUMNS', 'F17K_TONES',
            'F17K_MALIGNANT', 'SPLIT_MODES', 'TONE_COLOURS', 'MASK_COLOURS', 'DataError', 'joined_ddi', 'join_disease',
            'rarity', 'read_mask', 'find_masks', 'read_image', 'to_mask_frame', 'alpha_blend', 'to_lab', 'ita',
-           'load_ddi', 'load_f17k', 'make_split', 'split_path', 'write_splits', 'read_split', 'write_data', 'read_data',
-           'is_benchmark_run', 'data_source', 'lesion_contrast', 'plot_disease_histogram', 'overlay_mask']
+           'load_ddi', 'load_f17k', 'make_split', 'split_path', 'write_splits', 'read_split', 'written_split_seeds',
+           'write_data', 'read_data', 'is_benchmark_run', 'data_source', 'lesion_contrast', 'plot_disease_histogram',
+           'overlay_mask']
 
 # %% ../nbs/00_data.ipynb #4d2cd450
 TONES = {12: "light", 34: "medium", 56: "dark"}  # DDI skin_tone code -> tone group
@@ -213,14 +214,14 @@ def load_f17k(root, # folder holding fitzpatrick17k.csv and the images (or an im
     if dup.any(): warnings.warn(f"{csv}: {int(dup.sum())} md5hash(es) listed twice, kept once: {sorted(meta.md5hash[dup])[:3]}")
     meta, scale = meta[~dup], scale[~dup]
     paths = [root/f"{h}.jpg" if (root/f"{h}.jpg").exists() else root/"images"/f"{h}.jpg" for h in meta.md5hash]
-    gone = [p for p in paths if not p.exists()]
+    present = np.array([p.exists() for p in paths], bool)
+    gone = [p for p, ok in zip(paths, present) if not ok]
     if gone and missing != "drop":
         raise DataError(f"{root}: {len(gone)} image(s) missing, e.g. {[p.name for p in gone[:3]]}; download them, or pass missing='drop'.")
     df = pd.DataFrame({"image_id": meta.md5hash.astype(str), "image_path": [str(p) for p in paths],
                        "tone": scale.map(F17K_TONES), "fitzpatrick": scale.astype("Int64"), "disease": meta.label.astype(str),
                        "partition": meta.three_partition_label, "malignant": meta.three_partition_label.map(F17K_MALIGNANT).astype("boolean"),
-                       "qc": meta.qc}).reset_index(drop=True)
-    df = df[[Path(p).exists() for p in df.image_path]].reset_index(drop=True)
+                       "qc": meta.qc}).reset_index(drop=True)[present].reset_index(drop=True)
     df.attrs.update(duplicates=int(dup.sum()), dropped_missing=len(gone))
     return df
 
@@ -276,6 +277,11 @@ def read_split(work_dir, mode:str, seed:int)->pd.DataFrame:
     p = split_path(work_dir, mode, seed)
     if not p.exists(): raise DataError(f"{p}: split not found; run 00_data with this work_dir first.")
     return pd.read_csv(p)
+
+def written_split_seeds(work_dir, mode:str|None=None, # only this mode's splits; None: any
+                       )->list[int]:
+    "The split seeds `write_splits` wrote under `work_dir`."
+    return sorted({int(p.stem.split("_S")[1]) for p in (Path(work_dir)/"splits").glob(f"{mode or '*'}_S*.csv")})
 
 # %% ../nbs/00_data.ipynb #d6aae048
 def write_data(ddi:pd.DataFrame, # `load_ddi` output

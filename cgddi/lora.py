@@ -6,7 +6,7 @@ under "An image of healthy skin on a {tone}-toned individual", keep the model fr
 
 # %% ../nbs/04_lora.ipynb #8463d84a
 from __future__ import annotations
-import copy, json, os, shutil, tempfile
+import copy, json, os, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -24,7 +24,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
 from .data import DataError, TONE_ORDER, RULER, read_data
-from .manifest import (ManifestError, StageConfig, SHARED, file_hash, read_manifest, remove_stale_temps, select_diseases,
+from .manifest import (ManifestError, StageConfig, SHARED, file_hash, link_or_copy, read_manifest, remove_stale_temps, select_diseases,
                             read_concepts, write_concepts, concepts_path, generator_sets, set_test_ids, write_set_split)
 from .report import atomic_path, progress_bar
 from .tiny import model_load_error, weights_label
@@ -309,10 +309,7 @@ def write_adapter_card(folder, # the adapter's folder (`lora/<set>/<slug>`)
                       )->Path:
     "Make `folder` a publishable repository: the token's embeddings beside the LoRA and a model card `README.md`."
     folder, ti = Path(folder), ti_settings or {}
-    link = folder/"learned_embeds.safetensors"
-    with atomic_path(link) as t:
-        try: os.link(embeds, t)  # no copy where the file system allows
-        except OSError: shutil.copy2(embeds, t)
+    link_or_copy(embeds, folder/"learned_embeds.safetensors")
     hub_id = not Path(str(facts["model"])).exists()  # a local folder is no base_model the hub can link
     per_tone = ", ".join(f"{int((instance.tone == t).sum())} {t}" for t in TONE_ORDER)
     label = weights_label(facts["model"])

@@ -5,7 +5,7 @@ leaves nothing half-done and a restarted run knows what is finished."""
 
 # %% ../nbs/00c_manifest.ipynb #24e89974
 from __future__ import annotations
-import hashlib, json, re
+import hashlib, json, os, re, shutil
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
@@ -18,8 +18,8 @@ from .data import DataError, TONE_ORDER, read_split, split_path
 # %% auto #0
 __all__ = ['MANIFEST_COLUMNS', 'MANIFEST_TYPES', 'SYNTHETIC_TYPES', 'REVIEW_SHEET', 'SYNTHETIC_NOTICE', 'SHARED',
            'CONCEPT_COLUMNS', 'LEAK_KINDS', 'TRAIN_SET_COLUMNS', 'ManifestError', 'params_hash', 'StageConfig',
-           'seed_of', 'file_hash', 'save_synthetic', 'read_synthetic_meta', 'png_complete', 'synthetic_done',
-           'manifest_dir', 'as_bool', 'check_rows', 'write_shard', 'read_manifest', 'read_manifests',
+           'seed_of', 'link_or_copy', 'file_hash', 'save_synthetic', 'read_synthetic_meta', 'png_complete',
+           'synthetic_done', 'manifest_dir', 'as_bool', 'check_rows', 'write_shard', 'read_manifest', 'read_manifests',
            'remove_stale_temps', 'split_name', 'concepts_path', 'write_set_split', 'set_test_ids', 'generator_sets',
            'write_concepts', 'read_concepts', 'select_diseases', 'adapter_train_ids', 'leak_kinds', 'leakage_filter',
            'let_through', 'train_set_path', 'audit_leakage']
@@ -69,6 +69,16 @@ def seed_of(*parts)->int:
     "A 32-bit seed derived from a run seed and any ids or names (names are hashed), stable across runs and machines."
     key = [int(p) if isinstance(p, (int, np.integer)) else int(hashlib.sha256(str(p).encode()).hexdigest()[:8], 16) for p in parts]
     return int(np.random.SeedSequence(key).generate_state(1)[0])
+
+def link_or_copy(src, # an existing file
+                 dst, # where it should also be
+                )->Path:
+    "Hard-link `src` at `dst` (a copy where the file system cannot link), atomically: the bytes are never re-encoded."
+    with atomic_path(dst) as t:
+        t.unlink()  # a link needs a free name
+        try: os.link(src, t)
+        except OSError: shutil.copy2(src, t)
+    return Path(dst)
 
 def file_hash(path)->str:
     "Short content hash of a file: outputs made from another version of it are recognised and redone."

@@ -14,11 +14,11 @@ from huggingface_hub import DatasetCard, DatasetCardData
 import mlcroissant as mlc
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from .data import TONE_ORDER, data_source, read_data
+from .data import TONE_ORDER, data_source, read_data, written_split_seeds
 from .diffusion import DEFAULT_SD_MODEL, resolve_model
 from .lora import LORA_DIR
 from .manifest import (MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, REVIEW_SHEET, SHARED, read_manifests,
-                            write_shard, write_concepts, write_set_split)
+                            write_shard, write_concepts, write_set_split, link_or_copy)
 from .report import atomic_path
 
 # %% auto #0
@@ -77,12 +77,6 @@ def _features(columns)->list[dict]:
     return [{"name": "image", "dtype": "image"}] + [{"name": c, "dtype": _FEATURE.get(MANIFEST_TYPES.get(c), "string")} for c in columns]
 
 # %% ../nbs/00g_publish.ipynb #pub05
-def _link(src:Path, dst:Path):
-    "Hard-link `src` to `dst` (a copy where links are impossible): the bytes are never re-encoded."
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try: os.link(src, dst)
-    except OSError: shutil.copy2(src, dst)
-
 def _counts(tables:dict)->str:
     rows = {t: m.tone.value_counts().reindex(TONE_ORDER, fill_value=0) for t, m in tables.items()}
     counts = pd.DataFrame(rows).T.rename_axis("type")
@@ -133,7 +127,7 @@ def export_dataset(work_dir, # run root with manifests (01, 02, 05)
     for t, m in tables.items():
         bad = m.image[~m.image.str.startswith(f"{t}/")]
         if len(bad): raise ValueError(f"{work/'manifest'/t}: image {bad.iloc[0]!r} is not under {t}/; the manifest is not cgddi's.")
-        for image in m.image: _link(work/image, tmp/image)
+        for image in m.image: link_or_copy(work/image, tmp/image)  # never re-encoded
         meta = m.assign(file_name=m.image.str[len(t) + 1:])[["file_name", *EXPORT_COLUMNS]]
         pq.write_table(pa.Table.from_pandas(meta, schema=_schema(), preserve_index=False), tmp/t/"metadata.parquet")
     for a in sorted(set(tables["semantic"].adapter.dropna()) if "semantic" in tables else []):  # the adapters' provenance (train_ids)
@@ -198,15 +192,14 @@ def import_dataset(src, # a released set: a cgddi export, or a folder with metad
     rows = rows[~lacking] if leakage_filter else rows
     for image in rows.image:
         if not (src/image).exists(): raise FileNotFoundError(f"{src/image}: listed in {where} but missing; download the whole set.")
-        if not (work/image).exists(): _link(src/image, work/image)
+        if not (work/image).exists(): link_or_copy(src/image, work/image)
     for t, part in rows.groupby("type", sort=False):
         write_shard(part[MANIFEST_COLUMNS].reset_index(drop=True), work, t, "imported")
         if t == "healthy":  # kept: a released set holds the images its makers kept
             sheet = work/REVIEW_SHEET
             old = pd.read_csv(sheet) if sheet.exists() else pd.DataFrame(columns=["image", "keep"])
             new = pd.DataFrame({"image": part.image, "ddi_id": part.base_id, "tone": part.tone, "keep": True, "note": f"imported from {src}"})
-            sheet.parent.mkdir(parents=True, exist_ok=True)
-            pd.concat([old[~old.image.isin(new.image)], new], ignore_index=True).to_csv(sheet, index=False)
+            with atomic_path(sheet) as t: pd.concat([old[~old.image.isin(new.image)], new], ignore_index=True).to_csv(t, index=False)
     counts = pd.DataFrame({"kept": rows.type.value_counts(), "refused": refused.type.value_counts()}).fillna(0).astype(int)
     log = json.loads((work/IMPORTS).read_text()) if (work/IMPORTS).exists() else []
     log.append({"source": str(src), "leakage_filter": leakage_filter, "rows": counts.kept.to_dict(), "refused": counts.refused.to_dict()})
@@ -236,12 +229,14 @@ def _released_disease(src:Path, token:str, aliases:pd.DataFrame)->pd.Series:
                          f"({', '.join(near) or 'see cgddi/released_adapters.csv'}).")
     return hit.iloc[0]
 
+_PREFIXES = ("unet.", "text_encoder.")  # what diffusers' pipeline loader reads; other keys it skips without an error
+
 def _copy_lora(src:Path, dst:Path):
     "Copy a released LoRA; keys saved by `unet.save_attn_procs` (no `unet.` prefix) get it, or diffusers would skip them silently."
     with safe_open(str(src), "pt") as f: keys = list(f.keys())
     if not any("lora" in k for k in keys): raise ValueError(f"{src}: no LoRA weights (keys like {keys[:2]}); is it the adapter's file?")
-    if all(k.startswith(("unet.", "text_encoder.")) for k in keys): shutil.copy2(src, dst); return
-    with atomic_path(dst) as t: save_file({("" if k.startswith(("unet.", "text_encoder.")) else "unet.") + k: v for k, v in load_file(src).items()}, t)
+    if all(k.startswith(_PREFIXES) for k in keys): shutil.copy2(src, dst); return
+    with atomic_path(dst) as t: save_file({("" if k.startswith(_PREFIXES) else "unet.") + k: v for k, v in load_file(src).items()}, t)
 
 def _released_token(src:Path, width:int)->tuple[str, Path, Path]:
     "The one token of a released folder, and its two files; errors name the folder."
@@ -264,13 +259,16 @@ def import_adapters(srcs:list, # released adapter folders (one per disease)
                    )->pd.DataFrame:
     "Write released token + LoRA folders where 05 samples from (`textual_inversion/<set>/`, `lora/<set>/`); returns their lora concept rows."
     work = Path(work_dir)
-    ddi, aliases = read_data(work), released_aliases()
+    ddi, aliases, base = read_data(work), released_aliases(), resolve_model(sd_model, work)
+    seeds = written_split_seeds(work, "faithful")
+    if not seeds: raise FileNotFoundError(f"{work/'splits'}: no faithful split; run 00_data first.")
+    def width(model:str)->int:  # the text encoder's width; a hub id without a local copy: SD 2.1-base's OpenCLIP-H
+        p = Path(model)/"text_encoder"/"config.json"
+        return json.loads(p.read_text())["hidden_size"] if p.exists() else 1024
     ti_rows, lora_rows = [], []
     for src in map(Path, srcs):
-        model = str(src) if (src/"model_index.json").exists() else resolve_model(sd_model, work)
-        cfg_path = Path(model)/"text_encoder"/"config.json"
-        width = json.loads(cfg_path.read_text())["hidden_size"] if cfg_path.exists() else 1024  # a hub id: SD 2.1-base's OpenCLIP-H
-        token, emb, lora = _released_token(src, width)
+        model = str(src) if (src/"model_index.json").exists() else base
+        token, emb, lora = _released_token(src, width(model))
         a = _released_disease(src, token, aliases)
         own = ddi[ddi.disease_joined == a.disease_joined]
         ti_dir, lora_dir = work/"textual_inversion"/gset/a.disease_slug, work/LORA_DIR/gset/a.disease_slug
@@ -286,8 +284,6 @@ def import_adapters(srcs:list, # released adapter folders (one per disease)
                       embeds=f"textual_inversion/{gset}/{a.disease_slug}/{emb.name}", model=model)
         ti_rows.append(common | dict(n_holdout=0, final_loss=None))
         lora_rows.append(common | dict(n_class=0, final_instance_loss=None, final_prior_loss=None, lora=f"{LORA_DIR}/{gset}/{a.disease_slug}/{lora.name}"))
-    seeds = sorted(int(p.stem.split("_S")[1]) for p in (work/"splits").glob("faithful_S*.csv"))
-    if not seeds: raise FileNotFoundError(f"{work/'splits'}: no faithful split; run 00_data first.")
     for stage in ("textual_inversion", LORA_DIR):  # any split: the imported adapters saw every one
         if not (work/stage/gset/"split.json").exists(): write_set_split(work, stage, gset, "faithful", seeds[0])
     write_concepts(ti_rows, work, "textual_inversion", gset)

@@ -103,13 +103,13 @@ def table_caption(md_path)->str:
 BENCHMARK_NOTICE = ("Made from the embedded benchmark: procedurally generated test data for the software, "
                     "not a dermatology data set. No number here is a medical result.")
 
-def _table_html(t:Path, heading:str="h3")->str:
-    "A saved table as HTML: its name, its caption and a link to the CSV."
+def _table_html(t:Path, heading:str="h3", anchor:str|None=None)->str:
+    "A saved table as HTML: its name (anchored at `anchor`, default its stem), its caption and a link to the CSV."
     e, md = html.escape, t.with_suffix(".md")
     cap = table_caption(md) if md.exists() else t.stem
     table = pd.read_csv(t, dtype=str, keep_default_na=False)  # the cells as written, not re-formatted
     table.columns = ["" if c.startswith("Unnamed:") else c for c in table.columns]  # the index column has no name
-    return (f"<{heading} id='{e(t.stem)}'>{e(t.stem)}</{heading}><p>{e(cap)}</p>{table.to_html(index=False)}"
+    return (f"<{heading} id='{e(anchor or t.stem)}'>{e(t.stem)}</{heading}><p>{e(cap)}</p>{table.to_html(index=False)}"
             f"<p><a href='tables/{e(t.name)}'>CSV</a></p>")
 
 def _outputs(rd:Path, stages:list[dict])->dict:
@@ -141,7 +141,7 @@ def render_index(report_dir, # the run's report folder, holding tables/ and figu
     shown = [rd/"tables"/f"{name}.csv" for name in summary if (rd/"tables"/f"{name}.csv").exists()]
     if shown or outputs:
         parts.append("<h2 id='summary'>Summary</h2>")
-        parts += [_table_html(t, "h3").replace(f"id='{e(t.stem)}'", f"id='summary-{e(t.stem)}'") for t in shown]
+        parts += [_table_html(t, "h3", anchor=f"summary-{t.stem}") for t in shown]
         parts.append("<p>Every table and figure:</p><ul>" + "".join(
             f"<li><a href='#stage-{e(stage)}'>{e(stage)}</a>: " + ", ".join(f"<a href='#{e(p.stem)}'>{e(p.stem)}</a>" for p in tabs + figs)
             + "</li>" for stage, (tabs, figs) in outputs.items()) + "</ul>")

@@ -36,6 +36,8 @@ def test_round_trip_gives_the_same_tables(tmp_path):
     pd.testing.assert_frame_equal(runs_a[cols].reset_index(drop=True), runs_b[cols].reset_index(drop=True))  # same counts dropped and let through
 
 def test_import_adapters_command_names_the_bad_folder(work_copy, tmp_path, capsys):
+    from cgddi.data import read_data, write_splits
+    write_splits(read_data(work_copy), work_copy, seeds=[36])  # 00_data's outputs, as the command expects
     bad = tmp_path/"melanoma"; bad.mkdir()  # a released folder without its files
     assert main(["import-adapters", str(bad), "--work-dir", str(work_copy), "--sd-model", "tiny"]) == 2
     err = capsys.readouterr().err
