@@ -363,5 +363,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'cgddi.tiny.random_pipeline': ('tiny.html#random_pipeline', 'cgddi/tiny.py'),
                             'cgddi.tiny.tiny_clip_text': ('tiny.html#tiny_clip_text', 'cgddi/tiny.py'),
                             'cgddi.tiny.tiny_kandinsky': ('tiny.html#tiny_kandinsky', 'cgddi/tiny.py'),
+                            'cgddi.tiny.tiny_sam': ('tiny.html#tiny_sam', 'cgddi/tiny.py'),
                             'cgddi.tiny.tiny_sd': ('tiny.html#tiny_sd', 'cgddi/tiny.py'),
                             'cgddi.tiny.weights_label': ('tiny.html#weights_label', 'cgddi/tiny.py')}}}

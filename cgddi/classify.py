@@ -22,7 +22,7 @@ from PIL import Image
 from accelerate import Accelerator, PartialState
 from safetensors.torch import save_file, load_file
 from .data import TONE_ORDER, DataError, read_data, read_split, load_f17k, written_split_seeds
-from .manifest import (StageConfig, SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, TRAIN_SET_COLUMNS, read_manifests, leakage_filter,
+from .manifest import (StageConfig, SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, TRAIN_SET_COLUMNS, read_manifests, leakage_filter, leak_kinds,
                             adapter_train_ids, let_through, split_name, train_set_path)
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
 from .report import atomic_path, progress_bar
@@ -84,12 +84,15 @@ class ClassifyConfig(StageConfig):
     external_test:str|None = None # "f17k": also test every trained classifier on Fitzpatrick17k (MICCAI version); None: off
     external_root:str|None = None # the F17k folder; None: the embedded benchmark's F17k-layout set (<work_dir>/external/f17k)
     external_centaur:bool = False # F17k: fill an unknown Fitzpatrick scale from fitzpatrick_centaur
+    train_tones:list|None = None # skin-diff's light->dark scenario: train only on these tones, e.g. ["light"] (real and derived synthetic images); None: all
 
     def __post_init__(self):
         bad = sorted(set(self.experiments) - set(EXPERIMENTS))
         if bad: raise ValueError(f"experiment(s) {bad} unknown; use {list(EXPERIMENTS)}.")
         for m in [*self.real_methods, self.synthetic_method]:
             if m not in METHODS: raise ValueError(f"method {m!r} unknown; use one of {METHODS}.")
+        if self.train_tones is not None and (not self.train_tones or set(self.train_tones) - set(TONE_ORDER)):
+            raise ValueError(f"train_tones {self.train_tones!r}: name one or more of {TONE_ORDER}, or None for all.")
         if self.external_test not in (None, *EXTERNAL_SETS): raise ValueError(f"external_test {self.external_test!r} unknown; use one of {list(EXTERNAL_SETS)} or None.")
 
 # %% ../nbs/06_classify.ipynb #3df6f21f
@@ -213,8 +216,8 @@ def fit(model:nn.Module, # from `make_model`
 
 # %% ../nbs/06_classify.ipynb #4a7ebb4a
 PREDICTION_COLUMNS = ["ddi_id", "y_true", "y_prob", "y_pred", "tone", "rarity"]
-COUNTS = ("dropped_base", "dropped_donor", "dropped_adapter", "dropped_few_samples", "dropped_no_label", "semantic_generator_saw_test",
-          "semantic_base_in_test")  # each run's facts: `n_<count>`
+COUNTS = ("dropped_base", "dropped_donor", "dropped_adapter", "dropped_few_samples", "dropped_no_label", "dropped_other_tone",
+          "semantic_generator_saw_test", "semantic_base_in_test")  # each run's facts: `n_<count>`
 
 def prediction_path(work_dir, protocol:str, experiment:str, method:str, seed:int)->Path:
     "Where one run's predictions live (its facts are beside it, `.json`)."
@@ -232,11 +235,13 @@ def synthetic_table(work_dir, types, # synthetic types to use
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=MANIFEST_COLUMNS)
     return rows.assign(path=[str(Path(work_dir)/p) for p in rows.image]), missing
 
-def _split_data(work:Path, protocol:str, seed:int)->dict:
+def _split_data(work:Path, protocol:str, seed:int, train_tones:list|None=None)->dict:
     "The real images of one split: the table, its train, selection (test: faithful; validation: clean) and test images."
     ddi, split = read_data(work), read_split(work, protocol, seed)
     part = lambda name: ddi[ddi.ddi_id.isin(split.ddi_id[split.split == name])].assign(path=lambda d: d.image_path).reset_index(drop=True)
     train, val, test = part("train"), part("val"), part("test")
+    if train_tones is not None:  # skin-diff's scenario: the other tones are never trained or selected on, only tested
+        train, val = (d[d.tone.isin(train_tones)].reset_index(drop=True) for d in (train, val))
     if len(test) == 0: raise DataError(f"{protocol} split S{seed}: empty test set; rerun 00_data.")
     return dict(ddi=ddi, train=train, select=test if protocol == "faithful" else val, test=test)
 
@@ -262,6 +267,9 @@ def _synthetic(work:Path, types:tuple, run:tuple, cfg:ClassifyConfig, data:dict)
     ddi = data["ddi"]
     syn, facts = semantic_for_run(syn, protocol, seed, ddi.disease_joined.value_counts(), cfg.min_train_samples)
     syn, dropped = leakage_filter(syn, data["test"].ddi_id, protocol, dict(zip(ddi.ddi_id, ddi.disease_joined)), adapter_train_ids(work))
+    if cfg.train_tones is not None:  # no synthetic image whose canvas, donor or adapter comes from an image of another tone
+        other_tone = leak_kinds(syn, ddi.ddi_id[~ddi.tone.isin(cfg.train_tones)], adapter_train_ids(work)) != ""
+        syn, dropped["n_dropped_other_tone"] = syn[~other_tone].reset_index(drop=True), int(other_tone.sum())
     if cfg.max_synthetic is not None and len(syn) > cfg.max_synthetic: syn = syn.sample(cfg.max_synthetic, random_state=seed)
     return syn.assign(malignant=syn.malignant.astype(bool)), dict(synthetic_missing=missing, **facts, **dropped, **let_through(syn),
                                                                   n_train_synthetic=len(syn))
@@ -299,12 +307,12 @@ def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, # the 
     "Train and evaluate one run; write its predictions, facts and model. Returns the facts."
     if experiment not in EXPERIMENTS: raise ValueError(f"experiment {experiment!r} unknown; use one of {list(EXPERIMENTS)}.")
     work, acc = Path(work_dir), acc or accelerator(cfg)
-    data = _split_data(work, protocol, seed); test = data["test"]
+    data = _split_data(work, protocol, seed, cfg.train_tones); test = data["test"]
     facts = {"protocol": protocol, "seed": seed, "experiment": experiment, "method": method, "status": "done",
              "n_train_real": len(data["train"]) if EXPERIMENTS[experiment][1] else 0, "n_train_synthetic": 0, "n_dropped_leakage": 0,
              **{f"n_{k}": 0 for k in COUNTS}, "synthetic_missing": [], "generator_set": None, "n_test": len(test),
              "n_select": len(data["select"]), "pretrained": cfg.pretrained,
-             "backbone": cfg.vit if method == "patchalign" else cfg.resnet, "params_hash": cfg.params_hash()}
+             "backbone": cfg.vit if method == "patchalign" else cfg.resnet, "train_tones": cfg.train_tones, "params_hash": cfg.params_hash()}
     out = prediction_path(work, protocol, experiment, method, seed)
     torch.manual_seed(cfg.seed + seed)
     model = make_model(method, cfg, labels)

@@ -292,6 +292,7 @@ def write_data(ddi:pd.DataFrame, # `load_ddi` output
     work = Path(work_dir); out = ddi.copy()
     out["frame_path"] = [f"data/frames/{Path(f).stem}.png" for f in out.file]
     out["frame_mask_path"] = [f"data/masks/{Path(f).stem}.npy" if pd.notna(m) else None for f, m in zip(out.file, out.mask_path)]
+    out["mask_source"] = np.where(out.mask_path.notna(), "sddi", "")  # `cgddi.automask.write_auto_masks` adds "auto"
     for row in progress_bar(out.itertuples(), total=len(out), desc="framing images", leave=False):
         with atomic_path(work/row.frame_path) as t:
             to_mask_frame(read_image(row.image_path), frame_mode).save(t, format="png")

@@ -17,7 +17,7 @@ from PIL import Image
 from .data import (DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data, read_image, overlay_mask, alpha_blend, ita,
                         to_lab)
 from .manifest import (REVIEW_SHEET, StageConfig, seed_of, save_synthetic, synthetic_done, write_shard, remove_stale_temps,
-                            read_manifest)
+                            read_manifest, file_hash)
 from .report import atomic_path, progress_bar
 from .tiny import tiny_kandinsky, model_load_error, weights_label, TINY_LABEL
 
@@ -192,15 +192,20 @@ def _badness(s:dict, th:dict)->float:
     return (s["residue"] / th["max_residue"] + s["tone_drift"] / th["max_tone_drift"] + s["implausible"] / th["max_implausible"]
             + abs(np.log(s["texture_ratio"])) / np.log(th["max_texture_ratio"]))
 
-def _heal(work:Path, r, inpainter:Inpainter, phash:str)->tuple[dict, dict]:
-    "One annotated image (a `data/ddi.csv` row): its healthy twin, made unless done, its manifest row and review-sheet row."
+def _heal(work:Path, r, inpainter:Inpainter)->tuple[dict, dict]:
+    "One masked image (a `data/ddi.csv` row): its healthy twin, made unless done, its manifest row and review-sheet row."
     cfg, stem = inpainter.cfg, Path(r.frame_path).stem
+    phash = cfg.params_hash(mask=file_hash(work/r.frame_mask_path))  # another mask for the image (auto, sDDI) remakes it
+    source = getattr(r, "mask_source", "sddi")
     out, out_mask = f"healthy/images/{stem}.png", f"healthy/masks/{stem}.npy"
     mask = np.load(work/r.frame_mask_path)
     frame = np.asarray(read_image(work/r.frame_path))
     if frame.shape[:2] != mask.shape:
         raise DataError(f"{work/r.frame_path}: image is {frame.shape[1]}x{frame.shape[0]} but its mask {work/r.frame_mask_path} "
                         f"is {mask.shape[1]}x{mask.shape[0]}; rerun 00_data to rewrite the frames.")
+    if not np.isin(mask, (LESION, MARKER)).any():
+        raise DataError(f"{work/r.frame_mask_path}: mask has no lesion or marker pixels, so there is nothing to inpaint; "
+                        "fix the mask or remove it (rerun 00_data).")
     soft = inpaint_region(mask, cfg.dilate_kernel, cfg.blur_sigma)
     row = dict(image=out, synthetic=True, type="healthy", base_id=int(r.ddi_id), donor_id=None, disease=None,
                disease_joined=None, malignant=False, tone=r.tone, ruler=bool((mask == RULER).any()),
@@ -215,7 +220,7 @@ def _heal(work:Path, r, inpainter:Inpainter, phash:str)->tuple[dict, dict]:
         save_synthetic(healthy, work/out, row)
     else: scores = qc_scores(frame, np.asarray(Image.open(work/out).convert("RGB")), mask, soft)
     reasons = ";".join(map(str, qc_reasons(scores, **cfg.thresholds)))
-    return row, dict(image=out, ddi_id=int(r.ddi_id), tone=r.tone, **{k: round(v, 4) for k, v in scores.items()},
+    return row, dict(image=out, ddi_id=int(r.ddi_id), tone=r.tone, mask_source=source if isinstance(source, str) else "", **{k: round(v, 4) for k, v in scores.items()},
                      auto_keep=not reasons, auto_reasons=reasons, keep=not reasons, reasons=reasons, note="", params_hash=phash,
                      regenerated=regenerated)
 
@@ -223,16 +228,16 @@ def make_healthy(work_dir, # run root written by 00_data
                  cfg:HealthyConfig, # the stage's settings
                  inpainter:Inpainter|None=None, # the backend, if already loaded (made from `cfg`); None: loaded here
                 )->pd.DataFrame:
-    "Inpaint every annotated image; writes images, masks, the manifest shard and the review sheet; returns the sheet."
+    "Inpaint every masked image (sDDI or automatic); writes images, masks, the manifest shard and the review sheet; returns the sheet."
     work = Path(work_dir); ddi = read_data(work)
     todo = ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id")
     if cfg.limit is not None: todo = todo.head(cfg.limit)
-    if todo.empty: raise DataError(f"{work/'data/ddi.csv'}: no image has an sDDI mask; healthy synthetics need masks.")
+    if todo.empty: raise DataError(f"{work/'data/ddi.csv'}: no image has a mask; healthy synthetics need masks: give 00_data the sDDI "
+                                   "masks (masks_root) or let it make automatic ones (masks: sddi+auto).")
     inpainter = inpainter or Inpainter(cfg, work)
     if inpainter.cfg != cfg: raise ValueError("the inpainter was made from other settings than `cfg`; pass Inpainter(cfg) or none.")
-    phash = cfg.params_hash()
     remove_stale_temps(work/"healthy")
-    rows, sheet = zip(*[_heal(work, r, inpainter, phash) for r in progress_bar(todo.itertuples(), total=len(todo), desc="healthy synthetics")])
+    rows, sheet = zip(*[_heal(work, r, inpainter) for r in progress_bar(todo.itertuples(), total=len(todo), desc="healthy synthetics")])
     write_shard(list(rows), work, "healthy", "all")
     return write_review_sheet(pd.DataFrame(list(sheet)), work)
 

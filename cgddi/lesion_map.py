@@ -20,7 +20,7 @@ from scipy.ndimage import distance_transform_edt
 from scipy.signal import fftconvolve
 from .data import DataError, read_data, read_image, MASK_SIZE, LESION, MARKER, SKIN, overlay_mask, alpha_blend
 from .manifest import (StageConfig, read_manifest, save_synthetic, synthetic_done, write_shard, manifest_dir,
-                            remove_stale_temps, png_complete)
+                            remove_stale_temps, png_complete, file_hash)
 from .report import atomic_path, progress_bar
 
 # %% auto #0
@@ -230,19 +230,21 @@ def map_lesions(work_dir, # run root written by 00_data and 01_healthy
                 cfg:LesionMapConfig, # the stage's settings
                )->pd.DataFrame:
     "Map every donor lesion onto every kept healthy image; returns the candidate log (placed and skipped)."
-    work, phash = Path(work_dir), cfg.params_hash(footprint="dilated lesion (E.4)")
+    work = Path(work_dir)
     ddi = read_data(work)
     donors = ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id")
+    donor_masks = {int(i): file_hash(work/m) for i, m in zip(donors.ddi_id, donors.frame_mask_path)}  # another donor set or mask: redone
     healthy = read_manifest(work, "healthy").sort_values("base_id")
     if cfg.limit_healthy is not None: healthy = healthy.head(cfg.limit_healthy)
     masks = ddi.set_index("ddi_id").frame_mask_path
     unknown = sorted(set(healthy.base_id) - set(masks.dropna().index))
-    if unknown: raise DataError(f"{work/'data/ddi.csv'}: healthy images of DDI ids {unknown} have no sDDI mask there; rerun 00_data and 01_healthy.")
+    if unknown: raise DataError(f"{work/'data/ddi.csv'}: healthy images of DDI ids {unknown} have no mask there; rerun 00_data and 01_healthy.")
     stems = {Path(p).stem: r for p, r in zip(healthy.image, healthy.itertuples())}
     _tidy(work, None if cfg.limit_healthy is not None else set(stems))  # a limited run leaves the other healthy images alone
-    jobs = [dict(work=str(work), phash=phash, cfg=dataclasses.asdict(cfg),  # a dict: a notebook's class cannot reach spawned workers
+    phash = {stem: cfg.params_hash(footprint="dilated lesion (E.4)", donors=donor_masks, healthy=r.params_hash) for stem, r in stems.items()}
+    jobs = [dict(work=str(work), phash=phash[stem], cfg=dataclasses.asdict(cfg),  # a dict: a notebook's class cannot reach spawned workers
                  healthy=dict(image=r.image, stem=stem, base_id=int(r.base_id), tone=r.tone, ruler=bool(r.ruler), mask=masks[r.base_id]))
-            for stem, r in stems.items() if not _complete(work, stem, phash)]
+            for stem, r in stems.items() if not _complete(work, stem, phash[stem])]
     if jobs: _run_jobs(jobs, prepare_donors(work, donors, cfg), cfg.workers)
     return pd.concat([pd.read_csv(work/"lesion_map"/"candidates"/f"{s}.csv") for s in stems], ignore_index=True)
 

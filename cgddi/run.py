@@ -298,6 +298,7 @@ def _status_rows(work:Path, per_stage:dict)->list[tuple]:
     from cgddi.semantic import semantic_plan
     from cgddi.classify import planned_runs, split_seeds, read_runs
     ddi = read_data(work); annotated = int(ddi.frame_mask_path.notna().sum())
+    n_auto = int((ddi.get("mask_source", pd.Series(dtype=str)) == "auto").sum()); _auto = f", {n_auto} of them automatic" if n_auto else ""
     made = read_manifests(work)
     kept = read_manifest(work, "healthy") if "healthy" in made else pd.DataFrame()
     def lesion_map():
@@ -316,7 +317,7 @@ def _status_rows(work:Path, per_stage:dict)->list[tuple]:
         facts = read_runs(work)
         done = set(facts[facts.get("params_hash", pd.Series(dtype=object)) == cfg.params_hash()].set_index(["protocol", "seed", "experiment", "method"]).index)
         return sum(r in done for r in runs), len(runs), "classification runs finished with the current settings"
-    stages = {"00_data": lambda: (len(ddi), len(ddi), f"images framed ({annotated} with an sDDI mask), {len(list((work/'splits').glob('*.csv')))} split files"),
+    stages = {"00_data": lambda: (len(ddi), len(ddi), f"images framed ({annotated} with a mask{_auto}), {len(list((work/'splits').glob('*.csv')))} split files"),
               "01_healthy": lambda: (len(read_manifest(work, "healthy", kept_only=False)), annotated, f"healthy images made, {len(kept)} kept by the review sheet"),
               "02_lesion_map": lesion_map, "03_textual_inversion": lambda: trained("textual_inversion", "tokens"),
               "04_lora": lambda: trained("lora", "adapters"), "05_semantic": semantic, "06_classify": classify}

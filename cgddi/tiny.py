@@ -22,7 +22,7 @@ from diffusers import (PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, 
 # %% auto #0
 __all__ = ['TINY_MARKER', 'TINY_LABEL', 'FULL_SIZE_LABEL', 'MOVED', 'ARCHITECTURES', 'weights_label', 'is_tiny', 'ModelLoadError',
            'model_load_error', 'clip_vocab', 'clip_tokenizer', 'tiny_kandinsky', 'tiny_sd', 'tiny_clip_text',
-           'architecture', 'random_components', 'random_pipeline']
+           'tiny_sam', 'architecture', 'random_components', 'random_pipeline']
 
 # %% ../nbs/00d_tiny.ipynb #19ee440b
 TINY_MARKER = "cgddi_tiny.json"  # written into every model folder made here (tiny or full size): its weights are random
@@ -160,6 +160,37 @@ def tiny_clip_text(out_dir, # folder to write `text_encoder/` and `tokenizer/` i
     _clip_text(tok).save_pretrained(out/"text_encoder", safe_serialization=True)
     tok.save_pretrained(out/"tokenizer")
     return _mark(out, "clip-text", seed)
+
+# %% ../nbs/00d_tiny.ipynb #tinysamcode
+def tiny_sam(out_dir, # folder to write the model and its processor into
+             version:str="sam", # "sam" (SamModel, ViT encoder) or "sam2" (Sam2Model, Hiera encoder)
+             seed:int=0, # weight initialisation seed
+            )->Path:
+    "Write a tiny random SAM or SAM 2 (transformers classes, 64 px input) with its processor as safetensors; returns its folder."
+    from transformers import SamConfig, SamModel, SamProcessor, SamImageProcessor, Sam2Config, Sam2Model, Sam2Processor
+    from transformers.models.sam2.configuration_sam2 import Sam2HieraDetConfig
+    from transformers.models.sam2.image_processing_sam2 import Sam2ImageProcessor
+    out = Path(out_dir); torch.manual_seed(seed)
+    decoder = dict(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32)
+    if version == "sam":
+        model = SamModel(SamConfig(
+            vision_config=dict(hidden_size=32, output_channels=32, num_hidden_layers=2, num_attention_heads=2, image_size=64, patch_size=8,
+                               window_size=4, global_attn_indexes=[1], num_pos_feats=16, mlp_dim=64),
+            prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=8, mask_input_channels=4), mask_decoder_config=decoder))
+        proc = SamProcessor(image_processor=SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
+                                                              mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16}))
+    elif version == "sam2":
+        hiera = Sam2HieraDetConfig(hidden_size=16, image_size=[64, 64], blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[16, 32, 64, 128],
+                                   num_attention_heads_per_stage=[1, 1, 1, 1], window_size_per_stage=[4, 4, 4, 2], global_attention_blocks=[3],
+                                   window_positional_embedding_background_size=[2, 2])
+        model = Sam2Model(Sam2Config(
+            vision_config=dict(backbone_config=hiera, backbone_channel_list=[128, 64, 32, 16], backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
+                               fpn_hidden_size=32),
+            prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16, mask_input_channels=4), mask_decoder_config=decoder))
+        proc = Sam2Processor(image_processor=Sam2ImageProcessor(size={"height": 64, "width": 64}, mask_size={"height": 16, "width": 16}))
+    else: raise ValueError(f"SAM version {version!r} unknown; use 'sam' or 'sam2'")
+    model.save_pretrained(out, safe_serialization=True); proc.save_pretrained(out)
+    return _mark(out, version, seed)
 
 # %% ../nbs/00d_tiny.ipynb #fullsizecode
 ARCHITECTURES = ("sd21-base", "kandinsky-2-2-prior", "kandinsky-2-2-decoder-inpaint")

@@ -19,7 +19,7 @@ def _params(tmp_path, text):
 def report(tmp_path_factory):
     "One benchmark run through the CLI, shared by the report tests."
     d = tmp_path_factory.mktemp("run")
-    p = _params(d, "work_dir: work\nstages:\n  00_data:\n    benchmark_n_images: 30\n    split_seeds: [36, 37]\n")
+    p = _params(d, "work_dir: work\nstages:\n  00_data:\n    benchmark_n_images: 30\n    split_seeds: [36, 37]\n    masks: sddi+auto\n")
     r = cgddi("run", "--params", str(p), "--out", str(d/"report"))
     assert r.returncode == 0, r.stderr
     for stage in stage_notebooks(ROOT/"nbs"): assert f"{stage} ... ok" in r.stdout  # a progress line per stage
@@ -30,15 +30,19 @@ def test_report_index_shows_data_figures(report):
     page = (out/"index.html").read_text()
     body = page[page.index("<body>"):]
     assert body.index(BENCHMARK_NOTICE) < body.index("<h1>")  # first line says it is the benchmark
-    for name in ["fig_00_disease_histogram", "fig_00_mask_overlay"]:
+    for name in ["fig_00_disease_histogram", "fig_00_mask_overlay", "fig_00_automask"]:
         assert f"figures/{name}.png" in page and (out/"figures"/f"{name}.png").stat().st_size > 5000
-    for name in ["tab_00_tone_malignancy", "tab_00_split_sizes"]:
+    for name in ["tab_00_tone_malignancy", "tab_00_split_sizes", "tab_00_automask_dice"]:
         assert (out/"tables"/f"{name}.csv").exists() and (out/"tables"/f"{name}.md").exists()
     counts = pd.read_csv(out/"tables"/"tab_00_tone_malignancy.csv", index_col=0)
     assert counts.loc["total", "total"] == 30
     sizes = pd.read_csv(out/"tables"/"tab_00_split_sizes.csv")
     assert len(sizes) == 4 and set(sizes["mode"]) == {"faithful", "clean"}  # 2 modes x 2 seeds
     assert (out/"notebooks"/"00_data.ipynb").exists()
+    dice = pd.read_csv(out/"tables"/"tab_00_automask_dice.csv", index_col=0)  # auto masks against sDDI's, per class
+    assert dice.index.tolist() == ["background", "lesion", "marker", "ruler", "skin"] and dice.loc["skin", "all"] > 0.8
+    ddi = pd.read_csv(out.parent/"work"/"data"/"ddi.csv", keep_default_na=False)
+    assert dice.loc["skin", "images"] == (ddi.mask_path != "").sum()  # every sDDI-annotated image is scored
 
 def test_report_shows_healthy_and_lesion_map(report):
     out, params = report
@@ -46,8 +50,12 @@ def test_report_shows_healthy_and_lesion_map(report):
     for name in ["fig_01_healthy_examples", "fig_02_lesion_map_examples"]: assert f"figures/{name}.png" in page
     review = pd.read_csv(out/"tables"/"tab_01_healthy_review.csv", index_col=0)
     work = params.parent/"work"
-    sheet = pd.read_csv(work/"healthy"/"review.csv")
+    sheet = pd.read_csv(work/"healthy"/"review.csv", keep_default_na=False)
     assert review.loc["total", "kept"] == sheet.keep.sum() and review.loc["total", "total"] == len(sheet) > 0
+    ddi = pd.read_csv(work/"data"/"ddi.csv", keep_default_na=False)  # masks: sddi+auto: the auto-masked images are inpainted and reviewed too
+    assert sorted(sheet.ddi_id) == sorted(ddi.ddi_id[ddi.frame_mask_path != ""]) and (sheet.mask_source == "auto").any()
+    assert sheet.set_index("ddi_id").mask_source.to_dict() == ddi[ddi.frame_mask_path != ""].set_index("ddi_id").mask_source.to_dict()
+    assert review.loc["total", "auto mask: total"] == (sheet.mask_source == "auto").sum()
     counts = pd.read_csv(out/"tables"/"tab_02_lesion_map_counts.csv").iloc[0]
     n_masks = pd.read_csv(work/"data"/"ddi.csv").frame_mask_path.notna().sum()
     assert counts["candidates"] == sheet.keep.sum() * (n_masks - 1)  # every kept healthy x every other annotated image
