@@ -68,6 +68,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.classify.read_rgb': ('classify.html#read_rgb', 'cgddi/classify.py'),
                                 'cgddi.classify.read_runs': ('classify.html#read_runs', 'cgddi/classify.py'),
                                 'cgddi.classify.run_experiments': ('classify.html#run_experiments', 'cgddi/classify.py'),
+                                'cgddi.classify.run_hash': ('classify.html#run_hash', 'cgddi/classify.py'),
                                 'cgddi.classify.run_one': ('classify.html#run_one', 'cgddi/classify.py'),
                                 'cgddi.classify.semantic_for_run': ('classify.html#semantic_for_run', 'cgddi/classify.py'),
                                 'cgddi.classify.split_seeds': ('classify.html#split_seeds', 'cgddi/classify.py'),

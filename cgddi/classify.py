@@ -6,7 +6,7 @@ real) and the ablations of Table 5; every run evaluated on the real test split o
 
 # %% ../nbs/06_classify.ipynb #954fe3be
 from __future__ import annotations
-import copy, json, time
+import copy, hashlib, json, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from functools import cache, lru_cache
@@ -32,7 +32,7 @@ from .tiny import tiny_clip_text
 __all__ = ['EXPERIMENTS', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'COUNTS',
            'ClassifyConfig', 'transforms', 'read_rgb', 'image_reader', 'ImageTable', 'balanced_sampler', 'accelerator',
            'make_model', 'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table', 'semantic_for_run',
-           'run_one', 'planned_runs', 'split_seeds', 'run_experiments', 'read_runs', 'read_predictions',
+           'run_one', 'planned_runs', 'split_seeds', 'run_hash', 'run_experiments', 'read_runs', 'read_predictions',
            'external_table', 'external_path', 'evaluate_external', 'read_external_predictions']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
@@ -312,7 +312,8 @@ def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, # the 
              "n_train_real": len(data["train"]) if EXPERIMENTS[experiment][1] else 0, "n_train_synthetic": 0, "n_dropped_leakage": 0,
              **{f"n_{k}": 0 for k in COUNTS}, "synthetic_missing": [], "generator_set": None, "n_test": len(test),
              "n_select": len(data["select"]), "pretrained": cfg.pretrained,
-             "backbone": cfg.vit if method == "patchalign" else cfg.resnet, "train_tones": cfg.train_tones, "params_hash": cfg.params_hash()}
+             "backbone": cfg.vit if method == "patchalign" else cfg.resnet, "train_tones": cfg.train_tones,
+             "params_hash": run_hash(work, cfg, (protocol, seed, experiment, method))}
     out = prediction_path(work, protocol, experiment, method, seed)
     torch.manual_seed(cfg.seed + seed)
     model = make_model(method, cfg, labels)
@@ -343,8 +344,21 @@ def split_seeds(work_dir, cfg:ClassifyConfig)->list[int]:
     if cfg.seeds is not None: return list(cfg.seeds)
     return written_split_seeds(work_dir)
 
+def run_hash(work_dir, cfg:ClassifyConfig, run:tuple, # (protocol, seed, experiment, method)
+            )->str:
+    "A run's `params_hash`: the settings and what it trains on (split, labels, usable synthetic rows, adapters' training ids, its start)."
+    work = Path(work_dir); protocol, seed, experiment, method = run
+    types, _, start = EXPERIMENTS[experiment]
+    inputs = {"split": read_split(work, protocol, seed).to_csv(index=False),
+              "images": read_data(work)[["ddi_id", "image_path", "tone", "malignant", "disease_joined"]].to_csv(index=False)}
+    if types:  # manifest rows (kept healthy images only; each row's params_hash changes when its image is remade) and adapters
+        inputs["synthetic"] = synthetic_table(work, types)[0].drop(columns="path").to_csv(index=False)
+        inputs["adapters"] = {k: sorted(v) for k, v in adapter_train_ids(work).items()}
+    if start: inputs["start"] = run_hash(work, cfg, (protocol, seed, start, method))
+    return cfg.params_hash(inputs=hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16])
+
 def _done(work:Path, run:tuple, phash:str)->bool:
-    "A run is done: its facts record these settings, and it has predictions or was skipped."
+    "A run is done: its facts record these settings and inputs (`run_hash`), and it has predictions or was skipped."
     p, s, e, m = run; out = prediction_path(work, p, e, m, s)
     if not out.with_suffix(".json").exists(): return False
     facts = json.loads(out.with_suffix(".json").read_text())
@@ -361,12 +375,12 @@ def _labels(work:Path, cfg:ClassifyConfig)->torch.Tensor:
 def run_experiments(work_dir, # run root written by the earlier stages
                     cfg:ClassifyConfig, # the stage's settings
                    )->pd.DataFrame:
-    "Every planned run, resuming: runs done with the same settings are not repeated. Returns `read_runs`."
+    "Every planned run, resuming: runs done with the same settings and inputs are not repeated. Returns `read_runs`."
     work = Path(work_dir)
-    runs, phash, acc = planned_runs(cfg, split_seeds(work, cfg)), cfg.params_hash(), accelerator(cfg)
+    runs, acc = planned_runs(cfg, split_seeds(work, cfg)), accelerator(cfg)
     labels = _labels(work, cfg) if any(m == "patchalign" for *_, m in runs) else None
     for run in progress_bar(runs, desc="classify runs"):
-        if not _done(work, run, phash): run_one(work, *run, cfg, labels, acc)
+        if not _done(work, run, run_hash(work, cfg, run)): run_one(work, *run, cfg, labels, acc)
     if cfg.external_test: evaluate_external(work, cfg, runs, labels, acc)
     return read_runs(work)
 

@@ -296,7 +296,7 @@ def _status_rows(work:Path, per_stage:dict)->list[tuple]:
     from cgddi.data import read_data
     from cgddi.manifest import read_manifest, read_manifests, generator_sets, read_concepts
     from cgddi.semantic import semantic_plan
-    from cgddi.classify import planned_runs, split_seeds, read_runs
+    from cgddi.classify import planned_runs, split_seeds, read_runs, run_hash
     ddi = read_data(work); annotated = int(ddi.frame_mask_path.notna().sum())
     n_auto = int((ddi.get("mask_source", pd.Series(dtype=str)) == "auto").sum()); _auto = f", {n_auto} of them automatic" if n_auto else ""
     made = read_manifests(work)
@@ -314,9 +314,10 @@ def _status_rows(work:Path, per_stage:dict)->list[tuple]:
         return int(plan.image.isin(set(made.get("semantic", pd.DataFrame(columns=["image"])).image)).sum()), len(plan), "semantic images of the plan made"
     def classify():
         cfg = _config(per_stage, "06_classify"); runs = planned_runs(cfg, split_seeds(work, cfg))
-        facts = read_runs(work)
-        done = set(facts[facts.get("params_hash", pd.Series(dtype=object)) == cfg.params_hash()].set_index(["protocol", "seed", "experiment", "method"]).index)
-        return sum(r in done for r in runs), len(runs), "classification runs finished with the current settings"
+        facts = read_runs(work).set_index(["protocol", "seed", "experiment", "method"])
+        recorded = facts.get("params_hash", pd.Series(dtype=object)).to_dict()
+        return (sum(recorded.get(r) == run_hash(work, cfg, r) for r in runs), len(runs),
+                "classification runs finished with the current settings and inputs")
     stages = {"00_data": lambda: (len(ddi), len(ddi), f"images framed ({annotated} with a mask{_auto}), {len(list((work/'splits').glob('*.csv')))} split files"),
               "01_healthy": lambda: (len(read_manifest(work, "healthy", kept_only=False)), annotated, f"healthy images made, {len(kept)} kept by the review sheet"),
               "02_lesion_map": lesion_map, "03_textual_inversion": lambda: trained("textual_inversion", "tokens"),

@@ -1,4 +1,5 @@
 "01_healthy: the diffusion backends on tiny models, the review sheet, resume and bad input."
+from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
@@ -50,6 +51,20 @@ def test_other_settings_redo_the_images(work_copy):
     make_healthy(work_copy, HealthyConfig(opencv_radius=3, limit=2))
     rows = read_manifest(work_copy, "healthy", kept_only=False)
     assert read_synthetic_meta(work_copy/rows.image[0])["params_hash"] != before and rows.generator[0] == "opencv-telea-r3"
+
+def test_a_changed_mask_redoes_its_image_only(work_copy):
+    f = _frames(work_copy).iloc[0]
+    images = {p: p.stat().st_mtime_ns for p in (work_copy/"healthy"/"images").iterdir()}
+    mask = np.load(work_copy/f.frame_mask_path)
+    mask[:20, :20] = 1; np.save(work_copy/f.frame_mask_path, mask)  # another mask for this image: a second lesion in a corner
+    make_healthy(work_copy, HealthyConfig())
+    changed = {p for p, t in images.items() if p.stat().st_mtime_ns != t}
+    assert changed == {work_copy/"healthy"/"images"/Path(f.frame_path).name}
+
+def test_a_mask_without_lesion_names_its_file(work_copy):
+    f = _frames(work_copy).iloc[0]
+    np.save(work_copy/f.frame_mask_path, np.full((256, 256), 4, np.int64))
+    with pytest.raises(DataError, match=f"{f.frame_mask_path}.*nothing to inpaint"): make_healthy(work_copy, HealthyConfig())
 
 def test_mask_and_image_size_mismatch(work_copy):
     f = _frames(work_copy).iloc[0]
