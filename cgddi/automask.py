@@ -233,6 +233,7 @@ def write_auto_masks(ddi:pd.DataFrame, # `cgddi.data.write_data` output
     need = wanted | (annotated & evaluate)
     auto_path = pd.Series([f"{AUTO_MASK_DIR}/{Path(f).stem}.npy" for f in out.file], index=out.index)
     stamp, settings = work/AUTO_MASK_DIR/"automask.json", {**cfg.settings(), "code": _code_hash()}
+    if cfg.auto_mask_backend == "classical": settings.pop("sam_model")  # no weights: another SAM id changes no mask
     fresh = stamp.exists() and json.loads(stamp.read_text()) == settings
     if stamp.exists() and not fresh: stamp.unlink()
     todo = [i for i in out.index[need] if not (fresh and (work/auto_path[i]).exists())]

@@ -292,7 +292,9 @@ def _train(work:Path, model:nn.Module, run:tuple, cfg:ClassifyConfig, acc:Accele
                                                          f"rule and the leakage filter" + (f" (missing: {missing})" if missing else "")), None
         return facts | fit(model, syn, data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc), _train_set(data["train"].iloc[:0], syn)
     if start is None: return fit(model, data["train"], data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc), _train_set(data["train"])
-    src = model_path(work, protocol, start, method, seed)
+    src, start_facts = model_path(work, protocol, start, method, seed), prediction_path(work, protocol, start, method, seed).with_suffix(".json")
+    if start_facts.exists() and (f := json.loads(start_facts.read_text()))["status"] == "skipped":
+        return dict(status="skipped", reason=f"starts from {start}, which was skipped ({f.get('reason')})"), None
     if not src.exists(): raise FileNotFoundError(f"{src}: {experiment} fine-tunes the {start} model; run {start} first.")
     model.load_state_dict(load_file(src))
     started_from = pd.read_csv(train_set_path(work, protocol, start, method, seed))  # a fine-tuned model saw its start's images too
@@ -328,6 +330,10 @@ def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, # the 
             save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(t))
         with atomic_path(train_set_path(work, protocol, experiment, method, seed)) as t: train_set.to_csv(t, index=False)
         with atomic_path(out) as t: pred.to_csv(t, index=False)
+    else:  # skipped under these settings: what an earlier run wrote here must not be read as this run's
+        stale = [out, model_path(work, protocol, experiment, method, seed), train_set_path(work, protocol, experiment, method, seed),
+                 *(work/"classify"/"external").glob(f"*/{protocol}/{experiment}/{method}/S{seed}.csv")]
+        for p in stale: p.unlink(missing_ok=True)
     with atomic_path(out.with_suffix(".json")) as t: t.write_text(json.dumps(facts, indent=1, default=str))
     return facts
 
@@ -402,6 +408,8 @@ def read_predictions(work_dir)->pd.DataFrame:
         missing = [c for c in PREDICTION_COLUMNS if c not in pred.columns]
         if missing: raise DataError(f"{p}: missing column(s) {missing}; rerun 06_classify for this run.")
         frames.append(pred.assign(protocol=r.protocol, experiment=r.experiment, method=r.method, seed=r.seed))
+    if not frames: raise DataError(f"{Path(work_dir)/'classify'/'predictions'}: no classification run finished, all were skipped; "
+                                   "their reasons are in the S*.json files there.")
     return pd.concat(frames, ignore_index=True)
 
 # %% ../nbs/06_classify.ipynb #ext06
@@ -436,8 +444,9 @@ def evaluate_external(work_dir, cfg:ClassifyConfig, # the run root and the stage
     return done
 
 def read_external_predictions(work_dir, name:str="f17k")->pd.DataFrame:
-    "Every run's predictions on an external set, with protocol, experiment, method and seed columns (empty if none)."
-    root = Path(work_dir)/"classify"/"external"/name
+    "Every finished run's predictions on an external set, with protocol, experiment, method and seed columns (empty if none)."
+    root, runs = Path(work_dir)/"classify"/"external"/name, read_runs(work_dir)
+    done = set(runs[runs.status == "done"][["protocol", "experiment", "method", "seed"]].itertuples(index=False, name=None))
     frames = [pd.read_csv(p).assign(protocol=p.parts[-4], experiment=p.parts[-3], method=p.parts[-2], seed=int(p.stem[1:]))
-              for p in sorted(root.rglob("S*.csv"))]
+              for p in sorted(root.rglob("S*.csv")) if (p.parts[-4], p.parts[-3], p.parts[-2], int(p.stem[1:])) in done]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

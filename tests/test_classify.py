@@ -72,6 +72,20 @@ def test_exp2_needs_exp1(split_work):
     with pytest.raises(FileNotFoundError, match="run exp1 first"):
         run_one(split_work, "faithful", 36, "exp2", "baseline", CFG)
 
+def test_a_run_skipped_under_new_settings_leaves_no_earlier_outputs(split_work):
+    "exp1 trained on all tones, then on a tone with too few synthetic images: its old predictions and model go, exp2 is skipped with it."
+    cfg = dataclasses.replace(CFG, protocols=["faithful"], seeds=[36], experiments=["exp1", "exp2"], synthetic_method="baseline")
+    assert set(run_experiments(split_work, cfg).status) == {"done"}
+    files = [prediction_path(split_work, "faithful", "exp1", "baseline", 36), model_path(split_work, "faithful", "exp1", "baseline", 36)]
+    assert all(f.exists() for f in files)
+    review = pd.read_csv(split_work/"healthy"/"review.csv")  # keep one healthy image: under train_tones its tone's only one
+    review.assign(keep=review.index == 0).to_csv(split_work/"healthy"/"review.csv", index=False)
+    tone = read_data(split_work).set_index("ddi_id").tone[int(review.ddi_id[0])]
+    runs = run_experiments(split_work, dataclasses.replace(cfg, train_tones=[tone])).set_index("experiment")
+    assert runs.status.to_dict() == {"exp1": "skipped", "exp2": "skipped"} and "exp1, which was skipped" in runs.reason["exp2"]
+    assert not any(f.exists() for f in files)
+    with pytest.raises(DataError, match="no classification run finished"): read_predictions(split_work)
+
 def test_empty_test_set_is_an_error(split_work):
     p = split_path(split_work, "faithful", 36)
     s = pd.read_csv(p); s["split"] = "train"; s.to_csv(p, index=False)
