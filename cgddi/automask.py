@@ -144,7 +144,7 @@ class SamPrompter:
     def __call__(self, frame:np.ndarray, # HxWx3 uint8 image
                  box:list, # [x0, y0, x1, y1] in pixels
                 )->np.ndarray:
-        inputs = self.processor(images=frame, input_boxes=[[list(map(float, box))]], return_tensors="pt").to(self.device)
+        inputs = self.processor(images=Image.fromarray(frame), input_boxes=[[list(map(float, box))]], return_tensors="pt").to(self.device)
         out = self.model(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"], multimask_output=True)
         sizes = [inputs["original_sizes"]] + ([inputs["reshaped_input_sizes"]] if "reshaped_input_sizes" in inputs else [])
         masks = self.processor.post_process_masks(out.pred_masks.cpu(), *[s.cpu() for s in sizes])[0][0]  # proposals x H x W
