@@ -85,12 +85,12 @@ def class_images(work_dir, # run root
                  seed:int=0, # draw seed
                  exclude_ids=(), # DDI ids whose healthy twins are left out (the set's test split)
                 )->pd.DataFrame:
-    "The kept healthy synthetics as prior-preservation class images: `image, base_id, tone, ruler`."
+    "The kept healthy synthetics as prior-preservation class images: `image, base_id, tone, ruler, params_hash`."
     try: h = read_manifest(work_dir, "healthy")
     except ManifestError as e:
         raise ManifestError(f"prior preservation needs the healthy synthetics: {e} (or set prior_preservation=False).") from e
     if h.empty: raise ManifestError(f"{Path(work_dir)/'healthy/review.csv'}: no healthy image is kept; keep some or set prior_preservation=False.")
-    h = h[~h.base_id.isin(set(exclude_ids))][["image", "base_id", "tone", "ruler"]].assign(ruler=lambda d: d.ruler.fillna(False).astype(bool))
+    h = h[~h.base_id.isin(set(exclude_ids))][["image", "base_id", "tone", "ruler", "params_hash"]].assign(ruler=lambda d: d.ruler.fillna(False).astype(bool))
     if max_images is not None and max_images < len(h):
         rng = np.random.default_rng(seed); per = -(-max_images // h.tone.nunique())
         h = pd.concat([g.iloc[rng.permutation(len(g))[:per]] for _, g in h.groupby("tone")]).head(max_images)
@@ -204,7 +204,8 @@ def _class_latents(work:Path, cfg:LoRAConfig, classes:pd.DataFrame, loaded:dict)
 def _adapter(work:Path, c, inst:pd.DataFrame, classes:pd.DataFrame|None, cfg:LoRAConfig, model:str, loaded:dict, gset:str)->dict:
     "One disease's adapter: trained and saved unless `lora.json` says it is done with these settings; returns its facts."
     class_ids = [] if classes is None else sorted(int(i) for i in classes.base_id)
-    extra = dict(token=c.token, classes=None if classes is None else classes.image.tolist(), train_ids=inst.ddi_id.tolist(),
+    extra = dict(token=c.token, train_ids=inst.ddi_id.tolist(),  # each class image with its own hash: a remade one retrains
+                 classes=None if classes is None else [f"{i}@{h}" for i, h in zip(classes.image, classes.params_hash)],
                  embeds_hash=file_hash(work/c.embeds))
     phash, folder = cfg.params_hash(**extra), work/LORA_DIR/gset/c.disease_slug
     facts = json.loads((folder/"lora.json").read_text()) if (folder/"lora.json").exists() else {}

@@ -19,7 +19,7 @@ from safetensors import safe_open
 from .data import DataError, TONE_ORDER, read_data
 from .manifest import (ManifestError, StageConfig, SHARED, seed_of, file_hash, read_manifest, save_synthetic, synthetic_done,
                             png_complete, manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, concepts_path,
-                            generator_sets, set_test_ids, MANIFEST_COLUMNS)
+                            generator_sets, set_test_ids, params_hash, MANIFEST_COLUMNS)
 from .diffusion import PROMPT_TEMPLATES, instance_prompt, model_label, resolve_model, torch_setup
 from .tiny import model_load_error
 from .report import progress_bar
@@ -233,18 +233,18 @@ def _tidy(work:Path, plan:pd.DataFrame, concepts:dict):
                 if p.stem not in keep: p.unlink()
     remove_stale_temps(work/"semantic")
 
-def _chunk_done(work:Path, chunk:str, rows:pd.DataFrame, phash:str)->bool:
-    "A chunk is done when its shard lists exactly its images, made with these settings and written to the end."
+def _chunk_done(work:Path, chunk:str, rows:pd.DataFrame, hashes:list)->bool:
+    "A chunk is done when its shard lists exactly its images, each made with its expected `params_hash` and written to the end."
     shard = manifest_dir(work, "semantic")/f"{chunk}.csv"
     if not shard.exists(): return False
     done = pd.read_csv(shard)
-    return (len(done) == len(rows) and set(done.image) == set(rows.image) and (done.params_hash == phash).all()
+    return (len(done) == len(rows) and done.set_index("image").params_hash.reindex(rows.image).tolist() == list(hashes)
             and all(png_complete(work/p) for p in rows.image))
 
-def _manifest_rows(rows:pd.DataFrame, cfg:SemanticConfig, phash:str, generator:str)->list[dict]:
+def _manifest_rows(rows:pd.DataFrame, cfg:SemanticConfig, hashes:list, generator:str)->list[dict]:
     "The manifest rows of one chunk of the plan; the caption is the prompt."
     out = []
-    for r in rows.itertuples():
+    for r, phash in zip(rows.itertuples(), hashes):
         with_ruler = cfg.ruler == "always" or (cfg.ruler == "canvas" and r.canvas_ruler)
         out.append(dict(image=r.image, synthetic=True, type="semantic", base_id=r.base_id, donor_id=None, disease=r.disease_joined,
                         disease_joined=r.disease_joined, malignant=r.malignant, tone=r.tone, ruler=with_ruler,
@@ -252,11 +252,11 @@ def _manifest_rows(rows:pd.DataFrame, cfg:SemanticConfig, phash:str, generator:s
                         n_train_samples=r.n_train, seed=r.seed, params_hash=phash, adapter=r.adapter))
     return out
 
-def _sample_chunk(work:Path, rows:pd.DataFrame, sampler:SemanticSampler, cfg:SemanticConfig, phash:str, bar)->dict:
+def _sample_chunk(work:Path, rows:pd.DataFrame, sampler:SemanticSampler, cfg:SemanticConfig, hashes:list, bar)->dict:
     "Sample what is missing of one chunk and write its shard; returns its counts."
     slug = rows.disease_slug.iloc[0]
-    manifest = _manifest_rows(rows, cfg, phash, f"{sampler.generator} + TI/LoRA {rows.adapter.iloc[0].removeprefix('lora/')}")
-    pending = [m for m in manifest if not synthetic_done(work/m["image"], phash)]
+    manifest = _manifest_rows(rows, cfg, hashes, f"{sampler.generator} + TI/LoRA {rows.adapter.iloc[0].removeprefix('lora/')}")
+    pending = [m for m in manifest if not synthetic_done(work/m["image"], m["params_hash"])]
     bar.update(len(manifest) - len(pending))
     canvas_of = dict(zip(rows.image, rows.canvas))
     for i in range(0, len(pending), cfg.batch_size):
@@ -282,15 +282,17 @@ def sample_semantic(work_dir, # run root
     model = resolve_model(cfg.sd_model, work, cfg.seed)
     hashes = {(s, c.disease_slug): cfg.params_hash(token=c.token, embeds=file_hash(work/c.embeds), lora=file_hash(work/c.lora))
               for s, rows in concepts.items() for c in rows.itertuples()}
+    canvas_hash = read_manifest(work, "healthy", kept_only=False).set_index("image").params_hash  # a remade canvas remakes its images
     todo = plan[plan.chunk.isin(shard_chunks(plan, state.process_index, state.num_processes))]
     sampler, counts = None, dict(planned=len(plan), mine=len(todo), sampled=0, skipped=0)
     bar = progress_bar(total=len(todo), desc=f"semantic synthetics [{state.process_index + 1}/{state.num_processes}]", disable=not progress)
     for chunk, rows in todo.groupby("chunk", sort=True):
-        gset, slug = rows.generator_set.iloc[0], rows.disease_slug.iloc[0]; phash = hashes[(gset, slug)]
-        if _chunk_done(work, chunk, rows, phash): counts["skipped"] += len(rows); bar.update(len(rows)); continue
+        gset, slug = rows.generator_set.iloc[0], rows.disease_slug.iloc[0]
+        row_hashes = [params_hash({"adapter": hashes[(gset, slug)], "canvas": canvas_hash.get(c)}) for c in rows.canvas]
+        if _chunk_done(work, chunk, rows, row_hashes): counts["skipped"] += len(rows); bar.update(len(rows)); continue
         if sampler is None: sampler, current = SemanticSampler(work, model, concepts[gset], cfg), gset
         elif current != gset: sampler.use_set(concepts[gset]); current = gset
-        for k, v in _sample_chunk(work, rows, sampler, cfg, phash, bar).items(): counts[k] += v
+        for k, v in _sample_chunk(work, rows, sampler, cfg, row_hashes, bar).items(): counts[k] += v
     bar.close()
     state.wait_for_everyone()
     return counts

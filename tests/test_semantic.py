@@ -126,3 +126,18 @@ def test_compiled_sampler_swaps_adapters_without_recompiling(lora_work, tmp_path
         got = [np.asarray(im, np.int16) for im in compiled(d, *args)]
         assert all(np.abs(g - w).max() <= 2 for g, w in zip(got, want[d])), d   # the right adapter, fused
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs      # no recompilation on a switch
+
+def test_a_remade_canvas_remakes_only_its_images(lora_work, tmp_path):
+    work = _copy(lora_work, tmp_path/"canvas")
+    slug = pd.read_csv(work/"lora"/"shared"/"concepts.csv").disease_slug.iloc[0]
+    cfg = dataclasses.replace(SAMPLER, diseases=[slug])
+    sample_semantic(work, cfg, progress=False)
+    plan = _plan(work, cfg)
+    before = {p: (work/p).stat().st_mtime_ns for p in plan.image}
+    canvas = plan.canvas.iloc[0]  # 01 remade this healthy image (e.g. with another mask): its manifest row has a new params_hash
+    shard = work/"manifest"/"healthy"/"all.csv"; rows = pd.read_csv(shard)
+    rows.loc[rows.image == canvas, "params_hash"] = "remade"; rows.to_csv(shard, index=False)
+    counts = sample_semantic(work, cfg, progress=False)
+    redone = {p for p, t in before.items() if (work/p).stat().st_mtime_ns != t}
+    assert redone == set(plan.image[plan.canvas == canvas]) and counts["sampled"] == len(redone) > 0
+
