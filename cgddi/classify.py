@@ -305,6 +305,7 @@ def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, # the 
             cfg:ClassifyConfig, # the stage's settings
             labels:torch.Tensor|None=None, # PatchAlign's label embeddings
             acc:Accelerator|None=None, # the stage's accelerator; None: `accelerator(cfg)`
+            phash:str|None=None, # the run's `run_hash`, if known; None: computed here
            )->dict:
     "Train and evaluate one run; write its predictions, facts and model. Returns the facts."
     if experiment not in EXPERIMENTS: raise ValueError(f"experiment {experiment!r} unknown; use one of {list(EXPERIMENTS)}.")
@@ -315,7 +316,7 @@ def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, # the 
              **{f"n_{k}": 0 for k in COUNTS}, "synthetic_missing": [], "generator_set": None, "n_test": len(test),
              "n_select": len(data["select"]), "pretrained": cfg.pretrained,
              "backbone": cfg.vit if method == "patchalign" else cfg.resnet, "train_tones": cfg.train_tones,
-             "params_hash": run_hash(work, cfg, (protocol, seed, experiment, method))}
+             "params_hash": phash or run_hash(work, cfg, (protocol, seed, experiment, method))}
     out = prediction_path(work, protocol, experiment, method, seed)
     torch.manual_seed(cfg.seed + seed)
     model = make_model(method, cfg, labels)
@@ -351,16 +352,21 @@ def split_seeds(work_dir, cfg:ClassifyConfig)->list[int]:
     return written_split_seeds(work_dir)
 
 def run_hash(work_dir, cfg:ClassifyConfig, run:tuple, # (protocol, seed, experiment, method)
+             memo:dict|None=None, # inputs already hashed, shared by the calls of one batch of runs (its files do not change)
             )->str:
     "A run's `params_hash`: the settings and what it trains on (split, labels, usable synthetic rows, adapters' training ids, its start)."
-    work = Path(work_dir); protocol, seed, experiment, method = run
+    work, memo = Path(work_dir), {} if memo is None else memo
+    protocol, seed, experiment, method = run
     types, _, start = EXPERIMENTS[experiment]
-    inputs = {"split": read_split(work, protocol, seed).to_csv(index=False),
-              "images": read_data(work)[["ddi_id", "image_path", "tone", "malignant", "disease_joined"]].to_csv(index=False)}
+    def once(key, make):
+        if key not in memo: memo[key] = hashlib.sha256(json.dumps(make(), sort_keys=True).encode()).hexdigest()[:16]
+        return memo[key]
+    inputs = {"split": once(("split", protocol, seed), lambda: read_split(work, protocol, seed).to_csv(index=False)),
+              "images": once("images", lambda: read_data(work)[["ddi_id", "image_path", "tone", "malignant", "disease_joined"]].to_csv(index=False))}
     if types:  # manifest rows (kept healthy images only; each row's params_hash changes when its image is remade) and adapters
-        inputs["synthetic"] = synthetic_table(work, types)[0].drop(columns="path").to_csv(index=False)
-        inputs["adapters"] = {k: sorted(v) for k, v in adapter_train_ids(work).items()}
-    if start: inputs["start"] = run_hash(work, cfg, (protocol, seed, start, method))
+        inputs["synthetic"] = once(("synthetic", types), lambda: synthetic_table(work, types)[0].drop(columns="path").to_csv(index=False))
+        inputs["adapters"] = once("adapters", lambda: {k: sorted(v) for k, v in adapter_train_ids(work).items()})
+    if start: inputs["start"] = run_hash(work, cfg, (protocol, seed, start, method), memo)
     return cfg.params_hash(inputs=hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16])
 
 def _done(work:Path, run:tuple, phash:str)->bool:
@@ -385,8 +391,9 @@ def run_experiments(work_dir, # run root written by the earlier stages
     work = Path(work_dir)
     runs, acc = planned_runs(cfg, split_seeds(work, cfg)), accelerator(cfg)
     labels = _labels(work, cfg) if any(m == "patchalign" for *_, m in runs) else None
+    memo = {}  # the inputs' hashes, read once: running does not change the manifests or splits
     for run in progress_bar(runs, desc="classify runs"):
-        if not _done(work, run, run_hash(work, cfg, run)): run_one(work, *run, cfg, labels, acc)
+        if not _done(work, run, phash := run_hash(work, cfg, run, memo)): run_one(work, *run, cfg, labels, acc, phash)
     if cfg.external_test: evaluate_external(work, cfg, runs, labels, acc)
     return read_runs(work)
 

@@ -316,7 +316,8 @@ def _status_rows(work:Path, per_stage:dict)->list[tuple]:
         cfg = _config(per_stage, "06_classify"); runs = planned_runs(cfg, split_seeds(work, cfg))
         facts = read_runs(work).set_index(["protocol", "seed", "experiment", "method"])
         recorded = facts.get("params_hash", pd.Series(dtype=object)).to_dict()
-        return (sum(recorded.get(r) == run_hash(work, cfg, r) for r in runs), len(runs),
+        memo = {}
+        return (sum(recorded.get(r) == run_hash(work, cfg, r, memo) for r in runs), len(runs),
                 "classification runs finished with the current settings and inputs")
     stages = {"00_data": lambda: (len(ddi), len(ddi), f"images framed ({annotated} with a mask{_auto}), {len(list((work/'splits').glob('*.csv')))} split files"),
               "01_healthy": lambda: (len(read_manifest(work, "healthy", kept_only=False)), annotated, f"healthy images made, {len(kept)} kept by the review sheet"),
