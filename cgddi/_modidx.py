@@ -96,6 +96,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'cgddi.data.read_image': ('data.html#read_image', 'cgddi/data.py'),
                             'cgddi.data.read_mask': ('data.html#read_mask', 'cgddi/data.py'),
                             'cgddi.data.read_split': ('data.html#read_split', 'cgddi/data.py'),
+                            'cgddi.data.sddi_frame_mask': ('data.html#sddi_frame_mask', 'cgddi/data.py'),
                             'cgddi.data.split_path': ('data.html#split_path', 'cgddi/data.py'),
                             'cgddi.data.to_lab': ('data.html#to_lab', 'cgddi/data.py'),
                             'cgddi.data.to_mask_frame': ('data.html#to_mask_frame', 'cgddi/data.py'),

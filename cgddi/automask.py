@@ -19,7 +19,7 @@ from PIL import Image
 from scipy import ndimage as ndi
 from torchmetrics.functional.segmentation import dice_score
 from .data import (BACKGROUND, LESION, MARKER, RULER, SKIN, MASK_CLASSES, MASK_SIZE, MASK_COLOURS, TONE_ORDER, FRAME_MODES,
-                        DataError, read_data, read_image, to_mask_frame, to_lab)
+                        DataError, read_data, read_image, sddi_frame_mask, to_mask_frame, to_lab)
 from .manifest import StageConfig
 from .report import atomic_path, progress_bar
 from .tiny import model_load_error, weights_label
@@ -64,11 +64,11 @@ def find_marker(lab:np.ndarray)->np.ndarray:
     return _components((lab[..., 1] > MARKER_MIN_A) & (lab[..., 2] < MARKER_MAX_B), 10)
 
 def remove_hair(rgb:np.ndarray, # HxWx3 uint8 frame
+                lab:np.ndarray, # its L*a*b* (`to_lab`)
                 also:np.ndarray, # bool mask of further pixels to paint over (the marker)
                )->np.ndarray:
     "The frame with thin dark lines (hair, black-hat on L*) and `also` painted over by OpenCV's inpainting."
-    L = to_lab(rgb)[..., 0]
-    hat = cv2.morphologyEx(L, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
+    hat = cv2.morphologyEx(np.ascontiguousarray(lab[..., 0]), cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
     hair = cv2.dilate((hat > 12).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     return cv2.inpaint(rgb, (hair | also).astype(np.uint8), 3, cv2.INPAINT_TELEA)
 
@@ -115,7 +115,7 @@ def classical_mask(frame:np.ndarray, # HxWx3 uint8 image, already in its mask fr
     "The classical backend's sDDI-class mask of `frame`."
     rgb = _as_rgb(frame); lab = to_lab(rgb)
     ruler = find_ruler(lab); marker = find_marker(lab) & ~ruler
-    smooth = cv2.GaussianBlur(to_lab(remove_hair(rgb, marker & ~ruler)), (0, 0), 2)
+    smooth = cv2.GaussianBlur(to_lab(remove_hair(rgb, lab, marker & ~ruler)), (0, 0), 2)
     lesion, background = lesion_and_background(smooth, ~ruler)
     m = np.full(ruler.shape, SKIN, np.uint8)
     m[background] = BACKGROUND; m[marker & ~background] = MARKER; m[lesion] = LESION; m[ruler] = RULER
@@ -272,7 +272,7 @@ def dice_per_image(work_dir, # run root after `write_auto_masks(..., evaluate=Tr
     if "auto_mask_path" not in ddi: raise DataError(f"{work/'data/ddi.csv'}: no auto masks; run 00_data with auto_mask_dice on.")
     both = ddi[ddi.mask_path.notna() & ddi.auto_mask_path.notna()]
     if both.empty: return pd.DataFrame(columns=["ddi_id", "tone", *MASK_CLASSES.values()])
-    true = np.stack([np.load(work/"data"/"masks"/f"{Path(f).stem}.npy") for f in both.file])
+    true = np.stack([np.load(work/sddi_frame_mask(f)) for f in both.file])
     pred = np.stack([np.load(work/p) for p in both.auto_mask_path])
     return pd.concat([both[["ddi_id", "tone"]].reset_index(drop=True),
                       pd.DataFrame(mask_dice(pred, true), columns=list(MASK_CLASSES.values()))], axis=1)
@@ -302,7 +302,7 @@ def plot_auto_masks(work_dir, # run root after `write_auto_masks`
     for ax in axes.flat: ax.axis("off")
     for row, r in zip(axes, pick):
         d = ddi.loc[int(r.ddi_id)]
-        for ax, im, t in zip(row, [Image.open(work/d.frame_path), MASK_COLOURS[np.load(work/"data"/"masks"/f"{Path(d.file).stem}.npy")],
+        for ax, im, t in zip(row, [Image.open(work/d.frame_path), MASK_COLOURS[np.load(work/sddi_frame_mask(d.file))],
                                    MASK_COLOURS[np.load(work/d.auto_mask_path)]],
                              [f"{d.file} ({r.tone})", "sDDI", f"auto: lesion Dice {r.lesion:.2f}"]):
             ax.imshow(im); ax.set_title(t, fontsize=7)

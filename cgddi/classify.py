@@ -266,9 +266,10 @@ def _synthetic(work:Path, types:tuple, run:tuple, cfg:ClassifyConfig, data:dict)
     syn, missing = synthetic_table(work, types)
     ddi = data["ddi"]
     syn, facts = semantic_for_run(syn, protocol, seed, ddi.disease_joined.value_counts(), cfg.min_train_samples)
-    syn, dropped = leakage_filter(syn, data["test"].ddi_id, protocol, dict(zip(ddi.ddi_id, ddi.disease_joined)), adapter_train_ids(work))
+    adapters = adapter_train_ids(work)
+    syn, dropped = leakage_filter(syn, data["test"].ddi_id, protocol, dict(zip(ddi.ddi_id, ddi.disease_joined)), adapters)
     if cfg.train_tones is not None:  # no synthetic image whose canvas, donor or adapter comes from an image of another tone
-        other_tone = leak_kinds(syn, ddi.ddi_id[~ddi.tone.isin(cfg.train_tones)], adapter_train_ids(work)) != ""
+        other_tone = leak_kinds(syn, ddi.ddi_id[~ddi.tone.isin(cfg.train_tones)], adapters) != ""
         syn, dropped["n_dropped_other_tone"] = syn[~other_tone].reset_index(drop=True), int(other_tone.sum())
     if cfg.max_synthetic is not None and len(syn) > cfg.max_synthetic: syn = syn.sample(cfg.max_synthetic, random_state=seed)
     return syn.assign(malignant=syn.malignant.astype(bool)), dict(synthetic_missing=missing, **facts, **dropped, **let_through(syn),

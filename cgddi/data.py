@@ -22,8 +22,8 @@ __all__ = ['TONES', 'TONE_ORDER', 'BACKGROUND', 'LESION', 'MARKER', 'RULER', 'SK
            'F17K_MALIGNANT', 'SPLIT_MODES', 'TONE_COLOURS', 'MASK_COLOURS', 'DataError', 'joined_ddi', 'join_disease',
            'rarity', 'read_mask', 'find_masks', 'read_image', 'to_mask_frame', 'alpha_blend', 'to_lab', 'ita',
            'load_ddi', 'load_f17k', 'make_split', 'split_path', 'write_splits', 'read_split', 'written_split_seeds',
-           'write_data', 'read_data', 'is_benchmark_run', 'data_source', 'lesion_contrast', 'plot_disease_histogram',
-           'overlay_mask']
+           'sddi_frame_mask', 'write_data', 'read_data', 'is_benchmark_run', 'data_source', 'lesion_contrast',
+           'plot_disease_histogram', 'overlay_mask']
 
 # %% ../nbs/00_data.ipynb #4d2cd450
 TONES = {12: "light", 34: "medium", 56: "dark"}  # DDI skin_tone code -> tone group
@@ -284,6 +284,11 @@ def written_split_seeds(work_dir, mode:str|None=None, # only this mode's splits;
     return sorted({int(p.stem.split("_S")[1]) for p in (Path(work_dir)/"splits").glob(f"{mode or '*'}_S*.csv")})
 
 # %% ../nbs/00_data.ipynb #d6aae048
+def sddi_frame_mask(file:str, # an image's DDI file name
+                   )->str:
+    "Where `write_data` puts an image's sDDI mask, relative to the work dir."
+    return f"data/masks/{Path(file).stem}.npy"
+
 def write_data(ddi:pd.DataFrame, # `load_ddi` output
                work_dir, # run root
                frame_mode:str="resize", # see `to_mask_frame`
@@ -291,7 +296,7 @@ def write_data(ddi:pd.DataFrame, # `load_ddi` output
     "Write `data/frames/`, `data/masks/` and `data/ddi.csv` under `work_dir`; returns the table written."
     work = Path(work_dir); out = ddi.copy()
     out["frame_path"] = [f"data/frames/{Path(f).stem}.png" for f in out.file]
-    out["frame_mask_path"] = [f"data/masks/{Path(f).stem}.npy" if pd.notna(m) else None for f, m in zip(out.file, out.mask_path)]
+    out["frame_mask_path"] = [sddi_frame_mask(f) if pd.notna(m) else None for f, m in zip(out.file, out.mask_path)]
     out["mask_source"] = np.where(out.mask_path.notna(), "sddi", "")  # `cgddi.automask.write_auto_masks` adds "auto"
     for row in progress_bar(out.itertuples(), total=len(out), desc="framing images", leave=False):
         with atomic_path(work/row.frame_path) as t:
