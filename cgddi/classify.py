@@ -33,7 +33,7 @@ __all__ = ['EXPERIMENTS', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TON
            'ClassifyConfig', 'transforms', 'read_rgb', 'image_reader', 'ImageTable', 'balanced_sampler', 'accelerator',
            'make_model', 'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table', 'semantic_for_run',
            'run_one', 'planned_runs', 'split_seeds', 'run_hash', 'run_experiments', 'read_runs', 'read_predictions',
-           'external_table', 'external_path', 'evaluate_external', 'read_external_predictions']
+           'external_table', 'external_path', 'evaluate_external', 'read_external_predictions', 'recognition_table']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -458,3 +458,28 @@ def read_external_predictions(work_dir, name:str="f17k")->pd.DataFrame:
     frames = [pd.read_csv(p).assign(protocol=p.parts[-4], experiment=p.parts[-3], method=p.parts[-2], seed=int(p.stem[1:]))
               for p in sorted(root.rglob("S*.csv")) if (p.parts[-4], p.parts[-3], p.parts[-2], int(p.stem[1:])) in done]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+# %% ../nbs/06_classify.ipynb #recog06
+def recognition_table(work_dir, cfg:ClassifyConfig, # the run root and the stage's settings (input size, batch size)
+                      protocol:str="clean", # whose real-only baselines judge
+                      acc:Accelerator|None=None,
+                     )->pd.DataFrame:
+    "Per disease: the share of its semantic images the real-only baselines call by its malignancy, and of their canvases (empty if none)."
+    work = Path(work_dir)
+    sem = read_manifests(work, ("semantic",)).get("semantic")
+    seeds = [s for s in split_seeds(work, cfg) if model_path(work, protocol, "real", "baseline", s).exists()]
+    if sem is None or not seeds: return pd.DataFrame()
+    sem = sem[sem.malignant.notna()].assign(path=lambda d: [str(work/p) for p in d.image], malignant=lambda d: d.malignant.astype(bool))
+    canvases = read_manifests(work, ("healthy",))["healthy"].drop_duplicates("base_id").set_index("base_id")
+    canvas = sem[["base_id", "tone", "malignant"]].assign(path=lambda d: [str(work/canvases.image[b]) for b in d.base_id])
+    acc, hits = acc or accelerator(cfg), []
+    for seed in progress_bar(seeds, desc="recognition", leave=False):
+        model = make_model("baseline", cfg); model.load_state_dict(load_file(model_path(work, protocol, "real", "baseline", seed)))
+        hits.append(pd.DataFrame({"disease_joined": sem.disease_joined.to_numpy(), "malignant": sem.malignant.to_numpy(), "seed": seed,
+                                  "recognised": (predict(model, sem, cfg, acc) >= 0.5) == sem.malignant.to_numpy(),
+                                  "canvas": (predict(model, canvas, cfg, acc) >= 0.5) == sem.malignant.to_numpy()}))
+    per_seed = pd.concat(hits).groupby(["disease_joined", "malignant", "seed"]).agg(images=("recognised", "size"), recognised=("recognised", "mean"),
+                                                                                   canvas=("canvas", "mean")).reset_index()
+    out = per_seed.groupby(["disease_joined", "malignant"]).agg(images=("images", "first"), recognised=("recognised", "mean"),
+                                                                 recognised_std=("recognised", "std"), canvas=("canvas", "mean")).reset_index()
+    return out.assign(margin=out.recognised - out.canvas, seeds=len(seeds)).set_index("disease_joined")

@@ -18,7 +18,7 @@ from transformers import CLIPTokenizer, CLIPTextModel
 from diffusers import AutoencoderKL, UNet2DConditionModel, DDPMScheduler
 from diffusers.image_processor import VaeImageProcessor
 from .data import DataError, TONE_ORDER, read_image
-from .tiny import is_tiny, tiny_sd, model_load_error, weights_label, TINY_LABEL
+from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'RULER_SUFFIX', 'DEFAULT_SD_MODEL',
@@ -61,11 +61,12 @@ def class_prompt(tone:str, # light / medium / dark
     return CLASS_PROMPT.format(tone=_tone(tone)) + (RULER_SUFFIX if ruler else "")
 
 # %% ../nbs/00e_diffusion.ipynb #ebd8f56f
-def resolve_model(model:str, # hub id, local folder, or "tiny"
+def resolve_model(model:str, # hub id, local folder, "mini" (the shipped pretrained mini model) or "tiny"
                   work_dir, # run root (tiny models are written under models/)
                   seed:int=0, # tiny model's weight seed
                  )->str:
-    "A hub id or local folder for `model`; builds the tiny random SD pipeline for 'tiny'."
+    "A hub id or local folder for `model`: the shipped folder for 'mini'; builds the tiny random SD pipeline for 'tiny'."
+    if model == "mini": return str(mini_sd())
     if model != "tiny": return model
     out = Path(work_dir)/"models"/"tiny-sd"
     if not is_tiny(out): tiny_sd(out, seed=seed)

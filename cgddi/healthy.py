@@ -19,7 +19,7 @@ from .data import (DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data
 from .manifest import (REVIEW_SHEET, StageConfig, seed_of, save_synthetic, synthetic_done, write_shard, remove_stale_temps,
                             read_manifest, file_hash)
 from .report import atomic_path, progress_bar
-from .tiny import tiny_kandinsky, model_load_error, weights_label, TINY_LABEL
+from .tiny import tiny_kandinsky, mini_sd, model_load_error, weights_label, TINY_LABEL
 
 # %% auto #0
 __all__ = ['BACKENDS', 'QC_REASONS', 'HealthyConfig', 'inpaint_region', 'healthy_mask', 'Inpainter', 'qc_scores', 'qc_reasons',
@@ -35,10 +35,11 @@ class HealthyConfig(StageConfig):
     backend:str = "opencv" # kandinsky (the paper), sd_inpaint (the reference notebooks) or opencv (CPU)
     kandinsky_prior:str = "kandinsky-community/kandinsky-2-2-prior" # hub id or local folder; "tiny": a tiny random model
     kandinsky_decoder:str = "kandinsky-community/kandinsky-2-2-decoder-inpaint" # hub id or local folder; "tiny" as above
-    sd_inpaint_model:str = "stable-diffusion-v1-5/stable-diffusion-inpainting" # hub id or local folder for backend sd_inpaint (runwayml's model)
+    sd_inpaint_model:str = "stable-diffusion-v1-5/stable-diffusion-inpainting" # hub id or local folder for backend sd_inpaint (runwayml's model); "mini": cgddi's mini model
     prompt:str = "A close-up clinical photograph of healthy, smooth, normal human skin" # positive prompt (paper)
     negative_prompt:str = "Bad anatomy, deformed, lesion, ugly, disfigured, illness, hole, transparent, eye" # negative prompt (paper)
     inpaint_size:int = 512 # side the diffusion models work at (the 256 frame is resized to it and back)
+    mask_crop:int|None = None # sd_inpaint: repaint only a square crop around the region, this many px of the frame wider, at inpaint_size (diffusers' padding_mask_crop); None: the whole frame
     steps:int = 100 # decoder denoising steps (paper: 100)
     guidance:float = 4.0 # decoder classifier-free guidance (paper: 4)
     prior_steps:int = 25 # Kandinsky prior steps (run once: the prompt is the same for every image)
@@ -60,6 +61,8 @@ class HealthyConfig(StageConfig):
     def __post_init__(self):
         if self.backend not in BACKENDS: raise ValueError(f"inpainting backend {self.backend!r} unknown; use one of {BACKENDS}.")
         if self.n_candidates < 1: raise ValueError(f"n_candidates must be at least 1, got {self.n_candidates}.")
+        if self.mask_crop is not None and self.backend != "sd_inpaint":
+            raise ValueError(f"mask_crop works with backend sd_inpaint only (got {self.backend!r}); set it to null.")
 
     @property
     def thresholds(self)->dict:
@@ -101,7 +104,7 @@ class Inpainter:
         if cfg.backend == "kandinsky": model, prior = self._kandinsky(dt, work_dir)
         else:
             from diffusers import AutoPipelineForInpainting
-            model, prior = cfg.sd_inpaint_model, None
+            model, prior = str(mini_sd()) if cfg.sd_inpaint_model == "mini" else cfg.sd_inpaint_model, None
             try: self.pipe = AutoPipelineForInpainting.from_pretrained(model, dtype=dt, use_safetensors=True, safety_checker=None,
                                                                        requires_safety_checker=False).to(self.device)
             except (OSError, ValueError) as e: raise model_load_error(model, "an inpainting pipeline", "sd_inpaint_model", e) from e
@@ -136,6 +139,11 @@ class Inpainter:
         if cfg.backend == "opencv":
             return [alpha_blend(image, cv2.inpaint(image, hard, cfg.opencv_radius, cv2.INPAINT_TELEA), soft)]
         h, w = image.shape[:2]
+        if cfg.backend == "sd_inpaint" and cfg.mask_crop is not None:  # diffusers crops, repaints at inpaint_size and pastes the region back
+            out = self.pipe(prompt=cfg.prompt, negative_prompt=cfg.negative_prompt, image=Image.fromarray(image), mask_image=Image.fromarray(hard * 255),
+                            height=cfg.inpaint_size, width=cfg.inpaint_size, padding_mask_crop=cfg.mask_crop, num_inference_steps=cfg.steps,
+                            guidance_scale=cfg.guidance, num_images_per_prompt=cfg.n_candidates, generator=self.torch.Generator(self.device).manual_seed(seed)).images
+            return [alpha_blend(image, np.asarray(o.convert("RGB")), soft) for o in out]
         big = Image.fromarray(image).resize((cfg.inpaint_size, cfg.inpaint_size), Image.Resampling.BICUBIC)
         big_mask = cv2.resize(hard.astype(np.float32), (cfg.inpaint_size, cfg.inpaint_size), interpolation=cv2.INTER_NEAREST)
         g = self.torch.Generator(self.device).manual_seed(seed)

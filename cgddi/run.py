@@ -248,6 +248,11 @@ def main(argv=None)->int:
     a.add_argument("src", nargs="+", help="released adapter folders, one per disease (named after their repository)")
     a.add_argument("--work-dir", required=True, help="the work dir 00_data (and 01_healthy) wrote")
     a.add_argument("--sd-model", default=None, help="the base model 05 samples with (hub id or folder; default: the paper's SD 2.1-base; a folder's own pipeline wins)")
+    m = sub.add_parser("pretrain-mini", help="pretrain the mini Stable Diffusion on synthetic skin scenes (about an hour on 2 CPU cores; "
+                                             "a rerun resumes)")
+    m.add_argument("out_dir", help="work folder: the corpus, training states and pipeline/ (the result)")
+    m.add_argument("--seed", type=int, default=0, help="corpus, weights and batches follow from it (default 0: the shipped model)")
+    m.add_argument("--ship", action="store_true", help="copy the result into the installed package (cgddi/mini_sd), where `sd_model: mini` finds it")
     args = ap.parse_args(argv)
     try:
         if args.command == "status":
@@ -263,6 +268,11 @@ def main(argv=None)->int:
             from cgddi.publish import import_adapters
             from cgddi.diffusion import DEFAULT_SD_MODEL
             print(import_adapters(args.src, args.work_dir, args.sd_model or DEFAULT_SD_MODEL)[["disease_joined", "token", "lora"]].to_string(index=False))
+            return 0
+        if args.command == "pretrain-mini":
+            from cgddi.mini import MiniConfig, pretrain_mini, ship_mini
+            out = pretrain_mini(args.out_dir, MiniConfig(seed=args.seed))
+            print(f"mini model: {out}; " + (f"shipped to {ship_mini(out)}" if args.ship else f"use it with `sd_model: {out}`"))
             return 0
         if args.command == "import-dataset":
             from cgddi.publish import import_dataset

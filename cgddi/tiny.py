@@ -20,9 +20,9 @@ from diffusers import (PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, 
                        StableDiffusionPipeline)
 
 # %% auto #0
-__all__ = ['TINY_MARKER', 'TINY_LABEL', 'FULL_SIZE_LABEL', 'MOVED', 'ARCHITECTURES', 'weights_label', 'is_tiny', 'ModelLoadError',
-           'model_load_error', 'clip_vocab', 'clip_tokenizer', 'tiny_kandinsky', 'tiny_sd', 'tiny_clip_text',
-           'tiny_sam', 'architecture', 'random_components', 'random_pipeline']
+__all__ = ['TINY_MARKER', 'TINY_LABEL', 'FULL_SIZE_LABEL', 'MOVED', 'MINI_LABEL', 'MINI_DIR', 'ARCHITECTURES', 'weights_label',
+           'is_tiny', 'ModelLoadError', 'model_load_error', 'mini_sd', 'clip_vocab', 'clip_tokenizer', 'tiny_kandinsky',
+           'tiny_sd', 'tiny_clip_text', 'tiny_sam', 'architecture', 'random_components', 'random_pipeline']
 
 # %% ../nbs/00d_tiny.ipynb #19ee440b
 TINY_MARKER = "cgddi_tiny.json"  # written into every model folder made here (tiny or full size): its weights are random
@@ -70,6 +70,19 @@ def model_load_error(model, # the hub id, folder or file that failed
     offline = offline or (f"download it once (`hf download {MOVED.get(model, model)} --local-dir DIR`, or `save_pretrained(DIR)` where "
                           f"the hub is reachable) and set `{param}: DIR` in the params file")
     return ModelLoadError(f"{model}: cannot load {what} ({type(cause).__name__}: {reason}). {hint} To work offline, {offline}.")
+
+# %% ../nbs/00d_tiny.ipynb #minicode
+MINI_LABEL = "mini model pretrained on synthetic skin scenes"
+MINI_DIR = "mini_sd"  # the shipped pipeline's folder inside the package
+
+def mini_sd()->Path:
+    "The shipped mini pipeline's folder; a `ModelLoadError` naming the fix when the package holds none."
+    path = Path(str(resources.files("cgddi")))/MINI_DIR
+    if not (path/"model_index.json").exists():
+        raise ModelLoadError(f"{path}: the mini model's weights are not installed with this copy of cgddi. Reinstall cgddi from a "
+                             "checkout that has cgddi/mini_sd, or pretrain it (`cgddi pretrain-mini OUT`, about an hour on 2 CPU cores) "
+                             "and set `sd_model: OUT/pipeline`.")
+    return path
 
 # %% ../nbs/00d_tiny.ipynb #bb0e9903
 @cache
