@@ -53,6 +53,7 @@ class HealthyConfig(StageConfig):
     opencv_radius:int = 5 # opencv backend: cv2.inpaint neighbourhood radius
     qc_max_residue:float = 12.0 # QC 1: max colour difference (CIE76) between the repainted region and the skin around it
     qc_max_texture_ratio:float = 4.0 # QC 2: texture (Laplacian spread) of the region vs its ring must lie within 1/x .. x
+    qc_texture_side:int|None = None # QC 2 compares texture with the frame brought to this side (px), e.g. the side a model paints at; None: the 256 frame
     qc_max_tone_drift:float = 6.0 # QC 3: max change of the skin's ITA (degrees)
     qc_max_implausible:float = 0.05 # QC 4: max share of region pixels unlike any skin in the ring
     limit:int|None = None # only the first N annotated images (quick looks); None: all
@@ -164,6 +165,7 @@ def qc_scores(original:np.ndarray, # HxWx3 uint8 frame before inpainting
               mask:np.ndarray, # the original sDDI mask
               soft:np.ndarray, # the soft region from `inpaint_region`
               ring_px:int=12, # width of the skin ring the region is compared with
+              texture_side:int|None=None, # compare texture with the frame brought to this side (px); None: at the frame's own side
              )->dict:
     "The four triage scores of one healthy image."
     region = soft >= 0.5
@@ -173,7 +175,9 @@ def qc_scores(original:np.ndarray, # HxWx3 uint8 frame before inpainting
     if not ring.any() or not region.any(): return dict(residue=np.nan, texture_ratio=np.nan, tone_drift=np.nan, implausible=np.nan)
     lab = to_lab(healthy)
     residue = float(np.linalg.norm(lab[region].mean(0) - lab[ring].mean(0)))
-    lap = np.abs(cv2.Laplacian(lab[..., 0], cv2.CV_32F, ksize=3))
+    L = lab[..., 0] if texture_side is None else cv2.resize(lab[..., 0], (texture_side, texture_side), interpolation=cv2.INTER_AREA)
+    lap = np.abs(cv2.Laplacian(L, cv2.CV_32F, ksize=3))
+    if texture_side is not None: lap = cv2.resize(lap, region.shape[::-1], interpolation=cv2.INTER_NEAREST)  # back onto the masks' grid
     texture = float((lap[region].std() + 1e-3) / (lap[ring].std() + 1e-3))
     drift = abs(ita(healthy, np.isin(healthy_mask(mask), (SKIN,))) - ita(original, mask == SKIN))
     med = np.median(lab[ring], 0)
@@ -221,12 +225,13 @@ def _heal(work:Path, r, inpainter:Inpainter)->tuple[dict, dict]:
                generator=inpainter.generator, trained=False, n_train_samples=None, seed=seed_of(cfg.seed, int(r.ddi_id)), params_hash=phash)
     regenerated = not synthetic_done(work/out, phash)
     if regenerated:
-        scored = [(c, qc_scores(frame, c, mask, soft)) for c in inpainter(frame, soft, row["seed"])]
+        scored = [(c, qc_scores(frame, c, mask, soft, texture_side=cfg.qc_texture_side)) for c in inpainter(frame, soft, row["seed"])]
         healthy, scores = min(scored, key=lambda cs: _badness(cs[1], cfg.thresholds))
         with atomic_path(work/out_mask) as t:
             with open(t, "wb") as f: np.save(f, healthy_mask(mask))
         save_synthetic(healthy, work/out, row)
-    else: scores = qc_scores(frame, np.asarray(Image.open(work/out).convert("RGB")), mask, soft)
+    else: scores = qc_scores(frame, np.asarray(Image.open(work/out).convert("RGB")), mask, soft,
+                                texture_side=cfg.qc_texture_side)
     reasons = ";".join(map(str, qc_reasons(scores, **cfg.thresholds)))
     return row, dict(image=out, ddi_id=int(r.ddi_id), tone=r.tone, mask_source=source if isinstance(source, str) else "", **{k: round(v, 4) for k, v in scores.items()},
                      auto_keep=not reasons, auto_reasons=reasons, keep=not reasons, reasons=reasons, note="", params_hash=phash,

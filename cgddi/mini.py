@@ -33,10 +33,10 @@ from .tiny import clip_tokenizer, architecture, TINY_MARKER, MINI_LABEL, mini_sd
 from .diffusion import CLASS_PROMPT, RULER_SUFFIX, latent_cache, sample_latents, diffusion_loss, tokenize
 
 # %% auto #0
-__all__ = ['CORPUS_ENTROPY', 'LESION_COLOURS', 'LESION_TEXTURES', 'MINI_TEXT', 'MINI_VAE', 'MINI_UNET', 'MINI_CARD', 'corpus_rng',
-           'generic_lesion', 'corpus_scene', 'plot_samples', 'MiniConfig', 'mini_components', 'make_corpus',
-           'MiniStopped', 'train_vae', 'latent_scale', 'train_denoiser', 'pretrain_mini', 'ship_mini', 'sample_mini',
-           'centre_ita', 'small_fid']
+__all__ = ['CORPUS_ENTROPY', 'LESION_COLOURS', 'LESION_TEXTURES', 'HEALTHY_CLOSEUP', 'MINI_TEXT', 'MINI_VAE', 'MINI_UNET',
+           'MINI_CARD', 'corpus_rng', 'generic_lesion', 'corpus_scene', 'plot_samples', 'MiniConfig', 'mini_components',
+           'make_corpus', 'MiniStopped', 'train_vae', 'latent_scale', 'train_denoiser', 'pretrain_mini', 'ship_mini',
+           'sample_mini', 'centre_ita', 'small_fid']
 
 # %% ../nbs/00i_mini.ipynb #minicorpus
 CORPUS_ENTROPY = 0x6D696E69  # "mini": corpus image i of seed s draws from SeedSequence((CORPUS_ENTROPY, s), spawn_key=(i,))
@@ -62,12 +62,15 @@ def generic_lesion(rng:np.random.Generator, # the scene's generator
     size = "small " if spec.radius < .14 else "large " if spec.radius > .27 else ""
     return spec, f"a {size}{colour} {shape} lesion"
 
+HEALTHY_CLOSEUP = "A close-up clinical photograph of healthy, smooth, normal human skin"  # 01_healthy's inpainting prompt
+
 def corpus_scene(rng:np.random.Generator, # the image's generator (`corpus_rng`)
                  tone:str, # light / medium / dark
                  resolution:int=64, # side of the returned image
                  lesion_share:float=0.6, # probability that the scene shows a lesion
+                 closeup_share:float=0.4, # probability of a close-up: a crop of 1-2.5 times `resolution` from the 256 px frame
                 )->tuple[np.ndarray, dict]:
-    "One corpus scene in the benchmark's style (skin, body region, hair, ruler, marker ink, maybe a lesion) and its caption."
+    "One corpus scene in the benchmark's style (skin, body region, hair, ruler, marker ink, maybe a lesion), or a close-up of one, and its caption."
     img, label, skin, base = _scene(rng, tone)
     has_lesion, what = rng.random() < lesion_share, "healthy skin"
     if has_lesion:
@@ -78,13 +81,29 @@ def corpus_scene(rng:np.random.Generator, # the image's generator (`corpus_rng`)
     if hair: _draw_hair(rng, img, skin, tone)
     if has_lesion: _draw_marker(rng, img, label, skin, lesion, centre, radius)
     _draw_ruler(rng, img, label, label == LESION)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    closeup = bool(rng.random() < closeup_share)
+    if closeup:  # the frame's own scale: hair and skin grain as the 256 px frames show them
+        frame = cv2.resize(img, (256, 256), interpolation=cv2.INTER_AREA)
+        label = cv2.resize(label, (256, 256), interpolation=cv2.INTER_NEAREST)
+        side = int(rng.integers(resolution, int(2.5 * resolution) + 1))
+        ys, xs = np.nonzero(label == LESION) if has_lesion else np.nonzero(cv2.resize(skin.astype(np.uint8), (256, 256)))
+        k = rng.integers(len(ys)) if len(ys) else None
+        cy, cx = (ys[k], xs[k]) if k is not None else (128, 128)
+        y0, x0 = (int(np.clip(c - side // 2, 0, 256 - side)) for c in (cy, cx))
+        img, label = frame[y0:y0 + side, x0:x0 + side], label[y0:y0 + side, x0:x0 + side]
+        has_lesion = has_lesion and bool((label == LESION).any())
+        what = what if has_lesion else "healthy skin"
     marker, ruler = bool((label == MARKER).any()), bool((label == RULER).any())
-    caption = f"An image of {what} on a {tone}-toned individual"  # the wording of the stages' prompts (CLASS_PROMPT, eq. 2)
-    if hair and rng.random() < 0.7: caption += ", hairy"
-    if marker and rng.random() < 0.8: caption += " with marker ink"
-    if ruler: caption += RULER_SUFFIX
-    small = cv2.resize(np.clip(img, 0, 255).astype(np.uint8), (resolution, resolution), interpolation=cv2.INTER_AREA)
-    return small, dict(caption=caption, tone=tone, lesion=bool(has_lesion), hair=hair, marker=marker, ruler=ruler)
+    if closeup and not has_lesion and not (marker or ruler) and rng.random() < 0.5: caption = HEALTHY_CLOSEUP
+    else:  # the wording of the stages' prompts (CLASS_PROMPT, eq. 2)
+        caption = f"{'A close-up' if closeup else 'An image'} of {what} on a {tone}-toned individual"
+        if hair and rng.random() < 0.7: caption += ", hairy"
+        if marker and rng.random() < 0.8: caption += " with marker ink"
+        if ruler: caption += RULER_SUFFIX
+    small = cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA)
+    return small, dict(caption=caption, tone=tone, closeup=closeup, lesion=bool(has_lesion), hair=hair, marker=marker, ruler=ruler)
+
 
 # %% ../nbs/00i_mini.ipynb #miniplot
 def plot_samples(images:list, # PIL images
@@ -110,12 +129,13 @@ class MiniConfig(StageConfig):
     n_held_out:int = 512 # the corpus's last images: never trained on (FID reference)
     resolution:int = 64 # image side (latents are a quarter of it)
     lesion_share:float = 0.6 # share of corpus scenes with a lesion
+    closeup_share:float = 0.4 # share of close-ups (crops of the 256 px frame at 1-2.5 times the resolution)
     seed:int = 0 # corpus, weights, batches and noise follow from it
-    vae_steps:int = 800 # VAE optimisation steps
+    vae_steps:int = 2000 # VAE optimisation steps
     vae_batch_size:int = 32 # images per VAE step
-    vae_lr:float = 1e-3 # VAE learning rate (cosine decay after warm-up)
+    vae_lr:float = 1.5e-3 # VAE learning rate (cosine decay after warm-up)
     kl_weight:float = 1e-6 # weight of the VAE's KL term (SD's VAE: 1e-6)
-    unet_steps:int = 2400 # UNet + text encoder steps
+    unet_steps:int = 2000 # UNet + text encoder steps
     unet_batch_size:int = 64 # images per UNet step
     unet_lr:float = 6e-4 # UNet and text encoder learning rate (cosine decay after warm-up)
     warmup:int = 200 # warm-up steps of both phases
@@ -158,11 +178,11 @@ def make_corpus(out_dir, # folder for `images.npy` and `captions.csv`
                )->SimpleNamespace:
     "Render the corpus (reused while its settings are unchanged); returns `images` (N x H x W x 3 uint8) and `captions`."
     out = Path(out_dir); stamp = out/"corpus.json"
-    settings = dict(n_images=cfg.n_images, resolution=cfg.resolution, lesion_share=cfg.lesion_share, seed=cfg.seed)
+    settings = dict(n_images=cfg.n_images, resolution=cfg.resolution, lesion_share=cfg.lesion_share, closeup_share=cfg.closeup_share, seed=cfg.seed)
     if not (stamp.exists() and json.loads(stamp.read_text()) == settings):
         images = np.zeros((cfg.n_images, cfg.resolution, cfg.resolution, 3), np.uint8); rows = []
         for i in progress_bar(range(cfg.n_images), desc="mini corpus"):
-            images[i], facts = corpus_scene(corpus_rng(cfg.seed, i), TONE_ORDER[i % 3], cfg.resolution, cfg.lesion_share)
+            images[i], facts = corpus_scene(corpus_rng(cfg.seed, i), TONE_ORDER[i % 3], cfg.resolution, cfg.lesion_share, cfg.closeup_share)
             rows.append(facts)
         captions = pd.DataFrame(rows).assign(held_out=np.arange(cfg.n_images) >= cfg.n_images - cfg.n_held_out)
         with atomic_path(out/"images.npy") as t:
@@ -289,7 +309,8 @@ writes them, and no medical or published result can be computed from them.
 
 ## How it was made
 - Corpus: {{ n_images }} scenes at {{ resolution }} px drawn by `cgddi.mini.corpus_scene` from seed {{ seed }}
-  ({{ n_held_out }} held out), generators disjoint from every data set `cgddi run` makes (entropy (0x6D696E69, seed));
+  ({{ n_held_out }} held out; {{ closeup_share }} of them close-ups cut from the 256 px frame), generators disjoint from
+  every data set `cgddi run` makes (entropy (0x6D696E69, seed));
   captions name the tone and what is shown ("An image of a small brown round lesion on a dark-toned individual with a
   ruler"), never a benchmark disease.
 - VAE: {{ vae_steps }} steps at batch {{ vae_batch_size }}, L1 + MSE + {{ kl_weight }} x KL, lr {{ vae_lr }};
@@ -297,6 +318,11 @@ writes them, and no medical or published result can be computed from them.
 - UNet and text encoder together: {{ unet_steps }} steps at batch {{ unet_batch_size }}, lr {{ unet_lr }}, {{ caption_dropout }}
   empty captions, EMA {{ ema_decay }} (the shipped weights). Final denoising loss {{ unet_loss }}.
 - Time: {{ minutes }} min on {{ machine }}.
+
+## Limits
+Its text conditioning is weak: a tone prompt moves the skin's colour the right way but often not into the tone's
+band, and a lesion described in words is seldom drawn. `nbs/00i_mini.ipynb` measures both; what textual inversion and
+LoRA then teach it is measured by `06_classify`'s recognition table.
 
 ## Use
 ```python

@@ -80,3 +80,20 @@ def test_bad_backend_settings():
     with pytest.raises(ValueError, match="unknown"): HealthyConfig(backend="dalle")
     with pytest.raises(ValueError, match="n_candidates"): HealthyConfig(n_candidates=0)
     with pytest.raises(TypeError, match="positional"): HealthyConfig("opencv")  # keyword-only: no value lands in the wrong field
+
+def test_mini_inpainting_keeps_most_images_on_every_tone(work_copy):
+    "The default run's healthy settings (the shipped mini model): a skin-like repaint that the QC keeps on >= 80 % of every tone."
+    from cgddi.run import project_root, load_params
+    from cgddi.tiny import MINI_LABEL
+    params = load_params(project_root()/"params"/"default.yaml")["stages"]["01_healthy"]
+    cfg = HealthyConfig(**params)
+    assert cfg.sd_inpaint_model == "mini"
+    sheet = make_healthy(work_copy, cfg)
+    kept = sheet.groupby("tone").auto_keep.mean()
+    assert len(kept) == 3 and (kept >= 0.8).all(), sheet.groupby("tone").auto_reasons.value_counts()
+    rows = read_manifest(work_copy, "healthy", kept_only=False)
+    assert rows.generator.str.contains(MINI_LABEL, regex=False).all()
+    for r, f in zip(rows.head(3).itertuples(), _frames(work_copy).head(3).itertuples()):
+        out, orig = np.asarray(Image.open(work_copy/r.image)), np.asarray(Image.open(work_copy/f.frame_path))
+        outside = inpaint_region(np.load(work_copy/f.frame_mask_path)) == 0
+        assert (out[outside] == orig[outside]).all() and (out[~outside] != orig[~outside]).any()
