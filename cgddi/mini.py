@@ -434,7 +434,7 @@ def small_fid(real:np.ndarray, # N x H x W x 3 uint8 reference images
              )->float:
     "FID on the small random CNN features of cgddi.quality (a pipeline-level comparison, not a published FID)."
     from torchmetrics.image.fid import FrechetInceptionDistance
-    from .quality import SmallFeatures
+    from cgddi.quality import SmallFeatures
     size = real.shape[1]
     to_t = lambda arr: torch.from_numpy(np.stack(arr)).permute(0, 3, 1, 2).contiguous()
     fid = FrechetInceptionDistance(feature=SmallFeatures(0), reset_real_features=True)
