@@ -466,18 +466,20 @@ def recognition_table(work_dir, cfg:ClassifyConfig, # the run root and the stage
                      )->pd.DataFrame:
     "Per disease: the share of its semantic images the real-only baselines call by its malignancy, and of their canvases (empty if none)."
     work = Path(work_dir)
-    sem = read_manifests(work, ("semantic",)).get("semantic")
+    found = read_manifests(work, ("semantic", "healthy"))
     seeds = [s for s in split_seeds(work, cfg) if model_path(work, protocol, "real", "baseline", s).exists()]
-    if sem is None or not seeds: return pd.DataFrame()
+    if "semantic" not in found or not seeds: return pd.DataFrame()
+    sem = found["semantic"]
     sem = sem[sem.malignant.notna()].assign(path=lambda d: [str(work/p) for p in d.image], malignant=lambda d: d.malignant.astype(bool))
-    canvases = read_manifests(work, ("healthy",))["healthy"].drop_duplicates("base_id").set_index("base_id")
-    canvas = sem[["base_id", "tone", "malignant"]].assign(path=lambda d: [str(work/canvases.image[b]) for b in d.base_id])
+    canvases = found["healthy"].drop_duplicates("base_id")  # each canvas is judged once per seed, however many images it bears
+    canvases = canvases[canvases.base_id.isin(sem.base_id)].assign(path=lambda d: [str(work/p) for p in d.image], malignant=False)
     acc, hits = acc or accelerator(cfg), []
     for seed in progress_bar(seeds, desc="recognition", leave=False):
         model = make_model("baseline", cfg); model.load_state_dict(load_file(model_path(work, protocol, "real", "baseline", seed)))
+        called = pd.Series(predict(model, canvases, cfg, acc) >= 0.5, index=canvases.base_id.to_numpy())  # the canvas called malignant
         hits.append(pd.DataFrame({"disease_joined": sem.disease_joined.to_numpy(), "malignant": sem.malignant.to_numpy(), "seed": seed,
                                   "recognised": (predict(model, sem, cfg, acc) >= 0.5) == sem.malignant.to_numpy(),
-                                  "canvas": (predict(model, canvas, cfg, acc) >= 0.5) == sem.malignant.to_numpy()}))
+                                  "canvas": called.loc[sem.base_id].to_numpy() == sem.malignant.to_numpy()}))
     per_seed = pd.concat(hits).groupby(["disease_joined", "malignant", "seed"]).agg(images=("recognised", "size"), recognised=("recognised", "mean"),
                                                                                    canvas=("canvas", "mean")).reset_index()
     out = per_seed.groupby(["disease_joined", "malignant"]).agg(images=("images", "first"), recognised=("recognised", "mean"),

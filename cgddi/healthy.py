@@ -19,7 +19,7 @@ from .data import (DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data
 from .manifest import (REVIEW_SHEET, StageConfig, seed_of, save_synthetic, synthetic_done, write_shard, remove_stale_temps,
                             read_manifest, file_hash)
 from .report import atomic_path, progress_bar
-from .tiny import tiny_kandinsky, mini_sd, model_load_error, weights_label, TINY_LABEL
+from .tiny import tiny_kandinsky, model_load_error, weights_label, TINY_LABEL
 
 # %% auto #0
 __all__ = ['BACKENDS', 'QC_REASONS', 'HealthyConfig', 'inpaint_region', 'healthy_mask', 'Inpainter', 'qc_scores', 'qc_reasons',
@@ -100,12 +100,12 @@ class Inpainter:
         if cfg.backend == "opencv":
             self.generator = f"opencv-telea-r{cfg.opencv_radius}"; return
         import torch
-        from cgddi.diffusion import torch_setup  # imported here: the opencv backend needs no torch
+        from cgddi.diffusion import torch_setup, resolve_model  # imported here: the opencv backend needs no torch
         self.torch, (self.device, dt) = torch, torch_setup(cfg.device, cfg.dtype)
         if cfg.backend == "kandinsky": model, prior = self._kandinsky(dt, work_dir)
         else:
             from diffusers import AutoPipelineForInpainting
-            model, prior = str(mini_sd()) if cfg.sd_inpaint_model == "mini" else cfg.sd_inpaint_model, None
+            model, prior = resolve_model(cfg.sd_inpaint_model, work_dir, cfg.seed), None  # "mini": the shipped folder
             try: self.pipe = AutoPipelineForInpainting.from_pretrained(model, dtype=dt, use_safetensors=True, safety_checker=None,
                                                                        requires_safety_checker=False).to(self.device)
             except (OSError, ValueError) as e: raise model_load_error(model, "an inpainting pipeline", "sd_inpaint_model", e) from e
@@ -140,22 +140,18 @@ class Inpainter:
         if cfg.backend == "opencv":
             return [alpha_blend(image, cv2.inpaint(image, hard, cfg.opencv_radius, cv2.INPAINT_TELEA), soft)]
         h, w = image.shape[:2]
-        if cfg.backend == "sd_inpaint" and cfg.mask_crop is not None:  # diffusers crops, repaints at inpaint_size and pastes the region back
-            out = self.pipe(prompt=cfg.prompt, negative_prompt=cfg.negative_prompt, image=Image.fromarray(image), mask_image=Image.fromarray(hard * 255),
-                            height=cfg.inpaint_size, width=cfg.inpaint_size, padding_mask_crop=cfg.mask_crop, num_inference_steps=cfg.steps,
-                            guidance_scale=cfg.guidance, num_images_per_prompt=cfg.n_candidates, generator=self.torch.Generator(self.device).manual_seed(seed)).images
-            return [alpha_blend(image, np.asarray(o.convert("RGB")), soft) for o in out]
-        big = Image.fromarray(image).resize((cfg.inpaint_size, cfg.inpaint_size), Image.Resampling.BICUBIC)
-        big_mask = cv2.resize(hard.astype(np.float32), (cfg.inpaint_size, cfg.inpaint_size), interpolation=cv2.INTER_NEAREST)
-        g = self.torch.Generator(self.device).manual_seed(seed)
-        common = dict(image=big, mask_image=big_mask, height=cfg.inpaint_size, width=cfg.inpaint_size, num_inference_steps=cfg.steps,
-                      guidance_scale=cfg.guidance, num_images_per_prompt=cfg.n_candidates, generator=g, output_type="np")
+        common = dict(height=cfg.inpaint_size, width=cfg.inpaint_size, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
+                      num_images_per_prompt=cfg.n_candidates, generator=self.torch.Generator(self.device).manual_seed(seed))
+        if cfg.mask_crop is not None:  # diffusers crops around the mask, repaints at inpaint_size and pastes back into the frame (PIL out)
+            common.update(image=Image.fromarray(image), mask_image=Image.fromarray(hard * 255), padding_mask_crop=cfg.mask_crop)
+        else:
+            common.update(image=Image.fromarray(image).resize((cfg.inpaint_size, cfg.inpaint_size), Image.Resampling.BICUBIC),
+                          mask_image=cv2.resize(hard.astype(np.float32), (cfg.inpaint_size, cfg.inpaint_size), interpolation=cv2.INTER_NEAREST))
         if cfg.backend == "kandinsky":
             out = self.pipe(image_embeds=self.embeds[0], negative_image_embeds=self.embeds[1], **common).images
         else:
             out = self.pipe(prompt=cfg.prompt, negative_prompt=cfg.negative_prompt, **common).images
-        return [alpha_blend(image, cv2.resize((o * 255).round().astype(np.uint8), (w, h), interpolation=cv2.INTER_AREA), soft)
-                for o in out]
+        return [alpha_blend(image, cv2.resize(np.asarray(o.convert("RGB")), (w, h), interpolation=cv2.INTER_AREA), soft) for o in out]
 
 # %% ../nbs/01_healthy.ipynb #a006df77
 QC_REASONS = {1: "original lesion remains", 2: "unrealistic skin texture", 3: "incorrect skin tone", 4: "generative artifacts"}

@@ -6,7 +6,7 @@ work offline."""
 
 # %% ../nbs/00i_mini.ipynb #miniimports
 from __future__ import annotations
-import json, os, shutil, time
+import json, os, platform, shutil, time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -225,7 +225,7 @@ def train_vae(vae:AutoencoderKL, # the fresh VAE (trained in place)
     sched = get_scheduler("cosine", opt, num_warmup_steps=cfg.warmup, num_training_steps=cfg.vae_steps)
     vae, opt, sched = acc.prepare(vae, opt, sched)
     state = _resume(acc, folder, cfg.vae_hash()); losses, t0 = state["losses"], time.time() - state["seconds"]
-    x_all = torch.from_numpy(images).permute(0, 3, 1, 2)
+    x_all, model = torch.from_numpy(images).permute(0, 3, 1, 2), acc.unwrap_model(vae)
     vae.train()
     for step in progress_bar(range(state["step"], cfg.vae_steps), total=cfg.vae_steps - state["step"], desc="mini VAE"):
         g = torch.Generator().manual_seed(seed_of(cfg.seed, "vae", step))
@@ -233,9 +233,9 @@ def train_vae(vae:AutoencoderKL, # the fresh VAE (trained in place)
         x = x_all[idx].float().div(127.5).sub(1)
         flip = torch.rand(len(x), generator=g) < 0.5; x[flip] = x[flip].flip(-1)
         with acc.autocast():
-            post = acc.unwrap_model(vae).encode(x.to(acc.device)).latent_dist
+            post = model.encode(x.to(acc.device)).latent_dist
             z = post.mean + post.std * torch.randn(post.mean.shape, generator=g).to(post.mean)
-            rec = acc.unwrap_model(vae).decode(z).sample
+            rec = model.decode(z).sample
         loss = F.l1_loss(rec.float(), x.to(rec.device)) + F.mse_loss(rec.float(), x.to(rec.device)) + cfg.kl_weight * post.kl().mean()
         acc.backward(loss); opt.step(); sched.step(); opt.zero_grad()
         losses.append(float(loss.detach()))
@@ -284,9 +284,9 @@ def train_denoiser(unet:UNet2DConditionModel, # the fresh UNet (trained in place
         acc.backward(loss); acc.clip_grad_norm_(params, 1.0); opt.step(); sched.step(); opt.zero_grad()
         ema_unet.step(acc.unwrap_model(unet).parameters()); ema_text.step(acc.unwrap_model(text_encoder).parameters())
         losses.append(float(loss.detach()))
-        if (step + 1) % cfg.checkpoint_every == 0: _checkpoint(acc, folder, step + 1, losses, time.time() - t0, cfg.params_hash())
-        if cfg.stop_unet_at is not None and step + 1 >= cfg.stop_unet_at:
-            _checkpoint(acc, folder, step + 1, losses, time.time() - t0, cfg.params_hash())
+        stop = cfg.stop_unet_at is not None and step + 1 >= cfg.stop_unet_at
+        if (step + 1) % cfg.checkpoint_every == 0 or stop: _checkpoint(acc, folder, step + 1, losses, time.time() - t0, cfg.params_hash())
+        if stop:
             raise MiniStopped(f"{folder}: stopped after step {step + 1} (stop_unet_at); run again without it to resume.")
     unet.eval(); text_encoder.eval()
     return losses, time.time() - t0, ema_unet, ema_text
@@ -317,7 +317,7 @@ writes them, and no medical or published result can be computed from them.
   scaling factor {{ scaling_factor }}. Final loss {{ vae_loss }}.
 - UNet and text encoder together: {{ unet_steps }} steps at batch {{ unet_batch_size }}, lr {{ unet_lr }}, {{ caption_dropout }}
   empty captions, EMA {{ ema_decay }} (the shipped weights). Final denoising loss {{ unet_loss }}.
-- Time: {{ minutes }} min on {{ machine }}.
+- Training time (VAE and UNet phases, without drawing the corpus): {{ minutes }} min on {{ machine }}.
 
 ## Limits
 Its text conditioning is weak: a tone prompt moves the skin's colour the right way but often not into the tone's
@@ -345,7 +345,6 @@ def pretrain_mini(out_dir, # work folder: corpus/, vae/, unet/ (training states)
                   cfg:MiniConfig|None=None, # the pretraining settings; None: those of the shipped model
                  )->Path:
     "Pretrain the mini model from a seed, resuming where a killed run stopped; returns the finished pipeline folder."
-    import platform
     out, cfg = Path(out_dir), cfg or MiniConfig()
     done = out/"pipeline"
     if (done/"mini.json").exists() and json.loads((done/"mini.json").read_text())["params_hash"] == cfg.params_hash(): return done
