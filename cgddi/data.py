@@ -21,9 +21,9 @@ __all__ = ['TONES', 'TONE_ORDER', 'BACKGROUND', 'LESION', 'MARKER', 'RULER', 'SK
            'METADATA_COLUMNS', 'SPLIT_SEEDS', 'FRAME_MODES', 'F17K_FILE', 'F17K_COLUMNS', 'F17K_TONES',
            'F17K_MALIGNANT', 'SPLIT_MODES', 'TONE_COLOURS', 'MASK_COLOURS', 'DataError', 'joined_ddi', 'join_disease',
            'rarity', 'read_mask', 'find_masks', 'read_image', 'to_mask_frame', 'alpha_blend', 'to_lab', 'ita',
-           'load_ddi', 'load_f17k', 'make_split', 'split_path', 'write_splits', 'read_split', 'written_split_seeds',
-           'sddi_frame_mask', 'write_data', 'read_data', 'is_benchmark_run', 'data_source', 'lesion_contrast',
-           'plot_disease_histogram', 'overlay_mask']
+           'read_csv_table', 'load_ddi', 'load_f17k', 'make_split', 'split_path', 'write_splits', 'read_split',
+           'written_split_seeds', 'sddi_frame_mask', 'write_data', 'read_data', 'is_benchmark_run', 'data_source',
+           'lesion_contrast', 'plot_disease_histogram', 'overlay_mask']
 
 # %% ../nbs/00_data.ipynb #4d2cd450
 TONES = {12: "light", 34: "medium", 56: "dark"}  # DDI skin_tone code -> tone group
@@ -99,10 +99,15 @@ def read_image(path, # image file
               )->Image.Image|None:
     "Open an image as RGB; a missing or corrupt file is a `DataError` naming it."
     try:
-        with Image.open(path) as im:
-            if verify_only: im.verify(); return None
-            return im.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is refused before it is decoded
+            with Image.open(path) as im:
+                if verify_only: im.verify(); return None
+                return im.convert("RGB")
     except FileNotFoundError as e: raise DataError(f"{path}: image not found; check the DDI folder.") from e
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{path}: image is larger than Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} pixels ({e}); "
+                        "it is no dermatology photograph: replace or downscale it.") from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(f"{path}: image is corrupt or not an image ({e}); re-download it.") from e
 
@@ -151,6 +156,19 @@ def _image_path(root:Path, name:str)->Path:
         if p.exists(): return p
     raise DataError(f"{root/name}: image listed in {METADATA_FILE} not found (also looked in {root/'images'}).")
 
+def read_csv_table(csv:Path, # a metadata table
+                   columns:list, # the columns it must have
+                  )->pd.DataFrame:
+    "Read a metadata csv; an unreadable, empty or incomplete one is a `DataError` naming the file."
+    try: table = pd.read_csv(csv)
+    except UnicodeDecodeError as e: raise DataError(f"{csv}: not UTF-8 text ({e}); save it as UTF-8 csv.") from e
+    except pd.errors.EmptyDataError as e: raise DataError(f"{csv}: empty; it needs a header row {columns} and one row per image.") from e
+    except pd.errors.ParserError as e: raise DataError(f"{csv}: not a readable csv ({e}).") from e
+    missing = [c for c in columns if c not in table.columns]
+    if missing: raise DataError(f"{csv}: missing column(s) {missing}; the table needs {columns}.")
+    if table.empty: raise DataError(f"{csv}: no rows; it needs one row per image.")
+    return table
+
 def load_ddi(root, # folder holding ddi_metadata.csv and the images (or an images/ subfolder)
              masks=None, # folder searched recursively for sDDI masks; None: <root>/masks if it exists
              check_images:bool=True, # open every image to catch corrupt files now rather than mid-run
@@ -158,11 +176,19 @@ def load_ddi(root, # folder holding ddi_metadata.csv and the images (or an image
     "Read DDI + sDDI into one row per image: ids, paths, tone, malignancy, joined disease, rarity."
     root = Path(root); csv = root/METADATA_FILE
     if not csv.exists(): raise DataError(f"{csv}: not found; point ddi_root at the folder holding {METADATA_FILE}.")
-    meta = pd.read_csv(csv)
-    missing = [c for c in METADATA_COLUMNS if c not in meta.columns]
-    if missing: raise DataError(f"{csv}: missing column(s) {missing}; DDI metadata needs {METADATA_COLUMNS}.")
+    meta = read_csv_table(csv, METADATA_COLUMNS)
+    ids = pd.to_numeric(meta.DDI_ID, errors="coerce")
+    if ids.isna().any() or (ids != ids.round()).any():
+        raise DataError(f"{csv}: DDI_ID must be whole numbers; got {meta.DDI_ID[ids.isna() | (ids != ids.round())].head(3).tolist()}.")
+    meta["DDI_ID"] = ids.astype(int)
+    if meta.DDI_ID.duplicated().any():
+        raise DataError(f"{csv}: DDI_ID listed twice: {sorted(set(meta.DDI_ID[meta.DDI_ID.duplicated()]))}; every image needs its own id.")
     if meta.DDI_file.duplicated().any():
         raise DataError(f"{csv}: DDI_file listed twice: {sorted(meta.DDI_file[meta.DDI_file.duplicated()])}.")
+    stems = meta.DDI_file.astype(str).map(lambda f: Path(f).stem)
+    if stems.duplicated().any():
+        raise DataError(f"{csv}: files {sorted(meta.DDI_file[stems.isin(stems[stems.duplicated()])])} share a name stem; frames and masks are "
+                        "matched by stem, so rename one.")
     tones = []
     for i, t in zip(meta.DDI_ID, meta.skin_tone):
         try: tones.append(TONES[int(t)])

@@ -203,7 +203,7 @@ def _badness(s:dict, th:dict)->float:
 def _heal(work:Path, r, inpainter:Inpainter)->tuple[dict, dict]:
     "One masked image (a `data/ddi.csv` row): its healthy twin, made unless done, its manifest row and review-sheet row."
     cfg, stem = inpainter.cfg, Path(r.frame_path).stem
-    phash = cfg.params_hash(mask=file_hash(work/r.frame_mask_path))  # another mask for the image (auto, sDDI) remakes it
+    phash = cfg.params_hash(mask=file_hash(work/r.frame_mask_path), tone=r.tone)  # another mask (auto, sDDI) or tone label remakes it
     source = getattr(r, "mask_source", "sddi")
     out, out_mask = f"healthy/images/{stem}.png", f"healthy/masks/{stem}.npy"
     mask = np.load(work/r.frame_mask_path)

@@ -5,7 +5,7 @@ random place where its whole footprint lies on skin, at least `padding` px from 
 
 # %% ../nbs/02_lesion_map.ipynb #19d27b86
 from __future__ import annotations
-import dataclasses, importlib, math, multiprocessing, os, shutil
+import dataclasses, importlib, math, multiprocessing, os, shutil, signal, sys, threading, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,9 +158,20 @@ def place_lesion(valid_mask:np.ndarray, # bool HxW: where a lesion may lie
 # %% ../nbs/02_lesion_map.ipynb #0acbc392
 _DONORS: dict = {}  # donor id -> (patch, alpha, footprint, geometry, row), set in each worker by `_init_worker`
 
-def _init_worker(donors:dict):
+def _die_with(parent:int):
+    "End this worker process when `parent` (the process that spawned it) is gone, however it ended."
+    if sys.platform.startswith("linux"):
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the kernel kills us with the parent
+    def poll():  # elsewhere (and should the parent die before prctl): notice within 0.2 s
+        while os.getppid() == parent: time.sleep(0.2)
+        os._exit(1)
+    threading.Thread(target=poll, daemon=True).start()
+
+def _init_worker(donors:dict, parent:int|None=None):
     global _DONORS
     _DONORS = donors; cv2.setNumThreads(1)  # one process per core: no nested threads
+    if parent is not None: _die_with(parent)  # a killed run (or kernel) takes its workers with it
 
 def _resize_frame(image:np.ndarray, mask:np.ndarray, size:int):
     if image.shape[:2] == (size, size) and mask.shape == (size, size): return image, mask
@@ -209,6 +220,7 @@ def _map_one(job:dict)->tuple[str, int, int]:
         if not synthetic_done(work/name, job["phash"]): save_synthetic(paste(img, patch, alpha, off), work/name, row)
         rows.append(row); log.append(entry | dict(status="placed", reason="", top=off[0], left=off[1], image=name))
     write_shard(rows, work, "lesion_mapped", h["stem"])
+    for old in set((work/"lesion_mapped"/h["stem"]).glob("[!.]*.png")) - {work/r["image"] for r in rows}: old.unlink()  # e.g. a donor relabelled
     with atomic_path(work/"lesion_map"/"candidates"/f"{h['stem']}.csv") as t: pd.DataFrame(log).to_csv(t, index=False)
     return h["stem"], len(rows), len(log)
 
@@ -233,7 +245,8 @@ def map_lesions(work_dir, # run root written by 00_data and 01_healthy
     work = Path(work_dir)
     ddi = read_data(work)
     donors = ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id")
-    donor_masks = {int(i): file_hash(work/m) for i, m in zip(donors.ddi_id, donors.frame_mask_path)}  # another donor set or mask: redone
+    donor_facts = {int(r.ddi_id): [file_hash(work/r.frame_mask_path), r.disease, r.disease_joined, bool(r.malignant), r.tone]  # another donor set,
+                   for r in donors.itertuples()}  # mask or label: redone (a canvas's tone is in its own hash)
     healthy = read_manifest(work, "healthy").sort_values("base_id")
     if cfg.limit_healthy is not None: healthy = healthy.head(cfg.limit_healthy)
     masks = ddi.set_index("ddi_id").frame_mask_path
@@ -241,7 +254,7 @@ def map_lesions(work_dir, # run root written by 00_data and 01_healthy
     if unknown: raise DataError(f"{work/'data/ddi.csv'}: healthy images of DDI ids {unknown} have no mask there; rerun 00_data and 01_healthy.")
     stems = {Path(p).stem: r for p, r in zip(healthy.image, healthy.itertuples())}
     _tidy(work, None if cfg.limit_healthy is not None else set(stems))  # a limited run leaves the other healthy images alone
-    phash = {stem: cfg.params_hash(footprint="dilated lesion (E.4)", donors=donor_masks, healthy=r.params_hash) for stem, r in stems.items()}
+    phash = {stem: cfg.params_hash(footprint="dilated lesion (E.4)", donors=donor_facts, healthy=r.params_hash) for stem, r in stems.items()}
     jobs = [dict(work=str(work), phash=phash[stem], cfg=dataclasses.asdict(cfg),  # a dict: a notebook's class cannot reach spawned workers
                  healthy=dict(image=r.image, stem=stem, base_id=int(r.base_id), tone=r.tone, ruler=bool(r.ruler), mask=masks[r.base_id]))
             for stem, r in stems.items() if not _complete(work, stem, phash[stem])]
@@ -260,7 +273,7 @@ def _run_jobs(jobs:list, prepared:dict, workers:int|None):
             for j in jobs: bar.update(mod._map_one(j)[2])
         else:
             with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=mod._init_worker, initargs=(prepared,)) as ex:
+                                     initializer=mod._init_worker, initargs=(prepared, os.getpid())) as ex:
                 for f in as_completed([ex.submit(mod._map_one, j) for j in jobs]): bar.update(f.result()[2])
 
 # %% ../nbs/02_lesion_map.ipynb #0f662af3

@@ -209,7 +209,7 @@ def _adapter(work:Path, c, inst:pd.DataFrame, classes:pd.DataFrame|None, cfg:LoR
                  embeds_hash=file_hash(work/c.embeds))
     phash, folder = cfg.params_hash(**extra), work/LORA_DIR/gset/c.disease_slug
     facts = json.loads((folder/"lora.json").read_text()) if (folder/"lora.json").exists() else {}
-    if facts.get("params_hash") == phash and (folder/LORA_WEIGHTS).exists():
+    if facts.get("params_hash") == phash and (folder/LORA_WEIGHTS).exists() and facts.get("lora_hash") == file_hash(folder/LORA_WEIGHTS):
         if not (folder/"README.md").exists(): _card(work, folder, facts, inst, cfg, c.embeds)  # adapters trained before cards
         return facts
     if not loaded: loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision), class_latents={})
@@ -228,7 +228,8 @@ def _adapter(work:Path, c, inst:pd.DataFrame, classes:pd.DataFrame|None, cfg:LoR
     save_lora(folder, state)
     facts = dict(disease_joined=c.disease_joined, slug=c.disease_slug, token=c.token, model=model, generator_set=gset,
                  train_ids=sorted(set(inst.ddi_id.astype(int)) | set(class_ids)), instance_ids=sorted(inst.ddi_id.astype(int).tolist()),
-                 class_ids=class_ids, n_train=len(inst), n_class=len(class_ids), losses=losses, params_hash=phash, settings=cfg.settings(**extra))
+                 class_ids=class_ids, n_train=len(inst), n_class=len(class_ids), losses=losses, params_hash=phash, lora_hash=file_hash(folder/LORA_WEIGHTS),
+                 settings=cfg.settings(**extra))
     with atomic_path(folder/"lora.json") as t: t.write_text(json.dumps(facts))
     _card(work, folder, facts, inst, cfg, c.embeds)
     return facts

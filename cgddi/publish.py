@@ -4,7 +4,7 @@
 
 # %% ../nbs/00g_publish.ipynb #pub01
 from __future__ import annotations
-import difflib, hashlib, json, os, shutil
+import difflib, hashlib, json, os, shutil, tempfile
 from importlib.resources import files
 from pathlib import Path
 import pandas as pd
@@ -14,12 +14,12 @@ from huggingface_hub import DatasetCard, DatasetCardData
 import mlcroissant as mlc
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from .data import TONE_ORDER, data_source, read_data, written_split_seeds
+from .data import DataError, TONE_ORDER, data_source, read_data, read_image, read_csv_table, written_split_seeds
 from .diffusion import DEFAULT_SD_MODEL, resolve_model
 from .lora import LORA_DIR
 from .manifest import (MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, REVIEW_SHEET, SHARED, read_manifests,
-                            write_shard, write_concepts, write_set_split, link_or_copy)
-from .report import atomic_path
+                            write_shard, write_concepts, write_set_split, link_or_copy, check_rows, file_hash, manifest_dir)
+from .report import atomic_path, progress_bar
 
 # %% auto #0
 __all__ = ['EXPORT_COLUMNS', 'DATASET_CARD', 'IMPORTS', 'ALIAS_TABLE', 'export_dataset', 'import_dataset', 'import_note',
@@ -112,6 +112,18 @@ def _croissant(out:Path, tables:dict, name:str, license:str, source:str)->dict:
     return meta.to_json()
 
 # %% ../nbs/00g_publish.ipynb #pub06
+def _member(root:Path, rel, where:str)->Path:
+    "`root/rel` when it is a regular file inside `root` (no absolute path, no `..`, no link); else an error naming `where`."
+    p = Path(str(rel))
+    if not str(rel).strip() or p.is_absolute() or ".." in p.parts:
+        raise ValueError(f"{where}: path {str(rel)!r} is not a plain relative path inside {root}; refused, nothing written.")
+    f = root/p
+    if f.is_symlink() or (f.exists() and not f.resolve().is_relative_to(root.resolve())):
+        raise ValueError(f"{where}: {f} is a link (to {f.resolve()}); only regular files inside {root} are imported; refused, nothing written.")
+    if not f.exists(): raise FileNotFoundError(f"{where}: {f} is missing; download the whole set.")
+    if not f.is_file(): raise ValueError(f"{where}: {f} is not a regular file; refused, nothing written.")
+    return f
+
 def export_dataset(work_dir, # run root with manifests (01, 02, 05)
                    out_dir, # new folder to write (must not exist)
                    types=SYNTHETIC_TYPES, # the synthetic types to export (those made)
@@ -123,6 +135,8 @@ def export_dataset(work_dir, # run root with manifests (01, 02, 05)
     if out.exists(): raise FileExistsError(f"{out} exists; remove it or export to another folder.")
     tables = {t: m for t, m in read_manifests(work, types).items() if len(m)}
     if not tables: raise FileNotFoundError(f"{work/'manifest'}: no synthetic images to export; run 01, 02 or 05 first.")
+    for t, m in tables.items():  # never a link out of the work dir (it would publish what it points to)
+        for image in m.image: _member(work, image, str(manifest_dir(work, t)))
     tmp = out.with_name(out.name + ".partial"); shutil.rmtree(tmp, ignore_errors=True)
     for t, m in tables.items():
         bad = m.image[~m.image.str.startswith(f"{t}/")]
@@ -153,13 +167,15 @@ def _released_table(src:Path, columns:dict|None, leakage_filter:bool)->tuple[pd.
     "The released rows with manifest column names (image relative to `src`) and the file they came from."
     typed = sorted(src.glob("*/metadata.parquet"))
     if typed:  # a cgddi export
-        rows = pd.concat([pd.read_parquet(p).assign(image=lambda d, t=p.parent.name: t + "/" + d.file_name) for p in typed], ignore_index=True)
+        rows = pd.concat([pd.read_parquet(_member(src, p.relative_to(src), str(src))).assign(image=lambda d, t=p.parent.name: t + "/" + d.file_name)
+                          for p in typed], ignore_index=True)
         where = ", ".join(str(p) for p in typed)
     else:
         files = [p for p in (src/"metadata.parquet", src/"metadata.csv") if p.exists()]
         if not files: raise FileNotFoundError(f"{src}: no metadata.parquet or metadata.csv (nor <type>/metadata.parquet); point to the set's folder.")
-        rows = pd.read_parquet(files[0]) if files[0].suffix == ".parquet" else pd.read_csv(files[0])
-        where = str(files[0])
+        f = _member(src, files[0].name, str(src))
+        rows = pd.read_parquet(f) if f.suffix == ".parquet" else read_csv_table(f, [])
+        where = str(f)
     rows = rows.rename(columns=columns or {})
     if "image" not in rows and "file_name" in rows: rows = rows.rename(columns={"file_name": "image"})
     missing = [c for c in ("image", "type", "tone", *(["base_id"] if leakage_filter else [])) if c not in rows]
@@ -167,34 +183,87 @@ def _released_table(src:Path, columns:dict|None, leakage_filter:bool)->tuple[pd.
                                    + (" or import without the leakage filter (--no-leakage-filter)." if "base_id" in missing else "."))
     bad = sorted(set(rows.type) - set(SYNTHETIC_TYPES))
     if bad: raise ValueError(f"{where}: type(s) {bad} unknown; map them to {list(SYNTHETIC_TYPES)}.")
+    dup = rows.image[rows.image.duplicated()]
+    if len(dup): raise ValueError(f"{where}: image {dup.iloc[0]!r} listed twice; every row needs its own file.")
     return rows.reindex(columns=MANIFEST_COLUMNS).assign(synthetic=True), where
 
-def _needs_ids(rows:pd.DataFrame, work:Path)->pd.Series:
+def _released_provenance(src:Path, work:Path, ids:set)->dict[str, dict]:
+    "The `lora/<set>/<slug>/lora.json` a cgddi export carries that the work dir lacks: {adapter folder: facts}; a clash is an error."
+    out = {}
+    for j in sorted(src.glob("lora/*/*/lora.json")):
+        rel = j.parent.relative_to(src).as_posix()
+        try: facts = json.loads(_member(src, j.relative_to(src), str(src)).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{j}: not a lora.json ({e}); refused, nothing written.") from e
+        train = facts.get("train_ids") if isinstance(facts, dict) else None
+        if not isinstance(train, list) or not all(isinstance(i, int) for i in train):
+            raise ValueError(f"{j}: no list of integer train_ids; refused, nothing written.")
+        if unknown := sorted(set(train) - ids): raise ValueError(f"{j}: train_ids {unknown[:5]} are not in {work/'data'/'ddi.csv'}; "
+                                                                 "import into a work dir made from the same DDI.")
+        local = work/rel/"lora.json"
+        if local.exists():  # a work dir's own provenance is never replaced by an import
+            mine = json.loads(local.read_text()).get("train_ids", [])
+            if sorted(mine) != sorted(train):
+                raise ValueError(f"{j}: adapter {rel} learnt from DDI ids {sorted(train)[:8]}..., but this work dir's {local} says "
+                                 f"{sorted(mine)[:8]}...: the released images come from another adapter of that name. Import into a work dir "
+                                 "without its own adapters (00_data's outputs only); nothing written.")
+            continue
+        out[rel] = facts
+    return out
+
+def _needs_ids(rows:pd.DataFrame, work:Path, provenance:dict)->pd.Series:
     "Rows that lack an id the leakage rule needs."
-    adapter_known = rows.adapter.map(lambda a: isinstance(a, str) and (work/a/"lora.json").exists())
+    adapter_known = rows.adapter.map(lambda a: isinstance(a, str) and (a in provenance or (work/a/"lora.json").exists()))
     return (rows.base_id.isna() | ((rows.type == "lesion_mapped") & rows.donor_id.isna())
             | ((rows.type == "semantic") & ~adapter_known))
 
 # %% ../nbs/00g_publish.ipynb #pub11
+def _check_release(rows:pd.DataFrame, src:Path, work:Path, where:str, ids:set, shard:str)->dict[str, pd.DataFrame]:
+    "Every check before anything is written: files, images, ids, names; returns the typed rows per type."
+    for i, image in progress_bar(rows.image.items(), total=len(rows), desc="checking released images", leave=False):
+        at = f"{where} (row {i}: {image})"
+        try: read_image(_member(src, image, at))  # decodes: truncated, corrupt or bomb-sized files are refused by name
+        except DataError as e: raise DataError(f"{at}: {e}") from e
+    for col in ("base_id", "donor_id"):
+        unknown = sorted(set(rows[col].dropna().astype(int)) - ids)
+        if unknown: raise ValueError(f"{where}: {col} {unknown[:5]} not in {work/'data'/'ddi.csv'}; import into a work dir made from the same DDI.")
+    taken = {}  # images the work dir's manifests already list (other shards than this import's own)
+    for p in sorted((work/"manifest").glob("*/*.csv")):
+        if p.stem != shard and "image" in pd.read_csv(p, nrows=0).columns:
+            taken.update(dict.fromkeys(pd.read_csv(p, usecols=["image"]).image, p))
+    if clash := [i for i in rows.image if i in taken]:
+        raise ValueError(f"{where}: image {clash[0]!r} is already listed in {taken[clash[0]]}; a released image may not share a name with one of "
+                         "this work dir (rename it in the release, or import into a fresh work dir); nothing written.")
+    for image in rows.image:
+        if (work/image).exists() and file_hash(work/image) != file_hash(src/image):
+            raise ValueError(f"{where}: {work/image} exists with other content; nothing written.")
+    return {t: check_rows(part.reset_index(drop=True), where) for t, part in rows.groupby("type", sort=False)}
+
 def import_dataset(src, # a released set: a cgddi export, or a folder with metadata.parquet / metadata.csv and the images
                    work_dir, # run root written by 00_data (the DDI and splits the set was made from)
                    columns:dict|None=None, # released column name -> manifest column name
                    leakage_filter:bool=True, # refuse rows without the ids the leakage rule needs; False: keep them (tables say so)
                   )->pd.DataFrame:
-    "Write a released set's rows as manifest shards `manifest/<type>/imported.csv`, its images linked in; returns rows kept and refused per type."
+    "Check a released set whole, stage it, then move it in: one shard per type and import (`manifest/<type>/imported-<id>.csv`); returns rows kept and refused per type."
     src, work = Path(src), Path(work_dir)
     if not (work/"data").exists(): raise FileNotFoundError(f"{work}: no 00_data outputs; run 00_data on the DDI the set was made from first.")
     rows, where = _released_table(src, columns, leakage_filter)
-    for j in sorted(src.glob("lora/*/*/lora.json")):  # the adapters' provenance (train_ids), carried by a cgddi export
-        (work/j.relative_to(src)).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(j, work/j.relative_to(src))
-    lacking = _needs_ids(rows, work)
+    ids = set(read_data(work).ddi_id.astype(int))
+    provenance = _released_provenance(src, work, ids)
+    lacking = _needs_ids(rows, work, provenance)
     refused = rows[lacking] if leakage_filter else rows.iloc[:0]
     rows = rows[~lacking] if leakage_filter else rows
-    for image in rows.image:
-        if not (src/image).exists(): raise FileNotFoundError(f"{src/image}: listed in {where} but missing; download the whole set.")
-        if not (work/image).exists(): link_or_copy(src/image, work/image)
-    for t, part in rows.groupby("type", sort=False):
-        write_shard(part[MANIFEST_COLUMNS].reset_index(drop=True), work, t, "imported")
+    shard = "imported-" + hashlib.sha256(f"{src.resolve()}\n{rows.to_csv(index=False)}".encode()).hexdigest()[:10]  # the same import again: the same shard
+    parts = _check_release(rows, src, work, where, ids, shard)
+    stage = Path(tempfile.mkdtemp(prefix=".import-", dir=work))  # on the work dir's file system: moving in is a rename
+    try:
+        for image in rows.image: link_or_copy(src/image, stage/image)
+        for rel, facts in provenance.items():
+            (stage/rel).mkdir(parents=True, exist_ok=True); (stage/rel/"lora.json").write_text(json.dumps(facts))
+        for f in sorted(p for p in stage.rglob("*") if p.is_file()):  # everything checked: move in (images, then provenance)
+            (work/f.relative_to(stage)).parent.mkdir(parents=True, exist_ok=True); os.replace(f, work/f.relative_to(stage))
+    finally: shutil.rmtree(stage, ignore_errors=True)
+    for t, part in parts.items():
+        write_shard(part, work, t, shard)
         if t == "healthy":  # kept: a released set holds the images its makers kept
             sheet = work/REVIEW_SHEET
             old = pd.read_csv(sheet) if sheet.exists() else pd.DataFrame(columns=["image", "keep"])
@@ -202,7 +271,8 @@ def import_dataset(src, # a released set: a cgddi export, or a folder with metad
             with atomic_path(sheet) as t: pd.concat([old[~old.image.isin(new.image)], new], ignore_index=True).to_csv(t, index=False)
     counts = pd.DataFrame({"kept": rows.type.value_counts(), "refused": refused.type.value_counts()}).fillna(0).astype(int)
     log = json.loads((work/IMPORTS).read_text()) if (work/IMPORTS).exists() else []
-    log.append({"source": str(src), "leakage_filter": leakage_filter, "rows": counts.kept.to_dict(), "refused": counts.refused.to_dict()})
+    log.append({"source": str(src), "shard": shard, "leakage_filter": leakage_filter, "rows": counts.kept.to_dict(), "refused": counts.refused.to_dict(),
+                "provenance": sorted(provenance)})
     with atomic_path(work/IMPORTS) as t: t.write_text(json.dumps(log, indent=1))
     return counts.rename_axis("type")
 
@@ -229,27 +299,58 @@ def _released_disease(src:Path, token:str, aliases:pd.DataFrame)->pd.Series:
                          f"({', '.join(near) or 'see cgddi/released_adapters.csv'}).")
     return hit.iloc[0]
 
+def _tensor_shapes(path:Path)->dict[str, list]:
+    "Key -> shape of a safetensors file; anything else (a pickle under a .safetensors name, a cut-off file) is refused by name."
+    try:
+        with safe_open(str(path), "pt") as f: return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own SafetensorError (and OSError, ValueError) on a file that is not one
+        raise ValueError(f"{path}: not a safetensors file ({type(e).__name__}: {e}); cgddi loads weights as safetensors only, never "
+                         "pickles: get the adapter's safetensors files, or convert a checkpoint you trust with safetensors' save_file.") from e
+
 _PREFIXES = ("unet.", "text_encoder.")  # what diffusers' pipeline loader reads; other keys it skips without an error
 
-def _copy_lora(src:Path, dst:Path):
-    "Copy a released LoRA; keys saved by `unet.save_attn_procs` (no `unet.` prefix) get it, or diffusers would skip them silently."
-    with safe_open(str(src), "pt") as f: keys = list(f.keys())
-    if not any("lora" in k for k in keys): raise ValueError(f"{src}: no LoRA weights (keys like {keys[:2]}); is it the adapter's file?")
-    if all(k.startswith(_PREFIXES) for k in keys): shutil.copy2(src, dst); return
-    with atomic_path(dst) as t: save_file({("" if k.startswith(_PREFIXES) else "unet.") + k: v for k, v in load_file(src).items()}, t)
+def _unet_key(k:str)->str:
+    "A released LoRA key as diffusers' pipeline loader reads it (keys saved by `unet.save_attn_procs` lack the `unet.` prefix)."
+    return k if k.startswith(_PREFIXES) else "unet." + k
 
-def _released_token(src:Path, width:int)->tuple[str, Path, Path]:
-    "The one token of a released folder, and its two files; errors name the folder."
-    emb, lora = src/"learned_embeds.safetensors", src/"pytorch_lora_weights.safetensors"
-    for f in (emb, lora):
-        if not f.exists(): raise FileNotFoundError(f"{src}: no {f.name}; download the whole adapter repository.")
-    with safe_open(str(emb), "pt") as f:
-        keys = list(f.keys())
-        if len(keys) != 1: raise ValueError(f"{emb}: {len(keys)} tokens {keys[:4]}; a released adapter holds one.")
-        got = f.get_slice(keys[0]).get_shape()[-1]
-    if got != width: raise ValueError(f"{emb}: embedding width {got}, but the base model's text encoder takes {width}; "
-                                      "use the model the adapter was trained on (SD 2.1-base: 1024).")
-    return keys[0], emb, lora
+def _check_lora_shapes(lora:Path, shapes:dict, model:str):
+    "Every LoRA matrix names a module of the base model's UNet and fits its width; a hub id with no local config is not checked here."
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+    from diffusers.utils import convert_unet_state_dict_to_peft
+    try: config = UNet2DConditionModel.load_config(model, subfolder="unet")
+    except (OSError, ValueError): return  # 05 loads it and checks then
+    with init_empty_weights(): unet = UNet2DConditionModel.from_config(config)
+    layers = dict(unet.named_modules())
+    peft = convert_unet_state_dict_to_peft({_unet_key(k)[5:]: s for k, s in shapes.items() if _unet_key(k).startswith("unet.")})
+    for key, shape in peft.items():
+        module, _, kind = key.rpartition(".lora_")
+        base = layers.get(module)
+        if base is None or not hasattr(base, "in_features"):
+            raise ValueError(f"{lora}: {key} names no linear layer of {model}'s UNet; use the base model the adapter was trained on.")
+        want = base.in_features if kind.startswith("A") else base.out_features
+        if shape[-1 if kind.startswith("A") else 0] != want:
+            raise ValueError(f"{lora}: {key} has shape {shape}, but {module} of {model}'s UNet is {base.in_features} -> {base.out_features}; "
+                             "use the base model the adapter was trained on (SD 2.1-base for the released cgDDI adapters).")
+
+def _copy_lora(src:Path, dst:Path, keys:list):
+    "Copy a released LoRA with keys as diffusers' pipeline loader reads them (otherwise it would skip them silently)."
+    if all(k.startswith(_PREFIXES) for k in keys): shutil.copy2(src, dst); return
+    with atomic_path(dst) as t: save_file({_unet_key(k): v for k, v in load_file(src).items()}, t)
+
+def _released_token(src:Path, width:int)->tuple[str, Path, Path, dict]:
+    "The one token of a released folder, its two files (regular files inside it) and the LoRA's shapes; errors name the folder."
+    for name in ("learned_embeds.safetensors", "pytorch_lora_weights.safetensors"):
+        if not (src/name).exists() and not (src/name).is_symlink():
+            raise FileNotFoundError(f"{src}: no {name}; download the whole adapter repository.")
+    emb, lora = (_member(src, n, str(src)) for n in ("learned_embeds.safetensors", "pytorch_lora_weights.safetensors"))
+    tokens, shapes = _tensor_shapes(emb), _tensor_shapes(lora)
+    if len(tokens) != 1: raise ValueError(f"{emb}: {len(tokens)} tokens {list(tokens)[:4]}; a released adapter holds one.")
+    (token, shape), = tokens.items()
+    if shape[-1] != width: raise ValueError(f"{emb}: embedding width {shape[-1]}, but the base model's text encoder takes {width}; "
+                                            "use the model the adapter was trained on (SD 2.1-base: 1024).")
+    if not any("lora" in k for k in shapes): raise ValueError(f"{lora}: no LoRA weights (keys like {list(shapes)[:2]}); is it the adapter's file?")
+    return token, emb, lora, shapes
 
 # %% ../nbs/00g_publish.ipynb #pub15
 def import_adapters(srcs:list, # released adapter folders (one per disease)
@@ -257,7 +358,7 @@ def import_adapters(srcs:list, # released adapter folders (one per disease)
                     sd_model:str=DEFAULT_SD_MODEL, # the base model 05 samples with (hub id, local folder or "tiny"); a folder's own pipeline wins
                     gset:str=SHARED, # the generator set to write into
                    )->pd.DataFrame:
-    "Write released token + LoRA folders where 05 samples from (`textual_inversion/<set>/`, `lora/<set>/`); returns their lora concept rows."
+    "Check every released token + LoRA folder, stage them, then move them where 05 samples from (`textual_inversion/<set>/`, `lora/<set>/`); returns their lora concept rows."
     work = Path(work_dir)
     ddi, aliases, base = read_data(work), released_aliases(), resolve_model(sd_model, work)
     seeds = written_split_seeds(work, "faithful")
@@ -265,27 +366,36 @@ def import_adapters(srcs:list, # released adapter folders (one per disease)
     def width(model:str)->int:  # the text encoder's width; a hub id without a local copy: SD 2.1-base's OpenCLIP-H
         p = Path(model)/"text_encoder"/"config.json"
         return json.loads(p.read_text())["hidden_size"] if p.exists() else 1024
-    ti_rows, lora_rows = [], []
-    for src in map(Path, srcs):
+    checked = []
+    for src in map(Path, srcs):  # every folder is checked before anything is written
         model = str(src) if (src/"model_index.json").exists() else base
-        token, emb, lora = _released_token(src, width(model))
-        a = _released_disease(src, token, aliases)
-        own = ddi[ddi.disease_joined == a.disease_joined]
-        ti_dir, lora_dir = work/"textual_inversion"/gset/a.disease_slug, work/LORA_DIR/gset/a.disease_slug
-        ti_dir.mkdir(parents=True, exist_ok=True); lora_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(emb, ti_dir/emb.name); _copy_lora(lora, lora_dir/lora.name)
-        facts = dict(disease_joined=a.disease_joined, slug=a.disease_slug, token=token, model=model, generator_set=gset, imported_from=str(src),
-                     train_ids_known=False, train_ids=sorted(int(i) for i in ddi.ddi_id))  # unknown: treated as every image
-        for d, name in ((ti_dir, "ti.json"), (lora_dir, "lora.json")):
-            with atomic_path(d/name) as t: t.write_text(json.dumps(facts))
-        common = dict(disease_joined=a.disease_joined, disease_slug=a.disease_slug, token=token,
-                      malignant=own.malignant.iloc[0] if len(own) else None, n_train=len(own),
-                      **{f"n_train_{t}": int((own.tone == t).sum()) for t in TONE_ORDER},
-                      embeds=f"textual_inversion/{gset}/{a.disease_slug}/{emb.name}", model=model)
-        ti_rows.append(common | dict(n_holdout=0, final_loss=None))
-        lora_rows.append(common | dict(n_class=0, final_instance_loss=None, final_prior_loss=None, lora=f"{LORA_DIR}/{gset}/{a.disease_slug}/{lora.name}"))
-    for stage in ("textual_inversion", LORA_DIR):  # any split: the imported adapters saw every one
-        if not (work/stage/gset/"split.json").exists(): write_set_split(work, stage, gset, "faithful", seeds[0])
+        token, emb, lora, shapes = _released_token(src, width(model))
+        _check_lora_shapes(lora, shapes, model)
+        checked.append((src, model, token, emb, lora, shapes, _released_disease(src, token, aliases)))
+    if len({c[-1].disease_slug for c in checked}) < len(checked): raise ValueError(f"{[str(s) for s in srcs]}: two folders of one disease; import one.")
+    stage, ti_rows, lora_rows = Path(tempfile.mkdtemp(prefix=".import-", dir=work)), [], []
+    try:
+        for src, model, token, emb, lora, shapes, a in checked:
+            ti_rel, lora_rel = Path("textual_inversion")/gset/a.disease_slug, Path(LORA_DIR)/gset/a.disease_slug
+            (stage/ti_rel).mkdir(parents=True); (stage/lora_rel).mkdir(parents=True)
+            shutil.copy2(emb, stage/ti_rel/emb.name); _copy_lora(lora, stage/lora_rel/lora.name, list(shapes))
+            own = ddi[ddi.disease_joined == a.disease_joined]
+            facts = dict(disease_joined=a.disease_joined, slug=a.disease_slug, token=token, model=model, generator_set=gset, imported_from=str(src),
+                         train_ids_known=False, train_ids=sorted(int(i) for i in ddi.ddi_id),  # unknown: treated as every image
+                         embeds_hash=file_hash(stage/ti_rel/emb.name), lora_hash=file_hash(stage/lora_rel/lora.name))
+            for rel, name in ((ti_rel, "ti.json"), (lora_rel, "lora.json")): (stage/rel/name).write_text(json.dumps(facts))
+            common = dict(disease_joined=a.disease_joined, disease_slug=a.disease_slug, token=token,
+                          malignant=own.malignant.iloc[0] if len(own) else None, n_train=len(own),
+                          **{f"n_train_{t}": int((own.tone == t).sum()) for t in TONE_ORDER}, embeds=(ti_rel/emb.name).as_posix(), model=model)
+            ti_rows.append(common | dict(n_holdout=0, final_loss=None))
+            lora_rows.append(common | dict(n_class=0, final_instance_loss=None, final_prior_loss=None, lora=(lora_rel/lora.name).as_posix()))
+        for d in sorted({p.parent for p in stage.rglob("*") if p.is_file()}):  # move in, one adapter folder at a time
+            dst = work/d.relative_to(stage); dst.mkdir(parents=True, exist_ok=True)
+            for f in sorted(p for p in dst.iterdir() if p.is_file()): f.unlink()  # a folder's old files go with it: nothing mixed
+            for f in sorted(d.iterdir()): os.replace(f, dst/f.name)
+    finally: shutil.rmtree(stage, ignore_errors=True)
+    for stage_name in ("textual_inversion", LORA_DIR):  # any split: the imported adapters saw every one
+        if not (work/stage_name/gset/"split.json").exists(): write_set_split(work, stage_name, gset, "faithful", seeds[0])
     write_concepts(ti_rows, work, "textual_inversion", gset)
     rows = write_concepts(lora_rows, work, "lora", gset)
     return rows[rows.disease_slug.isin([r["disease_slug"] for r in lora_rows])].reset_index(drop=True)

@@ -158,7 +158,8 @@ class SemanticSampler:
         if self.concepts is not None and len(self.concepts): self.pipe.unload_textual_inversion()
         self.concepts = concepts.set_index("disease_slug")
         if len(self.concepts):
-            self.pipe.load_textual_inversion([str(self.work/p) for p in self.concepts.embeds], token=list(self.concepts.token))
+            self.pipe.load_textual_inversion([str(self.work/p) for p in self.concepts.embeds], token=list(self.concepts.token),
+                                            use_safetensors=True)
 
     def use(self, slug:str):
         "Fuse `slug`'s adapter into the UNet: the first one is loaded (and the UNet compiled), later ones swap its weights in place."
@@ -166,13 +167,21 @@ class SemanticSampler:
         if lora == self.current: return
         if self.current is None:
             self.pipe.enable_lora_hotswap(target_rank=max(_lora_rank(self.work/p) for p in self.concepts.lora))  # a later adapter may be wider
-            self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER)
+            self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, use_safetensors=True)
+            self.base = [(w, w.detach().clone()) for w in self._fused_weights()]  # the exact base weights, before any fuse
         else:
-            self.pipe.unfuse_lora()
-            self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, hotswap=True)
+            self.pipe.unfuse_lora()  # subtracting the delta leaves float residue that depends on the adapters fused before ...
+            with torch.no_grad():
+                for w, w0 in self.base: w.copy_(w0)  # ... so the base weights are restored exactly, in place (a compiled graph keeps them)
+            self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, hotswap=True, use_safetensors=True)
         self.pipe.fuse_lora(adapter_names=[ADAPTER])
         if self.current is None and self.cfg.compile_unet: self.pipe.unet.compile()  # once, with an adapter fused: a swap reuses the graph
         self.current = lora
+
+    def _fused_weights(self)->list[torch.Tensor]:
+        "The UNet weights an adapter is fused into (the base layers of its LoRA layers)."
+        from peft.tuners.lora import LoraLayer
+        return [m.get_base_layer().weight for m in self.pipe.unet.modules() if isinstance(m, LoraLayer)]
 
     @torch.no_grad()
     def __call__(self, slug:str, # the disease

@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from safetensors.torch import save_file
 from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data, read_split
-from .manifest import StageConfig, SHARED, seed_of, remove_stale_temps, write_concepts, split_name, write_set_split
+from .manifest import StageConfig, SHARED, seed_of, remove_stale_temps, write_concepts, split_name, write_set_split, file_hash
 from .report import atomic_path, progress_bar
 from .diffusion import (disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
                              latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean)
@@ -170,7 +170,7 @@ def _token(work:Path, g:pd.DataFrame, cfg:TIConfig, model:str, loaded:dict, gset
     phash, folder = cfg.params_hash(token=token, train_ids=train_ids), work/TI_DIR/gset/slug
     facts_path, embeds = folder/"ti.json", folder/"learned_embeds.safetensors"
     facts = json.loads(facts_path.read_text()) if facts_path.exists() else {}
-    if facts.get("params_hash") == phash and embeds.exists(): return facts
+    if facts.get("params_hash") == phash and embeds.exists() and facts.get("embeds_hash") == file_hash(embeds): return facts  # the file it wrote
     if not loaded: loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision))
     sd = loaded["sd"]; pristine = loaded.setdefault("pristine", (sd.tokenizer, sd.text_encoder))
     sd.tokenizer, sd.text_encoder = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
@@ -180,7 +180,7 @@ def _token(work:Path, g:pd.DataFrame, cfg:TIConfig, model:str, loaded:dict, gset
     with atomic_path(folder/"images.csv") as t: g[["ddi_id", "tone", "malignant", "role"]].to_csv(t, index=False)
     save_learned_embeds(embeds, token, emb)
     facts = dict(disease_joined=name, slug=slug, token=token, model=model, generator_set=gset, train_ids=train_ids, n_train=len(train),
-                 n_holdout=int((g.role == "holdout").sum()), losses=losses, params_hash=phash,
+                 n_holdout=int((g.role == "holdout").sum()), losses=losses, params_hash=phash, embeds_hash=file_hash(embeds),
                  settings=cfg.settings(token=token, train_ids=train_ids))
     with atomic_path(facts_path) as t: t.write_text(json.dumps(facts))
     return facts

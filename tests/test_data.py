@@ -61,6 +61,14 @@ def test_joined_table_matches_paper():
     for joined, labels in table4.items(): assert set(jd[jd == joined].index) == set(labels)
     assert len(jd) == 78 and jd.nunique() == 65
 
+def _bomb(path):
+    "A small PNG whose header claims 30000 x 30000 pixels (Pillow's bomb check reads only the header)."
+    from PIL import Image
+    import struct, zlib
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b""))
+
 def _edit_meta(root, **cols):
     m = pd.read_csv(root/"ddi_metadata.csv", index_col=0)
     for c, (row, v) in cols.items(): m[c] = m[c].astype(object); m.loc[row, c] = v
@@ -75,6 +83,14 @@ def _edit_meta(root, **cols):
     (lambda r: (r/"000002.png").unlink(), "000002.png: image listed in ddi_metadata.csv not found"),
     (lambda r: (r/"000002.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage"), "000002.png: image is corrupt"),
     (lambda r: (r/"ddi_metadata.csv").unlink(), "ddi_metadata.csv: not found"),
+    (lambda r: (r/"ddi_metadata.csv").write_bytes("DDI_ID,DDI_file,skin_tone,malignant,disease\n1,é.png,12,False,nevus\n".encode("latin-1")),
+     "ddi_metadata.csv: not UTF-8 text"),
+    (lambda r: (r/"ddi_metadata.csv").write_text(""), "ddi_metadata.csv: empty"),
+    (lambda r: _edit_meta(r, DDI_ID=(0, "one")), "DDI_ID must be whole numbers; got ['one']"),
+    (lambda r: _edit_meta(r, DDI_ID=(1, 1)), "DDI_ID listed twice: [1]"),
+    (lambda r: (_edit_meta(r, DDI_file=(1, "000001.jpg")), Image.new("RGB", (8, 8)).save(r/"000001.jpg")),
+     "share a name stem"),
+    (lambda r: _bomb(r/"000002.png"), "000002.png: image is larger than Pillow's decompression-bomb limit"),
 ])
 def test_bad_metadata_and_images(bench_copy, edit, expect):
     edit(bench_copy)

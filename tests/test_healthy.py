@@ -61,6 +61,17 @@ def test_a_changed_mask_redoes_its_image_only(work_copy):
     changed = {p for p, t in images.items() if p.stat().st_mtime_ns != t}
     assert changed == {work_copy/"healthy"/"images"/Path(f.frame_path).name}
 
+def test_a_relabelled_tone_redoes_its_image(work_copy):
+    "Changing an image's tone in data/ddi.csv remakes its healthy twin: manifest row and PNG metadata say the new tone."
+    f = _frames(work_copy).iloc[0]
+    new = next(t for t in ("light", "medium", "dark") if t != f.tone)
+    ddi = pd.read_csv(work_copy/"data"/"ddi.csv")
+    ddi.loc[ddi.ddi_id == f.ddi_id, ["tone", "skin_tone"]] = [new, {"light": 12, "medium": 34, "dark": 56}[new]]
+    ddi.to_csv(work_copy/"data"/"ddi.csv", index=False)
+    make_healthy(work_copy, HealthyConfig())
+    row = read_manifest(work_copy, "healthy", kept_only=False).set_index("base_id").loc[f.ddi_id]
+    assert row.tone == new and read_synthetic_meta(work_copy/row.image)["tone"] == new
+
 def test_a_mask_without_lesion_names_its_file(work_copy):
     f = _frames(work_copy).iloc[0]
     np.save(work_copy/f.frame_mask_path, np.full((256, 256), 4, np.int64))
@@ -81,8 +92,8 @@ def test_bad_backend_settings():
     with pytest.raises(ValueError, match="n_candidates"): HealthyConfig(n_candidates=0)
     with pytest.raises(TypeError, match="positional"): HealthyConfig("opencv")  # keyword-only: no value lands in the wrong field
 
-def test_mini_inpainting_keeps_more_than_classical_on_every_tone(work_copy):
-    "The default run's healthy settings (the shipped mini model): the QC keeps more of its repaints than of OpenCV's, on every tone."
+def test_mini_inpainting_keeps_80_percent_on_every_tone(work_copy):
+    "The default run's healthy settings (the shipped mini model): the QC keeps at least 80 % of its repaints, and more than of OpenCV's, on every tone."
     from cgddi.run import project_root, load_params
     from cgddi.tiny import MINI_LABEL
     classical = pd.read_csv(work_copy/REVIEW_SHEET).groupby("tone").auto_keep.mean()  # the fixture's opencv set
@@ -91,7 +102,7 @@ def test_mini_inpainting_keeps_more_than_classical_on_every_tone(work_copy):
     assert cfg.sd_inpaint_model == "mini"
     sheet = make_healthy(work_copy, cfg)
     kept = sheet.groupby("tone").auto_keep.mean()
-    assert len(kept) == 3 and (kept > classical).all() and (kept >= 0.5).all(), pd.DataFrame({"mini": kept, "opencv": classical})
+    assert len(kept) == 3 and (kept > classical).all() and (kept >= 0.8).all(), pd.DataFrame({"mini": kept, "opencv": classical})
     rows = read_manifest(work_copy, "healthy", kept_only=False)
     assert rows.generator.str.contains(MINI_LABEL, regex=False).all()
     for r, f in zip(rows.head(3).itertuples(), _frames(work_copy).head(3).itertuples()):

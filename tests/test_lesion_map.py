@@ -97,6 +97,24 @@ def test_resume_after_kill_gives_the_same_complete_set(healthy_work, tmp_path):
     rows = read_manifest(killed, "lesion_mapped")
     assert not rows.image.duplicated().any() and not list(killed.rglob(".*.tmp*"))
 
+def test_workers_die_with_the_process_that_spawned_them(healthy_work, tmp_path):
+    "A killed run (or kernel) takes its lesion-map workers with it, even one stuck reading a file (here a FIFO no one writes)."
+    import shutil, psutil
+    work = shutil.copytree(healthy_work, tmp_path/"w")
+    stuck = work/read_manifest(work, "healthy").image.iloc[0]
+    stuck.unlink(); os.mkfifo(stuck)  # opening it blocks the worker that maps onto it, as a stalled disk would
+    script = tmp_path/"run.py"; script.write_text(_RUN)
+    proc = subprocess.Popen([sys.executable, str(script), str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    n_jobs, logs = len(read_manifest(work, "healthy")), work/"lesion_map"/"candidates"
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list(logs.glob("[!.]*.csv"))) < n_jobs - 1: time.sleep(0.05)
+    assert len(list(logs.glob("[!.]*.csv"))) == n_jobs - 1  # every job done but the stuck one
+    workers = [c for c in psutil.Process(proc.pid).children(recursive=True) if "resource_tracker" not in " ".join(c.cmdline())]
+    assert len(workers) == 2
+    proc.kill(); proc.wait()  # the parent alone, as when a kernel is killed: its workers are in no group the killer knows
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, [w.pid for w in alive]
+
 def test_discarded_healthy_images_are_pruned(work_copy):
     map_lesions(work_copy, LesionMapConfig(workers=1))
     sheet = pd.read_csv(work_copy/REVIEW_SHEET, dtype={"reasons": str, "note": str})
@@ -110,6 +128,22 @@ def test_discarded_healthy_images_are_pruned(work_copy):
 
 def _donor(work):
     ddi = read_data(work); return ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id").iloc[-1]
+
+def test_a_relabelled_donor_redoes_its_lesion_mapped_images(work_copy):
+    "Changing a donor's disease in data/ddi.csv remakes its rows and files (and removes the old ones) on the next run."
+    map_lesions(work_copy, LesionMapConfig(workers=1))
+    d = _donor(work_copy)
+    ddi = pd.read_csv(work_copy/"data"/"ddi.csv")
+    other = ddi[(ddi.disease_joined != d.disease_joined) & (ddi.malignant != d.malignant)].iloc[0]
+    for c in ("disease", "disease_joined", "disease_slug", "malignant"): ddi.loc[ddi.ddi_id == d.ddi_id, c] = other[c]
+    ddi.to_csv(work_copy/"data"/"ddi.csv", index=False)
+    map_lesions(work_copy, LesionMapConfig(workers=1))
+    rows = read_manifest(work_copy, "lesion_mapped")
+    mine = rows[rows.donor_id == d.ddi_id]
+    assert len(mine) and (mine.disease_joined == other.disease_joined).all() and (mine.malignant == other.malignant).all()
+    assert all(f"_with_{other.disease_slug}_from_" in p for p in mine.image)
+    on_disk = {str(p.relative_to(work_copy)) for p in (work_copy/"lesion_mapped").rglob("*.png")}
+    assert on_disk == set(rows.image)  # no image of the old label left behind
 
 def test_empty_donor_lesion_is_a_clear_error(work_copy):
     d = _donor(work_copy); m = np.load(work_copy/d.frame_mask_path); m[m == 1] = 4; np.save(work_copy/d.frame_mask_path, m)

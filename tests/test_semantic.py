@@ -2,6 +2,7 @@
 import dataclasses, json, re, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
+import torch
 import pandas as pd
 import pytest
 from PIL import Image
@@ -127,6 +128,26 @@ def test_compiled_sampler_swaps_adapters_without_recompiling(lora_work, tmp_path
         assert all(np.abs(g - w).max() <= 2 for g, w in zip(got, want[d])), d   # the right adapter, fused
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs      # no recompilation on a switch
 
+def test_an_image_does_not_depend_on_the_adapters_fused_before(lora_work):
+    "A disease sampled after others gives the same UNet weights and images as in a fresh sampler (no unfuse residue)."
+    from cgddi.semantic import SemanticSampler
+    from cgddi.manifest import read_concepts
+    from cgddi.diffusion import resolve_model
+    concepts = read_concepts(lora_work, "lora")
+    a, b = concepts.disease_slug[:2]
+    canvas = [Image.fromarray(np.full((32, 32, 3), 150, np.uint8))] * 2
+    args = (canvas, ["An image of x on a light-toned individual"] * 2, [1, 2])
+    cfg = dataclasses.replace(SAMPLER, resolution=32, steps=3)
+    fresh = SemanticSampler(lora_work, resolve_model("tiny", lora_work), concepts, cfg)
+    want = [np.asarray(im) for im in fresh(b, *args)]
+    want_weights = [w.clone() for w in fresh._fused_weights()]
+    base = [w0 for _, w0 in fresh.base]
+    used = SemanticSampler(lora_work, resolve_model("tiny", lora_work), concepts, cfg)
+    for d in (a, b, a, b): got = [np.asarray(im) for im in used(d, *args)]
+    assert all((g == w).all() for g, w in zip(got, want))
+    assert all(torch.equal(g, w) for g, w in zip(used._fused_weights(), want_weights))
+    assert not all(torch.equal(g, w) for g, w in zip(want_weights, base))  # b's adapter is fused in, not a no-op
+
 def test_a_remade_canvas_remakes_only_its_images(lora_work, tmp_path):
     work = _copy(lora_work, tmp_path/"canvas")
     slug = pd.read_csv(work/"lora"/"shared"/"concepts.csv").disease_slug.iloc[0]
@@ -141,3 +162,53 @@ def test_a_remade_canvas_remakes_only_its_images(lora_work, tmp_path):
     redone = {p for p, t in before.items() if (work/p).stat().st_mtime_ns != t}
     assert redone == set(plan.image[plan.canvas == canvas]) and counts["sampled"] == len(redone) > 0
 
+
+def _files(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+def _released(work, slug, dst):
+    "A released adapter folder, as the authors' hub repositories hold one, made from this work dir's token and LoRA of `slug`."
+    from cgddi.publish import released_aliases
+    folder = Path(dst)/released_aliases().set_index("disease_slug").loc[slug, "released"]; folder.mkdir(parents=True)
+    shutil.copy(work/"textual_inversion"/"shared"/slug/"learned_embeds.safetensors", folder)
+    shutil.copy(work/"lora"/"shared"/slug/"pytorch_lora_weights.safetensors", folder)
+    return folder
+
+@pytest.mark.parametrize("case, expect", [
+    ("pickle", "not a safetensors file"),
+    ("wrong width", "has shape [2, 999]"),
+    ("unknown layer", "names no linear layer"),
+    ("outside symlink", "is a link"),
+])
+def test_a_failed_adapter_import_writes_nothing(lora_work, tmp_path, case, expect):
+    "Two released folders, the second broken: one error naming its file, and neither is written (no half import)."
+    from safetensors.torch import save_file
+    from cgddi.manifest import read_concepts
+    from cgddi.publish import import_adapters
+    work = _copy(lora_work, tmp_path/"w")
+    a, b = read_concepts(work, "lora").disease_slug[:2]
+    good, bad = _released(work, a, tmp_path/"rel"), _released(work, b, tmp_path/"rel")
+    lora = bad/"pytorch_lora_weights.safetensors"
+    from safetensors import safe_open
+    with safe_open(str(lora), "pt") as f: key = next(k for k in f.keys() if k.endswith("to_q.lora.down.weight"))  # a real layer
+    if case == "pickle": lora.unlink(); torch.save({key: torch.zeros(2, 8)}, lora)
+    elif case == "wrong width": save_file({key: torch.zeros(2, 999), key.replace("down", "up"): torch.zeros(8, 2)}, lora)
+    elif case == "unknown layer": save_file({key.replace("to_q", "to_z"): torch.zeros(2, 8)}, lora)
+    else: (tmp_path/"elsewhere.safetensors").write_bytes(lora.read_bytes()); lora.unlink(); lora.symlink_to(tmp_path/"elsewhere.safetensors")
+    (work/"textual_inversion"/"shared"/a/"learned_embeds.safetensors").write_bytes(b"locally trained")  # must survive
+    before = _files(work)
+    with pytest.raises(ValueError) as e: import_adapters([good, bad], work, "tiny")
+    assert str(lora) in str(e.value) and expect in str(e.value), str(e.value)
+    assert _files(work) == before and not list(work.glob(".import-*"))
+
+def test_a_token_file_changed_behind_03s_back_is_retrained(lora_work, tmp_path):
+    "ti.json records the hash of the embedding it wrote: a replaced file (e.g. by a failed import) is trained again, not kept."
+    from safetensors.torch import load_file, save_file
+    from cgddi.manifest import read_concepts
+    work = _copy(lora_work, tmp_path/"w")
+    f = work/read_concepts(work, "textual_inversion").embeds.iloc[0]
+    trained = load_file(f)
+    save_file({k: torch.zeros_like(v) for k, v in trained.items()}, f)
+    train_textual_inversion(work, TIConfig(resolution=32, steps=2, batch_size=2))
+    again = load_file(f)
+    assert trained.keys() == again.keys() and all(torch.allclose(trained[k], again[k], atol=1e-6) for k in trained)
