@@ -5,6 +5,7 @@ denoising loss: what textual inversion (`03`), LoRA (`04`) and semantic sampling
 
 # %% ../nbs/00e_diffusion.ipynb #9a7739af
 from __future__ import annotations
+import json, shutil
 from pathlib import Path
 from types import SimpleNamespace
 import numpy as np
@@ -18,13 +19,15 @@ from transformers import CLIPTokenizer, CLIPTextModel
 from diffusers import AutoencoderKL, UNet2DConditionModel, DDPMScheduler
 from diffusers.image_processor import VaeImageProcessor
 from .data import DataError, TONE_ORDER, read_image
+from safetensors.torch import load_file, save_file
+from .report import atomic_path
 from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'RULER_SUFFIX', 'DEFAULT_SD_MODEL',
-           'disease_token', 'instance_prompt', 'class_prompt', 'resolve_model', 'model_label', 'torch_setup',
-           'mixed_precision', 'training_accelerator', 'load_sd', 'square_image', 'latent_cache', 'sample_latents',
-           'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
+           'STATE_DIR', 'disease_token', 'instance_prompt', 'class_prompt', 'resolve_model', 'model_label',
+           'torch_setup', 'mixed_precision', 'training_accelerator', 'load_sd', 'TrainingState', 'square_image',
+           'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
 
 # %% ../nbs/00e_diffusion.ipynb #33b08fc7
 INSTANCE_PROMPT = "An image of {token} on a {tone}-toned individual"
@@ -113,6 +116,45 @@ def load_sd(model:str, # hub id or local folder of a Stable Diffusion pipeline
     except (OSError, ValueError) as e:
         raise model_load_error(model, f"a Stable Diffusion pipeline with safetensors weights (e.g. {DEFAULT_SD_MODEL!r} or 'tiny')",
                                "sd_model", e) from e
+
+# %% ../nbs/00e_diffusion.ipynb #ec4c2eca
+STATE_DIR = ".state"  # a training's mid-run checkpoints, in its output folder (gone when it is done)
+
+class TrainingState:
+    "Mid-run checkpoints of one training loop: accelerate's `save_state` (weights, optimizer, schedule, RNG) plus the loop's own generator and losses."
+    def __init__(self, acc:Accelerator, # the accelerator the loop prepared its objects with (for this loop only)
+                 folder, # where the checkpoints go (removed when the loop is done); None: no checkpoints
+                 key:str, # the settings' `params_hash`: a state saved under other settings is discarded
+                 every:int, # steps between checkpoints; 0: none
+                 generator:torch.Generator, # the loop's generator of batches and noise
+                ):
+        self.acc, self.folder, self.key, self.every, self.generator = acc, None if folder is None else Path(folder), key, every, generator
+
+    def resume(self, empty)->tuple[int, object]:
+        "The step to start from and the losses so far: from the last checkpoint saved under these settings, else (0, `empty`)."
+        facts = json.loads((self.folder/"state.json").read_text()) if self.folder is not None and (self.folder/"state.json").exists() else {}
+        if facts.get("key") != self.key:
+            self.finish(); return 0, empty
+        self.acc.load_state(str(self.folder/facts["state"]))
+        self.generator.set_state(load_file(self.folder/facts["state"]/"generator.safetensors")["state"])
+        return facts["step"], facts["losses"]
+
+    def save(self, step:int, # steps done
+             losses, # the losses so far (JSON)
+             total:int, # the loop's steps: no checkpoint after the last
+            ):
+        "Checkpoint after every `every` steps, under a new name, then point `state.json` at it."
+        if self.folder is None or not self.every or step % self.every or step >= total: return
+        name, state = f"step-{step:06d}", self.folder/"state.json"
+        old = json.loads(state.read_text())["state"] if state.exists() else None
+        self.acc.save_state(str(self.folder/name))
+        save_file({"state": self.generator.get_state()}, self.folder/name/"generator.safetensors")
+        with atomic_path(state) as t: t.write_text(json.dumps(dict(key=self.key, step=step, losses=losses, state=name)))
+        if old and old != name: shutil.rmtree(self.folder/old, ignore_errors=True)
+
+    def finish(self):
+        "Remove the checkpoints (the loop's result is saved, or they belong to other settings)."
+        if self.folder is not None and self.folder.exists(): shutil.rmtree(self.folder)
 
 # %% ../nbs/00e_diffusion.ipynb #d72380e6
 def square_image(path, # image file

@@ -6,7 +6,7 @@ under "An image of healthy skin on a {tone}-toned individual", keep the model fr
 
 # %% ../nbs/04_lora.ipynb #8463d84a
 from __future__ import annotations
-import copy, json, os, tempfile
+import copy, json, os, shutil, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -29,7 +29,7 @@ from .manifest import (ManifestError, StageConfig, SHARED, file_hash, link_or_co
 from .report import atomic_path, progress_bar
 from .tiny import model_load_error, weights_label
 from .diffusion import (INSTANCE_PROMPT, instance_prompt, class_prompt, load_sd, resolve_model, training_accelerator, square_image, latent_cache,
-                             sample_latents, diffusion_loss, tail_mean)
+                             sample_latents, diffusion_loss, tail_mean, TrainingState, STATE_DIR)
 
 # %% auto #0
 __all__ = ['LORA_DIR', 'LORA_WEIGHTS', 'ADAPTER_CARD', 'LoRAConfig', 'instance_images', 'class_images', 'tone_weights',
@@ -54,6 +54,7 @@ class LoRAConfig(StageConfig):
     max_class_images:int|None = None # class images to use, drawn tone-balanced; None: every kept healthy image
     ruler_in_prompt:bool = True # append "with a ruler" where the image's sDDI mask has a ruler
     gradient_checkpointing:bool = False # trade compute for memory (reference: on)
+    checkpoint_every:int = 250 # save the training state every N steps (a killed run resumes there); 0: never
     precision:str = "auto" # accelerate mixed precision: auto (fp16 on a GPU, as the paper), no, fp16, bf16
     validation_samples:int = 0 # text-to-image samples per tone after training, for a look (0: none, the default)
     seed:int = 0 # batches, noise and LoRA initialisation follow from it
@@ -145,8 +146,10 @@ def train_lora(sd, # `load_sd` parts
                cfg:LoRAConfig, # rank, steps, batch size, learning rate, prior weight, checkpointing, precision, seed
                accelerator:Accelerator|None=None, # the stage's accelerator (one for all diseases); None: a new one
                progress:bool=True, # show a progress bar
+               state_dir=None, # folder for mid-run checkpoints (every `cfg.checkpoint_every` steps); None: none
+               state_key:str="", # the settings the checkpoints belong to (a `params_hash`)
               )->tuple[dict, dict]:
-    "Train one adapter on the UNet; returns its diffusers-format state dict and the per-step losses (instance, prior)."
+    "Train one adapter on the UNet, resuming from a checkpoint in `state_dir`; returns its diffusers-format state dict and the per-step losses (instance, prior)."
     if not len(instance.images): raise DataError(f"{adapter}: no instance images.")
     if classes is not None and not len(classes.images): raise ValueError(f"{adapter}: prior preservation needs class images.")
     acc = accelerator or training_accelerator(cfg.precision)
@@ -157,8 +160,10 @@ def train_lora(sd, # `load_sd` parts
     weights = [tone_weights(s.tones) for s in sets]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=1e-2)
     unet, opt, sched = acc.prepare(unet, opt, get_scheduler("constant", optimizer=opt))
-    g, n, sf, losses = torch.Generator().manual_seed(cfg.seed), cfg.batch_size, vae.config.scaling_factor, dict(instance=[], prior=[])
-    for _ in progress_bar(range(cfg.steps), desc=f"LoRA {adapter}", disable=not progress, leave=False):
+    g, n, sf = torch.Generator().manual_seed(cfg.seed), cfg.batch_size, vae.config.scaling_factor
+    state = TrainingState(acc, state_dir, state_key, cfg.checkpoint_every, g)
+    start, losses = state.resume(dict(instance=[], prior=[]))
+    for step in progress_bar(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"LoRA {adapter}", disable=not progress, leave=False):
         lat, emb = [], []
         for s, cache, w in zip(sets, caches, weights):  # instance images, then class images: each drawn, then noised
             i = torch.multinomial(w, n, replacement=True, generator=g)
@@ -172,6 +177,7 @@ def train_lora(sd, # `load_sd` parts
         per = per.detach().float()
         losses["instance"].append(per[:n].mean().item())
         if len(sets) == 2: losses["prior"].append(per[n:].mean().item())
+        state.save(step + 1, losses, cfg.steps)
     unet = acc.unwrap_model(unet, keep_fp32_wrapper=False)
     state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=adapter))
     state = {k: v.detach().float().cpu().clone() for k, v in state.items()}
@@ -218,13 +224,13 @@ def _adapter(work:Path, c, inst:pd.DataFrame, classes:pd.DataFrame|None, cfg:LoR
     sd.tokenizer, sd.text_encoder = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
     pipe = StableDiffusionPipeline(**vars(sd), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.text_encoder.to(acc.device)
-    pipe.load_textual_inversion(str(work/c.embeds))
+    pipe.load_textual_inversion(str(work/c.embeds), use_safetensors=True)
     instance = ImageSet([square_image(p, cfg.resolution) for p in inst.image_path],
                         prompt_embeds(pipe, [instance_prompt(c.token, t, ruler and r) for t, r in zip(inst.tone, inst.ruler)]), inst.tone.tolist())
     cls = None if classes is None else ImageSet(_class_latents(work, cfg, classes, loaded), prompt_embeds(pipe, [class_prompt(t, ruler and r)
                                                 for t, r in zip(classes.tone, classes.ruler)]), classes.tone.tolist())
     pipe.text_encoder.to("cpu")
-    state, losses = train_lora(sd, c.disease_slug, instance, cls, cfg, acc)
+    state, losses = train_lora(sd, c.disease_slug, instance, cls, cfg, acc, state_dir=folder/STATE_DIR, state_key=phash)
     save_lora(folder, state)
     facts = dict(disease_joined=c.disease_joined, slug=c.disease_slug, token=c.token, model=model, generator_set=gset,
                  train_ids=sorted(set(inst.ddi_id.astype(int)) | set(class_ids)), instance_ids=sorted(inst.ddi_id.astype(int).tolist()),
@@ -232,6 +238,7 @@ def _adapter(work:Path, c, inst:pd.DataFrame, classes:pd.DataFrame|None, cfg:LoR
                  settings=cfg.settings(**extra))
     with atomic_path(folder/"lora.json") as t: t.write_text(json.dumps(facts))
     _card(work, folder, facts, inst, cfg, c.embeds)
+    shutil.rmtree(folder/STATE_DIR, ignore_errors=True)  # done: its checkpoints go
     return facts
 
 def _concept(c, inst:pd.DataFrame, facts:dict, model:str, gset:str)->dict:
@@ -291,8 +298,8 @@ imagery) for research on fair dermatology AI. Its images are not photographs of 
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline
 pipe = StableDiffusionImg2ImgPipeline.from_pretrained("{{ base_model_text }}", torch_dtype=torch.float16).to("cuda")
-pipe.load_textual_inversion("<this folder>/learned_embeds.safetensors", token="{{ token }}")
-pipe.load_lora_weights("<this folder>")
+pipe.load_textual_inversion("<this folder>/learned_embeds.safetensors", token="{{ token }}", use_safetensors=True)
+pipe.load_lora_weights("<this folder>", use_safetensors=True)
 ```
 
 ## Intended use and limitations
@@ -351,7 +358,8 @@ def validation_grid(work_dir, # run root
     pipe = pipe.to(PartialState().device); pipe.set_progress_bar_config(disable=True)
     fig, axes = plt.subplots(len(adapters), 3 * n, figsize=(1.6 * 3 * n, 1.8 * len(adapters)), squeeze=False)
     for ax_row, r in zip(axes, adapters.itertuples()):
-        pipe.load_textual_inversion(str(work/r.embeds)); pipe.load_lora_weights(str(work/Path(r.lora).parent), adapter_name=r.disease_slug)
+        pipe.load_textual_inversion(str(work/r.embeds), use_safetensors=True)
+        pipe.load_lora_weights(str(work/Path(r.lora).parent), adapter_name=r.disease_slug, use_safetensors=True)
         prompts = [instance_prompt(r.token, t) for t in TONE_ORDER for _ in range(n)]
         ims = pipe(prompts, num_inference_steps=steps, height=resolution, width=resolution,
                    generator=[torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]).images

@@ -5,7 +5,7 @@ learnt from that disease's images, with prompts that name each image's skin tone
 
 # %% ../nbs/03_textual_inversion.ipynb #fe9fa6e7
 from __future__ import annotations
-import copy, json
+import copy, json, shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -20,7 +20,7 @@ from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data, read_split
 from .manifest import StageConfig, SHARED, seed_of, remove_stale_temps, write_concepts, split_name, write_set_split, file_hash
 from .report import atomic_path, progress_bar
 from .diffusion import (disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
-                             latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean)
+                             latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean, TrainingState, STATE_DIR)
 
 # %% auto #0
 __all__ = ['GENERATORS', 'TI_DIR', 'TIConfig', 'ti_training_set', 'add_token', 'train_token', 'save_learned_embeds',
@@ -47,6 +47,7 @@ class TIConfig(StageConfig):
     batch_size:int = 2 # images per step (paper: 4)
     learning_rate:float = 5e-4 # constant, no warm-up (paper: 5e-4)
     hflip:bool = True # random horizontal flips
+    checkpoint_every:int = 250 # save the training state every N steps (a killed run resumes there); 0: never
     precision:str = "auto" # accelerate mixed precision: auto (fp16 on a GPU, as the paper), no, fp16, bf16
     seed:int = 0 # holdout draw, batches and noise follow from it
 
@@ -108,8 +109,10 @@ def train_token(sd, # `load_sd` parts; its tokenizer and text encoder must alrea
                 cfg:TIConfig, # steps, batch size, learning rate, flips, precision and seed
                 accelerator:Accelerator|None=None, # the stage's accelerator (one for all diseases); None: a new one
                 progress:bool=True, # show a progress bar
+                state_dir=None, # folder for mid-run checkpoints (every `cfg.checkpoint_every` steps); None: none
+                state_key:str="", # the settings the checkpoints belong to (a `params_hash`)
                )->tuple[torch.Tensor, list[float]]:
-    "Learn the embedding of `token` from `images`; returns the (1, dim) embedding and the loss of each step."
+    "Learn the embedding of `token` from `images`, resuming from a checkpoint in `state_dir`; returns the (1, dim) embedding and the loss of each step."
     if not images: raise DataError(f"{token}: no training images.")
     acc = accelerator or training_accelerator(cfg.precision)
     half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
@@ -127,8 +130,11 @@ def train_token(sd, # `load_sd` parts; its tokenizer and text encoder must alrea
     te, opt, sched = acc.prepare(te, opt, sched)
     original = emb.weight.detach().clone()
     keep = torch.ones(len(original), dtype=torch.bool, device=original.device); keep[tid] = False
-    g = torch.Generator().manual_seed(cfg.seed); losses = []
-    for _ in progress_bar(range(cfg.steps), desc=f"textual inversion {token}", disable=not progress, leave=False):
+    g = torch.Generator().manual_seed(cfg.seed)
+    state = TrainingState(acc, state_dir, state_key, cfg.checkpoint_every, g)
+    start, losses = state.resume([])
+    for step in progress_bar(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"textual inversion {token}", disable=not progress,
+                             leave=False):
         idx = torch.randint(len(cache), (cfg.batch_size,), generator=g)
         latents = sample_latents(cache[idx], vae.config.scaling_factor, g).to(acc.device, half)
         with acc.autocast():
@@ -136,6 +142,7 @@ def train_token(sd, # `load_sd` parts; its tokenizer and text encoder must alrea
         acc.backward(loss); opt.step(); sched.step(); opt.zero_grad()
         with torch.no_grad(): emb.weight[keep] = original[keep]
         losses.append(loss.detach().float().item())
+        state.save(step + 1, losses, cfg.steps)
     out = emb.weight[tid:tid + 1].detach().float().cpu().clone()
     acc.free_memory()
     emb.weight.requires_grad_(False)
@@ -176,13 +183,14 @@ def _token(work:Path, g:pd.DataFrame, cfg:TIConfig, model:str, loaded:dict, gset
     sd.tokenizer, sd.text_encoder = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
     add_token(sd.tokenizer, sd.text_encoder, token, cfg.initializer)
     emb, losses = train_token(sd, token, [square_image(p, cfg.resolution) for p in train.image_path], train.tone.tolist(), cfg,
-                              loaded["acc"])
+                              loaded["acc"], state_dir=folder/STATE_DIR, state_key=phash)
     with atomic_path(folder/"images.csv") as t: g[["ddi_id", "tone", "malignant", "role"]].to_csv(t, index=False)
     save_learned_embeds(embeds, token, emb)
     facts = dict(disease_joined=name, slug=slug, token=token, model=model, generator_set=gset, train_ids=train_ids, n_train=len(train),
                  n_holdout=int((g.role == "holdout").sum()), losses=losses, params_hash=phash, embeds_hash=file_hash(embeds),
                  settings=cfg.settings(token=token, train_ids=train_ids))
     with atomic_path(facts_path) as t: t.write_text(json.dumps(facts))
+    shutil.rmtree(folder/STATE_DIR, ignore_errors=True)  # done: its checkpoints go
     return facts
 
 def _concept(g:pd.DataFrame, facts:dict, model:str, gset:str)->dict:

@@ -212,3 +212,36 @@ def test_a_token_file_changed_behind_03s_back_is_retrained(lora_work, tmp_path):
     train_textual_inversion(work, TIConfig(resolution=32, steps=2, batch_size=2))
     again = load_file(f)
     assert trained.keys() == again.keys() and all(torch.allclose(trained[k], again[k], atol=1e-6) for k in trained)
+
+@pytest.mark.parametrize("stage", ["textual_inversion", "lora"])
+def test_a_training_killed_at_a_known_step_resumes_to_the_same_result(lora_work, tmp_path, monkeypatch, stage):
+    "Checkpoints every 2 steps: a crash in step 5 of 6 resumes from step 4 and ends with the weights of an uninterrupted run."
+    import cgddi.textual_inversion as ti_module, cgddi.lora as lora_module
+    from safetensors.torch import load_file
+    from cgddi.diffusion import diffusion_loss, STATE_DIR
+    from cgddi.manifest import read_concepts
+    slug = read_concepts(lora_work, "lora").disease_slug.iloc[0]
+    if stage == "textual_inversion":
+        module, weights = ti_module, Path("textual_inversion")/"shared"/slug/"learned_embeds.safetensors"
+        train = lambda w: train_textual_inversion(w, TIConfig(resolution=32, steps=6, batch_size=2, checkpoint_every=2, diseases=[slug]))
+    else:
+        module, weights = lora_module, Path("lora")/"shared"/slug/"pytorch_lora_weights.safetensors"
+        train = lambda w: train_loras(w, LoRAConfig(rank=2, resolution=32, steps=6, batch_size=2, checkpoint_every=2, diseases=[slug]))
+    ref, killed = _copy(lora_work, tmp_path/"ref"), _copy(lora_work, tmp_path/"killed")
+    train(ref)
+    calls = []
+    def counted(*a, **k):
+        calls.append(1)
+        if crash and len(calls) == 5: raise KeyboardInterrupt("killed in step 5")
+        return diffusion_loss(*a, **k)
+    monkeypatch.setattr(module, "diffusion_loss", counted)
+    crash = True
+    with pytest.raises(KeyboardInterrupt): train(killed)
+    state = killed/weights.parent/STATE_DIR
+    assert json.loads((state/"state.json").read_text())["step"] == 4
+    calls.clear(); crash = False
+    train(killed)
+    assert len(calls) == 2  # steps 5 and 6 only: resumed, not restarted
+    a, b = load_file(ref/weights), load_file(killed/weights)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not state.exists()  # a finished training removes its checkpoints
