@@ -4,30 +4,91 @@
 
 # %% ../nbs/00a_report.ipynb #cc22456c
 from __future__ import annotations
-import contextlib, html, json, os, tempfile, time
+import contextlib, errno, html, json, os, shutil, socket, tempfile, time
 from pathlib import Path
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['PROGRESS_ENV', 'BENCHMARK_NOTICE', 'atomic_path', 'progress_bar', 'progress_line', 'save_table', 'save_figure',
-           'figure_caption', 'table_caption', 'render_index']
+__all__ = ['LOCK_FILE', 'PROGRESS_ENV', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path', 'WorkDirLocked', 'work_dir_lock',
+           'progress_bar', 'progress_line', 'save_table', 'save_figure', 'figure_caption', 'table_caption',
+           'render_index']
 
 # %% ../nbs/00a_report.ipynb #147a84c1
+_UMASK = os.umask(0o22); os.umask(_UMASK)  # the process's umask: a finished file gets the permissions a plain open() would give
+
+class DiskFullError(OSError):
+    "The disk filled while a file was written: the message names the file system, the file and the space left."
+
+def _disk_full(path:Path, tmp:Path, e:OSError)->DiskFullError|None:
+    "A `DiskFullError` when `e` came from a full disk (ENOSPC, a quota, or a short write with almost nothing free), else None."
+    free = shutil.disk_usage(path.parent).free
+    if getattr(e, "errno", None) not in (errno.ENOSPC, errno.EDQUOT) and free > 16 * 2**20: return None
+    written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
+    return DiskFullError(errno.ENOSPC, f"no space left on {path.parent}: writing {path.name} needed more than the "
+                         f"{free / 2**20:.1f} MB free ({written / 2**20:.1f} MB written before it failed: {e}); free some space and run "
+                         "the stage again: it resumes where it stopped")
+
 @contextlib.contextmanager
 def atomic_path(path, # final file path
                ):
-    "Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."
+    "Yield a temporary path beside `path`; rename it to `path` only if the block succeeds (a full disk: one `DiskFullError`)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
         os.replace(tmp, path)
+    except DiskFullError: raise
+    except OSError as e:
+        full = _disk_full(path, Path(tmp), e)
+        if full is None: raise
+        raise full from e
     finally:
         if os.path.exists(tmp): os.remove(tmp)
+
+# %% ../nbs/00a_report.ipynb #307ac009
+LOCK_FILE = ".cgddi.lock"  # in a work dir while a `cgddi run` or an import writes it
+
+class WorkDirLocked(RuntimeError):
+    "Another process holds the work dir's lock."
+
+def _alive(pid)->bool:
+    "Whether process `pid` exists on this host."
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return False
+    except (PermissionError, OverflowError, ValueError, TypeError): return True  # someone else's process, or not a pid: assume held
+    return True
+
+@contextlib.contextmanager
+def work_dir_lock(work_dir, # the work dir to hold
+                  what:str="cgddi run", # who holds it (named to a second process)
+                 ):
+    "Hold `work_dir`'s lock while the block runs; a second holder stops at once with the first one's PID and host (a dead one's lock is taken over)."
+    work = Path(work_dir); work.mkdir(parents=True, exist_ok=True)
+    lock, me = work/LOCK_FILE, dict(pid=os.getpid(), host=socket.gethostname(), what=what, since=time.strftime("%Y-%m-%d %H:%M:%S"))
+    for _ in range(3):
+        try: fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try: holder = json.loads(lock.read_text())
+            except (OSError, ValueError): holder = {}  # being written this instant, or cut off
+            if holder.get("host") == me["host"] and not _alive(holder.get("pid")):
+                lock.unlink(missing_ok=True); continue  # stale: its process is gone
+            if not holder and time.time() - lock.stat().st_mtime > 60: lock.unlink(missing_ok=True); continue  # a cut-off lock file
+            raise WorkDirLocked(f"{work}: {holder.get('what', 'another process')} (PID {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+                                f"since {holder.get('since', '?')}) is writing this work dir; wait for it to finish, or, if that process is "
+                                f"gone (e.g. on another machine), delete {lock}.") from None
+        with os.fdopen(fd, "w") as f: json.dump(me, f)
+        break
+    else: raise WorkDirLocked(f"{lock}: could not take the lock; delete it if no run is using {work}.")
+    try: yield lock
+    finally:
+        try:
+            if json.loads(lock.read_text()).get("pid") == me["pid"]: lock.unlink()
+        except (OSError, ValueError): pass
 
 # %% ../nbs/00a_report.ipynb #progcode
 PROGRESS_ENV = "CGDDI_PROGRESS"  # the file a stage under `cgddi run` reports its progress to

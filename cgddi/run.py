@@ -5,7 +5,7 @@ renders the run's report: executed notebooks, tables, figures, `index.html` and 
 
 # %% ../nbs/00b_run.ipynb #50367c83
 from __future__ import annotations
-import argparse, datetime, hashlib, importlib, json, os, platform, re, shutil, subprocess, sys, tempfile, threading, time
+import argparse, contextlib, datetime, hashlib, importlib, json, os, platform, re, shutil, subprocess, sys, tempfile, threading, time
 from importlib import metadata
 from pathlib import Path
 import pandas as pd
@@ -13,7 +13,7 @@ import papermill as pm
 import yaml
 import cgddi
 from .data import DataError
-from .report import BENCHMARK_NOTICE, PROGRESS_ENV, atomic_path, render_index, progress_line
+from .report import BENCHMARK_NOTICE, PROGRESS_ENV, atomic_path, render_index, progress_line, work_dir_lock, WorkDirLocked
 
 # %% auto #0
 __all__ = ['PACKAGES', 'SUMMARY_TABLES', 'STAGES', 'STANDALONE', 'ParamsError', 'StageFailed', 'project_root', 'stage_notebooks',
@@ -177,6 +177,22 @@ def _execute(nb:Path, out_nb:Path, params:dict, cwd:Path, label:str, quiet:bool)
 
 SUMMARY_TABLES = ("tab_07_table2_clean", "tab_07_table7")  # the report's first screen: clean Table 2, images per tone per data set
 
+def _run_stages(selected:dict, per_stage:dict, declared:dict, out:Path, quiet:bool)->tuple[list, str|None]:
+    "Execute the selected stage notebooks in order, stopping at the first that fails; returns their records and the failure."
+    records, failure = [], None
+    for i, (stage, nb) in enumerate(selected.items()):
+        p = per_stage[stage] | {k: v for k, v in {"work_dir": per_stage[stage].get("work_dir") or str(out/"work"),
+                                                  "report_dir": str(out)}.items() if k in declared[stage]}
+        rec, label = {"stage": stage, "status": "running", "notebook": f"notebooks/{stage}.ipynb", "parameters": p}, f"[{i + 1}/{len(selected)}] {stage} ..."
+        t0 = time.perf_counter()
+        try: _execute(nb, out/rec["notebook"], p, out, label, quiet); rec["status"] = "ok"
+        except pm.PapermillExecutionError as e: rec |= {"status": "failed", "error": _failure(stage, e)}; failure = rec["error"]
+        rec["seconds"] = round(time.perf_counter() - t0, 1)
+        records.append(rec)
+        if not quiet: print(f"{label} {rec['status']} ({rec['seconds']} s)", flush=True)
+        if failure: break
+    return records, failure
+
 def run(params_file=None, # YAML params; default `params/default.yaml` (embedded benchmark, CPU)
         out=None, # report folder; default `reports/<params stem>-<timestamp>/`
         stages=None, # stage names or numbers to run (default: all, in order)
@@ -193,20 +209,12 @@ def run(params_file=None, # YAML params; default `params/default.yaml` (embedded
     selected = _select(notebooks, stages)
     started = datetime.datetime.now()
     out = Path(out).resolve() if out else root/"reports"/f"{params_file.stem}-{started:%Y%m%d-%H%M%S}"
-    (out/"notebooks").mkdir(parents=True, exist_ok=True)
+    work_dirs = sorted({per_stage[s].get("work_dir") or str(out/"work") for s in selected if "work_dir" in declared[s]})
+    with contextlib.ExitStack() as held:  # one writer per work dir: a second run stops here, before anything is written
+        for w in work_dirs: held.enter_context(work_dir_lock(w, f"cgddi run --params {params_file}"))
+        (out/"notebooks").mkdir(parents=True, exist_ok=True)
+        records, failure = _run_stages(selected, per_stage, declared, out, quiet)
     is_benchmark = per_stage.get("00_data", {}).get("ddi_root") is None
-    records, failure = [], None
-    for i, (stage, nb) in enumerate(selected.items()):
-        p = per_stage[stage] | {k: v for k, v in {"work_dir": per_stage[stage].get("work_dir") or str(out/"work"),
-                                                  "report_dir": str(out)}.items() if k in declared[stage]}
-        rec, label = {"stage": stage, "status": "running", "notebook": f"notebooks/{stage}.ipynb", "parameters": p}, f"[{i + 1}/{len(selected)}] {stage} ..."
-        t0 = time.perf_counter()
-        try: _execute(nb, out/rec["notebook"], p, out, label, quiet); rec["status"] = "ok"
-        except pm.PapermillExecutionError as e: rec |= {"status": "failed", "error": _failure(stage, e)}; failure = rec["error"]
-        rec["seconds"] = round(time.perf_counter() - t0, 1)
-        records.append(rec)
-        if not quiet: print(f"{label} {rec['status']} ({rec['seconds']} s)", flush=True)
-        if failure: break
     records += [{"stage": s, "status": "not run"} for s in selected if s not in {r["stage"] for r in records}]
     prov = provenance(root, params_file, params, records, started.isoformat(timespec="seconds"))
     with atomic_path(out/"provenance.json") as t: t.write_text(json.dumps(prov, indent=2, default=str))
@@ -267,7 +275,8 @@ def main(argv=None)->int:
         if args.command == "import-adapters":
             from cgddi.publish import import_adapters
             from cgddi.diffusion import DEFAULT_SD_MODEL
-            print(import_adapters(args.src, args.work_dir, args.sd_model or DEFAULT_SD_MODEL)[["disease_joined", "token", "lora"]].to_string(index=False))
+            with work_dir_lock(args.work_dir, "cgddi import-adapters"):
+                print(import_adapters(args.src, args.work_dir, args.sd_model or DEFAULT_SD_MODEL)[["disease_joined", "token", "lora"]].to_string(index=False))
             return 0
         if args.command == "pretrain-mini":
             from cgddi.mini import MiniConfig, pretrain_mini, ship_mini
@@ -277,13 +286,14 @@ def main(argv=None)->int:
         if args.command == "import-dataset":
             from cgddi.publish import import_dataset
             columns = yaml.safe_load(Path(args.columns).read_text()) if args.columns else None
-            print(import_dataset(args.src, args.work_dir, columns, leakage_filter=not args.no_leakage_filter).to_string())
+            with work_dir_lock(args.work_dir, "cgddi import-dataset"):
+                print(import_dataset(args.src, args.work_dir, columns, leakage_filter=not args.no_leakage_filter).to_string())
             return 0
         if args.command == "params":
             print(yaml.safe_dump(stage_parameters(args.params or project_root()/"params"/"default.yaml", args.stage), sort_keys=False), end="")
             return 0
         out = run(args.params, args.out, args.stages)
-    except (ParamsError, FileNotFoundError, FileExistsError, ValueError) as e: print(f"cgddi: {e}", file=sys.stderr); return 2
+    except (ParamsError, FileNotFoundError, FileExistsError, ValueError, WorkDirLocked) as e: print(f"cgddi: {e}", file=sys.stderr); return 2
     except StageFailed as e: print(f"cgddi: {e}", file=sys.stderr); return 1
     print(f"report: {out/'index.html'}")
     return 0

@@ -109,3 +109,26 @@ def test_mini_inpainting_keeps_80_percent_on_every_tone(work_copy):
         out, orig = np.asarray(Image.open(work_copy/r.image)), np.asarray(Image.open(work_copy/f.frame_path))
         outside = inpaint_region(np.load(work_copy/f.frame_mask_path)) == 0
         assert (out[outside] == orig[outside]).all() and (out[~outside] != orig[~outside]).any()
+
+def test_a_full_disk_is_one_clear_error_and_the_rerun_leaves_no_orphan(work_copy, monkeypatch, capsys):
+    "The disk fills after 5 images: one error naming the folder and the space left; the next run lists every image on disk."
+    import errno
+    from cgddi.report import DiskFullError
+    shutil_rows = read_manifest(work_copy, "healthy", kept_only=False)
+    for p in (work_copy/"healthy"/"images").iterdir(): p.unlink()
+    (work_copy/"manifest"/"healthy"/"all.csv").unlink()
+    saved, real_save = [], Image.Image.save
+    def filling(self, fp, *a, **k):
+        if len(saved) == 5: raise OSError(errno.ENOSPC, "No space left on device")
+        saved.append(fp); return real_save(self, fp, *a, **k)
+    monkeypatch.setattr(Image.Image, "save", filling)
+    with pytest.raises(DiskFullError, match=f"no space left on {work_copy/'healthy'/'images'}: writing .*png needed more than the .* MB free"):
+        make_healthy(work_copy, HealthyConfig())
+    on_disk = sorted(p.name for p in (work_copy/"healthy"/"images").iterdir())
+    assert len(on_disk) == 5 and not any(n.startswith(".") for n in on_disk)  # complete images only, no temp files
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    make_healthy(work_copy, HealthyConfig())
+    assert "5 healthy images written by an interrupted run" in capsys.readouterr().out
+    rows = read_manifest(work_copy, "healthy", kept_only=False)
+    assert sorted(Path(p).name for p in rows.image) == sorted(p.name for p in (work_copy/"healthy"/"images").iterdir())
+    assert len(rows) == len(shutil_rows)

@@ -172,3 +172,22 @@ def test_params_prints_one_stage_flat(tmp_path):
     r = cgddi("params", "--params", str(p), "03_textual_inversion")
     assert r.returncode == 0 and "steps: 7" in r.stdout and f"work_dir: {tmp_path/'work'}" in r.stdout
     assert cgddi("params", "--params", str(p), "09_nothing").returncode == 2
+
+def test_a_second_run_on_a_locked_work_dir_is_refused(tmp_path):
+    "While one process holds a work dir, `cgddi run` on it stops at once naming the holder; a dead holder's lock is taken over."
+    import socket
+    from cgddi.report import work_dir_lock, WorkDirLocked, LOCK_FILE
+    work = tmp_path/"work"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom cgddi.report import work_dir_lock\n"
+                               "with work_dir_lock(sys.argv[1]): print('held', flush=True); time.sleep(120)", str(work)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        r = cgddi("run", "--params", str(_params(tmp_path, f"work_dir: {work}\n")), "--out", str(tmp_path/"report"), "--stages", "00_data")
+        assert r.returncode == 2 and f"PID {holder.pid} on {socket.gethostname()}" in r.stderr and str(work/LOCK_FILE) in r.stderr, r.stderr
+        assert not (tmp_path/"report").exists() and sorted(p.name for p in work.iterdir()) == [LOCK_FILE]  # nothing ran
+        with pytest.raises(WorkDirLocked, match=f"PID {holder.pid}"):
+            with work_dir_lock(work): pass
+    finally: holder.kill(); holder.wait()
+    with work_dir_lock(work): assert json.loads((work/LOCK_FILE).read_text())["pid"] != holder.pid  # stale: taken over
+    assert not (work/LOCK_FILE).exists()  # released
