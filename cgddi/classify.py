@@ -21,8 +21,8 @@ from torchvision.transforms import v2
 from PIL import Image
 from accelerate import Accelerator, PartialState
 from safetensors.torch import save_file, load_file
-from .data import TONE_ORDER, DataError, read_data, read_split, load_f17k, written_split_seeds
-from .manifest import (StageConfig, SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, TRAIN_SET_COLUMNS, read_manifests, leakage_filter, leak_kinds,
+from .data import TONE_ORDER, SPLIT_MODES, DataError, read_data, read_split, load_f17k, written_split_seeds
+from .manifest import (Between, StageConfig, SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, TRAIN_SET_COLUMNS, read_manifests, leakage_filter, leak_kinds,
                             adapter_train_ids, let_through, split_name, train_set_path)
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
 from .report import atomic_path, progress_bar
@@ -51,6 +51,11 @@ class ClassifyConfig(StageConfig):
     "Settings of the classification stage (paper 4.2, G.1-G.3): CPU-safe defaults, the paper's values noted."
     unhashed: ClassVar[tuple] = ("protocols", "seeds", "real_methods", "synthetic_method", "experiments", "device", "num_workers", "cache_images",
                                  "external_test", "external_root", "external_centaur")
+    allowed: ClassVar[dict] = dict(protocols=SPLIT_MODES, real_methods=("baseline", "fairdisco", "patchalign"), synthetic_method=("baseline", "fairdisco", "patchalign"),
+                                     experiments=tuple(EXPERIMENTS), resize=Between(8), crop=Between(8), epochs=Between(1), batch_size=Between(1),
+                                     lr=Between(0, open_lo=True), step_size=Between(1), grad_clip=Between(0), gamma=Between(0, 1, open_lo=True),
+                                     finetune_lr=Between(0, open_lo=True), finetune_epochs=Between(0), patience=Between(1), min_train_samples=Between(0),
+                                     max_synthetic=Between(0), num_workers=Between(0), cache_images=Between(0), train_tones=tuple(TONE_ORDER))  # checked with the params file, before any stage runs
     protocols:list = field(default_factory=lambda: ["faithful", "clean"]) # faithful: model chosen on the test split (as the reference); clean: on a validation part
     seeds:list|None = None # split seeds; None: every seed 00_data wrote
     real_methods:list = field(default_factory=lambda: list(METHODS)) # classifiers trained on real images (Table 2's first rows)

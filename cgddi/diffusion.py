@@ -25,9 +25,9 @@ from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TI
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'RULER_SUFFIX', 'DEFAULT_SD_MODEL',
-           'STATE_DIR', 'disease_token', 'instance_prompt', 'class_prompt', 'resolve_model', 'model_label',
-           'torch_setup', 'mixed_precision', 'training_accelerator', 'load_sd', 'TrainingState', 'square_image',
-           'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
+           'PRECISIONS', 'STATE_DIR', 'disease_token', 'instance_prompt', 'class_prompt', 'resolve_model',
+           'model_label', 'torch_setup', 'mixed_precision', 'training_accelerator', 'load_sd', 'TrainingState',
+           'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
 
 # %% ../nbs/00e_diffusion.ipynb #33b08fc7
 INSTANCE_PROMPT = "An image of {token} on a {tone}-toned individual"
@@ -91,10 +91,12 @@ def torch_setup(device:str="auto", # auto (accelerate's device for this process)
     if dt is None: raise ValueError(f"dtype {dtype!r} unknown; use auto, float16, bfloat16 or float32.")
     return dev, dt
 
+PRECISIONS = ("auto", "no", "fp16", "bf16")  # accelerate's mixed-precision modes, and auto
+
 def mixed_precision(value:str, # auto / no / fp16 / bf16
                    )->str:
     "accelerate's mixed-precision mode: 'auto' is fp16 on a GPU (the paper) and off on a CPU."
-    if value not in ("auto", "no", "fp16", "bf16"): raise ValueError(f"mixed_precision {value!r} unknown; use auto, no, fp16 or bf16.")
+    if value not in PRECISIONS: raise ValueError(f"mixed_precision {value!r} unknown; use auto, no, fp16 or bf16.")
     if value == "auto": return "fp16" if PartialState().device.type == "cuda" else "no"
     return value
 

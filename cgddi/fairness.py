@@ -16,7 +16,7 @@ from torch import nn
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 from .data import TONES, TONE_ORDER, SKIN, DataError, read_data, read_image, ita
-from .manifest import ManifestError, StageConfig, read_manifests, leak_kinds, adapter_train_ids
+from .manifest import Between, ManifestError, StageConfig, read_manifests, leak_kinds, adapter_train_ids
 from .quality import QUALITY_FEATURES, generative_quality, augmentation_fid, ita_bounds, tone_of
 from .report import progress_bar
 
@@ -30,6 +30,8 @@ __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TO
 @dataclass(kw_only=True)
 class FairnessConfig(StageConfig):
     "Settings of the fairness stage (paper 4.1, 4.3, D.2, E.1): CPU-safe defaults, the paper's values noted."
+    allowed: ClassVar[dict] = dict(quality_features=QUALITY_FEATURES, lpips_backbone=("alex", "vgg", "squeeze"), quality_max_images=Between(2),
+                                   kid_subset_size=Between(2))  # checked with the params file, before any stage runs
     quality_features:str = "small" # FID/KID features: "inception" (torch-fidelity's Inception v3, the paper) or "small" (a random CNN, pipeline check)
     inception_weights:str|None = None # local Inception weights for FID/KID; None: torch-fidelity's own download
     lpips_backbone:str = "alex" # LPIPS trunk: alex (the lpips default), vgg or squeeze

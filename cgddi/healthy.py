@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from PIL import Image
 from .data import (DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data, read_image, overlay_mask, alpha_blend, ita,
                         to_lab)
-from .manifest import (REVIEW_SHEET, StageConfig, seed_of, save_synthetic, synthetic_done, write_shard, remove_stale_temps,
+from .manifest import (Between, REVIEW_SHEET, StageConfig, seed_of, save_synthetic, synthetic_done, write_shard, remove_stale_temps,
                             read_manifest, file_hash, manifest_dir)
 from .report import atomic_path, progress_bar
 from .tiny import tiny_kandinsky, model_load_error, weights_label, TINY_LABEL
@@ -32,6 +32,10 @@ BACKENDS = ("kandinsky", "sd_inpaint", "opencv")
 class HealthyConfig(StageConfig):
     "Settings of the healthy stage (paper 3.2, E.3, F.1): CPU-safe defaults, the paper's values noted."
     unhashed: ClassVar[tuple] = ("device", "limit", "n_show")
+    allowed: ClassVar[dict] = dict(backend=BACKENDS, inpaint_size=Between(8), mask_crop=Between(0), steps=Between(1), guidance=Between(0), prior_steps=Between(1),
+                                     n_candidates=Between(1), dilate_kernel=Between(1), blur_sigma=Between(0), opencv_radius=Between(1), qc_max_residue=Between(0),
+                                     qc_max_texture_ratio=Between(1), qc_texture_side=Between(8), qc_max_tone_drift=Between(0), qc_max_implausible=Between(0, 1),
+                                     dtype=("auto", "float16", "bfloat16", "float32"), limit=Between(1), n_show=Between(0))  # checked with the params file, before any stage runs
     backend:str = "opencv" # kandinsky (the paper), sd_inpaint (the reference notebooks) or opencv (CPU)
     kandinsky_prior:str = "kandinsky-community/kandinsky-2-2-prior" # hub id or local folder; "tiny": a tiny random model
     kandinsky_decoder:str = "kandinsky-community/kandinsky-2-2-decoder-inpaint" # hub id or local folder; "tiny" as above

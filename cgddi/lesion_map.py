@@ -19,7 +19,7 @@ from PIL import Image
 from scipy.ndimage import distance_transform_edt
 from scipy.signal import fftconvolve
 from .data import DataError, read_data, read_image, MASK_SIZE, LESION, MARKER, SKIN, overlay_mask, alpha_blend
-from .manifest import (StageConfig, read_manifest, save_synthetic, synthetic_done, write_shard, manifest_dir,
+from .manifest import (Between, StageConfig, read_manifest, save_synthetic, synthetic_done, write_shard, manifest_dir,
                             remove_stale_temps, png_complete, file_hash)
 from .report import atomic_path, progress_bar
 
@@ -32,6 +32,8 @@ __all__ = ['LesionMapConfig', 'usable_distance', 'footprint_geometry', 'find_off
 class LesionMapConfig(StageConfig):
     "Settings of lesion mapping (paper 3.3, E.4, F.2): the defaults are the paper's."
     unhashed: ClassVar[tuple] = ("workers", "limit_healthy", "n_show")
+    allowed: ClassVar[dict] = dict(padding=Between(0), scale=Between(0, open_lo=True), dilate_iterations=Between(0), blur_sigma=Between(0), size=Between(16),
+                                     workers=Between(1), limit_healthy=Between(1), n_show=Between(0))  # checked with the params file, before any stage runs
     padding:int = 10 # min distance (px) between the lesion's footprint and the edge of valid skin (paper: 10)
     scale:float = 1.0 # lesion scaling multiplier (paper: 1.0)
     rotation:float = 0.0 # lesion rotation in degrees (paper: 0)

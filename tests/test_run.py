@@ -137,6 +137,11 @@ def test_failing_stage_names_notebook_and_cell(tmp_path):
     ("stages:\n  00_data:\n    split_seeds: 36\n", "'split_seeds' = 36 is not list, as declared in 00_data.ipynb"),
     ("stages:\n  09_nothing:\n    x: 1\n", "unknown stage '09_nothing'"),
     ("work_dir: [unclosed\n", "not valid YAML"),
+    ("stages:\n  00_data:\n    benchmark_n_images: -3\n", "key 'benchmark_n_images' = -3 must be >= 1 (read by 00_data.ipynb)"),
+    ("stages:\n  00_data:\n    frame_mode: stretch\n", "key 'frame_mode' = 'stretch' must be one of ['resize', 'square_crop']"),
+    ("stages:\n  01_healthy:\n    backend: dalle\n", "key 'backend' = 'dalle' must be one of ['kandinsky', 'sd_inpaint', 'opencv']"),
+    ("stages:\n  05_semantic:\n    strength: 0\n", "key 'strength' = 0 must be in (0, 1]"),
+    ("stages:\n  06_classify:\n    protocols: [faithful, leaky]\n", "key 'protocols' = ['faithful', 'leaky'] must be one of ['faithful', 'clean']"),
 ])
 def test_bad_params_stop_before_running(tmp_path, text, expect):
     p = _params(tmp_path, text)
@@ -191,3 +196,10 @@ def test_a_second_run_on_a_locked_work_dir_is_refused(tmp_path):
     finally: holder.kill(); holder.wait()
     with work_dir_lock(work): assert json.loads((work/LOCK_FILE).read_text())["pid"] != holder.pid  # stale: taken over
     assert not (work/LOCK_FILE).exists()  # released
+
+def test_a_work_dir_that_is_a_file_is_refused_before_running(tmp_path):
+    (tmp_path/"afile").write_text("not a folder")
+    p = _params(tmp_path, f"work_dir: {tmp_path/'afile'}\n")
+    r = cgddi("run", "--params", str(p), "--out", str(tmp_path/"report"))
+    assert r.returncode == 2 and "key 'work_dir'" in r.stderr and "is a file, not a folder" in r.stderr and str(p) in r.stderr
+    assert not (tmp_path/"report").exists()
