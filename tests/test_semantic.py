@@ -105,18 +105,21 @@ def test_generators_per_split_never_see_their_test_images(lora_work, tmp_path):
     assert run.generator_set == "clean_S36" and run.n_dropped_adapter == 0
     assert audit_leakage(work).empty
 
+def _two_diseases(work):
+    "The adapters' concepts, two disease slugs, sampler arguments (two grey canvases) and a small sampler config."
+    from cgddi.manifest import read_concepts
+    concepts = read_concepts(work, "lora")
+    canvas = [Image.fromarray(np.full((32, 32, 3), 150, np.uint8))] * 2
+    args = (canvas, ["An image of x on a light-toned individual"] * 2, [1, 2])
+    return concepts, tuple(concepts.disease_slug[:2]), args, dataclasses.replace(SAMPLER, resolution=32, steps=3)
+
 def test_compiled_sampler_swaps_adapters_without_recompiling(lora_work, tmp_path):
     "With compile_unet the UNet compiles once, after the first adapter is fused; a disease switch swaps weights in place."
     import torch
     from cgddi.semantic import SemanticSampler
-    from cgddi.manifest import read_concepts
     from cgddi.diffusion import resolve_model
     work = lora_work
-    concepts = read_concepts(work, "lora")
-    a, b = concepts.disease_slug[:2]
-    canvas = [Image.fromarray(np.full((32, 32, 3), 150, np.uint8))] * 2
-    args = (canvas, ["An image of x on a light-toned individual"] * 2, [1, 2])
-    cfg = dataclasses.replace(SAMPLER, resolution=32, steps=3)
+    concepts, (a, b), args, cfg = _two_diseases(work)
     eager = SemanticSampler(work, resolve_model("tiny", work), concepts, cfg)
     want = {d: [np.asarray(im, np.int16) for im in eager(d, *args)] for d in (a, b, a)}
     torch._dynamo.reset()
@@ -131,13 +134,8 @@ def test_compiled_sampler_swaps_adapters_without_recompiling(lora_work, tmp_path
 def test_an_image_does_not_depend_on_the_adapters_fused_before(lora_work):
     "A disease sampled after others gives the same UNet weights and images as in a fresh sampler (no unfuse residue)."
     from cgddi.semantic import SemanticSampler
-    from cgddi.manifest import read_concepts
     from cgddi.diffusion import resolve_model
-    concepts = read_concepts(lora_work, "lora")
-    a, b = concepts.disease_slug[:2]
-    canvas = [Image.fromarray(np.full((32, 32, 3), 150, np.uint8))] * 2
-    args = (canvas, ["An image of x on a light-toned individual"] * 2, [1, 2])
-    cfg = dataclasses.replace(SAMPLER, resolution=32, steps=3)
+    concepts, (a, b), args, cfg = _two_diseases(lora_work)
     fresh = SemanticSampler(lora_work, resolve_model("tiny", lora_work), concepts, cfg)
     want = [np.asarray(im) for im in fresh(b, *args)]
     want_weights = [w.clone() for w in fresh._fused_weights()]
