@@ -132,3 +132,25 @@ def test_a_full_disk_is_one_clear_error_and_the_rerun_leaves_no_orphan(work_copy
     rows = read_manifest(work_copy, "healthy", kept_only=False)
     assert sorted(Path(p).name for p in rows.image) == sorted(p.name for p in (work_copy/"healthy"/"images").iterdir())
     assert len(rows) == len(shutil_rows)
+
+def test_a_real_full_disk_mid_stage(work_copy, tmp_path):
+    "The work dir on a small tmpfs that fills during 01: one DiskFullError; after the tmpfs grows, the rerun leaves no orphan."
+    import shutil, subprocess
+    from cgddi.report import DiskFullError
+    for p in (work_copy/"healthy"/"images").iterdir(): p.unlink()
+    (work_copy/"manifest"/"healthy"/"all.csv").unlink()
+    used = sum(p.stat().st_size for p in work_copy.rglob("*") if p.is_file())
+    disk = tmp_path/"disk"; disk.mkdir()
+    size = used + 1_500_000  # room for the inputs and a few healthy images, not all of them
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root (the patched-save test above covers the same path)")
+    try:
+        work = Path(shutil.copytree(work_copy, disk/"work"))
+        with pytest.raises(DiskFullError, match=f"no space left on {work}"): make_healthy(work, HealthyConfig())
+        written = [p for p in (work/"healthy"/"images").iterdir()]
+        assert written and not any(p.name.startswith(".") for p in written)  # complete images only
+        subprocess.run(["mount", "-o", f"remount,size={size * 3}", str(disk)], check=True)
+        make_healthy(work, HealthyConfig())
+        rows = read_manifest(work, "healthy", kept_only=False)
+        assert sorted(Path(p).name for p in rows.image) == sorted(p.name for p in (work/"healthy"/"images").iterdir())
+    finally: subprocess.run(["umount", str(disk)], check=False)
