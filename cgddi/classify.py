@@ -51,7 +51,7 @@ class ClassifyConfig(StageConfig):
     "Settings of the classification stage (paper 4.2, G.1-G.3): CPU-safe defaults, the paper's values noted."
     unhashed: ClassVar[tuple] = ("protocols", "seeds", "real_methods", "synthetic_method", "experiments", "device", "num_workers", "cache_images",
                                  "external_test", "external_root", "external_centaur")
-    allowed: ClassVar[dict] = dict(protocols=SPLIT_MODES, real_methods=("baseline", "fairdisco", "patchalign"), synthetic_method=("baseline", "fairdisco", "patchalign"),
+    allowed: ClassVar[dict] = dict(protocols=SPLIT_MODES, real_methods=METHODS, synthetic_method=METHODS,
                                      experiments=tuple(EXPERIMENTS), resize=Between(8), crop=Between(8), epochs=Between(1), batch_size=Between(1),
                                      lr=Between(0, open_lo=True), step_size=Between(1), grad_clip=Between(0), gamma=Between(0, 1, open_lo=True),
                                      finetune_lr=Between(0, open_lo=True), finetune_epochs=Between(0), patience=Between(1), min_train_samples=Between(0),

@@ -25,7 +25,7 @@ from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TI
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'RULER_SUFFIX', 'DEFAULT_SD_MODEL',
-           'PRECISIONS', 'STATE_DIR', 'disease_token', 'instance_prompt', 'class_prompt', 'resolve_model',
+           'DTYPES', 'PRECISIONS', 'STATE_DIR', 'disease_token', 'instance_prompt', 'class_prompt', 'resolve_model',
            'model_label', 'torch_setup', 'mixed_precision', 'training_accelerator', 'load_sd', 'TrainingState',
            'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
 
@@ -80,6 +80,8 @@ def model_label(model:str, # hub id or folder
     "How outputs name their model: the hub id, or a random model's folder name with its label (tiny or full size)."
     label = weights_label(model)
     return f"{Path(str(model)).name} [{label}]" if label else str(model)
+
+DTYPES = ("auto", "float16", "bfloat16", "float32")  # the weight dtypes a stage may name (auto: float16 on a GPU)
 
 def torch_setup(device:str="auto", # auto (accelerate's device for this process) / cuda / cuda:1 / cpu
                 dtype:str="auto", # auto (float16 on GPU, float32 on CPU) / float16 / bfloat16 / float32

@@ -19,6 +19,7 @@ from .data import (DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data
 from .manifest import (Between, REVIEW_SHEET, StageConfig, seed_of, save_synthetic, synthetic_done, write_shard, remove_stale_temps,
                             read_manifest, file_hash, manifest_dir)
 from .report import atomic_path, progress_bar
+from .diffusion import DTYPES
 from .tiny import tiny_kandinsky, model_load_error, weights_label, TINY_LABEL
 
 # %% auto #0
@@ -35,7 +36,7 @@ class HealthyConfig(StageConfig):
     allowed: ClassVar[dict] = dict(backend=BACKENDS, inpaint_size=Between(8), mask_crop=Between(0), steps=Between(1), guidance=Between(0), prior_steps=Between(1),
                                      n_candidates=Between(1), dilate_kernel=Between(1), blur_sigma=Between(0), opencv_radius=Between(1), qc_max_residue=Between(0),
                                      qc_max_texture_ratio=Between(1), qc_texture_side=Between(8), qc_max_tone_drift=Between(0), qc_max_implausible=Between(0, 1),
-                                     dtype=("auto", "float16", "bfloat16", "float32"), limit=Between(1), n_show=Between(0))  # checked with the params file, before any stage runs
+                                     dtype=DTYPES, limit=Between(1), n_show=Between(0))  # checked with the params file, before any stage runs
     backend:str = "opencv" # kandinsky (the paper), sd_inpaint (the reference notebooks) or opencv (CPU)
     kandinsky_prior:str = "kandinsky-community/kandinsky-2-2-prior" # hub id or local folder; "tiny": a tiny random model
     kandinsky_decoder:str = "kandinsky-community/kandinsky-2-2-decoder-inpaint" # hub id or local folder; "tiny" as above

