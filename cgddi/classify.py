@@ -31,9 +31,10 @@ from .tiny import tiny_clip_text
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'COUNTS',
            'ClassifyConfig', 'transforms', 'read_rgb', 'image_reader', 'ImageTable', 'balanced_sampler', 'accelerator',
-           'make_model', 'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table', 'semantic_for_run',
-           'run_one', 'planned_runs', 'split_seeds', 'run_hash', 'run_experiments', 'read_runs', 'read_predictions',
-           'external_table', 'external_path', 'evaluate_external', 'read_external_predictions', 'recognition_table']
+           'make_model', 'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample',
+           'type_tone_counts', 'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds', 'run_hash',
+           'run_experiments', 'read_runs', 'read_predictions', 'external_table', 'external_path', 'evaluate_external',
+           'read_external_predictions', 'recognition_table']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -82,6 +83,7 @@ class ClassifyConfig(StageConfig):
     patience:int = 3 # ... stopping after this many epochs without a better selection accuracy
     min_train_samples:int = 10 # semantic images of diseases trained on this many images or fewer are not used (paper)
     max_synthetic:int|None = 160 # per experiment: at most this many synthetic images (seeded sample); None: all
+    synthetic_balance:list|None = field(default_factory=lambda: ["type", "tone"]) # the `max_synthetic` sample shares its images evenly over these columns' combinations; None: a plain random sample
     seed:int = 0 # training seed (added to the split seed)
     device:str|None = None # None: accelerate's device (a GPU when there is one); "cpu" to stay on the CPU
     num_workers:int = 0 # data-loader workers (0 inside notebooks on CPU)
@@ -240,6 +242,27 @@ def synthetic_table(work_dir, types, # synthetic types to use
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=MANIFEST_COLUMNS)
     return rows.assign(path=[str(Path(work_dir)/p) for p in rows.image]), missing
 
+def balanced_sample(rows:pd.DataFrame, # synthetic rows
+                    n:int, # how many to keep
+                    by:list|None, # columns whose combinations share the `n` evenly (a small group gives its spare places to the larger); None: a plain sample
+                    seed:int, # sampling seed
+                   )->pd.DataFrame:
+    "At most `n` of `rows`, spread as evenly as the groups allow over the combinations of `by` (seeded; rows keep their order)."
+    if len(rows) <= n: return rows
+    if not by: return rows.sample(n, random_state=seed).sort_index()
+    sizes = rows.groupby(by, sort=True).size().sort_values(kind="stable")
+    as_key = lambda k: k if isinstance(k, tuple) else (k,)
+    quota, left = {}, n
+    for i, (key, size) in enumerate(sizes.items()):  # smallest first: each takes its even share of what is left, or all it has
+        quota[as_key(key)] = min(int(size), left // (len(sizes) - i)); left -= quota[as_key(key)]
+    picked = [g.sample(quota[as_key(key)], random_state=seed) for key, g in rows.groupby(by, sort=True) if quota[as_key(key)]]
+    return pd.concat(picked).sort_index()
+
+def type_tone_counts(rows:pd.DataFrame)->dict:
+    "Synthetic training images per type and tone: `n_<type>_<tone>`, every combination (0 where none)."
+    n = rows.groupby(["type", "tone"]).size() if len(rows) else pd.Series(dtype=int)
+    return {f"n_{t}_{k}": int(n.get((t, k), 0)) for t in SYNTHETIC_TYPES for k in TONE_ORDER}
+
 def _split_data(work:Path, protocol:str, seed:int, train_tones:list|None=None)->dict:
     "The real images of one split: the table, its train, selection (test: faithful; validation: clean) and test images."
     ddi, split = read_data(work), read_split(work, protocol, seed)
@@ -276,9 +299,9 @@ def _synthetic(work:Path, types:tuple, run:tuple, cfg:ClassifyConfig, data:dict)
     if cfg.train_tones is not None:  # no synthetic image whose canvas, donor or adapter comes from an image of another tone
         other_tone = leak_kinds(syn, ddi.ddi_id[~ddi.tone.isin(cfg.train_tones)], adapters) != ""
         syn, dropped["n_dropped_other_tone"] = syn[~other_tone].reset_index(drop=True), int(other_tone.sum())
-    if cfg.max_synthetic is not None and len(syn) > cfg.max_synthetic: syn = syn.sample(cfg.max_synthetic, random_state=seed)
+    if cfg.max_synthetic is not None: syn = balanced_sample(syn, cfg.max_synthetic, cfg.synthetic_balance, seed).reset_index(drop=True)
     return syn.assign(malignant=syn.malignant.astype(bool)), dict(synthetic_missing=missing, **facts, **dropped, **let_through(syn),
-                                                                  n_train_synthetic=len(syn))
+                                                                  n_train_synthetic=len(syn), **type_tone_counts(syn))
 
 def _train_set(real:pd.DataFrame, synthetic:pd.DataFrame|None=None)->pd.DataFrame:
     "What a run trained on, one row per image (`TRAIN_SET_COLUMNS`): real images by their DDI id, synthetic ones by their manifest row."

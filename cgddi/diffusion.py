@@ -18,6 +18,7 @@ from accelerate import Accelerator, PartialState
 from transformers import CLIPTokenizer, CLIPTextModel
 from diffusers import AutoencoderKL, UNet2DConditionModel, DDPMScheduler
 from diffusers.image_processor import VaeImageProcessor
+from diffusers.training_utils import compute_snr
 from .data import DataError, TONE_ORDER, read_image
 from safetensors.torch import load_file, save_file
 from .report import atomic_path
@@ -195,6 +196,7 @@ def diffusion_loss(unet:UNet2DConditionModel, # the denoiser
                    text_embeds:torch.Tensor, # encoder hidden states of the prompts
                    generator:torch.Generator|None=None, # CPU generator for noise and timesteps
                    reduction:str="mean", # "mean", or "none" for one loss per sample
+                   snr_gamma:float|None=None, # Min-SNR weighting (Hang et al. 2023): each timestep's loss x min(SNR, gamma) / SNR; None: unweighted
                   )->torch.Tensor:
     "The denoising loss: MSE between the UNet's prediction and its target (epsilon or v, as the scheduler says)."
     noise = torch.randn(latents.shape, generator=generator).to(latents)
@@ -206,6 +208,9 @@ def diffusion_loss(unet:UNet2DConditionModel, # the denoiser
     else: raise ValueError(f"prediction type {kind!r} not supported for training; use an epsilon or v-prediction model.")
     pred = unet(noisy, t, text_embeds.to(noisy.dtype)).sample
     loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    if snr_gamma is not None:  # diffusers' train_text_to_image weighting: for v-prediction the target's scale adds 1 to the SNR
+        snr = compute_snr(scheduler, t).float()
+        loss = loss * snr.clamp(max=snr_gamma) / (snr + 1 if kind == "v_prediction" else snr)
     return loss.mean() if reduction == "mean" else loss
 
 # %% ../nbs/00e_diffusion.ipynb #ed61ce8b

@@ -22,9 +22,10 @@ from .report import progress_bar
 
 # %% auto #0
 __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TONE_COUNTS', 'TABLE2_ROWS', 'TABLE5_ROWS',
-           'FairnessConfig', 'FairnessWarning', 'tone_groups', 'group_counts', 'accuracy', 'accuracy_by_tone', 'pqd',
-           'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc', 'classification_metrics', 'mean_std', 'pm',
-           'quality_by_tone', 'table8', 'tone_fidelity', 'tone_count_table', 'per_seed_metrics', 'paper_table']
+           'FINDING_COLUMNS', 'FairnessConfig', 'FairnessWarning', 'tone_groups', 'group_counts', 'accuracy',
+           'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc',
+           'classification_metrics', 'mean_std', 'pm', 'quality_by_tone', 'table8', 'tone_fidelity', 'tone_count_table',
+           'per_seed_metrics', 'paper_table', 'majority_rates', 'paired_difference', 'findings_table']
 
 # %% ../nbs/07_fairness.ipynb #cfgcls07
 @dataclass(kw_only=True)
@@ -304,3 +305,49 @@ def paper_table(summary:pd.DataFrame, # `mean_std` output for one protocol
         if len(hit): out[label] = {title: pm(hit[m].iloc[0], hit[f"{m}_std"].iloc[0], n=int(hit[f"{m}_n"].iloc[0]),
                                              of=int(hit["n_seeds"].iloc[0])) for m, title in columns.items()}
     return pd.DataFrame.from_dict(out, orient="index")
+
+# %% ../nbs/07_fairness.ipynb #find07
+FINDING_COLUMNS = {"accuracy": "All", "light": "Light", "medium": "Medium", "dark": "Dark"}
+
+def majority_rates(pred:pd.DataFrame, # `read_predictions` rows (every run of a split tests the same images)
+                  )->pd.DataFrame:
+    "Per protocol and seed, a constant classifier's accuracy (the test split's more frequent class; ties: benign), overall and per tone."
+    rows = []
+    for (p, s), d in pred.groupby(["protocol", "seed"], sort=False):
+        one = d[(d.experiment == d.experiment.iloc[0]) & (d.method == d.method.iloc[0])]
+        y = one.y_true.astype(int).to_numpy(); hit = pd.Series(y == int(y.mean() > 0.5))
+        rows.append({"protocol": p, "experiment": "majority", "method": "constant", "seed": s, "accuracy": hit.mean(),
+                     **hit.groupby(tone_groups(one.tone)).mean().reindex(TONE_ORDER).to_dict()})
+    return pd.DataFrame(rows)
+
+def paired_difference(per_seed:pd.DataFrame, # per-seed metrics (`per_seed_metrics`, `majority_rates`) of one protocol
+                      a:tuple, b:tuple, # (experiment, method) of the two runs
+                     )->pd.DataFrame:
+    "Per seed both ran: a's accuracy minus b's in points, overall and per tone."
+    pick = lambda e, m: per_seed[(per_seed.experiment == e) & (per_seed.method == m)].set_index("seed")[list(FINDING_COLUMNS)]
+    A, B = pick(*a), pick(*b); seeds = A.index.intersection(B.index)
+    return (A.loc[seeds] - B.loc[seeds]) * 100
+
+def _verdict(name:str, other:str, d:pd.Series)->str:
+    "One sentence on a paired difference in points."
+    mean, std, n = d.mean(), d.std(ddof=0), len(d)
+    if n < 2: return f"{name} vs {other}: {mean:+.1f} points on one seed only; no spread to judge by."
+    if mean > std: return f"{name} beats {other} by {mean:.1f} points (± {std:.1f}; ahead on {(d > 0).sum()}/{n} seeds)."
+    if mean < -std: return f"{name} falls {-mean:.1f} points below {other} (± {std:.1f}; behind on {(d < 0).sum()}/{n} seeds)."
+    return f"{name} and {other} differ by {mean:+.1f} ± {std:.1f} points, within the spread over seeds: no clear difference."
+
+def findings_table(per_seed:pd.DataFrame, # per-seed metrics of one protocol, `majority_rates` rows included
+                   synthetic_method:str, # the method of Exp. 1 and Exp. 2
+                  )->pd.DataFrame:
+    "Each claim of the paper on this run: paired accuracy differences (points, mean ± std over seeds) overall and per tone, seeds ahead, a verdict."
+    base, maj = ("real", "baseline"), ("majority", "constant")
+    claims = [("Baseline (R.)", base, "the majority rate", maj), ("Exp. 1 (S. only)", ("exp1", synthetic_method), "the majority rate", maj),
+              ("Exp. 1 (S. only)", ("exp1", synthetic_method), "Baseline (R.)", base),
+              ("Exp. 2 (S., then R.)", ("exp2", synthetic_method), "Baseline (R.)", base)]
+    rows = {}
+    for name, a, other, b in claims:
+        d = paired_difference(per_seed, a, b)
+        if not len(d): continue
+        cells = {title: "n/a" if d[c].isna().all() else f"{d[c].mean():+.1f} ± {d[c].std(ddof=0):.1f}" for c, title in FINDING_COLUMNS.items()}
+        rows[f"{name} − {other}"] = cells | {"Seeds ahead": f"{int((d.accuracy > 0).sum())}/{len(d)}", "On this run": _verdict(name, other, d.accuracy)}
+    return pd.DataFrame.from_dict(rows, orient="index")

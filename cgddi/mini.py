@@ -135,9 +135,10 @@ class MiniConfig(StageConfig):
     vae_batch_size:int = 32 # images per VAE step
     vae_lr:float = 1.5e-3 # VAE learning rate (cosine decay after warm-up)
     kl_weight:float = 1e-6 # weight of the VAE's KL term (SD's VAE: 1e-6)
-    unet_steps:int = 2000 # UNet + text encoder steps
-    unet_batch_size:int = 64 # images per UNet step
-    unet_lr:float = 6e-4 # UNet and text encoder learning rate (cosine decay after warm-up)
+    unet_steps:int = 5000 # UNet + text encoder steps
+    unet_batch_size:int = 32 # images per UNet step
+    unet_lr:float = 1e-3 # UNet and text encoder learning rate (cosine decay after warm-up)
+    unet_snr_gamma:float|None = 5.0 # Min-SNR loss weighting (diffusers' `snr_gamma`): the many easy low-noise steps weigh less; None: plain MSE
     warmup:int = 200 # warm-up steps of both phases
     caption_dropout:float = 0.1 # share of empty captions (classifier-free guidance needs the unconditional model)
     ema_decay:float = 0.999 # EMA of the UNet and text encoder weights (the shipped weights)
@@ -280,7 +281,7 @@ def train_denoiser(unet:UNet2DConditionModel, # the fresh UNet (trained in place
         batch_ids = torch.where(drop[:, None], empty[None], ids[idx])
         x = sample_latents(latents[idx], scaling_factor, g).to(acc.device)
         with acc.autocast():
-            loss = diffusion_loss(unet, scheduler, x, text_encoder(batch_ids.to(acc.device))[0], g)
+            loss = diffusion_loss(unet, scheduler, x, text_encoder(batch_ids.to(acc.device))[0], g, snr_gamma=cfg.unet_snr_gamma)
         acc.backward(loss); acc.clip_grad_norm_(params, 1.0); opt.step(); sched.step(); opt.zero_grad()
         ema_unet.step(acc.unwrap_model(unet).parameters()); ema_text.step(acc.unwrap_model(text_encoder).parameters())
         losses.append(float(loss.detach()))
@@ -315,8 +316,8 @@ writes them, and no medical or published result can be computed from them.
   ruler"), never a benchmark disease.
 - VAE: {{ vae_steps }} steps at batch {{ vae_batch_size }}, L1 + MSE + {{ kl_weight }} x KL, lr {{ vae_lr }};
   scaling factor {{ scaling_factor }}. Final loss {{ vae_loss }}.
-- UNet and text encoder together: {{ unet_steps }} steps at batch {{ unet_batch_size }}, lr {{ unet_lr }}, {{ caption_dropout }}
-  empty captions, EMA {{ ema_decay }} (the shipped weights). Final denoising loss {{ unet_loss }}.
+- UNet and text encoder together: {{ unet_steps }} steps at batch {{ unet_batch_size }}, lr {{ unet_lr }}, Min-SNR weighting
+  (gamma {{ unet_snr_gamma }}), {{ caption_dropout }} empty captions, EMA {{ ema_decay }} (the shipped weights). Final denoising loss {{ unet_loss }}.
 - Training time (VAE and UNet phases, without drawing the corpus): {{ minutes }} min on {{ machine }}.
 
 ## Limits

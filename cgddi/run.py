@@ -211,7 +211,7 @@ def _execute(nb:Path, out_nb:Path, params:dict, cwd:Path, label:str, quiet:bool)
     if tty and not quiet: print("\r\033[K", end="")
     if raised: raise raised[0]
 
-SUMMARY_TABLES = ("tab_07_table2_clean", "tab_07_table7")  # the report's first screen: clean Table 2, images per tone per data set
+SUMMARY_TABLES = ("tab_07_findings_clean", "tab_07_table2_clean", "tab_07_table7")  # the report's first screen: what the clean run shows, clean Table 2, images per tone per data set
 
 def _run_stages(selected:dict, per_stage:dict, declared:dict, out:Path, quiet:bool)->tuple[list, str|None]:
     "Execute the selected stage notebooks in order, stopping at the first that fails; returns their records and the failure."
