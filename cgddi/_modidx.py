@@ -396,6 +396,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                          'cgddi.textual_inversion._token': ('textual_inversion.html#_token', 'cgddi/textual_inversion.py'),
                                          'cgddi.textual_inversion.add_token': ( 'textual_inversion.html#add_token',
                                                                                 'cgddi/textual_inversion.py'),
+                                         'cgddi.textual_inversion.effective_lr': ( 'textual_inversion.html#effective_lr',
+                                                                                   'cgddi/textual_inversion.py'),
                                          'cgddi.textual_inversion.generator_set_splits': ( 'textual_inversion.html#generator_set_splits',
                                                                                            'cgddi/textual_inversion.py'),
                                          'cgddi.textual_inversion.save_learned_embeds': ( 'textual_inversion.html#save_learned_embeds',

@@ -322,12 +322,14 @@ def _train(work:Path, model:nn.Module, run:tuple, cfg:ClassifyConfig, acc:Accele
         return facts | fit(model, syn, data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc), _train_set(data["train"].iloc[:0], syn)
     if start is None: return fit(model, data["train"], data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc), _train_set(data["train"])
     src, start_facts = model_path(work, protocol, start, method, seed), prediction_path(work, protocol, start, method, seed).with_suffix(".json")
-    if start_facts.exists() and (f := json.loads(start_facts.read_text()))["status"] == "skipped":
-        return dict(status="skipped", reason=f"starts from {start}, which was skipped ({f.get('reason')})"), None
+    f = json.loads(start_facts.read_text()) if start_facts.exists() else {}
+    if f.get("status") == "skipped": return dict(status="skipped", reason=f"starts from {start}, which was skipped ({f.get('reason')})"), None
+    inherited = {k: v for k, v in f.items() if k in ("n_train_synthetic", "generator_set", "synthetic_missing") or k.startswith(
+        ("n_semantic_", "n_healthy_", "n_lesion_mapped_", "n_dropped_"))} | {"synthetic_from": start}  # the synthetic images it learnt from, via its start
     if not src.exists(): raise FileNotFoundError(f"{src}: {experiment} fine-tunes the {start} model; run {start} first.")
     model.load_state_dict(load_file(src))
     started_from = pd.read_csv(train_set_path(work, protocol, start, method, seed))  # a fine-tuned model saw its start's images too
-    return (fit(model, data["train"], data["select"], cfg, cfg.finetune_lr, cfg.finetune_epochs, cfg.patience, desc=desc, acc=acc),
+    return (inherited | fit(model, data["train"], data["select"], cfg, cfg.finetune_lr, cfg.finetune_epochs, cfg.patience, desc=desc, acc=acc),
             pd.concat([started_from, _train_set(data["train"])], ignore_index=True))
 
 def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, # the run
@@ -342,7 +344,7 @@ def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, # the 
     data = _split_data(work, protocol, seed, cfg.train_tones); test = data["test"]
     facts = {"protocol": protocol, "seed": seed, "experiment": experiment, "method": method, "status": "done",
              "n_train_real": len(data["train"]) if EXPERIMENTS[experiment][1] else 0, "n_train_synthetic": 0, "n_dropped_leakage": 0,
-             **{f"n_{k}": 0 for k in COUNTS}, "synthetic_missing": [], "generator_set": None, "n_test": len(test),
+             **{f"n_{k}": 0 for k in COUNTS}, "synthetic_missing": [], "generator_set": None, "synthetic_from": None, "n_test": len(test),
              "n_select": len(data["select"]), "pretrained": cfg.pretrained,
              "backbone": cfg.vit if method == "patchalign" else cfg.resnet, "train_tones": cfg.train_tones,
              "params_hash": phash or run_hash(work, cfg, (protocol, seed, experiment, method))}

