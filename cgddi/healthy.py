@@ -45,8 +45,8 @@ class HealthyConfig(StageConfig):
     negative_prompt:str = "Bad anatomy, deformed, lesion, ugly, disfigured, illness, hole, transparent, eye" # negative prompt (paper)
     inpaint_size:int = 512 # side the diffusion models work at (the 256 frame is resized to it and back)
     mask_crop:int|None = None # sd_inpaint: repaint only a square crop around the region, this many px of the frame wider, at inpaint_size (diffusers' padding_mask_crop); None: the whole frame
-    steps:int = 100 # decoder denoising steps (paper: 100)
-    guidance:float = 4.0 # decoder classifier-free guidance (paper: 4)
+    steps:int = 100 # decoder denoising steps (diffusers' default for Kandinsky 2.2 inpainting; the paper gives none)
+    guidance:float = 4.0 # decoder classifier-free guidance (diffusers' default; the paper gives none)
     prior_steps:int = 25 # Kandinsky prior steps (run once: the prompt is the same for every image)
     prior_guidance:float = 4.0 # Kandinsky prior guidance
     n_candidates:int = 1 # samples per image in one batch; the one with the best QC scores is kept

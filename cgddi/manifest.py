@@ -16,9 +16,9 @@ from .report import atomic_path
 from .data import DataError, TONE_ORDER, read_split, split_path
 
 # %% auto #0
-__all__ = ['MANIFEST_COLUMNS', 'MANIFEST_TYPES', 'SYNTHETIC_TYPES', 'REVIEW_SHEET', 'SYNTHETIC_NOTICE', 'SHARED', 'GENERATORS',
-           'CONCEPT_COLUMNS', 'LEAK_KINDS', 'TRAIN_SET_COLUMNS', 'ManifestError', 'params_hash', 'Between',
-           'value_error', 'StageConfig', 'seed_of', 'link_or_copy', 'file_hash', 'save_synthetic',
+__all__ = ['MANIFEST_COLUMNS', 'MANIFEST_TYPES', 'SYNTHETIC_TYPES', 'REVIEW_SHEET', 'SYNTHETIC_NOTICE', 'SHARED', 'PAPER',
+           'GENERATORS', 'CONCEPT_COLUMNS', 'LEAK_KINDS', 'TRAIN_SET_COLUMNS', 'ManifestError', 'params_hash',
+           'Between', 'value_error', 'StageConfig', 'seed_of', 'link_or_copy', 'file_hash', 'save_synthetic',
            'read_synthetic_meta', 'png_complete', 'synthetic_done', 'manifest_dir', 'as_bool', 'check_rows',
            'write_shard', 'read_manifest', 'read_manifests', 'remove_stale_temps', 'split_name', 'concepts_path',
            'write_set_split', 'set_test_ids', 'generator_sets', 'write_concepts', 'read_concepts', 'select_diseases',
@@ -255,7 +255,8 @@ def remove_stale_temps(folder, # a folder a killed run may have written to
 
 # %% ../nbs/00c_manifest.ipynb #84f20d00
 SHARED = "shared"  # the generator set of the paper: one set, trained without the test images of one split
-GENERATORS = (SHARED, "per_split")  # the generator sets 03-05 make: the shared one, or one per split
+PAPER = "paper"  # the paper's regime: one set, trained on every image but a 10 % per-disease holdout (no test split left out)
+GENERATORS = (SHARED, "per_split", PAPER)  # the generator sets 03-05 make: the shared one, one per split, or the paper's (written as the shared set)
 _IDENTITY = ["disease_joined", "disease_slug", "token", "malignant", "n_train"]
 _PER_TONE = [f"n_train_{t}" for t in TONE_ORDER]
 CONCEPT_COLUMNS = {"textual_inversion": _IDENTITY + ["n_holdout"] + _PER_TONE + ["final_loss", "embeds", "model"],
@@ -279,7 +280,8 @@ def concepts_path(work_dir, # run root
 
 def write_set_split(work_dir, stage:str, gset:str, mode:str, seed:int)->Path:
     "Record which split's test images a generator set never saw (`<stage>/<set>/split.json`)."
-    with atomic_path(Path(work_dir)/stage/gset/"split.json") as t: t.write_text(json.dumps({"split_mode": mode, "split_seed": int(seed)}))
+    with atomic_path(Path(work_dir)/stage/gset/"split.json") as t:  # mode None: the paper's regime, no test split left out
+        t.write_text(json.dumps({"split_mode": mode, "split_seed": None if seed is None else int(seed)}))
     return Path(work_dir)/stage/gset/"split.json"
 
 def set_test_ids(work_dir, stage:str, gset:str)->tuple[str, int, set]:
@@ -287,6 +289,7 @@ def set_test_ids(work_dir, stage:str, gset:str)->tuple[str, int, set]:
     p = Path(work_dir)/stage/gset/"split.json"
     if not p.exists(): raise ManifestError(f"{p}: not found; rerun {_MAKERS[stage]} to write the generator set {gset!r}.")
     s = json.loads(p.read_text())
+    if s["split_mode"] is None: return None, None, set()  # the paper's regime: trained with every split's test images
     split = read_split(work_dir, s["split_mode"], s["split_seed"])
     return s["split_mode"], s["split_seed"], set(split.ddi_id[split.split == "test"])
 

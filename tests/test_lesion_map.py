@@ -156,3 +156,13 @@ def test_corrupt_donor_is_a_clear_error(work_copy):
 def test_donor_mask_size_mismatch(work_copy):
     d = _donor(work_copy); np.save(work_copy/d.frame_mask_path, np.full((128, 128), 1, np.int32))
     with pytest.raises(DataError, match=f"donor {d.ddi_id}.*256x256.*128x128"): map_lesions(work_copy, LesionMapConfig(workers=1))
+
+def test_self_pairs_put_a_healthy_images_own_lesion_back(work_copy):
+    "self_pairs (the paper's 309 x 334 count) adds the pairs whose donor is the canvas itself; the default leaves them out."
+    log = map_lesions(work_copy, LesionMapConfig(workers=1))
+    assert not (log.base_id == log.donor_id).any()
+    log_self = map_lesions(work_copy, LesionMapConfig(workers=1, self_pairs=True))
+    own = log_self[log_self.base_id == log_self.donor_id]
+    ddi = read_data(work_copy); donors = set(ddi.ddi_id[ddi.frame_mask_path.notna()])
+    assert set(own.base_id) == set(log_self.base_id) & donors  # every kept canvas that is also a donor gets its own lesion
+    assert len(log_self) == len(log) + len(own)
