@@ -22,8 +22,9 @@ from .manifest import (MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHE
 from .report import atomic_path, progress_bar
 
 # %% auto #0
-__all__ = ['EXPORT_COLUMNS', 'DATASET_CARD', 'IMPORTS', 'ALIAS_TABLE', 'EMBEDS', 'LORA_FILE', 'export_dataset', 'import_dataset',
-           'import_note', 'released_aliases', 'released_folders', 'import_adapters']
+__all__ = ['EXPORT_COLUMNS', 'DATASET_CARD', 'IMPORTS', 'LEAKAGE_IDS', 'ALIAS_TABLE', 'EMBEDS', 'LORA_FILE', 'export_dataset',
+           'refusal_reasons', 'import_dataset', 'import_note', 'released_aliases', 'released_folders',
+           'import_adapters']
 
 # %% ../nbs/00g_publish.ipynb #pub04
 EXPORT_COLUMNS = [c for c in MANIFEST_COLUMNS if c != "image"]  # `image` becomes `file_name` (imagefolder's image feature)
@@ -163,6 +164,16 @@ def export_dataset(work_dir, # run root with manifests (01, 02, 05)
 # %% ../nbs/00g_publish.ipynb #pub10
 IMPORTS = "manifest/imports.json"  # under work_dir: what was imported, from where, with or without the leakage filter
 
+def _column_map(columns:dict, where:str)->tuple[dict, dict]:
+    "A `columns` map -> (renames, value tables): an entry is a new name, or {name: new name, values: {released value: manifest value}}."
+    renames, values = {}, {}
+    for old, new in columns.items():
+        if isinstance(new, str): renames[old] = new; continue
+        if not isinstance(new, dict) or not isinstance(new.get("name", old), str) or not isinstance(new.get("values", {}), dict):
+            raise ValueError(f"{where}: column map entry {old!r}: {new!r}; give a new name, or {{name: <manifest column>, values: {{<released>: <manifest>}}}}.")
+        renames[old] = new.get("name", old); values[renames[old]] = new.get("values", {})
+    return renames, values
+
 def _released_table(src:Path, columns:dict|None, leakage_filter:bool)->tuple[pd.DataFrame, str]:
     "The released rows with manifest column names (image relative to `src`) and the file they came from."
     typed = sorted(src.glob("*/metadata.parquet"))
@@ -176,13 +187,20 @@ def _released_table(src:Path, columns:dict|None, leakage_filter:bool)->tuple[pd.
         f = _member(src, files[0].name, str(src))
         rows = pd.read_parquet(f) if f.suffix == ".parquet" else read_csv_table(f, [])
         where = str(f)
-    rows = rows.rename(columns=columns or {})
+    renames, values = _column_map(columns or {}, where)
+    rows = rows.rename(columns=renames)
+    for col, table in values.items():  # a release's own spellings of values (e.g. "lesion-mapped", "Dark") -> the manifest's
+        if col in rows: rows[col] = rows[col].map(lambda v, t=table: t.get(v, v))
     if "image" not in rows and "file_name" in rows: rows = rows.rename(columns={"file_name": "image"})
     missing = [c for c in ("image", "type", "tone", *(["base_id"] if leakage_filter else [])) if c not in rows]
     if missing: raise ValueError(f"{where}: no column(s) {missing}; map the released names to the manifest's with `columns` (--columns MAP.yaml)"
                                    + (" or import without the leakage filter (--no-leakage-filter)." if "base_id" in missing else "."))
     bad = sorted(set(rows.type) - set(SYNTHETIC_TYPES))
-    if bad: raise ValueError(f"{where}: type(s) {bad} unknown; map them to {list(SYNTHETIC_TYPES)}.")
+    if bad: raise ValueError(f"{where}: type(s) {bad} unknown; map them to {list(SYNTHETIC_TYPES)} with a value map, e.g. "
+                             f"--columns MAP.yaml holding `type: {{name: type, values: {{{bad[0]}: {SYNTHETIC_TYPES[0]}}}}}`.")
+    bad = sorted(set(rows.tone.dropna()) - set(TONE_ORDER), key=str)
+    if bad: raise ValueError(f"{where}: tone(s) {bad} unknown; map them to {TONE_ORDER} with a value map, e.g. "
+                             f"`tone: {{name: tone, values: {{{bad[0]}: {TONE_ORDER[0]}}}}}`.")
     dup = rows.image[rows.image.duplicated()]
     if len(dup): raise ValueError(f"{where}: image {dup.iloc[0]!r} listed twice; every row needs its own file.")
     return rows.reindex(columns=MANIFEST_COLUMNS).assign(synthetic=True), where
@@ -210,11 +228,23 @@ def _released_provenance(src:Path, work:Path, ids:set)->dict[str, dict]:
         out[rel] = facts
     return out
 
-def _needs_ids(rows:pd.DataFrame, work:Path, provenance:dict)->pd.Series:
-    "Rows that lack an id the leakage rule needs."
+LEAKAGE_IDS = {"base_id": "base_id (the DDI image it was made from)", "donor_id": "donor_id (a lesion-mapped image's donor)",
+               "adapter": "adapter, with its lora/<set>/<disease>/lora.json (a semantic image's generator and what it learnt from)"}
+
+def _missing_ids(rows:pd.DataFrame, work:Path, provenance:dict)->pd.DataFrame:
+    "Per row and id the leakage rule needs (`LEAKAGE_IDS`): whether the row lacks it."
     adapter_known = rows.adapter.map(lambda a: isinstance(a, str) and (a in provenance or (work/a/"lora.json").exists()))
-    return (rows.base_id.isna() | ((rows.type == "lesion_mapped") & rows.donor_id.isna())
-            | ((rows.type == "semantic") & ~adapter_known))
+    return pd.DataFrame({"base_id": rows.base_id.isna(), "donor_id": (rows.type == "lesion_mapped") & rows.donor_id.isna(),
+                         "adapter": (rows.type == "semantic") & ~adapter_known})
+
+def refusal_reasons(rows:pd.DataFrame, # released rows (manifest columns)
+                    missing:pd.DataFrame, # `_missing_ids` of them
+                   )->pd.Series:
+    "Per type, the rows refused and the column that would let them in, e.g. '12 lack donor_id (a lesion-mapped image's donor)'."
+    out = {}
+    for t, m in missing.groupby(rows.type):
+        out[t] = "; ".join(f"{int(m[c].sum())} lack {LEAKAGE_IDS[c]}" for c in LEAKAGE_IDS if m[c].any())
+    return pd.Series(out, dtype=object)
 
 # %% ../nbs/00g_publish.ipynb #pub11
 def _check_release(rows:pd.DataFrame, src:Path, work:Path, where:str, ids:set, shard:str)->dict[str, pd.DataFrame]:
@@ -249,7 +279,8 @@ def import_dataset(src, # a released set: a cgddi export, or a folder with metad
     rows, where = _released_table(src, columns, leakage_filter)
     ids = set(read_data(work).ddi_id.astype(int))
     provenance = _released_provenance(src, work, ids)
-    lacking = _needs_ids(rows, work, provenance)
+    missing = _missing_ids(rows, work, provenance); lacking = missing.any(axis=1)
+    reasons = refusal_reasons(rows[lacking], missing[lacking]) if leakage_filter else pd.Series(dtype=object)
     refused = rows[lacking] if leakage_filter else rows.iloc[:0]
     rows = rows[~lacking] if leakage_filter else rows
     shard = "imported-" + hashlib.sha256(f"{src.resolve()}\n{rows.to_csv(index=False)}".encode()).hexdigest()[:10]  # the same import again: the same shard
@@ -270,6 +301,7 @@ def import_dataset(src, # a released set: a cgddi export, or a folder with metad
             new = pd.DataFrame({"image": part.image, "ddi_id": part.base_id, "tone": part.tone, "keep": True, "note": f"imported from {src}"})
             with atomic_path(sheet) as t: pd.concat([old[~old.image.isin(new.image)], new], ignore_index=True).to_csv(t, index=False)
     counts = pd.DataFrame({"kept": rows.type.value_counts(), "refused": refused.type.value_counts()}).fillna(0).astype(int)
+    counts["refused_because"] = reasons.reindex(counts.index).fillna("")
     log = json.loads((work/IMPORTS).read_text()) if (work/IMPORTS).exists() else []
     log.append({"source": str(src), "shard": shard, "leakage_filter": leakage_filter, "rows": counts.kept.to_dict(), "refused": counts.refused.to_dict(),
                 "provenance": sorted(provenance)})

@@ -286,7 +286,8 @@ def main(argv=None)->int:
     i = sub.add_parser("import-dataset", help="turn a released synthetic set into manifest shards of a work dir made by 00_data")
     i.add_argument("src", help="the released set's folder (a cgddi export, or metadata.parquet/.csv beside the images)")
     i.add_argument("work_dir", help="the work dir 00_data wrote (the DDI and splits the set was made from)")
-    i.add_argument("--columns", help="YAML map from the released column names to the manifest's, e.g. {prompt_image_id: base_id}")
+    i.add_argument("--columns", help="YAML map from the released column names to the manifest's, e.g. {prompt_image_id: base_id}; "
+                                        "an entry may translate values too: {type: {name: type, values: {lesion-mapped: lesion_mapped}}}")
     i.add_argument("--no-leakage-filter", action="store_true", help="keep rows without the ids the leakage rule needs (tables say so)")
     a = sub.add_parser("import-adapters", help="make the released cgDDI tokens (and LoRAs) ready for 05_semantic")
     a.add_argument("src", nargs="+", help="the authors' token repositories (named after them), LoRA folders named after their disease "
