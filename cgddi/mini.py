@@ -321,9 +321,11 @@ writes them, and no medical or published result can be computed from them.
 - Training time (VAE and UNet phases, without drawing the corpus): {{ minutes }} min on {{ machine }}.
 
 ## Limits
-Its text conditioning is weak: a tone prompt moves the skin's colour the right way but often not into the tone's
-band, and a lesion described in words is seldom drawn. `nbs/00i_mini.ipynb` measures both; what textual inversion and
-LoRA then teach it is measured by `06_classify`'s recognition table.
+Its text conditioning is modest: a tone prompt puts the skin's colour in the tone's band, and a lesion described in
+words is drawn in some samples, not all (`nbs/00i_mini.ipynb` measures both against the held-out corpus). What
+textual inversion and LoRA then teach it is measured by `06_classify`'s recognition table; at 64 px and the
+benchmark's short training schedules its semantic images do not yet carry their disease's malignancy reliably.
+The final loss above is Min-SNR-weighted, so it is not comparable with an unweighted denoising loss.
 
 ## Use
 ```python
