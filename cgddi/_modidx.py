@@ -393,6 +393,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.semantic.plot_plan': ('semantic.html#plot_plan', 'cgddi/semantic.py'),
                                 'cgddi.semantic.plot_semantic_rows': ('semantic.html#plot_semantic_rows', 'cgddi/semantic.py'),
                                 'cgddi.semantic.sample_semantic': ('semantic.html#sample_semantic', 'cgddi/semantic.py'),
+                                'cgddi.semantic.sampler_scheduler': ('semantic.html#sampler_scheduler', 'cgddi/semantic.py'),
                                 'cgddi.semantic.sampling_plan': ('semantic.html#sampling_plan', 'cgddi/semantic.py'),
                                 'cgddi.semantic.semantic_inputs': ('semantic.html#semantic_inputs', 'cgddi/semantic.py'),
                                 'cgddi.semantic.semantic_plan': ('semantic.html#semantic_plan', 'cgddi/semantic.py'),

@@ -26,13 +26,15 @@ from .tiny import model_load_error
 from .report import progress_bar
 
 # %% auto #0
-__all__ = ['RULER_MODES', 'PLAN_MODES', 'ADAPTER', 'NO_LORA', 'SemanticConfig', 'plan_counts', 'sampling_plan', 'shard_chunks',
-           'has_lora', 'SemanticSampler', 'semantic_inputs', 'semantic_plan', 'sample_semantic', 'cli', 'launch',
-           'plot_plan', 'plot_semantic_rows', 'plot_by_training_size']
+__all__ = ['RULER_MODES', 'PLAN_MODES', 'SCHEDULERS', 'ADAPTER', 'NO_LORA', 'SemanticConfig', 'plan_counts', 'sampling_plan',
+           'shard_chunks', 'has_lora', 'sampler_scheduler', 'SemanticSampler', 'semantic_inputs', 'semantic_plan',
+           'sample_semantic', 'cli', 'launch', 'plot_plan', 'plot_semantic_rows', 'plot_by_training_size']
 
 # %% ../nbs/05_semantic.ipynb #cfgcls05
 RULER_MODES = ("never", "always", "canvas")
 PLAN_MODES = ("full", "balanced")
+
+SCHEDULERS = {"pndm": "PNDMScheduler", "dpmpp": "DPMSolverMultistepScheduler"}  # 05 `scheduler` -> the diffusers class
 
 @dataclass(kw_only=True)
 class SemanticConfig(StageConfig):
@@ -40,7 +42,7 @@ class SemanticConfig(StageConfig):
     unhashed: ClassVar[tuple] = ("generators", "diseases", "plan_mode", "repeats", "balanced_target", "tones", "min_train_samples", "batch_size",
                                  "chunk_size", "limit", "num_processes", "device", "compile_unet", "n_show")
     allowed: ClassVar[dict] = dict(generators=GENERATORS, plan_mode=PLAN_MODES, repeats=Between(1), balanced_target=Between(1),
-                                     tones=tuple(TONE_ORDER), min_train_samples=Between(0), strength=Between(0, 1, open_lo=True), guidance=Between(0),
+                                     tones=tuple(TONE_ORDER), min_train_samples=Between(0), strength=Between(0, 1, open_lo=True), guidance=Between(0), scheduler=tuple(SCHEDULERS),
                                      steps=Between(1), resolution=Between(8), out_size=Between(8), ruler=RULER_MODES, prompt_template=tuple(PROMPT_TEMPLATES),
                                      batch_size=Between(1), chunk_size=Between(1), limit=Between(1), num_processes=Between(1),
                                      dtype=DTYPES, n_show=Between(0))  # checked with the params file, before any stage runs
@@ -55,6 +57,7 @@ class SemanticConfig(StageConfig):
     strength:float = 0.725 # img2img strength alpha (paper: 0.725)
     guidance:float = 8.75 # classifier-free guidance beta (paper: 8.75)
     steps:int = 4 # inference steps t (paper: 100; strength 0.725 runs 72 of them)
+    scheduler:str = "pndm" # sampler: "pndm" (SD 2.1-base's own, the paper's) or "dpmpp" (DPM-Solver++ multistep: fewer steps; bench/sampler.py)
     resolution:int = 64 # side the model samples at (paper: 512)
     out_size:int = 256 # side of the saved images (the 256 x 256 frame of the data)
     ruler:str = "never" # append "with a ruler": never, always, or canvas (when the healthy canvas shows one)
@@ -147,6 +150,15 @@ def has_lora(path)->bool:
     "Whether a concept row's `lora` names a file (an imported token may come without one)."
     return isinstance(path, str) and bool(path)
 
+def sampler_scheduler(config, # the pipeline's scheduler config (its betas and timestep spacing)
+                      name:str, # a key of SCHEDULERS
+                     ):
+    "The sampler `name` on the pipeline's noise schedule (DPM-Solver++ as diffusers configures it: second order, multistep)."
+    import diffusers
+    if name not in SCHEDULERS: raise ValueError(f"scheduler {name!r} unknown; use one of {list(SCHEDULERS)}.")
+    extra = {"algorithm_type": "dpmsolver++", "solver_order": 2} if name == "dpmpp" else {}
+    return getattr(diffusers, SCHEDULERS[name]).from_config(config, **extra)
+
 class SemanticSampler:
     "img2img from healthy canvases with one disease's token and fused adapter at a time."
     def __init__(self, work_dir, # run root
@@ -161,7 +173,8 @@ class SemanticSampler:
                                                                         requires_safety_checker=False).to(self.device)
         except (OSError, ValueError) as e: raise model_load_error(model, "a Stable Diffusion pipeline", "sd_model", e) from e
         self.pipe.set_progress_bar_config(disable=True)
-        self.generator = model_label(model)
+        self.pipe.scheduler = sampler_scheduler(self.pipe.scheduler.config, cfg.scheduler)
+        self.generator = model_label(model) + ("" if cfg.scheduler == "pndm" else f", {cfg.scheduler} sampler")
         self.use_set(concepts)
 
     def use_set(self, concepts:pd.DataFrame, # `lora/<set>/concepts.csv` rows of the diseases to sample
