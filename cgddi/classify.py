@@ -250,13 +250,12 @@ def balanced_sample(rows:pd.DataFrame, # synthetic rows
     "At most `n` of `rows`, spread as evenly as the groups allow over the combinations of `by` (seeded; rows keep their order)."
     if len(rows) <= n: return rows
     if not by: return rows.sample(n, random_state=seed).sort_index()
-    sizes = rows.groupby(by, sort=True).size().sort_values(kind="stable")
-    as_key = lambda k: k if isinstance(k, tuple) else (k,)
+    group = rows.groupby(by, sort=True).ngroup()
+    sizes = group.value_counts().sort_index().sort_values(kind="stable")
     quota, left = {}, n
-    for i, (key, size) in enumerate(sizes.items()):  # smallest first: each takes its even share of what is left, or all it has
-        quota[as_key(key)] = min(int(size), left // (len(sizes) - i)); left -= quota[as_key(key)]
-    picked = [g.sample(quota[as_key(key)], random_state=seed) for key, g in rows.groupby(by, sort=True) if quota[as_key(key)]]
-    return pd.concat(picked).sort_index()
+    for i, (g, size) in enumerate(sizes.items()):  # smallest first: each takes its even share of what is left, or all it has
+        quota[g] = min(int(size), left // (len(sizes) - i)); left -= quota[g]
+    return pd.concat([rows[group == g].sample(q, random_state=seed) for g, q in sorted(quota.items()) if q]).sort_index()
 
 def type_tone_counts(rows:pd.DataFrame)->dict:
     "Synthetic training images per type and tone: `n_<type>_<tone>`, every combination (0 where none)."

@@ -23,6 +23,7 @@ from diffusers import StableDiffusionPipeline
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
+from safetensors import safe_open
 from .data import DataError, TONE_ORDER, RULER, MARKER, read_data
 from .manifest import (Between, ManifestError, StageConfig, SHARED, GENERATORS, file_hash, link_or_copy, read_manifest, remove_stale_temps, select_diseases,
                             read_concepts, write_concepts, concepts_path, generator_sets, set_test_ids, write_set_split)
@@ -32,9 +33,9 @@ from .diffusion import (PRECISIONS, INSTANCE_PROMPT, PROMPT_TEMPLATES, instance_
                              sample_latents, diffusion_loss, tail_mean, TrainingState, STATE_DIR)
 
 # %% auto #0
-__all__ = ['LORA_DIR', 'LORA_WEIGHTS', 'ADAPTER_CARD', 'LoRAConfig', 'instance_images', 'class_images', 'tone_weights',
-           'lora_optimizer', 'lora_config', 'prompt_embeds', 'ImageSet', 'train_lora', 'save_lora', 'train_loras',
-           'write_adapter_card', 'validation_grid']
+__all__ = ['LORA_DIR', 'LORA_WEIGHTS', 'ADAPTER_CARD', 'LoRAConfig', 'lora_rank', 'instance_images', 'class_images',
+           'tone_weights', 'lora_optimizer', 'lora_config', 'prompt_embeds', 'ImageSet', 'train_lora', 'save_lora',
+           'train_loras', 'write_adapter_card', 'validation_grid']
 
 # %% ../nbs/04_lora.ipynb #cfgcls04
 @dataclass(kw_only=True)
@@ -69,9 +70,16 @@ class LoRAConfig(StageConfig):
 LORA_DIR = "lora"
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 
-def _shows(work:Path, mask_path, label:int)->bool:
-    "Whether an image's sDDI mask has pixels of `label` (RULER, MARKER); False without a mask."
-    return isinstance(mask_path, str) and bool((np.load(work/mask_path) == label).any())
+def _shows(work:Path, mask_path)->tuple[bool, bool]:
+    "Whether an image's sDDI mask shows a ruler and marker ink; neither without a mask."
+    if not isinstance(mask_path, str): return False, False
+    mask = np.load(work/mask_path)
+    return bool((mask == RULER).any()), bool((mask == MARKER).any())
+
+def lora_rank(path)->int:
+    "The rank of a saved LoRA (the rows of its down-projections), from the safetensors header."
+    with safe_open(str(path), "pt") as f:
+        return max(f.get_slice(k).get_shape()[0] for k in f.keys() if "lora_A" in k or "lora.down" in k)
 
 def instance_images(work_dir, # run root
                     concept:pd.Series, # one row of `textual_inversion/<set>/concepts.csv`
@@ -84,8 +92,8 @@ def instance_images(work_dir, # run root
     imgs = pd.read_csv(p); imgs = imgs[imgs.role == "train"]
     ddi = (read_data(work) if ddi is None else ddi).set_index("ddi_id")
     out = ddi.loc[imgs.ddi_id, ["tone", "image_path", "frame_mask_path"]].reset_index()
-    out["ruler"] = [_shows(work, m, RULER) for m in out.frame_mask_path]
-    out["marker"] = [_shows(work, m, MARKER) for m in out.frame_mask_path]
+    shows = [_shows(work, m) for m in out.frame_mask_path]
+    out["ruler"], out["marker"] = [r for r, _ in shows], [m for _, m in shows]
     return out.drop(columns="frame_mask_path")
 
 def class_images(work_dir, # run root

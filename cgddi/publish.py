@@ -16,7 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from .data import DataError, TONE_ORDER, data_source, read_data, read_image, read_csv_table, written_split_seeds
 from .diffusion import DEFAULT_SD_MODEL, resolve_model
-from .lora import LORA_DIR
+from .lora import LORA_DIR, lora_rank
 from .manifest import (MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, REVIEW_SHEET, SHARED, read_manifests,
                             write_shard, write_concepts, write_set_split, link_or_copy, check_rows, file_hash, manifest_dir)
 from .report import atomic_path, progress_bar
@@ -416,10 +416,6 @@ def _lora_disease(src:Path, aliases:pd.DataFrame)->pd.Series:
     return hit.iloc[0]
 
 # %% ../nbs/00g_publish.ipynb #pub15
-def _rank(shapes:dict)->int:
-    "A LoRA's rank: the rows of its down-projections."
-    return max(s[0] for k, s in shapes.items() if "lora.down" in k or "lora_A" in k or "_lora.down" in k)
-
 def import_adapters(srcs:list, # released folders: token repositories (learned_embeds.safetensors, maybe a whole pipeline), LoRA folders
                                # named after their disease (pytorch_lora_weights.safetensors), folders holding both, or a folder of LoRA folders
                     work_dir, # run root written by 00_data (and 01 for the canvases 05 needs)
@@ -451,6 +447,7 @@ def import_adapters(srcs:list, # released folders: token repositories (learned_e
                          f"(the one with {EMBEDS}) too: 05 prompts with the token.")
     for slug, (src, lora, shapes) in loras.items(): _check_lora_shapes(lora, shapes, tokens[slug][1])
     checked = [(*tokens[s], *(loras.get(s) or (None, None, None))) for s in sorted(tokens)]
+    rank = {s: lora_rank(lora) for s, (_, lora, _) in loras.items()}
     stage, ti_rows, lora_rows = Path(tempfile.mkdtemp(prefix=".import-", dir=work)), [], []
     try:
         for src, model, token, emb, a, lora_src, lora, shapes in checked:
@@ -460,7 +457,7 @@ def import_adapters(srcs:list, # released folders: token repositories (learned_e
             if lora is not None: _copy_lora(lora, stage/lora_rel/lora.name, list(shapes))
             own = ddi[ddi.disease_joined == a.disease_joined]
             facts = dict(disease_joined=a.disease_joined, slug=a.disease_slug, token=token, model=model, generator_set=gset, imported_from=str(src),
-                         lora_imported_from=None if lora is None else str(lora_src), lora_rank=None if lora is None else _rank(shapes),
+                         lora_imported_from=None if lora is None else str(lora_src), lora_rank=rank.get(a.disease_slug),
                          train_ids_known=False, train_ids=sorted(int(i) for i in ddi.ddi_id),  # unknown: treated as every image
                          embeds_hash=file_hash(stage/ti_rel/emb.name), lora_hash=None if lora is None else file_hash(stage/lora_rel/lora.name))
             for rel, name in ((ti_rel, "ti.json"), (lora_rel, "lora.json")): (stage/rel/name).write_text(json.dumps(facts))
@@ -479,7 +476,7 @@ def import_adapters(srcs:list, # released folders: token repositories (learned_e
         if not (work/stage_name/gset/"split.json").exists(): write_set_split(work, stage_name, gset, "faithful", seeds[0])
     write_concepts(ti_rows, work, "textual_inversion", gset)
     rows = write_concepts(lora_rows, work, "lora", gset)
-    what = {s: f"token {t[2]} from {t[0]}" + (f" + LoRA (rank {_rank(loras[s][2])}) from {loras[s][0]}" if s in loras
+    what = {s: f"token {t[2]} from {t[0]}" + (f" + LoRA (rank {rank[s]}) from {loras[s][0]}" if s in loras
                                               else "; no LoRA: 05 samples with the token alone") for s, t in tokens.items()}
     out = rows[rows.disease_slug.isin(what)].reset_index(drop=True)
     return out.assign(imported=out.disease_slug.map(what))

@@ -15,13 +15,13 @@ import torch
 import matplotlib.pyplot as plt
 from PIL import Image
 from accelerate import PartialState
-from safetensors import safe_open
 from safetensors.torch import load_file
 from .data import DataError, TONE_ORDER, read_data
 from .manifest import (Between, ManifestError, StageConfig, SHARED, GENERATORS, seed_of, file_hash, read_manifest, save_synthetic, synthetic_done,
                             png_complete, manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, concepts_path,
                             generator_sets, set_test_ids, params_hash, MANIFEST_COLUMNS)
 from .diffusion import DTYPES, PROMPT_TEMPLATES, instance_prompt, model_label, resolve_model, torch_setup
+from .lora import lora_rank
 from .tiny import model_load_error
 from .report import progress_bar
 
@@ -139,11 +139,6 @@ def shard_chunks(plan:pd.DataFrame, # from `sampling_plan`
 # %% ../nbs/05_semantic.ipynb #a24debc3
 ADAPTER = "disease"  # the one adapter slot of the sampler's UNet
 
-def _lora_rank(path)->int:
-    "The rank of a saved LoRA (the rows of its down-projections)."
-    with safe_open(str(path), "pt") as f:
-        return max(f.get_slice(k).get_shape()[0] for k in f.keys() if "lora_A" in k or "lora.down" in k)
-
 NO_LORA = Path("<no LoRA>")  # `SemanticSampler.current` while an imported token without a LoRA samples
 
 def has_lora(path)->bool:
@@ -203,16 +198,15 @@ class SemanticSampler:
         if lora == NO_LORA:
             if self.base is not None: self.pipe.disable_lora()  # an unfused LoRA layer would still add its delta
             self.current = lora; return
-        if self.base is None:
-            ranks = [_lora_rank(self.work/p) for p in self.concepts.lora if has_lora(p)]
+        first = self.base is None
+        if first:
+            ranks = [lora_rank(self.work/p) for p in self.concepts.lora if has_lora(p)]
             self.pipe.enable_lora_hotswap(target_rank=max(ranks))  # a later adapter may be wider
             self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, use_safetensors=True)
             self.base = [(w, w.detach().clone()) for w in self._fused_weights()]  # the exact base weights, before any fuse
-            first = True
         else:
             self.pipe.enable_lora()
             self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, hotswap=True, use_safetensors=True)
-            first = False
         self.pipe.fuse_lora(adapter_names=[ADAPTER])
         if first and self.cfg.compile_unet: self.pipe.unet.compile()  # once, with an adapter fused: a swap reuses the graph
         self.current = lora
