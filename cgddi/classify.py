@@ -6,7 +6,7 @@ real) and the ablations of Table 5; every run evaluated on the real test split o
 
 # %% ../nbs/06_classify.ipynb #954fe3be
 from __future__ import annotations
-import copy, hashlib, json, time
+import copy, hashlib, json, os, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from functools import cache, lru_cache
@@ -22,7 +22,7 @@ from PIL import Image
 from accelerate import Accelerator, PartialState
 from safetensors.torch import save_file, load_file
 from .data import TONE_ORDER, SPLIT_MODES, DataError, read_data, read_split, load_f17k, written_split_seeds
-from .manifest import (Between, StageConfig, SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, TRAIN_SET_COLUMNS, read_manifests, leakage_filter, leak_kinds,
+from .manifest import (Between, StageConfig, SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, TRAIN_SET_COLUMNS, read_manifests, leakage_filter, leak_kinds, manifest_fingerprint,
                             adapter_train_ids, let_through, split_name, train_set_path)
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
 from .report import atomic_path, progress_bar
@@ -30,11 +30,11 @@ from .tiny import tiny_clip_text
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'COUNTS',
-           'ClassifyConfig', 'transforms', 'read_rgb', 'image_reader', 'ImageTable', 'balanced_sampler', 'accelerator',
-           'make_model', 'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample',
-           'type_tone_counts', 'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds', 'run_hash',
-           'run_experiments', 'read_runs', 'read_predictions', 'external_table', 'external_path', 'evaluate_external',
-           'read_external_predictions', 'recognition_table']
+           'RUN_COLUMNS', 'ClassifyConfig', 'transforms', 'read_rgb', 'image_reader', 'ImageTable', 'balanced_sampler',
+           'accelerator', 'make_model', 'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table',
+           'balanced_sample', 'type_tone_counts', 'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds',
+           'run_hash', 'run_experiments', 'read_runs', 'read_predictions', 'external_table', 'external_path',
+           'evaluate_external', 'read_external_predictions', 'recognition_table']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -234,13 +234,16 @@ def model_path(work_dir, protocol:str, experiment:str, method:str, seed:int)->Pa
     "Where one run's model weights live (safetensors)."
     return Path(work_dir)/"classify"/"models"/protocol/experiment/method/f"S{seed}.safetensors"
 
+RUN_COLUMNS = ["image", "type", "base_id", "donor_id", "disease_joined", "malignant", "tone", "n_train_samples", "adapter"]  # what a run reads of a row
+
 def synthetic_table(work_dir, types, # synthetic types to use
+                    columns:list|None=RUN_COLUMNS, # the manifest columns wanted; None: all
                    )->tuple[pd.DataFrame, list[str]]:
     "Manifest rows of `types` that exist, with an absolute `path`; and the types that have no images."
-    found = read_manifests(work_dir, types)
+    found = read_manifests(work_dir, types, columns)
     frames, missing = list(found.values()), [t for t in types if t not in found]
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=MANIFEST_COLUMNS)
-    return rows.assign(path=[str(Path(work_dir)/p) for p in rows.image]), missing
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns or MANIFEST_COLUMNS)
+    return rows.assign(path=(str(Path(work_dir)) + os.sep) + rows.image.astype(object)), missing
 
 def balanced_sample(rows:pd.DataFrame, # synthetic rows
                     n:int, # how many to keep
@@ -279,22 +282,27 @@ def semantic_for_run(rows:pd.DataFrame, # synthetic rows (`synthetic_table`)
                     )->tuple[pd.DataFrame, dict]:
     "The rows a run may use: its own generator set's semantic images (else the shared set's), labelled, from diseases past the ≤ 10 rule."
     sem, other = rows[rows.type == "semantic"], rows[rows.type != "semantic"]
-    sets = sem.adapter.map(lambda a: a.split("/")[1] if isinstance(a, str) else None)  # lora/<set>/<slug>
+    sets = sem.adapter.map({a: a.split("/")[1] for a in sem.adapter.dropna().unique()})  # lora/<set>/<slug>
     use = split_name(protocol, seed) if (sets == split_name(protocol, seed)).any() else SHARED
     sem = sem[sets == use]
     count = sem.disease_joined.map(disease_counts).fillna(0) if protocol == "faithful" else sem.n_train_samples.fillna(0)
     few, unlabelled = (count <= min_train_samples).to_numpy(), sem.malignant.isna().to_numpy()
     facts = dict(generator_set=use if len(sem) else None, n_dropped_few_samples=int(few.sum()), n_dropped_no_label=int((~few & unlabelled).sum()))
-    return pd.concat([other, sem[~few & ~unlabelled]], ignore_index=True), facts
+    return pd.concat([other, sem[~few & ~unlabelled]]), facts  # rows keep their index
 
-def _synthetic(work:Path, types:tuple, run:tuple, cfg:ClassifyConfig, data:dict)->tuple[pd.DataFrame, dict]:
+def _synthetic(work:Path, types:tuple, run:tuple, cfg:ClassifyConfig, data:dict,
+               memo:dict|None=None, # what a batch of runs reads once: every synthetic row, the adapters, each split's ties (files do not change in a batch)
+              )->tuple[pd.DataFrame, dict]:
     "The synthetic training images of one run, after the ≤ 10 rule, the leakage rule and `max_synthetic`; and the counts."
     protocol, seed, *_ = run
-    syn, missing = synthetic_table(work, types)
-    ddi = data["ddi"]
+    memo, ddi = {} if memo is None else memo, data["ddi"]
+    if ("pool",) not in memo: memo[("pool",)], memo[("adapter_ids",)] = synthetic_table(work, SYNTHETIC_TYPES), adapter_train_ids(work)
+    (pool, absent), adapters = memo[("pool",)], memo[("adapter_ids",)]
+    if ("ties", protocol, seed) not in memo: memo[("ties", protocol, seed)] = leak_kinds(pool, data["test"].ddi_id, adapters)  # once per split
+    syn, missing = pool[pool.type.isin(types)], [t for t in types if t in absent]
     syn, facts = semantic_for_run(syn, protocol, seed, ddi.disease_joined.value_counts(), cfg.min_train_samples)
-    adapters = adapter_train_ids(work)
-    syn, dropped = leakage_filter(syn, data["test"].ddi_id, protocol, dict(zip(ddi.ddi_id, ddi.disease_joined)), adapters)
+    syn, dropped = leakage_filter(syn, data["test"].ddi_id, protocol, dict(zip(ddi.ddi_id, ddi.disease_joined)), adapters,
+                                  memo[("ties", protocol, seed)].loc[syn.index])
     if cfg.train_tones is not None:  # no synthetic image whose canvas, donor or adapter comes from an image of another tone
         other_tone = leak_kinds(syn, ddi.ddi_id[~ddi.tone.isin(cfg.train_tones)], adapters) != ""
         syn, dropped["n_dropped_other_tone"] = syn[~other_tone].reset_index(drop=True), int(other_tone.sum())
@@ -308,12 +316,12 @@ def _train_set(real:pd.DataFrame, synthetic:pd.DataFrame|None=None)->pd.DataFram
     if synthetic is not None: parts.append(synthetic[["image", "type", "base_id", "donor_id", "adapter"]])
     return pd.concat(parts, ignore_index=True).reindex(columns=TRAIN_SET_COLUMNS)
 
-def _train(work:Path, model:nn.Module, run:tuple, cfg:ClassifyConfig, acc:Accelerator, data:dict)->tuple[dict, pd.DataFrame|None]:
+def _train(work:Path, model:nn.Module, run:tuple, cfg:ClassifyConfig, acc:Accelerator, data:dict, memo:dict|None=None)->tuple[dict, pd.DataFrame|None]:
     "Train `model` for one run (protocol, seed, experiment, method) as its experiment says; returns the facts it adds and what it trained on."
     protocol, seed, experiment, method = run
     (types, _, start), desc = EXPERIMENTS[experiment], f"{protocol} S{seed} {experiment} {method}"
     if types:
-        syn, facts = _synthetic(work, types, run, cfg, data)
+        syn, facts = _synthetic(work, types, run, cfg, data, memo)
         if len(syn) < 2:  # one image cannot train (a batch of one has no batch statistics)
             missing = facts["synthetic_missing"]
             return facts | dict(status="skipped", reason=f"{len(syn) or 'no'} {'/'.join(types)} image(s) after the ≤ {cfg.min_train_samples} "
@@ -336,6 +344,7 @@ def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, # the 
             labels:torch.Tensor|None=None, # PatchAlign's label embeddings
             acc:Accelerator|None=None, # the stage's accelerator; None: `accelerator(cfg)`
             phash:str|None=None, # the run's `run_hash`, if known; None: computed here
+            memo:dict|None=None, # what the runs of one batch read once (`run_experiments`)
            )->dict:
     "Train and evaluate one run; write its predictions, facts and model. Returns the facts."
     if experiment not in EXPERIMENTS: raise ValueError(f"experiment {experiment!r} unknown; use one of {list(EXPERIMENTS)}.")
@@ -351,7 +360,7 @@ def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, # the 
     torch.manual_seed(cfg.seed + seed)
     model = make_model(method, cfg, labels)
     t0 = time.perf_counter()
-    trained, train_set = _train(work, model, (protocol, seed, experiment, method), cfg, acc, data)
+    trained, train_set = _train(work, model, (protocol, seed, experiment, method), cfg, acc, data, memo)
     facts.update(trained); facts["seconds"] = time.perf_counter() - t0
     if facts["status"] == "done":
         prob = predict(model, test, cfg, acc)
@@ -393,8 +402,8 @@ def run_hash(work_dir, cfg:ClassifyConfig, run:tuple, # (protocol, seed, experim
         return memo[key]
     inputs = {"split": once(("split", protocol, seed), lambda: read_split(work, protocol, seed).to_csv(index=False)),
               "images": once("images", lambda: read_data(work)[["ddi_id", "image_path", "tone", "malignant", "disease_joined"]].to_csv(index=False))}
-    if types:  # manifest rows (kept healthy images only; each row's params_hash changes when its image is remade) and adapters
-        inputs["synthetic"] = once(("synthetic", types), lambda: synthetic_table(work, types)[0].drop(columns="path").to_csv(index=False))
+    if types:  # manifest shards' content (each row's params_hash changes when its image is remade), the kept healthy images, and adapters
+        inputs["synthetic"] = once(("synthetic", types), lambda: manifest_fingerprint(work, types))
         inputs["adapters"] = once("adapters", lambda: {k: sorted(v) for k, v in adapter_train_ids(work).items()})
     if start: inputs["start"] = run_hash(work, cfg, (protocol, seed, start, method), memo)
     return cfg.params_hash(inputs=hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16])
@@ -421,9 +430,9 @@ def run_experiments(work_dir, # run root written by the earlier stages
     work = Path(work_dir)
     runs, acc = planned_runs(cfg, split_seeds(work, cfg)), accelerator(cfg)
     labels = _labels(work, cfg) if any(m == "patchalign" for *_, m in runs) else None
-    memo = {}  # the inputs' hashes, read once: running does not change the manifests or splits
+    memo = {}  # the inputs and their hashes, read once: running does not change the manifests or splits
     for run in progress_bar(runs, desc="classify runs"):
-        if not _done(work, run, phash := run_hash(work, cfg, run, memo)): run_one(work, *run, cfg, labels, acc, phash)
+        if not _done(work, run, phash := run_hash(work, cfg, run, memo)): run_one(work, *run, cfg, labels, acc, phash, memo)
     if cfg.external_test: evaluate_external(work, cfg, runs, labels, acc)
     return read_runs(work)
 

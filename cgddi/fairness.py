@@ -270,7 +270,7 @@ PUBLISHED_TONE_COUNTS = {"F17k (published)": (7755, 6089, 2168), "SCIN (publishe
 def tone_count_table(work_dir, published:bool=True)->pd.DataFrame:
     "Images per tone and imbalance ratio per data set: DDI and every synthetic set (paper Table 7)."
     cols = {"DDI": read_data(work_dir).tone}
-    cols.update({TYPE_NAMES[t]: rows.tone for t, rows in read_manifests(work_dir).items()})
+    cols.update({TYPE_NAMES[t]: rows.tone for t, rows in read_manifests(work_dir, columns=["tone"]).items()})
     table = pd.DataFrame({k: pd.Series(tone_groups(v, k)).value_counts().reindex(TONE_ORDER, fill_value=0) for k, v in cols.items()})
     if published:
         table = pd.concat([pd.DataFrame(PUBLISHED_TONE_COUNTS, index=TONE_ORDER), table], axis=1)

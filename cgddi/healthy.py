@@ -17,7 +17,7 @@ from PIL import Image
 from .data import (DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data, read_image, overlay_mask, alpha_blend, ita,
                         to_lab)
 from .manifest import (Between, REVIEW_SHEET, StageConfig, seed_of, save_synthetic, synthetic_done, write_shard, remove_stale_temps,
-                            read_manifest, file_hash, manifest_dir)
+                            read_manifest, file_hash, manifest_dir, refresh_index)
 from .report import atomic_path, progress_bar
 from .diffusion import DTYPES
 from .tiny import tiny_kandinsky, model_load_error, weights_label, TINY_LABEL
@@ -254,7 +254,7 @@ def make_healthy(work_dir, # run root written by 00_data
     shard = manifest_dir(work, "healthy")/"all.csv"
     listed = set(pd.read_csv(shard, usecols=["image"]).image) if shard.exists() else set()
     rows, sheet = zip(*[_heal(work, r, inpainter) for r in progress_bar(todo.itertuples(), total=len(todo), desc="healthy synthetics")])
-    write_shard(list(rows), work, "healthy", "all")
+    write_shard(list(rows), work, "healthy", "all"); refresh_index(work, "healthy")
     if orphans := sum(not s["regenerated"] and s["image"] not in listed for s in sheet):  # written, then the run stopped before the shard
         print(f"{orphans} healthy images written by an interrupted run were checked and listed (not made again).")
     return write_review_sheet(pd.DataFrame(list(sheet)), work)

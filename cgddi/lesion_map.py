@@ -19,7 +19,7 @@ from PIL import Image
 from scipy.ndimage import distance_transform_edt
 from scipy.signal import fftconvolve
 from .data import DataError, read_data, read_image, MASK_SIZE, LESION, MARKER, SKIN, overlay_mask, alpha_blend
-from .manifest import (Between, StageConfig, read_manifest, save_synthetic, synthetic_done, write_shard, manifest_dir,
+from .manifest import (Between, StageConfig, read_manifest, refresh_index, save_synthetic, synthetic_done, write_shard, manifest_dir,
                             remove_stale_temps, png_complete, file_hash)
 from .report import atomic_path, progress_bar
 
@@ -262,6 +262,7 @@ def map_lesions(work_dir, # run root written by 00_data and 01_healthy
                  healthy=dict(image=r.image, stem=stem, base_id=int(r.base_id), tone=r.tone, ruler=bool(r.ruler), mask=masks[r.base_id]))
             for stem, r in stems.items() if not _complete(work, stem, phash[stem])]
     if jobs: _run_jobs(jobs, prepare_donors(work, donors, cfg), cfg.workers)
+    refresh_index(work, "lesion_mapped")  # the shards written: the index brought up to date once, here, so readers only read
     return pd.concat([pd.read_csv(work/"lesion_map"/"candidates"/f"{s}.csv") for s in stems], ignore_index=True)
 
 def _run_jobs(jobs:list, prepared:dict, workers:int|None):

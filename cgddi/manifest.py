@@ -11,18 +11,20 @@ from pathlib import Path
 from typing import ClassVar
 import numpy as np
 import pandas as pd
+import pyarrow as pa, pyarrow.csv as pa_csv, pyarrow.parquet as pq
 from PIL import Image, PngImagePlugin
 from .report import atomic_path
 from .data import DataError, TONE_ORDER, read_split, split_path
 
 # %% auto #0
-__all__ = ['MANIFEST_COLUMNS', 'MANIFEST_TYPES', 'SYNTHETIC_TYPES', 'REVIEW_SHEET', 'SYNTHETIC_NOTICE', 'SHARED', 'PAPER',
-           'GENERATORS', 'CONCEPT_COLUMNS', 'LEAK_KINDS', 'TRAIN_SET_COLUMNS', 'ManifestError', 'params_hash',
+__all__ = ['MANIFEST_COLUMNS', 'MANIFEST_TYPES', 'SYNTHETIC_TYPES', 'REVIEW_SHEET', 'SYNTHETIC_NOTICE', 'INDEX_FILE', 'SHARED',
+           'PAPER', 'GENERATORS', 'CONCEPT_COLUMNS', 'LEAK_KINDS', 'TRAIN_SET_COLUMNS', 'ManifestError', 'params_hash',
            'Between', 'value_error', 'StageConfig', 'seed_of', 'link_or_copy', 'file_hash', 'save_synthetic',
            'read_synthetic_meta', 'png_complete', 'synthetic_done', 'manifest_dir', 'as_bool', 'check_rows',
-           'write_shard', 'read_manifest', 'read_manifests', 'remove_stale_temps', 'split_name', 'concepts_path',
-           'write_set_split', 'set_test_ids', 'generator_sets', 'write_concepts', 'read_concepts', 'select_diseases',
-           'adapter_train_ids', 'leak_kinds', 'leakage_filter', 'let_through', 'train_set_path', 'audit_leakage']
+           'write_shard', 'index_manifest', 'refresh_index', 'manifest_fingerprint', 'read_manifest', 'read_manifests',
+           'remove_stale_temps', 'split_name', 'concepts_path', 'write_set_split', 'set_test_ids', 'generator_sets',
+           'write_concepts', 'read_concepts', 'select_diseases', 'adapter_train_ids', 'leak_kinds', 'leakage_filter',
+           'let_through', 'train_set_path', 'audit_leakage']
 
 # %% ../nbs/00c_manifest.ipynb #c060f280
 MANIFEST_COLUMNS = ["image", "synthetic", "type", "base_id", "donor_id", "disease", "disease_joined", "malignant",
@@ -225,25 +227,103 @@ def _kept(work_dir)->pd.Series:
     if keep.isna().any(): raise ManifestError(f"{sheet}: keep must be true or false; row(s) {list(review.image[keep.isna()])} are not.")
     return review.image[keep.astype(bool)]
 
+INDEX_FILE = ".index.parquet"  # manifest/<type>/.index.parquet: every shard's rows, typed, and each shard's time, size and hash
+_INDEX_KEY = b"cgddi_shards"  # its parquet metadata entry: shard name -> [mtime_ns, size, content hash]
+_NA_TEXT = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL",
+            "NaN", "None", "n/a", "nan", "null"]  # what pandas' CSV reader reads as missing
+
+def _shard_stats(folder:Path)->dict:
+    "Shard name -> (mtime_ns, size) of every shard in `folder` (temporary and hidden files left out)."
+    return {p.name: (s.st_mtime_ns, s.st_size) for p in folder.glob("*.csv") if not p.name.startswith(".") for s in [p.stat()]}
+
+def _parse_shards(folder:Path, names:list)->tuple[pd.DataFrame, dict]:
+    "The rows of shards `names` of `folder`, typed and checked (an error names the shard), with a `shard` column; and each one's content hash."
+    opts = pa_csv.ConvertOptions(column_types={c: pa.string() for c in MANIFEST_COLUMNS}, null_values=_NA_TEXT, strings_can_be_null=True)
+    tables, hashes = [], {}
+    for name in names:
+        data = (folder/name).read_bytes()
+        hashes[name] = hashlib.sha256(data).hexdigest()[:16]
+        try: t = pa_csv.read_csv(pa.BufferReader(data), convert_options=opts)
+        except pa.ArrowInvalid as e: raise ManifestError(f"{folder/name}: not a readable CSV table ({str(e).splitlines()[0]}); rewrite or remove it.") from None
+        if missing := [c for c in MANIFEST_COLUMNS if c not in t.column_names]:
+            raise ManifestError(f"{folder/name}: missing manifest column(s) {missing}; the schema is {MANIFEST_COLUMNS}.")
+        tables.append(t.select(MANIFEST_COLUMNS))
+    if not tables: return pd.DataFrame(columns=[*MANIFEST_COLUMNS, "shard"]), hashes
+    raw = pa.concat_tables(tables).to_pandas()
+    shard = np.repeat(np.array(names, dtype=object), [t.num_rows for t in tables])
+    try: rows = check_rows(raw, str(folder))  # one check over every row; on a fault, each shard's own check names the file
+    except ManifestError:
+        for name in names: check_rows(raw[shard == name].reset_index(drop=True), str(folder/name))
+        raise
+    return rows.assign(shard=shard), hashes
+
+def _fresh_index(work_dir, type:str)->tuple[dict, pd.DataFrame|None]:
+    "Bring a type's index up to date with its shards: the shards it holds (name -> [mtime_ns, size, hash]), and its rows when they were re-read (None: the file is current)."
+    d = manifest_dir(work_dir, type); stats, path = _shard_stats(d), d/INDEX_FILE
+    if not stats: raise ManifestError(f"{d}: no manifest shards; run the stage that makes {type} images first.")
+    try: known = {k: tuple(v) for k, v in json.loads((pq.read_schema(path).metadata or {}).get(_INDEX_KEY, b"{}")).items()}
+    except (OSError, pa.ArrowInvalid): known = {}
+    same = [n for n in stats if n in known and known[n][:2] == stats[n]]
+    if len(same) == len(stats) == len(known): return known, None
+    kept = pq.read_table(path).to_pandas() if same else None
+    new, hashes = _parse_shards(d, sorted(set(stats) - set(same)))
+    rows = pd.concat([kept[kept.shard.isin(same)], new], ignore_index=True) if same else new
+    rows = rows.sort_values("shard", kind="stable", ignore_index=True)
+    if rows.image.duplicated().any():
+        twice = rows[rows.image == rows.image[rows.image.duplicated()].iloc[0]]
+        raise ManifestError(f"{d}: image {twice.image.iloc[0]} in two shards ({', '.join(twice.shard)}); remove it from one.")
+    meta = {n: [*stats[n], known[n][2] if n in same else hashes[n]] for n in stats}
+    table = pa.Table.from_pandas(rows, preserve_index=False)
+    try:
+        with atomic_path(path) as t: pq.write_table(table.replace_schema_metadata({**table.schema.metadata, _INDEX_KEY: json.dumps(meta).encode()}), t)
+    except OSError: pass  # a read-only work dir: the shards are read each time
+    return meta, rows
+
+def index_manifest(work_dir, # run root
+                   type:str, # healthy / lesion_mapped / semantic
+                   columns:list|None=None, # the columns wanted; None: every manifest column and `shard`
+                  )->pd.DataFrame:
+    "Every row of one type's shards (in shard name order), typed, from its columnar index, first refreshed from the shards added, changed or removed."
+    _, rows = _fresh_index(work_dir, type)
+    if rows is None: return pq.read_table(manifest_dir(work_dir, type)/INDEX_FILE, columns=columns).to_pandas()
+    return rows if columns is None else rows[list(columns)]
+
+def refresh_index(work_dir, # run root
+                  type:str, # healthy / lesion_mapped / semantic
+                 )->int:
+    "Bring a type's index up to date once a stage has written its shards, so that later readers only read; returns the shards it holds."
+    return len(_fresh_index(work_dir, type)[0]) if _shard_stats(manifest_dir(work_dir, type)) else 0
+
+def manifest_fingerprint(work_dir, # run root
+                         types, # the types a reader uses
+                        )->str:
+    "A hash of what `read_manifests(work_dir, types)` returns: each shard's content hash and the healthy images the review sheet keeps."
+    parts = {}
+    for t in types:
+        if not _shard_stats(manifest_dir(work_dir, t)): continue
+        parts[t] = sorted((n, v[2]) for n, v in _fresh_index(work_dir, t)[0].items())
+        if t == "healthy": parts["kept"] = sorted(_kept(work_dir))
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
 def read_manifest(work_dir, # run root
                   type:str, # healthy / lesion_mapped / semantic
                   kept_only:bool=True, # healthy: only images the review sheet keeps
+                  columns:list|None=None, # the columns wanted (a reader that only counts reads less); None: all of `MANIFEST_COLUMNS`
                  )->pd.DataFrame:
-    "All manifest rows of one type (its shards concatenated, columns typed); healthy rows honour the review sheet."
-    d = manifest_dir(work_dir, type)
-    shards = sorted(p for p in d.glob("*.csv") if not p.name.startswith("."))
-    if not shards: raise ManifestError(f"{d}: no manifest shards; run the stage that makes {type} images first.")
-    df = pd.concat([check_rows(pd.read_csv(p), str(p)) for p in shards], ignore_index=True)
-    if df.image.duplicated().any(): raise ManifestError(f"{d}: image {df.image[df.image.duplicated()].iloc[0]} in two shards.")
-    if type == "healthy" and kept_only: df = df[df.image.isin(_kept(work_dir))].reset_index(drop=True)
-    return df
+    "All manifest rows of one type (its shards in name order, columns typed, through the index); healthy rows honour the review sheet."
+    cols = list(MANIFEST_COLUMNS if columns is None else columns)
+    if bad := [c for c in cols if c not in MANIFEST_COLUMNS]: raise ManifestError(f"unknown manifest column(s) {bad}; the schema is {MANIFEST_COLUMNS}.")
+    only_kept = type == "healthy" and kept_only
+    df = index_manifest(work_dir, type, cols + (["image"] if only_kept and "image" not in cols else []))
+    if only_kept: df = df[df.image.isin(_kept(work_dir))].reset_index(drop=True)
+    return df[cols]
 
 def read_manifests(work_dir, # run root
                    types=SYNTHETIC_TYPES, # the types wanted
+                   columns:list|None=None, # the columns wanted; None: all
                   )->dict[str, pd.DataFrame]:
     "`read_manifest` of each of `types` that has shards; types no stage has made yet are left out."
-    return {t: read_manifest(work_dir, t) for t in types
-            if any(not p.name.startswith(".") for p in manifest_dir(work_dir, t).glob("*.csv"))}
+    return {t: read_manifest(work_dir, t, columns=columns) for t in types if _shard_stats(manifest_dir(work_dir, t))}
 
 def remove_stale_temps(folder, # a folder a killed run may have written to
                       )->int:
@@ -361,28 +441,33 @@ def leak_kinds(rows:pd.DataFrame, # training images: type, base_id, donor_id, ad
     "Per row, the ties to the test set (`;`-joined `LEAK_KINDS`; empty when none)."
     missing = [c for c in _LEAK_COLUMNS if c not in rows.columns]
     if missing: raise ManifestError(f"leakage: training rows lack column(s) {missing}.")
-    test, n = {int(i) for i in test_ids}, len(rows)
-    def hit(col): return rows[col].map(lambda v: pd.notna(v) and int(v) in test).astype(bool) if col in rows else pd.Series(False, index=rows.index)
-    unknown = sorted(set(rows.adapter.dropna()) - set(train_ids))
-    if unknown: raise ManifestError(f"leakage: no lora.json for adapter(s) {unknown[:3]}; rerun 04_lora or remove their semantic images.")
-    ties = {"real": hit("ddi_id") & (rows.type == "real"), "base": hit("base_id"), "donor": hit("donor_id"),
-            "adapter": rows.adapter.map(lambda a: pd.notna(a) and bool(train_ids[a] & test)).astype(bool)}
-    return pd.Series([";".join(k for k in LEAK_KINDS if ties[k].iloc[i]) for i in range(n)], index=rows.index, dtype=object)
+    test = sorted({int(i) for i in test_ids})
+    def hit(col): return pd.to_numeric(rows[col]).isin(test).to_numpy(bool, na_value=False) if col in rows else np.zeros(len(rows), bool)
+    adapters = rows.adapter.dropna().unique()
+    if unknown := sorted(set(adapters) - set(train_ids)):
+        raise ManifestError(f"leakage: no lora.json for adapter(s) {unknown[:3]}; rerun 04_lora or remove their semantic images.")
+    tied = {a: bool(train_ids[a] & set(test)) for a in adapters}  # once per adapter, not per image
+    ties = [hit("ddi_id") & (rows.type == "real").to_numpy(bool), hit("base_id"), hit("donor_id"),
+            rows.adapter.map(tied).to_numpy(bool, na_value=False)]  # in the order of LEAK_KINDS
+    code = sum(t.astype(np.int8) << i for i, t in enumerate(ties))  # each row's ties as bits, then as their `;`-joined names
+    names = np.array([";".join(k for i, k in enumerate(LEAK_KINDS) if c >> i & 1) for c in range(2 ** len(LEAK_KINDS))], dtype=object)
+    return pd.Series(names[code], index=rows.index, dtype=object)
 
 def leakage_filter(rows:pd.DataFrame, # synthetic manifest rows (type, base_id, donor_id, disease_joined, adapter)
                    test_ids, # ddi_id of the split's test images
                    protocol:str, # "clean": no tie to the test set at all; "faithful": the paper's rule
                    disease_of:dict, # ddi_id -> joined disease of every real image
                    train_ids:dict, # `adapter_train_ids`
+                   kinds:pd.Series|None=None, # the rows' `leak_kinds` for this test set, if known (a batch computes them once per split)
                   )->tuple[pd.DataFrame, dict]:
     "The admissible rows, with their ties to the test set (`leak`: what the faithful rule lets through), and the counts dropped, in all and by each tie."
     if protocol not in ("faithful", "clean"): raise ValueError(f"protocol {protocol!r} unknown; use faithful or clean.")
-    kinds = leak_kinds(rows, test_ids, train_ids)
+    kinds = leak_kinds(rows, test_ids, train_ids) if kinds is None else kinds
     has = {k: kinds.str.contains(k) for k in LEAK_KINDS}
     semantic = rows.type == "semantic"
     if protocol == "clean": drop = kinds != ""
     else:
-        own_disease = rows.base_id.map(lambda v: disease_of.get(int(v)) if pd.notna(v) else None) == rows.disease_joined
+        own_disease = pd.to_numeric(rows.base_id).map(disease_of).astype(object) == rows.disease_joined.astype(object)
         drop = (~semantic & (has["base"] | has["donor"])) | (semantic & has["base"] & own_disease)
     facts = {"n_dropped_leakage": int(drop.sum()), **{f"n_dropped_{k}": int((drop & has[k]).sum()) for k in ("base", "donor", "adapter")}}
     return rows[~drop].assign(leak=kinds[~drop]).reset_index(drop=True), facts

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from .data import DataError, TONE_ORDER, data_source, read_data, read_image, read_csv_table, written_split_seeds
 from .diffusion import DEFAULT_SD_MODEL, resolve_model
 from .lora import LORA_DIR, lora_rank
-from .manifest import (MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, REVIEW_SHEET, SHARED, read_manifests,
+from .manifest import (MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, REVIEW_SHEET, SHARED, read_manifests, refresh_index,
                             write_shard, write_concepts, write_set_split, link_or_copy, check_rows, file_hash, manifest_dir)
 from .report import atomic_path, progress_bar
 
@@ -294,7 +294,7 @@ def import_dataset(src, # a released set: a cgddi export, or a folder with metad
             (work/f.relative_to(stage)).parent.mkdir(parents=True, exist_ok=True); os.replace(f, work/f.relative_to(stage))
     finally: shutil.rmtree(stage, ignore_errors=True)
     for t, part in parts.items():
-        write_shard(part, work, t, shard)
+        write_shard(part, work, t, shard); refresh_index(work, t)
         if t == "healthy":  # kept: a released set holds the images its makers kept
             sheet = work/REVIEW_SHEET
             old = pd.read_csv(sheet) if sheet.exists() else pd.DataFrame(columns=["image", "keep"])

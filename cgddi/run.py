@@ -357,10 +357,10 @@ def _status_rows(work:Path, per_stage:dict)->list[tuple]:
     from cgddi.classify import planned_runs, split_seeds, read_runs, run_hash
     ddi = read_data(work); annotated = int(ddi.frame_mask_path.notna().sum())
     n_auto = int((ddi.get("mask_source", pd.Series(dtype=str)) == "auto").sum()); _auto = f", {n_auto} of them automatic" if n_auto else ""
-    made = read_manifests(work)
-    kept = read_manifest(work, "healthy") if "healthy" in made else pd.DataFrame()
+    made = read_manifests(work, columns=["image"])  # counts: the index, one column
+    kept = made.get("healthy", pd.DataFrame())
     def lesion_map():
-        logs = [pd.read_csv(p) for p in (work/"lesion_map"/"candidates").glob("[!.]*.csv")]
+        logs = [pd.read_csv(p, usecols=["status"]) for p in (work/"lesion_map"/"candidates").glob("[!.]*.csv")]
         log = pd.concat(logs) if logs else pd.DataFrame(columns=["status"])
         return (len(log), len(kept) * (annotated - 1), f"lesion candidates: {int((log.status == 'placed').sum())} placed, "
                                                        f"{int((log.status == 'skipped').sum())} skipped")
@@ -378,7 +378,7 @@ def _status_rows(work:Path, per_stage:dict)->list[tuple]:
         return (sum(recorded.get(r) == run_hash(work, cfg, r, memo) for r in runs), len(runs),
                 "classification runs finished with the current settings and inputs")
     stages = {"00_data": lambda: (len(ddi), len(ddi), f"images framed ({annotated} with a mask{_auto}), {len(list((work/'splits').glob('*.csv')))} split files"),
-              "01_healthy": lambda: (len(read_manifest(work, "healthy", kept_only=False)), annotated, f"healthy images made, {len(kept)} kept by the review sheet"),
+              "01_healthy": lambda: (len(read_manifest(work, "healthy", kept_only=False, columns=["image"])), annotated, f"healthy images made, {len(kept)} kept by the review sheet"),
               "02_lesion_map": lesion_map, "03_textual_inversion": lambda: trained("textual_inversion", "tokens"),
               "04_lora": lambda: trained("lora", "adapters"), "05_semantic": semantic, "06_classify": classify}
     rows = []

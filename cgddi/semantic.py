@@ -17,7 +17,7 @@ from PIL import Image
 from accelerate import PartialState
 from safetensors.torch import load_file
 from .data import DataError, TONE_ORDER, read_data
-from .manifest import (Between, ManifestError, StageConfig, SHARED, GENERATORS, seed_of, file_hash, read_manifest, save_synthetic, synthetic_done,
+from .manifest import (Between, ManifestError, StageConfig, SHARED, GENERATORS, seed_of, file_hash, read_manifest, refresh_index, save_synthetic, synthetic_done,
                             png_complete, manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, concepts_path,
                             generator_sets, set_test_ids, params_hash, MANIFEST_COLUMNS)
 from .diffusion import DTYPES, PROMPT_TEMPLATES, instance_prompt, model_label, resolve_model, torch_setup
@@ -338,6 +338,7 @@ def sample_semantic(work_dir, # run root
         for k, v in _sample_chunk(work, rows, sampler, cfg, row_hashes, bar).items(): counts[k] += v
     bar.close()
     state.wait_for_everyone()
+    if state.is_main_process: refresh_index(work, "semantic")  # every process's shards written: the index brought up to date once
     return counts
 
 # %% ../nbs/05_semantic.ipynb #f0fc12b2

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from cgddi.data import DataError, read_data
 from cgddi.lesion_map import LesionMapConfig, lesion_patch, map_lesions, place_lesion, usable_distance, transform_patch
-from cgddi.manifest import read_manifest, REVIEW_SHEET
+from cgddi.manifest import INDEX_FILE, read_manifest, REVIEW_SHEET
 
 def _random_masks(seed, size=64):
     rng = np.random.default_rng(seed)
@@ -70,11 +70,12 @@ def test_lesion_patch_bad_input():
     (r,) = transform_patch([alpha], rotation=90); assert r.sum() == pytest.approx(64, abs=1)
 
 def _tree(work):
-    "Relative path -> sha256 of every mapped image, manifest shard and candidate log."
+    "Relative path -> sha256 of every mapped image, manifest shard and candidate log; and of the manifest's rows (its index keys on file times)."
     out = {}
     for d in ["lesion_mapped", "manifest/lesion_mapped", "lesion_map"]:
         for p in sorted((work/d).rglob("*")):
-            if p.is_file(): out[str(p.relative_to(work))] = hashlib.sha256(p.read_bytes()).hexdigest()
+            if p.is_file() and p.name != INDEX_FILE: out[str(p.relative_to(work))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    out["manifest rows"] = hashlib.sha256(read_manifest(work, "lesion_mapped").to_csv(index=False).encode()).hexdigest()
     return out
 
 _RUN = ("import sys; from cgddi.lesion_map import map_lesions, LesionMapConfig\n"
