@@ -318,8 +318,9 @@ def sddi_frame_mask(file:str, # an image's DDI file name
 def write_data(ddi:pd.DataFrame, # `load_ddi` output
                work_dir, # run root
                frame_mode:str="resize", # see `to_mask_frame`
+               table:bool=True, # also write `data/ddi.csv`; False: a later step writes the final table (`write_auto_masks`), so it is written once
               )->pd.DataFrame:
-    "Write `data/frames/`, `data/masks/` and `data/ddi.csv` under `work_dir`; returns the table written."
+    "Write `data/frames/`, `data/masks/` and `data/ddi.csv` under `work_dir`; returns the table."
     work = Path(work_dir); out = ddi.copy()
     out["frame_path"] = [f"data/frames/{Path(f).stem}.png" for f in out.file]
     out["frame_mask_path"] = [sddi_frame_mask(f) if pd.notna(m) else None for f, m in zip(out.file, out.mask_path)]
@@ -330,7 +331,8 @@ def write_data(ddi:pd.DataFrame, # `load_ddi` output
         if pd.notna(row.frame_mask_path):
             with atomic_path(work/row.frame_mask_path) as t:
                 with open(t, "wb") as f: np.save(f, read_mask(row.mask_path))
-    with atomic_path(work/"data"/"ddi.csv") as t: out.to_csv(t, index=False)
+    if table:
+        with atomic_path(work/"data"/"ddi.csv") as t: out.to_csv(t, index=False)
     return out
 
 # %% ../nbs/00_data.ipynb #0cd7967e

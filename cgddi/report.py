@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_report.ipynb #cc22456c
 from __future__ import annotations
-import contextlib, errno, html, json, os, shutil, socket, tempfile, time
+import contextlib, errno, filecmp, html, json, os, shutil, socket, tempfile, time
 from pathlib import Path
 import pandas as pd
 from PIL import Image
@@ -33,13 +33,14 @@ def _disk_full(path:Path, tmp:Path, e:OSError)->DiskFullError|None:
 @contextlib.contextmanager
 def atomic_path(path, # final file path
                ):
-    "Yield a temporary path beside `path`; rename it to `path` only if the block succeeds (a full disk: one `DiskFullError`)."
+    "Yield a temporary path beside `path`; rename it to `path` only if the block succeeds and wrote other bytes than `path` holds (a full disk: one `DiskFullError`)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        if path.is_file() and filecmp.cmp(tmp, path, shallow=False): return  # unchanged: the file and its time stay (a resumed stage writes nothing)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except DiskFullError: raise

@@ -203,3 +203,15 @@ def test_a_work_dir_that_is_a_file_is_refused_before_running(tmp_path):
     r = cgddi("run", "--params", str(p), "--out", str(tmp_path/"report"))
     assert r.returncode == 2 and "key 'work_dir'" in r.stderr and "is a file, not a folder" in r.stderr and str(p) in r.stderr
     assert not (tmp_path/"report").exists()
+
+def test_a_second_run_writes_nothing(report, tmp_path):
+    "Every stage notebook run again through papermill (its test cells included) on a finished work dir reads it and writes no file."
+    out, params = report  # last in this file: the other tests read the same work dir first
+    work = params.parent/"work"
+    snap = lambda: {str(p.relative_to(work)): (p.stat().st_mtime_ns, p.stat().st_size) for p in work.rglob("*") if p.is_file()}
+    before = snap()
+    r = cgddi("run", "--params", str(params), "--out", str(tmp_path/"report"))
+    assert r.returncode == 0, r.stderr
+    after = snap()
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert changed == [], f"a second run wrote {len(changed)} file(s) of the work dir: {changed[:10]}"
