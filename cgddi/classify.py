@@ -486,6 +486,7 @@ def evaluate_external(work_dir, cfg:ClassifyConfig, # the run root and the stage
         pred = pd.DataFrame({"image_id": table.image_id, "y_true": table.malignant.astype(int), "y_prob": prob,
                              "y_pred": (prob >= 0.5).astype(int), "tone": table.tone, "fitzpatrick": table.fitzpatrick})
         with atomic_path(out) as t: pred.to_csv(t, index=False)
+        os.utime(out)  # checked against this model, even when its predictions came out the same bytes (not rewritten)
         done += 1
     return done
 

@@ -261,8 +261,10 @@ def _fresh_index(work_dir, type:str)->tuple[dict, pd.DataFrame|None]:
     "Bring a type's index up to date with its shards: the shards it holds (name -> [mtime_ns, size, hash]), and its rows when they were re-read (None: the file is current)."
     d = manifest_dir(work_dir, type); stats, path = _shard_stats(d), d/INDEX_FILE
     if not stats: raise ManifestError(f"{d}: no manifest shards; run the stage that makes {type} images first.")
-    try: known = {k: tuple(v) for k, v in json.loads((pq.read_schema(path).metadata or {}).get(_INDEX_KEY, b"{}")).items()}
-    except (OSError, pa.ArrowInvalid): known = {}
+    try: schema = pq.read_schema(path)
+    except (OSError, pa.ArrowInvalid): schema = None  # none yet, or cut off: rebuilt
+    current = schema is not None and schema.names == [*MANIFEST_COLUMNS, "shard"]  # another version's columns: rebuilt
+    known = {k: tuple(v) for k, v in json.loads((schema.metadata or {}).get(_INDEX_KEY, b"{}")).items()} if current else {}
     same = [n for n in stats if n in known and known[n][:2] == stats[n]]
     if len(same) == len(stats) == len(known): return known, None
     kept = pq.read_table(path).to_pandas() if same else None

@@ -47,20 +47,27 @@ def test_two_processes_cover_the_plan_exactly_once(lora_work, tmp_path):
         a, b = (np.asarray(Image.open(w/p), np.int16) for w in (work, one))
         assert np.abs(a - b).max() <= 2, p
 
+_DYING_SAMPLER = ("import json, os, signal, sys\n"  # a sampler that dies (SIGKILL) right after its third chunk's shard
+                  "import cgddi.semantic as sem\n"
+                  "written, write = [], sem.write_shard\n"
+                  "def dying_write(*args, **kwargs):\n"
+                  "    write(*args, **kwargs); written.append(1)\n"
+                  "    if len(written) == 3: os.kill(os.getpid(), signal.SIGKILL)\n"
+                  "sem.write_shard = dying_write\n"
+                  "sem.sample_semantic(sys.argv[1], sem.SemanticConfig(**json.loads(open(sys.argv[2]).read())), progress=False)\n")
+
 def test_resume_after_kill(lora_work, tmp_path):
     work = _copy(lora_work, tmp_path/"w")
     slug = pd.read_csv(work/"lora"/"shared"/"concepts.csv").disease_slug.iloc[0]  # one disease keeps the test short
-    cfg = dataclasses.replace(SAMPLER, diseases=[slug], steps=20, batch_size=1, chunk_size=3)
+    cfg = dataclasses.replace(SAMPLER, diseases=[slug], batch_size=1, chunk_size=3)
     config = tmp_path/"config.json"; config.write_text(json.dumps(dataclasses.asdict(cfg)))
-    proc = subprocess.Popen([sys.executable, "-m", "cgddi.semantic", "--work-dir", str(work), "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    script = tmp_path/"run.py"; script.write_text(_DYING_SAMPLER)
+    proc = subprocess.run([sys.executable, str(script), str(work), str(config)], capture_output=True, timeout=300)  # killed at a known point
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     images = work/"semantic"/"shared"/"images"
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(images.rglob("*.png"))) < 8: time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL); proc.wait()
     before = {p: p.stat().st_mtime_ns for p in images.rglob("*.png")}
     plan = _plan(work, cfg)
-    assert 8 <= len(before) < len(plan), "the kill should land mid-run"
+    assert len(before) == 9 < len(plan)  # three chunks of three, then the kill
     counts = sample_semantic(work, cfg, progress=False)
     assert counts["skipped"] >= len(before) and counts["sampled"] == len(plan) - counts["skipped"]
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # finished images are not redone
