@@ -79,7 +79,7 @@ def _rss_gib()->float: return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 def run_op(op:str, work:Path, params:Path):
     "Time one operation in this process; print its line."
-    from cgddi import manifest, classify, fairness, run
+    from cgddi import manifest, classify, fairness, leakage, run
     from cgddi.classify import ClassifyConfig, EXPERIMENTS
     base = _rss_gib()
     cfg = ClassifyConfig(max_synthetic=None, min_train_samples=10, experiments=["exp1", "semantic"])  # the paper's rules
@@ -92,7 +92,7 @@ def run_op(op:str, work:Path, params:Path):
     def leak():
         rows = pd.concat(manifest.read_manifests(work).values(), ignore_index=True)
         split = classify.read_split(work, "faithful", 36)
-        kinds = manifest.leak_kinds(rows, split.ddi_id[split.split == "test"], manifest.adapter_train_ids(work))
+        kinds = leakage.leak_kinds(rows, split.ddi_id[split.split == "test"], leakage.adapter_train_ids(work))
         return f"{len(rows):,} rows, {int((kinds != '').sum()):,} tied to the test set"
     def build_index():
         for p in (work/"manifest").rglob(".index*"): p.unlink()

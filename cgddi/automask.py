@@ -20,7 +20,7 @@ from scipy import ndimage as ndi
 from torchmetrics.functional.segmentation import dice_score
 from .data import (BACKGROUND, LESION, MARKER, RULER, SKIN, MASK_CLASSES, MASK_SIZE, MASK_COLOURS, TONE_ORDER, FRAME_MODES,
                         DataError, read_data, read_image, sddi_frame_mask, to_mask_frame, to_lab)
-from .manifest import StageConfig
+from .config import StageConfig
 from .report import atomic_path, progress_bar
 from .tiny import model_load_error, weights_label
 

@@ -22,8 +22,9 @@ from PIL import Image
 from accelerate import Accelerator, PartialState
 from safetensors.torch import save_file, load_file
 from .data import TONE_ORDER, SPLIT_MODES, DataError, read_data, read_split, load_f17k, written_split_seeds
-from .manifest import (Between, StageConfig, SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, TRAIN_SET_COLUMNS, read_manifests, leakage_filter, leak_kinds, manifest_fingerprint,
-                            adapter_train_ids, let_through, split_name, train_set_path)
+from .manifest import SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, read_manifests, manifest_fingerprint, split_name
+from .config import Between, StageConfig
+from .leakage import TRAIN_SET_COLUMNS, leakage_filter, leak_kinds, adapter_train_ids, let_through, train_set_path
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
 from .report import atomic_path, progress_bar
 from .tiny import tiny_clip_text

@@ -16,7 +16,9 @@ from torch import nn
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 from .data import TONES, TONE_ORDER, SKIN, DataError, read_data, read_image, ita
-from .manifest import Between, ManifestError, StageConfig, read_manifests, leak_kinds, adapter_train_ids
+from .manifest import ManifestError, read_manifests
+from .config import Between, StageConfig
+from .leakage import leak_kinds, adapter_train_ids
 from .quality import QUALITY_FEATURES, generative_quality, augmentation_fid, ita_bounds, tone_of
 from .report import progress_bar
 

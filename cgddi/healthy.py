@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt
 from PIL import Image
 from .data import (DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data, read_image, overlay_mask, alpha_blend, ita,
                         to_lab)
-from .manifest import (Between, REVIEW_SHEET, StageConfig, seed_of, save_synthetic, synthetic_done, write_shard, remove_stale_temps,
-                            read_manifest, file_hash, manifest_dir, refresh_index)
+from .manifest import REVIEW_SHEET, save_synthetic, synthetic_done, write_shard, remove_stale_temps, read_manifest, manifest_dir, refresh_index
+from .config import Between, StageConfig, seed_of, file_hash
 from .report import atomic_path, progress_bar
 from .diffusion import DTYPES
 from .tiny import tiny_kandinsky, model_load_error, weights_label, TINY_LABEL

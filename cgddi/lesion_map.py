@@ -19,8 +19,9 @@ from PIL import Image
 from scipy.ndimage import distance_transform_edt
 from scipy.signal import fftconvolve
 from .data import DataError, read_data, read_image, MASK_SIZE, LESION, MARKER, SKIN, overlay_mask, alpha_blend
-from .manifest import (Between, StageConfig, read_manifest, refresh_index, INDEX_FILE, save_synthetic, synthetic_done, write_shard, manifest_dir,
-                            remove_stale_temps, png_complete, file_hash)
+from .manifest import (read_manifest, refresh_index, INDEX_FILE, save_synthetic, synthetic_done, write_shard, manifest_dir, remove_stale_temps,
+                            png_complete)
+from .config import Between, StageConfig, file_hash
 from .report import atomic_path, progress_bar
 
 # %% auto #0

@@ -25,8 +25,9 @@ from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
 from safetensors import safe_open
 from .data import DataError, TONE_ORDER, RULER, MARKER, read_data
-from .manifest import (Between, ManifestError, StageConfig, SHARED, GENERATORS, file_hash, link_or_copy, read_manifest, remove_stale_temps, select_diseases,
-                            read_concepts, write_concepts, concepts_path, generator_sets, set_test_ids, write_set_split)
+from .manifest import (ManifestError, SHARED, GENERATORS, read_manifest, remove_stale_temps, select_diseases, read_concepts, write_concepts,
+                            concepts_path, generator_sets, set_test_ids, write_set_split)
+from .config import Between, StageConfig, file_hash, link_or_copy
 from .report import atomic_path, progress_bar
 from .tiny import model_load_error, weights_label
 from .diffusion import (PRECISIONS, INSTANCE_PROMPT, PROMPT_TEMPLATES, instance_prompt, class_prompt, load_sd, resolve_model, training_accelerator, square_image, latent_cache,

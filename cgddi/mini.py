@@ -27,7 +27,7 @@ from huggingface_hub import ModelCard, ModelCardData
 from transformers import CLIPTextConfig, CLIPTextModel
 from .data import TONE_ORDER, LESION, MARKER, RULER, ita
 from .benchmark import _scene, _draw_lesion, _draw_hair, _draw_marker, _draw_ruler
-from .manifest import StageConfig, seed_of, params_hash
+from .config import StageConfig, seed_of, params_hash
 from .report import atomic_path, progress_bar
 from .tiny import clip_tokenizer, architecture, TINY_MARKER, MINI_LABEL, mini_sd
 from .diffusion import CLASS_PROMPT, RULER_SUFFIX, latent_cache, sample_latents, diffusion_loss, tokenize

@@ -18,7 +18,8 @@ from .data import DataError, TONE_ORDER, data_source, read_data, read_image, rea
 from .diffusion import DEFAULT_SD_MODEL, resolve_model
 from .lora import LORA_DIR, lora_rank
 from .manifest import (MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, REVIEW_SHEET, SHARED, read_manifests, refresh_index,
-                            write_shard, write_concepts, write_set_split, link_or_copy, check_rows, file_hash, manifest_dir)
+                            write_shard, write_concepts, write_set_split, check_rows, manifest_dir)
+from .config import link_or_copy, file_hash
 from .report import atomic_path, progress_bar
 
 # %% auto #0
@@ -67,7 +68,7 @@ and not for training a clinical system without validation on real, biopsy-confir
 A synthetic image is admissible for training a classifier evaluated on a test split only when no DDI id it
 derives from is in that split: its `base_id`, its `donor_id`, and every id the adapter in `adapter` learnt
 from. Use these columns to keep test images out; cgddi's `06_classify` applies the rule and
-`cgddi.manifest.audit_leakage` checks it.
+`cgddi.leakage.audit_leakage` checks it.
 
 ## Licence
 `{{ license }}`: the images derive from {{ source }}, whose data-use terms bind them, and from the base models'

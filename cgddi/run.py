@@ -13,7 +13,7 @@ import papermill as pm
 import yaml
 import cgddi
 from .data import DataError, FRAME_MODES
-from .manifest import Between, value_error
+from .config import Between, value_error
 from .automask import MASK_MODES, AUTO_BACKENDS
 from .report import BENCHMARK_NOTICE, PROGRESS_ENV, atomic_path, render_index, progress_line, work_dir_lock, WorkDirLocked
 

@@ -17,9 +17,10 @@ from PIL import Image
 from accelerate import PartialState
 from safetensors.torch import load_file
 from .data import DataError, TONE_ORDER, read_data
-from .manifest import (Between, ManifestError, StageConfig, SHARED, GENERATORS, seed_of, file_hash, read_manifest, refresh_index, save_synthetic, synthetic_done,
-                            png_complete, manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, concepts_path,
-                            generator_sets, set_test_ids, params_hash, MANIFEST_COLUMNS)
+from .manifest import (ManifestError, SHARED, GENERATORS, read_manifest, refresh_index, save_synthetic, synthetic_done, png_complete,
+                            manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, concepts_path, generator_sets,
+                            set_test_ids, MANIFEST_COLUMNS)
+from .config import Between, StageConfig, seed_of, file_hash, params_hash
 from .diffusion import DTYPES, PROMPT_TEMPLATES, instance_prompt, model_label, resolve_model, torch_setup
 from .lora import lora_rank
 from .tiny import model_load_error

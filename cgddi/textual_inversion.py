@@ -17,7 +17,8 @@ from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from safetensors.torch import save_file
 from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data, read_split
-from .manifest import Between, StageConfig, SHARED, PAPER, GENERATORS, seed_of, remove_stale_temps, write_concepts, split_name, write_set_split, file_hash
+from .manifest import SHARED, PAPER, GENERATORS, remove_stale_temps, write_concepts, split_name, write_set_split
+from .config import Between, StageConfig, seed_of, file_hash
 from .report import atomic_path, progress_bar
 from .diffusion import (PRECISIONS, PROMPT_TEMPLATES, disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
                              latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean, TrainingState, STATE_DIR)

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import dataclasses
 import yaml
-from cgddi.manifest import audit_leakage
+from cgddi.leakage import audit_leakage
 from cgddi.run import project_root
 from cgddi.classify import (ClassifyConfig, run_experiments, run_one, prediction_path, model_path, read_predictions, read_runs,
                             PREDICTION_COLUMNS)

@@ -78,20 +78,22 @@ def _tree(work):
     out["manifest rows"] = hashlib.sha256(read_manifest(work, "lesion_mapped").to_csv(index=False).encode()).hexdigest()
     return out
 
-_RUN = ("import os, signal, sys\n"  # a run that dies (SIGKILL) right after its third shard, before that image's candidate log
-        "import cgddi.lesion_map as lm\n"
-        "written, write = [], lm.write_shard\n"
-        "def dying_write(*args, **kwargs):\n"
-        "    write(*args, **kwargs); written.append(1)\n"
-        "    if len(written) == 3: os.kill(os.getpid(), signal.SIGKILL)\n"
-        "lm.write_shard = dying_write\n"
-        "if __name__ == '__main__': lm.map_lesions(sys.argv[1], lm.LesionMapConfig(workers=1))\n")
+_RUN = ("import sys; from cgddi.lesion_map import map_lesions, LesionMapConfig\n"  # a run with two worker processes
+        "if __name__ == '__main__': map_lesions(sys.argv[1], LesionMapConfig(workers=2))\n")
+_DYING_RUN = ("import os, signal, sys\n"  # a run that dies (SIGKILL) right after its third shard, before that image's candidate log
+              "import cgddi.lesion_map as lm\n"
+              "written, write = [], lm.write_shard\n"
+              "def dying_write(*args, **kwargs):\n"
+              "    write(*args, **kwargs); written.append(1)\n"
+              "    if len(written) == 3: os.kill(os.getpid(), signal.SIGKILL)\n"
+              "lm.write_shard = dying_write\n"
+              "if __name__ == '__main__': lm.map_lesions(sys.argv[1], lm.LesionMapConfig(workers=1))\n")
 
 def test_resume_after_kill_gives_the_same_complete_set(healthy_work, tmp_path):
     import shutil
     ref, killed = (shutil.copytree(healthy_work, tmp_path/n) for n in ("ref", "killed"))
     map_lesions(ref, LesionMapConfig(workers=2))
-    script = tmp_path/"run.py"; script.write_text(_RUN)
+    script = tmp_path/"run.py"; script.write_text(_DYING_RUN)
     proc = subprocess.run([sys.executable, str(script), str(killed)], capture_output=True, timeout=300)  # killed at a known point, on any machine
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     logs = killed/"lesion_map"/"candidates"

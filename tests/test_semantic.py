@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 from cgddi.data import DataError, read_data, write_splits, read_split
-from cgddi.manifest import ManifestError, read_manifest, manifest_dir, audit_leakage, set_test_ids
+from cgddi.manifest import ManifestError, read_manifest, manifest_dir, set_test_ids
+from cgddi.leakage import audit_leakage
 from cgddi.textual_inversion import TIConfig, ti_training_set, train_textual_inversion
 from cgddi.lora import LoRAConfig, train_loras
 from cgddi.semantic import SemanticConfig, launch, sample_semantic, semantic_plan
