@@ -3,7 +3,7 @@ Table 7 and `cgddi status`, each timed in a fresh process with its peak memory.
 
 Builds (once; `--rebuild` to redo) a copy of a finished benchmark work dir whose manifests are enlarged to the
 paper's counts: 309 healthy images (one shard and a review sheet keeping them all), 80,427 lesion-mapped in 309
-shards (one per healthy image, with its candidates log of 655 donors), 185,400 semantic in 2,920 shards: 266,161
+shards (one per healthy image, with its candidates log of 655 donors), 185,400 semantic in 2,920 shards: 266,136
 rows. Every enlarged row copies a row of the source manifest (cycled, deterministic) under a new image name that is
 a hard link to the source row's image, so the copy costs inodes, not disk. The DDI table, splits, adapters and
 classification runs stay the source's (80 images on the embedded benchmark): only the synthetic side grows.

@@ -43,7 +43,7 @@ def leak_kinds(rows:pd.DataFrame, # training images: type, base_id, donor_id, ad
     adapters = rows.adapter.dropna().unique()
     if unknown := sorted(set(adapters) - set(train_ids)):
         raise ManifestError(f"leakage: no lora.json for adapter(s) {unknown[:3]}; rerun 04_lora or remove their semantic images.")
-    tied = {a: bool(train_ids[a] & set(test)) for a in adapters}  # once per adapter, not per image
+    tied = {a: not train_ids[a].isdisjoint(test) for a in adapters}  # once per adapter, not per image
     ties = [hit("ddi_id") & (rows.type == "real").to_numpy(bool), hit("base_id"), hit("donor_id"),
             rows.adapter.map(tied).to_numpy(bool, na_value=False)]  # in the order of LEAK_KINDS
     code = sum(t.astype(np.int8) << i for i, t in enumerate(ties))  # each row's ties as bits, then as their `;`-joined names

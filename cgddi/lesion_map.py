@@ -19,7 +19,7 @@ from PIL import Image
 from scipy.ndimage import distance_transform_edt
 from scipy.signal import fftconvolve
 from .data import DataError, read_data, read_image, MASK_SIZE, LESION, MARKER, SKIN, overlay_mask, alpha_blend
-from .manifest import (read_manifest, refresh_index, INDEX_FILE, save_synthetic, synthetic_done, write_shard, manifest_dir, remove_stale_temps,
+from .manifest import (read_manifest, refresh_index, IMPORTED_SHARD, save_synthetic, synthetic_done, write_shard, manifest_dir, remove_stale_temps,
                             png_complete)
 from .config import Between, StageConfig, file_hash
 from .report import atomic_path, progress_bar
@@ -233,8 +233,8 @@ def _tidy(work:Path, keep:set|None):
     for d in [manifest_dir(work, "lesion_mapped"), work/"lesion_map"/"candidates", work/"lesion_mapped"]:
         d.mkdir(parents=True, exist_ok=True)
         for p in d.iterdir():
-            if p.name == INDEX_FILE or p.name.startswith("imported-"): continue  # the manifest's index, and shards `import_dataset` wrote
-            if keep is not None and p.stem.lstrip(".").split(".")[0] not in keep: shutil.rmtree(p) if p.is_dir() else p.unlink()
+            if p.name.startswith((".", IMPORTED_SHARD)): continue  # hidden (the index; temps: below) and imported shards stay
+            if keep is not None and p.stem not in keep: shutil.rmtree(p) if p.is_dir() else p.unlink()
         remove_stale_temps(d)
 
 def _complete(work:Path, stem:str, phash:str)->bool:

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from .data import DataError, TONE_ORDER, data_source, read_data, read_image, read_csv_table, written_split_seeds
 from .diffusion import DEFAULT_SD_MODEL, resolve_model
 from .lora import LORA_DIR, lora_rank
-from .manifest import (MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, REVIEW_SHEET, SHARED, read_manifests, refresh_index,
+from .manifest import (MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, REVIEW_SHEET, SHARED, IMPORTED_SHARD, read_manifests, refresh_index,
                             write_shard, write_concepts, write_set_split, check_rows, manifest_dir)
 from .config import link_or_copy, file_hash
 from .report import atomic_path, progress_bar
@@ -284,7 +284,7 @@ def import_dataset(src, # a released set: a cgddi export, or a folder with metad
     reasons = refusal_reasons(rows[lacking], missing[lacking]) if leakage_filter else pd.Series(dtype=object)
     refused = rows[lacking] if leakage_filter else rows.iloc[:0]
     rows = rows[~lacking] if leakage_filter else rows
-    shard = "imported-" + hashlib.sha256(f"{src.resolve()}\n{rows.to_csv(index=False)}".encode()).hexdigest()[:10]  # the same import again: the same shard
+    shard = IMPORTED_SHARD + hashlib.sha256(f"{src.resolve()}\n{rows.to_csv(index=False)}".encode()).hexdigest()[:10]  # the same import again: the same shard
     parts = _check_release(rows, src, work, where, ids, shard)
     stage = Path(tempfile.mkdtemp(prefix=".import-", dir=work))  # on the work dir's file system: moving in is a rename
     try:
