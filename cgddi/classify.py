@@ -6,7 +6,7 @@ real) and the ablations of Table 5; every run evaluated on the real test split o
 
 # %% ../nbs/06_classify.ipynb #954fe3be
 from __future__ import annotations
-import copy, hashlib, json, os, time
+import copy, hashlib, json, os, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from functools import cache, lru_cache
@@ -27,6 +27,7 @@ from .config import Between, StageConfig
 from .leakage import TRAIN_SET_COLUMNS, leakage_filter, leak_kinds, adapter_train_ids, let_through, train_set_path
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
 from .report import atomic_path, progress_bar
+from .shard import Share, launch, stage_cli
 from .tiny import tiny_clip_text
 
 # %% auto #0
@@ -52,12 +53,12 @@ EXTERNAL_SETS = {"f17k": "Fitzpatrick17k"}  # external test sets `external_test`
 class ClassifyConfig(StageConfig):
     "Settings of the classification stage (paper 4.2, G.1-G.3): CPU-safe defaults, the paper's values noted."
     unhashed: ClassVar[tuple] = ("protocols", "seeds", "real_methods", "synthetic_method", "experiments", "device", "num_workers", "cache_images",
-                                 "external_test", "external_root", "external_centaur")
+                                 "external_test", "external_root", "external_centaur", "num_processes")
     allowed: ClassVar[dict] = dict(protocols=SPLIT_MODES, real_methods=METHODS, synthetic_method=METHODS,
                                      experiments=tuple(EXPERIMENTS), resize=Between(8), crop=Between(8), epochs=Between(1), batch_size=Between(1),
                                      lr=Between(0, open_lo=True), step_size=Between(1), grad_clip=Between(0), gamma=Between(0, 1, open_lo=True),
                                      finetune_lr=Between(0, open_lo=True), finetune_epochs=Between(0), patience=Between(1), min_train_samples=Between(0),
-                                     max_synthetic=Between(0), num_workers=Between(0), cache_images=Between(0), train_tones=tuple(TONE_ORDER))  # checked with the params file, before any stage runs
+                                     max_synthetic=Between(0), num_workers=Between(0), cache_images=Between(0), train_tones=tuple(TONE_ORDER), num_processes=Between(1))  # checked with the params file, before any stage runs
     protocols:list = field(default_factory=lambda: ["faithful", "clean"]) # faithful: model chosen on the test split (as the reference); clean: on a validation part
     seeds:list|None = None # split seeds; None: every seed 00_data wrote
     real_methods:list = field(default_factory=lambda: list(METHODS)) # classifiers trained on real images (Table 2's first rows)
@@ -93,6 +94,7 @@ class ClassifyConfig(StageConfig):
     external_root:str|None = None # the F17k folder; None: the embedded benchmark's F17k-layout set (<work_dir>/external/f17k)
     external_centaur:bool = False # F17k: fill an unknown Fitzpatrick scale from fitzpatrick_centaur
     train_tones:list|None = None # skin-diff's light->dark scenario: train only on these tones, e.g. ["light"] (real and derived synthetic images); None: all
+    num_processes:int = 1 # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the (protocol, split seed) groups of runs
 
     def __post_init__(self):
         bad = sorted(set(self.experiments) - set(EXPERIMENTS))
@@ -426,14 +428,25 @@ def _labels(work:Path, cfg:ClassifyConfig)->torch.Tensor:
 
 def run_experiments(work_dir, # run root written by the earlier stages
                     cfg:ClassifyConfig, # the stage's settings
-                   )->pd.DataFrame:
-    "Every planned run, resuming: runs done with the same settings and inputs are not repeated. Returns `read_runs`."
+                    share:Share|None=None, # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
+                   )->pd.DataFrame|None:
+    "Every planned run, resuming: runs done with the same settings and inputs are not repeated. Returns `read_runs` (None in a launched process but the first)."
     work = Path(work_dir)
-    runs, acc = planned_runs(cfg, split_seeds(work, cfg)), accelerator(cfg)
-    labels = _labels(work, cfg) if any(m == "patchalign" for *_, m in runs) else None
+    runs = planned_runs(cfg, split_seeds(work, cfg))
+    patchalign = any(m == "patchalign" for *_, m in runs)
+    if share is None and cfg.num_processes > 1:  # the launched processes train; here every run is then found done
+        if patchalign: _labels(work, cfg)  # a tiny text encoder is built once
+        launch("cgddi.classify", work, cfg)
+    share = share or Share()
+    if share.is_main and patchalign: _labels(work, cfg)
+    share.wait()
+    acc, labels = accelerator(cfg), _labels(work, cfg) if patchalign else None
+    groups = share.mine(dict.fromkeys(r[:2] for r in runs))  # (protocol, seed): a group's Exp. 2 starts from its Exp. 1, so one process runs it
     memo = {}  # the inputs and their hashes, read once: running does not change the manifests or splits
-    for run in progress_bar(runs, desc="classify runs"):
+    for run in progress_bar([r for r in runs if r[:2] in groups], desc=f"classify runs{share.desc}"):
         if not _done(work, run, phash := run_hash(work, cfg, run, memo)): run_one(work, *run, cfg, labels, acc, phash, memo)
+    share.wait()
+    if not share.is_main: return None
     if cfg.external_test: evaluate_external(work, cfg, runs, labels, acc)
     return read_runs(work)
 
@@ -525,3 +538,7 @@ def recognition_table(work_dir, cfg:ClassifyConfig, # the run root and the stage
     out = per_seed.groupby(["disease_joined", "malignant"]).agg(images=("images", "first"), recognised=("recognised", "mean"),
                                                                  recognised_std=("recognised", "std"), canvas=("canvas", "mean")).reset_index()
     return out.assign(margin=out.recognised - out.canvas, seeds=len(seeds)).set_index("disease_joined")
+
+# %% ../nbs/06_classify.ipynb #classify-main
+if __name__ == "__main__" and Path(sys.argv[0]).name == "classify.py":  # `python -m cgddi.classify`, not a kernel
+    sys.exit(stage_cli(run_experiments, ClassifyConfig))

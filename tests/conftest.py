@@ -27,3 +27,18 @@ def healthy_work(benchmark_root, tmp_path_factory):
 def work_copy(healthy_work, tmp_path):
     "A private copy of `healthy_work` that a test may change."
     return shutil.copytree(healthy_work, tmp_path/"work")
+
+TINY_TI = dict(resolution=32, steps=2, batch_size=2)  # the tokens and adapters of `lora_work`
+TINY_LORA = dict(rank=2, resolution=32, steps=2, batch_size=2)
+
+@pytest.fixture(scope="session")
+def lora_work(healthy_work, tmp_path_factory):
+    "healthy_work plus a split, tiny tokens and tiny adapters, each trained in one process (read-only: copy it before changing it)."
+    from cgddi.data import read_data, write_splits
+    from cgddi.textual_inversion import TIConfig, train_textual_inversion
+    from cgddi.lora import LoRAConfig, train_loras
+    work = shutil.copytree(healthy_work, tmp_path_factory.mktemp("lora")/"work")
+    write_splits(read_data(work), work, seeds=[36])
+    train_textual_inversion(work, TIConfig(**TINY_TI))
+    train_loras(work, LoRAConfig(**TINY_LORA))
+    return work

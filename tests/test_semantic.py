@@ -11,18 +11,10 @@ from cgddi.manifest import ManifestError, read_manifest, manifest_dir, set_test_
 from cgddi.leakage import audit_leakage
 from cgddi.textual_inversion import TIConfig, ti_training_set, train_textual_inversion
 from cgddi.lora import LoRAConfig, train_loras
-from cgddi.semantic import SemanticConfig, launch, sample_semantic, semantic_plan
+from cgddi.semantic import SemanticConfig, sample_semantic, semantic_plan
+from cgddi.shard import launch
 
 SAMPLER = SemanticConfig(repeats=1, steps=4, resolution=32, out_size=64, batch_size=3, chunk_size=5, device="cpu")
-
-@pytest.fixture(scope="module")
-def lora_work(healthy_work, tmp_path_factory):
-    "healthy_work plus a split, tiny tokens and tiny adapters (read-only: copy it before sampling into it)."
-    work = shutil.copytree(healthy_work, tmp_path_factory.mktemp("lora")/"work")
-    write_splits(read_data(work), work, seeds=[36])
-    train_textual_inversion(work, TIConfig(resolution=32, steps=2, batch_size=2))
-    train_loras(work, LoRAConfig(rank=2, resolution=32, steps=2, batch_size=2))
-    return work
 
 def _copy(src, dst):
     return Path(shutil.copytree(src, dst))
@@ -32,9 +24,8 @@ def _plan(work, cfg):
 
 def test_two_processes_cover_the_plan_exactly_once(lora_work, tmp_path):
     work = _copy(lora_work, tmp_path/"two")
-    out = launch(work, dataclasses.replace(SAMPLER, num_processes=2), timeout=600)
-    reports = [json.loads(m) for m in re.findall(r"\{[^{}]*\}", out.stdout)]  # one JSON line per process
-    assert sorted(r["process"] for r in reports) == [0, 1]
+    reports = launch("cgddi.semantic", work, dataclasses.replace(SAMPLER, num_processes=2), timeout=600)  # one JSON line per process
+    assert [r["process"] for r in reports] == [0, 1]
     plan = _plan(work, SAMPLER)
     assert sum(r["mine"] for r in reports) == len(plan) and all(r["mine"] > 0 for r in reports)
     manifest = read_manifest(work, "semantic")
