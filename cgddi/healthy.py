@@ -34,11 +34,11 @@ BACKENDS = ("kandinsky", "sd_inpaint", "opencv")
 @dataclass(kw_only=True)
 class HealthyConfig(StageConfig):
     "Settings of the healthy stage (paper 3.2, E.3, F.1): CPU-safe defaults, the paper's values noted."
-    unhashed: ClassVar[tuple] = ("device", "limit", "n_show", "num_processes")
+    unhashed: ClassVar[tuple] = ("device", "limit", "n_show", "num_processes", "batch_size")
     allowed: ClassVar[dict] = dict(backend=BACKENDS, inpaint_size=Between(8), mask_crop=Between(0), steps=Between(1), guidance=Between(0), prior_steps=Between(1),
                                      n_candidates=Between(1), dilate_kernel=Between(1), blur_sigma=Between(0), opencv_radius=Between(1), qc_max_residue=Between(0),
                                      qc_max_texture_ratio=Between(1), qc_texture_side=Between(8), qc_max_tone_drift=Between(0), qc_max_implausible=Between(0, 1),
-                                     dtype=DTYPES, limit=Between(1), n_show=Between(0), num_processes=Between(1))  # checked with the params file, before any stage runs
+                                     dtype=DTYPES, limit=Between(1), n_show=Between(0), num_processes=Between(1), batch_size=Between(1))  # checked with the params file, before any stage runs
     backend:str = "opencv" # kandinsky (the paper), sd_inpaint (the reference notebooks) or opencv (CPU)
     kandinsky_prior:str = "kandinsky-community/kandinsky-2-2-prior" # hub id or local folder; "tiny": a tiny random model
     kandinsky_decoder:str = "kandinsky-community/kandinsky-2-2-decoder-inpaint" # hub id or local folder; "tiny" as above
@@ -52,6 +52,7 @@ class HealthyConfig(StageConfig):
     prior_steps:int = 25 # Kandinsky prior steps (run once: the prompt is the same for every image)
     prior_guidance:float = 4.0 # Kandinsky prior guidance
     n_candidates:int = 1 # samples per image in one batch; the one with the best QC scores is kept
+    batch_size:int = 1 # images repainted per pipeline call (the same images as one at a time): sd_inpaint without mask_crop, n_candidates 1
     seed:int = 0 # every image's noise follows from (seed, DDI id)
     device:str = "auto" # auto (accelerate's device), cuda, cpu
     dtype:str = "auto" # auto (float16 on GPU, float32 on CPU), float16, bfloat16, float32
@@ -72,6 +73,11 @@ class HealthyConfig(StageConfig):
         if self.n_candidates < 1: raise ValueError(f"n_candidates must be at least 1, got {self.n_candidates}.")
         if self.mask_crop is not None and self.backend != "sd_inpaint":
             raise ValueError(f"mask_crop works with backend sd_inpaint only (got {self.backend!r}); set it to null.")
+        if self.batch_size > 1 and (self.backend != "sd_inpaint" or self.mask_crop is not None or self.n_candidates > 1):
+            raise ValueError(f"batch_size {self.batch_size}: only sd_inpaint without mask_crop and with n_candidates 1 repaints several images per call "
+                             "(diffusers' Kandinsky 2.2 inpainting pipeline blends every image of a batch with the first image's kept region, "
+                             "huggingface/diffusers#13596; mask_crop crops around one mask; candidates of one image share its generator); "
+                             "set batch_size: 1 and use num_processes to fill a GPU.")
 
     @property
     def thresholds(self)->dict:
@@ -159,22 +165,34 @@ class Inpainter:
                  seed:int, # this image's seed
                 )->list[np.ndarray]:
         "The frame with the region repainted and blended back, one array per candidate."
-        cfg, hard = self.cfg, (soft > 1 / 255).astype(np.uint8)
+        return self.batch([image], [soft], [seed])[0]
+
+    def batch(self, images:list, # HxWx3 uint8 frames
+              softs:list, # their soft masks (`inpaint_region`)
+              seeds:list, # their seeds
+             )->list[list[np.ndarray]]:
+        "Each frame with its region repainted and blended back, `n_candidates` arrays per frame, all in one pipeline call."
+        cfg, k = self.cfg, self.cfg.n_candidates
+        hards = [(s > 1 / 255).astype(np.uint8) for s in softs]
         if cfg.backend == "opencv":
-            return [alpha_blend(image, cv2.inpaint(image, hard, cfg.opencv_radius, cv2.INPAINT_TELEA), soft)]
-        h, w = image.shape[:2]
+            return [[alpha_blend(im, cv2.inpaint(im, h, cfg.opencv_radius, cv2.INPAINT_TELEA), s)] for im, h, s in zip(images, hards, softs)]
+        if len(images) > 1 and (cfg.backend == "kandinsky" or cfg.mask_crop is not None or k > 1):  # one frame per call (`batch_size`)
+            return [self.batch([im], [s], [d])[0] for im, s, d in zip(images, softs, seeds)]
+        size = (cfg.inpaint_size, cfg.inpaint_size)
+        generators = [self.torch.Generator(self.device).manual_seed(d) for d in seeds]  # several frames: one candidate each, its own generator
         common = dict(height=cfg.inpaint_size, width=cfg.inpaint_size, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
-                      num_images_per_prompt=cfg.n_candidates, generator=self.torch.Generator(self.device).manual_seed(seed))
+                      num_images_per_prompt=k, generator=generators[0] if len(images) == 1 else generators)
         if cfg.mask_crop is not None:  # diffusers crops around the mask, repaints at inpaint_size and pastes back into the frame (PIL out)
-            common.update(image=Image.fromarray(image), mask_image=Image.fromarray(hard * 255), padding_mask_crop=cfg.mask_crop)
+            common.update(image=Image.fromarray(images[0]), mask_image=Image.fromarray(hards[0] * 255), padding_mask_crop=cfg.mask_crop)
         else:
-            common.update(image=Image.fromarray(image).resize((cfg.inpaint_size, cfg.inpaint_size), Image.Resampling.BICUBIC),
-                          mask_image=cv2.resize(hard.astype(np.float32), (cfg.inpaint_size, cfg.inpaint_size), interpolation=cv2.INTER_NEAREST))
+            common.update(image=[Image.fromarray(im).resize(size, Image.Resampling.BICUBIC) for im in images],
+                          mask_image=[cv2.resize(h.astype(np.float32), size, interpolation=cv2.INTER_NEAREST) for h in hards])
         if cfg.backend == "kandinsky":
             out = self.pipe(image_embeds=self.embeds[0], negative_image_embeds=self.embeds[1], **common).images
         else:
-            out = self.pipe(prompt=cfg.prompt, negative_prompt=cfg.negative_prompt, **common).images
-        return [alpha_blend(image, cv2.resize(np.asarray(o.convert("RGB")), (w, h), interpolation=cv2.INTER_AREA), soft) for o in out]
+            out = self.pipe(prompt=[cfg.prompt] * len(images), negative_prompt=[cfg.negative_prompt] * len(images), **common).images
+        return [[alpha_blend(im, cv2.resize(np.asarray(o.convert("RGB")), im.shape[1::-1], interpolation=cv2.INTER_AREA), s) for o in out[i * k:(i + 1) * k]]
+                for i, (im, s) in enumerate(zip(images, softs))]
 
 # %% ../nbs/01_healthy.ipynb #a006df77
 QC_REASONS = {1: "original lesion remains", 2: "unrealistic skin texture", 3: "incorrect skin tone", 4: "generative artifacts"}
@@ -223,12 +241,11 @@ def _badness(s:dict, th:dict)->float:
     return (s["residue"] / th["max_residue"] + s["tone_drift"] / th["max_tone_drift"] + s["implausible"] / th["max_implausible"]
             + abs(np.log(s["texture_ratio"])) / np.log(th["max_texture_ratio"]))
 
-def _heal(work:Path, r, inpainter:Inpainter)->tuple[dict, dict]:
-    "One masked image (a `data/ddi.csv` row): its healthy twin, made unless done, its manifest row and review-sheet row."
+def _job(work:Path, r, inpainter:Inpainter)->dict:
+    "What healing one masked image (a `data/ddi.csv` row) needs: its frame, mask, region, manifest row, and whether it must be made."
     cfg, stem = inpainter.cfg, Path(r.frame_path).stem
     phash = cfg.params_hash(mask=file_hash(work/r.frame_mask_path), tone=r.tone)  # another mask (auto, sDDI) or tone label remakes it
-    source = getattr(r, "mask_source", "sddi")
-    out, out_mask = f"healthy/images/{stem}.png", f"healthy/masks/{stem}.npy"
+    out = f"healthy/images/{stem}.png"
     mask = np.load(work/r.frame_mask_path)
     frame = np.asarray(read_image(work/r.frame_path))
     if frame.shape[:2] != mask.shape:
@@ -237,24 +254,36 @@ def _heal(work:Path, r, inpainter:Inpainter)->tuple[dict, dict]:
     if not np.isin(mask, (LESION, MARKER)).any():
         raise DataError(f"{work/r.frame_mask_path}: mask has no lesion or marker pixels, so there is nothing to inpaint; "
                         "fix the mask or remove it (rerun 00_data).")
-    soft = inpaint_region(mask, cfg.dilate_kernel, cfg.blur_sigma)
     row = dict(image=out, synthetic=True, type="healthy", base_id=int(r.ddi_id), donor_id=None, disease=None,
                disease_joined=None, malignant=False, tone=r.tone, ruler=bool((mask == RULER).any()),
                caption=f"{cfg.prompt} ({r.tone}-toned; lesion{' and marker' if (mask == MARKER).any() else ''} of image {r.ddi_id} inpainted)",
                generator=inpainter.generator, trained=False, n_train_samples=None, seed=seed_of(cfg.seed, int(r.ddi_id)), params_hash=phash)
-    regenerated = not synthetic_done(work/out, phash)
-    if regenerated:
-        scored = [(c, qc_scores(frame, c, mask, soft, texture_side=cfg.qc_texture_side)) for c in inpainter(frame, soft, row["seed"])]
-        healthy, scores = min(scored, key=lambda cs: _badness(cs[1], cfg.thresholds))
-        with atomic_path(work/out_mask) as t:
-            with open(t, "wb") as f: np.save(f, healthy_mask(mask))
-        save_synthetic(healthy, work/out, row)
-    else: scores = qc_scores(frame, np.asarray(Image.open(work/out).convert("RGB")), mask, soft,
-                                texture_side=cfg.qc_texture_side)
-    reasons = ";".join(map(str, qc_reasons(scores, **cfg.thresholds)))
-    return row, dict(image=out, ddi_id=int(r.ddi_id), tone=r.tone, mask_source=source if isinstance(source, str) else "", **{k: round(v, 4) for k, v in scores.items()},
-                     auto_keep=not reasons, auto_reasons=reasons, keep=not reasons, reasons=reasons, note="", params_hash=phash,
-                     regenerated=regenerated)
+    source = getattr(r, "mask_source", "sddi")
+    return dict(r=r, frame=frame, mask=mask, soft=inpaint_region(mask, cfg.dilate_kernel, cfg.blur_sigma), row=row,
+                out_mask=f"healthy/masks/{stem}.npy", source=source if isinstance(source, str) else "", regenerated=not synthetic_done(work/out, phash))
+
+def _heal_batch(work:Path, rows:list, # `data/ddi.csv` rows of masked images
+                inpainter:Inpainter)->list[tuple[dict, dict]]:
+    "Healthy twins of masked images, those not done made in one backend call; each one's manifest row and review-sheet row."
+    cfg, jobs = inpainter.cfg, [_job(work, r, inpainter) for r in rows]
+    new = [j for j in jobs if j["regenerated"]]
+    made = inpainter.batch([j["frame"] for j in new], [j["soft"] for j in new], [j["row"]["seed"] for j in new]) if new else []
+    for j, candidates in zip(new, made):
+        scored = [(c, qc_scores(j["frame"], c, j["mask"], j["soft"], texture_side=cfg.qc_texture_side)) for c in candidates]
+        healthy, j["scores"] = min(scored, key=lambda cs: _badness(cs[1], cfg.thresholds))
+        with atomic_path(work/j["out_mask"]) as t:
+            with open(t, "wb") as f: np.save(f, healthy_mask(j["mask"]))
+        save_synthetic(healthy, work/j["row"]["image"], j["row"])
+    out = []
+    for j in jobs:
+        row, r = j["row"], j["r"]
+        if not j["regenerated"]: j["scores"] = qc_scores(j["frame"], np.asarray(Image.open(work/row["image"]).convert("RGB")), j["mask"], j["soft"],
+                                                         texture_side=cfg.qc_texture_side)
+        reasons = ";".join(map(str, qc_reasons(j["scores"], **cfg.thresholds)))
+        out.append((row, dict(image=row["image"], ddi_id=int(r.ddi_id), tone=r.tone, mask_source=j["source"], **{k: round(v, 4) for k, v in j["scores"].items()},
+                              auto_keep=not reasons, auto_reasons=reasons, keep=not reasons, reasons=reasons, note="", params_hash=row["params_hash"],
+                              regenerated=j["regenerated"])))
+    return out
 
 def make_healthy(work_dir, # run root written by 00_data
                  cfg:HealthyConfig, # the stage's settings
@@ -277,8 +306,11 @@ def make_healthy(work_dir, # run root written by 00_data
     if inpainter.cfg != cfg: raise ValueError("the inpainter was made from other settings than `cfg`; pass Inpainter(cfg) or none.")
     shard = manifest_dir(work, "healthy")/"all.csv"
     listed = set(pd.read_csv(shard, usecols=["image"]).image) if shard.exists() else set()
-    mine = share.mine(todo.itertuples())
-    healed = share.gather([_heal(work, r, inpainter) for r in progress_bar(mine, total=len(mine), desc=f"healthy synthetics{share.desc}")])
+    mine, healed = share.mine(todo.itertuples()), []
+    with progress_bar(total=len(mine), desc=f"healthy synthetics{share.desc}") as bar:
+        for i in range(0, len(mine), cfg.batch_size):
+            healed += _heal_batch(work, mine[i:i + cfg.batch_size], inpainter); bar.update(len(mine[i:i + cfg.batch_size]))
+    healed = share.gather(healed)
     if not share.is_main: return None
     by_id = {s["ddi_id"]: (row, s) for part in healed for row, s in part}
     rows, sheet = zip(*[by_id[int(i)] for i in todo.ddi_id])  # in ddi_id order, however the images were shared out

@@ -52,7 +52,7 @@ def test_healthy_two_processes_killed_then_one(healthy_work, tmp_path):
     from cgddi.healthy import HealthyConfig, make_healthy
     work = _without(healthy_work, tmp_path/"w", "healthy", "manifest/healthy")
     cfg = HealthyConfig(backend="opencv", num_processes=2)  # healthy_work's settings
-    _killed_launch("cgddi.healthy", "_heal", "make_healthy", "HealthyConfig", work, cfg, tmp_path, after=3)
+    _killed_launch("cgddi.healthy", "_heal_batch", "make_healthy", "HealthyConfig", work, cfg, tmp_path, after=3)
     done = _mtimes((work/"healthy"/"images").glob("[!.]*.png"))  # not the temp file a killed process may leave
     n = len(pd.read_csv(healthy_work/"healthy"/"review.csv"))
     assert 3 <= len(done) < n and not (work/"healthy"/"review.csv").exists()
