@@ -9,6 +9,10 @@ latent caching. Whether it fits a 24 GB L4 is read off the peak memory.
     python bench/parametric_training.py                                   # GPU, full size, 512 px
     python bench/parametric_training.py --lora-resolution 256             # the reference's LoRA side
     python bench/parametric_training.py --tiny --steps 2 --warmup 1 --resolution 64 --lora-resolution 64   # CPU check
+    python bench/parametric_training.py --stages ti --profile 10 --precision bf16   # where a textual-inversion step spends its time
+
+`--profile N` runs N more textual-inversion steps under `torch.profiler` and prints the operations that take the most
+time (GPU time on a GPU; host-device synchronisations show as cudaStreamSynchronize / cudaMemcpyAsync).
 """
 import argparse, copy, tempfile, time
 from pathlib import Path
@@ -48,6 +52,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--precision", default="auto", choices=["auto", "no", "fp16", "bf16"], help="mixed precision of both stages (auto: fp16 on a GPU)")
+    ap.add_argument("--profile", type=int, default=0, help="textual-inversion steps to profile after the timing (0: none)")
     ap.add_argument("--stages", nargs="+", default=["ti", "lora"], choices=["ti", "lora"])
     ap.add_argument("--root", default=None)
     a = ap.parse_args()
@@ -65,10 +71,17 @@ def main():
         add_token(sd.tokenizer, sd.text_encoder, "<bench>")
         inst = images(a.instance_images, a.resolution, 0)
         if a.device == "cuda": torch.cuda.reset_peak_memory_stats()
-        per, setup = measure(lambda n: train_token(sd, "<bench>", inst, tones[:len(inst)], TIConfig(steps=n, batch_size=4), progress=False),
-                             a.steps, a.warmup, a.device)
+        ti = lambda n: train_token(sd, "<bench>", inst, tones[:len(inst)], TIConfig(steps=n, batch_size=4, precision=a.precision), progress=False)
+        per, setup = measure(ti, a.steps, a.warmup, a.device)
         mem = torch.cuda.max_memory_allocated() / 2**30 if a.device == "cuda" else float("nan")
-        rows.append(("textual inversion", f"4 @ {a.resolution} px", per, 500, setup, mem))
+        rows.append((f"textual inversion ({a.precision})", f"4 @ {a.resolution} px", per, 500, setup, mem))
+        if a.profile:
+            from torch.profiler import ProfilerActivity, profile
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if a.device == "cuda" else [])
+            with profile(activities=activities) as prof: ti(a.profile)
+            key = "self_cuda_time_total" if a.device == "cuda" else "self_cpu_time_total"
+            print(f"\ntextual inversion, {a.profile} steps (plus latent caching) under torch.profiler, by {key}:")
+            print(prof.key_averages().table(sort_by=key, row_limit=20))
 
     if "lora" in a.stages:
         # LoRA: batch 16 + 16 class images, embeddings cached
@@ -80,7 +93,8 @@ def main():
         ce = prompt_embeds(pipe, [class_prompt(t) for t in tones[:len(cls)]])
         if a.device == "cuda": torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
         per, setup = measure(lambda n: train_lora(sd, "bench", ImageSet(inst, ie, tones[:len(inst)]), ImageSet(cls, ce, tones[:len(cls)]),
-                                                  LoRAConfig(rank=8, steps=n, batch_size=16, gradient_checkpointing=a.gradient_checkpointing),
+                                                  LoRAConfig(rank=8, steps=n, batch_size=16, gradient_checkpointing=a.gradient_checkpointing,
+                                                             precision=a.precision),
                                                   progress=False),
                              a.steps, a.warmup, a.device)
         mem = torch.cuda.max_memory_allocated() / 2**30 if a.device == "cuda" else float("nan")

@@ -158,12 +158,18 @@ class TrainingState:
         self.generator.set_state(load_file(self.folder/facts["state"]/"generator.safetensors")["state"])
         return facts["step"], facts["losses"]
 
+    def due(self, step:int, # steps done
+            total:int, # the loop's steps
+           )->bool:
+        "Whether `save` checkpoints after `step` (the loop then needs its losses on the host)."
+        return self.folder is not None and bool(self.every) and not step % self.every and step < total
+
     def save(self, step:int, # steps done
              losses, # the losses so far (JSON)
              total:int, # the loop's steps: no checkpoint after the last
             ):
         "Checkpoint after every `every` steps, under a new name, then point `state.json` at it."
-        if self.folder is None or not self.every or step % self.every or step >= total: return
+        if not self.due(step, total): return
         name, state = f"step-{step:06d}", self.folder/"state.json"
         old = json.loads(state.read_text())["state"] if state.exists() else None
         self.acc.save_state(str(self.folder/name))

@@ -12,6 +12,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from PIL import ImageOps
 from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
@@ -25,7 +26,7 @@ from .diffusion import (PRECISIONS, PROMPT_TEMPLATES, disease_token, instance_pr
                              latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean, TrainingState, STATE_DIR)
 
 # %% auto #0
-__all__ = ['TI_DIR', 'TIConfig', 'ti_training_set', 'add_token', 'effective_lr', 'train_token', 'save_learned_embeds',
+__all__ = ['TI_DIR', 'TIConfig', 'ti_training_set', 'add_token', 'effective_lr', 'TokenRow', 'train_token', 'save_learned_embeds',
            'generator_set_splits', 'train_textual_inversion']
 
 # %% ../nbs/03_textual_inversion.ipynb #cfgcls03
@@ -116,6 +117,20 @@ def effective_lr(cfg:TIConfig, # learning rate, batch size, accumulation, `scale
     "The learning rate training uses: `learning_rate`, times batch x accumulation x processes when `scale_lr` (as diffusers' scripts)."
     return cfg.learning_rate * (cfg.batch_size * acc.gradient_accumulation_steps * acc.num_processes if cfg.scale_lr else 1)
 
+class TokenRow(nn.Module):
+    "The one trainable row of textual inversion: it stands in for the token's embedding wherever the token occurs."
+    def __init__(self, row:torch.Tensor, # the token's embedding to start from (dim,)
+                 token_id:int, # the token's id in the tokenizer
+                ):
+        super().__init__()
+        self.row, self.token_id = nn.Parameter(row.detach().float().clone()), token_id
+
+    def forward(self, ids:torch.Tensor, # token ids (batch, length)
+                embeds:torch.Tensor, # the embedding layer's output for them (batch, length, dim)
+               )->torch.Tensor:
+        "`embeds` with the token's positions taken from the trainable row."
+        return torch.where((ids == self.token_id)[..., None], self.row.to(embeds.dtype), embeds)
+
 def train_token(sd, # `load_sd` parts; its tokenizer and text encoder must already hold the token
                 token:str, # the placeholder being learnt
                 images:list, # PIL training images at the training resolution
@@ -135,34 +150,36 @@ def train_token(sd, # `load_sd` parts; its tokenizer and text encoder must alrea
     vae, unet, te = sd.vae.to(acc.device), sd.unet.to(acc.device), sd.text_encoder.to(acc.device)
     if half != torch.float32: vae, unet = vae.to(dtype=half), unet.to(dtype=half)  # frozen: half precision is enough
     vae.requires_grad_(False); unet.requires_grad_(False); te.requires_grad_(False)
-    emb = te.get_input_embeddings(); emb.weight.requires_grad_(True)
     if cfg.hflip: images, tones = images + [ImageOps.mirror(i) for i in images], list(tones) * 2
     cache = latent_cache(vae, images)
-    ids = tokenize(sd.tokenizer, [instance_prompt(token, t, template=cfg.prompt_template) for t in tones])
-    opt = torch.optim.AdamW(emb.parameters(), lr=effective_lr(cfg, acc), weight_decay=1e-2)
-    sched = get_scheduler("constant", optimizer=opt)
-    te, opt, sched = acc.prepare(te, opt, sched)
-    original = emb.weight.detach().clone()
-    keep = torch.ones(len(original), dtype=torch.bool, device=original.device); keep[tid] = False
+    ids = tokenize(sd.tokenizer, [instance_prompt(token, t, template=cfg.prompt_template) for t in tones]).to(acc.device)
+    emb = te.get_input_embeddings()
+    row = TokenRow(emb.weight[tid], tid)  # the optimizer holds this row only, not the vocabulary: nothing else to restore after a step
+    opt = torch.optim.AdamW(row.parameters(), lr=effective_lr(cfg, acc), weight_decay=1e-2, fused=acc.device.type == "cuda")
+    row, opt, sched = acc.prepare(row, opt, get_scheduler("constant", optimizer=opt))
+    hook = emb.register_forward_hook(lambda module, args, out: row(args[0], out))
     g = torch.Generator().manual_seed(cfg.seed)
-    state = TrainingState(acc, state_dir, state_key, cfg.checkpoint_every, g)
+    state = TrainingState(acc, state_dir, f"{state_key}:row", cfg.checkpoint_every, g)  # ":row": checkpoints of the whole text encoder (before) do not fit
     start, losses = state.resume([])
-    for step in progress_bar(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"textual inversion {token}", disable=not progress,
-                             leave=False):
-        micro = []
-        for _ in range(acc.gradient_accumulation_steps):  # one optimizer step: accelerate steps the optimizer on the last micro-batch
-            idx = torch.randint(len(cache), (cfg.batch_size,), generator=g)
-            latents = sample_latents(cache[idx], vae.config.scaling_factor, g).to(acc.device, half)
-            with acc.accumulate(te), acc.autocast():
-                loss = diffusion_loss(unet, sd.scheduler, latents, te(ids[idx].to(acc.device))[0], g)
-                acc.backward(loss); opt.step(); sched.step(); opt.zero_grad()
-            with torch.no_grad(): emb.weight[keep] = original[keep]
-            micro.append(loss.detach().float().item())
-        losses.append(float(np.mean(micro)))
-        state.save(step + 1, losses, cfg.steps)
-    out = emb.weight[tid:tid + 1].detach().float().cpu().clone()
+    pending = []  # this stretch's per-step losses, still on the device: read back only before a checkpoint and at the end
+    try:
+        for step in progress_bar(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"textual inversion {token}",
+                                 disable=not progress, leave=False):
+            micro = []
+            for _ in range(acc.gradient_accumulation_steps):  # one optimizer step: accelerate steps the optimizer on the last micro-batch
+                idx = torch.randint(len(cache), (cfg.batch_size,), generator=g)
+                latents = sample_latents(cache[idx], vae.config.scaling_factor, g).to(acc.device, half)
+                with acc.accumulate(row), acc.autocast():
+                    loss = diffusion_loss(unet, sd.scheduler, latents, te(ids[idx.to(ids.device)])[0], g)
+                    acc.backward(loss); opt.step(); sched.step(); opt.zero_grad()
+                micro.append(loss.detach().float())
+            pending.append(torch.stack(micro).mean())
+            if state.due(step + 1, cfg.steps) or step + 1 == cfg.steps: losses += torch.stack(pending).cpu().tolist(); pending.clear()
+            state.save(step + 1, losses, cfg.steps)
+    finally: hook.remove()
+    with torch.no_grad(): emb.weight[tid] = row.row.to(emb.weight.dtype)  # the text encoder now holds the learnt token
+    out = row.row.detach().float().cpu().clone()[None]
     acc.free_memory()
-    emb.weight.requires_grad_(False)
     return out, losses
 
 def save_learned_embeds(path, # file to write (`learned_embeds.safetensors`)
