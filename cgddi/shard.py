@@ -56,7 +56,8 @@ class Share:
 # %% ../nbs/00l_shard.ipynb #shlaunched
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")  # what makes accelerate set up a distributed run
 
-def launched_share(timeout_hours:float=72, # how long a process waits at most for the slowest one
+def launched_share(cpu:bool=False, # keep the process on the CPU (a stage set to `device: cpu`); else it takes a GPU when there is one
+                   timeout_hours:float=72, # how long a process waits at most for the slowest one
                   )->Share:
     "This process's share under `accelerate launch`, the process made a single-device program (its own GPU, no DDP); `Share()` outside one."
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -65,7 +66,7 @@ def launched_share(timeout_hours:float=72, # how long a process waits at most fo
         return Share()
     import torch, torch.distributed as dist
     local = int(os.environ.get("LOCAL_RANK", rank))
-    if torch.cuda.is_available() and "ACCELERATE_TORCH_DEVICE" not in os.environ:
+    if not cpu and torch.cuda.is_available() and "ACCELERATE_TORCH_DEVICE" not in os.environ:  # more processes than GPUs: they share them in turn
         os.environ["ACCELERATE_TORCH_DEVICE"] = f"cuda:{local % torch.cuda.device_count()}"  # accelerate's own device override
     if not dist.is_initialized():  # MASTER_ADDR and MASTER_PORT come from the launcher
         dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(hours=timeout_hours))
@@ -91,7 +92,7 @@ def stage_cli(run:Callable, # the stage's function: `run(work_dir, cfg, share=)`
     args = ap.parse_args(argv)
     try: cfg = config_class(**json.loads(Path(args.config).read_text()))
     except (OSError, ValueError, TypeError) as e: raise ValueError(f"{args.config}: not a {config_class.__name__} JSON file ({e}).")
-    share, t0 = launched_share(), time.perf_counter()
+    share, t0 = launched_share(cpu=getattr(cfg, "device", None) == "cpu"), time.perf_counter()
     result = run(args.work_dir, cfg, share=share)
     facts = dict(process=share.index, processes=share.count, seconds=round(time.perf_counter() - t0, 1))
     if isinstance(result, dict): facts.update(result)
@@ -108,12 +109,13 @@ def launch(module:str, # the stage's module, run as `python -m module` in each p
            timeout:float|None=None, # seconds before the launch is stopped
           )->list[dict]:
     "Run a stage under `accelerate launch` with `cfg.num_processes` processes and wait; returns each process's JSON line, in process order."
+    import torch
     n = cfg.num_processes
     accel = shutil.which("accelerate") or str(Path(sys.executable).parent/"accelerate")
     with tempfile.TemporaryDirectory(prefix="cgddi-launch-") as tmp:
         config = write_config(cfg, Path(tmp)/"config.json")
         cmd = [accel, "launch", "--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--main_process_port", str(_free_port()),
-               "--num_cpu_threads_per_process", str(max(1, (os.cpu_count() or 1) // n)), "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--num_cpu_threads_per_process", str(max(1, torch.get_num_threads() // n)), "--mixed_precision", "no", "--dynamo_backend", "no",
                "-m", module, "--work-dir", str(work_dir), "--config", str(config)]
         try: out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired as e: raise RuntimeError(f"{module}: `accelerate launch` with {n} processes ran past {timeout} s.") from e

@@ -3,6 +3,7 @@ items, then a restart in one process: what was finished is not redone, and the t
 import dataclasses, json, shutil, subprocess, sys
 from pathlib import Path
 import numpy as np
+import torch
 import pandas as pd
 import pytest
 from PIL import Image
@@ -29,7 +30,7 @@ def _killed_launch(module, item, stage, config, work, cfg, tmp_path, after=1):
     "Launch `stage` in two processes; process 1 is killed after finishing `after` items (patched `item`), which stops the launch."
     script = tmp_path/"dying.py"; script.write_text(_DYING)
     cmd = [str(Path(sys.executable).parent/"accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--main_process_port", str(_free_port()), "--num_cpu_threads_per_process", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), "--num_cpu_threads_per_process", str(max(1, torch.get_num_threads() // 2)), "--mixed_precision", "no", "--dynamo_backend", "no",
            str(script), module, item, stage, type(cfg).__name__, str(after), "--work-dir", str(work), "--config", str(write_config(cfg, tmp_path/"cfg.json"))]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode != 0 and "Signal 9 (SIGKILL)" in out.stderr, out.stderr[-3000:]  # stopped by process 1's death, not by an error
