@@ -27,7 +27,7 @@ from .config import Between, StageConfig
 from .leakage import TRAIN_SET_COLUMNS, leakage_filter, leak_kinds, adapter_train_ids, let_through, train_set_path
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
 from .report import atomic_path, progress_bar
-from .shard import Share, launch, stage_cli
+from .shard import Share, take_share, stage_cli
 from .tiny import tiny_clip_text
 
 # %% auto #0
@@ -434,12 +434,8 @@ def run_experiments(work_dir, # run root written by the earlier stages
     work = Path(work_dir)
     runs = planned_runs(cfg, split_seeds(work, cfg))
     patchalign = any(m == "patchalign" for *_, m in runs)
-    if share is None and cfg.num_processes > 1:  # the launched processes train; here every run is then found done
-        if patchalign: _labels(work, cfg)  # a tiny text encoder is built once
-        launch("cgddi.classify", work, cfg)
-    share = share or Share()
-    if share.is_main and patchalign: _labels(work, cfg)
-    share.wait()
+    share = take_share("cgddi.classify", work, cfg, share,  # launched processes train; this call then finds every run done
+                       lambda: patchalign and _labels(work, cfg))  # a tiny text encoder is built once
     acc, labels = accelerator(cfg), _labels(work, cfg) if patchalign else None
     groups = share.mine(dict.fromkeys(r[:2] for r in runs))  # (protocol, seed): a group's Exp. 2 starts from its Exp. 1, so one process runs it
     memo = {}  # the inputs and their hashes, read once: running does not change the manifests or splits

@@ -29,7 +29,7 @@ from .manifest import (ManifestError, SHARED, GENERATORS, read_manifest, remove_
                             concepts_path, generator_sets, set_test_ids, write_set_split)
 from .config import Between, StageConfig, file_hash, link_or_copy
 from .report import atomic_path, progress_bar
-from .shard import Share, launch, stage_cli
+from .shard import Share, take_share, stage_cli
 from .tiny import model_load_error, weights_label
 from .diffusion import (PRECISIONS, INSTANCE_PROMPT, PROMPT_TEMPLATES, instance_prompt, class_prompt, load_sd, resolve_model, training_accelerator, square_image, latent_cache,
                              sample_latents, diffusion_loss, tail_mean, TrainingState, STATE_DIR)
@@ -288,11 +288,8 @@ def train_loras(work_dir, # run root written by 00_data, 01_healthy and 03_textu
     work, ddi = Path(work_dir), read_data(work_dir)
     sets = [SHARED] if cfg.generators != "per_split" else [s for s in generator_sets(work, "textual_inversion") if s != SHARED]
     if not sets: raise DataError(f"{work/'textual_inversion'}: no per-split token set; run 03_textual_inversion with generators: per_split.")
-    if share is None and cfg.num_processes > 1:  # the launched processes train; here every adapter is then found done
-        resolve_model(cfg.sd_model, work, cfg.seed); launch("cgddi.lora", work, cfg)
-    share = share or Share()
-    if share.is_main: resolve_model(cfg.sd_model, work, cfg.seed); remove_stale_temps(work/LORA_DIR)  # a tiny model is built once
-    share.wait()
+    share = take_share("cgddi.lora", work, cfg, share,  # launched processes train; this call then finds every adapter done
+                       lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work/LORA_DIR)))  # a tiny model is built once
     model, loaded, items = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when an adapter needs training
     for gset in sets:
         concepts = select_diseases(read_concepts(work, "textual_inversion", gset), cfg.diseases,

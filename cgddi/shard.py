@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 # %% auto #0
-__all__ = ['LAUNCH_ENV', 'Share', 'launched_share', 'write_config', 'stage_cli', 'launch']
+__all__ = ['LAUNCH_ENV', 'Share', 'launched_share', 'write_config', 'stage_cli', 'take_share', 'launch']
 
 # %% ../nbs/00l_shard.ipynb #shshare
 @dataclass(frozen=True)
@@ -99,6 +99,19 @@ def stage_cli(run:Callable, # the stage's function: `run(work_dir, cfg, share=)`
     share.wait()
     sys.stdout.write(json.dumps(facts, default=str) + "\n"); sys.stdout.flush()  # one write: the processes share stdout
     return 0
+
+def take_share(module:str, # the stage's module, e.g. "cgddi.lora"
+               work_dir, # run root
+               cfg, # the stage's config (`num_processes`)
+               share:Share|None, # the share a launched process was given (`stage_cli`); None: a call from a notebook or script
+               prepare:Callable=lambda: None, # what must happen once before the processes start (build a tiny model, remove stale temps)
+              )->Share:
+    "The share this call works on. Called with none and `num_processes` > 1, it first launches the processes (the call then finds their work done)."
+    if share is None and cfg.num_processes > 1: prepare(); launch(module, work_dir, cfg)
+    share = share or Share()
+    if share.is_main: prepare()
+    share.wait()
+    return share
 
 def _free_port()->int:
     with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]

@@ -21,7 +21,7 @@ from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data, read_split
 from .manifest import SHARED, PAPER, GENERATORS, remove_stale_temps, write_concepts, split_name, write_set_split
 from .config import Between, StageConfig, seed_of, file_hash
 from .report import atomic_path, progress_bar
-from .shard import Share, launch, stage_cli
+from .shard import Share, take_share, stage_cli
 from .diffusion import (PRECISIONS, PROMPT_TEMPLATES, disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
                              latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean, TrainingState, STATE_DIR)
 
@@ -243,11 +243,8 @@ def train_textual_inversion(work_dir, # run root written by 00_data
                            )->pd.DataFrame|None:
     "Train and save a token per disease and generator set; writes `textual_inversion/<set>/concepts.csv`; returns them with a `generator_set` column (None in a launched process but the first)."
     work, ddi = Path(work_dir), read_data(work_dir)
-    if share is None and cfg.num_processes > 1:  # the launched processes train; here every token is then found done
-        resolve_model(cfg.sd_model, work, cfg.seed); launch("cgddi.textual_inversion", work, cfg)
-    share = share or Share()
-    if share.is_main: resolve_model(cfg.sd_model, work, cfg.seed); remove_stale_temps(work/TI_DIR)  # a tiny model is built once
-    share.wait()
+    share = take_share("cgddi.textual_inversion", work, cfg, share,  # launched processes train; this call then finds every token done
+                       lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work/TI_DIR)))  # a tiny model is built once
     model, loaded, sets = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when a token needs training
     for gset, (mode, seed) in generator_set_splits(work, cfg).items():
         split = read_split(work, mode, seed) if mode is not None else None

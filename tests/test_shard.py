@@ -63,36 +63,24 @@ def test_healthy_two_processes_killed_then_one(healthy_work, tmp_path):
     pd.testing.assert_frame_equal(read_manifest(work, "healthy", kept_only=False), read_manifest(healthy_work, "healthy", kept_only=False))
     for p in sheet.image: assert np.array_equal(np.asarray(Image.open(work/p)), np.asarray(Image.open(healthy_work/p))), p
 
-def test_textual_inversion_two_processes_killed_then_one(lora_work, tmp_path):
-    from cgddi.textual_inversion import TIConfig, train_textual_inversion
-    work = _without(lora_work, tmp_path/"w", "textual_inversion", "lora")
-    cfg = TIConfig(**TINY_TI, num_processes=2)
-    _killed_launch("cgddi.textual_inversion", "_token", "train_textual_inversion", "TIConfig", work, cfg, tmp_path)
-    done = _mtimes((work/"textual_inversion").rglob("ti.json"))
-    ref = lora_work/"textual_inversion"/"shared"
+@pytest.mark.parametrize("module, item, stage, folder, facts, weights", [
+    ("cgddi.textual_inversion", "_token", "train_textual_inversion", "textual_inversion", "ti.json", "learned_embeds.safetensors"),
+    ("cgddi.lora", "_adapter", "train_loras", "lora", "lora.json", "pytorch_lora_weights.safetensors")], ids=["textual_inversion", "lora"])
+def test_tokens_and_adapters_two_processes_killed_then_one(lora_work, tmp_path, module, item, stage, folder, facts, weights):
+    import importlib
+    mod = importlib.import_module(module)
+    cfg = mod.TIConfig(**TINY_TI, num_processes=2) if folder == "textual_inversion" else mod.LoRAConfig(**TINY_LORA, num_processes=2)
+    work = _without(lora_work, tmp_path/"w", *dict.fromkeys([folder, "lora"]))  # tokens: their adapters go too
+    _killed_launch(module, item, stage, type(cfg).__name__, work, cfg, tmp_path)
+    done = _mtimes((work/folder).rglob(facts))
+    ref = lora_work/folder/"shared"
     n = len(pd.read_csv(ref/"concepts.csv"))
-    assert 1 <= len(done) < n and not (work/"textual_inversion"/"shared"/"concepts.csv").exists()
-    out = train_textual_inversion(work, dataclasses.replace(cfg, num_processes=1))
-    assert len(out) == n and _mtimes(done) == done                        # finished tokens are not trained again
-    _same_table(work/"textual_inversion"/"shared"/"concepts.csv", ref/"concepts.csv", ignore=["model"])  # `model`: each work dir's tiny model
+    assert 1 <= len(done) < n and not (work/folder/"shared"/"concepts.csv").exists()
+    out = getattr(mod, stage)(work, dataclasses.replace(cfg, num_processes=1))  # restarted with another number of processes
+    assert len(out) == n and _mtimes(done) == done                              # finished ones are not trained again
+    _same_table(work/folder/"shared"/"concepts.csv", ref/"concepts.csv", ignore=["model"])  # `model`: each work dir's tiny model
     for slug in out.disease_slug:
-        a, b = (load_file(w/"textual_inversion"/"shared"/slug/"learned_embeds.safetensors") for w in (work, lora_work))
-        assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-5) for k in a), slug
-
-def test_lora_two_processes_killed_then_one(lora_work, tmp_path):
-    from cgddi.lora import LoRAConfig, train_loras
-    work = _without(lora_work, tmp_path/"w", "lora")
-    cfg = LoRAConfig(**TINY_LORA, num_processes=2)
-    _killed_launch("cgddi.lora", "_adapter", "train_loras", "LoRAConfig", work, cfg, tmp_path)
-    done = _mtimes((work/"lora").rglob("lora.json"))
-    ref = lora_work/"lora"/"shared"
-    n = len(pd.read_csv(ref/"concepts.csv"))
-    assert 1 <= len(done) < n and not (work/"lora"/"shared"/"concepts.csv").exists()
-    out = train_loras(work, dataclasses.replace(cfg, num_processes=1))
-    assert len(out) == n and _mtimes(done) == done                        # finished adapters are not trained again
-    _same_table(work/"lora"/"shared"/"concepts.csv", ref/"concepts.csv", ignore=["model"])
-    for slug in out.disease_slug:
-        a, b = (load_file(w/"lora"/"shared"/slug/"pytorch_lora_weights.safetensors") for w in (work, lora_work))
+        a, b = (load_file(w/folder/"shared"/slug/weights) for w in (work, lora_work))
         assert a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-5) for k in a), slug
 
 def test_classify_two_processes_killed_then_one(lora_work, tmp_path):
