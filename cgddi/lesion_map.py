@@ -230,10 +230,14 @@ def _map_one(job:dict)->tuple[str, int, int]:
 
 def _tidy(work:Path, keep:set|None):
     "Remove temporary files a killed run left and, unless `keep` is None, the outputs of healthy images not in `keep`."
-    for d in [manifest_dir(work, "lesion_mapped"), work/"lesion_map"/"candidates", work/"lesion_mapped"]:
+    shards = manifest_dir(work, "lesion_mapped"); shards.mkdir(parents=True, exist_ok=True)
+    imported = {Path(i).parts[1] for s in shards.glob(f"{IMPORTED_SHARD}*.csv") for i in pd.read_csv(s, usecols=["image"]).image
+                if Path(i).parts[0] == "lesion_mapped" and len(Path(i).parts) > 2}  # folders of an imported set's images
+    for d in [shards, work/"lesion_map"/"candidates", work/"lesion_mapped"]:
         d.mkdir(parents=True, exist_ok=True)
         for p in d.iterdir():
-            if p.name.startswith((".", IMPORTED_SHARD)): continue  # hidden (the index; temps: below) and imported shards stay
+            if p.name.startswith((".", IMPORTED_SHARD)) or (d.name == "lesion_mapped" and d.parent == work and p.name in imported):
+                continue  # hidden (the index; temps: below), imported shards and the images they list stay
             if keep is not None and p.stem not in keep: shutil.rmtree(p) if p.is_dir() else p.unlink()
         remove_stale_temps(d)
 

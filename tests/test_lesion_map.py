@@ -176,3 +176,18 @@ def test_self_pairs_put_a_healthy_images_own_lesion_back(work_copy):
     ddi = read_data(work_copy); donors = set(ddi.ddi_id[ddi.frame_mask_path.notna()])
     assert set(own.base_id) == set(log_self.base_id) & donors  # every kept canvas that is also a donor gets its own lesion
     assert len(log_self) == len(log) + len(own)
+
+def test_tidy_leaves_an_imported_sets_images(tmp_path):
+    "02's tidy-up removes outputs of healthy images no longer kept, but not the images an imported shard lists."
+    from cgddi.lesion_map import _tidy
+    from cgddi.manifest import IMPORTED_SHARD, manifest_dir
+    work = tmp_path/"w"
+    for rel in ("lesion_mapped/release-a/1.png", "lesion_mapped/000002/0.png", "lesion_mapped/000003/0.png"):
+        (work/rel).parent.mkdir(parents=True, exist_ok=True); (work/rel).write_bytes(b"png")
+    shards = manifest_dir(work, "lesion_mapped"); shards.mkdir(parents=True)
+    pd.DataFrame({"image": ["lesion_mapped/release-a/1.png"]}).to_csv(shards/f"{IMPORTED_SHARD}abc.csv", index=False)
+    pd.DataFrame({"image": ["lesion_mapped/000003/0.png"]}).to_csv(shards/"000003.csv", index=False)
+    _tidy(work, keep={"000002"})
+    assert sorted(str(p.relative_to(work)) for p in (work/"lesion_mapped").rglob("*.png")) == ["lesion_mapped/000002/0.png",
+                                                                                              "lesion_mapped/release-a/1.png"]
+    assert sorted(p.name for p in shards.iterdir()) == [f"{IMPORTED_SHARD}abc.csv"]  # 000003's shard went with its images
