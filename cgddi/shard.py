@@ -88,10 +88,15 @@ def stage_cli(run:Callable, # the stage's function: `run(work_dir, cfg, share=)`
     "`python -m cgddi.<stage>` under `accelerate launch`: run this process's share; print one JSON line of what it did."
     ap = argparse.ArgumentParser(prog=f"python -m {run.__module__}", description=f"{run.__doc__} (one process's share)")
     ap.add_argument("--work-dir", required=True, help="run root")
-    ap.add_argument("--config", required=True, help=f"JSON file of {config_class.__name__} fields (those left out keep their defaults)")
+    ap.add_argument("--config", required=True, help=f"JSON or YAML file of {config_class.__name__} fields (those left out keep their defaults), "
+                                                    "e.g. `write_config`'s, or `cgddi params --params P STAGE`'s")
     args = ap.parse_args(argv)
-    try: cfg = config_class(**json.loads(Path(args.config).read_text()))
-    except (OSError, ValueError, TypeError) as e: raise ValueError(f"{args.config}: not a {config_class.__name__} JSON file ({e}).")
+    import yaml
+    try:
+        fields = yaml.safe_load(Path(args.config).read_text()) or {}  # JSON is YAML
+        cfg = config_class(**{k: v for k, v in fields.items() if k not in ("work_dir", "report_dir")})  # a notebook's paths: --work-dir says it
+    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError) as e:
+        raise ValueError(f"{args.config}: not a {config_class.__name__} JSON or YAML file ({e}).")
     share, t0 = launched_share(cpu=getattr(cfg, "device", None) == "cpu"), time.perf_counter()
     result = run(args.work_dir, cfg, share=share)
     facts = dict(process=share.index, processes=share.count, seconds=round(time.perf_counter() - t0, 1))
