@@ -113,7 +113,7 @@ class progress_bar(tqdm):
     def _report(self, closed:bool=False):
         "Write this bar's state into the progress file (one entry per open bar, in the order they opened)."
         if not self._report_to: return
-        path, key = Path(self._report_to), str(id(self))
+        path, key = Path(self._report_to), f"{os.getpid()}:{id(self)}"  # processes of a launch share the file
         try: bars = json.loads(path.read_text()) if path.exists() else {}
         except ValueError: bars = {}
         if closed: bars.pop(key, None)

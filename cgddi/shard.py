@@ -93,7 +93,9 @@ def stage_cli(run:Callable, # the stage's function: `run(work_dir, cfg, share=)`
     args = ap.parse_args(argv)
     import yaml
     try:
-        fields = yaml.safe_load(Path(args.config).read_text()) or {}  # JSON is YAML
+        text = Path(args.config).read_text()
+        try: fields = json.loads(text)  # JSON first: YAML 1.1 reads JSON's 5e-06 as a string
+        except ValueError: fields = yaml.safe_load(text) or {}
         cfg = config_class(**{k: v for k, v in fields.items() if k not in ("work_dir", "report_dir")})  # a notebook's paths: --work-dir says it
     except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError) as e:
         raise ValueError(f"{args.config}: not a {config_class.__name__} JSON or YAML file ({e}).")
