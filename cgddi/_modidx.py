@@ -48,6 +48,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.classify._labels': ('classify.html#_labels', 'cgddi/classify.py'),
                                 'cgddi.classify._split_data': ('classify.html#_split_data', 'cgddi/classify.py'),
                                 'cgddi.classify._synthetic': ('classify.html#_synthetic', 'cgddi/classify.py'),
+                                'cgddi.classify._text_encoder': ('classify.html#_text_encoder', 'cgddi/classify.py'),
                                 'cgddi.classify._train': ('classify.html#_train', 'cgddi/classify.py'),
                                 'cgddi.classify._train_set': ('classify.html#_train_set', 'cgddi/classify.py'),
                                 'cgddi.classify.accelerator': ('classify.html#accelerator', 'cgddi/classify.py'),

@@ -418,13 +418,16 @@ def _done(work:Path, run:tuple, phash:str)->bool:
     facts = json.loads(out.with_suffix(".json").read_text())
     return facts.get("params_hash") == phash and (out.exists() or facts["status"] == "skipped")
 
+def _text_encoder(work:Path, cfg:ClassifyConfig)->str:
+    "PatchAlign's text encoder: `cfg.text_encoder`, or for 'tiny' the tiny one under `models/`, built the first time."
+    if cfg.text_encoder != "tiny" or cfg.label_embeddings_npy is not None: return cfg.text_encoder
+    encoder = work/"models"/"tiny_clip_text"
+    if not (encoder/"tokenizer").exists(): tiny_clip_text(str(encoder))
+    return str(encoder)
+
 def _labels(work:Path, cfg:ClassifyConfig)->torch.Tensor:
-    "PatchAlign's label embeddings: from `label_embeddings_npy`, or the text encoder (a tiny one built under `models/`)."
-    encoder = cfg.text_encoder
-    if encoder == "tiny" and cfg.label_embeddings_npy is None:
-        encoder = str(work/"models"/"tiny_clip_text")
-        if not (Path(encoder)/"tokenizer").exists(): tiny_clip_text(encoder)
-    return label_embeddings(label_texts(read_data(work)), encoder, cfg.label_embeddings_npy)
+    "PatchAlign's label embeddings: from `label_embeddings_npy`, or the text encoder."
+    return label_embeddings(label_texts(read_data(work)), _text_encoder(work, cfg), cfg.label_embeddings_npy)
 
 def run_experiments(work_dir, # run root written by the earlier stages
                     cfg:ClassifyConfig, # the stage's settings
@@ -435,7 +438,7 @@ def run_experiments(work_dir, # run root written by the earlier stages
     runs = planned_runs(cfg, split_seeds(work, cfg))
     patchalign = any(m == "patchalign" for *_, m in runs)
     share = take_share("cgddi.classify", work, cfg, share,  # launched processes train; this call then finds every run done
-                       lambda: patchalign and _labels(work, cfg))  # a tiny text encoder is built once
+                       lambda: patchalign and _text_encoder(work, cfg))  # a tiny text encoder is built once
     acc, labels = accelerator(cfg), _labels(work, cfg) if patchalign else None
     groups = share.mine(dict.fromkeys(r[:2] for r in runs))  # (protocol, seed): a group's Exp. 2 starts from its Exp. 1, so one process runs it
     memo = {}  # the inputs and their hashes, read once: running does not change the manifests or splits

@@ -112,10 +112,10 @@ def add_token(tokenizer, # CLIPTokenizer (changed in place)
 
 # %% ../nbs/03_textual_inversion.ipynb #fdbba371
 def effective_lr(cfg:TIConfig, # learning rate, batch size, accumulation, `scale_lr`
-                 acc:Accelerator, # the stage's accelerator (its processes)
+                 acc:Accelerator, # the stage's accelerator (its gradient accumulation)
                 )->float:
-    "The learning rate training uses: `learning_rate`, times batch x accumulation x processes when `scale_lr` (as diffusers' scripts)."
-    return cfg.learning_rate * (cfg.batch_size * acc.gradient_accumulation_steps * acc.num_processes if cfg.scale_lr else 1)
+    "The learning rate training uses: `learning_rate`, times batch x accumulation when `scale_lr` (as diffusers' scripts; each process trains its own tokens)."
+    return cfg.learning_rate * (cfg.batch_size * acc.gradient_accumulation_steps if cfg.scale_lr else 1)
 
 class TokenRow(nn.Module):
     "The one trainable row of textual inversion: it stands in for the token's embedding wherever the token occurs."
