@@ -89,6 +89,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'cgddi.config.file_hash': ('config.html#file_hash', 'cgddi/config.py'),
                               'cgddi.config.link_or_copy': ('config.html#link_or_copy', 'cgddi/config.py'),
                               'cgddi.config.params_hash': ('config.html#params_hash', 'cgddi/config.py'),
+                              'cgddi.config.scratch_dir': ('config.html#scratch_dir', 'cgddi/config.py'),
                               'cgddi.config.seed_of': ('config.html#seed_of', 'cgddi/config.py'),
                               'cgddi.config.value_error': ('config.html#value_error', 'cgddi/config.py')},
             'cgddi.data': { 'cgddi.data.DataError': ('data.html#dataerror', 'cgddi/data.py'),

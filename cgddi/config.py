@@ -5,7 +5,7 @@ content hashes that name a file's version."""
 
 # %% ../nbs/00j_config.ipynb #cfg01
 from __future__ import annotations
-import hashlib, json, os, shutil
+import atexit, hashlib, json, os, shutil, tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
@@ -13,7 +13,7 @@ import numpy as np
 from .report import atomic_path
 
 # %% auto #0
-__all__ = ['params_hash', 'Between', 'value_error', 'StageConfig', 'seed_of', 'link_or_copy', 'file_hash']
+__all__ = ['params_hash', 'Between', 'value_error', 'StageConfig', 'seed_of', 'link_or_copy', 'file_hash', 'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
 def params_hash(params:dict, # the parameters that determine an output
@@ -93,3 +93,11 @@ def link_or_copy(src, # an existing file
 def file_hash(path)->str:
     "Short content hash of a file: outputs made from another version of it are recognised and redone."
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+# %% ../nbs/00j_config.ipynb #scr01
+def scratch_dir(prefix:str="cgddi-", # the start of the folder's name
+               )->Path:
+    "A new temporary folder, removed with everything in it when this Python process ends."
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, True)
+    return path

@@ -13,7 +13,7 @@ import papermill as pm
 import yaml
 import cgddi
 from .data import DataError, FRAME_MODES
-from .config import Between, value_error
+from .config import Between, scratch_dir, value_error
 from .automask import MASK_MODES, AUTO_BACKENDS
 from .report import BENCHMARK_NOTICE, PROGRESS_ENV, atomic_path, render_index, progress_line, work_dir_lock, WorkDirLocked
 
@@ -407,7 +407,7 @@ STANDALONE = {  # quick settings for a standalone run: where they differ from th
     "06_classify": dict(epochs=1, finetune_epochs=1, max_synthetic=64),
 }
 
-def standalone(work_dir=None, # folder to run in; None: a new temporary folder
+def standalone(work_dir=None, # folder to run in; None: a new temporary folder, removed when this process ends
                upto:str="00_data", # the last stage to run
               )->Path:
     "A small embedded-benchmark run of every stage up to `upto`, for a notebook stepped through on its own; returns the work dir."
@@ -415,7 +415,7 @@ def standalone(work_dir=None, # folder to run in; None: a new temporary folder
     if upto not in order: raise ValueError(f"standalone: unknown stage {upto!r}; use one of {order}.")
     from cgddi.benchmark import make_benchmark
     from cgddi.data import load_ddi, write_data, write_splits
-    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="cgddi-"))
+    work = Path(work_dir) if work_dir else scratch_dir()
     print(f"standalone: {', '.join(order[:order.index(upto) + 1])} on a small embedded benchmark in {work}")
     data = STANDALONE["00_data"]
     ddi = write_data(load_ddi(make_benchmark(work/"benchmark", n_images=data["n_images"]), check_images=False), work)
