@@ -1,5 +1,5 @@
 "The notebooks: their own test cells (nbdev-test), the papermill parameters tag, and the README."
-import shutil, subprocess, sys
+import os, shutil, subprocess, sys
 from pathlib import Path
 import nbformat
 import pytest
@@ -11,8 +11,10 @@ BIN = Path(sys.executable).parent
 def _tool(name):
     return str(BIN/name) if (BIN/name).exists() else shutil.which(name)
 
-def test_nbdev_test_passes():
-    r = subprocess.run([_tool("nbdev-test"), "--n-workers", "2"], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+def test_nbdev_test_passes(tmp_path):
+    # nbdev-test runs the notebooks in pool workers, which end without atexit: their scratch folders go with tmp_path
+    r = subprocess.run([_tool("nbdev-test"), "--n-workers", "2"], cwd=ROOT, capture_output=True, text=True, timeout=1200,
+                       env=os.environ | {"TMPDIR": str(tmp_path)})
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
 
 @pytest.mark.parametrize("stage", list(stage_notebooks(ROOT/"nbs")))
