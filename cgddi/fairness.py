@@ -15,7 +15,7 @@ import pandas as pd
 from torch import nn
 from PIL import Image
 from sklearn.metrics import roc_auc_score
-from .data import TONES, TONE_ORDER, SKIN, DataError, read_data, read_image, ita
+from .data import TONES, TONE_ORDER, SKIN, read_data, read_image, ita
 from .manifest import ManifestError, read_manifests
 from .config import Between, StageConfig
 from .leakage import leak_kinds, adapter_train_ids

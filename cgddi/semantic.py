@@ -5,7 +5,7 @@ healthy image into "An image of <disease> on a {tone}-toned individual", R times
 
 # %% ../nbs/05_semantic.ipynb #e6f6a56c
 from __future__ import annotations
-import dataclasses, json, os, shutil, sys
+import json, sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar

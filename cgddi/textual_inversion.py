@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from safetensors.torch import save_file
 from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data, read_split
-from .manifest import SHARED, PAPER, GENERATORS, remove_stale_temps, write_concepts, split_name, write_set_split
+from .manifest import SHARED, PAPER, GENERATORS, remove_stale_temps, write_concepts, write_set_split
 from .config import Between, StageConfig, seed_of, file_hash
 from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli

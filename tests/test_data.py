@@ -63,7 +63,6 @@ def test_joined_table_matches_paper():
 
 def _bomb(path):
     "A small PNG whose header claims 30000 x 30000 pixels (Pillow's bomb check reads only the header)."
-    from PIL import Image
     import struct, zlib
     ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
     chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))

@@ -1,5 +1,4 @@
 "Loading real models: ids that moved, missing folders and no network give one error naming the fix; dtypes are honoured."
-import dataclasses
 import pytest
 import torch
 from cgddi.tiny import ModelLoadError, tiny_sd

@@ -16,7 +16,7 @@ def test_export_dataset_command(work_copy, tmp_path, capsys):
 
 def test_round_trip_gives_the_same_tables(tmp_path):
     "Export a benchmark run, import it into a fresh work dir with the same 00_data outputs: classification gives the same predictions."
-    import shutil, dataclasses
+    import shutil
     from cgddi.run import standalone
     from cgddi.classify import ClassifyConfig, run_experiments, read_predictions
     from cgddi.fairness import per_seed_metrics
@@ -44,8 +44,7 @@ def test_import_adapters_command_names_the_bad_folder(work_copy, tmp_path, capsy
     assert str(bad) in err and "learned_embeds.safetensors" in err
 
 # --- hostile and broken releases: refused by name before anything is written (issues 24, 28) ---
-import json, os, shutil
-import numpy as np
+import json, shutil
 import pytest
 from PIL import Image
 from cgddi.data import DataError

@@ -1,12 +1,12 @@
 "Textual inversion, LoRA and semantic sampling on tiny models: sharding over processes, resume after a kill, bad input."
-import dataclasses, json, re, shutil, signal, subprocess, sys, time
+import dataclasses, json, shutil, signal, subprocess, sys
 from pathlib import Path
 import numpy as np
 import torch
 import pandas as pd
 import pytest
 from PIL import Image
-from cgddi.data import DataError, read_data, write_splits, read_split
+from cgddi.data import DataError, read_data
 from cgddi.manifest import ManifestError, read_manifest, manifest_dir, set_test_ids
 from cgddi.leakage import audit_leakage
 from cgddi.textual_inversion import TIConfig, ti_training_set, train_textual_inversion

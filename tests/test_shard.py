@@ -1,6 +1,6 @@
 """01, 03, 04 and 06 over processes (`cgddi.shard`): two CPU processes, one killed right after a known number of finished
 items, then a restart in one process: what was finished is not redone, and the tables equal those of one process."""
-import dataclasses, json, shutil, subprocess, sys
+import dataclasses, shutil, subprocess, sys
 from pathlib import Path
 import numpy as np
 import torch
