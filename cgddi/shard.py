@@ -114,9 +114,9 @@ def take_share(module:str, # the stage's module, e.g. "cgddi.lora"
                prepare:Callable=lambda: None, # what must happen once before the processes start (build a tiny model, remove stale temps)
               )->Share:
     "The share this call works on. Called with none and `num_processes` > 1, it first launches the processes (the call then finds their work done)."
-    if share is None and cfg.num_processes > 1: prepare(); launch(module, work_dir, cfg)
-    share = share or Share()
-    if share.is_main: prepare()
+    launching, share = share is None and cfg.num_processes > 1, share or Share()
+    if share.is_main: prepare()  # once here, before the processes start (a launched first process finds it done)
+    if launching: launch(module, work_dir, cfg)
     share.wait()
     return share
 

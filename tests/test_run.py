@@ -3,8 +3,8 @@ import hashlib, json, re, subprocess, sys
 from pathlib import Path
 import pandas as pd
 import pytest
-from cgddi.report import BENCHMARK_NOTICE
 from types import SimpleNamespace
+from cgddi.report import BENCHMARK_NOTICE
 from cgddi.run import check_params, load_params, project_root, stage_notebooks, status, main
 
 ROOT = project_root()
