@@ -15,7 +15,7 @@ from cgddi.benchmark import make_benchmark
 from cgddi.data import load_ddi, write_data
 from cgddi.healthy import make_healthy, HealthyConfig
 from cgddi.lesion_map import map_lesions, LesionMapConfig
-from cgddi.manifest import REVIEW_SHEET
+from cgddi.layout import REVIEW_SHEET
 
 PAPER_CANDIDATES = 103_206
 

@@ -18,19 +18,20 @@ import matplotlib.pyplot as plt
 from PIL import Image
 from scipy import ndimage as ndi
 from torchmetrics.functional.segmentation import dice_score
-from .data import (BACKGROUND, LESION, MARKER, RULER, SKIN, MASK_CLASSES, MASK_SIZE, MASK_COLOURS, TONE_ORDER, FRAME_MODES,
+from .data import (MASK_MODES, AUTO_BACKENDS, BACKGROUND, LESION, MARKER, RULER, SKIN, MASK_CLASSES, MASK_SIZE, MASK_COLOURS, TONE_ORDER, FRAME_MODES,
                         DataError, read_data, read_image, sddi_frame_mask, to_mask_frame, to_lab)
 from .config import StageConfig
 from .report import atomic_path, progress_bar
 from .tiny import model_load_error, weights_label
+from .layout import DDI_TABLE, AUTO_MASKS
+
 
 # %% auto #0
 __all__ = ['RULER_MIN_L', 'RULER_MAX_CHROMA', 'MARKER_MIN_A', 'MARKER_MAX_B', 'CLUSTERS', 'SKIN_MERGE_DE', 'LESION_SKIN_CONTACT',
-           'BACKGROUND_SKIN_CONTACT', 'EDGE_WEIGHT', 'MIN_LESION', 'DEFAULT_SAM_MODEL', 'SAM_TYPES', 'AUTO_BACKENDS',
-           'MASK_MODES', 'AUTO_MASK_DIR', 'find_ruler', 'find_marker', 'remove_hair', 'skin_colour',
-           'lesion_and_background', 'classical_mask', 'SamPrompter', 'load_sam', 'lesion_box', 'with_lesion',
-           'auto_mask', 'AutoMaskConfig', 'write_auto_masks', 'mask_dice', 'dice_per_image', 'dice_table',
-           'plot_auto_masks']
+           'BACKGROUND_SKIN_CONTACT', 'EDGE_WEIGHT', 'MIN_LESION', 'DEFAULT_SAM_MODEL', 'SAM_TYPES', 'find_ruler',
+           'find_marker', 'remove_hair', 'skin_colour', 'lesion_and_background', 'classical_mask', 'SamPrompter',
+           'load_sam', 'lesion_box', 'with_lesion', 'auto_mask', 'AutoMaskConfig', 'write_auto_masks', 'mask_dice',
+           'dice_per_image', 'dice_table', 'plot_auto_masks']
 
 # %% ../nbs/00h_automask.ipynb #am05
 RULER_MIN_L, RULER_MAX_CHROMA = 80, 12  # ruler: bright and nearly grey
@@ -177,8 +178,6 @@ def with_lesion(mask:np.ndarray, # sDDI-class mask
     return out
 
 # %% ../nbs/00h_automask.ipynb #am12
-AUTO_BACKENDS = ("classical", "sam")
-
 def auto_mask(image, # PIL image or HxWx3 uint8 array, any size
               backend:str="classical", # "classical" (no weights) or "sam" (SAM prompted with the classical lesion box)
               sam_model:str|SamPrompter=DEFAULT_SAM_MODEL, # sam: hub id, local folder or a loaded `SamPrompter`
@@ -195,9 +194,6 @@ def auto_mask(image, # PIL image or HxWx3 uint8 array, any size
     return mask
 
 # %% ../nbs/00h_automask.ipynb #am15
-MASK_MODES = ("sddi", "auto", "sddi+auto")
-AUTO_MASK_DIR = "data/auto_masks"
-
 @dataclass(kw_only=True)
 class AutoMaskConfig(StageConfig):
     "00_data's masks: which images get an automatic one, and how it is made."
@@ -231,8 +227,8 @@ def write_auto_masks(ddi:pd.DataFrame, # `cgddi.data.write_data` output
     annotated = out.mask_path.notna()
     wanted = {"sddi": annotated & False, "auto": annotated | True, "sddi+auto": ~annotated}[cfg.masks]
     need = wanted | (annotated & evaluate)
-    auto_path = pd.Series([f"{AUTO_MASK_DIR}/{Path(f).stem}.npy" for f in out.file], index=out.index)
-    stamp, settings = work/AUTO_MASK_DIR/"automask.json", {**cfg.settings(), "code": _code_hash()}
+    auto_path = pd.Series([f"{AUTO_MASKS}/{Path(f).stem}.npy" for f in out.file], index=out.index)
+    stamp, settings = work/AUTO_MASKS/"automask.json", {**cfg.settings(), "code": _code_hash()}
     if cfg.auto_mask_backend == "classical": settings.pop("sam_model")  # no weights: another SAM id changes no mask
     fresh = stamp.exists() and json.loads(stamp.read_text()) == settings
     if stamp.exists() and not fresh: stamp.unlink()
@@ -252,7 +248,7 @@ def write_auto_masks(ddi:pd.DataFrame, # `cgddi.data.write_data` output
     out["frame_mask_path"] = out.frame_mask_path.where(~wanted, auto_path.where(found, None))  # masks: auto never falls back on sDDI
     out["mask_source"] = np.where(use_auto, "auto", np.where(annotated & ~wanted, "sddi", ""))
     out["auto_mask_path"] = auto_path.where(need, None)
-    with atomic_path(work/"data"/"ddi.csv") as t: out.to_csv(t, index=False)
+    with atomic_path(work/DDI_TABLE) as t: out.to_csv(t, index=False)
     return out
 
 # %% ../nbs/00h_automask.ipynb #am17
@@ -269,7 +265,7 @@ def dice_per_image(work_dir, # run root after `write_auto_masks(..., evaluate=Tr
                   )->pd.DataFrame:
     "One row per sDDI-annotated image: ddi_id, tone and the Dice of its auto mask per class."
     work = Path(work_dir); ddi = read_data(work)
-    if "auto_mask_path" not in ddi: raise DataError(f"{work/'data/ddi.csv'}: no auto masks; run 00_data with auto_mask_dice on.")
+    if "auto_mask_path" not in ddi: raise DataError(f"{work/DDI_TABLE}: no auto masks; run 00_data with auto_mask_dice on.")
     both = ddi[ddi.mask_path.notna() & ddi.auto_mask_path.notna()]
     if both.empty: return pd.DataFrame(columns=["ddi_id", "tone", *MASK_CLASSES.values()])
     true = np.stack([np.load(work/sddi_frame_mask(f)) for f in both.file])

@@ -29,14 +29,16 @@ from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, lab
 from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
 from .tiny import tiny_clip_text
+from .layout import EXTERNAL, MODELS, PREDICTIONS, CLASSIFIER_MODELS, EXTERNAL_PREDICTIONS, REVIEW_SHEET, run_path
+
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'COUNTS',
            'RUN_COLUMNS', 'ClassifyConfig', 'transforms', 'read_rgb', 'image_reader', 'ImageTable', 'balanced_sampler',
            'accelerator', 'make_model', 'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table',
            'balanced_sample', 'type_tone_counts', 'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds',
-           'run_hash', 'run_experiments', 'read_runs', 'read_predictions', 'external_table', 'external_path',
-           'evaluate_external', 'read_external_predictions', 'recognition_table']
+           'run_hash', 'run_experiments', 'read_runs', 'read_predictions', 'classify_progress', 'external_table',
+           'external_path', 'evaluate_external', 'read_external_predictions', 'recognition_table']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -231,11 +233,11 @@ COUNTS = ("dropped_base", "dropped_donor", "dropped_adapter", "dropped_few_sampl
 
 def prediction_path(work_dir, protocol:str, experiment:str, method:str, seed:int)->Path:
     "Where one run's predictions live (its facts are beside it, `.json`)."
-    return Path(work_dir)/"classify"/"predictions"/protocol/experiment/method/f"S{seed}.csv"
+    return run_path(work_dir, PREDICTIONS, protocol, experiment, method, seed)
 
 def model_path(work_dir, protocol:str, experiment:str, method:str, seed:int)->Path:
     "Where one run's model weights live (safetensors)."
-    return Path(work_dir)/"classify"/"models"/protocol/experiment/method/f"S{seed}.safetensors"
+    return run_path(work_dir, CLASSIFIER_MODELS, protocol, experiment, method, seed, ".safetensors")
 
 RUN_COLUMNS = ["image", "type", "base_id", "donor_id", "disease_joined", "malignant", "tone", "n_train_samples", "adapter"]  # what a run reads of a row
 
@@ -375,7 +377,7 @@ def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, # the 
         with atomic_path(out) as t: pred.to_csv(t, index=False)
     else:  # skipped under these settings: what an earlier run wrote here must not be read as this run's
         stale = [out, model_path(work, protocol, experiment, method, seed), train_set_path(work, protocol, experiment, method, seed),
-                 *(work/"classify"/"external").glob(f"*/{protocol}/{experiment}/{method}/S{seed}.csv")]
+                 *(work/EXTERNAL_PREDICTIONS).glob(f"*/{protocol}/{experiment}/{method}/S{seed}.csv")]
         for p in stale: p.unlink(missing_ok=True)
     with atomic_path(out.with_suffix(".json")) as t: t.write_text(json.dumps(facts, indent=1, default=str))
     return facts
@@ -421,7 +423,7 @@ def _done(work:Path, run:tuple, phash:str)->bool:
 def _text_encoder(work:Path, cfg:ClassifyConfig)->str:
     "PatchAlign's text encoder: `cfg.text_encoder`, or for 'tiny' the tiny one under `models/`, built the first time."
     if cfg.text_encoder != "tiny" or cfg.label_embeddings_npy is not None: return cfg.text_encoder
-    encoder = work/"models"/"tiny_clip_text"
+    encoder = work/MODELS/"tiny_clip_text"
     if not (encoder/"tokenizer").exists(): tiny_clip_text(str(encoder))
     return str(encoder)
 
@@ -451,7 +453,7 @@ def run_experiments(work_dir, # run root written by the earlier stages
 
 def read_runs(work_dir)->pd.DataFrame:
     "The facts of every finished run (one row each)."
-    files = sorted((Path(work_dir)/"classify"/"predictions").rglob("S*.json"))
+    files = sorted((Path(work_dir)/PREDICTIONS).rglob("S*.json"))
     if not files: raise DataError(f"{Path(work_dir)/'classify'}: no classification runs; run 06_classify first.")
     rows = [json.loads(f.read_text()) for f in files]
     out = pd.DataFrame([{k: v for k, v in r.items() if k != "history"} for r in rows])
@@ -467,14 +469,25 @@ def read_predictions(work_dir)->pd.DataFrame:
         missing = [c for c in PREDICTION_COLUMNS if c not in pred.columns]
         if missing: raise DataError(f"{p}: missing column(s) {missing}; rerun 06_classify for this run.")
         frames.append(pred.assign(protocol=r.protocol, experiment=r.experiment, method=r.method, seed=r.seed))
-    if not frames: raise DataError(f"{Path(work_dir)/'classify'/'predictions'}: no classification run finished, all were skipped; "
+    if not frames: raise DataError(f"{Path(work_dir)/PREDICTIONS}: no classification run finished, all were skipped; "
                                    "their reasons are in the S*.json files there.")
     return pd.concat(frames, ignore_index=True)
+
+# %% ../nbs/06_classify.ipynb #progress06
+def classify_progress(work_dir, # run root
+                      cfg:ClassifyConfig, # the stage's settings
+                     )->tuple[int, int, str]:
+    "(runs finished with the current settings and inputs, runs planned, what) for `cgddi status`."
+    runs = planned_runs(cfg, split_seeds(work_dir, cfg))
+    recorded = read_runs(work_dir).set_index(["protocol", "seed", "experiment", "method"]).get("params_hash", pd.Series(dtype=object)).to_dict()
+    memo = {}
+    return (sum(recorded.get(r) == run_hash(work_dir, cfg, r, memo) for r in runs), len(runs),
+            "classification runs finished with the current settings and inputs")
 
 # %% ../nbs/06_classify.ipynb #ext06
 def external_table(work_dir, cfg:ClassifyConfig)->pd.DataFrame:
     "The external test images with a malignancy label and a tone: image_id, path, malignant, tone, fitzpatrick."
-    root = Path(cfg.external_root) if cfg.external_root else Path(work_dir)/"external"/cfg.external_test
+    root = Path(cfg.external_root) if cfg.external_root else Path(work_dir)/EXTERNAL/cfg.external_test
     t = load_f17k(root, centaur=cfg.external_centaur)
     t = t[t.malignant.notna() & t.tone.notna()]
     if t.empty: raise DataError(f"{root}: no benign or malignant image with a known tone to test on.")
@@ -482,7 +495,7 @@ def external_table(work_dir, cfg:ClassifyConfig)->pd.DataFrame:
 
 def external_path(work_dir, name:str, protocol:str, experiment:str, method:str, seed:int)->Path:
     "Where one run's predictions on an external set live."
-    return Path(work_dir)/"classify"/"external"/name/protocol/experiment/method/f"S{seed}.csv"
+    return Path(work_dir)/EXTERNAL_PREDICTIONS/name/protocol/experiment/method/f"S{seed}.csv"
 
 def evaluate_external(work_dir, cfg:ClassifyConfig, # the run root and the stage's settings (external_test, external_root)
                       runs:list, # (protocol, seed, experiment, method) to test, e.g. `planned_runs`
@@ -505,7 +518,7 @@ def evaluate_external(work_dir, cfg:ClassifyConfig, # the run root and the stage
 
 def read_external_predictions(work_dir, name:str="f17k")->pd.DataFrame:
     "Every finished run's predictions on an external set, with protocol, experiment, method and seed columns (empty if none)."
-    root, runs = Path(work_dir)/"classify"/"external"/name, read_runs(work_dir)
+    root, runs = Path(work_dir)/EXTERNAL_PREDICTIONS/name, read_runs(work_dir)
     done = set(runs[runs.status == "done"][["protocol", "experiment", "method", "seed"]].itertuples(index=False, name=None))
     frames = [pd.read_csv(p).assign(protocol=p.parts[-4], experiment=p.parts[-3], method=p.parts[-2], seed=int(p.stem[1:]))
               for p in sorted(root.rglob("S*.csv")) if (p.parts[-4], p.parts[-3], p.parts[-2], int(p.stem[1:])) in done]

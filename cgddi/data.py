@@ -7,7 +7,9 @@ writes the image table, the frames and the five train/test splits every later st
 from __future__ import annotations
 import warnings
 from importlib.resources import files
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 import numpy as np
 import pandas as pd
 import cv2
@@ -15,15 +17,18 @@ import matplotlib.pyplot as plt
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 from .report import atomic_path, BENCHMARK_NOTICE, progress_bar
+from .config import Between, StageConfig
+from .layout import DDI_TABLE, FRAMES, FRAME_MASKS, SPLITS, BENCHMARK, EXTERNAL, split_path
 
 # %% auto #0
 __all__ = ['TONES', 'TONE_ORDER', 'BACKGROUND', 'LESION', 'MARKER', 'RULER', 'SKIN', 'MASK_CLASSES', 'MASK_SIZE', 'METADATA_FILE',
            'METADATA_COLUMNS', 'SPLIT_SEEDS', 'FRAME_MODES', 'F17K_FILE', 'F17K_COLUMNS', 'F17K_TONES',
-           'F17K_MALIGNANT', 'SPLIT_MODES', 'TONE_COLOURS', 'MASK_COLOURS', 'DataError', 'joined_ddi', 'join_disease',
-           'rarity', 'read_mask', 'find_masks', 'read_image', 'to_mask_frame', 'alpha_blend', 'to_lab', 'ita',
-           'read_csv_table', 'load_ddi', 'load_f17k', 'make_split', 'split_path', 'write_splits', 'read_split',
-           'written_split_seeds', 'sddi_frame_mask', 'write_data', 'read_data', 'is_benchmark_run', 'data_source',
-           'lesion_contrast', 'plot_disease_histogram', 'overlay_mask']
+           'F17K_MALIGNANT', 'SPLIT_MODES', 'MASK_MODES', 'AUTO_BACKENDS', 'TONE_COLOURS', 'MASK_COLOURS', 'DataError',
+           'joined_ddi', 'join_disease', 'rarity', 'read_mask', 'find_masks', 'read_image', 'to_mask_frame',
+           'alpha_blend', 'to_lab', 'ita', 'read_csv_table', 'load_ddi', 'load_f17k', 'make_split', 'write_splits',
+           'read_split', 'written_split_seeds', 'sddi_frame_mask', 'write_data', 'read_data', 'is_benchmark_run',
+           'data_source', 'DataConfig', 'prepare_data', 'data_progress', 'lesion_contrast', 'plot_disease_histogram',
+           'overlay_mask']
 
 # %% ../nbs/00_data.ipynb #4d2cd450
 TONES = {12: "light", 34: "medium", 56: "dark"}  # DDI skin_tone code -> tone group
@@ -279,9 +284,6 @@ def make_split(df:pd.DataFrame, # `load_ddi` output
     out = pd.concat([train.assign(split="train"), val.assign(split="val"), test.assign(split="test")])
     return out.sort_values("ddi_id", ignore_index=True)
 
-def split_path(work_dir, mode:str, seed:int)->Path:
-    "Where the split of `mode` and `seed` lives under `work_dir`."
-    return Path(work_dir)/"splits"/f"{mode}_S{seed}.csv"
 
 def write_splits(df:pd.DataFrame, # `load_ddi` output
                  work_dir, # run root; files go to <work_dir>/splits/
@@ -307,13 +309,13 @@ def read_split(work_dir, mode:str, seed:int)->pd.DataFrame:
 def written_split_seeds(work_dir, mode:str|None=None, # only this mode's splits; None: any
                        )->list[int]:
     "The split seeds `write_splits` wrote under `work_dir`."
-    return sorted({int(p.stem.split("_S")[1]) for p in (Path(work_dir)/"splits").glob(f"{mode or '*'}_S*.csv")})
+    return sorted({int(p.stem.split("_S")[1]) for p in (Path(work_dir)/SPLITS).glob(f"{mode or '*'}_S*.csv")})
 
 # %% ../nbs/00_data.ipynb #d6aae048
 def sddi_frame_mask(file:str, # an image's DDI file name
                    )->str:
     "Where `write_data` puts an image's sDDI mask, relative to the work dir."
-    return f"data/masks/{Path(file).stem}.npy"
+    return f"{FRAME_MASKS}/{Path(file).stem}.npy"
 
 def write_data(ddi:pd.DataFrame, # `load_ddi` output
                work_dir, # run root
@@ -322,7 +324,7 @@ def write_data(ddi:pd.DataFrame, # `load_ddi` output
               )->pd.DataFrame:
     "Write `data/frames/`, `data/masks/` and `data/ddi.csv` under `work_dir`; returns the table."
     work = Path(work_dir); out = ddi.copy()
-    out["frame_path"] = [f"data/frames/{Path(f).stem}.png" for f in out.file]
+    out["frame_path"] = [f"{FRAMES}/{Path(f).stem}.png" for f in out.file]
     out["frame_mask_path"] = [sddi_frame_mask(f) if pd.notna(m) else None for f, m in zip(out.file, out.mask_path)]
     out["mask_source"] = np.where(out.mask_path.notna(), "sddi", "")  # `cgddi.automask.write_auto_masks` adds "auto"
     for row in progress_bar(out.itertuples(), total=len(out), desc="framing images", leave=False):
@@ -332,14 +334,14 @@ def write_data(ddi:pd.DataFrame, # `load_ddi` output
             with atomic_path(work/row.frame_mask_path) as t:
                 with open(t, "wb") as f: np.save(f, read_mask(row.mask_path))
     if table:
-        with atomic_path(work/"data"/"ddi.csv") as t: out.to_csv(t, index=False)
+        with atomic_path(work/DDI_TABLE) as t: out.to_csv(t, index=False)
     return out
 
 # %% ../nbs/00_data.ipynb #0cd7967e
 def read_data(work_dir, # run root that 00_data wrote into
              )->pd.DataFrame:
     "The image table written by `write_data` (`data/ddi.csv`)."
-    p = Path(work_dir)/"data"/"ddi.csv"
+    p = Path(work_dir)/DDI_TABLE
     if not p.exists(): raise DataError(f"{p}: not found; run 00_data with this work_dir first.")
     return pd.read_csv(p)
 
@@ -355,6 +357,59 @@ def data_source(work_dir, # run root that 00_data wrote into
     if not is_benchmark_run(work_dir): return "DDI"
     if announce: print(BENCHMARK_NOTICE)
     return "Embedded benchmark (software test data)"
+
+# %% ../nbs/00_data.ipynb #datacfg
+MASK_MODES = ("sddi", "auto", "sddi+auto")  # which masks the images are used with (`cgddi.automask`)
+AUTO_BACKENDS = ("classical", "sam")  # how an automatic mask is made (`cgddi.automask`)
+
+@dataclass(kw_only=True)
+class DataConfig(StageConfig):
+    "Settings of 00_data: where DDI and its masks are, how images enter the mask frame, which masks, the splits; the embedded benchmark's size."
+    unhashed: ClassVar[tuple] = ("n_grid",)
+    allowed: ClassVar[dict] = dict(frame_mode=FRAME_MODES, masks=MASK_MODES, auto_mask_backend=AUTO_BACKENDS, benchmark_n_images=Between(1),
+                                     benchmark_external=Between(0), split_seeds=Between(0), test_size=Between(0, 1, open_lo=True),
+                                     val_size=Between(0, 1), n_grid=Between(1))  # checked with the params file, before any stage runs
+    ddi_root:str|None = None # folder with ddi_metadata.csv and the DDI images; None: the embedded benchmark
+    masks_root:str|None = None # folder searched, recursively, for sDDI .npy masks; None: <ddi_root>/masks
+    frame_mode:str = "resize" # how an image enters its mask's 256x256 frame: "resize" or "square_crop"
+    masks:str = "sddi" # which masks the images are used with: "sddi", "auto" (every image) or "sddi+auto" (auto where sDDI has none)
+    auto_mask_backend:str = "classical" # automatic masks: "classical" (no weights) or "sam" (SAM prompted with the classical lesion box)
+    sam_model:str = "facebook/sam-vit-base" # sam backend: hub id or local folder of a transformers SAM / SAM 2 model
+    auto_mask_dice:bool = True # also auto-mask the sDDI-annotated images and report Dice against sDDI
+    benchmark_n_images:int = 40 # embedded benchmark: number of images
+    benchmark_seed:int = 0 # embedded benchmark: seed
+    benchmark_external:int = 24 # embedded benchmark: images of its F17k-layout external test set (work_dir/external/f17k; 0: none)
+    split_seeds:list = field(default_factory=lambda: list(SPLIT_SEEDS)) # the paper's S36..S40
+    test_size:float = 0.2 # fraction of all images held out for testing
+    val_size:float = 0.1 # clean mode: fraction of the training side kept for validation
+    n_grid:int = 9 # images in the mask-overlay figure
+
+def prepare_data(work_dir, # run root: everything 00_data writes goes under it (`cgddi.layout`)
+                 cfg:DataConfig, # where DDI is, frames, masks, splits
+                )->pd.DataFrame:
+    "00_data as one call: the embedded benchmark (when `ddi_root` is None), frames, masks (sDDI and automatic), image table and splits."
+    from cgddi import automask, benchmark  # both build on this module
+    work, ddi_root = Path(work_dir), cfg.ddi_root
+    if ddi_root is None:
+        print(BENCHMARK_NOTICE)
+        ddi_root = benchmark.make_benchmark(work/BENCHMARK, seed=cfg.benchmark_seed, n_images=cfg.benchmark_n_images)
+        if cfg.benchmark_external: benchmark.make_f17k(work/EXTERNAL/"f17k", seed=cfg.benchmark_seed + 1, n_images=cfg.benchmark_external)  # for 06's external test
+    ddi = load_ddi(ddi_root, masks=cfg.masks_root)
+    ddi = write_data(ddi, work, cfg.frame_mode, table=False)  # the table is written once, with its masks, by write_auto_masks
+    ddi = automask.write_auto_masks(ddi, work, automask.AutoMaskConfig.from_params(vars(cfg)), evaluate=cfg.auto_mask_dice)
+    write_splits(ddi, work, cfg.split_seeds, cfg.test_size, cfg.val_size)
+    return ddi
+
+def data_progress(work_dir, # run root
+                  cfg:DataConfig, # the stage's settings
+                 )->tuple[int, int, str]:
+    "(images framed, images in the table, what) for `cgddi status`: what 00_data has written under `work_dir`."
+    ddi = read_data(work_dir); annotated = int(ddi.frame_mask_path.notna().sum())
+    n_auto = int((ddi.get("mask_source", pd.Series(dtype=str)) == "auto").sum())
+    framed = int(sum((Path(work_dir)/p).exists() for p in ddi.frame_path))
+    splits = [split_path(work_dir, m, s) for m in SPLIT_MODES for s in cfg.split_seeds]
+    return (framed, len(ddi), f"images framed ({annotated} with a mask{f', {n_auto} of them automatic' if n_auto else ''}), "
+                              f"{sum(p.exists() for p in splits)} of {len(splits)} split files")
 
 # %% ../nbs/00_data.ipynb #50ac53ad
 def lesion_contrast(image:Image.Image, # image in the mask frame

@@ -23,6 +23,8 @@ from .data import DataError, TONE_ORDER, read_image
 from safetensors.torch import load_file, save_file
 from .report import atomic_path
 from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL
+from .layout import MODELS
+
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'CLASS_PROMPTS', 'REFERENCE_SUFFIXES',
@@ -85,7 +87,7 @@ def resolve_model(model:str, # hub id, local folder, "mini" (the shipped pretrai
     "A hub id or local folder for `model`: the shipped folder for 'mini'; builds the tiny random SD pipeline for 'tiny'."
     if model == "mini": return str(mini_sd())
     if model != "tiny": return model
-    out = Path(work_dir)/"models"/"tiny-sd"
+    out = Path(work_dir)/MODELS/"tiny-sd"
     if not is_tiny(out): tiny_sd(out, seed=seed)
     return str(out)
 

@@ -21,6 +21,8 @@ from .config import Between, StageConfig
 from .leakage import leak_kinds, adapter_train_ids
 from .quality import QUALITY_FEATURES, generative_quality, augmentation_fid, ita_bounds, tone_of
 from .report import progress_bar
+from .layout import SPLITS, TRAIN_SETS
+
 
 # %% auto #0
 __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TONE_COUNTS', 'TABLE2_ROWS', 'TABLE5_ROWS',

@@ -17,16 +17,18 @@ import matplotlib.pyplot as plt
 from PIL import Image
 from .data import (DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data, read_image, overlay_mask, alpha_blend, ita,
                         to_lab)
-from .manifest import REVIEW_SHEET, save_synthetic, synthetic_done, write_shard, remove_stale_temps, read_manifest, manifest_dir, refresh_index
+from .manifest import save_synthetic, synthetic_done, write_shard, remove_stale_temps, read_manifest, manifest_dir, refresh_index
 from .config import Between, StageConfig, seed_of, file_hash
 from .report import atomic_path, progress_bar
 from .shard import Share, launch, stage_cli
 from .diffusion import DTYPES
 from .tiny import tiny_kandinsky, is_tiny, model_load_error, weights_label, TINY_LABEL
+from .layout import DDI_TABLE, MODELS, HEALTHY, HEALTHY_IMAGES, HEALTHY_MASKS, REVIEW_SHEET
+
 
 # %% auto #0
 __all__ = ['BACKENDS', 'QC_REASONS', 'HealthyConfig', 'inpaint_region', 'healthy_mask', 'tiny_kandinsky_models', 'Inpainter',
-           'qc_scores', 'qc_reasons', 'make_healthy', 'write_review_sheet', 'plot_healthy_examples']
+           'qc_scores', 'qc_reasons', 'make_healthy', 'write_review_sheet', 'healthy_progress', 'plot_healthy_examples']
 
 # %% ../nbs/01_healthy.ipynb #cfgcls01
 BACKENDS = ("kandinsky", "sd_inpaint", "opencv")
@@ -109,7 +111,7 @@ def tiny_kandinsky_models(work_dir, # run root: the models go under models/tiny-
                           seed:int=0, # their weight seed
                          )->tuple[Path, Path]:
     "The tiny random Kandinsky prior and decoder of a run, built the first time (processes launched later only load them)."
-    out = Path(work_dir)/"models"/"tiny-kandinsky"
+    out = Path(work_dir)/MODELS/"tiny-kandinsky"
     if is_tiny(out/"prior") and is_tiny(out/"decoder-inpaint"): return out/"prior", out/"decoder-inpaint"
     return tiny_kandinsky(out, seed=seed)
 
@@ -245,7 +247,7 @@ def _job(work:Path, r, inpainter:Inpainter)->dict:
     "What healing one masked image (a `data/ddi.csv` row) needs: its frame, mask, region, manifest row, and whether it must be made."
     cfg, stem = inpainter.cfg, Path(r.frame_path).stem
     phash = cfg.params_hash(mask=file_hash(work/r.frame_mask_path), tone=r.tone)  # another mask (auto, sDDI) or tone label remakes it
-    out = f"healthy/images/{stem}.png"
+    out = f"{HEALTHY_IMAGES}/{stem}.png"
     mask = np.load(work/r.frame_mask_path)
     frame = np.asarray(read_image(work/r.frame_path))
     if frame.shape[:2] != mask.shape:
@@ -260,7 +262,7 @@ def _job(work:Path, r, inpainter:Inpainter)->dict:
                generator=inpainter.generator, trained=False, n_train_samples=None, seed=seed_of(cfg.seed, int(r.ddi_id)), params_hash=phash)
     source = getattr(r, "mask_source", "sddi")
     return dict(r=r, frame=frame, mask=mask, soft=inpaint_region(mask, cfg.dilate_kernel, cfg.blur_sigma), row=row,
-                out_mask=f"healthy/masks/{stem}.npy", source=source if isinstance(source, str) else "", regenerated=not synthetic_done(work/out, phash))
+                out_mask=f"{HEALTHY_MASKS}/{stem}.npy", source=source if isinstance(source, str) else "", regenerated=not synthetic_done(work/out, phash))
 
 def _heal_batch(work:Path, rows:list, # `data/ddi.csv` rows of masked images
                 inpainter:Inpainter)->list[tuple[dict, dict]]:
@@ -294,13 +296,13 @@ def make_healthy(work_dir, # run root written by 00_data
     work = Path(work_dir); ddi = read_data(work)
     todo = ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id")
     if cfg.limit is not None: todo = todo.head(cfg.limit)
-    if todo.empty: raise DataError(f"{work/'data/ddi.csv'}: no image has a mask; healthy synthetics need masks: give 00_data the sDDI "
+    if todo.empty: raise DataError(f"{work/DDI_TABLE}: no image has a mask; healthy synthetics need masks: give 00_data the sDDI "
                                    "masks (masks_root) or let it make automatic ones (masks: sddi+auto).")
     if share is None and cfg.num_processes > 1 and inpainter is None:  # the launched processes repaint and write everything
         _build_models(work, cfg); launch("cgddi.healthy", work, cfg)
         return pd.read_csv(work/REVIEW_SHEET, dtype={"reasons": str, "note": str, "mask_source": str}, keep_default_na=False)
     share = share or Share()
-    if share.is_main: _build_models(work, cfg); remove_stale_temps(work/"healthy")
+    if share.is_main: _build_models(work, cfg); remove_stale_temps(work/HEALTHY)
     share.wait()
     inpainter = inpainter or Inpainter(cfg, work)
     if inpainter.cfg != cfg: raise ValueError("the inpainter was made from other settings than `cfg`; pass Inpainter(cfg) or none.")
@@ -333,6 +335,15 @@ def write_review_sheet(sheet:pd.DataFrame, # fresh sheet rows
     out = sheet.drop(columns="regenerated")
     with atomic_path(path) as t: out.to_csv(t, index=False)
     return out
+
+# %% ../nbs/01_healthy.ipynb #progress01
+def healthy_progress(work_dir, # run root
+                     cfg:HealthyConfig, # the stage's settings
+                    )->tuple[int, int, str]:
+    "(healthy images made, images with a mask, what) for `cgddi status`."
+    made = read_manifest(work_dir, "healthy", kept_only=False, columns=["image"])
+    kept = read_manifest(work_dir, "healthy", columns=["image"])
+    return len(made), int(read_data(work_dir).frame_mask_path.notna().sum()), f"healthy images made, {len(kept)} kept by the review sheet"
 
 # %% ../nbs/01_healthy.ipynb #b417a522
 def plot_healthy_examples(work_dir, # run root

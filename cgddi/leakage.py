@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from .data import read_split
 from .manifest import ManifestError
+from .layout import LORA, TRAIN_SETS, run_path
+
 
 # %% auto #0
 __all__ = ['LEAK_KINDS', 'TRAIN_SET_COLUMNS', 'adapter_train_ids', 'leak_kinds', 'leakage_filter', 'let_through',
@@ -25,7 +27,7 @@ def adapter_train_ids(work_dir, # run root
                      )->dict[str, set]:
     "Every adapter folder (`lora/<set>/<slug>`, relative to `work_dir`) -> the DDI ids it learnt from (`train_ids` of its `lora.json`)."
     out = {}
-    for p in sorted(Path(work_dir).glob("lora/*/*/lora.json")):
+    for p in sorted(Path(work_dir).glob(f"{LORA}/*/*/lora.json")):
         facts = json.loads(p.read_text())
         if "train_ids" not in facts: raise ManifestError(f"{p}: no train_ids; rerun 04_lora to rewrite it.")
         out[p.parent.relative_to(work_dir).as_posix()] = {int(i) for i in facts["train_ids"]}
@@ -78,14 +80,14 @@ def let_through(rows:pd.DataFrame, # admissible rows from `leakage_filter` (with
 
 def train_set_path(work_dir, protocol:str, experiment:str, method:str, seed:int)->Path:
     "Where a classification run lists what it trained on (`TRAIN_SET_COLUMNS`)."
-    return Path(work_dir)/"classify"/"train_sets"/protocol/experiment/method/f"S{seed}.csv"
+    return run_path(work_dir, TRAIN_SETS, protocol, experiment, method, seed)
 
 def audit_leakage(work_dir, # run root with classification runs
                  )->pd.DataFrame:
     "Every training image of every run with a tie to its split's test set, re-derived from the files: one row each."
     work, train_ids, found = Path(work_dir), adapter_train_ids(work_dir), []
-    for p in sorted((work/"classify"/"train_sets").rglob("S*.csv")):
-        protocol, experiment, method = p.relative_to(work/"classify"/"train_sets").parts[:3]
+    for p in sorted((work/TRAIN_SETS).rglob("S*.csv")):
+        protocol, experiment, method = p.relative_to(work/TRAIN_SETS).parts[:3]
         seed = int(p.stem[1:])
         rows = pd.read_csv(p)
         if missing := [c for c in TRAIN_SET_COLUMNS if c not in rows.columns]: raise ManifestError(f"{p}: missing column(s) {missing}.")

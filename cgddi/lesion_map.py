@@ -19,14 +19,16 @@ from PIL import Image
 from scipy.ndimage import distance_transform_edt
 from scipy.signal import fftconvolve
 from .data import DataError, read_data, read_image, MASK_SIZE, LESION, MARKER, SKIN, overlay_mask, alpha_blend
-from .manifest import (read_manifest, refresh_index, IMPORTED_SHARD, save_synthetic, synthetic_done, write_shard, manifest_dir, remove_stale_temps,
+from .manifest import (read_manifest, read_manifests, refresh_index, IMPORTED_SHARD, save_synthetic, synthetic_done, write_shard, manifest_dir, remove_stale_temps,
                             png_complete)
 from .config import Between, StageConfig, file_hash
 from .report import atomic_path, progress_bar
+from .layout import DDI_TABLE, LESION_MAP_LOG, LESION_MAPPED
+
 
 # %% auto #0
 __all__ = ['LesionMapConfig', 'usable_distance', 'footprint_geometry', 'find_offset', 'transform_patch', 'lesion_patch', 'paste',
-           'place_lesion', 'prepare_donors', 'map_lesions', 'plot_mapping_examples']
+           'place_lesion', 'prepare_donors', 'map_lesions', 'lesion_map_progress', 'plot_mapping_examples']
 
 # %% ../nbs/02_lesion_map.ipynb #cfgcls02
 @dataclass(kw_only=True)
@@ -215,7 +217,7 @@ def _map_one(job:dict)->tuple[str, int, int]:
         if off is None:
             log.append(entry | dict(status="skipped", reason=f"no room: footprint {fp.shape[0]}x{fp.shape[1]} px does not fit "
                                     f"{cfg.padding} px inside the valid skin", top=None, left=None, image=None)); continue
-        name = f"lesion_mapped/{h['stem']}/{h['stem']}_with_{d['slug']}_from_{d['stem']}.png"
+        name = f"{LESION_MAPPED}/{h['stem']}/{h['stem']}_with_{d['slug']}_from_{d['stem']}.png"
         row = dict(image=name, synthetic=True, type="lesion_mapped", base_id=h["base_id"], donor_id=did, disease=d["disease"],
                    disease_joined=d["disease_joined"], malignant=d["malignant"], tone=h["tone"], ruler=h["ruler"],
                    caption=f"A {d['disease_joined']} lesion from a {d['tone']}-toned donor (image {did}) mapped onto healthy "
@@ -224,8 +226,8 @@ def _map_one(job:dict)->tuple[str, int, int]:
         if not synthetic_done(work/name, job["phash"]): save_synthetic(paste(img, patch, alpha, off), work/name, row)
         rows.append(row); log.append(entry | dict(status="placed", reason="", top=off[0], left=off[1], image=name))
     write_shard(rows, work, "lesion_mapped", h["stem"])
-    for old in set((work/"lesion_mapped"/h["stem"]).glob("[!.]*.png")) - {work/r["image"] for r in rows}: old.unlink()  # e.g. a donor relabelled
-    with atomic_path(work/"lesion_map"/"candidates"/f"{h['stem']}.csv") as t: pd.DataFrame(log).to_csv(t, index=False)
+    for old in set((work/LESION_MAPPED/h["stem"]).glob("[!.]*.png")) - {work/r["image"] for r in rows}: old.unlink()  # e.g. a donor relabelled
+    with atomic_path(work/LESION_MAP_LOG/f"{h['stem']}.csv") as t: pd.DataFrame(log).to_csv(t, index=False)
     return h["stem"], len(rows), len(log)
 
 def _tidy(work:Path, keep:set|None):
@@ -233,7 +235,7 @@ def _tidy(work:Path, keep:set|None):
     shards = manifest_dir(work, "lesion_mapped"); shards.mkdir(parents=True, exist_ok=True)
     imported = {Path(i).parts[1] for s in shards.glob(f"{IMPORTED_SHARD}*.csv") for i in pd.read_csv(s, usecols=["image"]).image
                 if Path(i).parts[0] == "lesion_mapped" and len(Path(i).parts) > 2}  # folders of an imported set's images
-    for d in [shards, work/"lesion_map"/"candidates", work/"lesion_mapped"]:
+    for d in [shards, work/LESION_MAP_LOG, work/LESION_MAPPED]:
         d.mkdir(parents=True, exist_ok=True)
         for p in d.iterdir():
             if p.name.startswith((".", IMPORTED_SHARD)) or (d.name == "lesion_mapped" and d.parent == work and p.name in imported):
@@ -243,7 +245,7 @@ def _tidy(work:Path, keep:set|None):
 
 def _complete(work:Path, stem:str, phash:str)->bool:
     "A healthy image is done: its log has these settings, its shard exists and every image was written to the end."
-    p, shard = work/"lesion_map"/"candidates"/f"{stem}.csv", manifest_dir(work, "lesion_mapped")/f"{stem}.csv"
+    p, shard = work/LESION_MAP_LOG/f"{stem}.csv", manifest_dir(work, "lesion_mapped")/f"{stem}.csv"
     return (p.exists() and shard.exists() and pd.read_csv(p, usecols=["params_hash"]).params_hash.eq(phash).all()
             and all(png_complete(work/i) for i in pd.read_csv(shard, usecols=["image"]).image))
 
@@ -260,7 +262,7 @@ def map_lesions(work_dir, # run root written by 00_data and 01_healthy
     if cfg.limit_healthy is not None: healthy = healthy.head(cfg.limit_healthy)
     masks = ddi.set_index("ddi_id").frame_mask_path
     unknown = sorted(set(healthy.base_id) - set(masks.dropna().index))
-    if unknown: raise DataError(f"{work/'data/ddi.csv'}: healthy images of DDI ids {unknown} have no mask there; rerun 00_data and 01_healthy.")
+    if unknown: raise DataError(f"{work/DDI_TABLE}: healthy images of DDI ids {unknown} have no mask there; rerun 00_data and 01_healthy.")
     stems = {Path(p).stem: r for p, r in zip(healthy.image, healthy.itertuples())}
     _tidy(work, None if cfg.limit_healthy is not None else set(stems))  # a limited run leaves the other healthy images alone
     phash = {stem: cfg.params_hash(footprint="dilated lesion (E.4)", donors=donor_facts, healthy=r.params_hash) for stem, r in stems.items()}
@@ -269,7 +271,7 @@ def map_lesions(work_dir, # run root written by 00_data and 01_healthy
             for stem, r in stems.items() if not _complete(work, stem, phash[stem])]
     if jobs: _run_jobs(jobs, prepare_donors(work, donors, cfg), cfg.workers)
     refresh_index(work, "lesion_mapped")  # the shards written: the index brought up to date once, here, so readers only read
-    return pd.concat([pd.read_csv(work/"lesion_map"/"candidates"/f"{s}.csv") for s in stems], ignore_index=True)
+    return pd.concat([pd.read_csv(work/LESION_MAP_LOG/f"{s}.csv") for s in stems], ignore_index=True)
 
 def _run_jobs(jobs:list, prepared:dict, workers:int|None):
     "Run `_map_one` on every job, in this process or spread over spawned ones."
@@ -285,6 +287,18 @@ def _run_jobs(jobs:list, prepared:dict, workers:int|None):
             with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
                                      initializer=mod._init_worker, initargs=(prepared, os.getpid())) as ex:
                 for f in as_completed([ex.submit(mod._map_one, j) for j in jobs]): bar.update(f.result()[2])
+
+# %% ../nbs/02_lesion_map.ipynb #progress02
+def lesion_map_progress(work_dir, # run root
+                        cfg:LesionMapConfig, # the stage's settings
+                       )->tuple[int, int, str]:
+    "(donor lesions tried, kept healthy images x (masked images - 1), what) for `cgddi status`."
+    work = Path(work_dir); annotated = int(read_data(work).frame_mask_path.notna().sum())
+    kept = read_manifests(work, ("healthy",), columns=["image"]).get("healthy", pd.DataFrame())
+    logs = [pd.read_csv(p, usecols=["status"]) for p in (work/LESION_MAP_LOG).glob("[!.]*.csv")]
+    log = pd.concat(logs) if logs else pd.DataFrame(columns=["status"])
+    return (len(log), len(kept) * (annotated - 1),
+            f"lesion candidates: {int((log.status == 'placed').sum())} placed, {int((log.status == 'skipped').sum())} skipped")
 
 # %% ../nbs/02_lesion_map.ipynb #0f662af3
 def plot_mapping_examples(work_dir, # run root

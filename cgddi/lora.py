@@ -25,7 +25,7 @@ from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
 from safetensors import safe_open
 from .data import DataError, TONE_ORDER, RULER, MARKER, read_data
-from .manifest import (ManifestError, SHARED, GENERATORS, read_manifest, remove_stale_temps, select_diseases, read_concepts, write_concepts,
+from .manifest import (ManifestError, concept_progress, SHARED, GENERATORS, read_manifest, remove_stale_temps, select_diseases, read_concepts, write_concepts,
                             concepts_path, generator_sets, set_test_ids, write_set_split)
 from .config import Between, StageConfig, file_hash, link_or_copy
 from .report import atomic_path, progress_bar
@@ -33,11 +33,13 @@ from .shard import Share, take_share, stage_cli
 from .tiny import model_load_error, weights_label
 from .diffusion import (PRECISIONS, INSTANCE_PROMPT, PROMPT_TEMPLATES, instance_prompt, class_prompt, load_sd, resolve_model, training_accelerator, square_image, latent_cache,
                              sample_latents, diffusion_loss, tail_mean, TrainingState, STATE_DIR)
+from .layout import REVIEW_SHEET, TEXTUAL_INVERSION, LORA
+
 
 # %% auto #0
-__all__ = ['LORA_DIR', 'LORA_WEIGHTS', 'ADAPTER_CARD', 'LoRAConfig', 'lora_rank', 'instance_images', 'class_images',
-           'tone_weights', 'lora_optimizer', 'lora_config', 'prompt_embeds', 'ImageSet', 'train_lora', 'save_lora',
-           'train_loras', 'write_adapter_card', 'validation_grid']
+__all__ = ['LORA_WEIGHTS', 'ADAPTER_CARD', 'LoRAConfig', 'lora_rank', 'instance_images', 'class_images', 'tone_weights',
+           'lora_optimizer', 'lora_config', 'prompt_embeds', 'ImageSet', 'train_lora', 'save_lora', 'train_loras',
+           'lora_progress', 'write_adapter_card', 'validation_grid']
 
 # %% ../nbs/04_lora.ipynb #cfgcls04
 @dataclass(kw_only=True)
@@ -70,7 +72,6 @@ class LoRAConfig(StageConfig):
     num_processes:int = 1 # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the adapters
 
 # %% ../nbs/04_lora.ipynb #3c347d64
-LORA_DIR = "lora"
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 
 def _shows(work:Path, mask_path)->tuple[bool, bool]:
@@ -90,7 +91,7 @@ def instance_images(work_dir, # run root
                     gset:str=SHARED, # the generator set
                    )->pd.DataFrame:
     "The images a disease's token trained on: `ddi_id, tone, image_path, ruler, marker`."
-    work = Path(work_dir); p = work/"textual_inversion"/gset/concept.disease_slug/"images.csv"
+    work = Path(work_dir); p = work/TEXTUAL_INVERSION/gset/concept.disease_slug/"images.csv"
     if not p.exists(): raise DataError(f"{p}: not found; run 03_textual_inversion for {concept.disease_joined!r} first.")
     imgs = pd.read_csv(p); imgs = imgs[imgs.role == "train"]
     ddi = (read_data(work) if ddi is None else ddi).set_index("ddi_id")
@@ -108,7 +109,7 @@ def class_images(work_dir, # run root
     try: h = read_manifest(work_dir, "healthy")
     except ManifestError as e:
         raise ManifestError(f"prior preservation needs the healthy synthetics: {e} (or set prior_preservation=False).") from e
-    if h.empty: raise ManifestError(f"{Path(work_dir)/'healthy/review.csv'}: no healthy image is kept; keep some or set prior_preservation=False.")
+    if h.empty: raise ManifestError(f"{Path(work_dir)/REVIEW_SHEET}: no healthy image is kept; keep some or set prior_preservation=False.")
     h = h[~h.base_id.isin(set(exclude_ids))][["image", "base_id", "tone", "ruler", "params_hash"]].assign(ruler=lambda d: d.ruler.fillna(False).astype(bool))
     if max_images is not None and max_images < len(h):
         rng = np.random.default_rng(seed); per = -(-max_images // h.tone.nunique())
@@ -244,7 +245,7 @@ def _adapter(work:Path, c, inst:pd.DataFrame, classes:pd.DataFrame|None, cfg:LoR
     extra = dict(token=c.token, train_ids=inst.ddi_id.tolist(),  # each class image with its own hash: a remade one retrains
                  classes=None if classes is None else [f"{i}@{h}" for i, h in zip(classes.image, classes.params_hash)],
                  embeds_hash=file_hash(work/c.embeds))
-    phash, folder = cfg.params_hash(**extra), work/LORA_DIR/gset/c.disease_slug
+    phash, folder = cfg.params_hash(**extra), work/LORA/gset/c.disease_slug
     facts = json.loads((folder/"lora.json").read_text()) if (folder/"lora.json").exists() else {}
     if facts.get("params_hash") == phash and (folder/LORA_WEIGHTS).exists() and facts.get("lora_hash") == file_hash(folder/LORA_WEIGHTS):
         if not (folder/"README.md").exists(): _card(work, folder, facts, inst, cfg, c.embeds)  # adapters trained before cards
@@ -278,7 +279,7 @@ def _concept(c, inst:pd.DataFrame, facts:dict, model:str, gset:str)->dict:
     return dict(disease_joined=c.disease_joined, disease_slug=c.disease_slug, token=c.token, malignant=c.malignant, n_train=len(inst),
                 **{f"n_train_{t}": int((inst.tone == t).sum()) for t in TONE_ORDER}, n_class=facts["n_class"],
                 final_instance_loss=tail_mean(facts["losses"]["instance"]), final_prior_loss=tail_mean(facts["losses"]["prior"]),
-                embeds=c.embeds, lora=f"{LORA_DIR}/{gset}/{c.disease_slug}/{LORA_WEIGHTS}", model=model)
+                embeds=c.embeds, lora=f"{LORA}/{gset}/{c.disease_slug}/{LORA_WEIGHTS}", model=model)
 
 def train_loras(work_dir, # run root written by 00_data, 01_healthy and 03_textual_inversion
                 cfg:LoRAConfig, # the stage's settings
@@ -286,15 +287,15 @@ def train_loras(work_dir, # run root written by 00_data, 01_healthy and 03_textu
                )->pd.DataFrame|None:
     "Train and save an adapter per disease and generator set; writes `lora/<set>/concepts.csv`; returns them with a `generator_set` column (None in a launched process but the first)."
     work, ddi = Path(work_dir), read_data(work_dir)
-    sets = [SHARED] if cfg.generators != "per_split" else [s for s in generator_sets(work, "textual_inversion") if s != SHARED]
-    if not sets: raise DataError(f"{work/'textual_inversion'}: no per-split token set; run 03_textual_inversion with generators: per_split.")
+    sets = [SHARED] if cfg.generators != "per_split" else [s for s in generator_sets(work, TEXTUAL_INVERSION) if s != SHARED]
+    if not sets: raise DataError(f"{work/TEXTUAL_INVERSION}: no per-split token set; run 03_textual_inversion with generators: per_split.")
     share = take_share("cgddi.lora", work, cfg, share,  # launched processes train; this call then finds every adapter done
-                       lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work/LORA_DIR)))  # a tiny model is built once
+                       lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work/LORA)))  # a tiny model is built once
     model, loaded, items = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when an adapter needs training
     for gset in sets:
-        concepts = select_diseases(read_concepts(work, "textual_inversion", gset), cfg.diseases,
-                                   concepts_path(work, "textual_inversion", gset), "token")
-        test = set_test_ids(work, "textual_inversion", gset)[2]
+        concepts = select_diseases(read_concepts(work, TEXTUAL_INVERSION, gset), cfg.diseases,
+                                   concepts_path(work, TEXTUAL_INVERSION, gset), "token")
+        test = set_test_ids(work, TEXTUAL_INVERSION, gset)[2]
         classes = class_images(work, cfg.max_class_images, cfg.seed, exclude_ids=test) if cfg.prior_preservation else None
         items += [(gset, c, instance_images(work, pd.Series(c._asdict()), ddi, gset), classes) for c in concepts.itertuples()]
     for gset, c, inst, classes in progress_bar(share.mine(items), desc=f"LoRA adapters{share.desc}"): _adapter(work, c, inst, classes, cfg, model, loaded, gset)
@@ -303,9 +304,16 @@ def train_loras(work_dir, # run root written by 00_data, 01_healthy and 03_textu
     out = []
     for gset in sets:  # every adapter is done: its facts are read back
         rows = [_concept(c, inst, _adapter(work, c, inst, classes, cfg, model, loaded, gset), model, gset) for s, c, inst, classes in items if s == gset]
-        write_set_split(work, LORA_DIR, gset, *set_test_ids(work, "textual_inversion", gset)[:2])
-        out.append(write_concepts(rows, work, "lora", gset).assign(generator_set=gset))
+        write_set_split(work, LORA, gset, *set_test_ids(work, TEXTUAL_INVERSION, gset)[:2])
+        out.append(write_concepts(rows, work, LORA, gset).assign(generator_set=gset))
     return pd.concat(out, ignore_index=True)
+
+# %% ../nbs/04_lora.ipynb #progress04
+def lora_progress(work_dir, # run root
+                  cfg:LoRAConfig, # the stage's settings
+                 )->tuple[int, None, str]:
+    "(adapters trained, None: no fixed plan, what) for `cgddi status`."
+    return concept_progress(work_dir, LORA, "adapters")
 
 # %% ../nbs/04_lora.ipynb #card04
 ADAPTER_CARD = """---

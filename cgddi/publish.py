@@ -16,14 +16,16 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from .data import DataError, TONE_ORDER, data_source, read_data, read_image, read_csv_table, written_split_seeds
 from .diffusion import DEFAULT_SD_MODEL, resolve_model
-from .lora import LORA_DIR, lora_rank
-from .manifest import (MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, REVIEW_SHEET, SHARED, IMPORTED_SHARD, read_manifests, refresh_index,
+from .lora import lora_rank
+from .manifest import (MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, SHARED, IMPORTED_SHARD, read_manifests, refresh_index,
                             write_shard, write_concepts, write_set_split, check_rows, manifest_dir)
 from .config import link_or_copy, file_hash
 from .report import atomic_path, progress_bar
+from .layout import DDI_TABLE, SPLITS, REVIEW_SHEET, LORA, MANIFEST, IMPORTS, TEXTUAL_INVERSION
+
 
 # %% auto #0
-__all__ = ['EXPORT_COLUMNS', 'DATASET_CARD', 'IMPORTS', 'LEAKAGE_IDS', 'ALIAS_TABLE', 'EMBEDS', 'LORA_FILE', 'export_dataset',
+__all__ = ['EXPORT_COLUMNS', 'DATASET_CARD', 'LEAKAGE_IDS', 'ALIAS_TABLE', 'EMBEDS', 'LORA_FILE', 'export_dataset',
            'refusal_reasons', 'import_dataset', 'import_note', 'released_aliases', 'released_folders',
            'import_adapters']
 
@@ -136,13 +138,13 @@ def export_dataset(work_dir, # run root with manifests (01, 02, 05)
     work, out = Path(work_dir), Path(out_dir)
     if out.exists(): raise FileExistsError(f"{out} exists; remove it or export to another folder.")
     tables = {t: m for t, m in read_manifests(work, types).items() if len(m)}
-    if not tables: raise FileNotFoundError(f"{work/'manifest'}: no synthetic images to export; run 01, 02 or 05 first.")
+    if not tables: raise FileNotFoundError(f"{work/MANIFEST}: no synthetic images to export; run 01, 02 or 05 first.")
     for t, m in tables.items():  # never a link out of the work dir (it would publish what it points to)
         for image in m.image: _member(work, image, str(manifest_dir(work, t)))
     tmp = out.with_name(out.name + ".partial"); shutil.rmtree(tmp, ignore_errors=True)
     for t, m in tables.items():
         bad = m.image[~m.image.str.startswith(f"{t}/")]
-        if len(bad): raise ValueError(f"{work/'manifest'/t}: image {bad.iloc[0]!r} is not under {t}/; the manifest is not cgddi's.")
+        if len(bad): raise ValueError(f"{work/MANIFEST/t}: image {bad.iloc[0]!r} is not under {t}/; the manifest is not cgddi's.")
         for image in m.image: link_or_copy(work/image, tmp/image)  # never re-encoded
         meta = m.assign(file_name=m.image.str[len(t) + 1:])[["file_name", *EXPORT_COLUMNS]]
         pq.write_table(pa.Table.from_pandas(meta, schema=_schema(), preserve_index=False), tmp/t/"metadata.parquet")
@@ -163,8 +165,6 @@ def export_dataset(work_dir, # run root with manifests (01, 02, 05)
     return out
 
 # %% ../nbs/00g_publish.ipynb #pub10
-IMPORTS = "manifest/imports.json"  # under work_dir: what was imported, from where, with or without the leakage filter
-
 def _column_map(columns:dict, where:str)->tuple[dict, dict]:
     "A `columns` map -> (renames, value tables): an entry is a new name, or {name: new name, values: {released value: manifest value}}."
     renames, values = {}, {}
@@ -209,14 +209,14 @@ def _released_table(src:Path, columns:dict|None, leakage_filter:bool)->tuple[pd.
 def _released_provenance(src:Path, work:Path, ids:set)->dict[str, dict]:
     "The `lora/<set>/<slug>/lora.json` a cgddi export carries that the work dir lacks: {adapter folder: facts}; a clash is an error."
     out = {}
-    for j in sorted(src.glob("lora/*/*/lora.json")):
+    for j in sorted(src.glob(f"{LORA}/*/*/lora.json")):
         rel = j.parent.relative_to(src).as_posix()
         try: facts = json.loads(_member(src, j.relative_to(src), str(src)).read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{j}: not a lora.json ({e}); refused, nothing written.") from e
         train = facts.get("train_ids") if isinstance(facts, dict) else None
         if not isinstance(train, list) or not all(isinstance(i, int) for i in train):
             raise ValueError(f"{j}: no list of integer train_ids; refused, nothing written.")
-        if unknown := sorted(set(train) - ids): raise ValueError(f"{j}: train_ids {unknown[:5]} are not in {work/'data'/'ddi.csv'}; "
+        if unknown := sorted(set(train) - ids): raise ValueError(f"{j}: train_ids {unknown[:5]} are not in {work/DDI_TABLE}; "
                                                                  "import into a work dir made from the same DDI.")
         local = work/rel/"lora.json"
         if local.exists():  # a work dir's own provenance is never replaced by an import
@@ -256,9 +256,9 @@ def _check_release(rows:pd.DataFrame, src:Path, work:Path, where:str, ids:set, s
         except DataError as e: raise DataError(f"{at}: {e}") from e
     for col in ("base_id", "donor_id"):
         unknown = sorted(set(rows[col].dropna().astype(int)) - ids)
-        if unknown: raise ValueError(f"{where}: {col} {unknown[:5]} not in {work/'data'/'ddi.csv'}; import into a work dir made from the same DDI.")
+        if unknown: raise ValueError(f"{where}: {col} {unknown[:5]} not in {work/DDI_TABLE}; import into a work dir made from the same DDI.")
     taken = {}  # images the work dir's manifests already list (other shards than this import's own)
-    for p in sorted((work/"manifest").glob("*/*.csv")):
+    for p in sorted((work/MANIFEST).glob("*/*.csv")):
         if p.stem != shard and "image" in pd.read_csv(p, nrows=0).columns:
             taken.update(dict.fromkeys(pd.read_csv(p, usecols=["image"]).image, p))
     if clash := [i for i in rows.image if i in taken]:
@@ -427,7 +427,7 @@ def import_adapters(srcs:list, # released folders: token repositories (learned_e
     work = Path(work_dir)
     ddi, aliases, base = read_data(work), released_aliases(), resolve_model(sd_model, work)
     seeds = written_split_seeds(work, "faithful")
-    if not seeds: raise FileNotFoundError(f"{work/'splits'}: no faithful split; run 00_data first.")
+    if not seeds: raise FileNotFoundError(f"{work/SPLITS}: no faithful split; run 00_data first.")
     def width(model:str)->int:  # the text encoder's width; a hub id without a local copy: SD 2.1-base's OpenCLIP-H
         p = Path(model)/"text_encoder"/"config.json"
         return json.loads(p.read_text())["hidden_size"] if p.exists() else 1024
@@ -452,7 +452,7 @@ def import_adapters(srcs:list, # released folders: token repositories (learned_e
     stage, ti_rows, lora_rows = Path(tempfile.mkdtemp(prefix=".import-", dir=work)), [], []
     try:
         for src, model, token, emb, a, lora_src, lora, shapes in checked:
-            ti_rel, lora_rel = Path("textual_inversion")/gset/a.disease_slug, Path(LORA_DIR)/gset/a.disease_slug
+            ti_rel, lora_rel = Path(TEXTUAL_INVERSION)/gset/a.disease_slug, Path(LORA)/gset/a.disease_slug
             (stage/ti_rel).mkdir(parents=True); (stage/lora_rel).mkdir(parents=True)
             shutil.copy2(emb, stage/ti_rel/emb.name)
             if lora is not None: _copy_lora(lora, stage/lora_rel/lora.name, list(shapes))
@@ -473,10 +473,10 @@ def import_adapters(srcs:list, # released folders: token repositories (learned_e
             for f in sorted(p for p in dst.iterdir() if p.is_file()): f.unlink()  # a folder's old files go with it: nothing mixed
             for f in sorted(d.iterdir()): os.replace(f, dst/f.name)
     finally: shutil.rmtree(stage, ignore_errors=True)
-    for stage_name in ("textual_inversion", LORA_DIR):  # any split: the imported adapters saw every one
+    for stage_name in (TEXTUAL_INVERSION, LORA):  # any split: the imported adapters saw every one
         if not (work/stage_name/gset/"split.json").exists(): write_set_split(work, stage_name, gset, "faithful", seeds[0])
-    write_concepts(ti_rows, work, "textual_inversion", gset)
-    rows = write_concepts(lora_rows, work, "lora", gset)
+    write_concepts(ti_rows, work, TEXTUAL_INVERSION, gset)
+    rows = write_concepts(lora_rows, work, LORA, gset)
     what = {s: f"token {t[2]} from {t[0]}" + (f" + LoRA (rank {rank[s]}) from {loras[s][0]}" if s in loras
                                               else "; no LoRA: 05 samples with the token alone") for s, t in tokens.items()}
     out = rows[rows.disease_slug.isin(what)].reset_index(drop=True)

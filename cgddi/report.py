@@ -9,11 +9,12 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
+from .layout import LOCK_FILE
+
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'PROGRESS_ENV', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path', 'WorkDirLocked', 'work_dir_lock',
-           'progress_bar', 'progress_line', 'save_table', 'save_figure', 'figure_caption', 'table_caption',
-           'render_index']
+__all__ = ['PROGRESS_ENV', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path', 'WorkDirLocked', 'work_dir_lock', 'progress_bar',
+           'progress_line', 'save_table', 'save_figure', 'figure_caption', 'table_caption', 'render_index']
 
 # %% ../nbs/00a_report.ipynb #147a84c1
 _UMASK = os.umask(0o22); os.umask(_UMASK)  # the process's umask: a finished file gets the permissions a plain open() would give
@@ -52,8 +53,6 @@ def atomic_path(path, # final file path
         if os.path.exists(tmp): os.remove(tmp)
 
 # %% ../nbs/00a_report.ipynb #307ac009
-LOCK_FILE = ".cgddi.lock"  # in a work dir while a `cgddi run` or an import writes it
-
 class WorkDirLocked(RuntimeError):
     "Another process holds the work dir's lock."
 

@@ -12,16 +12,17 @@ import pandas as pd
 import papermill as pm
 import yaml
 import cgddi
-from .data import DataError, FRAME_MODES
-from .config import Between, scratch_dir, value_error
-from .automask import MASK_MODES, AUTO_BACKENDS
+from dataclasses import dataclass
+from .data import DataError
+from .config import scratch_dir, value_error
 from .report import BENCHMARK_NOTICE, PROGRESS_ENV, atomic_path, render_index, progress_line, work_dir_lock, WorkDirLocked
+from .layout import DDI_TABLE, SPLITS, LESION_MAP_LOG, REVIEW_SHEET
+
 
 # %% auto #0
-__all__ = ['STAGES', 'DATA_ALLOWED', 'PACKAGES', 'SUMMARY_TABLES', 'STANDALONE', 'ParamsError', 'StageFailed', 'project_root',
-           'stage_notebooks', 'declared_parameters', 'accepts', 'load_params', 'check_params', 'value_rules',
-           'stage_config', 'device_info', 'seeds_in', 'provenance', 'run', 'main', 'stage_parameters', 'status',
-           'standalone']
+__all__ = ['STAGES', 'PACKAGES', 'SUMMARY_TABLES', 'STANDALONE', 'ParamsError', 'StageFailed', 'project_root', 'stage_notebooks',
+           'declared_parameters', 'accepts', 'load_params', 'check_params', 'Stage', 'value_rules', 'stage_config',
+           'device_info', 'seeds_in', 'provenance', 'run', 'main', 'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -114,29 +115,41 @@ def check_params(params:dict, # from `load_params`
     return out
 
 # %% ../nbs/00b_run.ipynb #cfd2b00f
-STAGES = {  # stage notebook -> (module, its config class, the function that runs the stage on a work_dir with that config)
-    "01_healthy": ("cgddi.healthy", "HealthyConfig", "make_healthy"),
-    "02_lesion_map": ("cgddi.lesion_map", "LesionMapConfig", "map_lesions"),
-    "03_textual_inversion": ("cgddi.textual_inversion", "TIConfig", "train_textual_inversion"),
-    "04_lora": ("cgddi.lora", "LoRAConfig", "train_loras"),
-    "05_semantic": ("cgddi.semantic", "SemanticConfig", "sample_semantic"),
-    "06_classify": ("cgddi.classify", "ClassifyConfig", "run_experiments"),
-    "07_fairness": ("cgddi.fairness", "FairnessConfig", None),  # tables only: nothing later builds on it
-}
-DATA_ALLOWED = dict(frame_mode=FRAME_MODES, masks=MASK_MODES, auto_mask_backend=AUTO_BACKENDS,
-                    benchmark_n_images=Between(1), benchmark_external=Between(0), split_seeds=Between(0), test_size=Between(0, 1, open_lo=True),
-                    val_size=Between(0, 1), n_grid=Between(1))  # 00_data's parameters (its steps are notebook cells, it has no config class)
+@dataclass(frozen=True)
+class Stage:
+    "A stage of the pipeline: its notebook, module, config class, and the functions that run it and say what it has done (names in `module`)."
+    name:str # the notebook's name, e.g. 04_lora
+    module:str # the module it exports, e.g. cgddi.lora
+    config:str # its config class
+    run:str|None # fn(work_dir, cfg): the stage on a work dir (resumes); None: a report-only stage
+    done:str|None # fn(work_dir, cfg) -> (done, planned or None, what), for `cgddi status`
+
+    def load(self, what:str): # "config", "run" or "done"
+        "The class or function `what` names, imported from the stage's module."
+        name = getattr(self, what)
+        if name is None: raise ValueError(f"stage {self.name} has no {what} function.")
+        return getattr(importlib.import_module(self.module), name)
+
+STAGES = {s.name: s for s in [
+    Stage("00_data", "cgddi.data", "DataConfig", "prepare_data", "data_progress"),
+    Stage("01_healthy", "cgddi.healthy", "HealthyConfig", "make_healthy", "healthy_progress"),
+    Stage("02_lesion_map", "cgddi.lesion_map", "LesionMapConfig", "map_lesions", "lesion_map_progress"),
+    Stage("03_textual_inversion", "cgddi.textual_inversion", "TIConfig", "train_textual_inversion", "ti_progress"),
+    Stage("04_lora", "cgddi.lora", "LoRAConfig", "train_loras", "lora_progress"),
+    Stage("05_semantic", "cgddi.semantic", "SemanticConfig", "sample_semantic", "semantic_progress"),
+    Stage("06_classify", "cgddi.classify", "ClassifyConfig", "run_experiments", "classify_progress"),
+    Stage("07_fairness", "cgddi.fairness", "FairnessConfig", None, None),  # the report's tables: nothing later builds on it
+]}
 
 def value_rules()->dict[str, dict]:
-    "Stage -> {parameter: allowed values}: 00_data's and every stage config's `allowed`."
-    return {"00_data": DATA_ALLOWED} | {s: stage_config(s).allowed for s in STAGES}
+    "Stage -> {parameter: allowed values}: every stage config's `allowed`."
+    return {s: stage_config(s).allowed for s in STAGES}
 
 def stage_config(stage:str, # a stage notebook's name, e.g. 04_lora
                 )->type:
     "The config class of a stage."
-    if stage not in STAGES: raise ValueError(f"stage {stage!r} has no config; stages with one are {list(STAGES)}.")
-    module, name, _ = STAGES[stage]
-    return getattr(importlib.import_module(module), name)
+    if stage not in STAGES: raise ValueError(f"stage {stage!r} unknown; the stages are {list(STAGES)}.")
+    return STAGES[stage].load("config")
 
 # %% ../nbs/00b_run.ipynb #a7c1fd1e
 PACKAGES = ["cgddi", "torch", "torchvision", "diffusers", "transformers", "peft", "accelerate", "timm", "torchmetrics",
@@ -350,41 +363,12 @@ def _config(per_stage:dict, stage:str):
     return stage_config(stage)(**{k: v for k, v in per_stage.get(stage, {}).items() if k not in ("work_dir", "report_dir")})
 
 def _status_rows(work:Path, per_stage:dict)->list[tuple]:
-    "(stage, done, planned, what) for every stage, from the files in `work`; a stage that has not run yet says so."
-    from cgddi.data import read_data
-    from cgddi.manifest import read_manifest, read_manifests, generator_sets, read_concepts
-    from cgddi.semantic import semantic_plan
-    from cgddi.classify import planned_runs, split_seeds, read_runs, run_hash
-    ddi = read_data(work); annotated = int(ddi.frame_mask_path.notna().sum())
-    n_auto = int((ddi.get("mask_source", pd.Series(dtype=str)) == "auto").sum()); _auto = f", {n_auto} of them automatic" if n_auto else ""
-    made = read_manifests(work, columns=["image"])  # counts: the index, one column
-    kept = made.get("healthy", pd.DataFrame())
-    def lesion_map():
-        logs = [pd.read_csv(p, usecols=["status"]) for p in (work/"lesion_map"/"candidates").glob("[!.]*.csv")]
-        log = pd.concat(logs) if logs else pd.DataFrame(columns=["status"])
-        return (len(log), len(kept) * (annotated - 1), f"lesion candidates: {int((log.status == 'placed').sum())} placed, "
-                                                       f"{int((log.status == 'skipped').sum())} skipped")
-    def trained(d, what):
-        sets = {s: len(read_concepts(work, d, s)) for s in generator_sets(work, d)}
-        return sum(sets.values()), None, f"{what} per generator set: {sets}"
-    def semantic():
-        plan = semantic_plan(work, _config(per_stage, "05_semantic"))[0]
-        return int(plan.image.isin(set(made.get("semantic", pd.DataFrame(columns=["image"])).image)).sum()), len(plan), "semantic images of the plan made"
-    def classify():
-        cfg = _config(per_stage, "06_classify"); runs = planned_runs(cfg, split_seeds(work, cfg))
-        facts = read_runs(work).set_index(["protocol", "seed", "experiment", "method"])
-        recorded = facts.get("params_hash", pd.Series(dtype=object)).to_dict()
-        memo = {}
-        return (sum(recorded.get(r) == run_hash(work, cfg, r, memo) for r in runs), len(runs),
-                "classification runs finished with the current settings and inputs")
-    stages = {"00_data": lambda: (len(ddi), len(ddi), f"images framed ({annotated} with a mask{_auto}), {len(list((work/'splits').glob('*.csv')))} split files"),
-              "01_healthy": lambda: (len(read_manifest(work, "healthy", kept_only=False, columns=["image"])), annotated, f"healthy images made, {len(kept)} kept by the review sheet"),
-              "02_lesion_map": lesion_map, "03_textual_inversion": lambda: trained("textual_inversion", "tokens"),
-              "04_lora": lambda: trained("lora", "adapters"), "05_semantic": semantic, "06_classify": classify}
+    "(stage, done, planned, what) for every stage with a `done` function, from the files in `work`; a stage that has not run yet says so."
     rows = []
-    for stage, count in stages.items():
-        try: rows.append((stage, *count()))
-        except (DataError, ValueError, OSError) as e: rows.append((stage, 0, None, f"not run yet ({str(e).splitlines()[0][:120]})"))
+    for name, stage in STAGES.items():
+        if stage.done is None: continue
+        try: rows.append((name, *stage.load("done")(work, _config(per_stage, name))))
+        except (DataError, ValueError, OSError) as e: rows.append((name, 0, None, f"not run yet ({str(e).splitlines()[0][:120]})"))
     return rows
 
 def status(params_file=None, # the run's params; default `params/default.yaml`
@@ -394,12 +378,12 @@ def status(params_file=None, # the run's params; default `params/default.yaml`
     params_file = Path(params_file or project_root()/"params"/"default.yaml").resolve()
     per_stage = check_params(load_params(params_file), stage_notebooks(project_root()/"nbs"), params_file)
     work = Path(work_dir or per_stage["00_data"].get("work_dir") or "")
-    if not (work/"data"/"ddi.csv").exists(): raise ParamsError(f"{work}: no run here yet (no data/ddi.csv); give --work-dir or run cgddi run.")
+    if not (work/DDI_TABLE).exists(): raise ParamsError(f"{work}: no run here yet (no data/ddi.csv); give --work-dir or run cgddi run.")
     return pd.DataFrame(_status_rows(work, per_stage), columns=["stage", "done", "planned", "what"])
 
 # %% ../nbs/00b_run.ipynb #standcode
 STANDALONE = {  # quick settings for a standalone run: where they differ from the configs' defaults
-    "00_data": dict(n_images=24, split_seeds=[36, 37]),
+    "00_data": dict(benchmark_n_images=24, split_seeds=[36, 37], benchmark_external=0, auto_mask_dice=False),
     "02_lesion_map": dict(workers=1),
     "03_textual_inversion": dict(steps=2, batch_size=2),
     "04_lora": dict(steps=2, batch_size=2),
@@ -411,16 +395,10 @@ def standalone(work_dir=None, # folder to run in; None: a new temporary folder, 
                upto:str="00_data", # the last stage to run
               )->Path:
     "A small embedded-benchmark run of every stage up to `upto`, for a notebook stepped through on its own; returns the work dir."
-    order = ["00_data"] + [s for s, (*_, run) in STAGES.items() if run]
+    order = [s for s, stage in STAGES.items() if stage.run]
     if upto not in order: raise ValueError(f"standalone: unknown stage {upto!r}; use one of {order}.")
-    from cgddi.benchmark import make_benchmark
-    from cgddi.data import load_ddi, write_data, write_splits
     work = Path(work_dir) if work_dir else scratch_dir()
     print(f"standalone: {', '.join(order[:order.index(upto) + 1])} on a small embedded benchmark in {work}")
-    data = STANDALONE["00_data"]
-    ddi = write_data(load_ddi(make_benchmark(work/"benchmark", n_images=data["n_images"]), check_images=False), work)
-    write_splits(ddi, work, seeds=data["split_seeds"])
-    for stage in order[1:order.index(upto) + 1]:
-        module, _, run = STAGES[stage]
-        getattr(importlib.import_module(module), run)(work, stage_config(stage)(**STANDALONE.get(stage, {})))
+    for stage in order[:order.index(upto) + 1]:
+        STAGES[stage].load("run")(work, stage_config(stage)(**STANDALONE.get(stage, {})))
     return work

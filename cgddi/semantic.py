@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from PIL import Image
 from safetensors.torch import load_file
 from .data import DataError, TONE_ORDER, read_data
-from .manifest import (ManifestError, SHARED, GENERATORS, read_manifest, refresh_index, save_synthetic, synthetic_done, png_complete,
+from .manifest import (ManifestError, SHARED, GENERATORS, read_manifest, read_manifests, refresh_index, save_synthetic, synthetic_done, png_complete,
                             manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, concepts_path, generator_sets,
                             set_test_ids, MANIFEST_COLUMNS)
 from .config import Between, StageConfig, seed_of, file_hash, params_hash
@@ -25,11 +25,13 @@ from .lora import lora_rank
 from .tiny import model_load_error
 from .report import progress_bar
 from .shard import Share, launch, stage_cli
+from .layout import HEALTHY_IMAGES, LORA, SEMANTIC
+
 
 # %% auto #0
 __all__ = ['RULER_MODES', 'PLAN_MODES', 'SCHEDULERS', 'ADAPTER', 'NO_LORA', 'SemanticConfig', 'plan_counts', 'sampling_plan',
            'shard_chunks', 'has_lora', 'sampler_scheduler', 'SemanticSampler', 'semantic_inputs', 'semantic_plan',
-           'sample_semantic', 'plot_plan', 'plot_semantic_rows', 'plot_by_training_size']
+           'sample_semantic', 'semantic_progress', 'plot_plan', 'plot_semantic_rows', 'plot_by_training_size']
 
 # %% ../nbs/05_semantic.ipynb #cfgcls05
 RULER_MODES = ("never", "always", "canvas")
@@ -119,9 +121,9 @@ def sampling_plan(canvases:pd.DataFrame, # kept healthy manifest rows: image, ba
                 h, r = cv.iloc[order[k % len(cv)]], k // len(cv)
                 rows.append(dict(base_id=int(h.base_id), canvas=h.image, canvas_ruler=bool(h.ruler), disease_joined=c.disease_joined,
                                  disease_slug=c.disease_slug, token=c.token, malignant=None if pd.isna(c.malignant) else bool(c.malignant),
-                                 n_train=int(c.n_train), generator_set=gset, adapter=f"lora/{gset}/{c.disease_slug}",
+                                 n_train=int(c.n_train), generator_set=gset, adapter=f"{LORA}/{gset}/{c.disease_slug}",
                                  tone=t, r=r, seed=seed_of(cfg.seed, int(h.base_id), c.disease_slug, t, r),
-                                 image=f"semantic/{gset}/images/{c.disease_slug}/{int(h.base_id):06d}-{t}-{r}.png"))
+                                 image=f"{SEMANTIC}/{gset}/images/{c.disease_slug}/{int(h.base_id):06d}-{t}-{r}.png"))
         d = pd.DataFrame(rows).sort_values(["base_id", "tone", "r"], key=lambda s: s.map(TONE_ORDER.index) if s.name == "tone" else s,
                                            ignore_index=True) if rows else pd.DataFrame(rows)
         if len(d): d["chunk"] = [f"{gset}__{c.disease_slug}-{i // cfg.chunk_size:05d}" for i in range(len(d))]
@@ -244,9 +246,9 @@ def semantic_inputs(work_dir, # run root
     work = Path(work_dir)
     try: canvases = read_manifest(work, "healthy")
     except ManifestError as e: raise ManifestError(f"semantic sampling needs healthy canvases: {e}") from e
-    mode, seed, test = set_test_ids(work, "lora", gset)
+    mode, seed, test = set_test_ids(work, LORA, gset)
     if gset != SHARED: canvases = canvases[~canvases.base_id.isin(test)]
-    concepts = select_diseases(read_concepts(work, "lora", gset), cfg.diseases, concepts_path(work, "lora", gset), "adapter")
+    concepts = select_diseases(read_concepts(work, LORA, gset), cfg.diseases, concepts_path(work, LORA, gset), "adapter")
     concepts = concepts[_training_samples(work, concepts, mode) > cfg.min_train_samples]
     if concepts.empty: raise DataError(f"{concepts_path(work, 'lora', gset)}: no adapter to sample from (min_train_samples="
                                        f"{cfg.min_train_samples}, diseases={cfg.diseases}); train adapters in 04_lora or lower min_train_samples.")
@@ -257,8 +259,8 @@ def semantic_plan(work_dir, # run root
                  )->tuple[pd.DataFrame, dict]:
     "The whole plan over the generator sets `cfg.generators` names, and each set's adapter rows."
     work = Path(work_dir)
-    sets = [SHARED] if cfg.generators != "per_split" else [s for s in generator_sets(work, "lora") if s != SHARED]
-    if not sets: raise DataError(f"{work/'lora'}: no per-split adapter set; run 03 and 04 with generators: per_split.")
+    sets = [SHARED] if cfg.generators != "per_split" else [s for s in generator_sets(work, LORA) if s != SHARED]
+    if not sets: raise DataError(f"{work/LORA}: no per-split adapter set; run 03 and 04 with generators: per_split.")
     plans, concepts = [], {}
     for gset in sets:
         canvases, concepts[gset] = semantic_inputs(work, cfg, gset)
@@ -272,7 +274,7 @@ def _tidy(work:Path, plan:pd.DataFrame, concepts:dict):
         for slug in rows.disease_slug:
             for p in manifest_dir(work, "semantic").glob(f"{gset}__{slug}-*.csv"):
                 if p.stem not in keep: p.unlink()
-    remove_stale_temps(work/"semantic")
+    remove_stale_temps(work/SEMANTIC)
 
 def _chunk_done(work:Path, chunk:str, rows:pd.DataFrame, hashes:list)->bool:
     "A chunk is done when its shard lists exactly its images, each made with its expected `params_hash` and written to the end."
@@ -344,6 +346,15 @@ def sample_semantic(work_dir, # run root
     share.wait()
     if share.is_main: refresh_index(work, "semantic")  # every process's shards written: the index brought up to date once
     return counts
+
+# %% ../nbs/05_semantic.ipynb #progress05
+def semantic_progress(work_dir, # run root
+                      cfg:SemanticConfig, # the stage's settings
+                     )->tuple[int, int, str]:
+    "(images of the plan made, images planned, what) for `cgddi status`."
+    plan = semantic_plan(work_dir, cfg)[0]
+    made = read_manifests(work_dir, ("semantic",), columns=["image"]).get("semantic", pd.DataFrame(columns=["image"]))
+    return int(plan.image.isin(set(made.image)).sum()), len(plan), "semantic images of the plan made"
 
 # %% ../nbs/05_semantic.ipynb #a21d140a
 def plot_plan(table:pd.DataFrame, # `tab_05_semantic_plan`: n_train_<tone> and sampled_<tone> columns per disease

@@ -18,16 +18,18 @@ from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from safetensors.torch import save_file
 from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data, read_split
-from .manifest import SHARED, PAPER, GENERATORS, remove_stale_temps, write_concepts, write_set_split
+from .manifest import concept_progress, SHARED, PAPER, GENERATORS, remove_stale_temps, write_concepts, write_set_split
 from .config import Between, StageConfig, seed_of, file_hash
 from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
 from .diffusion import (PRECISIONS, PROMPT_TEMPLATES, disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
                              latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean, TrainingState, STATE_DIR)
+from .layout import DDI_TABLE, SPLITS, TEXTUAL_INVERSION
+
 
 # %% auto #0
-__all__ = ['TI_DIR', 'TIConfig', 'ti_training_set', 'add_token', 'effective_lr', 'TokenRow', 'train_token', 'save_learned_embeds',
-           'generator_set_splits', 'train_textual_inversion']
+__all__ = ['TIConfig', 'ti_training_set', 'add_token', 'effective_lr', 'TokenRow', 'train_token', 'save_learned_embeds',
+           'generator_set_splits', 'train_textual_inversion', 'ti_progress']
 
 # %% ../nbs/03_textual_inversion.ipynb #cfgcls03
 @dataclass(kw_only=True)
@@ -191,25 +193,23 @@ def save_learned_embeds(path, # file to write (`learned_embeds.safetensors`)
     return Path(path)
 
 # %% ../nbs/03_textual_inversion.ipynb #b21febee
-TI_DIR = "textual_inversion"
-
 def generator_set_splits(work_dir, # run root with the splits of 00_data
                          cfg:TIConfig, # `generators`, the shared split or `generator_splits`
                         )->dict[str, tuple[str, int]]:
     "The generator sets to train: set name -> the split (mode, seed) whose test images it never sees ((None, None): the paper's regime, none)."
     if cfg.generators == PAPER: return {SHARED: (None, None)}
     if cfg.generators == "shared": return {SHARED: (cfg.split_mode, cfg.split_seed)}
-    written = sorted(p.stem for p in (Path(work_dir)/"splits").glob("*_S*.csv"))
+    written = sorted(p.stem for p in (Path(work_dir)/SPLITS).glob("*_S*.csv"))
     names = cfg.generator_splits or written
     unknown = [n for n in names if n not in written]
-    if unknown: raise DataError(f"{Path(work_dir)/'splits'}: no split {unknown}; 00_data wrote {written}.")
+    if unknown: raise DataError(f"{Path(work_dir)/SPLITS}: no split {unknown}; 00_data wrote {written}.")
     return {n: (n.rsplit("_S", 1)[0], int(n.rsplit("_S", 1)[1])) for n in names}
 
 def _token(work:Path, g:pd.DataFrame, cfg:TIConfig, model:str, loaded:dict, gset:str)->dict:
     "One disease's token: trained and saved unless `ti.json` says it is done with these settings; returns its facts."
     name, slug, token = g.disease_joined.iloc[0], g.disease_slug.iloc[0], g.token.iloc[0]
     train = g[g.role == "train"].sort_values("ddi_id"); train_ids = train.ddi_id.astype(int).tolist()
-    phash, folder = cfg.params_hash(token=token, train_ids=train_ids), work/TI_DIR/gset/slug
+    phash, folder = cfg.params_hash(token=token, train_ids=train_ids), work/TEXTUAL_INVERSION/gset/slug
     facts_path, embeds = folder/"ti.json", folder/"learned_embeds.safetensors"
     facts = json.loads(facts_path.read_text()) if facts_path.exists() else {}
     if facts.get("params_hash") == phash and embeds.exists() and facts.get("embeds_hash") == file_hash(embeds): return facts  # the file it wrote
@@ -235,7 +235,7 @@ def _concept(g:pd.DataFrame, facts:dict, model:str, gset:str)->dict:
     return dict(disease_joined=g.disease_joined.iloc[0], disease_slug=slug, token=g.token.iloc[0], malignant=malignant,
                 n_train=int(len(train)), n_holdout=int((g.role == "holdout").sum()),
                 **{f"n_train_{t}": int((train.tone == t).sum()) for t in TONE_ORDER}, final_loss=tail_mean(facts["losses"]),
-                embeds=f"{TI_DIR}/{gset}/{slug}/learned_embeds.safetensors", model=model)
+                embeds=f"{TEXTUAL_INVERSION}/{gset}/{slug}/learned_embeds.safetensors", model=model)
 
 def train_textual_inversion(work_dir, # run root written by 00_data
                             cfg:TIConfig, # the stage's settings
@@ -244,12 +244,12 @@ def train_textual_inversion(work_dir, # run root written by 00_data
     "Train and save a token per disease and generator set; writes `textual_inversion/<set>/concepts.csv`; returns them with a `generator_set` column (None in a launched process but the first)."
     work, ddi = Path(work_dir), read_data(work_dir)
     share = take_share("cgddi.textual_inversion", work, cfg, share,  # launched processes train; this call then finds every token done
-                       lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work/TI_DIR)))  # a tiny model is built once
+                       lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work/TEXTUAL_INVERSION)))  # a tiny model is built once
     model, loaded, sets = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when a token needs training
     for gset, (mode, seed) in generator_set_splits(work, cfg).items():
         split = read_split(work, mode, seed) if mode is not None else None
         training_set = ti_training_set(ddi, [] if split is None else split.ddi_id[split.split == "test"], cfg)
-        if training_set.empty: raise DataError(f"{work/'data/ddi.csv'}: no disease has {cfg.min_images} images outside the test split of {gset}.")
+        if training_set.empty: raise DataError(f"{work/DDI_TABLE}: no disease has {cfg.min_images} images outside the test split of {gset}.")
         sets.append((gset, mode, seed, [g for _, g in training_set.groupby("disease_joined", sort=True)]))
     for gset, g in progress_bar(share.mine((s[0], g) for s in sets for g in s[3]), desc=f"tokens{share.desc}"): _token(work, g, cfg, model, loaded, gset)
     share.wait()
@@ -257,9 +257,16 @@ def train_textual_inversion(work_dir, # run root written by 00_data
     out = []
     for gset, mode, seed, groups in sets:  # every token is done: its facts are read back
         rows = [_concept(g, _token(work, g, cfg, model, loaded, gset), model, gset) for g in groups]
-        write_set_split(work, TI_DIR, gset, mode, seed)
-        out.append(write_concepts(rows, work, TI_DIR, gset).assign(generator_set=gset))
+        write_set_split(work, TEXTUAL_INVERSION, gset, mode, seed)
+        out.append(write_concepts(rows, work, TEXTUAL_INVERSION, gset).assign(generator_set=gset))
     return pd.concat(out, ignore_index=True)
+
+# %% ../nbs/03_textual_inversion.ipynb #progress03
+def ti_progress(work_dir, # run root
+                cfg:TIConfig, # the stage's settings
+               )->tuple[int, None, str]:
+    "(tokens trained, None: no fixed plan, what) for `cgddi status`."
+    return concept_progress(work_dir, TEXTUAL_INVERSION, "tokens")
 
 # %% ../nbs/03_textual_inversion.ipynb #ti-main
 if __name__ == "__main__" and Path(sys.argv[0]).name == "textual_inversion.py":  # `python -m cgddi.textual_inversion`, not a kernel

@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 from cgddi.data import DataError, read_data
 from cgddi.healthy import HealthyConfig, inpaint_region, make_healthy
-from cgddi.manifest import read_manifest, read_synthetic_meta, REVIEW_SHEET
+from cgddi.manifest import read_manifest, read_synthetic_meta
+from cgddi.layout import REVIEW_SHEET
 from cgddi.tiny import tiny_kandinsky, tiny_sd, TINY_LABEL
 
 def _frames(work):

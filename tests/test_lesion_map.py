@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from cgddi.data import DataError, read_data
 from cgddi.lesion_map import LesionMapConfig, lesion_patch, map_lesions, place_lesion, usable_distance, transform_patch
-from cgddi.manifest import INDEX_FILE, read_manifest, REVIEW_SHEET
+from cgddi.manifest import INDEX_FILE, read_manifest
+from cgddi.layout import REVIEW_SHEET
 
 def _random_masks(seed, size=64):
     rng = np.random.default_rng(seed)

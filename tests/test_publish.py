@@ -48,7 +48,8 @@ import json, shutil
 import pytest
 from PIL import Image
 from cgddi.data import DataError
-from cgddi.publish import export_dataset, import_dataset, IMPORTS
+from cgddi.publish import export_dataset, import_dataset
+from cgddi.layout import IMPORTS
 
 def _fresh(src, dst):
     "A work dir with 00_data's outputs only."

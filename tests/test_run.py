@@ -193,7 +193,8 @@ def test_params_prints_one_stage_flat(tmp_path, cgddi_here):
 def test_a_second_run_on_a_locked_work_dir_is_refused(tmp_path, cgddi_here):
     "While one process holds a work dir, `cgddi run` on it stops at once naming the holder; a dead holder's lock is taken over."
     import socket
-    from cgddi.report import work_dir_lock, WorkDirLocked, LOCK_FILE
+    from cgddi.report import work_dir_lock, WorkDirLocked
+    from cgddi.layout import LOCK_FILE
     work = tmp_path/"work"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom cgddi.report import work_dir_lock\n"
                                "with work_dir_lock(sys.argv[1]): print('held', flush=True); time.sleep(120)", str(work)],
