@@ -68,7 +68,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.classify.read_external_predictions': ( 'classify.html#read_external_predictions',
                                                                               'cgddi/classify.py'),
                                 'cgddi.classify.read_predictions': ('classify.html#read_predictions', 'cgddi/classify.py'),
-                                'cgddi.classify.read_rgb': ('classify.html#read_rgb', 'cgddi/classify.py'),
                                 'cgddi.classify.read_runs': ('classify.html#read_runs', 'cgddi/classify.py'),
                                 'cgddi.classify.recognition_table': ('classify.html#recognition_table', 'cgddi/classify.py'),
                                 'cgddi.classify.run_experiments': ('classify.html#run_experiments', 'cgddi/classify.py'),

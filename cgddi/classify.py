@@ -21,7 +21,7 @@ from torchvision.transforms import v2
 from PIL import Image
 from accelerate import Accelerator, PartialState
 from safetensors.torch import save_file, load_file
-from .data import TONE_ORDER, SPLIT_MODES, DataError, read_data, read_split, load_f17k, written_split_seeds
+from .data import TONE_ORDER, SPLIT_MODES, DataError, read_data, read_image, read_split, load_f17k, written_split_seeds
 from .manifest import SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, read_manifests, manifest_fingerprint, split_name
 from .config import Between, StageConfig
 from .leakage import TRAIN_SET_COLUMNS, leakage_filter, leak_kinds, adapter_train_ids, let_through, train_set_path
@@ -34,7 +34,7 @@ from .layout import EXTERNAL, MODELS, PREDICTIONS, CLASSIFIER_MODELS, EXTERNAL_P
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'COUNTS',
-           'RUN_COLUMNS', 'ClassifyConfig', 'transforms', 'read_rgb', 'image_reader', 'ImageTable', 'balanced_sampler',
+           'RUN_COLUMNS', 'ClassifyConfig', 'transforms', 'image_reader', 'ImageTable', 'balanced_sampler',
            'accelerator', 'make_model', 'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table',
            'balanced_sample', 'type_tone_counts', 'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds',
            'run_hash', 'run_experiments', 'read_runs', 'read_predictions', 'classify_progress', 'external_table',
@@ -120,22 +120,16 @@ def transforms(train:bool, # training (random) or evaluation (deterministic) tra
     if not train: return v2.Compose([v2.Resize(resize), *end])
     return v2.Compose([v2.RandomResizedCrop(resize, scale=(0.8, 1.0)), v2.RandomRotation(15), v2.RandomHorizontalFlip(0.5), *end])
 
-def read_rgb(path)->Image.Image:
-    "The image at `path`, decoded, as RGB; one `DataError` naming the file if it cannot be read."
-    try:
-        with Image.open(path) as im: return im.convert("RGB")
-    except (OSError, ValueError) as e: raise DataError(f"{path}: cannot read image ({e}); regenerate or remove it.") from e
-
 @cache
 def image_reader(cached:int=0, # decoded images to keep (least recently used go first); 0: read every time
                 )->Callable:
-    "`read_rgb`, behind one process-wide LRU cache of `cached` images when `cached` > 0."
-    return lru_cache(maxsize=cached)(read_rgb) if cached > 0 else read_rgb
+    "`cgddi.data.read_image`, behind one process-wide LRU cache of `cached` images when `cached` > 0."
+    return lru_cache(maxsize=cached)(read_image) if cached > 0 else read_image
 
 class ImageTable(Dataset):
     "Images of a table with columns `path, malignant, tone`: (image tensor, label, tone index)."
     def __init__(self, table:pd.DataFrame, transform,
-                 read:Callable=read_rgb, # path -> RGB image (`image_reader`)
+                 read:Callable=read_image, # path -> RGB image (`image_reader`)
                 ):
         missing = [c for c in ["path", "malignant", "tone"] if c not in table.columns]
         if missing: raise DataError(f"image table: missing column(s) {missing}; need path, malignant, tone.")

@@ -109,12 +109,12 @@ def read_image(path, # image file
             with Image.open(path) as im:
                 if verify_only: im.verify(); return None
                 return im.convert("RGB")
-    except FileNotFoundError as e: raise DataError(f"{path}: image not found; check the DDI folder.") from e
+    except FileNotFoundError as e: raise DataError(f"{path}: image not found; check the DDI folder (a DDI image) or rerun the stage that wrote it.") from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise DataError(f"{path}: image is larger than Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} pixels ({e}); "
                         "it is no dermatology photograph: replace or downscale it.") from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DataError(f"{path}: image is corrupt or not an image ({e}); re-download it.") from e
+        raise DataError(f"{path}: image is corrupt or not an image ({e}); re-download it (a DDI image) or rerun the stage that wrote it.") from e
 
 def to_mask_frame(image:Image.Image, # an image at its native size
                   mode:str="resize", # "resize": whole image to 256x256 (the sDDI frame); "square_crop": centre square, then resize

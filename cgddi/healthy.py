@@ -279,7 +279,7 @@ def _heal_batch(work:Path, rows:list, # `data/ddi.csv` rows of masked images
     out = []
     for j in jobs:
         row, r = j["row"], j["r"]
-        if not j["regenerated"]: j["scores"] = qc_scores(j["frame"], np.asarray(Image.open(work/row["image"]).convert("RGB")), j["mask"], j["soft"],
+        if not j["regenerated"]: j["scores"] = qc_scores(j["frame"], np.asarray(read_image(work/row["image"])), j["mask"], j["soft"],
                                                          texture_side=cfg.qc_texture_side)
         reasons = ";".join(map(str, qc_reasons(j["scores"], **cfg.thresholds)))
         out.append((row, dict(image=row["image"], ddi_id=int(r.ddi_id), tone=r.tone, mask_source=j["source"], **{k: round(v, 4) for k, v in j["scores"].items()},
@@ -357,7 +357,7 @@ def plot_healthy_examples(work_dir, # run root
     pick = pick.set_index("tone").loc[[t for t in TONE_ORDER if t in set(pick.tone)]].reset_index()
     fig, axes = plt.subplots(len(pick), 3, figsize=(7.5, 2.6 * len(pick)), squeeze=False)
     for row_axes, r in zip(axes, pick.itertuples()):
-        d = ddi.loc[r.ddi_id]; frame = Image.open(work/d.frame_path).convert("RGB"); mask = np.load(work/d.frame_mask_path)
+        d = ddi.loc[r.ddi_id]; frame = read_image(work/d.frame_path); mask = np.load(work/d.frame_mask_path)
         region = (inpaint_region(mask) >= 0.5).astype(int)
         for ax, im, t in zip(row_axes, [np.asarray(frame), overlay_mask(frame, region, classes=(LESION,)), Image.open(work/r.image)],
                              [f"{d.file} ({r.tone})", "region repainted", "healthy" + ("" if r.keep else f" (discarded: {r.reasons})")]):

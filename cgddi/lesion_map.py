@@ -204,7 +204,7 @@ def prepare_donors(work_dir, # run root
 def _map_one(job:dict)->tuple[str, int, int]:
     "Worker: all donors onto one healthy image; writes its images, manifest shard and candidate log."
     work, h, cfg = Path(job["work"]), job["healthy"], SimpleNamespace(**job["cfg"])
-    img = np.asarray(Image.open(work/h["image"]).convert("RGB")); mask = np.load(work/h["mask"])
+    img = np.asarray(read_image(work/h["image"])); mask = np.load(work/h["mask"])
     img, mask = _resize_frame(img, mask, cfg.size)
     dist = usable_distance(np.isin(mask, (LESION, MARKER, SKIN)))  # lesion and marker were inpainted to skin
     rows, log = [], []

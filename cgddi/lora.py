@@ -24,7 +24,7 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
 from safetensors import safe_open
-from .data import DataError, TONE_ORDER, RULER, MARKER, read_data
+from .data import DataError, TONE_ORDER, RULER, MARKER, read_data, read_image
 from .manifest import (ManifestError, concept_progress, SHARED, GENERATORS, read_manifest, remove_stale_temps, select_diseases, read_concepts, write_concepts,
                             concepts_path, generator_sets, set_test_ids, write_set_split)
 from .config import Between, StageConfig, file_hash, link_or_copy
@@ -235,7 +235,7 @@ def _class_latents(work:Path, cfg:LoRAConfig, classes:pd.DataFrame, loaded:dict)
     if key not in loaded["class_latents"]:
         sd, size = loaded["sd"], (cfg.resolution, cfg.resolution)
         sd.vae.to(loaded["acc"].device)
-        loaded["class_latents"][key] = latent_cache(sd.vae, [Image.open(work/p).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+        loaded["class_latents"][key] = latent_cache(sd.vae, [read_image(work/p).resize(size, Image.Resampling.BICUBIC)
                                                              for p in classes.image])
     return loaded["class_latents"][key]
 

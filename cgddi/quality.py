@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from PIL import Image
 from torchvision.transforms import v2
-from .data import DataError, TONE_ORDER
+from .data import read_image, TONE_ORDER
 from .tiny import model_load_error
 
 # %% auto #0
@@ -72,11 +72,7 @@ def load_images(paths, # image files
                )->torch.Tensor:
     "uint8 tensor N x 3 x size x size; a corrupt file is an error naming it."
     out = []
-    for p in paths:
-        try:
-            with Image.open(p) as im: out.append(np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR)))
-        except (OSError, ValueError) as e:
-            raise DataError(f"{p}: cannot read image ({e}); regenerate or remove it.") from e
+    for p in paths: out.append(np.asarray(read_image(p).resize((size, size), Image.BILINEAR)))  # a missing or corrupt file: a DataError naming it
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
 
 @torch.no_grad()
