@@ -20,9 +20,10 @@ from .layout import DDI_TABLE, SPLITS, LESION_MAP_LOG, REVIEW_SHEET
 
 
 # %% auto #0
-__all__ = ['STAGES', 'PACKAGES', 'SUMMARY_TABLES', 'STANDALONE', 'ParamsError', 'StageFailed', 'project_root', 'stage_notebooks',
-           'declared_parameters', 'accepts', 'load_params', 'check_params', 'Stage', 'value_rules', 'stage_config',
-           'device_info', 'seeds_in', 'provenance', 'run', 'main', 'stage_parameters', 'status', 'standalone']
+__all__ = ['STAGES', 'PACKAGES', 'SUMMARY_TABLES', 'STANDALONE', 'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'project_root',
+           'stage_notebooks', 'declared_parameters', 'accepts', 'load_params', 'check_params', 'Stage', 'value_rules',
+           'stage_config', 'device_info', 'seeds_in', 'provenance', 'run', 'main', 'stage_parameters', 'status',
+           'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -391,6 +392,25 @@ STANDALONE = {  # quick settings for a standalone run: where they differ from th
     "06_classify": dict(epochs=1, finetune_epochs=1, max_synthetic=64),
 }
 
+STANDALONE_CACHE = "CGDDI_STANDALONE_CACHE"  # environment: a folder where `standalone` keeps each stage's finished small run (the test suite's notebooks share it)
+
+def _cached_run(cache:Path, stages:list[str])->Path:
+    "The cached small run after the last of `stages`, built (from the run before it) under a lock by the first process that needs it."
+    import fcntl
+    done = cache/stages[-1]
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache/f".{stages[-1]}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held from a later stage to an earlier one only: no two processes wait on each other
+        if not (done/_COMPLETE).exists():  # built in place (data/ddi.csv names its images by absolute path), marked when complete
+            shutil.rmtree(done, ignore_errors=True)
+            if len(stages) > 1: _copy_run(_cached_run(cache, stages[:-1]), done)
+            STAGES[stages[-1]].load("run")(done, stage_config(stages[-1])(**STANDALONE.get(stages[-1], {})))
+            (done/_COMPLETE).touch()
+    return done
+
+_COMPLETE = ".standalone-complete"
+def _copy_run(src:Path, dst:Path): shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns(_COMPLETE))
+
 def standalone(work_dir=None, # folder to run in; None: a new temporary folder, removed when this process ends
                upto:str="00_data", # the last stage to run
               )->Path:
@@ -399,6 +419,9 @@ def standalone(work_dir=None, # folder to run in; None: a new temporary folder, 
     if upto not in order: raise ValueError(f"standalone: unknown stage {upto!r}; use one of {order}.")
     work = Path(work_dir) if work_dir else scratch_dir()
     print(f"standalone: {', '.join(order[:order.index(upto) + 1])} on a small embedded benchmark in {work}")
+    if cache := os.environ.get(STANDALONE_CACHE):  # the same run, made once per cache and copied (a stage resumes as it would here)
+        _copy_run(_cached_run(Path(cache), order[:order.index(upto) + 1]), work)
+        return work
     for stage in order[:order.index(upto) + 1]:
         STAGES[stage].load("run")(work, stage_config(stage)(**STANDALONE.get(stage, {})))
     return work

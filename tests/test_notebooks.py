@@ -3,7 +3,7 @@ import os, shutil, subprocess, sys
 from pathlib import Path
 import nbformat
 import pytest
-from cgddi.run import project_root, stage_notebooks
+from cgddi.run import STANDALONE_CACHE, project_root, stage_notebooks
 
 ROOT = project_root()
 BIN = Path(sys.executable).parent
@@ -12,9 +12,10 @@ def _tool(name):
     return str(BIN/name) if (BIN/name).exists() else shutil.which(name)
 
 def test_nbdev_test_passes(tmp_path):
-    # nbdev-test runs the notebooks in pool workers, which end without atexit: their scratch folders go with tmp_path
+    # nbdev-test runs the notebooks in pool workers, which end without atexit: their scratch folders go with tmp_path;
+    # the notebooks' small standalone runs are made once, stage by stage, and copied (cgddi.run.STANDALONE_CACHE)
     r = subprocess.run([_tool("nbdev-test"), "--n-workers", "2"], cwd=ROOT, capture_output=True, text=True, timeout=1200,
-                       env=os.environ | {"TMPDIR": str(tmp_path)})
+                       env=os.environ | {"TMPDIR": str(tmp_path), STANDALONE_CACHE: str(tmp_path/"standalone")})
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
 
 @pytest.mark.parametrize("stage", list(stage_notebooks(ROOT/"nbs")))

@@ -228,3 +228,23 @@ def test_a_second_run_writes_nothing(report, tmp_path):
     after = snap()
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert changed == [], f"a second run wrote {len(changed)} file(s) of the work dir: {changed[:10]}"
+
+def _tree(root:Path)->dict:
+    "Path -> content hash of each file under `root` (image table: no absolute paths; manifest indexes, which hold shard times: left out)."
+    out = {}
+    for p in sorted(f for f in root.rglob("*") if f.is_file() and f.name != ".index.parquet"):
+        rel = p.relative_to(root).as_posix()
+        if rel == "data/ddi.csv": out[rel] = pd.read_csv(p).drop(columns=["image_path", "mask_path"]).to_csv(index=False)
+        else: out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+def test_a_cached_standalone_run_is_the_run_made_in_place(tmp_path, monkeypatch):
+    "standalone with STANDALONE_CACHE copies a run built stage by stage in the cache: the same files as a run made in place."
+    from cgddi.run import standalone, STANDALONE_CACHE
+    plain = standalone(tmp_path/"plain", upto="01_healthy")
+    monkeypatch.setenv(STANDALONE_CACHE, str(tmp_path/"cache"))
+    standalone(tmp_path/"warm", upto="00_data")  # the cache's 00, then 01 built on a copy of it
+    cached = standalone(tmp_path/"cached", upto="01_healthy")
+    assert _tree(cached) == _tree(plain) and len(_tree(plain)) > 50
+    assert pd.read_csv(cached/"data"/"ddi.csv").image_path.str.startswith(str(tmp_path/"cache"/"00_data")).all()
+    assert sorted(p.name for p in (tmp_path/"cache").iterdir() if not p.name.startswith(".")) == ["00_data", "01_healthy"]
