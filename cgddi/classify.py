@@ -489,7 +489,7 @@ def external_table(work_dir, cfg:ClassifyConfig)->pd.DataFrame:
 
 def external_path(work_dir, name:str, protocol:str, experiment:str, method:str, seed:int)->Path:
     "Where one run's predictions on an external set live."
-    return Path(work_dir)/EXTERNAL_PREDICTIONS/name/protocol/experiment/method/f"S{seed}.csv"
+    return run_path(work_dir, f"{EXTERNAL_PREDICTIONS}/{name}", protocol, experiment, method, seed)
 
 def evaluate_external(work_dir, cfg:ClassifyConfig, # the run root and the stage's settings (external_test, external_root)
                       runs:list, # (protocol, seed, experiment, method) to test, e.g. `planned_runs`

@@ -18,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 from .report import atomic_path, BENCHMARK_NOTICE, progress_bar
 from .config import Between, StageConfig
-from .layout import DDI_TABLE, FRAMES, FRAME_MASKS, SPLITS, BENCHMARK, EXTERNAL, split_path
+from .layout import DDI_TABLE, FRAME_MASKS, SPLITS, BENCHMARK, EXTERNAL, frame_path, split_path
 
 # %% auto #0
 __all__ = ['TONES', 'TONE_ORDER', 'BACKGROUND', 'LESION', 'MARKER', 'RULER', 'SKIN', 'MASK_CLASSES', 'MASK_SIZE', 'METADATA_FILE',
@@ -324,7 +324,7 @@ def write_data(ddi:pd.DataFrame, # `load_ddi` output
               )->pd.DataFrame:
     "Write `data/frames/`, `data/masks/` and `data/ddi.csv` under `work_dir`; returns the table."
     work = Path(work_dir); out = ddi.copy()
-    out["frame_path"] = [f"{FRAMES}/{Path(f).stem}.png" for f in out.file]
+    out["frame_path"] = [frame_path(Path(f).stem) for f in out.file]
     out["frame_mask_path"] = [sddi_frame_mask(f) if pd.notna(m) else None for f, m in zip(out.file, out.mask_path)]
     out["mask_source"] = np.where(out.mask_path.notna(), "sddi", "")  # `cgddi.automask.write_auto_masks` adds "auto"
     for row in progress_bar(out.itertuples(), total=len(out), desc="framing images", leave=False):

@@ -12,8 +12,7 @@ import pandas as pd
 __all__ = ['DDI_TABLE', 'FRAMES', 'FRAME_MASKS', 'AUTO_MASKS', 'SPLITS', 'BENCHMARK', 'EXTERNAL', 'MODELS', 'HEALTHY',
            'HEALTHY_IMAGES', 'HEALTHY_MASKS', 'REVIEW_SHEET', 'LESION_MAP_LOG', 'LESION_MAPPED', 'TEXTUAL_INVERSION',
            'LORA', 'SEMANTIC', 'MANIFEST', 'IMPORTS', 'PREDICTIONS', 'CLASSIFIER_MODELS', 'TRAIN_SETS',
-           'EXTERNAL_PREDICTIONS', 'LOCK_FILE', 'frame_path', 'frame_mask_path', 'split_path', 'run_path',
-           'layout_table']
+           'EXTERNAL_PREDICTIONS', 'LOCK_FILE', 'frame_path', 'split_path', 'run_path', 'layout_table']
 
 # %% ../nbs/00m_layout.ipynb #laycon
 DDI_TABLE = "data/ddi.csv"  # 00: one row per DDI image (id, tone, disease, malignancy, frame and mask paths)
@@ -44,10 +43,6 @@ LOCK_FILE = ".cgddi.lock"  # while a `cgddi run` or an import writes the work di
 def frame_path(stem:str)->str:
     "Where 00 writes the framed image of DDI file `stem`."
     return f"{FRAMES}/{stem}.png"
-
-def frame_mask_path(stem:str)->str:
-    "Where 00 writes the sDDI mask of DDI file `stem` at the frame's size."
-    return f"{FRAME_MASKS}/{stem}.npy"
 
 def split_path(work_dir, mode:str, seed:int)->Path:
     "The split file of `mode` (faithful / clean) and `seed`."

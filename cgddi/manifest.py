@@ -263,8 +263,8 @@ _IDENTITY = ["disease_joined", "disease_slug", "token", "malignant", "n_train"]
 _PER_TONE = [f"n_train_{t}" for t in TONE_ORDER]
 CONCEPT_COLUMNS = {TEXTUAL_INVERSION: _IDENTITY + ["n_holdout"] + _PER_TONE + ["final_loss", "embeds", "model"],
                    LORA: _IDENTITY + _PER_TONE + ["n_class", "final_instance_loss", "final_prior_loss", "embeds", "lora", "model"]}
-_MAKERS = {TEXTUAL_INVERSION: "03_textual_inversion", "lora": "04_lora"}
-_FILE_COLUMN = {TEXTUAL_INVERSION: "embeds", "lora": "lora"}  # the file a row stands for
+_MAKERS = {TEXTUAL_INVERSION: "03_textual_inversion", LORA: "04_lora"}
+_FILE_COLUMN = {TEXTUAL_INVERSION: "embeds", LORA: "lora"}  # the file a row stands for
 
 def split_name(mode:str, # faithful / clean
                seed:int, # split seed

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from .data import DataError
 from .config import scratch_dir, value_error
 from .report import BENCHMARK_NOTICE, PROGRESS_ENV, atomic_path, render_index, progress_line, work_dir_lock, WorkDirLocked
-from .layout import DDI_TABLE, SPLITS, LESION_MAP_LOG, REVIEW_SHEET
+from .layout import DDI_TABLE
 
 
 # %% auto #0
