@@ -52,7 +52,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--gradient-checkpointing", action="store_true")
-    ap.add_argument("--precision", default="auto", choices=["auto", "no", "fp16", "bf16"], help="mixed precision of both stages (auto: fp16 on a GPU)")
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"], help="mixed precision of both stages (auto: fp16 on a GPU)")
     ap.add_argument("--profile", type=int, default=0, help="textual-inversion steps to profile after the timing (0: none)")
     ap.add_argument("--stages", nargs="+", default=["ti", "lora"], choices=["ti", "lora"])
     ap.add_argument("--root", default=None)

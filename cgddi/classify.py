@@ -24,7 +24,7 @@ from safetensors.torch import save_file, load_file
 from .data import TONE_ORDER, SPLIT_MODES, DataError, read_data, read_image, read_split, load_f17k, written_split_seeds
 from .manifest import SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, read_manifests, manifest_fingerprint, split_name
 from .config import Between, StageConfig
-from .leakage import TRAIN_SET_COLUMNS, leakage_filter, leak_kinds, adapter_train_ids, let_through, train_set_path
+from .leakage import TRAIN_SET_COLUMNS, PAPER_MIN_TRAIN_SAMPLES, passes_size_rule, leakage_filter, leak_kinds, adapter_train_ids, let_through, train_set_path
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
 from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
@@ -85,7 +85,7 @@ class ClassifyConfig(StageConfig):
     finetune_lr:float = 1e-5 # Exp. 2 fine-tuning learning rate (paper)
     finetune_epochs:int = 2 # Exp. 2: at most this many epochs (paper: 20) ...
     patience:int = 3 # ... stopping after this many epochs without a better selection accuracy
-    min_train_samples:int = 10 # semantic images of diseases trained on this many images or fewer are not used (paper)
+    min_train_samples:int = PAPER_MIN_TRAIN_SAMPLES # semantic images of diseases with this many training images or fewer are not used (paper: 10)
     max_synthetic:int|None = 160 # per experiment: at most this many synthetic images (seeded sample); None: all
     synthetic_balance:list|None = field(default_factory=lambda: ["type", "tone"]) # the `max_synthetic` sample shares its images evenly over these columns' combinations; None: a plain random sample
     seed:int = 0 # training seed (added to the split seed)
@@ -284,8 +284,8 @@ def semantic_for_run(rows:pd.DataFrame, # synthetic rows (`synthetic_table`)
     sets = sem.adapter.map({a: a.split("/")[1] for a in sem.adapter.dropna().unique()})  # lora/<set>/<slug>
     use = split_name(protocol, seed) if (sets == split_name(protocol, seed)).any() else SHARED
     sem = sem[sets == use]
-    count = sem.disease_joined.map(disease_counts).fillna(0) if protocol == "faithful" else sem.n_train_samples.fillna(0)
-    few, unlabelled = (count <= min_train_samples).to_numpy(), sem.malignant.isna().to_numpy()
+    few = ~passes_size_rule(sem.disease_joined, sem.n_train_samples, protocol, disease_counts, min_train_samples)
+    unlabelled = sem.malignant.isna().to_numpy()
     facts = dict(generator_set=use if len(sem) else None, n_dropped_few_samples=int(few.sum()), n_dropped_no_label=int((~few & unlabelled).sum()))
     return pd.concat([other, sem[~few & ~unlabelled]]), facts  # rows keep their index
 

@@ -28,10 +28,10 @@ from .layout import MODELS
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'CLASS_PROMPTS', 'REFERENCE_SUFFIXES',
-           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'DTYPES', 'PRECISIONS', 'STATE_DIR', 'disease_token', 'instance_prompt',
-           'class_prompt', 'resolve_model', 'model_label', 'torch_setup', 'mixed_precision', 'training_accelerator',
-           'load_sd', 'TrainingState', 'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize',
-           'tail_mean', 'plot_losses']
+           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'PRECISIONS', 'STATE_DIR', 'disease_token', 'instance_prompt',
+           'class_prompt', 'resolve_model', 'model_label', 'precision_value', 'torch_setup', 'mixed_precision',
+           'training_accelerator', 'load_sd', 'TrainingState', 'square_image', 'latent_cache', 'sample_latents',
+           'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
 
 # %% ../nbs/00e_diffusion.ipynb #33b08fc7
 INSTANCE_PROMPT = "An image of {token} on a {tone}-toned individual"
@@ -97,28 +97,33 @@ def model_label(model:str, # hub id or folder
     label = weights_label(model)
     return f"{Path(str(model)).name} [{label}]" if label else str(model)
 
-DTYPES = ("auto", "float16", "bfloat16", "float32")  # the weight dtypes a stage may name (auto: float16 on a GPU)
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # the one spelling of precision: a sampling stage's weights (`dtype`), a training stage's autocast (`precision`)
+_OLD_SPELLING = {"float32": "fp32", "no": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # spellings this project used before
+
+def precision_value(value:str, # auto / fp32 / fp16 / bf16
+                    key:str="precision", # the setting's name, for the error
+                   )->str:
+    "`value` checked against PRECISIONS; an old spelling (float16, no, ...) gets an error that names the new one."
+    if value in PRECISIONS: return value
+    hint = f"; {value!r} is now spelled {_OLD_SPELLING[value]!r}" if value in _OLD_SPELLING else ""
+    raise ValueError(f"{key} {value!r} unknown; use auto, fp32, fp16 or bf16{hint}.")
 
 def torch_setup(device:str="auto", # auto (accelerate's device for this process) / cuda / cuda:1 / cpu
-                dtype:str="auto", # auto (float16 on GPU, float32 on CPU) / float16 / bfloat16 / float32
+                dtype:str="auto", # auto (fp16 on a GPU, fp32 on the CPU) / fp32 / fp16 / bf16
                )->tuple[str, torch.dtype]:
-    "The device (e.g. cuda, cuda:1, cpu) and weight dtype a stage runs with."
-    dev = str(PartialState().device) if device == "auto" else device
-    dt = {"auto": torch.float16 if dev.startswith("cuda") else torch.float32, "float16": torch.float16,
-          "bfloat16": torch.bfloat16, "float32": torch.float32}.get(dtype)
-    if dt is None: raise ValueError(f"dtype {dtype!r} unknown; use auto, float16, bfloat16 or float32.")
-    return dev, dt
+    "The device (e.g. cuda, cuda:1, cpu) and weight dtype a sampling stage runs with."
+    dev, value = str(PartialState().device) if device == "auto" else device, precision_value(dtype, "dtype")
+    if value == "auto": value = "fp16" if dev.startswith("cuda") else "fp32"
+    return dev, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[value]
 
-PRECISIONS = ("auto", "no", "fp16", "bf16")  # accelerate's mixed-precision modes, and auto
-
-def mixed_precision(value:str, # auto / no / fp16 / bf16
+def mixed_precision(value:str, # auto / fp32 / fp16 / bf16
                    )->str:
-    "accelerate's mixed-precision mode: 'auto' is fp16 on a GPU (the paper) and off on a CPU."
-    if value not in PRECISIONS: raise ValueError(f"mixed_precision {value!r} unknown; use auto, no, fp16 or bf16.")
-    if value == "auto": return "fp16" if PartialState().device.type == "cuda" else "no"
-    return value
+    "accelerate's mixed-precision mode of a training stage's `precision`: 'auto' is fp16 on a GPU (the paper) and off ('no') on a CPU."
+    value = precision_value(value)
+    if value == "auto": value = "fp16" if PartialState().device.type == "cuda" else "fp32"
+    return "no" if value == "fp32" else value
 
-def training_accelerator(precision:str="auto", # auto / no / fp16 / bf16 (see `mixed_precision`)
+def training_accelerator(precision:str="auto", # auto / fp32 / fp16 / bf16 (see `mixed_precision`)
                          gradient_accumulation_steps:int=1, # micro-batches per optimizer step (accelerate's `accumulate`)
                         )->Accelerator:
     "The one `Accelerator` a training stage uses for all its diseases: the device, mixed precision and gradient accumulation."

@@ -20,16 +20,24 @@ from .manifest import ManifestError, read_manifests
 from .config import Between, StageConfig
 from .leakage import leak_kinds, adapter_train_ids
 from .quality import QUALITY_FEATURES, generative_quality, augmentation_fid, ita_bounds, tone_of
-from .report import progress_bar
+import matplotlib.pyplot as plt
+from .data import TONE_COLOURS, data_source, read_split, is_benchmark_run
+from .classify import read_predictions, read_runs, read_external_predictions
+from .quality import SMALL_LABEL, quality_models
+from .leakage import audit_leakage
+from .publish import import_note
+from .report import progress_bar, save_table, save_figure
 from .layout import SPLITS, TRAIN_SETS
 
 
 # %% auto #0
 __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TONE_COUNTS', 'TABLE2_ROWS', 'TABLE5_ROWS',
-           'FINDING_COLUMNS', 'FairnessConfig', 'FairnessWarning', 'tone_groups', 'group_counts', 'accuracy',
-           'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc',
+           'FINDING_COLUMNS', 'TABLE2_COLUMNS', 'FairnessConfig', 'FairnessWarning', 'tone_groups', 'group_counts',
+           'accuracy', 'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc',
            'classification_metrics', 'mean_std', 'pm', 'quality_by_tone', 'table8', 'tone_fidelity', 'tone_count_table',
-           'per_seed_metrics', 'paper_table', 'majority_rates', 'paired_difference', 'findings_table']
+           'per_seed_metrics', 'paper_table', 'majority_rates', 'paired_difference', 'findings_table', 'RunResults',
+           'run_results', 'table2_report', 'cross_dataset_report', 'rarity_report', 'quality_report',
+           'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
 
 # %% ../nbs/07_fairness.ipynb #cfgcls07
 @dataclass(kw_only=True)
@@ -355,3 +363,250 @@ def findings_table(per_seed:pd.DataFrame, # per-seed metrics of one protocol, `m
         cells = {title: "n/a" if d[c].isna().all() else f"{d[c].mean():+.1f} ± {d[c].std(ddof=0):.1f}" for c, title in FINDING_COLUMNS.items()}
         rows[f"{name} − {other}"] = cells | {"Seeds ahead": f"{int((d.accuracy > 0).sum())}/{len(d)}", "On this run": _verdict(name, other, d.accuracy)}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+# %% ../nbs/07_fairness.ipynb #f07ctx
+TABLE2_COLUMNS = {"accuracy": "Mean", "light": "Light", "medium": "Medium", "dark": "Dark", "pqd": "PQD", "dpm": "DPM", "eom": "EOM"}
+
+@dataclass
+class RunResults:
+    "What every table of a finished run starts from: the run's source, its runs and predictions, the per-seed metrics and the notes."
+    work:Path # the run root
+    source:str # DDI or the embedded benchmark (`data_source`)
+    runs:pd.DataFrame # `read_runs`
+    pred:pd.DataFrame # `read_predictions`
+    synthetic_method:str # the method of the synthetic experiments
+    init_note:str # what every caption adds: random weights, imported images, trained tones
+    per_seed:pd.DataFrame # `per_seed_metrics` of `pred`
+    summary:pd.DataFrame # their mean and std over split seeds
+    undefined:list # the distinct undefined (NaN) metrics, as warned
+
+def run_results(work_dir, # a run root with classification runs (06_classify)
+               )->RunResults:
+    "Read a finished run's classification results once for every table."
+    work = Path(work_dir)
+    runs, pred = read_runs(work), read_predictions(work)
+    synthetic_method = runs[runs.experiment != "real"].method.iloc[0] if (runs.experiment != "real").any() else "patchalign"
+    init_note = "" if bool(runs.pretrained.all()) else (f" Classifiers started from random weights (offline run; backbones "
+                                                        f"{', '.join(sorted(runs.backbone.unique()))}), not from the paper's ImageNet weights.")
+    init_note += import_note(work)  # synthetic images imported without the leakage filter, if any
+    trained_tones = sorted({", ".join(t) for t in runs.get("train_tones", pd.Series(dtype=object)) if isinstance(t, list)})
+    if trained_tones:  # 06's train_tones: skin-diff's scenario (iii)
+        init_note += (f" Trained on {' / '.join(trained_tones)} skin only (06 train_tones, skin-diff's scenario iii): no real image of another "
+                      "tone and no synthetic image derived from one; the other tones' columns measure transfer to tones never trained on.")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FairnessWarning)
+        per_seed = per_seed_metrics(pred)
+    return RunResults(work, data_source(work), runs, pred, synthetic_method, init_note, per_seed,
+                      mean_std(per_seed, ["protocol", "experiment", "method"]), sorted({str(w.message) for w in caught}))
+
+# %% ../nbs/07_fairness.ipynb #f07t2
+def _let_through(r:RunResults, protocol:str)->str:
+    "What the protocol's leakage rule lets into the synthetic runs, per run (mean over seeds)."
+    x = r.runs[(r.runs.protocol == protocol) & (r.runs.experiment == "exp1") & (r.runs.status == "done")]
+    if protocol == "clean" or not len(x): return " The clean rule admits no training image tied to a test image (see the leakage audit)."
+    return (f" The faithful rule (paper G.2) let into Exp. 1 (and so into Exp. 2, which starts from it), per run, "
+            f"{x.n_semantic_generator_saw_test.mean():.1f} semantic images whose generator learnt from one of the run's test images and "
+            f"{x.n_semantic_base_in_test.mean():.1f} on a test image's canvas (another disease) — of {x.n_train_synthetic.mean():.1f} synthetic images.")
+
+def _methods_note(r:RunResults)->str:
+    return (f" Exp. 1 and Exp. 2 train {r.synthetic_method} (06 synthetic_method); Exp. 2 fine-tunes Exp. 1's model on the real images, "
+            "so it inherits Exp. 1's synthetic images (its n_train_synthetic in tab_06_runs).")
+
+def table2_report(r:RunResults, # `run_results`
+                  report, # the report folder (tables/, figures/)
+                 )->dict[str, pd.DataFrame]:
+    "Table 2 per protocol with the majority rate, what the run shows (`findings_table`), the per-seed metrics and the accuracy figure."
+    out = {"tab_07_metrics_per_seed": r.per_seed}
+    save_table(r.per_seed, report, "tab_07_metrics_per_seed",
+               f"{r.source}: every metric (fraction) per protocol, experiment, method and split seed, from the saved predictions.", index=False)
+    majority = majority_rates(r.pred)  # a constant classifier on each test split: the floor every trained classifier must clear
+    with_majority = mean_std(pd.concat([r.per_seed, majority], ignore_index=True), ["protocol", "experiment", "method"])
+    not_dermatology = " These are figures of the embedded benchmark's drawn images, not of dermatology." if r.source != "DDI" else ""
+    for protocol, s in with_majority.groupby("protocol", sort=False):
+        n = int(s.n_seeds.max())
+        out[f"tab_07_table2_{protocol}"] = t = paper_table(s, [("Majority rate", "majority", "constant"), *TABLE2_ROWS], TABLE2_COLUMNS,
+                                                           r.synthetic_method)
+        save_table(t, report, f"tab_07_table2_{protocol}",
+                   f"{r.source}, protocol {protocol}: Table 2, accuracy (%) by tone and fairness (%), mean ± population std over "
+                   f"{n} split seed(s) ((k/{n}): a metric undefined for some seeds is over the k where it is defined); R. real, S. synthetic; "
+                   f"majority rate: always calling the test split's more frequent class.{_methods_note(r)}"
+                   f"{_let_through(r, protocol)}{r.init_note}")
+        out[f"tab_07_findings_{protocol}"] = f = findings_table(
+            pd.concat([r.per_seed[r.per_seed.protocol == protocol], majority[majority.protocol == protocol]]), r.synthetic_method)
+        save_table(f, report, f"tab_07_findings_{protocol}",
+                   f"{r.source}, protocol {protocol}: what this run shows. Accuracy differences in points (overall and per tone), paired by "
+                   f"split seed, mean ± population std over {n} seed(s); a verdict says better or worse only when the mean difference "
+                   f"exceeds its spread.{_methods_note(r)}{not_dermatology}{r.init_note}")
+    protocols = r.summary.groupby("protocol", sort=False)
+    fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 3.6), squeeze=False, sharey=True)
+    for ax, (protocol, s) in zip(axes[0], protocols):
+        labels = [(lab, e, m or r.synthetic_method) for lab, e, m in TABLE2_ROWS
+                  if ((s.experiment == e) & (s.method == (m or r.synthetic_method))).any()]
+        x = np.arange(len(labels))
+        for i, tone in enumerate(TONE_ORDER):
+            rows_ = [s[(s.experiment == e) & (s.method == m)].iloc[0] for _, e, m in labels]
+            ax.bar(x + (i - 1) * 0.27, [100 * row[tone] for row in rows_], 0.27, yerr=[100 * row[f"{tone}_std"] for row in rows_],
+                   color=TONE_COLOURS[tone], edgecolor="k", linewidth=0.5, label=tone, capsize=2)
+        ax.set_xticks(x, [lab for lab, *_ in labels], rotation=20, ha="right", fontsize=8)
+        ax.set_title(f"protocol: {protocol}"); ax.set_ylim(0, 105)
+    axes[0][0].set_ylabel("accuracy (%)"); axes[0][-1].legend(fontsize=8)
+    fig.suptitle(f"{r.source}: accuracy by skin tone (mean ± std over split seeds)", fontsize=10)
+    save_figure(fig, report, "fig_07_accuracy_by_tone", f"{r.source}: accuracy per skin tone for each Table 2 row and protocol.{r.init_note}")
+    return out
+
+# %% ../nbs/07_fairness.ipynb #f07x
+def cross_dataset_report(r:RunResults, # `run_results`
+                         report, # the report folder
+                        )->dict[str, pd.DataFrame]:
+    "The Table 2 classifiers on the external F17k(-layout) test set, per protocol; empty when 06 tested none."
+    external, out = read_external_predictions(r.work, "f17k"), {}
+    if not len(external): return out
+    counts = external.drop_duplicates("image_id").tone.value_counts().reindex(TONE_ORDER, fill_value=0)
+    ext_name = "the benchmark's F17k-layout test set" if is_benchmark_run(r.work) else "Fitzpatrick17k"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FairnessWarning)
+        ext_summary = mean_std(per_seed_metrics(external), ["protocol", "experiment", "method"])
+    for protocol, s in ext_summary.groupby("protocol", sort=False):
+        out[f"tab_07_cross_dataset_{protocol}"] = t = paper_table(s, TABLE2_ROWS, TABLE2_COLUMNS, r.synthetic_method)
+        save_table(t, report, f"tab_07_cross_dataset_{protocol}",
+                   f"{r.source}, protocol {protocol}: the Table 2 classifiers tested on {ext_name} (never trained on), accuracy (%) by tone "
+                   f"and fairness (%), mean ± population std over {int(s.n_seeds.max())} split seed(s); over its benign and malignant images "
+                   f"with a known tone: {counts['light']} light, {counts['medium']} medium, {counts['dark']} dark.{r.init_note}")
+    return out
+
+# %% ../nbs/07_fairness.ipynb #f07rar
+_SIZE_RULE = {"faithful": "its disease has more than 10 images in Joined DDI", "clean": "its adapter learnt from more than 10 images"}
+
+def rarity_report(r:RunResults, # `run_results`
+                  report, # the report folder
+                 )->dict[str, pd.DataFrame]:
+    "Table 3 (left), accuracy by disease rarity, and Table 5, accuracy by training subset, per protocol."
+    out = {}
+    for protocol, s in r.summary.groupby("protocol", sort=False):
+        def _cell(e, rarity):
+            hit = s[(s.experiment == e) & (s.method == r.synthetic_method)].iloc[0]
+            return pm(hit[f"acc_{rarity}"], hit[f"acc_{rarity}_std"], n=int(hit[f"acc_{rarity}_n"]), of=int(hit.n_seeds))
+        left = pd.DataFrame({label: {rarity: _cell(e, rarity) for rarity in RARITY_ORDER}
+                             for label, e in [("Exp. 1 (S) accuracy (%)", "exp1"), ("Exp. 2 (S+R) accuracy (%)", "exp2")]
+                             if ((s.experiment == e) & (s.method == r.synthetic_method)).any()})
+        if len(left):
+            left.index = ["Common (>10)", "Rare (3–10)", "V. Rare (1–2)"]
+            out[f"tab_07_table3_rarity_{protocol}"] = left
+            save_table(left, report, f"tab_07_table3_rarity_{protocol}",
+                       f"{r.source}, protocol {protocol}: Table 3 (left), accuracy by disease rarity, mean ± std over split seeds.{r.init_note}")
+        out[f"tab_07_table5_{protocol}"] = t5 = paper_table(s, TABLE5_ROWS, {k: TABLE2_COLUMNS[k] for k in ["accuracy", "light", "medium", "dark"]},
+                                                            r.synthetic_method)
+        save_table(t5, report, f"tab_07_table5_{protocol}",
+                   f"{r.source}, protocol {protocol}: Table 5, accuracy (%) by training subset: real DDI only (the ResNet-18 baseline, "
+                   f"Table 2's first row) and synthetic subsets ({r.synthetic_method}). A semantic image enters only when "
+                   f"{_SIZE_RULE[protocol]} (the ≤ 10 rule) and it has a malignancy label; rows without images are left out.{r.init_note}")
+    return out
+
+# %% ../nbs/07_fairness.ipynb #f07q
+def quality_report(r:RunResults, # `run_results`
+                   cfg:FairnessConfig, # the quality settings
+                   report, # the report folder
+                  )->dict[str, pd.DataFrame]:
+    "Table 3 (right), Table 6 and Table 8: FID, KID and LPIPS by tone and method against held-out real images, and of simple edits."
+    splits = sorted((r.work/SPLITS).glob("faithful_S*.csv"))
+    qseed = cfg.quality_split_seed if cfg.quality_split_seed is not None else int(splits[0].stem.split("_S")[1])
+    held_out = read_split(r.work, "faithful", qseed).query("split == 'test'").ddi_id
+    extractor, lp = quality_models(cfg.quality_features, cfg.inception_weights, cfg.lpips_backbone, cfg.lpips_pretrained_trunk, cfg.quality_seed)
+    quality_note = (f" Features: {SMALL_LABEL}." if cfg.quality_features == "small" or not cfg.lpips_pretrained_trunk else
+                    " Features: Inception v3 (torch-fidelity) and LPIPS with the ImageNet trunk.")
+    quality = quality_by_tone(r.work, held_out, extractor, lp, cfg)
+    save_table(quality, report, "tab_07_quality_long",
+               f"{r.source}: FID, KID and LPIPS per synthetic set and tone against the held-out real images (faithful S{qseed} test split), "
+               f"with image counts (n_fake: synthetic images compared, a sample of at most {cfg.quality_max_images}; n_left_out: synthetic "
+               f"images made from a reference image, left out).{quality_note}", index=False)
+    right = quality[quality.method == "all"].set_index("tone")[["fid", "kid", "lpips"]]
+    right.loc["Max/Min"] = right.max() / right.min().where(right.min() > 0)  # undefined when a value is 0 or negative (KID can be)
+    right = right.rename(columns={"fid": "FID ↓", "kid": "KID ↓", "lpips": "LPIPS ↓"}).round(3)
+    n = quality[quality.method == "all"].set_index("tone")
+    right[["n real", "n synthetic", "n left out"]] = n[["n_real", "n_fake", "n_left_out"]].reindex(right.index)
+    save_table(right, report, "tab_07_table3_quality",
+               f"{r.source}: Table 3 (right), generative quality of all synthetic images by tone against the faithful S{qseed} test images; "
+               f"synthetic images made from them (canvas, donor, adapter) are left out.{quality_note}")
+    t6 = {}
+    for metric, title in [("fid", "FID ↓"), ("kid", "KID ↓"), ("lpips", "LPIPS ↓")]:
+        for method, q in quality[quality.method != "all"].groupby("method", sort=False):
+            v = q.set_index("tone")[metric].reindex(TONE_ORDER)
+            t6[(title, TYPE_NAMES[method])] = {**{t.capitalize(): round(v[t], 3) for t in TONE_ORDER}, "σ": round(v.std(ddof=0), 3)}
+    for method, q in quality[quality.method != "all"].groupby("method", sort=False):
+        q = q.set_index("tone").reindex(TONE_ORDER)
+        t6[("n real / synthetic", TYPE_NAMES[method])] = {**{t.capitalize(): f"{q.n_real[t]} / {q.n_fake[t]}" for t in TONE_ORDER}, "σ": None}
+    table6 = pd.DataFrame.from_dict(t6, orient="index")
+    table6.index.names = ["Metric", "Method"]
+    table6 = table6.reset_index()
+    save_table(table6, report, "tab_07_table6",
+               f"{r.source}: Table 6, FID, KID and LPIPS by generation method and tone against the faithful S{qseed} test images (synthetic "
+               f"images made from them left out; the counts compared are in the last rows); σ is the population std over tones.{quality_note}",
+               index=False)
+    t8 = table8(r.work, extractor, cfg).round(3).to_frame()
+    save_table(t8, report, "tab_07_table8", f"{r.source}: Table 8, FID of simple edits of the real images and of cgDDI's synthetic types "
+               f"against the real images (at most {cfg.quality_max_images} each; the edits are listed in 07a_quality).{quality_note}")
+    return {"tab_07_quality_long": quality, "tab_07_table3_quality": right, "tab_07_table6": table6, "tab_07_table8": t8}
+
+# %% ../nbs/07_fairness.ipynb #f07ita
+def tone_fidelity_report(r:RunResults, # `run_results`
+                         report, # the report folder
+                        )->dict[str, pd.DataFrame]:
+    "The share of images whose skin ITA falls in their tone label's band, per type and tone (and per disease for semantic images)."
+    fidelity, (ita_low, ita_high) = tone_fidelity(r.work)
+    agreement = (fidelity.groupby(["type", "tone"]).agg(images=("agrees", "size"), agree=("agrees", "mean"))
+                 .assign(agree=lambda d: (100 * d.agree).round(1)).unstack("tone").reindex(columns=TONE_ORDER, level=1))
+    agreement.columns = [f"{t} {'images' if c == 'images' else 'agree %'}" for c, t in agreement.columns]
+    agreement["all agree %"] = (100 * fidelity.groupby("type").agrees.mean()).round(1)
+    agreement = agreement.reindex([t for t in ["real", "healthy", "lesion_mapped", "semantic"] if t in agreement.index])
+    save_table(agreement, report, "tab_07_tone_fidelity",
+               f"{r.source}: share (%) of images whose skin ITA falls in their tone label's band, per type and tone; bands calibrated on the "
+               f"{int((fidelity.type == 'real').sum())} annotated real images: dark ≤ {ita_low:.1f}° < medium ≤ {ita_high:.1f}° < light "
+               "(the real rows are the calibration's own fit). Target for synthetic images: > 90 %.")
+    out = {"tab_07_tone_fidelity": agreement}
+    if (fidelity.type == "semantic").any():
+        by_disease = (100 * fidelity[fidelity.type == "semantic"].groupby(["disease_joined", "tone"]).agrees.mean()).round(1).unstack()
+        out["tab_07_tone_fidelity_semantic"] = by_disease = by_disease.reindex(columns=TONE_ORDER)
+        save_table(by_disease, report, "tab_07_tone_fidelity_semantic",
+                   f"{r.source}: semantic images: share (%) whose skin ITA falls in the band of the tone their prompt asked for, per disease.")
+    return out
+
+# %% ../nbs/07_fairness.ipynb #f07t7
+def table7_report(r:RunResults, # `run_results`
+                  cfg:FairnessConfig, # `published_counts`
+                  report, # the report folder
+                 )->dict[str, pd.DataFrame]:
+    "Table 7: images per skin tone and the imbalance ratio of each data set."
+    table7 = tone_count_table(r.work, cfg.published_counts)
+    save_table(table7, report, "tab_07_table7",
+               f"{r.source}: Table 7, images per skin tone and imbalance ratio (max/min) of each data set"
+               + ("; F17k and SCIN are the paper's published counts, not measured here." if cfg.published_counts else "."))
+    return {"tab_07_table7": table7}
+
+def audit_report(r:RunResults, # `run_results`
+                 report, # the report folder
+                )->dict[str, pd.DataFrame]:
+    "The leakage audit (`audit_leakage`) per protocol, experiment and method: training images tied to their run's test set, by tie."
+    found = audit_leakage(r.work)
+    audited = pd.DataFrame([dict(protocol=p.parts[-4], experiment=p.parts[-3], method=p.parts[-2], seed=int(p.stem[1:]), images=len(pd.read_csv(p)))
+                            for p in sorted((r.work/TRAIN_SETS).rglob("S*.csv"))])
+    audit = audited.groupby(["protocol", "experiment", "method"], sort=False).agg(runs=("seed", "size"), images=("images", "sum"))
+    for kind in ("real", "base", "donor", "adapter"):
+        audit[f"tied by {kind}"] = found[found.leak.str.contains(kind)].groupby(["protocol", "experiment", "method"]).size()
+    audit = audit.fillna(0).astype(int).reset_index()
+    save_table(audit, report, "tab_07_leakage_audit",
+               f"{r.source}: leakage audit of every classification run's training list: training images (summed over seeds) tied to the run's "
+               f"own test images, by the tie (an image can have several). Clean runs: {int((found.protocol == 'clean').sum())} tied images "
+               f"(must be 0). Faithful runs: what the paper's rule lets through.", index=False)
+    return {"tab_07_leakage_audit": audit, "leaks": found}
+
+# %% ../nbs/07_fairness.ipynb #f07all
+def fairness_report(work_dir, # a run root with classification runs (06_classify)
+                    cfg:FairnessConfig, # the stage's settings
+                    report_dir=None, # where tables/ and figures/ go; None: <work_dir>/report
+                   )->dict[str, pd.DataFrame]:
+    "Every table and figure of 07 from a finished run (the stage's run function): table name -> table."
+    r = run_results(work_dir)
+    report = Path(report_dir) if report_dir else r.work/"report"
+    out = table2_report(r, report) | cross_dataset_report(r, report) | rarity_report(r, report)
+    out |= quality_report(r, cfg, report) | tone_fidelity_report(r, report) | table7_report(r, cfg, report)
+    return out | audit_report(r, report)

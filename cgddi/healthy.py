@@ -21,7 +21,7 @@ from .manifest import save_synthetic, synthetic_done, write_shard, remove_stale_
 from .config import Between, StageConfig, seed_of, file_hash
 from .report import atomic_path, progress_bar
 from .shard import Share, launch, stage_cli
-from .diffusion import DTYPES
+from .diffusion import PRECISIONS
 from .tiny import tiny_kandinsky, is_tiny, model_load_error, weights_label, TINY_LABEL
 from .layout import DDI_TABLE, MODELS, HEALTHY, HEALTHY_IMAGES, HEALTHY_MASKS, REVIEW_SHEET
 
@@ -40,7 +40,7 @@ class HealthyConfig(StageConfig):
     allowed: ClassVar[dict] = dict(backend=BACKENDS, inpaint_size=Between(8), mask_crop=Between(0), steps=Between(1), guidance=Between(0), prior_steps=Between(1),
                                      n_candidates=Between(1), dilate_kernel=Between(1), blur_sigma=Between(0), opencv_radius=Between(1), qc_max_residue=Between(0),
                                      qc_max_texture_ratio=Between(1), qc_texture_side=Between(8), qc_max_tone_drift=Between(0), qc_max_implausible=Between(0, 1),
-                                     dtype=DTYPES, limit=Between(1), n_show=Between(0), num_processes=Between(1), batch_size=Between(1))  # checked with the params file, before any stage runs
+                                     dtype=PRECISIONS, limit=Between(1), n_show=Between(0), num_processes=Between(1), batch_size=Between(1))  # checked with the params file, before any stage runs
     backend:str = "opencv" # kandinsky (the paper), sd_inpaint (the reference notebooks) or opencv (CPU)
     kandinsky_prior:str = "kandinsky-community/kandinsky-2-2-prior" # hub id or local folder; "tiny": a tiny random model
     kandinsky_decoder:str = "kandinsky-community/kandinsky-2-2-decoder-inpaint" # hub id or local folder; "tiny" as above
@@ -57,7 +57,7 @@ class HealthyConfig(StageConfig):
     batch_size:int = 1 # images repainted per pipeline call (the same images as one at a time): sd_inpaint without mask_crop, n_candidates 1
     seed:int = 0 # every image's noise follows from (seed, DDI id)
     device:str = "auto" # auto (accelerate's device), cuda, cpu
-    dtype:str = "auto" # auto (float16 on GPU, float32 on CPU), float16, bfloat16, float32
+    dtype:str = "auto" # weights: auto (fp16 on a GPU, fp32 on the CPU), fp32, fp16, bf16 (cgddi.diffusion.PRECISIONS)
     dilate_kernel:int = 5 # inpainting region: square dilation kernel (paper: 5)
     blur_sigma:float = 2.0 # inpainting region: Gaussian blur sigma (paper: 2)
     opencv_radius:int = 5 # opencv backend: cv2.inpaint neighbourhood radius

@@ -15,8 +15,8 @@ from .layout import LORA, TRAIN_SETS, run_path
 
 
 # %% auto #0
-__all__ = ['LEAK_KINDS', 'TRAIN_SET_COLUMNS', 'adapter_train_ids', 'leak_kinds', 'leakage_filter', 'let_through',
-           'train_set_path', 'audit_leakage']
+__all__ = ['LEAK_KINDS', 'TRAIN_SET_COLUMNS', 'PAPER_MIN_TRAIN_SAMPLES', 'adapter_train_ids', 'leak_kinds', 'leakage_filter',
+           'let_through', 'train_set_path', 'audit_leakage', 'passes_size_rule']
 
 # %% ../nbs/00k_leakage.ipynb #70c30329
 LEAK_KINDS = ("real", "base", "donor", "adapter")
@@ -97,3 +97,16 @@ def audit_leakage(work_dir, # run root with classification runs
         found.append(hits.assign(protocol=protocol, experiment=experiment, method=method, seed=seed))
     cols = ["protocol", "experiment", "method", "seed", *TRAIN_SET_COLUMNS, "leak"]
     return pd.concat(found, ignore_index=True)[cols] if found else pd.DataFrame(columns=cols)
+
+# %% ../nbs/00k_leakage.ipynb #b0732465
+PAPER_MIN_TRAIN_SAMPLES = 10  # the paper's rule: diseases with 10 or fewer training images make no synthetic images
+
+def passes_size_rule(disease_joined:pd.Series, # each row's joined disease
+                     n_train:pd.Series, # each row's adapter's training images (the clean count)
+                     protocol:str|None, # "clean": count the adapter's images; "faithful" or None (paper regime): the disease's
+                     disease_counts:pd.Series, # images per joined disease in the data (the faithful count)
+                     min_train_samples:int, # diseases with this many training images or fewer stay out
+                    )->np.ndarray:
+    "Per row, whether its disease has more than `min_train_samples` training images as `protocol` counts them."
+    count = n_train if protocol == "clean" else disease_joined.map(disease_counts)
+    return (pd.to_numeric(count).fillna(0) > min_train_samples).to_numpy(bool)

@@ -65,7 +65,7 @@ class LoRAConfig(StageConfig):
     ruler_in_prompt:bool = True # append the mask's suffix: "with a ruler" (reference template: also marker ink) where the image's sDDI mask has a ruler
     gradient_checkpointing:bool = False # trade compute for memory (reference: on)
     checkpoint_every:int = 250 # save the training state every N steps (a killed run resumes there); 0: never
-    precision:str = "auto" # accelerate mixed precision: auto (fp16 on a GPU, as the paper), no, fp16, bf16
+    precision:str = "auto" # accelerate mixed precision: auto (fp16 on a GPU, as the paper), fp32 (off), fp16, bf16
     validation_samples:int = 0 # text-to-image samples per tone after training, for a look (0: none, the default)
     seed:int = 0 # batches, noise and LoRA initialisation follow from it
     card_license:str = "other" # the model card's license (hub id); "other": DDI's data-use terms apply

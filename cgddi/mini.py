@@ -30,7 +30,7 @@ from .benchmark import _scene, _draw_lesion, _draw_hair, _draw_marker, _draw_rul
 from .config import StageConfig, seed_of, params_hash
 from .report import atomic_path, progress_bar
 from .tiny import clip_tokenizer, architecture, TINY_MARKER, MINI_LABEL, mini_sd
-from .diffusion import CLASS_PROMPT, RULER_SUFFIX, latent_cache, sample_latents, diffusion_loss, tokenize
+from .diffusion import CLASS_PROMPT, RULER_SUFFIX, training_accelerator, latent_cache, sample_latents, diffusion_loss, tokenize
 
 # %% auto #0
 __all__ = ['CORPUS_ENTROPY', 'LESION_COLOURS', 'LESION_TEXTURES', 'HEALTHY_CLOSEUP', 'MINI_TEXT', 'MINI_VAE', 'MINI_UNET',
@@ -143,7 +143,7 @@ class MiniConfig(StageConfig):
     caption_dropout:float = 0.1 # share of empty captions (classifier-free guidance needs the unconditional model)
     ema_decay:float = 0.999 # EMA of the UNet and text encoder weights (the shipped weights)
     checkpoint_every:int = 250 # steps between saved training states (resume)
-    precision:str = "no" # accelerate mixed precision (the shipped model: float32 on the CPU)
+    precision:str = "fp32" # accelerate mixed precision: auto, fp32, fp16, bf16 (the shipped model: fp32 on the CPU)
     stop_unet_at:int|None = None # end the run (as a kill would) once the UNet phase has saved this step; tests resume with it
 
     def vae_hash(self)->str:
@@ -221,7 +221,7 @@ def train_vae(vae:AutoencoderKL, # the fresh VAE (trained in place)
               cfg:MiniConfig, # steps, batch size, learning rate, KL weight, seed
              )->tuple[list[float], float]:
     "Train the VAE on reconstruction (L1 + MSE) with a small KL term; resumes from `folder`; returns each step's loss and the seconds."
-    folder = Path(folder); acc = Accelerator(mixed_precision=cfg.precision)
+    folder = Path(folder); acc = training_accelerator(cfg.precision)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     sched = get_scheduler("cosine", opt, num_warmup_steps=cfg.warmup, num_training_steps=cfg.vae_steps)
     vae, opt, sched = acc.prepare(vae, opt, sched)
@@ -263,7 +263,7 @@ def train_denoiser(unet:UNet2DConditionModel, # the fresh UNet (trained in place
                    cfg:MiniConfig, # steps, batch size, learning rate, caption dropout, EMA, seed
                   )->tuple[list[float], float, EMAModel, EMAModel]:
     "Train UNet and text encoder together on the denoising loss; resumes from `folder`; returns the losses, the seconds and the two EMAs."
-    folder = Path(folder); acc = Accelerator(mixed_precision=cfg.precision)
+    folder = Path(folder); acc = training_accelerator(cfg.precision)
     ids, empty = tokenize(tokenizer, captions), tokenize(tokenizer, [""])[0]
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-2)

@@ -122,8 +122,8 @@ class Stage:
     name:str # the notebook's name, e.g. 04_lora
     module:str # the module it exports, e.g. cgddi.lora
     config:str # its config class
-    run:str|None # fn(work_dir, cfg): the stage on a work dir (resumes); None: a report-only stage
-    done:str|None # fn(work_dir, cfg) -> (done, planned or None, what), for `cgddi status`
+    run:str # fn(work_dir, cfg): the stage on a work dir (resumes where it has something to resume)
+    done:str|None # fn(work_dir, cfg) -> (done, planned or None, what), for `cgddi status`; None: nothing to count (07's tables)
 
     def load(self, what:str): # "config", "run" or "done"
         "The class or function `what` names, imported from the stage's module."
@@ -139,7 +139,7 @@ STAGES = {s.name: s for s in [
     Stage("04_lora", "cgddi.lora", "LoRAConfig", "train_loras", "lora_progress"),
     Stage("05_semantic", "cgddi.semantic", "SemanticConfig", "sample_semantic", "semantic_progress"),
     Stage("06_classify", "cgddi.classify", "ClassifyConfig", "run_experiments", "classify_progress"),
-    Stage("07_fairness", "cgddi.fairness", "FairnessConfig", None, None),  # the report's tables: nothing later builds on it
+    Stage("07_fairness", "cgddi.fairness", "FairnessConfig", "fairness_report", None),  # the report's tables: recomputed each time, nothing to resume
 ]}
 
 def value_rules()->dict[str, dict]:
@@ -313,6 +313,9 @@ def main(argv=None)->int:
     m.add_argument("out_dir", help="work folder: the corpus, training states and pipeline/ (the result)")
     m.add_argument("--seed", type=int, default=0, help="corpus, weights and batches follow from it (default 0: the shipped model)")
     m.add_argument("--ship", action="store_true", help="copy the result into the installed package (cgddi/mini_sd), where `sd_model: mini` finds it")
+    d = sub.add_parser("docs", help="render the notebooks as a website (the stage notebooks with a run's outputs) and check its links")
+    d.add_argument("--report", help="a finished run's report folder (default: the newest under reports/; none: no outputs)")
+    d.add_argument("--out", help="the site's folder (default: _docs/ in the repository)")
     args = ap.parse_args(argv)
     try:
         if args.command == "status":
@@ -334,6 +337,13 @@ def main(argv=None)->int:
             from cgddi.mini import MiniConfig, pretrain_mini, ship_mini
             out = pretrain_mini(args.out_dir, MiniConfig(seed=args.seed))
             print(f"mini model: {out}; " + (f"shipped to {ship_mini(out)}" if args.ship else f"use it with `sd_model: {out}`"))
+            return 0
+        if args.command == "docs":
+            from cgddi.docs import build_docs  # imported here: nbconvert and nbdev's processing are for the docs only
+            runs = sorted((project_root()/"reports").glob("*/notebooks"), key=lambda p: p.stat().st_mtime)
+            report = args.report or (runs[-1].parent if runs else None)
+            if report is None: print("cgddi docs: no run under reports/; the stage pages show no outputs (run `cgddi run` first)")
+            build_docs(report, args.out, project_root())
             return 0
         if args.command == "import-dataset":
             from cgddi.publish import import_dataset

