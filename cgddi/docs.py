@@ -167,7 +167,8 @@ def build_docs(report_dir=None, # a finished `cgddi run`'s report folder (report
                n_workers:int=2, # nbdev's processing workers
               )->Path:
     "Render every notebook to `out` (the stage notebooks with the run's outputs), check its links and return `out`."
-    from nbdev.serve import proc_nbs  # nbdev's own processing, as nbdev-docs does
+    try: from nbdev.serve import proc_nbs  # nbdev's own processing, as nbdev-docs does
+    except ImportError as e: raise ImportError("cgddi docs needs nbdev (a development dependency): pip install -e '.[dev]'") from e
     root = Path(root or ".").resolve()
     if not (root/"pyproject.toml").exists() or not (root/"nbs").is_dir():
         raise FileNotFoundError(f"{root}: not the project root (no pyproject.toml and nbs/); run `cgddi docs` in the repository.")
