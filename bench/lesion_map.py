@@ -8,6 +8,7 @@ review sheet set to keep the first `--healthy` images (this measures mapping, no
     python bench/lesion_map.py                          # 300 x 330 at 256 px, all cores
     python bench/lesion_map.py --size 1024 --healthy 30 # 1024 px on a slice of the healthy set
 """
+
 import argparse, math, os, shutil, tempfile, time
 from pathlib import Path
 import pandas as pd
@@ -18,6 +19,7 @@ from cgddi.lesion_map import map_lesions, LesionMapConfig
 from cgddi.layout import REVIEW_SHEET
 
 PAPER_CANDIDATES = 103_206
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -31,26 +33,33 @@ def main():
     try:
         t = time.perf_counter()
         n_images = math.ceil(max(a.donors + 1, a.healthy) / 0.85) + 5
-        ddi = load_ddi(make_benchmark(work/"benchmark", seed=11, n_images=n_images), check_images=False)
+        ddi = load_ddi(make_benchmark(work / "benchmark", seed=11, n_images=n_images), check_images=False)
         ddi = write_data(ddi, work)
         make_healthy(work, HealthyConfig(backend="opencv"))
-        sheet = pd.read_csv(work/REVIEW_SHEET, dtype={"reasons": str, "note": str})
+        sheet = pd.read_csv(work / REVIEW_SHEET, dtype={"reasons": str, "note": str})
         sheet["keep"] = sheet.index < a.healthy
-        sheet.to_csv(work/REVIEW_SHEET, index=False)
-        print(f"setup {time.perf_counter() - t:.0f} s: {int(sheet.keep.sum())} healthy, {ddi.frame_mask_path.notna().sum()} annotated images")
+        sheet.to_csv(work / REVIEW_SHEET, index=False)
+        print(
+            f"setup {time.perf_counter() - t:.0f} s: {int(sheet.keep.sum())} healthy, "
+            f"{ddi.frame_mask_path.notna().sum()} annotated images"
+        )
         t = time.perf_counter()
         log = map_lesions(work, LesionMapConfig(size=a.size, workers=a.workers))
         s = time.perf_counter() - t
         n, placed = len(log), int((log.status == "placed").sum())
-        written = sum(p.stat().st_size for p in (work/"lesion_mapped").rglob("*.png"))
+        written = sum(p.stat().st_size for p in (work / "lesion_mapped").rglob("*.png"))
         print(f"size {a.size} px, {a.workers or os.cpu_count()} processes on {os.cpu_count()} cores")
         print(f"candidates {n}  placed {placed}  skipped {n - placed} ({100 * (n - placed) / n:.1f} %)")
         print(f"wall {s:.1f} s  ->  {1000 * s / n:.2f} ms per candidate (wall), {n / s:.0f} candidates/s")
         print(f"images written: {placed}, {written / 2**30:.2f} GiB ({written / max(placed, 1) / 1024:.0f} KiB each)")
-        print(f"the paper's {PAPER_CANDIDATES:,} candidates at this rate: {PAPER_CANDIDATES * s / n / 60:.1f} min "
-              f"(paper: about 30 CPU-hours, ~1 s per candidate)")
+        print(
+            f"the paper's {PAPER_CANDIDATES:,} candidates at this rate: {PAPER_CANDIDATES * s / n / 60:.1f} min "
+            f"(paper: about 30 CPU-hours, ~1 s per candidate)"
+        )
     finally:
-        if not a.out: shutil.rmtree(work, ignore_errors=True)
+        if not a.out:
+            shutil.rmtree(work, ignore_errors=True)
+
 
 if __name__ == "__main__":
     main()

@@ -18,13 +18,30 @@ import matplotlib.pyplot as plt
 from PIL import Image
 from scipy import ndimage as ndi
 from torchmetrics.functional.segmentation import dice_score
-from .data import (MASK_MODES, AUTO_BACKENDS, BACKGROUND, LESION, MARKER, RULER, SKIN, MASK_CLASSES, MASK_SIZE, MASK_COLOURS, TONE_ORDER, FRAME_MODES,
-                        DataError, read_data, read_image, sddi_frame_mask, to_mask_frame, to_lab)
+from cgddi.data import (
+    MASK_MODES,
+    AUTO_BACKENDS,
+    BACKGROUND,
+    LESION,
+    MARKER,
+    RULER,
+    SKIN,
+    MASK_CLASSES,
+    MASK_SIZE,
+    MASK_COLOURS,
+    TONE_ORDER,
+    FRAME_MODES,
+    DataError,
+    read_data,
+    read_image,
+    sddi_frame_mask,
+    to_mask_frame,
+    to_lab,
+)
 from .config import StageConfig
 from .report import atomic_path, progress_bar
 from .tiny import model_load_error, weights_label
 from .layout import DDI_TABLE, AUTO_MASKS
-
 
 # %% auto #0
 __all__ = ['RULER_MIN_L', 'RULER_MAX_CHROMA', 'MARKER_MIN_A', 'MARKER_MAX_B', 'CLUSTERS', 'SKIN_MERGE_DE', 'LESION_SKIN_CONTACT',
@@ -35,156 +52,225 @@ __all__ = ['RULER_MIN_L', 'RULER_MAX_CHROMA', 'MARKER_MIN_A', 'MARKER_MAX_B', 'C
 
 # %% ../nbs/00h_automask.ipynb #am05
 RULER_MIN_L, RULER_MAX_CHROMA = 80, 12  # ruler: bright and nearly grey
-MARKER_MIN_A, MARKER_MAX_B = 25, -15    # marker ink: violet
-CLUSTERS = 3                            # k-means colour clusters: skin, lesion, background
-SKIN_MERGE_DE = 10                      # clusters within this ΔE of the skin-most cluster are skin too
-LESION_SKIN_CONTACT = 0.3               # a lesion candidate has skin along more than this share of its border ...
-BACKGROUND_SKIN_CONTACT = 0.5           # ... background has skin along at most this share (and covers at least 1 % of the frame)
-EDGE_WEIGHT = 2                         # a border on the frame's edge counts twice against skin: the region goes on beyond it
-MIN_LESION = 0.002                      # smallest lesion, as a share of the frame
+MARKER_MIN_A, MARKER_MAX_B = 25, -15  # marker ink: violet
+CLUSTERS = 3  # k-means colour clusters: skin, lesion, background
+SKIN_MERGE_DE = 10  # clusters within this ΔE of the skin-most cluster are skin too
+LESION_SKIN_CONTACT = 0.3  # a lesion candidate has skin along more than this share of its border ...
+# ... background has skin along at most this share (and covers at least 1 % of the frame)
+BACKGROUND_SKIN_CONTACT = 0.5
+# a border on the frame's edge counts twice against skin: the region goes on beyond it
+EDGE_WEIGHT = 2
+MIN_LESION = 0.002  # smallest lesion, as a share of the frame
 
-def _as_rgb(image)->np.ndarray:
+
+def _as_rgb(image) -> np.ndarray:
     a = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
-    if a.ndim != 3 or a.shape[2] != 3: raise ValueError(f"auto_mask needs an RGB image (H x W x 3), got an array of shape {a.shape}")
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"auto_mask needs an RGB image (H x W x 3), got an array of shape {a.shape}")
     return np.ascontiguousarray(a.astype(np.uint8))
 
-def _components(m:np.ndarray, min_area:float)->np.ndarray:
+
+def _components(m: np.ndarray, min_area: float) -> np.ndarray:
     "The pixels of `m`'s 8-connected components of at least `min_area` pixels."
     n, lbl, st, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
-    keep = np.zeros(n, bool); keep[1:] = st[1:, cv2.CC_STAT_AREA] >= min_area
+    keep = np.zeros(n, bool)
+    keep[1:] = st[1:, cv2.CC_STAT_AREA] >= min_area
     return keep[lbl]
 
-def find_ruler(lab:np.ndarray)->np.ndarray:
+
+def find_ruler(lab: np.ndarray) -> np.ndarray:
     "Ruler pixels: large bright, nearly grey components, closed over their ticks."
     L, chroma = lab[..., 0], np.hypot(lab[..., 1], lab[..., 2])
-    m = cv2.morphologyEx(((L > RULER_MIN_L) & (chroma < RULER_MAX_CHROMA)).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    m = cv2.morphologyEx(
+        ((L > RULER_MIN_L) & (chroma < RULER_MAX_CHROMA)).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)
+    )
     return _components(m, 0.01 * m.size)
 
-def find_marker(lab:np.ndarray)->np.ndarray:
+
+def find_marker(lab: np.ndarray) -> np.ndarray:
     "Marker ink pixels: violet components of at least 10 pixels."
     return _components((lab[..., 1] > MARKER_MIN_A) & (lab[..., 2] < MARKER_MAX_B), 10)
 
-def remove_hair(rgb:np.ndarray, # HxWx3 uint8 frame
-                lab:np.ndarray, # its L*a*b* (`to_lab`)
-                also:np.ndarray, # bool mask of further pixels to paint over (the marker)
-               )->np.ndarray:
+
+def remove_hair(
+    rgb: np.ndarray,  # HxWx3 uint8 frame
+    lab: np.ndarray,  # its L*a*b* (`to_lab`)
+    also: np.ndarray,  # bool mask of further pixels to paint over (the marker)
+) -> np.ndarray:
     "The frame with thin dark lines (hair, black-hat on L*) and `also` painted over by OpenCV's inpainting."
-    hat = cv2.morphologyEx(np.ascontiguousarray(lab[..., 0]), cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
+    hat = cv2.morphologyEx(
+        np.ascontiguousarray(lab[..., 0]), cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9))
+    )
     hair = cv2.dilate((hat > 12).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     return cv2.inpaint(rgb, (hair | also).astype(np.uint8), 3, cv2.INPAINT_TELEA)
 
-def skin_colour(lab:np.ndarray)->np.ndarray:
+
+def skin_colour(lab: np.ndarray) -> np.ndarray:
     "L*a*b* of the skin: the median of the central half after dropping its half most unlike the median."
     h, w = lab.shape[:2]
-    c = lab[h // 4: 3 * h // 4, w // 4: 3 * w // 4].reshape(-1, 3)
+    c = lab[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4].reshape(-1, 3)
     d = np.linalg.norm(c - np.median(c, 0), axis=1)
     return np.median(c[d <= np.quantile(d, 0.5)], 0)
 
-def lesion_and_background(lab:np.ndarray, # smoothed L*a*b* frame
-                          free:np.ndarray, # pixels not taken by the ruler
-                         )->tuple[np.ndarray, np.ndarray]:
+
+def lesion_and_background(
+    lab: np.ndarray,  # smoothed L*a*b* frame
+    free: np.ndarray,  # pixels not taken by the ruler
+) -> tuple[np.ndarray, np.ndarray]:
     "(lesion, background) pixels: colour clusters unlike the skin, told apart by what borders them."
     h, w = free.shape
     cv2.setRNGSeed(0)  # k-means++ seeding: the same image gives the same mask
-    _, lbl, centres = cv2.kmeans(lab[free].astype(np.float32), CLUSTERS, None,
-                                 (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5), 3, cv2.KMEANS_PP_CENTERS)
-    cluster = np.full((h, w), -1); cluster[free] = lbl.ravel()
+    _, lbl, centres = cv2.kmeans(
+        lab[free].astype(np.float32),
+        CLUSTERS,
+        None,
+        (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5),
+        3,
+        cv2.KMEANS_PP_CENTERS,
+    )
+    cluster = np.full((h, w), -1)
+    cluster[free] = lbl.ravel()
     to_skin = np.linalg.norm(centres - skin_colour(lab), axis=1)
     skin_like = to_skin <= to_skin.min() + SKIN_MERGE_DE
     skin = np.isin(cluster, np.nonzero(skin_like)[0])
     other = cv2.morphologyEx((~skin & free).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
-    edge = np.zeros((h, w), bool); edge[[0, -1], :] = True; edge[:, [0, -1]] = True
+    edge = np.zeros((h, w), bool)
+    edge[[0, -1], :] = True
+    edge[:, [0, -1]] = True
     regions = []  # (pixels, area, share of the border that is skin, distance of the centre from the frame's)
     for c in np.nonzero(~skin_like)[0]:
         n, comp_of, st, centre = cv2.connectedComponentsWithStats((other & (cluster == c)).astype(np.uint8), 8)
         for k in range(1, n):
             comp, area = comp_of == k, st[k, cv2.CC_STAT_AREA]
-            if area < MIN_LESION * h * w: continue
+            if area < MIN_LESION * h * w:
+                continue
             ring = cv2.dilate(comp.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~comp & free
             skin_contact = (ring & skin).sum() / max(ring.sum() + EDGE_WEIGHT * (comp & edge).sum(), 1)
             regions.append((comp, area, skin_contact, np.hypot(centre[k, 0] - w / 2, centre[k, 1] - h / 2)))
     candidates = [r for r in regions if r[2] > LESION_SKIN_CONTACT]
-    lesion = max(candidates, key=lambda r: r[1] * r[2] ** 2 / (1 + r[3] / 32))[0] if candidates else np.zeros((h, w), bool)
+    lesion = (
+        max(candidates, key=lambda r: r[1] * r[2] ** 2 / (1 + r[3] / 32))[0] if candidates else np.zeros((h, w), bool)
+    )
     background = np.zeros((h, w), bool)
     for comp, area, skin_contact, _ in regions:
-        if comp is not lesion and skin_contact <= BACKGROUND_SKIN_CONTACT and area >= 0.01 * h * w: background |= comp
+        if comp is not lesion and skin_contact <= BACKGROUND_SKIN_CONTACT and area >= 0.01 * h * w:
+            background |= comp
     lesion = ndi.binary_fill_holes(lesion)
     return lesion, background & ~lesion
 
-def classical_mask(frame:np.ndarray, # HxWx3 uint8 image, already in its mask frame
-                  )->np.ndarray:
+
+def classical_mask(
+    frame: np.ndarray,  # HxWx3 uint8 image, already in its mask frame
+) -> np.ndarray:
     "The classical backend's sDDI-class mask of `frame`."
-    rgb = _as_rgb(frame); lab = to_lab(rgb)
-    ruler = find_ruler(lab); marker = find_marker(lab) & ~ruler
+    rgb = _as_rgb(frame)
+    lab = to_lab(rgb)
+    ruler = find_ruler(lab)
+    marker = find_marker(lab) & ~ruler
     smooth = cv2.GaussianBlur(to_lab(remove_hair(rgb, lab, marker & ~ruler)), (0, 0), 2)
     lesion, background = lesion_and_background(smooth, ~ruler)
     m = np.full(ruler.shape, SKIN, np.uint8)
-    m[background] = BACKGROUND; m[marker & ~background] = MARKER; m[lesion] = LESION; m[ruler] = RULER
+    m[background] = BACKGROUND
+    m[marker & ~background] = MARKER
+    m[lesion] = LESION
+    m[ruler] = RULER
     return m
 
 # %% ../nbs/00h_automask.ipynb #am09
 DEFAULT_SAM_MODEL = "facebook/sam-vit-base"
 SAM_TYPES = ("sam", "sam2")
 
+
 class SamPrompter:
     "A SAM / SAM 2 model and its processor: `(frame, box) -> bool mask` of the highest-scoring proposal."
-    def __init__(self, model:str, # hub id or local folder
-                 device:str|None=None, # None: cuda when available
-                ):
+
+    def __init__(
+        self,
+        model: str,  # hub id or local folder
+        device: str | None = None,  # None: cuda when available
+    ):
         from transformers import AutoConfig, AutoModel, AutoProcessor
+
         self.name, self.device = str(model), device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             kind = AutoConfig.from_pretrained(self.name).model_type
-            if kind not in SAM_TYPES: raise ValueError(f"its config is a {kind!r} model, not one of {SAM_TYPES}")
+            if kind not in SAM_TYPES:
+                raise ValueError(f"its config is a {kind!r} model, not one of {SAM_TYPES}")
             self.model = AutoModel.from_pretrained(self.name, use_safetensors=True).to(self.device).eval()
             self.processor = AutoProcessor.from_pretrained(self.name)
-        except Exception as e: raise model_load_error(self.name, "a SAM or SAM 2 model", "sam_model", e) from e
+        except Exception as e:
+            raise model_load_error(self.name, "a SAM or SAM 2 model", "sam_model", e) from e
         self.label = weights_label(self.name)  # set for the random models of cgddi.tiny
 
     @torch.no_grad()
-    def __call__(self, frame:np.ndarray, # HxWx3 uint8 image
-                 box:list, # [x0, y0, x1, y1] in pixels
-                )->np.ndarray:
-        inputs = self.processor(images=Image.fromarray(frame), input_boxes=[[list(map(float, box))]], return_tensors="pt").to(self.device)
+    def __call__(
+        self,
+        frame: np.ndarray,  # HxWx3 uint8 image
+        box: list,  # [x0, y0, x1, y1] in pixels
+    ) -> np.ndarray:
+        inputs = self.processor(
+            images=Image.fromarray(frame), input_boxes=[[list(map(float, box))]], return_tensors="pt"
+        ).to(self.device)
         out = self.model(pixel_values=inputs["pixel_values"], input_boxes=inputs["input_boxes"], multimask_output=True)
-        sizes = [inputs["original_sizes"]] + ([inputs["reshaped_input_sizes"]] if "reshaped_input_sizes" in inputs else [])
-        masks = self.processor.post_process_masks(out.pred_masks.cpu(), *[s.cpu() for s in sizes])[0][0]  # proposals x H x W
+        sizes = [inputs["original_sizes"]] + (
+            [inputs["reshaped_input_sizes"]] if "reshaped_input_sizes" in inputs else []
+        )
+        # proposals x H x W
+        masks = self.processor.post_process_masks(out.pred_masks.cpu(), *[s.cpu() for s in sizes])[0][0]
         best = masks[int(out.iou_scores[0, 0].float().argmax())].numpy().astype(bool)
-        inside = np.zeros_like(best); x0, y0, x1, y1 = (int(round(v)) for v in box); inside[y0:y1 + 1, x0:x1 + 1] = True
+        inside = np.zeros_like(best)
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        inside[y0 : y1 + 1, x0 : x1 + 1] = True
         return best & inside
 
+
 @cache
-def load_sam(model:str=DEFAULT_SAM_MODEL, # hub id or local folder
-             device:str|None=None, # None: cuda when available
-            )->SamPrompter:
+def load_sam(
+    model: str = DEFAULT_SAM_MODEL,  # hub id or local folder
+    device: str | None = None,  # None: cuda when available
+) -> SamPrompter:
     "The SAM prompter of `model`, loaded once per process."
     return SamPrompter(model, device)
 
-def lesion_box(mask:np.ndarray, # sDDI-class mask
-               pad:float=0.1, # padding, as a share of the box's size
-              )->list[float]|None:
+
+def lesion_box(
+    mask: np.ndarray,  # sDDI-class mask
+    pad: float = 0.1,  # padding, as a share of the box's size
+) -> list[float] | None:
     "[x0, y0, x1, y1] around the mask's lesion, padded and kept in the frame; None without a lesion."
     ys, xs = np.nonzero(mask == LESION)
-    if not len(ys): return None
-    h, w = mask.shape; px, py = pad * (xs.max() - xs.min() + 1), pad * (ys.max() - ys.min() + 1)
-    return [float(max(0, xs.min() - px)), float(max(0, ys.min() - py)), float(min(w - 1, xs.max() + px)), float(min(h - 1, ys.max() + py))]
+    if not len(ys):
+        return None
+    h, w = mask.shape
+    px, py = pad * (xs.max() - xs.min() + 1), pad * (ys.max() - ys.min() + 1)
+    return [
+        float(max(0, xs.min() - px)),
+        float(max(0, ys.min() - py)),
+        float(min(w - 1, xs.max() + px)),
+        float(min(h - 1, ys.max() + py)),
+    ]
 
-def with_lesion(mask:np.ndarray, # sDDI-class mask
-                lesion:np.ndarray, # bool mask of the new lesion
-               )->np.ndarray:
+
+def with_lesion(
+    mask: np.ndarray,  # sDDI-class mask
+    lesion: np.ndarray,  # bool mask of the new lesion
+) -> np.ndarray:
     "`mask` with its lesion replaced by `lesion`; the old lesion becomes skin, ruler and marker stay."
-    out = mask.copy(); out[out == LESION] = SKIN
+    out = mask.copy()
+    out[out == LESION] = SKIN
     out[lesion & (mask != RULER) & (mask != MARKER)] = LESION
     return out
 
 # %% ../nbs/00h_automask.ipynb #am12
-def auto_mask(image, # PIL image or HxWx3 uint8 array, any size
-              backend:str="classical", # "classical" (no weights) or "sam" (SAM prompted with the classical lesion box)
-              sam_model:str|SamPrompter=DEFAULT_SAM_MODEL, # sam: hub id, local folder or a loaded `SamPrompter`
-              frame_mode:str="resize", # how the image enters the frame (see `cgddi.data.to_mask_frame`)
-             )->np.ndarray:
+def auto_mask(
+    image,  # PIL image or HxWx3 uint8 array, any size
+    backend: str = "classical",  # "classical" (no weights) or "sam" (SAM prompted with the classical lesion box)
+    sam_model: str | SamPrompter = DEFAULT_SAM_MODEL,  # sam: hub id, local folder or a loaded `SamPrompter`
+    frame_mode: str = "resize",  # how the image enters the frame (see `cgddi.data.to_mask_frame`)
+) -> np.ndarray:
     "The image's 256 x 256 mask in sDDI's classes (0 background, 1 lesion, 2 marker, 3 ruler, 4 skin)."
-    if backend not in AUTO_BACKENDS: raise ValueError(f"auto-mask backend {backend!r} unknown; use one of {AUTO_BACKENDS}")
+    if backend not in AUTO_BACKENDS:
+        raise ValueError(f"auto-mask backend {backend!r} unknown; use one of {AUTO_BACKENDS}")
     im = image if isinstance(image, Image.Image) else Image.fromarray(_as_rgb(image))
     frame = np.asarray(to_mask_frame(im.convert("RGB"), frame_mode))
     mask = classical_mask(frame)
@@ -197,111 +283,184 @@ def auto_mask(image, # PIL image or HxWx3 uint8 array, any size
 @dataclass(kw_only=True)
 class AutoMaskConfig(StageConfig):
     "00_data's masks: which images get an automatic one, and how it is made."
-    masks: str = "sddi" # "sddi": sDDI's only; "auto": every image auto-masked; "sddi+auto": sDDI where it exists, auto elsewhere
-    auto_mask_backend: str = "classical" # "classical" or "sam"
-    sam_model: str = DEFAULT_SAM_MODEL # sam backend: hub id or local folder
-    frame_mode: str = "resize" # how images enter the frame (00_data's own setting)
+
+    # "sddi": sDDI's only; "auto": every image auto-masked; "sddi+auto": sDDI where it exists, auto elsewhere
+    masks: str = "sddi"
+    auto_mask_backend: str = "classical"  # "classical" or "sam"
+    sam_model: str = DEFAULT_SAM_MODEL  # sam backend: hub id or local folder
+    frame_mode: str = "resize"  # how images enter the frame (00_data's own setting)
     unhashed: ClassVar[tuple] = ("masks",)  # which images use an auto mask; no mask changes with it
 
     def __post_init__(self):
-        if self.masks not in MASK_MODES: raise ValueError(f"masks {self.masks!r} unknown; use one of {MASK_MODES}")
+        if self.masks not in MASK_MODES:
+            raise ValueError(f"masks {self.masks!r} unknown; use one of {MASK_MODES}")
         if self.auto_mask_backend not in AUTO_BACKENDS:
             raise ValueError(f"auto_mask_backend {self.auto_mask_backend!r} unknown; use one of {AUTO_BACKENDS}")
-        if self.frame_mode not in FRAME_MODES: raise ValueError(f"frame mode {self.frame_mode!r} unknown; use one of {FRAME_MODES}")
+        if self.frame_mode not in FRAME_MODES:
+            raise ValueError(f"frame mode {self.frame_mode!r} unknown; use one of {FRAME_MODES}")
 
-def _code_hash()->str:
+
+def _code_hash() -> str:
     "A hash of what shapes a mask: the backends' code and constants."
-    code = [inspect.getsource(f) for f in (_as_rgb, _components, find_ruler, find_marker, remove_hair, skin_colour, lesion_and_background,
-                                           classical_mask, SamPrompter.__call__, lesion_box, with_lesion, auto_mask)]
-    consts = (RULER_MIN_L, RULER_MAX_CHROMA, MARKER_MIN_A, MARKER_MAX_B, CLUSTERS, SKIN_MERGE_DE, LESION_SKIN_CONTACT, BACKGROUND_SKIN_CONTACT,
-              EDGE_WEIGHT, MIN_LESION, MASK_SIZE)
+    code = [
+        inspect.getsource(f)
+        for f in (
+            _as_rgb,
+            _components,
+            find_ruler,
+            find_marker,
+            remove_hair,
+            skin_colour,
+            lesion_and_background,
+            classical_mask,
+            SamPrompter.__call__,
+            lesion_box,
+            with_lesion,
+            auto_mask,
+        )
+    ]
+    consts = (
+        RULER_MIN_L,
+        RULER_MAX_CHROMA,
+        MARKER_MIN_A,
+        MARKER_MAX_B,
+        CLUSTERS,
+        SKIN_MERGE_DE,
+        LESION_SKIN_CONTACT,
+        BACKGROUND_SKIN_CONTACT,
+        EDGE_WEIGHT,
+        MIN_LESION,
+        MASK_SIZE,
+    )
     return hashlib.sha256(("".join(code) + repr(consts)).encode()).hexdigest()[:16]
 
-def write_auto_masks(ddi:pd.DataFrame, # `cgddi.data.write_data` output
-                     work_dir, # run root
-                     cfg:AutoMaskConfig, # which images and how
-                     evaluate:bool=True, # also mask the sDDI-annotated images, for `dice_table`
-                    )->pd.DataFrame:
-    "Write `data/auto_masks/` and point `data/ddi.csv`'s `frame_mask_path` / `mask_source` at each image's mask; returns the table."
+
+def write_auto_masks(
+    ddi: pd.DataFrame,  # `cgddi.data.write_data` output
+    work_dir,  # run root
+    cfg: AutoMaskConfig,  # which images and how
+    evaluate: bool = True,  # also mask the sDDI-annotated images, for `dice_table`
+) -> pd.DataFrame:
+    """Write `data/auto_masks/` and point `data/ddi.csv`'s `frame_mask_path` / `mask_source` at each image's mask;
+    returns the table."""
     work, out = Path(work_dir), ddi.copy()
     annotated = out.mask_path.notna()
     wanted = {"sddi": annotated & False, "auto": annotated | True, "sddi+auto": ~annotated}[cfg.masks]
     need = wanted | (annotated & evaluate)
     auto_path = pd.Series([f"{AUTO_MASKS}/{Path(f).stem}.npy" for f in out.file], index=out.index)
-    stamp, settings = work/AUTO_MASKS/"automask.json", {**cfg.settings(), "code": _code_hash()}
-    if cfg.auto_mask_backend == "classical": settings.pop("sam_model")  # no weights: another SAM id changes no mask
+    stamp, settings = work / AUTO_MASKS / "automask.json", {**cfg.settings(), "code": _code_hash()}
+    if cfg.auto_mask_backend == "classical":
+        settings.pop("sam_model")  # no weights: another SAM id changes no mask
     fresh = stamp.exists() and json.loads(stamp.read_text()) == settings
-    if stamp.exists() and not fresh: stamp.unlink()
-    todo = [i for i in out.index[need] if not (fresh and (work/auto_path[i]).exists())]
+    if stamp.exists() and not fresh:
+        stamp.unlink()
+    todo = [i for i in out.index[need] if not (fresh and (work / auto_path[i]).exists())]
     sam = load_sam(cfg.sam_model) if cfg.auto_mask_backend == "sam" and todo else cfg.sam_model
     for i in progress_bar(todo, desc=f"auto masks ({cfg.auto_mask_backend})", leave=False):
         mask = auto_mask(read_image(out.image_path[i]), cfg.auto_mask_backend, sam, cfg.frame_mode)
-        with atomic_path(work/auto_path[i]) as t:
-            with open(t, "wb") as f: np.save(f, mask)
+        with atomic_path(work / auto_path[i]) as t:
+            with open(t, "wb") as f:
+                np.save(f, mask)
     if need.any():
-        with atomic_path(stamp) as t: t.write_text(json.dumps(settings, indent=1))
-    found = pd.Series([bool(need[i]) and bool((np.load(work/auto_path[i]) == LESION).any()) for i in out.index], index=out.index)
-    use_auto = wanted & found  # an auto mask without a lesion gives nothing to inpaint or to map: the image stays unmasked
+        with atomic_path(stamp) as t:
+            t.write_text(json.dumps(settings, indent=1))
+    found = pd.Series(
+        [bool(need[i]) and bool((np.load(work / auto_path[i]) == LESION).any()) for i in out.index], index=out.index
+    )
+    # an auto mask without a lesion gives nothing to inpaint or to map: the image stays unmasked
+    use_auto = wanted & found
     if (wanted & ~found).any():
-        print(f"auto masks: no lesion found in {int((wanted & ~found).sum())} image(s), left without a mask: "
-              f"{out.file[wanted & ~found].tolist()[:5]}{' ...' if (wanted & ~found).sum() > 5 else ''}")
-    out["frame_mask_path"] = out.frame_mask_path.where(~wanted, auto_path.where(found, None))  # masks: auto never falls back on sDDI
+        print(
+            f"auto masks: no lesion found in {int((wanted & ~found).sum())} image(s), left without a mask: "
+            f"{out.file[wanted & ~found].tolist()[:5]}{' ...' if (wanted & ~found).sum() > 5 else ''}"
+        )
+    # masks: auto never falls back on sDDI
+    out["frame_mask_path"] = out.frame_mask_path.where(~wanted, auto_path.where(found, None))
     out["mask_source"] = np.where(use_auto, "auto", np.where(annotated & ~wanted, "sddi", ""))
     out["auto_mask_path"] = auto_path.where(need, None)
-    with atomic_path(work/DDI_TABLE) as t: out.to_csv(t, index=False)
+    with atomic_path(work / DDI_TABLE) as t:
+        out.to_csv(t, index=False)
     return out
 
 # %% ../nbs/00h_automask.ipynb #am17
-def mask_dice(pred:np.ndarray, # N x H x W (or H x W) class masks
-              true:np.ndarray, # the true masks, the same shape
-             )->np.ndarray:
+def mask_dice(
+    pred: np.ndarray,  # N x H x W (or H x W) class masks
+    true: np.ndarray,  # the true masks, the same shape
+) -> np.ndarray:
     "N x 5 Dice per image and sDDI class; NaN where a class is in neither mask."
     p, t = (torch.as_tensor(np.asarray(a, np.int64)) for a in (pred, true))
-    if p.shape != t.shape: raise ValueError(f"masks differ in shape: {tuple(p.shape)} vs {tuple(t.shape)}")
-    if p.ndim == 2: p, t = p[None], t[None]
+    if p.shape != t.shape:
+        raise ValueError(f"masks differ in shape: {tuple(p.shape)} vs {tuple(t.shape)}")
+    if p.ndim == 2:
+        p, t = p[None], t[None]
     return dice_score(p, t, num_classes=len(MASK_CLASSES), average="none", input_format="index").numpy()
 
-def dice_per_image(work_dir, # run root after `write_auto_masks(..., evaluate=True)`
-                  )->pd.DataFrame:
-    "One row per sDDI-annotated image: ddi_id, tone and the Dice of its auto mask per class."
-    work = Path(work_dir); ddi = read_data(work)
-    if "auto_mask_path" not in ddi: raise DataError(f"{work/DDI_TABLE}: no auto masks; run 00_data with auto_mask_dice on.")
-    both = ddi[ddi.mask_path.notna() & ddi.auto_mask_path.notna()]
-    if both.empty: return pd.DataFrame(columns=["ddi_id", "tone", *MASK_CLASSES.values()])
-    true = np.stack([np.load(work/sddi_frame_mask(f)) for f in both.file])
-    pred = np.stack([np.load(work/p) for p in both.auto_mask_path])
-    return pd.concat([both[["ddi_id", "tone"]].reset_index(drop=True),
-                      pd.DataFrame(mask_dice(pred, true), columns=list(MASK_CLASSES.values()))], axis=1)
 
-def dice_table(per_image:pd.DataFrame, # `dice_per_image` output
-              )->pd.DataFrame:
+def dice_per_image(
+    work_dir,  # run root after `write_auto_masks(..., evaluate=True)`
+) -> pd.DataFrame:
+    "One row per sDDI-annotated image: ddi_id, tone and the Dice of its auto mask per class."
+    work = Path(work_dir)
+    ddi = read_data(work)
+    if "auto_mask_path" not in ddi:
+        raise DataError(f"{work / DDI_TABLE}: no auto masks; run 00_data with auto_mask_dice on.")
+    both = ddi[ddi.mask_path.notna() & ddi.auto_mask_path.notna()]
+    if both.empty:
+        return pd.DataFrame(columns=["ddi_id", "tone", *MASK_CLASSES.values()])
+    true = np.stack([np.load(work / sddi_frame_mask(f)) for f in both.file])
+    pred = np.stack([np.load(work / p) for p in both.auto_mask_path])
+    return pd.concat(
+        [
+            both[["ddi_id", "tone"]].reset_index(drop=True),
+            pd.DataFrame(mask_dice(pred, true), columns=list(MASK_CLASSES.values())),
+        ],
+        axis=1,
+    )
+
+
+def dice_table(
+    per_image: pd.DataFrame,  # `dice_per_image` output
+) -> pd.DataFrame:
     "Mean Dice per class: over all images and per tone, with the number of images counted."
     classes = list(MASK_CLASSES.values())
     rows = {"all": per_image[classes].mean(), "images": per_image[classes].count()}
-    for t in TONE_ORDER: rows[t] = per_image.loc[per_image.tone == t, classes].mean()
+    for t in TONE_ORDER:
+        rows[t] = per_image.loc[per_image.tone == t, classes].mean()
     out = pd.DataFrame(rows).loc[classes, ["all", *TONE_ORDER, "images"]]
-    out.index.name = "class"; out["images"] = out["images"].astype(int)
+    out.index.name = "class"
+    out["images"] = out["images"].astype(int)
     return out.round(3)
 
 # %% ../nbs/00h_automask.ipynb #am20
-def plot_auto_masks(work_dir, # run root after `write_auto_masks`
-                    per_image:pd.DataFrame, # `dice_per_image` output
-                    title:str="", # figure title
-                   ):
+def plot_auto_masks(
+    work_dir,  # run root after `write_auto_masks`
+    per_image: pd.DataFrame,  # `dice_per_image` output
+    title: str = "",  # figure title
+):
     "Image | sDDI mask | auto mask for the best and worst lesion Dice of each tone."
-    work = Path(work_dir); ddi = read_data(work).set_index("ddi_id")
+    work = Path(work_dir)
+    ddi = read_data(work).set_index("ddi_id")
     pick = []
     for t in TONE_ORDER:
         g = per_image[per_image.tone == t].dropna(subset=["lesion"]).sort_values("lesion")
         pick += [g.iloc[-1], g.iloc[0]] if len(g) > 1 else [g.iloc[0]] if len(g) else []
     fig, axes = plt.subplots(max(len(pick), 1), 3, figsize=(6.6, 2.3 * max(len(pick), 1)), squeeze=False)
-    for ax in axes.flat: ax.axis("off")
+    for ax in axes.flat:
+        ax.axis("off")
     for row, r in zip(axes, pick):
         d = ddi.loc[int(r.ddi_id)]
-        for ax, im, t in zip(row, [Image.open(work/d.frame_path), MASK_COLOURS[np.load(work/sddi_frame_mask(d.file))],
-                                   MASK_COLOURS[np.load(work/d.auto_mask_path)]],
-                             [f"{d.file} ({r.tone})", "sDDI", f"auto: lesion Dice {r.lesion:.2f}"]):
-            ax.imshow(im); ax.set_title(t, fontsize=7)
-    if title: fig.suptitle(title, fontsize=8)
+        for ax, im, t in zip(
+            row,
+            [
+                Image.open(work / d.frame_path),
+                MASK_COLOURS[np.load(work / sddi_frame_mask(d.file))],
+                MASK_COLOURS[np.load(work / d.auto_mask_path)],
+            ],
+            [f"{d.file} ({r.tone})", "sDDI", f"auto: lesion Dice {r.lesion:.2f}"],
+        ):
+            ax.imshow(im)
+            ax.set_title(t, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     return fig

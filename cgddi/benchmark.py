@@ -10,7 +10,19 @@ import numpy as np
 import pandas as pd
 import cv2
 from PIL import Image
-from .data import TONES, TONE_ORDER, MASK_SIZE, METADATA_FILE, METADATA_COLUMNS, LESION, MARKER, RULER, SKIN, F17K_FILE, F17K_COLUMNS
+from cgddi.data import (
+    TONES,
+    TONE_ORDER,
+    MASK_SIZE,
+    METADATA_FILE,
+    METADATA_COLUMNS,
+    LESION,
+    MARKER,
+    RULER,
+    SKIN,
+    F17K_FILE,
+    F17K_COLUMNS,
+)
 from .report import progress_bar
 
 # %% auto #0
@@ -21,30 +33,46 @@ __all__ = ['BENCHMARK_DISEASES', 'SKIN_RGB', 'BENCHMARK_README', 'benchmark_coun
 # disease (a real DDI label), malignant, relative frequency, and its look: radius (fraction of the frame's shorter side;
 # close-ups, as DDI's clinical photographs, so a classifier at 96 px sees the lesion),
 # border irregularity, elongation, border softness (px), core and rim colours, texture
-BENCHMARK_DISEASES = pd.DataFrame([
-    ("melanoma",                        True,   8, .30, .35, 1.3, 1.0, (55, 35, 30),   (125, 80, 55),  "network"),
-    ("melanoma-in-situ",                True,   3, .24, .25, 1.2, 1.5, (95, 60, 45),   (140, 95, 70),  "network"),
-    ("basal-cell-carcinoma",            True,   6, .21, .08, 1.1, 1.0, (215, 160, 165),(240, 205, 205),"pearly"),
-    ("squamous-cell-carcinoma-in-situ", True,   3, .27, .15, 1.3, 2.0, (190, 85, 75),  (205, 120, 105),"scaly"),
-    ("mycosis-fungoides",               True,   2, .36, .20, 1.8, 5.0, (200, 110, 100),(210, 140, 125),"smooth"),
-    ("kaposi-sarcoma",                  True,   2, .18, .10, 1.6, 1.5, (110, 50, 90),  (140, 80, 110), "smooth"),
-    ("metastatic-carcinoma",            True,   1, .15, .05, 1.0, 1.0, (170, 80, 90),  (200, 120, 120),"pearly"),
-    ("melanocytic-nevi",                False, 16, .15, .03, 1.1, 0.6, (105, 70, 45),  (120, 82, 55),  "smooth"),
-    ("seborrheic-keratosis",            False, 12, .24, .12, 1.3, 0.6, (125, 90, 60),  (150, 115, 80), "papillomatous"),
-    ("verruca-vulgaris",                False,  9, .15, .10, 1.0, 0.8, (170, 150, 130),(190, 170, 150),"papillomatous"),
-    ("dermatofibroma",                  False,  6, .135, .05, 1.1, 2.0, (200, 170, 150),(120, 80, 60),  "smooth"),
-    ("epidermal-cyst",                  False,  5, .21, .04, 1.0, 3.0, (215, 190, 170),(200, 160, 140),"dome"),
-    ("pyogenic-granuloma",              False,  2, .12, .05, 1.0, 0.6, (200, 30, 45),  (170, 20, 35),  "dome"),
-    ("acral-melanotic-macule",          False,  1, .18, .30, 1.4, 2.5, (150, 100, 70), (170, 125, 95), "smooth"),
-], columns=["disease", "malignant", "weight", "radius", "irregularity", "elongation", "softness", "core", "rim", "texture"])
+BENCHMARK_DISEASES = pd.DataFrame(
+    [
+        ("melanoma", True, 8, 0.30, 0.35, 1.3, 1.0, (55, 35, 30), (125, 80, 55), "network"),
+        ("melanoma-in-situ", True, 3, 0.24, 0.25, 1.2, 1.5, (95, 60, 45), (140, 95, 70), "network"),
+        ("basal-cell-carcinoma", True, 6, 0.21, 0.08, 1.1, 1.0, (215, 160, 165), (240, 205, 205), "pearly"),
+        ("squamous-cell-carcinoma-in-situ", True, 3, 0.27, 0.15, 1.3, 2.0, (190, 85, 75), (205, 120, 105), "scaly"),
+        ("mycosis-fungoides", True, 2, 0.36, 0.20, 1.8, 5.0, (200, 110, 100), (210, 140, 125), "smooth"),
+        ("kaposi-sarcoma", True, 2, 0.18, 0.10, 1.6, 1.5, (110, 50, 90), (140, 80, 110), "smooth"),
+        ("metastatic-carcinoma", True, 1, 0.15, 0.05, 1.0, 1.0, (170, 80, 90), (200, 120, 120), "pearly"),
+        ("melanocytic-nevi", False, 16, 0.15, 0.03, 1.1, 0.6, (105, 70, 45), (120, 82, 55), "smooth"),
+        ("seborrheic-keratosis", False, 12, 0.24, 0.12, 1.3, 0.6, (125, 90, 60), (150, 115, 80), "papillomatous"),
+        ("verruca-vulgaris", False, 9, 0.15, 0.10, 1.0, 0.8, (170, 150, 130), (190, 170, 150), "papillomatous"),
+        ("dermatofibroma", False, 6, 0.135, 0.05, 1.1, 2.0, (200, 170, 150), (120, 80, 60), "smooth"),
+        ("epidermal-cyst", False, 5, 0.21, 0.04, 1.0, 3.0, (215, 190, 170), (200, 160, 140), "dome"),
+        ("pyogenic-granuloma", False, 2, 0.12, 0.05, 1.0, 0.6, (200, 30, 45), (170, 20, 35), "dome"),
+        ("acral-melanotic-macule", False, 1, 0.18, 0.30, 1.4, 2.5, (150, 100, 70), (170, 125, 95), "smooth"),
+    ],
+    columns=[
+        "disease",
+        "malignant",
+        "weight",
+        "radius",
+        "irregularity",
+        "elongation",
+        "softness",
+        "core",
+        "rim",
+        "texture",
+    ],
+)
 
 SKIN_RGB = {"light": (232, 196, 172), "medium": (192, 142, 104), "dark": (104, 70, 52)}  # mean skin colour per tone
 _SIZES = [(320, 240), (288, 288), (240, 320), (352, 256), (256, 352)]  # native (width, height) choices
 
-def benchmark_counts(n_images:int)->pd.Series:
+
+def benchmark_counts(n_images: int) -> pd.Series:
     "Images per benchmark disease: one each, the rest shared in proportion to `weight` - 1 (largest remainder)."
     w = BENCHMARK_DISEASES.set_index("disease").weight
-    if n_images < len(w): raise ValueError(f"the benchmark needs at least {len(w)} images (one per disease), got {n_images}")
+    if n_images < len(w):
+        raise ValueError(f"the benchmark needs at least {len(w)} images (one per disease), got {n_images}")
     extra = (n_images - len(w)) * (w - 1) / (w - 1).sum()  # weight-1 diseases keep exactly one image
     n = 1 + np.floor(extra).astype(int)
     n[(extra - np.floor(extra)).sort_values(ascending=False, kind="stable").index[: n_images - n.sum()]] += 1
@@ -56,23 +84,28 @@ def _smooth_noise(rng, h, w, scale, amp):
     small = rng.normal(0, 1, (max(2, h // scale), max(2, w // scale))).astype(np.float32)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC) * amp
 
+
 def _lesion_shape(rng, h, w, centre, radius, irregularity, elongation):
     "A filled lesion polygon: a radius function with random harmonics, stretched and rotated."
     t = np.linspace(0, 2 * np.pi, 180, endpoint=False)
     r = np.ones_like(t)
-    for k in range(2, 9): r += irregularity / k ** 0.8 * rng.normal() * np.cos(k * t + rng.uniform(0, 2 * np.pi))
+    for k in range(2, 9):
+        r += irregularity / k**0.8 * rng.normal() * np.cos(k * t + rng.uniform(0, 2 * np.pi))
     r = np.clip(r, 0.35, None) * radius
     a = rng.uniform(0, np.pi)
-    x, y = r * np.cos(t) * elongation ** 0.5, r * np.sin(t) / elongation ** 0.5
+    x, y = r * np.cos(t) * elongation**0.5, r * np.sin(t) / elongation**0.5
     pts = np.stack([centre[0] + x * np.cos(a) - y * np.sin(a), centre[1] + x * np.sin(a) + y * np.cos(a)], 1)
-    m = np.zeros((h, w), np.uint8); cv2.fillPoly(m, [np.round(pts).astype(np.int32)], 1)
+    m = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(m, [np.round(pts).astype(np.int32)], 1)
     return m.astype(bool)
+
 
 def _texture(rng, kind, h, w, inside):
     "Per-pixel brightness change for a lesion texture (0 = none)."
     tex = np.zeros((h, w), np.float32)
     if kind == "network":  # pigment network: reticular dark lines and blotches
-        yy, xx = np.mgrid[:h, :w]; f = rng.uniform(0.5, 0.8)
+        yy, xx = np.mgrid[:h, :w]
+        f = rng.uniform(0.5, 0.8)
         tex -= 25 * (np.sin(xx * f) * np.sin(yy * f) > 0.5) + _smooth_noise(rng, h, w, 6, 18) ** 2 / 10
     elif kind == "scaly":  # white keratin flakes
         tex += 70 * (rng.random((h, w)) > 0.93)
@@ -83,17 +116,19 @@ def _texture(rng, kind, h, w, inside):
         tex += 45 * np.clip(dist / max(dist.max(), 1), 0, 1) ** 2
     return tex
 
-def _scene(rng, tone:str):
+
+def _scene(rng, tone: str):
     "Background, body region and skin: (image, label map, skin pixels, the skin's base colour)."
     w, h = _SIZES[rng.integers(len(_SIZES))]
     label = np.zeros((h, w), np.uint8)
     # background: a draped cloth or wall, then the body region (a limb across the frame, or a close-up)
     bg = rng.uniform(40, 200, 3)
     img = np.ones((h, w, 3), np.float32) * bg + _smooth_noise(rng, h, w, 40, 12)[..., None]
-    if rng.random() < 0.3: label[:] = SKIN
+    if rng.random() < 0.3:
+        label[:] = SKIN
     else:
-        c = (int(w * rng.uniform(.35, .65)), int(h * rng.uniform(.35, .65)))
-        axes = (int(w * rng.uniform(.45, .8)), int(h * rng.uniform(.3, .5)))
+        c = (int(w * rng.uniform(0.35, 0.65)), int(h * rng.uniform(0.35, 0.65)))
+        axes = (int(w * rng.uniform(0.45, 0.8)), int(h * rng.uniform(0.3, 0.5)))
         cv2.ellipse(label, c, axes, rng.uniform(-40, 40), 0, 360, SKIN, -1)
     skin = label == SKIN
     base = np.array(SKIN_RGB[tone], np.float32) + rng.normal(0, 7, 3)
@@ -102,15 +137,18 @@ def _scene(rng, tone:str):
     img[skin] = skin_img[skin]
     return img, label, skin, base
 
+
 def _draw_lesion(rng, img, skin, base, spec):
     "The disease's lesion inside the skin, away from its edge: (image, lesion pixels, centre, radius)."
     h, w = skin.shape
     inner = cv2.erode(skin.astype(np.uint8), np.ones((31, 31), np.uint8))
     ys, xs = np.nonzero(inner) if inner.any() else np.nonzero(skin)
-    k = rng.integers(len(ys)); centre = (xs[k], ys[k])
+    k = rng.integers(len(ys))
+    centre = (xs[k], ys[k])
     radius = spec.radius * min(h, w) * rng.uniform(0.75, 1.3)
     lesion = _lesion_shape(rng, h, w, centre, radius, spec.irregularity, spec.elongation) & skin
-    if not lesion.any(): lesion[centre[1], centre[0]] = True
+    if not lesion.any():
+        lesion[centre[1], centre[0]] = True
     dist = cv2.distanceTransform(lesion.astype(np.uint8), cv2.DIST_L2, 3)
     depth = np.clip(dist / max(dist.max(), 1), 0, 1)[..., None]
     shade_by_tone = 0.55 + 0.45 * base.mean() / 200  # lesions are darker on darker skin
@@ -119,52 +157,80 @@ def _draw_lesion(rng, img, skin, base, spec):
     alpha = cv2.GaussianBlur(lesion.astype(np.float32), (0, 0), spec.softness)[..., None]
     return img * (1 - alpha) + colour * alpha, lesion, centre, radius
 
-def _draw_hair(rng, img, skin, tone:str):
+
+def _draw_hair(rng, img, skin, tone: str):
     "Thin dark curves over the skin (in sDDI, hair is skin)."
     h, w = skin.shape
     hair = np.zeros((h, w), np.uint8)
     for _ in range(rng.poisson(12 if tone != "dark" else 6)):
-        p0 = rng.uniform((0, 0), (w, h)); d = rng.normal(0, 1, 2); d /= np.linalg.norm(d) + 1e-6
-        n = rng.integers(20, 60); bend = rng.normal(0, 0.02)
+        p0 = rng.uniform((0, 0), (w, h))
+        d = rng.normal(0, 1, 2)
+        d /= np.linalg.norm(d) + 1e-6
+        n = rng.integers(20, 60)
+        bend = rng.normal(0, 0.02)
         pts = [p0 + (d * i + bend * i * i * np.array([-d[1], d[0]])) for i in range(n)]
         cv2.polylines(hair, [np.round(pts).astype(np.int32)], False, 1, 1)
     hair = hair.astype(bool) & skin
     img[hair] = img[hair] * 0.35 + np.array([25, 18, 12]) * 0.65
 
+
 def _draw_marker(rng, img, label, skin, lesion, centre, radius):
     "Sometimes, a dashed ring of marker ink around the lesion on skin."
-    if rng.random() >= 0.45: return
-    ring = np.zeros(skin.shape, np.uint8); rr = int(radius * rng.uniform(1.7, 2.3) + 6)
-    for a0 in range(0, 360, 30): cv2.ellipse(ring, centre, (rr, int(rr * rng.uniform(.8, 1.1))), 0, a0, a0 + 18, 1, 3)
+    if rng.random() >= 0.45:
+        return
+    ring = np.zeros(skin.shape, np.uint8)
+    rr = int(radius * rng.uniform(1.7, 2.3) + 6)
+    for a0 in range(0, 360, 30):
+        cv2.ellipse(ring, centre, (rr, int(rr * rng.uniform(0.8, 1.1))), 0, a0, a0 + 18, 1, 3)
     ring = ring.astype(bool) & skin & ~lesion
-    img[ring] = np.array([115, 40, 140]) + rng.normal(0, 6, 3); label[ring] = MARKER
+    img[ring] = np.array([115, 40, 140]) + rng.normal(0, 6, 3)
+    label[ring] = MARKER
+
 
 def _draw_ruler(rng, img, label, lesion):
     "Sometimes, a ruler strip with ticks along one edge, on top of everything but never over the lesion."
-    if rng.random() >= 0.55: return
+    if rng.random() >= 0.55:
+        return
     h, w = label.shape
-    side, width = rng.integers(4), int(min(h, w) * rng.uniform(.09, .13))
+    side, width = rng.integers(4), int(min(h, w) * rng.uniform(0.09, 0.13))
+
     def _strip(side):
         s = np.zeros((h, w), bool)
-        if side == 0: s[:width] = True
-        elif side == 1: s[-width:] = True
-        elif side == 2: s[:, :width] = True
-        else: s[:, -width:] = True
+        if side == 0:
+            s[:width] = True
+        elif side == 1:
+            s[-width:] = True
+        elif side == 2:
+            s[:, :width] = True
+        else:
+            s[:, -width:] = True
         return s
+
     strip = _strip(side)
-    if (strip & lesion).any(): side = side ^ 1; strip = _strip(side)  # the photographer keeps the ruler off the lesion
+    if (strip & lesion).any():
+        side = side ^ 1
+        strip = _strip(side)  # the photographer keeps the ruler off the lesion
     img[strip] = (235, 232, 222)
     ticks = np.zeros((h, w), np.uint8)
     for i, pos in enumerate(range(2, max(h, w), 6)):
         L = width // 2 if i % 5 == 0 else width // 4
-        if side < 2: x0 = pos; y0 = 0 if side == 0 else h - L; cv2.line(ticks, (x0, y0), (x0, y0 + L - 1), 1, 1)
-        else: y0 = pos; x0 = 0 if side == 2 else w - L; cv2.line(ticks, (x0, y0), (x0 + L - 1, y0), 1, 1)
-    img[ticks.astype(bool) & strip] = (20, 20, 20); label[strip] = RULER
+        if side < 2:
+            x0 = pos
+            y0 = 0 if side == 0 else h - L
+            cv2.line(ticks, (x0, y0), (x0, y0 + L - 1), 1, 1)
+        else:
+            y0 = pos
+            x0 = 0 if side == 2 else w - L
+            cv2.line(ticks, (x0, y0), (x0 + L - 1, y0), 1, 1)
+    img[ticks.astype(bool) & strip] = (20, 20, 20)
+    label[strip] = RULER
 
-def render_benchmark_image(disease:str, # a disease in `BENCHMARK_DISEASES`
-                           tone:str, # light / medium / dark
-                           rng:np.random.Generator, # the image's own generator
-                          )->tuple[np.ndarray, np.ndarray]:
+
+def render_benchmark_image(
+    disease: str,  # a disease in `BENCHMARK_DISEASES`
+    tone: str,  # light / medium / dark
+    rng: np.random.Generator,  # the image's own generator
+) -> tuple[np.ndarray, np.ndarray]:
     "Draw one benchmark scene: the RGB image at native size and its 256 x 256 sDDI mask."
     spec = BENCHMARK_DISEASES.set_index("disease").loc[disease]
     img, label, skin, base = _scene(rng, tone)
@@ -175,24 +241,35 @@ def render_benchmark_image(disease:str, # a disease in `BENCHMARK_DISEASES`
     _draw_ruler(rng, img, label, lesion)
     h, w = label.shape
     mask = cv2.resize(label, (MASK_SIZE, MASK_SIZE), interpolation=cv2.INTER_NEAREST).astype(np.int32)
-    if not (mask == LESION).any():  # a lesion thinner than the resize step: keep one pixel, as every sDDI mask has a lesion
-        ys, xs = np.nonzero(label == LESION); mask[int(ys.mean() * MASK_SIZE / h), int(xs.mean() * MASK_SIZE / w)] = LESION
+    # a lesion thinner than the resize step: keep one pixel, as every sDDI mask has a lesion
+    if not (mask == LESION).any():
+        ys, xs = np.nonzero(label == LESION)
+        mask[int(ys.mean() * MASK_SIZE / h), int(xs.mean() * MASK_SIZE / w)] = LESION
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 # %% ../nbs/00f_benchmark.ipynb #4c684bb0
 _MASK_FOLDERS = ["testing/test_light", "testing/test_med", "testing/test_dark"]
 
-def make_benchmark(root, # folder to create: ddi_metadata.csv, images, masks/
-                   seed:int=0, # everything follows from this seed
-                   n_images:int=80, # number of images (at least one per disease)
-                   mask_fraction:float=0.85, # share of images that get an sDDI mask
-                   duplicate_fraction:float=0.35, # share of masks also copied (identically) into a training folder
-                  )->Path:
+
+def make_benchmark(
+    root,  # folder to create: ddi_metadata.csv, images, masks/
+    seed: int = 0,  # everything follows from this seed
+    n_images: int = 80,  # number of images (at least one per disease)
+    mask_fraction: float = 0.85,  # share of images that get an sDDI mask
+    duplicate_fraction: float = 0.35,  # share of masks also copied (identically) into a training folder
+) -> Path:
     "Write the embedded benchmark, a DDI + sDDI-shaped test set, to `root`; returns `root`."
-    root = Path(root); settings = dict(seed=seed, n_images=n_images, mask_fraction=mask_fraction,
-                                       duplicate_fraction=duplicate_fraction, generator=benchmark_fingerprint())
-    stamp = root/"benchmark.json"
-    if stamp.exists() and json.loads(stamp.read_text()) == settings: return root
+    root = Path(root)
+    settings = dict(
+        seed=seed,
+        n_images=n_images,
+        mask_fraction=mask_fraction,
+        duplicate_fraction=duplicate_fraction,
+        generator=benchmark_fingerprint(),
+    )
+    stamp = root / "benchmark.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == settings:
+        return root
     if root.exists() and any(root.iterdir()) and not stamp.exists():
         raise FileExistsError(f"{root}: exists and is not an embedded benchmark; choose an empty folder.")
     counts = benchmark_counts(n_images)
@@ -214,69 +291,119 @@ def make_benchmark(root, # folder to create: ddi_metadata.csv, images, masks/
         for i in progress_bar(range(n_images), desc="benchmark images", leave=False):
             img, mask = render_benchmark_image(diseases[i], tones[i], np.random.default_rng(children[i]))
             name = f"{i + 1:06d}.png"
-            Image.fromarray(img).save(tmp/name)
+            Image.fromarray(img).save(tmp / name)
             if has_mask[i]:
                 folders = [_MASK_FOLDERS[TONE_ORDER.index(tones[i])]] + (["training/5%/train"] if dup[i] else [])
                 for f in folders:
-                    (tmp/"masks"/f).mkdir(parents=True, exist_ok=True); np.save(tmp/"masks"/f/f"{i + 1:06d}.npy", mask)
+                    (tmp / "masks" / f).mkdir(parents=True, exist_ok=True)
+                    np.save(tmp / "masks" / f / f"{i + 1:06d}.npy", mask)
             code = {v: k for k, v in TONES.items()}[tones[i]]
             rows.append((i + 1, name, code, bool(malignant[diseases[i]]), diseases[i]))
-        pd.DataFrame(rows, columns=METADATA_COLUMNS).to_csv(tmp/METADATA_FILE)  # DDI's csv has an unnamed index column
-        (tmp/"benchmark.json").write_text(json.dumps(settings))
-        (tmp/"README.txt").write_text(BENCHMARK_README)
-        if root.exists(): shutil.rmtree(root)  # empty, or a benchmark made with other settings or code
+        pd.DataFrame(rows, columns=METADATA_COLUMNS).to_csv(
+            tmp / METADATA_FILE
+        )  # DDI's csv has an unnamed index column
+        (tmp / "benchmark.json").write_text(json.dumps(settings))
+        (tmp / "README.txt").write_text(BENCHMARK_README)
+        if root.exists():
+            shutil.rmtree(root)  # empty, or a benchmark made with other settings or code
         tmp.rename(root)
     finally:
-        if tmp.exists(): shutil.rmtree(tmp)
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return root
 
-def benchmark_fingerprint()->str:
+
+def benchmark_fingerprint() -> str:
     "Hash of the benchmark generator's code and disease table: a stored set made by other code is regenerated."
-    src = "".join(inspect.getsource(f) for f in (render_benchmark_image, _scene, _draw_lesion, _draw_hair, _draw_marker, _draw_ruler,
-                                                  _lesion_shape, _texture, _smooth_noise, benchmark_counts, make_benchmark))
+    src = "".join(
+        inspect.getsource(f)
+        for f in (
+            render_benchmark_image,
+            _scene,
+            _draw_lesion,
+            _draw_hair,
+            _draw_marker,
+            _draw_ruler,
+            _lesion_shape,
+            _texture,
+            _smooth_noise,
+            benchmark_counts,
+            make_benchmark,
+        )
+    )
     return hashlib.sha256((src + BENCHMARK_DISEASES.to_csv() + repr(SKIN_RGB) + repr(_SIZES)).encode()).hexdigest()[:16]
 
-BENCHMARK_README = ("cgddi embedded benchmark: procedurally generated images in the DDI + sDDI layout, made to test "
-                    "the software. It is not a dermatology data set; no result computed on it is a medical result.\n")
+
+BENCHMARK_README = (
+    "cgddi embedded benchmark: procedurally generated images in the DDI + sDDI layout, made to test "
+    "the software. It is not a dermatology data set; no result computed on it is a medical result.\n"
+)
 
 # %% ../nbs/00f_benchmark.ipynb #f17kcode
 _SCALES = {"light": (1, 2), "medium": (3, 4), "dark": (5, 6)}
 
-def make_f17k(root, # folder to create: fitzpatrick17k.csv and images/<md5hash>.jpg
-              seed:int=1, # everything follows from this seed (differ from the DDI benchmark's)
-              n_images:int=36, # rows before the duplicate
-             )->Path:
+
+def make_f17k(
+    root,  # folder to create: fitzpatrick17k.csv and images/<md5hash>.jpg
+    seed: int = 1,  # everything follows from this seed (differ from the DDI benchmark's)
+    n_images: int = 36,  # rows before the duplicate
+) -> Path:
     "Write a small benchmark set in the Fitzpatrick17k layout to `root`; returns `root`."
-    root = Path(root); stamp = root/"f17k.json"  # a set made with other settings or generator code is made again
-    settings = dict(seed=seed, n_images=n_images, generator=benchmark_fingerprint(),
-                    writer=hashlib.sha256(inspect.getsource(make_f17k).encode()).hexdigest()[:16])
-    if stamp.exists() and json.loads(stamp.read_text()) == settings: return root
+    root = Path(root)
+    stamp = root / "f17k.json"  # a set made with other settings or generator code is made again
+    settings = dict(
+        seed=seed,
+        n_images=n_images,
+        generator=benchmark_fingerprint(),
+        writer=hashlib.sha256(inspect.getsource(make_f17k).encode()).hexdigest()[:16],
+    )
+    if stamp.exists() and json.loads(stamp.read_text()) == settings:
+        return root
     rng, counts = np.random.default_rng(seed), benchmark_counts(n_images)
     diseases = rng.permutation(np.concatenate([[d] * n for d, n in counts.items()]))
     malignant = BENCHMARK_DISEASES.set_index("disease").malignant
     children = np.random.SeedSequence(seed).spawn(n_images)
     tmp = Path(tempfile.mkdtemp(prefix=".f17k-", dir=root.parent if root.parent.exists() else None))
     try:
-        (tmp/"images").mkdir(); rows = []
+        (tmp / "images").mkdir()
+        rows = []
         for i in progress_bar(range(n_images), desc="F17k-layout images", leave=False):
             tone = TONE_ORDER[i % 3]
             img, _ = render_benchmark_image(diseases[i], tone, np.random.default_rng(children[i]))
-            buf = io.BytesIO(); Image.fromarray(img).save(buf, "JPEG", quality=90)
-            md5 = hashlib.md5(buf.getvalue()).hexdigest(); (tmp/"images"/f"{md5}.jpg").write_bytes(buf.getvalue())
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, "JPEG", quality=90)
+            md5 = hashlib.md5(buf.getvalue()).hexdigest()
+            (tmp / "images" / f"{md5}.jpg").write_bytes(buf.getvalue())
             scale = int(rng.choice(_SCALES[tone]))
             partition = "malignant" if malignant[diseases[i]] else "benign"
             label = diseases[i]
-            if i % 9 == 4: label, partition = "psoriasis", "non-neoplastic"  # F17k's inflammatory classes carry no malignancy
-            rows.append(dict(md5hash=md5, fitzpatrick_scale=-1 if i % 12 == 7 else scale,
-                             fitzpatrick_centaur=scale if i % 24 == 7 else -1, label=label,
-                             nine_partition_label=("malignant " if partition == "malignant" else "benign ") + "lesion" if partition != "non-neoplastic" else "inflammatory",
-                             three_partition_label=partition, qc={3: "1 Diagnostic", 10: "3 Wrongly labelled"}.get(i, np.nan),
-                             url=f"https://example.org/{md5}.jpg", url_alphanum=f"httpsexampleorg{md5}jpg"))
+            # F17k's inflammatory classes carry no malignancy
+            if i % 9 == 4:
+                label, partition = "psoriasis", "non-neoplastic"
+            rows.append(
+                dict(
+                    md5hash=md5,
+                    fitzpatrick_scale=-1 if i % 12 == 7 else scale,
+                    fitzpatrick_centaur=scale if i % 24 == 7 else -1,
+                    label=label,
+                    nine_partition_label=("malignant " if partition == "malignant" else "benign ") + "lesion"
+                    if partition != "non-neoplastic"
+                    else "inflammatory",
+                    three_partition_label=partition,
+                    qc={3: "1 Diagnostic", 10: "3 Wrongly labelled"}.get(i, np.nan),
+                    url=f"https://example.org/{md5}.jpg",
+                    url_alphanum=f"httpsexampleorg{md5}jpg",
+                )
+            )
         rows.append(dict(rows[0]))  # F17k lists some images twice
-        pd.DataFrame(rows, columns=F17K_COLUMNS).to_csv(tmp/F17K_FILE, index=False)
-        (tmp/"README.txt").write_text(BENCHMARK_README); (tmp/"f17k.json").write_text(json.dumps(settings))
-        if root.exists(): shutil.rmtree(root)
-        root.parent.mkdir(parents=True, exist_ok=True); shutil.move(str(tmp), root)
+        pd.DataFrame(rows, columns=F17K_COLUMNS).to_csv(tmp / F17K_FILE, index=False)
+        (tmp / "README.txt").write_text(BENCHMARK_README)
+        (tmp / "f17k.json").write_text(json.dumps(settings))
+        if root.exists():
+            shutil.rmtree(root)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(tmp), root)
     finally:
-        if tmp.exists(): shutil.rmtree(tmp)
+        if tmp.exists():
+            shutil.rmtree(tmp)
     return root

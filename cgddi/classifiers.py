@@ -21,32 +21,48 @@ __all__ = ['METHODS', 'backbone', 'confusion_loss', 'fairdisco_contrastive', 'Ba
 # %% ../nbs/06a_classifiers.ipynb #85e34bc4
 METHODS = ("baseline", "fairdisco", "patchalign")
 
-def backbone(name:str, # timm model name, e.g. resnet18.tv_in1k
-             pretrained:bool=False, # load the hub's weights (safetensors)
-             weights:dict|None=None, # timm name -> local .safetensors file; overrides the hub
-             **kwargs, # timm model overrides (img_size, embed_dim, depth, ...)
-            )->nn.Module:
+
+def backbone(
+    name: str,  # timm model name, e.g. resnet18.tv_in1k
+    pretrained: bool = False,  # load the hub's weights (safetensors)
+    weights: dict | None = None,  # timm name -> local .safetensors file; overrides the hub
+    **kwargs,  # timm model overrides (img_size, embed_dim, depth, ...)
+) -> nn.Module:
     "A timm model without classifier head; weights only from safetensors."
     path = (weights or {}).get(name)
     if path is not None:
         path = Path(path)
-        if path.suffix != ".safetensors": raise ValueError(f"{path}: weights load from .safetensors only; convert the file first.")
-        if not path.exists(): raise FileNotFoundError(f"{path}: weights file not found; fix `weights` in the params.")
-        return timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
-    try: return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+        if path.suffix != ".safetensors":
+            raise ValueError(f"{path}: weights load from .safetensors only; convert the file first.")
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: weights file not found; fix `weights` in the params.")
+        return timm.create_model(
+            name, pretrained=True, num_classes=0, pretrained_cfg_overlay=dict(file=str(path)), **kwargs
+        )
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
     except (OSError, RuntimeError) as e:  # timm wraps some hub failures in RuntimeError
-        raise model_load_error(name, "the timm backbone's pretrained weights (safetensors)", "weights", e,
-                               f"download them once (`hf download timm/{name} --local-dir DIR`) and map the name to the file in the "
-                               f"params: `weights: {{{name}: DIR/model.safetensors}}`") from e
+        raise model_load_error(
+            name,
+            "the timm backbone's pretrained weights (safetensors)",
+            "weights",
+            e,
+            f"download them once (`hf download timm/{name} --local-dir DIR`) and map the name to "
+            "the file in the "
+            f"params: `weights: {{{name}: DIR/model.safetensors}}`",
+        ) from e
 
-def confusion_loss(skin_logits:torch.Tensor)->torch.Tensor:
+
+def confusion_loss(skin_logits: torch.Tensor) -> torch.Tensor:
     "Cross-entropy of the skin-tone prediction against the uniform distribution (FairDisCo's L_conf)."
     return -F.log_softmax(skin_logits, dim=1).mean()
 
-def fairdisco_contrastive(features:torch.Tensor, # B x d projections
-                          labels:torch.Tensor, # B labels
-                          temperature:float=0.1,
-                         )->torch.Tensor:
+
+def fairdisco_contrastive(
+    features: torch.Tensor,  # B x d projections
+    labels: torch.Tensor,  # B labels
+    temperature: float = 0.1,
+) -> torch.Tensor:
     "FairDisCo's supervised contrastive variant: each positive pair against the anchor's negatives only."
     z = F.normalize(features.float(), dim=1)
     logits = z @ z.T / temperature
@@ -57,45 +73,74 @@ def fairdisco_contrastive(features:torch.Tensor, # B x d projections
     loss = -torch.log(e / (e + neg_sum))
     return (loss * pos).sum() / (pos.sum() + 1e-5)
 
+
 class Baseline(nn.Module):
     "ResNet-18 + linear head, cross-entropy."
-    def __init__(self, body:nn.Module):
-        super().__init__(); self.body, self.head = body, nn.Linear(body.num_features, 2)
-    def forward(self, x): return {"logits": self.head(self.body(x))}
-    def loss(self, out, y, s): return F.cross_entropy(out["logits"], y), {}
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body, self.head = body, nn.Linear(body.num_features, 2)
+
+    def forward(self, x):
+        return {"logits": self.head(self.body(x))}
+
+    def loss(self, out, y, s):
+        return F.cross_entropy(out["logits"], y), {}
+
 
 class FairDisCo(nn.Module):
     "ResNet-18 with target, skin-tone (confusion) and contrastive projection heads."
-    def __init__(self, body:nn.Module, n_tones:int=3, alpha:float=1.0, beta:float=0.8, temperature:float=0.1):
+
+    def __init__(
+        self, body: nn.Module, n_tones: int = 3, alpha: float = 1.0, beta: float = 0.8, temperature: float = 0.1
+    ):
         super().__init__()
         self.body, self.embed = body, nn.Linear(body.num_features, 256)
         self.target, self.skin = nn.Linear(256, 2), nn.Linear(256, n_tones)
         self.project = nn.Sequential(nn.Linear(256, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 128))
         self.alpha, self.beta, self.temperature = alpha, beta, temperature
+
     def forward(self, x):
         z = self.embed(self.body(x))
-        return {"logits": self.target(z), "skin": self.skin(z), "skin_detached": self.skin(z.detach()), "projection": self.project(z)}
+        return {
+            "logits": self.target(z),
+            "skin": self.skin(z),
+            "skin_detached": self.skin(z.detach()),
+            "projection": self.project(z),
+        }
+
     def loss(self, out, y, s):
-        parts = {"confusion": confusion_loss(out["skin"]), "skin": F.cross_entropy(out["skin_detached"], s),
-                 "contrastive": fairdisco_contrastive(out["projection"], y, self.temperature)}
-        total = F.cross_entropy(out["logits"], y) + self.alpha * parts["confusion"] + parts["skin"] + self.beta * parts["contrastive"]
+        parts = {
+            "confusion": confusion_loss(out["skin"]),
+            "skin": F.cross_entropy(out["skin_detached"], s),
+            "contrastive": fairdisco_contrastive(out["projection"], y, self.temperature),
+        }
+        total = (
+            F.cross_entropy(out["logits"], y)
+            + self.alpha * parts["confusion"]
+            + parts["skin"]
+            + self.beta * parts["contrastive"]
+        )
         return total, parts
 
 # %% ../nbs/06a_classifiers.ipynb #1afb0d06
-def cosine_cost(a:torch.Tensor, b:torch.Tensor)->torch.Tensor:
+def cosine_cost(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     "1 − cos between the rows of a (B x n x d) and b (B x m x d): B x n x m."
     return 1 - F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).transpose(1, 2)
 
-def threshold_cost(c:torch.Tensor, fraction:float=0.1)->torch.Tensor:
+
+def threshold_cost(c: torch.Tensor, fraction: float = 0.1) -> torch.Tensor:
     "ReLU(C − (min + fraction·range)), min and range over the whole batch."
     lo, hi = c.min().detach(), c.max().detach()
     return F.relu(c - (lo + fraction * (hi - lo)))
 
-def ipot(cost:torch.Tensor, # B x n x m
-         init:torch.Tensor, # B x n x m starting plan (PatchAlign: the mask)
-         beta:float=0.5, # proximal step
-         iterations:int=30,
-        )->torch.Tensor:
+
+def ipot(
+    cost: torch.Tensor,  # B x n x m
+    init: torch.Tensor,  # B x n x m starting plan (PatchAlign: the mask)
+    beta: float = 0.5,  # proximal step
+    iterations: int = 30,
+) -> torch.Tensor:
     "Transport plan with uniform marginals by the inexact proximal point method, started from `init`."
     b, n, m = cost.shape
     kernel = torch.exp(-cost / beta)
@@ -107,14 +152,21 @@ def ipot(cost:torch.Tensor, # B x n x m
         plan = delta * q * sigma.transpose(1, 2)
     return plan
 
-def got_loss(image_tokens:torch.Tensor, # B x n x d (masked token features)
-             labels:torch.Tensor, # m x d label-text embeddings
-             mask:torch.Tensor, # B x n x m learnt mask, the OT start
-             lam:float=0.9, # weight of the Gromov-Wasserstein term
-             beta_w:float=0.5, iterations_w:int=30, beta_gw:float=0.1, iterations_gw:int=20, outer_gw:int=5,
-            )->torch.Tensor:
+
+def got_loss(
+    image_tokens: torch.Tensor,  # B x n x d (masked token features)
+    labels: torch.Tensor,  # m x d label-text embeddings
+    mask: torch.Tensor,  # B x n x m learnt mask, the OT start
+    lam: float = 0.9,  # weight of the Gromov-Wasserstein term
+    beta_w: float = 0.5,
+    iterations_w: int = 30,
+    beta_gw: float = 0.1,
+    iterations_gw: int = 20,
+    outer_gw: int = 5,
+) -> torch.Tensor:
     "PatchAlign's masked graph optimal transport loss between image tokens and labels, mean over the batch."
-    x = image_tokens.double(); m0 = mask.double()
+    x = image_tokens.double()
+    m0 = mask.double()
     y = labels.double().to(x.device).expand(len(x), -1, -1)
     b, n, m = m0.shape
     c = threshold_cost(cosine_cost(x, y))
@@ -122,7 +174,9 @@ def got_loss(image_tokens:torch.Tensor, # B x n x d (masked token features)
     cs, ct = threshold_cost(cosine_cost(x, x)), threshold_cost(cosine_cost(y, y))
     p = torch.full((b, n, 1), 1.0 / n, dtype=x.dtype, device=x.device)
     q = torch.full((b, m, 1), 1.0 / m, dtype=x.dtype, device=x.device)
-    c_st = (cs ** 2) @ p @ torch.ones_like(q).transpose(1, 2) + torch.ones_like(p) @ q.transpose(1, 2) @ (ct ** 2).transpose(1, 2)
+    c_st = (cs**2) @ p @ torch.ones_like(q).transpose(1, 2) + torch.ones_like(p) @ q.transpose(1, 2) @ (
+        ct**2
+    ).transpose(1, 2)
     gamma = p @ q.transpose(1, 2)
     for _ in range(outer_gw):
         c_gamma = c_st - 2 * cs @ gamma @ ct.transpose(1, 2)
@@ -130,59 +184,107 @@ def got_loss(image_tokens:torch.Tensor, # B x n x d (masked token features)
     gw = ((c_st - 2 * cs @ gamma @ ct.transpose(1, 2)) * gamma).sum(dim=(1, 2))
     return (lam * gw.mean() + (1 - lam) * wasserstein.mean()).float()
 
+
 class PatchAlign(nn.Module):
     "ViT with a learnt token-label mask, token-wise heads and the masked graph OT alignment loss."
-    def __init__(self, body:nn.Module, # timm ViT without head
-                 labels:torch.Tensor, # m x d label-text embeddings, d = the ViT's width
-                 n_tones:int=3, frozen_blocks:int=3, mask_hidden:int=128,
-                 confusion_weight:float=0.5, got_weight:float=1.0):
+
+    def __init__(
+        self,
+        body: nn.Module,  # timm ViT without head
+        labels: torch.Tensor,  # m x d label-text embeddings, d = the ViT's width
+        n_tones: int = 3,
+        frozen_blocks: int = 3,
+        mask_hidden: int = 128,
+        confusion_weight: float = 0.5,
+        got_weight: float = 1.0,
+    ):
         super().__init__()
         d = body.embed_dim
         if labels.shape[1] != d:
-            raise ValueError(f"label embeddings are {labels.shape[1]}-d but the ViT is {d}-d; use a text encoder of the "
-                             "ViT's width (CLIP ViT-L/14 gives 768 for ViT-B/16) or a matching .npy.")
+            raise ValueError(
+                f"label embeddings are {labels.shape[1]}-d but the ViT is {d}-d; use a text encoder of "
+                "the "
+                "ViT's width (CLIP ViT-L/14 gives 768 for ViT-B/16) or a matching .npy."
+            )
         n_tokens = body.patch_embed.num_patches + body.num_prefix_tokens
         self.body, self.n_tokens = body, n_tokens
         self.register_buffer("labels", F.normalize(labels.float(), dim=1))
-        self.mask_net = nn.Sequential(nn.Flatten(), nn.Linear(n_tokens * d, mask_hidden), nn.ReLU(),
-                                      nn.Linear(mask_hidden, n_tokens * len(labels)), nn.Sigmoid())
+        self.mask_net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(n_tokens * d, mask_hidden),
+            nn.ReLU(),
+            nn.Linear(mask_hidden, n_tokens * len(labels)),
+            nn.Sigmoid(),
+        )
         self.target = nn.Sequential(nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 2))
         self.skin = nn.Linear(d, n_tones)
         self.confusion_weight, self.got_weight = confusion_weight, got_weight
-        frozen = [body.cls_token, body.pos_embed, *body.patch_embed.parameters()] + [p for blk in body.blocks[:frozen_blocks] for p in blk.parameters()]
-        for p in frozen: p.requires_grad_(False)
+        frozen = [body.cls_token, body.pos_embed, *body.patch_embed.parameters()] + [
+            p for blk in body.blocks[:frozen_blocks] for p in blk.parameters()
+        ]
+        for p in frozen:
+            p.requires_grad_(False)
+
     def forward(self, x):
         tokens = self.body.forward_features(x)
         mask = self.mask_net(tokens).view(len(x), self.n_tokens, len(self.labels))
         weighted = tokens * mask.sum(dim=-1, keepdim=True)
-        return {"logits": self.target(weighted).mean(1), "skin": self.skin(weighted).mean(1),
-                "skin_detached": self.skin(tokens.detach()).mean(1), "tokens": weighted, "mask": mask}
+        return {
+            "logits": self.target(weighted).mean(1),
+            "skin": self.skin(weighted).mean(1),
+            "skin_detached": self.skin(tokens.detach()).mean(1),
+            "tokens": weighted,
+            "mask": mask,
+        }
+
     def loss(self, out, y, s):
-        parts = {"confusion": confusion_loss(out["skin"]), "skin": F.cross_entropy(out["skin_detached"], s),
-                 "got": got_loss(out["tokens"], self.labels, out["mask"])}
-        total = F.cross_entropy(out["logits"], y) + self.confusion_weight * parts["confusion"] + parts["skin"] + self.got_weight * parts["got"]
+        parts = {
+            "confusion": confusion_loss(out["skin"]),
+            "skin": F.cross_entropy(out["skin_detached"], s),
+            "got": got_loss(out["tokens"], self.labels, out["mask"]),
+        }
+        total = (
+            F.cross_entropy(out["logits"], y)
+            + self.confusion_weight * parts["confusion"]
+            + parts["skin"]
+            + self.got_weight * parts["got"]
+        )
         return total, parts
 
 # %% ../nbs/06a_classifiers.ipynb #d9c42d39
-def label_texts(ddi:pd.DataFrame)->list[str]:
+def label_texts(ddi: pd.DataFrame) -> list[str]:
     "One text per joined disease with its malignancy, plus healthy skin."
     pairs = ddi[["disease_joined", "malignant"]].drop_duplicates().sort_values(["disease_joined", "malignant"])
     return [f"{d} {'malignant' if m else 'benign'}" for d, m in pairs.itertuples(index=False)] + ["healthy skin benign"]
 
+
 @torch.no_grad()
-def label_embeddings(texts:list[str], # label texts
-                     text_encoder:str, # CLIP text encoder: hub id or folder with text_encoder/ + tokenizer/ (or a plain model folder)
-                     npy=None, # a .npy of precomputed embeddings (rows = labels); used instead when given
-                    )->torch.Tensor:
+def label_embeddings(
+    texts: list[str],  # label texts
+    # CLIP text encoder: hub id or folder with text_encoder/ + tokenizer/ (or a plain model folder)
+    text_encoder: str,
+    npy=None,  # a .npy of precomputed embeddings (rows = labels); used instead when given
+) -> torch.Tensor:
     "Unit-norm label embeddings (labels x width)."
     if npy is not None:
         e = np.load(npy, allow_pickle=False)
-        if e.ndim != 2: raise ValueError(f"{npy}: label embeddings must be a 2-D array (labels x width), got shape {e.shape}.")
+        if e.ndim != 2:
+            raise ValueError(f"{npy}: label embeddings must be a 2-D array (labels x width), got shape {e.shape}.")
         return F.normalize(torch.as_tensor(e, dtype=torch.float32), dim=1)
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+
     root = Path(text_encoder)
-    tok_src, enc_src = (root/"tokenizer", root/"text_encoder") if (root/"text_encoder").is_dir() else (text_encoder, text_encoder)
-    try: tok, model = CLIPTokenizer.from_pretrained(tok_src), CLIPTextModelWithProjection.from_pretrained(enc_src, use_safetensors=True).eval()
-    except (OSError, ValueError) as e: raise model_load_error(text_encoder, "a CLIP text encoder with projection", "text_encoder", e) from e
+    tok_src, enc_src = (
+        (root / "tokenizer", root / "text_encoder")
+        if (root / "text_encoder").is_dir()
+        else (text_encoder, text_encoder)
+    )
+    try:
+        tok, model = (
+            CLIPTokenizer.from_pretrained(tok_src),
+            CLIPTextModelWithProjection.from_pretrained(enc_src, use_safetensors=True).eval(),
+        )
+    except (OSError, ValueError) as e:
+        raise model_load_error(text_encoder, "a CLIP text encoder with projection", "text_encoder", e) from e
     batch = tok(texts, padding=True, truncation=True, return_tensors="pt")
     return F.normalize(model(**batch).text_embeds.float(), dim=1)

@@ -21,16 +21,33 @@ from torchvision.transforms import v2
 from PIL import Image
 from accelerate import Accelerator, PartialState
 from safetensors.torch import save_file, load_file
-from .data import TONE_ORDER, SPLIT_MODES, DataError, read_data, read_image, read_split, load_f17k, written_split_seeds
+from cgddi.data import (
+    TONE_ORDER,
+    SPLIT_MODES,
+    DataError,
+    read_data,
+    read_image,
+    read_split,
+    load_f17k,
+    written_split_seeds,
+)
 from .manifest import SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, read_manifests, manifest_fingerprint, split_name
 from .config import Between, StageConfig
-from .leakage import TRAIN_SET_COLUMNS, PAPER_MIN_TRAIN_SAMPLES, passes_size_rule, leakage_filter, leak_kinds, adapter_train_ids, let_through, train_set_path
+from cgddi.leakage import (
+    TRAIN_SET_COLUMNS,
+    PAPER_MIN_TRAIN_SAMPLES,
+    passes_size_rule,
+    leakage_filter,
+    leak_kinds,
+    adapter_train_ids,
+    let_through,
+    train_set_path,
+)
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
 from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
 from .tiny import tiny_clip_text
 from .layout import EXTERNAL, MODELS, PREDICTIONS, CLASSIFIER_MODELS, EXTERNAL_PREDICTIONS, REVIEW_SHEET, run_path
-
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'COUNTS',
@@ -51,409 +68,742 @@ EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts f
 
 EXTERNAL_SETS = {"f17k": "Fitzpatrick17k"}  # external test sets `external_test` may name
 
+
 @dataclass(kw_only=True)
 class ClassifyConfig(StageConfig):
     "Settings of the classification stage (paper 4.2, G.1-G.3): CPU-safe defaults, the paper's values noted."
-    unhashed: ClassVar[tuple] = ("protocols", "seeds", "real_methods", "synthetic_method", "experiments", "device", "num_workers", "cache_images",
-                                 "external_test", "external_root", "external_centaur", "num_processes")
-    allowed: ClassVar[dict] = dict(protocols=SPLIT_MODES, real_methods=METHODS, synthetic_method=METHODS,
-                                     experiments=tuple(EXPERIMENTS), resize=Between(8), crop=Between(8), epochs=Between(1), batch_size=Between(1),
-                                     lr=Between(0, open_lo=True), step_size=Between(1), grad_clip=Between(0), gamma=Between(0, 1, open_lo=True),
-                                     finetune_lr=Between(0, open_lo=True), finetune_epochs=Between(0), patience=Between(1), min_train_samples=Between(0),
-                                     max_synthetic=Between(0), num_workers=Between(0), cache_images=Between(0), train_tones=tuple(TONE_ORDER), num_processes=Between(1))  # checked with the params file, before any stage runs
-    protocols:list = field(default_factory=lambda: ["faithful", "clean"]) # faithful: model chosen on the test split (as the reference); clean: on a validation part
-    seeds:list|None = None # split seeds; None: every seed 00_data wrote
-    real_methods:list = field(default_factory=lambda: list(METHODS)) # classifiers trained on real images (Table 2's first rows)
-    synthetic_method:str = "patchalign" # classifier of Exp. 1, Exp. 2 and the ablations (the paper: ViT-B/16 PatchAlign)
-    experiments:list = field(default_factory=lambda: list(EXPERIMENTS)) # what to run
-    resnet:str = "resnet18.tv_in1k" # timm name of the ResNet-18 (baseline, FairDisCo)
-    resnet_kwargs:dict = field(default_factory=dict) # ResNet overrides (timm), e.g. {"global_pool": "avgmax"}; {} for the paper's ResNet-18
-    vit:str = "vit_base_patch16_224.orig_in21k" # timm name of the ViT-B/16 ImageNet-21k (PatchAlign)
-    pretrained:bool = False # load ImageNet weights (timm, from the hub or `weights`); False: random init (offline)
-    weights:dict = field(default_factory=dict) # local safetensors per timm name, e.g. {"resnet18.tv_in1k": "/models/resnet18.safetensors"}
-    vit_kwargs:dict = field(default_factory=lambda: {"embed_dim": 32, "depth": 2, "num_heads": 2}) # ViT overrides; {} for the real ViT-B/16
-    text_encoder:str = "tiny" # PatchAlign label graph: CLIP text encoder (hub id or path; width must match the ViT) or "tiny"
-    label_embeddings_npy:str|None = None # or a .npy of label embeddings (e.g. PatchAlign's 115 x 768 file); overrides text_encoder
-    resize:int = 72 # shorter side before the centre crop (paper: 256)
-    crop:int = 64 # input size (paper: 224)
-    epochs:int = 2 # training epochs (paper: 20)
-    batch_size:int = 16 # (paper: 32)
-    lr:float = 1e-4 # Adam learning rate (paper)
-    step_size:int = 2 # StepLR step size in epochs (paper)
-    grad_clip:float = 1.0 # PatchAlign: clip the gradient norm at this (reference: 1.0)
-    gamma:float = 0.8 # StepLR decay (paper)
-    finetune_lr:float = 1e-5 # Exp. 2 fine-tuning learning rate (paper)
-    finetune_epochs:int = 2 # Exp. 2: at most this many epochs (paper: 20) ...
-    patience:int = 3 # ... stopping after this many epochs without a better selection accuracy
-    min_train_samples:int = PAPER_MIN_TRAIN_SAMPLES # semantic images of diseases with this many training images or fewer are not used (paper: 10)
-    max_synthetic:int|None = 160 # per experiment: at most this many synthetic images (seeded sample); None: all
-    synthetic_balance:list|None = field(default_factory=lambda: ["type", "tone"]) # the `max_synthetic` sample shares its images evenly over these columns' combinations; None: a plain random sample
-    seed:int = 0 # training seed (added to the split seed)
-    device:str|None = None # None: accelerate's device (a GPU when there is one); "cpu" to stay on the CPU
-    num_workers:int = 0 # data-loader workers (0 inside notebooks on CPU)
-    cache_images:int = 0 # decoded images kept in memory across runs (0: none); results do not change: the benchmark's ~1,400 images take ~270 MB, a DDI image ~10 MB
-    external_test:str|None = None # "f17k": also test every trained classifier on Fitzpatrick17k (MICCAI version); None: off
-    external_root:str|None = None # the F17k folder; None: the embedded benchmark's F17k-layout set (<work_dir>/external/f17k)
-    external_centaur:bool = False # F17k: fill an unknown Fitzpatrick scale from fitzpatrick_centaur
-    train_tones:list|None = None # skin-diff's light->dark scenario: train only on these tones, e.g. ["light"] (real and derived synthetic images); None: all
-    num_processes:int = 1 # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the (protocol, split seed) groups of runs
+
+    unhashed: ClassVar[tuple] = (
+        "protocols",
+        "seeds",
+        "real_methods",
+        "synthetic_method",
+        "experiments",
+        "device",
+        "num_workers",
+        "cache_images",
+        "external_test",
+        "external_root",
+        "external_centaur",
+        "num_processes",
+    )
+    allowed: ClassVar[dict] = dict(
+        protocols=SPLIT_MODES,
+        real_methods=METHODS,
+        synthetic_method=METHODS,
+        experiments=tuple(EXPERIMENTS),
+        resize=Between(8),
+        crop=Between(8),
+        epochs=Between(1),
+        batch_size=Between(1),
+        lr=Between(0, open_lo=True),
+        step_size=Between(1),
+        grad_clip=Between(0),
+        gamma=Between(0, 1, open_lo=True),
+        finetune_lr=Between(0, open_lo=True),
+        finetune_epochs=Between(0),
+        patience=Between(1),
+        min_train_samples=Between(0),
+        # checked with the params file, before any stage runs
+        max_synthetic=Between(0),
+        num_workers=Between(0),
+        cache_images=Between(0),
+        train_tones=tuple(TONE_ORDER),
+        num_processes=Between(1),
+    )
+    # faithful: model chosen on the test split (as the reference); clean: on a validation part
+    protocols: list = field(default_factory=lambda: ["faithful", "clean"])
+    seeds: list | None = None  # split seeds; None: every seed 00_data wrote
+    # classifiers trained on real images (Table 2's first rows)
+    real_methods: list = field(default_factory=lambda: list(METHODS))
+    # classifier of Exp. 1, Exp. 2 and the ablations (the paper: ViT-B/16 PatchAlign)
+    synthetic_method: str = "patchalign"
+    experiments: list = field(default_factory=lambda: list(EXPERIMENTS))  # what to run
+    resnet: str = "resnet18.tv_in1k"  # timm name of the ResNet-18 (baseline, FairDisCo)
+    # ResNet overrides (timm), e.g. {"global_pool": "avgmax"}; {} for the paper's ResNet-18
+    resnet_kwargs: dict = field(default_factory=dict)
+    vit: str = "vit_base_patch16_224.orig_in21k"  # timm name of the ViT-B/16 ImageNet-21k (PatchAlign)
+    pretrained: bool = False  # load ImageNet weights (timm, from the hub or `weights`); False: random init (offline)
+    # local safetensors per timm name, e.g. {"resnet18.tv_in1k": "/models/resnet18.safetensors"}
+    weights: dict = field(default_factory=dict)
+    # ViT overrides; {} for the real ViT-B/16
+    vit_kwargs: dict = field(default_factory=lambda: {"embed_dim": 32, "depth": 2, "num_heads": 2})
+    # PatchAlign label graph: CLIP text encoder (hub id or path; width must match the ViT) or "tiny"
+    text_encoder: str = "tiny"
+    # or a .npy of label embeddings (e.g. PatchAlign's 115 x 768 file); overrides text_encoder
+    label_embeddings_npy: str | None = None
+    resize: int = 72  # shorter side before the centre crop (paper: 256)
+    crop: int = 64  # input size (paper: 224)
+    epochs: int = 2  # training epochs (paper: 20)
+    batch_size: int = 16  # (paper: 32)
+    lr: float = 1e-4  # Adam learning rate (paper)
+    step_size: int = 2  # StepLR step size in epochs (paper)
+    grad_clip: float = 1.0  # PatchAlign: clip the gradient norm at this (reference: 1.0)
+    gamma: float = 0.8  # StepLR decay (paper)
+    finetune_lr: float = 1e-5  # Exp. 2 fine-tuning learning rate (paper)
+    finetune_epochs: int = 2  # Exp. 2: at most this many epochs (paper: 20) ...
+    patience: int = 3  # ... stopping after this many epochs without a better selection accuracy
+    # semantic images of diseases with this many training images or fewer are not used (paper: 10)
+    min_train_samples: int = PAPER_MIN_TRAIN_SAMPLES
+    max_synthetic: int | None = 160  # per experiment: at most this many synthetic images (seeded sample); None: all
+    # the `max_synthetic` sample shares its images evenly over these columns' combinations; None: a plain random sample
+    synthetic_balance: list | None = field(default_factory=lambda: ["type", "tone"])
+    seed: int = 0  # training seed (added to the split seed)
+    device: str | None = None  # None: accelerate's device (a GPU when there is one); "cpu" to stay on the CPU
+    num_workers: int = 0  # data-loader workers (0 inside notebooks on CPU)
+    # decoded images kept in memory across runs (0: none); results do not change: the benchmark's ~1,400 images take
+    # ~270 MB, a DDI image ~10 MB
+    cache_images: int = 0
+    # "f17k": also test every trained classifier on Fitzpatrick17k (MICCAI version); None: off
+    external_test: str | None = None
+    # the F17k folder; None: the embedded benchmark's F17k-layout set (<work_dir>/external/f17k)
+    external_root: str | None = None
+    external_centaur: bool = False  # F17k: fill an unknown Fitzpatrick scale from fitzpatrick_centaur
+    # skin-diff's light->dark scenario: train only on these tones, e.g. ["light"] (real and derived synthetic images);
+    # None: all
+    train_tones: list | None = None
+    # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the (protocol,
+    # split seed) groups of runs
+    num_processes: int = 1
 
     def __post_init__(self):
         bad = sorted(set(self.experiments) - set(EXPERIMENTS))
-        if bad: raise ValueError(f"experiment(s) {bad} unknown; use {list(EXPERIMENTS)}.")
+        if bad:
+            raise ValueError(f"experiment(s) {bad} unknown; use {list(EXPERIMENTS)}.")
         for m in [*self.real_methods, self.synthetic_method]:
-            if m not in METHODS: raise ValueError(f"method {m!r} unknown; use one of {METHODS}.")
+            if m not in METHODS:
+                raise ValueError(f"method {m!r} unknown; use one of {METHODS}.")
         if self.train_tones is not None and (not self.train_tones or set(self.train_tones) - set(TONE_ORDER)):
             raise ValueError(f"train_tones {self.train_tones!r}: name one or more of {TONE_ORDER}, or None for all.")
-        if self.external_test not in (None, *EXTERNAL_SETS): raise ValueError(f"external_test {self.external_test!r} unknown; use one of {list(EXTERNAL_SETS)} or None.")
+        if self.external_test not in (None, *EXTERNAL_SETS):
+            raise ValueError(f"external_test {self.external_test!r} unknown; use one of {list(EXTERNAL_SETS)} or None.")
 
 # %% ../nbs/06_classify.ipynb #3df6f21f
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TONE_INDEX = {t: i for i, t in enumerate(TONE_ORDER)}
 
-def transforms(train:bool, # training (random) or evaluation (deterministic) transforms
-               resize:int=256, # shorter side before the centre crop
-               crop:int=224, # input size
-              )->v2.Compose:
+
+def transforms(
+    train: bool,  # training (random) or evaluation (deterministic) transforms
+    resize: int = 256,  # shorter side before the centre crop
+    crop: int = 224,  # input size
+) -> v2.Compose:
     "The reference's transforms (research note 1.3), with `resize` and `crop` as parameters."
-    end = [v2.CenterCrop(crop), v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    if not train: return v2.Compose([v2.Resize(resize), *end])
-    return v2.Compose([v2.RandomResizedCrop(resize, scale=(0.8, 1.0)), v2.RandomRotation(15), v2.RandomHorizontalFlip(0.5), *end])
+    end = [
+        v2.CenterCrop(crop),
+        v2.ToImage(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ]
+    if not train:
+        return v2.Compose([v2.Resize(resize), *end])
+    return v2.Compose(
+        [v2.RandomResizedCrop(resize, scale=(0.8, 1.0)), v2.RandomRotation(15), v2.RandomHorizontalFlip(0.5), *end]
+    )
+
 
 @cache
-def image_reader(cached:int=0, # decoded images to keep (least recently used go first); 0: read every time
-                )->Callable:
+def image_reader(
+    cached: int = 0,  # decoded images to keep (least recently used go first); 0: read every time
+) -> Callable:
     "`cgddi.data.read_image`, behind one process-wide LRU cache of `cached` images when `cached` > 0."
     return lru_cache(maxsize=cached)(read_image) if cached > 0 else read_image
 
+
 class ImageTable(Dataset):
     "Images of a table with columns `path, malignant, tone`: (image tensor, label, tone index)."
-    def __init__(self, table:pd.DataFrame, transform,
-                 read:Callable=read_image, # path -> RGB image (`image_reader`)
-                ):
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        transform,
+        read: Callable = read_image,  # path -> RGB image (`image_reader`)
+    ):
         missing = [c for c in ["path", "malignant", "tone"] if c not in table.columns]
-        if missing: raise DataError(f"image table: missing column(s) {missing}; need path, malignant, tone.")
+        if missing:
+            raise DataError(f"image table: missing column(s) {missing}; need path, malignant, tone.")
         bad = sorted(set(table.tone) - set(TONE_INDEX))
-        if bad: raise DataError(f"image table: unknown tone(s) {bad}; use {TONE_ORDER}.")
+        if bad:
+            raise DataError(f"image table: unknown tone(s) {bad}; use {TONE_ORDER}.")
         self.table, self.transform, self.read = table.reset_index(drop=True), transform, read
-    def __len__(self): return len(self.table)
+
+    def __len__(self):
+        return len(self.table)
+
     def __getitem__(self, i):
         r = self.table.iloc[i]
         return self.transform(self.read(str(r.path))), int(bool(r.malignant)), TONE_INDEX[r.tone]
 
-def balanced_sampler(labels, # 0/1 label per training image
-                     seed:int=0,
-                    )->WeightedRandomSampler:
+
+def balanced_sampler(
+    labels,  # 0/1 label per training image
+    seed: int = 0,
+) -> WeightedRandomSampler:
     "Draw len(labels) images with replacement, each with weight 1 / count(its class)."
     labels = np.asarray(labels, int)
     w = 1.0 / np.bincount(labels, minlength=2)[labels]
-    return WeightedRandomSampler(torch.as_tensor(w, dtype=torch.double), len(labels), replacement=True,
-                                 generator=torch.Generator().manual_seed(seed))
+    return WeightedRandomSampler(
+        torch.as_tensor(w, dtype=torch.double),
+        len(labels),
+        replacement=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 # %% ../nbs/06_classify.ipynb #b020937e
-def accelerator(cfg:ClassifyConfig)->Accelerator:
-    "The stage's accelerate `Accelerator`: the GPU with bf16 autocast when there is one (and `cfg.device` allows), else the CPU."
+def accelerator(cfg: ClassifyConfig) -> Accelerator:
+    """The stage's accelerate `Accelerator`: the GPU with bf16 autocast when there is one (and `cfg.device` allows),
+    else the CPU."""
     cpu = cfg.device == "cpu"
     gpu = not cpu and PartialState().device.type == "cuda"
     return Accelerator(cpu=cpu, mixed_precision="bf16" if gpu else "no")
 
-def make_model(method:str, # baseline / fairdisco / patchalign
-               cfg:ClassifyConfig, # backbones, pretrained weights, input size
-               labels:torch.Tensor|None=None, # PatchAlign: label embeddings
-              )->nn.Module:
+
+def make_model(
+    method: str,  # baseline / fairdisco / patchalign
+    cfg: ClassifyConfig,  # backbones, pretrained weights, input size
+    labels: torch.Tensor | None = None,  # PatchAlign: label embeddings
+) -> nn.Module:
     "A fresh classifier of `method`."
-    if method == "baseline": return Baseline(backbone(cfg.resnet, cfg.pretrained, cfg.weights, **cfg.resnet_kwargs))
-    if method == "fairdisco": return FairDisCo(backbone(cfg.resnet, cfg.pretrained, cfg.weights, **cfg.resnet_kwargs))
+    if method == "baseline":
+        return Baseline(backbone(cfg.resnet, cfg.pretrained, cfg.weights, **cfg.resnet_kwargs))
+    if method == "fairdisco":
+        return FairDisCo(backbone(cfg.resnet, cfg.pretrained, cfg.weights, **cfg.resnet_kwargs))
     if method == "patchalign":
-        if labels is None: raise ValueError("PatchAlign needs label embeddings (`label_embeddings`).")
+        if labels is None:
+            raise ValueError("PatchAlign needs label embeddings (`label_embeddings`).")
         return PatchAlign(backbone(cfg.vit, cfg.pretrained, cfg.weights, img_size=cfg.crop, **cfg.vit_kwargs), labels)
     raise ValueError(f"method {method!r} unknown; use one of {METHODS}.")
 
+
 @torch.no_grad()
-def predict(model:nn.Module, # a classifier
-            table:pd.DataFrame, # images: path, malignant, tone
-            cfg:ClassifyConfig, # input size, batch size, loader workers
-            acc:Accelerator|None=None, # the stage's accelerator; None: `accelerator(cfg)`
-           )->np.ndarray:
+def predict(
+    model: nn.Module,  # a classifier
+    table: pd.DataFrame,  # images: path, malignant, tone
+    cfg: ClassifyConfig,  # input size, batch size, loader workers
+    acc: Accelerator | None = None,  # the stage's accelerator; None: `accelerator(cfg)`
+) -> np.ndarray:
     "p(malignant) for every row of `table`."
-    acc = acc or accelerator(cfg); model.to(acc.device).eval()
-    loader = DataLoader(ImageTable(table, transforms(False, cfg.resize, cfg.crop), image_reader(cfg.cache_images)), batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    acc = acc or accelerator(cfg)
+    model.to(acc.device).eval()
+    loader = DataLoader(
+        ImageTable(table, transforms(False, cfg.resize, cfg.crop), image_reader(cfg.cache_images)),
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+    )
     probs = []
     for x, _, _ in loader:
-        with acc.autocast(): probs.append(F.softmax(model(x.to(acc.device))["logits"].float(), dim=1)[:, 1].cpu())
+        with acc.autocast():
+            probs.append(F.softmax(model(x.to(acc.device))["logits"].float(), dim=1)[:, 1].cpu())
     return torch.cat(probs).numpy()
 
-def fit(model:nn.Module, # from `make_model`
-        train:pd.DataFrame, # training images: path, malignant, tone
-        select:pd.DataFrame, # selection images (test split: faithful; validation: clean)
-        cfg:ClassifyConfig, # input size, batch size, scheduler, clipping, seed, loader workers
-        lr:float, epochs:int, # optimiser settings of this phase
-        patience:int|None=None, # stop after this many epochs without improvement; None: run all epochs
-        desc:str="train", # progress-bar label
-        acc:Accelerator|None=None, # the stage's accelerator; None: `accelerator(cfg)`
-       )->dict:
+
+def fit(
+    model: nn.Module,  # from `make_model`
+    train: pd.DataFrame,  # training images: path, malignant, tone
+    select: pd.DataFrame,  # selection images (test split: faithful; validation: clean)
+    cfg: ClassifyConfig,  # input size, batch size, scheduler, clipping, seed, loader workers
+    lr: float,
+    epochs: int,  # optimiser settings of this phase
+    patience: int | None = None,  # stop after this many epochs without improvement; None: run all epochs
+    desc: str = "train",  # progress-bar label
+    acc: Accelerator | None = None,  # the stage's accelerator; None: `accelerator(cfg)`
+) -> dict:
     "Train with the balanced sampler; keep the weights with the best selection accuracy. Returns the run's facts."
-    if len(train) == 0: raise DataError(f"{desc}: empty training set.")
-    if len(select) == 0: raise DataError(f"{desc}: empty selection set.")
+    if len(train) == 0:
+        raise DataError(f"{desc}: empty training set.")
+    if len(select) == 0:
+        raise DataError(f"{desc}: empty selection set.")
     acc = acc or accelerator(cfg)
-    loader = DataLoader(ImageTable(train, transforms(True, cfg.resize, cfg.crop), image_reader(cfg.cache_images)), batch_size=cfg.batch_size, drop_last=len(train) > cfg.batch_size,
-                        sampler=balanced_sampler(train.malignant.astype(int), cfg.seed), num_workers=cfg.num_workers)
+    loader = DataLoader(
+        ImageTable(train, transforms(True, cfg.resize, cfg.crop), image_reader(cfg.cache_images)),
+        batch_size=cfg.batch_size,
+        drop_last=len(train) > cfg.batch_size,
+        sampler=balanced_sampler(train.malignant.astype(int), cfg.seed),
+        num_workers=cfg.num_workers,
+    )
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
     model.to(acc.device)  # not `acc.prepare`: the accelerator would keep a reference to every model of a long batch
     y_select = select.malignant.astype(int).to_numpy()
     best, best_state, best_epoch, history, since = -1.0, None, None, [], 0
     for epoch in progress_bar(range(epochs), desc=desc, leave=False):
-        model.train(); t0, losses = time.perf_counter(), []
+        model.train()
+        t0, losses = time.perf_counter(), []
         for x, y, s in loader:
             x, y, s = x.to(acc.device), y.to(acc.device), s.to(acc.device)
-            with acc.autocast(): total, _ = model.loss(model(x), y, s)
-            opt.zero_grad(); acc.backward(total)
-            if isinstance(model, PatchAlign) and cfg.grad_clip: acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step(); losses.append(total.item())
+            with acc.autocast():
+                total, _ = model.loss(model(x), y, s)
+            opt.zero_grad()
+            acc.backward(total)
+            if isinstance(model, PatchAlign) and cfg.grad_clip:
+                acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            losses.append(total.item())
         sched.step()
         score = float(((predict(model, select, cfg, acc) >= 0.5).astype(int) == y_select).mean())
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "select_accuracy": score, "seconds": time.perf_counter() - t0})
-        if score > best: best, best_state, best_epoch, since = score, copy.deepcopy(model.state_dict()), epoch, 0
-        else: since += 1
-        if patience is not None and since >= patience: break
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": float(np.mean(losses)),
+                "select_accuracy": score,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        if score > best:
+            best, best_state, best_epoch, since = score, copy.deepcopy(model.state_dict()), epoch, 0
+        else:
+            since += 1
+        if patience is not None and since >= patience:
+            break
     model.load_state_dict(best_state)
     return {"selected_epoch": best_epoch, "select_accuracy": best, "epochs_run": len(history), "history": history}
 
 # %% ../nbs/06_classify.ipynb #4a7ebb4a
 PREDICTION_COLUMNS = ["ddi_id", "y_true", "y_prob", "y_pred", "tone", "rarity"]
-COUNTS = ("dropped_base", "dropped_donor", "dropped_adapter", "dropped_few_samples", "dropped_no_label", "dropped_other_tone",
-          "semantic_generator_saw_test", "semantic_base_in_test")  # each run's facts: `n_<count>`
+COUNTS = (
+    "dropped_base",
+    "dropped_donor",
+    "dropped_adapter",
+    "dropped_few_samples",
+    "dropped_no_label",
+    "dropped_other_tone",
+    "semantic_generator_saw_test",
+    "semantic_base_in_test",
+)  # each run's facts: `n_<count>`
 
-def prediction_path(work_dir, protocol:str, experiment:str, method:str, seed:int)->Path:
+
+def prediction_path(work_dir, protocol: str, experiment: str, method: str, seed: int) -> Path:
     "Where one run's predictions live (its facts are beside it, `.json`)."
     return run_path(work_dir, PREDICTIONS, protocol, experiment, method, seed)
 
-def model_path(work_dir, protocol:str, experiment:str, method:str, seed:int)->Path:
+
+def model_path(work_dir, protocol: str, experiment: str, method: str, seed: int) -> Path:
     "Where one run's model weights live (safetensors)."
     return run_path(work_dir, CLASSIFIER_MODELS, protocol, experiment, method, seed, ".safetensors")
 
-RUN_COLUMNS = ["image", "type", "base_id", "donor_id", "disease_joined", "malignant", "tone", "n_train_samples", "adapter"]  # what a run reads of a row
 
-def synthetic_table(work_dir, types, # synthetic types to use
-                    columns:list|None=RUN_COLUMNS, # the manifest columns wanted; None: all
-                   )->tuple[pd.DataFrame, list[str]]:
+# what a run reads of a row
+RUN_COLUMNS = [
+    "image",
+    "type",
+    "base_id",
+    "donor_id",
+    "disease_joined",
+    "malignant",
+    "tone",
+    "n_train_samples",
+    "adapter",
+]
+
+
+def synthetic_table(
+    work_dir,
+    types,  # synthetic types to use
+    columns: list | None = RUN_COLUMNS,  # the manifest columns wanted; None: all
+) -> tuple[pd.DataFrame, list[str]]:
     "Manifest rows of `types` that exist, with an absolute `path`; and the types that have no images."
     found = read_manifests(work_dir, types, columns)
     frames, missing = list(found.values()), [t for t in types if t not in found]
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns or MANIFEST_COLUMNS)
     return rows.assign(path=(str(Path(work_dir)) + os.sep) + rows.image.astype(object)), missing
 
-def balanced_sample(rows:pd.DataFrame, # synthetic rows
-                    n:int, # how many to keep
-                    by:list|None, # columns whose combinations share the `n` evenly (a small group gives its spare places to the larger); None: a plain sample
-                    seed:int, # sampling seed
-                   )->pd.DataFrame:
-    "At most `n` of `rows`, spread as evenly as the groups allow over the combinations of `by` (seeded; rows keep their order)."
-    if len(rows) <= n: return rows
-    if not by: return rows.sample(n, random_state=seed).sort_index()
+
+def balanced_sample(
+    rows: pd.DataFrame,  # synthetic rows
+    n: int,  # how many to keep
+    # columns whose combinations share the `n` evenly (a small group gives its spare places to the
+    # larger); None: a plain sample
+    by: list | None,
+    seed: int,  # sampling seed
+) -> pd.DataFrame:
+    """At most `n` of `rows`, spread as evenly as the groups allow over the combinations of `by` (seeded; rows keep
+    their order)."""
+    if len(rows) <= n:
+        return rows
+    if not by:
+        return rows.sample(n, random_state=seed).sort_index()
     group = rows.groupby(by, sort=True).ngroup()
     sizes = group.value_counts().sort_index().sort_values(kind="stable")
     quota, left = {}, n
-    for i, (g, size) in enumerate(sizes.items()):  # smallest first: each takes its even share of what is left, or all it has
-        quota[g] = min(int(size), left // (len(sizes) - i)); left -= quota[g]
-    return pd.concat([rows[group == g].sample(q, random_state=seed) for g, q in sorted(quota.items()) if q]).sort_index()
+    # smallest first: each takes its even share of what is left, or all it has
+    for i, (g, size) in enumerate(sizes.items()):
+        quota[g] = min(int(size), left // (len(sizes) - i))
+        left -= quota[g]
+    return pd.concat(
+        [rows[group == g].sample(q, random_state=seed) for g, q in sorted(quota.items()) if q]
+    ).sort_index()
 
-def type_tone_counts(rows:pd.DataFrame)->dict:
+
+def type_tone_counts(rows: pd.DataFrame) -> dict:
     "Synthetic training images per type and tone: `n_<type>_<tone>`, every combination (0 where none)."
     n = rows.groupby(["type", "tone"]).size() if len(rows) else pd.Series(dtype=int)
     return {f"n_{t}_{k}": int(n.get((t, k), 0)) for t in SYNTHETIC_TYPES for k in TONE_ORDER}
 
-def _split_data(work:Path, protocol:str, seed:int, train_tones:list|None=None)->dict:
+
+def _split_data(work: Path, protocol: str, seed: int, train_tones: list | None = None) -> dict:
     "The real images of one split: the table, its train, selection (test: faithful; validation: clean) and test images."
     ddi, split = read_data(work), read_split(work, protocol, seed)
-    part = lambda name: ddi[ddi.ddi_id.isin(split.ddi_id[split.split == name])].assign(path=lambda d: d.image_path).reset_index(drop=True)
+    part = lambda name: (
+        ddi[ddi.ddi_id.isin(split.ddi_id[split.split == name])]
+        .assign(path=lambda d: d.image_path)
+        .reset_index(drop=True)
+    )
     train, val, test = part("train"), part("val"), part("test")
     if train_tones is not None:  # skin-diff's scenario: the other tones are never trained or selected on, only tested
         train, val = (d[d.tone.isin(train_tones)].reset_index(drop=True) for d in (train, val))
-    if len(test) == 0: raise DataError(f"{protocol} split S{seed}: empty test set; rerun 00_data.")
+    if len(test) == 0:
+        raise DataError(f"{protocol} split S{seed}: empty test set; rerun 00_data.")
     return dict(ddi=ddi, train=train, select=test if protocol == "faithful" else val, test=test)
 
-def semantic_for_run(rows:pd.DataFrame, # synthetic rows (`synthetic_table`)
-                     protocol:str, seed:int, # the run's split
-                     disease_counts:pd.Series, # images per joined disease in the data (the faithful count)
-                     min_train_samples:int, # diseases with this many training samples or fewer stay out
-                    )->tuple[pd.DataFrame, dict]:
-    "The rows a run may use: its own generator set's semantic images (else the shared set's), labelled, from diseases past the ≤ 10 rule."
+
+def semantic_for_run(
+    rows: pd.DataFrame,  # synthetic rows (`synthetic_table`)
+    protocol: str,
+    seed: int,  # the run's split
+    disease_counts: pd.Series,  # images per joined disease in the data (the faithful count)
+    min_train_samples: int,  # diseases with this many training samples or fewer stay out
+) -> tuple[pd.DataFrame, dict]:
+    """The rows a run may use: its own generator set's semantic images (else the shared set's), labelled, from diseases
+    past the ≤ 10 rule."""
     sem, other = rows[rows.type == "semantic"], rows[rows.type != "semantic"]
     sets = sem.adapter.map({a: a.split("/")[1] for a in sem.adapter.dropna().unique()})  # lora/<set>/<slug>
     use = split_name(protocol, seed) if (sets == split_name(protocol, seed)).any() else SHARED
     sem = sem[sets == use]
     few = ~passes_size_rule(sem.disease_joined, sem.n_train_samples, protocol, disease_counts, min_train_samples)
     unlabelled = sem.malignant.isna().to_numpy()
-    facts = dict(generator_set=use if len(sem) else None, n_dropped_few_samples=int(few.sum()), n_dropped_no_label=int((~few & unlabelled).sum()))
+    facts = dict(
+        generator_set=use if len(sem) else None,
+        n_dropped_few_samples=int(few.sum()),
+        n_dropped_no_label=int((~few & unlabelled).sum()),
+    )
     return pd.concat([other, sem[~few & ~unlabelled]]), facts  # rows keep their index
 
-def _synthetic(work:Path, types:tuple, run:tuple, cfg:ClassifyConfig, data:dict,
-               memo:dict|None=None, # what a batch of runs reads once: every synthetic row, the adapters, each split's ties (files do not change in a batch)
-              )->tuple[pd.DataFrame, dict]:
-    "The synthetic training images of one run, after the ≤ 10 rule, the leakage rule and `max_synthetic`; and the counts."
+
+def _synthetic(
+    work: Path,
+    types: tuple,
+    run: tuple,
+    cfg: ClassifyConfig,
+    data: dict,
+    # what a batch of runs reads once: every synthetic row, the adapters, each split's ties (files do not
+    # change in a batch)
+    memo: dict | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """The synthetic training images of one run, after the ≤ 10 rule, the leakage rule and `max_synthetic`; and the
+    counts."""
     protocol, seed, *_ = run
     memo, ddi = {} if memo is None else memo, data["ddi"]
-    if ("pool",) not in memo: memo[("pool",)], memo[("adapter_ids",)] = synthetic_table(work, SYNTHETIC_TYPES), adapter_train_ids(work)
+    if ("pool",) not in memo:
+        memo[("pool",)], memo[("adapter_ids",)] = synthetic_table(work, SYNTHETIC_TYPES), adapter_train_ids(work)
     (pool, absent), adapters = memo[("pool",)], memo[("adapter_ids",)]
-    if ("ties", protocol, seed) not in memo: memo[("ties", protocol, seed)] = leak_kinds(pool, data["test"].ddi_id, adapters)  # once per split
+    # once per split
+    if ("ties", protocol, seed) not in memo:
+        memo[("ties", protocol, seed)] = leak_kinds(pool, data["test"].ddi_id, adapters)
     syn, missing = pool[pool.type.isin(types)], [t for t in types if t in absent]
     syn, facts = semantic_for_run(syn, protocol, seed, ddi.disease_joined.value_counts(), cfg.min_train_samples)
-    syn, dropped = leakage_filter(syn, data["test"].ddi_id, protocol, dict(zip(ddi.ddi_id, ddi.disease_joined)), adapters,
-                                  memo[("ties", protocol, seed)].loc[syn.index])
-    if cfg.train_tones is not None:  # no synthetic image whose canvas, donor or adapter comes from an image of another tone
+    syn, dropped = leakage_filter(
+        syn,
+        data["test"].ddi_id,
+        protocol,
+        dict(zip(ddi.ddi_id, ddi.disease_joined)),
+        adapters,
+        memo[("ties", protocol, seed)].loc[syn.index],
+    )
+    # no synthetic image whose canvas, donor or adapter comes from an image of another tone
+    if cfg.train_tones is not None:
         other_tone = leak_kinds(syn, ddi.ddi_id[~ddi.tone.isin(cfg.train_tones)], adapters) != ""
         syn, dropped["n_dropped_other_tone"] = syn[~other_tone].reset_index(drop=True), int(other_tone.sum())
-    if cfg.max_synthetic is not None: syn = balanced_sample(syn, cfg.max_synthetic, cfg.synthetic_balance, seed).reset_index(drop=True)
-    return syn.assign(malignant=syn.malignant.astype(bool)), dict(synthetic_missing=missing, **facts, **dropped, **let_through(syn),
-                                                                  n_train_synthetic=len(syn), **type_tone_counts(syn))
+    if cfg.max_synthetic is not None:
+        syn = balanced_sample(syn, cfg.max_synthetic, cfg.synthetic_balance, seed).reset_index(drop=True)
+    return syn.assign(malignant=syn.malignant.astype(bool)), dict(
+        synthetic_missing=missing,
+        **facts,
+        **dropped,
+        **let_through(syn),
+        n_train_synthetic=len(syn),
+        **type_tone_counts(syn),
+    )
 
-def _train_set(real:pd.DataFrame, synthetic:pd.DataFrame|None=None)->pd.DataFrame:
-    "What a run trained on, one row per image (`TRAIN_SET_COLUMNS`): real images by their DDI id, synthetic ones by their manifest row."
+
+def _train_set(real: pd.DataFrame, synthetic: pd.DataFrame | None = None) -> pd.DataFrame:
+    """What a run trained on, one row per image (`TRAIN_SET_COLUMNS`): real images by their DDI id, synthetic ones by
+    their manifest row."""
     parts = [pd.DataFrame({"image": real.image_path, "type": "real", "ddi_id": real.ddi_id})]
-    if synthetic is not None: parts.append(synthetic[["image", "type", "base_id", "donor_id", "adapter"]])
+    if synthetic is not None:
+        parts.append(synthetic[["image", "type", "base_id", "donor_id", "adapter"]])
     return pd.concat(parts, ignore_index=True).reindex(columns=TRAIN_SET_COLUMNS)
 
-def _train(work:Path, model:nn.Module, run:tuple, cfg:ClassifyConfig, acc:Accelerator, data:dict, memo:dict|None=None)->tuple[dict, pd.DataFrame|None]:
-    "Train `model` for one run (protocol, seed, experiment, method) as its experiment says; returns the facts it adds and what it trained on."
+
+def _train(
+    work: Path,
+    model: nn.Module,
+    run: tuple,
+    cfg: ClassifyConfig,
+    acc: Accelerator,
+    data: dict,
+    memo: dict | None = None,
+) -> tuple[dict, pd.DataFrame | None]:
+    """Train `model` for one run (protocol, seed, experiment, method) as its experiment says; returns the facts it adds
+    and what it trained on."""
     protocol, seed, experiment, method = run
     (types, _, start), desc = EXPERIMENTS[experiment], f"{protocol} S{seed} {experiment} {method}"
     if types:
         syn, facts = _synthetic(work, types, run, cfg, data, memo)
         if len(syn) < 2:  # one image cannot train (a batch of one has no batch statistics)
             missing = facts["synthetic_missing"]
-            return facts | dict(status="skipped", reason=f"{len(syn) or 'no'} {'/'.join(types)} image(s) after the ≤ {cfg.min_train_samples} "
-                                                         f"rule and the leakage filter" + (f" (missing: {missing})" if missing else "")), None
-        return facts | fit(model, syn, data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc), _train_set(data["train"].iloc[:0], syn)
-    if start is None: return fit(model, data["train"], data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc), _train_set(data["train"])
-    src, start_facts = model_path(work, protocol, start, method, seed), prediction_path(work, protocol, start, method, seed).with_suffix(".json")
+            return facts | dict(
+                status="skipped",
+                reason=f"{len(syn) or 'no'} {'/'.join(types)} image(s) after the ≤ "
+                f"{cfg.min_train_samples} "
+                f"rule and the leakage filter" + (f" (missing: {missing})" if missing else ""),
+            ), None
+        return facts | fit(model, syn, data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc), _train_set(
+            data["train"].iloc[:0], syn
+        )
+    if start is None:
+        return fit(model, data["train"], data["select"], cfg, cfg.lr, cfg.epochs, desc=desc, acc=acc), _train_set(
+            data["train"]
+        )
+    src, start_facts = (
+        model_path(work, protocol, start, method, seed),
+        prediction_path(work, protocol, start, method, seed).with_suffix(".json"),
+    )
     f = json.loads(start_facts.read_text()) if start_facts.exists() else {}
-    if f.get("status") == "skipped": return dict(status="skipped", reason=f"starts from {start}, which was skipped ({f.get('reason')})"), None
-    inherited = {k: v for k, v in f.items() if k in ("n_train_synthetic", "generator_set", "synthetic_missing") or k.startswith(
-        ("n_semantic_", "n_healthy_", "n_lesion_mapped_", "n_dropped_"))} | {"synthetic_from": start}  # the synthetic images it learnt from, via its start
-    if not src.exists(): raise FileNotFoundError(f"{src}: {experiment} fine-tunes the {start} model; run {start} first.")
+    if f.get("status") == "skipped":
+        return dict(status="skipped", reason=f"starts from {start}, which was skipped ({f.get('reason')})"), None
+    inherited = {
+        k: v
+        for k, v in f.items()
+        if k in ("n_train_synthetic", "generator_set", "synthetic_missing")
+        or k.startswith(
+            # the synthetic images it learnt from, via its start
+            ("n_semantic_", "n_healthy_", "n_lesion_mapped_", "n_dropped_")
+        )
+    } | {"synthetic_from": start}
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: {experiment} fine-tunes the {start} model; run {start} first.")
     model.load_state_dict(load_file(src))
-    started_from = pd.read_csv(train_set_path(work, protocol, start, method, seed))  # a fine-tuned model saw its start's images too
-    return (inherited | fit(model, data["train"], data["select"], cfg, cfg.finetune_lr, cfg.finetune_epochs, cfg.patience, desc=desc, acc=acc),
-            pd.concat([started_from, _train_set(data["train"])], ignore_index=True))
+    # a fine-tuned model saw its start's images too
+    started_from = pd.read_csv(train_set_path(work, protocol, start, method, seed))
+    return (
+        inherited
+        | fit(
+            model,
+            data["train"],
+            data["select"],
+            cfg,
+            cfg.finetune_lr,
+            cfg.finetune_epochs,
+            cfg.patience,
+            desc=desc,
+            acc=acc,
+        ),
+        pd.concat([started_from, _train_set(data["train"])], ignore_index=True),
+    )
 
-def run_one(work_dir, protocol:str, seed:int, experiment:str, method:str, # the run
-            cfg:ClassifyConfig, # the stage's settings
-            labels:torch.Tensor|None=None, # PatchAlign's label embeddings
-            acc:Accelerator|None=None, # the stage's accelerator; None: `accelerator(cfg)`
-            phash:str|None=None, # the run's `run_hash`, if known; None: computed here
-            memo:dict|None=None, # what the runs of one batch read once (`run_experiments`)
-           )->dict:
+
+def run_one(
+    work_dir,
+    protocol: str,
+    seed: int,
+    experiment: str,
+    method: str,  # the run
+    cfg: ClassifyConfig,  # the stage's settings
+    labels: torch.Tensor | None = None,  # PatchAlign's label embeddings
+    acc: Accelerator | None = None,  # the stage's accelerator; None: `accelerator(cfg)`
+    phash: str | None = None,  # the run's `run_hash`, if known; None: computed here
+    memo: dict | None = None,  # what the runs of one batch read once (`run_experiments`)
+) -> dict:
     "Train and evaluate one run; write its predictions, facts and model. Returns the facts."
-    if experiment not in EXPERIMENTS: raise ValueError(f"experiment {experiment!r} unknown; use one of {list(EXPERIMENTS)}.")
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"experiment {experiment!r} unknown; use one of {list(EXPERIMENTS)}.")
     work, acc = Path(work_dir), acc or accelerator(cfg)
-    data = _split_data(work, protocol, seed, cfg.train_tones); test = data["test"]
-    facts = {"protocol": protocol, "seed": seed, "experiment": experiment, "method": method, "status": "done",
-             "n_train_real": len(data["train"]) if EXPERIMENTS[experiment][1] else 0, "n_train_synthetic": 0, "n_dropped_leakage": 0,
-             **{f"n_{k}": 0 for k in COUNTS}, "synthetic_missing": [], "generator_set": None, "synthetic_from": None, "n_test": len(test),
-             "n_select": len(data["select"]), "pretrained": cfg.pretrained,
-             "backbone": cfg.vit if method == "patchalign" else cfg.resnet, "train_tones": cfg.train_tones,
-             "params_hash": phash or run_hash(work, cfg, (protocol, seed, experiment, method))}
+    data = _split_data(work, protocol, seed, cfg.train_tones)
+    test = data["test"]
+    facts = {
+        "protocol": protocol,
+        "seed": seed,
+        "experiment": experiment,
+        "method": method,
+        "status": "done",
+        "n_train_real": len(data["train"]) if EXPERIMENTS[experiment][1] else 0,
+        "n_train_synthetic": 0,
+        "n_dropped_leakage": 0,
+        **{f"n_{k}": 0 for k in COUNTS},
+        "synthetic_missing": [],
+        "generator_set": None,
+        "synthetic_from": None,
+        "n_test": len(test),
+        "n_select": len(data["select"]),
+        "pretrained": cfg.pretrained,
+        "backbone": cfg.vit if method == "patchalign" else cfg.resnet,
+        "train_tones": cfg.train_tones,
+        "params_hash": phash or run_hash(work, cfg, (protocol, seed, experiment, method)),
+    }
     out = prediction_path(work, protocol, experiment, method, seed)
     torch.manual_seed(cfg.seed + seed)
     model = make_model(method, cfg, labels)
     t0 = time.perf_counter()
     trained, train_set = _train(work, model, (protocol, seed, experiment, method), cfg, acc, data, memo)
-    facts.update(trained); facts["seconds"] = time.perf_counter() - t0
+    facts.update(trained)
+    facts["seconds"] = time.perf_counter() - t0
     if facts["status"] == "done":
         prob = predict(model, test, cfg, acc)
-        pred = pd.DataFrame({"ddi_id": test.ddi_id, "y_true": test.malignant.astype(int), "y_prob": prob,
-                             "y_pred": (prob >= 0.5).astype(int), "tone": test.tone, "rarity": test.rarity})
+        pred = pd.DataFrame(
+            {
+                "ddi_id": test.ddi_id,
+                "y_true": test.malignant.astype(int),
+                "y_prob": prob,
+                "y_pred": (prob >= 0.5).astype(int),
+                "tone": test.tone,
+                "rarity": test.rarity,
+            }
+        )
         with atomic_path(model_path(work, protocol, experiment, method, seed)) as t:
             save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(t))
-        with atomic_path(train_set_path(work, protocol, experiment, method, seed)) as t: train_set.to_csv(t, index=False)
-        with atomic_path(out) as t: pred.to_csv(t, index=False)
+        with atomic_path(train_set_path(work, protocol, experiment, method, seed)) as t:
+            train_set.to_csv(t, index=False)
+        with atomic_path(out) as t:
+            pred.to_csv(t, index=False)
     else:  # skipped under these settings: what an earlier run wrote here must not be read as this run's
-        stale = [out, model_path(work, protocol, experiment, method, seed), train_set_path(work, protocol, experiment, method, seed),
-                 *(work/EXTERNAL_PREDICTIONS).glob(f"*/{protocol}/{experiment}/{method}/S{seed}.csv")]
-        for p in stale: p.unlink(missing_ok=True)
-    with atomic_path(out.with_suffix(".json")) as t: t.write_text(json.dumps(facts, indent=1, default=str))
+        stale = [
+            out,
+            model_path(work, protocol, experiment, method, seed),
+            train_set_path(work, protocol, experiment, method, seed),
+            *(work / EXTERNAL_PREDICTIONS).glob(f"*/{protocol}/{experiment}/{method}/S{seed}.csv"),
+        ]
+        for p in stale:
+            p.unlink(missing_ok=True)
+    with atomic_path(out.with_suffix(".json")) as t:
+        t.write_text(json.dumps(facts, indent=1, default=str))
     return facts
 
-def planned_runs(cfg:ClassifyConfig, # protocols, experiments and methods
-                 seeds:list, # split seeds
-                )->list[tuple]:
+
+def planned_runs(
+    cfg: ClassifyConfig,  # protocols, experiments and methods
+    seeds: list,  # split seeds
+) -> list[tuple]:
     "(protocol, seed, experiment, method) of every run, Exp. 1 before Exp. 2."
     order = sorted(cfg.experiments, key=list(EXPERIMENTS).index)
-    return [(p, s, e, m) for p in cfg.protocols for s in seeds for e in order
-            for m in (cfg.real_methods if e == "real" else [cfg.synthetic_method])]
+    return [
+        (p, s, e, m)
+        for p in cfg.protocols
+        for s in seeds
+        for e in order
+        for m in (cfg.real_methods if e == "real" else [cfg.synthetic_method])
+    ]
 
-def split_seeds(work_dir, cfg:ClassifyConfig)->list[int]:
+
+def split_seeds(work_dir, cfg: ClassifyConfig) -> list[int]:
     "The split seeds to run: `cfg.seeds`, or every seed 00_data wrote."
-    if cfg.seeds is not None: return list(cfg.seeds)
+    if cfg.seeds is not None:
+        return list(cfg.seeds)
     return written_split_seeds(work_dir)
 
-def run_hash(work_dir, cfg:ClassifyConfig, run:tuple, # (protocol, seed, experiment, method)
-             memo:dict|None=None, # inputs already hashed, shared by the calls of one batch of runs (its files do not change)
-            )->str:
-    "A run's `params_hash`: the settings and what it trains on (split, labels, usable synthetic rows, adapters' training ids, its start)."
+
+def run_hash(
+    work_dir,
+    cfg: ClassifyConfig,
+    run: tuple,  # (protocol, seed, experiment, method)
+    # inputs already hashed, shared by the calls of one batch of runs (its files do not change)
+    memo: dict | None = None,
+) -> str:
+    """A run's `params_hash`: the settings and what it trains on (split, labels, usable synthetic rows, adapters'
+    training ids, its start)."""
     work, memo = Path(work_dir), {} if memo is None else memo
     protocol, seed, experiment, method = run
     types, _, start = EXPERIMENTS[experiment]
+
     def once(key, make):
-        if key not in memo: memo[key] = hashlib.sha256(json.dumps(make(), sort_keys=True).encode()).hexdigest()[:16]
+        if key not in memo:
+            memo[key] = hashlib.sha256(json.dumps(make(), sort_keys=True).encode()).hexdigest()[:16]
         return memo[key]
-    inputs = {"split": once(("split", protocol, seed), lambda: read_split(work, protocol, seed).to_csv(index=False)),
-              "images": once("images", lambda: read_data(work)[["ddi_id", "image_path", "tone", "malignant", "disease_joined"]].to_csv(index=False))}
-    if types:  # manifest shards' content (each row's params_hash changes when its image is remade), the kept healthy images, and adapters
+
+    inputs = {
+        "split": once(("split", protocol, seed), lambda: read_split(work, protocol, seed).to_csv(index=False)),
+        "images": once(
+            "images",
+            lambda: read_data(work)[["ddi_id", "image_path", "tone", "malignant", "disease_joined"]].to_csv(
+                index=False
+            ),
+        ),
+    }
+    # manifest shards' content (each row's params_hash changes when its image is remade), the kept healthy images, and
+    # adapters
+    if types:
         inputs["synthetic"] = once(("synthetic", types), lambda: manifest_fingerprint(work, types))
         inputs["adapters"] = once("adapters", lambda: {k: sorted(v) for k, v in adapter_train_ids(work).items()})
-    if start: inputs["start"] = run_hash(work, cfg, (protocol, seed, start, method), memo)
+    if start:
+        inputs["start"] = run_hash(work, cfg, (protocol, seed, start, method), memo)
     return cfg.params_hash(inputs=hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16])
 
-def _done(work:Path, run:tuple, phash:str)->bool:
+
+def _done(work: Path, run: tuple, phash: str) -> bool:
     "A run is done: its facts record these settings and inputs (`run_hash`), and it has predictions or was skipped."
-    p, s, e, m = run; out = prediction_path(work, p, e, m, s)
-    if not out.with_suffix(".json").exists(): return False
+    p, s, e, m = run
+    out = prediction_path(work, p, e, m, s)
+    if not out.with_suffix(".json").exists():
+        return False
     facts = json.loads(out.with_suffix(".json").read_text())
     return facts.get("params_hash") == phash and (out.exists() or facts["status"] == "skipped")
 
-def _text_encoder(work:Path, cfg:ClassifyConfig)->str:
+
+def _text_encoder(work: Path, cfg: ClassifyConfig) -> str:
     "PatchAlign's text encoder: `cfg.text_encoder`, or for 'tiny' the tiny one under `models/`, built the first time."
-    if cfg.text_encoder != "tiny" or cfg.label_embeddings_npy is not None: return cfg.text_encoder
-    encoder = work/MODELS/"tiny_clip_text"
-    if not (encoder/"tokenizer").exists(): tiny_clip_text(str(encoder))
+    if cfg.text_encoder != "tiny" or cfg.label_embeddings_npy is not None:
+        return cfg.text_encoder
+    encoder = work / MODELS / "tiny_clip_text"
+    if not (encoder / "tokenizer").exists():
+        tiny_clip_text(str(encoder))
     return str(encoder)
 
-def _labels(work:Path, cfg:ClassifyConfig)->torch.Tensor:
+
+def _labels(work: Path, cfg: ClassifyConfig) -> torch.Tensor:
     "PatchAlign's label embeddings: from `label_embeddings_npy`, or the text encoder."
     return label_embeddings(label_texts(read_data(work)), _text_encoder(work, cfg), cfg.label_embeddings_npy)
 
-def run_experiments(work_dir, # run root written by the earlier stages
-                    cfg:ClassifyConfig, # the stage's settings
-                    share:Share|None=None, # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
-                   )->pd.DataFrame|None:
-    "Every planned run, resuming: runs done with the same settings and inputs are not repeated. Returns `read_runs` (None in a launched process but the first)."
+
+def run_experiments(
+    work_dir,  # run root written by the earlier stages
+    cfg: ClassifyConfig,  # the stage's settings
+    # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
+    share: Share | None = None,
+) -> pd.DataFrame | None:
+    """Every planned run, resuming: runs done with the same settings and inputs are not repeated. Returns `read_runs`
+    (None in a launched process but the first)."""
     work = Path(work_dir)
     runs = planned_runs(cfg, split_seeds(work, cfg))
     patchalign = any(m == "patchalign" for *_, m in runs)
-    share = take_share("cgddi.classify", work, cfg, share,  # launched processes train; this call then finds every run done
-                       lambda: patchalign and _text_encoder(work, cfg))  # a tiny text encoder is built once
+    # launched processes train; this call then finds every run done
+    share = take_share(
+        "cgddi.classify", work, cfg, share, lambda: patchalign and _text_encoder(work, cfg)
+    )  # a tiny text encoder is built once
     acc, labels = accelerator(cfg), _labels(work, cfg) if patchalign else None
-    groups = share.mine(dict.fromkeys(r[:2] for r in runs))  # (protocol, seed): a group's Exp. 2 starts from its Exp. 1, so one process runs it
+    # (protocol, seed): a group's Exp. 2 starts from its Exp. 1, so one process runs it
+    groups = share.mine(dict.fromkeys(r[:2] for r in runs))
     memo = {}  # the inputs and their hashes, read once: running does not change the manifests or splits
     for run in progress_bar([r for r in runs if r[:2] in groups], desc=f"classify runs{share.desc}"):
-        if not _done(work, run, phash := run_hash(work, cfg, run, memo)): run_one(work, *run, cfg, labels, acc, phash, memo)
+        if not _done(work, run, phash := run_hash(work, cfg, run, memo)):
+            run_one(work, *run, cfg, labels, acc, phash, memo)
     share.wait()
-    if not share.is_main: return None
-    if cfg.external_test: evaluate_external(work, cfg, runs, labels, acc)
+    if not share.is_main:
+        return None
+    if cfg.external_test:
+        evaluate_external(work, cfg, runs, labels, acc)
     return read_runs(work)
 
-def read_runs(work_dir)->pd.DataFrame:
+
+def read_runs(work_dir) -> pd.DataFrame:
     "The facts of every finished run (one row each)."
-    files = sorted((Path(work_dir)/PREDICTIONS).rglob("S*.json"))
-    if not files: raise DataError(f"{Path(work_dir)/'classify'}: no classification runs; run 06_classify first.")
+    files = sorted((Path(work_dir) / PREDICTIONS).rglob("S*.json"))
+    if not files:
+        raise DataError(f"{Path(work_dir) / 'classify'}: no classification runs; run 06_classify first.")
     rows = [json.loads(f.read_text()) for f in files]
     out = pd.DataFrame([{k: v for k, v in r.items() if k != "history"} for r in rows])
     return out if "reason" in out.columns else out.assign(reason=None)  # `reason` only exists once a run is skipped
 
-def read_predictions(work_dir)->pd.DataFrame:
+
+def read_predictions(work_dir) -> pd.DataFrame:
     "Every run's predictions, with protocol, experiment, method and seed columns."
     runs = read_runs(work_dir)
     frames = []
@@ -461,88 +811,162 @@ def read_predictions(work_dir)->pd.DataFrame:
         p = prediction_path(work_dir, r.protocol, r.experiment, r.method, r.seed)
         pred = pd.read_csv(p)
         missing = [c for c in PREDICTION_COLUMNS if c not in pred.columns]
-        if missing: raise DataError(f"{p}: missing column(s) {missing}; rerun 06_classify for this run.")
+        if missing:
+            raise DataError(f"{p}: missing column(s) {missing}; rerun 06_classify for this run.")
         frames.append(pred.assign(protocol=r.protocol, experiment=r.experiment, method=r.method, seed=r.seed))
-    if not frames: raise DataError(f"{Path(work_dir)/PREDICTIONS}: no classification run finished, all were skipped; "
-                                   "their reasons are in the S*.json files there.")
+    if not frames:
+        raise DataError(
+            f"{Path(work_dir) / PREDICTIONS}: no classification run finished, all were skipped; "
+            "their reasons are in the S*.json files there."
+        )
     return pd.concat(frames, ignore_index=True)
 
 # %% ../nbs/06_classify.ipynb #progress06
-def classify_progress(work_dir, # run root
-                      cfg:ClassifyConfig, # the stage's settings
-                     )->tuple[int, int, str]:
+def classify_progress(
+    work_dir,  # run root
+    cfg: ClassifyConfig,  # the stage's settings
+) -> tuple[int, int, str]:
     "(runs finished with the current settings and inputs, runs planned, what) for `cgddi status`."
     runs = planned_runs(cfg, split_seeds(work_dir, cfg))
-    recorded = read_runs(work_dir).set_index(["protocol", "seed", "experiment", "method"]).get("params_hash", pd.Series(dtype=object)).to_dict()
+    recorded = (
+        read_runs(work_dir)
+        .set_index(["protocol", "seed", "experiment", "method"])
+        .get("params_hash", pd.Series(dtype=object))
+        .to_dict()
+    )
     memo = {}
-    return (sum(recorded.get(r) == run_hash(work_dir, cfg, r, memo) for r in runs), len(runs),
-            "classification runs finished with the current settings and inputs")
+    return (
+        sum(recorded.get(r) == run_hash(work_dir, cfg, r, memo) for r in runs),
+        len(runs),
+        "classification runs finished with the current settings and inputs",
+    )
 
 # %% ../nbs/06_classify.ipynb #ext06
-def external_table(work_dir, cfg:ClassifyConfig)->pd.DataFrame:
+def external_table(work_dir, cfg: ClassifyConfig) -> pd.DataFrame:
     "The external test images with a malignancy label and a tone: image_id, path, malignant, tone, fitzpatrick."
-    root = Path(cfg.external_root) if cfg.external_root else Path(work_dir)/EXTERNAL/cfg.external_test
+    root = Path(cfg.external_root) if cfg.external_root else Path(work_dir) / EXTERNAL / cfg.external_test
     t = load_f17k(root, centaur=cfg.external_centaur)
     t = t[t.malignant.notna() & t.tone.notna()]
-    if t.empty: raise DataError(f"{root}: no benign or malignant image with a known tone to test on.")
+    if t.empty:
+        raise DataError(f"{root}: no benign or malignant image with a known tone to test on.")
     return t.assign(path=t.image_path, malignant=t.malignant.astype(bool)).reset_index(drop=True)
 
-def external_path(work_dir, name:str, protocol:str, experiment:str, method:str, seed:int)->Path:
+
+def external_path(work_dir, name: str, protocol: str, experiment: str, method: str, seed: int) -> Path:
     "Where one run's predictions on an external set live."
     return run_path(work_dir, f"{EXTERNAL_PREDICTIONS}/{name}", protocol, experiment, method, seed)
 
-def evaluate_external(work_dir, cfg:ClassifyConfig, # the run root and the stage's settings (external_test, external_root)
-                      runs:list, # (protocol, seed, experiment, method) to test, e.g. `planned_runs`
-                      labels:torch.Tensor|None=None, # PatchAlign's label embeddings
-                      acc:Accelerator|None=None,
-                     )->int:
-    "Test every trained model of `runs` on the external set; predictions are redone only when the model is newer. Returns how many ran."
+
+# the run root and the stage's settings (external_test, external_root)
+def evaluate_external(
+    work_dir,
+    cfg: ClassifyConfig,
+    runs: list,  # (protocol, seed, experiment, method) to test, e.g. `planned_runs`
+    labels: torch.Tensor | None = None,  # PatchAlign's label embeddings
+    acc: Accelerator | None = None,
+) -> int:
+    """Test every trained model of `runs` on the external set; predictions are redone only when the model is newer.
+    Returns how many ran."""
     work, acc, table, done = Path(work_dir), acc or accelerator(cfg), external_table(work_dir, cfg), 0
-    for protocol, seed, experiment, method in progress_bar(runs, desc=f"external test ({cfg.external_test})", leave=False):
-        mp, out = model_path(work, protocol, experiment, method, seed), external_path(work, cfg.external_test, protocol, experiment, method, seed)
-        if not mp.exists() or (out.exists() and out.stat().st_mtime_ns >= mp.stat().st_mtime_ns): continue
-        model = make_model(method, cfg, labels); model.load_state_dict(load_file(mp))
+    for protocol, seed, experiment, method in progress_bar(
+        runs, desc=f"external test ({cfg.external_test})", leave=False
+    ):
+        mp, out = (
+            model_path(work, protocol, experiment, method, seed),
+            external_path(work, cfg.external_test, protocol, experiment, method, seed),
+        )
+        if not mp.exists() or (out.exists() and out.stat().st_mtime_ns >= mp.stat().st_mtime_ns):
+            continue
+        model = make_model(method, cfg, labels)
+        model.load_state_dict(load_file(mp))
         prob = predict(model, table, cfg, acc)
-        pred = pd.DataFrame({"image_id": table.image_id, "y_true": table.malignant.astype(int), "y_prob": prob,
-                             "y_pred": (prob >= 0.5).astype(int), "tone": table.tone, "fitzpatrick": table.fitzpatrick})
-        with atomic_path(out) as t: pred.to_csv(t, index=False)
+        pred = pd.DataFrame(
+            {
+                "image_id": table.image_id,
+                "y_true": table.malignant.astype(int),
+                "y_prob": prob,
+                "y_pred": (prob >= 0.5).astype(int),
+                "tone": table.tone,
+                "fitzpatrick": table.fitzpatrick,
+            }
+        )
+        with atomic_path(out) as t:
+            pred.to_csv(t, index=False)
         os.utime(out)  # checked against this model, even when its predictions came out the same bytes (not rewritten)
         done += 1
     return done
 
-def read_external_predictions(work_dir, name:str="f17k")->pd.DataFrame:
-    "Every finished run's predictions on an external set, with protocol, experiment, method and seed columns (empty if none)."
-    root, runs = Path(work_dir)/EXTERNAL_PREDICTIONS/name, read_runs(work_dir)
-    done = set(runs[runs.status == "done"][["protocol", "experiment", "method", "seed"]].itertuples(index=False, name=None))
-    frames = [pd.read_csv(p).assign(protocol=p.parts[-4], experiment=p.parts[-3], method=p.parts[-2], seed=int(p.stem[1:]))
-              for p in sorted(root.rglob("S*.csv")) if (p.parts[-4], p.parts[-3], p.parts[-2], int(p.stem[1:])) in done]
+
+def read_external_predictions(work_dir, name: str = "f17k") -> pd.DataFrame:
+    """Every finished run's predictions on an external set, with protocol, experiment, method and seed columns (empty if
+    none)."""
+    root, runs = Path(work_dir) / EXTERNAL_PREDICTIONS / name, read_runs(work_dir)
+    done = set(
+        runs[runs.status == "done"][["protocol", "experiment", "method", "seed"]].itertuples(index=False, name=None)
+    )
+    frames = [
+        pd.read_csv(p).assign(protocol=p.parts[-4], experiment=p.parts[-3], method=p.parts[-2], seed=int(p.stem[1:]))
+        for p in sorted(root.rglob("S*.csv"))
+        if (p.parts[-4], p.parts[-3], p.parts[-2], int(p.stem[1:])) in done
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 # %% ../nbs/06_classify.ipynb #recog06
-def recognition_table(work_dir, cfg:ClassifyConfig, # the run root and the stage's settings (input size, batch size)
-                      protocol:str="clean", # whose real-only baselines judge
-                      acc:Accelerator|None=None,
-                     )->pd.DataFrame:
-    "Per disease: the share of its semantic images the real-only baselines call by its malignancy, and of their canvases (empty if none)."
+def recognition_table(
+    work_dir,
+    cfg: ClassifyConfig,  # the run root and the stage's settings (input size, batch size)
+    protocol: str = "clean",  # whose real-only baselines judge
+    acc: Accelerator | None = None,
+) -> pd.DataFrame:
+    """Per disease: the share of its semantic images the real-only baselines call by its malignancy, and of their
+    canvases (empty if none)."""
     work = Path(work_dir)
     found = read_manifests(work, ("semantic", "healthy"))
     seeds = [s for s in split_seeds(work, cfg) if model_path(work, protocol, "real", "baseline", s).exists()]
-    if "semantic" not in found or not seeds: return pd.DataFrame()
+    if "semantic" not in found or not seeds:
+        return pd.DataFrame()
     sem = found["semantic"]
-    sem = sem[sem.malignant.notna()].assign(path=lambda d: [str(work/p) for p in d.image], malignant=lambda d: d.malignant.astype(bool))
-    canvases = found["healthy"].drop_duplicates("base_id")  # each canvas is judged once per seed, however many images it bears
-    canvases = canvases[canvases.base_id.isin(sem.base_id)].assign(path=lambda d: [str(work/p) for p in d.image], malignant=False)
+    sem = sem[sem.malignant.notna()].assign(
+        path=lambda d: [str(work / p) for p in d.image], malignant=lambda d: d.malignant.astype(bool)
+    )
+    # each canvas is judged once per seed, however many images it bears
+    canvases = found["healthy"].drop_duplicates("base_id")
+    canvases = canvases[canvases.base_id.isin(sem.base_id)].assign(
+        path=lambda d: [str(work / p) for p in d.image], malignant=False
+    )
     acc, hits = acc or accelerator(cfg), []
     for seed in progress_bar(seeds, desc="recognition", leave=False):
-        model = make_model("baseline", cfg); model.load_state_dict(load_file(model_path(work, protocol, "real", "baseline", seed)))
-        called = pd.Series(predict(model, canvases, cfg, acc) >= 0.5, index=canvases.base_id.to_numpy())  # the canvas called malignant
-        hits.append(pd.DataFrame({"disease_joined": sem.disease_joined.to_numpy(), "malignant": sem.malignant.to_numpy(), "seed": seed,
-                                  "recognised": (predict(model, sem, cfg, acc) >= 0.5) == sem.malignant.to_numpy(),
-                                  "canvas": called.loc[sem.base_id].to_numpy() == sem.malignant.to_numpy()}))
-    per_seed = pd.concat(hits).groupby(["disease_joined", "malignant", "seed"]).agg(images=("recognised", "size"), recognised=("recognised", "mean"),
-                                                                                   canvas=("canvas", "mean")).reset_index()
-    out = per_seed.groupby(["disease_joined", "malignant"]).agg(images=("images", "first"), recognised=("recognised", "mean"),
-                                                                 recognised_std=("recognised", "std"), canvas=("canvas", "mean")).reset_index()
+        model = make_model("baseline", cfg)
+        model.load_state_dict(load_file(model_path(work, protocol, "real", "baseline", seed)))
+        # the canvas called malignant
+        called = pd.Series(predict(model, canvases, cfg, acc) >= 0.5, index=canvases.base_id.to_numpy())
+        hits.append(
+            pd.DataFrame(
+                {
+                    "disease_joined": sem.disease_joined.to_numpy(),
+                    "malignant": sem.malignant.to_numpy(),
+                    "seed": seed,
+                    "recognised": (predict(model, sem, cfg, acc) >= 0.5) == sem.malignant.to_numpy(),
+                    "canvas": called.loc[sem.base_id].to_numpy() == sem.malignant.to_numpy(),
+                }
+            )
+        )
+    per_seed = (
+        pd.concat(hits)
+        .groupby(["disease_joined", "malignant", "seed"])
+        .agg(images=("recognised", "size"), recognised=("recognised", "mean"), canvas=("canvas", "mean"))
+        .reset_index()
+    )
+    out = (
+        per_seed.groupby(["disease_joined", "malignant"])
+        .agg(
+            images=("images", "first"),
+            recognised=("recognised", "mean"),
+            recognised_std=("recognised", "std"),
+            canvas=("canvas", "mean"),
+        )
+        .reset_index()
+    )
     return out.assign(margin=out.recognised - out.canvas, seeds=len(seeds)).set_index("disease_joined")
 
 # %% ../nbs/06_classify.ipynb #classify-main

@@ -16,8 +16,9 @@ from .report import atomic_path
 __all__ = ['params_hash', 'Between', 'value_error', 'StageConfig', 'seed_of', 'link_or_copy', 'file_hash', 'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
-def params_hash(params:dict, # the parameters that determine an output
-               )->str:
+def params_hash(
+    params: dict,  # the parameters that determine an output
+) -> str:
     "Short stable hash of `params`: outputs made with other settings are recognised and redone."
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -25,78 +26,107 @@ def params_hash(params:dict, # the parameters that determine an output
 @dataclass(frozen=True)
 class Between:
     "The numbers a setting allows: `lo` <= x <= `hi` (None: no bound; `open_lo`: x > `lo`)."
-    lo:float|None = None
-    hi:float|None = None
-    open_lo:bool = False
 
-    def __contains__(self, x)->bool:
-        return ((self.lo is None or (x > self.lo if self.open_lo else x >= self.lo)) and (self.hi is None or x <= self.hi))
+    lo: float | None = None
+    hi: float | None = None
+    open_lo: bool = False
 
-    def __str__(self)->str:
-        if self.hi is None: return f"{'>' if self.open_lo else '>='} {self.lo}"
+    def __contains__(self, x) -> bool:
+        return (self.lo is None or (x > self.lo if self.open_lo else x >= self.lo)) and (
+            self.hi is None or x <= self.hi
+        )
+
+    def __str__(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.open_lo else '>='} {self.lo}"
         return f"in {'(' if self.open_lo else '['}{self.lo}, {self.hi}]"
 
-def value_error(key:str, # the setting
-                value, # its value (a list: each element is checked)
-                allowed, # a tuple of allowed values or a `Between`
-               )->str|None:
+
+def value_error(
+    key: str,  # the setting
+    value,  # its value (a list: each element is checked)
+    allowed,  # a tuple of allowed values or a `Between`
+) -> str | None:
     "Why `value` is not allowed for `key`, or None when it is."
     bad = [v for v in (value if isinstance(value, list) else [value]) if v is not None and v not in allowed]
-    if not bad: return None
-    return f"key {key!r} = {value!r} must be " + (f"one of {list(allowed)}" if isinstance(allowed, tuple) else str(allowed))
+    if not bad:
+        return None
+    return f"key {key!r} = {value!r} must be " + (
+        f"one of {list(allowed)}" if isinstance(allowed, tuple) else str(allowed)
+    )
+
 
 @dataclass(kw_only=True)
 class StageConfig:
     "What the stage configs share: built from a notebook's flat parameters, and hashed for resume."
+
     unhashed: ClassVar[tuple] = ()  # fields that select or schedule outputs without changing any one of them
-    allowed: ClassVar[dict] = {}  # field -> its allowed values (a tuple) or numbers (a `Between`), checked with the params file
+    # field -> its allowed values (a tuple) or numbers (a `Between`), checked with the params file
+    allowed: ClassVar[dict] = {}
 
     @classmethod
-    def value_errors(cls, params:dict, # a stage's flat parameters (others are ignored)
-                    )->list[str]:
+    def value_errors(
+        cls,
+        params: dict,  # a stage's flat parameters (others are ignored)
+    ) -> list[str]:
         "What in `params` lies outside the values the config allows (empty: nothing)."
         return [m for k, a in cls.allowed.items() if k in params and (m := value_error(k, params[k], a))]
 
     @classmethod
-    def from_params(cls, params:dict, # a mapping holding every field, e.g. a notebook's `globals()` after its parameters cell
-                   ):
+    # a mapping holding every field, e.g. a notebook's `globals()` after its parameters cell
+    def from_params(
+        cls,
+        params: dict,
+    ):
         "The config of a notebook's parameters; other names in `params` are ignored."
         missing = [f.name for f in fields(cls) if f.name not in params]
-        if missing: raise TypeError(f"{cls.__name__}: no value for {missing}; the notebook's parameters cell must declare every field.")
+        if missing:
+            raise TypeError(
+                f"{cls.__name__}: no value for {missing}; the notebook's parameters cell must declare every field."
+            )
         return cls(**{f.name: params[f.name] for f in fields(cls)})
 
-    def settings(self, **extra)->dict:
+    def settings(self, **extra) -> dict:
         "What shapes an output: the hashed fields, the config's name and `extra` (e.g. a disease's training ids)."
         own = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.unhashed}
         return {"config": type(self).__name__, **own, **extra}
 
-    def params_hash(self, **extra)->str:
+    def params_hash(self, **extra) -> str:
         "The `params_hash` of `settings(**extra)`."
         return params_hash(self.settings(**extra))
 
 # %% ../nbs/00j_config.ipynb #1118c5c7
-def seed_of(*parts)->int:
+def seed_of(*parts) -> int:
     "A 32-bit seed derived from a run seed and any ids or names (names are hashed), stable across runs and machines."
-    key = [int(p) if isinstance(p, (int, np.integer)) else int(hashlib.sha256(str(p).encode()).hexdigest()[:8], 16) for p in parts]
+    key = [
+        int(p) if isinstance(p, (int, np.integer)) else int(hashlib.sha256(str(p).encode()).hexdigest()[:8], 16)
+        for p in parts
+    ]
     return int(np.random.SeedSequence(key).generate_state(1)[0])
 
-def link_or_copy(src, # an existing file
-                 dst, # where it should also be
-                )->Path:
+
+def link_or_copy(
+    src,  # an existing file
+    dst,  # where it should also be
+) -> Path:
     "Hard-link `src` at `dst` (a copy where the file system cannot link), atomically: the bytes are never re-encoded."
     with atomic_path(dst) as t:
         t.unlink()  # a link needs a free name
-        try: os.link(src, t)
-        except OSError: shutil.copy2(src, t)
+        try:
+            os.link(src, t)
+        except OSError:
+            shutil.copy2(src, t)
     return Path(dst)
 
-def file_hash(path)->str:
+
+def file_hash(path) -> str:
     "Short content hash of a file: outputs made from another version of it are recognised and redone."
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 # %% ../nbs/00j_config.ipynb #scr01
-def scratch_dir(prefix:str="cgddi-", # the start of the folder's name
-               )->Path:
+def scratch_dir(
+    prefix: str = "cgddi-",  # the start of the folder's name
+) -> Path:
     "A new temporary folder, removed with everything in it when this Python process ends."
     path = Path(tempfile.mkdtemp(prefix=prefix))
     atexit.register(shutil.rmtree, path, True)

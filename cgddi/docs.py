@@ -22,131 +22,196 @@ DOCS = "_docs"  # the site's folder under the project root (nbdev's doc_path)
 _STAGE = re.compile(r"^0[0-7]_[a-z_]+\.ipynb$")  # the eight stage notebooks a run executes (00_data ... 07_fairness)
 _KEEP_EVAL = re.compile(r"^#\|\s*(export|exporti|exports)\b|show_doc\(", re.M)
 
-def _imports_only(source:str)->bool:
-    try: body = ast.parse(_DIRECTIVE.sub("", source)).body
-    except SyntaxError: return False
+
+def _imports_only(source: str) -> bool:
+    try:
+        body = ast.parse(_DIRECTIVE.sub("", source)).body
+    except SyntaxError:
+        return False
     return bool(body) and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body)
 
-def _docs_only(nb:nbformat.NotebookNode)->nbformat.NotebookNode:
+
+def _docs_only(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     "The notebook as the docs show it: no injected parameters (a run's paths), no stderr, tests marked `eval: false`."
-    # nbdev's processing runs every cell that imports; only exports, imports and show_doc cells need to run for the API pages
+    # nbdev's processing runs every cell that imports; only exports, imports and show_doc cells need to run for the API
+    # pages
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
     for c in nb.cells:
-        if c.cell_type != "code": continue
+        if c.cell_type != "code":
+            continue
         c.outputs = [o for o in c.get("outputs", []) if not (o.output_type == "stream" and o.name == "stderr")]
-        if not (_KEEP_EVAL.search(c.source) or _imports_only(c.source)): c.source = "#| eval: false\n" + c.source
+        if not (_KEEP_EVAL.search(c.source) or _imports_only(c.source)):
+            c.source = "#| eval: false\n" + c.source
     return nb
 
-def front_matter(nb:nbformat.NotebookNode, # a notebook processed by nbdev
-                )->dict:
+
+def front_matter(
+    nb: nbformat.NotebookNode,  # a notebook processed by nbdev
+) -> dict:
     "The YAML front matter nbdev puts in a processed notebook's first (raw) cell; empty without one."
-    if not nb.cells or nb.cells[0].cell_type != "raw": return {}
+    if not nb.cells or nb.cells[0].cell_type != "raw":
+        return {}
     return yaml.safe_load(nb.cells[0].source.strip().strip("-")) or {}
 
-def page_name(nb:nbformat.NotebookNode, # a notebook processed by nbdev (its first cell may be the front matter)
-              stem:str, # the notebook's file stem, e.g. 02_lesion_map
-             )->str:
-    "The HTML file name nbdev gives a notebook's page: its front matter's `output-file`, else its stem without the number."
-    if name := front_matter(nb).get("output-file"): return str(name)
+
+def page_name(
+    nb: nbformat.NotebookNode,  # a notebook processed by nbdev (its first cell may be the front matter)
+    stem: str,  # the notebook's file stem, e.g. 02_lesion_map
+) -> str:
+    """The HTML file name nbdev gives a notebook's page: its front matter's `output-file`, else its stem without the
+    number."""
+    if name := front_matter(nb).get("output-file"):
+        return str(name)
     return re.sub(r"^\d+[a-z]?_", "", stem) + ".html"
 
-def stage_sources(nbs_dir, # the project's notebooks (nbs/)
-                  staging, # a new folder under the project root (nbdev's config must be found above it)
-                  report_dir=None, # a `cgddi run` report folder: its executed stage notebooks replace the sources
-                 )->list[str]:
-    "Copy the notebooks to `staging`, the run's executed stage notebooks in place of the sources; the names taken from the run."
-    nbs_dir, staging = Path(nbs_dir), Path(staging)
-    if staging.exists(): shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    for p in sorted(nbs_dir.glob("*.ipynb")): shutil.copy2(p, staging/p.name)
-    if report_dir is not None:
-        executed = Path(report_dir)/"notebooks"
-        runs = sorted(p for p in executed.glob("*.ipynb") if _STAGE.match(p.name))
-        if not runs: raise FileNotFoundError(f"{executed}: no executed stage notebooks; give the report folder a finished `cgddi run` "
-                                             f"wrote (reports/<run>/), or leave --report out to render the notebooks without outputs.")
-        for p in runs: shutil.copy2(p, staging/p.name)
-    for p in sorted(staging.glob("*.ipynb")): nbformat.write(_docs_only(nbformat.read(p, as_version=4)), p)
-    return [p.name for p in runs] if report_dir is not None else []
 
+def stage_sources(
+    nbs_dir,  # the project's notebooks (nbs/)
+    staging,  # a new folder under the project root (nbdev's config must be found above it)
+    report_dir=None,  # a `cgddi run` report folder: its executed stage notebooks replace the sources
+) -> list[str]:
+    """Copy the notebooks to `staging`, the run's executed stage notebooks in place of the sources; the names taken from
+    the run."""
+    nbs_dir, staging = Path(nbs_dir), Path(staging)
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for p in sorted(nbs_dir.glob("*.ipynb")):
+        shutil.copy2(p, staging / p.name)
+    if report_dir is not None:
+        executed = Path(report_dir) / "notebooks"
+        runs = sorted(p for p in executed.glob("*.ipynb") if _STAGE.match(p.name))
+        if not runs:
+            raise FileNotFoundError(
+                f"{executed}: no executed stage notebooks; give the report folder a "
+                "finished `cgddi run` "
+                "wrote (reports/<run>/), or leave --report out to render the notebooks "
+                "without outputs."
+            )
+        for p in runs:
+            shutil.copy2(p, staging / p.name)
+    for p in sorted(staging.glob("*.ipynb")):
+        nbformat.write(_docs_only(nbformat.read(p, as_version=4)), p)
+    return [p.name for p in runs] if report_dir is not None else []
 
 # %% ../nbs/00n_docs.ipynb #docs04
 _DIRECTIVE = re.compile(r"^#\|.*$\n?", re.M)
 
-def _prepare(nb:nbformat.NotebookNode)->tuple[nbformat.NotebookNode, str]:
-    "The notebook without its front matter and directive lines (echo: false cells tagged to lose their input), and its title."
+
+def _prepare(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, str]:
+    """The notebook without its front matter and directive lines (echo: false cells tagged to lose their input), and its
+    title."""
     title = ""
     if nb.cells and nb.cells[0].cell_type == "raw":
         front = front_matter(nb)
         title = str(front.get("title") or "")
-        if title: nb.cells[0] = nbformat.v4.new_markdown_cell(f"# {title}\n> {front.get('description', '')}".rstrip("> \n"))
-        else: nb.cells = nb.cells[1:]
-    _KEYS = {"cell_type", "id", "metadata", "source", "outputs", "execution_count", "attachments"}  # nbformat's; nbdev adds its own
+        if title:
+            nb.cells[0] = nbformat.v4.new_markdown_cell(f"# {title}\n> {front.get('description', '')}".rstrip("> \n"))
+        else:
+            nb.cells = nb.cells[1:]
+    # nbformat's; nbdev adds its own
+    _KEYS = {"cell_type", "id", "metadata", "source", "outputs", "execution_count", "attachments"}
     for c in nb.cells:
-        for k in set(c) - _KEYS: del c[k]
+        for k in set(c) - _KEYS:
+            del c[k]
         c.metadata = {"tags": c.metadata["tags"]} if c.metadata.get("tags") else {}  # nbdev's timings do not validate
-        if c.cell_type != "code": continue
-        if re.search(r"^#\|\s*echo:\s*false", c.source, re.M): c.metadata.setdefault("tags", []).append("remove_input")
+        if c.cell_type != "code":
+            continue
+        if re.search(r"^#\|\s*echo:\s*false", c.source, re.M):
+            c.metadata.setdefault("tags", []).append("remove_input")
         for o in c.outputs:  # Quarto's link attributes in show_doc's source link, which plain Markdown shows as text
-            if "text/markdown" in o.get("data", {}): o.data["text/markdown"] = re.sub(r"\{target=[^}]*\}", "", o.data["text/markdown"])
+            if "text/markdown" in o.get("data", {}):
+                o.data["text/markdown"] = re.sub(r"\{target=[^}]*\}", "", o.data["text/markdown"])
         c.source = _DIRECTIVE.sub("", c.source)
     return nb, title
 
-def _relative_links(page:str)->str:
+
+def _relative_links(page: str) -> str:
     "nbdev's root-relative links (/lesion_map.html#x) as relative ones, so the site opens from disk."
     return re.sub(r'(href|src)="/(?!/)', r'\1="', page)
 
-def render_page(nb:nbformat.NotebookNode, # a processed notebook
-                nav:list[tuple[str, str]], # (file name, title) of every page, for the bar of links
-               )->tuple[str, str]:
+
+def render_page(
+    nb: nbformat.NotebookNode,  # a processed notebook
+    nav: list[tuple[str, str]],  # (file name, title) of every page, for the bar of links
+) -> tuple[str, str]:
     "One page's HTML and title."
     nb, title = _prepare(nb)
     exporter = HTMLExporter(template_name="lab", exclude_input_prompt=True, exclude_output_prompt=True)
-    exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"remove_input"}, remove_cell_tags={"remove_cell"}), enabled=True)
+    exporter.register_preprocessor(
+        TagRemovePreprocessor(remove_input_tags={"remove_input"}, remove_cell_tags={"remove_cell"}), enabled=True
+    )
     body, _ = exporter.from_notebook_node(nb)
     bar = " · ".join(f'<a href="{f}">{html.escape(t)}</a>' for f, t in nav)
-    body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + f'\n<nav style="padding:8px 16px;font:14px sans-serif;border-bottom:1px solid #ddd">{bar}</nav>',
-                  body, count=1)
+    body = re.sub(
+        r"(<body[^>]*>)",
+        lambda m: (
+            m.group(1) + '\n<nav style="padding:8px 16px;font:14px '
+            f'sans-serif;border-bottom:1px solid #ddd">{bar}</nav>'
+        ),
+        body,
+        count=1,
+    )
     return _relative_links(body), title
 
 # %% ../nbs/00n_docs.ipynb #docs05
 class _Links(HTMLParser):
     "The links and the ids of one page."
+
     def __init__(self):
-        super().__init__(); self.links, self.ids = [], set()
+        super().__init__()
+        self.links, self.ids = [], set()
+
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         for k in ("id", "name"):
-            if a.get(k): self.ids.add(a[k])
+            if a.get(k):
+                self.ids.add(a[k])
         for k in ("href", "src"):
-            if a.get(k): self.links.append(a[k])
+            if a.get(k):
+                self.links.append(a[k])
 
-def _parse(path:Path)->_Links:
-    p = _Links(); p.feed(path.read_text(encoding="utf-8")); return p
 
-def match_fragments(site, # the rendered site's folder
-                   )->int:
-    "Point nbdev's lower-case anchors (#classifyconfig, Quarto's ids) at nbconvert's ids (#ClassifyConfig); the links changed."
-    site = Path(site); pages = {p.relative_to(site).as_posix(): p for p in sorted(site.rglob("*.html"))}
+def _parse(path: Path) -> _Links:
+    p = _Links()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+def match_fragments(
+    site,  # the rendered site's folder
+) -> int:
+    """Point nbdev's lower-case anchors (#classifyconfig, Quarto's ids) at nbconvert's ids (#ClassifyConfig); the links
+    changed."""
+    site = Path(site)
+    pages = {p.relative_to(site).as_posix(): p for p in sorted(site.rglob("*.html"))}
     ids = {name: {i.lower(): i for i in sorted(_parse(p).ids)} for name, p in pages.items()}
     changed = 0
+
     def fix(m, name):
         nonlocal changed
         path, frag = m.group(2), m.group(3)
-        target = Path(os.path.normpath(Path(name).parent/unquote(path))).as_posix() if path else name
+        target = Path(os.path.normpath(Path(name).parent / unquote(path))).as_posix() if path else name
         known = ids.get(target, {})
-        if frag in known.values() or frag.lower() not in known: return m.group(0)
+        if frag in known.values() or frag.lower() not in known:
+            return m.group(0)
         changed += 1
         return f'{m.group(1)}="{path}#{known[frag.lower()]}"'
+
     for name, p in pages.items():
         text = p.read_text(encoding="utf-8")
         new = re.sub(r'(href)="((?![a-z]+:)[^"#]*)#([^"]+)"', lambda m: fix(m, name), text)
-        if new != text: p.write_text(new, encoding="utf-8")
+        if new != text:
+            p.write_text(new, encoding="utf-8")
     return changed
 
-def check_links(site, # the rendered site's folder
-               )->tuple[list[str], int]:
+
+def check_links(
+    site,  # the rendered site's folder
+) -> tuple[list[str], int]:
     "(each broken link as 'page: link (why)', the number of links that leave the site)."
-    site = Path(site); pages = {p.relative_to(site).as_posix(): _parse(p) for p in sorted(site.rglob("*.html"))}
+    site = Path(site)
+    pages = {p.relative_to(site).as_posix(): _parse(p) for p in sorted(site.rglob("*.html"))}
     broken, external = [], 0
     for name, page in pages.items():
         for link in page.links:
@@ -154,27 +219,34 @@ def check_links(site, # the rendered site's folder
             if u.scheme or link.startswith("//"):
                 external += u.scheme != "data"
                 continue
-            target = Path(os.path.normpath(Path(name).parent/unquote(u.path))).as_posix() if u.path else name
-            if u.path and not (site/target).exists(): broken.append(f"{name}: {link} (no such file)")
+            target = Path(os.path.normpath(Path(name).parent / unquote(u.path))).as_posix() if u.path else name
+            if u.path and not (site / target).exists():
+                broken.append(f"{name}: {link} (no such file)")
             elif u.fragment and target in pages and not {u.fragment, unquote(u.fragment)} & pages[target].ids:
                 broken.append(f"{name}: {link} (no #{unquote(u.fragment)} on {target})")
     return broken, external
 
 # %% ../nbs/00n_docs.ipynb #docs06
-def build_docs(report_dir=None, # a finished `cgddi run`'s report folder (reports/<run>/); None: the notebooks without outputs
-               out=None, # the site's folder; None: <project root>/_docs
-               root=None, # the project root (holding pyproject.toml and nbs/); None: the current folder
-               n_workers:int=2, # nbdev's processing workers
-              )->Path:
+# a finished `cgddi run`'s report folder (reports/<run>/); None: the notebooks without outputs
+def build_docs(
+    report_dir=None,
+    out=None,  # the site's folder; None: <project root>/_docs
+    root=None,  # the project root (holding pyproject.toml and nbs/); None: the current folder
+    n_workers: int = 2,  # nbdev's processing workers
+) -> Path:
     "Render every notebook to `out` (the stage notebooks with the run's outputs), check its links and return `out`."
-    try: from nbdev.serve import proc_nbs  # nbdev's own processing, as nbdev-docs does
-    except ImportError as e: raise ImportError("cgddi docs needs nbdev (a development dependency): pip install -e '.[dev]'") from e
+    try:
+        from nbdev.serve import proc_nbs  # nbdev's own processing, as nbdev-docs does
+    except ImportError as e:
+        raise ImportError("cgddi docs needs nbdev (a development dependency): pip install -e '.[dev]'") from e
     root = Path(root or ".").resolve()
-    if not (root/"pyproject.toml").exists() or not (root/"nbs").is_dir():
-        raise FileNotFoundError(f"{root}: not the project root (no pyproject.toml and nbs/); run `cgddi docs` in the repository.")
-    out = Path(out).resolve() if out else root/DOCS
-    staging = root/"build"/"docs-src"
-    executed = stage_sources(root/"nbs", staging, report_dir)
+    if not (root / "pyproject.toml").exists() or not (root / "nbs").is_dir():
+        raise FileNotFoundError(
+            f"{root}: not the project root (no pyproject.toml and nbs/); run `cgddi docs` in the repository."
+        )
+    out = Path(out).resolve() if out else root / DOCS
+    staging = root / "build" / "docs-src"
+    executed = stage_sources(root / "nbs", staging, report_dir)
     cache = proc_nbs(str(staging), n_workers=n_workers)
     nbs = {p: nbformat.read(p, as_version=4) for p in sorted(cache.glob("*.ipynb"))}
     names = {p: page_name(nb, p.stem) for p, nb in nbs.items()}
@@ -182,21 +254,35 @@ def build_docs(report_dir=None, # a finished `cgddi run`'s report folder (report
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # the site is built beside `out`, then renamed
     try:
-        for p, nb in nbs.items(): (tmp/names[p]).write_text(render_page(nb, nav)[0], encoding="utf-8")
+        for p, nb in nbs.items():
+            (tmp / names[p]).write_text(render_page(nb, nav)[0], encoding="utf-8")
         for name in executed:  # every figure of the run's notebook is on its page
-            want = sum("image/png" in o.get("data", {}) for c in nbformat.read(Path(report_dir)/"notebooks"/name, as_version=4).cells
-                       for o in c.get("outputs", []))
-            page = names[cache/name]; got = (tmp/page).read_text(encoding="utf-8").count('src="data:image/png')
-            if got < want: raise ValueError(f"docs: {page} shows {got} of the {want} figures of {Path(report_dir)/'notebooks'/name}.")
+            want = sum(
+                "image/png" in o.get("data", {})
+                for c in nbformat.read(Path(report_dir) / "notebooks" / name, as_version=4).cells
+                for o in c.get("outputs", [])
+            )
+            page = names[cache / name]
+            got = (tmp / page).read_text(encoding="utf-8").count('src="data:image/png')
+            if got < want:
+                raise ValueError(
+                    f"docs: {page} shows {got} of the {want} figures of {Path(report_dir) / 'notebooks' / name}."
+                )
             figures[page] = got
         match_fragments(tmp)
         broken, external = check_links(tmp)
-        if broken: raise ValueError(f"docs: {len(broken)} broken link(s); the site is not written:\n" + "\n".join(broken[:20]))
-        if out.exists(): shutil.rmtree(out)
+        if broken:
+            raise ValueError(f"docs: {len(broken)} broken link(s); the site is not written:\n" + "\n".join(broken[:20]))
+        if out.exists():
+            shutil.rmtree(out)
         os.replace(tmp, out)
     finally:
-        if tmp.exists(): shutil.rmtree(tmp)
-    print(f"docs: {len(nbs)} pages in {out}" + (f" ({len(executed)} with the outputs of {report_dir}: figures {figures})" if executed else "")
-          + ", links checked "
-          f"({external} leave the site, not followed); open {out/'index.html'}")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    print(
+        f"docs: {len(nbs)} pages in {out}"
+        + (f" ({len(executed)} with the outputs of {report_dir}: figures {figures})" if executed else "")
+        + ", links checked "
+        f"({external} leave the site, not followed); open {out / 'index.html'}"
+    )
     return out

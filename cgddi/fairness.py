@@ -29,7 +29,6 @@ from .publish import import_note
 from .report import progress_bar, save_table, save_figure
 from .layout import SPLITS, TRAIN_SETS
 
-
 # %% auto #0
 __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TONE_COUNTS', 'TABLE2_ROWS', 'TABLE5_ROWS',
            'FINDING_COLUMNS', 'TABLE2_COLUMNS', 'FairnessConfig', 'FairnessWarning', 'tone_groups', 'group_counts',
@@ -43,17 +42,25 @@ __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TO
 @dataclass(kw_only=True)
 class FairnessConfig(StageConfig):
     "Settings of the fairness stage (paper 4.1, 4.3, D.2, E.1): CPU-safe defaults, the paper's values noted."
-    allowed: ClassVar[dict] = dict(quality_features=QUALITY_FEATURES, lpips_backbone=("alex", "vgg", "squeeze"), quality_max_images=Between(2),
-                                   kid_subset_size=Between(2))  # checked with the params file, before any stage runs
-    quality_features:str = "small" # FID/KID features: "inception" (torch-fidelity's Inception v3, the paper) or "small" (a random CNN, pipeline check)
-    inception_weights:str|None = None # local Inception weights for FID/KID; None: torch-fidelity's own download
-    lpips_backbone:str = "alex" # LPIPS trunk: alex (the lpips default), vgg or squeeze
-    lpips_pretrained_trunk:bool = False # True: ImageNet trunk (torchvision download, the paper); False: random trunk (pipeline check)
-    quality_max_images:int = 64 # per tone and method: at most this many synthetic and real images for FID/KID/LPIPS
-    kid_subset_size:int = 1000 # KID subset size (capped by the number of images)
-    quality_seed:int = 0 # which images are sampled and how LPIPS pairs are drawn
-    quality_split_seed:int|None = None # held-out real images: the test split of this faithful split seed; None: the first one
-    published_counts:bool = True # Table 7: add the paper's published tone counts of F17k and SCIN
+
+    allowed: ClassVar[dict] = dict(
+        quality_features=QUALITY_FEATURES,
+        lpips_backbone=("alex", "vgg", "squeeze"),
+        quality_max_images=Between(2),
+        kid_subset_size=Between(2),
+    )  # checked with the params file, before any stage runs
+    # FID/KID features: "inception" (torch-fidelity's Inception v3, the paper) or "small" (a random CNN, pipeline check)
+    quality_features: str = "small"
+    inception_weights: str | None = None  # local Inception weights for FID/KID; None: torch-fidelity's own download
+    lpips_backbone: str = "alex"  # LPIPS trunk: alex (the lpips default), vgg or squeeze
+    # True: ImageNet trunk (torchvision download, the paper); False: random trunk (pipeline check)
+    lpips_pretrained_trunk: bool = False
+    quality_max_images: int = 64  # per tone and method: at most this many synthetic and real images for FID/KID/LPIPS
+    kid_subset_size: int = 1000  # KID subset size (capped by the number of images)
+    quality_seed: int = 0  # which images are sampled and how LPIPS pairs are drawn
+    # held-out real images: the test split of this faithful split seed; None: the first one
+    quality_split_seed: int | None = None
+    published_counts: bool = True  # Table 7: add the paper's published tone counts of F17k and SCIN
 
     def __post_init__(self):
         if self.quality_features not in QUALITY_FEATURES:
@@ -64,226 +71,354 @@ CLASSES = (0, 1)  # benign, malignant
 CLASS_NAMES = {0: "benign", 1: "malignant"}
 RARITY_ORDER = ["common", "rare", "very_rare"]  # >10, 3-10, 1-2 images of the joined disease (cgddi.data.rarity)
 
+
 class FairnessWarning(UserWarning):
     "A metric is undefined (NaN) because a group or class has no sample."
 
-def _labels(y, name:str, source:str)->np.ndarray:
+
+def _labels(y, name: str, source: str) -> np.ndarray:
     y = np.asarray(y)
-    if y.dtype == bool: y = y.astype(int)
+    if y.dtype == bool:
+        y = y.astype(int)
     bad = sorted(set(pd.unique(y.ravel())) - set(CLASSES), key=str)
-    if bad: raise ValueError(f"{source}: {name} holds {bad}; labels must be 0 (benign) or 1 (malignant).")
+    if bad:
+        raise ValueError(f"{source}: {name} holds {bad}; labels must be 0 (benign) or 1 (malignant).")
     return y.astype(int)
 
-def tone_groups(tone, # tone names (light/medium/dark) or DDI skin_tone codes (12/34/56)
-                source:str="predictions", # what the values came from, named in errors
-               )->np.ndarray:
+
+def tone_groups(
+    tone,  # tone names (light/medium/dark) or DDI skin_tone codes (12/34/56)
+    source: str = "predictions",  # what the values came from, named in errors
+) -> np.ndarray:
     "Tone names for `tone`; an unknown value is a `ValueError` naming it."
     t = pd.Series(tone).map(lambda v: TONES.get(int(v), v) if str(v).isdigit() else v)
     bad = sorted(set(t) - set(TONE_ORDER), key=str)
-    if bad: raise ValueError(f"{source}: unknown skin tone(s) {bad}; use {TONE_ORDER} or the DDI codes {list(TONES)}.")
+    if bad:
+        raise ValueError(f"{source}: unknown skin tone(s) {bad}; use {TONE_ORDER} or the DDI codes {list(TONES)}.")
     return t.to_numpy(dtype=object)
+
 
 def _inputs(y_true, y_pred, tone, source):
     yt, yp = _labels(y_true, "y_true", source), _labels(y_pred, "y_pred", source)
-    if len(yt) == 0: raise ValueError(f"{source}: empty test set; there is nothing to evaluate.")
+    if len(yt) == 0:
+        raise ValueError(f"{source}: empty test set; there is nothing to evaluate.")
     if not (len(yt) == len(yp) == len(tone)):
         raise ValueError(f"{source}: y_true, y_pred and tone differ in length ({len(yt)}, {len(yp)}, {len(tone)}).")
     return yt, yp, tone_groups(tone, source)
 
-def group_counts(y_true, # true labels, 0/1
-                 y_pred, # predicted labels, 0/1
-                 tone, # tone per image
-                 source:str="predictions", # named in errors
-                )->dict[str, pd.DataFrame]:
+
+def group_counts(
+    y_true,  # true labels, 0/1
+    y_pred,  # predicted labels, 0/1
+    tone,  # tone per image
+    source: str = "predictions",  # named in errors
+) -> dict[str, pd.DataFrame]:
     "The count tables `L` (true), `P` (predicted) and `R` (correct): tone group x class."
     yt, yp, t = _inputs(y_true, y_pred, tone, source)
+
     def table(mask, lab):
-        return pd.DataFrame([[int(((t == k) & mask & (lab == c)).sum()) for c in CLASSES] for k in TONE_ORDER],
-                            index=pd.Index(TONE_ORDER, name="tone"), columns=pd.Index(CLASSES, name="class"))
+        return pd.DataFrame(
+            [[int(((t == k) & mask & (lab == c)).sum()) for c in CLASSES] for k in TONE_ORDER],
+            index=pd.Index(TONE_ORDER, name="tone"),
+            columns=pd.Index(CLASSES, name="class"),
+        )
+
     ones = np.ones(len(yt), bool)
     return {"L": table(ones, yt), "P": table(ones, yp), "R": table(yt == yp, yt)}
 
-def _cell(k)->str: return f"{k[0]}/{CLASS_NAMES[k[1]]}" if isinstance(k, tuple) else str(k)
 
-def _divide(num:pd.DataFrame|pd.Series, den:pd.DataFrame|pd.Series, what:str):
+def _cell(k) -> str:
+    return f"{k[0]}/{CLASS_NAMES[k[1]]}" if isinstance(k, tuple) else str(k)
+
+
+def _divide(num: pd.DataFrame | pd.Series, den: pd.DataFrame | pd.Series, what: str):
     "num / den, NaN (with a warning naming the cells) where den is 0."
     zero = den == 0
     empty = zero.stack() if isinstance(zero, pd.DataFrame) else zero
     if empty.any():
-        warnings.warn(f"{what}: no sample for {', '.join(_cell(k) for k in empty[empty].index)}; the value there is NaN.",
-                      FairnessWarning, stacklevel=3)
+        warnings.warn(
+            f"{what}: no sample for {', '.join(_cell(k) for k in empty[empty].index)}; the value there is NaN.",
+            FairnessWarning,
+            stacklevel=3,
+        )
     return num / den.where(~zero)
 
-def _min_over_max(shares:pd.DataFrame|pd.Series, what:str)->np.ndarray:
-    "min_k / max_k per class column (or of a Series); NaN, with a warning, where a group is undefined or the maximum is 0."
+
+def _min_over_max(shares: pd.DataFrame | pd.Series, what: str) -> np.ndarray:
+    """min_k / max_k per class column (or of a Series); NaN, with a warning, where a group is undefined or the maximum
+    is 0."""
     cols = shares.to_frame() if isinstance(shares, pd.Series) else shares
     out = []
     for c in cols.columns:
         col = cols[c]
         if col.isna().any() or col.max() == 0:
             which = f" for class {CLASS_NAMES[c]}" if c in CLASS_NAMES else ""
-            warnings.warn(f"{what}: undefined{which} (a group without samples, or nothing to compare); NaN.",
-                          FairnessWarning, stacklevel=3)
+            warnings.warn(
+                f"{what}: undefined{which} (a group without samples, or nothing to compare); NaN.",
+                FairnessWarning,
+                stacklevel=3,
+            )
             out.append(np.nan)
-        else: out.append(col.min() / col.max())
+        else:
+            out.append(col.min() / col.max())
     return np.array(out)
 
-def accuracy(y_true, y_pred)->float:
+
+def accuracy(y_true, y_pred) -> float:
     "Micro accuracy over all images (the reference's mean accuracy)."
     yt, yp = _labels(y_true, "y_true", "accuracy"), _labels(y_pred, "y_pred", "accuracy")
-    if len(yt) == 0: raise ValueError("accuracy: empty test set; there is nothing to evaluate.")
+    if len(yt) == 0:
+        raise ValueError("accuracy: empty test set; there is nothing to evaluate.")
     return float((yt == yp).mean())
 
-def _acc_by_tone(n:dict)->pd.Series: return _divide(n["R"].sum(axis=1), n["L"].sum(axis=1), "accuracy by tone").rename("accuracy")
-def _pqd(acc_k:pd.Series)->float: return float(_min_over_max(acc_k, "PQD")[0])
-def _dpm(n:dict)->float:
+
+def _acc_by_tone(n: dict) -> pd.Series:
+    return _divide(n["R"].sum(axis=1), n["L"].sum(axis=1), "accuracy by tone").rename("accuracy")
+
+
+def _pqd(acc_k: pd.Series) -> float:
+    return float(_min_over_max(acc_k, "PQD")[0])
+
+
+def _dpm(n: dict) -> float:
     P = n["P"]
     return float(np.mean(_min_over_max(_divide(P, pd.DataFrame({c: P.sum(axis=1) for c in CLASSES}), "DPM"), "DPM")))
-def _eom(n:dict)->float: return float(np.mean(_min_over_max(_divide(n["R"], n["L"], "EOM"), "EOM")))
 
-def accuracy_by_tone(y_true, y_pred, tone)->pd.Series:
+
+def _eom(n: dict) -> float:
+    return float(np.mean(_min_over_max(_divide(n["R"], n["L"], "EOM"), "EOM")))
+
+
+def accuracy_by_tone(y_true, y_pred, tone) -> pd.Series:
     "acc_k for light, medium and dark; NaN (with a warning) for a group with no image."
     return _acc_by_tone(group_counts(y_true, y_pred, tone))
 
-def pqd(y_true, y_pred, tone)->float:
+
+def pqd(y_true, y_pred, tone) -> float:
     "Predictive quality disparity: min_k acc_k / max_k acc_k (paper eq. 3)."
     return _pqd(accuracy_by_tone(y_true, y_pred, tone))
 
-def dpm(y_true, y_pred, tone)->float:
+
+def dpm(y_true, y_pred, tone) -> float:
     "Demographic parity metric: mean over both classes of min_k / max_k p(ŷ = c | k) (paper eq. 4)."
     return _dpm(group_counts(y_true, y_pred, tone))
 
-def eom(y_true, y_pred, tone)->float:
+
+def eom(y_true, y_pred, tone) -> float:
     "Equality of opportunity metric: mean over both classes of min_k / max_k p(ŷ = c | y = c, k) (paper eq. 5)."
     return _eom(group_counts(y_true, y_pred, tone))
 
 # %% ../nbs/07_fairness.ipynb #25172a4d
-def accuracy_by_rarity(y_true, y_pred,
-                       rarity, # rarity class per image: common / rare / very_rare
-                      )->pd.Series:
+def accuracy_by_rarity(
+    y_true,
+    y_pred,
+    rarity,  # rarity class per image: common / rare / very_rare
+) -> pd.Series:
     "Accuracy per rarity class; NaN (with a warning) for a class without test images."
     yt, yp = _labels(y_true, "y_true", "accuracy by rarity"), _labels(y_pred, "y_pred", "accuracy by rarity")
     r = pd.Series(np.asarray(rarity), dtype=object).str.replace(" ", "_")
     bad = sorted(set(r) - set(RARITY_ORDER))
-    if bad: raise ValueError(f"accuracy by rarity: unknown rarity class(es) {bad}; use {RARITY_ORDER}.")
+    if bad:
+        raise ValueError(f"accuracy by rarity: unknown rarity class(es) {bad}; use {RARITY_ORDER}.")
     correct = pd.Series(yt == yp).groupby(r.to_numpy()).agg(["sum", "count"]).reindex(RARITY_ORDER, fill_value=0)
     return _divide(correct["sum"], correct["count"], "accuracy by rarity").rename("accuracy")
 
-def imbalance_ratio(tone, # tone per image (names or DDI codes)
-                   )->float:
+
+def imbalance_ratio(
+    tone,  # tone per image (names or DDI codes)
+) -> float:
     "IR = max_k n_k / min_k n_k over light, medium, dark (appendix E.1); inf when a tone is missing."
     n = pd.Series(tone_groups(tone, "imbalance ratio")).value_counts().reindex(TONE_ORDER, fill_value=0)
     if n.min() == 0:
-        warnings.warn(f"imbalance ratio: no image of {list(n[n == 0].index)}; IR is infinite.", FairnessWarning, stacklevel=2)
+        warnings.warn(
+            f"imbalance ratio: no image of {list(n[n == 0].index)}; IR is infinite.", FairnessWarning, stacklevel=2
+        )
         return float("inf")
     return float(n.max() / n.min())
 
-def auc(y_true, y_prob)->float:
+
+def auc(y_true, y_prob) -> float:
     "ROC AUC of p(malignant) over all images; NaN (with a warning) when the test set holds one class."
     yt = _labels(y_true, "y_true", "AUC")
     if len(set(yt)) < 2:
-        warnings.warn("AUC: the test set holds one class only; NaN.", FairnessWarning, stacklevel=2); return float("nan")
+        warnings.warn("AUC: the test set holds one class only; NaN.", FairnessWarning, stacklevel=2)
+        return float("nan")
     return float(roc_auc_score(yt, np.asarray(y_prob, float)))
 
-def classification_metrics(pred:pd.DataFrame, # one run's predictions: y_true, y_pred, y_prob, tone[, rarity]
-                           source:str="predictions", # named in errors
-                          )->pd.Series:
+
+def classification_metrics(
+    pred: pd.DataFrame,  # one run's predictions: y_true, y_pred, y_prob, tone[, rarity]
+    source: str = "predictions",  # named in errors
+) -> pd.Series:
     "Every Table 2 metric (fractions), plus accuracy per rarity class when `pred` has a `rarity` column."
     missing = [c for c in ["y_true", "y_pred", "y_prob", "tone"] if c not in pred.columns]
-    if missing: raise ValueError(f"{source}: missing column(s) {missing}; predictions need ddi_id, y_true, y_prob, y_pred, tone, rarity.")
-    if len(pred) == 0: raise ValueError(f"{source}: empty test set; there is nothing to evaluate.")
+    if missing:
+        raise ValueError(
+            f"{source}: missing column(s) {missing}; predictions need ddi_id, y_true, y_prob, y_pred, tone, rarity."
+        )
+    if len(pred) == 0:
+        raise ValueError(f"{source}: empty test set; there is nothing to evaluate.")
     n = group_counts(pred.y_true, pred.y_pred, pred.tone, source)  # once: each undefined cell is warned about once
     by_tone = _acc_by_tone(n)
-    out = {"accuracy": accuracy(pred.y_true, pred.y_pred), **by_tone.to_dict(), "pqd": _pqd(by_tone), "dpm": _dpm(n),
-           "eom": _eom(n), "auc": auc(pred.y_true, pred.y_prob)}
+    out = {
+        "accuracy": accuracy(pred.y_true, pred.y_pred),
+        **by_tone.to_dict(),
+        "pqd": _pqd(by_tone),
+        "dpm": _dpm(n),
+        "eom": _eom(n),
+        "auc": auc(pred.y_true, pred.y_prob),
+    }
     if "rarity" in pred.columns:
         out.update({f"acc_{k}": v for k, v in accuracy_by_rarity(pred.y_true, pred.y_pred, pred.rarity).items()})
     return pd.Series(out)
 
-def mean_std(per_seed:pd.DataFrame, # one row per seed (and whatever group columns), metric columns
-             by:list[str], # group columns, e.g. protocol, experiment, method
-            )->pd.DataFrame:
-    "Mean and population std (ddof=0) over the seeds where a metric is defined: `<metric>`, `<metric>_std`, `<metric>_n`; and `n_seeds`."
+
+def mean_std(
+    per_seed: pd.DataFrame,  # one row per seed (and whatever group columns), metric columns
+    by: list[str],  # group columns, e.g. protocol, experiment, method
+) -> pd.DataFrame:
+    """Mean and population std (ddof=0) over the seeds where a metric is defined: `<metric>`, `<metric>_std`,
+    `<metric>_n`; and `n_seeds`."""
     metrics = [c for c in per_seed.columns if c not in by + ["seed"]]
     g = per_seed.groupby(by, sort=False)[metrics]
     out = g.mean().join(g.std(ddof=0).add_suffix("_std")).join(g.count().add_suffix("_n"))
     return out.assign(n_seeds=per_seed.groupby(by, sort=False).size()).reset_index()
 
-def pm(mean:float, std:float, digits:int=1, # the summary of one metric, as fractions
-       n:int|None=None, of:int|None=None, # the seeds it is over, of how many: "(4/5)" is shown when fewer
-      )->str:
+
+def pm(
+    mean: float,
+    std: float,
+    digits: int = 1,  # the summary of one metric, as fractions
+    n: int | None = None,
+    of: int | None = None,  # the seeds it is over, of how many: "(4/5)" is shown when fewer
+) -> str:
     "`mean ± std` as percentages, for tables; `n/a` for NaN; the seeds it is over when a seed left it undefined."
-    if pd.isna(mean): return "n/a"
-    return f"{100 * mean:.{digits}f} ± {100 * std:.{digits}f}" + (f" ({n}/{of})" if n is not None and of is not None and n < of else "")
+    if pd.isna(mean):
+        return "n/a"
+    return f"{100 * mean:.{digits}f} ± {100 * std:.{digits}f}" + (
+        f" ({n}/{of})" if n is not None and of is not None and n < of else ""
+    )
 
 # %% ../nbs/07_fairness.ipynb #bbad612a
 TYPE_NAMES = {"healthy": "Healthy", "lesion_mapped": "Lesion-mapped", "semantic": "Semantic", "all": "All cgDDI"}
 
-def quality_by_tone(work_dir, # run root
-                    real_ids, # ddi_id of the held-out real images
-                    extractor:nn.Module, lpips_model:nn.Module, # from `cgddi.quality.quality_models`
-                    cfg:FairnessConfig, # images per method and tone (a seeded sample of each side), KID subset size, seed
-                   )->pd.DataFrame:
-    "FID, KID and LPIPS per synthetic type (and all together) and tone against the held-out real images, leaving out what derives from them."
+
+def quality_by_tone(
+    work_dir,  # run root
+    real_ids,  # ddi_id of the held-out real images
+    extractor: nn.Module,
+    lpips_model: nn.Module,  # from `cgddi.quality.quality_models`
+    # images per method and tone (a seeded sample of each side), KID subset size, seed
+    cfg: FairnessConfig,
+) -> pd.DataFrame:
+    """FID, KID and LPIPS per synthetic type (and all together) and tone against the held-out real images, leaving out
+    what derives from them."""
     work, ddi = Path(work_dir), read_data(work_dir)
     real = ddi[ddi.ddi_id.isin(set(real_ids))]
     sets = read_manifests(work)
-    if not sets: raise ManifestError(f"{work}/manifest: no synthetic images; run the generation stages first.")
+    if not sets:
+        raise ManifestError(f"{work}/manifest: no synthetic images; run the generation stages first.")
     train_ids, left_out = adapter_train_ids(work), {}
-    for t, rows in sets.items():  # a synthetic image made from a reference image (canvas, donor, adapter) is no fair comparison
+    # a synthetic image made from a reference image (canvas, donor, adapter) is no fair comparison
+    for t, rows in sets.items():
         tied = leak_kinds(rows, real_ids, train_ids) != ""
         left_out[t], sets[t] = rows[tied], rows[~tied]
-    sets["all"], left_out["all"] = pd.concat(sets.values(), ignore_index=True), pd.concat(left_out.values(), ignore_index=True)
+    sets["all"], left_out["all"] = (
+        pd.concat(sets.values(), ignore_index=True),
+        pd.concat(left_out.values(), ignore_index=True),
+    )
     rows = []
     for method, syn in progress_bar(sets.items(), desc="generative quality", leave=False):
         for tone in TONE_ORDER:
             r, f = real[real.tone == tone], syn[syn.tone == tone]
             n, seed = cfg.quality_max_images, cfg.quality_seed
             r, f = r.sample(min(len(r), n), random_state=seed), f.sample(min(len(f), n), random_state=seed)
-            q = generative_quality([work/p for p in r.frame_path], [work/p for p in f.image], extractor, lpips_model, cfg.kid_subset_size, seed)
+            q = generative_quality(
+                [work / p for p in r.frame_path],
+                [work / p for p in f.image],
+                extractor,
+                lpips_model,
+                cfg.kid_subset_size,
+                seed,
+            )
             rows.append({"method": method, "tone": tone, **q, "n_left_out": int((left_out[method].tone == tone).sum())})
     return pd.DataFrame(rows)
 
-def table8(work_dir, # run root
-           extractor:nn.Module, # FID features (`cgddi.quality.quality_models`)
-           cfg:FairnessConfig, # images per set (a seeded sample) and the seed
-          )->pd.Series:
+
+def table8(
+    work_dir,  # run root
+    extractor: nn.Module,  # FID features (`cgddi.quality.quality_models`)
+    cfg: FairnessConfig,  # images per set (a seeded sample) and the seed
+) -> pd.Series:
     "FID against the real images of simple edits of them and of each synthetic type (paper Table 8), lowest first."
     work, n, seed = Path(work_dir), cfg.quality_max_images, cfg.quality_seed
     real = read_data(work).sample(frac=1, random_state=seed).head(n)
-    out = {k: v for k, v in augmentation_fid([work/p for p in real.frame_path], extractor, seed).items()}
+    out = {k: v for k, v in augmentation_fid([work / p for p in real.frame_path], extractor, seed).items()}
     for t, rows in read_manifests(work).items():
         fake = rows.sample(min(len(rows), n), random_state=seed)
-        out[f"cgDDI {TYPE_NAMES[t]}"] = generative_quality([work/p for p in real.frame_path], [work/p for p in fake.image], extractor,
-                                                          None, cfg.kid_subset_size, seed)["fid"]
+        out[f"cgDDI {TYPE_NAMES[t]}"] = generative_quality(
+            [work / p for p in real.frame_path],
+            [work / p for p in fake.image],
+            extractor,
+            None,
+            cfg.kid_subset_size,
+            seed,
+        )["fid"]
     return pd.Series(out, name="FID").sort_values()
 
-def tone_fidelity(work_dir, # run root
-                 )->tuple[pd.DataFrame, tuple[float, float]]:
-    "The ITA of every annotated real and every synthetic image's skin, the tone band it falls in, and the bands (calibrated on the real ones)."
+
+def tone_fidelity(
+    work_dir,  # run root
+) -> tuple[pd.DataFrame, tuple[float, float]]:
+    """The ITA of every annotated real and every synthetic image's skin, the tone band it falls in, and the bands
+    (calibrated on the real ones)."""
     work, ddi = Path(work_dir), read_data(work_dir)
+
     def skin_ita(image, mask_path):
-        im, mask = np.asarray(read_image(work/image)), np.load(work/mask_path)
-        if mask.shape != im.shape[:2]: mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(im.shape[1::-1], Image.NEAREST))
+        im, mask = np.asarray(read_image(work / image)), np.load(work / mask_path)
+        if mask.shape != im.shape[:2]:
+            mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(im.shape[1::-1], Image.NEAREST))
         return ita(im, mask == SKIN)
+
     real = ddi[ddi.frame_mask_path.notna()]
-    rows = [dict(type="real", image=r.frame_path, tone=r.tone, disease_joined=r.disease_joined, ita=skin_ita(r.frame_path, r.frame_mask_path))
-            for r in real.itertuples()]
+    rows = [
+        dict(
+            type="real",
+            image=r.frame_path,
+            tone=r.tone,
+            disease_joined=r.disease_joined,
+            ita=skin_ita(r.frame_path, r.frame_mask_path),
+        )
+        for r in real.itertuples()
+    ]
     low, high = ita_bounds([r["ita"] for r in rows], real.tone)
-    mask_of = ddi.set_index("ddi_id").frame_mask_path  # a synthetic image keeps its canvas's layout: the canvas's sDDI skin
+    # a synthetic image keeps its canvas's layout: the canvas's sDDI skin
+    mask_of = ddi.set_index("ddi_id").frame_mask_path
     for t, syn in read_manifests(work).items():
-        rows += [dict(type=t, image=r.image, tone=r.tone, disease_joined=r.disease_joined, ita=skin_ita(r.image, mask_of[r.base_id]))
-                 for r in progress_bar(syn.itertuples(), total=len(syn), desc=f"ITA of {t} images", leave=False)]
+        rows += [
+            dict(
+                type=t,
+                image=r.image,
+                tone=r.tone,
+                disease_joined=r.disease_joined,
+                ita=skin_ita(r.image, mask_of[r.base_id]),
+            )
+            for r in progress_bar(syn.itertuples(), total=len(syn), desc=f"ITA of {t} images", leave=False)
+        ]
     out = pd.DataFrame(rows)
     return out.assign(shows=tone_of(out.ita, low, high), agrees=lambda d: d.shows == d.tone), (low, high)
 
+
 PUBLISHED_TONE_COUNTS = {"F17k (published)": (7755, 6089, 2168), "SCIN (published)": (730, 1088, 357)}  # paper Table 7
 
-def tone_count_table(work_dir, published:bool=True)->pd.DataFrame:
+
+def tone_count_table(work_dir, published: bool = True) -> pd.DataFrame:
     "Images per tone and imbalance ratio per data set: DDI and every synthetic set (paper Table 7)."
     cols = {"DDI": read_data(work_dir).tone}
     cols.update({TYPE_NAMES[t]: rows.tone for t, rows in read_manifests(work_dir, columns=["tone"]).items()})
-    table = pd.DataFrame({k: pd.Series(tone_groups(v, k)).value_counts().reindex(TONE_ORDER, fill_value=0) for k, v in cols.items()})
+    table = pd.DataFrame(
+        {k: pd.Series(tone_groups(v, k)).value_counts().reindex(TONE_ORDER, fill_value=0) for k, v in cols.items()}
+    )
     if published:
         table = pd.concat([pd.DataFrame(PUBLISHED_TONE_COUNTS, index=TONE_ORDER), table], axis=1)
     with warnings.catch_warnings():
@@ -293,174 +428,330 @@ def tone_count_table(work_dir, published:bool=True)->pd.DataFrame:
     out.loc["imbalance ratio"] = [f"{ir[c]:.2f}" for c in table.columns]
     return out
 
-TABLE2_ROWS = [("Baseline (R.)", "real", "baseline"), ("FairDisCo (R.)", "real", "fairdisco"), ("PatchAlign (R.)", "real", "patchalign"),
-               ("Exp. 1 (S. only)", "exp1", None), ("Exp. 2 (R. + S.)", "exp2", None)]
-TABLE5_ROWS = [("Real DDI only", "real", "baseline"), ("Healthy + Lesion-mapped", "healthy_lesion_mapped", None),
-               ("Semantic only", "semantic", None), ("All cgDDI (Exp. 1)", "exp1", None)]
 
-def per_seed_metrics(pred:pd.DataFrame)->pd.DataFrame:
+TABLE2_ROWS = [
+    ("Baseline (R.)", "real", "baseline"),
+    ("FairDisCo (R.)", "real", "fairdisco"),
+    ("PatchAlign (R.)", "real", "patchalign"),
+    ("Exp. 1 (S. only)", "exp1", None),
+    ("Exp. 2 (R. + S.)", "exp2", None),
+]
+TABLE5_ROWS = [
+    ("Real DDI only", "real", "baseline"),
+    ("Healthy + Lesion-mapped", "healthy_lesion_mapped", None),
+    ("Semantic only", "semantic", None),
+    ("All cgDDI (Exp. 1)", "exp1", None),
+]
+
+
+def per_seed_metrics(pred: pd.DataFrame) -> pd.DataFrame:
     "Every metric per protocol, experiment, method and seed (`read_predictions` output)."
     rows = []
     for (p, e, m, s), d in pred.groupby(["protocol", "experiment", "method", "seed"], sort=False):
-        rows.append({"protocol": p, "experiment": e, "method": m, "seed": s, **classification_metrics(d, f"{p}/{e}/{m}/S{s}")})
+        rows.append(
+            {"protocol": p, "experiment": e, "method": m, "seed": s, **classification_metrics(d, f"{p}/{e}/{m}/S{s}")}
+        )
     return pd.DataFrame(rows)
 
-def paper_table(summary:pd.DataFrame, # `mean_std` output for one protocol
-                rows:list[tuple], # (label, experiment, method or None: the synthetic-experiment method)
-                columns:dict, # metric -> column title
-                synthetic_method:str="patchalign",
-               )->pd.DataFrame:
+
+def paper_table(
+    summary: pd.DataFrame,  # `mean_std` output for one protocol
+    rows: list[tuple],  # (label, experiment, method or None: the synthetic-experiment method)
+    columns: dict,  # metric -> column title
+    synthetic_method: str = "patchalign",
+) -> pd.DataFrame:
     "A paper-style table of `mean ± std` percentages; rows that were not run are left out."
     out = {}
     for label, exp, method in rows:
         hit = summary[(summary.experiment == exp) & (summary.method == (method or synthetic_method))]
-        if len(hit): out[label] = {title: pm(hit[m].iloc[0], hit[f"{m}_std"].iloc[0], n=int(hit[f"{m}_n"].iloc[0]),
-                                             of=int(hit["n_seeds"].iloc[0])) for m, title in columns.items()}
+        if len(hit):
+            out[label] = {
+                title: pm(
+                    hit[m].iloc[0],
+                    hit[f"{m}_std"].iloc[0],
+                    n=int(hit[f"{m}_n"].iloc[0]),
+                    of=int(hit["n_seeds"].iloc[0]),
+                )
+                for m, title in columns.items()
+            }
     return pd.DataFrame.from_dict(out, orient="index")
 
 # %% ../nbs/07_fairness.ipynb #find07
 FINDING_COLUMNS = {"accuracy": "All", "light": "Light", "medium": "Medium", "dark": "Dark"}
 
-def majority_rates(pred:pd.DataFrame, # `read_predictions` rows (every run of a split tests the same images)
-                  )->pd.DataFrame:
-    "Per protocol and seed, a constant classifier's accuracy (the test split's more frequent class; ties: benign), overall and per tone."
+
+def majority_rates(
+    pred: pd.DataFrame,  # `read_predictions` rows (every run of a split tests the same images)
+) -> pd.DataFrame:
+    """Per protocol and seed, a constant classifier's accuracy (the test split's more frequent class; ties: benign),
+    overall and per tone."""
     rows = []
     for (p, s), d in pred.groupby(["protocol", "seed"], sort=False):
         one = d[(d.experiment == d.experiment.iloc[0]) & (d.method == d.method.iloc[0])]
-        y = one.y_true.astype(int).to_numpy(); hit = pd.Series(y == int(y.mean() > 0.5))
-        rows.append({"protocol": p, "experiment": "majority", "method": "constant", "seed": s, "accuracy": hit.mean(),
-                     **hit.groupby(tone_groups(one.tone)).mean().reindex(TONE_ORDER).to_dict()})
+        y = one.y_true.astype(int).to_numpy()
+        hit = pd.Series(y == int(y.mean() > 0.5))
+        rows.append(
+            {
+                "protocol": p,
+                "experiment": "majority",
+                "method": "constant",
+                "seed": s,
+                "accuracy": hit.mean(),
+                **hit.groupby(tone_groups(one.tone)).mean().reindex(TONE_ORDER).to_dict(),
+            }
+        )
     return pd.DataFrame(rows)
 
-def paired_difference(per_seed:pd.DataFrame, # per-seed metrics (`per_seed_metrics`, `majority_rates`) of one protocol
-                      a:tuple, b:tuple, # (experiment, method) of the two runs
-                     )->pd.DataFrame:
+
+def paired_difference(
+    per_seed: pd.DataFrame,  # per-seed metrics (`per_seed_metrics`, `majority_rates`) of one protocol
+    a: tuple,
+    b: tuple,  # (experiment, method) of the two runs
+) -> pd.DataFrame:
     "Per seed both ran: a's accuracy minus b's in points, overall and per tone."
-    pick = lambda e, m: per_seed[(per_seed.experiment == e) & (per_seed.method == m)].set_index("seed")[list(FINDING_COLUMNS)]
-    A, B = pick(*a), pick(*b); seeds = A.index.intersection(B.index)
+    pick = lambda e, m: per_seed[(per_seed.experiment == e) & (per_seed.method == m)].set_index("seed")[
+        list(FINDING_COLUMNS)
+    ]
+    A, B = pick(*a), pick(*b)
+    seeds = A.index.intersection(B.index)
     return (A.loc[seeds] - B.loc[seeds]) * 100
 
-def _verdict(name:str, other:str, d:pd.Series)->str:
+
+def _verdict(name: str, other: str, d: pd.Series) -> str:
     "One sentence on a paired difference in points."
     mean, std, n = d.mean(), d.std(ddof=0), len(d)
-    if n < 2: return f"{name} vs {other}: {mean:+.1f} points on one seed only; no spread to judge by."
-    if mean > std: return f"{name} beats {other} by {mean:.1f} points (± {std:.1f}; ahead on {(d > 0).sum()}/{n} seeds)."
-    if mean < -std: return f"{name} falls {-mean:.1f} points below {other} (± {std:.1f}; behind on {(d < 0).sum()}/{n} seeds)."
-    return f"{name} and {other} differ by {mean:+.1f} ± {std:.1f} points, within the spread over seeds: no clear difference."
+    if n < 2:
+        return f"{name} vs {other}: {mean:+.1f} points on one seed only; no spread to judge by."
+    if mean > std:
+        return f"{name} beats {other} by {mean:.1f} points (± {std:.1f}; ahead on {(d > 0).sum()}/{n} seeds)."
+    if mean < -std:
+        return f"{name} falls {-mean:.1f} points below {other} (± {std:.1f}; behind on {(d < 0).sum()}/{n} seeds)."
+    return (
+        f"{name} and {other} differ by {mean:+.1f} ± {std:.1f} points, within the spread over seeds: "
+        "no clear difference."
+    )
 
-def findings_table(per_seed:pd.DataFrame, # per-seed metrics of one protocol, `majority_rates` rows included
-                   synthetic_method:str, # the method of Exp. 1 and Exp. 2
-                  )->pd.DataFrame:
-    "Each claim of the paper on this run: paired accuracy differences (points, mean ± std over seeds) overall and per tone, seeds ahead, a verdict."
+
+def findings_table(
+    per_seed: pd.DataFrame,  # per-seed metrics of one protocol, `majority_rates` rows included
+    synthetic_method: str,  # the method of Exp. 1 and Exp. 2
+) -> pd.DataFrame:
+    """Each claim of the paper on this run: paired accuracy differences (points, mean ± std over seeds) overall and per
+    tone, seeds ahead, a verdict."""
     base, maj = ("real", "baseline"), ("majority", "constant")
-    claims = [("Baseline (R.)", base, "the majority rate", maj), ("Exp. 1 (S. only)", ("exp1", synthetic_method), "the majority rate", maj),
-              ("Exp. 1 (S. only)", ("exp1", synthetic_method), "Baseline (R.)", base),
-              ("Exp. 2 (S., then R.)", ("exp2", synthetic_method), "Baseline (R.)", base)]
+    claims = [
+        ("Baseline (R.)", base, "the majority rate", maj),
+        ("Exp. 1 (S. only)", ("exp1", synthetic_method), "the majority rate", maj),
+        ("Exp. 1 (S. only)", ("exp1", synthetic_method), "Baseline (R.)", base),
+        ("Exp. 2 (S., then R.)", ("exp2", synthetic_method), "Baseline (R.)", base),
+    ]
     rows = {}
     for name, a, other, b in claims:
         d = paired_difference(per_seed, a, b)
-        if not len(d): continue
-        cells = {title: "n/a" if d[c].isna().all() else f"{d[c].mean():+.1f} ± {d[c].std(ddof=0):.1f}" for c, title in FINDING_COLUMNS.items()}
-        rows[f"{name} − {other}"] = cells | {"Seeds ahead": f"{int((d.accuracy > 0).sum())}/{len(d)}", "On this run": _verdict(name, other, d.accuracy)}
+        if not len(d):
+            continue
+        cells = {
+            title: "n/a" if d[c].isna().all() else f"{d[c].mean():+.1f} ± {d[c].std(ddof=0):.1f}"
+            for c, title in FINDING_COLUMNS.items()
+        }
+        rows[f"{name} − {other}"] = cells | {
+            "Seeds ahead": f"{int((d.accuracy > 0).sum())}/{len(d)}",
+            "On this run": _verdict(name, other, d.accuracy),
+        }
     return pd.DataFrame.from_dict(rows, orient="index")
 
 # %% ../nbs/07_fairness.ipynb #f07ctx
-TABLE2_COLUMNS = {"accuracy": "Mean", "light": "Light", "medium": "Medium", "dark": "Dark", "pqd": "PQD", "dpm": "DPM", "eom": "EOM"}
+TABLE2_COLUMNS = {
+    "accuracy": "Mean",
+    "light": "Light",
+    "medium": "Medium",
+    "dark": "Dark",
+    "pqd": "PQD",
+    "dpm": "DPM",
+    "eom": "EOM",
+}
+
 
 @dataclass
 class RunResults:
-    "What every table of a finished run starts from: the run's source, its runs and predictions, the per-seed metrics and the notes."
-    work:Path # the run root
-    source:str # DDI or the embedded benchmark (`data_source`)
-    runs:pd.DataFrame # `read_runs`
-    pred:pd.DataFrame # `read_predictions`
-    synthetic_method:str # the method of the synthetic experiments
-    init_note:str # what every caption adds: random weights, imported images, trained tones
-    per_seed:pd.DataFrame # `per_seed_metrics` of `pred`
-    summary:pd.DataFrame # their mean and std over split seeds
-    undefined:list # the distinct undefined (NaN) metrics, as warned
+    """What every table of a finished run starts from: the run's source, its runs and predictions, the per-seed metrics
+    and the notes."""
 
-def run_results(work_dir, # a run root with classification runs (06_classify)
-               )->RunResults:
+    work: Path  # the run root
+    source: str  # DDI or the embedded benchmark (`data_source`)
+    runs: pd.DataFrame  # `read_runs`
+    pred: pd.DataFrame  # `read_predictions`
+    synthetic_method: str  # the method of the synthetic experiments
+    init_note: str  # what every caption adds: random weights, imported images, trained tones
+    per_seed: pd.DataFrame  # `per_seed_metrics` of `pred`
+    summary: pd.DataFrame  # their mean and std over split seeds
+    undefined: list  # the distinct undefined (NaN) metrics, as warned
+
+
+def run_results(
+    work_dir,  # a run root with classification runs (06_classify)
+) -> RunResults:
     "Read a finished run's classification results once for every table."
     work = Path(work_dir)
     runs, pred = read_runs(work), read_predictions(work)
-    synthetic_method = runs[runs.experiment != "real"].method.iloc[0] if (runs.experiment != "real").any() else "patchalign"
-    init_note = "" if bool(runs.pretrained.all()) else (f" Classifiers started from random weights (offline run; backbones "
-                                                        f"{', '.join(sorted(runs.backbone.unique()))}), not from the paper's ImageNet weights.")
+    synthetic_method = (
+        runs[runs.experiment != "real"].method.iloc[0] if (runs.experiment != "real").any() else "patchalign"
+    )
+    init_note = (
+        ""
+        if bool(runs.pretrained.all())
+        else (
+            " Classifiers started from random weights (offline run; "
+            "backbones "
+            f"{', '.join(sorted(runs.backbone.unique()))}), not from the "
+            "paper's ImageNet weights."
+        )
+    )
     init_note += import_note(work)  # synthetic images imported without the leakage filter, if any
-    trained_tones = sorted({", ".join(t) for t in runs.get("train_tones", pd.Series(dtype=object)) if isinstance(t, list)})
+    trained_tones = sorted(
+        {", ".join(t) for t in runs.get("train_tones", pd.Series(dtype=object)) if isinstance(t, list)}
+    )
     if trained_tones:  # 06's train_tones: skin-diff's scenario (iii)
-        init_note += (f" Trained on {' / '.join(trained_tones)} skin only (06 train_tones, skin-diff's scenario iii): no real image of another "
-                      "tone and no synthetic image derived from one; the other tones' columns measure transfer to tones never trained on.")
+        init_note += (
+            f" Trained on {' / '.join(trained_tones)} skin only (06 train_tones, skin-diff's scenario iii): "
+            "no real image of another "
+            "tone and no synthetic image derived from one; the other tones' columns measure transfer to "
+            "tones never trained on."
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FairnessWarning)
         per_seed = per_seed_metrics(pred)
-    return RunResults(work, data_source(work), runs, pred, synthetic_method, init_note, per_seed,
-                      mean_std(per_seed, ["protocol", "experiment", "method"]), sorted({str(w.message) for w in caught}))
+    return RunResults(
+        work,
+        data_source(work),
+        runs,
+        pred,
+        synthetic_method,
+        init_note,
+        per_seed,
+        mean_std(per_seed, ["protocol", "experiment", "method"]),
+        sorted({str(w.message) for w in caught}),
+    )
 
 # %% ../nbs/07_fairness.ipynb #f07t2
-def _let_through(r:RunResults, protocol:str)->str:
+def _let_through(r: RunResults, protocol: str) -> str:
     "What the protocol's leakage rule lets into the synthetic runs, per run (mean over seeds)."
     x = r.runs[(r.runs.protocol == protocol) & (r.runs.experiment == "exp1") & (r.runs.status == "done")]
-    if protocol == "clean" or not len(x): return " The clean rule admits no training image tied to a test image (see the leakage audit)."
-    return (f" The faithful rule (paper G.2) let into Exp. 1 (and so into Exp. 2, which starts from it), per run, "
-            f"{x.n_semantic_generator_saw_test.mean():.1f} semantic images whose generator learnt from one of the run's test images and "
-            f"{x.n_semantic_base_in_test.mean():.1f} on a test image's canvas (another disease) — of {x.n_train_synthetic.mean():.1f} synthetic images.")
+    if protocol == "clean" or not len(x):
+        return " The clean rule admits no training image tied to a test image (see the leakage audit)."
+    return (
+        f" The faithful rule (paper G.2) let into Exp. 1 (and so into Exp. 2, which starts from it), per run, "
+        f"{x.n_semantic_generator_saw_test.mean():.1f} semantic images whose generator learnt from one of the "
+        "run's test images and "
+        f"{x.n_semantic_base_in_test.mean():.1f} on a test image's canvas (another disease) — of "
+        f"{x.n_train_synthetic.mean():.1f} synthetic images."
+    )
 
-def _methods_note(r:RunResults)->str:
-    return (f" Exp. 1 and Exp. 2 train {r.synthetic_method} (06 synthetic_method); Exp. 2 fine-tunes Exp. 1's model on the real images, "
-            "so it inherits Exp. 1's synthetic images (its n_train_synthetic in tab_06_runs).")
 
-def table2_report(r:RunResults, # `run_results`
-                  report, # the report folder (tables/, figures/)
-                 )->dict[str, pd.DataFrame]:
-    "Table 2 per protocol with the majority rate, what the run shows (`findings_table`), the per-seed metrics and the accuracy figure."
+def _methods_note(r: RunResults) -> str:
+    return (
+        f" Exp. 1 and Exp. 2 train {r.synthetic_method} (06 synthetic_method); Exp. 2 fine-tunes Exp. 1's model on "
+        "the real images, "
+        "so it inherits Exp. 1's synthetic images (its n_train_synthetic in tab_06_runs)."
+    )
+
+
+def table2_report(
+    r: RunResults,  # `run_results`
+    report,  # the report folder (tables/, figures/)
+) -> dict[str, pd.DataFrame]:
+    """Table 2 per protocol with the majority rate, what the run shows (`findings_table`), the per-seed metrics and the
+    accuracy figure."""
     out = {"tab_07_metrics_per_seed": r.per_seed}
-    save_table(r.per_seed, report, "tab_07_metrics_per_seed",
-               f"{r.source}: every metric (fraction) per protocol, experiment, method and split seed, from the saved predictions.", index=False)
-    majority = majority_rates(r.pred)  # a constant classifier on each test split: the floor every trained classifier must clear
+    save_table(
+        r.per_seed,
+        report,
+        "tab_07_metrics_per_seed",
+        f"{r.source}: every metric (fraction) per protocol, experiment, method and split seed, from the saved "
+        "predictions.",
+        index=False,
+    )
+    # a constant classifier on each test split: the floor every trained classifier must clear
+    majority = majority_rates(r.pred)
     with_majority = mean_std(pd.concat([r.per_seed, majority], ignore_index=True), ["protocol", "experiment", "method"])
-    not_dermatology = " These are figures of the embedded benchmark's drawn images, not of dermatology." if r.source != "DDI" else ""
+    not_dermatology = (
+        " These are figures of the embedded benchmark's drawn images, not of dermatology." if r.source != "DDI" else ""
+    )
     for protocol, s in with_majority.groupby("protocol", sort=False):
         n = int(s.n_seeds.max())
-        out[f"tab_07_table2_{protocol}"] = t = paper_table(s, [("Majority rate", "majority", "constant"), *TABLE2_ROWS], TABLE2_COLUMNS,
-                                                           r.synthetic_method)
-        save_table(t, report, f"tab_07_table2_{protocol}",
-                   f"{r.source}, protocol {protocol}: Table 2, accuracy (%) by tone and fairness (%), mean ± population std over "
-                   f"{n} split seed(s) ((k/{n}): a metric undefined for some seeds is over the k where it is defined); R. real, S. synthetic; "
-                   f"majority rate: always calling the test split's more frequent class.{_methods_note(r)}"
-                   f"{_let_through(r, protocol)}{r.init_note}")
+        out[f"tab_07_table2_{protocol}"] = t = paper_table(
+            s, [("Majority rate", "majority", "constant"), *TABLE2_ROWS], TABLE2_COLUMNS, r.synthetic_method
+        )
+        save_table(
+            t,
+            report,
+            f"tab_07_table2_{protocol}",
+            f"{r.source}, protocol {protocol}: Table 2, accuracy (%) by tone and fairness (%), mean ± "
+            "population std over "
+            f"{n} split seed(s) ((k/{n}): a metric undefined for some seeds is over the k where it is defined); "
+            "R. real, S. synthetic; "
+            f"majority rate: always calling the test split's more frequent class.{_methods_note(r)}"
+            f"{_let_through(r, protocol)}{r.init_note}",
+        )
         out[f"tab_07_findings_{protocol}"] = f = findings_table(
-            pd.concat([r.per_seed[r.per_seed.protocol == protocol], majority[majority.protocol == protocol]]), r.synthetic_method)
-        save_table(f, report, f"tab_07_findings_{protocol}",
-                   f"{r.source}, protocol {protocol}: what this run shows. Accuracy differences in points (overall and per tone), paired by "
-                   f"split seed, mean ± population std over {n} seed(s); a verdict says better or worse only when the mean difference "
-                   f"exceeds its spread.{_methods_note(r)}{not_dermatology}{r.init_note}")
+            pd.concat([r.per_seed[r.per_seed.protocol == protocol], majority[majority.protocol == protocol]]),
+            r.synthetic_method,
+        )
+        save_table(
+            f,
+            report,
+            f"tab_07_findings_{protocol}",
+            f"{r.source}, protocol {protocol}: what this run shows. Accuracy differences in points (overall and "
+            "per tone), paired by "
+            f"split seed, mean ± population std over {n} seed(s); a verdict says better or worse only when the "
+            "mean difference "
+            f"exceeds its spread.{_methods_note(r)}{not_dermatology}{r.init_note}",
+        )
     protocols = r.summary.groupby("protocol", sort=False)
     fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 3.6), squeeze=False, sharey=True)
     for ax, (protocol, s) in zip(axes[0], protocols):
-        labels = [(lab, e, m or r.synthetic_method) for lab, e, m in TABLE2_ROWS
-                  if ((s.experiment == e) & (s.method == (m or r.synthetic_method))).any()]
+        labels = [
+            (lab, e, m or r.synthetic_method)
+            for lab, e, m in TABLE2_ROWS
+            if ((s.experiment == e) & (s.method == (m or r.synthetic_method))).any()
+        ]
         x = np.arange(len(labels))
         for i, tone in enumerate(TONE_ORDER):
             rows_ = [s[(s.experiment == e) & (s.method == m)].iloc[0] for _, e, m in labels]
-            ax.bar(x + (i - 1) * 0.27, [100 * row[tone] for row in rows_], 0.27, yerr=[100 * row[f"{tone}_std"] for row in rows_],
-                   color=TONE_COLOURS[tone], edgecolor="k", linewidth=0.5, label=tone, capsize=2)
+            ax.bar(
+                x + (i - 1) * 0.27,
+                [100 * row[tone] for row in rows_],
+                0.27,
+                yerr=[100 * row[f"{tone}_std"] for row in rows_],
+                color=TONE_COLOURS[tone],
+                edgecolor="k",
+                linewidth=0.5,
+                label=tone,
+                capsize=2,
+            )
         ax.set_xticks(x, [lab for lab, *_ in labels], rotation=20, ha="right", fontsize=8)
-        ax.set_title(f"protocol: {protocol}"); ax.set_ylim(0, 105)
-    axes[0][0].set_ylabel("accuracy (%)"); axes[0][-1].legend(fontsize=8)
+        ax.set_title(f"protocol: {protocol}")
+        ax.set_ylim(0, 105)
+    axes[0][0].set_ylabel("accuracy (%)")
+    axes[0][-1].legend(fontsize=8)
     fig.suptitle(f"{r.source}: accuracy by skin tone (mean ± std over split seeds)", fontsize=10)
-    save_figure(fig, report, "fig_07_accuracy_by_tone", f"{r.source}: accuracy per skin tone for each Table 2 row and protocol.{r.init_note}")
+    save_figure(
+        fig,
+        report,
+        "fig_07_accuracy_by_tone",
+        f"{r.source}: accuracy per skin tone for each Table 2 row and protocol.{r.init_note}",
+    )
     return out
 
 # %% ../nbs/07_fairness.ipynb #f07x
-def cross_dataset_report(r:RunResults, # `run_results`
-                         report, # the report folder
-                        )->dict[str, pd.DataFrame]:
+def cross_dataset_report(
+    r: RunResults,  # `run_results`
+    report,  # the report folder
+) -> dict[str, pd.DataFrame]:
     "The Table 2 classifiers on the external F17k(-layout) test set, per protocol; empty when 06 tested none."
     external, out = read_external_predictions(r.work, "f17k"), {}
-    if not len(external): return out
+    if not len(external):
+        return out
     counts = external.drop_duplicates("image_id").tone.value_counts().reindex(TONE_ORDER, fill_value=0)
     ext_name = "the benchmark's F17k-layout test set" if is_benchmark_run(r.work) else "Fitzpatrick17k"
     with warnings.catch_warnings():
@@ -468,145 +759,274 @@ def cross_dataset_report(r:RunResults, # `run_results`
         ext_summary = mean_std(per_seed_metrics(external), ["protocol", "experiment", "method"])
     for protocol, s in ext_summary.groupby("protocol", sort=False):
         out[f"tab_07_cross_dataset_{protocol}"] = t = paper_table(s, TABLE2_ROWS, TABLE2_COLUMNS, r.synthetic_method)
-        save_table(t, report, f"tab_07_cross_dataset_{protocol}",
-                   f"{r.source}, protocol {protocol}: the Table 2 classifiers tested on {ext_name} (never trained on), accuracy (%) by tone "
-                   f"and fairness (%), mean ± population std over {int(s.n_seeds.max())} split seed(s); over its benign and malignant images "
-                   f"with a known tone: {counts['light']} light, {counts['medium']} medium, {counts['dark']} dark.{r.init_note}")
+        save_table(
+            t,
+            report,
+            f"tab_07_cross_dataset_{protocol}",
+            f"{r.source}, protocol {protocol}: the Table 2 classifiers tested on {ext_name} (never trained on), "
+            "accuracy (%) by tone "
+            f"and fairness (%), mean ± population std over {int(s.n_seeds.max())} split seed(s); over its "
+            "benign and malignant images "
+            f"with a known tone: {counts['light']} light, {counts['medium']} medium, {counts['dark']} "
+            f"dark.{r.init_note}",
+        )
     return out
 
 # %% ../nbs/07_fairness.ipynb #f07rar
-_SIZE_RULE = {"faithful": "its disease has more than 10 images in Joined DDI", "clean": "its adapter learnt from more than 10 images"}
+_SIZE_RULE = {
+    "faithful": "its disease has more than 10 images in Joined DDI",
+    "clean": "its adapter learnt from more than 10 images",
+}
 
-def rarity_report(r:RunResults, # `run_results`
-                  report, # the report folder
-                 )->dict[str, pd.DataFrame]:
+
+def rarity_report(
+    r: RunResults,  # `run_results`
+    report,  # the report folder
+) -> dict[str, pd.DataFrame]:
     "Table 3 (left), accuracy by disease rarity, and Table 5, accuracy by training subset, per protocol."
     out = {}
     for protocol, s in r.summary.groupby("protocol", sort=False):
+
         def _cell(e, rarity):
             hit = s[(s.experiment == e) & (s.method == r.synthetic_method)].iloc[0]
-            return pm(hit[f"acc_{rarity}"], hit[f"acc_{rarity}_std"], n=int(hit[f"acc_{rarity}_n"]), of=int(hit.n_seeds))
-        left = pd.DataFrame({label: {rarity: _cell(e, rarity) for rarity in RARITY_ORDER}
-                             for label, e in [("Exp. 1 (S) accuracy (%)", "exp1"), ("Exp. 2 (S+R) accuracy (%)", "exp2")]
-                             if ((s.experiment == e) & (s.method == r.synthetic_method)).any()})
+            return pm(
+                hit[f"acc_{rarity}"], hit[f"acc_{rarity}_std"], n=int(hit[f"acc_{rarity}_n"]), of=int(hit.n_seeds)
+            )
+
+        left = pd.DataFrame(
+            {
+                label: {rarity: _cell(e, rarity) for rarity in RARITY_ORDER}
+                for label, e in [("Exp. 1 (S) accuracy (%)", "exp1"), ("Exp. 2 (S+R) accuracy (%)", "exp2")]
+                if ((s.experiment == e) & (s.method == r.synthetic_method)).any()
+            }
+        )
         if len(left):
             left.index = ["Common (>10)", "Rare (3–10)", "V. Rare (1–2)"]
             out[f"tab_07_table3_rarity_{protocol}"] = left
-            save_table(left, report, f"tab_07_table3_rarity_{protocol}",
-                       f"{r.source}, protocol {protocol}: Table 3 (left), accuracy by disease rarity, mean ± std over split seeds.{r.init_note}")
-        out[f"tab_07_table5_{protocol}"] = t5 = paper_table(s, TABLE5_ROWS, {k: TABLE2_COLUMNS[k] for k in ["accuracy", "light", "medium", "dark"]},
-                                                            r.synthetic_method)
-        save_table(t5, report, f"tab_07_table5_{protocol}",
-                   f"{r.source}, protocol {protocol}: Table 5, accuracy (%) by training subset: real DDI only (the ResNet-18 baseline, "
-                   f"Table 2's first row) and synthetic subsets ({r.synthetic_method}). A semantic image enters only when "
-                   f"{_SIZE_RULE[protocol]} (the ≤ 10 rule) and it has a malignancy label; rows without images are left out.{r.init_note}")
+            save_table(
+                left,
+                report,
+                f"tab_07_table3_rarity_{protocol}",
+                f"{r.source}, protocol {protocol}: Table 3 (left), accuracy by disease rarity, mean ± std over "
+                f"split seeds.{r.init_note}",
+            )
+        out[f"tab_07_table5_{protocol}"] = t5 = paper_table(
+            s, TABLE5_ROWS, {k: TABLE2_COLUMNS[k] for k in ["accuracy", "light", "medium", "dark"]}, r.synthetic_method
+        )
+        save_table(
+            t5,
+            report,
+            f"tab_07_table5_{protocol}",
+            f"{r.source}, protocol {protocol}: Table 5, accuracy (%) by training subset: real DDI only (the "
+            "ResNet-18 baseline, "
+            f"Table 2's first row) and synthetic subsets ({r.synthetic_method}). A semantic image enters only "
+            "when "
+            f"{_SIZE_RULE[protocol]} (the ≤ 10 rule) and it has a malignancy label; rows without images are "
+            f"left out.{r.init_note}",
+        )
     return out
 
 # %% ../nbs/07_fairness.ipynb #f07q
-def quality_report(r:RunResults, # `run_results`
-                   cfg:FairnessConfig, # the quality settings
-                   report, # the report folder
-                  )->dict[str, pd.DataFrame]:
-    "Table 3 (right), Table 6 and Table 8: FID, KID and LPIPS by tone and method against held-out real images, and of simple edits."
-    splits = sorted((r.work/SPLITS).glob("faithful_S*.csv"))
+def quality_report(
+    r: RunResults,  # `run_results`
+    cfg: FairnessConfig,  # the quality settings
+    report,  # the report folder
+) -> dict[str, pd.DataFrame]:
+    """Table 3 (right), Table 6 and Table 8: FID, KID and LPIPS by tone and method against held-out real images, and of
+    simple edits."""
+    splits = sorted((r.work / SPLITS).glob("faithful_S*.csv"))
     qseed = cfg.quality_split_seed if cfg.quality_split_seed is not None else int(splits[0].stem.split("_S")[1])
     held_out = read_split(r.work, "faithful", qseed).query("split == 'test'").ddi_id
-    extractor, lp = quality_models(cfg.quality_features, cfg.inception_weights, cfg.lpips_backbone, cfg.lpips_pretrained_trunk, cfg.quality_seed)
-    quality_note = (f" Features: {SMALL_LABEL}." if cfg.quality_features == "small" or not cfg.lpips_pretrained_trunk else
-                    " Features: Inception v3 (torch-fidelity) and LPIPS with the ImageNet trunk.")
+    extractor, lp = quality_models(
+        cfg.quality_features, cfg.inception_weights, cfg.lpips_backbone, cfg.lpips_pretrained_trunk, cfg.quality_seed
+    )
+    quality_note = (
+        f" Features: {SMALL_LABEL}."
+        if cfg.quality_features == "small" or not cfg.lpips_pretrained_trunk
+        else " Features: Inception v3 (torch-fidelity) and LPIPS with the ImageNet trunk."
+    )
     quality = quality_by_tone(r.work, held_out, extractor, lp, cfg)
-    save_table(quality, report, "tab_07_quality_long",
-               f"{r.source}: FID, KID and LPIPS per synthetic set and tone against the held-out real images (faithful S{qseed} test split), "
-               f"with image counts (n_fake: synthetic images compared, a sample of at most {cfg.quality_max_images}; n_left_out: synthetic "
-               f"images made from a reference image, left out).{quality_note}", index=False)
+    save_table(
+        quality,
+        report,
+        "tab_07_quality_long",
+        f"{r.source}: FID, KID and LPIPS per synthetic set and tone against the held-out real images (faithful "
+        f"S{qseed} test split), "
+        f"with image counts (n_fake: synthetic images compared, a sample of at most {cfg.quality_max_images}; "
+        "n_left_out: synthetic "
+        f"images made from a reference image, left out).{quality_note}",
+        index=False,
+    )
     right = quality[quality.method == "all"].set_index("tone")[["fid", "kid", "lpips"]]
-    right.loc["Max/Min"] = right.max() / right.min().where(right.min() > 0)  # undefined when a value is 0 or negative (KID can be)
+    # undefined when a value is 0 or negative (KID can be)
+    right.loc["Max/Min"] = right.max() / right.min().where(right.min() > 0)
     right = right.rename(columns={"fid": "FID ↓", "kid": "KID ↓", "lpips": "LPIPS ↓"}).round(3)
     n = quality[quality.method == "all"].set_index("tone")
     right[["n real", "n synthetic", "n left out"]] = n[["n_real", "n_fake", "n_left_out"]].reindex(right.index)
-    save_table(right, report, "tab_07_table3_quality",
-               f"{r.source}: Table 3 (right), generative quality of all synthetic images by tone against the faithful S{qseed} test images; "
-               f"synthetic images made from them (canvas, donor, adapter) are left out.{quality_note}")
+    save_table(
+        right,
+        report,
+        "tab_07_table3_quality",
+        f"{r.source}: Table 3 (right), generative quality of all synthetic images by tone against the faithful "
+        f"S{qseed} test images; "
+        f"synthetic images made from them (canvas, donor, adapter) are left out.{quality_note}",
+    )
     t6 = {}
     for metric, title in [("fid", "FID ↓"), ("kid", "KID ↓"), ("lpips", "LPIPS ↓")]:
         for method, q in quality[quality.method != "all"].groupby("method", sort=False):
             v = q.set_index("tone")[metric].reindex(TONE_ORDER)
-            t6[(title, TYPE_NAMES[method])] = {**{t.capitalize(): round(v[t], 3) for t in TONE_ORDER}, "σ": round(v.std(ddof=0), 3)}
+            t6[(title, TYPE_NAMES[method])] = {
+                **{t.capitalize(): round(v[t], 3) for t in TONE_ORDER},
+                "σ": round(v.std(ddof=0), 3),
+            }
     for method, q in quality[quality.method != "all"].groupby("method", sort=False):
         q = q.set_index("tone").reindex(TONE_ORDER)
-        t6[("n real / synthetic", TYPE_NAMES[method])] = {**{t.capitalize(): f"{q.n_real[t]} / {q.n_fake[t]}" for t in TONE_ORDER}, "σ": None}
+        t6[("n real / synthetic", TYPE_NAMES[method])] = {
+            **{t.capitalize(): f"{q.n_real[t]} / {q.n_fake[t]}" for t in TONE_ORDER},
+            "σ": None,
+        }
     table6 = pd.DataFrame.from_dict(t6, orient="index")
     table6.index.names = ["Metric", "Method"]
     table6 = table6.reset_index()
-    save_table(table6, report, "tab_07_table6",
-               f"{r.source}: Table 6, FID, KID and LPIPS by generation method and tone against the faithful S{qseed} test images (synthetic "
-               f"images made from them left out; the counts compared are in the last rows); σ is the population std over tones.{quality_note}",
-               index=False)
+    save_table(
+        table6,
+        report,
+        "tab_07_table6",
+        f"{r.source}: Table 6, FID, KID and LPIPS by generation method and tone against the faithful S{qseed} "
+        "test images (synthetic "
+        "images made from them left out; the counts compared are in the last rows); σ is the population std "
+        f"over tones.{quality_note}",
+        index=False,
+    )
     t8 = table8(r.work, extractor, cfg).round(3).to_frame()
-    save_table(t8, report, "tab_07_table8", f"{r.source}: Table 8, FID of simple edits of the real images and of cgDDI's synthetic types "
-               f"against the real images (at most {cfg.quality_max_images} each; the edits are listed in 07a_quality).{quality_note}")
-    return {"tab_07_quality_long": quality, "tab_07_table3_quality": right, "tab_07_table6": table6, "tab_07_table8": t8}
+    save_table(
+        t8,
+        report,
+        "tab_07_table8",
+        f"{r.source}: Table 8, FID of simple edits of the real images and of "
+        "cgDDI's synthetic types "
+        f"against the real images (at most {cfg.quality_max_images} each; the edits are listed in "
+        f"07a_quality).{quality_note}",
+    )
+    return {
+        "tab_07_quality_long": quality,
+        "tab_07_table3_quality": right,
+        "tab_07_table6": table6,
+        "tab_07_table8": t8,
+    }
 
 # %% ../nbs/07_fairness.ipynb #f07ita
-def tone_fidelity_report(r:RunResults, # `run_results`
-                         report, # the report folder
-                        )->dict[str, pd.DataFrame]:
-    "The share of images whose skin ITA falls in their tone label's band, per type and tone (and per disease for semantic images)."
+def tone_fidelity_report(
+    r: RunResults,  # `run_results`
+    report,  # the report folder
+) -> dict[str, pd.DataFrame]:
+    """The share of images whose skin ITA falls in their tone label's band, per type and tone (and per disease for
+    semantic images)."""
     fidelity, (ita_low, ita_high) = tone_fidelity(r.work)
-    agreement = (fidelity.groupby(["type", "tone"]).agg(images=("agrees", "size"), agree=("agrees", "mean"))
-                 .assign(agree=lambda d: (100 * d.agree).round(1)).unstack("tone").reindex(columns=TONE_ORDER, level=1))
+    agreement = (
+        fidelity.groupby(["type", "tone"])
+        .agg(images=("agrees", "size"), agree=("agrees", "mean"))
+        .assign(agree=lambda d: (100 * d.agree).round(1))
+        .unstack("tone")
+        .reindex(columns=TONE_ORDER, level=1)
+    )
     agreement.columns = [f"{t} {'images' if c == 'images' else 'agree %'}" for c, t in agreement.columns]
     agreement["all agree %"] = (100 * fidelity.groupby("type").agrees.mean()).round(1)
     agreement = agreement.reindex([t for t in ["real", "healthy", "lesion_mapped", "semantic"] if t in agreement.index])
-    save_table(agreement, report, "tab_07_tone_fidelity",
-               f"{r.source}: share (%) of images whose skin ITA falls in their tone label's band, per type and tone; bands calibrated on the "
-               f"{int((fidelity.type == 'real').sum())} annotated real images: dark ≤ {ita_low:.1f}° < medium ≤ {ita_high:.1f}° < light "
-               "(the real rows are the calibration's own fit). Target for synthetic images: > 90 %.")
+    save_table(
+        agreement,
+        report,
+        "tab_07_tone_fidelity",
+        f"{r.source}: share (%) of images whose skin ITA falls in their tone label's band, per type and tone; "
+        "bands calibrated on the "
+        f"{int((fidelity.type == 'real').sum())} annotated real images: dark ≤ {ita_low:.1f}° < medium ≤ "
+        f"{ita_high:.1f}° < light "
+        "(the real rows are the calibration's own fit). Target for synthetic images: > 90 %.",
+    )
     out = {"tab_07_tone_fidelity": agreement}
     if (fidelity.type == "semantic").any():
-        by_disease = (100 * fidelity[fidelity.type == "semantic"].groupby(["disease_joined", "tone"]).agrees.mean()).round(1).unstack()
+        by_disease = (
+            (100 * fidelity[fidelity.type == "semantic"].groupby(["disease_joined", "tone"]).agrees.mean())
+            .round(1)
+            .unstack()
+        )
         out["tab_07_tone_fidelity_semantic"] = by_disease = by_disease.reindex(columns=TONE_ORDER)
-        save_table(by_disease, report, "tab_07_tone_fidelity_semantic",
-                   f"{r.source}: semantic images: share (%) whose skin ITA falls in the band of the tone their prompt asked for, per disease.")
+        save_table(
+            by_disease,
+            report,
+            "tab_07_tone_fidelity_semantic",
+            f"{r.source}: semantic images: share (%) whose skin ITA falls in the band of the tone their prompt "
+            "asked for, per disease.",
+        )
     return out
 
 # %% ../nbs/07_fairness.ipynb #f07t7
-def table7_report(r:RunResults, # `run_results`
-                  cfg:FairnessConfig, # `published_counts`
-                  report, # the report folder
-                 )->dict[str, pd.DataFrame]:
+def table7_report(
+    r: RunResults,  # `run_results`
+    cfg: FairnessConfig,  # `published_counts`
+    report,  # the report folder
+) -> dict[str, pd.DataFrame]:
     "Table 7: images per skin tone and the imbalance ratio of each data set."
     table7 = tone_count_table(r.work, cfg.published_counts)
-    save_table(table7, report, "tab_07_table7",
-               f"{r.source}: Table 7, images per skin tone and imbalance ratio (max/min) of each data set"
-               + ("; F17k and SCIN are the paper's published counts, not measured here." if cfg.published_counts else "."))
+    save_table(
+        table7,
+        report,
+        "tab_07_table7",
+        f"{r.source}: Table 7, images per skin tone and imbalance ratio (max/min) of each data set"
+        + ("; F17k and SCIN are the paper's published counts, not measured here." if cfg.published_counts else "."),
+    )
     return {"tab_07_table7": table7}
 
-def audit_report(r:RunResults, # `run_results`
-                 report, # the report folder
-                )->dict[str, pd.DataFrame]:
-    "The leakage audit (`audit_leakage`) per protocol, experiment and method: training images tied to their run's test set, by tie."
+
+def audit_report(
+    r: RunResults,  # `run_results`
+    report,  # the report folder
+) -> dict[str, pd.DataFrame]:
+    """The leakage audit (`audit_leakage`) per protocol, experiment and method: training images tied to their run's test
+    set, by tie."""
     found = audit_leakage(r.work)
-    audited = pd.DataFrame([dict(protocol=p.parts[-4], experiment=p.parts[-3], method=p.parts[-2], seed=int(p.stem[1:]), images=len(pd.read_csv(p)))
-                            for p in sorted((r.work/TRAIN_SETS).rglob("S*.csv"))])
-    audit = audited.groupby(["protocol", "experiment", "method"], sort=False).agg(runs=("seed", "size"), images=("images", "sum"))
+    audited = pd.DataFrame(
+        [
+            dict(
+                protocol=p.parts[-4],
+                experiment=p.parts[-3],
+                method=p.parts[-2],
+                seed=int(p.stem[1:]),
+                images=len(pd.read_csv(p)),
+            )
+            for p in sorted((r.work / TRAIN_SETS).rglob("S*.csv"))
+        ]
+    )
+    audit = audited.groupby(["protocol", "experiment", "method"], sort=False).agg(
+        runs=("seed", "size"), images=("images", "sum")
+    )
     for kind in ("real", "base", "donor", "adapter"):
-        audit[f"tied by {kind}"] = found[found.leak.str.contains(kind)].groupby(["protocol", "experiment", "method"]).size()
+        audit[f"tied by {kind}"] = (
+            found[found.leak.str.contains(kind)].groupby(["protocol", "experiment", "method"]).size()
+        )
     audit = audit.fillna(0).astype(int).reset_index()
-    save_table(audit, report, "tab_07_leakage_audit",
-               f"{r.source}: leakage audit of every classification run's training list: training images (summed over seeds) tied to the run's "
-               f"own test images, by the tie (an image can have several). Clean runs: {int((found.protocol == 'clean').sum())} tied images "
-               f"(must be 0). Faithful runs: what the paper's rule lets through.", index=False)
+    save_table(
+        audit,
+        report,
+        "tab_07_leakage_audit",
+        f"{r.source}: leakage audit of every classification run's training list: training images (summed over "
+        "seeds) tied to the run's "
+        "own test images, by the tie (an image can have several). Clean runs: "
+        f"{int((found.protocol == 'clean').sum())} tied images "
+        f"(must be 0). Faithful runs: what the paper's rule lets through.",
+        index=False,
+    )
     return {"tab_07_leakage_audit": audit, "leaks": found}
 
 # %% ../nbs/07_fairness.ipynb #f07all
-def fairness_report(work_dir, # a run root with classification runs (06_classify)
-                    cfg:FairnessConfig, # the stage's settings
-                    report_dir=None, # where tables/ and figures/ go; None: <work_dir>/report
-                   )->dict[str, pd.DataFrame]:
+def fairness_report(
+    work_dir,  # a run root with classification runs (06_classify)
+    cfg: FairnessConfig,  # the stage's settings
+    report_dir=None,  # where tables/ and figures/ go; None: <work_dir>/report
+) -> dict[str, pd.DataFrame]:
     "Every table and figure of 07 from a finished run (the stage's run function): table name -> table."
     r = run_results(work_dir)
-    report = Path(report_dir) if report_dir else r.work/"report"
+    report = Path(report_dir) if report_dir else r.work / "report"
     out = table2_report(r, report) | cross_dataset_report(r, report) | rarity_report(r, report)
     out |= quality_report(r, cfg, report) | tone_fidelity_report(r, report) | table7_report(r, cfg, report)
     return out | audit_report(r, report)

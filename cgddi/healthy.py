@@ -15,16 +15,35 @@ import pandas as pd
 import cv2
 import matplotlib.pyplot as plt
 from PIL import Image
-from .data import (DataError, TONE_ORDER, LESION, MARKER, RULER, SKIN, read_data, read_image, overlay_mask, alpha_blend, ita,
-                        to_lab)
-from .manifest import save_synthetic, synthetic_done, write_shard, remove_stale_temps, read_manifest, manifest_dir, refresh_index
+from cgddi.data import (
+    DataError,
+    TONE_ORDER,
+    LESION,
+    MARKER,
+    RULER,
+    SKIN,
+    read_data,
+    read_image,
+    overlay_mask,
+    alpha_blend,
+    ita,
+    to_lab,
+)
+from cgddi.manifest import (
+    save_synthetic,
+    synthetic_done,
+    write_shard,
+    remove_stale_temps,
+    read_manifest,
+    manifest_dir,
+    refresh_index,
+)
 from .config import Between, StageConfig, seed_of, file_hash
 from .report import atomic_path, progress_bar
 from .shard import Share, launch, stage_cli
 from .diffusion import PRECISIONS
 from .tiny import tiny_kandinsky, is_tiny, model_load_error, weights_label, TINY_LABEL
 from .layout import DDI_TABLE, MODELS, HEALTHY, HEALTHY_IMAGES, HEALTHY_MASKS, REVIEW_SHEET
-
 
 # %% auto #0
 __all__ = ['BACKENDS', 'QC_REASONS', 'HealthyConfig', 'inpaint_region', 'healthy_mask', 'tiny_kandinsky_models', 'Inpainter',
@@ -33,190 +52,325 @@ __all__ = ['BACKENDS', 'QC_REASONS', 'HealthyConfig', 'inpaint_region', 'healthy
 # %% ../nbs/01_healthy.ipynb #cfgcls01
 BACKENDS = ("kandinsky", "sd_inpaint", "opencv")
 
+
 @dataclass(kw_only=True)
 class HealthyConfig(StageConfig):
     "Settings of the healthy stage (paper 3.2, E.3, F.1): CPU-safe defaults, the paper's values noted."
+
     unhashed: ClassVar[tuple] = ("device", "limit", "n_show", "num_processes", "batch_size")
-    allowed: ClassVar[dict] = dict(backend=BACKENDS, inpaint_size=Between(8), mask_crop=Between(0), steps=Between(1), guidance=Between(0), prior_steps=Between(1),
-                                     n_candidates=Between(1), dilate_kernel=Between(1), blur_sigma=Between(0), opencv_radius=Between(1), qc_max_residue=Between(0),
-                                     qc_max_texture_ratio=Between(1), qc_texture_side=Between(8), qc_max_tone_drift=Between(0), qc_max_implausible=Between(0, 1),
-                                     dtype=PRECISIONS, limit=Between(1), n_show=Between(0), num_processes=Between(1), batch_size=Between(1))  # checked with the params file, before any stage runs
-    backend:str = "opencv" # kandinsky (the paper), sd_inpaint (the reference notebooks) or opencv (CPU)
-    kandinsky_prior:str = "kandinsky-community/kandinsky-2-2-prior" # hub id or local folder; "tiny": a tiny random model
-    kandinsky_decoder:str = "kandinsky-community/kandinsky-2-2-decoder-inpaint" # hub id or local folder; "tiny" as above
-    sd_inpaint_model:str = "stable-diffusion-v1-5/stable-diffusion-inpainting" # hub id or local folder for backend sd_inpaint (runwayml's model); "mini": cgddi's mini model
-    prompt:str = "A close-up clinical photograph of healthy, smooth, normal human skin" # positive prompt (paper)
-    negative_prompt:str = "Bad anatomy, deformed, lesion, ugly, disfigured, illness, hole, transparent, eye" # negative prompt (paper)
-    inpaint_size:int = 512 # side the diffusion models work at (the 256 frame is resized to it and back)
-    mask_crop:int|None = None # sd_inpaint: repaint only a square crop around the region, this many px of the frame wider, at inpaint_size (diffusers' padding_mask_crop); None: the whole frame
-    steps:int = 100 # decoder denoising steps (diffusers' default for Kandinsky 2.2 inpainting; the paper gives none)
-    guidance:float = 4.0 # decoder classifier-free guidance (diffusers' default; the paper gives none)
-    prior_steps:int = 25 # Kandinsky prior steps (run once: the prompt is the same for every image)
-    prior_guidance:float = 4.0 # Kandinsky prior guidance
-    n_candidates:int = 1 # samples per image in one batch; the one with the best QC scores is kept
-    batch_size:int = 1 # images repainted per pipeline call (the same images as one at a time): sd_inpaint without mask_crop, n_candidates 1
-    seed:int = 0 # every image's noise follows from (seed, DDI id)
-    device:str = "auto" # auto (accelerate's device), cuda, cpu
-    dtype:str = "auto" # weights: auto (fp16 on a GPU, fp32 on the CPU), fp32, fp16, bf16 (cgddi.diffusion.PRECISIONS)
-    dilate_kernel:int = 5 # inpainting region: square dilation kernel (paper: 5)
-    blur_sigma:float = 2.0 # inpainting region: Gaussian blur sigma (paper: 2)
-    opencv_radius:int = 5 # opencv backend: cv2.inpaint neighbourhood radius
-    qc_max_residue:float = 12.0 # QC 1: max colour difference (CIE76) between the repainted region and the skin around it
-    qc_max_texture_ratio:float = 4.0 # QC 2: texture (Laplacian spread) of the region vs its ring must lie within 1/x .. x
-    qc_texture_side:int|None = None # QC 2 compares texture with the frame brought to this side (px), e.g. the side a model paints at; None: the 256 frame
-    qc_max_tone_drift:float = 6.0 # QC 3: max change of the skin's ITA (degrees)
-    qc_max_implausible:float = 0.05 # QC 4: max share of region pixels unlike any skin in the ring
-    limit:int|None = None # only the first N annotated images (quick looks); None: all
-    n_show:int = 2 # examples per tone in the figure
-    num_processes:int = 1 # more than 1: `accelerate launch` this many processes (one per GPU), each repainting its share of the images
+    allowed: ClassVar[dict] = dict(
+        backend=BACKENDS,
+        inpaint_size=Between(8),
+        mask_crop=Between(0),
+        steps=Between(1),
+        guidance=Between(0),
+        prior_steps=Between(1),
+        n_candidates=Between(1),
+        dilate_kernel=Between(1),
+        blur_sigma=Between(0),
+        opencv_radius=Between(1),
+        qc_max_residue=Between(0),
+        qc_max_texture_ratio=Between(1),
+        qc_texture_side=Between(8),
+        qc_max_tone_drift=Between(0),
+        qc_max_implausible=Between(0, 1),
+        # checked with the params file, before any stage runs
+        dtype=PRECISIONS,
+        limit=Between(1),
+        n_show=Between(0),
+        num_processes=Between(1),
+        batch_size=Between(1),
+    )
+    backend: str = "opencv"  # kandinsky (the paper), sd_inpaint (the reference notebooks) or opencv (CPU)
+    # hub id or local folder; "tiny": a tiny random model
+    kandinsky_prior: str = "kandinsky-community/kandinsky-2-2-prior"
+    # hub id or local folder; "tiny" as above
+    kandinsky_decoder: str = "kandinsky-community/kandinsky-2-2-decoder-inpaint"
+    # hub id or local folder for backend sd_inpaint (runwayml's model); "mini": cgddi's mini model
+    sd_inpaint_model: str = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+    prompt: str = "A close-up clinical photograph of healthy, smooth, normal human skin"  # positive prompt (paper)
+    # negative prompt (paper)
+    negative_prompt: str = "Bad anatomy, deformed, lesion, ugly, disfigured, illness, hole, transparent, eye"
+    inpaint_size: int = 512  # side the diffusion models work at (the 256 frame is resized to it and back)
+    # sd_inpaint: repaint only a square crop around the region, this many px of the frame wider, at inpaint_size
+    # (diffusers' padding_mask_crop); None: the whole frame
+    mask_crop: int | None = None
+    steps: int = 100  # decoder denoising steps (diffusers' default for Kandinsky 2.2 inpainting; the paper gives none)
+    guidance: float = 4.0  # decoder classifier-free guidance (diffusers' default; the paper gives none)
+    prior_steps: int = 25  # Kandinsky prior steps (run once: the prompt is the same for every image)
+    prior_guidance: float = 4.0  # Kandinsky prior guidance
+    n_candidates: int = 1  # samples per image in one batch; the one with the best QC scores is kept
+    # images repainted per pipeline call (the same images as one at a time): sd_inpaint without mask_crop, n_candidates
+    # 1
+    batch_size: int = 1
+    seed: int = 0  # every image's noise follows from (seed, DDI id)
+    device: str = "auto"  # auto (accelerate's device), cuda, cpu
+    dtype: str = "auto"  # weights: auto (fp16 on a GPU, fp32 on the CPU), fp32, fp16, bf16 (cgddi.diffusion.PRECISIONS)
+    dilate_kernel: int = 5  # inpainting region: square dilation kernel (paper: 5)
+    blur_sigma: float = 2.0  # inpainting region: Gaussian blur sigma (paper: 2)
+    opencv_radius: int = 5  # opencv backend: cv2.inpaint neighbourhood radius
+    # QC 1: max colour difference (CIE76) between the repainted region and the skin around it
+    qc_max_residue: float = 12.0
+    # QC 2: texture (Laplacian spread) of the region vs its ring must lie within 1/x .. x
+    qc_max_texture_ratio: float = 4.0
+    # QC 2 compares texture with the frame brought to this side (px), e.g. the side a model paints at; None: the 256
+    # frame
+    qc_texture_side: int | None = None
+    qc_max_tone_drift: float = 6.0  # QC 3: max change of the skin's ITA (degrees)
+    qc_max_implausible: float = 0.05  # QC 4: max share of region pixels unlike any skin in the ring
+    limit: int | None = None  # only the first N annotated images (quick looks); None: all
+    n_show: int = 2  # examples per tone in the figure
+    # more than 1: `accelerate launch` this many processes (one per GPU), each repainting its share of the images
+    num_processes: int = 1
 
     def __post_init__(self):
-        if self.backend not in BACKENDS: raise ValueError(f"inpainting backend {self.backend!r} unknown; use one of {BACKENDS}.")
-        if self.n_candidates < 1: raise ValueError(f"n_candidates must be at least 1, got {self.n_candidates}.")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"inpainting backend {self.backend!r} unknown; use one of {BACKENDS}.")
+        if self.n_candidates < 1:
+            raise ValueError(f"n_candidates must be at least 1, got {self.n_candidates}.")
         if self.mask_crop is not None and self.backend != "sd_inpaint":
             raise ValueError(f"mask_crop works with backend sd_inpaint only (got {self.backend!r}); set it to null.")
-        if self.batch_size > 1 and (self.backend != "sd_inpaint" or self.mask_crop is not None or self.n_candidates > 1):
-            raise ValueError(f"batch_size {self.batch_size}: only sd_inpaint without mask_crop and with n_candidates 1 repaints several images per call "
-                             "(diffusers' Kandinsky 2.2 inpainting pipeline blends every image of a batch with the first image's kept region, "
-                             "huggingface/diffusers#13596; mask_crop crops around one mask; candidates of one image share its generator); "
-                             "set batch_size: 1 and use num_processes to fill a GPU.")
+        if self.batch_size > 1 and (
+            self.backend != "sd_inpaint" or self.mask_crop is not None or self.n_candidates > 1
+        ):
+            raise ValueError(
+                f"batch_size {self.batch_size}: only sd_inpaint without mask_crop and with n_candidates 1 "
+                "repaints several images per call "
+                "(diffusers' Kandinsky 2.2 inpainting pipeline blends every image of a batch with the "
+                "first image's kept region, "
+                "huggingface/diffusers#13596; mask_crop crops around one mask; candidates of one image "
+                "share its generator); "
+                "set batch_size: 1 and use num_processes to fill a GPU."
+            )
 
     @property
-    def thresholds(self)->dict:
+    def thresholds(self) -> dict:
         "The QC thresholds as keyword arguments of `qc_reasons`."
-        return dict(max_residue=self.qc_max_residue, max_texture_ratio=self.qc_max_texture_ratio,
-                    max_tone_drift=self.qc_max_tone_drift, max_implausible=self.qc_max_implausible)
+        return dict(
+            max_residue=self.qc_max_residue,
+            max_texture_ratio=self.qc_max_texture_ratio,
+            max_tone_drift=self.qc_max_tone_drift,
+            max_implausible=self.qc_max_implausible,
+        )
 
 # %% ../nbs/01_healthy.ipynb #940414be
-def inpaint_region(mask:np.ndarray, # sDDI mask
-                   dilate_kernel:int=5, # square dilation kernel side (paper: 5)
-                   blur_sigma:float=2.0, # Gaussian blur sigma (paper: 2)
-                  )->np.ndarray:
+def inpaint_region(
+    mask: np.ndarray,  # sDDI mask
+    dilate_kernel: int = 5,  # square dilation kernel side (paper: 5)
+    blur_sigma: float = 2.0,  # Gaussian blur sigma (paper: 2)
+) -> np.ndarray:
     "Soft mask in [0, 1] of lesion + marker, dilated then blurred: 1 is repainted, 0 kept."
     region = np.isin(mask, (LESION, MARKER)).astype(np.uint8)
-    if not region.any(): raise DataError("mask has no lesion or marker pixels: nothing to inpaint.")
-    if dilate_kernel > 1: region = cv2.dilate(region, np.ones((dilate_kernel, dilate_kernel), np.uint8))
+    if not region.any():
+        raise DataError("mask has no lesion or marker pixels: nothing to inpaint.")
+    if dilate_kernel > 1:
+        region = cv2.dilate(region, np.ones((dilate_kernel, dilate_kernel), np.uint8))
     soft = region.astype(np.float32)
-    if blur_sigma > 0: soft = np.maximum(soft, cv2.GaussianBlur(soft, (0, 0), blur_sigma))  # feather outwards only
+    if blur_sigma > 0:
+        soft = np.maximum(soft, cv2.GaussianBlur(soft, (0, 0), blur_sigma))  # feather outwards only
     return np.clip(soft, 0, 1)
 
-def healthy_mask(mask:np.ndarray, # sDDI mask of the original image
-                )->np.ndarray:
+
+def healthy_mask(
+    mask: np.ndarray,  # sDDI mask of the original image
+) -> np.ndarray:
     "The healthy image's mask: lesion and marker become skin."
-    out = mask.copy(); out[np.isin(out, (LESION, MARKER))] = SKIN
+    out = mask.copy()
+    out[np.isin(out, (LESION, MARKER))] = SKIN
     return out
 
 # %% ../nbs/01_healthy.ipynb #c3153fa9
-def tiny_kandinsky_models(work_dir, # run root: the models go under models/tiny-kandinsky
-                          seed:int=0, # their weight seed
-                         )->tuple[Path, Path]:
-    "The tiny random Kandinsky prior and decoder of a run, built the first time (processes launched later only load them)."
-    out = Path(work_dir)/MODELS/"tiny-kandinsky"
-    if is_tiny(out/"prior") and is_tiny(out/"decoder-inpaint"): return out/"prior", out/"decoder-inpaint"
+def tiny_kandinsky_models(
+    work_dir,  # run root: the models go under models/tiny-kandinsky
+    seed: int = 0,  # their weight seed
+) -> tuple[Path, Path]:
+    """The tiny random Kandinsky prior and decoder of a run, built the first time (processes launched later only load
+    them)."""
+    out = Path(work_dir) / MODELS / "tiny-kandinsky"
+    if is_tiny(out / "prior") and is_tiny(out / "decoder-inpaint"):
+        return out / "prior", out / "decoder-inpaint"
     return tiny_kandinsky(out, seed=seed)
 
-def _build_models(work:Path, cfg:HealthyConfig):
+
+def _build_models(work: Path, cfg: HealthyConfig):
     "Build a tiny model the backend names, once, before several processes load it."
-    if cfg.backend == "kandinsky" and "tiny" in (cfg.kandinsky_prior, cfg.kandinsky_decoder): tiny_kandinsky_models(work, cfg.seed)
+    if cfg.backend == "kandinsky" and "tiny" in (cfg.kandinsky_prior, cfg.kandinsky_decoder):
+        tiny_kandinsky_models(work, cfg.seed)
     if cfg.backend == "sd_inpaint":
         from cgddi.diffusion import resolve_model
+
         resolve_model(cfg.sd_inpaint_model, work, cfg.seed)
+
 
 class Inpainter:
     "Repaints a masked region of a 256 x 256 frame with the config's backend; `generator` names what made the images."
-    def __init__(self, cfg:HealthyConfig, # the stage's settings
-                 work_dir=None, # run root, where "tiny" Kandinsky models are built
-                ):
+
+    def __init__(
+        self,
+        cfg: HealthyConfig,  # the stage's settings
+        work_dir=None,  # run root, where "tiny" Kandinsky models are built
+    ):
         self.cfg, self.embeds = cfg, None
         if cfg.backend == "opencv":
-            self.generator = f"opencv-telea-r{cfg.opencv_radius}"; return
+            self.generator = f"opencv-telea-r{cfg.opencv_radius}"
+            return
         import torch
         from cgddi.diffusion import torch_setup, resolve_model  # imported here: the opencv backend needs no torch
+
         self.torch, (self.device, dt) = torch, torch_setup(cfg.device, cfg.dtype)
-        if cfg.backend == "kandinsky": model, prior = self._kandinsky(dt, work_dir)
+        if cfg.backend == "kandinsky":
+            model, prior = self._kandinsky(dt, work_dir)
         else:
             from diffusers import AutoPipelineForInpainting
+
             model, prior = resolve_model(cfg.sd_inpaint_model, work_dir, cfg.seed), None  # "mini": the shipped folder
-            try: self.pipe = AutoPipelineForInpainting.from_pretrained(model, dtype=dt, use_safetensors=True, safety_checker=None,
-                                                                       requires_safety_checker=False).to(self.device)
-            except (OSError, ValueError) as e: raise model_load_error(model, "an inpainting pipeline", "sd_inpaint_model", e) from e
+            try:
+                self.pipe = AutoPipelineForInpainting.from_pretrained(
+                    model, dtype=dt, use_safetensors=True, safety_checker=None, requires_safety_checker=False
+                ).to(self.device)
+            except (OSError, ValueError) as e:
+                raise model_load_error(model, "an inpainting pipeline", "sd_inpaint_model", e) from e
         self.pipe.set_progress_bar_config(disable=True)
-        label = weights_label(model) or (prior is not None and weights_label(prior))  # random weights (tiny or full size)
+        # random weights (tiny or full size)
+        label = weights_label(model) or (prior is not None and weights_label(prior))
         self.generator = f"{Path(str(model)).name} [{label}]" if label else model
 
-    def _kandinsky(self, dt, work_dir)->tuple[str, str]:
+    def _kandinsky(self, dt, work_dir) -> tuple[str, str]:
         "Load the prior and the inpainting decoder, and embed the prompts once; returns (decoder, prior)."
         from diffusers import KandinskyV22PriorPipeline, KandinskyV22InpaintPipeline
+
         cfg, prior, model = self.cfg, self.cfg.kandinsky_prior, self.cfg.kandinsky_decoder
         if "tiny" in (prior, model):
-            if work_dir is None: raise ValueError("the tiny Kandinsky models are built under work_dir/models; pass work_dir.")
+            if work_dir is None:
+                raise ValueError("the tiny Kandinsky models are built under work_dir/models; pass work_dir.")
             prior, model = map(str, tiny_kandinsky_models(work_dir, cfg.seed))
-        try: self.prior = KandinskyV22PriorPipeline.from_pretrained(prior, dtype=dt, use_safetensors=True).to(self.device)
-        except (OSError, ValueError) as e: raise model_load_error(prior, "the Kandinsky 2.2 prior", "kandinsky_prior", e) from e
-        try: self.pipe = KandinskyV22InpaintPipeline.from_pretrained(model, dtype=dt, use_safetensors=True).to(self.device)
-        except (OSError, ValueError) as e: raise model_load_error(model, "the Kandinsky 2.2 inpainting decoder", "kandinsky_decoder", e) from e
+        try:
+            self.prior = KandinskyV22PriorPipeline.from_pretrained(prior, dtype=dt, use_safetensors=True).to(
+                self.device
+            )
+        except (OSError, ValueError) as e:
+            raise model_load_error(prior, "the Kandinsky 2.2 prior", "kandinsky_prior", e) from e
+        try:
+            self.pipe = KandinskyV22InpaintPipeline.from_pretrained(model, dtype=dt, use_safetensors=True).to(
+                self.device
+            )
+        except (OSError, ValueError) as e:
+            raise model_load_error(model, "the Kandinsky 2.2 inpainting decoder", "kandinsky_decoder", e) from e
         self.prior.set_progress_bar_config(disable=True)
         g = self.torch.Generator(self.device).manual_seed(cfg.seed)
-        out = self.prior(cfg.prompt, negative_prompt=cfg.negative_prompt, guidance_scale=cfg.prior_guidance,
-                         num_inference_steps=cfg.prior_steps, generator=g)
+        out = self.prior(
+            cfg.prompt,
+            negative_prompt=cfg.negative_prompt,
+            guidance_scale=cfg.prior_guidance,
+            num_inference_steps=cfg.prior_steps,
+            generator=g,
+        )
         self.embeds = out.image_embeds, out.negative_image_embeds  # once for the whole run
         return model, prior
 
-    def __call__(self, image:np.ndarray, # HxWx3 uint8 frame
-                 soft:np.ndarray, # soft mask from `inpaint_region`
-                 seed:int, # this image's seed
-                )->list[np.ndarray]:
+    def __call__(
+        self,
+        image: np.ndarray,  # HxWx3 uint8 frame
+        soft: np.ndarray,  # soft mask from `inpaint_region`
+        seed: int,  # this image's seed
+    ) -> list[np.ndarray]:
         "The frame with the region repainted and blended back, one array per candidate."
         return self.batch([image], [soft], [seed])[0]
 
-    def batch(self, images:list, # HxWx3 uint8 frames
-              softs:list, # their soft masks (`inpaint_region`)
-              seeds:list, # their seeds
-             )->list[list[np.ndarray]]:
-        "Each frame with its region repainted and blended back, `n_candidates` arrays per frame, all in one pipeline call."
+    def batch(
+        self,
+        images: list,  # HxWx3 uint8 frames
+        softs: list,  # their soft masks (`inpaint_region`)
+        seeds: list,  # their seeds
+    ) -> list[list[np.ndarray]]:
+        """Each frame with its region repainted and blended back, `n_candidates` arrays per frame, all in one pipeline
+        call."""
         cfg, k = self.cfg, self.cfg.n_candidates
         hards = [(s > 1 / 255).astype(np.uint8) for s in softs]
         if cfg.backend == "opencv":
-            return [[alpha_blend(im, cv2.inpaint(im, h, cfg.opencv_radius, cv2.INPAINT_TELEA), s)] for im, h, s in zip(images, hards, softs)]
-        if len(images) > 1 and (cfg.backend == "kandinsky" or cfg.mask_crop is not None or k > 1):  # one frame per call (`batch_size`)
+            return [
+                [alpha_blend(im, cv2.inpaint(im, h, cfg.opencv_radius, cv2.INPAINT_TELEA), s)]
+                for im, h, s in zip(images, hards, softs)
+            ]
+        # one frame per call (`batch_size`)
+        if len(images) > 1 and (cfg.backend == "kandinsky" or cfg.mask_crop is not None or k > 1):
             return [self.batch([im], [s], [d])[0] for im, s, d in zip(images, softs, seeds)]
         size = (cfg.inpaint_size, cfg.inpaint_size)
-        generators = [self.torch.Generator(self.device).manual_seed(d) for d in seeds]  # several frames: one candidate each, its own generator
-        common = dict(height=cfg.inpaint_size, width=cfg.inpaint_size, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance,
-                      num_images_per_prompt=k, generator=generators[0] if len(images) == 1 else generators)
-        if cfg.mask_crop is not None:  # diffusers crops around the mask, repaints at inpaint_size and pastes back into the frame (PIL out)
-            common.update(image=Image.fromarray(images[0]), mask_image=Image.fromarray(hards[0] * 255), padding_mask_crop=cfg.mask_crop)
+        # several frames: one candidate each, its own generator
+        generators = [self.torch.Generator(self.device).manual_seed(d) for d in seeds]
+        common = dict(
+            height=cfg.inpaint_size,
+            width=cfg.inpaint_size,
+            num_inference_steps=cfg.steps,
+            guidance_scale=cfg.guidance,
+            num_images_per_prompt=k,
+            generator=generators[0] if len(images) == 1 else generators,
+        )
+        # diffusers crops around the mask, repaints at inpaint_size and pastes back into the frame (PIL out)
+        if cfg.mask_crop is not None:
+            common.update(
+                image=Image.fromarray(images[0]),
+                mask_image=Image.fromarray(hards[0] * 255),
+                padding_mask_crop=cfg.mask_crop,
+            )
         else:
-            common.update(image=[Image.fromarray(im).resize(size, Image.Resampling.BICUBIC) for im in images],
-                          mask_image=[cv2.resize(h.astype(np.float32), size, interpolation=cv2.INTER_NEAREST) for h in hards])
+            common.update(
+                image=[Image.fromarray(im).resize(size, Image.Resampling.BICUBIC) for im in images],
+                mask_image=[cv2.resize(h.astype(np.float32), size, interpolation=cv2.INTER_NEAREST) for h in hards],
+            )
         if cfg.backend == "kandinsky":
             out = self.pipe(image_embeds=self.embeds[0], negative_image_embeds=self.embeds[1], **common).images
         else:
-            out = self.pipe(prompt=[cfg.prompt] * len(images), negative_prompt=[cfg.negative_prompt] * len(images), **common).images
-        return [[alpha_blend(im, cv2.resize(np.asarray(o.convert("RGB")), im.shape[1::-1], interpolation=cv2.INTER_AREA), s) for o in out[i * k:(i + 1) * k]]
-                for i, (im, s) in enumerate(zip(images, softs))]
+            out = self.pipe(
+                prompt=[cfg.prompt] * len(images), negative_prompt=[cfg.negative_prompt] * len(images), **common
+            ).images
+        return [
+            [
+                alpha_blend(
+                    im, cv2.resize(np.asarray(o.convert("RGB")), im.shape[1::-1], interpolation=cv2.INTER_AREA), s
+                )
+                for o in out[i * k : (i + 1) * k]
+            ]
+            for i, (im, s) in enumerate(zip(images, softs))
+        ]
 
 # %% ../nbs/01_healthy.ipynb #a006df77
-QC_REASONS = {1: "original lesion remains", 2: "unrealistic skin texture", 3: "incorrect skin tone", 4: "generative artifacts"}
+QC_REASONS = {
+    1: "original lesion remains",
+    2: "unrealistic skin texture",
+    3: "incorrect skin tone",
+    4: "generative artifacts",
+}
 
-def qc_scores(original:np.ndarray, # HxWx3 uint8 frame before inpainting
-              healthy:np.ndarray, # the same frame after
-              mask:np.ndarray, # the original sDDI mask
-              soft:np.ndarray, # the soft region from `inpaint_region`
-              ring_px:int=12, # width of the skin ring the region is compared with
-              texture_side:int|None=None, # compare texture with the frame brought to this side (px); None: at the frame's own side
-             )->dict:
+
+def qc_scores(
+    original: np.ndarray,  # HxWx3 uint8 frame before inpainting
+    healthy: np.ndarray,  # the same frame after
+    mask: np.ndarray,  # the original sDDI mask
+    soft: np.ndarray,  # the soft region from `inpaint_region`
+    ring_px: int = 12,  # width of the skin ring the region is compared with
+    # compare texture with the frame brought to this side (px); None: at the frame's own side
+    texture_side: int | None = None,
+) -> dict:
     "The four triage scores of one healthy image."
     region = soft >= 0.5
     grown = cv2.dilate(region.astype(np.uint8), np.ones((2 * ring_px + 1,) * 2, np.uint8)).astype(bool)
     ring = grown & ~cv2.dilate(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & (mask == SKIN)
-    if ring.sum() < 20: ring = (mask == SKIN) & ~region  # region fills its surroundings: compare with all skin
-    if not ring.any() or not region.any(): return dict(residue=np.nan, texture_ratio=np.nan, tone_drift=np.nan, implausible=np.nan)
+    if ring.sum() < 20:
+        ring = (mask == SKIN) & ~region  # region fills its surroundings: compare with all skin
+    if not ring.any() or not region.any():
+        return dict(residue=np.nan, texture_ratio=np.nan, tone_drift=np.nan, implausible=np.nan)
     lab = to_lab(healthy)
     residue = float(np.linalg.norm(lab[region].mean(0) - lab[ring].mean(0)))
-    L = lab[..., 0] if texture_side is None else cv2.resize(lab[..., 0], (texture_side, texture_side), interpolation=cv2.INTER_AREA)
+    L = (
+        lab[..., 0]
+        if texture_side is None
+        else cv2.resize(lab[..., 0], (texture_side, texture_side), interpolation=cv2.INTER_AREA)
+    )
     lap = np.abs(cv2.Laplacian(L, cv2.CV_32F, ksize=3))
-    if texture_side is not None: lap = cv2.resize(lap, region.shape[::-1], interpolation=cv2.INTER_NEAREST)  # back onto the masks' grid
+    # back onto the masks' grid
+    if texture_side is not None:
+        lap = cv2.resize(lap, region.shape[::-1], interpolation=cv2.INTER_NEAREST)
     texture = float((lap[region].std() + 1e-3) / (lap[ring].std() + 1e-3))
     drift = abs(ita(healthy, np.isin(healthy_mask(mask), (SKIN,))) - ita(original, mask == SKIN))
     med = np.median(lab[ring], 0)
@@ -224,145 +378,263 @@ def qc_scores(original:np.ndarray, # HxWx3 uint8 frame before inpainting
     implausible = float((np.linalg.norm(lab[region] - med, axis=1) > tau).mean())
     return dict(residue=residue, texture_ratio=texture, tone_drift=float(drift), implausible=implausible)
 
-def qc_reasons(scores:dict, # from `qc_scores`
-               max_residue:float=12.0, # code 1 threshold
-               max_texture_ratio:float=4.0, # code 2: allowed ratio range 1/x .. x
-               max_tone_drift:float=6.0, # code 3 threshold (degrees ITA)
-               max_implausible:float=0.05, # code 4 threshold (share of region pixels)
-              )->list[int]:
+
+def qc_reasons(
+    scores: dict,  # from `qc_scores`
+    max_residue: float = 12.0,  # code 1 threshold
+    max_texture_ratio: float = 4.0,  # code 2: allowed ratio range 1/x .. x
+    max_tone_drift: float = 6.0,  # code 3 threshold (degrees ITA)
+    max_implausible: float = 0.05,  # code 4 threshold (share of region pixels)
+) -> list[int]:
     "The F.1 reason codes an image is flagged for (empty: keep)."
-    s = scores; out = []
-    if not s["residue"] <= max_residue: out.append(1)
-    if not 1 / max_texture_ratio <= s["texture_ratio"] <= max_texture_ratio: out.append(2)
-    if not s["tone_drift"] <= max_tone_drift: out.append(3)
-    if not s["implausible"] <= max_implausible: out.append(4)
+    s = scores
+    out = []
+    if not s["residue"] <= max_residue:
+        out.append(1)
+    if not 1 / max_texture_ratio <= s["texture_ratio"] <= max_texture_ratio:
+        out.append(2)
+    if not s["tone_drift"] <= max_tone_drift:
+        out.append(3)
+    if not s["implausible"] <= max_implausible:
+        out.append(4)
     return out
 
 # %% ../nbs/01_healthy.ipynb #da2f5c2b
-def _badness(s:dict, th:dict)->float:
-    return (s["residue"] / th["max_residue"] + s["tone_drift"] / th["max_tone_drift"] + s["implausible"] / th["max_implausible"]
-            + abs(np.log(s["texture_ratio"])) / np.log(th["max_texture_ratio"]))
+def _badness(s: dict, th: dict) -> float:
+    return (
+        s["residue"] / th["max_residue"]
+        + s["tone_drift"] / th["max_tone_drift"]
+        + s["implausible"] / th["max_implausible"]
+        + abs(np.log(s["texture_ratio"])) / np.log(th["max_texture_ratio"])
+    )
 
-def _job(work:Path, r, inpainter:Inpainter)->dict:
-    "What healing one masked image (a `data/ddi.csv` row) needs: its frame, mask, region, manifest row, and whether it must be made."
+
+def _job(work: Path, r, inpainter: Inpainter) -> dict:
+    """What healing one masked image (a `data/ddi.csv` row) needs: its frame, mask, region, manifest row, and whether it
+    must be made."""
     cfg, stem = inpainter.cfg, Path(r.frame_path).stem
-    phash = cfg.params_hash(mask=file_hash(work/r.frame_mask_path), tone=r.tone)  # another mask (auto, sDDI) or tone label remakes it
+    # another mask (auto, sDDI) or tone label remakes it
+    phash = cfg.params_hash(mask=file_hash(work / r.frame_mask_path), tone=r.tone)
     out = f"{HEALTHY_IMAGES}/{stem}.png"
-    mask = np.load(work/r.frame_mask_path)
-    frame = np.asarray(read_image(work/r.frame_path))
+    mask = np.load(work / r.frame_mask_path)
+    frame = np.asarray(read_image(work / r.frame_path))
     if frame.shape[:2] != mask.shape:
-        raise DataError(f"{work/r.frame_path}: image is {frame.shape[1]}x{frame.shape[0]} but its mask {work/r.frame_mask_path} "
-                        f"is {mask.shape[1]}x{mask.shape[0]}; rerun 00_data to rewrite the frames.")
+        raise DataError(
+            f"{work / r.frame_path}: image is {frame.shape[1]}x{frame.shape[0]} but its mask "
+            f"{work / r.frame_mask_path} "
+            f"is {mask.shape[1]}x{mask.shape[0]}; rerun 00_data to rewrite the frames."
+        )
     if not np.isin(mask, (LESION, MARKER)).any():
-        raise DataError(f"{work/r.frame_mask_path}: mask has no lesion or marker pixels, so there is nothing to inpaint; "
-                        "fix the mask or remove it (rerun 00_data).")
-    row = dict(image=out, synthetic=True, type="healthy", base_id=int(r.ddi_id), donor_id=None, disease=None,
-               disease_joined=None, malignant=False, tone=r.tone, ruler=bool((mask == RULER).any()),
-               caption=f"{cfg.prompt} ({r.tone}-toned; lesion{' and marker' if (mask == MARKER).any() else ''} of image {r.ddi_id} inpainted)",
-               generator=inpainter.generator, trained=False, n_train_samples=None, seed=seed_of(cfg.seed, int(r.ddi_id)), params_hash=phash)
+        raise DataError(
+            f"{work / r.frame_mask_path}: mask has no lesion or marker pixels, so there is nothing to "
+            "inpaint; "
+            "fix the mask or remove it (rerun 00_data)."
+        )
+    row = dict(
+        image=out,
+        synthetic=True,
+        type="healthy",
+        base_id=int(r.ddi_id),
+        donor_id=None,
+        disease=None,
+        disease_joined=None,
+        malignant=False,
+        tone=r.tone,
+        ruler=bool((mask == RULER).any()),
+        caption=f"{cfg.prompt} ({r.tone}-toned; lesion{' and marker' if (mask == MARKER).any() else ''} of "
+        f"image {r.ddi_id} inpainted)",
+        generator=inpainter.generator,
+        trained=False,
+        n_train_samples=None,
+        seed=seed_of(cfg.seed, int(r.ddi_id)),
+        params_hash=phash,
+    )
     source = getattr(r, "mask_source", "sddi")
-    return dict(r=r, frame=frame, mask=mask, soft=inpaint_region(mask, cfg.dilate_kernel, cfg.blur_sigma), row=row,
-                out_mask=f"{HEALTHY_MASKS}/{stem}.npy", source=source if isinstance(source, str) else "", regenerated=not synthetic_done(work/out, phash))
+    return dict(
+        r=r,
+        frame=frame,
+        mask=mask,
+        soft=inpaint_region(mask, cfg.dilate_kernel, cfg.blur_sigma),
+        row=row,
+        out_mask=f"{HEALTHY_MASKS}/{stem}.npy",
+        source=source if isinstance(source, str) else "",
+        regenerated=not synthetic_done(work / out, phash),
+    )
 
-def _heal_batch(work:Path, rows:list, # `data/ddi.csv` rows of masked images
-                inpainter:Inpainter)->list[tuple[dict, dict]]:
-    "Healthy twins of masked images, those not done made in one backend call; each one's manifest row and review-sheet row."
+
+def _heal_batch(
+    work: Path,
+    rows: list,  # `data/ddi.csv` rows of masked images
+    inpainter: Inpainter,
+) -> list[tuple[dict, dict]]:
+    """Healthy twins of masked images, those not done made in one backend call; each one's manifest row and review-sheet
+    row."""
     cfg, jobs = inpainter.cfg, [_job(work, r, inpainter) for r in rows]
     new = [j for j in jobs if j["regenerated"]]
-    made = inpainter.batch([j["frame"] for j in new], [j["soft"] for j in new], [j["row"]["seed"] for j in new]) if new else []
+    made = (
+        inpainter.batch([j["frame"] for j in new], [j["soft"] for j in new], [j["row"]["seed"] for j in new])
+        if new
+        else []
+    )
     for j, candidates in zip(new, made):
-        scored = [(c, qc_scores(j["frame"], c, j["mask"], j["soft"], texture_side=cfg.qc_texture_side)) for c in candidates]
+        scored = [
+            (c, qc_scores(j["frame"], c, j["mask"], j["soft"], texture_side=cfg.qc_texture_side)) for c in candidates
+        ]
         healthy, j["scores"] = min(scored, key=lambda cs: _badness(cs[1], cfg.thresholds))
-        with atomic_path(work/j["out_mask"]) as t:
-            with open(t, "wb") as f: np.save(f, healthy_mask(j["mask"]))
-        save_synthetic(healthy, work/j["row"]["image"], j["row"])
+        with atomic_path(work / j["out_mask"]) as t:
+            with open(t, "wb") as f:
+                np.save(f, healthy_mask(j["mask"]))
+        save_synthetic(healthy, work / j["row"]["image"], j["row"])
     out = []
     for j in jobs:
         row, r = j["row"], j["r"]
-        if not j["regenerated"]: j["scores"] = qc_scores(j["frame"], np.asarray(read_image(work/row["image"])), j["mask"], j["soft"],
-                                                         texture_side=cfg.qc_texture_side)
+        if not j["regenerated"]:
+            j["scores"] = qc_scores(
+                j["frame"],
+                np.asarray(read_image(work / row["image"])),
+                j["mask"],
+                j["soft"],
+                texture_side=cfg.qc_texture_side,
+            )
         reasons = ";".join(map(str, qc_reasons(j["scores"], **cfg.thresholds)))
-        out.append((row, dict(image=row["image"], ddi_id=int(r.ddi_id), tone=r.tone, mask_source=j["source"], **{k: round(v, 4) for k, v in j["scores"].items()},
-                              auto_keep=not reasons, auto_reasons=reasons, keep=not reasons, reasons=reasons, note="", params_hash=row["params_hash"],
-                              regenerated=j["regenerated"])))
+        out.append(
+            (
+                row,
+                dict(
+                    image=row["image"],
+                    ddi_id=int(r.ddi_id),
+                    tone=r.tone,
+                    mask_source=j["source"],
+                    **{k: round(v, 4) for k, v in j["scores"].items()},
+                    auto_keep=not reasons,
+                    auto_reasons=reasons,
+                    keep=not reasons,
+                    reasons=reasons,
+                    note="",
+                    params_hash=row["params_hash"],
+                    regenerated=j["regenerated"],
+                ),
+            )
+        )
     return out
 
-def make_healthy(work_dir, # run root written by 00_data
-                 cfg:HealthyConfig, # the stage's settings
-                 inpainter:Inpainter|None=None, # the backend, if already loaded (made from `cfg`); None: loaded here
-                 share:Share|None=None, # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
-                )->pd.DataFrame|None:
-    "Inpaint every masked image (sDDI or automatic); writes images, masks, the manifest shard and the review sheet; returns the sheet (None in a launched process but the first)."
-    work = Path(work_dir); ddi = read_data(work)
+
+def make_healthy(
+    work_dir,  # run root written by 00_data
+    cfg: HealthyConfig,  # the stage's settings
+    inpainter: Inpainter | None = None,  # the backend, if already loaded (made from `cfg`); None: loaded here
+    # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
+    share: Share | None = None,
+) -> pd.DataFrame | None:
+    """Inpaint every masked image (sDDI or automatic); writes images, masks, the manifest shard and the review sheet;
+    returns the sheet (None in a launched process but the first)."""
+    work = Path(work_dir)
+    ddi = read_data(work)
     todo = ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id")
-    if cfg.limit is not None: todo = todo.head(cfg.limit)
-    if todo.empty: raise DataError(f"{work/DDI_TABLE}: no image has a mask; healthy synthetics need masks: give 00_data the sDDI "
-                                   "masks (masks_root) or let it make automatic ones (masks: sddi+auto).")
-    if share is None and cfg.num_processes > 1 and inpainter is None:  # the launched processes repaint and write everything
-        _build_models(work, cfg); launch("cgddi.healthy", work, cfg)
-        return pd.read_csv(work/REVIEW_SHEET, dtype={"reasons": str, "note": str, "mask_source": str}, keep_default_na=False)
+    if cfg.limit is not None:
+        todo = todo.head(cfg.limit)
+    if todo.empty:
+        raise DataError(
+            f"{work / DDI_TABLE}: no image has a mask; healthy synthetics need masks: give "
+            "00_data the sDDI "
+            "masks (masks_root) or let it make automatic ones (masks: sddi+auto)."
+        )
+    # the launched processes repaint and write everything
+    if share is None and cfg.num_processes > 1 and inpainter is None:
+        _build_models(work, cfg)
+        launch("cgddi.healthy", work, cfg)
+        return pd.read_csv(
+            work / REVIEW_SHEET, dtype={"reasons": str, "note": str, "mask_source": str}, keep_default_na=False
+        )
     share = share or Share()
-    if share.is_main: _build_models(work, cfg); remove_stale_temps(work/HEALTHY)
+    if share.is_main:
+        _build_models(work, cfg)
+        remove_stale_temps(work / HEALTHY)
     share.wait()
     inpainter = inpainter or Inpainter(cfg, work)
-    if inpainter.cfg != cfg: raise ValueError("the inpainter was made from other settings than `cfg`; pass Inpainter(cfg) or none.")
-    shard = manifest_dir(work, "healthy")/"all.csv"
+    if inpainter.cfg != cfg:
+        raise ValueError("the inpainter was made from other settings than `cfg`; pass Inpainter(cfg) or none.")
+    shard = manifest_dir(work, "healthy") / "all.csv"
     listed = set(pd.read_csv(shard, usecols=["image"]).image) if shard.exists() else set()
     mine, healed = share.mine(todo.itertuples()), []
     with progress_bar(total=len(mine), desc=f"healthy synthetics{share.desc}") as bar:
         for i in range(0, len(mine), cfg.batch_size):
-            healed += _heal_batch(work, mine[i:i + cfg.batch_size], inpainter); bar.update(len(mine[i:i + cfg.batch_size]))
+            healed += _heal_batch(work, mine[i : i + cfg.batch_size], inpainter)
+            bar.update(len(mine[i : i + cfg.batch_size]))
     healed = share.gather(healed)
-    if not share.is_main: return None
+    if not share.is_main:
+        return None
     by_id = {s["ddi_id"]: (row, s) for part in healed for row, s in part}
     rows, sheet = zip(*[by_id[int(i)] for i in todo.ddi_id])  # in ddi_id order, however the images were shared out
-    write_shard(list(rows), work, "healthy", "all"); refresh_index(work, "healthy")
-    if orphans := sum(not s["regenerated"] and s["image"] not in listed for s in sheet):  # written, then the run stopped before the shard
+    write_shard(list(rows), work, "healthy", "all")
+    refresh_index(work, "healthy")
+    # written, then the run stopped before the shard
+    if orphans := sum(not s["regenerated"] and s["image"] not in listed for s in sheet):
         print(f"{orphans} healthy images written by an interrupted run were checked and listed (not made again).")
     return write_review_sheet(pd.DataFrame(list(sheet)), work)
 
-def write_review_sheet(sheet:pd.DataFrame, # fresh sheet rows
-                       work_dir, # run root
-                      )->pd.DataFrame:
+
+def write_review_sheet(
+    sheet: pd.DataFrame,  # fresh sheet rows
+    work_dir,  # run root
+) -> pd.DataFrame:
     "Write `healthy/review.csv`, keeping a person's `keep`/`reasons`/`note` for images that were not regenerated."
-    path = Path(work_dir)/REVIEW_SHEET
+    path = Path(work_dir) / REVIEW_SHEET
     if path.exists():
         old = pd.read_csv(path, dtype={"reasons": str, "note": str}).set_index("image")
         for i, r in sheet.iterrows():
             if not r.regenerated and r.image in old.index:  # not regenerated: made with the same settings as before
-                for c in ("keep", "reasons", "note"): sheet.at[i, c] = old.loc[r.image, c]
-    sheet["reasons"] = sheet.reasons.fillna(""); sheet["note"] = sheet.note.fillna("")
+                for c in ("keep", "reasons", "note"):
+                    sheet.at[i, c] = old.loc[r.image, c]
+    sheet["reasons"] = sheet.reasons.fillna("")
+    sheet["note"] = sheet.note.fillna("")
     out = sheet.drop(columns="regenerated")
-    with atomic_path(path) as t: out.to_csv(t, index=False)
+    with atomic_path(path) as t:
+        out.to_csv(t, index=False)
     return out
 
 # %% ../nbs/01_healthy.ipynb #progress01
-def healthy_progress(work_dir, # run root
-                     cfg:HealthyConfig, # the stage's settings
-                    )->tuple[int, int, str]:
+def healthy_progress(
+    work_dir,  # run root
+    cfg: HealthyConfig,  # the stage's settings
+) -> tuple[int, int, str]:
     "(healthy images made, images with a mask, what) for `cgddi status`."
     made = read_manifest(work_dir, "healthy", kept_only=False, columns=["image"])
     kept = read_manifest(work_dir, "healthy", columns=["image"])
-    return len(made), int(read_data(work_dir).frame_mask_path.notna().sum()), f"healthy images made, {len(kept)} kept by the review sheet"
+    return (
+        len(made),
+        int(read_data(work_dir).frame_mask_path.notna().sum()),
+        f"healthy images made, {len(kept)} kept by the review sheet",
+    )
 
 # %% ../nbs/01_healthy.ipynb #b417a522
-def plot_healthy_examples(work_dir, # run root
-                          sheet:pd.DataFrame, # the review sheet
-                          n_per_tone:int=2, # examples per tone
-                          title:str="", # figure title
-                         ):
+def plot_healthy_examples(
+    work_dir,  # run root
+    sheet: pd.DataFrame,  # the review sheet
+    n_per_tone: int = 2,  # examples per tone
+    title: str = "",  # figure title
+):
     "Figure 3: original frame | repainted region (outlined) | healthy image, for each tone."
-    work = Path(work_dir); ddi = read_data(work).set_index("ddi_id")
+    work = Path(work_dir)
+    ddi = read_data(work).set_index("ddi_id")
     pick = pd.concat([g.head(n_per_tone) for _, g in sheet.groupby("tone", sort=False)])
     pick = pick.set_index("tone").loc[[t for t in TONE_ORDER if t in set(pick.tone)]].reset_index()
     fig, axes = plt.subplots(len(pick), 3, figsize=(7.5, 2.6 * len(pick)), squeeze=False)
     for row_axes, r in zip(axes, pick.itertuples()):
-        d = ddi.loc[r.ddi_id]; frame = read_image(work/d.frame_path); mask = np.load(work/d.frame_mask_path)
+        d = ddi.loc[r.ddi_id]
+        frame = read_image(work / d.frame_path)
+        mask = np.load(work / d.frame_mask_path)
         region = (inpaint_region(mask) >= 0.5).astype(int)
-        for ax, im, t in zip(row_axes, [np.asarray(frame), overlay_mask(frame, region, classes=(LESION,)), Image.open(work/r.image)],
-                             [f"{d.file} ({r.tone})", "region repainted", "healthy" + ("" if r.keep else f" (discarded: {r.reasons})")]):
-            ax.imshow(im); ax.set_title(t, fontsize=8); ax.axis("off")
-    if title: fig.suptitle(title, fontsize=9)
+        for ax, im, t in zip(
+            row_axes,
+            [np.asarray(frame), overlay_mask(frame, region, classes=(LESION,)), Image.open(work / r.image)],
+            [f"{d.file} ({r.tone})", "region repainted", "healthy" + ("" if r.keep else f" (discarded: {r.reasons})")],
+        ):
+            ax.imshow(im)
+            ax.set_title(t, fontsize=8)
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -27,35 +27,44 @@ HEALTHY = "healthy"  # 01: healthy images (images/), their inpainting masks (mas
 HEALTHY_IMAGES = "healthy/images"  # 01: <DDI stem>.png, the lesion inpainted away
 HEALTHY_MASKS = "healthy/masks"  # 01: <DDI stem>.npy, the region each healthy image repainted
 REVIEW_SHEET = "healthy/review.csv"  # 01: the person-editable keep/discard sheet (QC scores and reasons)
-LESION_MAP_LOG = "lesion_map/candidates"  # 02: <healthy stem>.csv, every donor tried on a canvas: placed or skipped, and why
+# 02: <healthy stem>.csv, every donor tried on a canvas: placed or skipped, and why
+LESION_MAP_LOG = "lesion_map/candidates"
 LESION_MAPPED = "lesion_mapped"  # 02: <healthy stem>/<...>_with_<disease>_from_<donor>.png
-TEXTUAL_INVERSION = "textual_inversion"  # 03: <generator set>/<disease>/ tokens, and <set>/concepts.csv, <set>/split.json
-LORA = "lora"  # 04: <generator set>/<disease>/ adapters (pytorch_lora_weights.safetensors, lora.json), concepts.csv, split.json
+# 03: <generator set>/<disease>/ tokens, and <set>/concepts.csv, <set>/split.json
+TEXTUAL_INVERSION = "textual_inversion"
+# 04: <generator set>/<disease>/ adapters (pytorch_lora_weights.safetensors, lora.json), concepts.csv, split.json
+LORA = "lora"
 SEMANTIC = "semantic"  # 05: <generator set>/images/<disease>/<base id>-<tone>-<repeat>.png
 MANIFEST = "manifest"  # 01, 02, 05: manifest/<type>/<shard>.csv, one row per synthetic image (DESIGN.md's schema)
 IMPORTS = "manifest/imports.json"  # cgddi import-dataset / import-adapters: what was imported, from where
 PREDICTIONS = "classify/predictions"  # 06: <protocol>/<experiment>/<method>/S<seed>.csv and .json (the run's facts)
 CLASSIFIER_MODELS = "classify/models"  # 06: the same tree, S<seed>.safetensors
-TRAIN_SETS = "classify/train_sets"  # 06: the same tree, S<seed>.csv: every image a model trained on (the leakage audit reads it)
+# 06: the same tree, S<seed>.csv: every image a model trained on (the leakage audit reads it)
+TRAIN_SETS = "classify/train_sets"
 EXTERNAL_PREDICTIONS = "classify/external"  # 06 with external_test: <set>/<protocol>/<experiment>/<method>/S<seed>.csv
 LOCK_FILE = ".cgddi.lock"  # while a `cgddi run` or an import writes the work dir
 
-def frame_path(stem:str)->str:
+
+def frame_path(stem: str) -> str:
     "Where 00 writes the framed image of DDI file `stem`."
     return f"{FRAMES}/{stem}.png"
 
-def split_path(work_dir, mode:str, seed:int)->Path:
-    "The split file of `mode` (faithful / clean) and `seed`."
-    return Path(work_dir)/SPLITS/f"{mode}_S{seed}.csv"
 
-def run_path(work_dir, root:str, protocol:str, experiment:str, method:str, seed:int, suffix:str=".csv")->Path:
-    "A classification run's file under `root` (`PREDICTIONS`, `CLASSIFIER_MODELS`, `TRAIN_SETS`): one tree per protocol, experiment and method."
-    return Path(work_dir)/root/protocol/experiment/method/f"S{seed}{suffix}"
+def split_path(work_dir, mode: str, seed: int) -> Path:
+    "The split file of `mode` (faithful / clean) and `seed`."
+    return Path(work_dir) / SPLITS / f"{mode}_S{seed}.csv"
+
+
+def run_path(work_dir, root: str, protocol: str, experiment: str, method: str, seed: int, suffix: str = ".csv") -> Path:
+    """A classification run's file under `root` (`PREDICTIONS`, `CLASSIFIER_MODELS`, `TRAIN_SETS`): one tree per
+    protocol, experiment and method."""
+    return Path(work_dir) / root / protocol / experiment / method / f"S{seed}{suffix}"
 
 # %% ../nbs/00m_layout.ipynb #laytab
-def layout_table()->pd.DataFrame:
+def layout_table() -> pd.DataFrame:
     "Every path of the layout: constant, path under `work_dir`, and what is there (the stage that writes it first)."
     import importlib, inspect, re
+
     src = inspect.getsource(importlib.import_module("cgddi.layout"))  # the constants' own comments
     rows = re.findall(r'^([A-Z_]+) = "([^"]+)"  # (.*)$', src, re.M)
     return pd.DataFrame(rows, columns=["constant", "path", "what"])

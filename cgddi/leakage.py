@@ -13,7 +13,6 @@ from .data import read_split
 from .manifest import ManifestError
 from .layout import LORA, TRAIN_SETS, run_path
 
-
 # %% auto #0
 __all__ = ['LEAK_KINDS', 'TRAIN_SET_COLUMNS', 'PAPER_MIN_TRAIN_SAMPLES', 'adapter_train_ids', 'leak_kinds', 'leakage_filter',
            'let_through', 'train_set_path', 'audit_leakage', 'passes_size_rule']
@@ -23,74 +22,115 @@ LEAK_KINDS = ("real", "base", "donor", "adapter")
 TRAIN_SET_COLUMNS = ["image", "type", "ddi_id", "base_id", "donor_id", "adapter"]
 _LEAK_COLUMNS = ["type", "base_id", "donor_id", "adapter"]
 
-def adapter_train_ids(work_dir, # run root
-                     )->dict[str, set]:
-    "Every adapter folder (`lora/<set>/<slug>`, relative to `work_dir`) -> the DDI ids it learnt from (`train_ids` of its `lora.json`)."
+
+def adapter_train_ids(
+    work_dir,  # run root
+) -> dict[str, set]:
+    """Every adapter folder (`lora/<set>/<slug>`, relative to `work_dir`) -> the DDI ids it learnt from (`train_ids` of
+    its `lora.json`)."""
     out = {}
     for p in sorted(Path(work_dir).glob(f"{LORA}/*/*/lora.json")):
         facts = json.loads(p.read_text())
-        if "train_ids" not in facts: raise ManifestError(f"{p}: no train_ids; rerun 04_lora to rewrite it.")
+        if "train_ids" not in facts:
+            raise ManifestError(f"{p}: no train_ids; rerun 04_lora to rewrite it.")
         out[p.parent.relative_to(work_dir).as_posix()] = {int(i) for i in facts["train_ids"]}
     return out
 
-def leak_kinds(rows:pd.DataFrame, # training images: type, base_id, donor_id, adapter (and ddi_id for real ones)
-               test_ids, # DDI ids of the split's test images
-               train_ids:dict, # `adapter_train_ids`
-              )->pd.Series:
+
+def leak_kinds(
+    rows: pd.DataFrame,  # training images: type, base_id, donor_id, adapter (and ddi_id for real ones)
+    test_ids,  # DDI ids of the split's test images
+    train_ids: dict,  # `adapter_train_ids`
+) -> pd.Series:
     "Per row, the ties to the test set (`;`-joined `LEAK_KINDS`; empty when none)."
     missing = [c for c in _LEAK_COLUMNS if c not in rows.columns]
-    if missing: raise ManifestError(f"leakage: training rows lack column(s) {missing}.")
+    if missing:
+        raise ManifestError(f"leakage: training rows lack column(s) {missing}.")
     test = sorted({int(i) for i in test_ids})
-    def hit(col): return pd.to_numeric(rows[col]).isin(test).to_numpy(bool, na_value=False) if col in rows else np.zeros(len(rows), bool)
+
+    def hit(col):
+        return (
+            pd.to_numeric(rows[col]).isin(test).to_numpy(bool, na_value=False)
+            if col in rows
+            else np.zeros(len(rows), bool)
+        )
+
     adapters = rows.adapter.dropna().unique()
     if unknown := sorted(set(adapters) - set(train_ids)):
-        raise ManifestError(f"leakage: no lora.json for adapter(s) {unknown[:3]}; rerun 04_lora or remove their semantic images.")
+        raise ManifestError(
+            f"leakage: no lora.json for adapter(s) {unknown[:3]}; rerun 04_lora or remove their semantic images."
+        )
     tied = {a: not train_ids[a].isdisjoint(test) for a in adapters}  # once per adapter, not per image
-    ties = [hit("ddi_id") & (rows.type == "real").to_numpy(bool), hit("base_id"), hit("donor_id"),
-            rows.adapter.map(tied).to_numpy(bool, na_value=False)]  # in the order of LEAK_KINDS
-    code = sum(t.astype(np.int8) << i for i, t in enumerate(ties))  # each row's ties as bits, then as their `;`-joined names
-    names = np.array([";".join(k for i, k in enumerate(LEAK_KINDS) if c >> i & 1) for c in range(2 ** len(LEAK_KINDS))], dtype=object)
+    ties = [
+        hit("ddi_id") & (rows.type == "real").to_numpy(bool),
+        hit("base_id"),
+        hit("donor_id"),
+        rows.adapter.map(tied).to_numpy(bool, na_value=False),
+    ]  # in the order of LEAK_KINDS
+    # each row's ties as bits, then as their `;`-joined names
+    code = sum(t.astype(np.int8) << i for i, t in enumerate(ties))
+    names = np.array(
+        [";".join(k for i, k in enumerate(LEAK_KINDS) if c >> i & 1) for c in range(2 ** len(LEAK_KINDS))], dtype=object
+    )
     return pd.Series(names[code], index=rows.index, dtype=object)
 
-def leakage_filter(rows:pd.DataFrame, # synthetic manifest rows (type, base_id, donor_id, disease_joined, adapter)
-                   test_ids, # ddi_id of the split's test images
-                   protocol:str, # "clean": no tie to the test set at all; "faithful": the paper's rule
-                   disease_of:dict, # ddi_id -> joined disease of every real image
-                   train_ids:dict, # `adapter_train_ids`
-                   kinds:pd.Series|None=None, # the rows' `leak_kinds` for this test set, if known (a batch computes them once per split)
-                  )->tuple[pd.DataFrame, dict]:
-    "The admissible rows, with their ties to the test set (`leak`: what the faithful rule lets through), and the counts dropped, in all and by each tie."
-    if protocol not in ("faithful", "clean"): raise ValueError(f"protocol {protocol!r} unknown; use faithful or clean.")
+
+def leakage_filter(
+    rows: pd.DataFrame,  # synthetic manifest rows (type, base_id, donor_id, disease_joined, adapter)
+    test_ids,  # ddi_id of the split's test images
+    protocol: str,  # "clean": no tie to the test set at all; "faithful": the paper's rule
+    disease_of: dict,  # ddi_id -> joined disease of every real image
+    train_ids: dict,  # `adapter_train_ids`
+    # the rows' `leak_kinds` for this test set, if known (a batch computes them once per split)
+    kinds: pd.Series | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """The admissible rows, with their ties to the test set (`leak`: what the faithful rule lets through), and the
+    counts dropped, in all and by each tie."""
+    if protocol not in ("faithful", "clean"):
+        raise ValueError(f"protocol {protocol!r} unknown; use faithful or clean.")
     kinds = leak_kinds(rows, test_ids, train_ids) if kinds is None else kinds
     has = {k: kinds.str.contains(k) for k in LEAK_KINDS}
     semantic = rows.type == "semantic"
-    if protocol == "clean": drop = kinds != ""
+    if protocol == "clean":
+        drop = kinds != ""
     else:
         own_disease = pd.to_numeric(rows.base_id).map(disease_of).astype(object) == rows.disease_joined.astype(object)
         drop = (~semantic & (has["base"] | has["donor"])) | (semantic & has["base"] & own_disease)
-    facts = {"n_dropped_leakage": int(drop.sum()), **{f"n_dropped_{k}": int((drop & has[k]).sum()) for k in ("base", "donor", "adapter")}}
+    facts = {
+        "n_dropped_leakage": int(drop.sum()),
+        **{f"n_dropped_{k}": int((drop & has[k]).sum()) for k in ("base", "donor", "adapter")},
+    }
     return rows[~drop].assign(leak=kinds[~drop]).reset_index(drop=True), facts
 
-def let_through(rows:pd.DataFrame, # admissible rows from `leakage_filter` (with `leak`)
-               )->dict:
-    "What a training set holds that ties to the test set (faithful only): semantic images whose generator saw a test image, or on a test canvas."
-    semantic = rows.type == "semantic"
-    return {"n_semantic_generator_saw_test": int((semantic & rows.leak.str.contains("adapter")).sum()),
-            "n_semantic_base_in_test": int((semantic & rows.leak.str.contains("base")).sum())}
 
-def train_set_path(work_dir, protocol:str, experiment:str, method:str, seed:int)->Path:
+def let_through(
+    rows: pd.DataFrame,  # admissible rows from `leakage_filter` (with `leak`)
+) -> dict:
+    """What a training set holds that ties to the test set (faithful only): semantic images whose generator saw a test
+    image, or on a test canvas."""
+    semantic = rows.type == "semantic"
+    return {
+        "n_semantic_generator_saw_test": int((semantic & rows.leak.str.contains("adapter")).sum()),
+        "n_semantic_base_in_test": int((semantic & rows.leak.str.contains("base")).sum()),
+    }
+
+
+def train_set_path(work_dir, protocol: str, experiment: str, method: str, seed: int) -> Path:
     "Where a classification run lists what it trained on (`TRAIN_SET_COLUMNS`)."
     return run_path(work_dir, TRAIN_SETS, protocol, experiment, method, seed)
 
-def audit_leakage(work_dir, # run root with classification runs
-                 )->pd.DataFrame:
+
+def audit_leakage(
+    work_dir,  # run root with classification runs
+) -> pd.DataFrame:
     "Every training image of every run with a tie to its split's test set, re-derived from the files: one row each."
     work, train_ids, found = Path(work_dir), adapter_train_ids(work_dir), []
-    for p in sorted((work/TRAIN_SETS).rglob("S*.csv")):
-        protocol, experiment, method = p.relative_to(work/TRAIN_SETS).parts[:3]
+    for p in sorted((work / TRAIN_SETS).rglob("S*.csv")):
+        protocol, experiment, method = p.relative_to(work / TRAIN_SETS).parts[:3]
         seed = int(p.stem[1:])
         rows = pd.read_csv(p)
-        if missing := [c for c in TRAIN_SET_COLUMNS if c not in rows.columns]: raise ManifestError(f"{p}: missing column(s) {missing}.")
+        if missing := [c for c in TRAIN_SET_COLUMNS if c not in rows.columns]:
+            raise ManifestError(f"{p}: missing column(s) {missing}.")
         split = read_split(work, protocol, seed)
         kinds = leak_kinds(rows, split.ddi_id[split.split == "test"], train_ids)
         hits = rows[kinds != ""].assign(leak=kinds[kinds != ""])
@@ -101,12 +141,15 @@ def audit_leakage(work_dir, # run root with classification runs
 # %% ../nbs/00k_leakage.ipynb #b0732465
 PAPER_MIN_TRAIN_SAMPLES = 10  # the paper's rule: diseases with 10 or fewer training images make no synthetic images
 
-def passes_size_rule(disease_joined:pd.Series, # each row's joined disease
-                     n_train:pd.Series, # each row's adapter's training images (the clean count)
-                     protocol:str|None, # "clean": count the adapter's images; "faithful" or None (paper regime): the disease's
-                     disease_counts:pd.Series, # images per joined disease in the data (the faithful count)
-                     min_train_samples:int, # diseases with this many training images or fewer stay out
-                    )->np.ndarray:
+
+def passes_size_rule(
+    disease_joined: pd.Series,  # each row's joined disease
+    n_train: pd.Series,  # each row's adapter's training images (the clean count)
+    # "clean": count the adapter's images; "faithful" or None (paper regime): the disease's
+    protocol: str | None,
+    disease_counts: pd.Series,  # images per joined disease in the data (the faithful count)
+    min_train_samples: int,  # diseases with this many training images or fewer stay out
+) -> np.ndarray:
     "Per row, whether its disease has more than `min_train_samples` training images as `protocol` counts them."
     count = n_train if protocol == "clean" else disease_joined.map(disease_counts)
     return (pd.to_numeric(count).fillna(0) > min_train_samples).to_numpy(bool)

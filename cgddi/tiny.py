@@ -13,11 +13,28 @@ from pathlib import Path
 import torch
 import diffusers, transformers
 from transformers.convert_slow_tokenizer import bytes_to_unicode
-from transformers import (CLIPTokenizer, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPVisionConfig,
-                          CLIPVisionModelWithProjection, CLIPImageProcessor)
-from diffusers import (PriorTransformer, UnCLIPScheduler, UNet2DConditionModel, VQModel, DDPMScheduler, AutoencoderKL,
-                       PNDMScheduler, KandinskyV22PriorPipeline, KandinskyV22InpaintPipeline, StableDiffusionInpaintPipeline,
-                       StableDiffusionPipeline)
+from transformers import (
+    CLIPTokenizer,
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+    CLIPImageProcessor,
+)
+from diffusers import (
+    PriorTransformer,
+    UnCLIPScheduler,
+    UNet2DConditionModel,
+    VQModel,
+    DDPMScheduler,
+    AutoencoderKL,
+    PNDMScheduler,
+    KandinskyV22PriorPipeline,
+    KandinskyV22InpaintPipeline,
+    StableDiffusionInpaintPipeline,
+    StableDiffusionPipeline,
+)
 
 # %% auto #0
 __all__ = ['TINY_MARKER', 'TINY_LABEL', 'FULL_SIZE_LABEL', 'MOVED', 'MINI_LABEL', 'MINI_DIR', 'ARCHITECTURES', 'weights_label',
@@ -29,19 +46,25 @@ TINY_MARKER = "cgddi_tiny.json"  # written into every model folder made here (ti
 TINY_LABEL = "tiny random model (pipeline check, not imagery)"
 FULL_SIZE_LABEL = "random weights at full size (pipeline check, not imagery)"
 
-def weights_label(path, # a model folder or hub id
-                 )->str|None:
-    "How outputs of a model folder written by this module must be labelled (tiny or full size); None for any other model."
-    marker = Path(str(path))/TINY_MARKER
+
+def weights_label(
+    path,  # a model folder or hub id
+) -> str | None:
+    """How outputs of a model folder written by this module must be labelled (tiny or full size); None for any other
+    model."""
+    marker = Path(str(path)) / TINY_MARKER
     return json.loads(marker.read_text()).get("label", TINY_LABEL) if marker.exists() else None
 
-def is_tiny(path, # a model folder or hub id
-           )->bool:
+
+def is_tiny(
+    path,  # a model folder or hub id
+) -> bool:
     "True when `path` is a tiny random model folder written by this module."
     return weights_label(path) == TINY_LABEL
 
-def _mark(folder:Path, kind:str, seed:int, label:str=TINY_LABEL)->Path:
-    (folder/TINY_MARKER).write_text(json.dumps({"kind": kind, "seed": seed, "label": label}))
+
+def _mark(folder: Path, kind: str, seed: int, label: str = TINY_LABEL) -> Path:
+    (folder / TINY_MARKER).write_text(json.dumps({"kind": kind, "seed": seed, "label": label}))
     return folder
 
 # %% ../nbs/00d_tiny.ipynb #loaderrcode
@@ -51,55 +74,76 @@ MOVED = {  # hub ids that no longer load -> where the same weights live now
     "runwayml/stable-diffusion-v1-5": "stable-diffusion-v1-5/stable-diffusion-v1-5",
 }
 
+
 class ModelLoadError(OSError):
     "A model could not be loaded; the message names it, what to use instead and how to load it from a local folder."
 
-def model_load_error(model, # the hub id, folder or file that failed
-                     what:str, # what it should have been, e.g. "a Stable Diffusion pipeline"
-                     param:str, # the params key that names it
-                     cause:Exception, # the loader's own error
-                     offline:str|None=None, # how to get it without the network, where not `hf download` into a folder
-                    )->ModelLoadError:
+
+def model_load_error(
+    model,  # the hub id, folder or file that failed
+    what: str,  # what it should have been, e.g. "a Stable Diffusion pipeline"
+    param: str,  # the params key that names it
+    cause: Exception,  # the loader's own error
+    offline: str | None = None,  # how to get it without the network, where not `hf download` into a folder
+) -> ModelLoadError:
     "The error to raise when `model` cannot be loaded."
     model, reason = str(model), (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
     local = Path(model).expanduser()
-    if model in MOVED: hint = f"It was removed from the hub; the same weights live on as {MOVED[model]!r}: set `{param}: {MOVED[model]}`."
+    if model in MOVED:
+        hint = (
+            f"It was removed from the hub; the same weights live on as {MOVED[model]!r}: set `{param}: {MOVED[model]}`."
+        )
     elif local.is_absolute() or model.startswith("."):
         hint = f"No usable model at that path{'' if local.exists() else ' (it does not exist)'}; check `{param}`."
-    else: hint = "Check the id, the network (or `hf auth login` for a gated model)."
-    offline = offline or (f"download it once (`hf download {MOVED.get(model, model)} --local-dir DIR`, or `save_pretrained(DIR)` where "
-                          f"the hub is reachable) and set `{param}: DIR` in the params file")
-    return ModelLoadError(f"{model}: cannot load {what} ({type(cause).__name__}: {reason}). {hint} To work offline, {offline}.")
+    else:
+        hint = "Check the id, the network (or `hf auth login` for a gated model)."
+    offline = offline or (
+        f"download it once (`hf download {MOVED.get(model, model)} --local-dir DIR`, or "
+        "`save_pretrained(DIR)` where "
+        f"the hub is reachable) and set `{param}: DIR` in the params file"
+    )
+    return ModelLoadError(
+        f"{model}: cannot load {what} ({type(cause).__name__}: {reason}). {hint} To work offline, {offline}."
+    )
 
 # %% ../nbs/00d_tiny.ipynb #minicode
 MINI_LABEL = "mini model pretrained on synthetic skin scenes"
 MINI_DIR = "mini_sd"  # the shipped pipeline's folder inside the package
 
-def mini_sd()->Path:
+
+def mini_sd() -> Path:
     "The shipped mini pipeline's folder; a `ModelLoadError` naming the fix when the package holds none."
-    path = Path(str(resources.files("cgddi")))/MINI_DIR
-    if not (path/"model_index.json").exists():
-        raise ModelLoadError(f"{path}: the mini model's weights are not installed with this copy of cgddi. Reinstall cgddi from a "
-                             "checkout that has cgddi/mini_sd, or pretrain it (`cgddi pretrain-mini OUT`, about an hour on 2 CPU cores) "
-                             "and set `sd_model: OUT/pipeline`.")
+    path = Path(str(resources.files("cgddi"))) / MINI_DIR
+    if not (path / "model_index.json").exists():
+        raise ModelLoadError(
+            f"{path}: the mini model's weights are not installed with this copy of cgddi. Reinstall "
+            "cgddi from a "
+            "checkout that has cgddi/mini_sd, or pretrain it (`cgddi pretrain-mini OUT`, about an "
+            "hour on 2 CPU cores) "
+            "and set `sd_model: OUT/pipeline`."
+        )
     return path
 
 # %% ../nbs/00d_tiny.ipynb #bb0e9903
 @cache
-def clip_vocab()->tuple[dict, list]:
+def clip_vocab() -> tuple[dict, list]:
     "CLIP's BPE vocabulary (token -> id) and merges, from the file `open_clip_torch` ships."
     spec = importlib.util.find_spec("open_clip")
-    if spec is None: raise ModuleNotFoundError("CLIP's vocabulary comes from open_clip_torch: `pip install open_clip_torch`.")
-    path = Path(spec.submodule_search_locations[0])/"bpe_simple_vocab_16e6.txt.gz"
+    if spec is None:
+        raise ModuleNotFoundError("CLIP's vocabulary comes from open_clip_torch: `pip install open_clip_torch`.")
+    path = Path(spec.submodule_search_locations[0]) / "bpe_simple_vocab_16e6.txt.gz"
     lines = gzip.decompress(path.read_bytes()).decode("utf-8").split("\n")
-    merges = [tuple(line.split()) for line in lines[1:49152 - 256 - 2 + 1]]  # CLIP uses the first 48,894 merges
+    merges = [tuple(line.split()) for line in lines[1 : 49152 - 256 - 2 + 1]]  # CLIP uses the first 48,894 merges
     chars = list(bytes_to_unicode().values())
     tokens = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
     return {t: i for i, t in enumerate(tokens)}, merges
 
-def clip_tokenizer(max_length:int=77, # CLIP's context length
-                   pad_token:str="<|endoftext|>", # "!" for SD 2.x and Kandinsky's prior (OpenCLIP), the end token for SD 1.x
-                  )->CLIPTokenizer:
+
+def clip_tokenizer(
+    max_length: int = 77,  # CLIP's context length
+    # "!" for SD 2.x and Kandinsky's prior (OpenCLIP), the end token for SD 1.x
+    pad_token: str = "<|endoftext|>",
+) -> CLIPTokenizer:
     "CLIP's BPE tokenizer, built without any download."
     vocab, merges = clip_vocab()
     return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=max_length, pad_token=pad_token)
@@ -107,143 +151,311 @@ def clip_tokenizer(max_length:int=77, # CLIP's context length
 # %% ../nbs/00d_tiny.ipynb #23bd5417
 _EMBED = 32  # CLIP projection width of the tiny models
 
-def _clip_text(tok:CLIPTokenizer, cls=CLIPTextModelWithProjection):
-    return cls(CLIPTextConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                              hidden_size=_EMBED, projection_dim=_EMBED, intermediate_size=37, num_attention_heads=4,
-                              num_hidden_layers=2, vocab_size=len(tok), max_position_embeddings=tok.model_max_length))
 
-def tiny_kandinsky(out_dir, # folder to write `prior/` and `decoder-inpaint/` into
-                   seed:int=0, # weight initialisation seed
-                  )->tuple[Path, Path]:
+def _clip_text(tok: CLIPTokenizer, cls=CLIPTextModelWithProjection):
+    return cls(
+        CLIPTextConfig(
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            hidden_size=_EMBED,
+            projection_dim=_EMBED,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=len(tok),
+            max_position_embeddings=tok.model_max_length,
+        )
+    )
+
+
+def tiny_kandinsky(
+    out_dir,  # folder to write `prior/` and `decoder-inpaint/` into
+    seed: int = 0,  # weight initialisation seed
+) -> tuple[Path, Path]:
     "Write a tiny random Kandinsky 2.2 prior and inpainting decoder as safetensors; returns their folders."
-    out = Path(out_dir); torch.manual_seed(seed)
+    out = Path(out_dir)
+    torch.manual_seed(seed)
     tok = clip_tokenizer()
     prior = KandinskyV22PriorPipeline(
         prior=PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=_EMBED, num_layers=1),
-        image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=_EMBED, image_size=32, projection_dim=_EMBED,
-            intermediate_size=37, num_attention_heads=4, num_channels=3, num_hidden_layers=2, patch_size=8)),
-        text_encoder=_clip_text(tok), tokenizer=tok,
-        scheduler=UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000,
-                                  clip_sample=True, clip_sample_range=10.0),
-        image_processor=CLIPImageProcessor(crop_size=32, size=32, do_center_crop=True, do_normalize=True, do_resize=True,
-            resample=3, image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711]))
+        image_encoder=CLIPVisionModelWithProjection(
+            CLIPVisionConfig(
+                hidden_size=_EMBED,
+                image_size=32,
+                projection_dim=_EMBED,
+                intermediate_size=37,
+                num_attention_heads=4,
+                num_channels=3,
+                num_hidden_layers=2,
+                patch_size=8,
+            )
+        ),
+        text_encoder=_clip_text(tok),
+        tokenizer=tok,
+        scheduler=UnCLIPScheduler(
+            variance_type="fixed_small_log",
+            prediction_type="sample",
+            num_train_timesteps=1000,
+            clip_sample=True,
+            clip_sample_range=10.0,
+        ),
+        image_processor=CLIPImageProcessor(
+            crop_size=32,
+            size=32,
+            do_center_crop=True,
+            do_normalize=True,
+            do_resize=True,
+            resample=3,
+            image_mean=[0.48145466, 0.4578275, 0.40821073],
+            image_std=[0.26862954, 0.26130258, 0.27577711],
+        ),
+    )
     decoder = KandinskyV22InpaintPipeline(
-        unet=UNet2DConditionModel(in_channels=9, out_channels=8, addition_embed_type="image",
+        unet=UNet2DConditionModel(
+            in_channels=9,
+            out_channels=8,
+            addition_embed_type="image",
             down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
-            up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"), mid_block_type="UNetMidBlock2DSimpleCrossAttn",
-            block_out_channels=(32, 64), layers_per_block=1, encoder_hid_dim=_EMBED, encoder_hid_dim_type="image_proj",
-            cross_attention_dim=64, attention_head_dim=4, resnet_time_scale_shift="scale_shift", class_embed_type=None),
-        scheduler=DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=0.00085, beta_end=0.012,
-                                clip_sample=False, prediction_type="epsilon"),  # the hub's config names no variance_type: fixed_small
-        movq=VQModel(block_out_channels=[32, 64], down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-            in_channels=3, latent_channels=4, layers_per_block=1, norm_num_groups=8, norm_type="spatial", num_vq_embeddings=12,
-            out_channels=3, up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"], vq_embed_dim=4))
-    paths = out/"prior", out/"decoder-inpaint"
-    prior.save_pretrained(paths[0], safe_serialization=True); decoder.save_pretrained(paths[1], safe_serialization=True)
+            up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+            mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            encoder_hid_dim=_EMBED,
+            encoder_hid_dim_type="image_proj",
+            cross_attention_dim=64,
+            attention_head_dim=4,
+            resnet_time_scale_shift="scale_shift",
+            class_embed_type=None,
+        ),
+        scheduler=DDPMScheduler(
+            num_train_timesteps=1000,
+            beta_schedule="linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            # the hub's config names no variance_type: fixed_small
+            clip_sample=False,
+            prediction_type="epsilon",
+        ),
+        movq=VQModel(
+            block_out_channels=[32, 64],
+            down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+            in_channels=3,
+            latent_channels=4,
+            layers_per_block=1,
+            norm_num_groups=8,
+            norm_type="spatial",
+            num_vq_embeddings=12,
+            out_channels=3,
+            up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+            vq_embed_dim=4,
+        ),
+    )
+    paths = out / "prior", out / "decoder-inpaint"
+    prior.save_pretrained(paths[0], safe_serialization=True)
+    decoder.save_pretrained(paths[1], safe_serialization=True)
     return _mark(paths[0], "kandinsky-2-2-prior", seed), _mark(paths[1], "kandinsky-2-2-decoder-inpaint", seed)
 
 # %% ../nbs/00d_tiny.ipynb #3a27de73
-def tiny_sd(out_dir, # folder to write the pipeline into
-            inpaint:bool=False, # 9-channel inpainting UNet instead of the 4-channel text-to-image one
-            seed:int=0, # weight initialisation seed
-           )->Path:
+def tiny_sd(
+    out_dir,  # folder to write the pipeline into
+    inpaint: bool = False,  # 9-channel inpainting UNet instead of the 4-channel text-to-image one
+    seed: int = 0,  # weight initialisation seed
+) -> Path:
     "Write a tiny random Stable Diffusion pipeline as safetensors; returns its folder."
-    out = Path(out_dir); torch.manual_seed(seed)
+    out = Path(out_dir)
+    torch.manual_seed(seed)
     tok = clip_tokenizer()
     comps = dict(
-        unet=UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=9 if inpaint else 4,
-            out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=_EMBED, attention_head_dim=4, norm_num_groups=8),
-        vae=AutoencoderKL(block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8,
-            down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2),
-        text_encoder=_clip_text(tok, CLIPTextModel), tokenizer=tok,
-        scheduler=PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
-                                set_alpha_to_one=False, steps_offset=1),
-        safety_checker=None, feature_extractor=None)
-    pipe = (StableDiffusionInpaintPipeline if inpaint else StableDiffusionPipeline)(**comps, requires_safety_checker=False)
+        unet=UNet2DConditionModel(
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            sample_size=32,
+            in_channels=9 if inpaint else 4,
+            out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=_EMBED,
+            attention_head_dim=4,
+            norm_num_groups=8,
+        ),
+        vae=AutoencoderKL(
+            block_out_channels=[32, 64],
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            norm_num_groups=8,
+            down_block_types=["DownEncoderBlock2D"] * 2,
+            up_block_types=["UpDecoderBlock2D"] * 2,
+        ),
+        text_encoder=_clip_text(tok, CLIPTextModel),
+        tokenizer=tok,
+        scheduler=PNDMScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            skip_prk_steps=True,
+            set_alpha_to_one=False,
+            steps_offset=1,
+        ),
+        safety_checker=None,
+        feature_extractor=None,
+    )
+    pipe = (StableDiffusionInpaintPipeline if inpaint else StableDiffusionPipeline)(
+        **comps, requires_safety_checker=False
+    )
     pipe.save_pretrained(out, safe_serialization=True)
     return _mark(out, "stable-diffusion-inpainting" if inpaint else "stable-diffusion", seed)
 
-def tiny_clip_text(out_dir, # folder to write `text_encoder/` and `tokenizer/` into
-                   seed:int=0, # weight initialisation seed
-                  )->Path:
+
+def tiny_clip_text(
+    out_dir,  # folder to write `text_encoder/` and `tokenizer/` into
+    seed: int = 0,  # weight initialisation seed
+) -> Path:
     "Write a tiny random CLIP text encoder (with projection) and the local tokenizer; returns the folder."
-    out = Path(out_dir); torch.manual_seed(seed)
+    out = Path(out_dir)
+    torch.manual_seed(seed)
     tok = clip_tokenizer()
-    _clip_text(tok).save_pretrained(out/"text_encoder", safe_serialization=True)
-    tok.save_pretrained(out/"tokenizer")
+    _clip_text(tok).save_pretrained(out / "text_encoder", safe_serialization=True)
+    tok.save_pretrained(out / "tokenizer")
     return _mark(out, "clip-text", seed)
 
 # %% ../nbs/00d_tiny.ipynb #tinysamcode
-def tiny_sam(out_dir, # folder to write the model and its processor into
-             version:str="sam", # "sam" (SamModel, ViT encoder) or "sam2" (Sam2Model, Hiera encoder)
-             seed:int=0, # weight initialisation seed
-            )->Path:
-    "Write a tiny random SAM or SAM 2 (transformers classes, 64 px input) with its processor as safetensors; returns its folder."
+def tiny_sam(
+    out_dir,  # folder to write the model and its processor into
+    version: str = "sam",  # "sam" (SamModel, ViT encoder) or "sam2" (Sam2Model, Hiera encoder)
+    seed: int = 0,  # weight initialisation seed
+) -> Path:
+    """Write a tiny random SAM or SAM 2 (transformers classes, 64 px input) with its processor as safetensors; returns
+    its folder."""
     from transformers import SamConfig, SamModel, SamProcessor, SamImageProcessor, Sam2Config, Sam2Model, Sam2Processor
     from transformers.models.sam2.configuration_sam2 import Sam2HieraDetConfig
     from transformers.models.sam2.image_processing_sam2 import Sam2ImageProcessor
-    out = Path(out_dir); torch.manual_seed(seed)
+
+    out = Path(out_dir)
+    torch.manual_seed(seed)
     decoder = dict(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32)
     if version == "sam":
-        model = SamModel(SamConfig(
-            vision_config=dict(hidden_size=32, output_channels=32, num_hidden_layers=2, num_attention_heads=2, image_size=64, patch_size=8,
-                               window_size=4, global_attn_indexes=[1], num_pos_feats=16, mlp_dim=64),
-            prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=8, mask_input_channels=4), mask_decoder_config=decoder))
-        proc = SamProcessor(image_processor=SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
-                                                              mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16}))
+        model = SamModel(
+            SamConfig(
+                vision_config=dict(
+                    hidden_size=32,
+                    output_channels=32,
+                    num_hidden_layers=2,
+                    num_attention_heads=2,
+                    image_size=64,
+                    patch_size=8,
+                    window_size=4,
+                    global_attn_indexes=[1],
+                    num_pos_feats=16,
+                    mlp_dim=64,
+                ),
+                prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=8, mask_input_channels=4),
+                mask_decoder_config=decoder,
+            )
+        )
+        proc = SamProcessor(
+            image_processor=SamImageProcessor(
+                size={"longest_edge": 64},
+                pad_size={"height": 64, "width": 64},
+                mask_size={"longest_edge": 16},
+                mask_pad_size={"height": 16, "width": 16},
+            )
+        )
     elif version == "sam2":
-        hiera = Sam2HieraDetConfig(hidden_size=16, image_size=[64, 64], blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[16, 32, 64, 128],
-                                   num_attention_heads_per_stage=[1, 1, 1, 1], window_size_per_stage=[4, 4, 4, 2], global_attention_blocks=[3],
-                                   window_positional_embedding_background_size=[2, 2])
-        model = Sam2Model(Sam2Config(
-            vision_config=dict(backbone_config=hiera, backbone_channel_list=[128, 64, 32, 16], backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
-                               fpn_hidden_size=32),
-            prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16, mask_input_channels=4), mask_decoder_config=decoder))
-        proc = Sam2Processor(image_processor=Sam2ImageProcessor(size={"height": 64, "width": 64}, mask_size={"height": 16, "width": 16}))
-    else: raise ValueError(f"SAM version {version!r} unknown; use 'sam' or 'sam2'")
-    model.save_pretrained(out, safe_serialization=True); proc.save_pretrained(out)
+        hiera = Sam2HieraDetConfig(
+            hidden_size=16,
+            image_size=[64, 64],
+            blocks_per_stage=[1, 1, 2, 1],
+            embed_dim_per_stage=[16, 32, 64, 128],
+            num_attention_heads_per_stage=[1, 1, 1, 1],
+            window_size_per_stage=[4, 4, 4, 2],
+            global_attention_blocks=[3],
+            window_positional_embedding_background_size=[2, 2],
+        )
+        model = Sam2Model(
+            Sam2Config(
+                vision_config=dict(
+                    backbone_config=hiera,
+                    backbone_channel_list=[128, 64, 32, 16],
+                    backbone_feature_sizes=[[16, 16], [8, 8], [4, 4]],
+                    fpn_hidden_size=32,
+                ),
+                prompt_encoder_config=dict(hidden_size=32, image_size=64, patch_size=16, mask_input_channels=4),
+                mask_decoder_config=decoder,
+            )
+        )
+        proc = Sam2Processor(
+            image_processor=Sam2ImageProcessor(size={"height": 64, "width": 64}, mask_size={"height": 16, "width": 16})
+        )
+    else:
+        raise ValueError(f"SAM version {version!r} unknown; use 'sam' or 'sam2'")
+    model.save_pretrained(out, safe_serialization=True)
+    proc.save_pretrained(out)
     return _mark(out, version, seed)
 
 # %% ../nbs/00d_tiny.ipynb #fullsizecode
 ARCHITECTURES = ("sd21-base", "kandinsky-2-2-prior", "kandinsky-2-2-decoder-inpaint")
 
-def architecture(name:str, # one of ARCHITECTURES
-                )->dict[str, dict]:
-    "The published component configs of `name` shipped with cgddi: component -> config (`model_index` names the pipeline)."
-    if name not in ARCHITECTURES: raise ValueError(f"architecture {name!r} unknown; use one of {ARCHITECTURES}.")
-    folder = resources.files("cgddi")/"architectures"/name
-    return {f.name.removesuffix(".json"): json.loads(f.read_text()) for f in folder.iterdir() if f.name.endswith(".json")}
 
-def _component(cfg:dict):
+def architecture(
+    name: str,  # one of ARCHITECTURES
+) -> dict[str, dict]:
+    """The published component configs of `name` shipped with cgddi: component -> config (`model_index` names the
+    pipeline)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"architecture {name!r} unknown; use one of {ARCHITECTURES}.")
+    folder = resources.files("cgddi") / "architectures" / name
+    return {
+        f.name.removesuffix(".json"): json.loads(f.read_text()) for f in folder.iterdir() if f.name.endswith(".json")
+    }
+
+
+def _component(cfg: dict):
     "One pipeline component with random weights, built from its config."
     cfg = dict(cfg)
-    if "_class_name" in cfg: return getattr(diffusers, cfg.pop("_class_name")).from_config(cfg)
-    if cfg.pop("tokenizer_class", None) == "CLIPTokenizer": return clip_tokenizer(cfg["model_max_length"], cfg["pad_token"])
-    if cfg.pop("image_processor_type", None) == "CLIPImageProcessor": return CLIPImageProcessor(**cfg)
-    model = getattr(transformers, cfg.pop("architectures")[0]); cfg.pop("model_type", None)
+    if "_class_name" in cfg:
+        return getattr(diffusers, cfg.pop("_class_name")).from_config(cfg)
+    if cfg.pop("tokenizer_class", None) == "CLIPTokenizer":
+        return clip_tokenizer(cfg["model_max_length"], cfg["pad_token"])
+    if cfg.pop("image_processor_type", None) == "CLIPImageProcessor":
+        return CLIPImageProcessor(**cfg)
+    model = getattr(transformers, cfg.pop("architectures")[0])
+    cfg.pop("model_type", None)
     return model(model.config_class(**cfg))
 
-def random_components(name:str, # one of ARCHITECTURES
-                      dtype:torch.dtype=torch.float32, # the weights' dtype (bfloat16 halves a full-size model's memory)
-                     )->dict:
-    "The pipeline keyword arguments of `name` with random weights made in `dtype`; build under `torch.device('meta')` to only count."
-    cfgs = architecture(name); index = cfgs.pop("model_index"); index.pop("_class_name")
-    previous = torch.get_default_dtype(); torch.set_default_dtype(dtype)
-    try: return {k: _component(v) for k, v in cfgs.items()} | index
-    finally: torch.set_default_dtype(previous)
 
-def random_pipeline(name:str, # one of ARCHITECTURES
-                    out_dir, # folder to write the pipeline into (kept if already written)
-                    seed:int=0, # weight initialisation seed
-                    dtype:torch.dtype=torch.float32, # the weights' dtype on disk
-                   )->Path:
+def random_components(
+    name: str,  # one of ARCHITECTURES
+    dtype: torch.dtype = torch.float32,  # the weights' dtype (bfloat16 halves a full-size model's memory)
+) -> dict:
+    """The pipeline keyword arguments of `name` with random weights made in `dtype`; build under `torch.device('meta')`
+    to only count."""
+    cfgs = architecture(name)
+    index = cfgs.pop("model_index")
+    index.pop("_class_name")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        return {k: _component(v) for k, v in cfgs.items()} | index
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def random_pipeline(
+    name: str,  # one of ARCHITECTURES
+    out_dir,  # folder to write the pipeline into (kept if already written)
+    seed: int = 0,  # weight initialisation seed
+    dtype: torch.dtype = torch.float32,  # the weights' dtype on disk
+) -> Path:
     "Write `name`'s full-size architecture with random weights as a safetensors pipeline folder; returns it."
     out = Path(out_dir)
-    if weights_label(out) == FULL_SIZE_LABEL: return out
+    if weights_label(out) == FULL_SIZE_LABEL:
+        return out
     torch.manual_seed(seed)
     pipe = getattr(diffusers, architecture(name)["model_index"]["_class_name"])(**random_components(name, dtype))
     tmp = out.with_name(out.name + ".partial")
-    pipe.save_pretrained(tmp, safe_serialization=True); _mark(tmp, name, seed, FULL_SIZE_LABEL)
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    _mark(tmp, name, seed, FULL_SIZE_LABEL)
     os.replace(tmp, out)  # a cut-off write leaves only the .partial folder
     return out

@@ -1,4 +1,5 @@
 "Each stage's config against its notebook's parameters cell: the same names and the same defaults."
+
 import ast, dataclasses
 import papermill as pm
 import pytest
@@ -7,28 +8,36 @@ from cgddi.run import STAGES, project_root, stage_config
 ROOT = project_root()
 RUN_WIDE = {"work_dir", "report_dir"}  # given by `cgddi run` to every stage, not part of a stage's settings
 
-def _default(f:dataclasses.Field):
+
+def _default(f: dataclasses.Field):
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
 
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_config_fields_are_the_notebook_parameters(stage):
-    declared = pm.inspect_notebook(str(ROOT/"nbs"/f"{stage}.ipynb"))
+    declared = pm.inspect_notebook(str(ROOT / "nbs" / f"{stage}.ipynb"))
     params = {k: ast.literal_eval(v["default"]) for k, v in declared.items() if k not in RUN_WIDE}
     fields = {f.name: _default(f) for f in dataclasses.fields(stage_config(stage))}
     assert set(params) - set(fields) == set(), f"{stage}.ipynb declares parameters its config lacks"
-    assert set(fields) - set(params) == set(), f"{stage_config(stage).__name__} has fields {stage}.ipynb does not declare"
+    assert set(fields) - set(params) == set(), (
+        f"{stage_config(stage).__name__} has fields {stage}.ipynb does not declare"
+    )
     differ = {k: (params[k], fields[k]) for k in params if params[k] != fields[k] or type(params[k]) != type(fields[k])}
     assert differ == {}, f"defaults differ (notebook, config): {differ}"
+
 
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_unhashed_names_are_fields(stage):
     cls = stage_config(stage)
     assert set(cls.unhashed) - {f.name for f in dataclasses.fields(cls)} == set()
 
+
 def test_a_per_disease_batch_keeps_the_images_it_shares():
     "Which diseases, how many rows, batch and chunk sizes choose or schedule images; the sampler's settings shape them."
     cfg = stage_config("05_semantic")()
-    same = dataclasses.replace(cfg, diseases=["melanoma"], limit=3, batch_size=7, chunk_size=2, num_processes=4, repeats=5)
+    same = dataclasses.replace(
+        cfg, diseases=["melanoma"], limit=3, batch_size=7, chunk_size=2, num_processes=4, repeats=5
+    )
     assert same.params_hash() == cfg.params_hash()
     for change in [dict(steps=cfg.steps + 1), dict(strength=0.5), dict(seed=1), dict(sd_model="other/model")]:
         assert dataclasses.replace(cfg, **change).params_hash() != cfg.params_hash(), change

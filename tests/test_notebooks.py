@@ -1,4 +1,5 @@
 "The notebooks: their own test cells (nbdev-test), the papermill parameters tag, and the README."
+
 import os, shutil, subprocess, sys
 from pathlib import Path
 import nbformat
@@ -8,25 +9,41 @@ from cgddi.run import STANDALONE_CACHE, project_root, stage_notebooks
 ROOT = project_root()
 BIN = Path(sys.executable).parent
 
+
 def _tool(name):
-    return str(BIN/name) if (BIN/name).exists() else shutil.which(name)
+    return str(BIN / name) if (BIN / name).exists() else shutil.which(name)
+
 
 def test_nbdev_test_passes(tmp_path):
     # nbdev-test runs the notebooks in pool workers, which end without atexit: their scratch folders go with tmp_path;
     # the notebooks' small standalone runs are made once, stage by stage, and copied (cgddi.run.STANDALONE_CACHE)
-    r = subprocess.run([_tool("nbdev-test"), "--n-workers", "2"], cwd=ROOT, capture_output=True, text=True, timeout=1200,
-                       env=os.environ | {"TMPDIR": str(tmp_path), STANDALONE_CACHE: str(tmp_path/"standalone")})
+    r = subprocess.run(
+        [_tool("nbdev-test"), "--n-workers", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env=os.environ | {"TMPDIR": str(tmp_path), STANDALONE_CACHE: str(tmp_path / "standalone")},
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
 
-@pytest.mark.parametrize("stage", list(stage_notebooks(ROOT/"nbs")))
+
+@pytest.mark.parametrize("stage", list(stage_notebooks(ROOT / "nbs")))
 def test_one_parameters_cell_survives_clean(stage, tmp_path):
-    nb = shutil.copy(ROOT/"nbs"/f"{stage}.ipynb", tmp_path/f"{stage}.ipynb")
+    nb = shutil.copy(ROOT / "nbs" / f"{stage}.ipynb", tmp_path / f"{stage}.ipynb")
     subprocess.run([_tool("nbdev-clean"), "--fname", str(nb)], cwd=ROOT, check=True, capture_output=True)
     cells = [c for c in nbformat.read(nb, 4).cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(cells) == 1 and "#| export" not in cells[0].source
 
+
 def test_readme_generated_from_index():
-    r = subprocess.run([_tool("jupyter"), "nbconvert", "--to", "markdown", "--stdout", "nbs/index.ipynb"],
-                       cwd=ROOT, capture_output=True, text=True, check=True)
-    assert r.stdout == (ROOT/"README.md").read_text(), "README.md is stale: regenerate it from nbs/index.ipynb"
-    for cmd in ['pip install -e ".[dev]" && cgddi run', 'pip install -e ".[dev]" && pytest']: assert cmd in r.stdout
+    r = subprocess.run(
+        [_tool("jupyter"), "nbconvert", "--to", "markdown", "--stdout", "nbs/index.ipynb"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert r.stdout == (ROOT / "README.md").read_text(), "README.md is stale: regenerate it from nbs/index.ipynb"
+    for cmd in ['pip install -e ".[dev]" && cgddi run', 'pip install -e ".[dev]" && pytest']:
+        assert cmd in r.stdout

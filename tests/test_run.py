@@ -1,4 +1,5 @@
 "`cgddi run` end to end: the report, provenance, params checking and a failing stage."
+
 import hashlib, json, re, subprocess, sys
 from pathlib import Path
 import pandas as pd
@@ -9,245 +10,372 @@ from cgddi.run import check_params, load_params, project_root, stage_notebooks, 
 
 ROOT = project_root()
 
+
 def cgddi(*args):
     "The `cgddi` command in a new interpreter, as a user runs it."
-    return subprocess.run([sys.executable, "-c", "import sys; from cgddi.run import main; sys.exit(main())", *args],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from cgddi.run import main; sys.exit(main())", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
 
 @pytest.fixture
 def cgddi_here(capsys):
-    "The `cgddi` command in this process (no interpreter start-up: 8 s saved per call): its return code, stdout and stderr."
+    """The `cgddi` command in this process (no interpreter start-up: 8 s saved per call): its return code, stdout and
+    stderr."""
+
     def run(*args):
         capsys.readouterr()
         code = main(list(args))
         out, err = capsys.readouterr()
         return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
     return run
 
+
 def _params(tmp_path, text):
-    p = tmp_path/"params.yaml"; p.write_text(text); return p
+    p = tmp_path / "params.yaml"
+    p.write_text(text)
+    return p
+
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     "One benchmark run through the CLI, shared by the report tests."
     d = tmp_path_factory.mktemp("run")
-    p = _params(d, "work_dir: work\nstages:\n  00_data:\n    benchmark_n_images: 30\n    split_seeds: [36, 37]\n    masks: sddi+auto\n")
-    r = cgddi("run", "--params", str(p), "--out", str(d/"report"))
+    p = _params(
+        d,
+        "work_dir: work\nstages:\n  00_data:\n    benchmark_n_images: 30\n    split_seeds: [36, 37]\n    "
+        "masks: sddi+auto\n",
+    )
+    r = cgddi("run", "--params", str(p), "--out", str(d / "report"))
     assert r.returncode == 0, r.stderr
-    for stage in stage_notebooks(ROOT/"nbs"): assert f"{stage} ... ok" in r.stdout  # a progress line per stage
-    return d/"report", p
+    for stage in stage_notebooks(ROOT / "nbs"):
+        assert f"{stage} ... ok" in r.stdout  # a progress line per stage
+    return d / "report", p
+
 
 def test_report_index_shows_data_figures(report):
     out, _ = report
-    page = (out/"index.html").read_text()
-    body = page[page.index("<body>"):]
+    page = (out / "index.html").read_text()
+    body = page[page.index("<body>") :]
     assert body.index(BENCHMARK_NOTICE) < body.index("<h1>")  # first line says it is the benchmark
     for name in ["fig_00_disease_histogram", "fig_00_mask_overlay", "fig_00_automask"]:
-        assert f"figures/{name}.png" in page and (out/"figures"/f"{name}.png").stat().st_size > 5000
+        assert f"figures/{name}.png" in page and (out / "figures" / f"{name}.png").stat().st_size > 5000
     for name in ["tab_00_tone_malignancy", "tab_00_split_sizes", "tab_00_automask_dice"]:
-        assert (out/"tables"/f"{name}.csv").exists() and (out/"tables"/f"{name}.md").exists()
-    counts = pd.read_csv(out/"tables"/"tab_00_tone_malignancy.csv", index_col=0)
+        assert (out / "tables" / f"{name}.csv").exists() and (out / "tables" / f"{name}.md").exists()
+    counts = pd.read_csv(out / "tables" / "tab_00_tone_malignancy.csv", index_col=0)
     assert counts.loc["total", "total"] == 30
-    sizes = pd.read_csv(out/"tables"/"tab_00_split_sizes.csv")
+    sizes = pd.read_csv(out / "tables" / "tab_00_split_sizes.csv")
     assert len(sizes) == 4 and set(sizes["mode"]) == {"faithful", "clean"}  # 2 modes x 2 seeds
-    assert (out/"notebooks"/"00_data.ipynb").exists()
-    dice = pd.read_csv(out/"tables"/"tab_00_automask_dice.csv", index_col=0)  # auto masks against sDDI's, per class
+    assert (out / "notebooks" / "00_data.ipynb").exists()
+    dice = pd.read_csv(out / "tables" / "tab_00_automask_dice.csv", index_col=0)  # auto masks against sDDI's, per class
     assert dice.index.tolist() == ["background", "lesion", "marker", "ruler", "skin"] and dice.loc["skin", "all"] > 0.8
-    ddi = pd.read_csv(out.parent/"work"/"data"/"ddi.csv", keep_default_na=False)
+    ddi = pd.read_csv(out.parent / "work" / "data" / "ddi.csv", keep_default_na=False)
     assert dice.loc["skin", "images"] == (ddi.mask_path != "").sum()  # every sDDI-annotated image is scored
+
 
 def test_report_shows_healthy_and_lesion_map(report):
     out, params = report
-    page = (out/"index.html").read_text()
-    for name in ["fig_01_healthy_examples", "fig_02_lesion_map_examples"]: assert f"figures/{name}.png" in page
-    review = pd.read_csv(out/"tables"/"tab_01_healthy_review.csv", index_col=0)
-    work = params.parent/"work"
-    sheet = pd.read_csv(work/"healthy"/"review.csv", keep_default_na=False)
+    page = (out / "index.html").read_text()
+    for name in ["fig_01_healthy_examples", "fig_02_lesion_map_examples"]:
+        assert f"figures/{name}.png" in page
+    review = pd.read_csv(out / "tables" / "tab_01_healthy_review.csv", index_col=0)
+    work = params.parent / "work"
+    sheet = pd.read_csv(work / "healthy" / "review.csv", keep_default_na=False)
     assert review.loc["total", "kept"] == sheet.keep.sum() and review.loc["total", "total"] == len(sheet) > 0
-    ddi = pd.read_csv(work/"data"/"ddi.csv", keep_default_na=False)  # masks: sddi+auto: the auto-masked images are inpainted and reviewed too
+    # masks: sddi+auto: the auto-masked images are inpainted and reviewed too
+    ddi = pd.read_csv(work / "data" / "ddi.csv", keep_default_na=False)
     assert sorted(sheet.ddi_id) == sorted(ddi.ddi_id[ddi.frame_mask_path != ""]) and (sheet.mask_source == "auto").any()
-    assert sheet.set_index("ddi_id").mask_source.to_dict() == ddi[ddi.frame_mask_path != ""].set_index("ddi_id").mask_source.to_dict()
+    assert (
+        sheet.set_index("ddi_id").mask_source.to_dict()
+        == ddi[ddi.frame_mask_path != ""].set_index("ddi_id").mask_source.to_dict()
+    )
     assert review.loc["total", "auto mask: total"] == (sheet.mask_source == "auto").sum()
-    counts = pd.read_csv(out/"tables"/"tab_02_lesion_map_counts.csv").iloc[0]
-    n_masks = pd.read_csv(work/"data"/"ddi.csv").frame_mask_path.notna().sum()
+    counts = pd.read_csv(out / "tables" / "tab_02_lesion_map_counts.csv").iloc[0]
+    n_masks = pd.read_csv(work / "data" / "ddi.csv").frame_mask_path.notna().sum()
     assert counts["candidates"] == sheet.keep.sum() * (n_masks - 1)  # every kept healthy x every other annotated image
     assert counts["placed"] + counts["skipped (no room)"] == counts["candidates"]
-    assert len(list((work/"lesion_mapped").rglob("*.png"))) == counts["placed"]
+    assert len(list((work / "lesion_mapped").rglob("*.png"))) == counts["placed"]
+
 
 def test_report_shows_parametric_stages(report):
     out, params = report
-    page = (out/"index.html").read_text()
-    for name in ["fig_03_ti_loss", "fig_04_lora_loss", "fig_05_semantic_plan", "fig_05_semantic_examples", "fig_05_by_training_size"]:
-        assert f"figures/{name}.png" in page and (out/"figures"/f"{name}.png").exists(), name
-    work = params.parent/"work"
-    tokens = pd.read_csv(out/"tables"/"tab_03_tokens.csv", index_col=0)
-    adapters = pd.read_csv(out/"tables"/"tab_04_adapters.csv", index_col=0)
+    page = (out / "index.html").read_text()
+    for name in [
+        "fig_03_ti_loss",
+        "fig_04_lora_loss",
+        "fig_05_semantic_plan",
+        "fig_05_semantic_examples",
+        "fig_05_by_training_size",
+    ]:
+        assert f"figures/{name}.png" in page and (out / "figures" / f"{name}.png").exists(), name
+    work = params.parent / "work"
+    tokens = pd.read_csv(out / "tables" / "tab_03_tokens.csv", index_col=0)
+    adapters = pd.read_csv(out / "tables" / "tab_04_adapters.csv", index_col=0)
     assert len(tokens) > 0 and list(adapters.index) == list(tokens.index)
-    assert (adapters.n_train == tokens.n_train).all()                       # LoRA learnt from the tokens' images
-    plan = pd.read_csv(out/"tables"/"tab_05_semantic_plan.csv", index_col=0)
-    canvases = pd.read_csv(work/"healthy"/"review.csv").keep.sum()
+    assert (adapters.n_train == tokens.n_train).all()  # LoRA learnt from the tokens' images
+    plan = pd.read_csv(out / "tables" / "tab_05_semantic_plan.csv", index_col=0)
+    canvases = pd.read_csv(work / "healthy" / "review.csv").keep.sum()
     sampled = plan[[c for c in plan.columns if c.startswith("sampled_")]]
-    assert (sampled == canvases).all().all() and len(plan) == len(adapters)  # full plan, R = 1: every canvas per disease x tone
-    semantic = pd.concat([pd.read_csv(f) for f in (work/"manifest"/"semantic").glob("*.csv")])
+    # full plan, R = 1: every canvas per disease x tone
+    assert (sampled == canvases).all().all() and len(plan) == len(adapters)
+    semantic = pd.concat([pd.read_csv(f) for f in (work / "manifest" / "semantic").glob("*.csv")])
     assert len(semantic) == sampled.to_numpy().sum() and semantic.generator.str.contains("tiny random model").all()
-    caption = (out/"tables"/"tab_05_semantic_plan.md").read_text().split("\n", 1)[0]
+    caption = (out / "tables" / "tab_05_semantic_plan.md").read_text().split("\n", 1)[0]
     assert caption.startswith("Embedded benchmark") and "pipeline check" in caption
+
 
 def test_report_shows_classification_and_fairness_tables(report):
     out, params = report
-    page = (out/"index.html").read_text()
+    page = (out / "index.html").read_text()
     assert "figures/fig_07_accuracy_by_tone.png" in page
-    work = params.parent/"work"
+    work = params.parent / "work"
     for protocol in ["faithful", "clean"]:
-        t2 = pd.read_csv(out/"tables"/f"tab_07_table2_{protocol}.csv", index_col=0)
+        t2 = pd.read_csv(out / "tables" / f"tab_07_table2_{protocol}.csv", index_col=0)
         assert list(t2.columns) == ["Mean", "Light", "Medium", "Dark", "PQD", "DPM", "EOM"]
-        assert {"Baseline (R.)", "FairDisCo (R.)", "PatchAlign (R.)", "Exp. 1 (S. only)", "Exp. 2 (R. + S.)"} <= set(t2.index)
-        caption = (out/"tables"/f"tab_07_table2_{protocol}.md").read_text().split("\n", 1)[0]
+        assert {"Baseline (R.)", "FairDisCo (R.)", "PatchAlign (R.)", "Exp. 1 (S. only)", "Exp. 2 (R. + S.)"} <= set(
+            t2.index
+        )
+        caption = (out / "tables" / f"tab_07_table2_{protocol}.md").read_text().split("\n", 1)[0]
         assert caption.startswith("Embedded benchmark") and protocol in caption and "2 split seed" in caption
-    per_seed = pd.read_csv(out/"tables"/"tab_07_metrics_per_seed.csv")
-    assert len(per_seed) == len(list((work/"classify"/"predictions").rglob("S*.csv")))  # one row per saved run
-    t7 = pd.read_csv(out/"tables"/"tab_07_table7.csv", index_col=0)
+    per_seed = pd.read_csv(out / "tables" / "tab_07_metrics_per_seed.csv")
+    assert len(per_seed) == len(list((work / "classify" / "predictions").rglob("S*.csv")))  # one row per saved run
+    t7 = pd.read_csv(out / "tables" / "tab_07_table7.csv", index_col=0)
     assert t7.loc[["light", "medium", "dark"], "DDI"].astype(int).sum() == 30
-    for name in ["tab_06_runs", "tab_07_table3_quality", "tab_07_table5_faithful", "tab_07_table6", "tab_07_table8", "tab_07_tone_fidelity"]:
-        assert (out/"tables"/f"{name}.md").exists(), name
-    audit = pd.read_csv(out/"tables"/"tab_07_leakage_audit.csv")
+    for name in [
+        "tab_06_runs",
+        "tab_07_table3_quality",
+        "tab_07_table5_faithful",
+        "tab_07_table6",
+        "tab_07_table8",
+        "tab_07_tone_fidelity",
+    ]:
+        assert (out / "tables" / f"{name}.md").exists(), name
+    audit = pd.read_csv(out / "tables" / "tab_07_leakage_audit.csv")
     tied = [c for c in audit.columns if c.startswith("tied by")]
     assert audit[audit.protocol == "clean"][tied].sum().sum() == 0 and audit.images.sum() > 0  # no clean run leaks
-    n_train_sets = len(list((work/"classify"/"train_sets").rglob("S*.csv")))
-    assert n_train_sets == len(list((work/"classify"/"predictions").rglob("S*.csv")))  # every trained run lists what it trained on
+    n_train_sets = len(list((work / "classify" / "train_sets").rglob("S*.csv")))
+    # every trained run lists what it trained on
+    assert n_train_sets == len(list((work / "classify" / "predictions").rglob("S*.csv")))
+
 
 def test_provenance(report):
     out, params = report
-    prov = json.loads((out/"provenance.json").read_text())
+    prov = json.loads((out / "provenance.json").read_text())
     assert prov["params_sha256"] == hashlib.sha256(params.read_bytes()).hexdigest()
     assert prov["seeds"] == {"stages.00_data.split_seeds": [36, 37]}
     assert prov["packages"]["torch"] and prov["packages"]["cgddi"] and prov["device"]["kind"] in ("cpu", "cuda")
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
     assert prov["git_commit"] == head.stdout.strip() and re.fullmatch(r"[0-9a-f]{40}", prov["git_commit"])
     stages = {s["stage"]: s for s in prov["stages"]}
-    assert list(stages) == list(stage_notebooks(ROOT/"nbs"))  # every stage, in order
+    assert list(stages) == list(stage_notebooks(ROOT / "nbs"))  # every stage, in order
     stage = stages["00_data"]
     assert all(s["status"] == "ok" and s["seconds"] > 0 for s in stages.values())
-    assert stage["parameters"]["work_dir"] == str(params.parent/"work")  # relative to the params file
-    assert (params.parent/"work"/"data"/"ddi.csv").exists() and len(list((params.parent/"work"/"splits").glob("*.csv"))) == 4
+    assert stage["parameters"]["work_dir"] == str(params.parent / "work")  # relative to the params file
+    assert (params.parent / "work" / "data" / "ddi.csv").exists() and len(
+        list((params.parent / "work" / "splits").glob("*.csv"))
+    ) == 4
+
 
 def test_failing_stage_names_notebook_and_cell(tmp_path, cgddi_here):
-    broken = tmp_path/"ddi"; broken.mkdir()
-    (broken/"ddi_metadata.csv").write_text("DDI_ID,DDI_file,malignant,disease\n1,000001.png,True,melanoma\n")
+    broken = tmp_path / "ddi"
+    broken.mkdir()
+    (broken / "ddi_metadata.csv").write_text("DDI_ID,DDI_file,malignant,disease\n1,000001.png,True,melanoma\n")
     p = _params(tmp_path, f"work_dir: work\nddi_root: {broken}\n")
-    r = cgddi_here("run", "--params", str(p), "--out", str(tmp_path/"report"))
+    r = cgddi_here("run", "--params", str(p), "--out", str(tmp_path / "report"))
     assert r.returncode == 1
     assert "00_data" in r.stderr and "cell" in r.stderr and "missing column(s) ['skin_tone']" in r.stderr
-    prov = json.loads((tmp_path/"report"/"provenance.json").read_text())
+    prov = json.loads((tmp_path / "report" / "provenance.json").read_text())
     assert prov["stages"][0]["status"] == "failed"
-    page = (tmp_path/"report"/"index.html").read_text()
+    page = (tmp_path / "report" / "index.html").read_text()
     assert "failed" in page and BENCHMARK_NOTICE not in page
 
-@pytest.mark.parametrize("text, expect", [
-    ("wrok_dir: w\n", "unknown key 'wrok_dir'"),
-    ("stages:\n  00_data:\n    benchmark_n_images: many\n", "'benchmark_n_images' = 'many' is not int, as declared in 00_data.ipynb"),
-    ("stages:\n  00_data:\n    split_seeds: 36\n", "'split_seeds' = 36 is not list, as declared in 00_data.ipynb"),
-    ("stages:\n  09_nothing:\n    x: 1\n", "unknown stage '09_nothing'"),
-    ("work_dir: [unclosed\n", "not valid YAML"),
-    ("stages:\n  00_data:\n    benchmark_n_images: -3\n", "key 'benchmark_n_images' = -3 must be >= 1 (read by 00_data.ipynb)"),
-    ("stages:\n  00_data:\n    frame_mode: stretch\n", "key 'frame_mode' = 'stretch' must be one of ['resize', 'square_crop']"),
-    ("stages:\n  01_healthy:\n    backend: dalle\n", "key 'backend' = 'dalle' must be one of ['kandinsky', 'sd_inpaint', 'opencv']"),
-    ("stages:\n  05_semantic:\n    strength: 0\n", "key 'strength' = 0 must be in (0, 1]"),
-    ("stages:\n  06_classify:\n    protocols: [faithful, leaky]\n", "key 'protocols' = ['faithful', 'leaky'] must be one of ['faithful', 'clean']"),
-])
+
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        ("wrok_dir: w\n", "unknown key 'wrok_dir'"),
+        (
+            "stages:\n  00_data:\n    benchmark_n_images: many\n",
+            "'benchmark_n_images' = 'many' is not int, as declared in 00_data.ipynb",
+        ),
+        ("stages:\n  00_data:\n    split_seeds: 36\n", "'split_seeds' = 36 is not list, as declared in 00_data.ipynb"),
+        ("stages:\n  09_nothing:\n    x: 1\n", "unknown stage '09_nothing'"),
+        ("work_dir: [unclosed\n", "not valid YAML"),
+        (
+            "stages:\n  00_data:\n    benchmark_n_images: -3\n",
+            "key 'benchmark_n_images' = -3 must be >= 1 (read by 00_data.ipynb)",
+        ),
+        (
+            "stages:\n  00_data:\n    frame_mode: stretch\n",
+            "key 'frame_mode' = 'stretch' must be one of ['resize', 'square_crop']",
+        ),
+        (
+            "stages:\n  01_healthy:\n    backend: dalle\n",
+            "key 'backend' = 'dalle' must be one of ['kandinsky', 'sd_inpaint', 'opencv']",
+        ),
+        ("stages:\n  05_semantic:\n    strength: 0\n", "key 'strength' = 0 must be in (0, 1]"),
+        (
+            "stages:\n  06_classify:\n    protocols: [faithful, leaky]\n",
+            "key 'protocols' = ['faithful', 'leaky'] must be one of ['faithful', 'clean']",
+        ),
+    ],
+)
 def test_bad_params_stop_before_running(tmp_path, text, expect, cgddi_here):
     p = _params(tmp_path, text)
-    r = cgddi_here("run", "--params", str(p), "--out", str(tmp_path/"report"))
+    r = cgddi_here("run", "--params", str(p), "--out", str(tmp_path / "report"))
     assert r.returncode == 2 and expect in r.stderr and str(p) in r.stderr
-    assert not (tmp_path/"report").exists()
+    assert not (tmp_path / "report").exists()
+
 
 def test_unknown_stage_on_command_line(tmp_path, cgddi_here):
-    r = cgddi_here("run", "--stages", "42_nope", "--out", str(tmp_path/"report"))
+    r = cgddi_here("run", "--stages", "42_nope", "--out", str(tmp_path / "report"))
     assert r.returncode == 2 and "unknown stage '42_nope'" in r.stderr
 
-@pytest.mark.parametrize("params_file", sorted((ROOT/"params").rglob("*.yaml")), ids=lambda p: p.name)
+
+@pytest.mark.parametrize("params_file", sorted((ROOT / "params").rglob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_params_fit_the_notebooks(params_file):
-    per_stage = check_params(load_params(params_file), stage_notebooks(ROOT/"nbs"), params_file)
+    per_stage = check_params(load_params(params_file), stage_notebooks(ROOT / "nbs"), params_file)
     assert "00_data" in per_stage and Path(per_stage["00_data"]["work_dir"]).is_absolute()
+
 
 def test_status_counts_match_the_manifests(report):
     out, params = report
-    work = params.parent/"work"
+    work = params.parent / "work"
     table = status(params).set_index("stage")
-    healthy = pd.read_csv(work/"manifest"/"healthy"/"all.csv")
+    healthy = pd.read_csv(work / "manifest" / "healthy" / "all.csv")
     assert table.loc["01_healthy", "done"] == len(healthy) == table.loc["01_healthy", "planned"]
-    counts = pd.read_csv(out/"tables"/"tab_02_lesion_map_counts.csv").iloc[0]
+    counts = pd.read_csv(out / "tables" / "tab_02_lesion_map_counts.csv").iloc[0]
     assert table.loc["02_lesion_map", "done"] == counts["candidates"] == table.loc["02_lesion_map", "planned"]
-    semantic = pd.concat([pd.read_csv(f) for f in (work/"manifest"/"semantic").glob("*.csv")])
+    semantic = pd.concat([pd.read_csv(f) for f in (work / "manifest" / "semantic").glob("*.csv")])
     assert table.loc["05_semantic", "done"] == len(semantic) == table.loc["05_semantic", "planned"]
-    assert table.loc["06_classify", "done"] == len(list((work/"classify"/"predictions").rglob("S*.json"))) == table.loc["06_classify", "planned"]
+    assert (
+        table.loc["06_classify", "done"]
+        == len(list((work / "classify" / "predictions").rglob("S*.json")))
+        == table.loc["06_classify", "planned"]
+    )
     r = cgddi("status", "--params", str(params))
     assert r.returncode == 0 and "05_semantic" in r.stdout and f"{len(semantic):,} of {len(semantic):,}" in r.stdout
+
 
 def test_params_prints_one_stage_flat(tmp_path, cgddi_here):
     p = _params(tmp_path, "work_dir: work\nstages:\n  03_textual_inversion:\n    steps: 7\n")
     r = cgddi_here("params", "--params", str(p), "03_textual_inversion")
-    assert r.returncode == 0 and "steps: 7" in r.stdout and f"work_dir: {tmp_path/'work'}" in r.stdout
+    assert r.returncode == 0 and "steps: 7" in r.stdout and f"work_dir: {tmp_path / 'work'}" in r.stdout
     assert cgddi_here("params", "--params", str(p), "09_nothing").returncode == 2
 
+
 def test_a_second_run_on_a_locked_work_dir_is_refused(tmp_path, cgddi_here):
-    "While one process holds a work dir, `cgddi run` on it stops at once naming the holder; a dead holder's lock is taken over."
+    """While one process holds a work dir, `cgddi run` on it stops at once naming the holder; a dead holder's lock is
+    taken over."""
     import socket
     from cgddi.report import work_dir_lock, WorkDirLocked
     from cgddi.layout import LOCK_FILE
-    work = tmp_path/"work"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom cgddi.report import work_dir_lock\n"
-                               "with work_dir_lock(sys.argv[1]): print('held', flush=True); time.sleep(120)", str(work)],
-                              stdout=subprocess.PIPE, text=True)
+
+    work = tmp_path / "work"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom cgddi.report import work_dir_lock\n"
+            "with work_dir_lock(sys.argv[1]): print('held', flush=True); time.sleep(120)",
+            str(work),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        r = cgddi_here("run", "--params", str(_params(tmp_path, f"work_dir: {work}\n")), "--out", str(tmp_path/"report"), "--stages", "00_data")
-        assert r.returncode == 2 and f"PID {holder.pid} on {socket.gethostname()}" in r.stderr and str(work/LOCK_FILE) in r.stderr, r.stderr
-        assert not (tmp_path/"report").exists() and sorted(p.name for p in work.iterdir()) == [LOCK_FILE]  # nothing ran
+        r = cgddi_here(
+            "run",
+            "--params",
+            str(_params(tmp_path, f"work_dir: {work}\n")),
+            "--out",
+            str(tmp_path / "report"),
+            "--stages",
+            "00_data",
+        )
+        assert (
+            r.returncode == 2
+            and f"PID {holder.pid} on {socket.gethostname()}" in r.stderr
+            and str(work / LOCK_FILE) in r.stderr
+        ), r.stderr
+        assert not (tmp_path / "report").exists() and sorted(p.name for p in work.iterdir()) == [
+            LOCK_FILE
+        ]  # nothing ran
         with pytest.raises(WorkDirLocked, match=f"PID {holder.pid}"):
-            with work_dir_lock(work): pass
-    finally: holder.kill(); holder.wait()
-    with work_dir_lock(work): assert json.loads((work/LOCK_FILE).read_text())["pid"] != holder.pid  # stale: taken over
-    assert not (work/LOCK_FILE).exists()  # released
+            with work_dir_lock(work):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with work_dir_lock(work):
+        assert json.loads((work / LOCK_FILE).read_text())["pid"] != holder.pid  # stale: taken over
+    assert not (work / LOCK_FILE).exists()  # released
+
 
 def test_a_work_dir_that_is_a_file_is_refused_before_running(tmp_path, cgddi_here):
-    (tmp_path/"afile").write_text("not a folder")
-    p = _params(tmp_path, f"work_dir: {tmp_path/'afile'}\n")
-    r = cgddi_here("run", "--params", str(p), "--out", str(tmp_path/"report"))
-    assert r.returncode == 2 and "key 'work_dir'" in r.stderr and "is a file, not a folder" in r.stderr and str(p) in r.stderr
-    assert not (tmp_path/"report").exists()
+    (tmp_path / "afile").write_text("not a folder")
+    p = _params(tmp_path, f"work_dir: {tmp_path / 'afile'}\n")
+    r = cgddi_here("run", "--params", str(p), "--out", str(tmp_path / "report"))
+    assert (
+        r.returncode == 2
+        and "key 'work_dir'" in r.stderr
+        and "is a file, not a folder" in r.stderr
+        and str(p) in r.stderr
+    )
+    assert not (tmp_path / "report").exists()
+
 
 def test_a_second_run_writes_nothing(report, tmp_path):
-    "Every stage notebook run again through papermill (its test cells included) on a finished work dir reads it and writes no file."
+    """Every stage notebook run again through papermill (its test cells included) on a finished work dir reads it and
+    writes no file."""
     out, params = report  # last in this file: the other tests read the same work dir first
-    work = params.parent/"work"
-    snap = lambda: {str(p.relative_to(work)): (p.stat().st_mtime_ns, p.stat().st_size) for p in work.rglob("*") if p.is_file()}
+    work = params.parent / "work"
+    snap = lambda: {
+        str(p.relative_to(work)): (p.stat().st_mtime_ns, p.stat().st_size) for p in work.rglob("*") if p.is_file()
+    }
     before = snap()
-    r = cgddi("run", "--params", str(params), "--out", str(tmp_path/"report"))
+    r = cgddi("run", "--params", str(params), "--out", str(tmp_path / "report"))
     assert r.returncode == 0, r.stderr
     after = snap()
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert changed == [], f"a second run wrote {len(changed)} file(s) of the work dir: {changed[:10]}"
 
-def _tree(root:Path)->dict:
-    "Path -> content hash of each file under `root` (image table: no absolute paths; manifest indexes, which hold shard times: left out)."
+
+def _tree(root: Path) -> dict:
+    """Path -> content hash of each file under `root` (image table: no absolute paths; manifest indexes, which hold
+    shard times: left out)."""
     out = {}
     for p in sorted(f for f in root.rglob("*") if f.is_file() and f.name != ".index.parquet"):
         rel = p.relative_to(root).as_posix()
-        if rel == "data/ddi.csv": out[rel] = pd.read_csv(p).drop(columns=["image_path", "mask_path"]).to_csv(index=False)
-        else: out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+        if rel == "data/ddi.csv":
+            out[rel] = pd.read_csv(p).drop(columns=["image_path", "mask_path"]).to_csv(index=False)
+        else:
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
+
 def test_a_cached_standalone_run_is_the_run_made_in_place(tmp_path, monkeypatch):
-    "standalone with STANDALONE_CACHE copies a run built stage by stage in the cache: the same files as a run made in place."
+    """standalone with STANDALONE_CACHE copies a run built stage by stage in the cache: the same files as a run made in
+    place."""
     from cgddi.run import standalone, STANDALONE_CACHE
     from cgddi.layout import HEALTHY_IMAGES, REVIEW_SHEET
-    plain = standalone(tmp_path/"plain", upto="01_healthy")
-    monkeypatch.setenv(STANDALONE_CACHE, str(tmp_path/"cache"))
-    standalone(tmp_path/"warm", upto="00_data")  # the cache's 00, then 01 built on a copy of it
-    cached = standalone(tmp_path/"cached", upto="01_healthy")
+
+    plain = standalone(tmp_path / "plain", upto="01_healthy")
+    monkeypatch.setenv(STANDALONE_CACHE, str(tmp_path / "cache"))
+    standalone(tmp_path / "warm", upto="00_data")  # the cache's 00, then 01 built on a copy of it
+    cached = standalone(tmp_path / "cached", upto="01_healthy")
     made = _tree(plain)  # a run to 01: the table, splits, frames and the healthy images with their review sheet
-    assert {"data/ddi.csv", "splits/clean_S36.csv", REVIEW_SHEET} <= set(made) and any(k.startswith(HEALTHY_IMAGES + "/") for k in made)
+    assert {"data/ddi.csv", "splits/clean_S36.csv", REVIEW_SHEET} <= set(made) and any(
+        k.startswith(HEALTHY_IMAGES + "/") for k in made
+    )
     assert _tree(cached) == made
-    assert pd.read_csv(cached/"data"/"ddi.csv").image_path.str.startswith(str(tmp_path/"cache"/"00_data")).all()
-    assert sorted(p.name for p in (tmp_path/"cache").iterdir() if not p.name.startswith(".")) == ["00_data", "01_healthy"]
+    assert pd.read_csv(cached / "data" / "ddi.csv").image_path.str.startswith(str(tmp_path / "cache" / "00_data")).all()
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")) == [
+        "00_data",
+        "01_healthy",
+    ]

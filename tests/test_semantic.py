@@ -1,4 +1,5 @@
 "Textual inversion, LoRA and semantic sampling on tiny models: sharding over processes, resume after a kill, bad input."
+
 import dataclasses, json, shutil, signal, subprocess, sys
 from pathlib import Path
 import numpy as np
@@ -16,47 +17,61 @@ from cgddi.shard import launch
 
 SAMPLER = SemanticConfig(repeats=1, steps=4, resolution=32, out_size=64, batch_size=3, chunk_size=5, device="cpu")
 
+
 def _copy(src, dst):
     return Path(shutil.copytree(src, dst))
+
 
 def _plan(work, cfg):
     return semantic_plan(work, cfg)[0]
 
+
 def test_two_processes_cover_the_plan_exactly_once(lora_work, tmp_path):
-    work = _copy(lora_work, tmp_path/"two")
-    reports = launch("cgddi.semantic", work, dataclasses.replace(SAMPLER, num_processes=2), timeout=600)  # one JSON line per process
+    work = _copy(lora_work, tmp_path / "two")
+    # one JSON line per process
+    reports = launch("cgddi.semantic", work, dataclasses.replace(SAMPLER, num_processes=2), timeout=600)
     assert [r["process"] for r in reports] == [0, 1]
     plan = _plan(work, SAMPLER)
     assert sum(r["mine"] for r in reports) == len(plan) and all(r["mine"] > 0 for r in reports)
     manifest = read_manifest(work, "semantic")
-    assert sorted(manifest.image) == sorted(plan.image)             # every planned image, once
-    assert all((work/p).exists() for p in plan.image)
+    assert sorted(manifest.image) == sorted(plan.image)  # every planned image, once
+    assert all((work / p).exists() for p in plan.image)
     assert manifest.trained.all() and manifest.n_train_samples.notna().all()
     # the images do not depend on how the plan was split: one process makes the same ones
-    one = _copy(lora_work, tmp_path/"one")
+    one = _copy(lora_work, tmp_path / "one")
     sample_semantic(one, SAMPLER, progress=False)
     for p in plan.image[:: max(1, len(plan) // 10)]:
-        a, b = (np.asarray(Image.open(w/p), np.int16) for w in (work, one))
+        a, b = (np.asarray(Image.open(w / p), np.int16) for w in (work, one))
         assert np.abs(a - b).max() <= 2, p
 
-_DYING_SAMPLER = ("import json, os, signal, sys\n"  # a sampler that dies (SIGKILL) right after its third chunk's shard
-                  "import cgddi.semantic as sem\n"
-                  "written, write = [], sem.write_shard\n"
-                  "def dying_write(*args, **kwargs):\n"
-                  "    write(*args, **kwargs); written.append(1)\n"
-                  "    if len(written) == 3: os.kill(os.getpid(), signal.SIGKILL)\n"
-                  "sem.write_shard = dying_write\n"
-                  "sem.sample_semantic(sys.argv[1], sem.SemanticConfig(**json.loads(open(sys.argv[2]).read())), progress=False)\n")
+
+_DYING_SAMPLER = (
+    "import json, os, signal, sys\n"  # a sampler that dies (SIGKILL) right after its third chunk's shard
+    "import cgddi.semantic as sem\n"
+    "written, write = [], sem.write_shard\n"
+    "def dying_write(*args, **kwargs):\n"
+    "    write(*args, **kwargs); written.append(1)\n"
+    "    if len(written) == 3: os.kill(os.getpid(), signal.SIGKILL)\n"
+    "sem.write_shard = dying_write\n"
+    "sem.sample_semantic(sys.argv[1], sem.SemanticConfig(**json.loads(open(sys.argv[2]).read())), "
+    "progress=False)\n"
+)
+
 
 def test_resume_after_kill(lora_work, tmp_path):
-    work = _copy(lora_work, tmp_path/"w")
-    slug = pd.read_csv(work/"lora"/"shared"/"concepts.csv").disease_slug.iloc[0]  # one disease keeps the test short
+    work = _copy(lora_work, tmp_path / "w")
+    slug = pd.read_csv(work / "lora" / "shared" / "concepts.csv").disease_slug.iloc[
+        0
+    ]  # one disease keeps the test short
     cfg = dataclasses.replace(SAMPLER, diseases=[slug], batch_size=1, chunk_size=3)
-    config = tmp_path/"config.json"; config.write_text(json.dumps(dataclasses.asdict(cfg)))
-    script = tmp_path/"run.py"; script.write_text(_DYING_SAMPLER)
-    proc = subprocess.run([sys.executable, str(script), str(work), str(config)], capture_output=True, timeout=300)  # killed at a known point
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(dataclasses.asdict(cfg)))
+    script = tmp_path / "run.py"
+    script.write_text(_DYING_SAMPLER)
+    # killed at a known point
+    proc = subprocess.run([sys.executable, str(script), str(work), str(config)], capture_output=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
-    images = work/"semantic"/"shared"/"images"
+    images = work / "semantic" / "shared" / "images"
     before = {p: p.stat().st_mtime_ns for p in images.rglob("*.png")}
     plan = _plan(work, cfg)
     assert len(before) == 9 < len(plan)  # three chunks of three, then the kill
@@ -65,58 +80,87 @@ def test_resume_after_kill(lora_work, tmp_path):
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # finished images are not redone
     manifest = read_manifest(work, "semantic")
     assert sorted(manifest.image) == sorted(plan.image)
-    assert not list(work.rglob(".*.tmp*"))                              # no half-written file left behind
-    again = sample_semantic(work, cfg, progress=False)              # a finished run does nothing
+    assert not list(work.rglob(".*.tmp*"))  # no half-written file left behind
+    again = sample_semantic(work, cfg, progress=False)  # a finished run does nothing
     assert again["sampled"] == 0 and again["skipped"] == len(plan)
 
+
 def test_bad_input(lora_work, tmp_path):
-    work = _copy(lora_work, tmp_path/"w")
+    work = _copy(lora_work, tmp_path / "w")
     bad = lambda **kw: sample_semantic(work, dataclasses.replace(SAMPLER, **kw))
-    with pytest.raises(DataError, match="tone"): bad(tones=["olive"])
-    with pytest.raises(DataError, match="no adapter for disease"): bad(diseases=["not-a-disease"])
-    with pytest.raises(DataError, match="no adapter to sample"): bad(min_train_samples=10**6)
-    with pytest.raises(ValueError, match="ruler"): bad(ruler="sometimes")
-    ddi = read_data(work); counts = ddi.disease_joined.value_counts()
+    with pytest.raises(DataError, match="tone"):
+        bad(tones=["olive"])
+    with pytest.raises(DataError, match="no adapter for disease"):
+        bad(diseases=["not-a-disease"])
+    with pytest.raises(DataError, match="no adapter to sample"):
+        bad(min_train_samples=10**6)
+    with pytest.raises(ValueError, match="ruler"):
+        bad(ruler="sometimes")
+    ddi = read_data(work)
+    counts = ddi.disease_joined.value_counts()
     with pytest.raises(DataError, match="too few images"):
         ti_training_set(ddi, [], TIConfig(diseases=[counts.index[-1]], min_images=counts.iloc[-1] + 1))
     shutil.rmtree(manifest_dir(work, "healthy"))
-    with pytest.raises(ManifestError, match="healthy"): sample_semantic(work, SAMPLER)
-    with pytest.raises(ManifestError, match="healthy"): train_loras(work, LoRAConfig(steps=1, batch_size=1, resolution=32))
+    with pytest.raises(ManifestError, match="healthy"):
+        sample_semantic(work, SAMPLER)
+    with pytest.raises(ManifestError, match="healthy"):
+        train_loras(work, LoRAConfig(steps=1, batch_size=1, resolution=32))
+
 
 def test_generators_per_split_never_see_their_test_images(lora_work, tmp_path):
-    "03-05 with one generator set per split: no set learns from or samples on its split's test images, and 06 uses the run's own set."
+    """03-05 with one generator set per split: no set learns from or samples on its split's test images, and 06 uses the
+    run's own set."""
     from cgddi.classify import ClassifyConfig, run_experiments
-    work = _copy(lora_work, tmp_path/"w")
-    train_textual_inversion(work, TIConfig(resolution=32, steps=1, batch_size=2, generators="per_split", generator_splits=["clean_S36"]))
+
+    work = _copy(lora_work, tmp_path / "w")
+    train_textual_inversion(
+        work, TIConfig(resolution=32, steps=1, batch_size=2, generators="per_split", generator_splits=["clean_S36"])
+    )
     train_loras(work, LoRAConfig(rank=2, resolution=32, steps=1, batch_size=2, generators="per_split"))
     cfg = dataclasses.replace(SAMPLER, generators="per_split", limit=4)
     sample_semantic(work, cfg, progress=False)
     test = set_test_ids(work, "lora", "clean_S36")[2]
-    for p in (work/"lora"/"clean_S36").glob("*/lora.json"):
+    for p in (work / "lora" / "clean_S36").glob("*/lora.json"):
         assert not set(json.loads(p.read_text())["train_ids"]) & test, p
     manifest = read_manifest(work, "semantic")
     mine = manifest[manifest.adapter.str.startswith("lora/clean_S36/")]
     assert len(mine) == len(_plan(work, cfg)) > 0 and not set(mine.base_id) & test
     assert (manifest.adapter.str.startswith("lora/shared/") | manifest.adapter.str.startswith("lora/clean_S36/")).all()
-    runs = run_experiments(work, ClassifyConfig(protocols=["clean"], seeds=[36], experiments=["semantic"], synthetic_method="baseline",
-                                                resize=40, crop=32, epochs=1, min_train_samples=0))
+    runs = run_experiments(
+        work,
+        ClassifyConfig(
+            protocols=["clean"],
+            seeds=[36],
+            experiments=["semantic"],
+            synthetic_method="baseline",
+            resize=40,
+            crop=32,
+            epochs=1,
+            min_train_samples=0,
+        ),
+    )
     run = runs.set_index("experiment").loc["semantic"]
     assert run.generator_set == "clean_S36" and run.n_dropped_adapter == 0
     assert audit_leakage(work).empty
 
+
 def _two_diseases(work):
     "The adapters' concepts, two disease slugs, sampler arguments (two grey canvases) and a small sampler config."
     from cgddi.manifest import read_concepts
+
     concepts = read_concepts(work, "lora")
     canvas = [Image.fromarray(np.full((32, 32, 3), 150, np.uint8))] * 2
     args = (canvas, ["An image of x on a light-toned individual"] * 2, [1, 2])
     return concepts, tuple(concepts.disease_slug[:2]), args, dataclasses.replace(SAMPLER, resolution=32, steps=3)
 
+
 def test_compiled_sampler_swaps_adapters_without_recompiling(lora_work, tmp_path):
-    "With compile_unet the UNet compiles once, after the first adapter is fused; a disease switch swaps weights in place."
+    """With compile_unet the UNet compiles once, after the first adapter is fused; a disease switch swaps weights in
+    place."""
     import torch
     from cgddi.semantic import SemanticSampler
     from cgddi.diffusion import resolve_model
+
     work = lora_work
     concepts, (a, b), args, cfg = _two_diseases(work)
     eager = SemanticSampler(work, resolve_model("tiny", work), concepts, cfg)
@@ -127,118 +171,162 @@ def test_compiled_sampler_swaps_adapters_without_recompiling(lora_work, tmp_path
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     for d in (b, a):
         got = [np.asarray(im, np.int16) for im in compiled(d, *args)]
-        assert all(np.abs(g - w).max() <= 2 for g, w in zip(got, want[d])), d   # the right adapter, fused
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs      # no recompilation on a switch
+        assert all(np.abs(g - w).max() <= 2 for g, w in zip(got, want[d])), d  # the right adapter, fused
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs  # no recompilation on a switch
+
 
 def test_an_image_does_not_depend_on_the_adapters_fused_before(lora_work):
     "A disease sampled after others gives the same UNet weights and images as in a fresh sampler (no unfuse residue)."
     from cgddi.semantic import SemanticSampler
     from cgddi.diffusion import resolve_model
+
     concepts, (a, b), args, cfg = _two_diseases(lora_work)
     fresh = SemanticSampler(lora_work, resolve_model("tiny", lora_work), concepts, cfg)
     want = [np.asarray(im) for im in fresh(b, *args)]
     want_weights = [w.clone() for w in fresh._fused_weights()]
     base = [w0 for _, w0 in fresh.base]
     used = SemanticSampler(lora_work, resolve_model("tiny", lora_work), concepts, cfg)
-    for d in (a, b, a, b): got = [np.asarray(im) for im in used(d, *args)]
+    for d in (a, b, a, b):
+        got = [np.asarray(im) for im in used(d, *args)]
     assert all((g == w).all() for g, w in zip(got, want))
     assert all(torch.equal(g, w) for g, w in zip(used._fused_weights(), want_weights))
     assert not all(torch.equal(g, w) for g, w in zip(want_weights, base))  # b's adapter is fused in, not a no-op
 
+
 def test_a_remade_canvas_remakes_only_its_images(lora_work, tmp_path):
-    work = _copy(lora_work, tmp_path/"canvas")
-    slug = pd.read_csv(work/"lora"/"shared"/"concepts.csv").disease_slug.iloc[0]
+    work = _copy(lora_work, tmp_path / "canvas")
+    slug = pd.read_csv(work / "lora" / "shared" / "concepts.csv").disease_slug.iloc[0]
     cfg = dataclasses.replace(SAMPLER, diseases=[slug])
     sample_semantic(work, cfg, progress=False)
     plan = _plan(work, cfg)
-    before = {p: (work/p).stat().st_mtime_ns for p in plan.image}
-    canvas = plan.canvas.iloc[0]  # 01 remade this healthy image (e.g. with another mask): its manifest row has a new params_hash
-    shard = work/"manifest"/"healthy"/"all.csv"; rows = pd.read_csv(shard)
-    rows.loc[rows.image == canvas, "params_hash"] = "remade"; rows.to_csv(shard, index=False)
+    before = {p: (work / p).stat().st_mtime_ns for p in plan.image}
+    # 01 remade this healthy image (e.g. with another mask): its manifest row has a new params_hash
+    canvas = plan.canvas.iloc[0]
+    shard = work / "manifest" / "healthy" / "all.csv"
+    rows = pd.read_csv(shard)
+    rows.loc[rows.image == canvas, "params_hash"] = "remade"
+    rows.to_csv(shard, index=False)
     counts = sample_semantic(work, cfg, progress=False)
-    redone = {p for p, t in before.items() if (work/p).stat().st_mtime_ns != t}
+    redone = {p for p, t in before.items() if (work / p).stat().st_mtime_ns != t}
     assert redone == set(plan.image[plan.canvas == canvas]) and counts["sampled"] == len(redone) > 0
 
 
 def _files(root):
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*")) if p.is_file()}
 
+
 def _released(work, slug, dst):
-    "A released adapter folder, as the authors' hub repositories hold one, made from this work dir's token and LoRA of `slug`."
+    """A released adapter folder, as the authors' hub repositories hold one, made from this work dir's token and LoRA of
+    `slug`."""
     from cgddi.publish import released_aliases
-    folder = Path(dst)/released_aliases().set_index("disease_slug").loc[slug, "released"]; folder.mkdir(parents=True)
-    shutil.copy(work/"textual_inversion"/"shared"/slug/"learned_embeds.safetensors", folder)
-    shutil.copy(work/"lora"/"shared"/slug/"pytorch_lora_weights.safetensors", folder)
+
+    folder = Path(dst) / released_aliases().set_index("disease_slug").loc[slug, "released"]
+    folder.mkdir(parents=True)
+    shutil.copy(work / "textual_inversion" / "shared" / slug / "learned_embeds.safetensors", folder)
+    shutil.copy(work / "lora" / "shared" / slug / "pytorch_lora_weights.safetensors", folder)
     return folder
 
-@pytest.mark.parametrize("case, expect", [
-    ("pickle", "not a safetensors file"),
-    ("wrong width", "has shape [2, 999]"),
-    ("unknown layer", "names no linear layer"),
-    ("outside symlink", "is a link"),
-])
+
+@pytest.mark.parametrize(
+    "case, expect",
+    [
+        ("pickle", "not a safetensors file"),
+        ("wrong width", "has shape [2, 999]"),
+        ("unknown layer", "names no linear layer"),
+        ("outside symlink", "is a link"),
+    ],
+)
 def test_a_failed_adapter_import_writes_nothing(lora_work, tmp_path, case, expect):
     "Two released folders, the second broken: one error naming its file, and neither is written (no half import)."
     from safetensors.torch import save_file
     from cgddi.manifest import read_concepts
     from cgddi.publish import import_adapters
-    work = _copy(lora_work, tmp_path/"w")
+
+    work = _copy(lora_work, tmp_path / "w")
     a, b = read_concepts(work, "lora").disease_slug[:2]
-    good, bad = _released(work, a, tmp_path/"rel"), _released(work, b, tmp_path/"rel")
-    lora = bad/"pytorch_lora_weights.safetensors"
+    good, bad = _released(work, a, tmp_path / "rel"), _released(work, b, tmp_path / "rel")
+    lora = bad / "pytorch_lora_weights.safetensors"
     from safetensors import safe_open
-    with safe_open(str(lora), "pt") as f: key = next(k for k in f.keys() if k.endswith("to_q.lora.down.weight"))  # a real layer
-    if case == "pickle": lora.unlink(); torch.save({key: torch.zeros(2, 8)}, lora)
-    elif case == "wrong width": save_file({key: torch.zeros(2, 999), key.replace("down", "up"): torch.zeros(8, 2)}, lora)
-    elif case == "unknown layer": save_file({key.replace("to_q", "to_z"): torch.zeros(2, 8)}, lora)
-    else: (tmp_path/"elsewhere.safetensors").write_bytes(lora.read_bytes()); lora.unlink(); lora.symlink_to(tmp_path/"elsewhere.safetensors")
-    (work/"textual_inversion"/"shared"/a/"learned_embeds.safetensors").write_bytes(b"locally trained")  # must survive
+
+    # a real layer
+    with safe_open(str(lora), "pt") as f:
+        key = next(k for k in f.keys() if k.endswith("to_q.lora.down.weight"))
+    if case == "pickle":
+        lora.unlink()
+        torch.save({key: torch.zeros(2, 8)}, lora)
+    elif case == "wrong width":
+        save_file({key: torch.zeros(2, 999), key.replace("down", "up"): torch.zeros(8, 2)}, lora)
+    elif case == "unknown layer":
+        save_file({key.replace("to_q", "to_z"): torch.zeros(2, 8)}, lora)
+    else:
+        (tmp_path / "elsewhere.safetensors").write_bytes(lora.read_bytes())
+        lora.unlink()
+        lora.symlink_to(tmp_path / "elsewhere.safetensors")
+    (work / "textual_inversion" / "shared" / a / "learned_embeds.safetensors").write_bytes(
+        b"locally trained"
+    )  # must survive
     before = _files(work)
-    with pytest.raises(ValueError) as e: import_adapters([good, bad], work, "tiny")
+    with pytest.raises(ValueError) as e:
+        import_adapters([good, bad], work, "tiny")
     assert str(lora) in str(e.value) and expect in str(e.value), str(e.value)
     assert _files(work) == before and not list(work.glob(".import-*"))
 
+
 def test_a_token_file_changed_behind_03s_back_is_retrained(lora_work, tmp_path):
-    "ti.json records the hash of the embedding it wrote: a replaced file (e.g. by a failed import) is trained again, not kept."
+    """ti.json records the hash of the embedding it wrote: a replaced file (e.g. by a failed import) is trained again,
+    not kept."""
     from safetensors.torch import load_file, save_file
     from cgddi.manifest import read_concepts
-    work = _copy(lora_work, tmp_path/"w")
-    f = work/read_concepts(work, "textual_inversion").embeds.iloc[0]
+
+    work = _copy(lora_work, tmp_path / "w")
+    f = work / read_concepts(work, "textual_inversion").embeds.iloc[0]
     trained = load_file(f)
     save_file({k: torch.zeros_like(v) for k, v in trained.items()}, f)
     train_textual_inversion(work, TIConfig(resolution=32, steps=2, batch_size=2))
     again = load_file(f)
     assert trained.keys() == again.keys() and all(torch.allclose(trained[k], again[k], atol=1e-6) for k in trained)
 
+
 @pytest.mark.parametrize("stage", ["textual_inversion", "lora"])
 def test_a_training_killed_at_a_known_step_resumes_to_the_same_result(lora_work, tmp_path, monkeypatch, stage):
-    "Checkpoints every 2 steps: a crash in step 5 of 6 resumes from step 4 and ends with the weights of an uninterrupted run."
+    """Checkpoints every 2 steps: a crash in step 5 of 6 resumes from step 4 and ends with the weights of an
+    uninterrupted run."""
     import cgddi.textual_inversion as ti_module, cgddi.lora as lora_module
     from safetensors.torch import load_file
     from cgddi.diffusion import diffusion_loss, STATE_DIR
     from cgddi.manifest import read_concepts
+
     slug = read_concepts(lora_work, "lora").disease_slug.iloc[0]
     if stage == "textual_inversion":
-        module, weights = ti_module, Path("textual_inversion")/"shared"/slug/"learned_embeds.safetensors"
-        train = lambda w: train_textual_inversion(w, TIConfig(resolution=32, steps=6, batch_size=2, checkpoint_every=2, diseases=[slug]))
+        module, weights = ti_module, Path("textual_inversion") / "shared" / slug / "learned_embeds.safetensors"
+        train = lambda w: train_textual_inversion(
+            w, TIConfig(resolution=32, steps=6, batch_size=2, checkpoint_every=2, diseases=[slug])
+        )
     else:
-        module, weights = lora_module, Path("lora")/"shared"/slug/"pytorch_lora_weights.safetensors"
-        train = lambda w: train_loras(w, LoRAConfig(rank=2, resolution=32, steps=6, batch_size=2, checkpoint_every=2, diseases=[slug]))
-    ref, killed = _copy(lora_work, tmp_path/"ref"), _copy(lora_work, tmp_path/"killed")
+        module, weights = lora_module, Path("lora") / "shared" / slug / "pytorch_lora_weights.safetensors"
+        train = lambda w: train_loras(
+            w, LoRAConfig(rank=2, resolution=32, steps=6, batch_size=2, checkpoint_every=2, diseases=[slug])
+        )
+    ref, killed = _copy(lora_work, tmp_path / "ref"), _copy(lora_work, tmp_path / "killed")
     train(ref)
     calls = []
+
     def counted(*a, **k):
         calls.append(1)
-        if crash and len(calls) == 5: raise KeyboardInterrupt("killed in step 5")
+        if crash and len(calls) == 5:
+            raise KeyboardInterrupt("killed in step 5")
         return diffusion_loss(*a, **k)
+
     monkeypatch.setattr(module, "diffusion_loss", counted)
     crash = True
-    with pytest.raises(KeyboardInterrupt): train(killed)
-    state = killed/weights.parent/STATE_DIR
-    assert json.loads((state/"state.json").read_text())["step"] == 4
-    calls.clear(); crash = False
+    with pytest.raises(KeyboardInterrupt):
+        train(killed)
+    state = killed / weights.parent / STATE_DIR
+    assert json.loads((state / "state.json").read_text())["step"] == 4
+    calls.clear()
+    crash = False
     train(killed)
     assert len(calls) == 2  # steps 5 and 6 only: resumed, not restarted
-    a, b = load_file(ref/weights), load_file(killed/weights)
+    a, b = load_file(ref / weights), load_file(killed / weights)
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert not state.exists()  # a finished training removes its checkpoints
