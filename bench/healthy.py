@@ -40,7 +40,7 @@ def main():
         "--tiny", action="store_true", help="cgddi's tiny Kandinsky instead of the full-size architecture (a CPU check)"
     )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", default="auto", help="auto (float16 on a GPU, as 01 does), bfloat16, float32")
+    ap.add_argument("--dtype", default="auto", help="auto (fp16 on a GPU, as 01 does), fp32, fp16, bf16")
     ap.add_argument("--steps", type=int, default=100, help="decoder steps (paper: 100)")
     ap.add_argument("--size", type=int, default=512, help="side the decoder works at (01's inpaint_size)")
     ap.add_argument("--images", type=int, default=8, help="images timed per configuration, after one warm-up image")

@@ -136,7 +136,7 @@ def main():
         )
         rows.append((label, bs, n / t, peak(a.device)))
 
-    fast_dtype = "bfloat16" if a.device == "cuda" else "float32"
+    fast_dtype = "bf16" if a.device == "cuda" else "fp32"
     cfg = SemanticConfig(
         strength=a.strength,
         guidance=a.guidance,

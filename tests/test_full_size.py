@@ -125,7 +125,7 @@ def test_kandinsky_inpainting_call(work_copy, tmp_path):
         backend="kandinsky",
         kandinsky_prior=str(prior),
         kandinsky_decoder=str(decoder),
-        dtype="bfloat16",
+        dtype="bf16",
         device="cpu",
         steps=2,
         prior_steps=2,

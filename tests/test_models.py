@@ -63,7 +63,7 @@ def test_pipelines_load_in_the_dtype_asked_for(tmp_path, dtype):
     import pandas as pd
 
     model = tiny_sd(tmp_path / "sd")
-    name = {torch.float16: "float16", torch.bfloat16: "bfloat16"}[dtype]
+    name = {torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
     s = SemanticSampler(
         tmp_path,
         str(model),
