@@ -560,7 +560,11 @@ def main(argv=None) -> int:
             report = args.report or (runs[-1].parent if runs else None)
             if report is None:
                 print("cgddi docs: no run under reports/; the stage pages show no outputs (run `cgddi run` first)")
-            build_docs(report, args.out, project_root())
+            try:
+                build_docs(report, args.out, project_root())
+            except ImportError as e:  # nbdev, a development dependency: the message says how to install it
+                print(f"cgddi docs: {e}", file=sys.stderr)
+                return 2
             return 0
         if args.command == "import-dataset":
             from cgddi.publish import import_dataset
