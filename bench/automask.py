@@ -96,8 +96,7 @@ def main():
         mem = f", peak {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if a.device.startswith("cuda") else ""
         n_params = sum(p.numel() for p in sam.model.parameters()) / 1e6
         print(
-            f"sam {kind} ({n_params:.0f} M parameters, random weights, float32): {1000 * dt / len(masks):.0f} "
-            "ms/image "
+            f"sam {kind} ({n_params:.0f} M parameters, random weights, float32): {1000 * dt / len(masks):.0f} ms/image "
             f"({len(masks) / dt:.2f} images/s, classical step included){mem}; build + load {load:.0f} s"
         )
 

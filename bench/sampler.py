@@ -71,9 +71,8 @@ def main(argv=None):
         diff = np.abs(arr - out[runs[0]]).mean()
         print(
             f"{name:5s} {steps:3d} steps: {args.images / seconds:6.2f} images/s ({seconds:6.1f} s), small FID vs "
-            "held-out corpus "
-            f"{small_fid(reference, [a.astype(np.uint8) for a in arr]):.4f}, mean |diff| from pndm {runs[0][1]}: "
-            f"{diff:.1f} / 255"
+            f"held-out corpus {small_fid(reference, [a.astype(np.uint8) for a in arr]):.4f}, mean |diff| from pndm "
+            f"{runs[0][1]}: {diff:.1f} / 255"
         )
     print(f"canvases themselves: small FID {small_fid(reference, [np.asarray(c) for c in canvases]):.4f}")
 

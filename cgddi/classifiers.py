@@ -47,8 +47,7 @@ def backbone(
             "the timm backbone's pretrained weights (safetensors)",
             "weights",
             e,
-            f"download them once (`hf download timm/{name} --local-dir DIR`) and map the name to "
-            "the file in the "
+            f"download them once (`hf download timm/{name} --local-dir DIR`) and map the name to the file in the "
             f"params: `weights: {{{name}: DIR/model.safetensors}}`",
         ) from e
 
@@ -202,9 +201,8 @@ class PatchAlign(nn.Module):
         d = body.embed_dim
         if labels.shape[1] != d:
             raise ValueError(
-                f"label embeddings are {labels.shape[1]}-d but the ViT is {d}-d; use a text encoder of "
-                "the "
-                "ViT's width (CLIP ViT-L/14 gives 768 for ViT-B/16) or a matching .npy."
+                f"label embeddings are {labels.shape[1]}-d but the ViT is {d}-d; use a text encoder of the ViT's width "
+                "(CLIP ViT-L/14 gives 768 for ViT-B/16) or a matching .npy."
             )
         n_tokens = body.patch_embed.num_patches + body.num_prefix_tokens
         self.body, self.n_tokens = body, n_tokens

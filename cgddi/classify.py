@@ -857,10 +857,9 @@ def external_path(work_dir, name: str, protocol: str, experiment: str, method: s
     return run_path(work_dir, f"{EXTERNAL_PREDICTIONS}/{name}", protocol, experiment, method, seed)
 
 
-# the run root and the stage's settings (external_test, external_root)
 def evaluate_external(
-    work_dir,
-    cfg: ClassifyConfig,
+    work_dir,  # the run root
+    cfg: ClassifyConfig,  # the stage's settings (external_test, external_root)
     runs: list,  # (protocol, seed, experiment, method) to test, e.g. `planned_runs`
     labels: torch.Tensor | None = None,  # PatchAlign's label embeddings
     acc: Accelerator | None = None,

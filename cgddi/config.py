@@ -73,10 +73,9 @@ class StageConfig:
         return [m for k, a in cls.allowed.items() if k in params and (m := value_error(k, params[k], a))]
 
     @classmethod
-    # a mapping holding every field, e.g. a notebook's `globals()` after its parameters cell
     def from_params(
         cls,
-        params: dict,
+        params: dict,  # a mapping holding every field, e.g. a notebook's `globals()` after its parameters cell
     ):
         "The config of a notebook's parameters; other names in `params` are ignored."
         missing = [f.name for f in fields(cls) if f.name not in params]

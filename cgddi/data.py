@@ -61,9 +61,8 @@ def join_disease(
     unknown = sorted(set(labels) - set(table.index))
     if unknown:
         raise DataError(
-            f"{source or 'disease labels'}: unknown DDI disease label(s) {unknown}. "
-            f"Known labels are listed in {files('cgddi').joinpath('joined_ddi.csv')}; "
-            "fix the label or add a row there."
+            f"{source or 'disease labels'}: unknown DDI disease label(s) {unknown}. Known labels are listed in "
+            f"{files('cgddi').joinpath('joined_ddi.csv')}; fix the label or add a row there."
         )
     return pd.DataFrame(
         {
@@ -139,9 +138,8 @@ def read_image(
         ) from e
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise DataError(
-            f"{path}: image is larger than Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} "
-            f"pixels ({e}); "
-            "it is no dermatology photograph: replace or downscale it."
+            f"{path}: image is larger than Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} pixels "
+            f"({e}); it is no dermatology photograph: replace or downscale it."
         ) from e
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(
@@ -264,9 +262,8 @@ def load_ddi(
     stems = meta.DDI_file.astype(str).map(lambda f: Path(f).stem)
     if stems.duplicated().any():
         raise DataError(
-            f"{csv}: files {sorted(meta.DDI_file[stems.isin(stems[stems.duplicated()])])} share a name "
-            "stem; frames and masks are "
-            "matched by stem, so rename one."
+            f"{csv}: files {sorted(meta.DDI_file[stems.isin(stems[stems.duplicated()])])} share a name stem; frames "
+            "and masks are matched by stem, so rename one."
         )
     tones = []
     for i, t in zip(meta.DDI_ID, meta.skin_tone):
@@ -339,8 +336,7 @@ def load_f17k(
     bad = meta[~meta.three_partition_label.isin(list(F17K_MALIGNANT))]
     if len(bad):
         raise DataError(
-            f"{csv}: three_partition_label {bad.three_partition_label.iloc[0]!r} (md5hash "
-            f"{bad.md5hash.iloc[0]}); "
+            f"{csv}: three_partition_label {bad.three_partition_label.iloc[0]!r} (md5hash {bad.md5hash.iloc[0]}); "
             f"known: {list(F17K_MALIGNANT)}."
         )
     scale = meta.fitzpatrick_scale.where(meta.fitzpatrick_scale != -1)
@@ -598,8 +594,7 @@ def data_progress(
     return (
         framed,
         len(ddi),
-        f"images framed ({annotated} with a "
-        f"mask{f', {n_auto} of them automatic' if n_auto else ''}), "
+        f"images framed ({annotated} with a mask{f', {n_auto} of them automatic' if n_auto else ''}), "
         f"{sum(p.exists() for p in splits)} of {len(splits)} split files",
     )
 

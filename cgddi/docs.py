@@ -78,24 +78,32 @@ def stage_sources(
     staging.mkdir(parents=True)
     for p in sorted(nbs_dir.glob("*.ipynb")):
         shutil.copy2(p, staging / p.name)
+    runs = []
     if report_dir is not None:
         executed = Path(report_dir) / "notebooks"
         runs = sorted(p for p in executed.glob("*.ipynb") if _STAGE.match(p.name))
         if not runs:
             raise FileNotFoundError(
-                f"{executed}: no executed stage notebooks; give the report folder a "
-                "finished `cgddi run` "
-                "wrote (reports/<run>/), or leave --report out to render the notebooks "
-                "without outputs."
+                f"{executed}: no executed stage notebooks; give the report folder a finished `cgddi run` wrote "
+                "(reports/<run>/), or leave --report out to render the notebooks without outputs."
             )
         for p in runs:
             shutil.copy2(p, staging / p.name)
     for p in sorted(staging.glob("*.ipynb")):
         nbformat.write(_docs_only(nbformat.read(p, as_version=4)), p)
-    return [p.name for p in runs] if report_dir is not None else []
+    return [p.name for p in runs]
 
 # %% ../nbs/00n_docs.ipynb #docs04
 _DIRECTIVE = re.compile(r"^#\|.*$\n?", re.M)
+_CELL_KEYS = {
+    "cell_type",
+    "id",
+    "metadata",
+    "source",
+    "outputs",
+    "execution_count",
+    "attachments",
+}  # nbformat's; nbdev adds more
 
 
 def _prepare(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, str]:
@@ -109,10 +117,8 @@ def _prepare(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, str]:
             nb.cells[0] = nbformat.v4.new_markdown_cell(f"# {title}\n> {front.get('description', '')}".rstrip("> \n"))
         else:
             nb.cells = nb.cells[1:]
-    # nbformat's; nbdev adds its own
-    _KEYS = {"cell_type", "id", "metadata", "source", "outputs", "execution_count", "attachments"}
     for c in nb.cells:
-        for k in set(c) - _KEYS:
+        for k in set(c) - _CELL_KEYS:
             del c[k]
         c.metadata = {"tags": c.metadata["tags"]} if c.metadata.get("tags") else {}  # nbdev's timings do not validate
         if c.cell_type != "code":
@@ -146,8 +152,8 @@ def render_page(
     body = re.sub(
         r"(<body[^>]*>)",
         lambda m: (
-            m.group(1) + '\n<nav style="padding:8px 16px;font:14px '
-            f'sans-serif;border-bottom:1px solid #ddd">{bar}</nav>'
+            m.group(1)
+            + f'\n<nav style="padding:8px 16px;font:14px sans-serif;border-bottom:1px solid #ddd">{bar}</nav>'
         ),
         body,
         count=1,
@@ -227,9 +233,8 @@ def check_links(
     return broken, external
 
 # %% ../nbs/00n_docs.ipynb #docs06
-# a finished `cgddi run`'s report folder (reports/<run>/); None: the notebooks without outputs
 def build_docs(
-    report_dir=None,
+    report_dir=None,  # a finished `cgddi run`'s report folder (reports/<run>/); None: the notebooks without outputs
     out=None,  # the site's folder; None: <project root>/_docs
     root=None,  # the project root (holding pyproject.toml and nbs/); None: the current folder
     n_workers: int = 2,  # nbdev's processing workers

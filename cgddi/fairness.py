@@ -601,10 +601,8 @@ def run_results(
         ""
         if bool(runs.pretrained.all())
         else (
-            " Classifiers started from random weights (offline run; "
-            "backbones "
-            f"{', '.join(sorted(runs.backbone.unique()))}), not from the "
-            "paper's ImageNet weights."
+            " Classifiers started from random weights (offline run; backbones "
+            f"{', '.join(sorted(runs.backbone.unique()))}), not from the paper's ImageNet weights."
         )
     )
     init_note += import_note(work)  # synthetic images imported without the leakage filter, if any
@@ -613,10 +611,9 @@ def run_results(
     )
     if trained_tones:  # 06's train_tones: skin-diff's scenario (iii)
         init_note += (
-            f" Trained on {' / '.join(trained_tones)} skin only (06 train_tones, skin-diff's scenario iii): "
-            "no real image of another "
-            "tone and no synthetic image derived from one; the other tones' columns measure transfer to "
-            "tones never trained on."
+            f" Trained on {' / '.join(trained_tones)} skin only (06 train_tones, skin-diff's scenario iii): no real "
+            "image of another tone and no synthetic image derived from one; the other tones' columns measure transfer "
+            "to tones never trained on."
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FairnessWarning)
@@ -640,19 +637,17 @@ def _let_through(r: RunResults, protocol: str) -> str:
     if protocol == "clean" or not len(x):
         return " The clean rule admits no training image tied to a test image (see the leakage audit)."
     return (
-        f" The faithful rule (paper G.2) let into Exp. 1 (and so into Exp. 2, which starts from it), per run, "
-        f"{x.n_semantic_generator_saw_test.mean():.1f} semantic images whose generator learnt from one of the "
-        "run's test images and "
-        f"{x.n_semantic_base_in_test.mean():.1f} on a test image's canvas (another disease) — of "
+        " The faithful rule (paper G.2) let into Exp. 1 (and so into Exp. 2, which starts from it), per run, "
+        f"{x.n_semantic_generator_saw_test.mean():.1f} semantic images whose generator learnt from one of the run's "
+        f"test images and {x.n_semantic_base_in_test.mean():.1f} on a test image's canvas (another disease) — of "
         f"{x.n_train_synthetic.mean():.1f} synthetic images."
     )
 
 
 def _methods_note(r: RunResults) -> str:
     return (
-        f" Exp. 1 and Exp. 2 train {r.synthetic_method} (06 synthetic_method); Exp. 2 fine-tunes Exp. 1's model on "
-        "the real images, "
-        "so it inherits Exp. 1's synthetic images (its n_train_synthetic in tab_06_runs)."
+        f" Exp. 1 and Exp. 2 train {r.synthetic_method} (06 synthetic_method); Exp. 2 fine-tunes Exp. 1's model on the "
+        "real images, so it inherits Exp. 1's synthetic images (its n_train_synthetic in tab_06_runs)."
     )
 
 
@@ -686,12 +681,10 @@ def table2_report(
             t,
             report,
             f"tab_07_table2_{protocol}",
-            f"{r.source}, protocol {protocol}: Table 2, accuracy (%) by tone and fairness (%), mean ± "
-            "population std over "
-            f"{n} split seed(s) ((k/{n}): a metric undefined for some seeds is over the k where it is defined); "
-            "R. real, S. synthetic; "
-            f"majority rate: always calling the test split's more frequent class.{_methods_note(r)}"
-            f"{_let_through(r, protocol)}{r.init_note}",
+            f"{r.source}, protocol {protocol}: Table 2, accuracy (%) by tone and fairness (%), mean ± population std "
+            f"over {n} split seed(s) ((k/{n}): a metric undefined for some seeds is over the k where it is defined); "
+            "R. real, S. synthetic; majority rate: always calling the test split's more frequent "
+            f"class.{_methods_note(r)}{_let_through(r, protocol)}{r.init_note}",
         )
         out[f"tab_07_findings_{protocol}"] = f = findings_table(
             pd.concat([r.per_seed[r.per_seed.protocol == protocol], majority[majority.protocol == protocol]]),
@@ -701,11 +694,9 @@ def table2_report(
             f,
             report,
             f"tab_07_findings_{protocol}",
-            f"{r.source}, protocol {protocol}: what this run shows. Accuracy differences in points (overall and "
-            "per tone), paired by "
-            f"split seed, mean ± population std over {n} seed(s); a verdict says better or worse only when the "
-            "mean difference "
-            f"exceeds its spread.{_methods_note(r)}{not_dermatology}{r.init_note}",
+            f"{r.source}, protocol {protocol}: what this run shows. Accuracy differences in points (overall and per "
+            f"tone), paired by split seed, mean ± population std over {n} seed(s); a verdict says better or worse only "
+            f"when the mean difference exceeds its spread.{_methods_note(r)}{not_dermatology}{r.init_note}",
         )
     protocols = r.summary.groupby("protocol", sort=False)
     fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 3.6), squeeze=False, sharey=True)
@@ -764,11 +755,9 @@ def cross_dataset_report(
             report,
             f"tab_07_cross_dataset_{protocol}",
             f"{r.source}, protocol {protocol}: the Table 2 classifiers tested on {ext_name} (never trained on), "
-            "accuracy (%) by tone "
-            f"and fairness (%), mean ± population std over {int(s.n_seeds.max())} split seed(s); over its "
-            "benign and malignant images "
-            f"with a known tone: {counts['light']} light, {counts['medium']} medium, {counts['dark']} "
-            f"dark.{r.init_note}",
+            f"accuracy (%) by tone and fairness (%), mean ± population std over {int(s.n_seeds.max())} split seed(s); "
+            f"over its benign and malignant images with a known tone: {counts['light']} light, {counts['medium']} "
+            f"medium, {counts['dark']} dark.{r.init_note}",
         )
     return out
 
@@ -817,11 +806,9 @@ def rarity_report(
             t5,
             report,
             f"tab_07_table5_{protocol}",
-            f"{r.source}, protocol {protocol}: Table 5, accuracy (%) by training subset: real DDI only (the "
-            "ResNet-18 baseline, "
-            f"Table 2's first row) and synthetic subsets ({r.synthetic_method}). A semantic image enters only "
-            "when "
-            f"{_SIZE_RULE[protocol]} (the ≤ 10 rule) and it has a malignancy label; rows without images are "
+            f"{r.source}, protocol {protocol}: Table 5, accuracy (%) by training subset: real DDI only (the ResNet-18 "
+            f"baseline, Table 2's first row) and synthetic subsets ({r.synthetic_method}). A semantic image enters "
+            f"only when {_SIZE_RULE[protocol]} (the ≤ 10 rule) and it has a malignancy label; rows without images are "
             f"left out.{r.init_note}",
         )
     return out
@@ -851,10 +838,8 @@ def quality_report(
         report,
         "tab_07_quality_long",
         f"{r.source}: FID, KID and LPIPS per synthetic set and tone against the held-out real images (faithful "
-        f"S{qseed} test split), "
-        f"with image counts (n_fake: synthetic images compared, a sample of at most {cfg.quality_max_images}; "
-        "n_left_out: synthetic "
-        f"images made from a reference image, left out).{quality_note}",
+        f"S{qseed} test split), with image counts (n_fake: synthetic images compared, a sample of at most "
+        f"{cfg.quality_max_images}; n_left_out: synthetic images made from a reference image, left out).{quality_note}",
         index=False,
     )
     right = quality[quality.method == "all"].set_index("tone")[["fid", "kid", "lpips"]]
@@ -868,8 +853,7 @@ def quality_report(
         report,
         "tab_07_table3_quality",
         f"{r.source}: Table 3 (right), generative quality of all synthetic images by tone against the faithful "
-        f"S{qseed} test images; "
-        f"synthetic images made from them (canvas, donor, adapter) are left out.{quality_note}",
+        f"S{qseed} test images; synthetic images made from them (canvas, donor, adapter) are left out.{quality_note}",
     )
     t6 = {}
     for metric, title in [("fid", "FID ↓"), ("kid", "KID ↓"), ("lpips", "LPIPS ↓")]:
@@ -892,10 +876,9 @@ def quality_report(
         table6,
         report,
         "tab_07_table6",
-        f"{r.source}: Table 6, FID, KID and LPIPS by generation method and tone against the faithful S{qseed} "
-        "test images (synthetic "
-        "images made from them left out; the counts compared are in the last rows); σ is the population std "
-        f"over tones.{quality_note}",
+        f"{r.source}: Table 6, FID, KID and LPIPS by generation method and tone against the faithful S{qseed} test "
+        "images (synthetic images made from them left out; the counts compared are in the last rows); σ is the "
+        f"population std over tones.{quality_note}",
         index=False,
     )
     t8 = table8(r.work, extractor, cfg).round(3).to_frame()
@@ -903,10 +886,8 @@ def quality_report(
         t8,
         report,
         "tab_07_table8",
-        f"{r.source}: Table 8, FID of simple edits of the real images and of "
-        "cgDDI's synthetic types "
-        f"against the real images (at most {cfg.quality_max_images} each; the edits are listed in "
-        f"07a_quality).{quality_note}",
+        f"{r.source}: Table 8, FID of simple edits of the real images and of cgDDI's synthetic types against the real "
+        f"images (at most {cfg.quality_max_images} each; the edits are listed in 07a_quality).{quality_note}",
     )
     return {
         "tab_07_quality_long": quality,
@@ -937,11 +918,10 @@ def tone_fidelity_report(
         agreement,
         report,
         "tab_07_tone_fidelity",
-        f"{r.source}: share (%) of images whose skin ITA falls in their tone label's band, per type and tone; "
-        "bands calibrated on the "
-        f"{int((fidelity.type == 'real').sum())} annotated real images: dark ≤ {ita_low:.1f}° < medium ≤ "
-        f"{ita_high:.1f}° < light "
-        "(the real rows are the calibration's own fit). Target for synthetic images: > 90 %.",
+        f"{r.source}: share (%) of images whose skin ITA falls in their tone label's band, per type and tone; bands "
+        f"calibrated on the {int((fidelity.type == 'real').sum())} annotated real images: dark ≤ {ita_low:.1f}° < "
+        f"medium ≤ {ita_high:.1f}° < light (the real rows are the calibration's own fit). Target for synthetic images: "
+        "> 90 %.",
     )
     out = {"tab_07_tone_fidelity": agreement}
     if (fidelity.type == "semantic").any():
@@ -1009,11 +989,10 @@ def audit_report(
         audit,
         report,
         "tab_07_leakage_audit",
-        f"{r.source}: leakage audit of every classification run's training list: training images (summed over "
-        "seeds) tied to the run's "
-        "own test images, by the tie (an image can have several). Clean runs: "
-        f"{int((found.protocol == 'clean').sum())} tied images "
-        f"(must be 0). Faithful runs: what the paper's rule lets through.",
+        f"{r.source}: leakage audit of every classification run's training list: training images (summed over seeds) "
+        "tied to the run's own test images, by the tie (an image can have several). Clean runs: "
+        f"{int((found.protocol == 'clean').sum())} tied images (must be 0). Faithful runs: what the paper's rule lets "
+        "through.",
         index=False,
     )
     return {"tab_07_leakage_audit": audit, "leaks": found}

@@ -134,13 +134,10 @@ class HealthyConfig(StageConfig):
             self.backend != "sd_inpaint" or self.mask_crop is not None or self.n_candidates > 1
         ):
             raise ValueError(
-                f"batch_size {self.batch_size}: only sd_inpaint without mask_crop and with n_candidates 1 "
-                "repaints several images per call "
-                "(diffusers' Kandinsky 2.2 inpainting pipeline blends every image of a batch with the "
-                "first image's kept region, "
-                "huggingface/diffusers#13596; mask_crop crops around one mask; candidates of one image "
-                "share its generator); "
-                "set batch_size: 1 and use num_processes to fill a GPU."
+                f"batch_size {self.batch_size}: only sd_inpaint without mask_crop and with n_candidates 1 repaints "
+                "several images per call (diffusers' Kandinsky 2.2 inpainting pipeline blends every image of a batch "
+                "with the first image's kept region, huggingface/diffusers#13596; mask_crop crops around one mask; "
+                "candidates of one image share its generator); set batch_size: 1 and use num_processes to fill a GPU."
             )
 
     @property
@@ -421,14 +418,12 @@ def _job(work: Path, r, inpainter: Inpainter) -> dict:
     if frame.shape[:2] != mask.shape:
         raise DataError(
             f"{work / r.frame_path}: image is {frame.shape[1]}x{frame.shape[0]} but its mask "
-            f"{work / r.frame_mask_path} "
-            f"is {mask.shape[1]}x{mask.shape[0]}; rerun 00_data to rewrite the frames."
+            f"{work / r.frame_mask_path} is {mask.shape[1]}x{mask.shape[0]}; rerun 00_data to rewrite the frames."
         )
     if not np.isin(mask, (LESION, MARKER)).any():
         raise DataError(
-            f"{work / r.frame_mask_path}: mask has no lesion or marker pixels, so there is nothing to "
-            "inpaint; "
-            "fix the mask or remove it (rerun 00_data)."
+            f"{work / r.frame_mask_path}: mask has no lesion or marker pixels, so there is nothing to inpaint; fix the "
+            "mask or remove it (rerun 00_data)."
         )
     row = dict(
         image=out,
@@ -535,9 +530,8 @@ def make_healthy(
         todo = todo.head(cfg.limit)
     if todo.empty:
         raise DataError(
-            f"{work / DDI_TABLE}: no image has a mask; healthy synthetics need masks: give "
-            "00_data the sDDI "
-            "masks (masks_root) or let it make automatic ones (masks: sddi+auto)."
+            f"{work / DDI_TABLE}: no image has a mask; healthy synthetics need masks: give 00_data the sDDI masks "
+            "(masks_root) or let it make automatic ones (masks: sddi+auto)."
         )
     # the launched processes repaint and write everything
     if share is None and cfg.num_processes > 1 and inpainter is None:

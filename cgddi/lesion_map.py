@@ -154,8 +154,7 @@ def lesion_patch(
     lesion = np.asarray(lesion_mask, bool)
     if donor.shape[:2] != lesion.shape:
         raise DataError(
-            f"{where}: image is {donor.shape[1]}x{donor.shape[0]} but its mask is "
-            f"{lesion.shape[1]}x{lesion.shape[0]}; "
+            f"{where}: image is {donor.shape[1]}x{donor.shape[0]} but its mask is {lesion.shape[1]}x{lesion.shape[0]}; "
             "bring the image to its mask's frame (00_data does) before mapping."
         )
     if not lesion.any():
@@ -325,8 +324,7 @@ def _map_one(job: dict) -> tuple[str, int, int]:
                 | dict(
                     status="skipped",
                     reason=f"no room: footprint {fp.shape[0]}x{fp.shape[1]} px does "
-                    "not fit "
-                    f"{cfg.padding} px inside the valid skin",
+                    f"not fit {cfg.padding} px inside the valid skin",
                     top=None,
                     left=None,
                     image=None,
@@ -346,8 +344,7 @@ def _map_one(job: dict) -> tuple[str, int, int]:
             tone=h["tone"],
             ruler=h["ruler"],
             caption=f"A {d['disease_joined']} lesion from a {d['tone']}-toned donor (image {did}) mapped onto "
-            "healthy "
-            f"{h['tone']}-toned skin (image {h['base_id']})",
+            f"healthy {h['tone']}-toned skin (image {h['base_id']})",
             generator="cgddi.lesion_map",
             trained=False,
             n_train_samples=None,

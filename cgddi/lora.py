@@ -102,9 +102,8 @@ class LoRAConfig(StageConfig):
     sd_model: str = "tiny"
     # "shared" or "paper": the one token set of 03 (written as shared); "per_split": every per-split set of 03
     generators: str = "shared"
-    diseases: list | None = (
-        None  # joined disease names or slugs to train (a per-disease batch); None: every token of 03
-    )
+    # joined disease names or slugs to train (a per-disease batch); None: every token of 03
+    diseases: list | None = None
     rank: int = 4  # LoRA rank (reference: 8)
     resolution: int = 64  # training side in pixels (reference: 256; sampling runs at 512)
     steps: int = 4  # optimisation steps per disease (paper: 750)
@@ -212,8 +211,7 @@ def lora_optimizer(
         return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=1e-2)
     if not torch.cuda.is_available():
         raise RuntimeError(
-            "use_8bit_adam: bitsandbytes' 8-bit AdamW needs a CUDA GPU and none is visible; set "
-            "use_8bit_adam: false "
+            "use_8bit_adam: bitsandbytes' 8-bit AdamW needs a CUDA GPU and none is visible; set use_8bit_adam: false "
             "(torch's AdamW: the same optimiser at full precision)."
         )
     try:
@@ -234,9 +232,8 @@ def lora_config(
     )
 
 
-# pipeline holding the tokenizer and text encoder (with the token loaded)
 def prompt_embeds(
-    pipe: StableDiffusionPipeline,
+    pipe: StableDiffusionPipeline,  # pipeline holding the tokenizer and text encoder (with the token loaded)
     prompts: list[str],  # prompts
 ) -> torch.Tensor:
     "Text-encoder hidden states of `prompts`, on the CPU in float32."
@@ -647,8 +644,7 @@ def write_adapter_card(
         seed=cfg.seed,
         generator_set=facts["generator_set"],
         license_text=f"`{cfg.card_license}`; the DDI data-use terms bind what was learnt from DDI images, and the base "
-        "model's "
-        "licence (SD 2.1-base: CreativeML Open RAIL++-M) binds its use.",
+        "model's licence (SD 2.1-base: CreativeML Open RAIL++-M) binds its use.",
     )
     with atomic_path(folder / "README.md") as t:
         card.save(t)

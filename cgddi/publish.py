@@ -150,23 +150,19 @@ def _croissant(out: Path, tables: dict, name: str, license: str, source: str) ->
         record_sets=sets,
         conforms_to="http://mlcommons.org/croissant/1.1",
         data_collection="Generated, not collected: healthy skin by inpainting, lesion-mapped by pasting real donor "
-        "lesions, "
-        "semantic by img2img from Stable Diffusion with per-disease textual inversion and LoRA.",
+        "lesions, semantic by img2img from Stable Diffusion with per-disease textual inversion and LoRA.",
         data_collection_type=["Synthetic data"],
         data_use_cases="Research on augmentation and fairness across skin tones for skin-lesion classification; not "
         "for diagnosis.",
         data_limitations="Generated from a small set of real images; the generators can repeat their training images' "
-        "sites, framing "
-        "and identities, and the images carry no clinical ground truth beyond the disease they were "
+        "sites, framing and identities, and the images carry no clinical ground truth beyond the disease they were "
         "asked for.",
         data_biases="Skin tones and diseases follow the generation plan and the real images the generators learnt "
-        "from; see the "
-        "counts per type and tone in README.md.",
+        "from; see the counts per type and tone in README.md.",
         personal_sensitive_information="Derived from clinical photographs; images may resemble the real patients the "
         "generators learnt from.",
         data_social_impact="Meant to reduce the under-representation of darker skin tones in dermatology AI; misuse as "
-        "real clinical "
-        "data could mislead.",
+        "real clinical data could mislead.",
     )
     return meta.to_json()
 
@@ -324,10 +320,8 @@ def _released_table(src: Path, columns: dict | None, leakage_filter: bool) -> tu
     bad = sorted(set(rows.type) - set(SYNTHETIC_TYPES))
     if bad:
         raise ValueError(
-            f"{where}: type(s) {bad} unknown; map them to {list(SYNTHETIC_TYPES)} with a value map, "
-            "e.g. "
-            "--columns MAP.yaml holding `type: "
-            f"{{name: type, values: {{{bad[0]}: {SYNTHETIC_TYPES[0]}}}}}`."
+            f"{where}: type(s) {bad} unknown; map them to {list(SYNTHETIC_TYPES)} with a value map, e.g. --columns "
+            f"MAP.yaml holding `type: {{name: type, values: {{{bad[0]}: {SYNTHETIC_TYPES[0]}}}}}`."
         )
     bad = sorted(set(rows.tone.dropna()) - set(TONE_ORDER), key=str)
     if bad:
@@ -356,20 +350,17 @@ def _released_provenance(src: Path, work: Path, ids: set) -> dict[str, dict]:
             raise ValueError(f"{j}: no list of integer train_ids; refused, nothing written.")
         if unknown := sorted(set(train) - ids):
             raise ValueError(
-                f"{j}: train_ids {unknown[:5]} are not in "
-                f"{work / DDI_TABLE}; "
-                "import into a work dir made from the same DDI."
+                f"{j}: train_ids {unknown[:5]} are not in {work / DDI_TABLE}; import into a work dir made from the "
+                "same DDI."
             )
         local = work / rel / "lora.json"
         if local.exists():  # a work dir's own provenance is never replaced by an import
             mine = json.loads(local.read_text()).get("train_ids", [])
             if sorted(mine) != sorted(train):
                 raise ValueError(
-                    f"{j}: adapter {rel} learnt from DDI ids {sorted(train)[:8]}..., but this work dir's "
-                    f"{local} says "
-                    f"{sorted(mine)[:8]}...: the released images come from another adapter of that name. "
-                    "Import into a work dir "
-                    "without its own adapters (00_data's outputs only); nothing written."
+                    f"{j}: adapter {rel} learnt from DDI ids {sorted(train)[:8]}..., but this work dir's {local} says "
+                    f"{sorted(mine)[:8]}...: the released images come from another adapter of that name. Import into a "
+                    "work dir without its own adapters (00_data's outputs only); nothing written."
                 )
             continue
         out[rel] = facts
@@ -443,9 +434,8 @@ def _check_release(
     return {t: check_rows(part.reset_index(drop=True), where) for t, part in rows.groupby("type", sort=False)}
 
 
-# a released set: a cgddi export, or a folder with metadata.parquet / metadata.csv and the images
 def import_dataset(
-    src,
+    src,  # a released set: a cgddi export, or a folder with metadata.parquet / metadata.csv and the images
     work_dir,  # run root written by 00_data (the DDI and splits the set was made from)
     columns: dict | None = None,  # released column name -> manifest column name
     # refuse rows without the ids the leakage rule needs; False: keep them (tables say so)
@@ -524,8 +514,7 @@ def import_note(work_dir) -> str:
     return (
         (
             f" Synthetic images imported from {', '.join(loose)} without the leakage filter (--no-leakage-filter): "
-            "rows that lack "
-            "the ids the rule needs were kept, so their ties to test images are unknown."
+            "rows that lack the ids the rule needs were kept, so their ties to test images are unknown."
         )
         if loose
         else ""
@@ -546,8 +535,7 @@ def _released_disease(src: Path, token: str, aliases: pd.DataFrame) -> pd.Series
     if hit.empty:
         near = difflib.get_close_matches(src.name, aliases.released, n=3)
         raise ValueError(
-            f"{src}: {src.name!r} (token {token}) is no released cgDDI adapter; name the folder after its "
-            "repository "
+            f"{src}: {src.name!r} (token {token}) is no released cgDDI adapter; name the folder after its repository "
             f"({', '.join(near) or 'see cgddi/released_adapters.csv'})."
         )
     return hit.iloc[0]
@@ -562,10 +550,9 @@ def _tensor_shapes(path: Path) -> dict[str, list]:
     # safetensors raises its own SafetensorError (and OSError, ValueError) on a file that is not one
     except Exception as e:
         raise ValueError(
-            f"{path}: not a safetensors file ({type(e).__name__}: {e}); cgddi loads weights as "
-            "safetensors only, never "
-            "pickles: get the adapter's safetensors files, or convert a checkpoint you trust with "
-            "safetensors' save_file."
+            f"{path}: not a safetensors file ({type(e).__name__}: {e}); cgddi loads weights as safetensors only, never "
+            "pickles: get the adapter's safetensors files, or convert a checkpoint you trust with safetensors' "
+            "save_file."
         ) from e
 
 
@@ -605,10 +592,9 @@ def _check_lora_shapes(lora: Path, shapes: dict, model: str):
         want = base.in_features if kind.startswith("A") else base.out_features
         if shape[-1 if kind.startswith("A") else 0] != want:
             raise ValueError(
-                f"{lora}: {key} has shape {shape}, but {module} of {model}'s UNet is {base.in_features} "
-                f"-> {base.out_features}; "
-                "use the base model the adapter was trained on (SD 2.1-base for the released cgDDI "
-                "adapters)."
+                f"{lora}: {key} has shape {shape}, but {module} of {model}'s UNet is {base.in_features} -> "
+                f"{base.out_features}; use the base model the adapter was trained on (SD 2.1-base for the released "
+                "cgDDI adapters)."
             )
 
 
@@ -629,9 +615,8 @@ def _has(src: Path, name: str) -> bool:
     return (src / name).exists() or (src / name).is_symlink()
 
 
-# folders as given: token repositories, LoRA folders, or a folder of LoRA folders (`ti_lora_SEED=0/`)
 def released_folders(
-    srcs: list,
+    srcs: list,  # folders as given: token repositories, LoRA folders, or a folder of LoRA folders (`ti_lora_SEED=0/`)
 ) -> list[Path]:
     """The adapter folders in `srcs`: a folder with neither file but sub-folders holding a LoRA stands for those
     sub-folders."""
@@ -643,8 +628,7 @@ def released_folders(
         if not _has(src, EMBEDS) and not _has(src, LORA_FILE):
             if not subs:
                 raise FileNotFoundError(
-                    f"{src}: no {EMBEDS} (a token repository) nor {LORA_FILE} (a LoRA "
-                    "folder), nor folders of them; "
+                    f"{src}: no {EMBEDS} (a token repository) nor {LORA_FILE} (a LoRA folder), nor folders of them; "
                     "download the whole adapter repository."
                 )
             out += subs
@@ -663,9 +647,8 @@ def _released_embeds(src: Path, width: int) -> tuple[str, Path]:
     ((token, shape),) = tokens.items()
     if shape[-1] != width:
         raise ValueError(
-            f"{emb}: embedding width {shape[-1]}, but the base model's text encoder "
-            f"takes {width}; "
-            "use the model the adapter was trained on (SD 2.1-base: 1024)."
+            f"{emb}: embedding width {shape[-1]}, but the base model's text encoder takes {width}; use the model the "
+            "adapter was trained on (SD 2.1-base: 1024)."
         )
     return token, emb
 
@@ -687,15 +670,14 @@ def _lora_disease(src: Path, aliases: pd.DataFrame) -> pd.Series:
     if hit.empty:
         near = difflib.get_close_matches(name, aliases.released, n=3)
         raise ValueError(
-            f"{src}: {src.name!r} names no released cgDDI disease; a LoRA folder is named after its "
-            "disease "
+            f"{src}: {src.name!r} names no released cgDDI disease; a LoRA folder is named after its disease "
             f"({', '.join(near) or 'see cgddi/released_adapters.csv'})."
         )
     return hit.iloc[0]
 
 # %% ../nbs/00g_publish.ipynb #pub15
-# released folders: token repositories (learned_embeds.safetensors, maybe a whole pipeline), LoRA folders
 def import_adapters(
+    # released folders: token repositories (learned_embeds.safetensors, maybe a whole pipeline), LoRA folders
     srcs: list,
     # named after their disease (pytorch_lora_weights.safetensors), folders holding both, or
     # a folder of LoRA folders
@@ -735,9 +717,8 @@ def import_adapters(
             loras[a.disease_slug] = (src, *_released_lora(src))
     if lonely := sorted(set(loras) - set(tokens)):
         raise ValueError(
-            f"{[str(loras[s][0]) for s in lonely]}: a LoRA without its token ({lonely}); give the "
-            "disease's token repository "
-            f"(the one with {EMBEDS}) too: 05 prompts with the token."
+            f"{[str(loras[s][0]) for s in lonely]}: a LoRA without its token ({lonely}); give the disease's token "
+            f"repository (the one with {EMBEDS}) too: 05 prompts with the token."
         )
     for slug, (src, lora, shapes) in loras.items():
         _check_lora_shapes(lora, shapes, tokens[slug][1])

@@ -85,9 +85,8 @@ def quality_models(
                 "the FID/KID Inception weights",
                 "inception_weights",
                 e,
-                "download torch-fidelity's "
-                "`weights-inception-2015-12-05-6726825d.pth` "
-                "once and set `inception_weights: FILE`",
+                "download torch-fidelity's `weights-inception-2015-12-05-6726825d.pth` once and set "
+                "`inception_weights: FILE`",
             ) from e
     # lpips still passes torchvision's deprecated `pretrained=` argument
     with warnings.catch_warnings(), torch.random.fork_rng():
@@ -103,10 +102,8 @@ def quality_models(
                 "the LPIPS trunk",
                 "lpips_pretrained_trunk",
                 e,
-                "put torchvision's weight file in $TORCH_HOME/hub/checkpoints (where torchvision "
-                "caches it), or set "
-                "`lpips_pretrained_trunk: false` (a random trunk: a pipeline check, not the paper's "
-                "LPIPS)",
+                "put torchvision's weight file in $TORCH_HOME/hub/checkpoints (where torchvision caches it), or set "
+                "`lpips_pretrained_trunk: false` (a random trunk: a pipeline check, not the paper's LPIPS)",
             ) from e
 
 

@@ -34,10 +34,9 @@ def _disk_full(path: Path, tmp: Path, e: OSError) -> DiskFullError | None:
     written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
     return DiskFullError(
         errno.ENOSPC,
-        f"no space left on {path.parent}: writing {path.name} needed more than the "
-        f"{free / 2**20:.1f} MB free ({written / 2**20:.1f} MB written before it failed: {e}); free "
-        "some space and run "
-        "the stage again: it resumes where it stopped",
+        f"no space left on {path.parent}: writing {path.name} needed more than the {free / 2**20:.1f} MB free "
+        f"({written / 2**20:.1f} MB written before it failed: {e}); free some space and run the stage again: it "
+        "resumes where it stopped",
     )
 
 
@@ -116,10 +115,8 @@ def work_dir_lock(
                 continue
             raise WorkDirLocked(
                 f"{work}: {holder.get('what', 'another process')} (PID {holder.get('pid', '?')} on "
-                f"{holder.get('host', '?')}, "
-                f"since {holder.get('since', '?')}) is writing this work dir; wait for it to finish, "
-                "or, if that process is "
-                f"gone (e.g. on another machine), delete {lock}."
+                f"{holder.get('host', '?')}, since {holder.get('since', '?')}) is writing this work dir; wait for it "
+                f"to finish, or, if that process is gone (e.g. on another machine), delete {lock}."
             ) from None
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)
@@ -279,11 +276,10 @@ def render_index(
     outputs = _outputs(rd, stages)
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
-        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px "
-        "8px;text-align:right}"
-        ".notice{background:#fff3cd;padding:.6em;border:1px solid #e0c060}.failed{color:#b00}"
-        "img{max-width:100%;border:1px solid #ddd}figure{margin:1em 0}</style></head><body>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em "
+        "auto}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px "
+        "8px;text-align:right}.notice{background:#fff3cd;padding:.6em;border:1px solid "
+        "#e0c060}.failed{color:#b00}img{max-width:100%;border:1px solid #ddd}figure{margin:1em 0}</style></head><body>",
         f"<p class='notice' id='notice'>{e(notice)}</p>",
         f"<h1>{e(title)}</h1>",
     ]

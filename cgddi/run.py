@@ -142,8 +142,7 @@ def check_params(
         for k in section:
             if k not in declared[s]:
                 raise ParamsError(
-                    f"{params_file}: unknown key {k!r} under `stages: {s}:`: {notebooks[s].name} does "
-                    "not declare it "
+                    f"{params_file}: unknown key {k!r} under `stages: {s}:`: {notebooks[s].name} does not declare it "
                     f"(it declares {sorted(declared[s])})."
                 )
     out = {
@@ -457,8 +456,7 @@ def main(argv=None) -> int:
     e = sub.add_parser(
         "export-dataset",
         help="write a work dir's synthetic images as a Hugging Face imagefolder data "
-        "set "
-        "(dataset card README.md, croissant.json)",
+        "set (dataset card README.md, croissant.json)",
     )
     e.add_argument("work_dir", help="the run's work dir")
     e.add_argument("out_dir", help="new folder to write")
@@ -474,9 +472,8 @@ def main(argv=None) -> int:
     i.add_argument(
         "--columns",
         help="YAML map from the released column names to the manifest's, e.g. "
-        "{prompt_image_id: base_id}; "
-        "an entry may translate values too: {type: {name: type, values: "
-        "{lesion-mapped: lesion_mapped}}}",
+        "{prompt_image_id: base_id}; an entry may translate values too: {type: {name: type, values: {lesion-mapped: "
+        "lesion_mapped}}}",
     )
     i.add_argument(
         "--no-leakage-filter",
@@ -488,9 +485,8 @@ def main(argv=None) -> int:
         "src",
         nargs="+",
         help="the authors' token repositories (named after them), LoRA folders named "
-        "after their disease "
-        "(or the folder holding them, e.g. ti_lora_SEED=0), or folders holding both; "
-        "tokens and LoRAs pair by disease",
+        "after their disease (or the folder holding them, e.g. ti_lora_SEED=0), or folders holding both; tokens and "
+        "LoRAs pair by disease",
     )
     a.add_argument("--work-dir", required=True, help="the work dir 00_data (and 01_healthy) wrote")
     a.add_argument(
@@ -502,8 +498,7 @@ def main(argv=None) -> int:
     m = sub.add_parser(
         "pretrain-mini",
         help="pretrain the mini Stable Diffusion on synthetic skin scenes (about an "
-        "hour on 2 CPU cores; "
-        "a rerun resumes)",
+        "hour on 2 CPU cores; a rerun resumes)",
     )
     m.add_argument("out_dir", help="work folder: the corpus, training states and pipeline/ (the result)")
     m.add_argument(

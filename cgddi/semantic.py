@@ -104,9 +104,8 @@ class SemanticConfig(StageConfig):
     sd_model: str = "tiny"
     # "shared" or "paper": the one adapter set of 04 (written as shared); "per_split": every per-split set of 04
     generators: str = "shared"
-    diseases: list | None = (
-        None  # joined disease names or slugs to sample (a per-disease batch); None: every adapter of 04
-    )
+    # joined disease names or slugs to sample (a per-disease batch); None: every adapter of 04
+    diseases: list | None = None
     # "full": every canvas x disease x tone, R times (paper); "balanced": top tones up to a target
     plan_mode: str = "full"
     repeats: int = 1  # full plan: samples per (canvas, disease, tone); the paper draws R of 5
@@ -399,9 +398,8 @@ def semantic_inputs(
     if concepts.empty:
         raise DataError(
             f"{concepts_path(work, 'lora', gset)}: no adapter to sample from "
-            "(min_train_samples="
-            f"{cfg.min_train_samples}, diseases={cfg.diseases}); train adapters in 04_lora "
-            "or lower min_train_samples."
+            f"(min_train_samples={cfg.min_train_samples}, diseases={cfg.diseases}); train adapters in 04_lora or lower "
+            "min_train_samples."
         )
     return canvases.assign(ruler=canvases.ruler.fillna(False).astype(bool)), concepts.reset_index(drop=True)
 

@@ -66,8 +66,8 @@ class Share:
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")  # what makes accelerate set up a distributed run
 
 
-# keep the process on the CPU (a stage set to `device: cpu`); else it takes a GPU when there is one
 def launched_share(
+    # keep the process on the CPU (a stage set to `device: cpu`); else it takes a GPU when there is one
     cpu: bool = False,
     timeout_hours: float = 72,  # how long a process waits at most for the slowest one
 ) -> Share:
@@ -114,8 +114,7 @@ def stage_cli(
         "--config",
         required=True,
         help=f"JSON or YAML file of {config_class.__name__} fields (those left "
-        "out keep their defaults), "
-        "e.g. `write_config`'s, or `cgddi params --params P STAGE`'s",
+        "out keep their defaults), e.g. `write_config`'s, or `cgddi params --params P STAGE`'s",
     )
     args = ap.parse_args(argv)
     import yaml

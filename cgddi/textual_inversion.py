@@ -95,9 +95,8 @@ class TIConfig(StageConfig):
     generator_splits: list | None = None
     holdout_frac: float = 0.1  # share of each disease's remaining images held out (at least one; paper: 10 %)
     min_images: int = 2  # diseases with fewer images (after removing test images) get no token (paper: 2)
-    diseases: list | None = (
-        None  # joined disease names or slugs to train (a per-disease batch); None: every eligible one
-    )
+    # joined disease names or slugs to train (a per-disease batch); None: every eligible one
+    diseases: list | None = None
     initializer: str = "skin"  # the word the new token starts from (paper: "skin")
     # training prompt: "paper" (eq. 2) or "reference" (the released tokens' wording: "... on the skin of a
     # {tone}-skinned individual")
@@ -146,9 +145,8 @@ def ti_training_set(
         few = {w: int(counts.get(w, 0)) for w in wanted if counts.get(w, 0) < cfg.min_images}
         if few:
             raise DataError(
-                f"too few images outside the test split to learn a token (need {cfg.min_images}): "
-                f"{few}. "
-                f"Leave these diseases out of `diseases`, or lower min_images."
+                f"too few images outside the test split to learn a token (need {cfg.min_images}): {few}. Leave these "
+                "diseases out of `diseases`, or lower min_images."
             )
         pool = pool[pool.disease_joined.isin(wanted)]
     else:

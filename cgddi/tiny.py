@@ -98,8 +98,7 @@ def model_load_error(
     else:
         hint = "Check the id, the network (or `hf auth login` for a gated model)."
     offline = offline or (
-        f"download it once (`hf download {MOVED.get(model, model)} --local-dir DIR`, or "
-        "`save_pretrained(DIR)` where "
+        f"download it once (`hf download {MOVED.get(model, model)} --local-dir DIR`, or `save_pretrained(DIR)` where "
         f"the hub is reachable) and set `{param}: DIR` in the params file"
     )
     return ModelLoadError(
@@ -116,11 +115,9 @@ def mini_sd() -> Path:
     path = Path(str(resources.files("cgddi"))) / MINI_DIR
     if not (path / "model_index.json").exists():
         raise ModelLoadError(
-            f"{path}: the mini model's weights are not installed with this copy of cgddi. Reinstall "
-            "cgddi from a "
-            "checkout that has cgddi/mini_sd, or pretrain it (`cgddi pretrain-mini OUT`, about an "
-            "hour on 2 CPU cores) "
-            "and set `sd_model: OUT/pipeline`."
+            f"{path}: the mini model's weights are not installed with this copy of cgddi. Reinstall cgddi from a "
+            "checkout that has cgddi/mini_sd, or pretrain it (`cgddi pretrain-mini OUT`, about an hour on 2 CPU "
+            "cores) and set `sd_model: OUT/pipeline`."
         )
     return path
 

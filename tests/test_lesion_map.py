@@ -117,14 +117,10 @@ _RUN = (
 )
 # a run that dies (SIGKILL) right after its third shard, before that image's candidate log
 _DYING_RUN = (
-    "import os, signal, sys\n"
-    "import cgddi.lesion_map as lm\n"
-    "written, write = [], lm.write_shard\n"
-    "def dying_write(*args, **kwargs):\n"
-    "    write(*args, **kwargs); written.append(1)\n"
-    "    if len(written) == 3: os.kill(os.getpid(), signal.SIGKILL)\n"
-    "lm.write_shard = dying_write\n"
-    "if __name__ == '__main__': lm.map_lesions(sys.argv[1], lm.LesionMapConfig(workers=1))\n"
+    "import os, signal, sys\nimport cgddi.lesion_map as lm\nwritten, write = [], lm.write_shard\ndef "
+    "dying_write(*args, **kwargs):\n    write(*args, **kwargs); written.append(1)\n    if len(written) == 3: "
+    "os.kill(os.getpid(), signal.SIGKILL)\nlm.write_shard = dying_write\nif __name__ == '__main__': "
+    "lm.map_lesions(sys.argv[1], lm.LesionMapConfig(workers=1))\n"
 )
 
 

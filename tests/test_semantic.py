@@ -47,14 +47,10 @@ def test_two_processes_cover_the_plan_exactly_once(lora_work, tmp_path):
 
 _DYING_SAMPLER = (
     "import json, os, signal, sys\n"  # a sampler that dies (SIGKILL) right after its third chunk's shard
-    "import cgddi.semantic as sem\n"
-    "written, write = [], sem.write_shard\n"
-    "def dying_write(*args, **kwargs):\n"
-    "    write(*args, **kwargs); written.append(1)\n"
-    "    if len(written) == 3: os.kill(os.getpid(), signal.SIGKILL)\n"
-    "sem.write_shard = dying_write\n"
-    "sem.sample_semantic(sys.argv[1], sem.SemanticConfig(**json.loads(open(sys.argv[2]).read())), "
-    "progress=False)\n"
+    "import cgddi.semantic as sem\nwritten, write = [], sem.write_shard\ndef dying_write(*args, **kwargs):\n    "
+    "write(*args, **kwargs); written.append(1)\n    if len(written) == 3: os.kill(os.getpid(), "
+    "signal.SIGKILL)\nsem.write_shard = dying_write\nsem.sample_semantic(sys.argv[1], "
+    "sem.SemanticConfig(**json.loads(open(sys.argv[2]).read())), progress=False)\n"
 )
 
 
