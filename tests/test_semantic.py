@@ -140,6 +140,45 @@ def test_generators_per_split_never_see_their_test_images(lora_work, tmp_path):
     assert audit_leakage(work).empty
 
 
+def test_generators_per_protocol_clean_all_sees_no_clean_test_image(lora_work, tmp_path):
+    """03-05 with `per_protocol`: `clean_all` learns from no image that any clean split tests, so every clean run uses
+    it without a drop for its adapters, while faithful runs keep the shared set."""
+    from cgddi.classify import ClassifyConfig, run_experiments
+    from cgddi.manifest import split_test_ids
+
+    from cgddi.data import write_splits
+
+    work = _copy(lora_work, tmp_path / "w")
+    write_splits(read_data(work), work, seeds=[36, 37])  # clean_all: the test images of both clean splits left out
+    train_textual_inversion(
+        work, TIConfig(resolution=32, steps=1, batch_size=2, generators="per_protocol", min_images=1)
+    )
+    train_loras(work, LoRAConfig(rank=2, resolution=32, steps=1, batch_size=2, generators="per_protocol"))
+    cfg = dataclasses.replace(SAMPLER, generators="per_protocol", limit=4)
+    sample_semantic(work, cfg, progress=False)
+    tested = split_test_ids(work, "clean", None)
+    assert set_test_ids(work, "lora", "clean_all") == ("clean", None, tested) and tested
+    trained = [set(json.loads(p.read_text())["train_ids"]) for p in (work / "lora" / "clean_all").glob("*/lora.json")]
+    assert trained and not set().union(*trained) & tested
+    manifest = read_manifest(work, "semantic")
+    assert set(manifest.adapter.str.split("/").str[1]) == {"shared", "clean_all"}
+    runs = run_experiments(
+        work,
+        ClassifyConfig(
+            experiments=["semantic"],
+            synthetic_method="baseline",
+            resize=40,
+            crop=32,
+            epochs=1,
+            min_train_samples=0,
+        ),
+    )
+    done = runs[runs.status == "done"]
+    assert set(done.protocol) == {"clean", "faithful"}
+    assert (done.generator_set == done.protocol.map({"clean": "clean_all", "faithful": "shared"})).all()
+    assert (done[done.protocol == "clean"].n_dropped_adapter == 0).all()
+
+
 def _two_diseases(work):
     "The adapters' concepts, two disease slugs, sampler arguments (two grey canvases) and a small sampler config."
     from cgddi.manifest import read_concepts
