@@ -55,15 +55,25 @@ from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, lab
 from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
 from .tiny import tiny_clip_text
-from .layout import EXTERNAL, MODELS, PREDICTIONS, CLASSIFIER_MODELS, EXTERNAL_PREDICTIONS, REVIEW_SHEET, run_path
+from cgddi.layout import (
+    EXTERNAL,
+    MODELS,
+    PREDICTIONS,
+    CLASSIFIER_MODELS,
+    EXTERNAL_PREDICTIONS,
+    RECOGNITION,
+    REVIEW_SHEET,
+    run_path,
+)
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'COUNTS',
-           'RUN_COLUMNS', 'ClassifyConfig', 'transforms', 'image_reader', 'ImageTable', 'balanced_sampler',
-           'accelerator', 'memory_format', 'make_model', 'predict', 'fit', 'prediction_path', 'model_path',
-           'synthetic_table', 'balanced_sample', 'type_tone_counts', 'semantic_for_run', 'run_one', 'planned_runs',
-           'split_seeds', 'run_hash', 'run_experiments', 'read_runs', 'read_predictions', 'classify_progress',
-           'external_table', 'external_path', 'evaluate_external', 'read_external_predictions', 'recognition_table']
+           'RUN_COLUMNS', 'RECOGNITION_MARGIN', 'ClassifyConfig', 'transforms', 'image_reader', 'ImageTable',
+           'balanced_sampler', 'accelerator', 'memory_format', 'make_model', 'predict', 'fit', 'prediction_path',
+           'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts', 'semantic_for_run', 'run_one',
+           'planned_runs', 'split_seeds', 'run_hash', 'run_experiments', 'read_runs', 'read_predictions',
+           'classify_progress', 'external_table', 'external_path', 'evaluate_external', 'read_external_predictions',
+           'recognition_table', 'write_recognition', 'read_recognition']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -808,6 +818,7 @@ def run_experiments(
         return None
     if cfg.external_test:
         evaluate_external(work, cfg, runs, labels, acc)
+    write_recognition(work, cfg, acc)  # do the semantic images carry their disease? (the report's first screen says)
     return read_runs(work)
 
 
@@ -988,6 +999,32 @@ def recognition_table(
         .reset_index()
     )
     return out.assign(margin=out.recognised - out.canvas, seeds=len(seeds)).set_index("disease_joined")
+
+
+RECOGNITION_MARGIN = 0.1  # recognised this far above the canvas: what an image that only copied its canvas does not get
+
+
+def write_recognition(
+    work_dir,
+    cfg: ClassifyConfig,  # the run root and the stage's settings
+    acc: Accelerator | None = None,
+) -> pd.DataFrame:
+    """`recognition_table`, kept in `classify/recognition.csv` for the report (rewritten only when it changes; removed
+    when there is none)."""
+    table, p = recognition_table(work_dir, cfg, acc=acc), Path(work_dir) / RECOGNITION
+    text = table.to_csv() if len(table) else None
+    if text is None:
+        p.unlink(missing_ok=True)
+    elif not p.exists() or p.read_text() != text:
+        with atomic_path(p) as t:
+            t.write_text(text)
+    return table
+
+
+def read_recognition(work_dir) -> pd.DataFrame:
+    "The recognition table 06 wrote (`write_recognition`); empty when there is none."
+    p = Path(work_dir) / RECOGNITION
+    return pd.read_csv(p, index_col="disease_joined") if p.exists() else pd.DataFrame()
 
 # %% ../nbs/06_classify.ipynb #classify-main
 if __name__ == "__main__" and Path(sys.argv[0]).name == "classify.py":  # `python -m cgddi.classify`, not a kernel

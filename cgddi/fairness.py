@@ -22,7 +22,13 @@ from .leakage import leak_kinds, adapter_train_ids
 from .quality import QUALITY_FEATURES, generative_quality, augmentation_fid, ita_bounds, tone_of
 import matplotlib.pyplot as plt
 from .data import TONE_COLOURS, data_source, read_split, is_benchmark_run
-from .classify import read_predictions, read_runs, read_external_predictions
+from cgddi.classify import (
+    read_predictions,
+    read_runs,
+    read_external_predictions,
+    read_recognition,
+    RECOGNITION_MARGIN,
+)
 from .quality import SMALL_LABEL, quality_models
 from .leakage import audit_leakage
 from .publish import import_note
@@ -644,6 +650,30 @@ def _let_through(r: RunResults, protocol: str) -> str:
     )
 
 
+def _semantic_note(r: RunResults, protocol: str) -> str:
+    "Whether the semantic images in the protocol's Exp. 1 carry their disease, from 06's recognition table."
+    x = r.runs[(r.runs.protocol == protocol) & (r.runs.experiment == "exp1") & (r.runs.status == "done")]
+    per_run = x.filter(like="n_semantic_").drop(columns=["n_semantic_generator_saw_test", "n_semantic_base_in_test"])
+    recognition = read_recognition(r.work)
+    if not len(x) or not per_run.sum(axis=1).gt(0).any() or recognition.empty:
+        return ""
+    sets = sorted(set(x.generator_set.dropna()))
+    judged = recognition[recognition.generator_set.isin(sets)]
+    carried = int((judged.margin >= RECOGNITION_MARGIN).sum())
+    said = (
+        f"none of its {len(judged)} adapters' images is recognised as its disease's malignancy "
+        f"{100 * RECOGNITION_MARGIN:.0f} points beyond their healthy canvases (tab_06_recognition): they carry a label "
+        "their pixels do not show, and Exp. 1 and Exp. 2 measure that"
+        if carried == 0
+        else f"{carried} of its {len(judged)} adapters' images are recognised as their disease's malignancy "
+        f"{100 * RECOGNITION_MARGIN:.0f} points or more beyond their healthy canvases (tab_06_recognition)"
+    )
+    return (
+        f" Exp. 1 trains on {per_run.sum(axis=1).mean():.1f} semantic images per run (generator set "
+        f"{', '.join(sets)}); {said}."
+    )
+
+
 def _methods_note(r: RunResults) -> str:
     return (
         f" Exp. 1 and Exp. 2 train {r.synthetic_method} (06 synthetic_method); Exp. 2 fine-tunes Exp. 1's model on the "
@@ -696,7 +726,8 @@ def table2_report(
             f"tab_07_findings_{protocol}",
             f"{r.source}, protocol {protocol}: what this run shows. Accuracy differences in points (overall and per "
             f"tone), paired by split seed, mean ± population std over {n} seed(s); a verdict says better or worse only "
-            f"when the mean difference exceeds its spread.{_methods_note(r)}{not_dermatology}{r.init_note}",
+            f"when the mean difference exceeds its spread.{_methods_note(r)}{_semantic_note(r, protocol)}"
+            f"{not_dermatology}{r.init_note}",
         )
     protocols = r.summary.groupby("protocol", sort=False)
     fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 3.6), squeeze=False, sharey=True)

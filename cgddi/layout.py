@@ -12,7 +12,7 @@ import pandas as pd
 __all__ = ['DDI_TABLE', 'FRAMES', 'FRAME_MASKS', 'AUTO_MASKS', 'SPLITS', 'BENCHMARK', 'EXTERNAL', 'MODELS', 'HEALTHY',
            'HEALTHY_IMAGES', 'HEALTHY_MASKS', 'REVIEW_SHEET', 'LESION_MAP_LOG', 'LESION_MAPPED', 'TEXTUAL_INVERSION',
            'LORA', 'SEMANTIC', 'MANIFEST', 'IMPORTS', 'PREDICTIONS', 'CLASSIFIER_MODELS', 'TRAIN_SETS',
-           'EXTERNAL_PREDICTIONS', 'LOCK_FILE', 'frame_path', 'split_path', 'run_path', 'layout_table']
+           'EXTERNAL_PREDICTIONS', 'RECOGNITION', 'LOCK_FILE', 'frame_path', 'split_path', 'run_path', 'layout_table']
 
 # %% ../nbs/00m_layout.ipynb #laycon
 DDI_TABLE = "data/ddi.csv"  # 00: one row per DDI image (id, tone, disease, malignancy, frame and mask paths)
@@ -42,6 +42,8 @@ CLASSIFIER_MODELS = "classify/models"  # 06: the same tree, S<seed>.safetensors
 # 06: the same tree, S<seed>.csv: every image a model trained on (the leakage audit reads it)
 TRAIN_SETS = "classify/train_sets"
 EXTERNAL_PREDICTIONS = "classify/external"  # 06 with external_test: <set>/<protocol>/<experiment>/<method>/S<seed>.csv
+# 06: does each adapter's semantic image carry its disease? Per disease and generator set, recognised vs canvas
+RECOGNITION = "classify/recognition.csv"
 LOCK_FILE = ".cgddi.lock"  # while a `cgddi run` or an import writes the work dir
 
 
@@ -66,5 +68,10 @@ def layout_table() -> pd.DataFrame:
     import importlib, inspect, re
 
     src = inspect.getsource(importlib.import_module("cgddi.layout"))  # the constants' own comments
-    rows = re.findall(r'^([A-Z_]+) = "([^"]+)"  # (.*)$', src, re.M)
+    # a comment at the end of the line, or on the lines just above it
+    found = re.findall(r'((?:^# .*\n)*)^([A-Z_]+) = "([^"]+)"(?:  # (.*))?$', src, re.M)
+    rows = [
+        (name, path, " ".join([*(l[2:] for l in above.splitlines()), after]).strip())
+        for above, name, path, after in found
+    ]
     return pd.DataFrame(rows, columns=["constant", "path", "what"])
