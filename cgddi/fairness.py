@@ -6,7 +6,8 @@ disease rarity (4.2.1), the imbalance ratio (appendix E.1) and generative qualit
 
 # %% ../nbs/07_fairness.ipynb #ceaa3267
 from __future__ import annotations
-import warnings
+import os, warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -386,32 +387,26 @@ def tone_fidelity(
             mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(im.shape[1::-1], Image.NEAREST))
         return ita(im, mask == SKIN)
 
+    def itas(images, masks, desc):  # decoding, Lab and medians release the GIL: threads share the cores
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            return list(progress_bar(pool.map(skin_ita, images, masks), total=len(images), desc=desc, leave=False))
+
     real = ddi[ddi.frame_mask_path.notna()]
-    rows = [
-        dict(
-            type="real",
-            image=r.frame_path,
-            tone=r.tone,
-            disease_joined=r.disease_joined,
-            ita=skin_ita(r.frame_path, r.frame_mask_path),
-        )
-        for r in real.itertuples()
+    parts = [
+        pd.DataFrame(
+            dict(type="real", image=real.frame_path, tone=real.tone, disease_joined=real.disease_joined)
+        ).assign(ita=itas(list(real.frame_path), list(real.frame_mask_path), "ITA of real images"))
     ]
-    low, high = ita_bounds([r["ita"] for r in rows], real.tone)
+    low, high = ita_bounds(parts[0].ita.tolist(), real.tone)
     # a synthetic image keeps its canvas's layout: the canvas's sDDI skin
     mask_of = ddi.set_index("ddi_id").frame_mask_path
     for t, syn in read_manifests(work).items():
-        rows += [
-            dict(
-                type=t,
-                image=r.image,
-                tone=r.tone,
-                disease_joined=r.disease_joined,
-                ita=skin_ita(r.image, mask_of[r.base_id]),
+        parts.append(
+            pd.DataFrame(dict(type=t, image=syn.image, tone=syn.tone, disease_joined=syn.disease_joined)).assign(
+                ita=itas(list(syn.image), list(mask_of.loc[syn.base_id]), f"ITA of {t} images")
             )
-            for r in progress_bar(syn.itertuples(), total=len(syn), desc=f"ITA of {t} images", leave=False)
-        ]
-    out = pd.DataFrame(rows)
+        )
+    out = pd.concat(parts, ignore_index=True)
     return out.assign(shows=tone_of(out.ita, low, high), agrees=lambda d: d.shows == d.tone), (low, high)
 
 
