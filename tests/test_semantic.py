@@ -16,6 +16,10 @@ from cgddi.semantic import SemanticConfig, sample_semantic, semantic_plan
 from cgddi.shard import launch
 
 SAMPLER = SemanticConfig(repeats=1, steps=4, resolution=32, out_size=64, batch_size=3, chunk_size=5, device="cpu")
+# 06 on the semantic images alone, tiny and fast: which generator set each run takes
+SEMANTIC_RUNS = dict(
+    experiments=["semantic"], synthetic_method="baseline", resize=40, crop=32, epochs=1, min_train_samples=0
+)
 
 
 def _copy(src, dst):
@@ -122,19 +126,7 @@ def test_generators_per_split_never_see_their_test_images(lora_work, tmp_path):
     mine = manifest[manifest.adapter.str.startswith("lora/clean_S36/")]
     assert len(mine) == len(_plan(work, cfg)) > 0 and not set(mine.base_id) & test
     assert (manifest.adapter.str.startswith("lora/shared/") | manifest.adapter.str.startswith("lora/clean_S36/")).all()
-    runs = run_experiments(
-        work,
-        ClassifyConfig(
-            protocols=["clean"],
-            seeds=[36],
-            experiments=["semantic"],
-            synthetic_method="baseline",
-            resize=40,
-            crop=32,
-            epochs=1,
-            min_train_samples=0,
-        ),
-    )
+    runs = run_experiments(work, ClassifyConfig(protocols=["clean"], seeds=[36], **SEMANTIC_RUNS))
     run = runs.set_index("experiment").loc["semantic"]
     assert run.generator_set == "clean_S36" and run.n_dropped_adapter == 0
     assert audit_leakage(work).empty
@@ -145,7 +137,6 @@ def test_generators_per_protocol_clean_all_sees_no_clean_test_image(lora_work, t
     it without a drop for its adapters, while faithful runs keep the shared set."""
     from cgddi.classify import ClassifyConfig, run_experiments
     from cgddi.manifest import split_test_ids
-
     from cgddi.data import write_splits
 
     work = _copy(lora_work, tmp_path / "w")
@@ -162,17 +153,7 @@ def test_generators_per_protocol_clean_all_sees_no_clean_test_image(lora_work, t
     assert trained and not set().union(*trained) & tested
     manifest = read_manifest(work, "semantic")
     assert set(manifest.adapter.str.split("/").str[1]) == {"shared", "clean_all"}
-    runs = run_experiments(
-        work,
-        ClassifyConfig(
-            experiments=["semantic"],
-            synthetic_method="baseline",
-            resize=40,
-            crop=32,
-            epochs=1,
-            min_train_samples=0,
-        ),
-    )
+    runs = run_experiments(work, ClassifyConfig(**SEMANTIC_RUNS))
     done = runs[runs.status == "done"]
     assert set(done.protocol) == {"clean", "faithful"}
     assert (done.generator_set == done.protocol.map({"clean": "clean_all", "faithful": "shared"})).all()
