@@ -172,8 +172,8 @@ class ClassifyConfig(StageConfig):
     # decoded images kept in memory across runs (0: none); results do not change: the benchmark's ~1,400 images take
     # ~270 MB, a DDI image ~10 MB
     cache_images: int = 0
-    # channels-last (NHWC) model and input tensors: the ResNets' convolutions and pooling run ~1.5x faster on the CPU
-    # (oneDNN) and suit a GPU's tensor cores; the numbers differ from NCHW's in float rounding only
+    # channels-last (NHWC) model and input tensors: a ResNet training step runs 1.2-1.3x faster on the CPU (oneDNN;
+    # bench/classify.py) and suits a GPU's tensor cores; the numbers differ from NCHW's in float rounding only
     channels_last: bool = False
     # "f17k": also test every trained classifier on Fitzpatrick17k (MICCAI version); None: off
     external_test: str | None = None

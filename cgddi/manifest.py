@@ -495,7 +495,9 @@ def sets_of(
         return [SHARED, protocol_set("clean")]
     if generators != "per_split":
         return [SHARED]
-    sets = [s for s in generator_sets(work_dir, stage) if s != SHARED and s.rsplit("_", 1)[1].startswith("S")]
+    sets = [
+        s for s in generator_sets(work_dir, stage) if s not in (SHARED, protocol_set("clean"), protocol_set("faithful"))
+    ]
     if not sets:
         raise DataError(
             f"{Path(work_dir) / stage}: no per-split set; run {_MAKERS[TEXTUAL_INVERSION]} "
