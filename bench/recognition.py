@@ -12,6 +12,8 @@ at that resolution). Prints seconds of 03 and 04 per setting and the shares per 
     python bench/recognition.py --work work/benchmark --params params/default.yaml     # after `cgddi run`
     python bench/recognition.py --work W --params P --settings 60:0.005:60:0.001 300:0.005:300:0.005
     python bench/recognition.py --work W --params P --settings --words 0.725:12 0.725:40 1.0:12   # words only
+    python bench/recognition.py --work W --params P --settings 60:0.005:60:0.001 --strengths 0.725 1.0 \
+        --initializer lesion
 
 `--words STRENGTH:STEPS ...` also samples the canvases with each disease's look said in the mini's own caption words
 (`WORDS`, from the benchmark's drawing of the disease; no token, no adapter) at that img2img strength and number of
@@ -150,6 +152,16 @@ def main(argv=None):
         help="TI_STEPS:TI_LR:LORA_STEPS:LORA_LR (the first: the default run's)",
     )
     ap.add_argument(
+        "--strengths",
+        nargs="+",
+        type=float,
+        default=None,
+        help="img2img strengths to sample the trained tokens at (default: the run's)",
+    )
+    ap.add_argument(
+        "--initializer", default=None, help="the word new tokens start from (default: the run's, 03's initializer)"
+    )
+    ap.add_argument(
         "--words", nargs="*", default=[], help="STRENGTH:STEPS: also sample with each disease's look in words (WORDS)"
     )
     a = ap.parse_args(argv)
@@ -188,6 +200,7 @@ def main(argv=None):
                 steps=int(ti_steps),
                 learning_rate=float(ti_lr),
                 diseases=a.diseases,
+                **({"initializer": a.initializer} if a.initializer else {}),
             ),
         )
         t1 = time.perf_counter()
@@ -203,7 +216,10 @@ def main(argv=None):
             ),
         )
         t2 = time.perf_counter()
-        sets[setting] = sample(work, work / "look", a.diseases, semantic_cfg)
+        for strength in a.strengths or [semantic_cfg.strength]:
+            name = setting if a.strengths is None else f"{setting} at {strength}"
+            look = work / f"look_{strength}"
+            sets[name] = sample(work, look, a.diseases, dataclasses.replace(semantic_cfg, strength=strength))
         times.append(
             dict(
                 setting=setting,

@@ -73,7 +73,7 @@ __all__ = ['EXPERIMENTS', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TON
            'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts', 'semantic_for_run', 'run_one',
            'planned_runs', 'split_seeds', 'run_hash', 'run_experiments', 'read_runs', 'read_predictions',
            'classify_progress', 'external_table', 'external_path', 'evaluate_external', 'read_external_predictions',
-           'recognition_table', 'write_recognition', 'read_recognition']
+           'recognition_table', 'recognition_from_hits', 'write_recognition', 'read_recognition']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -947,7 +947,7 @@ def recognition_table(
     acc: Accelerator | None = None,
 ) -> pd.DataFrame:
     """Per disease and generator set: the share of its semantic images the real-only baselines call by its malignancy,
-    and of their canvases (empty if none)."""
+    of their canvases and of the set's images of the other malignancy (`recognition_from_hits`; empty if none)."""
     work = Path(work_dir)
     found = read_manifests(work, ("semantic", "healthy"))
     seeds = [s for s in split_seeds(work, cfg) if model_path(work, protocol, "real", "baseline", s).exists()]
@@ -982,10 +982,31 @@ def recognition_table(
                 }
             )
         )
+    return recognition_from_hits(pd.concat(hits))
+
+
+def recognition_from_hits(
+    hits: pd.DataFrame,  # per image and seed: generator_set, disease_joined, malignant, seed, recognised, canvas
+) -> pd.DataFrame:
+    """Per disease and generator set: images, `recognised` (mean and std over seeds), `canvas`, `other` (the share of
+    the set's images of the other malignancy called by this disease's), `margin` and `separation`, `seeds`."""
+    # per seed and set, the share of each malignancy's images called malignant: a disease-blind generator's rate
+    called_malignant = hits.recognised == hits.malignant
+    blind = called_malignant.groupby([hits.generator_set, hits.seed, hits.malignant]).mean()
+    # a malignant disease's chance: the benign images called malignant; a benign one's: the malignant called benign
+    other = [
+        blind.get((g, s, not m), np.nan) if m else 1 - blind.get((g, s, not m), np.nan)
+        for g, s, m in zip(hits.generator_set, hits.seed, hits.malignant)
+    ]
     per_seed = (
-        pd.concat(hits)
+        hits.assign(other=other)
         .groupby(["generator_set", "disease_joined", "malignant", "seed"])
-        .agg(images=("recognised", "size"), recognised=("recognised", "mean"), canvas=("canvas", "mean"))
+        .agg(
+            images=("recognised", "size"),
+            recognised=("recognised", "mean"),
+            canvas=("canvas", "mean"),
+            other=("other", "first"),
+        )
         .reset_index()
     )
     out = (
@@ -995,10 +1016,13 @@ def recognition_table(
             recognised=("recognised", "mean"),
             recognised_std=("recognised", "std"),
             canvas=("canvas", "mean"),
+            other=("other", "mean"),
         )
         .reset_index()
     )
-    return out.assign(margin=out.recognised - out.canvas, seeds=len(seeds)).set_index("disease_joined")
+    return out.assign(
+        margin=out.recognised - out.canvas, separation=out.recognised - out.other, seeds=hits.seed.nunique()
+    ).set_index("disease_joined")
 
 
 RECOGNITION_MARGIN = 0.1  # recognised this far above the canvas: what an image that only copied its canvas does not get
