@@ -802,14 +802,19 @@ def run_experiments(
     work = Path(work_dir)
     runs = planned_runs(cfg, split_seeds(work, cfg))
     patchalign = any(m == "patchalign" for *_, m in runs)
-    # launched processes train; this call then finds every run done
+    memo = {}  # the inputs and their hashes, read once: running does not change the manifests or splits
+    # launched processes train; this call then finds every run done (none launched when every run is done already)
     share = take_share(
-        "cgddi.classify", work, cfg, share, lambda: patchalign and _text_encoder(work, cfg)
-    )  # a tiny text encoder is built once
+        "cgddi.classify",
+        work,
+        cfg,
+        share,
+        lambda: patchalign and _text_encoder(work, cfg),  # a tiny text encoder is built once
+        pending=lambda: not all(_done(work, r, run_hash(work, cfg, r, memo)) for r in runs),
+    )
     acc, labels = accelerator(cfg), _labels(work, cfg) if patchalign else None
     # (protocol, seed): a group's Exp. 2 starts from its Exp. 1, so one process runs it
     groups = share.mine(dict.fromkeys(r[:2] for r in runs))
-    memo = {}  # the inputs and their hashes, read once: running does not change the manifests or splits
     for run in progress_bar([r for r in runs if r[:2] in groups], desc=f"classify runs{share.desc}"):
         if not _done(work, run, phash := run_hash(work, cfg, run, memo)):
             run_one(work, *run, cfg, labels, acc, phash, memo)

@@ -148,13 +148,15 @@ def take_share(
     share: Share | None,
     # what must happen once before the processes start (build a tiny model, remove stale temps)
     prepare: Callable = lambda: None,
+    # whether any work is left (asked after `prepare`): when none, no process is launched (that costs seconds each)
+    pending: Callable = lambda: True,
 ) -> Share:
     """The share this call works on. Called with none and `num_processes` > 1, it first launches the processes (the call
-    then finds their work done)."""
+    then finds their work done), unless `pending()` says nothing is left."""
     launching, share = share is None and cfg.num_processes > 1, share or Share()
     if share.is_main:
         prepare()  # once here, before the processes start (a launched first process finds it done)
-    if launching:
+    if launching and pending():
         launch(module, work_dir, cfg)
     share.wait()
     return share
