@@ -655,7 +655,7 @@ def _semantic_note(r: RunResults, protocol: str) -> str:
     sets = sorted(set(x.generator_set.dropna()))
     judged = recognition[recognition.generator_set.isin(sets)]
     carried = int((judged.margin >= RECOGNITION_MARGIN).sum())
-    separated = int((judged.get("separation", pd.Series(dtype=float)) >= RECOGNITION_MARGIN).sum())
+    separated = int((judged.separation >= RECOGNITION_MARGIN).sum())
     points = f"{100 * RECOGNITION_MARGIN:.0f} points"
     if carried == separated == 0:
         said = (

@@ -477,8 +477,8 @@ Its text conditioning is modest: a tone prompt puts the skin's colour in the ton
 words is drawn in some samples, not all (`nbs/00i_mini.ipynb` measures both against the held-out corpus). What
 textual inversion and LoRA then teach it is measured by `06_classify`'s recognition table: after the benchmark's
 60-step schedules, img2img at the paper's strength 0.725 returns a canvas nearly healthy, and at 0.9 (the benchmark's
-setting) the real-only classifiers call its malignant diseases' images malignant about twice as often as the canvases,
-its benign diseases' less clearly so (`bench/recognition.py`).
+setting) the real-only classifiers call its malignant diseases' images malignant 1.2 to 2 times as often as their
+canvases (0.39-0.57 against 0.22-0.32 on a default run), its benign diseases' less clearly so (`bench/recognition.py`).
 The final loss above is Min-SNR-weighted, so it is not comparable with an unweighted denoising loss.
 
 ## Use
