@@ -67,8 +67,8 @@ from cgddi.layout import (
 )
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS', 'COUNTS',
-           'RUN_COLUMNS', 'RECOGNITION_MARGIN', 'ClassifyConfig', 'transforms', 'image_reader', 'ImageTable',
+__all__ = ['EXPERIMENTS', 'SELECT_TIES', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS',
+           'COUNTS', 'RUN_COLUMNS', 'RECOGNITION_MARGIN', 'ClassifyConfig', 'transforms', 'image_reader', 'ImageTable',
            'balanced_sampler', 'accelerator', 'memory_format', 'make_model', 'predict', 'fit', 'prediction_path',
            'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts', 'semantic_for_run', 'run_one',
            'planned_runs', 'split_seeds', 'run_hash', 'run_experiments', 'read_runs', 'read_predictions',
@@ -84,6 +84,7 @@ EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts f
     "semantic": (("semantic",), False, None),
 }
 
+SELECT_TIES = ("first", "loss")  # how `fit` chooses among epochs of equal selection accuracy (`select_ties`)
 EXTERNAL_SETS = {"f17k": "Fitzpatrick17k"}  # external test sets `external_test` may name
 
 
@@ -121,6 +122,7 @@ class ClassifyConfig(StageConfig):
         finetune_lr=Between(0, open_lo=True),
         finetune_epochs=Between(0),
         patience=Between(1),
+        select_ties=SELECT_TIES,
         min_train_samples=Between(0),
         # checked with the params file, before any stage runs
         max_synthetic=Between(0),
@@ -161,6 +163,10 @@ class ClassifyConfig(StageConfig):
     finetune_lr: float = 1e-5  # Exp. 2 fine-tuning learning rate (paper)
     finetune_epochs: int = 2  # Exp. 2: at most this many epochs (paper: 20) ...
     patience: int = 3  # ... stopping after this many epochs without a better selection accuracy
+    # epochs of equal selection accuracy: "first" keeps the earliest (the reference's strict >); "loss" the one of lower
+    # selection cross-entropy, and `patience` waits for a better (accuracy, loss) pair (a selection set of a few images
+    # ties many epochs)
+    select_ties: str = "first"
     # semantic images of diseases with this many training images or fewer are not used (paper: 10)
     min_train_samples: int = PAPER_MIN_TRAIN_SAMPLES
     max_synthetic: int | None = 160  # per experiment: at most this many synthetic images (seeded sample); None: all
@@ -353,7 +359,7 @@ def fit(
     # not `acc.prepare`: the accelerator would keep a reference to every model of a long batch
     model.to(acc.device, memory_format=memory_format(cfg))
     y_select = select.malignant.astype(int).to_numpy()
-    best, best_state, best_epoch, history, since = -1.0, None, None, [], 0
+    best, best_key, best_state, best_epoch, history, since = -1.0, None, None, None, [], 0
     for epoch in progress_bar(range(epochs), desc=desc, leave=False):
         model.train()
         t0, losses = time.perf_counter(), []
@@ -368,17 +374,21 @@ def fit(
             opt.step()
             losses.append(total.item())
         sched.step()
-        score = float(((predict(model, select, cfg, acc) >= 0.5).astype(int) == y_select).mean())
+        p_select = predict(model, select, cfg, acc)
+        score = float(((p_select >= 0.5).astype(int) == y_select).mean())
+        select_loss = float(F.binary_cross_entropy(torch.tensor(p_select, dtype=torch.float64), torch.tensor(y_select, dtype=torch.float64)))
         history.append(
             {
                 "epoch": epoch,
                 "loss": float(np.mean(losses)),
                 "select_accuracy": score,
+                "select_loss": select_loss,
                 "seconds": time.perf_counter() - t0,
             }
         )
-        if score > best:
-            best, best_state, best_epoch, since = score, copy.deepcopy(model.state_dict()), epoch, 0
+        key = (score, -select_loss) if cfg.select_ties == "loss" else (score,)
+        if best_key is None or key > best_key:
+            best, best_key, best_state, best_epoch, since = score, key, copy.deepcopy(model.state_dict()), epoch, 0
         else:
             since += 1
         if patience is not None and since >= patience:
