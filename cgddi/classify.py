@@ -376,7 +376,11 @@ def fit(
         sched.step()
         p_select = predict(model, select, cfg, acc)
         score = float(((p_select >= 0.5).astype(int) == y_select).mean())
-        select_loss = float(F.binary_cross_entropy(torch.tensor(p_select, dtype=torch.float64), torch.tensor(y_select, dtype=torch.float64)))
+        select_loss = float(
+            F.binary_cross_entropy(
+                torch.tensor(p_select, dtype=torch.float64), torch.tensor(y_select, dtype=torch.float64)
+            )
+        )
         history.append(
             {
                 "epoch": epoch,
