@@ -359,7 +359,7 @@ def fit(
     # not `acc.prepare`: the accelerator would keep a reference to every model of a long batch
     model.to(acc.device, memory_format=memory_format(cfg))
     y_select = select.malignant.astype(int).to_numpy()
-    best, best_key, best_state, best_epoch, history, since = -1.0, None, None, None, [], 0
+    best_key, best_state, best_epoch, history, since = None, None, None, [], 0
     for epoch in progress_bar(range(epochs), desc=desc, leave=False):
         model.train()
         t0, losses = time.perf_counter(), []
@@ -392,13 +392,18 @@ def fit(
         )
         key = (score, -select_loss) if cfg.select_ties == "loss" else (score,)
         if best_key is None or key > best_key:
-            best, best_key, best_state, best_epoch, since = score, key, copy.deepcopy(model.state_dict()), epoch, 0
+            best_key, best_state, best_epoch, since = key, copy.deepcopy(model.state_dict()), epoch, 0
         else:
             since += 1
         if patience is not None and since >= patience:
             break
     model.load_state_dict(best_state)
-    return {"selected_epoch": best_epoch, "select_accuracy": best, "epochs_run": len(history), "history": history}
+    return {
+        "selected_epoch": best_epoch,
+        "select_accuracy": best_key[0],
+        "epochs_run": len(history),
+        "history": history,
+    }
 
 # %% ../nbs/06_classify.ipynb #4a7ebb4a
 PREDICTION_COLUMNS = ["ddi_id", "y_true", "y_prob", "y_pred", "tone", "rarity"]
