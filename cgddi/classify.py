@@ -68,12 +68,13 @@ from cgddi.layout import (
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'SELECT_TIES', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS',
-           'COUNTS', 'RUN_COLUMNS', 'RECOGNITION_MARGIN', 'ClassifyConfig', 'transforms', 'image_reader', 'ImageTable',
-           'balanced_sampler', 'accelerator', 'memory_format', 'make_model', 'predict', 'fit', 'prediction_path',
-           'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts', 'semantic_for_run', 'run_one',
-           'planned_runs', 'split_seeds', 'run_hash', 'run_experiments', 'read_runs', 'read_predictions',
-           'classify_progress', 'external_table', 'external_path', 'evaluate_external', 'read_external_predictions',
-           'recognition_table', 'recognition_from_hits', 'write_recognition', 'read_recognition']
+           'COUNTS', 'RUN_COLUMNS', 'RECOGNITION_MARGIN', 'ClassifyConfig', 'transforms', 'image_reader', 'eval_reader',
+           'ImageTable', 'balanced_sampler', 'accelerator', 'memory_format', 'make_model', 'predict', 'fit',
+           'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts',
+           'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds', 'run_hash', 'run_experiments', 'read_runs',
+           'read_predictions', 'classify_progress', 'external_table', 'external_path', 'evaluate_external',
+           'read_external_predictions', 'recognition_table', 'recognition_from_hits', 'write_recognition',
+           'read_recognition']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -175,8 +176,8 @@ class ClassifyConfig(StageConfig):
     seed: int = 0  # training seed (added to the split seed)
     device: str | None = None  # None: accelerate's device (a GPU when there is one); "cpu" to stay on the CPU
     num_workers: int = 0  # data-loader workers (0 inside notebooks on CPU)
-    # decoded images kept in memory across runs (0: none); results do not change: the benchmark's ~1,400 images take
-    # ~270 MB, a DDI image ~10 MB
+    # decoded images kept in memory across runs (0: none), and as many evaluation tensors (3 x crop x crop floats);
+    # results do not change: the benchmark's ~1,400 images take ~270 MB, a DDI image ~10 MB, a tensor at 224 px 0.6 MB
     cache_images: int = 0
     # channels-last (NHWC) model and input tensors: a ResNet training step runs 1.2-1.3x faster on the CPU (oneDNN;
     # bench/classify.py) and suits a GPU's tensor cores; the numbers differ from NCHW's in float rounding only
@@ -237,14 +238,31 @@ def image_reader(
     return lru_cache(maxsize=cached)(read_image) if cached > 0 else read_image
 
 
+@cache
+def eval_reader(
+    cached: int,  # evaluation tensors to keep (least recently used go first); 0: decode and transform every time
+    resize: int,
+    crop: int,  # `transforms(False, resize, crop)`
+) -> Callable:
+    """Path -> the image's evaluation tensor, behind one process-wide LRU cache of `cached` tensors when `cached` > 0:
+    the evaluation transforms are deterministic, so a kept tensor is the one a new reading would give (a run
+    evaluates its selection images after every epoch)."""
+    to_tensor = transforms(False, resize, crop)
+
+    def read(path) -> torch.Tensor:
+        return to_tensor(read_image(path))
+
+    return lru_cache(maxsize=cached)(read) if cached > 0 else read
+
+
 class ImageTable(Dataset):
     "Images of a table with columns `path, malignant, tone`: (image tensor, label, tone index)."
 
     def __init__(
         self,
         table: pd.DataFrame,
-        transform,
-        read: Callable = read_image,  # path -> RGB image (`image_reader`)
+        transform: Callable | None,  # image -> tensor; None: `read` gives the tensor (`eval_reader`)
+        read: Callable = read_image,  # path -> RGB image (`image_reader`) or tensor
     ):
         missing = [c for c in ["path", "malignant", "tone"] if c not in table.columns]
         if missing:
@@ -252,14 +270,18 @@ class ImageTable(Dataset):
         bad = sorted(set(table.tone) - set(TONE_INDEX))
         if bad:
             raise DataError(f"image table: unknown tone(s) {bad}; use {TONE_ORDER}.")
-        self.table, self.transform, self.read = table.reset_index(drop=True), transform, read
+        # plain lists: a DataFrame row per item cost about a tenth of a training run's time
+        self.paths = table.path.astype(str).tolist()
+        self.labels = table.malignant.astype(bool).astype(int).tolist()
+        self.tones = [TONE_INDEX[t] for t in table.tone]
+        self.transform, self.read = transform, read
 
     def __len__(self):
-        return len(self.table)
+        return len(self.paths)
 
     def __getitem__(self, i):
-        r = self.table.iloc[i]
-        return self.transform(self.read(str(r.path))), int(bool(r.malignant)), TONE_INDEX[r.tone]
+        x = self.read(self.paths[i])
+        return (x if self.transform is None else self.transform(x)), self.labels[i], self.tones[i]
 
 
 def balanced_sampler(
@@ -318,7 +340,7 @@ def predict(
     acc = acc or accelerator(cfg)
     model.to(acc.device, memory_format=memory_format(cfg)).eval()
     loader = DataLoader(
-        ImageTable(table, transforms(False, cfg.resize, cfg.crop), image_reader(cfg.cache_images)),
+        ImageTable(table, None, eval_reader(cfg.cache_images, cfg.resize, cfg.crop)),
         batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
     )

@@ -53,6 +53,7 @@ from cgddi.diffusion import (
     load_sd,
     resolve_model,
     training_accelerator,
+    release_disease,
     square_image,
     latent_cache,
     sample_latents,
@@ -344,7 +345,7 @@ def train_lora(
     unet = acc.unwrap_model(unet, keep_fp32_wrapper=False)
     state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=adapter))
     state = {k: v.detach().float().cpu().clone() for k, v in state.items()}
-    acc.free_memory()
+    release_disease(acc)
     if cfg.gradient_checkpointing:
         unet.disable_gradient_checkpointing()
     unet.delete_adapters(adapter)  # the shared UNet is the base model again
@@ -411,7 +412,11 @@ def _adapter(
         loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision), class_latents={})
     sd, acc, ruler = loaded["sd"], loaded["acc"], cfg.ruler_in_prompt
     pristine = loaded.setdefault("pristine", (sd.tokenizer, sd.text_encoder))
-    sd.tokenizer, sd.text_encoder = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
+    # one copy per generator set takes that set's tokens (a name recurs across sets, with another embedding): the rows
+    # of other tokens change no prompt's embedding, and a copy per adapter cost 0.5 s
+    if gset not in (copies := loaded.setdefault("copies", {})):
+        copies[gset] = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
+    sd.tokenizer, sd.text_encoder = copies[gset]
     pipe = StableDiffusionPipeline(
         **vars(sd), safety_checker=None, feature_extractor=None, requires_safety_checker=False
     )
@@ -521,6 +526,8 @@ def train_loras(
         ]
     for gset, c, inst, classes in progress_bar(share.mine(items), desc=f"LoRA adapters{share.desc}"):
         _adapter(work, c, inst, classes, cfg, model, loaded, gset)
+    if loaded:
+        release_disease(loaded["acc"], stage_end=True)
     share.wait()
     if not share.is_main:
         return None

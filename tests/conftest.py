@@ -2,6 +2,11 @@ import os, shutil
 
 # no machine here reaches a hub: fail at once instead of retrying for minutes
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# under pytest-xdist (pyproject's addopts: 2 workers) the workers already fill the cores: one thread each, and for the
+# processes they start (papermill kernels, `cgddi run`, accelerate launches); two 2-thread OpenMP pools on 2 cores
+# spin against each other
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest
 from cgddi.benchmark import make_benchmark
 
