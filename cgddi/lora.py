@@ -6,7 +6,7 @@ under "An image of healthy skin on a {tone}-toned individual", keep the model fr
 
 # %% ../nbs/04_lora.ipynb #8463d84a
 from __future__ import annotations
-import copy, json, os, shutil, sys, tempfile
+import json, os, shutil, sys, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -54,6 +54,7 @@ from cgddi.diffusion import (
     resolve_model,
     training_accelerator,
     release_disease,
+    use_set_text_parts,
     square_image,
     latent_cache,
     sample_latents,
@@ -411,12 +412,7 @@ def _adapter(
     if not loaded:
         loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision), class_latents={})
     sd, acc, ruler = loaded["sd"], loaded["acc"], cfg.ruler_in_prompt
-    pristine = loaded.setdefault("pristine", (sd.tokenizer, sd.text_encoder))
-    # one copy per generator set takes that set's tokens (a name recurs across sets, with another embedding): the rows
-    # of other tokens change no prompt's embedding, and a copy per adapter cost 0.5 s
-    if gset not in (copies := loaded.setdefault("copies", {})):
-        copies[gset] = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
-    sd.tokenizer, sd.text_encoder = copies[gset]
+    use_set_text_parts(sd, loaded.setdefault("text_parts", {}), gset)
     pipe = StableDiffusionPipeline(
         **vars(sd), safety_checker=None, feature_extractor=None, requires_safety_checker=False
     )

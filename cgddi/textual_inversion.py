@@ -5,7 +5,7 @@ learnt from that disease's images, with prompts that name each image's skin tone
 
 # %% ../nbs/03_textual_inversion.ipynb #fe9fa6e7
 from __future__ import annotations
-import copy, json, shutil, sys
+import json, shutil, sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -41,6 +41,7 @@ from cgddi.diffusion import (
     resolve_model,
     training_accelerator,
     release_disease,
+    use_set_text_parts,
     square_image,
     latent_cache,
     sample_latents,
@@ -350,12 +351,7 @@ def _token(work: Path, g: pd.DataFrame, cfg: TIConfig, model: str, loaded: dict,
     if not loaded:
         loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision, cfg.gradient_accumulation_steps))
     sd = loaded["sd"]
-    pristine = loaded.setdefault("pristine", (sd.tokenizer, sd.text_encoder))
-    # one copy per generator set holds that set's tokens (a name recurs across sets, learnt from other images): the
-    # rows of other tokens change no output, and a copy per token cost 0.5 s (a sixteenth of its training)
-    if gset not in (copies := loaded.setdefault("copies", {})):
-        copies[gset] = copy.deepcopy(pristine[0]), copy.deepcopy(pristine[1])
-    sd.tokenizer, sd.text_encoder = copies[gset]
+    use_set_text_parts(sd, loaded.setdefault("text_parts", {}), gset)
     add_token(sd.tokenizer, sd.text_encoder, token, cfg.initializer)
     emb, losses = train_token(
         sd,
