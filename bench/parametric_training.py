@@ -11,6 +11,12 @@ latent caching. Whether it fits a 24 GB L4 is read off the peak memory.
     python bench/parametric_training.py --lora-resolution 256             # the reference's LoRA side
     python bench/parametric_training.py --tiny --steps 2 --warmup 1 --resolution 64 --lora-resolution 64   # CPU check
     python bench/parametric_training.py --stages ti --profile 10 --precision bf16   # where a TI step spends its time
+    python bench/parametric_training.py --mini       # CPU: the shipped mini at the default run's settings
+
+`--mini` times the shipped mini model at `params/default.yaml`'s settings (64 px; textual inversion batch 4, LoRA
+rank 4, batch 2 + 2 class images; 60 steps a disease): on a 2-core CPU its textual-inversion step is the machine's
+speed figure, since machines of one kind differ up to 2-3x (bench/README: the step on the fast and the slow kind, and
+the default run's time on each).
 
 `--profile N` runs N more textual-inversion steps under `torch.profiler` and prints the operations that take the most
 time (GPU time on a GPU; host-device synchronisations show as cudaStreamSynchronize / cudaMemcpyAsync).
@@ -22,7 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 from diffusers import StableDiffusionPipeline
-from cgddi.diffusion import load_sd, instance_prompt, class_prompt
+from cgddi.diffusion import load_sd, instance_prompt, class_prompt, resolve_model
 from accelerate import PartialState
 from cgddi.textual_inversion import TIConfig, add_token, train_token
 from cgddi.lora import LoRAConfig, ImageSet, train_lora, prompt_embeds
@@ -55,6 +61,7 @@ def measure(fn, steps, warmup, device):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tiny", action="store_true")
+    ap.add_argument("--mini", action="store_true", help="the shipped mini at the default run's settings (CPU)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--resolution", type=int, default=512, help="textual-inversion side (paper: 512)")
     ap.add_argument(
@@ -79,12 +86,16 @@ def main():
     ap.add_argument("--stages", nargs="+", default=["ti", "lora"], choices=["ti", "lora"])
     ap.add_argument("--root", default=None)
     a = ap.parse_args()
+    if a.mini:  # params/default.yaml's 03 and 04
+        a.resolution, a.lora_resolution, a.instance_images = 64, 64, 4
+    rank, lora_batch, ti_steps, lora_steps = (4, 2, 60, 60) if a.mini else (8, 16, 500, 750)
     if a.device == "cpu":
         PartialState(cpu=True)  # the stages take their device from accelerate
     root = Path(a.root or tempfile.mkdtemp(prefix="cgddi-bench-"))
-    model = str(sd21.model(a.tiny, root))
-    name = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
-    print(f"device {a.device} ({name}); model {'tiny' if a.tiny else 'SD 2.1-base architecture, random weights'}")
+    model = resolve_model("mini", root) if a.mini else str(sd21.model(a.tiny, root))
+    name = torch.cuda.get_device_name() if a.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    kind = "the shipped mini" if a.mini else "tiny" if a.tiny else "SD 2.1-base architecture, random weights"
+    print(f"device {a.device} ({name}); model {kind}")
     sd = load_sd(model)
     tok0, te0 = sd.tokenizer, sd.text_encoder
     rows, tones = [], ["light", "medium", "dark"] * max(a.instance_images, a.class_images)
@@ -106,7 +117,7 @@ def main():
         )
         per, setup = measure(ti, a.steps, a.warmup, a.device)
         mem = torch.cuda.max_memory_allocated() / 2**30 if a.device == "cuda" else float("nan")
-        rows.append((f"textual inversion ({a.precision})", f"4 @ {a.resolution} px", per, 500, setup, mem))
+        rows.append((f"textual inversion ({a.precision})", f"4 @ {a.resolution} px", per, ti_steps, setup, mem))
         if a.profile:
             from torch.profiler import ProfilerActivity, profile
 
@@ -140,9 +151,9 @@ def main():
                 ImageSet(inst, ie, tones[: len(inst)]),
                 ImageSet(cls, ce, tones[: len(cls)]),
                 LoRAConfig(
-                    rank=8,
+                    rank=rank,
                     steps=n,
-                    batch_size=16,
+                    batch_size=lora_batch,
                     gradient_checkpointing=a.gradient_checkpointing,
                     precision=a.precision,
                 ),
@@ -155,18 +166,18 @@ def main():
         mem = torch.cuda.max_memory_allocated() / 2**30 if a.device == "cuda" else float("nan")
         rows.append(
             (
-                f"LoRA rank 8{' + grad. checkpointing' if a.gradient_checkpointing else ''}",
-                f"16 + 16 @ {a.lora_resolution} px",
+                f"LoRA rank {rank}{' + grad. checkpointing' if a.gradient_checkpointing else ''}",
+                f"{lora_batch} + {lora_batch} @ {a.lora_resolution} px",
                 per,
-                750,
+                lora_steps,
                 setup,
                 mem,
             )
         )
 
     print(
-        "\n| stage | batch | s/step | paper steps | set-up s | s per disease | peak GPU memory (GiB) | fits 24 GB L4 "
-        "|\n|---|---|---|---|---|---|---|---|"
+        f"\n| stage | batch | s/step | {'default run' if a.mini else 'paper'} steps | set-up s | s per disease "
+        "| peak GPU memory (GiB) | fits 24 GB L4 |\n|---|---|---|---|---|---|---|---|"
     )
     for stage, batch, per, steps, setup, mem in rows:
         fits = "n/a" if np.isnan(mem) else ("yes" if mem < 22 else "no")

@@ -13,6 +13,7 @@ It prints images/s, peak GPU memory, the share of the UNet's compute (119 TFLOP 
 naive loop's for the same seeds.
 
     python bench/semantic.py                                     # GPU, full size
+    python bench/semantic.py --scheduler dpmpp --steps 25 --no-compile   # DPM-Solver++ (05 `scheduler: dpmpp`)
     python bench/semantic.py --tiny --device cpu --resolution 64 --steps 4 --images 4 --batches 1 2 --no-compile
                                                                  # (the line above: a CPU check of the script)
 """
@@ -69,6 +70,9 @@ def main():
     ap.add_argument("--images", type=int, default=64, help="images timed per configuration (naive: a quarter of them)")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 16, 32])
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument(
+        "--scheduler", default="pndm", choices=["pndm", "dpmpp"], help="cgddi's solver (05 scheduler; naive: PNDM)"
+    )
     ap.add_argument(
         "--root", default=None, help="folder for the random model (kept between runs); default: a temp folder"
     )
@@ -145,11 +149,12 @@ def main():
         out_size=256,
         device=a.device,
         dtype=fast_dtype,
+        scheduler=a.scheduler,
     )
     sampler = SemanticSampler(work, model, concepts, cfg)
     first = None
     for bs in a.batches:
-        run(sampler, bs, f"cgddi ({fast_dtype}, fused, SDPA)")
+        run(sampler, bs, f"cgddi ({fast_dtype}, fused, SDPA{'' if a.scheduler == 'pndm' else ', ' + a.scheduler})")
         if first is None:
             first = sampler(slug, imgs[:n_naive], prompts[:n_naive], seeds[:n_naive])
     if not a.no_compile:

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The GPU benchmarks of bench/README in one call of the device tool, in the order the open goals need them, each
+# under its own time limit and all within BUDGET seconds (a bench that would start past it is skipped and says so).
+# Each log goes to $OUT/<name>.log; the summary table of each is printed at the end.
+#
+#   bash bench/gpu_wheels.sh                                              # here, once: .gpu-wheels/
+#   device run: command "bash bench/gpu.sh", carry [".gpu-wheels"], timeout_s 600
+#   CHECK=1 OUT=/tmp/gpu-check bash bench/gpu.sh                           # here: the script on the CPU, tiny models
+#
+# Textual inversion (goal <= 60 s a disease on an H100: fp16, then bf16 with a profile of where a step goes),
+# Kandinsky inpainting (goal <= 2 s an image: 1 and 4 candidates a call), semantic sampling (PNDM 100 steps, the
+# paper's; DPM-Solver++ 25 steps), LoRA. SD 2.1-base and Kandinsky are built from their architectures with random
+# weights (speed does not depend on them), once, under /dev/shm/cgddi-bench.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-out}
+BUDGET=${BUDGET:-540}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+root=${ROOT:-/dev/shm/cgddi-bench}
+py=${PYTHON:-python3}
+if [ -d .gpu-wheels ]; then
+  $py -m pip install --quiet --no-deps --no-index .gpu-wheels/*.whl || echo "gpu.sh: installing .gpu-wheels failed"
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU (CHECK run)"
+$py -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
+
+if [ "${CHECK:-0}" = 1 ]; then  # the same benches, tiny and on the CPU: does the script run?
+  ti="--tiny --device cpu --resolution 64 --lora-resolution 64 --steps 2 --warmup 1"
+  kd="--tiny --device cpu --steps 2 --size 64 --images 1"
+  sm="--tiny --device cpu --resolution 64 --images 2 --batches 2 --no-compile"
+  sm_steps=(4 4)
+else
+  ti="--steps 40 --warmup 5"
+  kd="--images 3"
+  sm="--images 32 --batches 8 32 --no-compile"
+  sm_steps=(100 25)
+fi
+
+bench() {  # name, seconds, command...: run it under its limit unless the budget is spent
+  local name=$1 limit=$2
+  shift 2
+  local left=$((BUDGET - SECONDS))
+  if [ "$left" -lt 30 ]; then
+    echo "== $name: skipped (${left} s of the budget left)" | tee "$OUT/$name.log"
+    return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "== $name ($limit s at most): $*"
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "== $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$OUT/$name.log"
+}
+
+bench ti "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --root "$root/sd21"
+bench ti_bf16 "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --precision bf16 --profile 10 --root "$root/sd21"
+bench kandinsky "${KD_S:-180}" $py bench/healthy.py $kd --root "$root/kandinsky"
+bench semantic_pndm "${SM_S:-120}" $py bench/semantic.py $sm --steps "${sm_steps[0]}" --root "$root/sd21"
+bench semantic_dpmpp "${SM_S:-120}" $py bench/semantic.py $sm --steps "${sm_steps[1]}" --scheduler dpmpp --root "$root/sd21"
+bench lora "${LORA_S:-120}" $py bench/parametric_training.py --stages lora $ti --root "$root/sd21"
+
+echo
+for f in ti ti_bf16 kandinsky semantic_pndm semantic_dpmpp lora; do  # each bench's own summary lines
+  echo "== $f"
+  grep -E '^\||^device|s per image|exit|skipped|Error|error:' "$OUT/$f.log" | grep -v Warning | tail -15
+done
