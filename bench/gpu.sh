@@ -5,12 +5,16 @@
 #
 #   bash bench/gpu_wheels.sh                                              # here, once: .gpu-wheels/
 #   device run: command "bash bench/gpu.sh", carry [".gpu-wheels"], timeout_s 600
+#   device run: command "PART=shards bash bench/gpu.sh", the same carry      # a second call, or a later session
 #   CHECK=1 OUT=/tmp/gpu-check bash bench/gpu.sh                           # here: the script on the CPU, tiny models
 #
-# Textual inversion (goal <= 60 s a disease on an H100: fp16, then bf16 with a profile of where a step goes),
+# PART=benches (the default): textual inversion (goal <= 60 s a disease on an H100: fp16, then bf16 with a profile of where a step goes),
 # Kandinsky inpainting (goal <= 2 s an image: 1 and 4 candidates a call), semantic sampling (PNDM 100 steps, the
 # paper's; DPM-Solver++ 25 steps), LoRA. SD 2.1-base and Kandinsky are built from their architectures with random
 # weights (speed does not depend on them), once, under /dev/shm/cgddi-bench.
+# PART=shards: issue 27's "a 2-process run of each sharded stage" on the GPU: bench/shard.py --make-source runs 00-05
+# with params/default.yaml (the mini model; bench/check.yaml's few steps under CHECK=1) into one folder, then each of
+# 01, 03, 04 and 06 (two split seeds) in 1 and in 2 processes sharing the GPU: seconds and the largest difference.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}
@@ -24,18 +28,6 @@ if [ -d .gpu-wheels ]; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU (CHECK run)"
 $py -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
-
-if [ "${CHECK:-0}" = 1 ]; then  # the same benches, tiny and on the CPU: does the script run?
-  ti="--tiny --device cpu --resolution 64 --lora-resolution 64 --steps 2 --warmup 1"
-  kd="--tiny --device cpu --steps 2 --size 64 --images 1"
-  sm="--tiny --device cpu --resolution 64 --images 2 --batches 2 --no-compile"
-  sm_steps=(4 4)
-else
-  ti="--steps 40 --warmup 5"
-  kd="--images 3"
-  sm="--images 32 --batches 8 32 --no-compile"
-  sm_steps=(100 25)
-fi
 
 bench() {  # name, seconds, command...: run it under its limit unless the budget is spent
   local name=$1 limit=$2
@@ -52,6 +44,27 @@ bench() {  # name, seconds, command...: run it under its limit unless the budget
   local rc=$?
   echo "== $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$OUT/$name.log"
 }
+
+if [ "${PART:-benches}" = shards ]; then
+  params=params/default.yaml
+  [ "${CHECK:-0}" = 1 ] && params=bench/check.yaml
+  bench shards "${SHARDS_S:-$BUDGET}" $py bench/shard.py --source "$root/run" --make-source --params "$params" \
+    --stages 01 03 04 06 --processes 2 --root "$root/shard"
+  grep -E '^\||^source|process\(es\)|exit|skipped|Error|error:' "$OUT/shards.log" | grep -v Warning | tail -30
+  exit 0
+fi
+
+if [ "${CHECK:-0}" = 1 ]; then  # the same benches, tiny and on the CPU: does the script run?
+  ti="--tiny --device cpu --resolution 64 --lora-resolution 64 --steps 2 --warmup 1"
+  kd="--tiny --device cpu --steps 2 --size 64 --images 1"
+  sm="--tiny --device cpu --resolution 64 --images 2 --batches 2 --no-compile"
+  sm_steps=(4 4)
+else
+  ti="--steps 40 --warmup 5"
+  kd="--images 3"
+  sm="--images 32 --batches 8 32 --no-compile"
+  sm_steps=(100 25)
+fi
 
 bench ti "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --root "$root/sd21"
 bench ti_bf16 "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --precision bf16 --profile 10 --root "$root/sd21"

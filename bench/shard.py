@@ -8,6 +8,7 @@ cores (each gets cores / N threads); on a GPU node each process takes a GPU (sev
 
     python bench/shard.py --source work/benchmark                  # 01, 03, 04, 06 (two seeds), 1 vs 2 processes
     python bench/shard.py --source work/benchmark --stages 03 --processes 4
+    python bench/shard.py --source /dev/shm/run --make-source     # no finished run here: make one first (00-05)
 """
 
 import argparse, dataclasses, shutil, tempfile, time
@@ -53,6 +54,19 @@ def largest_difference(a: pd.DataFrame, b: pd.DataFrame) -> str:
     return "0" if not d.max() > 0 else f"{d.max():.2g} ({d.idxmax()}; {int((d > 0).sum())} columns differ)"
 
 
+def make_source(
+    work: Path,  # the run root to fill
+    params,  # the params file
+):
+    "Stages 00-05 into `work`, each with `params`' settings and resuming as under `cgddi run`, without papermill."
+    from cgddi.run import STAGES as RUN_STAGES
+
+    for stage in list(RUN_STAGES)[: list(RUN_STAGES).index("05_semantic") + 1]:
+        t = time.perf_counter()
+        RUN_STAGES[stage].load("run")(work, config(stage, params))
+        print(f"source {work}: {stage} {time.perf_counter() - t:.1f} s", flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", required=True, help="a finished run's work dir (e.g. the default run's work/benchmark)")
@@ -71,9 +85,17 @@ def main(argv=None):
         help="06: the split seeds to run (all: 70 runs on the default run)",
     )
     ap.add_argument("--root", default=None, help="where the copies go (default: a temp folder, removed after)")
+    ap.add_argument(
+        "--make-source",
+        action="store_true",
+        help="first run stages 00-05 into --source with the params file's settings (what they find done is kept): "
+        "a machine without a finished run, e.g. the GPU machine (bench/gpu.sh)",
+    )
     a = ap.parse_args(argv)
     import importlib
 
+    if a.make_source:
+        make_source(Path(a.source), a.params)
     root = Path(a.root or tempfile.mkdtemp(prefix="cgddi-shard-"))
     rows = []
     for short in a.stages:
