@@ -236,7 +236,9 @@ def test_unknown_stage_on_command_line(tmp_path, cgddi_here):
     assert r.returncode == 2 and "unknown stage '42_nope'" in r.stderr
 
 
-@pytest.mark.parametrize("params_file", sorted((ROOT / "params").rglob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "params_file", [*sorted((ROOT / "params").rglob("*.yaml")), ROOT / "bench" / "check.yaml"], ids=lambda p: p.name
+)
 def test_shipped_params_fit_the_notebooks(params_file):
     per_stage = check_params(load_params(params_file), stage_notebooks(ROOT / "nbs"), params_file)
     assert "00_data" in per_stage and Path(per_stage["00_data"]["work_dir"]).is_absolute()
