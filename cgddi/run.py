@@ -5,8 +5,8 @@ renders the run's report: executed notebooks, tables, figures, `index.html` and 
 
 # %% ../nbs/00b_run.ipynb #50367c83
 from __future__ import annotations
-import argparse, contextlib, datetime, hashlib, importlib, json, os, platform, re, shutil, subprocess, sys, tempfile
-import threading, time
+import argparse, contextlib, datetime, hashlib, importlib, json, os, platform, re, shutil, signal, subprocess, sys
+import tempfile, threading, time
 from importlib import metadata
 from pathlib import Path
 import pandas as pd
@@ -28,10 +28,10 @@ from cgddi.report import (
 from .layout import DDI_TABLE
 
 # %% auto #0
-__all__ = ['STAGES', 'PACKAGES', 'SUMMARY_TABLES', 'STANDALONE', 'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'project_root',
-           'stage_notebooks', 'declared_parameters', 'accepts', 'load_params', 'check_params', 'Stage', 'value_rules',
-           'stage_config', 'device_info', 'seeds_in', 'provenance', 'run', 'main', 'stage_parameters', 'status',
-           'standalone']
+__all__ = ['STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'SUMMARY_TABLES', 'STANDALONE', 'STANDALONE_CACHE', 'ParamsError',
+           'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks', 'declared_parameters', 'accepts',
+           'load_params', 'check_params', 'Stage', 'value_rules', 'stage_config', 'device_info', 'seeds_in',
+           'provenance', 'run', 'main', 'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -40,6 +40,10 @@ class ParamsError(ValueError):
 
 class StageFailed(RuntimeError):
     "A stage notebook raised; the message names the notebook and the cell."
+
+
+class Interrupted(StageFailed):
+    "Ctrl-C (or SIGTERM) stopped a stage; its kernel and the processes it started were stopped with it."
 
 
 def project_root() -> Path:
@@ -310,12 +314,39 @@ def _failure(stage: str, e: pm.PapermillExecutionError) -> str:
     )
 
 
+INTERRUPT_GRACE_S = 30  # seconds an interrupted notebook gets to end before its kernel is killed
+
+
+def _stop_kernels(kernels: list, thread: threading.Thread):
+    """Interrupt the kernels' running cells (their process groups get SIGINT), wait up to `INTERRUPT_GRACE_S` for the
+    notebook to end (a second Ctrl-C: no wait), then kill what is left of each kernel's process group."""
+    from jupyter_core.utils import run_sync
+
+    for km in kernels:
+        with contextlib.suppress(Exception):  # not started yet, or already gone
+            run_sync(km.interrupt_kernel)()
+    with contextlib.suppress(KeyboardInterrupt):
+        thread.join(INTERRUPT_GRACE_S)
+    for km in kernels:
+        with contextlib.suppress(Exception):
+            if run_sync(km.is_alive)():
+                run_sync(km.shutdown_kernel)(now=True)  # SIGKILL to the kernel's process group
+
+
 def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet: bool):
-    "Execute one notebook with papermill in a thread, showing the progress its bars report; re-raise what it raised."
+    """Execute one notebook with papermill in a thread, showing the progress its bars report; re-raise what it raised.
+    Ctrl-C stops the kernel and its processes (`_stop_kernels`) and raises KeyboardInterrupt."""
+    from jupyter_client.manager import AsyncKernelManager
+
     report_to = cwd / ".progress" / f"{nb.stem}.json"
     report_to.unlink(missing_ok=True)
     os.environ[PROGRESS_ENV] = str(report_to)  # the kernel inherits it
-    raised = []
+    raised, kernels = [], []
+
+    class StageKernelManager(AsyncKernelManager):  # papermill's own, kept here so that an interrupt can stop it
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            kernels.append(self)
 
     def work():
         try:
@@ -328,6 +359,7 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
                 progress_bar=False,
                 request_save_on_cell_execute=True,
                 extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                kernel_manager_class=StageKernelManager,
             )
         except BaseException as e:
             raised.append(e)
@@ -335,17 +367,22 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
     # logs: news every 30 s
     thread, shown, at, tty = threading.Thread(target=work, daemon=True), "", time.monotonic(), sys.stdout.isatty()
     thread.start()
-    while thread.is_alive():
-        thread.join(1.0)
-        line = "" if quiet else progress_line(report_to)
-        if tty:
-            print(f"\r\033[K{label} {line}"[: shutil.get_terminal_size().columns], end="", flush=True)
-        elif line and line != shown and time.monotonic() - at > 30:
-            print(f"    {line}", flush=True)
-            shown, at = line, time.monotonic()
-    del os.environ[PROGRESS_ENV]
-    if tty and not quiet:
-        print("\r\033[K", end="")
+    try:
+        while thread.is_alive():
+            thread.join(1.0)
+            line = "" if quiet else progress_line(report_to)
+            if tty:
+                print(f"\r\033[K{label} {line}"[: shutil.get_terminal_size().columns], end="", flush=True)
+            elif line and line != shown and time.monotonic() - at > 30:
+                print(f"    {line}", flush=True)
+                shown, at = line, time.monotonic()
+    except KeyboardInterrupt:
+        _stop_kernels(kernels, thread)
+        raise
+    finally:
+        del os.environ[PROGRESS_ENV]
+        if tty and not quiet:
+            print("\r\033[K", end="")
     if raised:
         raise raised[0]
 
@@ -377,6 +414,13 @@ def _run_stages(selected: dict, per_stage: dict, declared: dict, out: Path, quie
             rec["status"] = "ok"
         except pm.PapermillExecutionError as e:
             rec |= {"status": "failed", "error": _failure(stage, e)}
+            failure = rec["error"]
+        except KeyboardInterrupt:
+            rec |= {
+                "status": "interrupted",
+                "error": f"stage {stage} interrupted; its kernel and the processes it started are stopped. A rerun "
+                "resumes where it stopped.",
+            }
             failure = rec["error"]
         rec["seconds"] = round(time.perf_counter() - t0, 1)
         records.append(rec)
@@ -435,10 +479,28 @@ def run(
         summary=SUMMARY_TABLES,
     )
     if failure:
-        raise StageFailed(f"{failure}\nexecuted notebook: {out / 'notebooks'}; report: {out / 'index.html'}")
+        error = Interrupted if any(r["status"] == "interrupted" for r in records) else StageFailed
+        raise error(f"{failure}\nexecuted notebook: {out / 'notebooks'}; report: {out / 'index.html'}")
     return out
 
 # %% ../nbs/00b_run.ipynb #6108dec2
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    "Within it, SIGTERM (a batch system's stop) raises KeyboardInterrupt in the main thread, as Ctrl-C does."
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None) -> int:
     "The `cgddi` command."
     ap = argparse.ArgumentParser(prog="cgddi", description="cgDDI compendium: run the notebooks and render the report.")
@@ -581,10 +643,14 @@ def main(argv=None) -> int:
                 end="",
             )
             return 0
-        out = run(args.params, args.out, args.stages)
+        with _sigterm_interrupts():
+            out = run(args.params, args.out, args.stages)
     except (ParamsError, FileNotFoundError, FileExistsError, ValueError, WorkDirLocked) as e:
         print(f"cgddi: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"cgddi: {e}", file=sys.stderr)
+        return 130  # the shell's code for a run stopped by Ctrl-C
     except StageFailed as e:
         print(f"cgddi: {e}", file=sys.stderr)
         return 1

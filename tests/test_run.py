@@ -381,3 +381,71 @@ def test_a_cached_standalone_run_is_the_run_made_in_place(tmp_path, monkeypatch)
         "00_data",
         "01_healthy",
     ]
+
+
+def _sleeping_checkout(root: Path, ignore_interrupt: bool) -> Path:
+    """A checkout whose one stage starts a child process, writes its own and the child's PIDs to `work_dir/pids` and
+    then waits forever (ignoring SIGINT if asked); returns its root."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    (root / "nbs").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("")
+    body = (
+        "import os, pathlib, signal, subprocess, time\n"
+        + ("signal.signal(signal.SIGINT, signal.SIG_IGN)\n" if ignore_interrupt else "")
+        + "child = subprocess.Popen(['sleep', '600'])\n"
+        "pathlib.Path(work_dir).mkdir(parents=True, exist_ok=True)\n"
+        "pathlib.Path(work_dir, 'pids').write_text(f'{os.getpid()} {child.pid}')\n"
+        "while True:\n    time.sleep(0.1)\n"
+    )
+    nb = new_notebook(cells=[new_code_cell("work_dir = None", metadata={"tags": ["parameters"]}), new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "nbs" / "00_sleep.ipynb")
+    return root
+
+
+def _gone(pid: int) -> bool:
+    "The process has ended (a zombie waiting for its reaper counts as ended)."
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("ignore_interrupt", [False, True], ids=["interruptible", "ignores-sigint"])
+def test_ctrl_c_stops_the_stage_its_processes_and_writes_the_report(tmp_path, ignore_interrupt):
+    """Ctrl-C during a stage: the kernel and the child it started end before `cgddi run` exits (after the grace period
+    for a cell that ignores the interrupt), the exit code is 130 and the report marks the stage interrupted."""
+    import signal, time
+
+    root, work = _sleeping_checkout(tmp_path / "checkout", ignore_interrupt), tmp_path / "work"
+    code = (
+        "import sys; from pathlib import Path; import cgddi.run as r\n"
+        "r.project_root = lambda: Path(sys.argv[1]); r.INTERRUPT_GRACE_S = 2\n"
+        "sys.exit(r.main(sys.argv[2:]))"
+    )
+    params = _params(tmp_path, f"work_dir: {work}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(root), "run", "--params", str(params), "--out", str(tmp_path / "report")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal, not a background job
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (work / "pids").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (work / "pids").exists(), proc.communicate(timeout=30)
+        kernel, child = map(int, (work / "pids").read_text().split())
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "stage 00_sleep interrupted" in err and "A rerun resumes" in err
+    assert _gone(kernel) and _gone(child)
+    prov = json.loads((tmp_path / "report" / "provenance.json").read_text())
+    assert [(s["stage"], s["status"]) for s in prov["stages"]] == [("00_sleep", "interrupted")]
+    assert "interrupted" in (tmp_path / "report" / "index.html").read_text()
