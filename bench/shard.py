@@ -54,6 +54,19 @@ def largest_difference(a: pd.DataFrame, b: pd.DataFrame) -> str:
     return "0" if not d.max() > 0 else f"{d.max():.2g} ({d.idxmax()}; {int((d > 0).sum())} columns differ)"
 
 
+def copy_without(
+    source,  # a finished run's work dir
+    work: Path,  # where the copy goes (replaced)
+    outputs: list,  # the stage's output folders, left out
+) -> Path:
+    "A copy of a finished run without one stage's outputs, for that stage to run again."
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(source, work, symlinks=True)
+    for o in outputs:
+        shutil.rmtree(work / o, ignore_errors=True)
+    return work
+
+
 def make_source(
     work: Path,  # the run root to fill
     params,  # the params file
@@ -61,7 +74,8 @@ def make_source(
     "Stages 00-05 into `work`, each with `params`' settings and resuming as under `cgddi run`, without papermill."
     from cgddi.run import STAGES as RUN_STAGES
 
-    for stage in list(RUN_STAGES)[: list(RUN_STAGES).index("05_semantic") + 1]:
+    order = list(RUN_STAGES)
+    for stage in order[: order.index("05_semantic") + 1]:
         t = time.perf_counter()
         RUN_STAGES[stage].load("run")(work, config(stage, params))
         print(f"source {work}: {stage} {time.perf_counter() - t:.1f} s", flush=True)
@@ -103,11 +117,7 @@ def main(argv=None):
         cfg = config(stage, a.params, **({"seeds": a.seeds} if short == "06" else {}))
         run, seconds, tables = getattr(importlib.import_module(module), fn), {}, {}
         for n in (1, a.processes):
-            work = root / f"{short}-{n}"
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.copytree(a.source, work, symlinks=True)
-            for o in outputs:
-                shutil.rmtree(work / o, ignore_errors=True)
+            work = copy_without(a.source, root / f"{short}-{n}", outputs)
             t = time.perf_counter()
             out = run(work, dataclasses.replace(cfg, num_processes=n))
             seconds[n] = time.perf_counter() - t

@@ -14,7 +14,7 @@ import argparse, shutil, sys, tempfile, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from shard import STAGES, config  # noqa: E402 (bench/shard.py: the stages' run functions and outputs)
+from shard import STAGES, config, copy_without  # noqa: E402 (bench/shard.py: the stages' functions and outputs)
 from cgddi.run import project_root  # noqa: E402
 
 RESULTS = {  # short name -> the files that hold the stage's results
@@ -45,11 +45,7 @@ def main(argv=None):
     rows = []
     for short in a.stages:
         stage, module, fn, outputs, _ = STAGES[short]
-        work = root / short
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.copytree(source, work, symlinks=True)
-        for o in outputs:
-            shutil.rmtree(work / o, ignore_errors=True)
+        work = copy_without(source, root / short, outputs)
         t = time.perf_counter()
         getattr(importlib.import_module(module), fn)(work, config(stage, a.params))
         seconds = time.perf_counter() - t
