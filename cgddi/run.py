@@ -504,6 +504,8 @@ def _sigterm_interrupts():
 def main(argv=None) -> int:
     "The `cgddi` command."
     ap = argparse.ArgumentParser(prog="cgddi", description="cgDDI compendium: run the notebooks and render the report.")
+    # the version a report's provenance.json records
+    ap.add_argument("--version", action="version", version=f"cgddi {cgddi.__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="execute the stage notebooks with papermill and write reports/<run>/")
     r.add_argument("--params", help="YAML params file (default: params/default.yaml, the embedded benchmark on CPU)")
