@@ -5,8 +5,8 @@ renders the run's report: executed notebooks, tables, figures, `index.html` and 
 
 # %% ../nbs/00b_run.ipynb #50367c83
 from __future__ import annotations
-import argparse, contextlib, datetime, hashlib, importlib, json, os, platform, re, shutil, signal, subprocess, sys
-import tempfile, threading, time
+import argparse, contextlib, datetime, hashlib, importlib, json, os, pickle, platform, re, shutil, signal, subprocess
+import sys, tempfile, threading, time
 from importlib import metadata
 from pathlib import Path
 import pandas as pd
@@ -202,9 +202,25 @@ STAGES = {
 }
 
 
-def value_rules() -> dict[str, dict]:
-    "Stage -> {parameter: allowed values}: every stage config's `allowed`."
-    return {s: stage_config(s).allowed for s in STAGES}
+def value_rules(
+    in_child: bool = True,  # read them in a child process; False: in this one
+) -> dict[str, dict]:
+    """Stage -> {parameter: allowed values}: every stage config's `allowed`. The configs live in the stage modules,
+    which import torch, diffusers and timm; read in a child process, `cgddi run` does not hold those libraries (~0.7 GiB
+    of its own) beside the stages' kernels and processes all run long."""
+    if not in_child:
+        return {s: stage_config(s).allowed for s in STAGES}
+    where = [(s.name, s.module, s.config) for s in STAGES.values()]
+    code = (
+        "import importlib, pickle, sys; sys.stdout.buffer.write(pickle.dumps("
+        f"{{s: getattr(importlib.import_module(m), c).allowed for s, m, c in {where!r}}}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"reading the stages' allowed values failed:\n{done.stderr.decode(errors='replace')[-2000:]}"
+        )
+    return pickle.loads(done.stdout)
 
 
 def stage_config(

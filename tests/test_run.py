@@ -231,6 +231,16 @@ def test_bad_params_stop_before_running(tmp_path, text, expect, cgddi_here):
     assert not (tmp_path / "report").exists()
 
 
+def test_checking_values_leaves_the_stage_libraries_out_of_cgddi_run():
+    "`cgddi run` checks every stage's values first; the stage modules are imported for it in a child process only."
+    code = (
+        "import sys, cgddi.run as r; rules = r.value_rules()\n"
+        "print(len(rules), 'torch' in sys.modules, 'diffusers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["8", "False", "False"]
+
+
 def test_unknown_stage_on_command_line(tmp_path, cgddi_here):
     r = cgddi_here("run", "--stages", "42_nope", "--out", str(tmp_path / "report"))
     assert r.returncode == 2 and "unknown stage '42_nope'" in r.stderr
