@@ -6,22 +6,23 @@ named (01, 03, 04 or 06, as `bench/shard.py` knows them: 06 is where the default
 tree every `--interval` seconds and prints the peak of the summed PSS (each shared page split among the processes
 mapping it: what the tree takes from the machine) and of the summed RSS (shared pages counted once per process: an
 upper bound), when they happened and the processes at the PSS peak. The samples go to `<out>/memory.csv`. Sampling
-reads each process's smaps, so the run takes ~15 % longer.
+reads each process's smaps, which slows the run (2026-12-01: a whole default run 20:48 of stage time against 17:51 in
+CI two hours before; 06 alone 429 s against 404 s).
 
     python bench/memory.py                      # the default run, all stages (~20 min on 2 cores)
     python bench/memory.py --stages 00 01 02    # the first stages only
     python bench/memory.py --source work/benchmark --stages 06   # 06 again on a copy of a finished run (~7 min)
 """
 
-import argparse, csv, re, subprocess, sys, tempfile, time
+import argparse, csv, subprocess, sys, tempfile, time
 from pathlib import Path
 import psutil, yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from shard import STAGES, copy_without  # noqa: E402 (bench/shard.py: the stages' outputs)
+from cgddi.run import _PATH_KEY  # noqa: E402 (the keys `cgddi run` resolves against the params file)
 
 ROOT = Path(__file__).resolve().parents[1]
-PATH_KEY = re.compile(r".*_(dir|root|path|file)$")  # the keys `cgddi run` resolves against the params file
 
 
 def fresh_params(params: Path, work_dir: Path, to: Path) -> Path:
@@ -30,7 +31,7 @@ def fresh_params(params: Path, work_dir: Path, to: Path) -> Path:
 
     def absolute(section: dict):
         for k, v in section.items():
-            if PATH_KEY.match(k) and isinstance(v, str) and not Path(v).is_absolute():
+            if _PATH_KEY.match(k) and isinstance(v, str) and not Path(v).is_absolute():
                 section[k] = str((params.parent / v).resolve())
 
     absolute(p)

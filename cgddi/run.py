@@ -210,6 +210,7 @@ def value_rules(
     of its own) beside the stages' kernels and processes all run long."""
     if not in_child:
         return {s: stage_config(s).allowed for s in STAGES}
+    # `Stage.load("config")` spelled out: the child imports the stage modules, not this one (papermill: 4 s more)
     where = [(s.name, s.module, s.config) for s in STAGES.values()]
     code = (
         "import importlib, pickle, sys; sys.stdout.buffer.write(pickle.dumps("
