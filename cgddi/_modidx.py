@@ -73,6 +73,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.classify.read_recognition': ('classify.html#read_recognition', 'cgddi/classify.py'),
                                 'cgddi.classify.read_runs': ('classify.html#read_runs', 'cgddi/classify.py'),
                                 'cgddi.classify.recognition_from_hits': ('classify.html#recognition_from_hits', 'cgddi/classify.py'),
+                                'cgddi.classify.recognition_levels': ('classify.html#recognition_levels', 'cgddi/classify.py'),
                                 'cgddi.classify.recognition_table': ('classify.html#recognition_table', 'cgddi/classify.py'),
                                 'cgddi.classify.run_experiments': ('classify.html#run_experiments', 'cgddi/classify.py'),
                                 'cgddi.classify.run_hash': ('classify.html#run_hash', 'cgddi/classify.py'),

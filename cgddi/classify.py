@@ -73,8 +73,8 @@ __all__ = ['EXPERIMENTS', 'SELECT_TIES', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAG
            'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts',
            'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds', 'run_hash', 'run_experiments', 'read_runs',
            'read_predictions', 'classify_progress', 'external_table', 'external_path', 'evaluate_external',
-           'read_external_predictions', 'recognition_table', 'recognition_from_hits', 'write_recognition',
-           'read_recognition']
+           'read_external_predictions', 'recognition_table', 'recognition_from_hits', 'recognition_levels',
+           'write_recognition', 'read_recognition']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -993,7 +993,8 @@ def recognition_table(
     acc: Accelerator | None = None,
 ) -> pd.DataFrame:
     """Per disease and generator set: the share of its semantic images the real-only baselines call by its malignancy,
-    of their canvases and of the set's images of the other malignancy (`recognition_from_hits`; empty if none)."""
+    of their canvases, of the set's images of the other malignancy and of the disease's real test images
+    (`recognition_from_hits`; empty if none)."""
     work = Path(work_dir)
     found = read_manifests(work, ("semantic", "healthy"))
     seeds = [s for s in split_seeds(work, cfg) if model_path(work, protocol, "real", "baseline", s).exists()]
@@ -1028,14 +1029,27 @@ def recognition_table(
                 }
             )
         )
-    return recognition_from_hits(pd.concat(hits))
+    # the real thing: each baseline's own test images (never trained on), from the predictions run_one wrote
+    disease = read_data(work).set_index("ddi_id").disease_joined
+    real = pd.concat(pd.read_csv(prediction_path(work, protocol, "real", "baseline", s)).assign(seed=s) for s in seeds)
+    real = pd.DataFrame(
+        {
+            "disease_joined": disease.loc[real.ddi_id].to_numpy(),
+            "seed": real.seed.to_numpy(),
+            "recognised": (real.y_pred == real.y_true).to_numpy(),
+        }
+    )
+    return recognition_from_hits(pd.concat(hits), real)
 
 
 def recognition_from_hits(
     hits: pd.DataFrame,  # per image and seed: generator_set, disease_joined, malignant, seed, recognised, canvas
+    real: pd.DataFrame | None = None,  # per real test image and seed: disease_joined, seed, recognised; None: no `real`
 ) -> pd.DataFrame:
     """Per disease and generator set: images, `recognised` (mean and std over seeds), `canvas`, `other` (the share of
-    the set's images of the other malignancy called by this disease's), `margin` and `separation`, `seeds`."""
+    the set's images of the other malignancy called by this disease's), `margin` and `separation`, `seeds`; with
+    `real`, the share of the disease's real test images called by their label over all seeds (`real`) and how many
+    image-seed pairs that is (`real_images`: a test split holds few images of a rare disease)."""
     # per seed and set, the share of each malignancy's images called malignant: a disease-blind generator's rate
     called_malignant = hits.recognised == hits.malignant
     blind = called_malignant.groupby([hits.generator_set, hits.seed, hits.malignant]).mean()
@@ -1066,9 +1080,33 @@ def recognition_from_hits(
         )
         .reset_index()
     )
+    if real is not None:
+        pooled = real.groupby("disease_joined").recognised.agg(["mean", "size"])
+        out = out.assign(
+            real=out.disease_joined.map(pooled["mean"]),
+            real_images=out.disease_joined.map(pooled["size"]).fillna(0).astype(int),
+        )
     return out.assign(
         margin=out.recognised - out.canvas, separation=out.recognised - out.other, seeds=hits.seed.nunique()
     ).set_index("disease_joined")
+
+
+def recognition_levels(
+    recognition: pd.DataFrame,  # rows of `recognition_table` (`read_recognition`), e.g. one protocol's generator sets
+) -> pd.DataFrame:
+    """Per malignancy: the share of the semantic images and of their canvases called by it (weighted by images), and of
+    the diseases' real test images (`real`: each disease once, weighted by `real_images`) with their count."""
+    rows = {}
+    for m, g in recognition.groupby(recognition.malignant.astype(bool)):
+        once = g[~g.index.duplicated()].dropna(subset=["real"]) if "real" in g else None
+        n = int(once.real_images.sum()) if once is not None else 0
+        rows[m] = {
+            "semantic": np.average(g.recognised, weights=g.images),
+            "canvas": np.average(g.canvas, weights=g.images),
+            "real": np.average(once.real, weights=once.real_images) if n else np.nan,
+            "real_images": n,
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("malignant")
 
 
 RECOGNITION_MARGIN = 0.1  # recognised this far above the canvas: what an image that only copied its canvas does not get

@@ -28,6 +28,7 @@ from cgddi.classify import (
     read_runs,
     read_external_predictions,
     read_recognition,
+    recognition_levels,
     RECOGNITION_MARGIN,
 )
 from .quality import SMALL_LABEL, quality_models
@@ -669,16 +670,18 @@ def _semantic_note(r: RunResults, protocol: str) -> str:
             f"or more beyond their healthy canvases, {separated} beyond the set's images of the other malignancy "
             "(tab_06_recognition)"
         )
-        # image-weighted: the share of each malignancy's images called malignant
-        share = {
-            m: (g.recognised * g.images).sum() / g.images.sum()
-            for m, g in judged.groupby(judged.malignant.astype(bool))
-        }
-        if len(share) == 2:
+        # image-weighted: the share of each malignancy's images called by it; beside it, the same diseases' real images
+        levels = recognition_levels(judged)
+        if len(levels) == 2:
             said += (
-                f"; the baselines call {share[True]:.0%} of its malignant diseases' images malignant and "
-                f"{1 - share[False]:.0%} of its benign ones'"
+                f"; the baselines call {levels.semantic[True]:.0%} of its malignant diseases' images malignant and "
+                f"{1 - levels.semantic[False]:.0%} of its benign ones'"
             )
+            if levels.real_images.all():
+                said += (
+                    f" (of the same diseases' real test images: {levels.real[True]:.0%} and "
+                    f"{1 - levels.real[False]:.0%})"
+                )
     return (
         f" Exp. 1 trains on {per_run.sum(axis=1).mean():.1f} semantic images per run (generator set "
         f"{', '.join(sets)}); {said}."
