@@ -997,7 +997,12 @@ def recognition_table(
     (`recognition_from_hits`; empty if none)."""
     work = Path(work_dir)
     found = read_manifests(work, ("semantic", "healthy"))
-    seeds = [s for s in split_seeds(work, cfg) if model_path(work, protocol, "real", "baseline", s).exists()]
+    seeds = [  # the seeds whose baseline finished: its weights and its test predictions written
+        s
+        for s in split_seeds(work, cfg)
+        if model_path(work, protocol, "real", "baseline", s).exists()
+        and prediction_path(work, protocol, "real", "baseline", s).exists()
+    ]
     if "semantic" not in found or not seeds:
         return pd.DataFrame()
     sem = found["semantic"]
