@@ -5,8 +5,8 @@ renders the run's report: executed notebooks, tables, figures, `index.html` and 
 
 # %% ../nbs/00b_run.ipynb #50367c83
 from __future__ import annotations
-import argparse, contextlib, datetime, hashlib, importlib, json, os, pickle, platform, re, shutil, signal, subprocess
-import sys, tempfile, threading, time
+import argparse, contextlib, copy, datetime, functools, hashlib, importlib, json, os, pickle, platform, re, shutil
+import signal, subprocess, sys, tempfile, threading, time
 from importlib import metadata
 from pathlib import Path
 import pandas as pd
@@ -211,7 +211,15 @@ def value_rules(
     if not in_child:
         return {s: stage_config(s).allowed for s in STAGES}
     # `Stage.load("config")` spelled out: the child imports the stage modules, not this one (papermill: 4 s more)
-    where = [(s.name, s.module, s.config) for s in STAGES.values()]
+    return copy.deepcopy(_rules_in_child(tuple((s.name, s.module, s.config) for s in STAGES.values())))
+
+
+@functools.cache
+def _rules_in_child(
+    where: tuple,  # (stage, module, config class) of every stage
+) -> dict[str, dict]:
+    """`value_rules` read by a child process, once per process and stage list: the child's imports take 10-15 s (a
+    process that calls `main` several times, as the tests do, pays them once)."""
     code = (
         "import importlib, pickle, sys; sys.stdout.buffer.write(pickle.dumps("
         f"{{s: getattr(importlib.import_module(m), c).allowed for s, m, c in {where!r}}}))"
