@@ -10,11 +10,9 @@ import signal, subprocess, sys, tempfile, threading, time
 from importlib import metadata
 from pathlib import Path
 import pandas as pd
-import papermill as pm
 import yaml
 import cgddi
 from dataclasses import dataclass
-from .data import DataError
 from .config import scratch_dir, value_error
 from cgddi.report import (
     BENCHMARK_NOTICE,
@@ -72,6 +70,8 @@ def declared_parameters(
     notebook,  # a notebook with a `parameters` cell
 ) -> dict[str, str]:
     "Parameter name -> declared type for `notebook`'s `parameters` cell."
+    import papermill as pm  # here, as every library a subcommand alone needs: `cgddi --help` starts in ~1 s, not 5
+
     return {k: v["inferred_type_name"] for k, v in pm.inspect_notebook(str(notebook)).items()}
 
 
@@ -331,7 +331,11 @@ def _select(notebooks: dict[str, Path], stages) -> dict[str, Path]:
     return {k: v for k, v in notebooks.items() if k in picked}
 
 
-def _failure(stage: str, e: pm.PapermillExecutionError) -> str:
+def _failure(
+    stage: str,  # the stage notebook's name
+    e: Exception,  # papermill's PapermillExecutionError
+) -> str:
+    "One line saying which cell of which stage failed, and with what."
     first = next((l for l in e.source.splitlines() if l.strip() and not l.startswith("#")), "").strip()
     return (
         f"stage {stage} failed in {stage}.ipynb, cell {e.cell_index} (`{first[:80]}`): "
@@ -362,6 +366,7 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
     """Execute one notebook with papermill in a thread, showing the progress its bars report; re-raise what it raised.
     Ctrl-C stops the kernel and its processes (`_stop_kernels`) and raises KeyboardInterrupt."""
     from jupyter_client.manager import AsyncKernelManager
+    import papermill as pm
 
     report_to = cwd / ".progress" / f"{nb.stem}.json"
     report_to.unlink(missing_ok=True)
@@ -419,6 +424,8 @@ SUMMARY_TABLES = ("tab_07_findings_clean", "tab_07_table2_clean", "tab_07_table7
 def _run_stages(selected: dict, per_stage: dict, declared: dict, out: Path, quiet: bool) -> tuple[list, str | None]:
     """Execute the selected stage notebooks in order, stopping at the first that fails; returns their records and the
     failure."""
+    from papermill import PapermillExecutionError
+
     records, failure = [], None
     for i, (stage, nb) in enumerate(selected.items()):
         p = per_stage[stage] | {
@@ -437,7 +444,7 @@ def _run_stages(selected: dict, per_stage: dict, declared: dict, out: Path, quie
         try:
             _execute(nb, out / rec["notebook"], p, out, label, quiet)
             rec["status"] = "ok"
-        except pm.PapermillExecutionError as e:
+        except PapermillExecutionError as e:
             rec |= {"status": "failed", "error": _failure(stage, e)}
             failure = rec["error"]
         except KeyboardInterrupt:
@@ -706,6 +713,8 @@ def _config(per_stage: dict, stage: str):
 def _status_rows(work: Path, per_stage: dict) -> list[tuple]:
     """(stage, done, planned, what) for every stage with a `done` function, from the files in `work`; a stage that has
     not run yet says so."""
+    from cgddi.data import DataError
+
     rows = []
     for name, stage in STAGES.items():
         if stage.done is None:

@@ -232,13 +232,14 @@ def test_bad_params_stop_before_running(tmp_path, text, expect, cgddi_here):
 
 
 def test_checking_values_leaves_the_stage_libraries_out_of_cgddi_run():
-    "`cgddi run` checks every stage's values first; the stage modules are imported for it in a child process only."
+    """`cgddi run` checks every stage's values first; the stage modules are imported for it in a child process only;
+    papermill and the data layer (sklearn, matplotlib) wait for the subcommand that needs them (`cgddi --help`)."""
     code = (
         "import sys, cgddi.run as r; rules = r.value_rules()\n"
-        "print(len(rules), 'torch' in sys.modules, 'diffusers' in sys.modules)"
+        "print(len(rules), *(m in sys.modules for m in ('torch', 'diffusers', 'papermill', 'cgddi.data', 'sklearn')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["8", "False", "False"]
+    assert out == ["8", "False", "False", "False", "False", "False"]
 
 
 def test_unknown_stage_on_command_line(tmp_path, cgddi_here):
