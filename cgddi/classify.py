@@ -40,7 +40,7 @@ from cgddi.manifest import (
     split_name,
     protocol_set,
 )
-from .config import Between, StageConfig
+from .config import Between, StageConfig, memory_advice
 from cgddi.leakage import (
     TRAIN_SET_COLUMNS,
     PAPER_MIN_TRAIN_SAMPLES,
@@ -106,6 +106,11 @@ class ClassifyConfig(StageConfig):
         "external_root",
         "external_centaur",
         "num_processes",
+    )
+    # what lowers its device memory, named when it runs out (`cgddi.config.memory_advice`)
+    memory_knobs: ClassVar[dict] = dict(
+        batch_size="images a step: lower it (the paper: 32)",
+        crop="the side the classifier sees: lower it (memory grows with its square)",
     )
     allowed: ClassVar[dict] = dict(
         protocols=SPLIT_MODES,
@@ -858,7 +863,8 @@ def run_experiments(
     groups = share.mine(dict.fromkeys(r[:2] for r in runs))
     for run in progress_bar([r for r in runs if r[:2] in groups], desc=f"classify runs{share.desc}"):
         if not _done(work, run, phash := run_hash(work, cfg, run, memo)):
-            run_one(work, *run, cfg, labels, acc, phash, memo)
+            with memory_advice(cfg, "06_classify", f"training {' '.join(map(str, run))}"):
+                run_one(work, *run, cfg, labels, acc, phash, memo)
     share.wait()
     if not share.is_main:
         return None

@@ -5,7 +5,7 @@ content hashes that name a file's version."""
 
 # %% ../nbs/00j_config.ipynb #cfg01
 from __future__ import annotations
-import atexit, hashlib, json, os, shutil, tempfile
+import atexit, contextlib, hashlib, json, os, shutil, tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
@@ -13,7 +13,8 @@ import numpy as np
 from .report import atomic_path
 
 # %% auto #0
-__all__ = ['params_hash', 'Between', 'value_error', 'StageConfig', 'seed_of', 'link_or_copy', 'file_hash', 'scratch_dir']
+__all__ = ['params_hash', 'Between', 'value_error', 'StageConfig', 'OutOfMemory', 'is_out_of_memory', 'memory_message',
+           'memory_advice', 'seed_of', 'link_or_copy', 'file_hash', 'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
 def params_hash(
@@ -63,6 +64,8 @@ class StageConfig:
     unhashed: ClassVar[tuple] = ()  # fields that select or schedule outputs without changing any one of them
     # field -> its allowed values (a tuple) or numbers (a `Between`), checked with the params file
     allowed: ClassVar[dict] = {}
+    # field -> how changing it lowers the device memory the stage needs (named when the stage runs out of memory)
+    memory_knobs: ClassVar[dict] = {}
 
     @classmethod
     def value_errors(
@@ -93,6 +96,60 @@ class StageConfig:
     def params_hash(self, **extra) -> str:
         "The `params_hash` of `settings(**extra)`."
         return params_hash(self.settings(**extra))
+
+# %% ../nbs/00j_config.ipynb #acae54e37e7d407bbb7b55eff062a284
+class OutOfMemory(RuntimeError):
+    "A stage ran out of device memory; the message names the settings that would make it fit."
+
+
+def is_out_of_memory(
+    error: BaseException,  # an error a stage raised
+) -> bool:
+    "Whether `error` is a device's (or the CPU allocator's) out-of-memory error, by accelerate's test."
+    from accelerate.utils.memory import should_reduce_batch_size
+
+    return should_reduce_batch_size(error) and "CUDNN" not in str(error)
+
+
+def _device_memory() -> str:
+    "The memory that ran out, in words: the GPU's name and size where there is one."
+    import torch
+
+    if not torch.cuda.is_available():
+        return "memory"
+    p = torch.cuda.get_device_properties(torch.cuda.current_device())
+    return f"GPU memory ({p.name}, {p.total_memory / 2**30:.0f} GiB)"
+
+
+def memory_message(
+    cfg: StageConfig,  # the stage's settings
+    stage: str,  # the stage as a params file names it, e.g. "04_lora"
+    doing: str,  # what it was doing, e.g. "training the adapter of melanoma"
+    error: BaseException,  # the out-of-memory error
+) -> str:
+    "What `OutOfMemory` says: the stage, the device, each memory setting with its value and how to change it."
+    knobs = "; ".join(f"{k} = {getattr(cfg, k)!r} ({how})" for k, how in cfg.memory_knobs.items())
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return (
+        f"{stage} ran out of {_device_memory()} while {doing}. The settings that decide its memory: {knobs}. "
+        f"Change them in the `{stage}` section of the params file (or the notebook's parameters); a rerun resumes "
+        f"where this one stopped. The error was: {first}"
+    )
+
+
+@contextlib.contextmanager
+def memory_advice(
+    cfg: StageConfig,  # the stage's settings; its `memory_knobs` name what to change
+    stage: str,  # the stage as a params file names it, e.g. "04_lora"
+    doing: str,  # what the block does, e.g. "training the adapter of melanoma"
+):
+    "Turn an out-of-memory error inside the block into one `OutOfMemory` naming the settings to change."
+    try:
+        yield
+    except RuntimeError as e:
+        if isinstance(e, OutOfMemory) or not is_out_of_memory(e):
+            raise
+        raise OutOfMemory(memory_message(cfg, stage, doing, e)) from e
 
 # %% ../nbs/00j_config.ipynb #1118c5c7
 def seed_of(*parts) -> int:

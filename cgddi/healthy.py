@@ -38,7 +38,7 @@ from cgddi.manifest import (
     manifest_dir,
     refresh_index,
 )
-from .config import Between, StageConfig, seed_of, file_hash
+from .config import Between, StageConfig, seed_of, file_hash, memory_advice
 from .report import atomic_path, progress_bar
 from .shard import Share, launch, stage_cli
 from .diffusion import PRECISIONS
@@ -58,6 +58,13 @@ class HealthyConfig(StageConfig):
     "Settings of the healthy stage (paper 3.2, E.3, F.1): CPU-safe defaults, the paper's values noted."
 
     unhashed: ClassVar[tuple] = ("device", "limit", "n_show", "num_processes", "batch_size")
+    # what lowers its device memory, named when it runs out (`cgddi.config.memory_advice`)
+    memory_knobs: ClassVar[dict] = dict(
+        batch_size="images repainted per pipeline call: lower it",
+        n_candidates="repaints of one image, made in one batch: fewer (the best of fewer is kept)",
+        inpaint_size="the side the model paints at: lower it (memory grows with its square)",
+        dtype="fp16 halves the weights (auto: fp16 on a GPU)",
+    )
     allowed: ClassVar[dict] = dict(
         backend=BACKENDS,
         inpaint_size=Between(8),
@@ -553,8 +560,10 @@ def make_healthy(
     mine, healed = share.mine(todo.itertuples()), []
     with progress_bar(total=len(mine), desc=f"healthy synthetics{share.desc}") as bar:
         for i in range(0, len(mine), cfg.batch_size):
-            healed += _heal_batch(work, mine[i : i + cfg.batch_size], inpainter)
-            bar.update(len(mine[i : i + cfg.batch_size]))
+            batch = mine[i : i + cfg.batch_size]
+            with memory_advice(cfg, "01_healthy", f"repainting DDI {', '.join(str(r.ddi_id) for r in batch)}"):
+                healed += _heal_batch(work, batch, inpainter)
+            bar.update(len(batch))
     healed = share.gather(healed)
     if not share.is_main:
         return None

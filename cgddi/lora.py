@@ -40,7 +40,7 @@ from cgddi.manifest import (
     set_test_ids,
     write_set_split,
 )
-from .config import Between, StageConfig, file_hash, link_or_copy
+from .config import Between, StageConfig, file_hash, link_or_copy, memory_advice
 from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
 from .tiny import model_load_error, weights_label
@@ -83,6 +83,14 @@ class LoRAConfig(StageConfig):
         "validation_samples",
         "card_license",
         "num_processes",
+    )
+    # what lowers its device memory, named when it runs out (`cgddi.config.memory_advice`)
+    memory_knobs: ClassVar[dict] = dict(
+        batch_size="instance images a step, and as many class images: lower it",
+        resolution="the side it trains at: lower it (memory grows with its square)",
+        gradient_checkpointing="true: activations recomputed in the backward pass instead of kept",
+        use_8bit_adam="true: bitsandbytes' 8-bit optimiser states (CUDA)",
+        precision="fp16 or bf16 (auto: fp16 on a GPU)",
     )
     allowed: ClassVar[dict] = dict(
         generators=GENERATORS,
@@ -521,7 +529,8 @@ def train_loras(
             (gset, c, instance_images(work, pd.Series(c._asdict()), ddi, gset), classes) for c in concepts.itertuples()
         ]
     for gset, c, inst, classes in progress_bar(share.mine(items), desc=f"LoRA adapters{share.desc}"):
-        _adapter(work, c, inst, classes, cfg, model, loaded, gset)
+        with memory_advice(cfg, "04_lora", f"training the adapter of {c.token} ({gset})"):
+            _adapter(work, c, inst, classes, cfg, model, loaded, gset)
     if loaded:
         release_disease(loaded["acc"], stage_end=True)
     share.wait()

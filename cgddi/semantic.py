@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 import matplotlib.pyplot as plt
 from PIL import Image
+from accelerate.utils import find_executable_batch_size
 from safetensors.torch import load_file
 from .data import DataError, TONE_ORDER, read_data
 from .leakage import passes_size_rule
@@ -37,7 +38,7 @@ from cgddi.manifest import (
     set_test_ids,
     MANIFEST_COLUMNS,
 )
-from .config import Between, StageConfig, seed_of, file_hash, params_hash
+from .config import Between, StageConfig, seed_of, file_hash, params_hash, is_out_of_memory, memory_advice
 from .diffusion import PRECISIONS, PROMPT_TEMPLATES, instance_prompt, model_label, resolve_model, torch_setup
 from .lora import lora_rank
 from .tiny import model_load_error
@@ -76,6 +77,12 @@ class SemanticConfig(StageConfig):
         "device",
         "compile_unet",
         "n_show",
+    )
+    # what lowers its device memory, named when it runs out (`cgddi.config.memory_advice`)
+    memory_knobs: ClassVar[dict] = dict(
+        batch_size="images per pipeline call: halved by the stage itself when a call does not fit",
+        resolution="the side it samples at: lower it (memory grows with its square)",
+        dtype="fp16 halves the weights (auto: fp16 on a GPU)",
     )
     allowed: ClassVar[dict] = dict(
         generators=GENERATORS,
@@ -277,6 +284,7 @@ class SemanticSampler:
         from diffusers import StableDiffusionImg2ImgPipeline
 
         self.work, self.cfg, self.current, self.concepts, self.base = Path(work_dir), cfg, None, None, None
+        self.batch_size = cfg.batch_size  # images a call: halved when a call runs out of memory (`_sample_chunk`)
         self.device, dt = torch_setup(cfg.device, cfg.dtype)  # "auto": this process's device under accelerate launch
         try:
             self.pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
@@ -484,18 +492,39 @@ def _sample_chunk(
     )
     pending = [m for m in manifest if not synthetic_done(work / m["image"], m["params_hash"])]
     bar.update(len(manifest) - len(pending))
-    canvas_of = dict(zip(rows.image, rows.canvas))
-    for i in range(0, len(pending), cfg.batch_size):
-        batch = pending[i : i + cfg.batch_size]
-        ims = sampler(
-            slug,
-            [Image.open(work / canvas_of[b["image"]]) for b in batch],
-            [b["caption"] for b in batch],
-            [b["seed"] for b in batch],
+    canvas_of, written = dict(zip(rows.image, rows.canvas)), set()
+
+    def sample(batch_size: int):
+        left = [m for m in pending if m["image"] not in written]  # what a call too large left undone
+        for i in range(0, len(left), batch_size):
+            batch = left[i : i + batch_size]
+            ims = sampler(
+                slug,
+                [Image.open(work / canvas_of[b["image"]]) for b in batch],
+                [b["caption"] for b in batch],
+                [b["seed"] for b in batch],
+            )
+            for im, b in zip(ims, batch):
+                save_synthetic(im, work / b["image"], b)
+                written.add(b["image"])
+            bar.update(len(batch))
+
+    def halve() -> int:
+        if sampler.batch_size == 1:  # not even one image fits: `memory_advice` says what to change
+            raise sys.exc_info()[1]
+        was, sampler.batch_size = sampler.batch_size, sampler.batch_size // 2
+        print(
+            f"05_semantic: {was} images a call ran out of memory; {sampler.batch_size} from now on "
+            "(the same images: each has its own seed)."
         )
-        for im, b in zip(ims, batch):
-            save_synthetic(im, work / b["image"], b)
-        bar.update(len(batch))
+        return sampler.batch_size
+
+    try:
+        sample(sampler.batch_size)
+    except RuntimeError as e:  # accelerate's batch finder from here on (each of its calls collects garbage: not before)
+        if not is_out_of_memory(e):
+            raise
+        find_executable_batch_size(sample, starting_batch_size=halve(), reduce_batch_size_fn=halve)()
     write_shard(pd.DataFrame(manifest, columns=MANIFEST_COLUMNS), work, "semantic", rows.chunk.iloc[0])
     return dict(sampled=len(pending), skipped=len(manifest) - len(pending))
 
@@ -556,8 +585,9 @@ def sample_semantic(
         elif current != gset:
             sampler.use_set(concepts[gset])
             current = gset
-        for k, v in _sample_chunk(work, rows, sampler, cfg, row_hashes, bar).items():
-            counts[k] += v
+        with memory_advice(cfg, "05_semantic", f"sampling {slug} one image at a time"):
+            for k, v in _sample_chunk(work, rows, sampler, cfg, row_hashes, bar).items():
+                counts[k] += v
     bar.close()
     share.wait()
     # every process's shards written: the index brought up to date once

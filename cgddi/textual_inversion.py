@@ -29,7 +29,7 @@ from cgddi.manifest import (
     protocol_set,
     split_test_ids,
 )
-from .config import Between, StageConfig, seed_of, file_hash
+from .config import Between, StageConfig, seed_of, file_hash, memory_advice
 from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
 from cgddi.diffusion import (
@@ -71,6 +71,12 @@ class TIConfig(StageConfig):
         "min_images",
         "diseases",
         "num_processes",
+    )
+    # what lowers its device memory, named when it runs out (`cgddi.config.memory_advice`)
+    memory_knobs: ClassVar[dict] = dict(
+        batch_size="images a micro-batch: lower it and raise gradient_accumulation_steps to keep their product",
+        resolution="the side it trains at: lower it (memory grows with its square)",
+        precision="fp16 or bf16 (auto: fp16 on a GPU)",
     )
     allowed: ClassVar[dict] = dict(
         generators=GENERATORS,
@@ -432,7 +438,8 @@ def train_textual_inversion(
             )
         sets.append((gset, mode, seed, [g for _, g in training_set.groupby("disease_joined", sort=True)]))
     for gset, g in progress_bar(share.mine((s[0], g) for s in sets for g in s[3]), desc=f"tokens{share.desc}"):
-        _token(work, g, cfg, model, loaded, gset)
+        with memory_advice(cfg, "03_textual_inversion", f"training the token of {g.disease_joined.iloc[0]} ({gset})"):
+            _token(work, g, cfg, model, loaded, gset)
     if loaded:
         release_disease(loaded["acc"], stage_end=True)
     share.wait()

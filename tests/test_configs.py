@@ -27,9 +27,10 @@ def test_config_fields_are_the_notebook_parameters(stage):
 
 
 @pytest.mark.parametrize("stage", list(STAGES))
-def test_unhashed_names_are_fields(stage):
+def test_unhashed_and_memory_names_are_fields(stage):
     cls = stage_config(stage)
     assert set(cls.unhashed) - {f.name for f in dataclasses.fields(cls)} == set()
+    assert set(cls.memory_knobs) - {f.name for f in dataclasses.fields(cls)} == set()  # what OutOfMemory names
 
 
 def test_a_per_disease_batch_keeps_the_images_it_shares():
