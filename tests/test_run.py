@@ -50,6 +50,10 @@ def report(tmp_path_factory):
         "work_dir: work\nstages:\n  00_data:\n    benchmark_n_images: 30\n    split_seeds: [36, 37]\n    "
         "masks: sddi+auto\n",
     )
+    (d / "diseases").mkdir()  # one disease with its own settings (the notebooks' defaults: 4 steps)
+    (d / "diseases" / "melanoma.yaml").write_text(
+        "stages:\n  03_textual_inversion: {steps: 6}\n  04_lora: {steps: 3}\n"
+    )
     r = cgddi("run", "--params", str(p), "--out", str(d / "report"))
     assert r.returncode == 0, r.stderr
     for stage in stage_notebooks(ROOT / "nbs"):
@@ -166,6 +170,8 @@ def test_provenance(report):
     out, params = report
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["params_sha256"] == hashlib.sha256(params.read_bytes()).hexdigest()
+    melanoma = params.parent / "diseases" / "melanoma.yaml"
+    assert prov["disease_files_sha256"] == {str(melanoma): hashlib.sha256(melanoma.read_bytes()).hexdigest()}
     assert prov["seeds"] == {"stages.00_data.split_seeds": [36, 37]}
     assert prov["packages"]["torch"] and prov["packages"]["cgddi"] and prov["device"]["kind"] in ("cpu", "cuda")
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
@@ -341,6 +347,23 @@ def test_a_work_dir_that_is_a_file_is_refused_before_running(tmp_path, cgddi_her
         and str(p) in r.stderr
     )
     assert not (tmp_path / "report").exists()
+
+
+def test_a_disease_file_trains_that_disease_with_its_own_settings(report):
+    work = report[1].parent / "work"
+    losses = {
+        (stage, f.parent.name): json.loads(f.read_text())["losses"]
+        for stage, name in [("textual_inversion", "ti.json"), ("lora", "lora.json")]
+        for f in (work / stage / "shared").glob(f"*/{name}")
+    }
+    steps = {k: len(v["instance"] if k[0] == "lora" else v) for k, v in losses.items()}  # LoRA: instance and prior
+    assert steps.pop(("textual_inversion", "melanoma")) == 6 and steps.pop(("lora", "melanoma")) == 3
+    assert len(steps) >= 4 and set(steps.values()) == {4}  # every other disease: the section's (default) 4 steps
+    for table, own in [("tab_03_tokens", "melanoma: steps 6"), ("tab_04_adapters", "melanoma: steps 3")]:
+        assert (
+            f"Diseases with their own settings (params/diseases): {own}."
+            in (report[0] / "tables" / f"{table}.md").read_text()
+        )
 
 
 def test_a_second_run_writes_nothing(report, tmp_path):
