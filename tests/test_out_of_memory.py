@@ -18,7 +18,10 @@ from cgddi.semantic import SemanticConfig, SemanticSampler, sample_semantic
 from cgddi.textual_inversion import TIConfig, train_textual_inversion
 
 OOM = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 14.56 GiB"
-SAMPLER = SemanticConfig(repeats=1, steps=4, resolution=32, out_size=64, batch_size=3, chunk_size=5, device="cpu")
+# 3 plan rows of each disease: a first call of 3 images (kept short: the suite's time)
+SAMPLER = SemanticConfig(
+    repeats=1, steps=4, resolution=32, out_size=64, batch_size=3, chunk_size=5, limit=3, device="cpu"
+)
 
 
 def _oom(*args, **kwargs):
