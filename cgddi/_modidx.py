@@ -93,6 +93,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'cgddi.config.PerDisease.__str__': ('config.html#perdisease.__str__', 'cgddi/config.py'),
                               'cgddi.config.PerDisease.why_not': ('config.html#perdisease.why_not', 'cgddi/config.py'),
                               'cgddi.config.StageConfig': ('config.html#stageconfig', 'cgddi/config.py'),
+                              'cgddi.config.StageConfig._disease_settings': ( 'config.html#stageconfig._disease_settings',
+                                                                              'cgddi/config.py'),
                               'cgddi.config.StageConfig.check_disease_settings': ( 'config.html#stageconfig.check_disease_settings',
                                                                                    'cgddi/config.py'),
                               'cgddi.config.StageConfig.check_disease_slugs': ( 'config.html#stageconfig.check_disease_slugs',

@@ -137,10 +137,16 @@ class StageConfig:
         "The `params_hash` of `settings(**extra)`."
         return params_hash(self.settings(**extra))
 
+    @property
+    def _disease_settings(self) -> dict:
+        "Disease slug -> its own settings (empty for a config without `disease_settings`)."
+        return getattr(self, "disease_settings", None) or {}
+
     def check_disease_settings(self):
         "Raise a ValueError when `disease_settings` (if the config has it) sets what its `allowed` rule refuses."
-        rule, value = self.allowed.get("disease_settings"), getattr(self, "disease_settings", None)
-        if value is not None and (why := value_error("disease_settings", value, rule)):
+        if self._disease_settings and (
+            why := value_error("disease_settings", self.disease_settings, self.allowed["disease_settings"])
+        ):
             raise ValueError(f"{type(self).__name__}: {why}.")
 
     def for_disease(
@@ -148,7 +154,7 @@ class StageConfig:
         slug: str,  # the disease's `disease_slug`
     ):
         "The settings one disease is trained with: these, with its entry of `disease_settings` (if any) applied."
-        own = (getattr(self, "disease_settings", None) or {}).get(slug)
+        own = self._disease_settings.get(slug)
         return replace(self, **own) if own else self
 
     def check_disease_slugs(
@@ -157,7 +163,7 @@ class StageConfig:
         table,  # where they come from, named in the error
     ):
         "Raise a ValueError naming each `disease_settings` slug that no disease has (a misspelt file name)."
-        if unknown := sorted(set(getattr(self, "disease_settings", None) or {}) - set(known)):
+        if unknown := sorted(set(self._disease_settings) - set(known)):
             raise ValueError(
                 f"{', '.join(f'params/diseases/{s}.yaml' for s in unknown)}: no disease {unknown} in {table}; "
                 f"name the file after one of its slugs: {sorted(set(known))}."
@@ -168,7 +174,7 @@ def own_settings_note(
     cfg: StageConfig,  # a stage's settings
 ) -> str:
     "A caption's note of the diseases trained with their own settings (empty when none)."
-    own = getattr(cfg, "disease_settings", None) or {}
+    own = cfg._disease_settings
     if not own:
         return ""
     each = "; ".join(f"{slug}: " + ", ".join(f"{k} {v}" for k, v in s.items()) for slug, s in sorted(own.items()))

@@ -123,11 +123,8 @@ def _with_disease_files(params: dict, params_file, notebooks: dict, declared: di
     sections = params["stages"] = params.get("stages") or {}
     takers = [s for s in notebooks if "disease_settings" in declared[s]]
     for f in files:
-        try:
-            own = yaml.safe_load(f.read_text())
-        except yaml.YAMLError as e:
-            raise ParamsError(f"{f}: not valid YAML ({e}).") from e
-        if not isinstance(own, dict) or set(own) != {"stages"} or not isinstance(own["stages"], dict):
+        own = load_params(f)  # YAML and its shape, as a params file's
+        if set(own) != {"stages"}:
             raise ParamsError(
                 f"{f}: expected only `stages:`, with a section for each stage whose settings differ for disease "
                 f"{f.stem!r} (e.g. `stages: {{04_lora: {{steps: 1500}}}}`); the stages that take them: {takers}."
