@@ -7,11 +7,12 @@ import torch
 import pandas as pd
 import pytest
 from PIL import Image
+from conftest import TINY_LORA
 from cgddi.data import DataError, read_data
 from cgddi.manifest import ManifestError, read_manifest, manifest_dir, set_test_ids
 from cgddi.leakage import audit_leakage
 from cgddi.textual_inversion import TIConfig, ti_training_set, train_textual_inversion
-from cgddi.lora import LoRAConfig, train_loras
+from cgddi.lora import LoRAConfig, lora_rank, train_loras
 from cgddi.semantic import SemanticConfig, sample_semantic, semantic_plan
 from cgddi.shard import launch
 
@@ -172,23 +173,33 @@ def _two_diseases(work):
 
 def test_compiled_sampler_swaps_adapters_without_recompiling(lora_work, tmp_path):
     """With compile_unet the UNet compiles once, after the first adapter is fused; a disease switch swaps weights in
-    place."""
+    place, also to a later generator set where a disease has its own, wider rank (`params/diseases/<slug>.yaml`): the
+    graph runs the fused base weights, so an adapter's rank is not in it."""
     import torch
     from cgddi.semantic import SemanticSampler
     from cgddi.diffusion import resolve_model
 
-    work = lora_work
+    work = _copy(lora_work, tmp_path / "w")
     concepts, (a, b), args, cfg = _two_diseases(work)
-    eager = SemanticSampler(work, resolve_model("tiny", work), concepts, cfg)
-    want = {d: [np.asarray(im, np.int16) for im in eager(d, *args)] for d in (a, b, a)}
+    shutil.copytree(work / "lora" / "shared", work / "lora" / "narrow")
+    narrow = concepts.assign(lora=concepts.lora.str.replace("lora/shared/", "lora/narrow/"))
+    train_loras(work, LoRAConfig(**TINY_LORA, disease_settings={b: {"rank": 3}}))  # b's shared adapter, now rank 3
+    assert [lora_rank(work / c.set_index("disease_slug").loc[b, "lora"]) for c in (narrow, concepts)] == [2, 3]
+    model = resolve_model("tiny", work)
+    eager = SemanticSampler(work, model, narrow, cfg)
+    want = [[np.asarray(im, np.int16) for im in eager(d, *args)] for d in (a, b)]
+    want.append([np.asarray(im, np.int16) for im in SemanticSampler(work, model, concepts, cfg)(b, *args)])
     torch._dynamo.reset()
-    compiled = SemanticSampler(work, resolve_model("tiny", work), concepts, dataclasses.replace(cfg, compile_unet=True))
+    compiled = SemanticSampler(work, model, narrow, dataclasses.replace(cfg, compile_unet=True))
     compiled(a, *args)
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-    for d in (b, a):
+    for k, d in [(1, b), (0, a), (2, b)]:
+        if k == 2:
+            compiled.use_set(concepts)
         got = [np.asarray(im, np.int16) for im in compiled(d, *args)]
-        assert all(np.abs(g - w).max() <= 2 for g, w in zip(got, want[d])), d  # the right adapter, fused
+        assert all(np.abs(g - w).max() <= 2 for g, w in zip(got, want[k])), d  # the right adapter, fused
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs  # no recompilation on a switch
+    assert not all((w == v).all() for w, v in zip(want[1], want[2]))  # the wider adapter is another adapter
 
 
 def test_an_image_does_not_depend_on_the_adapters_fused_before(lora_work):
