@@ -5,7 +5,7 @@ content hashes that name a file's version."""
 
 # %% ../nbs/00j_config.ipynb #cfg01
 from __future__ import annotations
-import atexit, contextlib, hashlib, json, os, shutil, tempfile
+import atexit, contextlib, difflib, hashlib, json, os, re, shutil, tempfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import ClassVar
@@ -13,8 +13,9 @@ import numpy as np
 from .report import atomic_path
 
 # %% auto #0
-__all__ = ['params_hash', 'Between', 'value_error', 'PerDisease', 'StageConfig', 'own_settings_note', 'OutOfMemory',
-           'is_out_of_memory', 'memory_message', 'memory_advice', 'seed_of', 'link_or_copy', 'file_hash', 'scratch_dir']
+__all__ = ['params_hash', 'Between', 'did_you_mean', 'value_error', 'PerDisease', 'ModelRef', 'StageConfig', 'own_settings_note',
+           'OutOfMemory', 'is_out_of_memory', 'memory_message', 'memory_advice', 'seed_of', 'link_or_copy', 'file_hash',
+           'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
 def params_hash(
@@ -43,18 +44,28 @@ class Between:
         return f"in {'(' if self.open_lo else '['}{self.lo}, {self.hi}]"
 
 
+def did_you_mean(
+    word,  # what was written
+    choices,  # what it could have been
+) -> str:
+    "` (did you mean 'x'?)` for the nearest of `choices` when one is near `word` (a typing slip), else an empty string."
+    near = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.75)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
 def value_error(
     key: str,  # the setting
     value,  # its value (a list: each element is checked)
     allowed,  # a tuple of allowed values or a `Between`
 ) -> str | None:
     "Why `value` is not allowed for `key`, or None when it is."
-    if isinstance(allowed, PerDisease):
+    if hasattr(allowed, "why_not"):  # a rule that says why itself (`PerDisease`, `ModelRef`)
         return None if (why := allowed.why_not(value)) is None else f"key {key!r}: {why}"
     bad = [v for v in (value if isinstance(value, list) else [value]) if v is not None and v not in allowed]
     if not bad:
         return None
-    return f"key {key!r} = {value!r} must be {_describe(allowed)}"
+    near = did_you_mean(bad[0], allowed) if isinstance(allowed, tuple) and isinstance(bad[0], str) else ""
+    return f"key {key!r} = {value!r} must be {_describe(allowed)}{near}"
 
 
 def _describe(rule) -> str:
@@ -81,7 +92,8 @@ class PerDisease:
                 return f"{where}: expected a mapping of setting: value, got {own!r}"
             for k, v in own.items():
                 if k not in self.rules:
-                    return f"{where}: {k!r} cannot differ per disease; a disease may set {list(self.rules)}"
+                    near = did_you_mean(k, self.rules)
+                    return f"{where}: {k!r} cannot differ per disease{near}; a disease may set {list(self.rules)}"
                 typ, rule = self.rules[k]
                 right_type = isinstance(v, typ) or (typ is float and isinstance(v, int))
                 if isinstance(v, bool) and typ is not bool or not right_type:
@@ -95,6 +107,35 @@ class PerDisease:
 
     def __str__(self) -> str:
         return f"a mapping of disease slug -> {{setting: value}} of the settings {list(self.rules)}"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """What a model setting allows: one of `names` (a model cgddi ships or builds), a local folder, or a hub id
+    `owner/name`; checked with the params file, so a slip is named before any stage runs, not when the stage that
+    loads the model starts."""
+
+    names: tuple = ("tiny",)  # the names cgddi resolves itself (`cgddi.diffusion.resolve_model`)
+
+    def why_not(
+        self,
+        value,  # the setting's value
+    ) -> str | None:
+        "Why `value` names no model, or None when it may (whether a hub id exists is known only when it loads)."
+        if not isinstance(value, str) or value in self.names or Path(value).expanduser().is_dir():
+            return None
+        if re.fullmatch(r"[\w.-]+/[\w.-]+", value):
+            return None
+        return (
+            f"{value!r} is none of {list(self.names)}{did_you_mean(value, self.names)}, no folder and no hub id "
+            "(owner/name)"
+        )
+
+    def __contains__(self, value) -> bool:
+        return self.why_not(value) is None
+
+    def __str__(self) -> str:
+        return f"one of {list(self.names)}, a local folder or a hub id (owner/name)"
 
 
 @dataclass(kw_only=True)
@@ -165,8 +206,8 @@ class StageConfig:
         "Raise a ValueError naming each `disease_settings` slug that no disease has (a misspelt file name)."
         if unknown := sorted(set(self._disease_settings) - set(known)):
             raise ValueError(
-                f"{', '.join(f'params/diseases/{s}.yaml' for s in unknown)}: no disease {unknown} in {table}; "
-                f"name the file after one of its slugs: {sorted(set(known))}."
+                f"{', '.join(f'params/diseases/{s}.yaml' for s in unknown)}: no disease {unknown} in {table}"
+                f"{did_you_mean(unknown[0], set(known))}; name the file after one of its slugs: {sorted(set(known))}."
             )
 
 

@@ -22,15 +22,17 @@ from diffusers.training_utils import compute_snr
 from .data import DataError, TONE_ORDER, read_image
 from safetensors.torch import load_file, save_file
 from .report import atomic_path
+from .config import ModelRef
 from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL
 from .layout import MODELS
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'CLASS_PROMPTS', 'REFERENCE_SUFFIXES',
-           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'PRECISIONS', 'STATE_DIR', 'disease_token', 'instance_prompt',
-           'class_prompt', 'resolve_model', 'model_label', 'precision_value', 'torch_setup', 'mixed_precision',
-           'training_accelerator', 'release_disease', 'use_set_text_parts', 'load_sd', 'TrainingState', 'square_image',
-           'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
+           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'SD_MODEL', 'PRECISIONS', 'STATE_DIR', 'disease_token',
+           'instance_prompt', 'class_prompt', 'resolve_model', 'model_label', 'precision_value', 'torch_setup',
+           'mixed_precision', 'training_accelerator', 'release_disease', 'use_set_text_parts', 'load_sd',
+           'TrainingState', 'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean',
+           'plot_losses']
 
 # %% ../nbs/00e_diffusion.ipynb #33b08fc7
 INSTANCE_PROMPT = "An image of {token} on a {tone}-toned individual"
@@ -96,6 +98,9 @@ def class_prompt(
     return CLASS_PROMPTS[template].format(tone=_tone(tone)) + suffix
 
 # %% ../nbs/00e_diffusion.ipynb #ebd8f56f
+SD_MODEL = ModelRef(("mini", "tiny"))  # what a Stable Diffusion setting (`sd_model`, `sd_inpaint_model`) may name
+
+
 def resolve_model(
     model: str,  # hub id, local folder, "mini" (the shipped pretrained mini model) or "tiny"
     work_dir,  # run root (tiny models are written under models/)

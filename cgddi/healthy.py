@@ -38,10 +38,10 @@ from cgddi.manifest import (
     manifest_dir,
     refresh_index,
 )
-from .config import Between, StageConfig, seed_of, file_hash, memory_advice
+from .config import Between, ModelRef, StageConfig, seed_of, file_hash, memory_advice
 from .report import atomic_path, progress_bar
 from .shard import Share, launch, stage_cli
-from .diffusion import PRECISIONS
+from .diffusion import PRECISIONS, SD_MODEL
 from .tiny import tiny_kandinsky, is_tiny, model_load_error, weights_label, TINY_LABEL
 from .layout import DDI_TABLE, MODELS, HEALTHY, HEALTHY_IMAGES, HEALTHY_MASKS, REVIEW_SHEET
 
@@ -67,6 +67,9 @@ class HealthyConfig(StageConfig):
     )
     allowed: ClassVar[dict] = dict(
         backend=BACKENDS,
+        kandinsky_prior=ModelRef(("tiny",)),
+        kandinsky_decoder=ModelRef(("tiny",)),
+        sd_inpaint_model=SD_MODEL,
         inpaint_size=Between(8),
         mask_crop=Between(0),
         steps=Between(1),

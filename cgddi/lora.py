@@ -45,6 +45,7 @@ from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
 from .tiny import model_load_error, weights_label
 from cgddi.diffusion import (
+    SD_MODEL,
     PRECISIONS,
     INSTANCE_PROMPT,
     PROMPT_TEMPLATES,
@@ -95,6 +96,7 @@ class LoRAConfig(StageConfig):
     )
     allowed: ClassVar[dict] = dict(
         generators=GENERATORS,
+        sd_model=SD_MODEL,
         prompt_template=tuple(PROMPT_TEMPLATES),
         rank=Between(1),
         resolution=Between(8),

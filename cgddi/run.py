@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 import cgddi
 from dataclasses import dataclass
-from .config import scratch_dir, value_error
+from .config import did_you_mean, scratch_dir, value_error
 from cgddi.report import (
     BENCHMARK_NOTICE,
     PROGRESS_ENV,
@@ -131,7 +131,10 @@ def _with_disease_files(params: dict, params_file, notebooks: dict, declared: di
             )
         for s, section in own["stages"].items():
             if s not in takers:
-                raise ParamsError(f"{f}: stage {s!r} takes no per-disease settings; the stages that do: {takers}.")
+                raise ParamsError(
+                    f"{f}: stage {s!r}{did_you_mean(s, takers)} takes no per-disease settings; the stages that do: "
+                    f"{takers}."
+                )
             if not isinstance(section, dict):
                 raise ParamsError(f"{f}: `stages: {s}:` must be a mapping of setting: value.")
             mine = dict(sections.get(s) or {})
@@ -171,20 +174,23 @@ def check_params(
     for k in common:
         if not any(k in d for d in declared.values()):
             raise ParamsError(
-                f"{params_file}: unknown key {k!r}: no stage notebook declares it "
-                f"(checked {', '.join(nb.name for nb in notebooks.values())})."
+                f"{params_file}: unknown key {k!r}{did_you_mean(k, set().union(*declared.values()))}: no stage "
+                f"notebook declares it (checked {', '.join(nb.name for nb in notebooks.values())})."
             )
     sections = params.get("stages") or {}
     for s, section in sections.items():
         if s not in notebooks:
-            raise ParamsError(f"{params_file}: unknown stage {s!r} under `stages:`; stages are {list(notebooks)}.")
+            raise ParamsError(
+                f"{params_file}: unknown stage {s!r}{did_you_mean(s, notebooks)} under `stages:`; stages are "
+                f"{list(notebooks)}."
+            )
         if not isinstance(section, dict):
             raise ParamsError(f"{params_file}: `stages: {s}:` must be a mapping of parameter: value.")
         for k in section:
             if k not in declared[s]:
                 raise ParamsError(
-                    f"{params_file}: unknown key {k!r} under `stages: {s}:`: {notebooks[s].name} does not declare it "
-                    f"(it declares {sorted(declared[s])})."
+                    f"{params_file}: unknown key {k!r}{did_you_mean(k, declared[s])} under `stages: {s}:`: "
+                    f"{notebooks[s].name} does not declare it (it declares {sorted(declared[s])})."
                 )
     out = {
         s: {k: _check(k, v, s) for k, v in (common | (sections.get(s) or {})).items() if k in declared[s]}
@@ -368,7 +374,9 @@ def _select(notebooks: dict[str, Path], stages) -> dict[str, Path]:
     for s in stages:
         hits = [k for k in notebooks if k == s or k.split("_")[0] == s]
         if not hits:
-            raise ParamsError(f"--stages: unknown stage {s!r}; stages are {list(notebooks)}.")
+            raise ParamsError(
+                f"--stages: unknown stage {s!r}{did_you_mean(s, notebooks)}; stages are {list(notebooks)}."
+            )
         picked[hits[0]] = notebooks[hits[0]]
     return {k: v for k, v in notebooks.items() if k in picked}
 
@@ -741,7 +749,7 @@ def stage_parameters(
     "The flat parameters `stage` gets from `params_file` (paths resolved), as `cgddi run` passes them."
     notebooks = stage_notebooks(project_root() / "nbs")
     if stage not in notebooks:
-        raise ParamsError(f"unknown stage {stage!r}; stages are {list(notebooks)}.")
+        raise ParamsError(f"unknown stage {stage!r}{did_you_mean(stage, notebooks)}; stages are {list(notebooks)}.")
     return check_params(load_params(params_file), notebooks, Path(params_file).resolve())[stage]
 
 

@@ -39,7 +39,15 @@ from cgddi.manifest import (
     MANIFEST_COLUMNS,
 )
 from .config import Between, StageConfig, seed_of, file_hash, params_hash, is_out_of_memory, memory_advice
-from .diffusion import PRECISIONS, PROMPT_TEMPLATES, instance_prompt, model_label, resolve_model, torch_setup
+from cgddi.diffusion import (
+    PRECISIONS,
+    PROMPT_TEMPLATES,
+    SD_MODEL,
+    instance_prompt,
+    model_label,
+    resolve_model,
+    torch_setup,
+)
 from .lora import lora_rank
 from .tiny import model_load_error
 from .report import progress_bar
@@ -86,6 +94,7 @@ class SemanticConfig(StageConfig):
     )
     allowed: ClassVar[dict] = dict(
         generators=GENERATORS,
+        sd_model=SD_MODEL,
         plan_mode=PLAN_MODES,
         repeats=Between(1),
         balanced_target=Between(1),

@@ -33,6 +33,7 @@ from .config import Between, PerDisease, StageConfig, own_settings_note, seed_of
 from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
 from cgddi.diffusion import (
+    SD_MODEL,
     PRECISIONS,
     PROMPT_TEMPLATES,
     disease_token,
@@ -81,6 +82,7 @@ class TIConfig(StageConfig):
     )
     allowed: ClassVar[dict] = dict(
         generators=GENERATORS,
+        sd_model=SD_MODEL,
         split_mode=SPLIT_MODES,
         holdout_frac=Between(0, 0.99),
         min_images=Between(1),
