@@ -13,6 +13,7 @@ from functools import cache, lru_cache
 from typing import Callable, ClassVar
 import numpy as np
 import pandas as pd
+import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,7 +41,7 @@ from cgddi.manifest import (
     split_name,
     protocol_set,
 )
-from .config import Between, StageConfig, memory_advice
+from .config import Architecture, Between, ModelRef, StageConfig, memory_advice
 from cgddi.leakage import (
     TRAIN_SET_COLUMNS,
     PAPER_MIN_TRAIN_SAMPLES,
@@ -89,6 +90,9 @@ SELECT_TIES = ("first", "loss")  # how `fit` chooses among epochs of equal selec
 EXTERNAL_SETS = {"f17k": "Fitzpatrick17k"}  # external test sets `external_test` may name
 
 
+_TIMM = Architecture("timm", frozenset(timm.list_models()))  # what `resnet` and `vit` may name
+
+
 @dataclass(kw_only=True)
 class ClassifyConfig(StageConfig):
     "Settings of the classification stage (paper 4.2, G.1-G.3): CPU-safe defaults, the paper's values noted."
@@ -116,6 +120,9 @@ class ClassifyConfig(StageConfig):
         protocols=SPLIT_MODES,
         real_methods=METHODS,
         synthetic_method=METHODS,
+        resnet=_TIMM,
+        vit=_TIMM,
+        text_encoder=ModelRef(("tiny",)),
         experiments=tuple(EXPERIMENTS),
         resize=Between(8),
         crop=Between(8),

@@ -13,9 +13,9 @@ import numpy as np
 from .report import atomic_path
 
 # %% auto #0
-__all__ = ['params_hash', 'Between', 'did_you_mean', 'value_error', 'PerDisease', 'ModelRef', 'StageConfig', 'own_settings_note',
-           'OutOfMemory', 'is_out_of_memory', 'memory_message', 'memory_advice', 'seed_of', 'link_or_copy', 'file_hash',
-           'scratch_dir']
+__all__ = ['params_hash', 'Between', 'did_you_mean', 'value_error', 'PerDisease', 'ModelRef', 'Architecture', 'StageConfig',
+           'own_settings_note', 'OutOfMemory', 'is_out_of_memory', 'memory_message', 'memory_advice', 'seed_of',
+           'link_or_copy', 'file_hash', 'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
 def params_hash(
@@ -136,6 +136,34 @@ class ModelRef:
 
     def __str__(self) -> str:
         return f"one of {list(self.names)}, a local folder or a hub id (owner/name)"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What a backbone setting allows: one of a library's architectures, a `.tag` naming its weights after it if any
+    (`resnet18.tv_in1k`), or a hub id behind the library's prefix (`hf-hub:owner/name`)."""
+
+    library: str  # named in the error, e.g. "timm"
+    names: frozenset  # the library's architectures (e.g. `timm.list_models()`), read where the config is defined
+    prefixes: tuple = ("hf-hub:",)  # what marks a hub id
+
+    def why_not(
+        self,
+        value,  # the setting's value
+    ) -> str | None:
+        "Why `value` names no architecture, or None when it does."
+        if not isinstance(value, str) or value.startswith(self.prefixes) or value.split(".")[0] in self.names:
+            return None
+        arch = value.split(".")[0]
+        return (
+            f"{value!r} is no {self.library} architecture{did_you_mean(arch, self.names)} and no {self.prefixes[0]} id"
+        )
+
+    def __contains__(self, value) -> bool:
+        return self.why_not(value) is None
+
+    def __str__(self) -> str:
+        return f"a {self.library} architecture or a {self.prefixes[0]} id"
 
 
 @dataclass(kw_only=True)
