@@ -126,16 +126,14 @@ class ModelRef:
             return None
         if re.fullmatch(r"[\w.-]+/[\w.-]+", value):
             return None
-        return (
-            f"{value!r} is none of {list(self.names)}{did_you_mean(value, self.names)}, no folder and no hub id "
-            "(owner/name)"
-        )
+        names = f"none of {list(self.names)}{did_you_mean(value, self.names)}, " if self.names else ""
+        return f"{value!r} is {names}no folder and no hub id (owner/name)"
 
     def __contains__(self, value) -> bool:
         return self.why_not(value) is None
 
     def __str__(self) -> str:
-        return f"one of {list(self.names)}, a local folder or a hub id (owner/name)"
+        return f"{f'one of {list(self.names)}, ' if self.names else ''}a local folder or a hub id (owner/name)"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 from .report import atomic_path, BENCHMARK_NOTICE, progress_bar
-from .config import Between, StageConfig
+from .config import Between, ModelRef, StageConfig
 from .layout import DDI_TABLE, FRAME_MASKS, SPLITS, BENCHMARK, EXTERNAL, frame_path, split_path
 
 # %% auto #0
@@ -529,6 +529,7 @@ class DataConfig(StageConfig):
         frame_mode=FRAME_MODES,
         masks=MASK_MODES,
         auto_mask_backend=AUTO_BACKENDS,
+        sam_model=ModelRef(()),
         benchmark_n_images=Between(1),
         benchmark_external=Between(0),
         split_seeds=Between(0),
