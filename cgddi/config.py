@@ -13,9 +13,9 @@ import numpy as np
 from .report import atomic_path
 
 # %% auto #0
-__all__ = ['params_hash', 'Between', 'did_you_mean', 'value_error', 'PerDisease', 'ModelRef', 'Architecture', 'StageConfig',
-           'own_settings_note', 'OutOfMemory', 'is_out_of_memory', 'memory_message', 'memory_advice', 'seed_of',
-           'link_or_copy', 'file_hash', 'scratch_dir']
+__all__ = ['params_hash', 'Between', 'did_you_mean', 'value_error', 'Rule', 'PerDisease', 'ModelRef', 'Architecture',
+           'StageConfig', 'own_settings_note', 'OutOfMemory', 'is_out_of_memory', 'memory_message', 'memory_advice',
+           'seed_of', 'link_or_copy', 'file_hash', 'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
 def params_hash(
@@ -56,10 +56,10 @@ def did_you_mean(
 def value_error(
     key: str,  # the setting
     value,  # its value (a list: each element is checked)
-    allowed,  # a tuple of allowed values or a `Between`
+    allowed,  # a tuple of allowed values, a `Between` or a `Rule`
 ) -> str | None:
     "Why `value` is not allowed for `key`, or None when it is."
-    if hasattr(allowed, "why_not"):  # a rule that says why itself (`PerDisease`, `ModelRef`)
+    if isinstance(allowed, Rule):
         return None if (why := allowed.why_not(value)) is None else f"key {key!r}: {why}"
     bad = [v for v in (value if isinstance(value, list) else [value]) if v is not None and v not in allowed]
     if not bad:
@@ -72,8 +72,22 @@ def _describe(rule) -> str:
     return f"one of {list(rule)}" if isinstance(rule, tuple) else str(rule)
 
 
+class Rule:
+    "A setting's rule that says itself why a value is refused (`why_not`: None when allowed)."
+
+    def why_not(
+        self,
+        value,  # the setting's value
+    ) -> str | None:
+        "Why `value` is refused, or None when it is allowed."
+        raise NotImplementedError
+
+    def __contains__(self, value) -> bool:
+        return self.why_not(value) is None
+
+
 @dataclass(frozen=True)
-class PerDisease:
+class PerDisease(Rule):
     """What `disease_settings` allows: disease slug -> {setting: value}, for the settings in `rules` only (those that
     shape one disease's output and nothing shared)."""
 
@@ -102,15 +116,12 @@ class PerDisease:
                     return f"{where}: {k!r} = {v!r} must be {_describe(rule)}"
         return None
 
-    def __contains__(self, value) -> bool:
-        return self.why_not(value) is None
-
     def __str__(self) -> str:
         return f"a mapping of disease slug -> {{setting: value}} of the settings {list(self.rules)}"
 
 
 @dataclass(frozen=True)
-class ModelRef:
+class ModelRef(Rule):
     """What a model setting allows: one of `names` (a model cgddi ships or builds), a local folder, or a hub id
     `owner/name`; checked with the params file, so a slip is named before any stage runs, not when the stage that
     loads the model starts."""
@@ -129,15 +140,12 @@ class ModelRef:
         names = f"none of {list(self.names)}{did_you_mean(value, self.names)}, " if self.names else ""
         return f"{value!r} is {names}no folder and no hub id (owner/name)"
 
-    def __contains__(self, value) -> bool:
-        return self.why_not(value) is None
-
     def __str__(self) -> str:
         return f"{f'one of {list(self.names)}, ' if self.names else ''}a local folder or a hub id (owner/name)"
 
 
 @dataclass(frozen=True)
-class Architecture:
+class Architecture(Rule):
     """What a backbone setting allows: one of a library's architectures, a `.tag` naming its weights after it if any
     (`resnet18.tv_in1k`), or a hub id behind the library's prefix (`hf-hub:owner/name`)."""
 
@@ -150,15 +158,13 @@ class Architecture:
         value,  # the setting's value
     ) -> str | None:
         "Why `value` names no architecture, or None when it does."
-        if not isinstance(value, str) or value.startswith(self.prefixes) or value.split(".")[0] in self.names:
+        if not isinstance(value, str) or value.startswith(self.prefixes):
             return None
-        arch = value.split(".")[0]
+        if (arch := value.split(".")[0]) in self.names:
+            return None
         return (
             f"{value!r} is no {self.library} architecture{did_you_mean(arch, self.names)} and no {self.prefixes[0]} id"
         )
-
-    def __contains__(self, value) -> bool:
-        return self.why_not(value) is None
 
     def __str__(self) -> str:
         return f"a {self.library} architecture or a {self.prefixes[0]} id"

@@ -113,10 +113,20 @@ def load_params(path) -> dict:
 DISEASES_DIR = "diseases"  # beside a params file: <slug>.yaml, the settings that differ for one disease
 
 
+def _disease_files(params_file) -> list[Path]:
+    "The `diseases/<slug>.yaml` files beside `params_file`, sorted."
+    return sorted((Path(params_file).resolve().parent / DISEASES_DIR).glob("*.yaml"))
+
+
+def _unknown_stage(name: str, notebooks) -> str:
+    "The end of an error for a stage name that is none of `notebooks`: the nearest name, if near, and all of them."
+    return f"unknown stage {name!r}{did_you_mean(name, notebooks)}; stages are {list(notebooks)}"
+
+
 def _with_disease_files(params: dict, params_file, notebooks: dict, declared: dict) -> dict:
     """`params` with each `diseases/<slug>.yaml` beside `params_file` folded in: each stage section of it becomes that
     disease's entry of the stage's `disease_settings`."""
-    files = sorted((Path(params_file).resolve().parent / DISEASES_DIR).glob("*.yaml"))
+    files = _disease_files(params_file)
     if not files:
         return params
     params = copy.deepcopy(params)
@@ -180,10 +190,7 @@ def check_params(
     sections = params.get("stages") or {}
     for s, section in sections.items():
         if s not in notebooks:
-            raise ParamsError(
-                f"{params_file}: unknown stage {s!r}{did_you_mean(s, notebooks)} under `stages:`; stages are "
-                f"{list(notebooks)}."
-            )
+            raise ParamsError(f"{params_file}: under `stages:`, {_unknown_stage(s, notebooks)}.")
         if not isinstance(section, dict):
             raise ParamsError(f"{params_file}: `stages: {s}:` must be a mapping of parameter: value.")
         for k in section:
@@ -352,8 +359,7 @@ def provenance(root: Path, params_file: Path, params: dict, stages: list[dict], 
         "params_sha256": hashlib.sha256(params_file.read_bytes()).hexdigest(),
         # a disease's own settings (`diseases/<slug>.yaml` beside the params file)
         "disease_files_sha256": {
-            str(f): hashlib.sha256(f.read_bytes()).hexdigest()
-            for f in sorted((params_file.parent / DISEASES_DIR).glob("*.yaml"))
+            str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in _disease_files(params_file)
         },
         "seeds": seeds_in(params),
         "packages": {p: _version(p) for p in PACKAGES},
@@ -374,9 +380,7 @@ def _select(notebooks: dict[str, Path], stages) -> dict[str, Path]:
     for s in stages:
         hits = [k for k in notebooks if k == s or k.split("_")[0] == s]
         if not hits:
-            raise ParamsError(
-                f"--stages: unknown stage {s!r}{did_you_mean(s, notebooks)}; stages are {list(notebooks)}."
-            )
+            raise ParamsError(f"--stages: {_unknown_stage(s, notebooks)}.")
         picked[hits[0]] = notebooks[hits[0]]
     return {k: v for k, v in notebooks.items() if k in picked}
 
@@ -749,7 +753,7 @@ def stage_parameters(
     "The flat parameters `stage` gets from `params_file` (paths resolved), as `cgddi run` passes them."
     notebooks = stage_notebooks(project_root() / "nbs")
     if stage not in notebooks:
-        raise ParamsError(f"unknown stage {stage!r}{did_you_mean(stage, notebooks)}; stages are {list(notebooks)}.")
+        raise ParamsError(f"{_unknown_stage(stage, notebooks)}.")
     return check_params(load_params(params_file), notebooks, Path(params_file).resolve())[stage]
 
 
