@@ -645,9 +645,16 @@ def plot_semantic_rows(
 ):
     "Figure 2 rows 3–4: a healthy canvas, then that canvas with the disease sampled onto each tone."
     work = Path(work_dir)
-    fig, axes = plt.subplots(len(diseases), 4, figsize=(7.5, 2.1 * len(diseases)), squeeze=False)
+    fig, axes = plt.subplots(max(len(diseases), 1), 4, figsize=(7.5, 2.1 * max(len(diseases), 1)), squeeze=False)
+    if not diseases:
+        axes[0, 0].text(0, 0.5, "no disease to show", fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
     for ax_row, d in zip(axes, diseases):
         s = semantic[semantic.disease_joined == d]
+        if s.empty:  # e.g. a balanced plan whose target its real images already meet
+            ax_row[0].text(0, 0.5, f"no semantic image of {d} here", fontsize=8)
+            continue
         base = s.groupby("base_id").tone.nunique().idxmax()
         s = s[s.base_id == base].drop_duplicates("tone").set_index("tone")
         canvas = canvases.set_index("base_id").loc[base, "image"]
@@ -657,8 +664,6 @@ def plot_semantic_rows(
             if t in s.index:
                 ax.imshow(Image.open(work / s.loc[t, "image"]))
                 ax.set_title(f"{d}, {t}", fontsize=7)
-        for ax in ax_row:
-            ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -677,7 +682,13 @@ def plot_by_training_size(
     work = Path(work_dir)
     sizes = semantic.groupby("disease_joined").n_train_samples.first().sort_values()
     pick = sizes.iloc[np.unique(np.linspace(0, len(sizes) - 1, min(max_rows, len(sizes))).round().astype(int))]
-    fig, axes = plt.subplots(len(pick), per_row, figsize=(1.9 * per_row, 2.0 * len(pick)), squeeze=False)
+    fig, axes = plt.subplots(
+        max(len(pick), 1), per_row, figsize=(1.9 * per_row, 2.0 * max(len(pick), 1)), squeeze=False
+    )
+    if pick.empty:
+        axes[0, 0].text(0, 0.5, "no semantic image here", fontsize=8)
+        for ax in axes.flat:
+            ax.axis("off")
     for ax_row, (d, n) in zip(axes, pick.items()):
         s = semantic[semantic.disease_joined == d]
         s = s.sample(min(per_row, len(s)), random_state=seed)
