@@ -6,7 +6,7 @@ renders the run's report: executed notebooks, tables, figures, `index.html` and 
 # %% ../nbs/00b_run.ipynb #50367c83
 from __future__ import annotations
 import argparse, contextlib, copy, datetime, functools, hashlib, importlib, json, os, pickle, platform, re, shutil
-import signal, subprocess, sys, tempfile, threading, time
+import shlex, signal, subprocess, sys, tempfile, threading, time
 from importlib import metadata
 from pathlib import Path
 import pandas as pd
@@ -26,10 +26,11 @@ from cgddi.report import (
 from .layout import DDI_TABLE
 
 # %% auto #0
-__all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'SUMMARY_TABLES', 'STANDALONE', 'STANDALONE_CACHE',
-           'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks', 'declared_parameters',
-           'accepts', 'load_params', 'check_params', 'Stage', 'value_rules', 'stage_config', 'device_info', 'seeds_in',
-           'provenance', 'run', 'main', 'stage_parameters', 'status', 'standalone']
+__all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'SUMMARY_TABLES', 'RUN_FACTS', 'STANDALONE',
+           'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks',
+           'declared_parameters', 'accepts', 'load_params', 'check_params', 'Stage', 'value_rules', 'stage_config',
+           'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'run', 'main', 'stage_parameters', 'status',
+           'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -517,6 +518,45 @@ def _run_stages(selected: dict, per_stage: dict, declared: dict, out: Path, quie
     return records, failure
 
 
+RUN_FACTS = ("started", "finished", "command", "git_commit", "git_dirty", "params_file", "params_sha256")
+
+
+def earlier_stages(
+    out: Path,  # the report folder
+    selected: dict,  # the stages this run executes
+    notebooks: dict,  # every stage notebook
+) -> tuple[list[dict], list[dict]]:
+    """The records of the stages an earlier `cgddi run` into `out` executed and this one does not (their executed
+    notebooks still there), each with `run_started`, the start of the run that made it; and those runs' facts."""
+    try:
+        before = json.loads((out / "provenance.json").read_text())
+        runs = {r["started"]: r for r in before.get("earlier_runs", [])} | {
+            before["started"]: {k: before.get(k) for k in RUN_FACTS}
+        }
+        kept = [
+            r | {"run_started": r.get("run_started", before["started"])}
+            for r in before["stages"]
+            if r["stage"] in notebooks
+            and r["stage"] not in selected
+            and r["status"] != "not run"
+            and (out / r.get("notebook", "-")).is_file()
+        ]
+    except (OSError, ValueError, KeyError, TypeError):  # no earlier run here, or a record cgddi did not write
+        return [], []
+    return kept, [runs[s] for s in dict.fromkeys(r["run_started"] for r in kept) if s in runs]
+
+
+def _earlier_note(runs: list[dict], records: list[dict]) -> str:
+    "The index's line on the stages an earlier run made: which, when, from what commit and params."
+    dirty = lambda run: " with uncommitted changes" if run.get("git_dirty") else ""
+    return "; ".join(
+        f"{', '.join(r['stage'] for r in records if r.get('run_started') == run['started'])}: run started "
+        f"{run['started']} (commit {str(run.get('git_commit'))[:12]}{dirty(run)}, params {run.get('params_file')}, "
+        f"sha256 {str(run.get('params_sha256'))[:12]})"
+        for run in runs
+    )
+
+
 def run(
     params_file=None,  # YAML params; default `params/default.yaml` (embedded benchmark, CPU)
     out=None,  # report folder; default `reports/<params stem>-<timestamp>/`
@@ -545,7 +585,13 @@ def run(
         records, failure = _run_stages(selected, per_stage, declared, out, quiet)
     is_benchmark = per_stage.get("00_data", {}).get("ddi_root") is None
     records += [{"stage": s, "status": "not run"} for s in selected if s not in {r["stage"] for r in records}]
+    rest = [r["stage"] for r in records if r["status"] != "ok"]  # what a rerun after a failure has left to do
+    # stages an earlier run into this folder made stay in the report, marked as that run's
+    earlier, earlier_runs = earlier_stages(out, selected, notebooks)
+    records = sorted(records + earlier, key=lambda r: list(notebooks).index(r["stage"]))
     prov = provenance(root, params_file, params, records, started.isoformat(timespec="seconds"))
+    if earlier_runs:
+        prov["earlier_runs"] = earlier_runs
     with atomic_path(out / "provenance.json") as t:
         t.write_text(json.dumps(prov, indent=2, default=str))
     notice = BENCHMARK_NOTICE if is_benchmark else f"Made from the data named in {params_file.name}."
@@ -561,12 +607,18 @@ def run(
             "device": prov["device"],
             "started": prov["started"],
             "finished": prov["finished"],
-        },
+        }
+        | ({"stages of earlier runs": _earlier_note(earlier_runs, records)} if earlier_runs else {}),
         summary=SUMMARY_TABLES,
     )
     if failure:
         error = Interrupted if any(r["status"] == "interrupted" for r in records) else StageFailed
-        raise error(f"{failure}\nexecuted notebook: {out / 'notebooks'}; report: {out / 'index.html'}")
+        again = shlex.join(["cgddi", "run", "--params", str(params_file), "--out", str(out), "--stages", *rest])
+        raise error(
+            f"{failure}\nexecuted notebook: {out / 'notebooks'}; report: {out / 'index.html'}\n"
+            f"to go on from there: {again} (finished work resumes from the work dir; the report keeps the stages "
+            "before)"
+        )
     return out
 
 # %% ../nbs/00b_run.ipynb #6108dec2

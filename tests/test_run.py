@@ -483,3 +483,65 @@ def test_ctrl_c_stops_the_stage_its_processes_and_writes_the_report(tmp_path, ig
     prov = json.loads((tmp_path / "report" / "provenance.json").read_text())
     assert [(s["stage"], s["status"]) for s in prov["stages"]] == [("00_sleep", "interrupted")]
     assert "interrupted" in (tmp_path / "report" / "index.html").read_text()
+
+
+def _two_stage_checkout(root: Path) -> Path:
+    """A checkout of two stages that each write a table to the report; the second fails while `work_dir/fail`
+    exists; returns its root."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    (root / "nbs").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("")
+    for name, body in [
+        ("00_make", "pathlib.Path(work_dir).mkdir(parents=True, exist_ok=True)\n"),
+        ("01_use", "assert not pathlib.Path(work_dir, 'fail').exists(), 'told to fail'\n"),
+    ]:
+        table = (
+            "pathlib.Path(report_dir, 'tables').mkdir(exist_ok=True)\n"
+            f"pathlib.Path(report_dir, 'tables', 'tab_{name[:2]}_t.csv').write_text('a\\n1\\n')\n"
+        )
+        nb = new_notebook(
+            cells=[
+                new_code_cell("work_dir = None\nreport_dir = None", metadata={"tags": ["parameters"]}),
+                new_code_cell("import pathlib\n" + body + table),
+            ]
+        )
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, root / "nbs" / f"{name}.ipynb")
+    return root
+
+
+def test_a_rerun_of_the_failed_stage_keeps_the_earlier_stages_in_the_report(tmp_path, cgddi_here, monkeypatch):
+    """A failed run's message gives the command that goes on from the failed stage; run into the same report, the
+    stages the first run made stay in the index and provenance, marked as that run's."""
+    import cgddi.run as r
+
+    root, work, out = _two_stage_checkout(tmp_path / "checkout"), tmp_path / "work", tmp_path / "report"
+    monkeypatch.setattr(r, "project_root", lambda: root)
+    params = _params(tmp_path, f"work_dir: {work}\n")
+    work.mkdir()
+    (work / "fail").touch()
+    first = cgddi_here("run", "--params", str(params), "--out", str(out))
+    assert first.returncode == 1 and "told to fail" in first.stderr
+    again = f"cgddi run --params {params} --out {out} --stages 01_use"
+    assert again in first.stderr, first.stderr
+    started = json.loads((out / "provenance.json").read_text())["started"]
+
+    (work / "fail").unlink()
+    second = cgddi_here(*again.split()[1:])
+    assert second.returncode == 0, second.stderr
+    prov = json.loads((out / "provenance.json").read_text())
+    assert [(s["stage"], s["status"], s.get("run_started")) for s in prov["stages"]] == [
+        ("00_make", "ok", started),
+        ("01_use", "ok", None),
+    ]
+    assert [(e["started"], e["params_file"]) for e in prov["earlier_runs"]] == [(started, str(params))]
+    page = (out / "index.html").read_text()
+    assert f"ok (earlier run, started {started})" in page and "tab_00_t" in page and "tab_01_t" in page
+    assert f"00_make: run started {started}" in page
+
+    # a run of every stage makes the whole report itself: nothing is carried
+    assert cgddi_here("run", "--params", str(params), "--out", str(out)).returncode == 0
+    prov = json.loads((out / "provenance.json").read_text())
+    assert "earlier_runs" not in prov and all("run_started" not in s for s in prov["stages"])
