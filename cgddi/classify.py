@@ -64,14 +64,15 @@ from cgddi.layout import (
     EXTERNAL_PREDICTIONS,
     RECOGNITION,
     REVIEW_SHEET,
+    RUN_PLAN,
     run_path,
 )
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'SELECT_TIES', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS',
-           'COUNTS', 'RUN_COLUMNS', 'RECOGNITION_MARGIN', 'ClassifyConfig', 'transforms', 'image_reader', 'eval_reader',
-           'ImageTable', 'balanced_sampler', 'accelerator', 'memory_format', 'make_model', 'predict', 'fit',
-           'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts',
+           'COUNTS', 'RUN_COLUMNS', 'RUN_KEY', 'RECOGNITION_MARGIN', 'ClassifyConfig', 'transforms', 'image_reader',
+           'eval_reader', 'ImageTable', 'balanced_sampler', 'accelerator', 'memory_format', 'make_model', 'predict',
+           'fit', 'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts',
            'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds', 'run_hash', 'run_experiments', 'read_runs',
            'read_predictions', 'classify_progress', 'external_table', 'external_path', 'evaluate_external',
            'read_external_predictions', 'recognition_table', 'recognition_from_hits', 'recognition_levels',
@@ -875,20 +876,39 @@ def run_experiments(
     share.wait()
     if not share.is_main:
         return None
+    # the runs of these settings: what `read_runs` (and so the report) reads; runs of earlier settings stay on disk
+    plan = pd.DataFrame(runs, columns=RUN_KEY).assign(params_hash=[run_hash(work, cfg, r, memo) for r in runs])
+    with atomic_path(work / RUN_PLAN) as t:
+        plan.to_csv(t, index=False)
     if cfg.external_test:
         evaluate_external(work, cfg, runs, labels, acc)
     write_recognition(work, cfg, acc)  # do the semantic images carry their disease? (the report's first screen says)
     return read_runs(work)
 
 
-def read_runs(work_dir) -> pd.DataFrame:
-    "The facts of every finished run (one row each)."
-    files = sorted((Path(work_dir) / PREDICTIONS).rglob("S*.json"))
+RUN_KEY = ["protocol", "seed", "experiment", "method"]  # what names a run
+
+
+def read_runs(
+    work_dir,
+    every: bool = False,  # also the runs of earlier settings still on disk (False: those of the plan 06 last finished)
+) -> pd.DataFrame:
+    """The facts of the finished runs (one row each): those of the plan 06 last finished (`RUN_PLAN`, with the same
+    settings and inputs), or every run on disk."""
+    work = Path(work_dir)
+    files = sorted((work / PREDICTIONS).rglob("S*.json"))
     if not files:
-        raise DataError(f"{Path(work_dir) / 'classify'}: no classification runs; run 06_classify first.")
+        raise DataError(f"{work / 'classify'}: no classification runs; run 06_classify first.")
     rows = [json.loads(f.read_text()) for f in files]
     out = pd.DataFrame([{k: v for k, v in r.items() if k != "history"} for r in rows])
-    return out if "reason" in out.columns else out.assign(reason=None)  # `reason` only exists once a run is skipped
+    out = out if "reason" in out.columns else out.assign(reason=None)  # `reason` only exists once a run is skipped
+    if every or not (work / RUN_PLAN).exists():  # no plan: runs made by `run_one` alone
+        return out
+    plan = pd.read_csv(work / RUN_PLAN)
+    out = out.merge(plan, on=[*RUN_KEY, "params_hash"])
+    if out.empty:
+        raise DataError(f"{work / RUN_PLAN}: none of its runs is on disk with its settings; rerun 06_classify.")
+    return out
 
 
 def read_predictions(work_dir) -> pd.DataFrame:
@@ -917,7 +937,7 @@ def classify_progress(
     "(runs finished with the current settings and inputs, runs planned, what) for `cgddi status`."
     runs = planned_runs(cfg, split_seeds(work_dir, cfg))
     recorded = (
-        read_runs(work_dir)
+        read_runs(work_dir, every=True)
         .set_index(["protocol", "seed", "experiment", "method"])
         .get("params_hash", pd.Series(dtype=object))
         .to_dict()

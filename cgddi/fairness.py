@@ -1009,17 +1009,14 @@ def audit_report(
 ) -> dict[str, pd.DataFrame]:
     """The leakage audit (`audit_leakage`) per protocol, experiment and method: training images tied to their run's test
     set, by tie."""
-    found = audit_leakage(r.work)
+    # the runs the report is about (`read_runs`), not those of earlier settings still on disk
+    runs = set(r.runs[["protocol", "experiment", "method", "seed"]].itertuples(index=False, name=None))
+    found = audit_leakage(r.work, runs)
     audited = pd.DataFrame(
         [
-            dict(
-                protocol=p.parts[-4],
-                experiment=p.parts[-3],
-                method=p.parts[-2],
-                seed=int(p.stem[1:]),
-                images=len(pd.read_csv(p)),
-            )
+            dict(protocol=p.parts[-4], experiment=p.parts[-3], method=p.parts[-2], seed=s, images=len(pd.read_csv(p)))
             for p in sorted((r.work / TRAIN_SETS).rglob("S*.csv"))
+            if (p.parts[-4], p.parts[-3], p.parts[-2], s := int(p.stem[1:])) in runs
         ]
     )
     audit = audited.groupby(["protocol", "experiment", "method"], sort=False).agg(

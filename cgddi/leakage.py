@@ -122,12 +122,15 @@ def train_set_path(work_dir, protocol: str, experiment: str, method: str, seed: 
 
 def audit_leakage(
     work_dir,  # run root with classification runs
+    runs=None,  # (protocol, experiment, method, seed) of the runs to audit; None: every training list on disk
 ) -> pd.DataFrame:
     "Every training image of every run with a tie to its split's test set, re-derived from the files: one row each."
     work, train_ids, found = Path(work_dir), adapter_train_ids(work_dir), []
     for p in sorted((work / TRAIN_SETS).rglob("S*.csv")):
         protocol, experiment, method = p.relative_to(work / TRAIN_SETS).parts[:3]
         seed = int(p.stem[1:])
+        if runs is not None and (protocol, experiment, method, seed) not in runs:
+            continue
         rows = pd.read_csv(p)
         if missing := [c for c in TRAIN_SET_COLUMNS if c not in rows.columns]:
             raise ManifestError(f"{p}: missing column(s) {missing}.")

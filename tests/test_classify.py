@@ -88,6 +88,27 @@ def test_one_epoch_run_writes_predictions_and_resumes(split_work):
     assert len(per_seed_metrics(read_predictions(split_work))) == 3
 
 
+def test_the_report_reads_the_runs_of_the_settings_06_last_finished(split_work):
+    """Runs of earlier settings stay on disk, but `read_runs` and `read_predictions` (what 07 reports) give only those
+    of the settings 06 last finished; `read_runs(every=True)` gives all."""
+    key = lambda runs: sorted(runs[["protocol", "experiment", "method"]].itertuples(index=False, name=None))
+    first = dataclasses.replace(CFG, protocols=["clean"], seeds=[36], experiments=["real"], real_methods=["baseline"])
+    assert key(run_experiments(split_work, first)) == [("clean", "real", "baseline")]
+    later = dataclasses.replace(
+        first,
+        protocols=["faithful"],
+        experiments=["real", "exp1"],
+        real_methods=["fairdisco"],
+        synthetic_method="baseline",
+    )
+    now = [("faithful", "exp1", "baseline"), ("faithful", "real", "fairdisco")]
+    assert key(run_experiments(split_work, later)) == key(read_runs(split_work)) == now
+    assert key(read_runs(split_work, every=True)) == sorted([("clean", "real", "baseline"), *now])
+    assert sorted(set(zip(read_predictions(split_work).experiment, read_predictions(split_work).method))) == [
+        (e, m) for _, e, m in now
+    ]
+
+
 def test_missing_synthetic_type_is_skipped_with_reason(split_work):
     f = run_one(split_work, "faithful", 36, "semantic", "baseline", CFG)
     assert f["status"] == "skipped" and "semantic" in f["reason"]
@@ -211,6 +232,7 @@ def test_planted_leak_inflates_the_score_and_the_audit_names_it(split_work):
     leaky = _accuracy(split_work, "clean", 36)
     audit = audit_leakage(split_work)
     assert sorted(set(audit.ddi_id)) == sorted(test.ddi_id) and set(audit.leak) == {"real"}, audit
+    assert audit_leakage(split_work, runs={("clean", "real", "baseline", 37)}).empty  # only the runs asked for
     assert facts["n_train_real"] == (split.split == "train").sum() + len(leak)
     print(
         f"planted leak: clean S36 baseline accuracy {honest:.3f} honest -> {leaky:.3f} trained and selected on its "
