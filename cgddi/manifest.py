@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa, pyarrow.csv as pa_csv, pyarrow.parquet as pq
 from PIL import Image, PngImagePlugin
 from .report import atomic_path
+from .config import did_you_mean
 from .data import DataError, TONE_ORDER, read_split, written_split_seeds
 from .layout import HEALTHY, REVIEW_SHEET, MANIFEST, TEXTUAL_INVERSION, LORA, SPLITS
 
@@ -558,8 +559,11 @@ def select_diseases(
         return concepts
     unknown = [d for d in diseases if d not in set(concepts.disease_joined) | set(concepts.disease_slug)]
     if unknown:
+        known = sorted(concepts.disease_slug)
         raise DataError(
-            f"{where}: no {what} for disease(s) {unknown}; train them first (known: {sorted(concepts.disease_slug)})."
+            f"{where}: no {what} for disease(s) "
+            f"{', '.join(f'{d!r}{did_you_mean(d, known + sorted(concepts.disease_joined))}' for d in unknown)}; "
+            f"train them first (known: {known})."
         )
     return concepts[concepts.disease_joined.isin(diseases) | concepts.disease_slug.isin(diseases)]
 

@@ -29,7 +29,16 @@ from cgddi.manifest import (
     protocol_set,
     split_test_ids,
 )
-from .config import Between, PerDisease, StageConfig, own_settings_note, seed_of, file_hash, memory_advice
+from cgddi.config import (
+    Between,
+    PerDisease,
+    StageConfig,
+    did_you_mean,
+    own_settings_note,
+    seed_of,
+    file_hash,
+    memory_advice,
+)
 from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
 from cgddi.diffusion import (
@@ -166,9 +175,11 @@ def ti_training_set(
         wanted = [by_slug.get(d, d) for d in cfg.diseases]
         unknown = [d for d, w in zip(cfg.diseases, wanted) if w not in set(ddi.disease_joined)]
         if unknown:
+            slugs = sorted(set(ddi.disease_slug))
             raise DataError(
-                f"data/ddi.csv: unknown disease(s) {unknown}; use joined names or slugs from its "
-                f"disease_joined / disease_slug columns."
+                f"the work dir's data/ddi.csv has no disease "
+                f"{', '.join(f'{d!r}{did_you_mean(d, slugs + sorted(set(ddi.disease_joined)))}' for d in unknown)}; "
+                f"use joined names or slugs (its disease_joined / disease_slug columns: {slugs})."
             )
         few = {w: int(counts.get(w, 0)) for w in wanted if counts.get(w, 0) < cfg.min_images}
         if few:
