@@ -22,6 +22,7 @@ from cgddi.manifest import (
     ManifestError,
     SHARED,
     GENERATORS,
+    IMPORTED_SHARD,
     read_manifest,
     read_manifests,
     refresh_index,
@@ -437,13 +438,18 @@ def semantic_plan(
 
 
 def _tidy(work: Path, plan: pd.DataFrame, concepts: dict):
-    "Remove the shards of a sampled disease that the plan no longer has, and temporary files a killed run left."
+    """Remove the shards of a sampled disease that the plan no longer has, those of a generator set the `generators`
+    setting no longer names (06 would train on them, Table 7 count them), and temporary files a killed run left;
+    imported shards stay."""
     keep = set(plan.chunk) if len(plan) else set()
     for gset, rows in concepts.items():
         for slug in rows.disease_slug:
             for p in manifest_dir(work, "semantic").glob(f"{gset}__{slug}-*.csv"):
                 if p.stem not in keep:
                     p.unlink()
+    for p in manifest_dir(work, "semantic").glob("*__*.csv"):
+        if p.stem.split("__")[0] not in concepts and not p.stem.startswith(IMPORTED_SHARD):
+            p.unlink()
     remove_stale_temps(work / SEMANTIC)
 
 

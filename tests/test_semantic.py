@@ -159,6 +159,9 @@ def test_generators_per_protocol_clean_all_sees_no_clean_test_image(lora_work, t
     assert set(done.protocol) == {"clean", "faithful"}
     assert (done.generator_set == done.protocol.map({"clean": "clean_all", "faithful": "shared"})).all()
     assert (done[done.protocol == "clean"].n_dropped_adapter == 0).all()
+    # back to the paper's one shared set: clean_all's images leave the manifest (06 would train on them otherwise)
+    sample_semantic(work, dataclasses.replace(cfg, generators="shared"), progress=False)
+    assert set(read_manifest(work, "semantic").adapter.str.split("/").str[1]) == {"shared"}
 
 
 def _two_diseases(work):
