@@ -138,6 +138,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                             'cgddi.data.ita': ('data.html#ita', 'cgddi/data.py'),
                             'cgddi.data.join_disease': ('data.html#join_disease', 'cgddi/data.py'),
                             'cgddi.data.joined_ddi': ('data.html#joined_ddi', 'cgddi/data.py'),
+                            'cgddi.data.keep_splits': ('data.html#keep_splits', 'cgddi/data.py'),
                             'cgddi.data.lesion_contrast': ('data.html#lesion_contrast', 'cgddi/data.py'),
                             'cgddi.data.load_ddi': ('data.html#load_ddi', 'cgddi/data.py'),
                             'cgddi.data.load_f17k': ('data.html#load_f17k', 'cgddi/data.py'),

@@ -26,9 +26,9 @@ __all__ = ['TONES', 'TONE_ORDER', 'BACKGROUND', 'LESION', 'MARKER', 'RULER', 'SK
            'F17K_MALIGNANT', 'SPLIT_MODES', 'MASK_MODES', 'AUTO_BACKENDS', 'TONE_COLOURS', 'MASK_COLOURS', 'DataError',
            'joined_ddi', 'join_disease', 'rarity', 'read_mask', 'find_masks', 'read_image', 'to_mask_frame',
            'alpha_blend', 'to_lab', 'ita', 'read_csv_table', 'load_ddi', 'load_f17k', 'make_split', 'write_splits',
-           'read_split', 'written_split_seeds', 'sddi_frame_mask', 'write_data', 'read_data', 'is_benchmark_run',
-           'data_source', 'DataConfig', 'prepare_data', 'data_progress', 'lesion_contrast', 'plot_disease_histogram',
-           'overlay_mask']
+           'read_split', 'written_split_seeds', 'keep_splits', 'sddi_frame_mask', 'write_data', 'read_data',
+           'is_benchmark_run', 'data_source', 'DataConfig', 'prepare_data', 'data_progress', 'lesion_contrast',
+           'plot_disease_histogram', 'overlay_mask']
 
 # %% ../nbs/00_data.ipynb #4d2cd450
 TONES = {12: "light", 34: "medium", 56: "dark"}  # DDI skin_tone code -> tone group
@@ -452,6 +452,19 @@ def written_split_seeds(
     "The split seeds `write_splits` wrote under `work_dir`."
     return sorted({int(p.stem.split("_S")[1]) for p in (Path(work_dir) / SPLITS).glob(f"{mode or '*'}_S*.csv")})
 
+
+def keep_splits(
+    work_dir,
+    seeds,  # the split seeds the run asks for
+) -> list[int]:
+    """Remove the split files of every other seed, left by a run that asked for more: 06 runs every split on disk and
+    `clean_all` leaves out every clean split's test images. Returns the seeds removed."""
+    gone = sorted(set(written_split_seeds(work_dir)) - set(seeds))
+    for s in gone:
+        for mode in SPLIT_MODES:
+            split_path(work_dir, mode, s).unlink(missing_ok=True)
+    return gone
+
 # %% ../nbs/00_data.ipynb #d6aae048
 def sddi_frame_mask(
     file: str,  # an image's DDI file name
@@ -579,6 +592,8 @@ def prepare_data(
         ddi, work, automask.AutoMaskConfig.from_params(vars(cfg)), evaluate=cfg.auto_mask_dice
     )
     write_splits(ddi, work, cfg.split_seeds, cfg.test_size, cfg.val_size)
+    if gone := keep_splits(work, cfg.split_seeds):
+        print(f"removed the splits of seeds {gone}, no longer in split_seeds")
     return ddi
 
 
