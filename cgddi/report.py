@@ -266,7 +266,8 @@ def render_index(
     report_dir,  # the run's report folder, holding tables/ and figures/
     title: str,  # page title
     notice: str,  # the page's first line: what data the run was made from
-    # one dict per stage: `stage`, `status`, `seconds`, `notebook`, `error`; `run_started` where an earlier run made it
+    # one dict per stage: `stage`, `status`, `seconds`, `notebook`, `error`; where an earlier run made it, `run_started`
+    # and `outdated` (a stage before it ran again since)
     stages: list[dict],
     facts: dict | None = None,  # short provenance facts shown as a list
     summary: tuple = (),  # names of tables (e.g. "tab_07_table2_clean") shown first, where the run made them
@@ -302,7 +303,12 @@ def render_index(
     for s in stages:
         nb = f"<a href='{e(s['notebook'])}'>{e(s['notebook'])}</a>" if s.get("notebook") else ""
         cls = " class='failed'" if s["status"] == "failed" else ""
-        status = s["status"] + (f" (earlier run, started {s['run_started']})" if s.get("run_started") else "")
+        status = s["status"] + (
+            f" (earlier run, started {s['run_started']}"
+            f"{'; an earlier stage ran again since, so it may be out of date' if s.get('outdated') else ''})"
+            if s.get("run_started")
+            else ""
+        )
         parts.append(
             f"<tr{cls}><td>{e(s['stage'])}</td><td>{e(status)}</td><td>{s.get('seconds') or ''}</td><td>{nb}</td></tr>"
         )

@@ -588,6 +588,9 @@ def run(
     rest = [r["stage"] for r in records if r["status"] != "ok"]  # what a rerun after a failure has left to do
     # stages an earlier run into this folder made stay in the report, marked as that run's
     earlier, earlier_runs = earlier_stages(out, selected, notebooks)
+    first = min(list(notebooks).index(s) for s in selected)
+    for r in earlier:  # made from what a stage this run redid wrote before: its tables may be out of date
+        r["outdated"] = list(notebooks).index(r["stage"]) > first
     records = sorted(records + earlier, key=lambda r: list(notebooks).index(r["stage"]))
     prov = provenance(root, params_file, params, records, started.isoformat(timespec="seconds"))
     if earlier_runs:

@@ -541,6 +541,11 @@ def test_a_rerun_of_the_failed_stage_keeps_the_earlier_stages_in_the_report(tmp_
     assert f"ok (earlier run, started {started})" in page and "tab_00_t" in page and "tab_01_t" in page
     assert f"00_make: run started {started}" in page
 
+    # 00 again: 01's tables were made from what 00 wrote before, and the index says so
+    assert cgddi_here("run", "--params", str(params), "--out", str(out), "--stages", "00_make").returncode == 0
+    assert "an earlier stage ran again since, so it may be out of date" in (out / "index.html").read_text()
+    assert [s.get("outdated") for s in json.loads((out / "provenance.json").read_text())["stages"]] == [None, True]
+
     # a run of every stage makes the whole report itself: nothing is carried
     assert cgddi_here("run", "--params", str(params), "--out", str(out)).returncode == 0
     prov = json.loads((out / "provenance.json").read_text())
