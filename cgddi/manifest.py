@@ -13,7 +13,7 @@ import pyarrow as pa, pyarrow.csv as pa_csv, pyarrow.parquet as pq
 from PIL import Image, PngImagePlugin
 from .report import atomic_path
 from .config import did_you_mean
-from .data import DataError, TONE_ORDER, read_split, written_split_seeds
+from .data import DataError, SPLIT_MODES, TONE_ORDER, read_split, written_split_seeds
 from .layout import HEALTHY, REVIEW_SHEET, MANIFEST, TEXTUAL_INVERSION, LORA, SPLITS
 
 # %% auto #0
@@ -490,15 +490,15 @@ def sets_of(
     stage: str,  # the stage whose sets are read: "textual_inversion" (for 04) or "lora" (for 05)
     generators: str,  # the `generators` setting (`GENERATORS`)
 ) -> list[str]:
-    """The generator sets a later stage works on: every per-split set `stage` wrote (per_split), `shared` and
-    `clean_all` (per_protocol), else `shared`."""
+    """The generator sets a later stage works on: every per-split set `stage` wrote whose split 00_data still has
+    (per_split), `shared` and `clean_all` (per_protocol), else `shared`."""
     if generators == "per_protocol":
         return [SHARED, protocol_set("clean")]
     if generators != "per_split":
         return [SHARED]
-    sets = [
-        s for s in generator_sets(work_dir, stage) if s not in (SHARED, protocol_set("clean"), protocol_set("faithful"))
-    ]
+    # a set of a split that a rerun of 00_data with fewer split_seeds removed is left alone: no run tests on it
+    splits = {split_name(m, s) for m in SPLIT_MODES for s in written_split_seeds(work_dir, m)}
+    sets = [s for s in generator_sets(work_dir, stage) if s in splits]
     if not sets:
         raise DataError(
             f"{Path(work_dir) / stage}: no per-split set; run {_MAKERS[TEXTUAL_INVERSION]} "
