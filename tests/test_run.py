@@ -17,7 +17,9 @@ def cgddi(*args):
         [sys.executable, "-c", "import sys; from cgddi.run import main; sys.exit(main())", *args],
         capture_output=True,
         text=True,
-        timeout=600,
+        # a hang's guard, not a speed limit: the report fixture's whole run takes ~8 min on the slowest 2-core machine
+        # seen, more beside other work (600 s timed it out there, 2026-12-02)
+        timeout=1800,
     )
 
 
