@@ -936,12 +936,7 @@ def classify_progress(
 ) -> tuple[int, int, str]:
     "(runs finished with the current settings and inputs, runs planned, what) for `cgddi status`."
     runs = planned_runs(cfg, split_seeds(work_dir, cfg))
-    recorded = (
-        read_runs(work_dir, every=True)
-        .set_index(["protocol", "seed", "experiment", "method"])
-        .get("params_hash", pd.Series(dtype=object))
-        .to_dict()
-    )
+    recorded = read_runs(work_dir, every=True).set_index(RUN_KEY).get("params_hash", pd.Series(dtype=object)).to_dict()
     memo = {}
     return (
         sum(recorded.get(r) == run_hash(work_dir, cfg, r, memo) for r in runs),

@@ -527,14 +527,17 @@ def earlier_stages(
     notebooks: dict,  # every stage notebook
 ) -> tuple[list[dict], list[dict]]:
     """The records of the stages an earlier `cgddi run` into `out` executed and this one does not (their executed
-    notebooks still there), each with `run_started`, the start of the run that made it; and those runs' facts."""
+    notebooks still there), each with `run_started`, the start of the run that made it, and `outdated` when a stage
+    before it runs again now (its tables were made from what that stage wrote before); and those runs' facts."""
+    order = list(notebooks)
+    first = min((order.index(s) for s in selected), default=len(order))
     try:
         before = json.loads((out / "provenance.json").read_text())
         runs = {r["started"]: r for r in before.get("earlier_runs", [])} | {
             before["started"]: {k: before.get(k) for k in RUN_FACTS}
         }
         kept = [
-            r | {"run_started": r.get("run_started", before["started"])}
+            r | {"run_started": r.get("run_started", before["started"]), "outdated": order.index(r["stage"]) > first}
             for r in before["stages"]
             if r["stage"] in notebooks
             and r["stage"] not in selected
@@ -588,9 +591,6 @@ def run(
     rest = [r["stage"] for r in records if r["status"] != "ok"]  # what a rerun after a failure has left to do
     # stages an earlier run into this folder made stay in the report, marked as that run's
     earlier, earlier_runs = earlier_stages(out, selected, notebooks)
-    first = min(list(notebooks).index(s) for s in selected)
-    for r in earlier:  # made from what a stage this run redid wrote before: its tables may be out of date
-        r["outdated"] = list(notebooks).index(r["stage"]) > first
     records = sorted(records + earlier, key=lambda r: list(notebooks).index(r["stage"]))
     prov = provenance(root, params_file, params, records, started.isoformat(timespec="seconds"))
     if earlier_runs:

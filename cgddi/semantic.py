@@ -442,13 +442,12 @@ def _tidy(work: Path, plan: pd.DataFrame, concepts: dict):
     setting no longer names (06 would train on them, Table 7 count them), and temporary files a killed run left;
     imported shards stay."""
     keep = set(plan.chunk) if len(plan) else set()
-    for gset, rows in concepts.items():
-        for slug in rows.disease_slug:
-            for p in manifest_dir(work, "semantic").glob(f"{gset}__{slug}-*.csv"):
-                if p.stem not in keep:
-                    p.unlink()
-    for p in manifest_dir(work, "semantic").glob("*__*.csv"):
-        if p.stem.split("__")[0] not in concepts and not p.stem.startswith(IMPORTED_SHARD):
+    sampled = {(gset, slug) for gset, rows in concepts.items() for slug in rows.disease_slug}
+    for p in manifest_dir(work, "semantic").glob("*__*-*.csv"):  # <set>__<slug>-<chunk>
+        gset, slug = p.stem.split("__", 1)[0], p.stem.split("__", 1)[1].rsplit("-", 1)[0]
+        if p.stem.startswith(IMPORTED_SHARD) or p.stem in keep:
+            continue
+        if gset not in concepts or (gset, slug) in sampled:
             p.unlink()
     remove_stale_temps(work / SEMANTIC)
 
@@ -693,16 +692,14 @@ def plot_by_training_size(
     )
     if pick.empty:
         axes[0, 0].text(0, 0.5, "no semantic image here", fontsize=8)
-        for ax in axes.flat:
-            ax.axis("off")
+    for ax in axes.flat:
+        ax.axis("off")
     for ax_row, (d, n) in zip(axes, pick.items()):
         s = semantic[semantic.disease_joined == d]
         s = s.sample(min(per_row, len(s)), random_state=seed)
         for ax, r in zip(ax_row, s.itertuples()):
             ax.imshow(Image.open(work / r.image))
             ax.set_title(f"{d} (n={int(n)}), {r.tone}", fontsize=6)
-        for ax in ax_row:
-            ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
