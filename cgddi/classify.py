@@ -803,11 +803,11 @@ def run_hash(
 
     inputs = {
         "split": once(("split", protocol, seed), lambda: read_split(work, protocol, seed).to_csv(index=False)),
+        # the images by DDI file name, not by path: a work dir or DDI folder moved elsewhere (another disk, a Colab
+        # mount) keeps its finished runs once 00 has rewritten the table's paths
         "images": once(
             "images",
-            lambda: read_data(work)[["ddi_id", "image_path", "tone", "malignant", "disease_joined"]].to_csv(
-                index=False
-            ),
+            lambda: read_data(work)[["ddi_id", "file", "tone", "malignant", "disease_joined"]].to_csv(index=False),
         ),
     }
     # manifest shards' content (each row's params_hash changes when its image is remade), the kept healthy images, and

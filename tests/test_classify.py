@@ -1,6 +1,6 @@
 "06_classify and 07_fairness on a small work_dir: predictions on disk, resume, bad input."
 
-import json, os
+import json, os, shutil
 import pandas as pd
 import pytest
 import dataclasses
@@ -107,6 +107,28 @@ def test_the_report_reads_the_runs_of_the_settings_06_last_finished(split_work):
     assert sorted(set(zip(read_predictions(split_work).experiment, read_predictions(split_work).method))) == [
         (e, m) for _, e, m in now
     ]
+
+
+def test_images_moved_elsewhere_keep_the_finished_runs(split_work, benchmark_root, tmp_path):
+    """The DDI folder (or a work dir holding the benchmark) moved to another disk or mount and 00 rerun: 06's finished
+    runs stay done, nothing is trained again; a changed label still makes a run new."""
+    from cgddi.data import load_ddi, write_data
+    from cgddi.classify import run_hash
+
+    cfg = dataclasses.replace(CFG, protocols=["clean"], seeds=[36], experiments=["real"], real_methods=["baseline"])
+    run_experiments(split_work, cfg)
+    snap = lambda: {p: p.stat().st_mtime_ns for p in (split_work / "classify").rglob("*") if p.is_file()}
+    before, run = snap(), ("clean", 36, "real", "baseline")
+    hash_before = run_hash(split_work, cfg, run)
+    moved = shutil.copytree(benchmark_root, tmp_path / "elsewhere" / "ddi")
+    write_data(load_ddi(moved), split_work)  # what 00 does with ddi_root at the new place
+    assert read_data(split_work).image_path.str.startswith(str(moved)).all()
+    run_experiments(split_work, cfg)
+    assert snap() == before
+    table = read_data(split_work)
+    table.loc[0, "malignant"] = not table.malignant[0]
+    table.to_csv(split_work / "data" / "ddi.csv", index=False)
+    assert run_hash(split_work, cfg, run) != hash_before
 
 
 def test_missing_synthetic_type_is_skipped_with_reason(split_work):
