@@ -459,6 +459,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'cgddi.run._version': ('run.html#_version', 'cgddi/run.py'),
                            'cgddi.run._with_disease_files': ('run.html#_with_disease_files', 'cgddi/run.py'),
                            'cgddi.run.accepts': ('run.html#accepts', 'cgddi/run.py'),
+                           'cgddi.run.check_inputs': ('run.html#check_inputs', 'cgddi/run.py'),
                            'cgddi.run.check_params': ('run.html#check_params', 'cgddi/run.py'),
                            'cgddi.run.declared_parameters': ('run.html#declared_parameters', 'cgddi/run.py'),
                            'cgddi.run.device_info': ('run.html#device_info', 'cgddi/run.py'),

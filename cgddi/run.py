@@ -29,8 +29,8 @@ from .layout import DDI_TABLE
 __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'SUMMARY_TABLES', 'RUN_FACTS', 'STANDALONE',
            'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks',
            'declared_parameters', 'accepts', 'load_params', 'check_params', 'Stage', 'value_rules', 'stage_config',
-           'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'run', 'main', 'stage_parameters', 'status',
-           'standalone']
+           'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'check_inputs', 'run', 'main', 'stage_parameters',
+           'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -560,6 +560,23 @@ def _earlier_note(runs: list[dict], records: list[dict]) -> str:
     )
 
 
+def check_inputs(
+    per_stage: dict,  # from `check_params`
+    selected,  # the stages to run
+    params_file="params",  # named in errors
+):
+    """Raise a ParamsError when an input folder (a `*_root` key: DDI, sDDI masks, an external test set) of a selected
+    stage does not exist: a mistyped path stops the run at once, not a minute later in the stage's kernel."""
+    for s in selected:
+        for key, value in per_stage.get(s, {}).items():
+            if key.endswith("_root") and isinstance(value, str) and not Path(value).is_dir():
+                raise ParamsError(
+                    f"{params_file}: key {key!r} = {value!r} (read by {s}): no such folder. Fix the path (a relative "
+                    "one is relative to the params file), or set it to null for the default (the embedded benchmark "
+                    "for ddi_root)."
+                )
+
+
 def run(
     params_file=None,  # YAML params; default `params/default.yaml` (embedded benchmark, CPU)
     out=None,  # report folder; default `reports/<params stem>-<timestamp>/`
@@ -576,6 +593,7 @@ def run(
     # all of them, types and values, before anything runs
     per_stage = check_params(params, notebooks, params_file, declared, value_rules())
     selected = _select(notebooks, stages)
+    check_inputs(per_stage, selected, params_file)
     started = datetime.datetime.now()
     out = Path(out).resolve() if out else root / "reports" / f"{params_file.stem}-{started:%Y%m%d-%H%M%S}"
     work_dirs = sorted(

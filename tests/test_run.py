@@ -230,6 +230,7 @@ def test_failing_stage_names_notebook_and_cell(tmp_path, cgddi_here):
             "stages:\n  06_classify:\n    protocols: [faithful, leaky]\n",
             "key 'protocols' = ['faithful', 'leaky'] must be one of ['faithful', 'clean']",
         ),
+        ("ddi_root: no/such/ddi\n", "(read by 00_data): no such folder"),
     ],
 )
 def test_bad_params_stop_before_running(tmp_path, text, expect, cgddi_here):
