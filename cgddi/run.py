@@ -590,10 +590,10 @@ def run(
     params = load_params(params_file)
     notebooks = stage_notebooks(nbs_dir or root / "nbs")
     declared = {s: declared_parameters(nb) for s, nb in notebooks.items()}
-    # all of them, types and values, before anything runs
-    per_stage = check_params(params, notebooks, params_file, declared, value_rules())
     selected = _select(notebooks, stages)
-    check_inputs(per_stage, selected, params_file)
+    # input folders first (types only: a moment), then every stage's values (a child process imports the stage modules)
+    check_inputs(check_params(params, notebooks, params_file, declared), selected, params_file)
+    per_stage = check_params(params, notebooks, params_file, declared, value_rules())
     started = datetime.datetime.now()
     out = Path(out).resolve() if out else root / "reports" / f"{params_file.stem}-{started:%Y%m%d-%H%M%S}"
     work_dirs = sorted(
