@@ -511,15 +511,11 @@ def read_data(
 
 
 def is_benchmark_run(work_dir) -> bool:
-    """True when `work_dir`'s images are the embedded benchmark (a `benchmark.json` stamp beside them); an error when
-    they are not where the table says (a moved work dir or DDI folder), rather than a benchmark labelled DDI."""
+    """True when `work_dir`'s images are the embedded benchmark: a `benchmark.json` stamp beside them or, when they are
+    not where the table says (a work dir moved before 00 reran), in the work dir's own `benchmark/` folder."""
     first = Path(read_data(work_dir).image_path.iloc[0])
-    if not first.exists():
-        raise DataError(
-            f"{Path(work_dir) / DDI_TABLE}: its images are not where it says ({first} is missing): was the work dir or "
-            "the DDI folder moved? Rerun 00_data with this work_dir (`cgddi run --stages 00_data ...`, with ddi_root "
-            "pointing at the images) to rewrite the paths; finished work of the later stages is kept."
-        )
+    if not first.exists():  # DDI not mounted here (a report redrawn elsewhere) stays DDI
+        return (Path(work_dir) / BENCHMARK / "benchmark.json").exists()
     return any((d / "benchmark.json").exists() for d in (first.parent, first.parent.parent))
 
 
