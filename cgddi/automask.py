@@ -290,6 +290,7 @@ class AutoMaskConfig(StageConfig):
     sam_model: str = DEFAULT_SAM_MODEL  # sam backend: hub id or local folder
     frame_mode: str = "resize"  # how images enter the frame (00_data's own setting)
     unhashed: ClassVar[tuple] = ("masks",)  # which images use an auto mask; no mask changes with it
+    local_files: ClassVar[tuple] = ("sam_model",)  # a local SAM folder is hashed by its content, not its path
 
     def __post_init__(self):
         if self.masks not in MASK_MODES:
@@ -348,7 +349,7 @@ def write_auto_masks(
     wanted = {"sddi": annotated & False, "auto": annotated | True, "sddi+auto": ~annotated}[cfg.masks]
     need = wanted | (annotated & evaluate)
     auto_path = pd.Series([f"{AUTO_MASKS}/{Path(f).stem}.npy" for f in out.file], index=out.index)
-    stamp, settings = work / AUTO_MASKS / "automask.json", {**cfg.settings(), "code": _code_hash()}
+    stamp, settings = work / AUTO_MASKS / "automask.json", {**cfg.hashed_settings(), "code": _code_hash()}
     if cfg.auto_mask_backend == "classical":
         settings.pop("sam_model")  # no weights: another SAM id changes no mask
     fresh = stamp.exists() and json.loads(stamp.read_text()) == settings

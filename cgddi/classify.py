@@ -117,6 +117,7 @@ class ClassifyConfig(StageConfig):
         batch_size="images a step: lower it (the paper: 32)",
         crop="the side the classifier sees: lower it (memory grows with its square)",
     )
+    local_files: ClassVar[tuple] = ("weights", "label_embeddings_npy")  # hashed by content, not path
     allowed: ClassVar[dict] = dict(
         protocols=SPLIT_MODES,
         real_methods=METHODS,

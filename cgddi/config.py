@@ -7,15 +7,16 @@ content hashes that name a file's version."""
 from __future__ import annotations
 import atexit, contextlib, difflib, hashlib, json, os, re, shutil, tempfile
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 import numpy as np
 from .report import atomic_path
 
 # %% auto #0
-__all__ = ['params_hash', 'Between', 'did_you_mean', 'value_error', 'Rule', 'PerDisease', 'ModelRef', 'Architecture',
-           'StageConfig', 'own_settings_note', 'OutOfMemory', 'is_out_of_memory', 'memory_message', 'memory_advice',
-           'seed_of', 'link_or_copy', 'file_hash', 'scratch_dir']
+__all__ = ['params_hash', 'content_fingerprint', 'local_identity', 'Between', 'did_you_mean', 'value_error', 'Rule', 'PerDisease',
+           'ModelRef', 'Architecture', 'StageConfig', 'own_settings_note', 'OutOfMemory', 'is_out_of_memory',
+           'memory_message', 'memory_advice', 'seed_of', 'link_or_copy', 'file_hash', 'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
 def params_hash(
@@ -23,6 +24,93 @@ def params_hash(
 ) -> str:
     "Short stable hash of `params`: outputs made with other settings are recognised and redone."
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+# %% ../nbs/00j_config.ipynb #3bfefb87
+_BLOCK, _BLOCKS = 1 << 16, 16  # a large file other than safetensors is read as this many blocks of this size
+_SAMPLE = 64  # bytes read at the start, middle and end of every tensor of a safetensors file
+
+
+def _safetensors_sample(
+    f,  # the file, open for binary reading
+) -> bytes:
+    """A safetensors file's header (every tensor's name, dtype, shape and place) and `_SAMPLE` bytes at the start,
+    middle and end of every tensor: trained weights differ from others of the same shapes in every value."""
+    n = int.from_bytes(f.read(8), "little")
+    header = f.read(n)
+    parts = [header]
+    tensors = [t["data_offsets"] for k, t in json.loads(header).items() if k != "__metadata__"]
+    for begin, end in sorted(tensors):
+        for at in sorted({begin, (begin + end) // 2, max(begin, end - _SAMPLE)}):
+            f.seek(8 + n + at)
+            parts.append(f.read(min(_SAMPLE, end - at)))
+    return b"".join(parts)
+
+
+def _file_sample(
+    path: Path,
+    size: int,  # its size in bytes
+) -> bytes:
+    """What of a file is hashed: a safetensors file by its header and a sample of every tensor; another file whole
+    up to 64 MiB, else `_BLOCKS` blocks of `_BLOCK` bytes from its start to its end (cgddi loads no weights from it)."""
+    with open(path, "rb") as f:
+        if path.suffix == ".safetensors":
+            try:
+                return _safetensors_sample(f)
+            except (ValueError, KeyError, TypeError):  # not a safetensors file after all: its blocks
+                f.seek(0)
+        if size <= 64 << 20:
+            return f.read()
+        parts = []
+        for k in range(_BLOCKS):
+            f.seek(k * (size - _BLOCK) // (_BLOCKS - 1))
+            parts.append(f.read(_BLOCK))
+        return b"".join(parts)
+
+
+@lru_cache(maxsize=256)
+def _fingerprint(
+    root: Path,
+    signature: tuple,  # (name within root, size, modification time) per file: a changed file is read again
+) -> str:
+    h = hashlib.sha256()
+    for name, size, _ in signature:
+        h.update(f"{name}\0{size}\0".encode())
+        h.update(hashlib.sha256(_file_sample(root / name if name else root, size)).digest())
+    return h.hexdigest()[:16]
+
+
+def content_fingerprint(
+    path,  # a local file or folder
+) -> str:
+    """Short hash of a local file or folder by what it holds, not where it lies: each file's name within the folder,
+    its size and its bytes: a safetensors file by its header and 192 bytes of every tensor (`_safetensors_sample`),
+    so a model of gigabytes hashes in a moment and retrained or fine-tuned weights, which change every value of a
+    tensor, never hash alike (an edit of a few bytes inside a tensor goes unseen). Hidden files and folders
+    (`.cache`, `.git`) and documents (`*.md`, a model card) are left out. Within one process a file is read once per
+    size and modification time."""
+    root = Path(path).expanduser().resolve()
+    if root.is_file():
+        return _fingerprint(root, (("", (st := root.stat()).st_size, st.st_mtime_ns),))
+    files = sorted(
+        (p.relative_to(root).as_posix(), p)
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix != ".md" and not any(s.startswith(".") for s in p.relative_to(root).parts)
+    )
+    return _fingerprint(root, tuple((name, (st := p.stat()).st_size, st.st_mtime_ns) for name, p in files))
+
+
+def local_identity(
+    value,  # a setting's value: a path, a hub id or name, or a mapping or list of them
+):
+    """`value` with every existing local file or folder replaced by `{"content": content_fingerprint(it)}` (a
+    mapping's values and a list's items alike); anything else (a hub id, a name, None) as written."""
+    if isinstance(value, dict):
+        return {k: local_identity(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [local_identity(v) for v in value]
+    if isinstance(value, (str, os.PathLike)) and str(value) and Path(value).expanduser().exists():
+        return {"content": content_fingerprint(value)}
+    return value
 
 # %% ../nbs/00j_config.ipynb #db9220a8
 @dataclass(frozen=True)
@@ -127,6 +215,9 @@ class ModelRef(Rule):
     loads the model starts."""
 
     names: tuple = ("tiny",)  # the names cgddi resolves itself (`cgddi.diffusion.resolve_model`)
+    # (name, its folder) for the names of models shipped with cgddi ("mini"): hashed by the folder's content (a path,
+    # not a function: the rules are read in a child process and pickled, and must not import the stage libraries)
+    shipped: tuple = ()
 
     def why_not(
         self,
@@ -142,6 +233,17 @@ class ModelRef(Rule):
 
     def __str__(self) -> str:
         return f"{f'one of {list(self.names)}, ' if self.names else ''}a local folder or a hub id (owner/name)"
+
+    def identity(
+        self,
+        value,  # the setting's value
+    ):
+        """What `value` adds to an output's hash: a shipped model's content, another name as written (a built model's
+        settings are hashed beside it), a local folder by its content (`local_identity`), a hub id as written."""
+        folder = dict(self.shipped).get(value)
+        if folder is not None:
+            return local_identity(folder)
+        return value if value in self.names else local_identity(value)
 
 
 @dataclass(frozen=True)
@@ -179,6 +281,9 @@ class StageConfig:
     allowed: ClassVar[dict] = {}
     # field -> how changing it lowers the device memory the stage needs (named when the stage runs out of memory)
     memory_knobs: ClassVar[dict] = {}
+    # fields naming local files or folders (or mappings or lists of them) that are hashed by content, not by path, as
+    # are the fields whose `allowed` rule is a `ModelRef`
+    local_files: ClassVar[tuple] = ()
 
     @classmethod
     def value_errors(
@@ -206,9 +311,21 @@ class StageConfig:
         own = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.unhashed}
         return {"config": type(self).__name__, **own, **extra}
 
+    def hashed_settings(self, **extra) -> dict:
+        """`settings(**extra)` as they are hashed: a model or a local file by what it is (`ModelRef.identity`,
+        `local_identity`), not where it lies, so a model folder copied elsewhere (a Colab session's local disk instead
+        of its Drive) keeps the outputs made with it, and one whose weights changed in place has them redone."""
+        own = self.settings(**extra)
+        for name, value in own.items():
+            if isinstance(rule := self.allowed.get(name), ModelRef):
+                own[name] = rule.identity(value)
+            elif name in self.local_files:
+                own[name] = local_identity(value)
+        return own
+
     def params_hash(self, **extra) -> str:
-        "The `params_hash` of `settings(**extra)`."
-        return params_hash(self.settings(**extra))
+        "The `params_hash` of `hashed_settings(**extra)`."
+        return params_hash(self.hashed_settings(**extra))
 
     @property
     def _disease_settings(self) -> dict:

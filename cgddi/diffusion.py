@@ -23,7 +23,7 @@ from .data import DataError, TONE_ORDER, read_image
 from safetensors.torch import load_file, save_file
 from .report import atomic_path
 from .config import ModelRef
-from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL
+from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL, MINI_FOLDER
 from .layout import MODELS
 
 # %% auto #0
@@ -98,7 +98,9 @@ def class_prompt(
     return CLASS_PROMPTS[template].format(tone=_tone(tone)) + suffix
 
 # %% ../nbs/00e_diffusion.ipynb #ebd8f56f
-SD_MODEL = ModelRef(("mini", "tiny"))  # what a Stable Diffusion setting (`sd_model`, `sd_inpaint_model`) may name
+SD_MODEL = ModelRef(
+    ("mini", "tiny"), shipped=(("mini", str(MINI_FOLDER)),)
+)  # what a Stable Diffusion setting (`sd_model`, `sd_inpaint_model`) may name
 
 
 def resolve_model(

@@ -560,15 +560,23 @@ def _earlier_note(runs: list[dict], records: list[dict]) -> str:
     )
 
 
+# an input folder read only with another setting: key -> whether a stage's settings read it
+_READ_WHEN = {"external_root": lambda own: own.get("external_test") is not None}
+
+
 def check_inputs(
     per_stage: dict,  # from `check_params`
     selected,  # the stages to run
     params_file="params",  # named in errors
 ):
     """Raise a ParamsError when an input folder (a `*_root` key: DDI, sDDI masks, an external test set) of a selected
-    stage does not exist: a mistyped path stops the run at once, not a minute later in the stage's kernel."""
+    stage does not exist: a mistyped path stops the run at once, not a minute later in the stage's kernel. A folder
+    that the stage's other settings leave unread (`_READ_WHEN`) is not checked."""
     for s in selected:
-        for key, value in per_stage.get(s, {}).items():
+        own = per_stage.get(s, {})
+        for key, value in own.items():
+            if key in _READ_WHEN and not _READ_WHEN[key](own):
+                continue
             if key.endswith("_root") and isinstance(value, str) and not Path(value).is_dir():
                 raise ParamsError(
                     f"{params_file}: key {key!r} = {value!r} (read by {s}): no such folder. Fix the path (a relative "

@@ -37,9 +37,10 @@ from diffusers import (
 )
 
 # %% auto #0
-__all__ = ['TINY_MARKER', 'TINY_LABEL', 'FULL_SIZE_LABEL', 'MOVED', 'MINI_LABEL', 'MINI_DIR', 'ARCHITECTURES', 'weights_label',
-           'is_tiny', 'ModelLoadError', 'model_load_error', 'mini_sd', 'clip_vocab', 'clip_tokenizer', 'tiny_kandinsky',
-           'tiny_sd', 'tiny_clip_text', 'tiny_sam', 'architecture', 'random_components', 'random_pipeline']
+__all__ = ['TINY_MARKER', 'TINY_LABEL', 'FULL_SIZE_LABEL', 'MOVED', 'MINI_LABEL', 'MINI_DIR', 'MINI_FOLDER', 'ARCHITECTURES',
+           'weights_label', 'is_tiny', 'ModelLoadError', 'model_load_error', 'mini_sd', 'clip_vocab', 'clip_tokenizer',
+           'tiny_kandinsky', 'tiny_sd', 'tiny_clip_text', 'tiny_sam', 'architecture', 'random_components',
+           'random_pipeline']
 
 # %% ../nbs/00d_tiny.ipynb #19ee440b
 TINY_MARKER = "cgddi_tiny.json"  # written into every model folder made here (tiny or full size): its weights are random
@@ -108,11 +109,12 @@ def model_load_error(
 # %% ../nbs/00d_tiny.ipynb #minicode
 MINI_LABEL = "mini model pretrained on synthetic skin scenes"
 MINI_DIR = "mini_sd"  # the shipped pipeline's folder inside the package
+MINI_FOLDER = Path(str(resources.files("cgddi"))) / MINI_DIR  # where it lies (`mini_sd` checks that it is there)
 
 
 def mini_sd() -> Path:
     "The shipped mini pipeline's folder; a `ModelLoadError` naming the fix when the package holds none."
-    path = Path(str(resources.files("cgddi"))) / MINI_DIR
+    path = MINI_FOLDER
     if not (path / "model_index.json").exists():
         raise ModelLoadError(
             f"{path}: the mini model's weights are not installed with this copy of cgddi. Reinstall cgddi from a "

@@ -42,3 +42,34 @@ def test_a_per_disease_batch_keeps_the_images_it_shares():
     assert same.params_hash() == cfg.params_hash()
     for change in [dict(steps=cfg.steps + 1), dict(strength=0.5), dict(seed=1), dict(sd_model="other/model")]:
         assert dataclasses.replace(cfg, **change).params_hash() != cfg.params_hash(), change
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_local_files_are_fields(stage):
+    cls = stage_config(stage)
+    assert set(cls.local_files) - {f.name for f in dataclasses.fields(cls)} == set()
+
+
+def test_a_model_copied_elsewhere_keeps_the_outputs_made_with_it(tmp_path):
+    "Every diffusion stage hashes its model by content: the shipped mini, a copy of its folder, a copy retrained."
+    import shutil
+    from cgddi.tiny import mini_sd
+
+    copy = shutil.copytree(mini_sd(), tmp_path / "drive" / "mini")
+    retrained = shutil.copytree(mini_sd(), tmp_path / "retrained")
+    from safetensors.torch import load_file, save_file
+
+    weights = retrained / "unet" / "diffusion_pytorch_model.safetensors"
+    tuned = {k: v + 1e-3 for k, v in load_file(weights).items()}  # fine-tuned: other values of the same shapes
+    save_file(tuned, weights, metadata={"format": "pt"})
+    for stage, key, other in [
+        ("01_healthy", "sd_inpaint_model", {"backend": "sd_inpaint"}),
+        ("03_textual_inversion", "sd_model", {}),
+        ("04_lora", "sd_model", {}),
+        ("05_semantic", "sd_model", {}),
+    ]:
+        cls = stage_config(stage)
+        mini = cls(**{key: "mini"}, **other).params_hash()
+        assert cls(**{key: str(copy)}, **other).params_hash() == mini, stage
+        assert cls(**{key: str(retrained)}, **other).params_hash() != mini, stage
+        assert cls(**{key: "tiny"}, **other).params_hash() != mini, stage
