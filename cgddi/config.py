@@ -83,8 +83,8 @@ def content_fingerprint(
     path,  # a local file or folder
 ) -> str:
     """Short hash of a local file or folder by what it holds, not where it lies: each file's name within the folder,
-    its size and its bytes: a safetensors file by its header and 192 bytes of every tensor (`_safetensors_sample`),
-    so a model of gigabytes hashes in a moment and retrained or fine-tuned weights, which change every value of a
+    its size and its bytes: a safetensors file by its header and 192 bytes of every tensor (at its start, middle and
+    end), so a model of gigabytes hashes in a moment and retrained or fine-tuned weights, which change every value of a
     tensor, never hash alike (an edit of a few bytes inside a tensor goes unseen). Hidden files and folders
     (`.cache`, `.git`) and documents (`*.md`, a model card) are left out. Within one process a file is read once per
     size and modification time."""

@@ -571,7 +571,7 @@ def check_inputs(
 ):
     """Raise a ParamsError when an input folder (a `*_root` key: DDI, sDDI masks, an external test set) of a selected
     stage does not exist: a mistyped path stops the run at once, not a minute later in the stage's kernel. A folder
-    that the stage's other settings leave unread (`_READ_WHEN`) is not checked."""
+    that the stage's other settings leave unread (external_root without external_test) is not checked."""
     for s in selected:
         own = per_stage.get(s, {})
         for key, value in own.items():
