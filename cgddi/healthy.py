@@ -559,7 +559,12 @@ def make_healthy(
     if inpainter.cfg != cfg:
         raise ValueError("the inpainter was made from other settings than `cfg`; pass Inpainter(cfg) or none.")
     shard = manifest_dir(work, "healthy") / "all.csv"
-    listed = set(pd.read_csv(shard, usecols=["image"]).image) if shard.exists() else set()
+    # image -> (params_hash, generator) of the rows listed before
+    listed = (
+        pd.read_csv(shard, usecols=["image", "params_hash", "generator"], dtype=str).set_index("image").to_dict("index")
+        if shard.exists()
+        else {}
+    )
     mine, healed = share.mine(todo.itertuples()), []
     with progress_bar(total=len(mine), desc=f"healthy synthetics{share.desc}") as bar:
         for i in range(0, len(mine), cfg.batch_size):
@@ -572,6 +577,9 @@ def make_healthy(
         return None
     by_id = {s["ddi_id"]: (row, s) for part in healed for row, s in part}
     rows, sheet = zip(*[by_id[int(i)] for i in todo.ddi_id])  # in ddi_id order, however the images were shared out
+    for row in rows:  # an image not made again keeps the name of the model that made it (a copy elsewhere hashes alike)
+        if (old := listed.get(row["image"])) and old["params_hash"] == row["params_hash"]:
+            row["generator"] = old["generator"]
     write_shard(list(rows), work, "healthy", "all")
     refresh_index(work, "healthy")
     # written, then the run stopped before the shard

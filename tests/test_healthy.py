@@ -1,5 +1,6 @@
 "01_healthy: the diffusion backends on tiny models, the review sheet, resume and bad input."
 
+import dataclasses, shutil
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -43,11 +44,18 @@ def test_kandinsky_path_on_tiny_models_writes_images(work_copy, tmp_path):
 
 def test_sd_inpaint_path_on_tiny_model(work_copy, tmp_path):
     sd = tiny_sd(tmp_path / "sd", inpaint=True)
-    make_healthy(
-        work_copy, HealthyConfig(backend="sd_inpaint", sd_inpaint_model=str(sd), inpaint_size=64, steps=2, limit=2)
-    )
+    cfg = HealthyConfig(backend="sd_inpaint", sd_inpaint_model=str(sd), inpaint_size=64, steps=2, limit=2)
+    make_healthy(work_copy, cfg)
     rows = read_manifest(work_copy, "healthy", kept_only=False)
     assert len(rows) == 2 and all((work_copy / i).exists() for i in rows.image)
+    # the model copied elsewhere under another name: nothing is made again, and the manifest still names the model
+    # as it was when the images were made (06 hashes the manifest: a relabelled row would retrain its runs)
+    shard = work_copy / "manifest" / "healthy" / "all.csv"
+    before = shard.read_bytes(), {i: (work_copy / i).stat().st_mtime_ns for i in rows.image}
+    moved = shutil.copytree(sd, tmp_path / "drive" / "sd-copy")
+    make_healthy(work_copy, dataclasses.replace(cfg, sd_inpaint_model=str(moved)))
+    assert (shard.read_bytes(), {i: (work_copy / i).stat().st_mtime_ns for i in rows.image}) == before
+    assert set(read_manifest(work_copy, "healthy", kept_only=False).generator) == {f"sd [{TINY_LABEL}]"}
 
 
 def test_review_sheet_edits_survive_a_rerun_and_are_honoured(work_copy):
