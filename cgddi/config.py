@@ -32,10 +32,13 @@ _SAMPLE = 64  # bytes read at the start, middle and end of every tensor of a saf
 
 def _safetensors_sample(
     f,  # the file, open for binary reading
+    size: int,  # its size in bytes
 ) -> bytes:
     """A safetensors file's header (every tensor's name, dtype, shape and place) and `_SAMPLE` bytes at the start,
     middle and end of every tensor: trained weights differ from others of the same shapes in every value."""
     n = int.from_bytes(f.read(8), "little")
+    if not 0 < n <= size - 8:
+        raise ValueError("no safetensors header")
     header = f.read(n)
     parts = [header]
     tensors = [t["data_offsets"] for k, t in json.loads(header).items() if k != "__metadata__"]
@@ -55,8 +58,8 @@ def _file_sample(
     with open(path, "rb") as f:
         if path.suffix == ".safetensors":
             try:
-                return _safetensors_sample(f)
-            except (ValueError, KeyError, TypeError):  # not a safetensors file after all: its blocks
+                return _safetensors_sample(f, size)
+            except (ValueError, KeyError, TypeError, AttributeError):  # not a safetensors file after all: its blocks
                 f.seek(0)
         if size <= 64 << 20:
             return f.read()
