@@ -1,9 +1,11 @@
 "Each stage's config against its notebook's parameters cell: the same names and the same defaults."
 
-import ast, dataclasses
+import ast, dataclasses, shutil
 import papermill as pm
 import pytest
+from safetensors.torch import load_file, save_file
 from cgddi.run import STAGES, project_root, stage_config
+from cgddi.tiny import mini_sd
 
 ROOT = project_root()
 RUN_WIDE = {"work_dir", "report_dir"}  # given by `cgddi run` to every stage, not part of a stage's settings
@@ -52,13 +54,8 @@ def test_local_files_are_fields(stage):
 
 def test_a_model_copied_elsewhere_keeps_the_outputs_made_with_it(tmp_path):
     "Every diffusion stage hashes its model by content: the shipped mini, a copy of its folder, a copy retrained."
-    import shutil
-    from cgddi.tiny import mini_sd
-
     copy = shutil.copytree(mini_sd(), tmp_path / "drive" / "mini")
     retrained = shutil.copytree(mini_sd(), tmp_path / "retrained")
-    from safetensors.torch import load_file, save_file
-
     weights = retrained / "unet" / "diffusion_pytorch_model.safetensors"
     tuned = {k: v + 1e-3 for k, v in load_file(weights).items()}  # fine-tuned: other values of the same shapes
     save_file(tuned, weights, metadata={"format": "pt"})
