@@ -1,0 +1,66 @@
+"The installable package: a wheel built from a clean checkout holds every file of `cgddi/`, and works outside the repo."
+
+import hashlib, shutil, subprocess, sys, zipfile
+from pathlib import Path
+from cgddi.run import project_root
+
+ROOT = project_root()
+
+
+def _tracked(prefix: str) -> list[str]:
+    "The files git tracks under `prefix` (a clean checkout's)."
+    out = subprocess.run(["git", "-C", str(ROOT), "ls-files", prefix], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def _build_wheel(tmp_path: Path) -> Path:
+    "A wheel built, as pip builds one, from a copy of the tracked files only (no build/ or egg-info left in the repo)."
+    src = tmp_path / "src"
+    for f in _tracked("."):
+        (src / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, src / f)
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), "."],
+        cwd=src,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    # setuptools warns of a folder it would drop in a later release (a data folder missing from `packages`)
+    assert "would be ignored" not in r.stdout + r.stderr, r.stdout + r.stderr
+    (wheel,) = (tmp_path / "dist").glob("cgddi-*.whl")
+    return wheel
+
+
+def test_the_wheel_holds_every_file_of_the_package_and_runs_outside_the_repo(tmp_path):
+    wheel = _build_wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as z:
+        packed = {n: hashlib.sha256(z.read(n)).hexdigest() for n in z.namelist() if not n.startswith("cgddi-")}
+    tracked = {f: hashlib.sha256((ROOT / f).read_bytes()).hexdigest() for f in _tracked("cgddi")}
+    # the mini's weights, the architectures' configs, the disease tables: byte for byte as in the repo
+    assert packed == tracked, {
+        "missing from the wheel": sorted(tracked.keys() - packed.keys()),
+        "only in the wheel": sorted(packed.keys() - tracked.keys()),
+        "differ": sorted(k for k in tracked.keys() & packed.keys() if tracked[k] != packed[k]),
+    }
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(site)  # what `pip install` puts in site-packages
+    code = (
+        "import cgddi, cgddi.tiny as t, cgddi.config as c; "
+        "print(cgddi.__file__); print(t.MINI_FOLDER); print(c.content_fingerprint(t.MINI_FOLDER))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {code}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    module, mini, fingerprint = out.stdout.split()
+    assert Path(module).is_relative_to(site) and Path(mini).is_relative_to(site)
+    # an installed mini is the same model as the repo's: the same outputs hash, so a work dir made with either is reused
+    from cgddi.config import content_fingerprint
+    from cgddi.tiny import MINI_FOLDER
+
+    assert fingerprint == content_fingerprint(MINI_FOLDER)
