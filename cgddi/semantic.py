@@ -669,6 +669,8 @@ def plot_semantic_rows(
             if t in s.index:
                 ax.imshow(Image.open(work / s.loc[t, "image"]))
                 ax.set_title(f"{d}, {t}", fontsize=7)
+            else:  # the plan asked for no image of this tone on this canvas (a balanced plan: real ones suffice)
+                ax.text(0.5, 0.5, f"{d}, {t}:\nnone sampled\non this canvas", ha="center", va="center", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
