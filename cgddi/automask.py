@@ -44,15 +44,18 @@ from .tiny import model_load_error, weights_label
 from .layout import DDI_TABLE, AUTO_MASKS
 
 # %% auto #0
-__all__ = ['RULER_MIN_L', 'RULER_MAX_CHROMA', 'MARKER_MIN_A', 'MARKER_MAX_B', 'CLUSTERS', 'SKIN_MERGE_DE', 'LESION_SKIN_CONTACT',
-           'BACKGROUND_SKIN_CONTACT', 'EDGE_WEIGHT', 'MIN_LESION', 'DEFAULT_SAM_MODEL', 'SAM_TYPES', 'find_ruler',
-           'find_marker', 'remove_hair', 'skin_colour', 'lesion_and_background', 'classical_mask', 'SamPrompter',
-           'load_sam', 'lesion_box', 'with_lesion', 'auto_mask', 'AutoMaskConfig', 'write_auto_masks', 'mask_dice',
-           'dice_per_image', 'dice_table', 'plot_auto_masks']
+__all__ = ['RULER_MIN_L', 'RULER_MAX_CHROMA', 'MARKER_MIN_A', 'MARKER_MAX_B', 'MARKER_MAX_HALF_WIDTH', 'CLUSTERS',
+           'SKIN_MERGE_DE', 'LESION_SKIN_CONTACT', 'BACKGROUND_SKIN_CONTACT', 'EDGE_WEIGHT', 'MIN_LESION',
+           'DEFAULT_SAM_MODEL', 'SAM_TYPES', 'find_ruler', 'find_marker', 'remove_hair', 'skin_colour',
+           'lesion_and_background', 'classical_mask', 'SamPrompter', 'load_sam', 'lesion_box', 'with_lesion',
+           'auto_mask', 'AutoMaskConfig', 'write_auto_masks', 'mask_dice', 'dice_per_image', 'dice_table',
+           'plot_auto_masks']
 
 # %% ../nbs/00h_automask.ipynb #am05
 RULER_MIN_L, RULER_MAX_CHROMA = 80, 12  # ruler: bright and nearly grey
 MARKER_MIN_A, MARKER_MAX_B = 25, -15  # marker ink: violet
+# ... drawn as strokes: a violet region thicker than twice this (px in the 256 frame; a drape, a background) is not ink
+MARKER_MAX_HALF_WIDTH = 6
 CLUSTERS = 3  # k-means colour clusters: skin, lesion, background
 SKIN_MERGE_DE = 10  # clusters within this ΔE of the skin-most cluster are skin too
 LESION_SKIN_CONTACT = 0.3  # a lesion candidate has skin along more than this share of its border ...
@@ -88,8 +91,15 @@ def find_ruler(lab: np.ndarray) -> np.ndarray:
 
 
 def find_marker(lab: np.ndarray) -> np.ndarray:
-    "Marker ink pixels: violet components of at least 10 pixels."
-    return _components((lab[..., 1] > MARKER_MIN_A) & (lab[..., 2] < MARKER_MAX_B), 10)
+    """Marker ink pixels: violet components of at least 10 pixels that are strokes, no wider anywhere than twice
+    `MARKER_MAX_HALF_WIDTH` (a violet background is left to the background rule)."""
+    violet = _components((lab[..., 1] > MARKER_MIN_A) & (lab[..., 2] < MARKER_MAX_B), 10).astype(np.uint8)
+    n, lbl = cv2.connectedComponents(violet, connectivity=8)
+    # each component's half-width: the largest distance of one of its pixels from outside it
+    half_width = ndi.maximum(cv2.distanceTransform(violet, cv2.DIST_L2, 3), lbl, index=np.arange(n))
+    keep = np.asarray(half_width) <= MARKER_MAX_HALF_WIDTH
+    keep[0] = False
+    return keep[lbl]
 
 
 def remove_hair(
@@ -325,6 +335,7 @@ def _code_hash() -> str:
         RULER_MAX_CHROMA,
         MARKER_MIN_A,
         MARKER_MAX_B,
+        MARKER_MAX_HALF_WIDTH,
         CLUSTERS,
         SKIN_MERGE_DE,
         LESION_SKIN_CONTACT,
