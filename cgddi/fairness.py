@@ -88,9 +88,12 @@ def _labels(y, name: str, source: str) -> np.ndarray:
     y = np.asarray(y)
     if y.dtype == bool:
         y = y.astype(int)
-    bad = sorted(set(pd.unique(y.ravel())) - set(CLASSES), key=str)
+    bad = sorted(set(pd.unique(y.ravel()).tolist()) - set(CLASSES), key=str)
     if bad:
-        raise ValueError(f"{source}: {name} holds {bad}; labels must be 0 (benign) or 1 (malignant).")
+        hint = ""
+        if y.dtype.kind == "f" and np.nanmin(y) >= 0 and np.nanmax(y) <= 1:
+            hint = " These look like probabilities: pass labels, e.g. (y_prob >= 0.5).astype(int)."
+        raise ValueError(f"{source}: {name} holds {bad[:5]}; labels must be 0 (benign) or 1 (malignant).{hint}")
     return y.astype(int)
 
 
