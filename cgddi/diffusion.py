@@ -5,7 +5,7 @@ denoising loss: what textual inversion (`03`), LoRA (`04`) and semantic sampling
 
 # %% ../nbs/00e_diffusion.ipynb #9a7739af
 from __future__ import annotations
-import copy, json, shutil
+import copy, json, shutil, warnings
 from pathlib import Path
 from types import SimpleNamespace
 import numpy as np
@@ -24,15 +24,16 @@ from safetensors.torch import load_file, save_file
 from .report import atomic_path
 from .config import ModelRef
 from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL, MINI_FOLDER
+from .tiny import MINI_LABEL
 from .layout import MODELS
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'CLASS_PROMPTS', 'REFERENCE_SUFFIXES',
            'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'SD_MODEL', 'PRECISIONS', 'STATE_DIR', 'disease_token',
-           'instance_prompt', 'class_prompt', 'resolve_model', 'model_label', 'precision_value', 'torch_setup',
-           'mixed_precision', 'training_accelerator', 'release_disease', 'use_set_text_parts', 'load_sd',
-           'TrainingState', 'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean',
-           'plot_losses']
+           'instance_prompt', 'class_prompt', 'resolve_model', 'model_label', 'CPUWarning', 'warn_full_size_on_cpu',
+           'precision_value', 'torch_setup', 'mixed_precision', 'training_accelerator', 'release_disease',
+           'use_set_text_parts', 'load_sd', 'TrainingState', 'square_image', 'latent_cache', 'sample_latents',
+           'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
 
 # %% ../nbs/00e_diffusion.ipynb #33b08fc7
 INSTANCE_PROMPT = "An image of {token} on a {tone}-toned individual"
@@ -126,6 +127,29 @@ def model_label(
     "How outputs name their model: the hub id, or a random model's folder name with its label (tiny or full size)."
     label = weights_label(model)
     return f"{Path(str(model)).name} [{label}]" if label else str(model)
+
+
+class CPUWarning(UserWarning):
+    "A full-size model is about to run on the CPU: it works, but a paper-scale stage takes days there."
+
+
+def warn_full_size_on_cpu(
+    model: str,  # hub id or folder, as resolved (`resolve_model`)
+    setting: str,  # the parameter that names it, e.g. sd_model
+    device,  # where it will run (a torch.device or its name)
+    instead: str = "sd_model: mini",  # the setting that runs on the CPU in minutes
+) -> bool:
+    "Warn (`CPUWarning`) before a model other than the tiny or mini one runs on the CPU; True when it warned."
+    if torch.device(device).type != "cpu" or weights_label(model) in (TINY_LABEL, MINI_LABEL):
+        return False
+    warnings.warn(
+        f"{setting} {model!r} is a full-size model and runs on the CPU here: minutes per image or training step, "
+        "days for a paper-scale stage. Use a GPU (on Colab: Runtime > Change runtime type > GPU; `accelerate` then "
+        f"finds it), or, on the CPU, {instead}.",
+        CPUWarning,
+        stacklevel=2,
+    )
+    return True
 
 
 # the one spelling of precision: a sampling stage's weights (`dtype`), a training stage's autocast (`precision`)

@@ -41,7 +41,7 @@ from cgddi.manifest import (
 from .config import Between, ModelRef, StageConfig, seed_of, file_hash, memory_advice
 from .report import atomic_path, progress_bar
 from .shard import Share, launch, stage_cli
-from .diffusion import PRECISIONS, SD_MODEL
+from .diffusion import PRECISIONS, SD_MODEL, warn_full_size_on_cpu
 from .tiny import tiny_kandinsky, is_tiny, model_load_error, weights_label, TINY_LABEL
 from .layout import DDI_TABLE, MODELS, HEALTHY, HEALTHY_IMAGES, HEALTHY_MASKS, REVIEW_SHEET
 
@@ -231,6 +231,7 @@ class Inpainter:
             from diffusers import AutoPipelineForInpainting
 
             model, prior = resolve_model(cfg.sd_inpaint_model, work_dir, cfg.seed), None  # "mini": the shipped folder
+            warn_full_size_on_cpu(model, "sd_inpaint_model", self.device, "sd_inpaint_model: mini")
             try:
                 self.pipe = AutoPipelineForInpainting.from_pretrained(
                     model, dtype=dt, use_safetensors=True, safety_checker=None, requires_safety_checker=False
@@ -251,6 +252,7 @@ class Inpainter:
             if work_dir is None:
                 raise ValueError("the tiny Kandinsky models are built under work_dir/models; pass work_dir.")
             prior, model = map(str, tiny_kandinsky_models(work_dir, cfg.seed))
+        warn_full_size_on_cpu(model, "kandinsky_decoder", self.device, "backend: sd_inpaint (sd_inpaint_model: mini)")
         try:
             self.prior = KandinskyV22PriorPipeline.from_pretrained(prior, dtype=dt, use_safetensors=True).to(
                 self.device

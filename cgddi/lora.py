@@ -54,6 +54,7 @@ from cgddi.diffusion import (
     load_sd,
     resolve_model,
     training_accelerator,
+    warn_full_size_on_cpu,
     release_disease,
     use_set_text_parts,
     square_image,
@@ -437,7 +438,9 @@ def _adapter(
             _card(work, folder, facts, inst, cfg, c.embeds)
         return facts
     if not loaded:
-        loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision), class_latents={})
+        acc = training_accelerator(cfg.precision)
+        warn_full_size_on_cpu(model, "sd_model", acc.device)  # before a download of gigabytes
+        loaded.update(sd=load_sd(model), acc=acc, class_latents={})
     sd, acc, ruler = loaded["sd"], loaded["acc"], cfg.ruler_in_prompt
     use_set_text_parts(sd, loaded.setdefault("text_parts", {}), gset)
     pipe = StableDiffusionPipeline(

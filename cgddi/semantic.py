@@ -48,6 +48,7 @@ from cgddi.diffusion import (
     model_label,
     resolve_model,
     torch_setup,
+    warn_full_size_on_cpu,
 )
 from .lora import lora_rank
 from .tiny import model_load_error
@@ -296,6 +297,7 @@ class SemanticSampler:
         self.work, self.cfg, self.current, self.concepts, self.base = Path(work_dir), cfg, None, None, None
         self.batch_size = cfg.batch_size  # images a call: halved when a call runs out of memory (`_sample_chunk`)
         self.device, dt = torch_setup(cfg.device, cfg.dtype)  # "auto": this process's device under accelerate launch
+        warn_full_size_on_cpu(model, "sd_model", self.device)
         try:
             self.pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
                 model, dtype=dt, use_safetensors=True, safety_checker=None, requires_safety_checker=False

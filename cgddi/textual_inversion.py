@@ -50,6 +50,7 @@ from cgddi.diffusion import (
     load_sd,
     resolve_model,
     training_accelerator,
+    warn_full_size_on_cpu,
     release_disease,
     use_set_text_parts,
     square_image,
@@ -384,7 +385,9 @@ def _token(work: Path, g: pd.DataFrame, cfg: TIConfig, model: str, loaded: dict,
     if facts.get("params_hash") == phash and embeds.exists() and facts.get("embeds_hash") == file_hash(embeds):
         return facts
     if not loaded:
-        loaded.update(sd=load_sd(model), acc=training_accelerator(cfg.precision, cfg.gradient_accumulation_steps))
+        acc = training_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
+        warn_full_size_on_cpu(model, "sd_model", acc.device)  # before a download of gigabytes
+        loaded.update(sd=load_sd(model), acc=acc)
     sd = loaded["sd"]
     use_set_text_parts(sd, loaded.setdefault("text_parts", {}), gset)
     add_token(sd.tokenizer, sd.text_encoder, token, cfg.initializer)

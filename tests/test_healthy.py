@@ -228,3 +228,27 @@ def test_a_real_full_disk_mid_stage(work_copy, tmp_path):
         )
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_full_size_model_on_the_cpu_is_named_before_it_loads(tmp_path):
+    """Both diffusion backends warn (CPUWarning) when their model is not a tiny or mini one and the device is the CPU,
+    naming the setting and the CPU alternative; tiny models copied without their label stand in for hub models."""
+    import warnings
+    from cgddi.diffusion import CPUWarning
+    from cgddi.healthy import Inpainter
+    from cgddi.tiny import TINY_MARKER
+
+    sd, (prior, decoder) = tiny_sd(tmp_path / "sd", inpaint=True), tiny_kandinsky(tmp_path / "k")
+    for folder in (sd, decoder):
+        (Path(folder) / TINY_MARKER).unlink()
+    sd_cfg = HealthyConfig(backend="sd_inpaint", sd_inpaint_model=str(sd), device="cpu")
+    k_cfg = HealthyConfig(backend="kandinsky", kandinsky_prior=str(prior), kandinsky_decoder=str(decoder), device="cpu")
+    with pytest.warns(
+        CPUWarning, match=r"sd_inpaint_model '.*' is a full-size model.*on the CPU, sd_inpaint_model: mini"
+    ):
+        Inpainter(sd_cfg)
+    with pytest.warns(CPUWarning, match=r"kandinsky_decoder '.*' is a full-size.*on the CPU, backend: sd_inpaint"):
+        Inpainter(k_cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CPUWarning)
+        Inpainter(dataclasses.replace(sd_cfg, sd_inpaint_model="mini"))

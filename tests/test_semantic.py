@@ -360,3 +360,27 @@ def test_a_training_killed_at_a_known_step_resumes_to_the_same_result(lora_work,
     a, b = load_file(ref / weights), load_file(killed / weights)
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert not state.exists()  # a finished training removes its checkpoints
+
+
+def test_a_full_size_model_on_the_cpu_is_named_before_it_loads(lora_work, tmp_path):
+    """03, 04 and 05 warn (CPUWarning) when sd_model is not the tiny or mini model and the device is the CPU; the tiny
+    model copied without its label stands in for a hub model."""
+    from cgddi.diffusion import CPUWarning
+    from cgddi.manifest import read_concepts
+    from cgddi.tiny import TINY_MARKER
+
+    work = _copy(lora_work, tmp_path / "w")
+    unlabelled = _copy(work / "models" / "tiny-sd", tmp_path / "unlabelled-sd")
+    (unlabelled / TINY_MARKER).unlink()
+    slug = read_concepts(work, "lora").disease_slug.iloc[0]
+    for train, cfg in [(train_textual_inversion, TIConfig), (train_loras, LoRAConfig)]:
+        with pytest.warns(CPUWarning, match=f"sd_model '{unlabelled}' is a full-size model"):
+            train(work, cfg(sd_model=str(unlabelled), resolution=32, steps=1, batch_size=2, diseases=[slug]))
+    with pytest.warns(CPUWarning, match="Change runtime type"):
+        sample_semantic(work, dataclasses.replace(SAMPLER, sd_model=str(unlabelled), limit=1))
+    # the labelled tiny model: no warning
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CPUWarning)
+        sample_semantic(_copy(lora_work, tmp_path / "w2"), dataclasses.replace(SAMPLER, limit=1))
