@@ -23,8 +23,7 @@ from .data import DataError, TONE_ORDER, read_image
 from safetensors.torch import load_file, save_file
 from .report import atomic_path
 from .config import ModelRef
-from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL, MINI_FOLDER
-from .tiny import MINI_LABEL
+from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL, MINI_FOLDER, MINI_LABEL
 from .layout import MODELS
 
 # %% auto #0
