@@ -21,7 +21,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.training_utils import compute_snr
 from .data import DataError, TONE_ORDER, read_image
 from safetensors.torch import load_file, save_file
-from .report import atomic_path
+from .report import atomic_path, run_notice
 from .config import ModelRef
 from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL, MINI_FOLDER, MINI_LABEL
 from .layout import MODELS
@@ -138,16 +138,17 @@ def warn_full_size_on_cpu(
     device,  # where it will run (a torch.device or its name)
     instead: str = "sd_model: mini",  # the setting that runs on the CPU in minutes
 ) -> bool:
-    "Warn (`CPUWarning`) before a model other than the tiny or mini one runs on the CPU; True when it warned."
+    """Warn (`CPUWarning`, and in `cgddi run`'s console) before a model other than the tiny or mini one runs on the CPU;
+    True when it warned."""
     if torch.device(device).type != "cpu" or weights_label(model) in (TINY_LABEL, MINI_LABEL):
         return False
-    warnings.warn(
+    message = (
         f"{setting} {model!r} is a full-size model and runs on the CPU here: minutes per image or training step, "
         "days for a paper-scale stage. Use a GPU (on Colab: Runtime > Change runtime type > GPU; `accelerate` then "
-        f"finds it), or, on the CPU, {instead}.",
-        CPUWarning,
-        stacklevel=2,
+        f"finds it), or, on the CPU, {instead}."
     )
+    warnings.warn(message, CPUWarning, stacklevel=2)
+    run_notice(message)
     return True
 
 

@@ -13,7 +13,8 @@ from .layout import LOCK_FILE
 
 # %% auto #0
 __all__ = ['PROGRESS_ENV', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path', 'WorkDirLocked', 'work_dir_lock', 'progress_bar',
-           'progress_line', 'save_table', 'save_figure', 'figure_caption', 'table_caption', 'render_index']
+           'progress_line', 'notices_path', 'run_notice', 'read_notices', 'save_table', 'save_figure', 'figure_caption',
+           'table_caption', 'render_index']
 
 # %% ../nbs/00a_report.ipynb #147a84c1
 # the process's umask: a finished file gets the permissions a plain open() would give
@@ -186,6 +187,35 @@ def progress_line(
     except (OSError, ValueError):
         return ""
     return " | ".join(tqdm.format_meter(b["n"], b["total"], b["elapsed"], prefix=b["desc"], ncols=0) for b in bars)
+
+
+def notices_path(
+    progress,  # a progress file (`PROGRESS_ENV`)
+) -> Path:
+    "The file beside it where `run_notice` writes."
+    return Path(progress).with_suffix(".notices")
+
+
+def run_notice(
+    message: str,  # one line for the console of `cgddi run`
+):
+    "Have `cgddi run` print `message` while the stage runs (a line beside `$CGDDI_PROGRESS`); outside a run, nothing."
+    if progress := os.environ.get(PROGRESS_ENV):
+        path = notices_path(progress)
+        with contextlib.suppress(OSError):  # a line the console misses must not stop the stage
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a") as f:  # the processes of a launch share the file: one write a line
+                f.write(" ".join(message.split()) + "\n")
+
+
+def read_notices(
+    path,  # a progress file (`PROGRESS_ENV`)
+) -> list[str]:
+    "The distinct lines `run_notice` wrote beside the progress file `path`, in the order first written."
+    try:
+        return list(dict.fromkeys(notices_path(path).read_text().splitlines()))
+    except OSError:
+        return []
 
 # %% ../nbs/00a_report.ipynb #d0cb5949
 def save_table(

@@ -20,6 +20,8 @@ from cgddi.report import (
     atomic_path,
     render_index,
     progress_line,
+    read_notices,
+    notices_path,
     work_dir_lock,
     WorkDirLocked,
 )
@@ -425,6 +427,7 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
 
     report_to = cwd / ".progress" / f"{nb.stem}.json"
     report_to.unlink(missing_ok=True)
+    notices_path(report_to).unlink(missing_ok=True)  # `run_notice`'s lines
     os.environ[PROGRESS_ENV] = str(report_to)  # the kernel inherits it
     raised, kernels = [], []
 
@@ -451,10 +454,18 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
 
     # logs: news every 30 s
     thread, shown, at, tty = threading.Thread(target=work, daemon=True), "", time.monotonic(), sys.stdout.isatty()
+    noted = []
+
+    def show_notices():  # what the stage says must be seen now: each distinct line once, on a line of its own
+        for n in read_notices(report_to)[len(noted) :]:
+            noted.append(n)
+            print(("\r\033[K" if tty else "") + f"    {nb.stem}: {n}", flush=True)
+
     thread.start()
     try:
         while thread.is_alive():
             thread.join(1.0)
+            show_notices()
             line = "" if quiet else progress_line(report_to)
             if tty:
                 print(f"\r\033[K{label} {line}"[: shutil.get_terminal_size().columns], end="", flush=True)
@@ -465,6 +476,7 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
         _stop_kernels(kernels, thread)
         raise
     finally:
+        show_notices()
         del os.environ[PROGRESS_ENV]
         if tty and not quiet:
             print("\r\033[K", end="")

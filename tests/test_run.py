@@ -553,3 +553,32 @@ def test_a_rerun_of_the_failed_stage_keeps_the_earlier_stages_in_the_report(tmp_
     assert cgddi_here("run", "--params", str(params), "--out", str(out)).returncode == 0
     prov = json.loads((out / "provenance.json").read_text())
     assert "earlier_runs" not in prov and all("run_started" not in s for s in prov["stages"])
+
+
+def test_what_a_stage_must_say_now_reaches_the_console_once(tmp_path, cgddi_here, monkeypatch):
+    """`run_notice` in a stage (as the CPU warning of a full-size model does): `cgddi run` prints each distinct line
+    once, with the stage's name, even when several processes of a launch say it."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    import cgddi.run as r
+
+    root = tmp_path / "checkout"
+    (root / "nbs").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("")
+    nb = new_notebook(
+        cells=[
+            new_code_cell("work_dir = None\nreport_dir = None", metadata={"tags": ["parameters"]}),
+            new_code_cell(
+                "from cgddi.report import run_notice\n"
+                "run_notice('sd_model x is a full-size model')\nrun_notice('sd_model x is a full-size model')\n"
+                "run_notice('a second\\nline')"
+            ),
+        ]
+    )
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "nbs" / "00_note.ipynb")
+    monkeypatch.setattr(r, "project_root", lambda: root)
+    out = cgddi_here("run", "--params", str(_params(tmp_path, "work_dir: w\n")), "--out", str(tmp_path / "report"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("00_note: sd_model x is a full-size model\n") == 1, out.stdout
+    assert "00_note: a second line\n" in out.stdout
