@@ -213,7 +213,8 @@ def read_notices(
 ) -> list[str]:
     "The distinct lines `run_notice` wrote beside the progress file `path`, in the order first written."
     try:
-        return list(dict.fromkeys(notices_path(path).read_text().splitlines()))
+        # whole lines only: a line being written now is read when it is complete
+        return list(dict.fromkeys(notices_path(path).read_text().split("\n")[:-1]))
     except OSError:
         return []
 
