@@ -143,9 +143,9 @@ def warn_full_size_on_cpu(
     if torch.device(device).type != "cpu" or weights_label(model) in (TINY_LABEL, MINI_LABEL):
         return False
     message = (
-        f"{setting} {model!r} is a full-size model and runs on the CPU here: minutes per image or training step, "
-        "days for a paper-scale stage. Use a GPU (on Colab: Runtime > Change runtime type > GPU; `accelerate` then "
-        f"finds it), or, on the CPU, {instead}."
+        f"{setting} {model!r} is not cgddi's tiny or mini model and will run on the CPU here: a full-size model takes "
+        "minutes per image or training step there, days for a paper-scale stage. Use a GPU (on Colab: Runtime > "
+        f"Change runtime type > GPU; `accelerate` then finds it), or, on the CPU, {instead}."
     )
     warnings.warn(message, CPUWarning, stacklevel=2)
     run_notice(message)

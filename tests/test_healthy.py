@@ -244,10 +244,10 @@ def test_a_full_size_model_on_the_cpu_is_named_before_it_loads(tmp_path):
     sd_cfg = HealthyConfig(backend="sd_inpaint", sd_inpaint_model=str(sd), device="cpu")
     k_cfg = HealthyConfig(backend="kandinsky", kandinsky_prior=str(prior), kandinsky_decoder=str(decoder), device="cpu")
     with pytest.warns(
-        CPUWarning, match=r"sd_inpaint_model '.*' is a full-size model.*on the CPU, sd_inpaint_model: mini"
+        CPUWarning, match=r"sd_inpaint_model '.*' is not cgddi's tiny or mini model.*on the CPU, sd_inpaint_model: mini"
     ):
         Inpainter(sd_cfg)
-    with pytest.warns(CPUWarning, match=r"kandinsky_decoder '.*' is a full-size.*on the CPU, backend: sd_inpaint"):
+    with pytest.warns(CPUWarning, match=r"kandinsky_decoder '.*' is not cgddi's tiny.*on the CPU, backend: sd_inpaint"):
         Inpainter(k_cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("error", CPUWarning)

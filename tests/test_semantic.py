@@ -374,7 +374,7 @@ def test_a_full_size_model_on_the_cpu_is_named_before_it_loads(lora_work, tmp_pa
     (unlabelled / TINY_MARKER).unlink()
     slug = read_concepts(work, "lora").disease_slug.iloc[0]
     for train, cfg in [(train_textual_inversion, TIConfig), (train_loras, LoRAConfig)]:
-        with pytest.warns(CPUWarning, match=f"sd_model '{unlabelled}' is a full-size model"):
+        with pytest.warns(CPUWarning, match=f"sd_model '{unlabelled}' is not cgddi's tiny or mini model"):
             train(work, cfg(sd_model=str(unlabelled), resolution=32, steps=1, batch_size=2, diseases=[slug]))
     with pytest.warns(CPUWarning, match="Change runtime type"):
         sample_semantic(work, dataclasses.replace(SAMPLER, sd_model=str(unlabelled), limit=1))
