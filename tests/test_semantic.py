@@ -365,6 +365,7 @@ def test_a_training_killed_at_a_known_step_resumes_to_the_same_result(lora_work,
 def test_a_full_size_model_on_the_cpu_is_named_before_it_loads(lora_work, tmp_path):
     """03, 04 and 05 warn (CPUWarning) when sd_model is not the tiny or mini model and the device is the CPU; the tiny
     model copied without its label stands in for a hub model."""
+    import warnings
     from cgddi.diffusion import CPUWarning
     from cgddi.manifest import read_concepts
     from cgddi.tiny import TINY_MARKER
@@ -379,8 +380,6 @@ def test_a_full_size_model_on_the_cpu_is_named_before_it_loads(lora_work, tmp_pa
     with pytest.warns(CPUWarning, match="Change runtime type"):
         sample_semantic(work, dataclasses.replace(SAMPLER, sd_model=str(unlabelled), limit=1))
     # the labelled tiny model: no warning
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error", CPUWarning)
         sample_semantic(_copy(lora_work, tmp_path / "w2"), dataclasses.replace(SAMPLER, limit=1))
