@@ -39,8 +39,8 @@ from cgddi.data import (
     to_lab,
 )
 from .config import StageConfig
-from .report import atomic_path, progress_bar
-from .tiny import model_load_error, weights_label
+from .report import atomic_path, progress_bar, cpu_warning, GPU_HINT
+from .tiny import model_load_error, weights_label, TINY_LABEL
 from .layout import DDI_TABLE, AUTO_MASKS
 
 # %% auto #0
@@ -202,6 +202,12 @@ class SamPrompter:
         from transformers import AutoConfig, AutoModel, AutoProcessor
 
         self.name, self.device = str(model), device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.device(self.device).type == "cpu" and weights_label(self.name) != TINY_LABEL:
+            cpu_warning(
+                f"sam_model {self.name!r} is not cgddi's tiny SAM and will run on the CPU here: SAM ViT-B took 6.9 s "
+                "an image on 2 cores (bench/automask.py), about 75 min for DDI's 656, the larger SAMs several times "
+                f"that. {GPU_HINT}, or, on the CPU, auto_mask_backend: classical (16 ms an image)."
+            )
         try:
             kind = AutoConfig.from_pretrained(self.name).model_type
             if kind not in SAM_TYPES:

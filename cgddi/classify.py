@@ -53,7 +53,7 @@ from cgddi.leakage import (
     train_set_path,
 )
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
-from .report import atomic_path, progress_bar
+from .report import atomic_path, progress_bar, cpu_warning, GPU_HINT
 from .shard import Share, take_share, stage_cli
 from .tiny import tiny_clip_text
 from cgddi.layout import (
@@ -69,10 +69,11 @@ from cgddi.layout import (
 )
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'SELECT_TIES', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'PREDICTION_COLUMNS',
-           'COUNTS', 'RUN_COLUMNS', 'RUN_KEY', 'RECOGNITION_MARGIN', 'ClassifyConfig', 'transforms', 'image_reader',
-           'eval_reader', 'ImageTable', 'balanced_sampler', 'accelerator', 'memory_format', 'make_model', 'predict',
-           'fit', 'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts',
+__all__ = ['EXPERIMENTS', 'SELECT_TIES', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'LARGE_ON_CPU',
+           'PREDICTION_COLUMNS', 'COUNTS', 'RUN_COLUMNS', 'RUN_KEY', 'RECOGNITION_MARGIN', 'ClassifyConfig',
+           'transforms', 'image_reader', 'eval_reader', 'ImageTable', 'balanced_sampler', 'accelerator',
+           'memory_format', 'make_model', 'backbone_parameters', 'warn_large_on_cpu', 'predict', 'fit',
+           'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts',
            'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds', 'run_hash', 'run_experiments', 'read_runs',
            'read_predictions', 'classify_progress', 'external_table', 'external_path', 'evaluate_external',
            'read_external_predictions', 'recognition_table', 'recognition_from_hits', 'recognition_levels',
@@ -341,6 +342,50 @@ def make_model(
             raise ValueError("PatchAlign needs label embeddings (`label_embeddings`).")
         return PatchAlign(backbone(cfg.vit, cfg.pretrained, cfg.weights, img_size=cfg.crop, **cfg.vit_kwargs), labels)
     raise ValueError(f"method {method!r} unknown; use one of {METHODS}.")
+
+
+# parameters x input pixels above which training on the CPU is a GPU job: half of what the paper's ResNet-18 (11.2 M
+# parameters) at 224 px costs an image (so ResNet-18 from 160 px on, ViT-B/16 from 58 px; the benchmark's 0.4 M at 96 px
+# is 1.2 % of it)
+LARGE_ON_CPU = 11_176_512 * 224**2 // 2
+
+
+def backbone_parameters(
+    method: str,  # baseline / fairdisco / patchalign
+    cfg: ClassifyConfig,  # backbones and input size
+) -> tuple[str, int]:
+    "(timm name, parameter count) of `method`'s backbone at `cfg`'s settings, counted without weights (meta device)."
+    name, kwargs = (
+        (cfg.vit, dict(img_size=cfg.crop, **cfg.vit_kwargs))
+        if method == "patchalign"
+        else (cfg.resnet, cfg.resnet_kwargs)
+    )
+    with torch.device("meta"):
+        return name, sum(
+            p.numel() for p in timm.create_model(name, pretrained=False, num_classes=0, **kwargs).parameters()
+        )
+
+
+def warn_large_on_cpu(
+    cfg: ClassifyConfig,  # the stage's settings
+    methods,  # the methods about to train
+) -> bool:
+    """Warn (`CPUWarning`, and in `cgddi run`'s console) before a classifier above `LARGE_ON_CPU` (parameters x input
+    pixels) trains on the CPU; True when it warned."""
+    if cfg.device != "cpu" and (torch.cuda.is_available() or torch.backends.mps.is_available()):
+        return False
+    sizes = {m: backbone_parameters(m, cfg) for m in dict.fromkeys(methods)}
+    large = {m: (name, n) for m, (name, n) in sizes.items() if n * cfg.crop**2 > LARGE_ON_CPU}
+    if not large:
+        return False
+    named = ", ".join(f"{m} ({name}, {n / 1e6:.1f} M parameters)" for m, (name, n) in large.items())
+    cpu_warning(
+        f"06_classify: {named} will train on the CPU here at {cfg.crop} px: on 2 cores an epoch of DDI's 524 training "
+        "images took 44 s with ResNet-18 and 241 s with ViT-B/16 at 224 px (bench/classify.py), so the paper's runs, "
+        f"with thousands of synthetic images, take days. {GPU_HINT}, or, on the CPU, small backbones and input "
+        "(params/default.yaml's resnet, vit_kwargs and crop)."
+    )
+    return True
 
 
 @torch.no_grad()
@@ -858,6 +903,9 @@ def run_experiments(
     runs = planned_runs(cfg, split_seeds(work, cfg))
     patchalign = any(m == "patchalign" for *_, m in runs)
     memo = {}  # the inputs and their hashes, read once: running does not change the manifests or splits
+    pending = lambda: not all(_done(work, r, run_hash(work, cfg, r, memo)) for r in runs)  # noqa: E731
+    if share is None and pending():  # the call a person made, with training to do
+        warn_large_on_cpu(cfg, [m for *_, m in runs])
     # launched processes train; this call then finds every run done (none launched when every run is done already)
     share = take_share(
         "cgddi.classify",
@@ -865,7 +913,7 @@ def run_experiments(
         cfg,
         share,
         lambda: patchalign and _text_encoder(work, cfg),  # a tiny text encoder is built once
-        pending=lambda: not all(_done(work, r, run_hash(work, cfg, r, memo)) for r in runs),
+        pending=pending,
     )
     acc, labels = accelerator(cfg), _labels(work, cfg) if patchalign else None
     # (protocol, seed): a group's Exp. 2 starts from its Exp. 1, so one process runs it

@@ -5,7 +5,7 @@ denoising loss: what textual inversion (`03`), LoRA (`04`) and semantic sampling
 
 # %% ../nbs/00e_diffusion.ipynb #9a7739af
 from __future__ import annotations
-import copy, json, shutil, warnings
+import copy, json, shutil
 from pathlib import Path
 from types import SimpleNamespace
 import numpy as np
@@ -21,7 +21,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.training_utils import compute_snr
 from .data import DataError, TONE_ORDER, read_image
 from safetensors.torch import load_file, save_file
-from .report import atomic_path, run_notice
+from .report import atomic_path, CPUWarning, GPU_HINT, cpu_warning
 from .config import ModelRef
 from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL, MINI_FOLDER, MINI_LABEL
 from .layout import MODELS
@@ -29,7 +29,7 @@ from .layout import MODELS
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'CLASS_PROMPTS', 'REFERENCE_SUFFIXES',
            'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'SD_MODEL', 'PRECISIONS', 'STATE_DIR', 'disease_token',
-           'instance_prompt', 'class_prompt', 'resolve_model', 'model_label', 'CPUWarning', 'warn_full_size_on_cpu',
+           'instance_prompt', 'class_prompt', 'resolve_model', 'model_label', 'warn_full_size_on_cpu',
            'precision_value', 'torch_setup', 'mixed_precision', 'training_accelerator', 'release_disease',
            'use_set_text_parts', 'load_sd', 'TrainingState', 'square_image', 'latent_cache', 'sample_latents',
            'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
@@ -128,10 +128,6 @@ def model_label(
     return f"{Path(str(model)).name} [{label}]" if label else str(model)
 
 
-class CPUWarning(UserWarning):
-    "A full-size model is about to run on the CPU: it works, but a paper-scale stage takes days there."
-
-
 def warn_full_size_on_cpu(
     model: str,  # hub id or folder, as resolved (`resolve_model`)
     setting: str,  # the parameter that names it, e.g. sd_model
@@ -144,11 +140,10 @@ def warn_full_size_on_cpu(
         return False
     message = (
         f"{setting} {model!r} is not cgddi's tiny or mini model and will run on the CPU here: a full-size model takes "
-        "minutes per image or training step there, days for a paper-scale stage. Use a GPU (on Colab: Runtime > "
-        f"Change runtime type > GPU; `accelerate` then finds it), or, on the CPU, {instead}."
+        "minutes per image or training step there, days for a paper-scale stage. "
+        f"{GPU_HINT}, or, on the CPU, {instead}."
     )
-    warnings.warn(message, CPUWarning, stacklevel=2)
-    run_notice(message)
+    cpu_warning(message)
     return True
 
 

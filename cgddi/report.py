@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_report.ipynb #cc22456c
 from __future__ import annotations
-import contextlib, errno, filecmp, html, json, os, shutil, socket, tempfile, time
+import contextlib, errno, filecmp, html, json, os, shutil, socket, tempfile, time, warnings
 from pathlib import Path
 import pandas as pd
 from PIL import Image
@@ -12,9 +12,9 @@ from tqdm.auto import tqdm
 from .layout import LOCK_FILE
 
 # %% auto #0
-__all__ = ['PROGRESS_ENV', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path', 'WorkDirLocked', 'work_dir_lock', 'progress_bar',
-           'progress_line', 'notices_path', 'run_notice', 'read_notices', 'save_table', 'save_figure', 'figure_caption',
-           'table_caption', 'render_index']
+__all__ = ['PROGRESS_ENV', 'GPU_HINT', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path', 'WorkDirLocked', 'work_dir_lock',
+           'progress_bar', 'progress_line', 'notices_path', 'run_notice', 'read_notices', 'CPUWarning', 'cpu_warning',
+           'save_table', 'save_figure', 'figure_caption', 'table_caption', 'render_index']
 
 # %% ../nbs/00a_report.ipynb #147a84c1
 # the process's umask: a finished file gets the permissions a plain open() would give
@@ -217,6 +217,23 @@ def read_notices(
         return list(dict.fromkeys(notices_path(path).read_text().split("\n")[:-1]))
     except OSError:
         return []
+
+
+class CPUWarning(UserWarning):
+    "A full-size model is about to run on the CPU: it works, but a paper-scale stage takes hours to days there."
+
+
+# what every CPUWarning says to do first
+GPU_HINT = "Use a GPU (on Colab: Runtime > Change runtime type > GPU; `accelerate` and torch then find it)"
+
+
+def cpu_warning(
+    message: str,  # what will run on the CPU, how long that takes, and what to do (`GPU_HINT`, a CPU setting)
+    stacklevel: int = 2,  # as `warnings.warn`'s, counted from the caller of `cpu_warning`
+):
+    "Warn `message` as a `CPUWarning` and have `cgddi run` print it now (`run_notice`)."
+    warnings.warn(message, CPUWarning, stacklevel=stacklevel + 1)
+    run_notice(message)
 
 # %% ../nbs/00a_report.ipynb #d0cb5949
 def save_table(

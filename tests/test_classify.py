@@ -261,3 +261,21 @@ def test_planted_leak_inflates_the_score_and_the_audit_names_it(split_work):
         "test images"
     )
     assert leaky >= honest + 0.2, (honest, leaky)
+
+
+def test_a_large_classifier_on_the_cpu_is_named_before_it_trains(split_work):
+    """run_experiments warns (CPUWarning) before a classifier of the paper's size trains on the CPU: made an error here,
+    it stops the stage before any run is written; the small settings of this file train without it."""
+    import warnings
+    from cgddi.report import CPUWarning
+
+    small = dataclasses.replace(
+        CFG, protocols=["faithful"], seeds=[36], experiments=["real"], real_methods=["baseline"], device="cpu"
+    )
+    large = dataclasses.replace(small, crop=160, resize=176)  # ResNet-18 at 160 px
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CPUWarning)
+        with pytest.raises(CPUWarning, match=r"baseline \(resnet18.tv_in1k, 11.2 M parameters\).* at 160 px"):
+            run_experiments(split_work, large)
+        assert not (split_work / "classify").exists() or not list((split_work / "classify").rglob("S36.csv"))
+        assert set(run_experiments(split_work, small).status) == {"done"}  # no warning: the small ones train
