@@ -463,6 +463,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'cgddi.run._execute': ('run.html#_execute', 'cgddi/run.py'),
                            'cgddi.run._failure': ('run.html#_failure', 'cgddi/run.py'),
                            'cgddi.run._git': ('run.html#_git', 'cgddi/run.py'),
+                           'cgddi.run._input_lacks': ('run.html#_input_lacks', 'cgddi/run.py'),
                            'cgddi.run._interrupt': ('run.html#_interrupt', 'cgddi/run.py'),
                            'cgddi.run._rules_in_child': ('run.html#_rules_in_child', 'cgddi/run.py'),
                            'cgddi.run._run_stages': ('run.html#_run_stages', 'cgddi/run.py'),

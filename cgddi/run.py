@@ -576,25 +576,48 @@ def _earlier_note(runs: list[dict], records: list[dict]) -> str:
 _READ_WHEN = {"external_root": lambda own: own.get("external_test") is not None}
 
 
+def _input_lacks(
+    key: str,  # an input folder's key: ddi_root, masks_root, external_root
+    folder: Path,  # its value, an existing folder
+) -> str | None:
+    """What the input folder lacks that its stage reads first (the DDI or F17k table, any sDDI mask), and where that
+    file is when it lies a level or two deeper; None when nothing is missing."""
+    from cgddi.data import METADATA_FILE, F17K_FILE  # 1 s of imports, paid only by a run given input folders
+
+    if key == "masks_root":
+        found = next(folder.rglob("*.npy"), None) is not None
+        return None if found else "holds no sDDI mask (<image stem>.npy, searched in every subfolder)"
+    name = {"ddi_root": METADATA_FILE, "external_root": F17K_FILE}.get(key)
+    if name is None or (folder / name).is_file():
+        return None
+    deeper = sorted(folder.glob(f"*/{name}")) + sorted(folder.glob(f"*/*/{name}"))
+    return f"holds no {name}" + (f"; {deeper[0].parent} does: point {key} there" if deeper else "")
+
+
 def check_inputs(
     per_stage: dict,  # from `check_params`
     selected,  # the stages to run
     params_file="params",  # named in errors
 ):
     """Raise a ParamsError when an input folder (a `*_root` key: DDI, sDDI masks, an external test set) of a selected
-    stage does not exist: a mistyped path stops the run at once, not a minute later in the stage's kernel. A folder
-    that the stage's other settings leave unread (external_root without external_test) is not checked."""
+    stage does not exist or lacks the file its stage reads first (`_input_lacks`): a mistyped path stops the run at
+    once, not a minute later in the stage's kernel. A folder that the stage's other settings leave unread (external_root
+    without external_test) is not checked."""
     for s in selected:
         own = per_stage.get(s, {})
         for key, value in own.items():
             if key in _READ_WHEN and not _READ_WHEN[key](own):
                 continue
-            if key.endswith("_root") and isinstance(value, str) and not Path(value).is_dir():
+            if not key.endswith("_root") or not isinstance(value, str):
+                continue
+            if not Path(value).is_dir():
                 raise ParamsError(
                     f"{params_file}: key {key!r} = {value!r} (read by {s}): no such folder. Fix the path (a relative "
                     "one is relative to the params file), or set it to null for the default (the embedded benchmark "
                     "for ddi_root)."
                 )
+            if lacks := _input_lacks(key, Path(value)):
+                raise ParamsError(f"{params_file}: key {key!r} = {value!r} (read by {s}): the folder {lacks}.")
 
 
 def run(

@@ -231,6 +231,8 @@ def test_failing_stage_names_notebook_and_cell(tmp_path, cgddi_here):
             "key 'protocols' = ['faithful', 'leaky'] must be one of ['faithful', 'clean']",
         ),
         ("ddi_root: no/such/ddi\n", "(read by 00_data): no such folder"),
+        # a folder, but not DDI's: the params file's own
+        ("ddi_root: .\n", "(read by 00_data): the folder holds no ddi_metadata.csv"),
     ],
 )
 def test_bad_params_stop_before_running(tmp_path, text, expect, cgddi_here):
