@@ -13,6 +13,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 import cv2
+import torch
 import matplotlib.pyplot as plt
 from PIL import Image
 from cgddi.data import (
@@ -41,7 +42,7 @@ from cgddi.manifest import (
 from .config import Between, ModelRef, StageConfig, seed_of, file_hash, memory_advice
 from .report import atomic_path, progress_bar
 from .shard import Share, launch, stage_cli
-from .diffusion import PRECISIONS, SD_MODEL, warn_full_size_on_cpu
+from .diffusion import PRECISIONS, SD_MODEL, warn_full_size_on_cpu, torch_setup, resolve_model
 from .tiny import tiny_kandinsky, is_tiny, model_load_error, weights_label, TINY_LABEL
 from .layout import DDI_TABLE, MODELS, HEALTHY, HEALTHY_IMAGES, HEALTHY_MASKS, REVIEW_SHEET
 
@@ -221,10 +222,7 @@ class Inpainter:
         if cfg.backend == "opencv":
             self.generator = f"opencv-telea-r{cfg.opencv_radius}"
             return
-        import torch
-        from cgddi.diffusion import torch_setup, resolve_model  # imported here: the opencv backend needs no torch
-
-        self.torch, (self.device, dt) = torch, torch_setup(cfg.device, cfg.dtype)
+        self.device, dt = torch_setup(cfg.device, cfg.dtype)
         if cfg.backend == "kandinsky":
             model, prior = self._kandinsky(dt, work_dir)
         else:
@@ -266,7 +264,7 @@ class Inpainter:
         except (OSError, ValueError) as e:
             raise model_load_error(model, "the Kandinsky 2.2 inpainting decoder", "kandinsky_decoder", e) from e
         self.prior.set_progress_bar_config(disable=True)
-        g = self.torch.Generator(self.device).manual_seed(cfg.seed)
+        g = torch.Generator(self.device).manual_seed(cfg.seed)
         out = self.prior(
             cfg.prompt,
             negative_prompt=cfg.negative_prompt,
@@ -306,7 +304,7 @@ class Inpainter:
             return [self.batch([im], [s], [d])[0] for im, s, d in zip(images, softs, seeds)]
         size = (cfg.inpaint_size, cfg.inpaint_size)
         # several frames: one candidate each, its own generator
-        generators = [self.torch.Generator(self.device).manual_seed(d) for d in seeds]
+        generators = [torch.Generator(self.device).manual_seed(d) for d in seeds]
         common = dict(
             height=cfg.inpaint_size,
             width=cfg.inpaint_size,
