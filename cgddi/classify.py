@@ -380,7 +380,7 @@ def warn_large_on_cpu(
         return False
     named = ", ".join(f"{m} ({name}, {n / 1e6:.1f} M parameters)" for m, (name, n) in large.items())
     cpu_warning(
-        f"06_classify: {named} will train on the CPU here at {cfg.crop} px: on 2 cores an epoch of DDI's 524 training "
+        f"{named} will train on the CPU here at {cfg.crop} px: on 2 cores an epoch of DDI's 524 training "
         "images took 44 s with ResNet-18 and 241 s with ViT-B/16 at 224 px (bench/classify.py), so the paper's runs, "
         f"with thousands of synthetic images, take days. {GPU_HINT}, or, on the CPU, small backbones and input "
         "(params/default.yaml's resnet, vit_kwargs and crop)."

@@ -31,8 +31,8 @@ from .layout import DDI_TABLE
 __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'SUMMARY_TABLES', 'RUN_FACTS', 'STANDALONE',
            'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks',
            'declared_parameters', 'accepts', 'load_params', 'check_params', 'Stage', 'value_rules', 'stage_config',
-           'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'check_inputs', 'run', 'main', 'stage_parameters',
-           'status', 'standalone']
+           'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'check_inputs', 'check_started', 'run', 'main',
+           'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -620,6 +620,25 @@ def check_inputs(
                 raise ParamsError(f"{params_file}: key {key!r} = {value!r} (read by {s}): the folder {lacks}.")
 
 
+def check_started(
+    work_dirs,  # the work dirs the selected stages will use
+    selected,  # the stages to run
+    notebooks: dict,  # every stage notebook (`stage_notebooks`)
+    params_file="params",  # named in errors
+):
+    """Raise a ParamsError when the stages to run start after 00_data in a work dir that 00_data has not made: every
+    later stage reads its table first, and its kernel would say so a quarter of a minute later."""
+    if "00_data" not in notebooks or "00_data" in selected:
+        return
+    for w in work_dirs:
+        if not (Path(w) / DDI_TABLE).exists():
+            raise ParamsError(
+                f"{params_file}: work_dir {w} holds no {DDI_TABLE}: 00_data has not run there, and "
+                f"{', '.join(selected)} start(s) from what it makes. Run from 00_data: cgddi run --params {params_file}"
+                " (with --stages, name 00_data first), or point work_dir at a run's work dir."
+            )
+
+
 def run(
     params_file=None,  # YAML params; default `params/default.yaml` (embedded benchmark, CPU)
     out=None,  # report folder; default `reports/<params stem>-<timestamp>/`
@@ -642,6 +661,7 @@ def run(
     work_dirs = sorted(
         {per_stage[s].get("work_dir") or str(out / "work") for s in selected if "work_dir" in declared[s]}
     )
+    check_started(work_dirs, selected, notebooks, params_file)
     with contextlib.ExitStack() as held:  # one writer per work dir: a second run stops here, before anything is written
         for w in work_dirs:
             held.enter_context(work_dir_lock(w, f"cgddi run --params {params_file}"))

@@ -584,3 +584,12 @@ def test_what_a_stage_must_say_now_reaches_the_console_once(tmp_path, cgddi_here
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("00_note: sd_model x is a full-size model\n") == 1, out.stdout
     assert "00_note: a second line\n" in out.stdout
+
+
+def test_a_later_stage_in_a_work_dir_without_00_stops_before_running(tmp_path, cgddi_here):
+    "`--stages 06` in a work dir 00_data has not made is refused before any kernel starts, with what to run instead."
+    p = _params(tmp_path, "work_dir: fresh\n")
+    r = cgddi_here("run", "--params", str(p), "--stages", "06", "--out", str(tmp_path / "report"))
+    assert r.returncode == 2 and f"work_dir {tmp_path / 'fresh'} holds no data/ddi.csv" in r.stderr, r.stderr
+    assert f"cgddi run --params {p}" in r.stderr
+    assert not (tmp_path / "report").exists() and not (tmp_path / "fresh").exists()
