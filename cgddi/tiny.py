@@ -10,31 +10,13 @@ import gzip, importlib.util, json, os
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 import torch
-import diffusers, transformers
-from transformers.convert_slow_tokenizer import bytes_to_unicode
-from transformers import (
-    CLIPTokenizer,
-    CLIPTextConfig,
-    CLIPTextModel,
-    CLIPTextModelWithProjection,
-    CLIPVisionConfig,
-    CLIPVisionModelWithProjection,
-    CLIPImageProcessor,
-)
-from diffusers import (
-    PriorTransformer,
-    UnCLIPScheduler,
-    UNet2DConditionModel,
-    VQModel,
-    DDPMScheduler,
-    AutoencoderKL,
-    PNDMScheduler,
-    KandinskyV22PriorPipeline,
-    KandinskyV22InpaintPipeline,
-    StableDiffusionInpaintPipeline,
-    StableDiffusionPipeline,
-)
+
+# diffusers and transformers are imported by the functions that build models: the labels and load errors, which
+# classification and the report use too, cost no import of theirs (2-4 s a process)
+if TYPE_CHECKING:
+    from transformers import CLIPTokenizer
 
 # %% auto #0
 __all__ = ['TINY_MARKER', 'TINY_LABEL', 'FULL_SIZE_LABEL', 'MOVED', 'MINI_LABEL', 'MINI_DIR', 'MINI_FOLDER', 'ARCHITECTURES',
@@ -127,6 +109,8 @@ def mini_sd() -> Path:
 @cache
 def clip_vocab() -> tuple[dict, list]:
     "CLIP's BPE vocabulary (token -> id) and merges, from the file `open_clip_torch` ships."
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
     spec = importlib.util.find_spec("open_clip")
     if spec is None:
         raise ModuleNotFoundError("CLIP's vocabulary comes from open_clip_torch: `pip install open_clip_torch`.")
@@ -144,6 +128,8 @@ def clip_tokenizer(
     pad_token: str = "<|endoftext|>",
 ) -> CLIPTokenizer:
     "CLIP's BPE tokenizer, built without any download."
+    from transformers import CLIPTokenizer
+
     vocab, merges = clip_vocab()
     return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=max_length, pad_token=pad_token)
 
@@ -151,7 +137,10 @@ def clip_tokenizer(
 _EMBED = 32  # CLIP projection width of the tiny models
 
 
-def _clip_text(tok: CLIPTokenizer, cls=CLIPTextModelWithProjection):
+def _clip_text(tok: CLIPTokenizer, cls=None):  # cls: CLIPTextModelWithProjection unless given
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    cls = cls or CLIPTextModelWithProjection
     return cls(
         CLIPTextConfig(
             bos_token_id=tok.bos_token_id,
@@ -173,6 +162,17 @@ def tiny_kandinsky(
     seed: int = 0,  # weight initialisation seed
 ) -> tuple[Path, Path]:
     "Write a tiny random Kandinsky 2.2 prior and inpainting decoder as safetensors; returns their folders."
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from diffusers import (
+        DDPMScheduler,
+        KandinskyV22InpaintPipeline,
+        KandinskyV22PriorPipeline,
+        PriorTransformer,
+        UnCLIPScheduler,
+        UNet2DConditionModel,
+        VQModel,
+    )
+
     out = Path(out_dir)
     torch.manual_seed(seed)
     tok = clip_tokenizer()
@@ -262,6 +262,15 @@ def tiny_sd(
     seed: int = 0,  # weight initialisation seed
 ) -> Path:
     "Write a tiny random Stable Diffusion pipeline as safetensors; returns its folder."
+    from transformers import CLIPTextModel
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+
     out = Path(out_dir)
     torch.manual_seed(seed)
     tok = clip_tokenizer()
@@ -412,13 +421,15 @@ def architecture(
 
 def _component(cfg: dict):
     "One pipeline component with random weights, built from its config."
+    import diffusers, transformers
+
     cfg = dict(cfg)
     if "_class_name" in cfg:
         return getattr(diffusers, cfg.pop("_class_name")).from_config(cfg)
     if cfg.pop("tokenizer_class", None) == "CLIPTokenizer":
         return clip_tokenizer(cfg["model_max_length"], cfg["pad_token"])
     if cfg.pop("image_processor_type", None) == "CLIPImageProcessor":
-        return CLIPImageProcessor(**cfg)
+        return transformers.CLIPImageProcessor(**cfg)
     model = getattr(transformers, cfg.pop("architectures")[0])
     cfg.pop("model_type", None)
     return model(model.config_class(**cfg))
@@ -448,6 +459,8 @@ def random_pipeline(
     dtype: torch.dtype = torch.float32,  # the weights' dtype on disk
 ) -> Path:
     "Write `name`'s full-size architecture with random weights as a safetensors pipeline folder; returns it."
+    import diffusers
+
     out = Path(out_dir)
     if weights_label(out) == FULL_SIZE_LABEL:
         return out
