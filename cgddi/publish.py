@@ -15,8 +15,6 @@ import mlcroissant as mlc
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from .data import DataError, TONE_ORDER, data_source, read_data, read_image, read_csv_table, written_split_seeds
-from .diffusion import DEFAULT_SD_MODEL, resolve_model
-from .lora import lora_rank
 from cgddi.manifest import (
     MANIFEST_COLUMNS,
     MANIFEST_TYPES,
@@ -683,14 +681,18 @@ def import_adapters(
     # a folder of LoRA folders
     work_dir,  # run root written by 00_data (and 01 for the canvases 05 needs)
     # the base model 05 samples with (hub id, local folder or "tiny"); a token repository's own pipeline
-    # wins
-    sd_model: str = DEFAULT_SD_MODEL,
+    # wins; None: SD 2.1-base (`cgddi.diffusion.DEFAULT_SD_MODEL`)
+    sd_model: str | None = None,
     gset: str = SHARED,  # the generator set to write into
 ) -> pd.DataFrame:
     """Check every released token and LoRA, pair them by disease, stage them, then move them where 05 samples from;
     returns their lora concept rows."""
+    # imported here: the report (07) reads `import_note` from this module and need not import diffusers
+    from cgddi.diffusion import DEFAULT_SD_MODEL, resolve_model
+    from cgddi.lora import lora_rank
+
     work = Path(work_dir)
-    ddi, aliases, base = read_data(work), released_aliases(), resolve_model(sd_model, work)
+    ddi, aliases, base = read_data(work), released_aliases(), resolve_model(sd_model or DEFAULT_SD_MODEL, work)
     seeds = written_split_seeds(work, "faithful")
     if not seeds:
         raise FileNotFoundError(f"{work / SPLITS}: no faithful split; run 00_data first.")
