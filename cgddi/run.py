@@ -30,9 +30,9 @@ from .layout import DDI_TABLE
 # %% auto #0
 __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'SUMMARY_TABLES', 'RUN_FACTS', 'STANDALONE',
            'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks',
-           'declared_parameters', 'accepts', 'load_params', 'check_params', 'Stage', 'value_rules', 'stage_config',
-           'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'check_inputs', 'check_started', 'run', 'main',
-           'stage_parameters', 'status', 'standalone']
+           'declared_parameters', 'accepts', 'load_params', 'check_params', 'Stage', 'value_rules', 'rules_cache',
+           'stage_config', 'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'check_inputs', 'check_started',
+           'run', 'main', 'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -266,12 +266,33 @@ def value_rules(
     return copy.deepcopy(_rules_in_child(tuple((s.name, s.module, s.config) for s in STAGES.values())))
 
 
+def rules_cache() -> Path:
+    "The folder where `value_rules` keeps what its child read: cgddi's folder in the user's cache ($XDG_CACHE_HOME)."
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cgddi"
+
+
+def _rules_key(
+    where: tuple,  # (stage, module, config class) of every stage
+    package: Path | None = None,  # cgddi's source folder; None: the imported one
+) -> str:
+    """What the rules are read from: the stage list, cgddi's source, timm's version (its architectures are a rule) and
+    Python's (the pickle)."""
+    h = hashlib.sha256(repr((where, sys.version, metadata.version("timm"))).encode())
+    for f in sorted((package or Path(cgddi.__file__).parent).glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 @functools.cache
 def _rules_in_child(
     where: tuple,  # (stage, module, config class) of every stage
 ) -> dict[str, dict]:
-    """`value_rules` read by a child process, once per process and stage list: the child's imports take 10-15 s (a
-    process that calls `main` several times, as the tests do, pays them once)."""
+    """`value_rules` read by a child process, once per process and stage list and kept in `rules_cache()` until
+    cgddi's source or timm changes: the child's imports take 10-15 s, every `cgddi run` paid them before its first
+    stage."""
+    kept = rules_cache() / f"value-rules-{_rules_key(where)}.pickle"
+    with contextlib.suppress(Exception):  # none yet, or unreadable: read them again
+        return pickle.loads(kept.read_bytes())
     # `Stage.load("config")` spelled out: the child imports the stage modules, not this one
     code = (
         "import importlib, pickle, sys; sys.stdout.buffer.write(pickle.dumps("
@@ -282,6 +303,12 @@ def _rules_in_child(
         raise RuntimeError(
             f"reading the stages' allowed values failed:\n{done.stderr.decode(errors='replace')[-2000:]}"
         )
+    with contextlib.suppress(OSError):  # a cache that cannot be written costs the next run the child again
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        for old in kept.parent.glob("value-rules-*.pickle"):  # another source's: never read again
+            old.unlink(missing_ok=True)
+        with atomic_path(kept) as t:
+            t.write_bytes(done.stdout)
     return pickle.loads(done.stdout)
 
 

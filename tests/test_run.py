@@ -593,3 +593,28 @@ def test_a_later_stage_in_a_work_dir_without_00_stops_before_running(tmp_path, c
     assert r.returncode == 2 and f"work_dir {tmp_path / 'fresh'} holds no data/ddi.csv" in r.stderr, r.stderr
     assert f"cgddi run --params {p}" in r.stderr
     assert not (tmp_path / "report").exists() and not (tmp_path / "fresh").exists()
+
+
+def test_the_stages_rules_are_read_by_a_child_once_per_source(tmp_path, monkeypatch):
+    """value_rules keeps what its child read in the user's cache: the next process reads the file and starts no child;
+    a changed source file gives another key."""
+    import shutil
+    import cgddi
+    from cgddi import run as r
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    where = tuple((s.name, s.module, s.config) for s in r.STAGES.values())
+    first = r._rules_in_child.__wrapped__(where)  # past this process's own memo
+    assert len(list((tmp_path / "cache" / "cgddi").glob("value-rules-*.pickle"))) == 1
+
+    def no_child(*args, **kwargs):
+        raise AssertionError("a child process was started")
+
+    monkeypatch.setattr(r.subprocess, "run", no_child)
+    assert r._rules_in_child.__wrapped__(where) == first
+    (tmp_path / "src").mkdir()
+    for f in Path(cgddi.__file__).parent.glob("*.py"):
+        shutil.copy(f, tmp_path / "src")
+    assert r._rules_key(where, tmp_path / "src") == r._rules_key(where)
+    (tmp_path / "src" / "lora.py").write_text((tmp_path / "src" / "lora.py").read_text() + "# changed\n")
+    assert r._rules_key(where, tmp_path / "src") != r._rules_key(where)
