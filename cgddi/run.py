@@ -271,26 +271,29 @@ def rules_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cgddi"
 
 
-def _rules_key(
+def _rules_file(
     where: tuple,  # (stage, module, config class) of every stage
     package: Path | None = None,  # cgddi's source folder; None: the imported one
-) -> str:
-    """What the rules are read from: the stage list, cgddi's source, timm's version (its architectures are a rule) and
+) -> Path:
+    """The file in `rules_cache()` for these rules, named after the checkout (a rule names its shipped mini's folder)
+    and what they are read from: the stage list, cgddi's source, timm's version (its architectures are a rule) and
     Python's (the pickle)."""
+    package = (package or Path(cgddi.__file__).parent).resolve()
     h = hashlib.sha256(repr((where, sys.version, metadata.version("timm"))).encode())
-    for f in sorted((package or Path(cgddi.__file__).parent).glob("*.py")):
+    for f in sorted(package.glob("*.py")):
         h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
+    checkout = hashlib.sha256(str(package).encode()).hexdigest()[:8]
+    return rules_cache() / f"value-rules-{checkout}-{h.hexdigest()[:16]}.pickle"
 
 
 @functools.cache
 def _rules_in_child(
     where: tuple,  # (stage, module, config class) of every stage
 ) -> dict[str, dict]:
-    """`value_rules` read by a child process, once per process and stage list and kept in `rules_cache()` until
-    cgddi's source or timm changes: the child's imports take 10-15 s, every `cgddi run` paid them before its first
-    stage."""
-    kept = rules_cache() / f"value-rules-{_rules_key(where)}.pickle"
+    """`value_rules` read by a child process, once per process and stage list and kept in `rules_cache()` (per
+    checkout) until cgddi's source or timm changes: the child's imports take 10-15 s, which every `cgddi run` paid
+    before its first stage."""
+    kept = _rules_file(where)
     with contextlib.suppress(Exception):  # none yet, or unreadable: read them again
         return pickle.loads(kept.read_bytes())
     # `Stage.load("config")` spelled out: the child imports the stage modules, not this one
@@ -305,7 +308,7 @@ def _rules_in_child(
         )
     with contextlib.suppress(OSError):  # a cache that cannot be written costs the next run the child again
         kept.parent.mkdir(parents=True, exist_ok=True)
-        for old in kept.parent.glob("value-rules-*.pickle"):  # another source's: never read again
+        for old in kept.parent.glob(kept.name.rsplit("-", 1)[0] + "-*.pickle"):  # this checkout's older source's
             old.unlink(missing_ok=True)
         with atomic_path(kept) as t:
             t.write_bytes(done.stdout)

@@ -615,6 +615,9 @@ def test_the_stages_rules_are_read_by_a_child_once_per_source(tmp_path, monkeypa
     (tmp_path / "src").mkdir()
     for f in Path(cgddi.__file__).parent.glob("*.py"):
         shutil.copy(f, tmp_path / "src")
-    assert r._rules_key(where, tmp_path / "src") == r._rules_key(where)
+    here, there = r._rules_file(where), r._rules_file(where, tmp_path / "src")
+    # another checkout of the same source: its own file (a rule names the checkout's shipped mini), the same source key
+    assert here.name.split("-")[2] != there.name.split("-")[2] and here.name.split("-")[3] == there.name.split("-")[3]
     (tmp_path / "src" / "lora.py").write_text((tmp_path / "src" / "lora.py").read_text() + "# changed\n")
-    assert r._rules_key(where, tmp_path / "src") != r._rules_key(where)
+    changed = r._rules_file(where, tmp_path / "src")
+    assert changed.name.split("-")[2] == there.name.split("-")[2] and changed != there
