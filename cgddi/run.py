@@ -630,9 +630,9 @@ def check_inputs(
     params_file="params",  # named in errors
 ):
     """Raise a ParamsError when an input folder (a `*_root` key: DDI, sDDI masks, an external test set) of a selected
-    stage does not exist or lacks the file its stage reads first (`_input_lacks`): a mistyped path stops the run at
-    once, not a minute later in the stage's kernel. A folder that the stage's other settings leave unread (external_root
-    without external_test) is not checked."""
+    stage does not exist or lacks the file its stage reads first (DDI's table, an sDDI mask): a mistyped path stops the
+    run at once, not a minute later in the stage's kernel. A folder that the stage's other settings leave unread
+    (external_root without external_test) is not checked."""
     for s in selected:
         own = per_stage.get(s, {})
         for key, value in own.items():

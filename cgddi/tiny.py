@@ -10,13 +10,10 @@ import gzip, importlib.util, json, os
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
 import torch
 
 # diffusers and transformers are imported by the functions that build models: the labels and load errors, which
 # classification and the report use too, cost no import of theirs (2-4 s a process)
-if TYPE_CHECKING:
-    from transformers import CLIPTokenizer
 
 # %% auto #0
 __all__ = ['TINY_MARKER', 'TINY_LABEL', 'FULL_SIZE_LABEL', 'MOVED', 'MINI_LABEL', 'MINI_DIR', 'MINI_FOLDER', 'ARCHITECTURES',
@@ -126,8 +123,8 @@ def clip_tokenizer(
     max_length: int = 77,  # CLIP's context length
     # "!" for SD 2.x and Kandinsky's prior (OpenCLIP), the end token for SD 1.x
     pad_token: str = "<|endoftext|>",
-) -> CLIPTokenizer:
-    "CLIP's BPE tokenizer, built without any download."
+):
+    "CLIP's BPE tokenizer (transformers' `CLIPTokenizer`), built without any download."
     from transformers import CLIPTokenizer
 
     vocab, merges = clip_vocab()
@@ -137,7 +134,7 @@ def clip_tokenizer(
 _EMBED = 32  # CLIP projection width of the tiny models
 
 
-def _clip_text(tok: CLIPTokenizer, cls=None):  # cls: CLIPTextModelWithProjection unless given
+def _clip_text(tok, cls=None):  # tok: a `CLIPTokenizer`; cls: CLIPTextModelWithProjection unless given
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
     cls = cls or CLIPTextModelWithProjection
