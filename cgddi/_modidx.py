@@ -44,6 +44,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.classify.ImageTable.__getitem__': ('classify.html#imagetable.__getitem__', 'cgddi/classify.py'),
                                 'cgddi.classify.ImageTable.__init__': ('classify.html#imagetable.__init__', 'cgddi/classify.py'),
                                 'cgddi.classify.ImageTable.__len__': ('classify.html#imagetable.__len__', 'cgddi/classify.py'),
+                                'cgddi.classify._backbone_spec': ('classify.html#_backbone_spec', 'cgddi/classify.py'),
                                 'cgddi.classify._done': ('classify.html#_done', 'cgddi/classify.py'),
                                 'cgddi.classify._labels': ('classify.html#_labels', 'cgddi/classify.py'),
                                 'cgddi.classify._split_data': ('classify.html#_split_data', 'cgddi/classify.py'),

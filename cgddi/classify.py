@@ -327,21 +327,31 @@ def memory_format(cfg: ClassifyConfig) -> torch.memory_format:
     return torch.channels_last if cfg.channels_last else torch.contiguous_format
 
 
+def _backbone_spec(
+    method: str,  # baseline / fairdisco / patchalign
+    cfg: ClassifyConfig,  # backbones and input size
+) -> tuple[str, dict]:
+    "(timm name, timm overrides) of `method`'s backbone: what `make_model` builds and `backbone_parameters` counts."
+    if method == "patchalign":
+        return cfg.vit, dict(img_size=cfg.crop, **cfg.vit_kwargs)
+    return cfg.resnet, dict(cfg.resnet_kwargs)
+
+
 def make_model(
     method: str,  # baseline / fairdisco / patchalign
     cfg: ClassifyConfig,  # backbones, pretrained weights, input size
     labels: torch.Tensor | None = None,  # PatchAlign: label embeddings
 ) -> nn.Module:
     "A fresh classifier of `method`."
-    if method == "baseline":
-        return Baseline(backbone(cfg.resnet, cfg.pretrained, cfg.weights, **cfg.resnet_kwargs))
-    if method == "fairdisco":
-        return FairDisCo(backbone(cfg.resnet, cfg.pretrained, cfg.weights, **cfg.resnet_kwargs))
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} unknown; use one of {METHODS}.")
+    if method == "patchalign" and labels is None:
+        raise ValueError("PatchAlign needs label embeddings (`label_embeddings`).")
+    name, kwargs = _backbone_spec(method, cfg)
+    net = backbone(name, cfg.pretrained, cfg.weights, **kwargs)
     if method == "patchalign":
-        if labels is None:
-            raise ValueError("PatchAlign needs label embeddings (`label_embeddings`).")
-        return PatchAlign(backbone(cfg.vit, cfg.pretrained, cfg.weights, img_size=cfg.crop, **cfg.vit_kwargs), labels)
-    raise ValueError(f"method {method!r} unknown; use one of {METHODS}.")
+        return PatchAlign(net, labels)
+    return Baseline(net) if method == "baseline" else FairDisCo(net)
 
 
 # parameters x input pixels above which training on the CPU is a GPU job: half of what the paper's ResNet-18 (11.2 M
@@ -355,11 +365,7 @@ def backbone_parameters(
     cfg: ClassifyConfig,  # backbones and input size
 ) -> tuple[str, int]:
     "(timm name, parameter count) of `method`'s backbone at `cfg`'s settings, counted without weights (meta device)."
-    name, kwargs = (
-        (cfg.vit, dict(img_size=cfg.crop, **cfg.vit_kwargs))
-        if method == "patchalign"
-        else (cfg.resnet, cfg.resnet_kwargs)
-    )
+    name, kwargs = _backbone_spec(method, cfg)
     with torch.device("meta"):
         return name, sum(
             p.numel() for p in timm.create_model(name, pretrained=False, num_classes=0, **kwargs).parameters()
@@ -903,8 +909,9 @@ def run_experiments(
     runs = planned_runs(cfg, split_seeds(work, cfg))
     patchalign = any(m == "patchalign" for *_, m in runs)
     memo = {}  # the inputs and their hashes, read once: running does not change the manifests or splits
-    pending = lambda: not all(_done(work, r, run_hash(work, cfg, r, memo)) for r in runs)  # noqa: E731
-    if share is None and pending():  # the call a person made, with training to do
+    # the call a person made (not a launched process's): is there training to do? read once, for the warning and launch
+    pending = share is None and not all(_done(work, r, run_hash(work, cfg, r, memo)) for r in runs)
+    if pending:
         warn_large_on_cpu(cfg, [m for *_, m in runs])
     # launched processes train; this call then finds every run done (none launched when every run is done already)
     share = take_share(
@@ -913,7 +920,7 @@ def run_experiments(
         cfg,
         share,
         lambda: patchalign and _text_encoder(work, cfg),  # a tiny text encoder is built once
-        pending=pending,
+        pending=lambda: pending,
     )
     acc, labels = accelerator(cfg), _labels(work, cfg) if patchalign else None
     # (protocol, seed): a group's Exp. 2 starts from its Exp. 1, so one process runs it
