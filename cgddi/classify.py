@@ -72,8 +72,8 @@ from cgddi.layout import (
 __all__ = ['EXPERIMENTS', 'SELECT_TIES', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'LARGE_ON_CPU',
            'PREDICTION_COLUMNS', 'COUNTS', 'RUN_COLUMNS', 'RUN_KEY', 'RECOGNITION_MARGIN', 'ClassifyConfig',
            'transforms', 'image_reader', 'eval_reader', 'ImageTable', 'balanced_sampler', 'accelerator',
-           'memory_format', 'make_model', 'backbone_parameters', 'warn_large_on_cpu', 'predict', 'fit',
-           'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts',
+           'memory_format', 'make_model', 'backbone_parameters', 'backbone_label', 'warn_large_on_cpu', 'predict',
+           'fit', 'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts',
            'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds', 'run_hash', 'run_experiments', 'read_runs',
            'read_predictions', 'classify_progress', 'external_table', 'external_path', 'evaluate_external',
            'read_external_predictions', 'recognition_table', 'recognition_from_hits', 'recognition_levels',
@@ -370,6 +370,17 @@ def backbone_parameters(
         return name, sum(
             p.numel() for p in timm.create_model(name, pretrained=False, num_classes=0, **kwargs).parameters()
         )
+
+
+def backbone_label(
+    method: str,  # baseline / fairdisco / patchalign
+    cfg: ClassifyConfig,  # backbones and input size
+) -> str:
+    """`method`'s backbone as a run's facts and the report's captions name it: the timm name, with the overrides that
+    change its architecture (the benchmark's ViT-B/16 shrunk to 2 blocks of width 32 is not the paper's ViT-B/16)."""
+    name, kwargs = _backbone_spec(method, cfg)
+    changed = {k: v for k, v in kwargs.items() if k != "img_size"}  # the input size is `crop`, named beside it
+    return f"{name} ({', '.join(f'{k}={v}' for k, v in changed.items())})" if changed else name
 
 
 def warn_large_on_cpu(
@@ -770,13 +781,14 @@ def run_one(
         "n_test": len(test),
         "n_select": len(data["select"]),
         "pretrained": cfg.pretrained,
-        "backbone": cfg.vit if method == "patchalign" else cfg.resnet,
+        "backbone": backbone_label(method, cfg),
         "train_tones": cfg.train_tones,
         "params_hash": phash or run_hash(work, cfg, (protocol, seed, experiment, method)),
     }
     out = prediction_path(work, protocol, experiment, method, seed)
     torch.manual_seed(cfg.seed + seed)
     model = make_model(method, cfg, labels)
+    facts["backbone_parameters"] = sum(p.numel() for p in model.body.parameters())
     t0 = time.perf_counter()
     trained, train_set = _train(work, model, (protocol, seed, experiment, method), cfg, acc, data, memo)
     facts.update(trained)

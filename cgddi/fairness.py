@@ -43,7 +43,7 @@ __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TO
            'accuracy', 'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc',
            'classification_metrics', 'mean_std', 'pm', 'quality_by_tone', 'table8', 'tone_fidelity', 'tone_count_table',
            'per_seed_metrics', 'paper_table', 'majority_rates', 'paired_difference', 'findings_table', 'RunResults',
-           'run_results', 'table2_report', 'cross_dataset_report', 'rarity_report', 'quality_report',
+           'backbones_named', 'run_results', 'table2_report', 'cross_dataset_report', 'rarity_report', 'quality_report',
            'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
 
 # %% ../nbs/07_fairness.ipynb #cfgcls07
@@ -593,6 +593,27 @@ class RunResults:
     undefined: list  # the distinct undefined (NaN) metrics, as warned
 
 
+def backbones_named(
+    runs: pd.DataFrame,  # `read_runs`
+) -> str:
+    """The runs' backbones as 06 names them (with the overrides that change a timm architecture) and their size: a
+    caption must not call the benchmark's two-block ViT a ViT-B/16."""
+    if "backbone_parameters" not in runs.columns:  # runs written before 06 counted them
+        return ", ".join(sorted(runs.backbone.unique()))
+
+    def size(n):
+        return (
+            "size not recorded"
+            if pd.isna(n)
+            else f"{n / 1e6:.1f} M parameters"
+            if n >= 1e6
+            else f"{n / 1e3:.0f} k parameters"
+        )
+
+    first = runs.drop_duplicates("backbone").sort_values("backbone")
+    return "; ".join(f"{b}, {size(n)}" for b, n in zip(first.backbone, first.backbone_parameters))
+
+
 def run_results(
     work_dir,  # a run root with classification runs (06_classify)
 ) -> RunResults:
@@ -606,8 +627,8 @@ def run_results(
         ""
         if bool(runs.pretrained.all())
         else (
-            " Classifiers started from random weights (offline run; backbones "
-            f"{', '.join(sorted(runs.backbone.unique()))}), not from the paper's ImageNet weights."
+            " Classifiers started from random weights (an offline run), not from the paper's ImageNet weights; "
+            f"backbones: {backbones_named(runs)}."
         )
     )
     init_note += import_note(work)  # synthetic images imported without the leakage filter, if any
