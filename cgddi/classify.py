@@ -783,6 +783,7 @@ def run_one(
         "pretrained": cfg.pretrained,
         "backbone": backbone_label(method, cfg),
         "train_tones": cfg.train_tones,
+        "min_train_samples": cfg.min_train_samples,  # the ≤ 10 rule's threshold (07's captions state it)
         "params_hash": phash or run_hash(work, cfg, (protocol, seed, experiment, method)),
     }
     out = prediction_path(work, protocol, experiment, method, seed)

@@ -43,8 +43,8 @@ __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TO
            'accuracy', 'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc',
            'classification_metrics', 'mean_std', 'pm', 'quality_by_tone', 'table8', 'tone_fidelity', 'tone_count_table',
            'per_seed_metrics', 'paper_table', 'majority_rates', 'paired_difference', 'findings_table', 'RunResults',
-           'backbones_named', 'run_results', 'table2_report', 'cross_dataset_report', 'rarity_report', 'quality_report',
-           'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
+           'backbones_named', 'run_results', 'table2_report', 'cross_dataset_report', 'size_rule', 'rarity_report',
+           'quality_report', 'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
 
 # %% ../nbs/07_fairness.ipynb #cfgcls07
 @dataclass(kw_only=True)
@@ -831,10 +831,20 @@ def cross_dataset_report(
     return out
 
 # %% ../nbs/07_fairness.ipynb #f07rar
-_SIZE_RULE = {
-    "faithful": "its disease has more than 10 images in Joined DDI",
-    "clean": "its adapter learnt from more than 10 images",
-}
+def size_rule(
+    r: RunResults,  # `run_results`
+    protocol: str,
+) -> str:
+    """When a semantic image may enter a run under `protocol`: the paper's ≤ 10 rule at the threshold the runs used
+    (06 `min_train_samples`, in each run's facts)."""
+    ns = r.runs[r.runs.protocol == protocol].get("min_train_samples", pd.Series(dtype=float)).dropna().unique()
+    if len(ns) == 1:
+        k, enough = int(ns[0]), f"{int(ns[0]) + 1} or more"
+    else:  # runs of older code did not record it
+        k = "06 min_train_samples"
+        enough = f"more than {k}"
+    counted = {"faithful": "its disease has {} images in Joined DDI", "clean": "its adapter learnt from {} images"}
+    return f"{counted[protocol].format(enough)} (the ≤ {k} rule)"
 
 
 def rarity_report(
@@ -875,9 +885,9 @@ def rarity_report(
             t5,
             report,
             f"tab_07_table5_{protocol}",
-            f"{r.source}, protocol {protocol}: Table 5, accuracy (%) by training subset: real DDI only (the ResNet-18 "
-            f"baseline, Table 2's first row) and synthetic subsets ({r.synthetic_method}). A semantic image enters "
-            f"only when {_SIZE_RULE[protocol]} (the ≤ 10 rule) and it has a malignancy label; rows without images are "
+            f"{r.source}, protocol {protocol}: Table 5, accuracy (%) by training subset: real DDI only (Baseline (R.), "
+            f"Table 2's first row) and synthetic subsets ({r.synthetic_method}). A semantic image enters "
+            f"only when {size_rule(r, protocol)} and it has a malignancy label; rows without images are "
             f"left out.{r.init_note}",
         )
     return out
