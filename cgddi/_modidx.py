@@ -246,6 +246,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.fairness.imbalance_ratio': ('fairness.html#imbalance_ratio', 'cgddi/fairness.py'),
                                 'cgddi.fairness.majority_rates': ('fairness.html#majority_rates', 'cgddi/fairness.py'),
                                 'cgddi.fairness.mean_std': ('fairness.html#mean_std', 'cgddi/fairness.py'),
+                                'cgddi.fairness.not_above_majority': ('fairness.html#not_above_majority', 'cgddi/fairness.py'),
                                 'cgddi.fairness.paired_difference': ('fairness.html#paired_difference', 'cgddi/fairness.py'),
                                 'cgddi.fairness.paper_table': ('fairness.html#paper_table', 'cgddi/fairness.py'),
                                 'cgddi.fairness.per_seed_metrics': ('fairness.html#per_seed_metrics', 'cgddi/fairness.py'),
