@@ -75,9 +75,9 @@ __all__ = ['EXPERIMENTS', 'SELECT_TIES', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAG
            'memory_format', 'make_model', 'backbone_parameters', 'backbone_label', 'warn_large_on_cpu', 'predict',
            'fit', 'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts',
            'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds', 'run_hash', 'run_experiments', 'read_runs',
-           'read_predictions', 'classify_progress', 'external_table', 'external_path', 'evaluate_external',
-           'read_external_predictions', 'recognition_table', 'recognition_from_hits', 'recognition_levels',
-           'write_recognition', 'read_recognition']
+           'read_predictions', 'classify_progress', 'read_history', 'plot_learning_curves', 'external_table',
+           'external_path', 'evaluate_external', 'read_external_predictions', 'recognition_table',
+           'recognition_from_hits', 'recognition_levels', 'write_recognition', 'read_recognition']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -1012,6 +1012,50 @@ def classify_progress(
         len(runs),
         "classification runs finished with the current settings and inputs",
     )
+
+# %% ../nbs/06_classify.ipynb #2b350245
+def read_history(
+    work_dir,  # run root with finished classification runs
+) -> pd.DataFrame:
+    """Per epoch of every run of the plan 06 last finished (`read_runs`): training loss, selection accuracy and
+    selection loss, one row each (skipped runs have none)."""
+    work, rows = Path(work_dir), []
+    for r in read_runs(work).itertuples():
+        facts = json.loads(
+            prediction_path(work, r.protocol, r.experiment, r.method, r.seed).with_suffix(".json").read_text()
+        )
+        rows += [dict(zip(RUN_KEY, (r.protocol, r.seed, r.experiment, r.method))) | h for h in facts.get("history", [])]
+    return pd.DataFrame(rows, columns=[*RUN_KEY, "epoch", "loss", "select_accuracy", "select_loss", "seconds"])
+
+
+def plot_learning_curves(
+    history: pd.DataFrame,  # `read_history`
+    title: str,
+):
+    """Training loss and selection accuracy per epoch, mean over split seeds, a line per experiment and method and a
+    column per protocol: a curve that stays flat has not learnt."""
+    import matplotlib.pyplot as plt
+
+    protocols = list(dict.fromkeys(history.protocol))
+    fig, axes = plt.subplots(2, len(protocols), figsize=(5.5 * len(protocols), 6), squeeze=False, sharex=True)
+    for col, protocol in enumerate(protocols):
+        h = history[history.protocol == protocol]
+        curves = h.groupby(["experiment", "method", "epoch"], sort=False)[["loss", "select_accuracy"]].mean()
+        for (experiment, method), c in curves.groupby(level=[0, 1], sort=False):
+            epochs = c.index.get_level_values("epoch")
+            axes[0][col].plot(epochs, c.loss, label=f"{experiment} {method}")
+            axes[1][col].plot(epochs, 100 * c.select_accuracy, label=f"{experiment} {method}")
+        axes[0][col].set_title(f"protocol: {protocol} ({h.seed.nunique()} split seeds)")
+        axes[1][col].set_xlabel("epoch")
+    axes[0][0].set_ylabel("training loss" + (" (log scale)" if (history.loss > 0).all() else ""))
+    if (history.loss > 0).all():  # the methods' losses differ in scale (FairDisCo and PatchAlign add terms)
+        for ax in axes[0]:
+            ax.set_yscale("log")
+    axes[1][0].set_ylabel("selection accuracy (%)")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/06_classify.ipynb #ext06
 def external_table(work_dir, cfg: ClassifyConfig) -> pd.DataFrame:
