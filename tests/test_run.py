@@ -137,7 +137,8 @@ def test_report_shows_parametric_stages(report):
 def test_report_shows_classification_and_fairness_tables(report):
     out, params = report
     page = (out / "index.html").read_text()
-    assert "figures/fig_07_accuracy_by_tone.png" in page
+    for name in ["fig_06_learning_curves", "fig_07_accuracy_by_tone"]:
+        assert f"figures/{name}.png" in page and (out / "figures" / f"{name}.png").exists(), name
     work = params.parent / "work"
     for protocol in ["faithful", "clean"]:
         t2 = pd.read_csv(out / "tables" / f"tab_07_table2_{protocol}.csv", index_col=0)
