@@ -72,12 +72,26 @@ _PATH_KEY = re.compile(r".*_(dir|root|path|file)$")
 def declared_parameters(
     notebook,  # a notebook with a `parameters` cell
 ) -> dict[str, str]:
-    "Parameter name -> declared type for `notebook`'s `parameters` cell."
-    # papermill (2 s of imports) only where a subcommand uses it, as the other libraries only some subcommands need:
-    # `cgddi --help` starts in 1.6 s, not 5.5
+    """Parameter name -> declared type for `notebook`'s `parameters` cell, as papermill infers them; kept in
+    `rules_cache()` until the notebook (or papermill) changes."""
+    nb = Path(notebook).resolve()
+    where = hashlib.sha256(str(nb).encode()).hexdigest()[:8]
+    content = hashlib.sha256(nb.read_bytes() + metadata.version("papermill").encode()).hexdigest()[:16]
+    kept = rules_cache() / f"parameters-{where}-{content}.json"
+    with contextlib.suppress(Exception):  # none yet, or unreadable: ask papermill
+        return json.loads(kept.read_text())
+    # papermill only where it is needed: its imports (nbformat's jsonschema compiles rfc3987-syntax's 38 grammars) take
+    # ~4 s, which `cgddi status` paid on every call
     import papermill as pm
 
-    return {k: v["inferred_type_name"] for k, v in pm.inspect_notebook(str(notebook)).items()}
+    found = {k: v["inferred_type_name"] for k, v in pm.inspect_notebook(str(nb)).items()}
+    with contextlib.suppress(OSError):  # a cache that cannot be written: papermill again next time
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        for old in kept.parent.glob(f"parameters-{where}-*.json"):  # what this notebook declared before an edit
+            old.unlink(missing_ok=True)
+        with atomic_path(kept) as t:
+            t.write_text(json.dumps(found))
+    return found
 
 
 def accepts(

@@ -622,3 +622,39 @@ def test_the_stages_rules_are_read_by_a_child_once_per_source(tmp_path, monkeypa
     (tmp_path / "src" / "lora.py").write_text((tmp_path / "src" / "lora.py").read_text() + "# changed\n")
     changed = r._rules_file(where, tmp_path / "src")
     assert changed.name.split("-")[2] == there.name.split("-")[2] and changed != there
+
+
+def test_a_notebooks_parameters_are_read_by_papermill_once_per_content(tmp_path, monkeypatch):
+    """declared_parameters keeps papermill's reading in the user's cache: a fresh process (`cgddi status`) reads the
+    file without importing papermill; an edited notebook is read again and replaces its old file."""
+    import os
+    import nbformat
+    from cgddi.run import declared_parameters
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    nb_path = tmp_path / "00_x.ipynb"
+
+    def write(source):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source, metadata={"tags": ["parameters"]})])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, nb_path)
+
+    write("a: int = 1\nb: Optional[str] = None\n")
+    assert declared_parameters(nb_path) == {"a": "int", "b": "Optional[str]"}
+    kept = list((tmp_path / "cache" / "cgddi").glob("parameters-*.json"))
+    assert len(kept) == 1
+    code = (
+        "import sys; from cgddi.run import declared_parameters as d; "
+        f"print(d({str(nb_path)!r}), 'papermill' in sys.modules, 'nbformat' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
+    assert out.stdout.strip() == "{'a': 'int', 'b': 'Optional[str]'} False False", out.stderr[-2000:]
+    write("a: int = 1\nc: float = 2.0\n")  # an edit: papermill reads it again
+    assert declared_parameters(nb_path) == {"a": "int", "c": "float"}
+    assert [p.name for p in (tmp_path / "cache" / "cgddi").glob("parameters-*.json")] != [kept[0].name]
+    assert len(list((tmp_path / "cache" / "cgddi").glob("parameters-*.json"))) == 1
