@@ -15,7 +15,6 @@ import pandas as pd
 import cv2
 import matplotlib.pyplot as plt
 from PIL import Image, ImageOps, UnidentifiedImageError
-from sklearn.model_selection import train_test_split
 from .report import atomic_path, BENCHMARK_NOTICE, progress_bar
 from .config import Between, ModelRef, StageConfig
 from .layout import DDI_TABLE, FRAME_MASKS, SPLITS, BENCHMARK, EXTERNAL, frame_path, split_path
@@ -396,6 +395,10 @@ def make_split(
     "One split: `ddi_id, file, tone, malignant, split` with split in train / val / test."
     if mode not in SPLIT_MODES:
         raise ValueError(f"split mode {mode!r} unknown; use one of {SPLIT_MODES}")
+    # scikit-learn here, not at the top: every later stage's kernel and process imports this module, not the split
+    # (sklearn.model_selection: ~1 s of imports each)
+    from sklearn.model_selection import train_test_split
+
     d = df.sort_values("ddi_id", ignore_index=True)[["ddi_id", "file", "tone", "malignant"]]
     if mode == "faithful":
         train, test = train_test_split(d, test_size=test_size, random_state=seed)
