@@ -1047,10 +1047,10 @@ def plot_learning_curves(
             axes[1][col].plot(epochs, 100 * c.select_accuracy, label=f"{experiment} {method}")
         axes[0][col].set_title(f"protocol: {protocol} ({h.seed.nunique()} split seeds)")
         axes[1][col].set_xlabel("epoch")
-    axes[0][0].set_ylabel("training loss" + (" (log scale)" if (history.loss > 0).all() else ""))
-    if (history.loss > 0).all():  # the methods' losses differ in scale (FairDisCo and PatchAlign add terms)
-        for ax in axes[0]:
-            ax.set_yscale("log")
+    log = bool((history.loss > 0).all())  # the methods' losses differ in scale (FairDisCo and PatchAlign add terms)
+    axes[0][0].set_ylabel("training loss" + (" (log scale)" if log else ""))
+    for ax in axes[0] if log else []:
+        ax.set_yscale("log")
     axes[1][0].set_ylabel("selection accuracy (%)")
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)

@@ -523,14 +523,20 @@ def paired_difference(
     return (A.loc[seeds] - B.loc[seeds]) * 100
 
 
+def _clearly(d: pd.Series) -> int:
+    "+1: a paired difference's mean exceeds its spread over seeds (population std); -1: below minus it; else 0."
+    mean, std = d.mean(), d.std(ddof=0)
+    return 1 if mean > std else -1 if mean < -std else 0
+
+
 def _verdict(name: str, other: str, d: pd.Series) -> str:
     "One sentence on a paired difference in points."
     mean, std, n = d.mean(), d.std(ddof=0), len(d)
     if n < 2:
         return f"{name} vs {other}: {mean:+.1f} points on one seed only; no spread to judge by."
-    if mean > std:
+    if _clearly(d) > 0:
         return f"{name} beats {other} by {mean:.1f} points (± {std:.1f}; ahead on {(d > 0).sum()}/{n} seeds)."
-    if mean < -std:
+    if _clearly(d) < 0:
         return f"{name} falls {-mean:.1f} points below {other} (± {std:.1f}; behind on {(d < 0).sum()}/{n} seeds)."
     return (
         f"{name} and {other} differ by {mean:+.1f} ± {std:.1f} points, within the spread over seeds: "
@@ -576,7 +582,7 @@ def not_above_majority(
     named = []
     for label, e, m in TABLE2_ROWS:
         d = paired_difference(per_seed, (e, m or synthetic_method), ("majority", "constant")).accuracy
-        if not len(d) or d.mean() > d.std(ddof=0):
+        if not len(d) or _clearly(d) > 0:  # the findings table's rule
             continue
         named.append(f"{label} {d.mean():+.1f} ± {d.std(ddof=0):.1f}" + (" (at or below it)" if d.mean() <= 0 else ""))
     if not named:

@@ -85,12 +85,7 @@ def declared_parameters(
     import papermill as pm
 
     found = {k: v["inferred_type_name"] for k, v in pm.inspect_notebook(str(nb)).items()}
-    with contextlib.suppress(OSError):  # a cache that cannot be written: papermill again next time
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        for old in kept.parent.glob(f"parameters-{where}-*.json"):  # what this notebook declared before an edit
-            old.unlink(missing_ok=True)
-        with atomic_path(kept) as t:
-            t.write_text(json.dumps(found))
+    _keep(kept, json.dumps(found).encode())  # in place of what the notebook declared before an edit
     return found
 
 
@@ -320,13 +315,22 @@ def _rules_in_child(
         raise RuntimeError(
             f"reading the stages' allowed values failed:\n{done.stderr.decode(errors='replace')[-2000:]}"
         )
-    with contextlib.suppress(OSError):  # a cache that cannot be written costs the next run the child again
+    _keep(kept, done.stdout)  # not written: the next run starts the child again
+    return pickle.loads(done.stdout)
+
+
+def _keep(
+    kept: Path,  # a `rules_cache()` file named <kind>-<checkout or file>-<content hash>.<ext>
+    data: bytes,
+):
+    """Write `data` to `kept` in place of the files of the same kind and place kept for older content; a cache that
+    cannot be written is skipped (what it holds is read again next time)."""
+    with contextlib.suppress(OSError):
         kept.parent.mkdir(parents=True, exist_ok=True)
-        for old in kept.parent.glob(kept.name.rsplit("-", 1)[0] + "-*.pickle"):  # this checkout's older source's
+        for old in kept.parent.glob(kept.name.rsplit("-", 1)[0] + "-*" + kept.suffix):
             old.unlink(missing_ok=True)
         with atomic_path(kept) as t:
-            t.write_bytes(done.stdout)
-    return pickle.loads(done.stdout)
+            t.write_bytes(data)
 
 
 def stage_config(
