@@ -231,6 +231,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.fairness._methods_note': ('fairness.html#_methods_note', 'cgddi/fairness.py'),
                                 'cgddi.fairness._min_over_max': ('fairness.html#_min_over_max', 'cgddi/fairness.py'),
                                 'cgddi.fairness._pqd': ('fairness.html#_pqd', 'cgddi/fairness.py'),
+                                'cgddi.fairness._same_length': ('fairness.html#_same_length', 'cgddi/fairness.py'),
                                 'cgddi.fairness._semantic_note': ('fairness.html#_semantic_note', 'cgddi/fairness.py'),
                                 'cgddi.fairness._verdict': ('fairness.html#_verdict', 'cgddi/fairness.py'),
                                 'cgddi.fairness.accuracy': ('fairness.html#accuracy', 'cgddi/fairness.py'),

@@ -110,12 +110,18 @@ def tone_groups(
     return t.to_numpy(dtype=object)
 
 
+def _same_length(source: str, **values):
+    "One clear error when per-image inputs differ in length (numpy would broadcast a length-1 input silently)."
+    n = {k: len(v) for k, v in values.items()}
+    if len(set(n.values())) > 1:
+        raise ValueError(f"{source}: {', '.join(n)} differ in length ({', '.join(map(str, n.values()))}).")
+
+
 def _inputs(y_true, y_pred, tone, source):
     yt, yp = _labels(y_true, "y_true", source), _labels(y_pred, "y_pred", source)
     if len(yt) == 0:
         raise ValueError(f"{source}: empty test set; there is nothing to evaluate.")
-    if not (len(yt) == len(yp) == len(tone)):
-        raise ValueError(f"{source}: y_true, y_pred and tone differ in length ({len(yt)}, {len(yp)}, {len(tone)}).")
+    _same_length(source, y_true=yt, y_pred=yp, tone=tone)
     return yt, yp, tone_groups(tone, source)
 
 
@@ -181,6 +187,7 @@ def accuracy(y_true, y_pred) -> float:
     yt, yp = _labels(y_true, "y_true", "accuracy"), _labels(y_pred, "y_pred", "accuracy")
     if len(yt) == 0:
         raise ValueError("accuracy: empty test set; there is nothing to evaluate.")
+    _same_length("accuracy", y_true=yt, y_pred=yp)
     return float((yt == yp).mean())
 
 
@@ -228,6 +235,7 @@ def accuracy_by_rarity(
 ) -> pd.Series:
     "Accuracy per rarity class; NaN (with a warning) for a class without test images."
     yt, yp = _labels(y_true, "y_true", "accuracy by rarity"), _labels(y_pred, "y_pred", "accuracy by rarity")
+    _same_length("accuracy by rarity", y_true=yt, y_pred=yp, rarity=rarity)
     r = pd.Series(np.asarray(rarity), dtype=object).str.replace(" ", "_")
     bad = sorted(set(r) - set(RARITY_ORDER))
     if bad:
@@ -252,6 +260,7 @@ def imbalance_ratio(
 def auc(y_true, y_prob) -> float:
     "ROC AUC of p(malignant) over all images; NaN (with a warning) when the test set holds one class."
     yt = _labels(y_true, "y_true", "AUC")
+    _same_length("AUC", y_true=yt, y_prob=y_prob)
     if len(set(yt)) < 2:
         warnings.warn("AUC: the test set holds one class only; NaN.", FairnessWarning, stacklevel=2)
         return float("nan")
@@ -291,7 +300,15 @@ def mean_std(
 ) -> pd.DataFrame:
     """Mean and population std (ddof=0) over the seeds where a metric is defined: `<metric>`, `<metric>_std`,
     `<metric>_n`; and `n_seeds`."""
+    missing = [c for c in by if c not in per_seed.columns]
+    if missing:
+        raise ValueError(
+            f"mean_std: group column(s) {missing} not in the table; its columns: {list(per_seed.columns)}."
+        )
     metrics = [c for c in per_seed.columns if c not in by + ["seed"]]
+    text = [c for c in metrics if not pd.api.types.is_numeric_dtype(per_seed[c])]
+    if text:
+        raise ValueError(f"mean_std: column(s) {text} are not numeric metrics; add them to `by` or drop them.")
     g = per_seed.groupby(by, sort=False)[metrics]
     out = g.mean().join(g.std(ddof=0).add_suffix("_std")).join(g.count().add_suffix("_n"))
     return out.assign(n_seeds=per_seed.groupby(by, sort=False).size()).reset_index()

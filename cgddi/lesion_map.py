@@ -201,6 +201,15 @@ def place_lesion(
 ) -> np.ndarray | None:
     "The lesion moved to a random place inside `valid_mask` with `padding`: a bool mask like `valid_mask`, or None."
     lesion = np.asarray(lesion_mask, bool)
+    if lesion.ndim != 2 or np.ndim(valid_mask) != 2:
+        raise ValueError(
+            f"place_lesion: masks are 2-D (H x W); got valid_mask {np.shape(valid_mask)}, lesion_mask {lesion.shape}. "
+            "Pass one channel (mask[..., 0]) or mask.any(axis=-1)."
+        )
+    if padding < 0:
+        raise ValueError(f"place_lesion: padding {padding}: a distance in pixels, 0 or more.")
+    if scale <= 0:
+        raise ValueError(f"place_lesion: scale {scale}: a size multiplier, above 0.")
     if not lesion.any():
         raise DataError("the lesion mask is empty; nothing to place.")
     ys, xs = np.nonzero(lesion)
