@@ -496,7 +496,7 @@ def lesion_map_progress(
     return (
         len(log),
         len(kept) * (annotated - 1),
-        f"lesion candidates: {int((log.status == 'placed').sum())} placed, {int((log.status == 'skipped').sum())} "
+        f"lesion candidates: {int((log.status == 'placed').sum()):,} placed, {int((log.status == 'skipped').sum()):,} "
         "skipped",
     )
 
