@@ -1,5 +1,5 @@
 """Paper scale on the CPU side: reading the manifests, one classification run's training set, the leakage kinds,
-Table 7 and `cgddi status`, each timed in a fresh process with its peak memory.
+Table 7, 07's tone fidelity and `cgddi status`, each timed in a fresh process with its peak memory.
 
 Builds (once; `--rebuild` to redo) a copy of a finished benchmark work dir whose manifests are enlarged to the
 paper's counts: 309 healthy images (one shard and a review sheet keeping them all), 80,427 lesion-mapped in 309
@@ -11,6 +11,7 @@ classification runs stay the source's (80 images on the embedded benchmark): onl
     python -m cgddi.run run                                # a finished default run: work/benchmark
     python bench/scale.py                                  # builds /tmp/cgddi-scale from it, then times each operation
     python bench/scale.py --ops read_manifests table7      # only some operations
+    python bench/scale.py --ops tone_fidelity_all          # the ITA of every image, as 07 measured it before 5a4c91e
 
 Each operation runs in its own process (`--op`): the time is the operation's wall time after the imports, the
 memory that process's peak RSS (imports included; the figure after imports is printed beside it).
@@ -21,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 N_HEALTHY, N_LESION_MAPPED, N_SEMANTIC, N_SEMANTIC_SHARDS, N_CANDIDATES = 309, 80_427, 185_400, 2_920, 655
-OPS = ["build_index", "read_manifests", "exp1_set", "semantic_set", "leak_kinds", "table7", "status"]
+OPS = ["build_index", "read_manifests", "exp1_set", "semantic_set", "leak_kinds", "table7", "tone_fidelity", "status"]
+SLOW_OPS = ["tone_fidelity_all"]  # only when named: the ITA of every image (~16 min on 2 cores at 270 images/s)
 
 
 def _link(src: Path, dst: Path):
@@ -124,6 +126,12 @@ def run_op(op: str, work: Path, params: Path):
         kinds = leakage.leak_kinds(rows, split.ddi_id[split.split == "test"], leakage.adapter_train_ids(work))
         return f"{len(rows):,} rows, {int((kinds != '').sum()):,} tied to the test set"
 
+    def fidelity(max_images):
+        f, bounds = fairness.tone_fidelity(work, max_images, seed=0)
+        syn = f[f.type != "real"]
+        of = int(syn.groupby(["type", "tone"]).n_of.first().sum())
+        return f"ITA of {(f.type == 'real').sum():,} real and {len(syn):,} of {of:,} synthetic images"
+
     def build_index():
         for p in (work / "manifest").rglob(".index*"):
             p.unlink()
@@ -138,6 +146,9 @@ def run_op(op: str, work: Path, params: Path):
         "semantic_set": lambda: training_set("semantic"),
         "leak_kinds": leak,
         "table7": lambda: f"{fairness.tone_count_table(work).shape} table",
+        # 07's tone fidelity at its default sample, and of every image
+        "tone_fidelity": lambda: fidelity(fairness.FairnessConfig().tone_fidelity_max_images),
+        "tone_fidelity_all": lambda: fidelity(None),
         "status": lambda: f"{len(run.status(params, work))} stages",
     }
     t0 = time.perf_counter()
@@ -153,9 +164,9 @@ def main():
     ap.add_argument("--source", type=Path, default=Path("work/benchmark"), help="a finished benchmark work dir")
     ap.add_argument("--out", type=Path, default=Path("/tmp/cgddi-scale"), help="where the paper-scale copy goes")
     ap.add_argument("--params", type=Path, default=Path("params/default.yaml"), help="params file for cgddi status")
-    ap.add_argument("--ops", nargs="+", default=OPS, choices=OPS)
+    ap.add_argument("--ops", nargs="+", default=OPS, choices=OPS + SLOW_OPS)
     ap.add_argument("--rebuild", action="store_true")
-    ap.add_argument("--op", choices=OPS, help=argparse.SUPPRESS)
+    ap.add_argument("--op", choices=OPS + SLOW_OPS, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.op:
         return run_op(a.op, a.out, a.params)

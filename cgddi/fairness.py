@@ -429,12 +429,12 @@ def tone_fidelity(
     # a synthetic image keeps its canvas's layout: the canvas's sDDI skin
     mask_of = ddi.set_index("ddi_id").frame_mask_path
     for t, syn in read_manifests(work).items():
-        n_of = syn.tone.map(syn.tone.value_counts())
+        per_tone = syn.tone.value_counts()  # before the sample
         if max_images is not None:
             syn = syn.sample(frac=1, random_state=seed).groupby("tone", sort=False).head(max_images).sort_index()
         parts.append(
             pd.DataFrame(dict(type=t, image=syn.image, tone=syn.tone, disease_joined=syn.disease_joined)).assign(
-                ita=itas(list(syn.image), list(mask_of.loc[syn.base_id]), f"ITA of {t} images"), n_of=n_of[syn.index]
+                ita=itas(list(syn.image), list(mask_of.loc[syn.base_id]), f"ITA of {t} images"), n_of=syn.tone.map(per_tone).to_numpy()
             )
         )
     out = pd.concat(parts, ignore_index=True)
