@@ -434,7 +434,8 @@ def tone_fidelity(
             syn = syn.sample(frac=1, random_state=seed).groupby("tone", sort=False).head(max_images).sort_index()
         parts.append(
             pd.DataFrame(dict(type=t, image=syn.image, tone=syn.tone, disease_joined=syn.disease_joined)).assign(
-                ita=itas(list(syn.image), list(mask_of.loc[syn.base_id]), f"ITA of {t} images"), n_of=syn.tone.map(per_tone).to_numpy()
+                ita=itas(list(syn.image), list(mask_of.loc[syn.base_id]), f"ITA of {t} images"),
+                n_of=syn.tone.map(per_tone).to_numpy(),
             )
         )
     out = pd.concat(parts, ignore_index=True)
