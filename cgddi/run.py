@@ -934,11 +934,13 @@ def stage_parameters(
     params_file,  # a params file
     stage: str,  # a stage notebook's name
 ) -> dict:
-    "The flat parameters `stage` gets from `params_file` (paths resolved), as `cgddi run` passes them."
+    """The flat parameters `stage` gets from `params_file` (paths resolved), as `cgddi run` passes them; a value that
+    stage does not allow is the error `cgddi run` would give (a papermill batch would meet it in the kernel)."""
     notebooks = stage_notebooks(project_root() / "nbs")
     if stage not in notebooks:
         raise ParamsError(f"{_unknown_stage(stage, notebooks)}.")
-    return check_params(load_params(params_file), notebooks, Path(params_file).resolve())[stage]
+    rules = {stage: value_rules()[stage]} if stage in STAGES else None
+    return check_params(load_params(params_file), notebooks, Path(params_file).resolve(), rules=rules)[stage]
 
 
 def _config(per_stage: dict, stage: str):

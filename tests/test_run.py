@@ -291,6 +291,10 @@ def test_params_prints_one_stage_flat(tmp_path, cgddi_here):
     r = cgddi_here("params", "--params", str(p), "03_textual_inversion")
     assert r.returncode == 0 and "steps: 7" in r.stdout and f"work_dir: {tmp_path / 'work'}" in r.stdout
     assert cgddi_here("params", "--params", str(p), "09_nothing").returncode == 2
+    # a value the stage does not allow: the error `cgddi run` gives, not a file a papermill batch fails on later
+    bad = _params(tmp_path, "work_dir: work\nstages:\n  03_textual_inversion:\n    steps: 0\n")
+    r = cgddi_here("params", "--params", str(bad), "03_textual_inversion")
+    assert r.returncode == 2 and "'steps' = 0 must be >= 1 (read by 03_textual_inversion.ipynb)" in r.stderr, r.stderr
 
 
 def test_a_second_run_on_a_locked_work_dir_is_refused(tmp_path, cgddi_here):
