@@ -64,6 +64,8 @@ def build(source: Path, out: Path):
     sheet = sheet.iloc[[i % len(sheet) for i in range(N_HEALTHY)]].assign(
         image=h_images, keep=True, ddi_id=list(h.base_id)
     )
+    # the copy's review.csv is a hard link to the source's: a new file, or writing it would rewrite the source's sheet
+    (out / "healthy" / "review.csv").unlink()
     sheet.to_csv(out / "healthy" / "review.csv", index=False)
     # lesion-mapped: one shard per healthy image, with its candidates log
     lm, log_src = src["lesion_mapped"], pd.read_csv(next((source / "lesion_map" / "candidates").glob("[!.]*.csv")))

@@ -44,8 +44,8 @@ __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TO
            'classification_metrics', 'mean_std', 'pm', 'quality_by_tone', 'table8', 'tone_fidelity', 'tone_count_table',
            'per_seed_metrics', 'paper_table', 'majority_rates', 'paired_difference', 'findings_table',
            'not_above_majority', 'RunResults', 'backbones_named', 'run_results', 'table2_report',
-           'cross_dataset_report', 'size_rule', 'rarity_report', 'quality_report', 'tone_fidelity_report',
-           'table7_report', 'audit_report', 'fairness_report']
+           'cross_dataset_report', 'size_rule', 'rarity_report', 'quality_report', 'whole_share',
+           'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
 
 # %% ../nbs/07_fairness.ipynb #cfgcls07
 @dataclass(kw_only=True)
@@ -1030,6 +1030,15 @@ def quality_report(
     }
 
 # %% ../nbs/07_fairness.ipynb #f07ita
+def whole_share(
+    fidelity: pd.DataFrame,  # `tone_fidelity`'s rows: type, tone, agrees, n_of (NaN: not sampled, e.g. real images)
+) -> pd.Series:
+    """Per type, the share of its whole set that agrees: each tone's sampled share weighed by its whole count (a
+    sampled image stands for n_of / its group's sample size images)."""
+    weight = (fidelity.n_of / fidelity.groupby(["type", "tone"]).agrees.transform("size")).fillna(1.0)
+    return (fidelity.agrees * weight).groupby(fidelity.type).sum() / weight.groupby(fidelity.type).sum()
+
+
 def tone_fidelity_report(
     r: RunResults,  # `run_results`
     cfg: FairnessConfig,  # the sample's size and seed
@@ -1061,11 +1070,7 @@ def tone_fidelity_report(
         .reindex(columns=TONE_ORDER, level=1)
     )
     agreement.columns = [f"{t} {'images' if c == 'images' else 'agree %'}" for c, t in agreement.columns]
-    # over a type's tones, each sampled image stands for n_of / (its group's sample) images: the share of the whole set
-    weight = (fidelity.n_of / fidelity.groupby(["type", "tone"]).agrees.transform("size")).fillna(1.0)
-    agreement["all agree %"] = (
-        100 * (fidelity.agrees * weight).groupby(fidelity.type).sum() / weight.groupby(fidelity.type).sum()
-    ).round(1)
+    agreement["all agree %"] = (100 * whole_share(fidelity)).round(1)
     agreement = agreement.reindex([t for t in ["real", "healthy", "lesion_mapped", "semantic"] if t in agreement.index])
     save_table(
         agreement,
