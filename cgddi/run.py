@@ -451,6 +451,43 @@ def _failure(
 INTERRUPT_GRACE_S = 30  # seconds an interrupted notebook gets to end before its kernel is killed
 
 
+def _coalesce_streams(
+    executed: Path,  # a notebook papermill executed
+):
+    """Keep what a Jupyter front end shows of each cell's printed text: consecutive stream outputs merged and each
+    progress bar's last refresh (nbconvert's `CoalesceStreamsPreprocessor`); papermill stores every refresh of every
+    bar as an output of its own."""
+    import nbformat
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+    nb = nbformat.read(executed, as_version=4)
+    CoalesceStreamsPreprocessor().preprocess(nb, {})
+    with atomic_path(executed) as tmp:
+        nbformat.write(nb, tmp)
+
+
+def _without_widget_note(
+    warnings_env: str | None,  # $PYTHONWARNINGS as it is
+) -> str:
+    """$PYTHONWARNINGS for a stage kernel: as it is, plus silence for tqdm's "IProgress not found" (no ipywidgets in
+    papermill's kernel, so the text bar, which is what a report wants)."""
+    return ",".join(filter(None, [warnings_env, "ignore:IProgress not found"]))
+
+
+def _kernel_socket_dir() -> Path | None:
+    """A new private folder for a stage kernel's Unix sockets; None where they cannot be used (not POSIX, or a path
+    too long for a socket name), and the kernel talks over TCP. A TCP port the kernel manager picks can be taken by
+    another process before the kernel binds it: the kernel then has no heartbeat, and papermill's cleanup waited on
+    it forever (a CI run hung so after 03 finished); a socket file in a folder of our own cannot be taken."""
+    if os.name != "posix":
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="cgddi-kernel-"))
+    if len(str(folder)) > 80:  # sockets are named <folder>/k-<n>; Linux allows 107 bytes, macOS 103
+        folder.rmdir()
+        return None
+    return folder
+
+
 def _stop_kernels(kernels: list, thread: threading.Thread):
     """Interrupt the kernels' running cells (their process groups get SIGINT), wait up to `INTERRUPT_GRACE_S` for the
     notebook to end (a second Ctrl-C: no wait), then kill what is left of each kernel's process group."""
@@ -476,12 +513,20 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
     report_to = cwd / ".progress" / f"{nb.stem}.json"
     report_to.unlink(missing_ok=True)
     notices_path(report_to).unlink(missing_ok=True)  # `run_notice`'s lines
-    os.environ[PROGRESS_ENV] = str(report_to)  # the kernel inherits it
-    raised, kernels = [], []
+    # the kernel inherits them: where its bars report, and tqdm's text bars without its note that ipywidgets is missing
+    kernel_env = {
+        PROGRESS_ENV: str(report_to),
+        "PYTHONWARNINGS": _without_widget_note(os.environ.get("PYTHONWARNINGS")),
+    }
+    outer_env = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update(kernel_env)
+    raised, kernels, sockets = [], [], _kernel_socket_dir()
 
     class StageKernelManager(AsyncKernelManager):  # papermill's own, kept here so that an interrupt can stop it
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
+            if sockets:
+                self.transport, self.ip = "ipc", str(sockets / "k")
             kernels.append(self)
 
     def work():
@@ -499,6 +544,8 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
             )
         except BaseException as e:
             raised.append(e)
+        with contextlib.suppress(Exception):  # interrupted before papermill wrote it: nothing to tidy
+            _coalesce_streams(out_nb)
 
     # logs: news every 30 s
     thread, shown, at, tty = threading.Thread(target=work, daemon=True), "", time.monotonic(), sys.stdout.isatty()
@@ -525,7 +572,13 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
         raise
     finally:
         show_notices()
-        del os.environ[PROGRESS_ENV]
+        for k, v in outer_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if sockets:
+            shutil.rmtree(sockets, ignore_errors=True)
         if tty and not quiet:
             print("\r\033[K", end="")
     if raised:

@@ -1,6 +1,6 @@
 "`cgddi run` end to end: the report, provenance, params checking and a failing stage."
 
-import hashlib, json, re, subprocess, sys
+import hashlib, json, os, re, subprocess, sys
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -589,6 +589,50 @@ def test_what_a_stage_must_say_now_reaches_the_console_once(tmp_path, cgddi_here
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("00_note: sd_model x is a full-size model\n") == 1, out.stdout
     assert "00_note: a second line\n" in out.stdout
+
+
+@pytest.mark.skipif(os.name != "posix", reason="Unix sockets: elsewhere the kernel talks over TCP")
+def test_a_stage_kernel_talks_over_its_own_unix_sockets(tmp_path, cgddi_here, monkeypatch):
+    """The stage's kernel is reached over Unix sockets in a folder of the run's own (no TCP port another process could
+    take before the kernel binds it), and the folder is gone when the stage ends. The executed notebook keeps what a
+    front end shows of a progress bar: its last refresh, not one output per refresh."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    import cgddi.run as r
+
+    root = tmp_path / "checkout"
+    (root / "nbs").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("")
+    nb = new_notebook(
+        cells=[
+            new_code_cell("work_dir = None\nreport_dir = None", metadata={"tags": ["parameters"]}),
+            new_code_cell(
+                "import pathlib; from ipykernel.connect import get_connection_info\n"
+                "pathlib.Path(work_dir).mkdir(parents=True, exist_ok=True)\n"
+                "pathlib.Path(work_dir, 'connection.json').write_text(get_connection_info())"
+            ),
+            new_code_cell(
+                "from cgddi.report import progress_bar\nprint('before')\n"
+                "for i in progress_bar(range(30), desc='steps', mininterval=0): pass\nprint('after')"
+            ),
+        ]
+    )
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "nbs" / "00_conn.ipynb")
+    monkeypatch.setattr(r, "project_root", lambda: root)
+    work, outer_warnings = tmp_path / "w", os.environ.get("PYTHONWARNINGS")
+    out = cgddi_here("run", "--params", str(_params(tmp_path, f"work_dir: {work}\n")), "--out", str(tmp_path / "rep"))
+    assert out.returncode == 0, out.stderr
+    conn = json.loads((work / "connection.json").read_text())
+    assert conn["transport"] == "ipc", conn
+    sockets = Path(conn["ip"]).parent
+    assert sockets.name.startswith("cgddi-kernel-") and not sockets.exists()
+    outputs = json.loads((tmp_path / "rep" / "notebooks" / "00_conn.ipynb").read_text())["cells"][-1]["outputs"]
+    bars = [o for o in outputs if o["name"] == "stderr" and "steps" in "".join(o["text"])]
+    assert len(bars) == 1 and "".join(bars[0]["text"]).strip().startswith("steps: 100%|"), outputs
+    assert "".join(bars[0]["text"]).count("steps:") == 1, bars
+    assert not any("IProgress not found" in "".join(o.get("text", "")) for o in outputs), outputs  # no ipywidgets
+    assert os.environ.get("PYTHONWARNINGS") == outer_warnings  # the kernel's setting, not this process's
 
 
 def test_a_later_stage_in_a_work_dir_without_00_stops_before_running(tmp_path, cgddi_here):
