@@ -73,6 +73,8 @@ def join_disease(
 # %% ../nbs/00_data.ipynb #528c9e1a
 def rarity(n_images: int) -> str:
     "Rarity class of a joined disease with `n_images` images."
+    if n_images < 1:
+        raise ValueError(f"rarity: a disease has at least one image, got {n_images}.")
     return "common" if n_images > 10 else "rare" if n_images >= 3 else "very_rare"
 
 # %% ../nbs/00_data.ipynb #2eb4342c
@@ -167,7 +169,15 @@ def alpha_blend(
     alpha: np.ndarray,  # HxW weights in [0, 1]: 1 shows `over`, 0 `base`
 ) -> np.ndarray:
     "alpha · over + (1 − alpha) · base, rounded to uint8: the feathered blend of inpainting and lesion mapping."
-    a = np.asarray(alpha, np.float32)[..., None]
+    base, over, a = np.asarray(base), np.asarray(over), np.asarray(alpha, np.float32)
+    if base.shape != over.shape or a.shape != base.shape[:2]:
+        raise ValueError(
+            f"alpha_blend: base {base.shape}, over {over.shape} and alpha {a.shape} do not fit; pass two images of one "
+            "size (H x W x 3) and alpha of H x W."
+        )
+    if a.size and not 0 <= a.min() <= a.max() <= 1:
+        raise ValueError(f"alpha_blend: alpha runs {a.min():g}..{a.max():g}; weights lie in [0, 1].")
+    a = a[..., None]
     return np.clip(np.rint(np.asarray(over, np.float32) * a + np.asarray(base, np.float32) * (1 - a)), 0, 255).astype(
         np.uint8
     )
@@ -177,7 +187,13 @@ def to_lab(
     rgb: np.ndarray,  # HxWx3 uint8 image
 ) -> np.ndarray:
     "CIE L*a*b* of an RGB image: L in 0..100, a and b in about -128..127."
-    return cv2.cvtColor(np.asarray(rgb).astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(
+            f"to_lab: needs an H x W x 3 uint8 RGB image (0..255), got {rgb.dtype} of shape {rgb.shape}; a float "
+            "image in 0..1 is (rgb * 255).round().astype(np.uint8), a PIL image np.asarray(image.convert('RGB'))."
+        )
+    return cv2.cvtColor(rgb.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
 
 
 def ita(
@@ -186,7 +202,10 @@ def ita(
 ) -> float:
     """Individual typology angle (degrees) of the median skin colour, atan((L* - 50) / b*): higher is lighter; NaN
     without skin."""
-    lab = to_lab(rgb)[where]
+    lab, where = to_lab(rgb), np.asarray(where)
+    if where.shape != lab.shape[:2]:
+        raise ValueError(f"ita: the mask is {where.shape}, the image {lab.shape[:2]}; pass a mask of the image's size.")
+    lab = lab[where.astype(bool)]
     if not len(lab):
         return float("nan")
     L, b = np.median(lab[:, 0]), np.median(lab[:, 2])
@@ -626,7 +645,11 @@ def lesion_contrast(
     mask: np.ndarray,  # its sDDI mask
 ) -> float:
     "Mean colour distance between pixels the mask calls lesion and those it calls skin."
-    a = np.asarray(image, np.float32)
+    a, mask = np.asarray(image, np.float32), np.asarray(mask)
+    if mask.shape != a.shape[:2]:
+        raise ValueError(
+            f"lesion_contrast: the mask is {mask.shape}, the image {a.shape[:2]}; bring both to the mask frame."
+        )
     les, sk = mask == LESION, mask == SKIN
     if not les.any() or not sk.any():
         return float("nan")
@@ -667,7 +690,11 @@ def overlay_mask(
     thickness: int = 1,  # outline width in px
 ) -> np.ndarray:
     "The image with the outlines of mask classes drawn in FEDD's palette, so what lies inside stays visible."
-    a = np.ascontiguousarray(np.asarray(image.convert("RGB"), np.uint8).copy())
+    a, mask = np.ascontiguousarray(np.asarray(image.convert("RGB"), np.uint8).copy()), np.asarray(mask)
+    if mask.shape != a.shape[:2]:
+        raise ValueError(
+            f"overlay_mask: the mask is {mask.shape}, the image {a.shape[:2]}; bring both to the mask frame."
+        )
     for c in classes:
         contours, _ = cv2.findContours((mask == c).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(a, contours, -1, tuple(int(v) for v in MASK_COLOURS[c]), thickness)
