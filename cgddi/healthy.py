@@ -168,6 +168,12 @@ def inpaint_region(
     blur_sigma: float = 2.0,  # Gaussian blur sigma (paper: 2)
 ) -> np.ndarray:
     "Soft mask in [0, 1] of lesion + marker, dilated then blurred: 1 is repainted, 0 kept."
+    if np.ndim(mask) != 2:
+        raise ValueError(f"inpaint_region: the sDDI mask has shape {np.shape(mask)}; pass the H x W class mask.")
+    if dilate_kernel < 0 or blur_sigma < 0:
+        raise ValueError(
+            f"inpaint_region: dilate_kernel {dilate_kernel} and blur_sigma {blur_sigma} must be 0 or more (0: none)."
+        )
     region = np.isin(mask, (LESION, MARKER)).astype(np.uint8)
     if not region.any():
         raise DataError("mask has no lesion or marker pixels: nothing to inpaint.")
@@ -360,6 +366,10 @@ def qc_scores(
     texture_side: int | None = None,
 ) -> dict:
     "The four triage scores of one healthy image."
+    shapes = {"original": np.shape(original)[:2], "healthy": np.shape(healthy)[:2], "mask": np.shape(mask)}
+    shapes["soft"] = np.shape(soft)
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"qc_scores: the images and masks differ in size ({shapes}); pass all four in one frame.")
     region = soft >= 0.5
     grown = cv2.dilate(region.astype(np.uint8), np.ones((2 * ring_px + 1,) * 2, np.uint8)).astype(bool)
     ring = grown & ~cv2.dilate(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & (mask == SKIN)
@@ -395,6 +405,9 @@ def qc_reasons(
 ) -> list[int]:
     "The F.1 reason codes an image is flagged for (empty: keep)."
     s = scores
+    missing = [k for k in ("residue", "texture_ratio", "tone_drift", "implausible") if k not in s]
+    if missing:
+        raise ValueError(f"qc_reasons: scores lack {missing}; pass what `qc_scores` returns.")
     out = []
     if not s["residue"] <= max_residue:
         out.append(1)

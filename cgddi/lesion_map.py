@@ -80,6 +80,8 @@ def usable_distance(
 
 def footprint_geometry(footprint: np.ndarray) -> tuple[int, int, float, float]:
     "Deepest pixel (y, x) of a footprint, the radius of the disc around it inside, and the farthest pixel's distance."
+    if not np.any(footprint):
+        raise ValueError("footprint_geometry: the footprint has no pixel; a lesion's footprint covers at least one.")
     fd = distance_transform_edt(np.pad(footprint, 1))[1:-1, 1:-1]
     cy, cx = np.unravel_index(int(np.argmax(fd)), fd.shape)
     ys, xs = np.nonzero(footprint)
@@ -95,6 +97,8 @@ def find_offset(
     geometry: tuple | None = None,  # `footprint_geometry(footprint)`, if already known (one per donor)
 ) -> tuple[int, int] | None:
     "A uniformly random top-left (y, x) where the whole footprint lies more than `padding` px inside; None if none."
+    if padding < 0:
+        raise ValueError(f"find_offset: padding {padding}: a distance in pixels, 0 or more.")
     H, W = dist.shape
     h, w = footprint.shape
     if h > H or w > W or not footprint.any():
@@ -187,6 +191,13 @@ def paste(
     "Feathered paste: alpha * donor + (1 - alpha) * healthy inside the patch's box."
     out = canvas.copy()
     (oy, ox), (h, w) = offset, alpha.shape
+    if np.shape(patch)[:2] != (h, w):
+        raise ValueError(f"paste: patch {np.shape(patch)[:2]} and alpha {(h, w)} differ; pass `lesion_patch`'s pair.")
+    if oy < 0 or ox < 0 or oy + h > out.shape[0] or ox + w > out.shape[1]:
+        raise ValueError(
+            f"paste: a {h}x{w} patch at (y, x) = {tuple(offset)} leaves the {out.shape[0]}x{out.shape[1]} canvas; "
+            "take the offset from `find_offset` (or `place_lesion`)."
+        )
     out[oy : oy + h, ox : ox + w] = alpha_blend(out[oy : oy + h, ox : ox + w], patch, alpha)
     return out
 

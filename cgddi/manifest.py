@@ -83,6 +83,8 @@ def save_synthetic(
     compress_level: int = 1,  # zlib level: 1 is fast and still lossless
 ) -> Path:
     "Write `image` as a PNG atomically, with its manifest row and a synthetic notice in its metadata."
+    if Path(path).suffix.lower() != ".png":
+        raise ManifestError(f"{path}: synthetic images are PNGs (their text chunks mark them synthetic); name it .png.")
     if not row.get("synthetic"):
         raise ManifestError(f"{path}: row must have synthetic=True; got {row.get('synthetic')!r}.")
     if isinstance(image, np.ndarray):
@@ -421,6 +423,8 @@ def split_name(
     seed: int,  # split seed
 ) -> str:
     "The name of a split, and of its generator set: `clean_S37`."
+    if mode not in SPLIT_MODES:
+        raise ValueError(f"split mode {mode!r} unknown; use one of {SPLIT_MODES}.")
     return f"{mode}_S{seed}"
 
 
