@@ -218,6 +218,8 @@ class ClassifyConfig(StageConfig):
                 raise ValueError(f"method {m!r} unknown; use one of {METHODS}.")
         if self.train_tones is not None and (not self.train_tones or set(self.train_tones) - set(TONE_ORDER)):
             raise ValueError(f"train_tones {self.train_tones!r}: name one or more of {TONE_ORDER}, or None for all.")
+        if self.crop > self.resize:  # CenterCrop would pad every image with a black border
+            raise ValueError(f"crop {self.crop} is larger than resize {self.resize}; use crop <= resize.")
         if self.external_test not in (None, *EXTERNAL_SETS):
             raise ValueError(f"external_test {self.external_test!r} unknown; use one of {list(EXTERNAL_SETS)} or None.")
 
@@ -232,6 +234,8 @@ def transforms(
     crop: int = 224,  # input size
 ) -> v2.Compose:
     "The reference's transforms (research note 1.3), with `resize` and `crop` as parameters."
+    if crop > resize:  # CenterCrop would pad the image with a black border
+        raise ValueError(f"crop {crop} is larger than resize {resize}; the centre crop is cut from the resized image.")
     end = [
         v2.CenterCrop(crop),
         v2.ToImage(),
@@ -305,6 +309,11 @@ def balanced_sampler(
 ) -> WeightedRandomSampler:
     "Draw len(labels) images with replacement, each with weight 1 / count(its class)."
     labels = np.asarray(labels, int)
+    if not len(labels) or not np.isin(labels, (0, 1)).all():
+        raise ValueError(
+            f"balanced_sampler: labels {sorted(set(labels.tolist()))}; pass one 0/1 (benign/malignant) label per "
+            "training image, at least one."
+        )
     w = 1.0 / np.bincount(labels, minlength=2)[labels]
     return WeightedRandomSampler(
         torch.as_tensor(w, dtype=torch.double),
@@ -563,8 +572,12 @@ def balanced_sample(
 ) -> pd.DataFrame:
     """At most `n` of `rows`, spread as evenly as the groups allow over the combinations of `by` (seeded; rows keep
     their order)."""
+    if n < 0:
+        raise ValueError(f"balanced_sample: n = {n}; keep 0 or more rows.")
     if len(rows) <= n:
         return rows
+    if n == 0:  # `max_synthetic: 0`: no synthetic image
+        return rows.iloc[:0]
     if not by:
         return rows.sample(n, random_state=seed).sort_index()
     group = rows.groupby(by, sort=True).ngroup()

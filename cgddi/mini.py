@@ -107,6 +107,8 @@ def corpus_scene(
 ) -> tuple[np.ndarray, dict]:
     """One corpus scene in the benchmark's style (skin, body region, hair, ruler, marker ink, maybe a lesion), or a
     close-up of one, and its caption."""
+    if tone not in TONE_ORDER:
+        raise ValueError(f"corpus_scene: tone {tone!r} unknown; use one of {TONE_ORDER}.")
     img, label, skin, base = _scene(rng, tone)
     has_lesion, what = rng.random() < lesion_share, "healthy skin"
     if has_lesion:
@@ -650,6 +652,8 @@ def centre_ita(
     share: float = 0.4,  # side of the central square, as a share of the image side
 ) -> float:
     "ITA of an image's central square: the corpus's skin always covers its centre."
+    if not 0 < share <= 1:
+        raise ValueError(f"centre_ita: share {share}: the central square's side as a share of the image's, in (0, 1].")
     a = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
     h, w = a.shape[:2]
     dh, dw = int(h * share / 2), int(w * share / 2)
