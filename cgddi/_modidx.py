@@ -451,6 +451,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'cgddi.report.progress_bar.__init__': ('report.html#progress_bar.__init__', 'cgddi/report.py'),
                               'cgddi.report.progress_bar._report': ('report.html#progress_bar._report', 'cgddi/report.py'),
                               'cgddi.report.progress_bar.close': ('report.html#progress_bar.close', 'cgddi/report.py'),
+                              'cgddi.report.progress_bar.display': ('report.html#progress_bar.display', 'cgddi/report.py'),
                               'cgddi.report.progress_bar.update': ('report.html#progress_bar.update', 'cgddi/report.py'),
                               'cgddi.report.progress_line': ('report.html#progress_line', 'cgddi/report.py'),
                               'cgddi.report.read_notices': ('report.html#read_notices', 'cgddi/report.py'),

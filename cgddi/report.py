@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_report.ipynb #cc22456c
 from __future__ import annotations
-import contextlib, errno, filecmp, html, json, os, shutil, socket, tempfile, time, warnings
+import contextlib, errno, filecmp, html, json, math, os, shutil, socket, tempfile, time, warnings
 from pathlib import Path
 import pandas as pd
 from PIL import Image
@@ -12,9 +12,9 @@ from tqdm.auto import tqdm
 from .layout import LOCK_FILE
 
 # %% auto #0
-__all__ = ['PROGRESS_ENV', 'GPU_HINT', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path', 'WorkDirLocked', 'work_dir_lock',
-           'progress_bar', 'progress_line', 'notices_path', 'run_notice', 'read_notices', 'CPUWarning', 'cpu_warning',
-           'save_table', 'save_figure', 'figure_caption', 'table_caption', 'render_index']
+__all__ = ['PROGRESS_ENV', 'NOTEBOOK_REFRESH_S', 'GPU_HINT', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path', 'WorkDirLocked',
+           'work_dir_lock', 'progress_bar', 'progress_line', 'notices_path', 'run_notice', 'read_notices', 'CPUWarning',
+           'cpu_warning', 'save_table', 'save_figure', 'figure_caption', 'table_caption', 'render_index']
 
 # %% ../nbs/00a_report.ipynb #147a84c1
 # the process's umask: a finished file gets the permissions a plain open() would give
@@ -137,10 +137,14 @@ def work_dir_lock(
 PROGRESS_ENV = "CGDDI_PROGRESS"  # the file a stage under `cgddi run` reports its progress to
 
 
+NOTEBOOK_REFRESH_S = 30  # under `cgddi run`: seconds between a bar's refreshes in the executed notebook
+
+
 class progress_bar(tqdm):
     "tqdm's bar, which also reports its counts to the file `$CGDDI_PROGRESS` names, when one is named."
 
     def __init__(self, *args, **kwargs):
+        self._shown = -math.inf  # when `display` last wrote (tqdm's __init__ displays the bar first)
         super().__init__(*args, **kwargs)
         self._report_to, self._reported = None if self.disable else os.environ.get(PROGRESS_ENV), 0.0
         self._report()
@@ -150,6 +154,15 @@ class progress_bar(tqdm):
         if self._report_to and time.monotonic() - self._reported > 1:
             self._report()
         return out
+
+    def display(self, msg=None, pos=None):
+        """tqdm's display; under `cgddi run` (whose console shows the progress file's line every second) a refresh at
+        most every `NOTEBOOK_REFRESH_S`, as the executed notebook keeps every refresh (a line each for nested bars)."""
+        now = time.monotonic()
+        if msg is None and pos is None and os.environ.get(PROGRESS_ENV) and now - self._shown < NOTEBOOK_REFRESH_S:
+            return True  # the bar's first display, and what `close` shows (pos given), always go out
+        self._shown = now
+        return super().display(msg, pos)
 
     def close(self):
         # once: tqdm closes again on deletion

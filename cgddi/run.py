@@ -28,11 +28,11 @@ from cgddi.report import (
 from .layout import DDI_TABLE
 
 # %% auto #0
-__all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'NOTEBOOK_BAR_INTERVAL_S', 'SUMMARY_TABLES', 'RUN_FACTS',
-           'STANDALONE', 'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'Interrupted', 'project_root',
-           'stage_notebooks', 'declared_parameters', 'accepts', 'load_params', 'check_params', 'Stage', 'value_rules',
-           'rules_cache', 'stage_config', 'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'check_inputs',
-           'check_started', 'run', 'main', 'stage_parameters', 'status', 'standalone']
+__all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'SUMMARY_TABLES', 'RUN_FACTS', 'STANDALONE',
+           'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks',
+           'declared_parameters', 'accepts', 'load_params', 'check_params', 'Stage', 'value_rules', 'rules_cache',
+           'stage_config', 'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'check_inputs', 'check_started',
+           'run', 'main', 'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -449,7 +449,6 @@ def _failure(
 
 
 INTERRUPT_GRACE_S = 30  # seconds an interrupted notebook gets to end before its kernel is killed
-NOTEBOOK_BAR_INTERVAL_S = 30  # seconds between a progress bar's refreshes in an executed stage notebook
 
 
 def _coalesce_streams(
@@ -514,13 +513,10 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
     report_to = cwd / ".progress" / f"{nb.stem}.json"
     report_to.unlink(missing_ok=True)
     notices_path(report_to).unlink(missing_ok=True)  # `run_notice`'s lines
-    # the kernel inherits them: where its bars report (the console's live line, every second), tqdm's text bars without
-    # its note that ipywidgets is missing, and a bar refresh in the executed notebook at most every
-    # `NOTEBOOK_BAR_INTERVAL_S` (TQDM_MININTERVAL, unless set: nested bars are a line per refresh, 930 lines in 03's)
+    # the kernel inherits them: where its bars report, and tqdm's text bars without its note that ipywidgets is missing
     kernel_env = {
         PROGRESS_ENV: str(report_to),
         "PYTHONWARNINGS": _without_widget_note(os.environ.get("PYTHONWARNINGS")),
-        "TQDM_MININTERVAL": os.environ.get("TQDM_MININTERVAL", str(NOTEBOOK_BAR_INTERVAL_S)),
     }
     outer_env = {k: os.environ.get(k) for k in kernel_env}
     os.environ.update(kernel_env)
