@@ -562,28 +562,40 @@ def test_a_rerun_of_the_failed_stage_keeps_the_earlier_stages_in_the_report(tmp_
     assert "earlier_runs" not in prov and all("run_started" not in s for s in prov["stages"])
 
 
-def test_what_a_stage_must_say_now_reaches_the_console_once(tmp_path, cgddi_here, monkeypatch):
-    """`run_notice` in a stage (as the CPU warning of a full-size model does): `cgddi run` prints each distinct line
-    once, with the stage's name, even when several processes of a launch say it."""
+def _one_stage_checkout(
+    root: Path,  # folder to make the checkout in
+    stage: str,  # the stage notebook's name
+    *cells: str,  # its code cells after the parameters cell (work_dir, report_dir)
+) -> Path:
+    "A checkout of one stage notebook; returns its root."
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
-    import cgddi.run as r
 
-    root = tmp_path / "checkout"
     (root / "nbs").mkdir(parents=True)
     (root / "pyproject.toml").write_text("")
     nb = new_notebook(
         cells=[
             new_code_cell("work_dir = None\nreport_dir = None", metadata={"tags": ["parameters"]}),
-            new_code_cell(
-                "from cgddi.report import run_notice\n"
-                "run_notice('sd_model x is a full-size model')\nrun_notice('sd_model x is a full-size model')\n"
-                "run_notice('a second\\nline')"
-            ),
+            *map(new_code_cell, cells),
         ]
     )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "nbs" / "00_note.ipynb")
+    nbformat.write(nb, root / "nbs" / f"{stage}.ipynb")
+    return root
+
+
+def test_what_a_stage_must_say_now_reaches_the_console_once(tmp_path, cgddi_here, monkeypatch):
+    """`run_notice` in a stage (as the CPU warning of a full-size model does): `cgddi run` prints each distinct line
+    once, with the stage's name, even when several processes of a launch say it."""
+    import cgddi.run as r
+
+    root = _one_stage_checkout(
+        tmp_path / "checkout",
+        "00_note",
+        "from cgddi.report import run_notice\n"
+        "run_notice('sd_model x is a full-size model')\nrun_notice('sd_model x is a full-size model')\n"
+        "run_notice('a second\\nline')",
+    )
     monkeypatch.setattr(r, "project_root", lambda: root)
     out = cgddi_here("run", "--params", str(_params(tmp_path, "work_dir: w\n")), "--out", str(tmp_path / "report"))
     assert out.returncode == 0, out.stderr
@@ -596,33 +608,20 @@ def test_a_stage_kernel_talks_over_its_own_unix_sockets(tmp_path, cgddi_here, mo
     """The stage's kernel is reached over Unix sockets in a folder of the run's own (no TCP port another process could
     take before the kernel binds it), and the folder is gone when the stage ends. The executed notebook keeps what a
     front end shows of a progress bar: its last refresh, not one output per refresh."""
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
     import cgddi.run as r
 
-    root = tmp_path / "checkout"
-    (root / "nbs").mkdir(parents=True)
-    (root / "pyproject.toml").write_text("")
-    nb = new_notebook(
-        cells=[
-            new_code_cell("work_dir = None\nreport_dir = None", metadata={"tags": ["parameters"]}),
-            new_code_cell(
-                "import pathlib; from ipykernel.connect import get_connection_info\n"
-                "pathlib.Path(work_dir).mkdir(parents=True, exist_ok=True)\n"
-                "pathlib.Path(work_dir, 'connection.json').write_text(get_connection_info())"
-            ),
-            new_code_cell(
-                "from cgddi.report import progress_bar\nprint('before')\n"
-                "for i in progress_bar(range(30), desc='steps', mininterval=0): pass\nprint('after')"
-            ),
-            new_code_cell(  # nested bars write a line per refresh, which no front end folds
-                "for i in progress_bar(range(2), desc='outer'):\n"
-                "    for j in progress_bar(range(50), desc='inner', mininterval=0, leave=False): pass"
-            ),
-        ]
+    root = _one_stage_checkout(
+        tmp_path / "checkout",
+        "00_conn",
+        "import pathlib; from ipykernel.connect import get_connection_info\n"
+        "pathlib.Path(work_dir).mkdir(parents=True, exist_ok=True)\n"
+        "pathlib.Path(work_dir, 'connection.json').write_text(get_connection_info())",
+        "from cgddi.report import progress_bar\nprint('before')\n"
+        "for i in progress_bar(range(30), desc='steps', mininterval=0): pass\nprint('after')",
+        # nested bars write a line per refresh, which no front end folds
+        "for i in progress_bar(range(2), desc='outer'):\n"
+        "    for j in progress_bar(range(50), desc='inner', mininterval=0, leave=False): pass",
     )
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, root / "nbs" / "00_conn.ipynb")
     monkeypatch.setattr(r, "project_root", lambda: root)
     work, outer_warnings = tmp_path / "w", os.environ.get("PYTHONWARNINGS")
     out = cgddi_here("run", "--params", str(_params(tmp_path, f"work_dir: {work}\n")), "--out", str(tmp_path / "rep"))
