@@ -141,6 +141,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
             'cgddi.data': { 'cgddi.data.DataConfig': ('data.html#dataconfig', 'cgddi/data.py'),
                             'cgddi.data.DataError': ('data.html#dataerror', 'cgddi/data.py'),
                             'cgddi.data._image_path': ('data.html#_image_path', 'cgddi/data.py'),
+                            'cgddi.data._in_moved_benchmark': ('data.html#_in_moved_benchmark', 'cgddi/data.py'),
                             'cgddi.data._parse_malignant': ('data.html#_parse_malignant', 'cgddi/data.py'),
                             'cgddi.data._strata': ('data.html#_strata', 'cgddi/data.py'),
                             'cgddi.data.alpha_blend': ('data.html#alpha_blend', 'cgddi/data.py'),

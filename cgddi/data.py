@@ -525,11 +525,30 @@ def write_data(
 def read_data(
     work_dir,  # run root that 00_data wrote into
 ) -> pd.DataFrame:
-    "The image table written by `write_data` (`data/ddi.csv`)."
+    """The image table written by `write_data` (`data/ddi.csv`); in a work dir moved with the embedded benchmark it
+    holds, image and mask paths point into its own `benchmark/` folder."""
     p = Path(work_dir) / DDI_TABLE
     if not p.exists():
         raise DataError(f"{p}: not found; run 00_data with this work_dir first.")
-    return pd.read_csv(p)
+    return _in_moved_benchmark(pd.read_csv(p), Path(work_dir))
+
+
+def _in_moved_benchmark(ddi: pd.DataFrame, work: Path) -> pd.DataFrame:
+    """`ddi` with the image and mask paths of a moved work dir's embedded benchmark read from where it is now (the
+    table names the folder 00 generated it in); DDI outside the work dir is left as it is: rerun 00 with its new
+    `ddi_root`."""
+    own = work / BENCHMARK
+    if ddi.empty or "image_path" not in ddi or not (own / "benchmark.json").exists():
+        return ddi
+    first = Path(ddi.image_path.iloc[0])
+    old = next((q for q in first.parents if q.name == BENCHMARK), None)  # where the benchmark was
+    if first.exists() or old is None or not (own / first.relative_to(old)).exists():
+        return ddi
+
+    def here(v):
+        return str(own / Path(v).relative_to(old)) if isinstance(v, str) and Path(v).is_relative_to(old) else v
+
+    return ddi.assign(**{c: ddi[c].map(here) for c in ("image_path", "mask_path") if c in ddi})
 
 
 def is_benchmark_run(work_dir) -> bool:

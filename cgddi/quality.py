@@ -112,6 +112,9 @@ def load_images(
     size: int = 256,  # every image is resized to size x size
 ) -> torch.Tensor:
     "uint8 tensor N x 3 x size x size; a corrupt file is an error naming it."
+    paths = list(paths)
+    if not paths:
+        raise ValueError("load_images: no image files given; pass at least one path.")
     out = []
     # a missing or corrupt file: a DataError naming it
     for p in paths:

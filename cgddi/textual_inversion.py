@@ -347,6 +347,14 @@ def save_learned_embeds(
     embedding: torch.Tensor,  # (1, dim) embedding
 ) -> Path:
     "Write the token's embedding in the format diffusers' `load_textual_inversion` reads."
+    if Path(path).suffix != ".safetensors":
+        raise ValueError(
+            f"{path}: a token's embedding is written as safetensors; name the file `learned_embeds.safetensors`."
+        )
+    if embedding.ndim != 2 or embedding.shape[0] != 1:
+        raise ValueError(
+            f"{path}: the embedding of {token} has shape {tuple(embedding.shape)}; expected (1, dim), one vector."
+        )
     with atomic_path(path) as t:
         save_file({token: embedding.contiguous()}, str(t))
     return Path(path)
