@@ -198,6 +198,10 @@ def export_dataset(
     work, out = Path(work_dir), Path(out_dir)
     if out.exists():
         raise FileExistsError(f"{out} exists; remove it or export to another folder.")
+    if not work.is_dir():
+        raise FileNotFoundError(
+            f"{work}: no such work dir; give the work_dir a run wrote (its params file's work_dir)."
+        )
     tables = {t: m for t, m in read_manifests(work, types).items() if len(m)}
     if not tables:
         raise FileNotFoundError(f"{work / MANIFEST}: no synthetic images to export; run 01, 02 or 05 first.")
