@@ -495,6 +495,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'cgddi.run.check_inputs': ('run.html#check_inputs', 'cgddi/run.py'),
                            'cgddi.run.check_params': ('run.html#check_params', 'cgddi/run.py'),
                            'cgddi.run.check_started': ('run.html#check_started', 'cgddi/run.py'),
+                           'cgddi.run.cpu_name': ('run.html#cpu_name', 'cgddi/run.py'),
                            'cgddi.run.declared_parameters': ('run.html#declared_parameters', 'cgddi/run.py'),
                            'cgddi.run.device_info': ('run.html#device_info', 'cgddi/run.py'),
                            'cgddi.run.earlier_stages': ('run.html#earlier_stages', 'cgddi/run.py'),

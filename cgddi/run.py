@@ -31,8 +31,8 @@ from .layout import DDI_TABLE
 __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'SUMMARY_TABLES', 'RUN_FACTS', 'STANDALONE',
            'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks',
            'declared_parameters', 'accepts', 'load_params', 'check_params', 'Stage', 'value_rules', 'rules_cache',
-           'stage_config', 'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'check_inputs', 'check_started',
-           'run', 'main', 'stage_parameters', 'status', 'standalone']
+           'stage_config', 'cpu_name', 'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'check_inputs',
+           'check_started', 'run', 'main', 'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -379,6 +379,29 @@ def _version(name: str) -> str | None:
         return None
 
 
+def cpu_name(
+    cpuinfo="/proc/cpuinfo",  # Linux's CPU description
+) -> str:
+    """The CPU's model name, with its family and model numbers and whether it has AVX-512 (machines sold under one name
+    differ in speed by these), from `cpuinfo`; where there is none, what `platform` knows."""
+    try:
+        fields = dict(
+            (k.strip(), v.strip())
+            for k, _, v in (line.partition(":") for line in Path(cpuinfo).read_text().splitlines())
+        )
+    except OSError:
+        fields = {}
+    if not fields.get("model name"):
+        return platform.processor() or platform.machine()
+    extra = (
+        [f"family {fields['cpu family']}, model {fields['model']}"]
+        if "cpu family" in fields and "model" in fields
+        else []
+    )
+    extra += ["AVX-512"] if "avx512f" in fields.get("flags", "").split() else []
+    return fields["model name"] + (f" ({', '.join(extra)})" if extra else "")
+
+
 def device_info() -> dict:
     "The device accelerate gives this process: a GPU, or the CPU."
     import os, torch
@@ -387,7 +410,7 @@ def device_info() -> dict:
     dev = PartialState().device
     if dev.type == "cuda":
         return {"kind": "cuda", "name": torch.cuda.get_device_name(dev), "count": torch.cuda.device_count()}
-    return {"kind": dev.type, "name": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    return {"kind": dev.type, "name": cpu_name(), "cores": os.cpu_count()}
 
 
 def seeds_in(params: dict) -> dict:
