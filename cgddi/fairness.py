@@ -43,8 +43,8 @@ __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TO
            'accuracy', 'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc',
            'classification_metrics', 'mean_std', 'pm', 'quality_by_tone', 'table8', 'tone_fidelity', 'tone_count_table',
            'per_seed_metrics', 'paper_table', 'majority_rates', 'paired_difference', 'findings_table',
-           'not_above_majority', 'RunResults', 'backbones_named', 'run_results', 'table2_report',
-           'cross_dataset_report', 'size_rule', 'rarity_report', 'quality_report', 'whole_share',
+           'not_above_majority', 'one_class_runs', 'one_class_note', 'RunResults', 'backbones_named', 'run_results',
+           'table2_report', 'cross_dataset_report', 'size_rule', 'rarity_report', 'quality_report', 'whole_share',
            'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
 
 # %% ../nbs/07_fairness.ipynb #cfgcls07
@@ -275,7 +275,8 @@ def classification_metrics(
     pred: pd.DataFrame,  # one run's predictions: y_true, y_pred, y_prob, tone[, rarity]
     source: str = "predictions",  # named in errors
 ) -> pd.Series:
-    "Every Table 2 metric (fractions), plus accuracy per rarity class when `pred` has a `rarity` column."
+    """Every Table 2 metric (fractions), the share of images called malignant (0 or 1: the run called every image one
+    class) and accuracy per rarity class when `pred` has a `rarity` column."""
     missing = [c for c in ["y_true", "y_pred", "y_prob", "tone"] if c not in pred.columns]
     if missing:
         raise ValueError(
@@ -292,6 +293,7 @@ def classification_metrics(
         "dpm": _dpm(n),
         "eom": _eom(n),
         "auc": auc(pred.y_true, pred.y_prob),
+        "called_malignant": float(_labels(pred.y_pred, "y_pred", source).mean()),
     }
     if "rarity" in pred.columns:
         out.update({f"acc_{k}": v for k, v in accuracy_by_rarity(pred.y_true, pred.y_pred, pred.rarity).items()})
@@ -571,6 +573,22 @@ def _verdict(name: str, other: str, d: pd.Series) -> str:
     )
 
 
+def _one_class_seeds(
+    per_seed: pd.DataFrame,  # per-seed metrics of one protocol (`called_malignant` from `per_seed_metrics`)
+    sides: list[tuple],  # (label, (experiment, method)) of the runs a claim compares
+) -> str:
+    "A sentence per compared run that called every test image one class on some seed; empty when none did."
+    if "called_malignant" not in per_seed.columns:
+        return ""
+    out = ""
+    for label, (e, m) in sides:
+        c = per_seed[(per_seed.experiment == e) & (per_seed.method == m)].set_index("seed").called_malignant
+        for called, seeds in (("malignant", c.index[c == 1]), ("benign", c.index[c == 0])):
+            if len(seeds):
+                out += f" On {', '.join(f'S{s}' for s in seeds)} {label} called every test image {called}."
+    return out
+
+
 def findings_table(
     per_seed: pd.DataFrame,  # per-seed metrics of one protocol, `majority_rates` rows included
     synthetic_method: str,  # the method of Exp. 1 and Exp. 2
@@ -595,7 +613,7 @@ def findings_table(
         }
         rows[f"{name} − {other}"] = cells | {
             "Seeds ahead": f"{int((d.accuracy > 0).sum())}/{len(d)}",
-            "On this run": _verdict(name, other, d.accuracy),
+            "On this run": _verdict(name, other, d.accuracy) + _one_class_seeds(per_seed, [(name, a), (other, b)]),
         }
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -618,6 +636,62 @@ def not_above_majority(
         " Not clearly above the majority rate on this run (accuracy minus it, in points, paired by seed): "
         + "; ".join(named)
         + ": on these seeds no better than always calling the more frequent class."
+    )
+
+
+def one_class_runs(
+    per_seed: pd.DataFrame,  # per-seed metrics of one protocol (`per_seed_metrics`: its called_malignant column)
+    synthetic_method: str,  # the method of Exp. 1 and Exp. 2
+    runs: pd.DataFrame | None = None,  # `read_runs` rows of the protocol: adds the epoch each run's model is from
+) -> pd.DataFrame:
+    """The Table 2 runs that called every test image one class (label, experiment, method, seed, called, epoch): a
+    constant classifier on that split, whatever its accuracy, so it learnt nothing the majority rate does not show."""
+    rows = []
+    for label, e, m in TABLE2_ROWS:
+        s = per_seed[(per_seed.experiment == e) & (per_seed.method == (m or synthetic_method))]
+        for seed, called in zip(s.seed, s.get("called_malignant", pd.Series(np.nan, index=s.index))):
+            if called in (0, 1):
+                rows.append(
+                    dict(
+                        label=label,
+                        experiment=e,
+                        method=m or synthetic_method,
+                        seed=int(seed),
+                        called=("benign", "malignant")[int(called)],
+                    )
+                )
+    out = pd.DataFrame(rows, columns=["label", "experiment", "method", "seed", "called"])
+    if runs is not None and len(out) and "selected_epoch" in runs:
+        epochs = runs.set_index(["experiment", "method", "seed"])[["selected_epoch", "epochs_run"]]
+        out = out.join(epochs, on=["experiment", "method", "seed"])
+    return out
+
+
+def one_class_note(
+    per_seed: pd.DataFrame,  # per-seed metrics of one protocol
+    synthetic_method: str,  # the method of Exp. 1 and Exp. 2
+    runs: pd.DataFrame | None = None,  # `read_runs` rows of the protocol (the epoch each run's model is from)
+) -> str:
+    "A caption sentence naming the runs of `one_class_runs`; empty when every run told the classes apart."
+    one = one_class_runs(per_seed, synthetic_method, runs)
+    if one.empty:
+        return ""
+
+    def named(row) -> str:
+        epoch = (
+            f"; the model kept after epoch {int(row.selected_epoch) + 1} of {int(row.epochs_run)}"
+            if pd.notna(getattr(row, "selected_epoch", np.nan))
+            else ""
+        )
+        return f"{row.label} S{row.seed} (all {row.called}{epoch})"
+
+    n = sum(
+        len(per_seed[(per_seed.experiment == e) & (per_seed.method == (m or synthetic_method))])
+        for _, e, m in TABLE2_ROWS
+    )
+    return (
+        f" {len(one)} of {n} runs called every test image one class, a constant classifier on that split whatever its "
+        f"accuracy: {', '.join(named(r) for r in one.itertuples())}."
     )
 
 # %% ../nbs/07_fairness.ipynb #f07ctx
@@ -808,7 +882,9 @@ def table2_report(
             f"{r.source}, protocol {protocol}: Table 2, accuracy (%) by tone and fairness (%), mean ± population std "
             f"over {n} split seed(s) ((k/{n}): a metric undefined for some seeds is over the k where it is defined); "
             "R. real, S. synthetic; majority rate: always calling the test split's more frequent "
-            f"class.{not_above_majority(seeds_of, r.synthetic_method)}{_methods_note(r)}{_let_through(r, protocol)}"
+            f"class.{not_above_majority(seeds_of, r.synthetic_method)}"
+            f"{one_class_note(seeds_of, r.synthetic_method, r.runs[r.runs.protocol == protocol])}"
+            f"{_methods_note(r)}{_let_through(r, protocol)}"
             f"{r.init_note}",
         )
         out[f"tab_07_findings_{protocol}"] = f = findings_table(seeds_of, r.synthetic_method)
