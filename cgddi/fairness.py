@@ -643,15 +643,17 @@ def one_class_runs(
     per_seed: pd.DataFrame,  # per-seed metrics of one protocol (`per_seed_metrics`: its called_malignant column)
     synthetic_method: str,  # the method of Exp. 1 and Exp. 2
     runs: pd.DataFrame | None = None,  # `read_runs` rows of the protocol: adds the epoch each run's model is from
+    rows: list[tuple] = TABLE2_ROWS,  # (label, experiment, method or None: the synthetic method) of a paper table
 ) -> pd.DataFrame:
-    """The Table 2 runs that called every test image one class (label, experiment, method, seed, called, epoch): a
-    constant classifier on that split, whatever its accuracy, so it learnt nothing the majority rate does not show."""
-    rows = []
-    for label, e, m in TABLE2_ROWS:
+    """The runs of a paper table's `rows` that called every test image one class (label, experiment, method, seed,
+    called, epoch): a constant classifier on that split, whatever its accuracy; it learnt nothing the majority rate does
+    not show."""
+    found = []
+    for label, e, m in rows:
         s = per_seed[(per_seed.experiment == e) & (per_seed.method == (m or synthetic_method))]
         for seed, called in zip(s.seed, s.get("called_malignant", pd.Series(np.nan, index=s.index))):
             if called in (0, 1):
-                rows.append(
+                found.append(
                     dict(
                         label=label,
                         experiment=e,
@@ -660,7 +662,7 @@ def one_class_runs(
                         called=("benign", "malignant")[int(called)],
                     )
                 )
-    out = pd.DataFrame(rows, columns=["label", "experiment", "method", "seed", "called"])
+    out = pd.DataFrame(found, columns=["label", "experiment", "method", "seed", "called"])
     if runs is not None and len(out) and "selected_epoch" in runs:
         epochs = runs.set_index(["experiment", "method", "seed"])[["selected_epoch", "epochs_run"]]
         out = out.join(epochs, on=["experiment", "method", "seed"])
@@ -671,9 +673,10 @@ def one_class_note(
     per_seed: pd.DataFrame,  # per-seed metrics of one protocol
     synthetic_method: str,  # the method of Exp. 1 and Exp. 2
     runs: pd.DataFrame | None = None,  # `read_runs` rows of the protocol (the epoch each run's model is from)
+    rows: list[tuple] = TABLE2_ROWS,  # the paper table's rows (`one_class_runs`)
 ) -> str:
     "A caption sentence naming the runs of `one_class_runs`; empty when every run told the classes apart."
-    one = one_class_runs(per_seed, synthetic_method, runs)
+    one = one_class_runs(per_seed, synthetic_method, runs, rows)
     if one.empty:
         return ""
 
@@ -686,8 +689,7 @@ def one_class_note(
         return f"{row.label} S{row.seed} (all {row.called}{epoch})"
 
     n = sum(
-        len(per_seed[(per_seed.experiment == e) & (per_seed.method == (m or synthetic_method))])
-        for _, e, m in TABLE2_ROWS
+        len(per_seed[(per_seed.experiment == e) & (per_seed.method == (m or synthetic_method))]) for _, e, m in rows
     )
     return (
         f" {len(one)} of {n} runs called every test image one class, a constant classifier on that split whatever its "
@@ -984,6 +986,7 @@ def rarity_report(
     "Table 3 (left), accuracy by disease rarity, and Table 5, accuracy by training subset, per protocol."
     out = {}
     for protocol, s in r.summary.groupby("protocol", sort=False):
+        seeds_of, runs_of = r.per_seed[r.per_seed.protocol == protocol], r.runs[r.runs.protocol == protocol]
 
         def _cell(e, rarity):
             hit = s[(s.experiment == e) & (s.method == r.synthetic_method)].iloc[0]
@@ -1018,7 +1021,8 @@ def rarity_report(
             f"{r.source}, protocol {protocol}: Table 5, accuracy (%) by training subset: real DDI only (Baseline (R.), "
             f"Table 2's first row) and synthetic subsets ({r.synthetic_method}). A semantic image enters "
             f"only when {size_rule(r, protocol)} and it has a malignancy label; rows without images are "
-            f"left out.{r.init_note}",
+            f"left out.{one_class_note(seeds_of, r.synthetic_method, runs_of, TABLE5_ROWS)}"
+            f"{r.init_note}",
         )
     return out
 
