@@ -577,16 +577,12 @@ def _one_class_seeds(
     per_seed: pd.DataFrame,  # per-seed metrics of one protocol (`called_malignant` from `per_seed_metrics`)
     sides: list[tuple],  # (label, (experiment, method)) of the runs a claim compares
 ) -> str:
-    "A sentence per compared run that called every test image one class on some seed; empty when none did."
-    if "called_malignant" not in per_seed.columns:
-        return ""
-    out = ""
-    for label, (e, m) in sides:
-        c = per_seed[(per_seed.experiment == e) & (per_seed.method == m)].set_index("seed").called_malignant
-        for called, seeds in (("malignant", c.index[c == 1]), ("benign", c.index[c == 0])):
-            if len(seeds):
-                out += f" On {', '.join(f'S{s}' for s in seeds)} {label} called every test image {called}."
-    return out
+    "A sentence per compared run that called every test image one class on some seed (`one_class_runs`); else empty."
+    one = one_class_runs(per_seed, "", rows=[(label, e, m) for label, (e, m) in sides])
+    return "".join(
+        f" On {', '.join(f'S{s}' for s in g.seed)} {label} called every test image {called}."
+        for (label, called), g in one.groupby(["label", "called"], sort=False)
+    )
 
 
 def findings_table(
@@ -659,7 +655,7 @@ def one_class_runs(
                         experiment=e,
                         method=m or synthetic_method,
                         seed=int(seed),
-                        called=("benign", "malignant")[int(called)],
+                        called=CLASS_NAMES[int(called)],
                     )
                 )
     out = pd.DataFrame(found, columns=["label", "experiment", "method", "seed", "called"])
