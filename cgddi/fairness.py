@@ -688,7 +688,7 @@ def one_class_note(
         len(per_seed[(per_seed.experiment == e) & (per_seed.method == (m or synthetic_method))]) for _, e, m in rows
     )
     return (
-        f" {len(one)} of {n} runs called every test image one class, a constant classifier on that split whatever its "
+        f" {len(one)} of {n} runs called every test image one class, a constant classifier there, whatever its "
         f"accuracy: {', '.join(named(r) for r in one.itertuples())}."
     )
 
@@ -944,8 +944,10 @@ def cross_dataset_report(
     ext_name = "the benchmark's F17k-layout test set" if is_benchmark_run(r.work) else "Fitzpatrick17k"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FairnessWarning)
-        ext_summary = mean_std(per_seed_metrics(external), ["protocol", "experiment", "method"])
+        ext_per_seed = per_seed_metrics(external)
+    ext_summary = mean_std(ext_per_seed, ["protocol", "experiment", "method"])
     for protocol, s in ext_summary.groupby("protocol", sort=False):
+        runs_of = r.runs[r.runs.protocol == protocol]
         out[f"tab_07_cross_dataset_{protocol}"] = t = paper_table(s, TABLE2_ROWS, TABLE2_COLUMNS, r.synthetic_method)
         save_table(
             t,
@@ -954,7 +956,9 @@ def cross_dataset_report(
             f"{r.source}, protocol {protocol}: the Table 2 classifiers tested on {ext_name} (never trained on), "
             f"accuracy (%) by tone and fairness (%), mean ± population std over {int(s.n_seeds.max())} split seed(s); "
             f"over its benign and malignant images with a known tone: {counts['light']} light, {counts['medium']} "
-            f"medium, {counts['dark']} dark.{r.init_note}",
+            f"medium, {counts['dark']} dark."
+            f"{one_class_note(ext_per_seed.query('protocol == @protocol'), r.synthetic_method, runs_of)}"
+            f"{r.init_note}",
         )
     return out
 
