@@ -659,7 +659,7 @@ def one_class_runs(
                     )
                 )
     out = pd.DataFrame(found, columns=["label", "experiment", "method", "seed", "called"])
-    if runs is not None and len(out) and "selected_epoch" in runs:
+    if runs is not None and len(out) and {"selected_epoch", "epochs_run"} <= set(runs.columns):
         epochs = runs.set_index(["experiment", "method", "seed"])[["selected_epoch", "epochs_run"]]
         out = out.join(epochs, on=["experiment", "method", "seed"])
     return out
