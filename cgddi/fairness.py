@@ -678,7 +678,8 @@ def one_class_note(
 
     def named(row) -> str:
         epoch = (
-            f"; the model kept after epoch {int(row.selected_epoch) + 1} of {int(row.epochs_run)}"
+            f"; the model after {int(row.selected_epoch) + 1} of its {int(row.epochs_run)} epochs, "
+            f"selected_epoch {int(row.selected_epoch)}"
             if pd.notna(getattr(row, "selected_epoch", np.nan))
             else ""
         )
