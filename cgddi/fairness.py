@@ -635,6 +635,19 @@ def not_above_majority(
     )
 
 
+def _table_rows(
+    per_seed: pd.DataFrame,  # per-seed metrics of one protocol
+    synthetic_method: str,  # the method of Exp. 1 and Exp. 2
+    rows: list[tuple],  # (label, experiment, method or None: the synthetic method) of a paper table
+) -> pd.DataFrame:
+    "The per-seed rows of a paper table's `rows`, each with its row's label."
+    picked = [
+        per_seed[(per_seed.experiment == e) & (per_seed.method == (m or synthetic_method))].assign(label=label)
+        for label, e, m in rows
+    ]
+    return pd.concat(picked, ignore_index=True)
+
+
 def one_class_runs(
     per_seed: pd.DataFrame,  # per-seed metrics of one protocol (`per_seed_metrics`: its called_malignant column)
     synthetic_method: str,  # the method of Exp. 1 and Exp. 2
@@ -644,21 +657,13 @@ def one_class_runs(
     """The runs of a paper table's `rows` that called every test image one class (label, experiment, method, seed,
     called, epoch): a constant classifier on that split, whatever its accuracy; it learnt nothing the majority rate does
     not show."""
-    found = []
-    for label, e, m in rows:
-        s = per_seed[(per_seed.experiment == e) & (per_seed.method == (m or synthetic_method))]
-        for seed, called in zip(s.seed, s.get("called_malignant", pd.Series(np.nan, index=s.index))):
-            if called in (0, 1):
-                found.append(
-                    dict(
-                        label=label,
-                        experiment=e,
-                        method=m or synthetic_method,
-                        seed=int(seed),
-                        called=CLASS_NAMES[int(called)],
-                    )
-                )
-    out = pd.DataFrame(found, columns=["label", "experiment", "method", "seed", "called"])
+    t = _table_rows(per_seed, synthetic_method, rows)
+    if "called_malignant" not in t:  # metrics written before the column existed
+        t = t.assign(called_malignant=np.nan)
+    one = t[t.called_malignant.isin([0, 1])].reset_index(drop=True)
+    out = one[["label", "experiment", "method"]].assign(
+        seed=one.seed.astype(int), called=one.called_malignant.map(CLASS_NAMES)
+    )
     if runs is not None and len(out) and {"selected_epoch", "epochs_run"} <= set(runs.columns):
         epochs = runs.set_index(["experiment", "method", "seed"])[["selected_epoch", "epochs_run"]]
         out = out.join(epochs, on=["experiment", "method", "seed"])
@@ -685,9 +690,7 @@ def one_class_note(
         )
         return f"{row.label} S{row.seed} (all {row.called}{epoch})"
 
-    n = sum(
-        len(per_seed[(per_seed.experiment == e) & (per_seed.method == (m or synthetic_method))]) for _, e, m in rows
-    )
+    n = len(_table_rows(per_seed, synthetic_method, rows))
     return (
         f" {len(one)} of {n} runs called every test image one class, a constant classifier there, whatever its "
         f"accuracy: {', '.join(named(r) for r in one.itertuples())}."
@@ -948,7 +951,7 @@ def cross_dataset_report(
         ext_per_seed = per_seed_metrics(external)
     ext_summary = mean_std(ext_per_seed, ["protocol", "experiment", "method"])
     for protocol, s in ext_summary.groupby("protocol", sort=False):
-        runs_of = r.runs[r.runs.protocol == protocol]
+        ext_of, runs_of = ext_per_seed[ext_per_seed.protocol == protocol], r.runs[r.runs.protocol == protocol]
         out[f"tab_07_cross_dataset_{protocol}"] = t = paper_table(s, TABLE2_ROWS, TABLE2_COLUMNS, r.synthetic_method)
         save_table(
             t,
@@ -958,7 +961,7 @@ def cross_dataset_report(
             f"accuracy (%) by tone and fairness (%), mean ± population std over {int(s.n_seeds.max())} split seed(s); "
             f"over its benign and malignant images with a known tone: {counts['light']} light, {counts['medium']} "
             f"medium, {counts['dark']} dark."
-            f"{one_class_note(ext_per_seed.query('protocol == @protocol'), r.synthetic_method, runs_of)}"
+            f"{one_class_note(ext_of, r.synthetic_method, runs_of)}"
             f"{r.init_note}",
         )
     return out
