@@ -18,7 +18,7 @@ from diffusers import StableDiffusionImg2ImgPipeline
 from cgddi.data import TONE_ORDER
 from cgddi.diffusion import class_prompt
 from cgddi.mini import MiniConfig, corpus_rng, corpus_scene, small_fid
-from cgddi.semantic import sampler_scheduler
+from cgddi.diffusion import sampler_scheduler
 from cgddi.tiny import mini_sd
 
 

@@ -28,11 +28,11 @@ from .layout import MODELS
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'CLASS_PROMPTS', 'REFERENCE_SUFFIXES',
-           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'SD_MODEL', 'PRECISIONS', 'STATE_DIR', 'disease_token',
+           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'SD_MODEL', 'PRECISIONS', 'SCHEDULERS', 'STATE_DIR', 'disease_token',
            'instance_prompt', 'class_prompt', 'resolve_model', 'model_label', 'warn_full_size_on_cpu',
            'precision_value', 'torch_setup', 'mixed_precision', 'training_accelerator', 'release_disease',
-           'use_set_text_parts', 'load_sd', 'TrainingState', 'square_image', 'latent_cache', 'sample_latents',
-           'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
+           'use_set_text_parts', 'load_sd', 'sampler_scheduler', 'TrainingState', 'square_image', 'latent_cache',
+           'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
 
 # %% ../nbs/00e_diffusion.ipynb #33b08fc7
 INSTANCE_PROMPT = "An image of {token} on a {tone}-toned individual"
@@ -243,6 +243,24 @@ def load_sd(
             "sd_model",
             e,
         ) from e
+
+# %% ../nbs/00e_diffusion.ipynb #acae54e37e7d407bbb7b55eff062a284
+# a stage's `scheduler` -> the diffusers class: 01 (sd_inpaint) and 05 sample on the model's own noise schedule
+SCHEDULERS = {"pndm": "PNDMScheduler", "dpmpp": "DPMSolverMultistepScheduler"}
+
+
+def sampler_scheduler(
+    config,  # the pipeline's scheduler config (its betas and timestep spacing)
+    name: str,  # a key of SCHEDULERS
+):
+    """The sampler `name` on the pipeline's noise schedule (DPM-Solver++ as diffusers configures it: second order,
+    multistep)."""
+    import diffusers
+
+    if name not in SCHEDULERS:
+        raise ValueError(f"scheduler {name!r} unknown; use one of {list(SCHEDULERS)}.")
+    extra = {"algorithm_type": "dpmsolver++", "solver_order": 2} if name == "dpmpp" else {}
+    return getattr(diffusers, SCHEDULERS[name]).from_config(config, **extra)
 
 # %% ../nbs/00e_diffusion.ipynb #ec4c2eca
 STATE_DIR = ".state"  # a training's mid-run checkpoints, in its output folder (gone when it is done)

@@ -42,7 +42,15 @@ from cgddi.manifest import (
 from .config import Between, ModelRef, StageConfig, seed_of, file_hash, memory_advice
 from .report import atomic_path, progress_bar
 from .shard import Share, launch, stage_cli
-from .diffusion import PRECISIONS, SD_MODEL, warn_full_size_on_cpu, torch_setup, resolve_model
+from cgddi.diffusion import (
+    PRECISIONS,
+    SCHEDULERS,
+    SD_MODEL,
+    sampler_scheduler,
+    warn_full_size_on_cpu,
+    torch_setup,
+    resolve_model,
+)
 from .tiny import tiny_kandinsky, is_tiny, model_load_error, weights_label, TINY_LABEL
 from .layout import DDI_TABLE, MODELS, HEALTHY, HEALTHY_IMAGES, HEALTHY_MASKS, REVIEW_SHEET
 
@@ -74,6 +82,7 @@ class HealthyConfig(StageConfig):
         inpaint_size=Between(8),
         mask_crop=Between(0),
         steps=Between(1),
+        scheduler=tuple(SCHEDULERS),
         guidance=Between(0),
         prior_steps=Between(1),
         n_candidates=Between(1),
@@ -107,6 +116,9 @@ class HealthyConfig(StageConfig):
     # (diffusers' padding_mask_crop); None: the whole frame
     mask_crop: int | None = None
     steps: int = 100  # decoder denoising steps (diffusers' default for Kandinsky 2.2 inpainting; the paper gives none)
+    # sampler on the model's noise schedule (cgddi.diffusion.SCHEDULERS): pndm or dpmpp (DPM-Solver++: fewer steps);
+    # None: the pipeline's own (SD's PNDM, Kandinsky's DDPM)
+    scheduler: str | None = None
     guidance: float = 4.0  # decoder classifier-free guidance (diffusers' default; the paper gives none)
     prior_steps: int = 25  # Kandinsky prior steps (run once: the prompt is the same for every image)
     prior_guidance: float = 4.0  # Kandinsky prior guidance
@@ -137,6 +149,10 @@ class HealthyConfig(StageConfig):
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"inpainting backend {self.backend!r} unknown; use one of {BACKENDS}.")
+        if self.scheduler not in (None, *SCHEDULERS):
+            raise ValueError(
+                f"scheduler {self.scheduler!r} unknown; use one of {list(SCHEDULERS)} or None (the model's own)."
+            )
         if self.n_candidates < 1:
             raise ValueError(f"n_candidates must be at least 1, got {self.n_candidates}.")
         if self.mask_crop is not None and self.backend != "sd_inpaint":
@@ -243,9 +259,13 @@ class Inpainter:
             except (OSError, ValueError) as e:
                 raise model_load_error(model, "an inpainting pipeline", "sd_inpaint_model", e) from e
         self.pipe.set_progress_bar_config(disable=True)
+        if cfg.scheduler is not None:  # another sampler on the model's own noise schedule
+            self.pipe.scheduler = sampler_scheduler(self.pipe.scheduler.config, cfg.scheduler)
         # random weights (tiny or full size)
         label = weights_label(model) or (prior is not None and weights_label(prior))
-        self.generator = f"{Path(str(model)).name} [{label}]" if label else model
+        self.generator = (f"{Path(str(model)).name} [{label}]" if label else model) + (
+            f", {cfg.scheduler} sampler" if cfg.scheduler else ""
+        )
 
     def _kandinsky(self, dt, work_dir) -> tuple[str, str]:
         "Load the prior and the inpainting decoder, and embed the prompts once; returns (decoder, prior)."

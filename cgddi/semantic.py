@@ -42,6 +42,8 @@ from cgddi.manifest import (
 from .config import Between, StageConfig, seed_of, file_hash, params_hash, is_out_of_memory, memory_advice
 from cgddi.diffusion import (
     PRECISIONS,
+    SCHEDULERS,
+    sampler_scheduler,
     PROMPT_TEMPLATES,
     SD_MODEL,
     instance_prompt,
@@ -57,15 +59,13 @@ from .shard import Share, launch, stage_cli
 from .layout import HEALTHY_IMAGES, LORA, SEMANTIC
 
 # %% auto #0
-__all__ = ['RULER_MODES', 'PLAN_MODES', 'SCHEDULERS', 'ADAPTER', 'NO_LORA', 'SemanticConfig', 'plan_counts', 'sampling_plan',
-           'shard_chunks', 'has_lora', 'sampler_scheduler', 'SemanticSampler', 'semantic_inputs', 'semantic_plan',
-           'sample_semantic', 'semantic_progress', 'plot_plan', 'plot_semantic_rows', 'plot_by_training_size']
+__all__ = ['RULER_MODES', 'PLAN_MODES', 'ADAPTER', 'NO_LORA', 'SemanticConfig', 'plan_counts', 'sampling_plan', 'shard_chunks',
+           'has_lora', 'SemanticSampler', 'semantic_inputs', 'semantic_plan', 'sample_semantic', 'semantic_progress',
+           'plot_plan', 'plot_semantic_rows', 'plot_by_training_size']
 
 # %% ../nbs/05_semantic.ipynb #cfgcls05
 RULER_MODES = ("never", "always", "canvas")
 PLAN_MODES = ("full", "balanced")
-
-SCHEDULERS = {"pndm": "PNDMScheduler", "dpmpp": "DPMSolverMultistepScheduler"}  # 05 `scheduler` -> the diffusers class
 
 
 @dataclass(kw_only=True)
@@ -266,20 +266,6 @@ NO_LORA = Path("<no LoRA>")  # `SemanticSampler.current` while an imported token
 def has_lora(path) -> bool:
     "Whether a concept row's `lora` names a file (an imported token may come without one)."
     return isinstance(path, str) and bool(path)
-
-
-def sampler_scheduler(
-    config,  # the pipeline's scheduler config (its betas and timestep spacing)
-    name: str,  # a key of SCHEDULERS
-):
-    """The sampler `name` on the pipeline's noise schedule (DPM-Solver++ as diffusers configures it: second order,
-    multistep)."""
-    import diffusers
-
-    if name not in SCHEDULERS:
-        raise ValueError(f"scheduler {name!r} unknown; use one of {list(SCHEDULERS)}.")
-    extra = {"algorithm_type": "dpmsolver++", "solver_order": 2} if name == "dpmpp" else {}
-    return getattr(diffusers, SCHEDULERS[name]).from_config(config, **extra)
 
 
 class SemanticSampler:
