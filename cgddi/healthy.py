@@ -39,7 +39,7 @@ from cgddi.manifest import (
     manifest_dir,
     refresh_index,
 )
-from .config import Between, ModelRef, StageConfig, seed_of, file_hash, memory_advice
+from .config import Between, ModelRef, StageConfig, seed_of, file_hash, memory_advice, value_error
 from .report import atomic_path, progress_bar
 from .shard import Share, launch, stage_cli
 from cgddi.diffusion import (
@@ -149,10 +149,8 @@ class HealthyConfig(StageConfig):
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"inpainting backend {self.backend!r} unknown; use one of {BACKENDS}.")
-        if self.scheduler not in (None, *SCHEDULERS):
-            raise ValueError(
-                f"scheduler {self.scheduler!r} unknown; use one of {list(SCHEDULERS)} or None (the model's own)."
-            )
+        if why := value_error("scheduler", self.scheduler, self.allowed["scheduler"]):
+            raise ValueError(f"{why}, or null for the model's own sampler.")
         if self.n_candidates < 1:
             raise ValueError(f"n_candidates must be at least 1, got {self.n_candidates}.")
         if self.mask_crop is not None and self.backend != "sd_inpaint":
