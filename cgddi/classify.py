@@ -142,7 +142,7 @@ class ClassifyConfig(StageConfig):
         min_train_samples=Between(0),
         # checked with the params file, before any stage runs
         max_synthetic=Between(0),
-        synthetic_balance=("type", "tone", "malignant", "disease_joined"),
+        synthetic_balance=("type", "tone", "malignant"),
         num_workers=Between(0),
         cache_images=Between(0),
         train_tones=tuple(TONE_ORDER),

@@ -374,21 +374,20 @@ def generator_set_splits(
     if cfg.generators == "per_protocol":  # seed None: no clean split's test images
         return {SHARED: (cfg.split_mode, cfg.split_seed), protocol_set("clean"): ("clean", None)}
     written = sorted(p.stem for p in (Path(work_dir) / SPLITS).glob("*_S*.csv"))
-    clean_only = cfg.generators == "per_clean_split"
-    names = cfg.generator_splits or [n for n in written if not clean_only or n.startswith("clean_")]
+    names = cfg.generator_splits or written
     unknown = [n for n in names if n not in written]
     if unknown:
         raise DataError(f"{Path(work_dir) / SPLITS}: no split {unknown}; 00_data wrote {written}.")
     sets = {n: (n.rsplit("_S", 1)[0], int(n.rsplit("_S", 1)[1])) for n in names}
-    if not clean_only:
+    if cfg.generators != "per_clean_split":
         return sets
     faithful = [n for n, (mode, _) in sets.items() if mode != "clean"]
-    if faithful:
+    if faithful and cfg.generator_splits:
         raise ValueError(
             f"generator_splits {faithful}: per_clean_split trains the shared set and clean splits' sets; "
             "name clean splits only (or use generators: per_split)."
         )
-    return {SHARED: (cfg.split_mode, cfg.split_seed)} | sets
+    return {SHARED: (cfg.split_mode, cfg.split_seed)} | {n: s for n, s in sets.items() if n not in faithful}
 
 
 def _token(work: Path, g: pd.DataFrame, cfg: TIConfig, model: str, loaded: dict, gset: str) -> dict:
