@@ -6,7 +6,7 @@ real) and the ablations of Table 5; every run evaluated on the real test split o
 
 # %% ../nbs/06_classify.ipynb #954fe3be
 from __future__ import annotations
-import copy, hashlib, json, os, sys, time
+import copy, hashlib, json, os, sys, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from functools import cache, lru_cache
@@ -623,15 +623,18 @@ def semantic_for_run(
     min_train_samples: int,  # diseases with this many training samples or fewer stay out
 ) -> tuple[pd.DataFrame, dict]:
     """The rows a run may use: its own generator set's semantic images (else its protocol's set, `clean_all`, else the
-    shared set's), labelled, from diseases past the ≤ 10 rule."""
+    shared set's), labelled, from diseases past the ≤ 10 rule. `no_set_for_run`: semantic images exist, none from a
+    set this run may use (`generators: per_split` with clean `generator_splits` makes none for faithful runs)."""
     sem, other = rows[rows.type == "semantic"], rows[rows.type != "semantic"]
     sets = sem.adapter.map({a: a.split("/")[1] for a in sem.adapter.dropna().unique()})  # lora/<set>/<slug>
     use = next((s for s in (split_name(protocol, seed), protocol_set(protocol)) if (sets == s).any()), SHARED)
+    no_set_for_run = bool(len(sem)) and not (sets == use).any()
     sem = sem[sets == use]
     few = ~passes_size_rule(sem.disease_joined, sem.n_train_samples, protocol, disease_counts, min_train_samples)
     unlabelled = sem.malignant.isna().to_numpy()
     facts = dict(
         generator_set=use if len(sem) else None,
+        no_set_for_run=sorted(set(sets.dropna())) if no_set_for_run else [],
         n_dropped_few_samples=int(few.sum()),
         n_dropped_no_label=int((~few & unlabelled).sum()),
     )
@@ -660,6 +663,16 @@ def _synthetic(
         memo[("ties", protocol, seed)] = leak_kinds(pool, data["test"].ddi_id, adapters)
     syn, missing = pool[pool.type.isin(types)], [t for t in types if t in absent]
     syn, facts = semantic_for_run(syn, protocol, seed, ddi.disease_joined.value_counts(), cfg.min_train_samples)
+    other_sets = facts.pop("no_set_for_run")
+    if other_sets:  # a semantic set for other runs only: this run's Exp. 1 would quietly train without semantic images
+        missing.append("semantic")
+        warnings.warn(
+            f"{protocol} runs: no semantic image from a generator set they may use (their split's, "
+            f"{protocol_set(protocol)} or {SHARED}); the manifest holds {other_sets}. They train without semantic "
+            "images (synthetic_missing in tab_06_runs). For both protocols, `generators: per_protocol` or "
+            "`per_clean_split` in 03-05.",
+            stacklevel=2,
+        )
     syn, dropped = leakage_filter(
         syn,
         data["test"].ddi_id,

@@ -801,13 +801,30 @@ def _let_through(r: RunResults, protocol: str) -> str:
     )
 
 
+def _no_semantic_note(x: pd.DataFrame) -> str:
+    "The Exp. 1 runs (rows of tab_06_runs) that had no semantic image to train on (06's `synthetic_missing`)."
+    if "synthetic_missing" not in x.columns:
+        return ""
+    lacking = x[x.synthetic_missing.map(lambda m: isinstance(m, list) and "semantic" in m)]
+    if not len(lacking):
+        return ""
+    only = ", so its rows measure healthy and lesion-mapped images only" if len(lacking) == len(x) else ""
+    return (
+        f" Exp. 1 trained on no semantic image on {len(lacking)} of {len(x)} seed(s) "
+        f"({', '.join(f'S{s}' for s in sorted(lacking.seed))}): none came from a generator set its runs may use "
+        f"(synthetic_missing in tab_06_runs; 03-05 `generators`){only}."
+    )
+
+
 def _semantic_note(r: RunResults, protocol: str) -> str:
-    "Whether the semantic images in the protocol's Exp. 1 carry their disease, from 06's recognition table."
+    """Whether the semantic images in the protocol's Exp. 1 carry their disease, from 06's recognition table; or that
+    it had none."""
     x = r.runs[(r.runs.protocol == protocol) & (r.runs.experiment == "exp1") & (r.runs.status == "done")]
     per_run = x.filter(like="n_semantic_").drop(columns=["n_semantic_generator_saw_test", "n_semantic_base_in_test"])
     recognition = read_recognition(r.work)
+    none = _no_semantic_note(x)
     if not len(x) or not per_run.sum(axis=1).gt(0).any() or recognition.empty:
-        return ""
+        return none
     sets = sorted(set(x.generator_set.dropna()))
     judged = recognition[recognition.generator_set.isin(sets)]
     carried = int((judged.margin >= RECOGNITION_MARGIN).sum())
@@ -839,7 +856,7 @@ def _semantic_note(r: RunResults, protocol: str) -> str:
                 )
     return (
         f" Exp. 1 trains on {per_run.sum(axis=1).mean():.1f} semantic images per run (generator set "
-        f"{', '.join(sets)}); {said}."
+        f"{', '.join(sets)}); {said}.{none}"
     )
 
 

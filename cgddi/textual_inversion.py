@@ -390,38 +390,61 @@ def generator_set_splits(
     return {SHARED: (cfg.split_mode, cfg.split_seed)} | {n: s for n, s in sets.items() if n not in faithful}
 
 
+def _done(folder: Path, phash: str) -> dict | None:
+    "The facts of the token in `folder` if it is done with these settings and data (`params_hash`), else None."
+    facts_path, embeds = folder / "ti.json", folder / "learned_embeds.safetensors"
+    facts = json.loads(facts_path.read_text()) if facts_path.exists() else {}
+    ok = facts.get("params_hash") == phash and embeds.exists() and facts.get("embeds_hash") == file_hash(embeds)
+    return facts if ok else None
+
+
+def _twin(work: Path, gset: str, slug: str, phash: str) -> Path | None:
+    """Another generator set's folder whose token of this disease is done with the same settings and the same training
+    images: the token this one would train (each starts from a fresh text encoder, so nothing else differs)."""
+    for f in sorted((work / TEXTUAL_INVERSION).glob(f"*/{slug}/ti.json")):
+        if f.parent.parent.name != gset and _done(f.parent, phash) is not None:
+            return f.parent
+    return None
+
+
 def _token(work: Path, g: pd.DataFrame, cfg: TIConfig, model: str, loaded: dict, gset: str) -> dict:
-    "One disease's token: trained and saved unless `ti.json` says it is done with these settings; returns its facts."
+    """One disease's token: trained and saved unless `ti.json` says it is done with these settings, or copied from
+    another set's token of the same settings and images (`copied_from`); returns its facts."""
     name, slug, token = g.disease_joined.iloc[0], g.disease_slug.iloc[0], g.token.iloc[0]
     cfg = cfg.for_disease(slug)  # its own settings, if it has any
     train = g[g.role == "train"].sort_values("ddi_id")
     train_ids = train.ddi_id.astype(int).tolist()
     phash, folder = cfg.params_hash(token=token, train_ids=train_ids), work / TEXTUAL_INVERSION / gset / slug
     facts_path, embeds = folder / "ti.json", folder / "learned_embeds.safetensors"
-    facts = json.loads(facts_path.read_text()) if facts_path.exists() else {}
-    # the file it wrote
-    if facts.get("params_hash") == phash and embeds.exists() and facts.get("embeds_hash") == file_hash(embeds):
-        return facts
-    if not loaded:
-        acc = training_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
-        warn_full_size_on_cpu(model, "sd_model", acc.device)  # before a download of gigabytes
-        loaded.update(sd=load_sd(model), acc=acc)
-    sd = loaded["sd"]
-    use_set_text_parts(sd, loaded.setdefault("text_parts", {}), gset)
-    add_token(sd.tokenizer, sd.text_encoder, token, cfg.initializer)
-    emb, losses = train_token(
-        sd,
-        token,
-        [square_image(p, cfg.resolution) for p in train.image_path],
-        train.tone.tolist(),
-        cfg,
-        loaded["acc"],
-        state_dir=folder / STATE_DIR,
-        state_key=phash,
-    )
+    done = _done(folder, phash)
+    if done is not None:
+        return done
+    twin = _twin(work, gset, slug, phash)
+    if twin is not None:  # e.g. a rare disease with no image in either split's test part: the same images
+        with atomic_path(embeds) as t:
+            shutil.copyfile(twin / embeds.name, t)
+        losses = json.loads((twin / facts_path.name).read_text())["losses"]
+    else:
+        if not loaded:
+            acc = training_accelerator(cfg.precision, cfg.gradient_accumulation_steps)
+            warn_full_size_on_cpu(model, "sd_model", acc.device)  # before a download of gigabytes
+            loaded.update(sd=load_sd(model), acc=acc)
+        sd = loaded["sd"]
+        use_set_text_parts(sd, loaded.setdefault("text_parts", {}), gset)
+        add_token(sd.tokenizer, sd.text_encoder, token, cfg.initializer)
+        emb, losses = train_token(
+            sd,
+            token,
+            [square_image(p, cfg.resolution) for p in train.image_path],
+            train.tone.tolist(),
+            cfg,
+            loaded["acc"],
+            state_dir=folder / STATE_DIR,
+            state_key=phash,
+        )
+        save_learned_embeds(embeds, token, emb)
     with atomic_path(folder / "images.csv") as t:
         g[["ddi_id", "tone", "malignant", "role"]].to_csv(t, index=False)
-    save_learned_embeds(embeds, token, emb)
     facts = dict(
         disease_joined=name,
         slug=slug,
@@ -435,6 +458,7 @@ def _token(work: Path, g: pd.DataFrame, cfg: TIConfig, model: str, loaded: dict,
         params_hash=phash,
         embeds_hash=file_hash(embeds),
         settings=cfg.settings(token=token, train_ids=train_ids),
+        copied_from=None if twin is None else twin.parent.name,
     )
     with atomic_path(facts_path) as t:
         t.write_text(json.dumps(facts))

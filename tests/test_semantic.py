@@ -7,7 +7,7 @@ import torch
 import pandas as pd
 import pytest
 from PIL import Image
-from conftest import TINY_LORA
+from conftest import TINY_LORA, TINY_TI
 from cgddi.data import DataError, read_data
 from cgddi.manifest import ManifestError, read_manifest, manifest_dir, set_test_ids
 from cgddi.leakage import audit_leakage
@@ -162,6 +162,38 @@ def test_generators_per_protocol_clean_all_sees_no_clean_test_image(lora_work, t
     # back to the paper's one shared set: clean_all's images leave the manifest (06 would train on them otherwise)
     sample_semantic(work, dataclasses.replace(cfg, generators="shared"), progress=False)
     assert set(read_manifest(work, "semantic").adapter.str.split("/").str[1]) == {"shared"}
+
+
+def test_a_token_of_the_same_images_is_copied_from_its_twin_set(lora_work, tmp_path):
+    """03: a disease whose training images are the same in two generator sets is trained once; the other set copies the
+    token (`copied_from`), which is the token training gives."""
+    from cgddi.data import write_splits
+    from cgddi.layout import TEXTUAL_INVERSION
+
+    work = _copy(lora_work, tmp_path / "w")
+    write_splits(read_data(work), work, seeds=[36, 37])
+    cfg = TIConfig(**{**TINY_TI, "steps": 3}, generators="per_split", generator_splits=["clean_S36", "clean_S37"])
+    facts = lambda s, slug: json.loads((work / TEXTUAL_INVERSION / s / slug / "ti.json").read_text())
+    embeds = lambda s, slug: (work / TEXTUAL_INVERSION / s / slug / "learned_embeds.safetensors").read_bytes()
+    concepts = train_textual_inversion(work, cfg)
+    by_set = {(r.generator_set, r.disease_slug): facts(r.generator_set, r.disease_slug) for r in concepts.itertuples()}
+    twins = [(k, f) for k, f in by_set.items() if f["copied_from"]]
+    assert twins, "the benchmark should have a disease with the same training images in both splits"
+    for (gset, slug), f in twins:
+        assert f["copied_from"] == "clean_S36" and gset == "clean_S37"  # the first set trains, the second copies
+        assert f["train_ids"] == by_set[("clean_S36", slug)]["train_ids"]
+        assert embeds(gset, slug) == embeds("clean_S36", slug)
+    untwinned = [k for k in by_set if k[0] == "clean_S37" and not by_set[k]["copied_from"]]
+    assert untwinned and all(
+        by_set[k]["train_ids"] != by_set.get(("clean_S36", k[1]), {}).get("train_ids") for k in untwinned
+    )
+    # with its twin gone, the second set trains that token itself, to the same bytes
+    (_, slug), _ = twins[0]
+    copied = embeds("clean_S37", slug)
+    for f in (work / TEXTUAL_INVERSION).glob(f"*/{slug}/ti.json"):
+        f.unlink()
+    train_textual_inversion(work, dataclasses.replace(cfg, generator_splits=["clean_S37"]))
+    assert facts("clean_S37", slug)["copied_from"] is None and embeds("clean_S37", slug) == copied
 
 
 def _two_diseases(work):
