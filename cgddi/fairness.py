@@ -811,8 +811,9 @@ def _no_semantic_note(x: pd.DataFrame) -> str:
     only = ", so its rows measure healthy and lesion-mapped images only" if len(lacking) == len(x) else ""
     return (
         f" Exp. 1 trained on no semantic image on {len(lacking)} of {len(x)} seed(s) "
-        f"({', '.join(f'S{s}' for s in sorted(lacking.seed))}): none came from a generator set its runs may use "
-        f"(synthetic_missing in tab_06_runs; 03-05 `generators`){only}."
+        f"({', '.join(f'S{s}' for s in sorted(lacking.seed))}): none was there for its runs "
+        "(synthetic_missing in tab_06_runs: 05 made none, or none from a generator set they may use, 03-05 "
+        f"`generators`){only}."
     )
 
 
