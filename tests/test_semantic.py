@@ -131,6 +131,11 @@ def test_generators_per_split_never_see_their_test_images(lora_work, tmp_path):
     run = runs.set_index("experiment").loc["semantic"]
     assert run.generator_set == "clean_S36" and run.n_dropped_adapter == 0
     assert audit_leakage(work).empty
+    # a faithful run finds no set it may use (the manifest holds clean_S36's only): named, not a quiet empty set
+    with pytest.warns(UserWarning, match=r"faithful runs: no semantic image .*\['clean_S36'\]"):
+        runs = run_experiments(work, ClassifyConfig(protocols=["faithful"], seeds=[36], **SEMANTIC_RUNS))
+    run = runs.set_index(["protocol", "experiment"]).loc[("faithful", "semantic")]
+    assert run.status == "skipped" and "missing: ['semantic']" in run.reason and run.synthetic_missing == ["semantic"]
 
 
 def test_generators_per_protocol_clean_all_sees_no_clean_test_image(lora_work, tmp_path):
