@@ -31,8 +31,8 @@ from .layout import DDI_TABLE
 __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'SUMMARY_TABLES', 'RUN_FACTS', 'STANDALONE',
            'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks',
            'declared_parameters', 'accepts', 'load_params', 'check_params', 'Stage', 'value_rules', 'rules_cache',
-           'stage_config', 'cpu_name', 'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'check_inputs',
-           'check_started', 'run', 'main', 'stage_parameters', 'status', 'standalone']
+           'stage_config', 'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance', 'earlier_stages',
+           'check_inputs', 'check_started', 'run', 'main', 'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -341,6 +341,67 @@ def stage_config(
         raise ValueError(f"stage {stage!r} unknown; the stages are {list(STAGES)}.")
     return STAGES[stage].load("config")
 
+# %% ../nbs/00b_run.ipynb #626a1935
+def with_overrides(
+    params: dict,  # from `load_params`
+    overrides: list[str] | None,  # `KEY=VALUE` (every stage that declares KEY) or `STAGE.KEY=VALUE`; VALUE is YAML
+    notebooks: dict[str, Path],  # from `stage_notebooks`
+    declared: dict | None = None,  # stage -> `declared_parameters`, if already read
+) -> dict:
+    """`params` with the command line's `--set` values in place: a run that differs from its params file in a setting
+    or two, without a copied file. Keys are checked here, so an error names `--set`, not the file."""
+    if not overrides:
+        return params
+    declared = declared or {s: declared_parameters(nb) for s, nb in notebooks.items()}
+    params, known = copy.deepcopy(params), set().union(*declared.values())
+    sections = params["stages"] = dict(params.get("stages") or {})
+    for item in overrides:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ParamsError(
+                f"--set {item!r}: write KEY=VALUE (every stage that declares KEY, e.g. generators=per_clean_split) or "
+                "STAGE.KEY=VALUE (one stage, by name or number, e.g. 06_classify.epochs=20)."
+            )
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ParamsError(f"--set {item!r}: the value is not valid YAML ({e}).") from e
+        stage, dot, name = key.rpartition(".")
+
+        def _typed(stages):  # the value fits every stage it reaches
+            for s in stages:
+                if name in declared[s] and not accepts(declared[s][name], value):
+                    raise ParamsError(
+                        f"--set {item!r}: {value!r} is not {declared[s][name]}, as declared in {notebooks[s].name}."
+                    )
+
+        if not dot:
+            if key not in known:
+                raise ParamsError(
+                    f"--set {item!r}: unknown key {key!r}{did_you_mean(key, known)}; no stage declares it."
+                )
+            shadowed = [s for s, sec in sections.items() if isinstance(sec, dict) and key in sec]
+            if shadowed:  # a stage's own value wins over a top-level one: this one would not reach it
+                raise ParamsError(
+                    f"--set {item!r}: the params file sets {key!r} under `stages:` for {shadowed}, which wins over a "
+                    f"top-level value; set it there: " + " ".join(f"--set {s}.{key}={text}" for s in shadowed)
+                )
+            _typed(notebooks)
+            params[key] = value
+            continue
+        stage = stage.removeprefix("stages.")
+        hits = [s for s in notebooks if s == stage or s.split("_")[0] == stage]
+        if not hits:
+            raise ParamsError(f"--set {item!r}: {_unknown_stage(stage, notebooks)}.")
+        if name not in declared[hits[0]]:
+            raise ParamsError(
+                f"--set {item!r}: {hits[0]} does not declare {name!r}{did_you_mean(name, declared[hits[0]])}."
+            )
+        _typed(hits[:1])
+        sections[hits[0]] = dict(sections.get(hits[0]) or {}) | {name: value}
+    return params
+
 # %% ../nbs/00b_run.ipynb #a7c1fd1e
 PACKAGES = [
     "cgddi",
@@ -424,13 +485,21 @@ def seeds_in(params: dict) -> dict:
     return out
 
 
-def provenance(root: Path, params_file: Path, params: dict, stages: list[dict], started: str) -> dict:
+def provenance(
+    root: Path,
+    params_file: Path,
+    params: dict,  # the params the run used (`--set` values in place)
+    stages: list[dict],
+    started: str,
+    overrides: list[str] | None = None,  # the command line's `--set KEY=VALUE`s
+) -> dict:
     "The run's provenance record."
     return {
         "git_commit": _git(root, "rev-parse", "HEAD"),
         "git_dirty": bool(_git(root, "status", "--porcelain")),
         "params_file": str(params_file),
         "params_sha256": hashlib.sha256(params_file.read_bytes()).hexdigest(),
+        "overrides": list(overrides or []),  # values in place of the file's (`--set`)
         # a disease's own settings (`diseases/<slug>.yaml` beside the params file)
         "disease_files_sha256": {
             str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in _disease_files(params_file)
@@ -769,17 +838,23 @@ def run(
     stages=None,  # stage names or numbers to run (default: all, in order)
     nbs_dir=None,  # notebooks folder; default the checkout's `nbs/`
     quiet: bool = False,  # no progress lines
+    overrides: list[str] | None = None,  # `KEY=VALUE` or `STAGE.KEY=VALUE` in place of the file's (`with_overrides`)
 ) -> Path:
     "Check params, execute the stage notebooks with papermill, and write the report; returns the report folder."
     root = project_root()
     params_file = Path(params_file or root / "params" / "default.yaml").resolve()
-    params = load_params(params_file)
     notebooks = stage_notebooks(nbs_dir or root / "nbs")
     declared = {s: declared_parameters(nb) for s, nb in notebooks.items()}
+    params = with_overrides(load_params(params_file), overrides, notebooks, declared)
     selected = _select(notebooks, stages)
     # input folders first (types only: a moment), then every stage's values (a child process imports the stage modules)
-    check_inputs(check_params(params, notebooks, params_file, declared), selected, params_file)
-    per_stage = check_params(params, notebooks, params_file, declared, value_rules())
+    try:
+        check_inputs(check_params(params, notebooks, params_file, declared), selected, params_file)
+        per_stage = check_params(params, notebooks, params_file, declared, value_rules())
+    except ParamsError as e:  # a value that came from the command line, not the file
+        if overrides:
+            raise ParamsError(f"{str(e).rstrip('.')} (the run's --set values: {' '.join(overrides)}).") from e
+        raise
     started = datetime.datetime.now()
     out = Path(out).resolve() if out else root / "reports" / f"{params_file.stem}-{started:%Y%m%d-%H%M%S}"
     work_dirs = sorted(
@@ -797,7 +872,7 @@ def run(
     # stages an earlier run into this folder made stay in the report, marked as that run's
     earlier, earlier_runs = earlier_stages(out, selected, notebooks)
     records = sorted(records + earlier, key=lambda r: list(notebooks).index(r["stage"]))
-    prov = provenance(root, params_file, params, records, started.isoformat(timespec="seconds"))
+    prov = provenance(root, params_file, params, records, started.isoformat(timespec="seconds"), overrides)
     if earlier_runs:
         prov["earlier_runs"] = earlier_runs
     with atomic_path(out / "provenance.json") as t:
@@ -810,7 +885,8 @@ def run(
         records,
         {
             "git commit": f"{prov['git_commit']}{' (uncommitted changes)' if prov['git_dirty'] else ''}",
-            "params": f"{params_file} (sha256 {prov['params_sha256'][:12]})",
+            "params": f"{params_file} (sha256 {prov['params_sha256'][:12]})"
+            + "".join(f" --set {o}" for o in overrides or []),
             "seeds": prov["seeds"],
             "device": prov["device"],
             "started": prov["started"],
@@ -821,7 +897,10 @@ def run(
     )
     if failure:
         error = Interrupted if any(r["status"] == "interrupted" for r in records) else StageFailed
-        again = shlex.join(["cgddi", "run", "--params", str(params_file), "--out", str(out), "--stages", *rest])
+        again = shlex.join(
+            ["cgddi", "run", "--params", str(params_file), *(a for o in overrides or [] for a in ("--set", o))]
+            + ["--out", str(out), "--stages", *rest]
+        )
         raise error(
             f"{failure}\nexecuted notebook: {out / 'notebooks'}; report: {out / 'index.html'}\n"
             f"to go on from there: {again} (finished work resumes from the work dir; the report keeps the stages "
@@ -863,6 +942,16 @@ def main(argv=None) -> int:
     p = sub.add_parser("params", help="print the flat parameters one stage gets from a params file (for papermill -f)")
     p.add_argument("stage", help="a stage notebook's name, e.g. 03_textual_inversion")
     p.add_argument("--params", help="YAML params file (default: params/default.yaml)")
+    for sp in (r, s, p):
+        sp.add_argument(
+            "--set",
+            action="append",
+            dest="overrides",
+            metavar="KEY=VALUE",
+            help="a value in place of the params file's (repeatable): KEY=VALUE for every stage that declares KEY, "
+            "STAGE.KEY=VALUE for one (e.g. --set generators=per_clean_split --set 06_classify.epochs=20); "
+            "VALUE is YAML",
+        )
     e = sub.add_parser(
         "export-dataset",
         help="write a work dir's synthetic images as a Hugging Face imagefolder data "
@@ -929,7 +1018,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.command == "status":
-            for r in status(args.params, args.work_dir).itertuples():
+            for r in status(args.params, args.work_dir, args.overrides).itertuples():
                 counts = f"{r.done:,}" + (f" of {int(r.planned):,}" if pd.notna(r.planned) else "")
                 print(f"{r.stage:21s} {counts:>20}  {r.what}")
             return 0
@@ -985,14 +1074,16 @@ def main(argv=None) -> int:
         if args.command == "params":
             print(
                 yaml.safe_dump(
-                    stage_parameters(args.params or project_root() / "params" / "default.yaml", args.stage),
+                    stage_parameters(
+                        args.params or project_root() / "params" / "default.yaml", args.stage, args.overrides
+                    ),
                     sort_keys=False,
                 ),
                 end="",
             )
             return 0
         with _sigterm_interrupts():
-            out = run(args.params, args.out, args.stages)
+            out = run(args.params, args.out, args.stages, overrides=args.overrides)
     except (ParamsError, FileNotFoundError, FileExistsError, ValueError, WorkDirLocked) as e:
         print(f"cgddi: {e}", file=sys.stderr)
         return 2
@@ -1009,6 +1100,7 @@ def main(argv=None) -> int:
 def stage_parameters(
     params_file,  # a params file
     stage: str,  # a stage notebook's name
+    overrides: list[str] | None = None,  # `--set` values in place of the file's (`with_overrides`)
 ) -> dict:
     """The flat parameters `stage` gets from `params_file` (paths resolved), as `cgddi run` passes them; a value that
     stage does not allow is the error `cgddi run` would give (a papermill batch would meet it in the kernel)."""
@@ -1016,7 +1108,8 @@ def stage_parameters(
     if stage not in notebooks:
         raise ParamsError(f"{_unknown_stage(stage, notebooks)}.")
     rules = {stage: value_rules()[stage]} if stage in STAGES else None
-    return check_params(load_params(params_file), notebooks, Path(params_file).resolve(), rules=rules)[stage]
+    params = with_overrides(load_params(params_file), overrides, notebooks)
+    return check_params(params, notebooks, Path(params_file).resolve(), rules=rules)[stage]
 
 
 def _config(per_stage: dict, stage: str):
@@ -1045,10 +1138,12 @@ def _status_rows(work: Path, per_stage: dict) -> list[tuple]:
 def status(
     params_file=None,  # the run's params; default `params/default.yaml`
     work_dir=None,  # the work dir; default the one the params file names
+    overrides: list[str] | None = None,  # `--set` values in place of the file's (`with_overrides`)
 ) -> pd.DataFrame:
     "What each stage has done and what it plans, read from the work dir: stage, done, planned, what."
     params_file = Path(params_file or project_root() / "params" / "default.yaml").resolve()
-    per_stage = check_params(load_params(params_file), stage_notebooks(project_root() / "nbs"), params_file)
+    notebooks = stage_notebooks(project_root() / "nbs")
+    per_stage = check_params(with_overrides(load_params(params_file), overrides, notebooks), notebooks, params_file)
     work = Path(work_dir or per_stage["00_data"].get("work_dir") or "")
     if not (work / DDI_TABLE).exists():
         raise ParamsError(f"{work}: no run here yet (no data/ddi.csv); give --work-dir or run cgddi run.")

@@ -193,14 +193,17 @@ def test_failing_stage_names_notebook_and_cell(tmp_path, cgddi_here):
     broken = tmp_path / "ddi"
     broken.mkdir()
     (broken / "ddi_metadata.csv").write_text("DDI_ID,DDI_file,malignant,disease\n1,000001.png,True,melanoma\n")
-    p = _params(tmp_path, f"work_dir: work\nddi_root: {broken}\n")
-    r = cgddi_here("run", "--params", str(p), "--out", str(tmp_path / "report"))
+    p = _params(tmp_path, "work_dir: work\n")  # the data folder comes from the command line
+    r = cgddi_here("run", "--params", str(p), "--set", f"ddi_root={broken}", "--out", str(tmp_path / "report"))
     assert r.returncode == 1
     assert "00_data" in r.stderr and "cell" in r.stderr and "missing column(s) ['skin_tone']" in r.stderr
+    # the command that goes on repeats the --set value, and the report records it
+    assert f"cgddi run --params {p} --set ddi_root={broken} --out" in r.stderr, r.stderr
     prov = json.loads((tmp_path / "report" / "provenance.json").read_text())
-    assert prov["stages"][0]["status"] == "failed"
+    assert prov["stages"][0]["status"] == "failed" and prov["overrides"] == [f"ddi_root={broken}"]
+    assert prov["stages"][0]["parameters"]["ddi_root"] == str(broken)
     page = (tmp_path / "report" / "index.html").read_text()
-    assert "failed" in page and BENCHMARK_NOTICE not in page
+    assert "failed" in page and BENCHMARK_NOTICE not in page and f"--set ddi_root={broken}" in page
 
 
 @pytest.mark.parametrize(
@@ -295,6 +298,11 @@ def test_params_prints_one_stage_flat(tmp_path, cgddi_here):
     bad = _params(tmp_path, "work_dir: work\nstages:\n  03_textual_inversion:\n    steps: 0\n")
     r = cgddi_here("params", "--params", str(bad), "03_textual_inversion")
     assert r.returncode == 2 and "'steps' = 0 must be >= 1 (read by 03_textual_inversion.ipynb)" in r.stderr, r.stderr
+    # `--set` in place of the file's value; a bad one names the command line
+    r = cgddi_here("params", "--params", str(bad), "03_textual_inversion", "--set", "03.steps=5", "--set", "seed=2")
+    assert r.returncode == 0 and "steps: 5" in r.stdout and "seed: 2" in r.stdout, r.stderr
+    r = cgddi_here("params", "--params", str(p), "03_textual_inversion", "--set", "03.stpes=5")
+    assert r.returncode == 2 and "--set '03.stpes=5': 03_textual_inversion does not declare 'stpes'" in r.stderr
 
 
 def test_a_second_run_on_a_locked_work_dir_is_refused(tmp_path, cgddi_here):
