@@ -940,7 +940,7 @@ def main(argv=None) -> int:
     s.add_argument("--params", help="YAML params file (default: params/default.yaml)")
     s.add_argument("--work-dir", help="the work dir (default: the one the params file names)")
     p = sub.add_parser("params", help="print the flat parameters one stage gets from a params file (for papermill -f)")
-    p.add_argument("stage", help="a stage notebook's name, e.g. 03_textual_inversion")
+    p.add_argument("stage", help="a stage notebook's name or number, e.g. 03_textual_inversion or 03")
     p.add_argument("--params", help="YAML params file (default: params/default.yaml)")
     for sp in (r, s, p):
         sp.add_argument(
@@ -1099,14 +1099,16 @@ def main(argv=None) -> int:
 # %% ../nbs/00b_run.ipynb #statuscode
 def stage_parameters(
     params_file,  # a params file
-    stage: str,  # a stage notebook's name
+    stage: str,  # a stage notebook's name or number (`03_textual_inversion` or `03`)
     overrides: list[str] | None = None,  # `--set` values in place of the file's (`with_overrides`)
 ) -> dict:
     """The flat parameters `stage` gets from `params_file` (paths resolved), as `cgddi run` passes them; a value that
     stage does not allow is the error `cgddi run` would give (a papermill batch would meet it in the kernel)."""
     notebooks = stage_notebooks(project_root() / "nbs")
-    if stage not in notebooks:
+    hits = [s for s in notebooks if s == stage or s.split("_")[0] == stage]  # as --stages and --set read it
+    if not hits:
         raise ParamsError(f"{_unknown_stage(stage, notebooks)}.")
+    stage = hits[0]
     rules = {stage: value_rules()[stage]} if stage in STAGES else None
     params = with_overrides(load_params(params_file), overrides, notebooks)
     return check_params(params, notebooks, Path(params_file).resolve(), rules=rules)[stage]

@@ -301,6 +301,10 @@ def test_params_prints_one_stage_flat(tmp_path, cgddi_here):
     # `--set` in place of the file's value; a bad one names the command line
     r = cgddi_here("params", "--params", str(bad), "03_textual_inversion", "--set", "03.steps=5", "--set", "seed=2")
     assert r.returncode == 0 and "steps: 5" in r.stdout and "seed: 2" in r.stdout, r.stderr
+    assert (
+        cgddi_here("params", "--params", str(p), "03").stdout
+        == cgddi_here("params", "--params", str(p), "03_textual_inversion").stdout
+    )
     r = cgddi_here("params", "--params", str(p), "03_textual_inversion", "--set", "03.stpes=5")
     assert r.returncode == 2 and "--set '03.stpes=5': 03_textual_inversion does not declare 'stpes'" in r.stderr
 
