@@ -491,6 +491,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'cgddi.run._run_stages': ('run.html#_run_stages', 'cgddi/run.py'),
                            'cgddi.run._select': ('run.html#_select', 'cgddi/run.py'),
                            'cgddi.run._sigterm_interrupts': ('run.html#_sigterm_interrupts', 'cgddi/run.py'),
+                           'cgddi.run._stage_named': ('run.html#_stage_named', 'cgddi/run.py'),
                            'cgddi.run._status_rows': ('run.html#_status_rows', 'cgddi/run.py'),
                            'cgddi.run._stop_kernels': ('run.html#_stop_kernels', 'cgddi/run.py'),
                            'cgddi.run._unknown_stage': ('run.html#_unknown_stage', 'cgddi/run.py'),

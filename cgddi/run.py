@@ -135,6 +135,18 @@ def _unknown_stage(name: str, notebooks) -> str:
     return f"unknown stage {name!r}{did_you_mean(name, notebooks)}; stages are {list(notebooks)}"
 
 
+def _stage_named(
+    name: str,  # a stage's name or number, e.g. 03_textual_inversion or 03
+    notebooks,  # the stages' names
+    where: str = "",  # what the name came from, for the error (e.g. `--stages: `)
+) -> str:
+    "The stage `name` means; an error naming the nearest stage when it means none."
+    hits = [s for s in notebooks if s == name or s.split("_")[0] == name]
+    if not hits:
+        raise ParamsError(f"{where}{_unknown_stage(name, notebooks)}.")
+    return hits[0]
+
+
 def _with_disease_files(params: dict, params_file, notebooks: dict, declared: dict) -> dict:
     """`params` with each `diseases/<slug>.yaml` beside `params_file` folded in: each stage section of it becomes that
     disease's entry of the stage's `disease_settings`."""
@@ -368,6 +380,51 @@ def with_overrides(
         except yaml.YAMLError as e:
             raise ParamsError(f"--set {item!r}: the value is not valid YAML ({e}).") from e
         stage, dot, name = key.rpartition(".")
+        if dot:  # one stage's section
+            stage = _stage_named(stage.removeprefix("stages."), notebooks, f"--set {item!r}: ")
+            if name not in declared[stage]:
+                raise ParamsError(
+                    f"--set {item!r}: {stage} does not declare {name!r}{did_you_mean(name, declared[stage])}."
+                )
+            reached = [stage]
+        else:  # top level: every stage that declares it, unless its own section sets it
+            if name not in known:
+                raise ParamsError(
+                    f"--set {item!r}: unknown key {name!r}{did_you_mean(name, known)}; no stage declares it."
+                )
+            shadowed = [s for s, sec in sections.items() if isinstance(sec, dict) and name in sec]
+            if shadowed:
+                raise ParamsError(
+                    f"--set {item!r}: the params file sets {name!r} under `stages:` for {shadowed}, which wins over a "
+                    f"top-level value; set it there: " + " ".join(f"--set {s}.{name}={text}" for s in shadowed)
+                )
+            reached = [s for s in notebooks if name in declared[s]]
+        for s in reached:  # the value fits every stage it reaches
+            if not accepts(declared[s][name], value):
+                raise ParamsError(
+                    f"--set {item!r}: {value!r} is not {declared[s][name]}, as declared in {notebooks[s].name}."
+                )
+        if dot:
+            sections[stage] = dict(sections.get(stage) or {}) | {name: value}
+        else:
+            params[name] = value
+    return params
+    declared = declared or {s: declared_parameters(nb) for s, nb in notebooks.items()}
+    params, known = copy.deepcopy(params), set().union(*declared.values())
+    sections = params["stages"] = dict(params.get("stages") or {})
+    for item in overrides:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ParamsError(
+                f"--set {item!r}: write KEY=VALUE (every stage that declares KEY, e.g. generators=per_clean_split) or "
+                "STAGE.KEY=VALUE (one stage, by name or number, e.g. 06_classify.epochs=20)."
+            )
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ParamsError(f"--set {item!r}: the value is not valid YAML ({e}).") from e
+        stage, dot, name = key.rpartition(".")
 
         def _typed(stages):  # the value fits every stage it reaches
             for s in stages:
@@ -521,10 +578,8 @@ def _select(notebooks: dict[str, Path], stages) -> dict[str, Path]:
         return notebooks
     picked = {}
     for s in stages:
-        hits = [k for k in notebooks if k == s or k.split("_")[0] == s]
-        if not hits:
-            raise ParamsError(f"--stages: {_unknown_stage(s, notebooks)}.")
-        picked[hits[0]] = notebooks[hits[0]]
+        s = _stage_named(s, notebooks, "--stages: ")
+        picked[s] = notebooks[s]
     return {k: v for k, v in notebooks.items() if k in picked}
 
 
@@ -1105,13 +1160,11 @@ def stage_parameters(
     """The flat parameters `stage` gets from `params_file` (paths resolved), as `cgddi run` passes them; a value that
     stage does not allow is the error `cgddi run` would give (a papermill batch would meet it in the kernel)."""
     notebooks = stage_notebooks(project_root() / "nbs")
-    hits = [s for s in notebooks if s == stage or s.split("_")[0] == stage]  # as --stages and --set read it
-    if not hits:
-        raise ParamsError(f"{_unknown_stage(stage, notebooks)}.")
-    stage = hits[0]
+    stage = _stage_named(stage, notebooks)  # as --stages and --set read it
     rules = {stage: value_rules()[stage]} if stage in STAGES else None
-    params = with_overrides(load_params(params_file), overrides, notebooks)
-    return check_params(params, notebooks, Path(params_file).resolve(), rules=rules)[stage]
+    declared = {s: declared_parameters(nb) for s, nb in notebooks.items()}
+    params = with_overrides(load_params(params_file), overrides, notebooks, declared)
+    return check_params(params, notebooks, Path(params_file).resolve(), declared, rules)[stage]
 
 
 def _config(per_stage: dict, stage: str):
@@ -1145,7 +1198,9 @@ def status(
     "What each stage has done and what it plans, read from the work dir: stage, done, planned, what."
     params_file = Path(params_file or project_root() / "params" / "default.yaml").resolve()
     notebooks = stage_notebooks(project_root() / "nbs")
-    per_stage = check_params(with_overrides(load_params(params_file), overrides, notebooks), notebooks, params_file)
+    declared = {s: declared_parameters(nb) for s, nb in notebooks.items()}
+    params = with_overrides(load_params(params_file), overrides, notebooks, declared)
+    per_stage = check_params(params, notebooks, params_file, declared)
     work = Path(work_dir or per_stage["00_data"].get("work_dir") or "")
     if not (work / DDI_TABLE).exists():
         raise ParamsError(f"{work}: no run here yet (no data/ddi.csv); give --work-dir or run cgddi run.")
