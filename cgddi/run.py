@@ -409,55 +409,6 @@ def with_overrides(
         else:
             params[name] = value
     return params
-    declared = declared or {s: declared_parameters(nb) for s, nb in notebooks.items()}
-    params, known = copy.deepcopy(params), set().union(*declared.values())
-    sections = params["stages"] = dict(params.get("stages") or {})
-    for item in overrides:
-        key, eq, text = item.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise ParamsError(
-                f"--set {item!r}: write KEY=VALUE (every stage that declares KEY, e.g. generators=per_clean_split) or "
-                "STAGE.KEY=VALUE (one stage, by name or number, e.g. 06_classify.epochs=20)."
-            )
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ParamsError(f"--set {item!r}: the value is not valid YAML ({e}).") from e
-        stage, dot, name = key.rpartition(".")
-
-        def _typed(stages):  # the value fits every stage it reaches
-            for s in stages:
-                if name in declared[s] and not accepts(declared[s][name], value):
-                    raise ParamsError(
-                        f"--set {item!r}: {value!r} is not {declared[s][name]}, as declared in {notebooks[s].name}."
-                    )
-
-        if not dot:
-            if key not in known:
-                raise ParamsError(
-                    f"--set {item!r}: unknown key {key!r}{did_you_mean(key, known)}; no stage declares it."
-                )
-            shadowed = [s for s, sec in sections.items() if isinstance(sec, dict) and key in sec]
-            if shadowed:  # a stage's own value wins over a top-level one: this one would not reach it
-                raise ParamsError(
-                    f"--set {item!r}: the params file sets {key!r} under `stages:` for {shadowed}, which wins over a "
-                    f"top-level value; set it there: " + " ".join(f"--set {s}.{key}={text}" for s in shadowed)
-                )
-            _typed(notebooks)
-            params[key] = value
-            continue
-        stage = stage.removeprefix("stages.")
-        hits = [s for s in notebooks if s == stage or s.split("_")[0] == stage]
-        if not hits:
-            raise ParamsError(f"--set {item!r}: {_unknown_stage(stage, notebooks)}.")
-        if name not in declared[hits[0]]:
-            raise ParamsError(
-                f"--set {item!r}: {hits[0]} does not declare {name!r}{did_you_mean(name, declared[hits[0]])}."
-            )
-        _typed(hits[:1])
-        sections[hits[0]] = dict(sections.get(hits[0]) or {}) | {name: value}
-    return params
 
 # %% ../nbs/00b_run.ipynb #a7c1fd1e
 PACKAGES = [
