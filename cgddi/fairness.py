@@ -832,10 +832,19 @@ def _semantic_note(r: RunResults, protocol: str) -> str:
     separated = int((judged.separation >= RECOGNITION_MARGIN).sum())
     points = f"{100 * RECOGNITION_MARGIN:.0f} points"
     if carried == separated == 0:
+        which = (
+            "its one adapter's images are not" if len(judged) == 1 else f"none of its {len(judged)} adapters' images is"
+        )
         said = (
-            f"none of its {len(judged)} adapters' images is recognised as its disease's malignancy {points} beyond "
-            "their healthy canvases (tab_06_recognition): they carry a label their pixels do not show, and Exp. 1 and "
-            "Exp. 2 measure that"
+            f"{which} recognised as its disease's malignancy {points} beyond their healthy canvases "
+            "(tab_06_recognition): they carry a label their pixels do not show, and Exp. 1 and Exp. 2 measure that"
+        )
+    elif len(judged) == 1:  # one adapter: yes or no, not "1 of its 1"
+        joiner = "and" if carried and separated else "but are" if separated else "but not"
+        said = (
+            f"its one adapter's images are{'' if carried else ' not'} recognised as their disease's malignancy "
+            f"{points} or more beyond their healthy canvases, {joiner} beyond the set's images of the other malignancy "
+            "(tab_06_recognition)"
         )
     else:
         said = (
