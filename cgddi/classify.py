@@ -41,7 +41,7 @@ from cgddi.manifest import (
     split_name,
     protocol_set,
 )
-from .config import Architecture, Between, ModelRef, StageConfig, memory_advice
+from .config import Architecture, Between, ModelRef, StageConfig, memory_advice, params_hash
 from cgddi.leakage import (
     TRAIN_SET_COLUMNS,
     PAPER_MIN_TRAIN_SAMPLES,
@@ -119,6 +119,23 @@ class ClassifyConfig(StageConfig):
         crop="the side the classifier sees: lower it (memory grows with its square)",
     )
     local_files: ClassVar[tuple] = ("weights", "label_embeddings_npy")  # hashed by content, not path
+    # settings that shape some runs only, and which (`shapes`): a run's hash leaves the others out, so a change to
+    # Exp. 2's fine-tuning retrains Exp. 2 alone and one to the ViT PatchAlign's runs alone
+    scoped: ClassVar[dict] = dict(
+        finetune_lr="fine_tuned",
+        finetune_epochs="fine_tuned",
+        patience="fine_tuned",
+        max_synthetic="synthetic",
+        synthetic_balance="synthetic",
+        min_train_samples="synthetic",
+        resnet="resnet",
+        resnet_kwargs="resnet",
+        vit="vit",
+        vit_kwargs="vit",
+        grad_clip="vit",
+        text_encoder="vit",
+        label_embeddings_npy="vit",
+    )
     allowed: ClassVar[dict] = dict(
         protocols=SPLIT_MODES,
         real_methods=METHODS,
@@ -209,6 +226,34 @@ class ClassifyConfig(StageConfig):
     # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the (protocol,
     # split seed) groups of runs
     num_processes: int = 1
+
+    @staticmethod
+    def shapes(
+        scope: str,  # a value of `scoped`
+        experiment: str,
+        method: str,  # the run
+    ) -> bool:
+        "Whether settings of `scope` shape a run of `experiment` and `method` (Exp. 2 also through its start's hash)."
+        types, _, start = EXPERIMENTS[experiment]
+        return {
+            "fine_tuned": start is not None,
+            "synthetic": bool(types),
+            "resnet": method != "patchalign",
+            "vit": method == "patchalign",
+        }[scope]
+
+    def run_settings(
+        self,
+        experiment: str,
+        method: str,  # the run
+        **extra,  # added, as to `hashed_settings`
+    ) -> dict:
+        "`hashed_settings(**extra)` less the `scoped` settings that do not shape this run."
+        return {
+            k: v
+            for k, v in self.hashed_settings(**extra).items()
+            if k not in self.scoped or self.shapes(self.scoped[k], experiment, method)
+        }
 
     def __post_init__(self):
         bad = sorted(set(self.experiments) - set(EXPERIMENTS))
@@ -810,7 +855,8 @@ def run_one(
         "pretrained": cfg.pretrained,
         "backbone": backbone_label(method, cfg),
         "train_tones": cfg.train_tones,
-        "min_train_samples": cfg.min_train_samples,  # the ≤ 10 rule's threshold (07's captions state it)
+        # the ≤ 10 rule's threshold (07's captions state it), for the runs it shapes (`ClassifyConfig.scoped`)
+        "min_train_samples": cfg.min_train_samples if experiment != "real" else None,
         "params_hash": phash or run_hash(work, cfg, (protocol, seed, experiment, method)),
     }
     out = prediction_path(work, protocol, experiment, method, seed)
@@ -882,8 +928,8 @@ def run_hash(
     # inputs already hashed, shared by the calls of one batch of runs (its files do not change)
     memo: dict | None = None,
 ) -> str:
-    """A run's `params_hash`: the settings and what it trains on (split, labels, usable synthetic rows, adapters'
-    training ids, its start)."""
+    """A run's `params_hash`: the settings that shape it (`ClassifyConfig.run_settings`) and what it trains on (split,
+    labels, usable synthetic rows, adapters' training ids, its start)."""
     work, memo = Path(work_dir), {} if memo is None else memo
     protocol, seed, experiment, method = run
     types, _, start = EXPERIMENTS[experiment]
@@ -909,7 +955,11 @@ def run_hash(
         inputs["adapters"] = once("adapters", lambda: {k: sorted(v) for k, v in adapter_train_ids(work).items()})
     if start:
         inputs["start"] = run_hash(work, cfg, (protocol, seed, start, method), memo)
-    return cfg.params_hash(inputs=hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16])
+    return params_hash(
+        cfg.run_settings(
+            experiment, method, inputs=hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+        )
+    )
 
 
 def _done(work: Path, run: tuple, phash: str) -> bool:
