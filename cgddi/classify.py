@@ -121,21 +121,16 @@ class ClassifyConfig(StageConfig):
     local_files: ClassVar[tuple] = ("weights", "label_embeddings_npy")  # hashed by content, not path
     # settings that shape some runs only, and which (`shapes`): a run's hash leaves the others out, so a change to
     # Exp. 2's fine-tuning retrains Exp. 2 alone and one to the ViT PatchAlign's runs alone
-    scoped: ClassVar[dict] = dict(
-        finetune_lr="fine_tuned",
-        finetune_epochs="fine_tuned",
-        patience="fine_tuned",
-        max_synthetic="synthetic",
-        synthetic_balance="synthetic",
-        min_train_samples="synthetic",
-        resnet="resnet",
-        resnet_kwargs="resnet",
-        vit="vit",
-        vit_kwargs="vit",
-        grad_clip="vit",
-        text_encoder="vit",
-        label_embeddings_npy="vit",
-    )
+    scoped: ClassVar[dict] = {
+        setting: scope
+        for scope, settings in {
+            "fine_tuned": ("finetune_lr", "finetune_epochs", "patience"),
+            "synthetic": ("max_synthetic", "synthetic_balance", "min_train_samples"),
+            "resnet": ("resnet", "resnet_kwargs"),
+            "vit": ("vit", "vit_kwargs", "grad_clip", "text_encoder", "label_embeddings_npy"),
+        }.items()
+        for setting in settings
+    }
     allowed: ClassVar[dict] = dict(
         protocols=SPLIT_MODES,
         real_methods=METHODS,
