@@ -1079,10 +1079,15 @@ def classify_progress(
     runs = planned_runs(cfg, split_seeds(work_dir, cfg))
     recorded = read_runs(work_dir, every=True).set_index(RUN_KEY).get("params_hash", pd.Series(dtype=object)).to_dict()
     memo = {}
+    pending = [r for r in runs if recorded.get(r) != run_hash(work_dir, cfg, r, memo)]
+    # which experiments a rerun trains (a setting counts for the runs it shapes: `ClassifyConfig.scoped`)
+    by_experiment = pd.Series([e for _, _, e, _ in pending], dtype=object).value_counts(sort=False)
+    to_train = ", ".join(f"{n} {e}" for e, n in by_experiment.items())
     return (
-        sum(recorded.get(r) == run_hash(work_dir, cfg, r, memo) for r in runs),
+        len(runs) - len(pending),
         len(runs),
-        "classification runs finished with the current settings and inputs",
+        "classification runs finished with the current settings and inputs"
+        + (f" (to train: {to_train})" if pending else ""),
     )
 
 # %% ../nbs/06_classify.ipynb #2b350245
