@@ -1081,8 +1081,8 @@ def classify_progress(
     memo = {}
     pending = [r for r in runs if recorded.get(r) != run_hash(work_dir, cfg, r, memo)]
     # which experiments a rerun trains (a setting counts for the runs it shapes: `ClassifyConfig.scoped`)
-    by_experiment = pd.Series([e for _, _, e, _ in pending], dtype=object).value_counts(sort=False)
-    to_train = ", ".join(f"{n} {e}" for e, n in by_experiment.items())
+    kinds = pd.Series([f"{e} {m}" for _, _, e, m in pending], dtype=object).value_counts(sort=False)
+    to_train = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
     return (
         len(runs) - len(pending),
         len(runs),
