@@ -923,8 +923,8 @@ def run_hash(
     # inputs already hashed, shared by the calls of one batch of runs (its files do not change)
     memo: dict | None = None,
 ) -> str:
-    """A run's `params_hash`: the settings that shape it (`run_settings` of `ClassifyConfig`) and what it trains on (split,
-    labels, usable synthetic rows, adapters' training ids, its start)."""
+    """A run's `params_hash`: the settings that shape it (`run_settings` of `ClassifyConfig`) and what it trains on
+    (split, labels, usable synthetic rows, adapters' training ids, its start)."""
     work, memo = Path(work_dir), {} if memo is None else memo
     protocol, seed, experiment, method = run
     types, _, start = EXPERIMENTS[experiment]
