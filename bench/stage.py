@@ -8,9 +8,15 @@ once with the code before a change (`PYTHONPATH=<a checkout of it>`) and once af
 one kind differ up to 2-3x in speed.
 
     python bench/stage.py --source work/benchmark --stages 03 04 06
+
+With `--keep-outputs` the copy keeps the stage's outputs, so the stage redoes only what `--set` changed (it resumes, as
+a rerun of `cgddi run` with those settings would): what a settings change costs, and which result files it touches.
+
+    python bench/stage.py --source work/benchmark --stages 06 --keep-outputs --set finetune_epochs=30
 """
 
 import argparse, shutil, sys, tempfile, time
+import yaml
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -38,22 +44,29 @@ def main(argv=None):
     ap.add_argument("--params", default=str(project_root() / "params" / "default.yaml"))
     ap.add_argument("--stages", nargs="+", default=list(RESULTS), choices=list(RESULTS))
     ap.add_argument("--root", default=None, help="where the copies go (default: a temp folder, removed after)")
+    ap.add_argument(
+        "--keep-outputs", action="store_true", help="keep the stage's outputs: it redoes what --set changed"
+    )
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="stage settings over --params' (YAML)")
     a = ap.parse_args(argv)
     import importlib
 
     source, root = Path(a.source), Path(a.root or tempfile.mkdtemp(prefix="cgddi-stage-"))
+    if bad := [o for o in a.set if "=" not in o]:
+        ap.error(f"--set {bad[0]}: give KEY=VALUE")
+    over = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in a.set)}
     rows = []
     for short in a.stages:
         stage, module, fn, outputs, _ = STAGES[short]
-        work = copy_without(source, root / short, outputs)
+        work = copy_without(source, root / short, [] if a.keep_outputs else outputs)
         t = time.perf_counter()
-        getattr(importlib.import_module(module), fn)(work, config(stage, a.params))
+        getattr(importlib.import_module(module), fn)(work, config(stage, a.params, **over))
         seconds = time.perf_counter() - t
         rows.append((stage, seconds, *differing(source, work, RESULTS[short])))
         print(f"{stage}: {seconds:.1f} s", flush=True)
         if not a.root:
             shutil.rmtree(work)
-    print(f"\ncgddi from {importlib.import_module('cgddi').__file__}")
+    print(f"\ncgddi from {importlib.import_module('cgddi').__file__}; --set {a.set}; outputs kept: {a.keep_outputs}")
     print("| stage | seconds | result files | differing from the source run |\n|---|---|---|---|")
     for stage, seconds, n, bad in rows:
         print(f"| {stage} | {seconds:.1f} | {n} | {bad} |")
