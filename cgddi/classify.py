@@ -7,6 +7,7 @@ real) and the ablations of Table 5; every run evaluated on the real test split o
 # %% ../nbs/06_classify.ipynb #954fe3be
 from __future__ import annotations
 import copy, hashlib, json, os, sys, time, warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from functools import cache, lru_cache
@@ -228,11 +229,11 @@ class ClassifyConfig(StageConfig):
         experiment: str,
         method: str,  # the run
     ) -> bool:
-        "Whether settings of `scope` shape a run of `experiment` and `method` (Exp. 2 also through its start's hash)."
+        "Whether settings of `scope` shape a run of `experiment` and `method`."
         types, _, start = EXPERIMENTS[experiment]
         return {
             "fine_tuned": start is not None,
-            "synthetic": bool(types),
+            "synthetic": bool(types) or start is not None,  # Exp. 2 learnt from its start's synthetic images
             "resnet": method != "patchalign",
             "vit": method == "patchalign",
         }[scope]
@@ -850,8 +851,10 @@ def run_one(
         "pretrained": cfg.pretrained,
         "backbone": backbone_label(method, cfg),
         "train_tones": cfg.train_tones,
-        # the ≤ 10 rule's threshold (07's captions state it), for the runs it shapes (`ClassifyConfig.scoped`)
-        "min_train_samples": cfg.min_train_samples if experiment != "real" else None,
+        # the ≤ 10 rule's threshold (07's captions state it), for the runs it shapes
+        "min_train_samples": cfg.min_train_samples
+        if cfg.shapes(cfg.scoped["min_train_samples"], experiment, method)
+        else None,
         "params_hash": phash or run_hash(work, cfg, (protocol, seed, experiment, method)),
     }
     out = prediction_path(work, protocol, experiment, method, seed)
@@ -1080,9 +1083,8 @@ def classify_progress(
     recorded = read_runs(work_dir, every=True).set_index(RUN_KEY).get("params_hash", pd.Series(dtype=object)).to_dict()
     memo = {}
     pending = [r for r in runs if recorded.get(r) != run_hash(work_dir, cfg, r, memo)]
-    # which experiments a rerun trains (a setting counts for the runs it shapes: `ClassifyConfig.scoped`)
-    kinds = pd.Series([f"{e} {m}" for _, _, e, m in pending], dtype=object).value_counts(sort=False)
-    to_train = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    # what a rerun trains, by experiment and method (a setting counts for the runs it shapes: `ClassifyConfig.scoped`)
+    to_train = ", ".join(f"{n} {kind}" for kind, n in Counter(f"{e} {m}" for _, _, e, m in pending).items())
     return (
         len(runs) - len(pending),
         len(runs),
