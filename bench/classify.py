@@ -3,7 +3,8 @@
 Builds each classifier of `cgddi.classifiers` at full size (ResNet-18; ViT-B/16 with PatchAlign's mask network,
 heads and masked graph OT loss against `--labels` label embeddings) with random weights (speed does not depend
 on them) and times `--steps` optimiser steps on random `--crop` px batches after `--warmup` steps, with the
-stage's own loss, Adam, bf16 autocast on a GPU (as `06_classify` does) and PatchAlign's gradient clipping.
+stage's own loss, Adam, its autocast (`--precision`, as 06's `precision`: auto is bf16 on a GPU, none on the CPU) and
+PatchAlign's gradient clipping.
 Data loading is not included: the figure is the model's compute. The epoch time is for DDI's 524 training
 images (faithful split) unless `--images` says otherwise. Peak GPU memory is printed on a GPU.
 
@@ -14,12 +15,15 @@ unless `--layout` picks one; `--resnet`/`--global-pool` time another timm ResNet
     python bench/classify.py --methods patchalign --steps 20   # on a GPU: the ViT-B/16 epoch time at batch 32
     python bench/classify.py --methods baseline --resnet test_resnet --global-pool avgmax --batch 16 --crop 96 \
         --images 57 --steps 30                                 # the benchmark's classifier (params/default.yaml)
+
+bf16 on the CPU pays only where the CPU multiplies bf16 in hardware (AMX: Intel Xeon from Sapphire Rapids on); time it
+against fp32 in two calls (accelerate keeps one precision per process), `--precision fp32` then `--precision bf16`.
 """
 
 import argparse, dataclasses, time
 import torch
 from cgddi.classifiers import PatchAlign, METHODS
-from cgddi.classify import ClassifyConfig, make_model, accelerator, memory_format
+from cgddi.classify import PRECISIONS, ClassifyConfig, make_model, accelerator, memory_format
 
 
 def main():
@@ -35,6 +39,7 @@ def main():
     ap.add_argument("--layout", choices=["both", "nchw", "nhwc"], default="both", help="tensor memory layout(s)")
     ap.add_argument("--resnet", default="resnet18.tv_in1k", help="timm name of the baseline/FairDisCo ResNet")
     ap.add_argument("--global-pool", default=None, help="the ResNet's pooling, e.g. avgmax (timm)")
+    ap.add_argument("--precision", choices=PRECISIONS, default="auto", help="autocast, as 06's `precision`")
     a = ap.parse_args()
     # the real ViT-B/16
     cfg = ClassifyConfig(
@@ -45,6 +50,7 @@ def main():
         device=a.device,
         resnet=a.resnet,
         resnet_kwargs={"global_pool": a.global_pool} if a.global_pool else {},
+        precision=a.precision,
     )
     acc = accelerator(cfg)
     print(

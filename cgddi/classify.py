@@ -70,11 +70,11 @@ from cgddi.layout import (
 )
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'SELECT_TIES', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX', 'LARGE_ON_CPU',
-           'PREDICTION_COLUMNS', 'COUNTS', 'RUN_COLUMNS', 'RUN_KEY', 'RECOGNITION_MARGIN', 'ClassifyConfig',
-           'transforms', 'image_reader', 'eval_reader', 'ImageTable', 'balanced_sampler', 'accelerator',
-           'memory_format', 'make_model', 'backbone_parameters', 'backbone_label', 'warn_large_on_cpu', 'predict',
-           'fit', 'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts',
+__all__ = ['EXPERIMENTS', 'SELECT_TIES', 'PRECISIONS', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX',
+           'LARGE_ON_CPU', 'PREDICTION_COLUMNS', 'COUNTS', 'RUN_COLUMNS', 'RUN_KEY', 'RECOGNITION_MARGIN',
+           'ClassifyConfig', 'transforms', 'image_reader', 'eval_reader', 'ImageTable', 'balanced_sampler',
+           'accelerator', 'memory_format', 'make_model', 'backbone_parameters', 'backbone_label', 'warn_large_on_cpu',
+           'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample', 'type_tone_counts',
            'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds', 'run_hash', 'run_experiments', 'read_runs',
            'read_predictions', 'classify_progress', 'read_history', 'plot_learning_curves', 'external_table',
            'external_path', 'evaluate_external', 'read_external_predictions', 'recognition_table',
@@ -90,6 +90,7 @@ EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts f
 }
 
 SELECT_TIES = ("first", "loss")  # how `fit` chooses among epochs of equal selection accuracy (`select_ties`)
+PRECISIONS = ("auto", "fp32", "bf16")  # the autocast of training and prediction (`precision`)
 EXTERNAL_SETS = {"f17k": "Fitzpatrick17k"}  # external test sets `external_test` may name
 
 
@@ -160,6 +161,7 @@ class ClassifyConfig(StageConfig):
         cache_images=Between(0),
         train_tones=tuple(TONE_ORDER),
         num_processes=Between(1),
+        precision=PRECISIONS,
     )
     # faithful: model chosen on the test split (as the reference); clean: on a validation part
     protocols: list = field(default_factory=lambda: ["faithful", "clean"])
@@ -211,6 +213,10 @@ class ClassifyConfig(StageConfig):
     # channels-last (NHWC) model and input tensors: a ResNet training step runs 1.2-1.3x faster on the CPU (oneDNN;
     # bench/classify.py) and suits a GPU's tensor cores; the numbers differ from NCHW's in float rounding only
     channels_last: bool = False
+    # autocast of training and prediction: "auto" is bf16 on a GPU and none (fp32) on the CPU; "bf16" on the CPU too,
+    # where it pays on a CPU with AMX (Intel Xeon from Sapphire Rapids on: the benchmark's 06 in 0.75x the time) and
+    # costs elsewhere (bench/classify.py --precision); "fp32" none anywhere
+    precision: str = "auto"
     # "f17k": also test every trained classifier on Fitzpatrick17k (MICCAI version); None: off
     external_test: str | None = None
     # the F17k folder; None: the embedded benchmark's F17k-layout set (<work_dir>/external/f17k)
@@ -244,11 +250,13 @@ class ClassifyConfig(StageConfig):
         method: str,  # the run
         **extra,  # added, as to `hashed_settings`
     ) -> dict:
-        "`hashed_settings(**extra)` less the `scoped` settings that do not shape this run."
+        """`hashed_settings(**extra)` less the `scoped` settings that do not shape this run, and less `precision` when
+        it is "auto": that follows the device, which no hash holds."""
         return {
             k: v
             for k, v in self.hashed_settings(**extra).items()
-            if k not in self.scoped or self.shapes(self.scoped[k], experiment, method)
+            if (k not in self.scoped or self.shapes(self.scoped[k], experiment, method))
+            and not (k == "precision" and v == "auto")
         }
 
     def __post_init__(self):
@@ -366,11 +374,20 @@ def balanced_sampler(
 
 # %% ../nbs/06_classify.ipynb #b020937e
 def accelerator(cfg: ClassifyConfig) -> Accelerator:
-    """The stage's accelerate `Accelerator`: the GPU with bf16 autocast when there is one (and `cfg.device` allows),
-    else the CPU."""
+    """The stage's accelerate `Accelerator`: the GPU when there is one (and `cfg.device` allows), else the CPU, with
+    `cfg.precision`'s autocast (auto: bf16 on the GPU, none on the CPU)."""
     cpu = cfg.device == "cpu"
     gpu = not cpu and PartialState().device.type == "cuda"
-    return Accelerator(cpu=cpu, mixed_precision="bf16" if gpu else "no")
+    mixed = "bf16" if cfg.precision == "bf16" or (cfg.precision == "auto" and gpu) else "no"
+    try:
+        return Accelerator(cpu=cpu, mixed_precision=mixed)
+    except ValueError as e:  # accelerate keeps one state per process
+        if "already been initialized" not in str(e):
+            raise
+        raise ValueError(
+            f"precision {cfg.precision!r} (mixed precision {mixed!r}): this process trained with another before, and "
+            "accelerate keeps one per process; restart the kernel (or Python) to change it."
+        ) from None
 
 
 def memory_format(cfg: ClassifyConfig) -> torch.memory_format:
