@@ -17,7 +17,7 @@ unless `--layout` picks one; `--resnet`/`--global-pool` time another timm ResNet
         --images 57 --steps 30                                 # the benchmark's classifier (params/default.yaml)
 
 bf16 on the CPU pays only where the CPU multiplies bf16 in hardware (AMX: Intel Xeon from Sapphire Rapids on); time it
-against fp32 in two calls (accelerate keeps one precision per process), `--precision fp32` then `--precision bf16`.
+against fp32 in two calls, `--precision fp32` then `--precision bf16`.
 """
 
 import argparse, dataclasses, time

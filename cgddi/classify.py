@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 from PIL import Image
 from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 from safetensors.torch import save_file, load_file
 from cgddi.data import (
     TONE_ORDER,
@@ -381,13 +382,11 @@ def accelerator(cfg: ClassifyConfig) -> Accelerator:
     mixed = "bf16" if cfg.precision == "bf16" or (cfg.precision == "auto" and gpu) else "no"
     try:
         return Accelerator(cpu=cpu, mixed_precision=mixed)
-    except ValueError as e:  # accelerate keeps one state per process
+    except ValueError as e:  # accelerate keeps one mixed precision a process: a notebook that changed it starts anew
         if "already been initialized" not in str(e):
             raise
-        raise ValueError(
-            f"precision {cfg.precision!r} (mixed precision {mixed!r}): this process trained with another before, and "
-            "accelerate keeps one per process; restart the kernel (or Python) to change it."
-        ) from None
+        AcceleratorState._reset_state()  # the device and processes (PartialState) stay
+        return Accelerator(cpu=cpu, mixed_precision=mixed)
 
 
 def memory_format(cfg: ClassifyConfig) -> torch.memory_format:
