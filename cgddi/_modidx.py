@@ -247,6 +247,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.fairness.accuracy_by_tone': ('fairness.html#accuracy_by_tone', 'cgddi/fairness.py'),
                                 'cgddi.fairness.auc': ('fairness.html#auc', 'cgddi/fairness.py'),
                                 'cgddi.fairness.audit_report': ('fairness.html#audit_report', 'cgddi/fairness.py'),
+                                'cgddi.fairness.autocast_note': ('fairness.html#autocast_note', 'cgddi/fairness.py'),
                                 'cgddi.fairness.backbones_named': ('fairness.html#backbones_named', 'cgddi/fairness.py'),
                                 'cgddi.fairness.classification_metrics': ('fairness.html#classification_metrics', 'cgddi/fairness.py'),
                                 'cgddi.fairness.cross_dataset_report': ('fairness.html#cross_dataset_report', 'cgddi/fairness.py'),

@@ -867,6 +867,7 @@ def run_one(
         "pretrained": cfg.pretrained,
         "backbone": backbone_label(method, cfg),
         "train_tones": cfg.train_tones,
+        "precision": "bf16" if acc.mixed_precision == "bf16" else "fp32",  # what it trained and predicted under
         # the ≤ 10 rule's threshold (07's captions state it), for the runs it shapes
         "min_train_samples": cfg.min_train_samples
         if cfg.shapes(cfg.scoped["min_train_samples"], experiment, method)

@@ -43,9 +43,9 @@ __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TO
            'accuracy', 'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc',
            'classification_metrics', 'mean_std', 'pm', 'quality_by_tone', 'table8', 'tone_fidelity', 'tone_count_table',
            'per_seed_metrics', 'paper_table', 'majority_rates', 'paired_difference', 'findings_table',
-           'not_above_majority', 'one_class_runs', 'one_class_note', 'RunResults', 'backbones_named', 'run_results',
-           'table2_report', 'cross_dataset_report', 'size_rule', 'rarity_report', 'quality_report', 'whole_share',
-           'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
+           'not_above_majority', 'one_class_runs', 'one_class_note', 'RunResults', 'autocast_note', 'backbones_named',
+           'run_results', 'table2_report', 'cross_dataset_report', 'size_rule', 'rarity_report', 'quality_report',
+           'whole_share', 'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
 
 # %% ../nbs/07_fairness.ipynb #cfgcls07
 @dataclass(kw_only=True)
@@ -724,6 +724,14 @@ class RunResults:
     undefined: list  # the distinct undefined (NaN) metrics, as warned
 
 
+def autocast_note(
+    runs: pd.DataFrame,  # `read_runs`
+) -> str:
+    "What every caption says of the runs' precision (06's facts): nothing when they all trained in float32."
+    half = sorted(set(runs.get("precision", pd.Series(dtype=object)).dropna()) - {"fp32"})
+    return f" Classifiers trained and evaluated under {' / '.join(half)} autocast (06 precision)." if half else ""
+
+
 def backbones_named(
     runs: pd.DataFrame,  # `read_runs`
 ) -> str:
@@ -762,7 +770,7 @@ def run_results(
             f"backbones: {backbones_named(runs)}."
         )
     )
-    init_note += import_note(work)  # synthetic images imported without the leakage filter, if any
+    init_note += autocast_note(runs) + import_note(work)  # imported: synthetic images without the leakage filter
     trained_tones = sorted(
         {", ".join(t) for t in runs.get("train_tones", pd.Series(dtype=object)) if isinstance(t, list)}
     )
