@@ -16,8 +16,8 @@ unless `--layout` picks one; `--resnet`/`--global-pool` time another timm ResNet
     python bench/classify.py --methods baseline --resnet test_resnet --global-pool avgmax --batch 16 --crop 96 \
         --images 57 --steps 30                                 # the benchmark's classifier (params/default.yaml)
 
-bf16 on the CPU pays only where the CPU multiplies bf16 in hardware (AMX: Intel Xeon from Sapphire Rapids on); time it
-against fp32 in two calls, `--precision fp32` then `--precision bf16`.
+bf16 on the CPU was faster on an Intel Xeon with AMX (bench/README); on another CPU time it against fp32 in two calls,
+`--precision fp32` then `--precision bf16`.
 """
 
 import argparse, dataclasses, time

@@ -215,8 +215,8 @@ class ClassifyConfig(StageConfig):
     # bench/classify.py) and suits a GPU's tensor cores; the numbers differ from NCHW's in float rounding only
     channels_last: bool = False
     # autocast of training and prediction: "auto" is bf16 on a GPU and none (fp32) on the CPU; "bf16" on the CPU too,
-    # where it pays on a CPU with AMX (Intel Xeon from Sapphire Rapids on: the benchmark's 06 in 0.75x the time) and
-    # costs elsewhere (bench/classify.py --precision); "fp32" none anywhere
+    # measured faster on an Intel Xeon with AMX (the benchmark's 06 in 0.75x the time), not measured for the classifiers
+    # on other CPUs (bench/classify.py --precision); "fp32" none anywhere
     precision: str = "auto"
     # "f17k": also test every trained classifier on Fitzpatrick17k (MICCAI version); None: off
     external_test: str | None = None
