@@ -9,8 +9,8 @@ a random rank-8 adapter and token, and samples `--images` images from 256 px can
 - compiled: the same with `torch.compile` on the UNet at the largest batch size.
 
 It prints images/s, peak GPU memory, the share of the UNet's compute (119 TFLOP per image at 512 px,
-72 steps, CFG; research/performance-anchors.md) per second, and how far the sampler's images are from the
-naive loop's for the same seeds.
+72 steps, CFG, scaled to `--steps`; research/performance-anchors.md) per second, and how far the sampler's images
+are from the naive loop's for the same seeds.
 
     python bench/semantic.py                                     # GPU, full size
     python bench/semantic.py --scheduler dpmpp --steps 25 --no-compile   # DPM-Solver++ (05 `scheduler: dpmpp`)
@@ -29,7 +29,7 @@ from cgddi.diffusion import instance_prompt
 from cgddi.semantic import SemanticConfig, SemanticSampler
 import sd21
 
-TFLOP_PER_IMAGE = 119  # SD-2.1-base UNet, 512 px, 72 denoising steps with CFG (x2)
+TFLOP_PER_STEP = 119 / 72  # SD-2.1-base UNet, 512 px, one denoising step with CFG (x2): 119 TFLOP for 72 steps
 
 
 def canvases(n, seed=0):
@@ -179,12 +179,13 @@ def main():
         )
 
     base = rows[0][2]
+    per_image = TFLOP_PER_STEP * min(int(a.steps * a.strength), a.steps)  # the denoising steps img2img runs
     print(
-        "\n| configuration | batch | images/s | x naive | UNet TFLOP/s (119/img) | peak GPU memory "
+        f"\n| configuration | batch | images/s | x naive | UNet TFLOP/s ({per_image:.0f}/img) | peak GPU memory "
         "|\n|---|---|---|---|---|---|"
     )
     for label, bs, ips, mem in rows:
-        tf = "n/a" if a.tiny or a.resolution != 512 else f"{ips * TFLOP_PER_IMAGE:.0f}"
+        tf = "n/a" if a.tiny or a.resolution != 512 else f"{ips * per_image:.0f}"
         print(f"| {label} | {bs} | {ips:.3f} | {ips / base:.1f} | {tf} | {mem} |")
     diff = [np.abs(np.asarray(x, np.float32) - np.asarray(y, np.float32)) for x, y in zip(ref, first)]
     print(

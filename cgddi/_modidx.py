@@ -560,6 +560,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                              'cgddi.shard._free_port': ('shard.html#_free_port', 'cgddi/shard.py'),
                              'cgddi.shard.launch': ('shard.html#launch', 'cgddi/shard.py'),
                              'cgddi.shard.launched_share': ('shard.html#launched_share', 'cgddi/shard.py'),
+                             'cgddi.shard.new_accelerator': ('shard.html#new_accelerator', 'cgddi/shard.py'),
                              'cgddi.shard.stage_cli': ('shard.html#stage_cli', 'cgddi/shard.py'),
                              'cgddi.shard.take_share': ('shard.html#take_share', 'cgddi/shard.py'),
                              'cgddi.shard.write_config': ('shard.html#write_config', 'cgddi/shard.py')},

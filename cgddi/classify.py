@@ -22,7 +22,6 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision.transforms import v2
 from PIL import Image
 from accelerate import Accelerator, PartialState
-from accelerate.state import AcceleratorState
 from safetensors.torch import save_file, load_file
 from cgddi.data import (
     TONE_ORDER,
@@ -56,7 +55,7 @@ from cgddi.leakage import (
 )
 from .classifiers import METHODS, Baseline, FairDisCo, PatchAlign, backbone, label_texts, label_embeddings
 from .report import atomic_path, progress_bar, cpu_warning, GPU_HINT
-from .shard import Share, take_share, stage_cli
+from .shard import Share, new_accelerator, take_share, stage_cli
 from .tiny import tiny_clip_text
 from cgddi.layout import (
     EXTERNAL,
@@ -380,13 +379,7 @@ def accelerator(cfg: ClassifyConfig) -> Accelerator:
     cpu = cfg.device == "cpu"
     gpu = not cpu and PartialState().device.type == "cuda"
     mixed = "bf16" if cfg.precision == "bf16" or (cfg.precision == "auto" and gpu) else "no"
-    try:
-        return Accelerator(cpu=cpu, mixed_precision=mixed)
-    except ValueError as e:  # accelerate keeps one mixed precision a process: a notebook that changed it starts anew
-        if "already been initialized" not in str(e):
-            raise
-        AcceleratorState._reset_state()  # the device and processes (PartialState) stay
-        return Accelerator(cpu=cpu, mixed_precision=mixed)
+    return new_accelerator(cpu=cpu, mixed_precision=mixed)  # a notebook may change the precision in one kernel
 
 
 def memory_format(cfg: ClassifyConfig) -> torch.memory_format:

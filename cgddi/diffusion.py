@@ -25,6 +25,7 @@ from .report import atomic_path, CPUWarning, GPU_HINT, cpu_warning
 from .config import ModelRef
 from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL, MINI_FOLDER, MINI_LABEL
 from .layout import MODELS
+from .shard import new_accelerator
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'CLASS_PROMPTS', 'REFERENCE_SUFFIXES',
@@ -193,7 +194,7 @@ def training_accelerator(
 ) -> Accelerator:
     """The one `Accelerator` a training stage uses for all its diseases: the device, mixed precision and gradient
     accumulation."""
-    return Accelerator(
+    return new_accelerator(  # a notebook may change the precision in one kernel
         mixed_precision=mixed_precision(precision), gradient_accumulation_steps=gradient_accumulation_steps
     )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 # %% auto #0
-__all__ = ['LAUNCH_ENV', 'Share', 'launched_share', 'write_config', 'stage_cli', 'take_share', 'launch']
+__all__ = ['LAUNCH_ENV', 'Share', 'launched_share', 'new_accelerator', 'write_config', 'stage_cli', 'take_share', 'launch']
 
 # %% ../nbs/00l_shard.ipynb #shshare
 @dataclass(frozen=True)
@@ -90,6 +90,20 @@ def launched_share(
     for k in LAUNCH_ENV:
         os.environ.pop(k, None)
     return Share(rank, world)
+
+# %% ../nbs/00l_shard.ipynb #acae54e37e7d407bbb7b55eff062a284
+def new_accelerator(**kwargs):  # accelerate `Accelerator` arguments (mixed_precision, cpu, ...)
+    "An accelerate `Accelerator` with these settings, even where the process made one with another mixed precision."
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    try:
+        return Accelerator(**kwargs)
+    except ValueError as e:
+        if "already been initialized" not in str(e):
+            raise
+        AcceleratorState._reset_state()  # the device and processes (PartialState) stay
+        return Accelerator(**kwargs)
 
 # %% ../nbs/00l_shard.ipynb #shcli
 def write_config(
