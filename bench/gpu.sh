@@ -8,9 +8,10 @@
 #   device run: command "PART=shards bash bench/gpu.sh", the same carry      # a second call, or a later session
 #   CHECK=1 OUT=/tmp/gpu-check bash bench/gpu.sh                           # here: the script on the CPU, tiny models
 #
-# PART=benches (the default): textual inversion (goal <= 60 s a disease on an H100: fp16, then bf16 with a profile of where a step goes),
-# Kandinsky inpainting (goal <= 2 s an image: 1 and 4 candidates a call; three one-image processes at once), semantic sampling (PNDM 100 steps, the
-# paper's; DPM-Solver++ 25 steps), LoRA. SD 2.1-base and Kandinsky are built from their architectures with random
+# PART=benches (the default): textual inversion (goal <= 60 s a disease on an H100: fp16, fp16 with 03's compile_unet,
+# then bf16 with a profile of where a step goes), Kandinsky inpainting (goal <= 2 s an image: 1 and 4 candidates a
+# call; three one-image processes at once), semantic sampling (PNDM 100 steps, the paper's; DPM-Solver++ 25 steps),
+# LoRA. SD 2.1-base and Kandinsky are built from their architectures with random
 # weights (speed does not depend on them), once, under /dev/shm/cgddi-bench.
 # PART=shards: issue 27's "a 2-process run of each sharded stage" on the GPU: bench/shard.py --make-source runs 00-05
 # with params/default.yaml (the mini model; bench/check.yaml's few steps under CHECK=1) into one folder, then each of
@@ -69,6 +70,7 @@ else
 fi
 
 bench ti "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --root "$root/sd21"
+bench ti_compile "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --compile-unet --root "$root/sd21"
 bench ti_bf16 "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --precision bf16 --profile 10 --root "$root/sd21"
 bench kandinsky "${KD_S:-180}" $py bench/healthy.py $kd --root "$root/kandinsky"
 # several one-image processes on one GPU (01's num_processes above the number of GPUs): three at once, 1 candidate
@@ -79,7 +81,7 @@ bench semantic_dpmpp "${SM_S:-120}" $py bench/semantic.py $sm --steps "${sm_step
 bench lora "${LORA_S:-120}" $py bench/parametric_training.py --stages lora $ti --root "$root/sd21"
 
 echo
-for f in ti ti_bf16 kandinsky kandinsky_x3 semantic_pndm semantic_dpmpp lora; do  # each bench's own summary lines
+for f in ti ti_compile ti_bf16 kandinsky kandinsky_x3 semantic_pndm semantic_dpmpp lora; do  # each bench's own summary lines
   echo "== $f"
   grep -E '^\||^device|s per image|exit|skipped|Error|error:' "$OUT/$f.log" | grep -v Warning | tail -15
 done

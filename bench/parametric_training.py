@@ -12,6 +12,7 @@ latent caching. Whether it fits a 24 GB L4 is read off the peak memory.
     python bench/parametric_training.py --tiny --steps 2 --warmup 1 --resolution 64 --lora-resolution 64   # CPU check
     python bench/parametric_training.py --stages ti --profile 10 --precision bf16   # where a TI step spends its time
     python bench/parametric_training.py --mini       # CPU: the shipped mini at the default run's settings
+    python bench/parametric_training.py --stages ti --compile-unet   # 03's compile_unet (the warm-up absorbs compiling)
 
 `--mini` times the shipped mini model at `params/default.yaml`'s settings (64 px; textual inversion batch 4, LoRA
 rank 4, batch 2 + 2 class images; 60 steps a disease): on a 2-core CPU its textual-inversion step is the machine's
@@ -83,6 +84,9 @@ def main():
     ap.add_argument(
         "--profile", type=int, default=0, help="textual-inversion steps to profile after the timing (0: none)"
     )
+    ap.add_argument(
+        "--compile-unet", action="store_true", help="textual inversion with 03's compile_unet (torch.compile the UNet)"
+    )
     ap.add_argument("--stages", nargs="+", default=["ti", "lora"], choices=["ti", "lora"])
     ap.add_argument("--root", default=None)
     a = ap.parse_args()
@@ -112,12 +116,13 @@ def main():
             "<bench>",
             inst,
             tones[: len(inst)],
-            TIConfig(steps=n, batch_size=4, precision=a.precision),
+            TIConfig(steps=n, batch_size=4, precision=a.precision, compile_unet=a.compile_unet),
             progress=False,
         )
         per, setup = measure(ti, a.steps, a.warmup, a.device)
         mem = torch.cuda.max_memory_allocated() / 2**30 if a.device == "cuda" else float("nan")
-        rows.append((f"textual inversion ({a.precision})", f"4 @ {a.resolution} px", per, ti_steps, setup, mem))
+        label = f"{a.precision}, compiled UNet" if a.compile_unet else a.precision
+        rows.append((f"textual inversion ({label})", f"4 @ {a.resolution} px", per, ti_steps, setup, mem))
         if a.profile:
             from torch.profiler import ProfilerActivity, profile
 

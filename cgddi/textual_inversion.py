@@ -83,6 +83,7 @@ class TIConfig(StageConfig):
         "diseases",
         "disease_settings",
         "num_processes",
+        "compile_unet",
     )
     # what lowers its device memory, named when it runs out (`cgddi.config.memory_advice`)
     memory_knobs: ClassVar[dict] = dict(
@@ -150,6 +151,9 @@ class TIConfig(StageConfig):
     hflip: bool = True  # random horizontal flips
     checkpoint_every: int = 250  # save the training state every N steps (a killed run resumes there); 0: never
     precision: str = "auto"  # accelerate mixed precision: auto (fp16 on a GPU, as the paper), fp32 (off), fp16, bf16
+    # torch.compile the frozen UNet, once for the stage: at SD 2.1-base's size on an H200 the GPU idles ~45 % of a step
+    # while the host launches kernels (bench/README); the same computation, so not part of the token's settings
+    compile_unet: bool = False
     seed: int = 0  # holdout draw, batches and noise follow from it
     # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the diseases
     num_processes: int = 1
@@ -284,6 +288,8 @@ def train_token(
     vae, unet, te = sd.vae.to(acc.device), sd.unet.to(acc.device), sd.text_encoder.to(acc.device)
     if half != torch.float32:
         vae, unet = vae.to(dtype=half), unet.to(dtype=half)  # frozen: half precision is enough
+    if cfg.compile_unet and getattr(unet, "_compiled_call_impl", None) is None:
+        unet.compile()  # in place: the stage's later diseases reuse the compiled graphs
     vae.requires_grad_(False)
     unet.requires_grad_(False)
     te.requires_grad_(False)

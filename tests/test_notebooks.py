@@ -28,6 +28,20 @@ def test_nbdev_test_passes(tmp_path):
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
 
 
+@pytest.mark.slow
+def test_nbdev_slow_cells_pass(tmp_path):
+    # the cells flagged `#| slow` (e.g. 03's compile_unet check, about a minute of compiling on a 2-core CPU)
+    r = subprocess.run(
+        [_tool("nbdev-test"), "--flags", "slow", "--n-workers", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=2400,
+        env=os.environ | {"TMPDIR": str(tmp_path), STANDALONE_CACHE: str(tmp_path / "standalone")},
+    )
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+
+
 @pytest.mark.parametrize("stage", list(stage_notebooks(ROOT / "nbs")))
 def test_one_parameters_cell_survives_clean(stage, tmp_path):
     nb = shutil.copy(ROOT / "nbs" / f"{stage}.ipynb", tmp_path / f"{stage}.ipynb")
