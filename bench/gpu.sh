@@ -6,6 +6,7 @@
 #   bash bench/gpu_wheels.sh                                              # here, once: .gpu-wheels/
 #   device run: command "bash bench/gpu.sh", carry [".gpu-wheels"], timeout_s 600
 #   device run: command "PART=shards bash bench/gpu.sh", the same carry      # a second call, or a later session
+#   device run: command "PART=ti bash bench/gpu.sh", the same carry          # the textual-inversion benches alone
 #   CHECK=1 OUT=/tmp/gpu-check bash bench/gpu.sh                           # here: the script on the CPU, tiny models
 #
 # PART=benches (the default): textual inversion (goal <= 60 s a disease on an H100: fp16, fp16 with 03's compile_unet,
@@ -72,6 +73,17 @@ fi
 bench ti "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --root "$root/sd21"
 bench ti_compile "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --compile-unet --root "$root/sd21"
 bench ti_bf16 "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --precision bf16 --profile 10 --root "$root/sd21"
+summary() {  # each bench's own summary lines
+  echo
+  for f in "$@"; do
+    echo "== $f"
+    grep -E '^\||^device|s per image|exit|skipped|Error|error:' "$OUT/$f.log" | grep -v Warning | tail -15
+  done
+}
+if [ "${PART:-benches}" = ti ]; then  # the textual-inversion goal alone (its three benches, about 3-4 min on an H200)
+  summary ti ti_compile ti_bf16
+  exit 0
+fi
 bench kandinsky "${KD_S:-180}" $py bench/healthy.py $kd --root "$root/kandinsky"
 # several one-image processes on one GPU (01's num_processes above the number of GPUs): three at once, 1 candidate
 bench kandinsky_x3 "${KD_S:-180}" bash -c 'for i in 1 2 3; do "$0" bench/healthy.py "$@" --candidates 1 & done; wait' \
@@ -80,8 +92,4 @@ bench semantic_pndm "${SM_S:-120}" $py bench/semantic.py $sm_pndm --steps "${sm_
 bench semantic_dpmpp "${SM_S:-120}" $py bench/semantic.py $sm --steps "${sm_steps[1]}" --scheduler dpmpp --root "$root/sd21"
 bench lora "${LORA_S:-120}" $py bench/parametric_training.py --stages lora $ti --root "$root/sd21"
 
-echo
-for f in ti ti_compile ti_bf16 kandinsky kandinsky_x3 semantic_pndm semantic_dpmpp lora; do  # each bench's own summary lines
-  echo "== $f"
-  grep -E '^\||^device|s per image|exit|skipped|Error|error:' "$OUT/$f.log" | grep -v Warning | tail -15
-done
+summary ti ti_compile ti_bf16 kandinsky kandinsky_x3 semantic_pndm semantic_dpmpp lora
