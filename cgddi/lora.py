@@ -336,6 +336,7 @@ def train_lora(
     g, n, sf = torch.Generator().manual_seed(cfg.seed), cfg.batch_size, vae.config.scaling_factor
     state = TrainingState(acc, state_dir, state_key, cfg.checkpoint_every, g)
     start, losses = state.resume(dict(instance=[], prior=[]))
+    pending = []  # this stretch's (instance, prior) losses, still on the device (as 03's textual inversion)
     for step in progress_bar(
         range(start, cfg.steps),
         initial=start,
@@ -366,9 +367,13 @@ def train_lora(
         sched.step()
         opt.zero_grad()
         per = per.detach().float()
-        losses["instance"].append(per[:n].mean().item())
-        if len(sets) == 2:
-            losses["prior"].append(per[n:].mean().item())
+        pending.append(torch.stack([per[:n].mean(), per[n:].mean() if len(sets) == 2 else per[:n].mean()]))
+        if state.due(step + 1, cfg.steps) or step + 1 == cfg.steps:  # read back only here: a step does not wait
+            for inst, prior in torch.stack(pending).cpu().tolist():
+                losses["instance"].append(inst)
+                if len(sets) == 2:
+                    losses["prior"].append(prior)
+            pending.clear()
         state.save(step + 1, losses, cfg.steps)
     unet = acc.unwrap_model(unet, keep_fp32_wrapper=False)
     state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=adapter))
