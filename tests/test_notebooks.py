@@ -14,32 +14,28 @@ def _tool(name):
     return str(BIN / name) if (BIN / name).exists() else shutil.which(name)
 
 
-def test_nbdev_test_passes(tmp_path):
+def _nbdev_test(tmp_path, *args, timeout=1200):
     # nbdev-test runs the notebooks in pool workers, which end without atexit: their scratch folders go with tmp_path;
     # the notebooks' small standalone runs are made once, stage by stage, and copied (cgddi.run.STANDALONE_CACHE)
     r = subprocess.run(
-        [_tool("nbdev-test"), "--n-workers", "2"],
+        [_tool("nbdev-test"), "--n-workers", "2", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=timeout,
         env=os.environ | {"TMPDIR": str(tmp_path), STANDALONE_CACHE: str(tmp_path / "standalone")},
     )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+
+
+def test_nbdev_test_passes(tmp_path):
+    _nbdev_test(tmp_path)
 
 
 @pytest.mark.slow
 def test_nbdev_slow_cells_pass(tmp_path):
-    # the cells flagged `#| slow` (e.g. 03's compile_unet check, about a minute of compiling on a 2-core CPU)
-    r = subprocess.run(
-        [_tool("nbdev-test"), "--flags", "slow", "--n-workers", "2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=2400,
-        env=os.environ | {"TMPDIR": str(tmp_path), STANDALONE_CACHE: str(tmp_path / "standalone")},
-    )
-    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    # the cells flagged `#| slow` too (e.g. 03's compile_unet check, about a minute of compiling on a 2-core CPU)
+    _nbdev_test(tmp_path, "--flags", "slow", timeout=2400)
 
 
 @pytest.mark.parametrize("stage", list(stage_notebooks(ROOT / "nbs")))
