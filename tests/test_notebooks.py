@@ -32,12 +32,6 @@ def test_nbdev_test_passes(tmp_path):
     _nbdev_test(tmp_path)
 
 
-@pytest.mark.slow
-def test_nbdev_slow_cells_pass(tmp_path):
-    # the cells flagged `#| slow` too (e.g. 03's compile_unet check, about a minute of compiling on a 2-core CPU)
-    _nbdev_test(tmp_path, "--flags", "slow", timeout=2400)
-
-
 @pytest.mark.parametrize("stage", list(stage_notebooks(ROOT / "nbs")))
 def test_one_parameters_cell_survives_clean(stage, tmp_path):
     nb = shutil.copy(ROOT / "nbs" / f"{stage}.ipynb", tmp_path / f"{stage}.ipynb")

@@ -211,6 +211,25 @@ def _two_diseases(work):
     return concepts, tuple(concepts.disease_slug[:2]), args, dataclasses.replace(SAMPLER, resolution=32, steps=3)
 
 
+@pytest.mark.slow
+def test_a_compiled_unet_trains_the_same_token(tmp_path):
+    "03's compile_unet: the same losses and token as the eager UNet (about a minute of compiling on a 2-core CPU)."
+    from cgddi.diffusion import load_sd, resolve_model
+    from cgddi.textual_inversion import add_token, train_token
+
+    model = resolve_model("tiny", tmp_path)
+    imgs = [Image.fromarray(np.random.default_rng(i).integers(0, 255, (64, 64, 3), np.uint8)) for i in range(3)]
+    runs = {}
+    for compiled in (False, True):
+        sd = load_sd(model)
+        add_token(sd.tokenizer, sd.text_encoder, "<a>")
+        cfg = TIConfig(steps=3, batch_size=2, learning_rate=0.05, hflip=False, compile_unet=compiled)
+        runs[compiled] = train_token(sd, "<a>", imgs, ["light", "dark", "medium"], cfg, progress=False)
+    assert sd.unet._compiled_call_impl is not None
+    np.testing.assert_allclose(runs[True][1], runs[False][1], atol=1e-4)
+    torch.testing.assert_close(runs[True][0], runs[False][0], rtol=0, atol=1e-4)
+
+
 def test_compiled_sampler_swaps_adapters_without_recompiling(lora_work, tmp_path):
     """With compile_unet the UNet compiles once, after the first adapter is fused; a disease switch swaps weights in
     place, also to a later generator set where a disease has its own, wider rank (`params/diseases/<slug>.yaml`): the
