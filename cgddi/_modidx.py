@@ -179,6 +179,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'cgddi.diffusion.TrainingState.__init__': ('diffusion.html#trainingstate.__init__', 'cgddi/diffusion.py'),
                                  'cgddi.diffusion.TrainingState.due': ('diffusion.html#trainingstate.due', 'cgddi/diffusion.py'),
                                  'cgddi.diffusion.TrainingState.finish': ('diffusion.html#trainingstate.finish', 'cgddi/diffusion.py'),
+                                 'cgddi.diffusion.TrainingState.reads_back': ( 'diffusion.html#trainingstate.reads_back',
+                                                                               'cgddi/diffusion.py'),
                                  'cgddi.diffusion.TrainingState.resume': ('diffusion.html#trainingstate.resume', 'cgddi/diffusion.py'),
                                  'cgddi.diffusion.TrainingState.save': ('diffusion.html#trainingstate.save', 'cgddi/diffusion.py'),
                                  'cgddi.diffusion._suffix': ('diffusion.html#_suffix', 'cgddi/diffusion.py'),

@@ -310,6 +310,15 @@ class TrainingState:
         "Whether `save` checkpoints after `step` (the loop then needs its losses on the host)."
         return self.folder is not None and bool(self.every) and not step % self.every and step < total
 
+    def reads_back(
+        self,
+        step: int,  # steps done
+        total: int,  # the loop's steps
+    ) -> bool:
+        """Whether the loop reads its device-held losses back after `step`: before a checkpoint and at the end (a step
+        in between does not wait for the GPU)."""
+        return self.due(step, total) or step == total
+
     def save(
         self,
         step: int,  # steps done

@@ -367,12 +367,11 @@ def train_lora(
         sched.step()
         opt.zero_grad()
         per = per.detach().float()
-        pending.append(torch.stack([per[:n].mean(), per[n:].mean() if len(sets) == 2 else per[:n].mean()]))
-        if state.due(step + 1, cfg.steps) or step + 1 == cfg.steps:  # read back only here: a step does not wait
-            for inst, prior in torch.stack(pending).cpu().tolist():
-                losses["instance"].append(inst)
-                if len(sets) == 2:
-                    losses["prior"].append(prior)
+        pending.append(torch.stack([part.mean() for part in per.split(n)]))  # instance (, prior)
+        if state.reads_back(step + 1, cfg.steps):
+            for row in torch.stack(pending).cpu().tolist():
+                for key, value in zip(("instance", "prior"), row):
+                    losses[key].append(value)
             pending.clear()
         state.save(step + 1, losses, cfg.steps)
     unet = acc.unwrap_model(unet, keep_fp32_wrapper=False)

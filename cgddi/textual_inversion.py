@@ -335,7 +335,7 @@ def train_token(
                     opt.zero_grad()
                 micro.append(loss.detach().float())
             pending.append(torch.stack(micro).mean())
-            if state.due(step + 1, cfg.steps) or step + 1 == cfg.steps:
+            if state.reads_back(step + 1, cfg.steps):
                 losses += torch.stack(pending).cpu().tolist()
                 pending.clear()
             state.save(step + 1, losses, cfg.steps)

@@ -14,22 +14,18 @@ def _tool(name):
     return str(BIN / name) if (BIN / name).exists() else shutil.which(name)
 
 
-def _nbdev_test(tmp_path, *args, timeout=1200):
+def test_nbdev_test_passes(tmp_path):
     # nbdev-test runs the notebooks in pool workers, which end without atexit: their scratch folders go with tmp_path;
     # the notebooks' small standalone runs are made once, stage by stage, and copied (cgddi.run.STANDALONE_CACHE)
     r = subprocess.run(
-        [_tool("nbdev-test"), "--n-workers", "2", *args],
+        [_tool("nbdev-test"), "--n-workers", "2"],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=1200,
         env=os.environ | {"TMPDIR": str(tmp_path), STANDALONE_CACHE: str(tmp_path / "standalone")},
     )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-
-
-def test_nbdev_test_passes(tmp_path):
-    _nbdev_test(tmp_path)
 
 
 @pytest.mark.parametrize("stage", list(stage_notebooks(ROOT / "nbs")))
