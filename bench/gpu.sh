@@ -7,11 +7,12 @@
 #   device run: command "bash bench/gpu.sh", carry [".gpu-wheels"], timeout_s 600
 #   device run: command "PART=shards bash bench/gpu.sh", the same carry      # a second call, or a later session
 #   device run: command "PART=ti bash bench/gpu.sh", the same carry          # the textual-inversion benches alone
+#   device run: command "PART=kandinsky bash bench/gpu.sh", the same carry   # the Kandinsky benches alone
 #   CHECK=1 OUT=/tmp/gpu-check bash bench/gpu.sh                           # here: the script on the CPU, tiny models
 #
 # PART=benches (the default): textual inversion (goal <= 60 s a disease on an H100: fp16, fp16 with 03's compile_unet,
 # then bf16 with a profile of where a step goes), Kandinsky inpainting (goal <= 2 s an image: 1 and 4 candidates a
-# call; three one-image processes at once), semantic sampling (PNDM 100 steps, the paper's; DPM-Solver++ 25 steps),
+# call; 4 and 8 frames a call, 01's batch_size; three one-image processes at once), semantic sampling (PNDM 100 steps, the paper's; DPM-Solver++ 25 steps),
 # LoRA. SD 2.1-base and Kandinsky are built from their architectures with random
 # weights (speed does not depend on them), once, under /dev/shm/cgddi-bench.
 # PART=shards: issue 27's "a 2-process run of each sharded stage" on the GPU: bench/shard.py --make-source runs 00-05
@@ -47,6 +48,14 @@ bench() {  # name, seconds, command...: run it under its limit unless the budget
   echo "== $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$OUT/$name.log"
 }
 
+summary() {  # each bench's own summary lines
+  echo
+  for f in "$@"; do
+    echo "== $f"
+    grep -E '^\||^device|s per image|exit|skipped|Error|error:' "$OUT/$f.log" | grep -v Warning | tail -15
+  done
+}
+
 if [ "${PART:-benches}" = shards ]; then
   params=params/default.yaml
   [ "${CHECK:-0}" = 1 ] && params=bench/check.yaml
@@ -59,31 +68,36 @@ fi
 if [ "${CHECK:-0}" = 1 ]; then  # the same benches, tiny and on the CPU: does the script run?
   ti="--tiny --device cpu --resolution 64 --lora-resolution 64 --steps 2 --warmup 1"
   kd="--tiny --device cpu --steps 2 --size 64 --images 1"
+  kd_batch="--tiny --device cpu --steps 2 --size 64 --images 2 --batch-sizes 2"
   sm="--tiny --device cpu --resolution 64 --images 2 --batches 2 --no-compile"
   sm_pndm=$sm
   sm_steps=(4 4)
 else
   ti="--steps 40 --warmup 5"
   kd="--images 3"
+  kd_batch="--images 8 --batch-sizes 4 8"
   sm="--images 32 --batches 8 32 --no-compile"
   sm_pndm="--images 8 --batches 8 --no-compile"  # its naive loop of 32 images alone is 148 s on an H200
   sm_steps=(100 25)
 fi
 
+kandinsky_batch() {
+  bench kandinsky_batch "${KD_S:-180}" $py bench/healthy.py $kd_batch --candidates 1 --root "$root/kandinsky"
+}
+if [ "${PART:-benches}" = kandinsky ]; then  # the Kandinsky goal alone: frames per call, then 4 candidates a call
+  kandinsky_batch
+  bench kandinsky "${KD_S:-180}" $py bench/healthy.py $kd --root "$root/kandinsky"
+  summary kandinsky_batch kandinsky
+  exit 0
+fi
 bench ti "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --root "$root/sd21"
 bench ti_compile "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --compile-unet --root "$root/sd21"
 bench ti_bf16 "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --precision bf16 --profile 10 --root "$root/sd21"
-summary() {  # each bench's own summary lines
-  echo
-  for f in "$@"; do
-    echo "== $f"
-    grep -E '^\||^device|s per image|exit|skipped|Error|error:' "$OUT/$f.log" | grep -v Warning | tail -15
-  done
-}
 if [ "${PART:-benches}" = ti ]; then  # the textual-inversion goal alone (its three benches, about 3-4 min on an H200)
   summary ti ti_compile ti_bf16
   exit 0
 fi
+kandinsky_batch
 bench kandinsky "${KD_S:-180}" $py bench/healthy.py $kd --root "$root/kandinsky"
 # several one-image processes on one GPU (01's num_processes above the number of GPUs): three at once, 1 candidate
 bench kandinsky_x3 "${KD_S:-180}" bash -c 'for i in 1 2 3; do "$0" bench/healthy.py "$@" --candidates 1 & done; wait' \
@@ -92,4 +106,4 @@ bench semantic_pndm "${SM_S:-120}" $py bench/semantic.py $sm_pndm --steps "${sm_
 bench semantic_dpmpp "${SM_S:-120}" $py bench/semantic.py $sm --steps "${sm_steps[1]}" --scheduler dpmpp --root "$root/sd21"
 bench lora "${LORA_S:-120}" $py bench/parametric_training.py --stages lora $ti --root "$root/sd21"
 
-summary ti ti_compile ti_bf16 kandinsky kandinsky_x3 semantic_pndm semantic_dpmpp lora
+summary ti ti_compile ti_bf16 kandinsky_batch kandinsky kandinsky_x3 semantic_pndm semantic_dpmpp lora

@@ -3,10 +3,13 @@
 Builds Kandinsky 2.2's prior and inpainting decoder from their published architectures with random weights
 (`cgddi.tiny.random_pipeline`; speed does not depend on the weights) and times `cgddi.healthy.Inpainter` — the
 class 01_healthy calls per image — on `--images` 256 px frames with a lesion-sized soft mask: 512 px, decoder
-100 steps, guidance 4 (paper F.1), `--candidates` samples per call. The prior runs once per run (the prompt is
-the same for every image); its cost is printed apart. Peak GPU memory is printed on a GPU.
+100 steps, guidance 4 (paper F.1), `--candidates` samples per call, and with `--batch-sizes` several frames of one
+candidate per call (01's `batch_size`: `Inpainter.batch`, through its workaround of huggingface/diffusers#13596, one
+throwaway image per call). The prior runs once per run (the prompt is the same for every image); its cost is printed
+apart. Peak GPU memory is printed on a GPU.
 
     python bench/healthy.py                                   # GPU, full size, 1 and 4 candidates per image
+    python bench/healthy.py --candidates 1 --batch-sizes 4 8 --images 16   # frames per call (01's batch_size)
     python bench/healthy.py --tiny --device cpu --steps 2 --size 64 --images 2 --candidates 1  # CPU check
 """
 
@@ -45,6 +48,13 @@ def main():
     ap.add_argument("--size", type=int, default=512, help="side the decoder works at (01's inpaint_size)")
     ap.add_argument("--images", type=int, default=8, help="images timed per configuration, after one warm-up image")
     ap.add_argument("--candidates", type=int, nargs="+", default=[1, 4], help="samples per image (01's n_candidates)")
+    ap.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[],
+        help="also: this many frames per call, 1 candidate each (01's batch_size; --images a multiple of each)",
+    )
     ap.add_argument(
         "--root",
         default=None,
@@ -86,34 +96,36 @@ def main():
     )
     frames = [frame_and_mask(i) for i in range(a.images + 1)]
     rows = []
-    for n in a.candidates:
+    for n, b in [(n, 1) for n in a.candidates] + [(1, b) for b in a.batch_sizes]:
         sync(a.device)
         t = time.perf_counter()
-        inpaint = Inpainter(dataclasses.replace(cfg, n_candidates=n))
+        inpaint = Inpainter(dataclasses.replace(cfg, n_candidates=n, batch_size=b))
         sync(a.device)
         setup = time.perf_counter() - t
-        inpaint(*frames[0], seed=0)  # warm-up
+        inpaint.batch(*zip(*frames[:b]), list(range(b)))  # warm-up, at the batch's shape
         if a.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         sync(a.device)
         t = time.perf_counter()
-        for i, (img, soft) in enumerate(frames[1:], 1):
-            out = inpaint(img, soft, seed=i)
+        timed = frames[1 : 1 + a.images // b * b]
+        for i in range(0, len(timed), b):
+            images, softs = zip(*timed[i : i + b])
+            out = inpaint.batch(list(images), list(softs), list(range(i + 1, i + 1 + b)))
         sync(a.device)
-        per = (time.perf_counter() - t) / a.images
-        assert len(out) == n and out[0].shape == (256, 256, 3)
+        per = (time.perf_counter() - t) / len(timed)
+        assert len(out) == b and len(out[0]) == n and out[0][0].shape == (256, 256, 3)
         mem = f"{torch.cuda.max_memory_allocated() / 2**30:.1f}" if a.device.startswith("cuda") else "n/a"
-        rows.append((n, per, per / n, setup, mem, inpaint.generator))
+        rows.append((n, b, per, per / n, setup, mem, inpaint.generator))
         del inpaint
         if a.device.startswith("cuda"):
             torch.cuda.empty_cache()
     print(
-        "\n| candidates per image | s per image | s per candidate | load + prior s | peak GPU memory (GiB) "
-        "|\n|---|---|---|---|---|"
+        "\n| candidates per image | images per call | s per image | s per candidate | load + prior s "
+        "| peak GPU memory (GiB) |\n|---|---|---|---|---|---|"
     )
-    for n, per, per_c, setup, mem, _ in rows:
-        print(f"| {n} | {per:.2f} | {per_c:.2f} | {setup:.1f} | {mem} |")
-    print(f"generator label: {rows[0][5]}")
+    for n, b, per, per_c, setup, mem, _ in rows:
+        print(f"| {n} | {b} | {per:.2f} | {per_c:.2f} | {setup:.1f} | {mem} |")
+    print(f"generator label: {rows[0][6]}")
     if a.tiny:
         print("(tiny random model: the figures check the script, they say nothing about a GPU)")
 

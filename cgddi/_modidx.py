@@ -290,6 +290,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'cgddi.healthy.Inpainter.__call__': ('healthy.html#inpainter.__call__', 'cgddi/healthy.py'),
                                'cgddi.healthy.Inpainter.__init__': ('healthy.html#inpainter.__init__', 'cgddi/healthy.py'),
                                'cgddi.healthy.Inpainter._kandinsky': ('healthy.html#inpainter._kandinsky', 'cgddi/healthy.py'),
+                               'cgddi.healthy.Inpainter._kandinsky_batch': ('healthy.html#inpainter._kandinsky_batch', 'cgddi/healthy.py'),
                                'cgddi.healthy.Inpainter.batch': ('healthy.html#inpainter.batch', 'cgddi/healthy.py'),
                                'cgddi.healthy._badness': ('healthy.html#_badness', 'cgddi/healthy.py'),
                                'cgddi.healthy._build_models': ('healthy.html#_build_models', 'cgddi/healthy.py'),

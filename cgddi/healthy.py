@@ -123,8 +123,8 @@ class HealthyConfig(StageConfig):
     prior_steps: int = 25  # Kandinsky prior steps (run once: the prompt is the same for every image)
     prior_guidance: float = 4.0  # Kandinsky prior guidance
     n_candidates: int = 1  # samples per image in one batch; the one with the best QC scores is kept
-    # images repainted per pipeline call (the same images as one at a time): sd_inpaint without mask_crop, n_candidates
-    # 1
+    # images repainted per pipeline call (the same images as one at a time): kandinsky, or sd_inpaint without
+    # mask_crop; n_candidates 1
     batch_size: int = 1
     seed: int = 0  # every image's noise follows from (seed, DDI id)
     device: str = "auto"  # auto (accelerate's device), cuda, cpu
@@ -155,14 +155,11 @@ class HealthyConfig(StageConfig):
             raise ValueError(f"n_candidates must be at least 1, got {self.n_candidates}.")
         if self.mask_crop is not None and self.backend != "sd_inpaint":
             raise ValueError(f"mask_crop works with backend sd_inpaint only (got {self.backend!r}); set it to null.")
-        if self.batch_size > 1 and (
-            self.backend != "sd_inpaint" or self.mask_crop is not None or self.n_candidates > 1
-        ):
+        if self.batch_size > 1 and (self.backend == "opencv" or self.mask_crop is not None or self.n_candidates > 1):
             raise ValueError(
-                f"batch_size {self.batch_size}: only sd_inpaint without mask_crop and with n_candidates 1 repaints "
-                "several images per call (diffusers' Kandinsky 2.2 inpainting pipeline blends every image of a batch "
-                "with the first image's kept region, huggingface/diffusers#13596; mask_crop crops around one mask; "
-                "candidates of one image share its generator); set batch_size: 1 and use num_processes to fill a GPU."
+                f"batch_size {self.batch_size}: only kandinsky, and sd_inpaint without mask_crop, with n_candidates 1 "
+                "repaint several images per call (the opencv backend has no batches; mask_crop crops around one mask; "
+                "candidates of one image share its generator); set batch_size: 1."
             )
 
     @property
@@ -299,6 +296,46 @@ class Inpainter:
         self.embeds = out.image_embeds, out.negative_image_embeds  # once for the whole run
         return model, prior
 
+    def _kandinsky_batch(
+        self,
+        common: dict,  # the pipeline call's arguments for these frames (`batch`), one candidate each
+        generators: list,  # the frames' generators
+    ) -> list:
+        """Several frames in one Kandinsky 2.2 decoder call, each as it comes out alone. diffusers' pipeline keeps the
+        *first* image's region in every image of a batch (huggingface/diffusers#13596), so a throwaway first image with
+        nothing to keep goes in front (the pipeline's own blend then changes nothing), and after every step each image
+        gets its own kept region back as the pipeline gives one image: `keep × noised image + (1 − keep) × latents`."""
+        from diffusers.pipelines.kandinsky2_2.pipeline_kandinsky2_2_inpainting import downscale_height_and_width
+        from diffusers.utils.torch_utils import randn_tensor
+
+        pipe, n = self.pipe, len(generators) + 1
+        h, w = downscale_height_and_width(common["height"], common["width"], pipe.movq_scale_factor)
+        shape, dtype = (1, pipe.movq.config.latent_channels, h, w), pipe.unet.dtype
+        # each frame's starting noise as its own call draws it; the throwaway's is never used
+        start = torch.cat(
+            [torch.zeros(shape, dtype=dtype, device=self.device)]
+            + [randn_tensor(shape, generator=g, device=torch.device(self.device), dtype=dtype) for g in generators]
+        )
+        noise = start * pipe.scheduler.init_noise_sigma  # the pipeline's `noise`
+
+        def reblend(p, i, t, kw):  # after the step and the pipeline's blend
+            keep, kept = kw["mask_image"][:n], kw["masked_image"][:n]  # (the second halves: guidance's copies)
+            ts = p.scheduler.timesteps
+            if i < len(ts) - 1:  # keep is 0 or 1: keep × noised(image) = noised(keep × image, keep × noise)
+                kept = p.scheduler.add_noise(kept, keep * noise, torch.tensor([ts[i + 1]]))
+            return {"latents": kept + (1 - keep) * kw["latents"]}
+
+        call = common | dict(
+            image=common["image"][:1] + common["image"],
+            mask_image=[np.ones_like(common["mask_image"][0])] + common["mask_image"],  # repaint all, keep nothing
+            generator=[torch.Generator(self.device).manual_seed(0)] + generators,  # the steps' noise, per image
+            latents=start,
+            callback_on_step_end=reblend,
+            callback_on_step_end_tensor_inputs=["latents", "masked_image", "mask_image"],
+        )
+        embeds = [e.repeat(n, *(1,) * (e.ndim - 1)) for e in self.embeds]
+        return pipe(image_embeds=embeds[0], negative_image_embeds=embeds[1], **call).images[1:]
+
     def __call__(
         self,
         image: np.ndarray,  # HxWx3 uint8 frame
@@ -324,7 +361,7 @@ class Inpainter:
                 for im, h, s in zip(images, hards, softs)
             ]
         # one frame per call (`batch_size`)
-        if len(images) > 1 and (cfg.backend == "kandinsky" or cfg.mask_crop is not None or k > 1):
+        if len(images) > 1 and (cfg.mask_crop is not None or k > 1):
             return [self.batch([im], [s], [d])[0] for im, s, d in zip(images, softs, seeds)]
         size = (cfg.inpaint_size, cfg.inpaint_size)
         # several frames: one candidate each, its own generator
@@ -349,7 +386,9 @@ class Inpainter:
                 image=[Image.fromarray(im).resize(size, Image.Resampling.BICUBIC) for im in images],
                 mask_image=[cv2.resize(h.astype(np.float32), size, interpolation=cv2.INTER_NEAREST) for h in hards],
             )
-        if cfg.backend == "kandinsky":
+        if cfg.backend == "kandinsky" and len(images) > 1:
+            out = self._kandinsky_batch(common, generators)
+        elif cfg.backend == "kandinsky":
             out = self.pipe(image_embeds=self.embeds[0], negative_image_embeds=self.embeds[1], **common).images
         else:
             out = self.pipe(
