@@ -8,6 +8,8 @@
 #   device run: command "PART=shards bash bench/gpu.sh", the same carry      # a second call, or a later session
 #   device run: command "PART=ti bash bench/gpu.sh", the same carry          # the textual-inversion benches alone
 #   device run: command "PART=kandinsky bash bench/gpu.sh", the same carry   # the Kandinsky benches alone
+#   device run: command "PART=goals bash bench/gpu.sh", the same carry       # the two open goals' new code, ~5 min:
+#     Kandinsky frames per call (kandinsky_batch), textual inversion fp16 without and with compile_unet
 #   CHECK=1 OUT=/tmp/gpu-check bash bench/gpu.sh                           # here: the script on the CPU, tiny models
 #
 # PART=benches (the default): textual inversion (goal <= 60 s a disease on an H100: fp16, fp16 with 03's compile_unet,
@@ -88,6 +90,13 @@ if [ "${PART:-benches}" = kandinsky ]; then  # the Kandinsky goal alone: frames 
   kandinsky_batch
   bench kandinsky "${KD_S:-180}" $py bench/healthy.py $kd --root "$root/kandinsky"
   summary kandinsky_batch kandinsky
+  exit 0
+fi
+if [ "${PART:-benches}" = goals ]; then  # what the open goals' untried code does, first: the most in one short call
+  kandinsky_batch
+  bench ti "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --root "$root/sd21"
+  bench ti_compile "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --compile-unet --root "$root/sd21"
+  summary kandinsky_batch ti ti_compile
   exit 0
 fi
 bench ti "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --root "$root/sd21"
