@@ -9,7 +9,8 @@
 #   device run: command "PART=ti bash bench/gpu.sh", the same carry          # the textual-inversion benches alone
 #   device run: command "PART=kandinsky bash bench/gpu.sh", the same carry   # the Kandinsky benches alone
 #   device run: command "PART=goals bash bench/gpu.sh", the same carry       # the two open goals' new code, ~5 min:
-#     Kandinsky frames per call (kandinsky_batch), textual inversion fp16 without and with compile_unet
+#     Kandinsky frames per call (kandinsky_batch), textual inversion fp16 without and with compile_unet (default
+#     mode, then reduce-overhead: CUDA graphs)
 #   CHECK=1 OUT=/tmp/gpu-check bash bench/gpu.sh                           # here: the script on the CPU, tiny models
 #
 # PART=benches (the default): textual inversion (goal <= 60 s a disease on an H100: fp16, fp16 with 03's compile_unet,
@@ -96,7 +97,9 @@ if [ "${PART:-benches}" = goals ]; then  # what the open goals' untried code doe
   kandinsky_batch
   bench ti "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --root "$root/sd21"
   bench ti_compile "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --compile-unet --root "$root/sd21"
-  summary kandinsky_batch ti ti_compile
+  bench ti_graphs "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --compile-unet \
+    --compile-mode reduce-overhead --root "$root/sd21"
+  summary kandinsky_batch ti ti_compile ti_graphs
   exit 0
 fi
 bench ti "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --root "$root/sd21"

@@ -13,6 +13,7 @@ latent caching. Whether it fits a 24 GB L4 is read off the peak memory.
     python bench/parametric_training.py --stages ti --profile 10 --precision bf16   # where a TI step spends its time
     python bench/parametric_training.py --mini       # CPU: the shipped mini at the default run's settings
     python bench/parametric_training.py --stages ti --compile-unet   # 03's compile_unet (the warm-up absorbs compiling)
+    python bench/parametric_training.py --stages ti --compile-unet --compile-mode reduce-overhead   # as CUDA graphs
 
 `--mini` times the shipped mini model at `params/default.yaml`'s settings (64 px; textual inversion batch 4, LoRA
 rank 4, batch 2 + 2 class images; 60 steps a disease): on a 2-core CPU its textual-inversion step is the machine's
@@ -31,7 +32,7 @@ from PIL import Image
 from diffusers import StableDiffusionPipeline
 from cgddi.diffusion import load_sd, instance_prompt, class_prompt, resolve_model
 from accelerate import PartialState
-from cgddi.textual_inversion import TIConfig, add_token, train_token
+from cgddi.textual_inversion import COMPILE_MODES, TIConfig, add_token, train_token
 from cgddi.lora import LoRAConfig, ImageSet, train_lora, prompt_embeds
 import sd21
 
@@ -87,6 +88,12 @@ def main():
     ap.add_argument(
         "--compile-unet", action="store_true", help="textual inversion with 03's compile_unet (torch.compile the UNet)"
     )
+    ap.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=list(COMPILE_MODES),
+        help="its torch.compile mode (03's compile_mode; reduce-overhead: CUDA graphs)",
+    )
     ap.add_argument("--stages", nargs="+", default=["ti", "lora"], choices=["ti", "lora"])
     ap.add_argument("--root", default=None)
     a = ap.parse_args()
@@ -116,12 +123,18 @@ def main():
             "<bench>",
             inst,
             tones[: len(inst)],
-            TIConfig(steps=n, batch_size=4, precision=a.precision, compile_unet=a.compile_unet),
+            TIConfig(
+                steps=n,
+                batch_size=4,
+                precision=a.precision,
+                compile_unet=a.compile_unet,
+                compile_mode=a.compile_mode,
+            ),
             progress=False,
         )
         per, setup = measure(ti, a.steps, a.warmup, a.device)
         mem = torch.cuda.max_memory_allocated() / 2**30 if a.device == "cuda" else float("nan")
-        label = f"{a.precision}, compiled UNet" if a.compile_unet else a.precision
+        label = f"{a.precision}, compiled UNet ({a.compile_mode})" if a.compile_unet else a.precision
         rows.append((f"textual inversion ({label})", f"4 @ {a.resolution} px", per, ti_steps, setup, mem))
         if a.profile:
             from torch.profiler import ProfilerActivity, profile

@@ -65,10 +65,14 @@ from cgddi.diffusion import (
 from .layout import DDI_TABLE, SPLITS, TEXTUAL_INVERSION
 
 # %% auto #0
-__all__ = ['TIConfig', 'ti_training_set', 'add_token', 'effective_lr', 'TokenRow', 'train_token', 'save_learned_embeds',
-           'generator_set_splits', 'train_textual_inversion', 'ti_progress']
+__all__ = ['COMPILE_MODES', 'TIConfig', 'ti_training_set', 'add_token', 'effective_lr', 'TokenRow', 'train_token',
+           'save_learned_embeds', 'generator_set_splits', 'train_textual_inversion', 'ti_progress']
 
 # %% ../nbs/03_textual_inversion.ipynb #cfgcls03
+# torch.compile modes of `compile_unet` (torch.compile's own names)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 @dataclass(kw_only=True)
 class TIConfig(StageConfig):
     "Settings of textual inversion (paper 3.4, E.6.1): CPU-safe defaults, the paper's values noted."
@@ -84,6 +88,7 @@ class TIConfig(StageConfig):
         "disease_settings",
         "num_processes",
         "compile_unet",
+        "compile_mode",
     )
     # what lowers its device memory, named when it runs out (`cgddi.config.memory_advice`)
     memory_knobs: ClassVar[dict] = dict(
@@ -106,6 +111,7 @@ class TIConfig(StageConfig):
         # checked with the params file, before any stage runs
         checkpoint_every=Between(0),
         precision=PRECISIONS,
+        compile_mode=COMPILE_MODES,
         num_processes=Between(1),
         # what one disease may set for itself: what shapes its token alone
         disease_settings=PerDisease(
@@ -154,6 +160,9 @@ class TIConfig(StageConfig):
     # torch.compile the frozen UNet, once for the stage: at SD 2.1-base's size on an H200 the GPU idles ~45 % of a step
     # while the host launches kernels (bench/README); the same computation, so not part of the token's settings
     compile_unet: bool = False
+    # torch.compile's mode for it: "reduce-overhead" replays the step's kernels as CUDA graphs (the launches the host
+    # sets the pace with); "max-autotune" also searches kernels (minutes); on a CPU all compile alike
+    compile_mode: str = "default"
     seed: int = 0  # holdout draw, batches and noise follow from it
     # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the diseases
     num_processes: int = 1
@@ -289,7 +298,7 @@ def train_token(
     if half != torch.float32:
         vae, unet = vae.to(dtype=half), unet.to(dtype=half)  # frozen: half precision is enough
     if cfg.compile_unet and getattr(unet, "_compiled_call_impl", None) is None:
-        unet.compile()  # in place: the stage's later diseases reuse the compiled graphs
+        unet.compile(mode=cfg.compile_mode)  # in place: the stage's later diseases reuse the compiled graphs
     vae.requires_grad_(False)
     unet.requires_grad_(False)
     te.requires_grad_(False)
