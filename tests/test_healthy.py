@@ -42,6 +42,31 @@ def test_kandinsky_path_on_tiny_models_writes_images(work_copy, tmp_path):
         assert (out[outside] == orig[outside]).all() and (out[~outside] != orig[~outside]).any()
 
 
+def test_kandinsky_in_batches_writes_every_image_and_resumes_at_another_batch_size(work_copy, tmp_path):
+    prior, decoder = tiny_kandinsky(tmp_path / "models")
+    cfg = HealthyConfig(
+        backend="kandinsky",
+        kandinsky_prior=str(prior),
+        kandinsky_decoder=str(decoder),
+        inpaint_size=64,
+        steps=2,
+        batch_size=3,
+        limit=4,  # a batch of 3 and one of 1
+    )
+    make_healthy(work_copy, cfg)
+    rows = read_manifest(work_copy, "healthy", kept_only=False)
+    assert len(rows) == 4
+    for r, f in zip(rows.sort_values("base_id").itertuples(), _frames(work_copy).head(4).itertuples()):
+        out, orig = np.asarray(Image.open(work_copy / r.image)), np.asarray(Image.open(work_copy / f.frame_path))
+        outside = inpaint_region(np.load(work_copy / f.frame_mask_path)) == 0
+        # each frame repainted inside its own region only (that each is the image it would be alone: 01's notebook)
+        assert (out[outside] == orig[outside]).all() and (out[~outside] != orig[~outside]).any()
+    # batch_size is not a setting of the images: one at a time finds them all done
+    stamps = {i: (work_copy / i).stat().st_mtime_ns for i in rows.image}
+    make_healthy(work_copy, dataclasses.replace(cfg, batch_size=1))
+    assert {i: (work_copy / i).stat().st_mtime_ns for i in rows.image} == stamps
+
+
 def test_sd_inpaint_path_on_tiny_model(work_copy, tmp_path):
     sd = tiny_sd(tmp_path / "sd", inpaint=True)
     cfg = HealthyConfig(backend="sd_inpaint", sd_inpaint_model=str(sd), inpaint_size=64, steps=2, limit=2)
