@@ -18,17 +18,21 @@ def _frames(work):
     return ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id")
 
 
-def test_kandinsky_path_on_tiny_models_writes_images(work_copy, tmp_path):
+def _tiny_kandinsky(tmp_path, **settings) -> HealthyConfig:
+    "The Kandinsky backend on tiny random models, 64 px, 2 steps, with `settings`."
     prior, decoder = tiny_kandinsky(tmp_path / "models")
-    cfg = HealthyConfig(
+    return HealthyConfig(
         backend="kandinsky",
         kandinsky_prior=str(prior),
         kandinsky_decoder=str(decoder),
         inpaint_size=64,
         steps=2,
-        n_candidates=2,
-        limit=3,
+        **settings,
     )
+
+
+def test_kandinsky_path_on_tiny_models_writes_images(work_copy, tmp_path):
+    cfg = _tiny_kandinsky(tmp_path, n_candidates=2, limit=3)
     sheet = make_healthy(work_copy, cfg)
     rows = read_manifest(work_copy, "healthy", kept_only=False)
     assert len(rows) == len(sheet) == 3 and rows.generator.str.contains(TINY_LABEL, regex=False).all()
@@ -43,16 +47,7 @@ def test_kandinsky_path_on_tiny_models_writes_images(work_copy, tmp_path):
 
 
 def test_kandinsky_in_batches_writes_every_image_and_resumes_at_another_batch_size(work_copy, tmp_path):
-    prior, decoder = tiny_kandinsky(tmp_path / "models")
-    cfg = HealthyConfig(
-        backend="kandinsky",
-        kandinsky_prior=str(prior),
-        kandinsky_decoder=str(decoder),
-        inpaint_size=64,
-        steps=2,
-        batch_size=3,
-        limit=4,  # a batch of 3 and one of 1
-    )
+    cfg = _tiny_kandinsky(tmp_path, batch_size=3, limit=4)  # a batch of 3 and one of 1
     make_healthy(work_copy, cfg)
     rows = read_manifest(work_copy, "healthy", kept_only=False)
     assert len(rows) == 4
