@@ -87,6 +87,11 @@ fi
 kandinsky_batch() {
   bench kandinsky_batch "${KD_S:-180}" $py bench/healthy.py $kd_batch --candidates 1 --root "$root/kandinsky"
 }
+ti_bench() {  # name, extra options: a textual-inversion bench
+  local name=$1
+  shift
+  bench "$name" "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti "$@" --root "$root/sd21"
+}
 if [ "${PART:-benches}" = kandinsky ]; then  # the Kandinsky goal alone: frames per call, then 4 candidates a call
   kandinsky_batch
   bench kandinsky "${KD_S:-180}" $py bench/healthy.py $kd --root "$root/kandinsky"
@@ -95,16 +100,15 @@ if [ "${PART:-benches}" = kandinsky ]; then  # the Kandinsky goal alone: frames 
 fi
 if [ "${PART:-benches}" = goals ]; then  # what the open goals' untried code does, first: the most in one short call
   kandinsky_batch
-  bench ti "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --root "$root/sd21"
-  bench ti_compile "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --compile-unet --root "$root/sd21"
-  bench ti_graphs "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --compile-unet \
-    --compile-mode reduce-overhead --root "$root/sd21"
+  ti_bench ti
+  ti_bench ti_compile --compile-unet
+  ti_bench ti_graphs --compile-unet --compile-mode reduce-overhead
   summary kandinsky_batch ti ti_compile ti_graphs
   exit 0
 fi
-bench ti "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --root "$root/sd21"
-bench ti_compile "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --compile-unet --root "$root/sd21"
-bench ti_bf16 "${TI_S:-150}" $py bench/parametric_training.py --stages ti $ti --precision bf16 --profile 10 --root "$root/sd21"
+ti_bench ti
+ti_bench ti_compile --compile-unet
+ti_bench ti_bf16 --precision bf16 --profile 10
 if [ "${PART:-benches}" = ti ]; then  # the textual-inversion goal alone (its three benches, about 3-4 min on an H200)
   summary ti ti_compile ti_bf16
   exit 0

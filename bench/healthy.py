@@ -61,6 +61,8 @@ def main():
         help="folder for the random models (kept between runs); default: a temp folder (/dev/shm is fastest)",
     )
     a = ap.parse_args()
+    if too_big := [b for b in a.batch_sizes if b > a.images]:
+        ap.error(f"--batch-sizes {too_big[0]} is more than --images {a.images}: nothing would be timed")
     root = Path(a.root or tempfile.mkdtemp(prefix="cgddi-bench-"))
     t = time.perf_counter()
     if a.tiny:

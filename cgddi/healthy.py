@@ -308,13 +308,13 @@ class Inpainter:
         from diffusers.pipelines.kandinsky2_2.pipeline_kandinsky2_2_inpainting import downscale_height_and_width
         from diffusers.utils.torch_utils import randn_tensor
 
-        pipe, n = self.pipe, len(generators) + 1
+        pipe, n, dev = self.pipe, len(generators) + 1, torch.device(self.device)
         h, w = downscale_height_and_width(common["height"], common["width"], pipe.movq_scale_factor)
         shape, dtype = (1, pipe.movq.config.latent_channels, h, w), pipe.unet.dtype
         # each frame's starting noise as its own call draws it; the throwaway's is never used
         start = torch.cat(
-            [torch.zeros(shape, dtype=dtype, device=self.device)]
-            + [randn_tensor(shape, generator=g, device=torch.device(self.device), dtype=dtype) for g in generators]
+            [torch.zeros(shape, dtype=dtype, device=dev)]
+            + [randn_tensor(shape, generator=g, device=dev, dtype=dtype) for g in generators]
         )
         noise = start * pipe.scheduler.init_noise_sigma  # the pipeline's `noise`
 
