@@ -307,14 +307,7 @@ class AutoMaskConfig(StageConfig):
     frame_mode: str = "resize"  # how images enter the frame (00_data's own setting)
     unhashed: ClassVar[tuple] = ("masks",)  # which images use an auto mask; no mask changes with it
     local_files: ClassVar[tuple] = ("sam_model",)  # a local SAM folder is hashed by its content, not its path
-
-    def __post_init__(self):
-        if self.masks not in MASK_MODES:
-            raise ValueError(f"masks {self.masks!r} unknown; use one of {MASK_MODES}")
-        if self.auto_mask_backend not in AUTO_BACKENDS:
-            raise ValueError(f"auto_mask_backend {self.auto_mask_backend!r} unknown; use one of {AUTO_BACKENDS}")
-        if self.frame_mode not in FRAME_MODES:
-            raise ValueError(f"frame mode {self.frame_mode!r} unknown; use one of {FRAME_MODES}")
+    allowed: ClassVar[dict] = dict(masks=MASK_MODES, auto_mask_backend=AUTO_BACKENDS, frame_mode=FRAME_MODES)
 
 
 def _code_hash() -> str:

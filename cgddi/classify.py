@@ -160,6 +160,7 @@ class ClassifyConfig(StageConfig):
         num_workers=Between(0),
         cache_images=Between(0),
         train_tones=tuple(TONE_ORDER),
+        external_test=tuple(EXTERNAL_SETS),
         num_processes=Between(1),
         precision=PRECISIONS,
     )
@@ -260,18 +261,11 @@ class ClassifyConfig(StageConfig):
         }
 
     def __post_init__(self):
-        bad = sorted(set(self.experiments) - set(EXPERIMENTS))
-        if bad:
-            raise ValueError(f"experiment(s) {bad} unknown; use {list(EXPERIMENTS)}.")
-        for m in [*self.real_methods, self.synthetic_method]:
-            if m not in METHODS:
-                raise ValueError(f"method {m!r} unknown; use one of {METHODS}.")
-        if self.train_tones is not None and (not self.train_tones or set(self.train_tones) - set(TONE_ORDER)):
-            raise ValueError(f"train_tones {self.train_tones!r}: name one or more of {TONE_ORDER}, or None for all.")
+        super().__post_init__()  # each value against `allowed`
+        if self.train_tones is not None and not self.train_tones:
+            raise ValueError(f"train_tones is empty: name one or more of {TONE_ORDER}, or None for all.")
         if self.crop > self.resize:  # CenterCrop would pad every image with a black border
             raise ValueError(f"crop {self.crop} is larger than resize {self.resize}; use crop <= resize.")
-        if self.external_test not in (None, *EXTERNAL_SETS):
-            raise ValueError(f"external_test {self.external_test!r} unknown; use one of {list(EXTERNAL_SETS)} or None.")
 
 # %% ../nbs/06_classify.ipynb #3df6f21f
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

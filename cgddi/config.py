@@ -5,7 +5,7 @@ content hashes that name a file's version."""
 
 # %% ../nbs/00j_config.ipynb #cfg01
 from __future__ import annotations
-import atexit, contextlib, difflib, hashlib, json, os, re, shutil, tempfile
+import atexit, contextlib, difflib, hashlib, json, numbers, os, re, shutil, tempfile
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
@@ -125,6 +125,8 @@ class Between:
     open_lo: bool = False
 
     def __contains__(self, x) -> bool:
+        if not isinstance(x, numbers.Real):  # "10" or [1] is no number, so lies in no range
+            return False
         return (self.lo is None or (x > self.lo if self.open_lo else x >= self.lo)) and (
             self.hi is None or x <= self.hi
         )
@@ -227,7 +229,9 @@ class ModelRef(Rule):
         value,  # the setting's value
     ) -> str | None:
         "Why `value` names no model, or None when it may (whether a hub id exists is known only when it loads)."
-        if not isinstance(value, str) or value in self.names or Path(value).expanduser().is_dir():
+        if not isinstance(value, str) or value in self.names or value in dict(self.shipped):
+            return None
+        if Path(value).expanduser().is_dir():
             return None
         if re.fullmatch(r"[\w.-]+/[\w.-]+", value):
             return None
@@ -335,12 +339,18 @@ class StageConfig:
         "Disease slug -> its own settings (empty for a config without `disease_settings`)."
         return getattr(self, "disease_settings", None) or {}
 
-    def check_disease_settings(self):
-        "Raise a ValueError when `disease_settings` (if the config has it) sets what its `allowed` rule refuses."
-        if self._disease_settings and (
-            why := value_error("disease_settings", self.disease_settings, self.allowed["disease_settings"])
-        ):
-            raise ValueError(f"{type(self).__name__}: {why}.")
+    def __post_init__(self):
+        self.check_allowed()
+
+    def check_allowed(self):
+        """Raise one ValueError naming every field whose value its `allowed` rule refuses: a config built in Python
+        (`TIConfig(precision="fast")`) is checked as a params file is, when it is made, not when its stage fails."""
+        own = {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}  # None: the default's
+        if errors := self.value_errors(own):
+            raise ValueError(
+                f"{type(self).__name__}: {'; '.join(errors)}. Set it in the stage's section of the params file (or the "
+                "notebook's parameters cell, or where the config is built)."
+            )
 
     def for_disease(
         self,

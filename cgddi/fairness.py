@@ -75,10 +75,6 @@ class FairnessConfig(StageConfig):
     tone_fidelity_max_images: int | None = 1000
     published_counts: bool = True  # Table 7: add the paper's published tone counts of F17k and SCIN
 
-    def __post_init__(self):
-        if self.quality_features not in QUALITY_FEATURES:
-            raise ValueError(f"quality features {self.quality_features!r} unknown; use one of {QUALITY_FEATURES}.")
-
 # %% ../nbs/07_fairness.ipynb #66615a49
 CLASSES = (0, 1)  # benign, malignant
 CLASS_NAMES = {0: "benign", 1: "malignant"}

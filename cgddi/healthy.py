@@ -39,7 +39,7 @@ from cgddi.manifest import (
     manifest_dir,
     refresh_index,
 )
-from .config import Between, ModelRef, StageConfig, seed_of, file_hash, memory_advice, value_error
+from .config import Between, ModelRef, StageConfig, seed_of, file_hash, memory_advice
 from .report import atomic_path, progress_bar
 from .shard import Share, launch, stage_cli
 from cgddi.diffusion import (
@@ -147,12 +147,7 @@ class HealthyConfig(StageConfig):
     num_processes: int = 1
 
     def __post_init__(self):
-        if self.backend not in BACKENDS:
-            raise ValueError(f"inpainting backend {self.backend!r} unknown; use one of {BACKENDS}.")
-        if why := value_error("scheduler", self.scheduler, self.allowed["scheduler"]):
-            raise ValueError(f"{why}, or null for the model's own sampler.")
-        if self.n_candidates < 1:
-            raise ValueError(f"n_candidates must be at least 1, got {self.n_candidates}.")
+        super().__post_init__()  # each value against `allowed`
         if self.mask_crop is not None and self.backend != "sd_inpaint":
             raise ValueError(f"mask_crop works with backend sd_inpaint only (got {self.backend!r}); set it to null.")
         if self.batch_size > 1 and (self.backend == "opencv" or self.mask_crop is not None or self.n_candidates > 1):

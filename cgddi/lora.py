@@ -155,9 +155,6 @@ class LoRAConfig(StageConfig):
     # more than 1: `accelerate launch` this many processes (one per GPU), each training its share of the adapters
     num_processes: int = 1
 
-    def __post_init__(self):
-        self.check_disease_settings()
-
 # %% ../nbs/04_lora.ipynb #3c347d64
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 

@@ -155,18 +155,6 @@ class SemanticConfig(StageConfig):
     seed: int = 0  # every image's noise follows from (seed, canvas, disease, tone, r)
     n_show: int = 2  # diseases shown in the Figure 2 panel
 
-    def __post_init__(self):
-        if self.ruler not in RULER_MODES:
-            raise ValueError(f"ruler {self.ruler!r} unknown; use one of {RULER_MODES}.")
-        if self.prompt_template not in PROMPT_TEMPLATES:
-            raise ValueError(f"prompt_template {self.prompt_template!r} unknown; use one of {list(PROMPT_TEMPLATES)}.")
-        if self.plan_mode not in PLAN_MODES:
-            raise ValueError(f"plan mode {self.plan_mode!r} unknown; use one of {PLAN_MODES}.")
-        if self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be at least 1; got {self.chunk_size}.")
-        if self.plan_mode == "full" and self.repeats < 1:
-            raise ValueError(f"repeats must be at least 1; got {self.repeats}.")
-
 # %% ../nbs/05_semantic.ipynb #58ecc08a
 def _check_tones(tones) -> list:
     bad = [t for t in tones if t not in TONE_ORDER]

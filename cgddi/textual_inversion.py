@@ -168,11 +168,7 @@ class TIConfig(StageConfig):
     num_processes: int = 1
 
     def __post_init__(self):
-        self.check_disease_settings()
-        if not 0 <= self.holdout_frac < 1:
-            raise DataError(f"holdout_frac must lie in [0, 1); got {self.holdout_frac}.")
-        if self.generators not in GENERATORS:
-            raise ValueError(f"generators {self.generators!r} unknown; use one of {GENERATORS}.")
+        super().__post_init__()  # each value against `allowed`, `disease_settings` included
 
 # %% ../nbs/03_textual_inversion.ipynb #d7d4dae1
 def ti_training_set(

@@ -220,10 +220,14 @@ def test_bad_predictions_name_the_file(tmp_path):
 
 
 def test_unknown_experiment_or_method():
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(ValueError, match=r"key 'experiments' = \['exp3'\] must be one of \['real', 'exp1'"):
         dataclasses.replace(CFG, seeds=[36], experiments=["exp3"])
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(ValueError, match=r"key 'real_methods' = \['svm'\] must be one of"):
         dataclasses.replace(CFG, seeds=[36], experiments=["real"], real_methods=["svm"])
+    with pytest.raises(ValueError, match=r"key 'external_test' = 'f18k' must be one of \['f17k'\] \(did you mean"):
+        dataclasses.replace(CFG, external_test="f18k")
+    with pytest.raises(ValueError, match="train_tones is empty"):
+        dataclasses.replace(CFG, train_tones=[])
 
 
 def _benchmark_cfg(**changes) -> ClassifyConfig:

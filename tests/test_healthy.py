@@ -149,7 +149,7 @@ def test_corrupt_frame_names_the_file(work_copy):
 
 
 def test_bad_backend_settings():
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(ValueError, match="key 'backend' = 'dalle' must be one of"):
         HealthyConfig(backend="dalle")
     with pytest.raises(ValueError, match="n_candidates"):
         HealthyConfig(n_candidates=0)
