@@ -148,13 +148,13 @@ def did_you_mean(
 
 def value_error(
     key: str,  # the setting
-    value,  # its value (a list: each element is checked)
+    value,  # its value (a list or tuple: each element is checked)
     allowed,  # a tuple of allowed values, a `Between` or a `Rule`
 ) -> str | None:
     "Why `value` is not allowed for `key`, or None when it is."
     if isinstance(allowed, Rule):
         return None if (why := allowed.why_not(value)) is None else f"key {key!r}: {why}"
-    bad = [v for v in (value if isinstance(value, list) else [value]) if v is not None and v not in allowed]
+    bad = [v for v in (value if isinstance(value, (list, tuple)) else [value]) if v is not None and v not in allowed]
     if not bad:
         return None
     near = did_you_mean(bad[0], allowed) if isinstance(allowed, tuple) and isinstance(bad[0], str) else ""
