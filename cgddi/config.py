@@ -345,8 +345,14 @@ class StageConfig:
     def check_allowed(self):
         """Raise one ValueError naming every field whose value its `allowed` rule refuses: a config built in Python
         (`TIConfig(precision="fast")`) is checked as a params file is, when it is made, not when its stage fails."""
-        own = {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}  # None: the default's
-        if errors := self.value_errors(own):
+        errors = [
+            why + (", or null" if f.default is None else "")  # a field whose default is None takes null too
+            for f in fields(self)
+            if f.name in self.allowed
+            and (v := getattr(self, f.name)) is not None
+            and (why := value_error(f.name, v, self.allowed[f.name]))
+        ]
+        if errors:
             raise ValueError(
                 f"{type(self).__name__}: {'; '.join(errors)}. Set it in the stage's section of the params file (or the "
                 "notebook's parameters cell, or where the config is built)."
