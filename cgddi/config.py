@@ -284,7 +284,8 @@ class StageConfig:
     "What the stage configs share: built from a notebook's flat parameters, and hashed for resume."
 
     unhashed: ClassVar[tuple] = ()  # fields that select or schedule outputs without changing any one of them
-    # field -> its allowed values (a tuple) or numbers (a `Between`), checked with the params file
+    # field -> its allowed values (a tuple), numbers (a `Between`) or a `Rule`: checked with the params file, and
+    # when a config is made (`check_allowed`)
     allowed: ClassVar[dict] = {}
     # field -> how changing it lowers the device memory the stage needs (named when the stage runs out of memory)
     memory_knobs: ClassVar[dict] = {}
