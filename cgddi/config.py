@@ -14,9 +14,9 @@ import numpy as np
 from .report import atomic_path
 
 # %% auto #0
-__all__ = ['params_hash', 'content_fingerprint', 'local_identity', 'Between', 'did_you_mean', 'value_error', 'Rule', 'PerDisease',
-           'ModelRef', 'Architecture', 'StageConfig', 'own_settings_note', 'OutOfMemory', 'is_out_of_memory',
-           'memory_message', 'memory_advice', 'seed_of', 'link_or_copy', 'file_hash', 'scratch_dir']
+__all__ = ['params_hash', 'content_fingerprint', 'local_identity', 'Between', 'did_you_mean', 'value_error', 'accepts', 'Rule',
+           'PerDisease', 'ModelRef', 'Architecture', 'StageConfig', 'own_settings_note', 'OutOfMemory',
+           'is_out_of_memory', 'memory_message', 'memory_advice', 'seed_of', 'link_or_copy', 'file_hash', 'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
 def params_hash(
@@ -159,6 +159,34 @@ def value_error(
         return None
     near = did_you_mean(bad[0], allowed) if isinstance(allowed, tuple) and isinstance(bad[0], str) else ""
     return f"key {key!r} = {value!r} must be {_describe(allowed)}{near}"
+
+
+_KINDS = {  # a declared type -> what fits it (from a params file: str, int, float, bool, list, dict; from Python, more)
+    "str": (str, os.PathLike),
+    "int": (numbers.Integral,),
+    "float": (numbers.Real,),
+    "bool": (bool, np.bool_),
+    "list": (list, tuple),
+    "dict": (dict,),
+}
+
+
+def accepts(
+    type_name: str,  # a declared type: `int`, `Optional[str]` (papermill's name), `list | None` (a dataclass's), ...
+    value,  # a value from a params file or a config's field
+) -> bool:
+    "Whether `value` fits `type_name` (ints fit floats; bools fit only bool; unknown types are not checked)."
+    t = type_name.replace(" ", "")
+    optional = t.startswith("Optional[") or "|None" in f"|{t}|"
+    t = t[len("Optional[") : -1] if t.startswith("Optional[") else "|".join(p for p in t.split("|") if p != "None")
+    if value is None:
+        return optional or t in ("None", "")
+    ok = _KINDS.get(t.split("[")[0])
+    if ok is None:
+        return True
+    if isinstance(value, (bool, np.bool_)) and t != "bool":
+        return False
+    return isinstance(value, ok)
 
 
 def _describe(rule) -> str:
@@ -344,15 +372,17 @@ class StageConfig:
         self.check_allowed()
 
     def check_allowed(self):
-        """Raise one ValueError naming every field whose value its `allowed` rule refuses: a config built in Python
-        (`TIConfig(precision="fast")`) is checked as a params file is, when it is made, not when its stage fails."""
-        errors = [
-            why + (", or null" if f.default is None else "")  # a field whose default is None takes null too
-            for f in fields(self)
-            if f.name in self.allowed
-            and (v := getattr(self, f.name)) is not None
-            and (why := value_error(f.name, v, self.allowed[f.name]))
-        ]
+        """Raise one ValueError naming every field whose value is not of its declared type, or that its `allowed` rule
+        refuses: a config built in Python (`TIConfig(precision="fast")`) is checked as a params file is, when it is
+        made, not when its stage fails."""
+        errors = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            if not accepts(typ, v):  # `seeds=36` for a list, `protocols="clean"` (its letters would be iterated)
+                errors.append(f"key {f.name!r} = {v!r} is not {typ}")
+            elif v is not None and f.name in self.allowed and (why := value_error(f.name, v, self.allowed[f.name])):
+                errors.append(why + (", or null" if f.default is None else ""))  # a default of None takes null too
         if errors:
             raise ValueError(
                 f"{type(self).__name__}: {'; '.join(errors)}. Set it in the stage's section of the params file (or the "

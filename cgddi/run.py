@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 import cgddi
 from dataclasses import dataclass
-from .config import did_you_mean, scratch_dir, value_error
+from .config import accepts, did_you_mean, scratch_dir, value_error
 from cgddi.report import (
     BENCHMARK_NOTICE,
     PROGRESS_ENV,
@@ -30,9 +30,9 @@ from .layout import DDI_TABLE
 # %% auto #0
 __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'SUMMARY_TABLES', 'RUN_FACTS', 'STANDALONE',
            'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks',
-           'declared_parameters', 'accepts', 'load_params', 'check_params', 'Stage', 'value_rules', 'rules_cache',
-           'stage_config', 'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance', 'earlier_stages',
-           'check_inputs', 'check_started', 'run', 'main', 'stage_parameters', 'status', 'standalone']
+           'declared_parameters', 'load_params', 'check_params', 'Stage', 'value_rules', 'rules_cache', 'stage_config',
+           'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'check_inputs',
+           'check_started', 'run', 'main', 'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -65,7 +65,6 @@ def stage_notebooks(
     return {p.stem: p for p in sorted(Path(nbs_dir).glob("*.ipynb")) if re.fullmatch(r"\d\d_\w+", p.stem)}
 
 # %% ../nbs/00b_run.ipynb #b79845ea
-_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "list": (list,), "dict": (dict,)}
 _PATH_KEY = re.compile(r".*_(dir|root|path|file)$")
 
 
@@ -87,25 +86,6 @@ def declared_parameters(
     found = {k: v["inferred_type_name"] for k, v in pm.inspect_notebook(str(nb)).items()}
     _keep(kept, json.dumps(found).encode())  # in place of what the notebook declared before an edit
     return found
-
-
-def accepts(
-    type_name: str,  # a declared type: `int`, `float`, `Optional[str]`, `list`, ...
-    value,  # a value from a params file
-) -> bool:
-    "Whether `value` fits `type_name` (ints fit floats; bools fit only bool; unknown types are not checked)."
-    t = type_name.replace(" ", "")
-    optional = t.startswith("Optional[")
-    if optional:
-        t = t[len("Optional[") : -1]
-    if value is None:
-        return optional or t == "None"
-    ok = _TYPES.get(t.split("[")[0])
-    if ok is None:
-        return True
-    if isinstance(value, bool) and bool not in ok:
-        return False
-    return isinstance(value, ok)
 
 
 def load_params(path) -> dict:
