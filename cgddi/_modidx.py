@@ -122,7 +122,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'cgddi.config.StageConfig.hashed_settings': ('config.html#stageconfig.hashed_settings', 'cgddi/config.py'),
                               'cgddi.config.StageConfig.params_hash': ('config.html#stageconfig.params_hash', 'cgddi/config.py'),
                               'cgddi.config.StageConfig.settings': ('config.html#stageconfig.settings', 'cgddi/config.py'),
-                              'cgddi.config.StageConfig.value_errors': ('config.html#stageconfig.value_errors', 'cgddi/config.py'),
                               'cgddi.config._describe': ('config.html#_describe', 'cgddi/config.py'),
                               'cgddi.config._device_memory': ('config.html#_device_memory', 'cgddi/config.py'),
                               'cgddi.config._file_sample': ('config.html#_file_sample', 'cgddi/config.py'),

@@ -177,8 +177,9 @@ def accepts(
 ) -> bool:
     "Whether `value` fits `type_name` (ints fit floats; bools fit only bool; unknown types are not checked)."
     t = type_name.replace(" ", "")
-    optional = t.startswith("Optional[") or "|None" in f"|{t}|"
-    t = t[len("Optional[") : -1] if t.startswith("Optional[") else "|".join(p for p in t.split("|") if p != "None")
+    parts = t.split("|")
+    optional = t.startswith("Optional[") or "None" in parts
+    t = t[len("Optional[") : -1] if t.startswith("Optional[") else "|".join(p for p in parts if p != "None")
     if value is None:
         return optional or t in ("None", "")
     ok = _KINDS.get(t.split("[")[0])
@@ -320,14 +321,6 @@ class StageConfig:
     # fields naming local files or folders (or mappings or lists of them) that are hashed by content, not by path, as
     # are the fields whose `allowed` rule is a `ModelRef`
     local_files: ClassVar[tuple] = ()
-
-    @classmethod
-    def value_errors(
-        cls,
-        params: dict,  # a stage's flat parameters (others are ignored)
-    ) -> list[str]:
-        "What in `params` lies outside the values the config allows (empty: nothing)."
-        return [m for k, a in cls.allowed.items() if k in params and (m := value_error(k, params[k], a))]
 
     @classmethod
     def from_params(
