@@ -166,7 +166,7 @@ class ClassifyConfig(StageConfig):
     )
     # faithful: model chosen on the test split (as the reference); clean: on a validation part
     protocols: list = field(default_factory=lambda: ["faithful", "clean"])
-    seeds: list | None = None  # split seeds; None: every seed 00_data wrote
+    seeds: list[int] | None = None  # split seeds; None: every seed 00_data wrote
     # classifiers trained on real images (Table 2's first rows)
     real_methods: list = field(default_factory=lambda: list(METHODS))
     # classifier of Exp. 1, Exp. 2 and the ablations (the paper: ViT-B/16 PatchAlign)

@@ -175,19 +175,24 @@ def accepts(
     type_name: str,  # a declared type: `int`, `Optional[str]` (papermill's name), `list | None` (a dataclass's), ...
     value,  # a value from a params file or a config's field
 ) -> bool:
-    "Whether `value` fits `type_name` (ints fit floats; bools fit only bool; unknown types are not checked)."
+    """Whether `value` fits `type_name` (ints fit floats; bools fit only bool; a `list[int]`'s elements are checked
+    too; unknown types are not checked)."""
     t = type_name.replace(" ", "")
     parts = t.split("|")
     optional = t.startswith("Optional[") or "None" in parts
     t = t[len("Optional[") : -1] if t.startswith("Optional[") else "|".join(p for p in parts if p != "None")
     if value is None:
         return optional or t in ("None", "")
-    ok = _KINDS.get(t.split("[")[0])
+    kind, _, element = t.partition("[")
+    ok = _KINDS.get(kind)
     if ok is None:
         return True
-    if isinstance(value, (bool, np.bool_)) and t != "bool":
+    if isinstance(value, (bool, np.bool_)) and kind != "bool":
         return False
-    return isinstance(value, ok)
+    if not isinstance(value, ok):
+        return False
+    # `seeds: [S36]` (the paper's name for a split) would fail deep inside a stage, as `cfg.seed + "S36"`
+    return kind != "list" or not element or all(accepts(element[:-1], v) for v in value)
 
 
 def _describe(rule) -> str:
@@ -371,7 +376,7 @@ class StageConfig:
         errors = []
         for f in fields(self):
             v = getattr(self, f.name)
-            typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            typ = f.type.__name__ if isinstance(f.type, type) else str(f.type)  # list[int] names itself "list"
             if not accepts(typ, v):  # `seeds=36` for a list, `protocols="clean"` (its letters would be iterated)
                 errors.append(f"key {f.name!r} = {v!r} is not {typ}")
             elif v is not None and f.name in self.allowed and (why := value_error(f.name, v, self.allowed[f.name])):

@@ -608,7 +608,7 @@ class DataConfig(StageConfig):
     benchmark_seed: int = 0  # embedded benchmark: seed
     # embedded benchmark: images of its F17k-layout external test set (work_dir/external/f17k; 0: none)
     benchmark_external: int = 24
-    split_seeds: list = field(default_factory=lambda: list(SPLIT_SEEDS))  # the paper's S36..S40
+    split_seeds: list[int] = field(default_factory=lambda: list(SPLIT_SEEDS))  # the paper's S36..S40
     test_size: float = 0.2  # fraction of all images held out for testing
     val_size: float = 0.1  # clean mode: fraction of the training side kept for validation
     n_grid: int = 9  # images in the mask-overlay figure

@@ -70,3 +70,34 @@ def test_a_model_copied_elsewhere_keeps_the_outputs_made_with_it(tmp_path):
         assert cls(**{key: str(copy)}, **other).params_hash() == mini, stage
         assert cls(**{key: str(retrained)}, **other).params_hash() != mini, stage
         assert cls(**{key: "tiny"}, **other).params_hash() != mini, stage
+
+
+def _type_name(t: str) -> str:
+    "A declared type in one spelling: `Optional[list[int]]` and `list[int] | None` alike."
+    t = t.replace(" ", "")
+    if t.startswith("Optional["):
+        t = t[len("Optional[") : -1] + "|None"
+    return "|".join(sorted(t.split("|")))
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_config_fields_have_the_notebook_parameters_types(stage):
+    "A params file is checked against the notebook's types, a config built in Python against its fields': the same."
+    declared = pm.inspect_notebook(str(ROOT / "nbs" / f"{stage}.ipynb"))
+    fields = {f.name: f.type for f in dataclasses.fields(stage_config(stage))}
+    differ = {
+        k: (v["inferred_type_name"], fields[k])
+        for k, v in declared.items()
+        if k in fields and _type_name(v["inferred_type_name"]) != _type_name(str(fields[k]))
+    }
+    assert differ == {}, f"types differ (notebook, config): {differ}"
+
+
+def test_list_elements_are_checked():
+    "A split seed given by the paper's name fails when the config is made, not as `cfg.seed + 'S36'` in a run."
+    cls = stage_config("06_classify")
+    with pytest.raises(ValueError, match=r"key 'seeds' = \['S36'\] is not list\[int\] \| None"):
+        cls(seeds=["S36"])
+    assert cls(seeds=(36, 37)).seeds == (36, 37)
+    with pytest.raises(ValueError, match=r"key 'split_seeds' = \[36, 37.0\] is not list\[int\]"):
+        stage_config("00_data")(split_seeds=[36, 37.0])

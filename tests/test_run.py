@@ -214,7 +214,14 @@ def test_failing_stage_names_notebook_and_cell(tmp_path, cgddi_here):
             "stages:\n  00_data:\n    benchmark_n_images: many\n",
             "'benchmark_n_images' = 'many' is not int, as declared in 00_data.ipynb",
         ),
-        ("stages:\n  00_data:\n    split_seeds: 36\n", "'split_seeds' = 36 is not list, as declared in 00_data.ipynb"),
+        (
+            "stages:\n  00_data:\n    split_seeds: 36\n",
+            "'split_seeds' = 36 is not list[int], as declared in 00_data.ipynb",
+        ),
+        (  # the paper's names for the splits are not what a stage reads
+            "stages:\n  06_classify:\n    seeds: [S36, S37]\n",
+            "'seeds' = ['S36', 'S37'] is not Optional[list[int]], as declared in 06_classify.ipynb",
+        ),
         ("stages:\n  09_nothing:\n    x: 1\n", "unknown stage '09_nothing'"),
         ("work_dir: [unclosed\n", "not valid YAML"),
         (
