@@ -17,7 +17,8 @@ unless `--layout` picks one; `--resnet`/`--global-pool` time another timm ResNet
         --images 57 --steps 30                                 # the benchmark's classifier (params/default.yaml)
 
 bf16 on the CPU was faster on an Intel Xeon with AMX (bench/README); on another CPU time it against fp32 in two calls,
-`--precision fp32` then `--precision bf16`.
+`--precision fp32` then `--precision bf16`. `--compile` times the step under `torch.compile` (its first step, the
+compilation, printed apart).
 """
 
 import argparse, dataclasses, time
@@ -40,6 +41,7 @@ def main():
     ap.add_argument("--resnet", default="resnet18.tv_in1k", help="timm name of the baseline/FairDisCo ResNet")
     ap.add_argument("--global-pool", default=None, help="the ResNet's pooling, e.g. avgmax (timm)")
     ap.add_argument("--precision", choices=PRECISIONS, default="auto", help="autocast, as 06's `precision`")
+    ap.add_argument("--compile", action="store_true", help="the step (forward, loss, backward, Adam) in torch.compile")
     a = ap.parse_args()
     # the real ViT-B/16
     cfg = ClassifyConfig(
@@ -68,11 +70,8 @@ def main():
         s = torch.randint(0, 3, (a.batch,), device=acc.device)
         if acc.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        for i in range(a.warmup + a.steps):
-            if i == a.warmup:
-                if acc.device.type == "cuda":
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
+
+        def train_step():
             with acc.autocast():
                 loss, _ = model.loss(model(x), y, s)
             opt.zero_grad()
@@ -80,6 +79,16 @@ def main():
             if isinstance(model, PatchAlign):
                 acc.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+
+        step_fn, t_first = torch.compile(train_step) if a.compile else train_step, time.perf_counter()
+        for i in range(a.warmup + a.steps):
+            if i == a.warmup:
+                if acc.device.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+            step_fn()
+            if i == 0:
+                first = time.perf_counter() - t_first  # with --compile: the compilation
         if acc.device.type == "cuda":
             torch.cuda.synchronize()
         step = (time.perf_counter() - t0) / a.steps
@@ -92,7 +101,7 @@ def main():
         print(
             f"{method:10s} {'nhwc' if channels_last else 'nchw'} {trainable / 1e6:6.1f} M trainable  "
             f"{step:7.3f} s/step  {a.batch / step:7.1f} images/s  "
-            f"epoch of {a.images} images: {a.images / a.batch * step:7.1f} s{mem}"
+            f"epoch of {a.images} images: {a.images / a.batch * step:7.1f} s{mem}, first step {first:.1f} s"
         )
 
 
