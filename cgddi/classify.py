@@ -141,6 +141,7 @@ class ClassifyConfig(StageConfig):
         vit=_TIMM,
         text_encoder=ModelRef(("tiny",)),
         experiments=tuple(EXPERIMENTS),
+        seeds=Between(0),  # split seeds (those 00_data wrote)
         resize=Between(8),
         crop=Between(8),
         epochs=Between(1),
@@ -261,9 +262,7 @@ class ClassifyConfig(StageConfig):
         }
 
     def __post_init__(self):
-        super().__post_init__()  # each value against `allowed`
-        if self.train_tones is not None and not self.train_tones:
-            raise ValueError(f"train_tones is empty: name one or more of {TONE_ORDER}, or None for all.")
+        super().__post_init__()  # each value against `allowed` (an empty train_tones too)
         if self.crop > self.resize:  # CenterCrop would pad every image with a black border
             raise ValueError(f"crop {self.crop} is larger than resize {self.resize}; use crop <= resize.")
 

@@ -148,12 +148,14 @@ def did_you_mean(
 
 def value_error(
     key: str,  # the setting
-    value,  # its value (a list or tuple: each element is checked)
+    value,  # its value (a list or tuple: each element is checked, and an empty one refused)
     allowed,  # a tuple of allowed values, a `Between` or a `Rule`
 ) -> str | None:
     "Why `value` is not allowed for `key`, or None when it is."
     if isinstance(allowed, Rule):
         return None if (why := allowed.why_not(value)) is None else f"key {key!r}: {why}"
+    if isinstance(value, (list, tuple)) and not value:  # `tones: []` would leave a stage nothing to do, or divide by 0
+        return f"key {key!r} = {value!r} is empty: give one or more, each {_describe(allowed)}"
     bad = [v for v in (value if isinstance(value, (list, tuple)) else [value]) if v is not None and v not in allowed]
     if not bad:
         return None

@@ -226,8 +226,10 @@ def test_unknown_experiment_or_method():
         dataclasses.replace(CFG, seeds=[36], experiments=["real"], real_methods=["svm"])
     with pytest.raises(ValueError, match=r"key 'external_test' = 'f18k' must be one of \['f17k'\] \(did you mean"):
         dataclasses.replace(CFG, external_test="f18k")
-    with pytest.raises(ValueError, match="train_tones is empty"):
+    with pytest.raises(ValueError, match=r"key 'train_tones' = \[\] is empty: give one or more, each one of \['light'"):
         dataclasses.replace(CFG, train_tones=[])
+    with pytest.raises(ValueError, match=r"key 'seeds' = \[\] is empty: give one or more, each >= 0, or null"):
+        dataclasses.replace(CFG, seeds=[])
 
 
 def _benchmark_cfg(**changes) -> ClassifyConfig:

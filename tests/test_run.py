@@ -237,6 +237,7 @@ def test_failing_stage_names_notebook_and_cell(tmp_path, cgddi_here):
             "key 'backend' = 'dalle' must be one of ['kandinsky', 'sd_inpaint', 'opencv']",
         ),
         ("stages:\n  05_semantic:\n    strength: 0\n", "key 'strength' = 0 must be in (0, 1]"),
+        ("stages:\n  05_semantic:\n    tones: []\n", "key 'tones' = [] is empty: give one or more, each one of"),
         (
             "stages:\n  06_classify:\n    protocols: [faithful, leaky]\n",
             "key 'protocols' = ['faithful', 'leaky'] must be one of ['faithful', 'clean']",
