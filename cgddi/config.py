@@ -15,7 +15,7 @@ from .report import atomic_path
 
 # %% auto #0
 __all__ = ['params_hash', 'content_fingerprint', 'local_identity', 'Between', 'did_you_mean', 'value_error', 'accepts', 'Rule',
-           'PerDisease', 'ModelRef', 'Architecture', 'StageConfig', 'own_settings_note', 'OutOfMemory',
+           'PerDisease', 'Named', 'ModelRef', 'Architecture', 'StageConfig', 'own_settings_note', 'OutOfMemory',
            'is_out_of_memory', 'memory_message', 'memory_advice', 'seed_of', 'link_or_copy', 'file_hash', 'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
@@ -247,6 +247,28 @@ class PerDisease(Rule):
 
     def __str__(self) -> str:
         return f"a mapping of disease slug -> {{setting: value}} of the settings {list(self.rules)}"
+
+
+@dataclass(frozen=True)
+class Named(Rule):
+    """What a list setting naming things of the data allows: one or more (which ones exist is checked when the stage
+    reads the data); an empty list would run nothing and say nothing."""
+
+    what: str  # what the list names, e.g. "diseases (joined names or slugs)"
+
+    def why_not(
+        self,
+        value,  # the setting's value
+    ) -> str | None:
+        "Why `value` names nothing, or None when it names something."
+        return (
+            f"{value!r} is empty: name one or more {self.what}"
+            if isinstance(value, (list, tuple)) and not value
+            else None
+        )
+
+    def __str__(self) -> str:
+        return f"one or more {self.what}"
 
 
 @dataclass(frozen=True)

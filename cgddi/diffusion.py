@@ -22,15 +22,15 @@ from diffusers.training_utils import compute_snr
 from .data import DataError, TONE_ORDER, read_image
 from safetensors.torch import load_file, save_file
 from .report import atomic_path, CPUWarning, GPU_HINT, cpu_warning
-from .config import ModelRef
+from .config import ModelRef, Named
 from .tiny import is_tiny, tiny_sd, mini_sd, model_load_error, weights_label, TINY_LABEL, MINI_FOLDER, MINI_LABEL
 from .layout import MODELS
 from .shard import new_accelerator
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'CLASS_PROMPTS', 'REFERENCE_SUFFIXES',
-           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'SD_MODEL', 'PRECISIONS', 'SCHEDULERS', 'STATE_DIR', 'disease_token',
-           'instance_prompt', 'class_prompt', 'resolve_model', 'model_label', 'warn_full_size_on_cpu',
+           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'SD_MODEL', 'DISEASES', 'PRECISIONS', 'SCHEDULERS', 'STATE_DIR',
+           'disease_token', 'instance_prompt', 'class_prompt', 'resolve_model', 'model_label', 'warn_full_size_on_cpu',
            'precision_value', 'torch_setup', 'mixed_precision', 'training_accelerator', 'release_disease',
            'use_set_text_parts', 'load_sd', 'sampler_scheduler', 'TrainingState', 'square_image', 'latent_cache',
            'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
@@ -102,6 +102,7 @@ def class_prompt(
 SD_MODEL = ModelRef(
     ("mini", "tiny"), shipped=(("mini", str(MINI_FOLDER)),)
 )  # what a Stable Diffusion setting (`sd_model`, `sd_inpaint_model`) may name
+DISEASES = Named("diseases (joined names or slugs)")  # a per-disease batch's `diseases`
 
 
 def resolve_model(

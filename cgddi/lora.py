@@ -46,6 +46,7 @@ from .shard import Share, take_share, stage_cli
 from .tiny import model_load_error, weights_label
 from cgddi.diffusion import (
     SD_MODEL,
+    DISEASES,
     PRECISIONS,
     INSTANCE_PROMPT,
     PROMPT_TEMPLATES,
@@ -98,6 +99,7 @@ class LoRAConfig(StageConfig):
     allowed: ClassVar[dict] = dict(
         generators=GENERATORS,
         sd_model=SD_MODEL,
+        diseases=DISEASES,
         prompt_template=tuple(PROMPT_TEMPLATES),
         rank=Between(1),
         resolution=Between(8),

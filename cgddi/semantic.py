@@ -46,6 +46,7 @@ from cgddi.diffusion import (
     sampler_scheduler,
     PROMPT_TEMPLATES,
     SD_MODEL,
+    DISEASES,
     instance_prompt,
     model_label,
     resolve_model,
@@ -97,6 +98,7 @@ class SemanticConfig(StageConfig):
     allowed: ClassVar[dict] = dict(
         generators=GENERATORS,
         sd_model=SD_MODEL,
+        diseases=DISEASES,
         plan_mode=PLAN_MODES,
         repeats=Between(1),
         balanced_target=Between(1),

@@ -43,6 +43,7 @@ from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
 from cgddi.diffusion import (
     SD_MODEL,
+    DISEASES,
     PRECISIONS,
     PROMPT_TEMPLATES,
     disease_token,
@@ -99,6 +100,7 @@ class TIConfig(StageConfig):
     allowed: ClassVar[dict] = dict(
         generators=GENERATORS,
         sd_model=SD_MODEL,
+        diseases=DISEASES,
         split_mode=SPLIT_MODES,
         holdout_frac=Between(0, 0.99),
         min_images=Between(1),

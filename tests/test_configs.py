@@ -101,3 +101,11 @@ def test_list_elements_are_checked():
     assert cls(seeds=(36, 37)).seeds == (36, 37)
     with pytest.raises(ValueError, match=r"key 'split_seeds' = \[36, 37.0\] is not list\[int\]"):
         stage_config("00_data")(split_seeds=[36, 37.0])
+
+
+@pytest.mark.parametrize("stage", ["03_textual_inversion", "04_lora", "05_semantic"])
+def test_an_empty_disease_batch_is_refused(stage):
+    "`diseases: []` (a per-disease batch whose list came out empty) would train or sample nothing and say nothing."
+    with pytest.raises(ValueError, match=r"key 'diseases': \[\] is empty: name one or more diseases .*, or null"):
+        stage_config(stage)(diseases=[])
+    assert stage_config(stage)(diseases=["melanoma"]).diseases == ["melanoma"]
