@@ -216,7 +216,8 @@ def check_params(
                 )
         for k, allowed in ((rules or {}).get(s) or {}).items():
             if k in p and (msg := value_error(k, p[k], allowed)):
-                raise ParamsError(f"{params_file}: {msg} (read by {notebooks[s].name}).")
+                null = ", or null" if accepts(declared[s][k], None) else ""  # as a config built in Python says it
+                raise ParamsError(f"{params_file}: {msg}{null} (read by {notebooks[s].name}).")
     return out
 
 # %% ../nbs/00b_run.ipynb #cfd2b00f

@@ -238,6 +238,10 @@ def test_failing_stage_names_notebook_and_cell(tmp_path, cgddi_here):
         ),
         ("stages:\n  05_semantic:\n    strength: 0\n", "key 'strength' = 0 must be in (0, 1]"),
         ("stages:\n  05_semantic:\n    tones: []\n", "key 'tones' = [] is empty: give one or more, each one of"),
+        (  # null (None) is the default: every disease
+            "stages:\n  04_lora:\n    diseases: []\n",
+            "key 'diseases': [] is empty: name one or more diseases (joined names or slugs), or null (read by 04_lora",
+        ),
         (
             "stages:\n  06_classify:\n    protocols: [faithful, leaky]\n",
             "key 'protocols' = ['faithful', 'leaky'] must be one of ['faithful', 'clean']",
