@@ -463,7 +463,15 @@ def read_split(work_dir, mode: str, seed: int) -> pd.DataFrame:
     "Read a split written by `write_splits`."
     p = split_path(work_dir, mode, seed)
     if not p.exists():
-        raise DataError(f"{p}: split not found; run 00_data with this work_dir first.")
+        written = written_split_seeds(work_dir, mode)
+        raise DataError(
+            f"{p}: split not found; "
+            + (
+                f"00_data wrote seeds {written} here: choose among them, or add {seed} to 00_data's split_seeds."
+                if written
+                else "run 00_data with this work_dir first."
+            )
+        )
     return pd.read_csv(p)
 
 
