@@ -6,7 +6,7 @@ disease rarity (4.2.1), the imbalance ratio (appendix E.1) and generative qualit
 
 # %% ../nbs/07_fairness.ipynb #ceaa3267
 from __future__ import annotations
-import os, warnings
+import numbers, os, warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,10 +245,17 @@ def accuracy_by_rarity(
 
 
 def imbalance_ratio(
-    tone,  # tone per image (names or DDI codes)
+    tone,  # tone per image (names or DDI codes), or a mapping tone -> image count (Table 7's counts, as a dict)
 ) -> float:
     "IR = max_k n_k / min_k n_k over light, medium, dark (appendix E.1); inf when a tone is missing."
-    n = pd.Series(tone_groups(tone, "imbalance ratio")).value_counts().reindex(TONE_ORDER, fill_value=0)
+    if isinstance(tone, dict):  # counts per tone (a list, array or Series holds one tone per image)
+        bad = {t: c for t, c in tone.items() if not isinstance(c, numbers.Integral) or c < 0}
+        if bad:
+            raise ValueError(f"imbalance ratio: counts {bad} are not image counts (whole numbers >= 0).")
+        n = pd.Series(list(tone.values()), index=tone_groups(list(tone), "imbalance ratio")).groupby(level=0).sum()
+        n = n.reindex(TONE_ORDER, fill_value=0)
+    else:
+        n = pd.Series(tone_groups(tone, "imbalance ratio")).value_counts().reindex(TONE_ORDER, fill_value=0)
     if n.min() == 0:
         warnings.warn(
             f"imbalance ratio: no image of {list(n[n == 0].index)}; IR is infinite.", FairnessWarning, stacklevel=2
