@@ -461,7 +461,7 @@ def tone_count_table(work_dir, published: bool = True) -> pd.DataFrame:
         table = pd.concat([pd.DataFrame(PUBLISHED_TONE_COUNTS, index=TONE_ORDER), table], axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FairnessWarning)
-        ir = {c: imbalance_ratio(np.repeat(TONE_ORDER, table[c].to_numpy())) for c in table.columns}
+        ir = {c: imbalance_ratio(table[c].to_dict()) for c in table.columns}  # from the counts
     out = table.astype(object)
     out.loc["imbalance ratio"] = [f"{ir[c]:.2f}" for c in table.columns]
     return out
