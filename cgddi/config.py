@@ -404,7 +404,7 @@ class StageConfig:
             if not accepts(typ, v):  # `seeds=36` for a list, `protocols="clean"` (its letters would be iterated)
                 errors.append(f"key {f.name!r} = {v!r} is not {typ}")
             elif v is not None and f.name in self.allowed and (why := value_error(f.name, v, self.allowed[f.name])):
-                errors.append(why + (", or null" if f.default is None else ""))  # a default of None takes null too
+                errors.append(why + (", or null" if accepts(typ, None) else ""))  # as the params check says it
         if errors:
             raise ValueError(
                 f"{type(self).__name__}: {'; '.join(errors)}. Set it in the stage's section of the params file (or the "
