@@ -273,6 +273,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.fairness.quality_by_tone': ('fairness.html#quality_by_tone', 'cgddi/fairness.py'),
                                 'cgddi.fairness.quality_report': ('fairness.html#quality_report', 'cgddi/fairness.py'),
                                 'cgddi.fairness.rarity_report': ('fairness.html#rarity_report', 'cgddi/fairness.py'),
+                                'cgddi.fairness.resolution_note': ('fairness.html#resolution_note', 'cgddi/fairness.py'),
                                 'cgddi.fairness.run_results': ('fairness.html#run_results', 'cgddi/fairness.py'),
                                 'cgddi.fairness.size_rule': ('fairness.html#size_rule', 'cgddi/fairness.py'),
                                 'cgddi.fairness.table2_report': ('fairness.html#table2_report', 'cgddi/fairness.py'),

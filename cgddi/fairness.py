@@ -42,10 +42,10 @@ __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TO
            'FINDING_COLUMNS', 'TABLE2_COLUMNS', 'FairnessConfig', 'FairnessWarning', 'tone_groups', 'group_counts',
            'accuracy', 'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc',
            'classification_metrics', 'mean_std', 'pm', 'quality_by_tone', 'table8', 'tone_fidelity', 'tone_count_table',
-           'per_seed_metrics', 'paper_table', 'majority_rates', 'paired_difference', 'findings_table',
-           'not_above_majority', 'one_class_runs', 'one_class_note', 'RunResults', 'autocast_note', 'backbones_named',
-           'run_results', 'table2_report', 'cross_dataset_report', 'size_rule', 'rarity_report', 'quality_report',
-           'whole_share', 'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
+           'per_seed_metrics', 'paper_table', 'majority_rates', 'resolution_note', 'paired_difference',
+           'findings_table', 'not_above_majority', 'one_class_runs', 'one_class_note', 'RunResults', 'autocast_note',
+           'backbones_named', 'run_results', 'table2_report', 'cross_dataset_report', 'size_rule', 'rarity_report',
+           'quality_report', 'whole_share', 'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
 
 # %% ../nbs/07_fairness.ipynb #cfgcls07
 @dataclass(kw_only=True)
@@ -541,6 +541,31 @@ def majority_rates(
     return pd.DataFrame(rows)
 
 
+def resolution_note(
+    pred: pd.DataFrame,  # `read_predictions` rows of one protocol (every run of a split tests the same images)
+) -> str:
+    """A caption sentence: how many test images a split seed holds, overall and per tone, so what one image is worth in
+    points; empty without predictions."""
+    if pred.empty:
+        return ""
+    sizes, per_tone = [], []
+    for _, d in pred.groupby("seed", sort=False):
+        one = d[(d.experiment == d.experiment.iloc[0]) & (d.method == d.method.iloc[0])]
+        sizes.append(len(one))
+        per_tone += [n for n in pd.Series(tone_groups(one.tone)).value_counts().tolist() if n]
+
+    def span(values, fmt="{}") -> str:
+        lo, hi = min(values), max(values)
+        return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)} to {fmt.format(hi)}"
+
+    points = lambda counts: span([100 / n for n in counts], "{:.1f}")
+    return (
+        f" Each split seed tests {span(sizes)} images: one image is {points(sizes)} points of All, and "
+        f"{span(per_tone)} of a tone, {points(per_tone)} points of its column; a difference smaller than that is less "
+        "than one test image a seed."
+    )
+
+
 def paired_difference(
     per_seed: pd.DataFrame,  # per-seed metrics (`per_seed_metrics`, `majority_rates`) of one protocol
     a: tuple,
@@ -942,7 +967,8 @@ def table2_report(
             f"tab_07_findings_{protocol}",
             f"{r.source}, protocol {protocol}: what this run shows. Accuracy differences in points (overall and per "
             f"tone), paired by split seed, mean ± population std over {n} seed(s); a verdict says better or worse only "
-            f"when the mean difference exceeds its spread.{_methods_note(r)}{_semantic_note(r, protocol)}"
+            f"when the mean difference exceeds its spread.{resolution_note(r.pred[r.pred.protocol == protocol])}"
+            f"{_methods_note(r)}{_semantic_note(r, protocol)}"
             f"{not_dermatology}{r.init_note}",
         )
     protocols = r.summary.groupby("protocol", sort=False)
