@@ -7,6 +7,7 @@ disease rarity (4.2.1), the imbalance ratio (appendix E.1) and generative qualit
 # %% ../nbs/07_fairness.ipynb #ceaa3267
 from __future__ import annotations
 import numbers, os, warnings
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,15 +245,29 @@ def accuracy_by_rarity(
     return _divide(correct["sum"], correct["count"], "accuracy by rarity").rename("accuracy")
 
 
+def _tone_counts(tone) -> dict | None:
+    """`tone` as {tone: image count} when it holds counts per tone (a mapping, or a Series indexed by tone such as
+    `value_counts()`); None when it holds one tone per image."""
+    if isinstance(tone, pd.Series) and len(tone) and tone.index.is_unique:
+        try:
+            tone_groups(list(tone.index))
+        except ValueError:  # an index of images, not of tones
+            return None
+        return tone.to_dict()
+    return dict(tone) if isinstance(tone, Mapping) else None
+
+
 def imbalance_ratio(
-    tone,  # tone per image (names or DDI codes), or a mapping tone -> image count (Table 7's counts, as a dict)
+    tone,  # tone per image (names or DDI codes), or image counts per tone: a mapping or a Series indexed by tone
 ) -> float:
     "IR = max_k n_k / min_k n_k over light, medium, dark (appendix E.1); inf when a tone is missing."
-    if isinstance(tone, dict):  # counts per tone (a list, array or Series holds one tone per image)
-        bad = {t: c for t, c in tone.items() if not isinstance(c, numbers.Integral) or c < 0}
+    if (counts := _tone_counts(tone)) is not None:  # Table 7's columns, `ddi.skin_tone.value_counts()`
+        bad = {
+            t: c for t, c in counts.items() if not (isinstance(c, numbers.Real) and float(c).is_integer() and c >= 0)
+        }
         if bad:
             raise ValueError(f"imbalance ratio: counts {bad} are not image counts (whole numbers >= 0).")
-        n = pd.Series(list(tone.values()), index=tone_groups(list(tone), "imbalance ratio")).groupby(level=0).sum()
+        n = pd.Series(list(counts.values()), index=tone_groups(list(counts), "imbalance ratio")).groupby(level=0).sum()
         n = n.reindex(TONE_ORDER, fill_value=0)
     else:
         n = pd.Series(tone_groups(tone, "imbalance ratio")).value_counts().reindex(TONE_ORDER, fill_value=0)
