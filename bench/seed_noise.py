@@ -13,9 +13,7 @@ of its speed: it is here because it says what a bar of a few points can mean on 
 import argparse, itertools, math, warnings
 import numpy as np
 import pandas as pd
-from cgddi.fairness import majority_rates, paired_difference, run_results
-
-T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}  # Student's t, 97.5 % quantile
+from cgddi.fairness import majority_rates, mean_interval, paired_difference, run_results
 
 
 def comparisons(synthetic_method: str) -> dict:
@@ -65,7 +63,7 @@ def main(argv=None):
                     mean=f"{d.mean():+.1f}",
                     population_sd=f"{d.std(ddof=0):.1f}",
                     standard_error=f"{se:.1f}",
-                    ci95=f"±{T95.get(n - 1, 1.96) * se:.1f}",
+                    ci95="{:+.1f} to {:+.1f}".format(*mean_interval(d)),
                     seeds_for_resolution=int(np.ceil((sd / a.resolution) ** 2)),
                     subset_means=f"{min(means):+.1f} … {max(means):+.1f}" if means else "n/a",
                 )

@@ -262,6 +262,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.fairness.group_counts': ('fairness.html#group_counts', 'cgddi/fairness.py'),
                                 'cgddi.fairness.imbalance_ratio': ('fairness.html#imbalance_ratio', 'cgddi/fairness.py'),
                                 'cgddi.fairness.majority_rates': ('fairness.html#majority_rates', 'cgddi/fairness.py'),
+                                'cgddi.fairness.mean_interval': ('fairness.html#mean_interval', 'cgddi/fairness.py'),
                                 'cgddi.fairness.mean_std': ('fairness.html#mean_std', 'cgddi/fairness.py'),
                                 'cgddi.fairness.not_above_majority': ('fairness.html#not_above_majority', 'cgddi/fairness.py'),
                                 'cgddi.fairness.one_class_note': ('fairness.html#one_class_note', 'cgddi/fairness.py'),

@@ -43,7 +43,7 @@ __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TO
            'FINDING_COLUMNS', 'TABLE2_COLUMNS', 'FairnessConfig', 'FairnessWarning', 'tone_groups', 'group_counts',
            'accuracy', 'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc',
            'classification_metrics', 'mean_std', 'pm', 'quality_by_tone', 'table8', 'tone_fidelity', 'tone_count_table',
-           'per_seed_metrics', 'paper_table', 'majority_rates', 'resolution_note', 'paired_difference',
+           'per_seed_metrics', 'paper_table', 'majority_rates', 'resolution_note', 'paired_difference', 'mean_interval',
            'findings_table', 'not_above_majority', 'one_class_runs', 'one_class_note', 'RunResults', 'autocast_note',
            'backbones_named', 'run_results', 'table2_report', 'cross_dataset_report', 'size_rule', 'rarity_report',
            'quality_report', 'whole_share', 'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
@@ -601,17 +601,37 @@ def _clearly(d: pd.Series) -> int:
     return 1 if mean > std else -1 if mean < -std else 0
 
 
+def mean_interval(
+    d: pd.Series,  # a paired difference per seed (points)
+    level: float = 0.95,  # the interval's coverage
+) -> tuple[float, float]:
+    "The interval of the mean difference over seeds by Student's t (n - 1 degrees of freedom); needs 2 seeds or more."
+    from scipy import stats
+
+    if len(d) < 2:
+        raise ValueError(f"an interval over seeds needs 2 seeds or more; got {len(d)}.")
+    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return d.mean() - half, d.mean() + half
+
+
 def _verdict(name: str, other: str, d: pd.Series) -> str:
-    "One sentence on a paired difference in points."
+    "One sentence on a paired difference in points, with the 95 % interval of its mean over seeds."
     mean, std, n = d.mean(), d.std(ddof=0), len(d)
     if n < 2:
         return f"{name} vs {other}: {mean:+.1f} points on one seed only; no spread to judge by."
+    lo, hi = mean_interval(d)
+    interval = f"95 % interval of the mean {lo:+.1f} to {hi:+.1f}"
     if _clearly(d) > 0:
-        return f"{name} beats {other} by {mean:.1f} points (± {std:.1f}; ahead on {(d > 0).sum()}/{n} seeds)."
+        return (
+            f"{name} beats {other} by {mean:.1f} points (± {std:.1f}; ahead on {(d > 0).sum()}/{n} seeds; {interval})."
+        )
     if _clearly(d) < 0:
-        return f"{name} falls {-mean:.1f} points below {other} (± {std:.1f}; behind on {(d < 0).sum()}/{n} seeds)."
+        return (
+            f"{name} falls {-mean:.1f} points below {other} (± {std:.1f}; behind on {(d < 0).sum()}/{n} seeds; "
+            f"{interval})."
+        )
     return (
-        f"{name} and {other} differ by {mean:+.1f} ± {std:.1f} points, within the spread over seeds: "
+        f"{name} and {other} differ by {mean:+.1f} ± {std:.1f} points ({interval}), within the spread over seeds: "
         "no clear difference."
     )
 
