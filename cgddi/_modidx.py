@@ -243,6 +243,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.fairness._pqd': ('fairness.html#_pqd', 'cgddi/fairness.py'),
                                 'cgddi.fairness._same_length': ('fairness.html#_same_length', 'cgddi/fairness.py'),
                                 'cgddi.fairness._semantic_note': ('fairness.html#_semantic_note', 'cgddi/fairness.py'),
+                                'cgddi.fairness._split_tests': ('fairness.html#_split_tests', 'cgddi/fairness.py'),
                                 'cgddi.fairness._table_rows': ('fairness.html#_table_rows', 'cgddi/fairness.py'),
                                 'cgddi.fairness._tone_counts': ('fairness.html#_tone_counts', 'cgddi/fairness.py'),
                                 'cgddi.fairness._verdict': ('fairness.html#_verdict', 'cgddi/fairness.py'),

@@ -533,14 +533,21 @@ def paper_table(
 FINDING_COLUMNS = {"accuracy": "All", "light": "Light", "medium": "Medium", "dark": "Dark"}
 
 
+def _split_tests(
+    pred: pd.DataFrame,  # `read_predictions` rows
+):
+    "((protocol, seed), the rows of one run) per split: every run of a split tests the same images."
+    for key, d in pred.groupby(["protocol", "seed"], sort=False):
+        yield key, d[(d.experiment == d.experiment.iloc[0]) & (d.method == d.method.iloc[0])]
+
+
 def majority_rates(
     pred: pd.DataFrame,  # `read_predictions` rows (every run of a split tests the same images)
 ) -> pd.DataFrame:
     """Per protocol and seed, a constant classifier's accuracy (the test split's more frequent class; ties: benign),
     overall and per tone."""
     rows = []
-    for (p, s), d in pred.groupby(["protocol", "seed"], sort=False):
-        one = d[(d.experiment == d.experiment.iloc[0]) & (d.method == d.method.iloc[0])]
+    for (p, s), one in _split_tests(pred):
         y = one.y_true.astype(int).to_numpy()
         hit = pd.Series(y == int(y.mean() > 0.5))
         rows.append(
@@ -564,8 +571,7 @@ def resolution_note(
     if pred.empty:
         return ""
     sizes, per_tone = [], []
-    for _, d in pred.groupby("seed", sort=False):
-        one = d[(d.experiment == d.experiment.iloc[0]) & (d.method == d.method.iloc[0])]
+    for _, one in _split_tests(pred):
         sizes.append(len(one))
         per_tone += [n for n in pd.Series(tone_groups(one.tone)).value_counts().tolist() if n]
 
