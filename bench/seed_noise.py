@@ -13,18 +13,14 @@ of its speed: it is here because it says what a bar of a few points can mean on 
 import argparse, itertools, math, warnings
 import numpy as np
 import pandas as pd
-from cgddi.fairness import majority_rates, mean_interval, paired_difference, run_results
-
-
-def comparisons(synthetic_method: str) -> dict:
-    "Name -> ((experiment, method), (experiment, method)) of the findings table's rows."
-    syn = synthetic_method
-    return {
-        "Baseline − majority": (("real", "baseline"), ("majority", "constant")),
-        "Exp. 1 − majority": (("exp1", syn), ("majority", "constant")),
-        "Exp. 1 − Baseline": (("exp1", syn), ("real", "baseline")),
-        "Exp. 2 − Baseline": (("exp2", syn), ("real", "baseline")),
-    }
+from cgddi.fairness import (
+    finding_claims,
+    majority_rates,
+    mean_interval,
+    paired_difference,
+    resolution_note,
+    run_results,
+)
 
 
 def main(argv=None):
@@ -37,16 +33,13 @@ def main(argv=None):
         warnings.simplefilter("ignore")  # undefined fairness metrics of a few runs: not what this reads
         r = run_results(a.source)
     per_seed = pd.concat([r.per_seed, majority_rates(r.pred)], ignore_index=True)
-    test_size = r.pred.groupby(["protocol", "seed", "experiment", "method"]).ddi_id.nunique()
     print(f"source {a.source}; synthetic_method {r.synthetic_method}")
     rows = []
     for protocol in per_seed.protocol.unique():
         ps = per_seed[per_seed.protocol == protocol]
-        sizes = sorted(set(test_size.loc[protocol].tolist()))
-        ends = sorted({min(sizes), max(sizes)})
-        images, points = " to ".join(map(str, ends)), " to ".join(f"{100 / n:.2f}" for n in reversed(ends))
-        print(f"\n{protocol}: test splits of {images} images: one image is {points} points")
-        for name, (x, y) in comparisons(r.synthetic_method).items():
+        print(f"\n{protocol}:{resolution_note(r.pred[r.pred.protocol == protocol])}")
+        for label, x, other, y in finding_claims(r.synthetic_method):
+            name = f"{label} − {other}"
             d = paired_difference(ps, x, y)["accuracy"]
             n = len(d)
             if n < 2:

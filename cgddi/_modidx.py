@@ -259,6 +259,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.fairness.dpm': ('fairness.html#dpm', 'cgddi/fairness.py'),
                                 'cgddi.fairness.eom': ('fairness.html#eom', 'cgddi/fairness.py'),
                                 'cgddi.fairness.fairness_report': ('fairness.html#fairness_report', 'cgddi/fairness.py'),
+                                'cgddi.fairness.finding_claims': ('fairness.html#finding_claims', 'cgddi/fairness.py'),
                                 'cgddi.fairness.findings_table': ('fairness.html#findings_table', 'cgddi/fairness.py'),
                                 'cgddi.fairness.group_counts': ('fairness.html#group_counts', 'cgddi/fairness.py'),
                                 'cgddi.fairness.imbalance_ratio': ('fairness.html#imbalance_ratio', 'cgddi/fairness.py'),

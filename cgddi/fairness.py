@@ -44,9 +44,10 @@ __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TO
            'accuracy', 'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc',
            'classification_metrics', 'mean_std', 'pm', 'quality_by_tone', 'table8', 'tone_fidelity', 'tone_count_table',
            'per_seed_metrics', 'paper_table', 'majority_rates', 'resolution_note', 'paired_difference', 'mean_interval',
-           'findings_table', 'not_above_majority', 'one_class_runs', 'one_class_note', 'RunResults', 'autocast_note',
-           'backbones_named', 'run_results', 'table2_report', 'cross_dataset_report', 'size_rule', 'rarity_report',
-           'quality_report', 'whole_share', 'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
+           'finding_claims', 'findings_table', 'not_above_majority', 'one_class_runs', 'one_class_note', 'RunResults',
+           'autocast_note', 'backbones_named', 'run_results', 'table2_report', 'cross_dataset_report', 'size_rule',
+           'rarity_report', 'quality_report', 'whole_share', 'tone_fidelity_report', 'table7_report', 'audit_report',
+           'fairness_report']
 
 # %% ../nbs/07_fairness.ipynb #cfgcls07
 @dataclass(kw_only=True)
@@ -654,21 +655,27 @@ def _one_class_seeds(
     )
 
 
+def finding_claims(
+    synthetic_method: str,  # the method of Exp. 1 and Exp. 2
+) -> list[tuple]:
+    "The paper's claims the findings table judges: (name, (experiment, method), other's name, (experiment, method))."
+    base, maj = ("real", "baseline"), ("majority", "constant")
+    return [
+        ("Baseline (R.)", base, "the majority rate", maj),
+        ("Exp. 1 (S. only)", ("exp1", synthetic_method), "the majority rate", maj),
+        ("Exp. 1 (S. only)", ("exp1", synthetic_method), "Baseline (R.)", base),
+        ("Exp. 2 (S., then R.)", ("exp2", synthetic_method), "Baseline (R.)", base),
+    ]
+
+
 def findings_table(
     per_seed: pd.DataFrame,  # per-seed metrics of one protocol, `majority_rates` rows included
     synthetic_method: str,  # the method of Exp. 1 and Exp. 2
 ) -> pd.DataFrame:
     """Each claim of the paper on this run: paired accuracy differences (points, mean ± std over seeds) overall and per
     tone, seeds ahead, a verdict."""
-    base, maj = ("real", "baseline"), ("majority", "constant")
-    claims = [
-        ("Baseline (R.)", base, "the majority rate", maj),
-        ("Exp. 1 (S. only)", ("exp1", synthetic_method), "the majority rate", maj),
-        ("Exp. 1 (S. only)", ("exp1", synthetic_method), "Baseline (R.)", base),
-        ("Exp. 2 (S., then R.)", ("exp2", synthetic_method), "Baseline (R.)", base),
-    ]
     rows = {}
-    for name, a, other, b in claims:
+    for name, a, other, b in finding_claims(synthetic_method):
         d = paired_difference(per_seed, a, b)
         if not len(d):
             continue
