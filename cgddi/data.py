@@ -335,6 +335,9 @@ F17K_TONES = {1: "light", 2: "light", 3: "medium", 4: "medium", 5: "dark", 6: "d
 F17K_MALIGNANT = {"malignant": True, "benign": False, "non-neoplastic": None}
 
 
+_F17K_DUPLICATES_SAID = set()  # (csv, its mtime) whose duplicate hashes `load_f17k` has warned of in this process
+
+
 def load_f17k(
     root,  # folder holding fitzpatrick17k.csv and the images (or an images/ subfolder)
     centaur: bool = False,  # fill an unknown scale (-1) from `fitzpatrick_centaur`
@@ -366,7 +369,9 @@ def load_f17k(
             f"{csv}: Fitzpatrick scale {odd.iloc[0]:g} (md5hash {meta.md5hash[odd.index[0]]}); known: 1-6 and -1."
         )
     dup = meta.md5hash.duplicated()
-    if dup.any():
+    # said once a process for a file as it is (F17k's own csv lists some images twice; 06 reads it several times)
+    if dup.any() and (said := (str(csv.resolve()), csv.stat().st_mtime_ns)) not in _F17K_DUPLICATES_SAID:
+        _F17K_DUPLICATES_SAID.add(said)
         warnings.warn(f"{csv}: {int(dup.sum())} md5hash(es) listed twice, kept once: {sorted(meta.md5hash[dup])[:3]}")
     meta, scale = meta[~dup], scale[~dup]
     paths = [root / f"{h}.jpg" if (root / f"{h}.jpg").exists() else root / "images" / f"{h}.jpg" for h in meta.md5hash]
@@ -694,7 +699,7 @@ def plot_disease_histogram(
 ):
     "Stacked bars of images per joined disease, coloured by skin tone (the paper's Figure 4, left)."
     ct = pd.crosstab(ddi.disease_joined, ddi.tone).reindex(columns=TONE_ORDER, fill_value=0)
-    ct = ct.loc[ct.sum(1).sort_values(ascending=False, kind="stable").index]
+    ct = ct.loc[ct.sum(axis=1).sort_values(ascending=False, kind="stable").index]
     fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(ct) + 2), 4))
     bottom = np.zeros(len(ct))
     for t in TONE_ORDER:

@@ -5,7 +5,7 @@ denoising loss: what textual inversion (`03`), LoRA (`04`) and semantic sampling
 
 # %% ../nbs/00e_diffusion.ipynb #9a7739af
 from __future__ import annotations
-import copy, json, shutil
+import contextlib, copy, json, logging, shutil
 from pathlib import Path
 from types import SimpleNamespace
 import numpy as np
@@ -29,11 +29,12 @@ from .shard import new_accelerator
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'CLASS_PROMPTS', 'REFERENCE_SUFFIXES',
-           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'SD_MODEL', 'DISEASES', 'PRECISIONS', 'SCHEDULERS', 'STATE_DIR',
-           'disease_token', 'instance_prompt', 'class_prompt', 'resolve_model', 'model_label', 'warn_full_size_on_cpu',
-           'precision_value', 'torch_setup', 'mixed_precision', 'training_accelerator', 'release_disease',
-           'use_set_text_parts', 'load_sd', 'sampler_scheduler', 'TrainingState', 'square_image', 'latent_cache',
-           'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
+           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'SD_MODEL', 'DISEASES', 'PRECISIONS', 'LOADING_NOTES', 'SCHEDULERS',
+           'STATE_DIR', 'disease_token', 'instance_prompt', 'class_prompt', 'resolve_model', 'model_label',
+           'warn_full_size_on_cpu', 'precision_value', 'torch_setup', 'mixed_precision', 'training_accelerator',
+           'release_disease', 'frozen_in', 'quiet_loading', 'use_set_text_parts', 'load_sd', 'sampler_scheduler',
+           'TrainingState', 'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean',
+           'plot_losses']
 
 # %% ../nbs/00e_diffusion.ipynb #33b08fc7
 INSTANCE_PROMPT = "An image of {token} on a {tone}-toned individual"
@@ -209,6 +210,47 @@ def release_disease(
     token trains in ~8 s) and returns no device memory."""
     if stage_end or acc.device.type != "cpu":
         acc.free_memory()
+
+
+def frozen_in(
+    model: torch.nn.Module,  # a part that trains nothing (VAE, UNet)
+    dtype: torch.dtype,  # its weights' precision: half under mixed precision
+) -> torch.nn.Module:
+    """`model` cast to `dtype` in place, through torch's `Module.to` where the model keeps no module in float32:
+    diffusers 0.42's own `to` warns on every cast that modules "should be kept in float32: []", naming none (two lines
+    a disease in 03 and 04 on a GPU). A model that names some, or a quantized one, gets its own `to` and its checks."""
+    if getattr(model, "_keep_in_fp32_modules", None) or getattr(model, "is_quantized", False):
+        return model.to(dtype=dtype)
+    return torch.nn.Module.to(model, dtype=dtype)
+
+
+# lines diffusers and transformers log on each load of a token or an adapter that do not apply to cgddi's: (logger,
+# the line's start)
+LOADING_NOTES = (
+    # 04's adapters train the UNet only, as the paper's did: `load_lora_weights` finds no text-encoder weights
+    ("diffusers.loaders.lora_base", "No LoRA keys associated to"),
+    # `load_textual_inversion` grows the embedding table by transformers' mean resizing, then sets the new rows
+    ("transformers.modeling_utils", "The new embeddings will be initialized from a multivariate normal"),
+)
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """Within: diffusers' `load_textual_inversion` and `load_lora_weights` without the lines `LOADING_NOTES` names (a
+    token's or an adapter's every load in 04 and 05)."""
+    kept = []
+    for name, start in LOADING_NOTES:
+
+        def keep(record: logging.LogRecord, start=start) -> bool:
+            return not record.getMessage().startswith(start)
+
+        logging.getLogger(name).addFilter(keep)
+        kept.append((name, keep))
+    try:
+        yield
+    finally:
+        for name, keep in kept:
+            logging.getLogger(name).removeFilter(keep)
 
 
 def use_set_text_parts(

@@ -46,6 +46,8 @@ from .shard import Share, take_share, stage_cli
 from .tiny import model_load_error, weights_label
 from cgddi.diffusion import (
     SD_MODEL,
+    frozen_in,
+    quiet_loading,
     DISEASES,
     PRECISIONS,
     INSTANCE_PROMPT,
@@ -292,7 +294,7 @@ def _with_adapter(sd, adapter: str, cfg: LoRAConfig, acc: Accelerator, half: tor
     "The VAE and UNet on the accelerator's device, frozen, the UNet with a fresh trainable adapter."
     vae, unet = sd.vae.to(acc.device), sd.unet.to(acc.device)
     if half != torch.float32:
-        vae, unet = vae.to(dtype=half), unet.to(dtype=half)
+        vae, unet = frozen_in(vae, half), frozen_in(unet, half)
     vae.requires_grad_(False)
     unet.requires_grad_(False)
     torch.manual_seed(cfg.seed)  # the adapter's Gaussian initialisation
@@ -450,7 +452,8 @@ def _adapter(
         **vars(sd), safety_checker=None, feature_extractor=None, requires_safety_checker=False
     )
     pipe.text_encoder.to(acc.device)
-    pipe.load_textual_inversion(str(work / c.embeds), use_safetensors=True)
+    with quiet_loading():
+        pipe.load_textual_inversion(str(work / c.embeds), use_safetensors=True)
     instance = ImageSet(
         [square_image(p, cfg.resolution) for p in inst.image_path],
         prompt_embeds(
@@ -709,8 +712,9 @@ def validation_grid(
     pipe.set_progress_bar_config(disable=True)
     fig, axes = plt.subplots(len(adapters), 3 * n, figsize=(1.6 * 3 * n, 1.8 * len(adapters)), squeeze=False)
     for ax_row, r in zip(axes, adapters.itertuples()):
-        pipe.load_textual_inversion(str(work / r.embeds), use_safetensors=True)
-        pipe.load_lora_weights(str(work / Path(r.lora).parent), adapter_name=r.disease_slug, use_safetensors=True)
+        with quiet_loading():
+            pipe.load_textual_inversion(str(work / r.embeds), use_safetensors=True)
+            pipe.load_lora_weights(str(work / Path(r.lora).parent), adapter_name=r.disease_slug, use_safetensors=True)
         prompts = [instance_prompt(r.token, t) for t in TONE_ORDER for _ in range(n)]
         ims = pipe(
             prompts,

@@ -9,12 +9,13 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as text_tqdm
 from .layout import LOCK_FILE
 
 # %% auto #0
-__all__ = ['PROGRESS_ENV', 'NOTEBOOK_REFRESH_S', 'GPU_HINT', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path', 'WorkDirLocked',
-           'work_dir_lock', 'progress_bar', 'progress_line', 'notices_path', 'run_notice', 'read_notices', 'CPUWarning',
-           'cpu_warning', 'save_table', 'save_figure', 'figure_caption', 'table_caption', 'render_index']
+__all__ = ['PROGRESS_ENV', 'NOTEBOOK_REFRESH_S', 'progress_bar', 'GPU_HINT', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path',
+           'WorkDirLocked', 'work_dir_lock', 'progress_line', 'notices_path', 'run_notice', 'read_notices',
+           'CPUWarning', 'cpu_warning', 'save_table', 'save_figure', 'figure_caption', 'table_caption', 'render_index']
 
 # %% ../nbs/00a_report.ipynb #147a84c1
 # the process's umask: a finished file gets the permissions a plain open() would give
@@ -140,55 +141,75 @@ PROGRESS_ENV = "CGDDI_PROGRESS"  # the file a stage under `cgddi run` reports it
 NOTEBOOK_REFRESH_S = 30  # under `cgddi run`: seconds between a bar's refreshes in the executed notebook
 
 
-class progress_bar(tqdm):
-    "tqdm's bar, which also reports its counts to the file `$CGDDI_PROGRESS` names, when one is named."
+def _bar_class(
+    base: type,  # tqdm's text bar, or tqdm.auto's (a widget in Jupyter where ipywidgets is installed)
+) -> type:
+    "`progress_bar` on `base`."
 
-    def __init__(self, *args, **kwargs):
-        self._shown = -math.inf  # when `display` last wrote (tqdm's __init__ displays the bar first)
-        super().__init__(*args, **kwargs)
-        self._report_to, self._reported = None if self.disable else os.environ.get(PROGRESS_ENV), 0.0
-        self._report()
+    class progress_bar(base):
+        "tqdm's bar, which also reports its counts to the file `$CGDDI_PROGRESS` names, when one is named."
 
-    def update(self, n=1):
-        out = super().update(n)
-        if self._report_to and time.monotonic() - self._reported > 1:
+        def __init__(self, *args, **kwargs):
+            self._shown = -math.inf  # when `display` last wrote (tqdm's __init__ displays the bar first)
+            super().__init__(*args, **kwargs)
+            self._report_to, self._reported = None if self.disable else os.environ.get(PROGRESS_ENV), 0.0
             self._report()
-        return out
 
-    def display(self, msg=None, pos=None):
-        """tqdm's display; under `cgddi run` (whose console shows the progress file's line every second) a refresh at
-        most every `NOTEBOOK_REFRESH_S`, as the executed notebook keeps every refresh (a line each for nested bars)."""
-        now = time.monotonic()
-        if msg is None and pos is None and os.environ.get(PROGRESS_ENV) and now - self._shown < NOTEBOOK_REFRESH_S:
-            return True  # the bar's first display, and what `close` shows (pos given), always go out
-        self._shown = now
-        return super().display(msg, pos)
+        def update(self, n=1):
+            out = super().update(n)
+            if self._report_to and time.monotonic() - self._reported > 1:
+                self._report()
+            return out
 
-    def close(self):
-        # once: tqdm closes again on deletion
-        if getattr(self, "_report_to", None):
-            self._report(closed=True)
-            self._report_to = None
-        super().close()
+        def display(self, msg=None, pos=None, **widget):
+            """tqdm's display (a widget bar's takes more keywords, `widget`: passed on). Under `cgddi run`, whose
+            console shows the progress file's line every second, the executed notebook keeps a text bar's refresh at
+            most every `NOTEBOOK_REFRESH_S` (it keeps every refresh), and nothing of a bar that does not stay
+            (`leave=False`): nested text bars leave a line per refresh and cursor codes (`ESC[A`) that no notebook
+            front end folds."""
+            if self.gui or not os.environ.get(PROGRESS_ENV):
+                return super().display(msg, pos, **widget)
+            if self.leave is False or (self.leave is None and self.pos):
+                return False  # a transient bar: shown in the console's line only (False: `close` writes nothing either)
+            now = time.monotonic()
+            if msg is None and pos is None and now - self._shown < NOTEBOOK_REFRESH_S:
+                return True  # the bar's first display, and what `close` shows (pos given), always go out
+            self._shown = now
+            return super().display(msg, pos)
 
-    def _report(self, closed: bool = False):
-        "Write this bar's state into the progress file (one entry per open bar, in the order they opened)."
-        if not self._report_to:
-            return
-        path, key = Path(self._report_to), f"{os.getpid()}:{id(self)}"  # processes of a launch share the file
-        try:
-            bars = json.loads(path.read_text()) if path.exists() else {}
-        except ValueError:
-            bars = {}
-        if closed:
-            bars.pop(key, None)
-        else:
-            bars[key] = dict(
-                desc=self.desc, n=self.n, total=self.total, elapsed=self.format_dict["elapsed"], opened=self.start_t
-            )
-        with atomic_path(path) as t:
-            t.write_text(json.dumps(bars))
-        self._reported = time.monotonic()
+        def close(self):
+            # once: tqdm closes again on deletion
+            if getattr(self, "_report_to", None):
+                self._report(closed=True)
+                self._report_to = None
+            super().close()
+
+        def _report(self, closed: bool = False):
+            "Write this bar's state into the progress file (one entry per open bar, in the order they opened)."
+            if not self._report_to:
+                return
+            path, key = Path(self._report_to), f"{os.getpid()}:{id(self)}"  # processes of a launch share the file
+            try:
+                bars = json.loads(path.read_text()) if path.exists() else {}
+            except ValueError:
+                bars = {}
+            if closed:
+                bars.pop(key, None)
+            else:
+                bars[key] = dict(
+                    desc=self.desc, n=self.n, total=self.total, elapsed=self.format_dict["elapsed"], opened=self.start_t
+                )
+            with atomic_path(path) as t:
+                t.write_text(json.dumps(bars))
+            self._reported = time.monotonic()
+
+    return progress_bar
+
+
+# under `cgddi run` (its kernels and the processes they launch have $CGDDI_PROGRESS) the text bar, which the executed
+# notebook keeps as text whatever the machine has installed; elsewhere tqdm.auto's: a widget in Jupyter where ipywidgets
+# is installed (as on Colab), text in a terminal
+progress_bar = _bar_class(text_tqdm if os.environ.get(PROGRESS_ENV) else tqdm)
 
 
 def progress_line(

@@ -42,6 +42,7 @@ from cgddi.manifest import (
 from .config import Between, StageConfig, seed_of, file_hash, params_hash, is_out_of_memory, memory_advice
 from cgddi.diffusion import (
     PRECISIONS,
+    quiet_loading,
     SCHEDULERS,
     sampler_scheduler,
     PROMPT_TEMPLATES,
@@ -298,9 +299,10 @@ class SemanticSampler:
         held = self.concepts[self.concepts.token.isin(vocab)]
         new = self.concepts[~self.concepts.token.isin(vocab)]
         if len(new):
-            self.pipe.load_textual_inversion(
-                [str(self.work / p) for p in new.embeds], token=list(new.token), use_safetensors=True
-            )
+            with quiet_loading():
+                self.pipe.load_textual_inversion(
+                    [str(self.work / p) for p in new.embeds], token=list(new.token), use_safetensors=True
+                )
         rows = self.pipe.text_encoder.get_input_embeddings().weight
         with torch.no_grad():
             for r in held.itertuples():
@@ -330,12 +332,14 @@ class SemanticSampler:
         if first:
             ranks = [lora_rank(self.work / p) for p in self.concepts.lora if has_lora(p)]
             self.pipe.enable_lora_hotswap(target_rank=max(ranks))  # a later adapter may be wider
-            self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, use_safetensors=True)
+            with quiet_loading():
+                self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, use_safetensors=True)
             # the exact base weights, before any fuse
             self.base = [(w, w.detach().clone()) for w in self._fused_weights()]
         else:
             self.pipe.enable_lora()
-            self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, hotswap=True, use_safetensors=True)
+            with quiet_loading():
+                self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, hotswap=True, use_safetensors=True)
         self.pipe.fuse_lora(adapter_names=[ADAPTER])
         # once, with an adapter fused: a swap reuses the graph
         if first and self.cfg.compile_unet:

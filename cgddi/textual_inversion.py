@@ -43,6 +43,8 @@ from .report import atomic_path, progress_bar
 from .shard import Share, take_share, stage_cli
 from cgddi.diffusion import (
     SD_MODEL,
+    frozen_in,
+    quiet_loading,
     DISEASES,
     PRECISIONS,
     PROMPT_TEMPLATES,
@@ -294,7 +296,7 @@ def train_token(
         raise ValueError(f"{token!r} is not in the tokenizer; call add_token first.")
     vae, unet, te = sd.vae.to(acc.device), sd.unet.to(acc.device), sd.text_encoder.to(acc.device)
     if half != torch.float32:
-        vae, unet = vae.to(dtype=half), unet.to(dtype=half)  # frozen: half precision is enough
+        vae, unet = frozen_in(vae, half), frozen_in(unet, half)  # frozen: half precision is enough
     if cfg.compile_unet and getattr(unet, "_compiled_call_impl", None) is None:
         unet.compile(mode=cfg.compile_mode)  # in place: the stage's later diseases reuse the compiled graphs
     vae.requires_grad_(False)

@@ -631,7 +631,8 @@ def test_what_a_stage_must_say_now_reaches_the_console_once(tmp_path, cgddi_here
 def test_a_stage_kernel_talks_over_its_own_unix_sockets(tmp_path, cgddi_here, monkeypatch):
     """The stage's kernel is reached over Unix sockets in a folder of the run's own (no TCP port another process could
     take before the kernel binds it), and the folder is gone when the stage ends. The executed notebook keeps what a
-    front end shows of a progress bar: its last refresh, not one output per refresh."""
+    front end shows of a progress bar: its last refresh, not one output per refresh, and nothing of a nested bar that
+    does not stay."""
     import cgddi.run as r
 
     root = _one_stage_checkout(
@@ -660,10 +661,12 @@ def test_a_stage_kernel_talks_over_its_own_unix_sockets(tmp_path, cgddi_here, mo
     assert "".join(bars[0]["text"]).count("steps:") == 1, bars
     assert not any("IProgress not found" in "".join(o.get("text", "")) for o in outputs), outputs  # no ipywidgets
     assert os.environ.get("PYTHONWARNINGS") == outer_warnings  # the kernel's setting, not this process's
-    # under `cgddi run` a bar's refreshes reach the notebook at most every NOTEBOOK_REFRESH_S: the inner bar's first
-    # display and its close, not 50 refreshes a time
+    # under `cgddi run` a bar's refreshes reach the notebook at most every NOTEBOOK_REFRESH_S, and a bar that does not
+    # stay (leave=False) none at all: the console's line shows it; the notebook keeps the outer bar, without the
+    # cursor-up codes nested text bars write
     nested = json.loads((tmp_path / "rep" / "notebooks" / "00_conn.ipynb").read_text())["cells"][-1]["outputs"]
-    assert "".join("".join(o.get("text", "")) for o in nested).count("inner:") <= 6, nested
+    text = "".join("".join(o.get("text", "")) for o in nested)
+    assert "inner" not in text and "\x1b[A" not in text and text.count("outer: 100%") == 1, nested
 
 
 def test_a_later_stage_in_a_work_dir_without_00_stops_before_running(tmp_path, cgddi_here):
