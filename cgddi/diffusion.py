@@ -19,6 +19,8 @@ from transformers import CLIPTokenizer, CLIPTextModel
 from diffusers import AutoencoderKL, UNet2DConditionModel, DDPMScheduler
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.training_utils import compute_snr
+from diffusers.utils import logging as diffusers_logging
+from huggingface_hub.utils import are_progress_bars_disabled
 from .data import DataError, TONE_ORDER, read_image
 from safetensors.torch import load_file, save_file
 from .report import atomic_path, CPUWarning, GPU_HINT, cpu_warning
@@ -35,6 +37,10 @@ __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PRO
            'release_disease', 'frozen_in', 'quiet_loading', 'use_set_text_parts', 'load_sd', 'sampler_scheduler',
            'TrainingState', 'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean',
            'plot_losses']
+
+# %% ../nbs/00e_diffusion.ipynb #quietbars2
+if are_progress_bars_disabled():
+    diffusers_logging.disable_progress_bar()
 
 # %% ../nbs/00e_diffusion.ipynb #33b08fc7
 INSTANCE_PROMPT = "An image of {token} on a {tone}-toned individual"

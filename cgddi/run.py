@@ -28,7 +28,7 @@ from cgddi.report import (
 from .layout import DDI_TABLE
 
 # %% auto #0
-__all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'SUMMARY_TABLES', 'RUN_FACTS', 'STANDALONE',
+__all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'HUB_BARS_OFF', 'SUMMARY_TABLES', 'RUN_FACTS', 'STANDALONE',
            'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks',
            'declared_parameters', 'load_params', 'check_params', 'Stage', 'value_rules', 'rules_cache', 'stage_config',
            'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'check_inputs',
@@ -528,6 +528,7 @@ def _failure(
 
 
 INTERRUPT_GRACE_S = 30  # seconds an interrupted notebook gets to end before its kernel is killed
+HUB_BARS_OFF = "HF_HUB_DISABLE_PROGRESS_BARS"  # huggingface_hub's switch for its and transformers' progress bars
 
 
 def _coalesce_streams(
@@ -592,10 +593,14 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
     report_to = cwd / ".progress" / f"{nb.stem}.json"
     report_to.unlink(missing_ok=True)
     notices_path(report_to).unlink(missing_ok=True)  # `run_notice`'s lines
-    # the kernel inherits them: where its bars report, and tqdm's text bars without its note that ipywidgets is missing
+    # the kernel inherits them: where its bars report, and tqdm's text bars without its note that ipywidgets is missing;
+    # no loading bars of the hub, transformers and diffusers (`cgddi.diffusion` has diffusers follow the hub's switch):
+    # the console shows the stage's own progress, and the executed notebook would keep every load's bar, as a widget
+    # where ipywidgets is installed (unless the environment sets the switch itself)
     kernel_env = {
         PROGRESS_ENV: str(report_to),
         "PYTHONWARNINGS": _without_widget_note(os.environ.get("PYTHONWARNINGS")),
+        HUB_BARS_OFF: os.environ.get(HUB_BARS_OFF, "1"),
     }
     outer_env = {k: os.environ.get(k) for k in kernel_env}
     os.environ.update(kernel_env)

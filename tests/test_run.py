@@ -646,6 +646,11 @@ def test_a_stage_kernel_talks_over_its_own_unix_sockets(tmp_path, cgddi_here, mo
         # nested bars write a line per refresh, which no front end folds
         "for i in progress_bar(range(2), desc='outer'):\n"
         "    for j in progress_bar(range(50), desc='inner', mininterval=0, leave=False): pass",
+        # loading a pipeline (diffusers' bar) and its text encoder (transformers')
+        "import tempfile\nfrom diffusers import StableDiffusionPipeline\nfrom cgddi.diffusion import resolve_model\n"
+        "with tempfile.TemporaryDirectory() as d:\n"
+        "    StableDiffusionPipeline.from_pretrained(resolve_model('tiny', d), safety_checker=None, "
+        "requires_safety_checker=False)",
     )
     monkeypatch.setattr(r, "project_root", lambda: root)
     work, outer_warnings = tmp_path / "w", os.environ.get("PYTHONWARNINGS")
@@ -655,18 +660,23 @@ def test_a_stage_kernel_talks_over_its_own_unix_sockets(tmp_path, cgddi_here, mo
     assert conn["transport"] == "ipc", conn
     sockets = Path(conn["ip"]).parent
     assert sockets.name.startswith("cgddi-kernel-") and not sockets.exists()
-    outputs = json.loads((tmp_path / "rep" / "notebooks" / "00_conn.ipynb").read_text())["cells"][-2]["outputs"]
+    outputs = json.loads((tmp_path / "rep" / "notebooks" / "00_conn.ipynb").read_text())["cells"][-3]["outputs"]
     bars = [o for o in outputs if o.get("name") == "stderr" and "steps" in "".join(o["text"])]
     assert len(bars) == 1 and "".join(bars[0]["text"]).strip().startswith("steps: 100%|"), outputs
     assert "".join(bars[0]["text"]).count("steps:") == 1, bars
-    assert not any("IProgress not found" in "".join(o.get("text", "")) for o in outputs), outputs  # no ipywidgets
+    assert not any("IProgress not found" in "".join(o.get("text", "")) for o in outputs), (
+        outputs
+    )  # with ipywidgets or not
     assert os.environ.get("PYTHONWARNINGS") == outer_warnings  # the kernel's setting, not this process's
     # under `cgddi run` a bar's refreshes reach the notebook at most every NOTEBOOK_REFRESH_S, and a bar that does not
     # stay (leave=False) none at all: the console's line shows it; the notebook keeps the outer bar, without the
     # cursor-up codes nested text bars write
-    nested = json.loads((tmp_path / "rep" / "notebooks" / "00_conn.ipynb").read_text())["cells"][-1]["outputs"]
+    cells = json.loads((tmp_path / "rep" / "notebooks" / "00_conn.ipynb").read_text())["cells"]
+    nested = cells[-2]["outputs"]
     text = "".join("".join(o.get("text", "")) for o in nested)
     assert "inner" not in text and "\x1b[A" not in text and text.count("outer: 100%") == 1, nested
+    # no loading bars of diffusers, transformers or the hub (text, or widgets where ipywidgets is installed)
+    assert cells[-1]["outputs"] == [], cells[-1]["outputs"]
 
 
 def test_a_later_stage_in_a_work_dir_without_00_stops_before_running(tmp_path, cgddi_here):
