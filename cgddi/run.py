@@ -613,6 +613,14 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
                 self.transport, self.ip = "ipc", str(sockets / "k")
             kernels.append(self)
 
+        async def _async_interrupt_kernel(self):
+            # jupyter_client interrupts a kernel before every shutdown; one done with its notebook that is still
+            # handling a message then logs "KeyboardInterrupt caught in kernel" at ERROR, the console's only error line
+            # of a good run. A shutdown asks over the control channel and kills what does not go; Ctrl-C
+            # (`_stop_kernels`) interrupts through `interrupt_kernel`, which this does not change
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
     def work():
         try:
             pm.execute_notebook(

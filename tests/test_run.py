@@ -1,6 +1,6 @@
 "`cgddi run` end to end: the report, provenance, params checking and a failing stage."
 
-import hashlib, json, os, re, subprocess, sys
+import contextlib, hashlib, json, os, re, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -677,6 +677,43 @@ def test_a_stage_kernel_talks_over_its_own_unix_sockets(tmp_path, cgddi_here, mo
     assert "inner" not in text and "\x1b[A" not in text and text.count("outer: 100%") == 1, nested
     # no loading bars of diffusers, transformers or the hub (text, or widgets where ipywidgets is installed)
     assert cells[-1]["outputs"] == [], cells[-1]["outputs"]
+
+
+# a process in a stage kernel's process group that records a SIGINT sent to the group (argv: the file to write)
+_SIGINT_WATCHER = (
+    "import os, pathlib, signal, sys, time\n"
+    "signal.signal(signal.SIGINT, lambda *a: (pathlib.Path(sys.argv[1]).write_text('SIGINT'), sys.exit(0)))\n"
+    "pathlib.Path(sys.argv[1] + '.pid').write_text(str(os.getpid()))\n"
+    "time.sleep(60)"
+)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups and SIGINT")
+def test_a_finished_stage_kernel_is_shut_down_without_an_interrupt(tmp_path, cgddi_here, monkeypatch):
+    """jupyter_client interrupts a kernel before every shutdown, and a kernel still handling a message then logs
+    "KeyboardInterrupt caught in kernel" at ERROR, in the console of a run that went well: a stage's kernel that has
+    finished its notebook is shut down without SIGINT to its process group."""
+    import cgddi.run as r
+
+    flag = tmp_path / "sigint"
+    root = _one_stage_checkout(
+        tmp_path / "checkout",
+        "00_quiet",
+        "import pathlib, subprocess, sys, time\n"
+        f"watcher = subprocess.Popen([sys.executable, '-c', {_SIGINT_WATCHER!r}, {str(flag)!r}])\n"
+        f"while not pathlib.Path({str(flag) + '.pid'!r}).exists(): time.sleep(0.05)",
+    )
+    monkeypatch.setattr(r, "project_root", lambda: root)
+    try:
+        out = cgddi_here(
+            "run", "--params", str(_params(tmp_path, f"work_dir: {tmp_path / 'w'}\n")), "--out", str(tmp_path / "rep")
+        )
+        assert out.returncode == 0, out.stderr
+        time.sleep(1)  # a signal sent at the shutdown has reached the watcher by now
+        assert not flag.exists(), "the finished kernel's process group got SIGINT"
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int((tmp_path / "sigint.pid").read_text()), signal.SIGKILL)
 
 
 def test_a_later_stage_in_a_work_dir_without_00_stops_before_running(tmp_path, cgddi_here):
