@@ -203,6 +203,7 @@ def _bar_class(
                 t.write_text(json.dumps(bars))
             self._reported = time.monotonic()
 
+    progress_bar.__qualname__ = "progress_bar"  # the name the module gives it (its docs, pickling by reference)
     return progress_bar
 
 
