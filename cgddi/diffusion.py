@@ -223,8 +223,9 @@ def frozen_in(
     dtype: torch.dtype,  # its weights' precision: half under mixed precision
 ) -> torch.nn.Module:
     """`model` cast to `dtype` in place, through torch's `Module.to` where the model keeps no module in float32:
-    diffusers 0.42's own `to` warns on every cast that modules "should be kept in float32: []", naming none (two lines
-    a disease in 03 and 04 on a GPU). A model that names some, or a quantized one, gets its own `to` and its checks."""
+    diffusers 0.42's own `to` warns on every cast that modules "should be kept in float32: []", naming none (a line a
+    cast: two a disease in 03 and in 04 under mixed precision). A model that names some, or a quantized one, gets its
+    own `to` and its checks."""
     if getattr(model, "_keep_in_fp32_modules", None) or getattr(model, "is_quantized", False):
         return model.to(dtype=dtype)
     return torch.nn.Module.to(model, dtype=dtype)

@@ -332,14 +332,12 @@ class SemanticSampler:
         if first:
             ranks = [lora_rank(self.work / p) for p in self.concepts.lora if has_lora(p)]
             self.pipe.enable_lora_hotswap(target_rank=max(ranks))  # a later adapter may be wider
-            with quiet_loading():
-                self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, use_safetensors=True)
-            # the exact base weights, before any fuse
-            self.base = [(w, w.detach().clone()) for w in self._fused_weights()]
         else:
             self.pipe.enable_lora()
-            with quiet_loading():
-                self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, hotswap=True, use_safetensors=True)
+        with quiet_loading():
+            self.pipe.load_lora_weights(str(lora.parent), adapter_name=ADAPTER, hotswap=not first, use_safetensors=True)
+        if first:  # the exact base weights, before any fuse
+            self.base = [(w, w.detach().clone()) for w in self._fused_weights()]
         self.pipe.fuse_lora(adapter_names=[ADAPTER])
         # once, with an adapter fused: a swap reuses the graph
         if first and self.cfg.compile_unet:
