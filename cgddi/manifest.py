@@ -305,7 +305,9 @@ def _fresh_index(work_dir, type: str) -> tuple[dict, pd.DataFrame | None]:
         return known, None
     kept = pq.read_table(path).to_pandas() if same else None
     new, hashes = _parse_shards(d, sorted(set(stats) - set(same)))
-    rows = pd.concat([kept[kept.shard.isin(same)], new], ignore_index=True) if same else new
+    # shards without rows stay out of the concat: pandas 2 and 3 then type the result alike (and 2 does not warn)
+    parts = [p for p in ([kept[kept.shard.isin(same)]] if same else []) + [new] if len(p)] or [new]
+    rows = pd.concat(parts, ignore_index=True)
     rows = rows.sort_values("shard", kind="stable", ignore_index=True)
     if rows.image.duplicated().any():
         twice = rows[rows.image == rows.image[rows.image.duplicated()].iloc[0]]

@@ -406,6 +406,8 @@ PACKAGES = [
     "opencv-python-headless",
     "numpy",
     "pandas",
+    "pillow",  # decodes, resizes and augments every image: its releases round resizing differently
+    "scipy",
     "scikit-learn",
     "matplotlib",
     "papermill",
