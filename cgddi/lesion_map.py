@@ -111,7 +111,9 @@ def find_offset(
     ow = W - w + 1
     for k in rng.integers(len(cand), size=min(tries, len(cand))):
         oy, ox = divmod(int(cand[k]), ow)
-        if near[oy, ox] > padding + r_out or (dist[oy : oy + h, ox : ox + w][footprint] > padding).all():
+        # the quick test keeps a margin: `dist` is float32, and a float64 bound can fall just below the float32 of the
+        # same distance (numpy 1 compares the two in float64, numpy 2 in float32), which let a footprint touch an edge
+        if near[oy, ox] > padding + r_out + 1e-3 or (dist[oy : oy + h, ox : ox + w][footprint] > padding).all():
             return oy, ox
     blocked = fftconvolve((dist <= padding).astype(np.float32), footprint[::-1, ::-1].astype(np.float32), mode="valid")
     fits = np.flatnonzero(blocked < 0.5)

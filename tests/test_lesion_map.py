@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 from cgddi.data import DataError, read_data
 from cgddi.lesion_map import LesionMapConfig, lesion_patch, map_lesions, place_lesion, usable_distance, transform_patch
 from cgddi.manifest import INDEX_FILE, read_manifest
@@ -44,6 +44,8 @@ def _fits_somewhere(valid, footprint, padding):
     scale=st.sampled_from([0.5, 1.0, 1.7]),
     rotation=st.floats(0, 360),
 )
+# the farthest footprint pixel on an edge exactly: float32 distances passed the quick test under numpy 1 (2026-12-05)
+@example(seed=23831, padding=0, scale=1.0, rotation=310.0)
 def test_placement_stays_inside_the_padded_valid_region(seed, padding, scale, rotation):
     valid, lesion = _random_masks(seed)
     placed = place_lesion(valid, lesion, padding, scale, rotation, rng=np.random.default_rng(seed))
