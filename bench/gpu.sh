@@ -34,6 +34,9 @@ if [ -d .gpu-wheels ]; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU (CHECK run)"
 $py -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__)"
+# releases outside pyproject.toml's requirements (the benches need only some of the packages; a figure made on a release
+# outside a floor is suspect: transformers < 5.6 runs the mini's text encoder random)
+$py -c "from cgddi.run import declared_requirements as d, releases_outside as o; print('outside the requirements:', o(d()))"
 
 bench() {  # name, seconds, command...: run it under its limit unless the budget is spent
   local name=$1 limit=$2

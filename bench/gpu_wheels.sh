@@ -24,9 +24,12 @@ def pin(p):
 print(" ".join(map(pin, sys.argv[1:])))
 EOF
 }
-# every generative stage (diffusers), cgddi.quality (lpips, torch-fidelity), CLIP's BPE vocabulary (open_clip_torch)
+# every generative stage (diffusers), cgddi.quality (lpips, torch-fidelity), CLIP's BPE vocabulary (open_clip_torch);
+# peft and timm at this venv's releases too (pure Python): the image's are of unknown release and pyproject.toml's
+# floors (peft >= 0.20, timm >= 1.0.21) are recent; the image's accelerate 1.15, transformers 5.17 and torchmetrics
+# 1.9 (device/KINDS.md, 2026-11) are inside theirs. gpu.sh prints any release still outside (cgddi.run.check_releases).
 python -m pip download --quiet --no-deps --only-binary=:all: --dest .gpu-wheels \
-  $(pins diffusers lpips torch-fidelity open_clip_torch)
+  $(pins diffusers lpips torch-fidelity open_clip_torch peft timm)
 # PART=shards: bench/shard.py reads a params file as `cgddi run` does (papermill's notebook inspection)
 python -m pip download --quiet --no-deps --only-binary=:all: --dest .gpu-wheels \
   --python-version "${PYVER:-3.12}" --implementation cp \

@@ -31,7 +31,8 @@ from .layout import DDI_TABLE
 __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'HUB_BARS_OFF', 'SUMMARY_TABLES', 'RUN_FACTS', 'STANDALONE',
            'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks',
            'declared_parameters', 'load_params', 'check_params', 'Stage', 'value_rules', 'rules_cache', 'stage_config',
-           'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance', 'earlier_stages', 'check_inputs',
+           'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance', 'ReleaseError',
+           'declared_requirements', 'releases_outside', 'check_releases', 'earlier_stages', 'check_inputs',
            'check_started', 'run', 'main', 'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
@@ -506,6 +507,59 @@ def provenance(
         "stages": stages,
     }
 
+# %% ../nbs/00b_run.ipynb #releasescode
+class ReleaseError(RuntimeError):
+    "An installed package is missing or outside the releases cgddi's requirements allow; the message names each."
+
+
+def declared_requirements(
+    pyproject=None,  # a checkout's pyproject.toml; default this checkout's, else the installed cgddi's metadata
+) -> list[str]:
+    "cgddi's install requirements (PEP 508 lines, extras' among them): pyproject.toml's, else the installed metadata's."
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib  # the same parser, before it joined the standard library
+    path = Path(pyproject) if pyproject else Path(cgddi.__file__).parent.parent / "pyproject.toml"
+    if pyproject or path.exists():  # a file named but missing raises FileNotFoundError naming it
+        project = tomllib.loads(path.read_text()).get("project", {})
+        if pyproject or project.get("name") == "cgddi":
+            return list(project.get("dependencies", []))
+    return list(metadata.requires("cgddi") or [])  # an installed wheel: what pip installed it with
+
+
+def releases_outside(
+    requirements: list[str],  # PEP 508 lines, e.g. "transformers>=5.6"
+    version=_version,  # a package's installed release, or None where it is not installed
+) -> dict[str, str]:
+    """Each requirement (without its marker) whose package is not installed or whose installed release it excludes,
+    with what is installed; extras' and other platforms' requirements are left out."""
+    from packaging.requirements import Requirement
+
+    out = {}
+    for line in requirements:
+        req = Requirement(line)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        have = version(req.name)
+        if have is None or not req.specifier.contains(have, prereleases=True):
+            out[f"{req.name}{req.specifier}"] = f"{req.name} {have or 'not installed'}"
+    return out
+
+
+def check_releases(
+    pyproject=None,  # see `declared_requirements`
+    version=_version,  # see `releases_outside`
+):
+    "Raise `ReleaseError` when an installed release is outside cgddi's requirements; the message gives the pip command."
+    bad = releases_outside(declared_requirements(pyproject), version)
+    if bad:
+        raise ReleaseError(
+            f"installed releases outside cgddi's requirements: {', '.join(bad.values())} (needs "
+            f"{', '.join(bad)}). Install them with `pip install {' '.join(repr(r) for r in bad)}`, or run anyway with "
+            "`cgddi run --any-releases` (provenance.json lists the releases a run used)."
+        )
+
 # %% ../nbs/00b_run.ipynb #e8243561
 def _select(notebooks: dict[str, Path], stages) -> dict[str, Path]:
     if not stages:
@@ -841,9 +895,12 @@ def run(
     nbs_dir=None,  # notebooks folder; default the checkout's `nbs/`
     quiet: bool = False,  # no progress lines
     overrides: list[str] | None = None,  # `KEY=VALUE` or `STAGE.KEY=VALUE` in place of the file's (`with_overrides`)
+    any_releases: bool = False,  # run even with an installed release outside cgddi's requirements (`check_releases`)
 ) -> Path:
-    "Check params, execute the stage notebooks with papermill, and write the report; returns the report folder."
+    "Check releases and params, execute the stage notebooks with papermill, and write the report; returns its folder."
     root = project_root()
+    if not any_releases:
+        check_releases()
     params_file = Path(params_file or root / "params" / "default.yaml").resolve()
     notebooks = stage_notebooks(nbs_dir or root / "nbs")
     declared = {s: declared_parameters(nb) for s, nb in notebooks.items()}
@@ -938,6 +995,11 @@ def main(argv=None) -> int:
     r.add_argument("--params", help="YAML params file (default: params/default.yaml, the embedded benchmark on CPU)")
     r.add_argument("--out", help="report folder (default: reports/<params>-<timestamp>/)")
     r.add_argument("--stages", nargs="+", help="stages to run, by name or number (default: all), e.g. --stages 00_data")
+    r.add_argument(
+        "--any-releases",
+        action="store_true",
+        help="run even where an installed package is outside the releases pyproject.toml allows (results may differ)",
+    )
     s = sub.add_parser("status", help="print what each stage has done and plans, from the work dir (runs nothing)")
     s.add_argument("--params", help="YAML params file (default: params/default.yaml)")
     s.add_argument("--work-dir", help="the work dir (default: the one the params file names)")
@@ -1085,8 +1147,8 @@ def main(argv=None) -> int:
             )
             return 0
         with _sigterm_interrupts():
-            out = run(args.params, args.out, args.stages, overrides=args.overrides)
-    except (ParamsError, FileNotFoundError, FileExistsError, ValueError, WorkDirLocked) as e:
+            out = run(args.params, args.out, args.stages, overrides=args.overrides, any_releases=args.any_releases)
+    except (ParamsError, ReleaseError, FileNotFoundError, FileExistsError, ValueError, WorkDirLocked) as e:
         print(f"cgddi: {e}", file=sys.stderr)
         return 2
     except Interrupted as e:

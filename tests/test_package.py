@@ -48,7 +48,9 @@ def test_the_wheel_holds_every_file_of_the_package_and_runs_outside_the_repo(tmp
         z.extractall(site)  # what `pip install` puts in site-packages
     code = (
         "import cgddi, cgddi.tiny as t, cgddi.config as c; "
-        "print(cgddi.__file__); print(t.MINI_FOLDER); print(c.content_fingerprint(t.MINI_FOLDER))"
+        "print(cgddi.__file__); print(t.MINI_FOLDER); print(c.content_fingerprint(t.MINI_FOLDER)); "
+        "from cgddi.run import declared_requirements as d; from packaging.requirements import Requirement as R; "
+        "print('|'.join(sorted(str(R(r)) for r in d() if 'extra ==' not in r)))"
     )
     out = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {code}"],
@@ -57,13 +59,18 @@ def test_the_wheel_holds_every_file_of_the_package_and_runs_outside_the_repo(tmp
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    module, mini, fingerprint = out.stdout.split()
+    module, mini, fingerprint, requirements = out.stdout.splitlines()
     assert Path(module).is_relative_to(site) and Path(mini).is_relative_to(site)
     # an installed mini is the same model as the repo's: the same outputs hash, so a work dir made with either is reused
     from cgddi.config import content_fingerprint
     from cgddi.tiny import MINI_FOLDER
 
     assert fingerprint == content_fingerprint(MINI_FOLDER)
+    # without a checkout's pyproject.toml beside it, the release check reads the requirements the wheel was built with
+    from packaging.requirements import Requirement
+    from cgddi.run import declared_requirements
+
+    assert requirements.split("|") == sorted(str(Requirement(r)) for r in declared_requirements())
 
 
 def test_every_exported_signature_resolves_as_the_docs_read_it():

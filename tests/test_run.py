@@ -276,6 +276,18 @@ def test_unknown_stage_on_command_line(tmp_path, cgddi_here):
     assert r.returncode == 2 and "unknown stage '42_nope'" in r.stderr
 
 
+def test_a_release_outside_the_requirements_stops_the_run_before_anything_is_written(tmp_path, cgddi_here, monkeypatch):
+    "A package the requirements exclude stops `cgddi run` with the pip command that fixes it; --any-releases goes on."
+    import cgddi.run
+
+    monkeypatch.setattr(cgddi.run, "declared_requirements", lambda pyproject=None: ["pandas>=1000", "numpy>=1"])
+    r = cgddi_here("run", "--stages", "42_nope", "--out", str(tmp_path / "report"))
+    assert r.returncode == 2 and f"pandas {pd.__version__} (needs pandas>=1000)" in r.stderr, r.stderr
+    assert "pip install 'pandas>=1000'" in r.stderr and "numpy" not in r.stderr and not (tmp_path / "report").exists()
+    r = cgddi_here("run", "--any-releases", "--stages", "42_nope", "--out", str(tmp_path / "report"))
+    assert r.returncode == 2 and "unknown stage '42_nope'" in r.stderr, r.stderr  # past the releases: the next check
+
+
 @pytest.mark.parametrize(
     "params_file", [*sorted((ROOT / "params").rglob("*.yaml")), ROOT / "bench" / "check.yaml"], ids=lambda p: p.name
 )
