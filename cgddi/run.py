@@ -550,15 +550,18 @@ def releases_outside(
 def check_releases(
     pyproject=None,  # see `declared_requirements`
     version=_version,  # see `releases_outside`
-):
-    "Raise `ReleaseError` when an installed release is outside cgddi's requirements; the message gives the pip command."
+    allow: bool = False,  # return what is outside instead of raising (`cgddi run --any-releases`)
+) -> dict[str, str]:
+    """`releases_outside` of cgddi's requirements (empty where all hold); unless `allow`, `ReleaseError` where any is
+    outside, with the pip command that fixes it."""
     bad = releases_outside(declared_requirements(pyproject), version)
-    if bad:
+    if bad and not allow:
         raise ReleaseError(
             f"installed releases outside cgddi's requirements: {', '.join(bad.values())} (needs "
             f"{', '.join(bad)}). Install them with `pip install {' '.join(repr(r) for r in bad)}`, or run anyway with "
             "`cgddi run --any-releases` (provenance.json lists the releases a run used)."
         )
+    return bad
 
 # %% ../nbs/00b_run.ipynb #e8243561
 def _select(notebooks: dict[str, Path], stages) -> dict[str, Path]:
@@ -899,8 +902,7 @@ def run(
 ) -> Path:
     "Check releases and params, execute the stage notebooks with papermill, and write the report; returns its folder."
     root = project_root()
-    if not any_releases:
-        check_releases()
+    outside = check_releases(allow=any_releases)
     params_file = Path(params_file or root / "params" / "default.yaml").resolve()
     notebooks = stage_notebooks(nbs_dir or root / "nbs")
     declared = {s: declared_parameters(nb) for s, nb in notebooks.items()}
@@ -932,6 +934,7 @@ def run(
     earlier, earlier_runs = earlier_stages(out, selected, notebooks)
     records = sorted(records + earlier, key=lambda r: list(notebooks).index(r["stage"]))
     prov = provenance(root, params_file, params, records, started.isoformat(timespec="seconds"), overrides)
+    prov["releases_outside_requirements"] = outside  # what --any-releases let through (requirement: installed)
     if earlier_runs:
         prov["earlier_runs"] = earlier_runs
     with atomic_path(out / "provenance.json") as t:
@@ -951,7 +954,12 @@ def run(
             "started": prov["started"],
             "finished": prov["finished"],
         }
-        | ({"stages of earlier runs": _earlier_note(earlier_runs, records)} if earlier_runs else {}),
+        | ({"stages of earlier runs": _earlier_note(earlier_runs, records)} if earlier_runs else {})
+        | (
+            {"releases outside the requirements": ", ".join(f"{v} (needs {k})" for k, v in outside.items())}
+            if outside
+            else {}
+        ),
         summary=SUMMARY_TABLES,
     )
     if failure:

@@ -179,6 +179,7 @@ def test_provenance(report):
     assert prov["packages"]["torch"] and prov["packages"]["cgddi"] and prov["device"]["kind"] in ("cpu", "cuda")
     # Pillow resizes every image: its releases round differently (11.1 vs 13.0: one level in 5 % of a frame's values)
     assert prov["packages"]["pillow"] and prov["packages"]["scipy"]
+    assert prov["releases_outside_requirements"] == {}  # every installed release inside pyproject.toml's requirements
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
     assert prov["git_commit"] == head.stdout.strip() and re.fullmatch(r"[0-9a-f]{40}", prov["git_commit"])
     stages = {s["stage"]: s for s in prov["stages"]}
@@ -620,6 +621,22 @@ def _one_stage_checkout(
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, root / "nbs" / f"{stage}.ipynb")
     return root
+
+
+def test_a_run_with_releases_outside_the_requirements_says_so_in_its_report(tmp_path, cgddi_here, monkeypatch):
+    "--any-releases runs, and the report's facts and provenance.json name what was outside the requirements."
+    import cgddi.run as r
+
+    root = _one_stage_checkout(tmp_path / "checkout", "00_nothing", "pass")
+    monkeypatch.setattr(r, "project_root", lambda: root)
+    monkeypatch.setattr(r, "declared_requirements", lambda pyproject=None: ["pandas>=1000", "numpy>=1"])
+    out = cgddi_here(
+        "run", "--any-releases", "--params", str(_params(tmp_path, "work_dir: w\n")), "--out", str(tmp_path / "rep")
+    )
+    assert out.returncode == 0, out.stderr
+    prov = json.loads((tmp_path / "rep" / "provenance.json").read_text())
+    assert prov["releases_outside_requirements"] == {"pandas>=1000": f"pandas {pd.__version__}"}
+    assert f"pandas {pd.__version__} (needs pandas&gt;=1000)" in (tmp_path / "rep" / "index.html").read_text()
 
 
 def test_what_a_stage_must_say_now_reaches_the_console_once(tmp_path, cgddi_here, monkeypatch):
