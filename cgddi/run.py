@@ -6,7 +6,7 @@ renders the run's report: executed notebooks, tables, figures, `index.html` and 
 # %% ../nbs/00b_run.ipynb #50367c83
 from __future__ import annotations
 import argparse, contextlib, copy, datetime, functools, hashlib, importlib, json, os, pickle, platform, re, shutil
-import shlex, signal, subprocess, sys, tempfile, threading, time
+import shlex, signal, subprocess, sys, tempfile, threading, time, warnings
 from importlib import metadata
 from pathlib import Path
 import pandas as pd
@@ -32,8 +32,8 @@ __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'HUB_BARS_
            'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks',
            'declared_parameters', 'load_params', 'check_params', 'Stage', 'value_rules', 'rules_cache', 'stage_config',
            'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance', 'ReleaseError',
-           'declared_requirements', 'releases_outside', 'check_releases', 'earlier_stages', 'check_inputs',
-           'check_started', 'run', 'main', 'stage_parameters', 'status', 'standalone']
+           'declared_requirements', 'releases_outside', 'check_releases', 'ReleaseWarning', 'warn_releases',
+           'earlier_stages', 'check_inputs', 'check_started', 'run', 'main', 'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -557,9 +557,38 @@ def check_releases(
     bad = releases_outside(declared_requirements(pyproject), version)
     if bad and not allow:
         raise ReleaseError(
-            f"installed releases outside cgddi's requirements: {', '.join(bad.values())} (needs "
-            f"{', '.join(bad)}). Install them with `pip install {' '.join(repr(r) for r in bad)}`, or run anyway with "
-            "`cgddi run --any-releases` (provenance.json lists the releases a run used)."
+            f"{_outside(bad)}, or run anyway with `cgddi run --any-releases` (provenance.json lists the releases a "
+            "run used)."
+        )
+    return bad
+
+
+def _outside(
+    bad: dict[str, str],  # `releases_outside`'s finding, not empty
+) -> str:
+    "What is outside, what is needed and the pip command that installs it."
+    return (
+        f"installed releases outside cgddi's requirements: {', '.join(bad.values())} (needs {', '.join(bad)}). "
+        f"Install them with `pip install {' '.join(repr(r) for r in bad)}`"
+    )
+
+
+class ReleaseWarning(UserWarning):
+    "A notebook, papermill job or launched stage runs with a package outside cgddi's requirements."
+
+
+def warn_releases(
+    pyproject=None,  # see `declared_requirements`
+    version=_version,  # see `releases_outside`
+) -> dict[str, str]:
+    """`check_releases` for what runs without `cgddi run` (a notebook's first cell, a papermill batch, `accelerate
+    launch -m cgddi.<stage>`): one `ReleaseWarning` where a package is outside, nothing else; returns the finding."""
+    bad = check_releases(pyproject, version, allow=True)
+    if bad:
+        warnings.warn(
+            f"{_outside(bad)} (then restart the kernel). Results may differ from those on the required releases.",
+            ReleaseWarning,
+            stacklevel=2,
         )
     return bad
 

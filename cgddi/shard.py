@@ -144,6 +144,10 @@ def stage_cli(
     except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError) as e:
         raise ValueError(f"{args.config}: not a {config_class.__name__} JSON or YAML file ({e}).")
     share, t0 = launched_share(cpu=getattr(cfg, "device", None) == "cpu"), time.perf_counter()
+    if share.is_main:  # a launch without `cgddi run` (which stops on them): one warning, not one per process
+        from cgddi.run import warn_releases
+
+        warn_releases()
     result = run(args.work_dir, cfg, share=share)
     facts = dict(process=share.index, processes=share.count, seconds=round(time.perf_counter() - t0, 1))
     if isinstance(result, dict):

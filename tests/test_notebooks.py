@@ -36,6 +36,24 @@ def test_one_parameters_cell_survives_clean(stage, tmp_path):
     assert len(cells) == 1 and "#| export" not in cells[0].source
 
 
+@pytest.mark.parametrize("stage", list(stage_notebooks(ROOT / "nbs")))
+def test_first_cell_warns_of_a_release_outside_the_requirements(stage):
+    # the stage notebook's first cell as a kernel runs it, with transformers reported one release below its floor
+    first = next(c for c in nbformat.read(ROOT / "nbs" / f"{stage}.ipynb", 4).cells if c.cell_type == "code")
+    fake = (
+        "import importlib.metadata as m, warnings\n"
+        "warnings.simplefilter('always')\n"
+        "_real = m.version\n"
+        "m.version = lambda n: '5.5.4' if n == 'transformers' else _real(n)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", fake + first.source], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ReleaseWarning: installed releases outside cgddi's requirements: transformers 5.5.4" in r.stderr, r.stderr
+    assert "pip install 'transformers>=" in r.stderr, r.stderr
+
+
 def test_readme_generated_from_index():
     r = subprocess.run(
         [_tool("jupyter"), "nbconvert", "--to", "markdown", "--stdout", "nbs/index.ipynb"],
