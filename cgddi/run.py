@@ -586,7 +586,8 @@ def warn_releases(
     bad = check_releases(pyproject, version, allow=True)
     if bad:
         warnings.warn(
-            f"{_outside(bad)} (then restart the kernel). Results may differ from those on the required releases.",
+            f"{_outside(bad)} (in a notebook, then restart its kernel). Results may differ from those on the "
+            "required releases.",
             ReleaseWarning,
             stacklevel=2,
         )
