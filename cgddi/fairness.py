@@ -603,9 +603,12 @@ def paired_difference(
 
 
 def _clearly(d: pd.Series) -> int:
-    "+1: a paired difference's mean exceeds its spread over seeds (population std); -1: below minus it; else 0."
-    mean, std = d.mean(), d.std(ddof=0)
-    return 1 if mean > std else -1 if mean < -std else 0
+    """+1: the 95 % interval of a paired difference's mean over seeds lies above zero; -1: below it; else 0 (one seed:
+    its sign, there is no spread to judge by)."""
+    if len(d) < 2:
+        return int(np.sign(d.sum()))
+    lo, hi = mean_interval(d)
+    return 1 if lo > 0 else -1 if hi < 0 else 0
 
 
 def mean_interval(
@@ -638,8 +641,8 @@ def _verdict(name: str, other: str, d: pd.Series) -> str:
             f"{interval})."
         )
     return (
-        f"{name} and {other} differ by {mean:+.1f} ± {std:.1f} points ({interval}), within the spread over seeds: "
-        "no clear difference."
+        f"{name} and {other} differ by {mean:+.1f} ± {std:.1f} points (ahead on {(d > 0).sum()}/{n} seeds; {interval}, "
+        "which includes zero): no clear difference on these seeds."
     )
 
 
@@ -694,8 +697,9 @@ def not_above_majority(
     per_seed: pd.DataFrame,  # per-seed metrics of one protocol, `majority_rates` rows included
     synthetic_method: str,  # the method of Exp. 1 and Exp. 2
 ) -> str:
-    """A sentence naming the Table 2 rows whose accuracy does not clear the majority rate by more than its spread over
-    seeds (paired): on this run they have not shown that they learnt the task. Empty when every row clears it."""
+    """A sentence naming the Table 2 rows whose accuracy does not clearly clear the majority rate (paired by seed, the
+    findings' rule: the 95 % interval of the mean reaches zero): on this run they have not shown that they learnt the
+    task. Empty when every row clears it."""
     named = []
     for label, e, m in TABLE2_ROWS:
         d = paired_difference(per_seed, (e, m or synthetic_method), ("majority", "constant")).accuracy
@@ -705,9 +709,10 @@ def not_above_majority(
     if not named:
         return ""
     return (
-        " Not clearly above the majority rate on this run (accuracy minus it, in points, paired by seed): "
+        " Not clearly above the majority rate on this run (accuracy minus it in points, paired by seed, mean ± std; "
+        "the 95 % interval of the mean reaches zero or below): "
         + "; ".join(named)
-        + ": on these seeds no better than always calling the more frequent class."
+        + ": these seeds do not show them doing better than always calling the more frequent class."
     )
 
 
@@ -1015,7 +1020,8 @@ def table2_report(
             f"tab_07_findings_{protocol}",
             f"{r.source}, protocol {protocol}: what this run shows. Accuracy differences in points (overall and per "
             f"tone), paired by split seed, mean ± population std over {n} seed(s); a verdict says better or worse only "
-            f"when the mean difference exceeds its spread.{resolution_note(r.pred[r.pred.protocol == protocol])}"
+            "when the 95 % interval of the mean difference (Student's t over the seeds) excludes zero."
+            f"{resolution_note(r.pred[r.pred.protocol == protocol])}"
             f"{_methods_note(r)}{_semantic_note(r, protocol)}"
             f"{not_dermatology}{r.init_note}",
         )
