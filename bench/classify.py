@@ -3,8 +3,8 @@
 Builds each classifier of `cgddi.classifiers` at full size (ResNet-18; ViT-B/16 with PatchAlign's mask network,
 heads and masked graph OT loss against `--labels` label embeddings) with random weights (speed does not depend
 on them) and times `--steps` optimiser steps on random `--crop` px batches after `--warmup` steps, with the
-stage's own loss, Adam, its autocast (`--precision`, as 06's `precision`: auto is bf16 on a GPU, none on the CPU) and
-PatchAlign's gradient clipping.
+stage's own loss, Adam, its autocast (`--precision`, as 06's `precision`: auto is bf16 on a GPU and on a CPU with
+AMX, none on other CPUs) and PatchAlign's gradient clipping.
 Data loading is not included: the figure is the model's compute. The epoch time is for DDI's 524 training
 images (faithful split) unless `--images` says otherwise. Peak GPU memory is printed on a GPU.
 
