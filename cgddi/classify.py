@@ -957,9 +957,10 @@ def run_hash(
         ),
     }
     # manifest shards' content (each row's params_hash changes when its image is remade), the kept healthy images, and
-    # adapters
+    # for runs that draw semantic images the adapters' training ids (the clean rule reads them; no other row names one)
     if types:
         inputs["synthetic"] = once(("synthetic", types), lambda: manifest_fingerprint(work, types))
+    if "semantic" in types:
         inputs["adapters"] = once("adapters", lambda: {k: sorted(v) for k, v in adapter_train_ids(work).items()})
     if start:
         inputs["start"] = run_hash(work, cfg, (protocol, seed, start, method), memo)
