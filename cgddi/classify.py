@@ -39,6 +39,8 @@ from cgddi.manifest import (
     MANIFEST_COLUMNS,
     read_manifests,
     manifest_fingerprint,
+    adapter_sets,
+    semantic_generator_sets,
     split_name,
     protocol_set,
 )
@@ -75,8 +77,8 @@ __all__ = ['EXPERIMENTS', 'SELECT_TIES', 'PRECISIONS', 'EXTERNAL_SETS', 'IMAGENE
            'ClassifyConfig', 'transforms', 'image_reader', 'eval_reader', 'ImageTable', 'balanced_sampler',
            'cpu_has_amx', 'accelerator', 'memory_format', 'make_model', 'backbone_parameters', 'backbone_label',
            'warn_large_on_cpu', 'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample',
-           'type_tone_counts', 'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds', 'run_hash',
-           'run_experiments', 'read_runs', 'read_predictions', 'classify_progress', 'read_history',
+           'type_tone_counts', 'run_generator_set', 'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds',
+           'run_hash', 'run_experiments', 'read_runs', 'read_predictions', 'classify_progress', 'read_history',
            'plot_learning_curves', 'external_table', 'external_path', 'evaluate_external', 'read_external_predictions',
            'recognition_table', 'recognition_from_hits', 'recognition_levels', 'write_recognition', 'read_recognition']
 
@@ -665,6 +667,15 @@ def _split_data(work: Path, protocol: str, seed: int, train_tones: list | None =
     return dict(ddi=ddi, train=train, select=test if protocol == "faithful" else val, test=test)
 
 
+def run_generator_set(
+    present: set,  # the generator sets with semantic images (`semantic_generator_sets`)
+    protocol: str,
+    seed: int,  # the run's split
+) -> str:
+    "The generator set whose semantic images a run uses: its split's, else its protocol's (`clean_all`), else `shared`."
+    return next((s for s in (split_name(protocol, seed), protocol_set(protocol)) if s in present), SHARED)
+
+
 def semantic_for_run(
     rows: pd.DataFrame,  # synthetic rows (`synthetic_table`)
     protocol: str,
@@ -676,8 +687,8 @@ def semantic_for_run(
     shared set's), labelled, from diseases past the ≤ 10 rule. `no_set_for_run`: semantic images exist, none from a
     set this run may use (`generators: per_split` with clean `generator_splits` makes none for faithful runs)."""
     sem, other = rows[rows.type == "semantic"], rows[rows.type != "semantic"]
-    sets = sem.adapter.map({a: a.split("/")[1] for a in sem.adapter.dropna().unique()})  # lora/<set>/<slug>
-    use = next((s for s in (split_name(protocol, seed), protocol_set(protocol)) if (sets == s).any()), SHARED)
+    sets = adapter_sets(sem.adapter)
+    use = run_generator_set(set(sets.dropna()), protocol, seed)
     no_set_for_run = bool(len(sem)) and not (sets == use).any()
     sem = sem[sets == use]
     few = ~passes_size_rule(sem.disease_joined, sem.n_train_samples, protocol, disease_counts, min_train_samples)
@@ -957,11 +968,19 @@ def run_hash(
         ),
     }
     # manifest shards' content (each row's params_hash changes when its image is remade), the kept healthy images, and
-    # for runs that draw semantic images the adapters' training ids (the clean rule reads them; no other row names one)
-    if types:
-        inputs["synthetic"] = once(("synthetic", types), lambda: manifest_fingerprint(work, types))
+    # for runs that draw semantic images the adapters' training ids (the clean rule reads them; no other row names one),
+    # both of the one generator set the run reads: another set added or remade leaves it done
+    gset = None
     if "semantic" in types:
-        inputs["adapters"] = once("adapters", lambda: {k: sorted(v) for k, v in adapter_train_ids(work).items()})
+        if ("semantic_sets",) not in memo:
+            memo[("semantic_sets",)] = semantic_generator_sets(work)
+        gset = run_generator_set(memo[("semantic_sets",)], protocol, seed)
+        inputs["adapters"] = once(
+            ("adapters", gset),
+            lambda: {k: sorted(v) for k, v in adapter_train_ids(work).items() if k.split("/")[1] == gset},
+        )
+    if types:
+        inputs["synthetic"] = once(("synthetic", types, gset), lambda: manifest_fingerprint(work, types, gset))
     if start:
         inputs["start"] = run_hash(work, cfg, (protocol, seed, start, method), memo)
     return params_hash(
@@ -1240,7 +1259,7 @@ def recognition_table(
     sem = sem[sem.malignant.notna()].assign(
         path=lambda d: [str(work / p) for p in d.image],
         malignant=lambda d: d.malignant.astype(bool),
-        generator_set=lambda d: d.adapter.str.split("/").str[1],  # lora/<set>/<slug>
+        generator_set=lambda d: adapter_sets(d.adapter),
     )
     # each canvas is judged once per seed, however many images it bears
     canvases = found["healthy"].drop_duplicates("base_id")

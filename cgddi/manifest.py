@@ -20,9 +20,10 @@ from .layout import HEALTHY, REVIEW_SHEET, MANIFEST, TEXTUAL_INVERSION, LORA, SP
 __all__ = ['MANIFEST_COLUMNS', 'MANIFEST_TYPES', 'SYNTHETIC_TYPES', 'IMPORTED_SHARD', 'SYNTHETIC_NOTICE', 'INDEX_FILE', 'SHARED',
            'PAPER', 'GENERATORS', 'CONCEPT_COLUMNS', 'ManifestError', 'save_synthetic', 'read_synthetic_meta',
            'png_complete', 'synthetic_done', 'manifest_dir', 'as_bool', 'check_rows', 'write_shard', 'index_manifest',
-           'refresh_index', 'manifest_fingerprint', 'read_manifest', 'read_manifests', 'remove_stale_temps',
-           'split_name', 'protocol_set', 'concepts_path', 'write_set_split', 'split_test_ids', 'set_test_ids',
-           'generator_sets', 'sets_of', 'write_concepts', 'read_concepts', 'select_diseases', 'concept_progress']
+           'refresh_index', 'adapter_sets', 'semantic_generator_sets', 'manifest_fingerprint', 'read_manifest',
+           'read_manifests', 'remove_stale_temps', 'split_name', 'protocol_set', 'concepts_path', 'write_set_split',
+           'split_test_ids', 'set_test_ids', 'generator_sets', 'sets_of', 'write_concepts', 'read_concepts',
+           'select_diseases', 'concept_progress']
 
 # %% ../nbs/00c_manifest.ipynb #c060f280
 MANIFEST_COLUMNS = [
@@ -348,9 +349,28 @@ def refresh_index(
     return len(_fresh_index(work_dir, type)[0]) if _shard_stats(manifest_dir(work_dir, type)) else 0
 
 
+def adapter_sets(
+    adapters: pd.Series,  # manifest `adapter` values, `lora/<set>/<slug>` (missing for an image without one)
+) -> pd.Series:
+    "The generator set of each adapter (missing where there is none)."
+    return adapters.map({a: a.split("/")[1] for a in adapters.dropna().unique()})
+
+
+def semantic_generator_sets(
+    work_dir,  # run root
+) -> set:
+    "The generator sets whose semantic images the manifest holds (from its index's `adapter` column, no shard read)."
+    if not _shard_stats(manifest_dir(work_dir, "semantic")):
+        return set()
+    return set(adapter_sets(index_manifest(work_dir, "semantic", ["adapter"]).adapter).dropna())
+
+
 def manifest_fingerprint(
     work_dir,  # run root
     types,  # the types a reader uses
+    # semantic: count only the shards holding images of this generator set (a run reads one set's images, so another
+    # set added or remade leaves its hash alone); None: every shard
+    semantic_set: str | None = None,
 ) -> str:
     """A hash of what `read_manifests(work_dir, types)` returns: each shard's content hash and the healthy images the
     review sheet keeps."""
@@ -358,7 +378,12 @@ def manifest_fingerprint(
     for t in types:
         if not _shard_stats(manifest_dir(work_dir, t)):
             continue
-        parts[t] = sorted((n, v[2]) for n, v in _fresh_index(work_dir, t)[0].items())
+        held = _fresh_index(work_dir, t)[0]
+        if t == "semantic" and semantic_set is not None:
+            rows = index_manifest(work_dir, t, ["adapter", "shard"])
+            named = set(rows.shard[adapter_sets(rows.adapter) == semantic_set])
+            held, parts["semantic_set"] = {n: v for n, v in held.items() if n in named}, semantic_set
+        parts[t] = sorted((n, v[2]) for n, v in held.items())
         if t == "healthy":
             parts["kept"] = sorted(_kept(work_dir))
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

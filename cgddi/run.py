@@ -182,7 +182,7 @@ def check_params(
                 f"as declared in {notebooks[stage].name}."
             )
         if _PATH_KEY.match(key) and isinstance(value, str) and not Path(value).is_absolute():
-            return str(base / value)
+            return os.path.normpath(base / value)  # `../work` beside the params folder, written without the `..`
         return value
 
     common = {k: v for k, v in params.items() if k != "stages"}
