@@ -582,7 +582,7 @@ def lora_progress(
     cfg: LoRAConfig,  # the stage's settings
 ) -> tuple[int, None, str]:
     "(adapters trained, None: no fixed plan, what) for `cgddi status`."
-    return concept_progress(work_dir, LORA, "adapters")
+    return concept_progress(work_dir, LORA, "adapters", cfg.generators)
 
 # %% ../nbs/04_lora.ipynb #card04
 ADAPTER_CARD = """---

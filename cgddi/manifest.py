@@ -605,7 +605,17 @@ def concept_progress(
     work_dir,  # run root
     stage: str,  # `TEXTUAL_INVERSION` or `LORA`
     what: str,  # what a row is, e.g. "tokens"
+    generators: str | None = None,  # the `generators` setting: the sets the next stage does not read are named
 ) -> tuple[int, None, str]:
-    "(rows of every generator set's concepts table, None: no fixed plan, what) for `cgddi status`."
+    """(rows of every generator set's concepts table, None: no fixed plan, what) for `cgddi status`; a set left from
+    another `generators` setting is named as such."""
     sets = {s: len(read_concepts(work_dir, stage, s)) for s in generator_sets(work_dir, stage)}
-    return sum(sets.values()), None, f"{what} per generator set: {sets}"
+    note = ""
+    if generators is not None:
+        try:
+            read = set(sets_of(work_dir, stage, generators))
+        except DataError:  # a per-split setting with no per-split set yet: the next stage says so when it runs
+            read = set(sets)
+        if unread := [s for s in sets if s not in read]:
+            note = f"; not read with generators: {generators}: {', '.join(unread)} (left from another setting)"
+    return sum(sets.values()), None, f"{what} per generator set: {sets}{note}"

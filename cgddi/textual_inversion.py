@@ -548,7 +548,7 @@ def ti_progress(
     cfg: TIConfig,  # the stage's settings
 ) -> tuple[int, None, str]:
     "(tokens trained, None: no fixed plan, what) for `cgddi status`."
-    return concept_progress(work_dir, TEXTUAL_INVERSION, "tokens")
+    return concept_progress(work_dir, TEXTUAL_INVERSION, "tokens", cfg.generators)
 
 # %% ../nbs/03_textual_inversion.ipynb #ti-main
 # `python -m cgddi.textual_inversion`, not a kernel
