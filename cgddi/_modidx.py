@@ -375,6 +375,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.manifest._kept': ('manifest.html#_kept', 'cgddi/manifest.py'),
                                 'cgddi.manifest._parse_shards': ('manifest.html#_parse_shards', 'cgddi/manifest.py'),
                                 'cgddi.manifest._shard_stats': ('manifest.html#_shard_stats', 'cgddi/manifest.py'),
+                                'cgddi.manifest.adapter_set': ('manifest.html#adapter_set', 'cgddi/manifest.py'),
                                 'cgddi.manifest.adapter_sets': ('manifest.html#adapter_sets', 'cgddi/manifest.py'),
                                 'cgddi.manifest.as_bool': ('manifest.html#as_bool', 'cgddi/manifest.py'),
                                 'cgddi.manifest.check_rows': ('manifest.html#check_rows', 'cgddi/manifest.py'),

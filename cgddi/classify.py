@@ -39,6 +39,7 @@ from cgddi.manifest import (
     MANIFEST_COLUMNS,
     read_manifests,
     manifest_fingerprint,
+    adapter_set,
     adapter_sets,
     semantic_generator_sets,
     split_name,
@@ -977,7 +978,7 @@ def run_hash(
         gset = run_generator_set(memo[("semantic_sets",)], protocol, seed)
         inputs["adapters"] = once(
             ("adapters", gset),
-            lambda: {k: sorted(v) for k, v in adapter_train_ids(work).items() if k.split("/")[1] == gset},
+            lambda: {k: sorted(v) for k, v in adapter_train_ids(work).items() if adapter_set(k) == gset},
         )
     if types:
         inputs["synthetic"] = once(("synthetic", types, gset), lambda: manifest_fingerprint(work, types, gset))

@@ -20,10 +20,10 @@ from .layout import HEALTHY, REVIEW_SHEET, MANIFEST, TEXTUAL_INVERSION, LORA, SP
 __all__ = ['MANIFEST_COLUMNS', 'MANIFEST_TYPES', 'SYNTHETIC_TYPES', 'IMPORTED_SHARD', 'SYNTHETIC_NOTICE', 'INDEX_FILE', 'SHARED',
            'PAPER', 'GENERATORS', 'CONCEPT_COLUMNS', 'ManifestError', 'save_synthetic', 'read_synthetic_meta',
            'png_complete', 'synthetic_done', 'manifest_dir', 'as_bool', 'check_rows', 'write_shard', 'index_manifest',
-           'refresh_index', 'adapter_sets', 'semantic_generator_sets', 'manifest_fingerprint', 'read_manifest',
-           'read_manifests', 'remove_stale_temps', 'split_name', 'protocol_set', 'concepts_path', 'write_set_split',
-           'split_test_ids', 'set_test_ids', 'generator_sets', 'sets_of', 'write_concepts', 'read_concepts',
-           'select_diseases', 'concept_progress']
+           'refresh_index', 'adapter_set', 'adapter_sets', 'semantic_generator_sets', 'manifest_fingerprint',
+           'read_manifest', 'read_manifests', 'remove_stale_temps', 'split_name', 'protocol_set', 'concepts_path',
+           'write_set_split', 'split_test_ids', 'set_test_ids', 'generator_sets', 'sets_of', 'write_concepts',
+           'read_concepts', 'select_diseases', 'concept_progress']
 
 # %% ../nbs/00c_manifest.ipynb #c060f280
 MANIFEST_COLUMNS = [
@@ -349,11 +349,18 @@ def refresh_index(
     return len(_fresh_index(work_dir, type)[0]) if _shard_stats(manifest_dir(work_dir, type)) else 0
 
 
+def adapter_set(
+    adapter: str,  # an adapter's folder under the work dir, `lora/<set>/<slug>` (the manifest's `adapter` value)
+) -> str:
+    "The generator set an adapter belongs to."
+    return adapter.split("/")[1]
+
+
 def adapter_sets(
     adapters: pd.Series,  # manifest `adapter` values, `lora/<set>/<slug>` (missing for an image without one)
 ) -> pd.Series:
     "The generator set of each adapter (missing where there is none)."
-    return adapters.map({a: a.split("/")[1] for a in adapters.dropna().unique()})
+    return adapters.map({a: adapter_set(a) for a in adapters.dropna().unique()})
 
 
 def semantic_generator_sets(
