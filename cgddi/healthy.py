@@ -56,7 +56,8 @@ from .layout import DDI_TABLE, MODELS, HEALTHY, HEALTHY_IMAGES, HEALTHY_MASKS, R
 
 # %% auto #0
 __all__ = ['BACKENDS', 'QC_REASONS', 'HealthyConfig', 'inpaint_region', 'healthy_mask', 'tiny_kandinsky_models', 'Inpainter',
-           'qc_scores', 'qc_reasons', 'make_healthy', 'write_review_sheet', 'healthy_progress', 'plot_healthy_examples']
+           'qc_scores', 'qc_reasons', 'healthy_hash', 'healthy_plan', 'make_healthy', 'write_review_sheet',
+           'healthy_progress', 'plot_healthy_examples']
 
 # %% ../nbs/01_healthy.ipynb #cfgcls01
 BACKENDS = ("kandinsky", "sd_inpaint", "opencv")
@@ -481,12 +482,37 @@ def _badness(s: dict, th: dict) -> float:
     )
 
 
+def healthy_hash(
+    work_dir,  # run root
+    r,  # the image's row of `data/ddi.csv`
+    cfg: HealthyConfig,  # the stage's settings
+) -> str:
+    "The `params_hash` a healthy image is made with: the settings, its mask file and its tone (another one remakes it)."
+    return cfg.params_hash(mask=file_hash(Path(work_dir) / r.frame_mask_path), tone=r.tone)
+
+
+def healthy_plan(
+    work_dir,  # run root written by 00_data
+    cfg: HealthyConfig,  # the stage's settings
+) -> pd.DataFrame:
+    "The `data/ddi.csv` rows of the images to heal: every masked one, in `ddi_id` order (the first `cfg.limit`)."
+    work, ddi = Path(work_dir), read_data(work_dir)
+    todo = ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id")
+    if cfg.limit is not None:
+        todo = todo.head(cfg.limit)
+    if todo.empty:
+        raise DataError(
+            f"{work / DDI_TABLE}: no image has a mask; healthy synthetics need masks: give 00_data the sDDI masks "
+            "(masks_root) or let it make automatic ones (masks: sddi+auto)."
+        )
+    return todo
+
+
 def _job(work: Path, r, inpainter: Inpainter) -> dict:
     """What healing one masked image (a `data/ddi.csv` row) needs: its frame, mask, region, manifest row, and whether it
     must be made."""
     cfg, stem = inpainter.cfg, Path(r.frame_path).stem
-    # another mask (auto, sDDI) or tone label remakes it
-    phash = cfg.params_hash(mask=file_hash(work / r.frame_mask_path), tone=r.tone)
+    phash = healthy_hash(work, r, cfg)
     out = f"{HEALTHY_IMAGES}/{stem}.png"
     mask = np.load(work / r.frame_mask_path)
     frame = np.asarray(read_image(work / r.frame_path))
@@ -599,15 +625,7 @@ def make_healthy(
     """Inpaint every masked image (sDDI or automatic); writes images, masks, the manifest shard and the review sheet;
     returns the sheet (None in a launched process but the first)."""
     work = Path(work_dir)
-    ddi = read_data(work)
-    todo = ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id")
-    if cfg.limit is not None:
-        todo = todo.head(cfg.limit)
-    if todo.empty:
-        raise DataError(
-            f"{work / DDI_TABLE}: no image has a mask; healthy synthetics need masks: give 00_data the sDDI masks "
-            "(masks_root) or let it make automatic ones (masks: sddi+auto)."
-        )
+    todo = healthy_plan(work, cfg)
     # the launched processes repaint and write everything
     if share is None and cfg.num_processes > 1 and inpainter is None:
         _build_models(work, cfg)
@@ -677,13 +695,20 @@ def healthy_progress(
     work_dir,  # run root
     cfg: HealthyConfig,  # the stage's settings
 ) -> tuple[int, int, str]:
-    "(healthy images made, images with a mask, what) for `cgddi status`."
-    made = read_manifest(work_dir, "healthy", kept_only=False, columns=["image"])
+    """(healthy images made with the current settings, masks and tones, images to heal, what) for `cgddi status`: an
+    image made with other settings is one 01 makes again."""
+    plan = healthy_plan(work_dir, cfg)
+    made = read_manifest(work_dir, "healthy", kept_only=False, columns=["base_id", "params_hash"])
+    made = made.drop_duplicates("base_id").set_index("base_id").params_hash
+    expected = [healthy_hash(work_dir, r, cfg) for r in plan.itertuples()]
+    current = made.reindex(plan.ddi_id).to_numpy() == np.asarray(expected, dtype=object)
+    stale = int((plan.ddi_id.isin(made.index).to_numpy() & ~current).sum())
     kept = read_manifest(work_dir, "healthy", columns=["image"])
+    again = f" ({stale:,} made before: to make again)" if stale else ""
     return (
-        len(made),
-        int(read_data(work_dir).frame_mask_path.notna().sum()),
-        f"healthy images made, {len(kept)} kept by the review sheet",
+        int(current.sum()),
+        len(plan),
+        f"healthy images made with the current settings and masks{again}, {len(kept)} kept by the review sheet",
     )
 
 # %% ../nbs/01_healthy.ipynb #b417a522

@@ -72,8 +72,8 @@ from .layout import DDI_TABLE, REVIEW_SHEET, TEXTUAL_INVERSION, LORA
 
 # %% auto #0
 __all__ = ['LORA_WEIGHTS', 'ADAPTER_CARD', 'LoRAConfig', 'lora_rank', 'instance_images', 'class_images', 'tone_weights',
-           'lora_optimizer', 'lora_config', 'prompt_embeds', 'ImageSet', 'train_lora', 'save_lora', 'train_loras',
-           'lora_progress', 'write_adapter_card', 'validation_grid']
+           'lora_optimizer', 'lora_config', 'prompt_embeds', 'ImageSet', 'train_lora', 'save_lora', 'adapter_plan',
+           'train_loras', 'lora_progress', 'write_adapter_card', 'validation_grid']
 
 # %% ../nbs/04_lora.ipynb #cfgcls04
 @dataclass(kw_only=True)
@@ -410,6 +410,35 @@ def _class_latents(work: Path, cfg: LoRAConfig, classes: pd.DataFrame, loaded: d
     return loaded["class_latents"][key]
 
 
+def _adapter_key(
+    work: Path,
+    c,  # the disease's row of 03's concepts table
+    inst: pd.DataFrame,  # its instance images (`instance_images`)
+    classes: pd.DataFrame | None,  # the class images (`class_images`); None: no prior preservation
+    cfg: LoRAConfig,  # the stage's settings
+) -> tuple[str, dict]:
+    """(`params_hash`, what it hashes beside the settings) of a disease's adapter: its own settings (`for_disease`),
+    token, instance images, class images (each with its own hash: a remade one retrains) and the token's file."""
+    extra = dict(
+        token=c.token,
+        train_ids=inst.ddi_id.tolist(),
+        classes=None if classes is None else [f"{i}@{h}" for i, h in zip(classes.image, classes.params_hash)],
+        embeds_hash=file_hash(work / c.embeds),
+    )
+    return cfg.for_disease(c.disease_slug).params_hash(**extra), extra
+
+
+def _adapter_done(folder: Path, phash: str) -> dict | None:
+    "The facts of the adapter in `folder` if it is done with these settings and data (`params_hash`), else None."
+    facts = json.loads((folder / "lora.json").read_text()) if (folder / "lora.json").exists() else {}
+    ok = (
+        facts.get("params_hash") == phash
+        and (folder / LORA_WEIGHTS).exists()
+        and facts.get("lora_hash") == file_hash(folder / LORA_WEIGHTS)
+    )
+    return facts if ok else None
+
+
 def _adapter(
     work: Path,
     c,
@@ -424,20 +453,8 @@ def _adapter(
     facts."""
     cfg = cfg.for_disease(c.disease_slug)  # its own settings, if it has any
     class_ids = [] if classes is None else sorted(int(i) for i in classes.base_id)
-    # each class image with its own hash: a remade one retrains
-    extra = dict(
-        token=c.token,
-        train_ids=inst.ddi_id.tolist(),
-        classes=None if classes is None else [f"{i}@{h}" for i, h in zip(classes.image, classes.params_hash)],
-        embeds_hash=file_hash(work / c.embeds),
-    )
-    phash, folder = cfg.params_hash(**extra), work / LORA / gset / c.disease_slug
-    facts = json.loads((folder / "lora.json").read_text()) if (folder / "lora.json").exists() else {}
-    if (
-        facts.get("params_hash") == phash
-        and (folder / LORA_WEIGHTS).exists()
-        and facts.get("lora_hash") == file_hash(folder / LORA_WEIGHTS)
-    ):
+    (phash, extra), folder = _adapter_key(work, c, inst, classes, cfg), work / LORA / gset / c.disease_slug
+    if (facts := _adapter_done(folder, phash)) is not None:
         # adapters trained before cards
         if not (folder / "README.md").exists():
             _card(work, folder, facts, inst, cfg, c.embeds)
@@ -522,27 +539,14 @@ def _concept(c, inst: pd.DataFrame, facts: dict, model: str, gset: str) -> dict:
     )
 
 
-def train_loras(
+def adapter_plan(
     work_dir,  # run root written by 00_data, 01_healthy and 03_textual_inversion
     cfg: LoRAConfig,  # the stage's settings
-    share: Share | None = None,  # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
-) -> pd.DataFrame | None:
-    """Train and save an adapter per disease and generator set; writes `lora/<set>/concepts.csv`; returns them with a
-    `generator_set` column (None in a launched process but the first)."""
+) -> tuple[list, list]:
+    """(the generator sets `cfg` trains, (set, token row, instance images, class images or None) of every adapter):
+    03's tokens of each set, cut to `cfg.diseases`."""
     work, ddi = Path(work_dir), read_data(work_dir)
-    cfg.check_disease_slugs(ddi.disease_slug, work / DDI_TABLE)
-    sets = sets_of(work, TEXTUAL_INVERSION, cfg.generators)
-    # launched processes train; this call then finds every adapter done
-    share = take_share(
-        "cgddi.lora",
-        work,
-        cfg,
-        share,
-        # a tiny model is built once
-        lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work / LORA)),
-    )
-    # the model is loaded when an adapter needs training
-    model, loaded, items = resolve_model(cfg.sd_model, work, cfg.seed), {}, []
+    sets, items = sets_of(work, TEXTUAL_INVERSION, cfg.generators), []
     for gset in sets:
         concepts = select_diseases(
             read_concepts(work, TEXTUAL_INVERSION, gset),
@@ -557,6 +561,30 @@ def train_loras(
         items += [
             (gset, c, instance_images(work, pd.Series(c._asdict()), ddi, gset), classes) for c in concepts.itertuples()
         ]
+    return sets, items
+
+
+def train_loras(
+    work_dir,  # run root written by 00_data, 01_healthy and 03_textual_inversion
+    cfg: LoRAConfig,  # the stage's settings
+    share: Share | None = None,  # this process's share (`stage_cli`); None: all, in `cfg.num_processes` processes
+) -> pd.DataFrame | None:
+    """Train and save an adapter per disease and generator set; writes `lora/<set>/concepts.csv`; returns them with a
+    `generator_set` column (None in a launched process but the first)."""
+    work, ddi = Path(work_dir), read_data(work_dir)
+    cfg.check_disease_slugs(ddi.disease_slug, work / DDI_TABLE)
+    # launched processes train; this call then finds every adapter done
+    share = take_share(
+        "cgddi.lora",
+        work,
+        cfg,
+        share,
+        # a tiny model is built once
+        lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work / LORA)),
+    )
+    # the model is loaded when an adapter needs training
+    model, loaded = resolve_model(cfg.sd_model, work, cfg.seed), {}
+    sets, items = adapter_plan(work, cfg)
     for gset, c, inst, classes in progress_bar(share.mine(items), desc=f"LoRA adapters{share.desc}"):
         with memory_advice(cfg, "04_lora", f"training the adapter of {c.token} ({gset})"):
             _adapter(work, c, inst, classes, cfg, model, loaded, gset)
@@ -580,9 +608,15 @@ def train_loras(
 def lora_progress(
     work_dir,  # run root
     cfg: LoRAConfig,  # the stage's settings
-) -> tuple[int, None, str]:
-    "(adapters trained, None: no fixed plan, what) for `cgddi status`."
-    return concept_progress(work_dir, LORA, "adapters", cfg.generators)
+) -> tuple[int, int, str]:
+    "(adapters trained with the current settings, tokens and images, adapters planned, what) for `cgddi status`."
+    trained = {}
+    for gset, c, inst, classes in adapter_plan(work_dir, cfg)[1]:
+        folder = Path(work_dir) / LORA / gset / c.disease_slug
+        trained.setdefault(gset, {})[c.disease_slug] = (
+            _adapter_done(folder, _adapter_key(Path(work_dir), c, inst, classes, cfg)[0]) is not None
+        )
+    return concept_progress(work_dir, LORA, "adapters", trained, cfg.generators)
 
 # %% ../nbs/04_lora.ipynb #card04
 ADAPTER_CARD = """---

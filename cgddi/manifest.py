@@ -611,18 +611,22 @@ def select_diseases(
 def concept_progress(
     work_dir,  # run root
     stage: str,  # `TEXTUAL_INVERSION` or `LORA`
-    what: str,  # what a row is, e.g. "tokens"
-    generators: str | None = None,  # the `generators` setting: the sets the next stage does not read are named
-) -> tuple[int, None, str]:
-    """(rows of every generator set's concepts table, None: no fixed plan, what) for `cgddi status`; a set left from
-    another `generators` setting is named as such."""
-    sets = {s: len(read_concepts(work_dir, stage, s)) for s in generator_sets(work_dir, stage)}
-    note = ""
-    if generators is not None:
-        try:
-            read = set(sets_of(work_dir, stage, generators))
-        except DataError:  # a per-split setting with no per-split set yet: the next stage says so when it runs
-            read = set(sets)
-        if unread := [s for s in sets if s not in read]:
-            note = f"; not read with generators: {generators}: {', '.join(unread)} (left from another setting)"
-    return sum(sets.values()), None, f"{what} per generator set: {sets}{note}"
+    what: str,  # what a concept is, e.g. "tokens"
+    trained: dict,  # the stage's plan: generator set -> {disease slug: trained with the current settings and images}
+    generators: str | None = None,  # the `generators` setting, named beside a set on disk that the plan leaves unread
+    shown: int = 8,  # concepts to train named at most
+) -> tuple[int, int, str]:
+    """(concepts of the plan trained with the current settings and images, concepts planned, what) for `cgddi status`:
+    the count per set, the concepts a rerun trains (named when some are trained already), and each set on disk that the
+    plan does not read (left from another `generators` setting)."""
+    done = {s: sum(map(bool, v.values())) for s, v in trained.items()}
+    todo = [f"{s} {slug}" for s, v in trained.items() for slug, ok in v.items() if not ok]
+    per_set = ", ".join(f"{s} {done[s]} of {len(v)}" for s, v in trained.items())
+    said = f"{what} trained with the current settings and images ({per_set})"
+    if 0 < len(todo) < sum(len(v) for v in trained.values()):
+        said += f"; to train: {', '.join(todo[:shown])}" + (
+            f" and {len(todo) - shown} more" if len(todo) > shown else ""
+        )
+    if unread := [s for s in generator_sets(work_dir, stage) if s not in trained]:
+        said += f"; not read with generators: {generators}: {', '.join(unread)} (left from another setting)"
+    return sum(done.values()), sum(len(v) for v in trained.values()), said

@@ -62,8 +62,8 @@ from .layout import HEALTHY_IMAGES, LORA, SEMANTIC
 
 # %% auto #0
 __all__ = ['RULER_MODES', 'PLAN_MODES', 'ADAPTER', 'NO_LORA', 'SemanticConfig', 'plan_counts', 'sampling_plan', 'shard_chunks',
-           'has_lora', 'SemanticSampler', 'semantic_inputs', 'semantic_plan', 'sample_semantic', 'semantic_progress',
-           'plot_plan', 'plot_semantic_rows', 'plot_by_training_size']
+           'has_lora', 'SemanticSampler', 'semantic_inputs', 'semantic_plan', 'image_hashes', 'sample_semantic',
+           'semantic_progress', 'plot_plan', 'plot_semantic_rows', 'plot_by_training_size']
 
 # %% ../nbs/05_semantic.ipynb #cfgcls05
 RULER_MODES = ("never", "always", "canvas")
@@ -417,6 +417,36 @@ def semantic_plan(
     return pd.concat(plans, ignore_index=True), concepts
 
 
+def image_hashes(
+    work_dir,  # run root
+    cfg: SemanticConfig,  # the stage's settings
+    plan: pd.DataFrame,  # rows of `semantic_plan`
+    concepts: dict,  # each generator set's adapter rows (`semantic_plan`)
+) -> pd.Series:
+    """The `params_hash` each image of `plan` is made with (indexed as `plan`): the settings, its disease's token and
+    adapter files, and its canvas's own hash, so a retrained disease or a remade canvas remakes exactly its images."""
+    work, needed = Path(work_dir), set(zip(plan.generator_set, plan.disease_slug))  # only the files it needs are read
+    adapters = {
+        (s, c.disease_slug): cfg.params_hash(
+            token=c.token,
+            embeds=file_hash(work / c.embeds),
+            lora=file_hash(work / c.lora) if has_lora(c.lora) else None,
+        )
+        for s, rows in concepts.items()
+        for c in rows.itertuples()
+        if (s, c.disease_slug) in needed
+    }
+    canvas_hash = read_manifest(work, "healthy", kept_only=False).set_index("image").params_hash
+    return pd.Series(
+        [
+            params_hash({"adapter": adapters[(s, slug)], "canvas": canvas_hash.get(c)})
+            for s, slug, c in zip(plan.generator_set, plan.disease_slug, plan.canvas)
+        ],
+        index=plan.index,
+        dtype=object,
+    )
+
+
 def _tidy(work: Path, plan: pd.DataFrame, concepts: dict):
     """Remove the shards of a sampled disease that the plan no longer has, those of a generator set the `generators`
     setting no longer names (06 would train on them, Table 7 count them), and temporary files a killed run left;
@@ -553,23 +583,13 @@ def sample_semantic(
             )
     share.wait()
     model = resolve_model(cfg.sd_model, work, cfg.seed)
-    hashes = {
-        (s, c.disease_slug): cfg.params_hash(
-            token=c.token,
-            embeds=file_hash(work / c.embeds),
-            lora=file_hash(work / c.lora) if has_lora(c.lora) else None,
-        )
-        for s, rows in concepts.items()
-        for c in rows.itertuples()
-    }
-    # a remade canvas remakes its images
-    canvas_hash = read_manifest(work, "healthy", kept_only=False).set_index("image").params_hash
     todo = plan[plan.chunk.isin(shard_chunks(plan, share))]
+    hashes = image_hashes(work, cfg, todo, concepts)
     sampler, counts = None, dict(planned=len(plan), mine=len(todo), sampled=0, skipped=0)
     bar = progress_bar(total=len(todo), desc=f"semantic synthetics{share.desc}", disable=not progress)
     for chunk, rows in todo.groupby("chunk", sort=True):
         gset, slug = rows.generator_set.iloc[0], rows.disease_slug.iloc[0]
-        row_hashes = [params_hash({"adapter": hashes[(gset, slug)], "canvas": canvas_hash.get(c)}) for c in rows.canvas]
+        row_hashes = hashes.loc[rows.index].tolist()
         if _chunk_done(work, chunk, rows, row_hashes):
             counts["skipped"] += len(rows)
             bar.update(len(rows))
@@ -594,10 +614,15 @@ def semantic_progress(
     work_dir,  # run root
     cfg: SemanticConfig,  # the stage's settings
 ) -> tuple[int, int, str]:
-    "(images of the plan made, images planned, what) for `cgddi status`."
-    plan = semantic_plan(work_dir, cfg)[0]
-    made = read_manifests(work_dir, ("semantic",), columns=["image"]).get("semantic", pd.DataFrame(columns=["image"]))
-    return int(plan.image.isin(set(made.image)).sum()), len(plan), "semantic images of the plan made"
+    """(images of the plan made with the current settings, adapters and canvases, images planned, what) for `cgddi
+    status`: an image made before a disease's adapter was retrained is one 05 makes again."""
+    plan, concepts = semantic_plan(work_dir, cfg)
+    made = read_manifests(work_dir, ("semantic",), columns=["image", "params_hash"]).get("semantic")
+    made = pd.Series(dtype=object) if made is None else made.drop_duplicates("image").set_index("image").params_hash
+    current = made.reindex(plan.image).to_numpy() == image_hashes(work_dir, cfg, plan, concepts).to_numpy()
+    stale = int((plan.image.isin(made.index) & ~current).sum())
+    what = "semantic images of the plan made with the current settings and adapters"
+    return int(current.sum()), len(plan), what + (f" ({stale:,} made before: to make again)" if stale else "")
 
 # %% ../nbs/05_semantic.ipynb #a21d140a
 def plot_plan(

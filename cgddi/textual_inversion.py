@@ -69,7 +69,7 @@ from .layout import DDI_TABLE, SPLITS, TEXTUAL_INVERSION
 
 # %% auto #0
 __all__ = ['COMPILE_MODES', 'TIConfig', 'ti_training_set', 'add_token', 'effective_lr', 'TokenRow', 'train_token',
-           'save_learned_embeds', 'generator_set_splits', 'train_textual_inversion', 'ti_progress']
+           'save_learned_embeds', 'generator_set_splits', 'token_plan', 'train_textual_inversion', 'ti_progress']
 
 # %% ../nbs/03_textual_inversion.ipynb #cfgcls03
 # torch.compile modes of `compile_unet` (torch.compile's own names)
@@ -413,6 +413,15 @@ def _done(folder: Path, phash: str) -> dict | None:
     return facts if ok else None
 
 
+def _token_hash(
+    g: pd.DataFrame,  # one disease's rows of `ti_training_set`
+    cfg: TIConfig,  # the stage's settings
+) -> str:
+    "The `params_hash` of a disease's token: its own settings (`for_disease`), its token and its training images."
+    train_ids = g[g.role == "train"].ddi_id.astype(int).sort_values().tolist()
+    return cfg.for_disease(g.disease_slug.iloc[0]).params_hash(token=g.token.iloc[0], train_ids=train_ids)
+
+
 def _twin(work: Path, gset: str, slug: str, phash: str) -> Path | None:
     """Another generator set's folder whose token of this disease is done with the same settings and the same training
     images: the token this one would train (each starts from a fresh text encoder, so nothing else differs)."""
@@ -429,7 +438,7 @@ def _token(work: Path, g: pd.DataFrame, cfg: TIConfig, model: str, loaded: dict,
     cfg = cfg.for_disease(slug)  # its own settings, if it has any
     train = g[g.role == "train"].sort_values("ddi_id")
     train_ids = train.ddi_id.astype(int).tolist()
-    phash, folder = cfg.params_hash(token=token, train_ids=train_ids), work / TEXTUAL_INVERSION / gset / slug
+    phash, folder = _token_hash(g, cfg), work / TEXTUAL_INVERSION / gset / slug
     facts_path, embeds = folder / "ti.json", folder / "learned_embeds.safetensors"
     done = _done(folder, phash)
     if done is not None:
@@ -499,6 +508,22 @@ def _concept(g: pd.DataFrame, facts: dict, model: str, gset: str) -> dict:
     )
 
 
+def token_plan(
+    work_dir,  # run root written by 00_data
+    cfg: TIConfig,  # the stage's settings
+) -> list[tuple]:
+    "(generator set, split mode, split seed, one `ti_training_set` table per disease) of every set `cfg` trains."
+    work, ddi, sets = Path(work_dir), read_data(work_dir), []
+    for gset, (mode, seed) in generator_set_splits(work, cfg).items():
+        training_set = ti_training_set(ddi, split_test_ids(work, mode, seed), cfg)
+        if training_set.empty:
+            raise DataError(
+                f"{work / DDI_TABLE}: no disease has {cfg.min_images} images outside the test split(s) of {gset}."
+            )
+        sets.append((gset, mode, seed, [g for _, g in training_set.groupby("disease_joined", sort=True)]))
+    return sets
+
+
 def train_textual_inversion(
     work_dir,  # run root written by 00_data
     cfg: TIConfig,  # the stage's settings
@@ -519,14 +544,7 @@ def train_textual_inversion(
         lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work / TEXTUAL_INVERSION)),
     )
     # the model is loaded when a token needs training
-    model, loaded, sets = resolve_model(cfg.sd_model, work, cfg.seed), {}, []
-    for gset, (mode, seed) in generator_set_splits(work, cfg).items():
-        training_set = ti_training_set(ddi, split_test_ids(work, mode, seed), cfg)
-        if training_set.empty:
-            raise DataError(
-                f"{work / DDI_TABLE}: no disease has {cfg.min_images} images outside the test split(s) of {gset}."
-            )
-        sets.append((gset, mode, seed, [g for _, g in training_set.groupby("disease_joined", sort=True)]))
+    model, loaded, sets = resolve_model(cfg.sd_model, work, cfg.seed), {}, token_plan(work, cfg)
     for gset, g in progress_bar(share.mine((s[0], g) for s in sets for g in s[3]), desc=f"tokens{share.desc}"):
         with memory_advice(cfg, "03_textual_inversion", f"training the token of {g.disease_joined.iloc[0]} ({gset})"):
             _token(work, g, cfg, model, loaded, gset)
@@ -546,9 +564,19 @@ def train_textual_inversion(
 def ti_progress(
     work_dir,  # run root
     cfg: TIConfig,  # the stage's settings
-) -> tuple[int, None, str]:
-    "(tokens trained, None: no fixed plan, what) for `cgddi status`."
-    return concept_progress(work_dir, TEXTUAL_INVERSION, "tokens", cfg.generators)
+) -> tuple[int, int, str]:
+    "(tokens trained with the current settings and images, tokens planned, what) for `cgddi status`."
+    trained = {
+        gset: {
+            g.disease_slug.iloc[0]: _done(
+                Path(work_dir) / TEXTUAL_INVERSION / gset / g.disease_slug.iloc[0], _token_hash(g, cfg)
+            )
+            is not None
+            for g in groups
+        }
+        for gset, _, _, groups in token_plan(work_dir, cfg)
+    }
+    return concept_progress(work_dir, TEXTUAL_INVERSION, "tokens", trained, cfg.generators)
 
 # %% ../nbs/03_textual_inversion.ipynb #ti-main
 # `python -m cgddi.textual_inversion`, not a kernel

@@ -312,8 +312,28 @@ def test_status_counts_match_the_manifests(report):
         == len(list((work / "classify" / "predictions").rglob("S*.json")))
         == table.loc["06_classify", "planned"]
     )
+    tokens = {s: pd.read_csv(work / s / "shared" / "concepts.csv") for s in ("textual_inversion", "lora")}
+    # the per-disease file's melanoma settings count as the run's (steps 6 and 3, not the notebooks' 4)
+    assert (
+        table.loc["03_textual_inversion", "done"]
+        == len(tokens["textual_inversion"])
+        == table.loc["03_textual_inversion", "planned"]
+    )
+    assert table.loc["04_lora", "done"] == len(tokens["lora"]) == table.loc["04_lora", "planned"]
     r = cgddi("status", "--params", str(params))
     assert r.returncode == 0 and "05_semantic" in r.stdout and f"{len(semantic):,} of {len(semantic):,}" in r.stdout
+    # what a rerun would redo: another setting of one stage leaves nothing of it done with the current settings, and the
+    # later stages' counts (read against what is on disk) as they were
+    for stage, change in [
+        ("01_healthy", "01_healthy.seed=5"),
+        ("03_textual_inversion", "03_textual_inversion.learning_rate=0.01"),
+        ("04_lora", "04_lora.learning_rate=0.01"),
+        ("05_semantic", "05_semantic.strength=0.5"),
+    ]:
+        changed = status(params, overrides=[change]).set_index("stage")
+        assert changed.loc[stage, "done"] == 0 and changed.loc[stage, "planned"] == table.loc[stage, "planned"], change
+        assert changed.drop(index=stage).done.tolist() == table.drop(index=stage).done.tolist(), change
+    assert f"({len(semantic):,} made before: to make again)" in changed.loc["05_semantic", "what"]
 
 
 def test_params_prints_one_stage_flat(tmp_path, cgddi_here):
