@@ -338,6 +338,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'cgddi.lesion_map._tidy': ('lesion_map.html#_tidy', 'cgddi/lesion_map.py'),
                                   'cgddi.lesion_map.find_offset': ('lesion_map.html#find_offset', 'cgddi/lesion_map.py'),
                                   'cgddi.lesion_map.footprint_geometry': ('lesion_map.html#footprint_geometry', 'cgddi/lesion_map.py'),
+                                  'cgddi.lesion_map.lesion_map_plan': ('lesion_map.html#lesion_map_plan', 'cgddi/lesion_map.py'),
                                   'cgddi.lesion_map.lesion_map_progress': ('lesion_map.html#lesion_map_progress', 'cgddi/lesion_map.py'),
                                   'cgddi.lesion_map.lesion_patch': ('lesion_map.html#lesion_patch', 'cgddi/lesion_map.py'),
                                   'cgddi.lesion_map.map_lesions': ('lesion_map.html#map_lesions', 'cgddi/lesion_map.py'),

@@ -21,7 +21,6 @@ from scipy.signal import fftconvolve
 from .data import DataError, read_data, read_image, MASK_SIZE, LESION, MARKER, SKIN, overlay_mask, alpha_blend
 from cgddi.manifest import (
     read_manifest,
-    read_manifests,
     refresh_index,
     IMPORTED_SHARD,
     save_synthetic,
@@ -37,7 +36,8 @@ from .layout import DDI_TABLE, LESION_MAP_LOG, LESION_MAPPED
 
 # %% auto #0
 __all__ = ['LesionMapConfig', 'usable_distance', 'footprint_geometry', 'find_offset', 'transform_patch', 'lesion_patch', 'paste',
-           'place_lesion', 'prepare_donors', 'map_lesions', 'lesion_map_progress', 'plot_mapping_examples']
+           'place_lesion', 'prepare_donors', 'lesion_map_plan', 'map_lesions', 'lesion_map_progress',
+           'plot_mapping_examples']
 
 # %% ../nbs/02_lesion_map.ipynb #cfgcls02
 @dataclass(kw_only=True)
@@ -420,11 +420,12 @@ def _complete(work: Path, stem: str, phash: str) -> bool:
     )
 
 
-def map_lesions(
+def lesion_map_plan(
     work_dir,  # run root written by 00_data and 01_healthy
     cfg: LesionMapConfig,  # the stage's settings
-) -> pd.DataFrame:
-    "Map every donor lesion onto every kept healthy image; returns the candidate log (placed and skipped)."
+) -> tuple[pd.DataFrame, dict, dict]:
+    """(the donors: every masked image's `data/ddi.csv` row, the kept healthy canvases' manifest rows by file stem, the
+    `params_hash` of each canvas's candidates): what `map_lesions` maps and how it knows a canvas is done."""
     work = Path(work_dir)
     ddi = read_data(work)
     donors = ddi[ddi.frame_mask_path.notna()].sort_values("ddi_id")
@@ -443,12 +444,23 @@ def map_lesions(
             f"{work / DDI_TABLE}: healthy images of DDI ids {unknown} have no mask there; rerun 00_data and 01_healthy."
         )
     stems = {Path(p).stem: r for p, r in zip(healthy.image, healthy.itertuples())}
-    # a limited run leaves the other healthy images alone
-    _tidy(work, None if cfg.limit_healthy is not None else set(stems))
     phash = {
         stem: cfg.params_hash(footprint="dilated lesion (E.4)", donors=donor_facts, healthy=r.params_hash)
         for stem, r in stems.items()
     }
+    return donors, stems, phash
+
+
+def map_lesions(
+    work_dir,  # run root written by 00_data and 01_healthy
+    cfg: LesionMapConfig,  # the stage's settings
+) -> pd.DataFrame:
+    "Map every donor lesion onto every kept healthy image; returns the candidate log (placed and skipped)."
+    work = Path(work_dir)
+    donors, stems, phash = lesion_map_plan(work, cfg)
+    masks = donors.set_index("ddi_id").frame_mask_path
+    # a limited run leaves the other healthy images alone
+    _tidy(work, None if cfg.limit_healthy is not None else set(stems))
     # a dict: a notebook's class cannot reach spawned workers
     jobs = [
         dict(
@@ -500,17 +512,20 @@ def lesion_map_progress(
     work_dir,  # run root
     cfg: LesionMapConfig,  # the stage's settings
 ) -> tuple[int, int, str]:
-    "(donor lesions tried, kept healthy images x (masked images - 1), what) for `cgddi status`."
+    """(donor lesions tried with the current settings, donors and canvases, kept healthy images x (masked images - 1),
+    what) for `cgddi status`: a canvas whose candidates were made with other settings is one 02 maps again."""
     work = Path(work_dir)
-    annotated = int(read_data(work).frame_mask_path.notna().sum())
-    kept = read_manifests(work, ("healthy",), columns=["image"]).get("healthy", pd.DataFrame())
-    logs = [pd.read_csv(p, usecols=["status"]) for p in (work / LESION_MAP_LOG).glob("[!.]*.csv")]
-    log = pd.concat(logs) if logs else pd.DataFrame(columns=["status"])
+    donors, stems, phash = lesion_map_plan(work, cfg)
+    logs = {s: work / LESION_MAP_LOG / f"{s}.csv" for s in stems}
+    logs = {s: pd.read_csv(p, usecols=["status", "params_hash"]) for s, p in logs.items() if p.exists()}
+    current = [log for s, log in logs.items() if log.params_hash.eq(phash[s]).all()]
+    log = pd.concat(current) if current else pd.DataFrame(columns=["status"])
+    again = f" ({len(logs) - len(current):,} canvases mapped before: to map again)" if len(logs) > len(current) else ""
     return (
         len(log),
-        len(kept) * (annotated - 1),
-        f"lesion candidates: {int((log.status == 'placed').sum()):,} placed, {int((log.status == 'skipped').sum()):,} "
-        "skipped",
+        len(stems) * (len(donors) - 1),
+        f"lesion candidates with the current settings: {int((log.status == 'placed').sum()):,} placed, "
+        f"{int((log.status == 'skipped').sum()):,} skipped{again}",
     )
 
 # %% ../nbs/02_lesion_map.ipynb #0f662af3

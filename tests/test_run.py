@@ -326,6 +326,7 @@ def test_status_counts_match_the_manifests(report):
     # later stages' counts (read against what is on disk) as they were
     for stage, change in [
         ("01_healthy", "01_healthy.seed=5"),
+        ("02_lesion_map", "02_lesion_map.padding=12"),
         ("03_textual_inversion", "03_textual_inversion.learning_rate=0.01"),
         ("04_lora", "04_lora.learning_rate=0.01"),
         ("05_semantic", "05_semantic.strength=0.5"),
