@@ -436,7 +436,8 @@ def image_hashes(
         for c in rows.itertuples()
         if (s, c.disease_slug) in needed
     }
-    canvas_hash = read_manifest(work, "healthy", kept_only=False).set_index("image").params_hash
+    canvas_hash = read_manifest(work, "healthy", kept_only=False, columns=["image", "params_hash"]).set_index("image")
+    canvas_hash = canvas_hash.params_hash
     return pd.Series(
         [
             params_hash({"adapter": adapters[(s, slug)], "canvas": canvas_hash.get(c)})
