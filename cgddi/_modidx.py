@@ -465,7 +465,6 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                'cgddi.quality.generative_quality': ('quality.html#generative_quality', 'cgddi/quality.py'),
                                'cgddi.quality.ita_bounds': ('quality.html#ita_bounds', 'cgddi/quality.py'),
                                'cgddi.quality.load_images': ('quality.html#load_images', 'cgddi/quality.py'),
-                               'cgddi.quality.mean_lpips': ('quality.html#mean_lpips', 'cgddi/quality.py'),
                                'cgddi.quality.quality_models': ('quality.html#quality_models', 'cgddi/quality.py'),
                                'cgddi.quality.tone_of': ('quality.html#tone_of', 'cgddi/quality.py')},
             'cgddi.report': { 'cgddi.report.CPUWarning': ('report.html#cpuwarning', 'cgddi/report.py'),

@@ -17,7 +17,7 @@ from .tiny import model_load_error
 
 # %% auto #0
 __all__ = ['QUALITY_FEATURES', 'SMALL_LABEL', 'QualityWarning', 'SmallFeatures', 'quality_models', 'load_images',
-           'generative_quality', 'mean_lpips', 'augmentations', 'augmentation_fid', 'ita_bounds', 'tone_of']
+           'generative_quality', 'augmentations', 'augmentation_fid', 'ita_bounds', 'tone_of']
 
 # %% ../nbs/07a_quality.ipynb #83c90712
 class QualityWarning(UserWarning):
@@ -129,7 +129,7 @@ def generative_quality(
     extractor: nn.Module,  # features for FID and KID (`quality_models`)
     lpips_model: nn.Module | None,  # LPIPS model (`quality_models`); None: no LPIPS (NaN)
     kid_subset_size: int = 1000,  # KID subset size, capped by the number of images
-    seed: int = 0,  # LPIPS pairing
+    seed: int = 0,  # LPIPS pairing and KID subsets
     batch_size: int = 32,
     size: int = 256,  # images are compared at size x size
 ) -> dict:
@@ -160,39 +160,29 @@ def generative_quality(
         kid = KernelInceptionDistance(
             feature=extractor, subsets=10, subset_size=min(kid_subset_size, len(real_paths), len(fake_paths))
         )
-    for real, paths in [(True, real_paths), (False, fake_paths)]:
-        for i in range(0, len(paths), batch_size):
-            x = load_images(paths[i : i + batch_size], size)
-            fid.update(x, real=real)
-            kid.update(x, real=real)
+    # each image is decoded once: the real ones are kept (LPIPS pairs each synthetic image with one of them)
+    reals = load_images(real_paths, size)
+    # LPIPS: a synthetic image has no real twin, so each is paired with a real image drawn at random (seeded)
+    partner = torch.from_numpy(np.random.default_rng(seed).integers(len(real_paths), size=len(fake_paths)))
+    for i in range(0, len(reals), batch_size):
+        fid.update(reals[i : i + batch_size], real=True)
+        kid.update(reals[i : i + batch_size], real=True)
+    lpips_scores = []
+    for i in range(0, len(fake_paths), batch_size):
+        x = load_images(fake_paths[i : i + batch_size], size)
+        fid.update(x, real=False)
+        kid.update(x, real=False)
+        if lpips_model is not None:  # LPIPS takes images in [-1, 1]
+            pairs = reals[partner[i : i + batch_size]]
+            lpips_scores.append(lpips_model(x.float() / 127.5 - 1, pairs.float() / 127.5 - 1).flatten())
     # KID draws its subsets from torch's global generator: seeded, so a rerun gives the same value
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         k_mean, k_std = kid.compute()
     out.update(fid=float(fid.compute()), kid=float(k_mean), kid_std=float(k_std))
-    if lpips_model is not None:
-        out["lpips"] = mean_lpips(real_paths, fake_paths, lpips_model, seed, batch_size, size)
+    if lpips_scores:
+        out["lpips"] = float(torch.cat(lpips_scores).mean())
     return out
-
-
-@torch.no_grad()
-def mean_lpips(
-    real_paths: list,
-    fake_paths: list,  # the two sets
-    lpips_model: nn.Module,  # from `quality_models`
-    seed: int = 0,  # which real image each synthetic one is paired with
-    batch_size: int = 32,
-    size: int = 256,
-) -> float:
-    """Mean LPIPS between each synthetic image and a real image drawn at random (seeded): a synthetic image has no real
-    twin."""
-    partner = np.random.default_rng(seed).integers(len(real_paths), size=len(fake_paths))
-    scores = []
-    for i in range(0, len(fake_paths), batch_size):
-        f = load_images(fake_paths[i : i + batch_size], size).float() / 127.5 - 1
-        r = load_images([real_paths[j] for j in partner[i : i + batch_size]], size).float() / 127.5 - 1
-        scores.append(lpips_model(f, r).flatten())
-    return float(torch.cat(scores).mean())
 
 # %% ../nbs/07a_quality.ipynb #t8code
 def augmentations(
