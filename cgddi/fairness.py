@@ -6,7 +6,8 @@ disease rarity (4.2.1), the imbalance ratio (appendix E.1) and generative qualit
 
 # %% ../nbs/07_fairness.ipynb #ceaa3267
 from __future__ import annotations
-import numbers, os, warnings
+import json, numbers, os, warnings
+from collections.abc import Callable
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ from torch import nn
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 from .data import TONES, TONE_ORDER, SKIN, read_data, read_image, ita
-from .manifest import ManifestError, protocol_set, read_manifests
-from .config import Between, StageConfig
+from .manifest import ManifestError, SYNTHETIC_TYPES, manifest_fingerprint, protocol_set, read_manifests
+from .config import Between, StageConfig, file_hash, params_hash
 from .leakage import leak_kinds, adapter_train_ids
 from .quality import QUALITY_FEATURES, generative_quality, augmentation_fid, ita_bounds, tone_of
 import matplotlib.pyplot as plt
@@ -35,19 +36,19 @@ from cgddi.classify import (
 from .quality import SMALL_LABEL, quality_models
 from .leakage import audit_leakage
 from .publish import import_note
-from .report import progress_bar, save_table, save_figure
-from .layout import SPLITS, TRAIN_SETS
+from .report import atomic_path, progress_bar, save_table, save_figure
+from .layout import ITA_KEPT, QUALITY_KEPT, SPLITS, TRAIN_SETS
 
 # %% auto #0
 __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TONE_COUNTS', 'TABLE2_ROWS', 'TABLE5_ROWS',
-           'FINDING_COLUMNS', 'TABLE2_COLUMNS', 'FairnessConfig', 'FairnessWarning', 'tone_groups', 'group_counts',
-           'accuracy', 'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio', 'auc',
-           'classification_metrics', 'mean_std', 'pm', 'quality_by_tone', 'table8', 'tone_fidelity', 'tone_count_table',
-           'per_seed_metrics', 'paper_table', 'majority_rates', 'resolution_note', 'paired_difference', 'mean_interval',
-           'finding_claims', 'findings_table', 'not_above_majority', 'one_class_runs', 'one_class_note', 'RunResults',
-           'autocast_note', 'backbones_named', 'run_results', 'table2_report', 'cross_dataset_report', 'size_rule',
-           'rarity_report', 'quality_report', 'whole_share', 'tone_fidelity_report', 'table7_report', 'audit_report',
-           'fairness_report']
+           'FINDING_COLUMNS', 'TABLE2_COLUMNS', 'QUALITY_SETTINGS', 'FairnessConfig', 'FairnessWarning', 'tone_groups',
+           'group_counts', 'accuracy', 'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio',
+           'auc', 'classification_metrics', 'mean_std', 'pm', 'image_inputs', 'kept_value', 'quality_by_tone', 'table8',
+           'tone_fidelity', 'tone_count_table', 'per_seed_metrics', 'paper_table', 'majority_rates', 'resolution_note',
+           'paired_difference', 'mean_interval', 'finding_claims', 'findings_table', 'not_above_majority',
+           'one_class_runs', 'one_class_note', 'RunResults', 'autocast_note', 'backbones_named', 'run_results',
+           'table2_report', 'cross_dataset_report', 'size_rule', 'rarity_report', 'quality_report', 'whole_share',
+           'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
 
 # %% ../nbs/07_fairness.ipynb #cfgcls07
 @dataclass(kw_only=True)
@@ -61,6 +62,7 @@ class FairnessConfig(StageConfig):
         kid_subset_size=Between(2),
         tone_fidelity_max_images=Between(1),
     )  # checked with the params file, before any stage runs
+    local_files: ClassVar[tuple] = ("inception_weights",)  # hashed by content, not path (`QUALITY_KEPT`)
     # FID/KID features: "inception" (torch-fidelity's Inception v3, the paper) or "small" (a random CNN, pipeline check)
     quality_features: str = "small"
     inception_weights: str | None = None  # local Inception weights for FID/KID; None: torch-fidelity's own download
@@ -357,6 +359,42 @@ def pm(
 TYPE_NAMES = {"healthy": "Healthy", "lesion_mapped": "Lesion-mapped", "semantic": "Semantic", "all": "All cgDDI"}
 
 
+def image_inputs(
+    work_dir,  # run root
+) -> dict:
+    """What 07's image metrics read, by content: each real image's tone, frame and mask files, every manifest shard and
+    the healthy images the review sheet keeps, and the adapters' training ids (they decide what is left out)."""
+    work, ddi = Path(work_dir), read_data(work_dir)
+    return dict(
+        real=[
+            [int(i), tone, file_hash(work / frame), None if pd.isna(mask) else file_hash(work / mask)]
+            for i, tone, frame, mask in zip(ddi.ddi_id, ddi.tone, ddi.frame_path, ddi.frame_mask_path)
+        ],
+        synthetic=manifest_fingerprint(work, SYNTHETIC_TYPES),
+        adapters={k: sorted(v) for k, v in adapter_train_ids(work).items()},
+    )
+
+
+def kept_value(
+    work_dir,  # run root
+    folder: str,  # the folder under work_dir that keeps such values (`QUALITY_KEPT`, `ITA_KEPT`)
+    key: dict,  # all the value depends on: settings and `image_inputs` (JSON-able)
+    make: Callable,  # computes the value: numbers, strings, lists and dicts of them
+):
+    """`make()`, kept in `folder/<hash of key>.json`: called again with the same key (the same images and settings), it
+    reads the file instead; each other key has its own file."""
+    path = Path(work_dir) / folder / f"{params_hash(key)}.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):  # none yet, or not one of these files: made again
+        pass
+    value = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as t:  # numpy numbers as Python's
+        t.write_text(json.dumps(value, default=lambda v: v.item()))
+    return value
+
+
 def quality_by_tone(
     work_dir,  # run root
     real_ids,  # ddi_id of the held-out real images
@@ -425,6 +463,9 @@ def tone_fidelity(
     work_dir,  # run root
     max_images: int | None = None,  # per synthetic type and tone: a seeded sample of at most this many; None: all
     seed: int = 0,  # which images the sample holds
+    # a folder under work_dir that keeps the ITA values by the hash of what they were computed from (`ITA_KEPT`): run
+    # again on the same images, it reads them; None: computed every time
+    kept: str | None = None,
 ) -> tuple[pd.DataFrame, tuple[float, float]]:
     """The ITA of every annotated real image's skin and of the synthetic images' (`n_of`: how many images of its type
     and tone there are), the tone band it falls in, and the bands (calibrated on the real ones)."""
@@ -436,17 +477,23 @@ def tone_fidelity(
             mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(im.shape[1::-1], Image.NEAREST))
         return ita(im, mask == SKIN)
 
-    def itas(images, masks, desc):  # decoding, Lab and medians release the GIL: threads share the cores
+    def itas(images, masks):  # decoding, Lab and medians release the GIL: threads share the cores
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            return list(progress_bar(pool.map(skin_ita, images, masks), total=len(images), desc=desc, leave=False))
+            values = pool.map(skin_ita, images, masks)
+            return list(progress_bar(values, total=len(images), desc="ITA of the images", leave=False))
 
     real = ddi[ddi.frame_mask_path.notna()]
     parts = [
         pd.DataFrame(
-            dict(type="real", image=real.frame_path, tone=real.tone, disease_joined=real.disease_joined)
-        ).assign(ita=itas(list(real.frame_path), list(real.frame_mask_path), "ITA of real images"))
+            dict(
+                type="real",
+                image=real.frame_path.to_numpy(),
+                tone=real.tone.to_numpy(),
+                disease_joined=real.disease_joined.to_numpy(),
+                mask=real.frame_mask_path.to_numpy(),
+            )
+        )
     ]
-    low, high = ita_bounds(parts[0].ita.tolist(), real.tone)
     # a synthetic image keeps its canvas's layout: the canvas's sDDI skin
     mask_of = ddi.set_index("ddi_id").frame_mask_path
     for t, syn in read_manifests(work).items():
@@ -454,12 +501,27 @@ def tone_fidelity(
         if max_images is not None:
             syn = syn.sample(frac=1, random_state=seed).groupby("tone", sort=False).head(max_images).sort_index()
         parts.append(
-            pd.DataFrame(dict(type=t, image=syn.image, tone=syn.tone, disease_joined=syn.disease_joined)).assign(
-                ita=itas(list(syn.image), list(mask_of.loc[syn.base_id]), f"ITA of {t} images"),
-                n_of=syn.tone.map(per_tone).to_numpy(),
+            pd.DataFrame(
+                dict(
+                    type=t,
+                    image=syn.image.to_numpy(),
+                    tone=syn.tone.to_numpy(),
+                    disease_joined=syn.disease_joined.to_numpy(),
+                    mask=mask_of.loc[syn.base_id].to_numpy(),
+                    n_of=syn.tone.map(per_tone).to_numpy(),
+                )
             )
         )
     out = pd.concat(parts, ignore_index=True)
+    images, masks = out.image.tolist(), out["mask"].tolist()
+    if kept is None:
+        values = itas(images, masks)
+    else:
+        key = dict(images=images, masks=masks, inputs=image_inputs(work))
+        values = kept_value(work, kept, key, lambda: itas(images, masks))
+    out = out.assign(ita=values)[["type", "image", "tone", "disease_joined", "ita", "n_of"]]
+    real_rows = out[out.type == "real"]
+    low, high = ita_bounds(real_rows.ita.tolist(), real_rows.tone)
     return out.assign(shows=tone_of(out.ita, low, high), agrees=lambda d: d.shows == d.tone), (low, high)
 
 
@@ -1157,6 +1219,18 @@ def rarity_report(
     return out
 
 # %% ../nbs/07_fairness.ipynb #f07q
+# the settings FID, KID, LPIPS and Table 8 depend on
+QUALITY_SETTINGS = (
+    "quality_features",
+    "inception_weights",
+    "lpips_backbone",
+    "lpips_pretrained_trunk",
+    "quality_max_images",
+    "kid_subset_size",
+    "quality_seed",
+)
+
+
 def quality_report(
     r: RunResults,  # `run_results`
     cfg: FairnessConfig,  # the quality settings
@@ -1167,15 +1241,30 @@ def quality_report(
     splits = sorted((r.work / SPLITS).glob("faithful_S*.csv"))
     qseed = cfg.quality_split_seed if cfg.quality_split_seed is not None else int(splits[0].stem.split("_S")[1])
     held_out = read_split(r.work, "faithful", qseed).query("split == 'test'").ddi_id
-    extractor, lp = quality_models(
-        cfg.quality_features, cfg.inception_weights, cfg.lpips_backbone, cfg.lpips_pretrained_trunk, cfg.quality_seed
-    )
+
+    def compute() -> dict:
+        extractor, lp = quality_models(
+            cfg.quality_features,
+            cfg.inception_weights,
+            cfg.lpips_backbone,
+            cfg.lpips_pretrained_trunk,
+            cfg.quality_seed,
+        )
+        return dict(
+            quality=quality_by_tone(r.work, held_out, extractor, lp, cfg).to_dict("records"),
+            table8=table8(r.work, extractor, cfg).to_dict(),
+        )
+
+    # computed once for these images and settings (`QUALITY_KEPT`): 07 run again after 06 alone reads them
+    settings = {k: v for k, v in cfg.hashed_settings().items() if k in QUALITY_SETTINGS}
+    key = dict(settings=settings, held_out=sorted(held_out.astype(int).tolist()), inputs=image_inputs(r.work))
+    kept = kept_value(r.work, QUALITY_KEPT, key, compute)
     quality_note = (
         f" Features: {SMALL_LABEL}."
         if cfg.quality_features == "small" or not cfg.lpips_pretrained_trunk
         else " Features: Inception v3 (torch-fidelity) and LPIPS with the ImageNet trunk."
     )
-    quality = quality_by_tone(r.work, held_out, extractor, lp, cfg)
+    quality = pd.DataFrame(kept["quality"])
     save_table(
         quality,
         report,
@@ -1224,7 +1313,7 @@ def quality_report(
         f"population std over tones.{quality_note}",
         index=False,
     )
-    t8 = table8(r.work, extractor, cfg).round(3).to_frame()
+    t8 = pd.Series(kept["table8"], name="FID").round(3).to_frame()
     save_table(
         t8,
         report,
@@ -1256,7 +1345,7 @@ def tone_fidelity_report(
 ) -> dict[str, pd.DataFrame]:
     """The share of images whose skin ITA falls in their tone label's band, per type and tone (and per disease for
     semantic images)."""
-    fidelity, (ita_low, ita_high) = tone_fidelity(r.work, cfg.tone_fidelity_max_images, cfg.quality_seed)
+    fidelity, (ita_low, ita_high) = tone_fidelity(r.work, cfg.tone_fidelity_max_images, cfg.quality_seed, ITA_KEPT)
     synthetic = fidelity[fidelity.type != "real"]
     counts = pd.DataFrame(
         {

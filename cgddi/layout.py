@@ -12,8 +12,8 @@ import pandas as pd
 __all__ = ['DDI_TABLE', 'FRAMES', 'FRAME_MASKS', 'AUTO_MASKS', 'SPLITS', 'BENCHMARK', 'EXTERNAL', 'MODELS', 'HEALTHY',
            'HEALTHY_IMAGES', 'HEALTHY_MASKS', 'REVIEW_SHEET', 'LESION_MAP_LOG', 'LESION_MAPPED', 'TEXTUAL_INVERSION',
            'LORA', 'SEMANTIC', 'MANIFEST', 'IMPORTS', 'PREDICTIONS', 'CLASSIFIER_MODELS', 'TRAIN_SETS',
-           'EXTERNAL_PREDICTIONS', 'RECOGNITION', 'RUN_PLAN', 'LOCK_FILE', 'frame_path', 'split_path', 'run_path',
-           'layout_table']
+           'EXTERNAL_PREDICTIONS', 'RECOGNITION', 'RUN_PLAN', 'QUALITY_KEPT', 'ITA_KEPT', 'LOCK_FILE', 'frame_path',
+           'split_path', 'run_path', 'layout_table']
 
 # %% ../nbs/00m_layout.ipynb #laycon
 DDI_TABLE = "data/ddi.csv"  # 00: one row per DDI image (id, tone, disease, malignancy, frame and mask paths)
@@ -48,6 +48,10 @@ RECOGNITION = "classify/recognition.csv"
 # 06: the runs of the settings 06 last finished (protocol, seed, experiment, method, params_hash): what 07 reports;
 # runs of earlier settings stay on disk beside them
 RUN_PLAN = "classify/runs.csv"
+# 07: <hash>.json, FID, KID and LPIPS per synthetic type and tone and Table 8's FIDs, named by the hash of the settings
+# and images they were computed from: 07 run again on the same images with the same settings reads them instead
+QUALITY_KEPT = "fairness/quality"
+ITA_KEPT = "fairness/ita"  # 07: <hash>.json, the skin ITA of each image tone fidelity reads, kept the same way
 LOCK_FILE = ".cgddi.lock"  # while a `cgddi run` or an import writes the work dir
 
 
