@@ -45,7 +45,7 @@ from cgddi.manifest import (
     split_name,
     protocol_set,
 )
-from .config import Architecture, Between, ModelRef, StageConfig, memory_advice, params_hash
+from .config import Architecture, Between, ModelRef, StageConfig, file_hash, kept_value, memory_advice, params_hash
 from cgddi.leakage import (
     TRAIN_SET_COLUMNS,
     PAPER_MIN_TRAIN_SAMPLES,
@@ -67,6 +67,7 @@ from cgddi.layout import (
     CLASSIFIER_MODELS,
     EXTERNAL_PREDICTIONS,
     RECOGNITION,
+    RECOGNITION_KEPT,
     REVIEW_SHEET,
     RUN_PLAN,
     run_path,
@@ -81,7 +82,8 @@ __all__ = ['EXPERIMENTS', 'SELECT_TIES', 'PRECISIONS', 'EXTERNAL_SETS', 'IMAGENE
            'type_tone_counts', 'run_generator_set', 'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds',
            'run_hash', 'run_experiments', 'read_runs', 'read_predictions', 'classify_progress', 'read_history',
            'plot_learning_curves', 'external_table', 'external_path', 'evaluate_external', 'read_external_predictions',
-           'recognition_table', 'recognition_from_hits', 'recognition_levels', 'write_recognition', 'read_recognition']
+           'recognition_table', 'recognition_from_hits', 'recognition_levels', 'recognition_inputs',
+           'write_recognition', 'read_recognition']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -1368,21 +1370,51 @@ def recognition_levels(
 RECOGNITION_MARGIN = 0.1  # recognised this far above the canvas: what an image that only copied its canvas does not get
 
 
+def recognition_inputs(
+    work_dir,
+    cfg: ClassifyConfig,  # the run root and the stage's settings
+    protocol: str = "clean",  # whose real-only baselines judge
+    acc: Accelerator | None = None,  # where they judge (its precision rounds their calls)
+) -> dict:
+    """What `recognition_table` reads, by content: the finished baselines' weights and test predictions, the semantic
+    and healthy manifests (and the healthy images kept), the diseases' labels and the settings the baselines ran at."""
+    work, acc = Path(work_dir), acc or accelerator(cfg)
+    finished = [
+        (model_path(work, protocol, "real", "baseline", s), prediction_path(work, protocol, "real", "baseline", s))
+        for s in split_seeds(work, cfg)
+    ]
+    labels = read_data(work)[["ddi_id", "disease_joined"]].to_csv(index=False)
+    return dict(
+        protocol=protocol,
+        settings=cfg.run_settings("real", "baseline"),
+        device=[acc.device.type, acc.mixed_precision],
+        baselines=[[m.name, file_hash(m), file_hash(p)] for m, p in finished if m.exists() and p.exists()],
+        images=manifest_fingerprint(work, ("semantic", "healthy")),
+        labels=hashlib.sha256(labels.encode()).hexdigest()[:16],
+    )
+
+
 def write_recognition(
     work_dir,
     cfg: ClassifyConfig,  # the run root and the stage's settings
     acc: Accelerator | None = None,
 ) -> pd.DataFrame:
     """`recognition_table`, kept in `classify/recognition.csv` for the report (rewritten only when it changes; removed
-    when there is none)."""
-    table, p = recognition_table(work_dir, cfg, acc=acc), Path(work_dir) / RECOGNITION
-    text = table.to_csv() if len(table) else None
-    if text is None:
+    when there is none); computed once for these baselines and images (`RECOGNITION_KEPT`), then read back."""
+    work, p = Path(work_dir), Path(work_dir) / RECOGNITION
+    key = recognition_inputs(work, cfg, acc=acc)
+
+    def compute() -> str:
+        table = recognition_table(work, cfg, acc=acc)
+        return table.to_csv() if len(table) else ""  # "": no semantic image or no finished baseline
+
+    text = kept_value(work, RECOGNITION_KEPT, key, compute)
+    if not text:
         p.unlink(missing_ok=True)
     elif not p.exists() or p.read_text() != text:
         with atomic_path(p) as t:
             t.write_text(text)
-    return table
+    return read_recognition(work)
 
 
 def read_recognition(work_dir) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit, contextlib, difflib, hashlib, json, numbers, os, re, shutil, tempfile
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 import numpy as np
@@ -16,7 +17,8 @@ from .report import atomic_path
 # %% auto #0
 __all__ = ['params_hash', 'content_fingerprint', 'local_identity', 'Between', 'did_you_mean', 'value_error', 'accepts', 'Rule',
            'PerDisease', 'Named', 'ModelRef', 'Architecture', 'StageConfig', 'own_settings_note', 'OutOfMemory',
-           'is_out_of_memory', 'memory_message', 'memory_advice', 'seed_of', 'link_or_copy', 'file_hash', 'scratch_dir']
+           'is_out_of_memory', 'memory_message', 'memory_advice', 'seed_of', 'link_or_copy', 'file_hash', 'kept_value',
+           'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
 def params_hash(
@@ -523,6 +525,26 @@ def link_or_copy(
 def file_hash(path) -> str:
     "Short content hash of a file: outputs made from another version of it are recognised and redone."
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+# %% ../nbs/00j_config.ipynb #kept00
+def kept_value(
+    work_dir,  # run root
+    folder: str,  # the folder under work_dir that keeps such values (`QUALITY_KEPT`, `RECOGNITION_KEPT`, ...)
+    key: dict,  # all the value depends on: settings and the inputs' content hashes (JSON-able)
+    make: Callable,  # computes the value: numbers, strings, lists and dicts of them
+):
+    """`make()`, kept in `folder/<hash of key>.json`: called again with the same key (the same inputs and settings), it
+    reads the file instead; each other key has its own file."""
+    path = Path(work_dir) / folder / f"{params_hash(key)}.json"
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):  # none yet, or not one of these files: made again
+        pass
+    value = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as t:  # numpy numbers as Python's
+        t.write_text(json.dumps(value, default=lambda v: v.item()))
+    return value
 
 # %% ../nbs/00j_config.ipynb #scr01
 def scratch_dir(

@@ -6,8 +6,7 @@ disease rarity (4.2.1), the imbalance ratio (appendix E.1) and generative qualit
 
 # %% ../nbs/07_fairness.ipynb #ceaa3267
 from __future__ import annotations
-import json, numbers, os, warnings
-from collections.abc import Callable
+import numbers, os, warnings
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from .data import TONES, TONE_ORDER, SKIN, read_data, read_image, ita
 from .manifest import ManifestError, SYNTHETIC_TYPES, manifest_fingerprint, protocol_set, read_manifests
-from .config import Between, StageConfig, file_hash, params_hash
+from .config import Between, StageConfig, file_hash, kept_value
 from .leakage import leak_kinds, adapter_train_ids
 from .quality import QUALITY_FEATURES, generative_quality, augmentation_fid, ita_bounds, tone_of
 import matplotlib.pyplot as plt
@@ -36,14 +35,14 @@ from cgddi.classify import (
 from .quality import SMALL_LABEL, quality_models
 from .leakage import audit_leakage
 from .publish import import_note
-from .report import atomic_path, progress_bar, save_table, save_figure
+from .report import progress_bar, save_table, save_figure
 from .layout import ITA_KEPT, QUALITY_KEPT, SPLITS, TRAIN_SETS
 
 # %% auto #0
 __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TONE_COUNTS', 'TABLE2_ROWS', 'TABLE5_ROWS',
            'FINDING_COLUMNS', 'TABLE2_COLUMNS', 'QUALITY_SETTINGS', 'FairnessConfig', 'FairnessWarning', 'tone_groups',
            'group_counts', 'accuracy', 'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio',
-           'auc', 'classification_metrics', 'mean_std', 'pm', 'image_inputs', 'kept_value', 'quality_by_tone', 'table8',
+           'auc', 'classification_metrics', 'mean_std', 'pm', 'image_inputs', 'quality_by_tone', 'table8',
            'tone_fidelity', 'tone_count_table', 'per_seed_metrics', 'paper_table', 'majority_rates', 'resolution_note',
            'paired_difference', 'mean_interval', 'finding_claims', 'findings_table', 'not_above_majority',
            'one_class_runs', 'one_class_note', 'RunResults', 'autocast_note', 'backbones_named', 'run_results',
@@ -373,26 +372,6 @@ def image_inputs(
         synthetic=manifest_fingerprint(work, SYNTHETIC_TYPES),
         adapters={k: sorted(v) for k, v in adapter_train_ids(work).items()},
     )
-
-
-def kept_value(
-    work_dir,  # run root
-    folder: str,  # the folder under work_dir that keeps such values (`QUALITY_KEPT`, `ITA_KEPT`)
-    key: dict,  # all the value depends on: settings and `image_inputs` (JSON-able)
-    make: Callable,  # computes the value: numbers, strings, lists and dicts of them
-):
-    """`make()`, kept in `folder/<hash of key>.json`: called again with the same key (the same images and settings), it
-    reads the file instead; each other key has its own file."""
-    path = Path(work_dir) / folder / f"{params_hash(key)}.json"
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):  # none yet, or not one of these files: made again
-        pass
-    value = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as t:  # numpy numbers as Python's
-        t.write_text(json.dumps(value, default=lambda v: v.item()))
-    return value
 
 
 def quality_by_tone(

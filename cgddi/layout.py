@@ -12,8 +12,8 @@ import pandas as pd
 __all__ = ['DDI_TABLE', 'FRAMES', 'FRAME_MASKS', 'AUTO_MASKS', 'SPLITS', 'BENCHMARK', 'EXTERNAL', 'MODELS', 'HEALTHY',
            'HEALTHY_IMAGES', 'HEALTHY_MASKS', 'REVIEW_SHEET', 'LESION_MAP_LOG', 'LESION_MAPPED', 'TEXTUAL_INVERSION',
            'LORA', 'SEMANTIC', 'MANIFEST', 'IMPORTS', 'PREDICTIONS', 'CLASSIFIER_MODELS', 'TRAIN_SETS',
-           'EXTERNAL_PREDICTIONS', 'RECOGNITION', 'RUN_PLAN', 'QUALITY_KEPT', 'ITA_KEPT', 'LOCK_FILE', 'frame_path',
-           'split_path', 'run_path', 'layout_table']
+           'EXTERNAL_PREDICTIONS', 'RECOGNITION', 'RECOGNITION_KEPT', 'RUN_PLAN', 'QUALITY_KEPT', 'ITA_KEPT',
+           'LOCK_FILE', 'frame_path', 'split_path', 'run_path', 'layout_table']
 
 # %% ../nbs/00m_layout.ipynb #laycon
 DDI_TABLE = "data/ddi.csv"  # 00: one row per DDI image (id, tone, disease, malignancy, frame and mask paths)
@@ -45,6 +45,9 @@ TRAIN_SETS = "classify/train_sets"
 EXTERNAL_PREDICTIONS = "classify/external"  # 06 with external_test: <set>/<protocol>/<experiment>/<method>/S<seed>.csv
 # 06: does each adapter's semantic image carry its disease? Per disease and generator set, recognised vs canvas
 RECOGNITION = "classify/recognition.csv"
+# 06: <hash>.json, the recognition table, named by the hash of the baselines, images and settings it was computed
+# from: 06 run again with them (after another run changed, or to render the report again) reads it
+RECOGNITION_KEPT = "classify/recognition_kept"
 # 06: the runs of the settings 06 last finished (protocol, seed, experiment, method, params_hash): what 07 reports;
 # runs of earlier settings stay on disk beside them
 RUN_PLAN = "classify/runs.csv"
