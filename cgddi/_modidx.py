@@ -74,6 +74,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.classify.planned_runs': ('classify.html#planned_runs', 'cgddi/classify.py'),
                                 'cgddi.classify.plot_learning_curves': ('classify.html#plot_learning_curves', 'cgddi/classify.py'),
                                 'cgddi.classify.predict': ('classify.html#predict', 'cgddi/classify.py'),
+                                'cgddi.classify.predict_each': ('classify.html#predict_each', 'cgddi/classify.py'),
                                 'cgddi.classify.prediction_path': ('classify.html#prediction_path', 'cgddi/classify.py'),
                                 'cgddi.classify.read_external_predictions': ( 'classify.html#read_external_predictions',
                                                                               'cgddi/classify.py'),

@@ -78,12 +78,12 @@ __all__ = ['EXPERIMENTS', 'SELECT_TIES', 'PRECISIONS', 'EXTERNAL_SETS', 'IMAGENE
            'LARGE_ON_CPU', 'PREDICTION_COLUMNS', 'COUNTS', 'RUN_COLUMNS', 'RUN_KEY', 'RECOGNITION_MARGIN',
            'ClassifyConfig', 'transforms', 'image_reader', 'eval_reader', 'ImageTable', 'balanced_sampler',
            'cpu_has_amx', 'accelerator', 'memory_format', 'make_model', 'backbone_parameters', 'backbone_label',
-           'warn_large_on_cpu', 'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table', 'balanced_sample',
-           'type_tone_counts', 'run_generator_set', 'semantic_for_run', 'run_one', 'planned_runs', 'split_seeds',
-           'run_hash', 'run_experiments', 'read_runs', 'read_predictions', 'classify_progress', 'read_history',
-           'plot_learning_curves', 'external_table', 'external_path', 'evaluate_external', 'read_external_predictions',
-           'recognition_table', 'recognition_from_hits', 'recognition_levels', 'recognition_inputs',
-           'write_recognition', 'read_recognition']
+           'warn_large_on_cpu', 'predict_each', 'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table',
+           'balanced_sample', 'type_tone_counts', 'run_generator_set', 'semantic_for_run', 'run_one', 'planned_runs',
+           'split_seeds', 'run_hash', 'run_experiments', 'read_runs', 'read_predictions', 'classify_progress',
+           'read_history', 'plot_learning_curves', 'external_table', 'external_path', 'evaluate_external',
+           'read_external_predictions', 'recognition_table', 'recognition_from_hits', 'recognition_levels',
+           'recognition_inputs', 'write_recognition', 'read_recognition']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -471,6 +471,31 @@ def warn_large_on_cpu(
 
 
 @torch.no_grad()
+def predict_each(
+    models: list[nn.Module],  # classifiers
+    table: pd.DataFrame,  # images: path, malignant, tone
+    cfg: ClassifyConfig,  # input size, batch size, loader workers
+    acc: Accelerator | None = None,  # the stage's accelerator; None: `accelerator(cfg)`
+    desc: str | None = None,  # a progress bar over the batches with this label; None: no bar
+) -> np.ndarray:
+    """p(malignant) of every model (rows) for every row of `table` (columns), each image read once for all models: what
+    `predict` gives each."""
+    acc = acc or accelerator(cfg)
+    for model in models:
+        model.to(acc.device, memory_format=memory_format(cfg)).eval()
+    loader = DataLoader(
+        ImageTable(table, None, eval_reader(cfg.cache_images, cfg.resize, cfg.crop)),
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+    )
+    probs = []
+    for x, _, _ in loader if desc is None else progress_bar(loader, desc=desc, leave=False):
+        with acc.autocast():
+            x = x.to(acc.device, memory_format=memory_format(cfg))
+            probs.append(torch.stack([F.softmax(m(x)["logits"].float(), dim=1)[:, 1].cpu() for m in models]))
+    return torch.cat(probs, dim=1).numpy() if probs else np.zeros((len(models), 0), np.float32)
+
+
 def predict(
     model: nn.Module,  # a classifier
     table: pd.DataFrame,  # images: path, malignant, tone
@@ -478,19 +503,7 @@ def predict(
     acc: Accelerator | None = None,  # the stage's accelerator; None: `accelerator(cfg)`
 ) -> np.ndarray:
     "p(malignant) for every row of `table`."
-    acc = acc or accelerator(cfg)
-    model.to(acc.device, memory_format=memory_format(cfg)).eval()
-    loader = DataLoader(
-        ImageTable(table, None, eval_reader(cfg.cache_images, cfg.resize, cfg.crop)),
-        batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-    )
-    probs = []
-    for x, _, _ in loader:
-        with acc.autocast():
-            x = x.to(acc.device, memory_format=memory_format(cfg))
-            probs.append(F.softmax(model(x)["logits"].float(), dim=1)[:, 1].cpu())
-    return torch.cat(probs).numpy()
+    return predict_each([model], table, cfg, acc)[0]
 
 
 def fit(
@@ -1269,12 +1282,17 @@ def recognition_table(
     canvases = canvases[canvases.base_id.isin(sem.base_id)].assign(
         path=lambda d: [str(work / p) for p in d.image], malignant=False
     )
-    acc, hits = acc or accelerator(cfg), []
-    for seed in progress_bar(seeds, desc="recognition", leave=False):
-        model = make_model("baseline", cfg)
-        model.load_state_dict(load_file(model_path(work, protocol, "real", "baseline", seed)))
-        # the canvas called malignant
-        called = pd.Series(predict(model, canvases, cfg, acc) >= 0.5, index=canvases.base_id.to_numpy())
+    models = []
+    for seed in seeds:
+        models.append(make_model("baseline", cfg))
+        models[-1].load_state_dict(load_file(model_path(work, protocol, "real", "baseline", seed)))
+    # every baseline judges each image as it is read (at the paper's scale the images, not the models, take the time)
+    acc = acc or accelerator(cfg)
+    called_canvas = predict_each(models, canvases, cfg, acc, desc="recognition: canvases") >= 0.5
+    called_sem = predict_each(models, sem, cfg, acc, desc="recognition: semantic images") >= 0.5
+    hits = []
+    for seed, canvas, image in zip(seeds, called_canvas, called_sem):
+        called = pd.Series(canvas, index=canvases.base_id.to_numpy())  # the canvas called malignant
         hits.append(
             pd.DataFrame(
                 {
@@ -1282,7 +1300,7 @@ def recognition_table(
                     "disease_joined": sem.disease_joined.to_numpy(),
                     "malignant": sem.malignant.to_numpy(),
                     "seed": seed,
-                    "recognised": (predict(model, sem, cfg, acc) >= 0.5) == sem.malignant.to_numpy(),
+                    "recognised": image == sem.malignant.to_numpy(),
                     "canvas": called.loc[sem.base_id].to_numpy() == sem.malignant.to_numpy(),
                 }
             )
