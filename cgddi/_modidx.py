@@ -66,6 +66,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.classify.evaluate_external': ('classify.html#evaluate_external', 'cgddi/classify.py'),
                                 'cgddi.classify.external_path': ('classify.html#external_path', 'cgddi/classify.py'),
                                 'cgddi.classify.external_table': ('classify.html#external_table', 'cgddi/classify.py'),
+                                'cgddi.classify.finished_baselines': ('classify.html#finished_baselines', 'cgddi/classify.py'),
                                 'cgddi.classify.fit': ('classify.html#fit', 'cgddi/classify.py'),
                                 'cgddi.classify.image_reader': ('classify.html#image_reader', 'cgddi/classify.py'),
                                 'cgddi.classify.make_model': ('classify.html#make_model', 'cgddi/classify.py'),

@@ -82,8 +82,8 @@ __all__ = ['EXPERIMENTS', 'SELECT_TIES', 'PRECISIONS', 'EXTERNAL_SETS', 'IMAGENE
            'balanced_sample', 'type_tone_counts', 'run_generator_set', 'semantic_for_run', 'run_one', 'planned_runs',
            'split_seeds', 'run_hash', 'run_experiments', 'read_runs', 'read_predictions', 'classify_progress',
            'read_history', 'plot_learning_curves', 'external_table', 'external_path', 'evaluate_external',
-           'read_external_predictions', 'recognition_table', 'recognition_from_hits', 'recognition_levels',
-           'recognition_inputs', 'write_recognition', 'read_recognition']
+           'read_external_predictions', 'finished_baselines', 'recognition_table', 'recognition_from_hits',
+           'recognition_levels', 'recognition_inputs', 'write_recognition', 'read_recognition']
 
 # %% ../nbs/06_classify.ipynb #cfgcls06
 EXPERIMENTS = {  # name -> (synthetic types used, real training images, starts from)
@@ -1252,6 +1252,20 @@ def read_external_predictions(work_dir, name: str = "f17k") -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 # %% ../nbs/06_classify.ipynb #recog06
+def finished_baselines(
+    work_dir,
+    cfg: ClassifyConfig,  # the run root and the stage's settings (its split seeds)
+    protocol: str = "clean",
+) -> list[tuple[int, Path, Path]]:
+    "(seed, weights, test predictions) of each real-only baseline that wrote both: what judges the semantic images."
+    work = Path(work_dir)
+    found = [
+        (s, model_path(work, protocol, "real", "baseline", s), prediction_path(work, protocol, "real", "baseline", s))
+        for s in split_seeds(work, cfg)
+    ]
+    return [(s, m, p) for s, m, p in found if m.exists() and p.exists()]
+
+
 def recognition_table(
     work_dir,
     cfg: ClassifyConfig,  # the run root and the stage's settings (input size, batch size)
@@ -1263,12 +1277,7 @@ def recognition_table(
     (`recognition_from_hits`; empty if none)."""
     work = Path(work_dir)
     found = read_manifests(work, ("semantic", "healthy"))
-    seeds = [  # the seeds whose baseline finished: its weights and its test predictions written
-        s
-        for s in split_seeds(work, cfg)
-        if model_path(work, protocol, "real", "baseline", s).exists()
-        and prediction_path(work, protocol, "real", "baseline", s).exists()
-    ]
+    seeds = [s for s, *_ in finished_baselines(work, cfg, protocol)]  # weights and test predictions written
     if "semantic" not in found or not seeds:
         return pd.DataFrame()
     sem = found["semantic"]
@@ -1397,16 +1406,12 @@ def recognition_inputs(
     """What `recognition_table` reads, by content: the finished baselines' weights and test predictions, the semantic
     and healthy manifests (and the healthy images kept), the diseases' labels and the settings the baselines ran at."""
     work, acc = Path(work_dir), acc or accelerator(cfg)
-    finished = [
-        (model_path(work, protocol, "real", "baseline", s), prediction_path(work, protocol, "real", "baseline", s))
-        for s in split_seeds(work, cfg)
-    ]
     labels = read_data(work)[["ddi_id", "disease_joined"]].to_csv(index=False)
     return dict(
         protocol=protocol,
         settings=cfg.run_settings("real", "baseline"),
         device=[acc.device.type, acc.mixed_precision],
-        baselines=[[m.name, file_hash(m), file_hash(p)] for m, p in finished if m.exists() and p.exists()],
+        baselines=[[m.name, file_hash(m), file_hash(p)] for _, m, p in finished_baselines(work, cfg, protocol)],
         images=manifest_fingerprint(work, ("semantic", "healthy")),
         labels=hashlib.sha256(labels.encode()).hexdigest()[:16],
     )
