@@ -36,7 +36,8 @@ def linked_copy(
 ) -> Path:
     "The run without its classification outputs, its files hard-linked (06 writes new files, never into old ones)."
     shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(source, work, symlinks=True, copy_function=os.link, ignore=shutil.ignore_patterns("classify"))
+    top = lambda folder, names: ["classify"] if Path(folder) == Path(source) else []  # 06's outputs, left out
+    shutil.copytree(source, work, symlinks=True, copy_function=os.link, ignore=top)
     return work
 
 
