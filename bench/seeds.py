@@ -2,7 +2,7 @@
 
 A run's findings (07, `tab_07_findings_<protocol>`) pair each experiment with the baseline or the majority rate split
 seed by split seed; their spread mixes two things: which images a split tests, and the training's own randomness
-(initial weights, sampling order, augmentation: 06's `seed`, added to the split seed). This takes a finished run
+(06's `seed`: initial weights, with the split seed, sampling order, augmentation). This takes a finished run
 (`--source`), trains the findings' runs (the real baseline, Exp. 1 and Exp. 2) again with each training seed in
 `--train-seeds` on a linked copy of it (the generated images are shared, not made again), and prints per claim:
 its mean over the split seeds for each training seed (the figure one run's first screen shows), how far those means
@@ -12,7 +12,8 @@ unit: each split's difference averaged over the training seeds first), beside th
     python bench/seeds.py --source work/benchmark                          # training seeds 0-9, clean protocol
     python bench/seeds.py --source work/benchmark --train-seeds 0 1 2 --protocols clean faithful
 
-Training seed 0 is the default run's own: its row repeats that run's findings (same settings, same machine kind).
+The params file's own training seed (0 in params/default.yaml) repeats that run's findings (same settings, same machine
+kind).
 """
 
 import argparse, os, shutil, tempfile, time, warnings
@@ -62,6 +63,7 @@ def claim_differences(
 
 def summary(
     diffs: pd.DataFrame,  # `claim_differences` of every training seed, with a train_seed column
+    run_seed: int,  # the training seed of the source run (its params file's)
 ) -> pd.DataFrame:
     "Per protocol and claim: the training seeds' means over split seeds, their spread, and the pooled interval."
     rows = []
@@ -77,7 +79,7 @@ def summary(
                 "claim": f"{name} − {other}",
                 "training seeds": len(per_train),
                 "split seeds": len(per_split),
-                "seed 0 (the run's)": f"{per_train.get(0, np.nan):+.1f}",
+                f"seed {run_seed} (the run's)": f"{per_train.get(run_seed, np.nan):+.1f}",
                 "runs' means, range": f"{per_train.min():+.1f} to {per_train.max():+.1f}",
                 "runs' means, std": f"{per_train.std(ddof=0):.1f}",
                 "a split's std over training seeds": f"{within:.1f}",
@@ -112,7 +114,7 @@ def main(argv=None):
     )
     if a.processes:
         over["num_processes"] = a.processes
-    frames = []
+    frames, run_seed = [], config("06_classify", a.params).seed
     for k in a.train_seeds:
         cfg = config("06_classify", a.params, seed=k, **over)
         work = linked_copy(source, root / f"train-seed-{k}")
@@ -127,6 +129,8 @@ def main(argv=None):
         )
         if not a.root:
             shutil.rmtree(work)
+    if not a.root:
+        shutil.rmtree(root)
     diffs = pd.concat(frames, ignore_index=True)
     wide = diffs.pivot_table(index=["protocol", "claim", "other", "split_seed"], columns="train_seed", values="points")
     print("\nPaired accuracy difference (points, column All) per split seed (rows) and training seed (columns):")
@@ -136,7 +140,7 @@ def main(argv=None):
         "range and spread over the training seeds, and the mean over all runs with its 95 % interval (each split seed "
         "averaged over the training seeds first, Student's t over the split seeds):"
     )
-    print(summary(diffs).to_markdown(index=False, disable_numparse=True))
+    print(summary(diffs, run_seed).to_markdown(index=False, disable_numparse=True))
 
 
 if __name__ == "__main__":
