@@ -7,7 +7,9 @@ seed by split seed; their spread mixes two things: which images a split tests, a
 `--train-seeds` on a linked copy of it (the generated images are shared, not made again), and prints per claim:
 its mean over the split seeds for each training seed (the figure one run's first screen shows), how far those means
 move with the training seed alone, and the mean over every training seed with its 95 % interval (split seeds as the
-unit: each split's difference averaged over the training seeds first), beside the issue's bar where it has one.
+unit: each split's difference averaged over the training seeds first), beside the issue's bar where it has one; and
+how far Exp. 2's fine-tuning went over all those runs (07's `finetune_stops`: epochs run, how often it kept the model
+after its first epoch, how often its selection score ended below its Exp. 1 model's).
 
     python bench/seeds.py --source work/benchmark                          # training seeds 0-9, clean protocol
     python bench/seeds.py --source work/benchmark --train-seeds 0 1 2 --protocols clean faithful
@@ -20,8 +22,15 @@ import argparse, os, shutil, tempfile, time, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from cgddi.classify import read_predictions, run_experiments
-from cgddi.fairness import finding_claims, majority_rates, mean_interval, paired_difference, per_seed_metrics
+from cgddi.classify import read_predictions, read_runs, run_experiments
+from cgddi.fairness import (
+    finding_claims,
+    finetune_stops,
+    majority_rates,
+    mean_interval,
+    paired_difference,
+    per_seed_metrics,
+)
 from cgddi.run import project_root
 from shard import config
 
@@ -92,6 +101,24 @@ def summary(
     return pd.DataFrame(rows)
 
 
+def finetune_summary(
+    stops: pd.DataFrame,  # `finetune_stops` of every training seed, with protocol and train_seed columns
+) -> pd.DataFrame:
+    "Per protocol: how far Exp. 2's fine-tuning went over all runs, and how often it kept its first epoch's model."
+    return (
+        stops.assign(first=stops.selected_epoch == 0, fell=stops.select_accuracy < stops.exp1_select_accuracy)
+        .groupby("protocol", sort=False)
+        .agg(
+            runs=("seed", "size"),
+            epochs_run=("epochs_run", "mean"),
+            kept_first_epoch=("first", "sum"),
+            selection_below_exp1=("fell", "sum"),
+        )
+        .reset_index()
+        .round(2)
+    )
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", required=True, help="a finished run's work dir (e.g. the default run's work/benchmark)")
@@ -114,7 +141,7 @@ def main(argv=None):
     )
     if a.processes:
         over["num_processes"] = a.processes
-    frames, run_seed = [], config("06_classify", a.params).seed
+    frames, stops, run_seed = [], [], config("06_classify", a.params).seed
     for k in a.train_seeds:
         cfg = config("06_classify", a.params, seed=k, **over)
         work = linked_copy(source, root / f"train-seed-{k}")
@@ -122,6 +149,11 @@ def main(argv=None):
         run_experiments(work, cfg)
         pred = read_predictions(work)
         frames.append(claim_differences(pred, cfg.synthetic_method).assign(train_seed=k))
+        runs = read_runs(work)
+        stops += [
+            finetune_stops(runs[runs.protocol == p], cfg.synthetic_method).assign(protocol=p, train_seed=k)
+            for p in a.protocols
+        ]
         print(
             f"training seed {k}: {pred.groupby(['protocol', 'experiment', 'seed']).ngroups} runs in "
             f"{time.perf_counter() - t:.1f} s",
@@ -141,6 +173,8 @@ def main(argv=None):
         "averaged over the training seeds first, Student's t over the split seeds):"
     )
     print(summary(diffs, run_seed).to_markdown(index=False, disable_numparse=True))
+    print("\nExp. 2's fine-tuning on the real images (07's `finetune_stops`), over every split x training seed:")
+    print(finetune_summary(pd.concat(stops, ignore_index=True)).to_markdown(index=False))
 
 
 if __name__ == "__main__":

@@ -269,6 +269,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.fairness.fairness_report': ('fairness.html#fairness_report', 'cgddi/fairness.py'),
                                 'cgddi.fairness.finding_claims': ('fairness.html#finding_claims', 'cgddi/fairness.py'),
                                 'cgddi.fairness.findings_table': ('fairness.html#findings_table', 'cgddi/fairness.py'),
+                                'cgddi.fairness.finetune_note': ('fairness.html#finetune_note', 'cgddi/fairness.py'),
+                                'cgddi.fairness.finetune_stops': ('fairness.html#finetune_stops', 'cgddi/fairness.py'),
                                 'cgddi.fairness.group_counts': ('fairness.html#group_counts', 'cgddi/fairness.py'),
                                 'cgddi.fairness.image_inputs': ('fairness.html#image_inputs', 'cgddi/fairness.py'),
                                 'cgddi.fairness.imbalance_ratio': ('fairness.html#imbalance_ratio', 'cgddi/fairness.py'),

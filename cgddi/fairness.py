@@ -45,9 +45,9 @@ __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TO
            'auc', 'classification_metrics', 'mean_std', 'pm', 'image_inputs', 'quality_by_tone', 'table8',
            'tone_fidelity', 'tone_count_table', 'per_seed_metrics', 'paper_table', 'majority_rates', 'resolution_note',
            'paired_difference', 'mean_interval', 'finding_claims', 'findings_table', 'not_above_majority',
-           'one_class_runs', 'one_class_note', 'RunResults', 'autocast_note', 'backbones_named', 'run_results',
-           'table2_report', 'cross_dataset_report', 'size_rule', 'rarity_report', 'quality_report', 'whole_share',
-           'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
+           'one_class_runs', 'one_class_note', 'finetune_stops', 'finetune_note', 'RunResults', 'autocast_note',
+           'backbones_named', 'run_results', 'table2_report', 'cross_dataset_report', 'size_rule', 'rarity_report',
+           'quality_report', 'whole_share', 'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
 
 # %% ../nbs/07_fairness.ipynb #cfgcls07
 @dataclass(kw_only=True)
@@ -818,6 +818,50 @@ def one_class_note(
         f"accuracy: {', '.join(named(r) for r in one.itertuples())}."
     )
 
+
+def finetune_stops(
+    runs: pd.DataFrame,  # `read_runs` rows of one protocol
+    synthetic_method: str,  # the method of Exp. 1 and Exp. 2
+) -> pd.DataFrame:
+    """Per split seed, how far Exp. 2's fine-tuning went (06's facts): epochs run, the epoch its model is from (0: the
+    first), its selection accuracy beside that of the Exp. 1 model it started from (chosen on the same images). Empty
+    without finished Exp. 2 runs, or runs recorded without their epochs."""
+    cols = ["epochs_run", "selected_epoch", "select_accuracy"]
+    done = runs[runs.status.eq("done")] if "status" in runs else runs
+    if not set(cols) <= set(done.columns):
+        return pd.DataFrame(columns=["seed", *cols, "exp1_select_accuracy"])
+    pick = lambda e: done[(done.experiment == e) & (done.method == synthetic_method)].set_index("seed")
+    exp2, exp1 = pick("exp2")[cols], pick("exp1").select_accuracy.rename("exp1_select_accuracy")
+    return exp2.join(exp1, how="inner").reset_index().sort_values("seed", ignore_index=True)
+
+
+def finetune_note(
+    per_seed: pd.DataFrame,  # per-seed metrics of one protocol
+    runs: pd.DataFrame,  # `read_runs` rows of the protocol
+    synthetic_method: str,  # the method of Exp. 1 and Exp. 2
+) -> str:
+    """A caption sentence on how far Exp. 2's fine-tuning went (`finetune_stops`) and what it added to Exp. 1 on the
+    test images; it says so where most runs kept the model after the first fine-tuning epoch. Empty without Exp. 2
+    runs."""
+    stops = finetune_stops(runs, synthetic_method)
+    if stops.empty:
+        return ""
+    n, first = len(stops), int((stops.selected_epoch == 0).sum())
+    fell = int((stops.select_accuracy < stops.exp1_select_accuracy).sum())
+    base = runs[(runs.experiment == "real") & (runs.method == "baseline")].get("epochs_run", pd.Series(dtype=float))
+    said = (
+        f" Exp. 2's fine-tuning on the real images ran {stops.epochs_run.mean():.1f} epochs a run on average (06 "
+        "finetune_epochs at most, stopping after patience epochs without a better selection score"
+        + (f"; Baseline (R.) trains {base.mean():.0f}" if base.notna().any() else "")
+        + f") and kept the model after its first epoch in {first} of {n} runs; its selection score ended below that "
+        f"of the Exp. 1 model it started from in {fell} of {n}"
+    )
+    d = paired_difference(per_seed, ("exp2", synthetic_method), ("exp1", synthetic_method)).accuracy
+    gain = f" (Exp. 2 − Exp. 1 on the test images: {d.mean():+.1f} ± {d.std(ddof=0):.1f} points)" if len(d) else ""
+    if 2 * first > n:
+        return f"{said}: on this run Exp. 2 is mostly Exp. 1 after one epoch on the real images{gain}."
+    return f"{said}{gain}."
+
 # %% ../nbs/07_fairness.ipynb #f07ctx
 TABLE2_COLUMNS = {
     "accuracy": "Mean",
@@ -1063,8 +1107,8 @@ def table2_report(
             f"tone), paired by split seed, mean ± population std over {n} seed(s); a verdict says better or worse only "
             "when the 95 % interval of the mean difference (Student's t over the seeds) excludes zero."
             f"{resolution_note(r.pred[r.pred.protocol == protocol])}"
-            f"{_methods_note(r)}{_semantic_note(r, protocol)}"
-            f"{not_dermatology}{r.init_note}",
+            f"{_methods_note(r)}{finetune_note(seeds_of, r.runs[r.runs.protocol == protocol], r.synthetic_method)}"
+            f"{_semantic_note(r, protocol)}{not_dermatology}{r.init_note}",
         )
     protocols = r.summary.groupby("protocol", sort=False)
     fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 3.6), squeeze=False, sharey=True)
