@@ -536,6 +536,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'cgddi.run.declared_requirements': ('run.html#declared_requirements', 'cgddi/run.py'),
                            'cgddi.run.device_info': ('run.html#device_info', 'cgddi/run.py'),
                            'cgddi.run.earlier_stages': ('run.html#earlier_stages', 'cgddi/run.py'),
+                           'cgddi.run.findings_summary': ('run.html#findings_summary', 'cgddi/run.py'),
                            'cgddi.run.load_params': ('run.html#load_params', 'cgddi/run.py'),
                            'cgddi.run.main': ('run.html#main', 'cgddi/run.py'),
                            'cgddi.run.project_root': ('run.html#project_root', 'cgddi/run.py'),

@@ -33,7 +33,8 @@ __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'HUB_BARS_
            'declared_parameters', 'load_params', 'check_params', 'Stage', 'value_rules', 'rules_cache', 'stage_config',
            'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance', 'ReleaseError',
            'declared_requirements', 'releases_outside', 'check_releases', 'ReleaseWarning', 'warn_releases',
-           'earlier_stages', 'check_inputs', 'check_started', 'run', 'main', 'stage_parameters', 'status', 'standalone']
+           'earlier_stages', 'check_inputs', 'check_started', 'run', 'findings_summary', 'main', 'stage_parameters',
+           'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -1005,6 +1006,32 @@ def run(
         )
     return out
 
+
+def findings_summary(
+    out,  # a report folder `run` wrote
+) -> str:
+    """The verdicts of the report's first table (`SUMMARY_TABLES`; the faithful protocol's where no clean one), for the
+    console after a run; empty unless 07_fairness finished in that run (not a stage an earlier run left there)."""
+    out = Path(out)
+    try:
+        stages = json.loads((out / "provenance.json").read_text())["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    if not any(s.get("stage") == "07_fairness" and s.get("status") == "ok" and "run_started" not in s for s in stages):
+        return ""
+    name = next(
+        (n for n in (SUMMARY_TABLES[0], "tab_07_findings_faithful") if (out / "tables" / f"{n}.csv").exists()), None
+    )
+    if name is None:
+        return ""
+    verdicts = (
+        pd.read_csv(out / "tables" / f"{name}.csv", index_col=0).get("On this run", pd.Series(dtype=str)).dropna()
+    )
+    md = out / "tables" / f"{name}.md"
+    # the caption's opening names the data and the protocol: "Embedded benchmark (software test data), protocol clean"
+    source = f"{md.read_text().split(':', 1)[0]}; " if md.exists() else ""
+    return f"what this run shows ({source}{name}):\n" + "".join(f"  {v}\n" for v in verdicts)
+
 # %% ../nbs/00b_run.ipynb #6108dec2
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
@@ -1195,6 +1222,7 @@ def main(argv=None) -> int:
     except StageFailed as e:
         print(f"cgddi: {e}", file=sys.stderr)
         return 1
+    print(findings_summary(out), end="")
     print(f"report: {out / 'index.html'}")
     return 0
 

@@ -60,6 +60,10 @@ def report(tmp_path_factory):
     assert r.returncode == 0, r.stderr
     for stage in stage_notebooks(ROOT / "nbs"):
         assert f"{stage} ... ok" in r.stdout  # a progress line per stage
+    # the console ends with what the run shows: the verdicts of the report's first table, then where the report is
+    verdicts = pd.read_csv(d / "report" / "tables" / "tab_07_findings_clean.csv", index_col=0)["On this run"]
+    said = r.stdout.split("what this run shows (Embedded benchmark (software test data), protocol clean; ")[1]
+    assert said.splitlines()[1:] == [*(f"  {v}" for v in verdicts), f"report: {d / 'report' / 'index.html'}"]
     return d / "report", p
 
 
