@@ -106,13 +106,12 @@ def finetune_summary(
 ) -> pd.DataFrame:
     "Per protocol: how far Exp. 2's fine-tuning went over all runs, and how often it kept its first epoch's model."
     return (
-        stops.assign(first=stops.selected_epoch == 0, fell=stops.select_accuracy < stops.exp1_select_accuracy)
-        .groupby("protocol", sort=False)
+        stops.groupby("protocol", sort=False)
         .agg(
             runs=("seed", "size"),
             epochs_run=("epochs_run", "mean"),
-            kept_first_epoch=("first", "sum"),
-            selection_below_exp1=("fell", "sum"),
+            kept_first_epoch=("kept_first_epoch", "sum"),
+            selection_below_exp1=("below_exp1", "sum"),
         )
         .reset_index()
         .round(2)

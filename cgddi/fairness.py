@@ -823,16 +823,19 @@ def finetune_stops(
     runs: pd.DataFrame,  # `read_runs` rows of one protocol
     synthetic_method: str,  # the method of Exp. 1 and Exp. 2
 ) -> pd.DataFrame:
-    """Per split seed, how far Exp. 2's fine-tuning went (06's facts): epochs run, the epoch its model is from (0: the
-    first), its selection accuracy beside that of the Exp. 1 model it started from (chosen on the same images). Empty
-    without finished Exp. 2 runs, or runs recorded without their epochs."""
+    """Per split seed, how far Exp. 2's fine-tuning went (06's facts): epochs run, the epoch its model is from, its
+    selection accuracy beside that of the Exp. 1 model it started from (chosen on the same images), whether it kept
+    the first epoch and whether it ended below Exp. 1. Empty without finished Exp. 2 runs or their epochs."""
     cols = ["epochs_run", "selected_epoch", "select_accuracy"]
     done = runs[runs.status.eq("done")] if "status" in runs else runs
     if not set(cols) <= set(done.columns):
-        return pd.DataFrame(columns=["seed", *cols, "exp1_select_accuracy"])
+        return pd.DataFrame(columns=["seed", *cols, "exp1_select_accuracy", "kept_first_epoch", "below_exp1"])
     pick = lambda e: done[(done.experiment == e) & (done.method == synthetic_method)].set_index("seed")
     exp2, exp1 = pick("exp2")[cols], pick("exp1").select_accuracy.rename("exp1_select_accuracy")
-    return exp2.join(exp1, how="inner").reset_index().sort_values("seed", ignore_index=True)
+    out = exp2.join(exp1, how="inner").reset_index().sort_values("seed", ignore_index=True)
+    return out.assign(
+        kept_first_epoch=out.selected_epoch == 0, below_exp1=out.select_accuracy < out.exp1_select_accuracy
+    )
 
 
 def finetune_note(
@@ -846,8 +849,7 @@ def finetune_note(
     stops = finetune_stops(runs, synthetic_method)
     if stops.empty:
         return ""
-    n, first = len(stops), int((stops.selected_epoch == 0).sum())
-    fell = int((stops.select_accuracy < stops.exp1_select_accuracy).sum())
+    n, first, fell = len(stops), int(stops.kept_first_epoch.sum()), int(stops.below_exp1.sum())
     base = runs[(runs.experiment == "real") & (runs.method == "baseline")].get("epochs_run", pd.Series(dtype=float))
     said = (
         f" Exp. 2's fine-tuning on the real images ran {stops.epochs_run.mean():.1f} epochs a run on average (06 "
