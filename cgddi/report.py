@@ -15,7 +15,8 @@ from .layout import LOCK_FILE
 # %% auto #0
 __all__ = ['PROGRESS_ENV', 'NOTEBOOK_REFRESH_S', 'progress_bar', 'GPU_HINT', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path',
            'WorkDirLocked', 'work_dir_lock', 'progress_line', 'notices_path', 'run_notice', 'read_notices',
-           'CPUWarning', 'cpu_warning', 'save_table', 'save_figure', 'figure_caption', 'table_caption', 'render_index']
+           'CPUWarning', 'cpu_warning', 'save_table', 'save_figure', 'figure_caption', 'table_caption', 'stage_outputs',
+           'clear_stage_outputs', 'render_index']
 
 # %% ../nbs/00a_report.ipynb #147a84c1
 # the process's umask: a finished file gets the permissions a plain open() would give
@@ -330,19 +331,36 @@ def _table_html(t: Path, heading: str = "h3", anchor: str | None = None) -> str:
     )
 
 
+def stage_outputs(
+    report_dir,  # the run's report folder
+    stage: str,  # a stage notebook's name, e.g. `07_fairness` (its outputs are `tab_07_*` and `fig_07_*`)
+) -> tuple[list[Path], list[Path]]:
+    "The stage's tables (CSV) and figures in the report folder, in the order its notebook wrote them."
+    rd, code = Path(report_dir), stage.split("_")[0]
+    in_order = lambda ps: sorted(ps, key=lambda p: (p.stat().st_mtime_ns, p.name))
+    return in_order((rd / "tables").glob(f"tab_{code}_*.csv")), in_order((rd / "figures").glob(f"fig_{code}_*.png"))
+
+
+def clear_stage_outputs(
+    report_dir,  # the run's report folder
+    stage: str,  # a stage notebook's name
+) -> list[Path]:
+    """Remove the stage's tables (CSV and Markdown), figures and executed notebook from the report folder, so that what
+    it holds of the stage afterwards is what the stage's next run writes; returns the files removed."""
+    rd, code = Path(report_dir), stage.split("_")[0]
+    gone = sorted(
+        [*(rd / "tables").glob(f"tab_{code}_*.csv"), *(rd / "tables").glob(f"tab_{code}_*.md")]
+        + [*(rd / "figures").glob(f"fig_{code}_*.png"), *(rd / "notebooks").glob(f"{stage}.ipynb")]
+    )
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone
+
+
 def _outputs(rd: Path, stages: list[dict]) -> dict:
     "Each stage's tables and figures, in the order its notebook wrote them."
-    in_order = lambda ps: sorted(ps, key=lambda p: (p.stat().st_mtime_ns, p.name))
-    found = {}
-    for s in stages:
-        code = s["stage"].split("_")[0]
-        tabs, figs = (
-            in_order((rd / "tables").glob(f"tab_{code}_*.csv")),
-            in_order((rd / "figures").glob(f"fig_{code}_*.png")),
-        )
-        if tabs or figs:
-            found[s["stage"]] = (tabs, figs)
-    return found
+    found = {s["stage"]: stage_outputs(rd, s["stage"]) for s in stages}
+    return {stage: (tabs, figs) for stage, (tabs, figs) in found.items() if tabs or figs}
 
 
 def render_index(

@@ -18,6 +18,7 @@ from cgddi.report import (
     BENCHMARK_NOTICE,
     PROGRESS_ENV,
     atomic_path,
+    clear_stage_outputs,
     render_index,
     progress_line,
     read_notices,
@@ -957,6 +958,8 @@ def run(
         for w in work_dirs:
             held.enter_context(work_dir_lock(w, f"cgddi run --params {params_file}"))
         (out / "notebooks").mkdir(parents=True, exist_ok=True)
+        for s in selected:  # what the report then holds of a stage this run selects is what this run made of it
+            clear_stage_outputs(out, s)
         records, failure = _run_stages(selected, per_stage, declared, out, quiet)
     is_benchmark = per_stage.get("00_data", {}).get("ddi_root") is None
     records += [{"stage": s, "status": "not run"} for s in selected if s not in {r["stage"] for r in records}]

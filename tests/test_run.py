@@ -560,16 +560,23 @@ def test_ctrl_c_stops_the_stage_its_processes_and_writes_the_report(tmp_path, ig
 
 
 def _two_stage_checkout(root: Path) -> Path:
-    """A checkout of two stages that each write a table to the report; the second fails while `work_dir/fail`
-    exists; returns its root."""
+    """A checkout of two stages that each write a table to the report; the first fails while `work_dir/fail_00`
+    exists, the second while `work_dir/fail` exists and writes a second table while `work_dir/extra` exists; returns
+    its root."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
     (root / "nbs").mkdir(parents=True)
     (root / "pyproject.toml").write_text("")
     for name, body in [
-        ("00_make", "pathlib.Path(work_dir).mkdir(parents=True, exist_ok=True)\n"),
-        ("01_use", "assert not pathlib.Path(work_dir, 'fail').exists(), 'told to fail'\n"),
+        ("00_make", "assert not pathlib.Path(work_dir, 'fail_00').exists(), 'told to fail'\n"),
+        (
+            "01_use",
+            "assert not pathlib.Path(work_dir, 'fail').exists(), 'told to fail'\n"
+            "if pathlib.Path(work_dir, 'extra').exists():\n"
+            "    pathlib.Path(report_dir, 'tables').mkdir(exist_ok=True)\n"
+            "    pathlib.Path(report_dir, 'tables', 'tab_01_extra.csv').write_text('b\\n2\\n')\n",
+        ),
     ]:
         table = (
             "pathlib.Path(report_dir, 'tables').mkdir(exist_ok=True)\n"
@@ -624,6 +631,36 @@ def test_a_rerun_of_the_failed_stage_keeps_the_earlier_stages_in_the_report(tmp_
     assert cgddi_here("run", "--params", str(params), "--out", str(out)).returncode == 0
     prov = json.loads((out / "provenance.json").read_text())
     assert "earlier_runs" not in prov and all("run_started" not in s for s in prov["stages"])
+
+
+def test_a_rerun_leaves_no_table_of_an_earlier_run_in_the_report(tmp_path, cgddi_here, monkeypatch):
+    """The report holds of each stage a run selects only what this run made: a table the rerun no longer writes is
+    gone from the folder and the index, and a stage a failed run did not reach shows nothing."""
+    import cgddi.run as r
+
+    root, work, out = _two_stage_checkout(tmp_path / "checkout"), tmp_path / "work", tmp_path / "report"
+    monkeypatch.setattr(r, "project_root", lambda: root)
+    params = _params(tmp_path, f"work_dir: {work}\n")
+    work.mkdir()
+    run = lambda *stages: cgddi_here("run", "--params", str(params), "--out", str(out), *stages)
+    (work / "extra").touch()
+    assert run().returncode == 0
+    assert (out / "tables" / "tab_01_extra.csv").exists() and "tab_01_extra" in (out / "index.html").read_text()
+
+    (work / "extra").unlink()
+    assert run("--stages", "01_use").returncode == 0
+    assert sorted(p.name for p in (out / "tables").iterdir()) == ["tab_00_t.csv", "tab_01_t.csv"]
+    assert "tab_01_extra" not in (out / "index.html").read_text()
+
+    (work / "fail_00").touch()
+    assert run().returncode == 1
+    page = (out / "index.html").read_text()
+    assert list((out / "tables").iterdir()) == [] and "tab_00_t" not in page and "tab_01_t" not in page
+    assert not (out / "notebooks" / "01_use.ipynb").exists()  # the stage it did not reach: not run, no notebook
+    assert [(s["stage"], s["status"]) for s in json.loads((out / "provenance.json").read_text())["stages"]] == [
+        ("00_make", "failed"),
+        ("01_use", "not run"),
+    ]
 
 
 def _one_stage_checkout(
