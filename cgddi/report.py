@@ -14,9 +14,9 @@ from .layout import LOCK_FILE
 
 # %% auto #0
 __all__ = ['PROGRESS_ENV', 'NOTEBOOK_REFRESH_S', 'progress_bar', 'GPU_HINT', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path',
-           'WorkDirLocked', 'work_dir_lock', 'progress_line', 'notices_path', 'run_notice', 'read_notices',
-           'CPUWarning', 'cpu_warning', 'save_table', 'save_figure', 'figure_caption', 'table_caption', 'stage_outputs',
-           'clear_stage_outputs', 'render_index']
+           'WorkDirLocked', 'work_dir_lock', 'process_progress_file', 'progress_files', 'clear_progress',
+           'progress_line', 'notices_path', 'run_notice', 'read_notices', 'CPUWarning', 'cpu_warning', 'save_table',
+           'save_figure', 'figure_caption', 'table_caption', 'stage_outputs', 'clear_stage_outputs', 'render_index']
 
 # %% ../nbs/00a_report.ipynb #147a84c1
 # the process's umask: a finished file gets the permissions a plain open() would give
@@ -186,10 +186,12 @@ def _bar_class(
             super().close()
 
         def _report(self, closed: bool = False):
-            "Write this bar's state into the progress file (one entry per open bar, in the order they opened)."
+            "Write this bar's state into its process's file (one entry per open bar, in the order they opened)."
             if not self._report_to:
                 return
-            path, key = Path(self._report_to), f"{os.getpid()}:{id(self)}"  # processes of a launch share the file
+            # a file per process: the processes of a launch never rewrite one another's bars (a shared file's
+            # read-and-rewrite let one process write back a bar another had just closed, left on the console for good)
+            path, key = process_progress_file(self._report_to), str(id(self))
             try:
                 bars = json.loads(path.read_text()) if path.exists() else {}
             except ValueError:
@@ -214,14 +216,43 @@ def _bar_class(
 progress_bar = _bar_class(text_tqdm if os.environ.get(PROGRESS_ENV) else tqdm)
 
 
+def process_progress_file(
+    path,  # the progress file a run names (`PROGRESS_ENV`)
+    pid: int | None = None,  # a process id; None: this process's
+) -> Path:
+    "Where one process's bars go: `<stem>.<pid><suffix>` beside `path`."
+    path = Path(path)
+    return path.with_name(f"{path.stem}.{pid or os.getpid()}{path.suffix}")
+
+
+def progress_files(
+    path,  # the progress file a run names (`PROGRESS_ENV`)
+) -> list[Path]:
+    "The per-process files of `path` that bars have written (`process_progress_file`)."
+    path = Path(path)
+    found = path.parent.glob(f"{path.stem}.*{path.suffix}")
+    return sorted(p for p in found if p.name[len(path.stem) + 1 : -len(path.suffix) or None].isdigit())
+
+
+def clear_progress(
+    path,  # the progress file a run names (`PROGRESS_ENV`)
+):
+    "Remove what the bars and `run_notice` of an earlier stage run wrote for `path`."
+    for p in progress_files(path) + [notices_path(path)]:
+        p.unlink(missing_ok=True)
+
+
 def progress_line(
-    path,  # a progress file written by `progress_bar`s
+    path,  # the progress file a run names (`PROGRESS_ENV`)
 ) -> str:
-    "The open bars of a progress file as one line: counts, rate and time left (tqdm's meter)."
-    try:
-        bars = sorted(json.loads(Path(path).read_text()).values(), key=lambda b: b["opened"])
-    except (OSError, ValueError):
-        return ""
+    "The open bars of every process of a stage as one line, in the order they opened: counts, rate and time left."
+    bars = []
+    for p in progress_files(path):
+        try:
+            bars += json.loads(p.read_text()).values()
+        except (OSError, ValueError):  # gone since listed: its process's bars are closed
+            pass
+    bars.sort(key=lambda b: b["opened"])
     return " | ".join(tqdm.format_meter(b["n"], b["total"], b["elapsed"], prefix=b["desc"], ncols=0) for b in bars)
 
 

@@ -18,11 +18,11 @@ from cgddi.report import (
     BENCHMARK_NOTICE,
     PROGRESS_ENV,
     atomic_path,
+    clear_progress,
     clear_stage_outputs,
     render_index,
     progress_line,
     read_notices,
-    notices_path,
     work_dir_lock,
     WorkDirLocked,
 )
@@ -682,8 +682,7 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
     import papermill as pm
 
     report_to = cwd / ".progress" / f"{nb.stem}.json"
-    report_to.unlink(missing_ok=True)
-    notices_path(report_to).unlink(missing_ok=True)  # `run_notice`'s lines
+    clear_progress(report_to)  # an earlier run's bars and `run_notice` lines
     # the kernel inherits them: where its bars report, and tqdm's text bars without its note that ipywidgets is missing;
     # no loading bars of the hub, transformers and diffusers (`cgddi.diffusion` has diffusers follow the hub's switch):
     # the console shows the stage's own progress, and the executed notebook would keep every load's bar, as a widget
