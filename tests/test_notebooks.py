@@ -54,6 +54,37 @@ def test_first_cell_warns_of_a_release_outside_the_requirements(stage):
     assert "pip install 'transformers>=" in r.stderr, r.stderr
 
 
+def _names(source: str) -> tuple[set, set]:
+    "The names a cell binds at the top and the names it reads from there (nested functions' globals included)."
+    import symtable
+
+    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("#|", "%", "!")))
+    top = symtable.symtable(code, "<cell>", "exec")
+    bound = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
+    read, tables = {s.get_name() for s in top.get_symbols() if s.is_referenced()}, list(top.get_children())
+    while tables:
+        t = tables.pop()
+        read |= {s.get_name() for s in t.get_symbols() if s.is_referenced() and s.is_global()}
+        tables += t.get_children()
+    return bound, read
+
+
+@pytest.mark.parametrize("stage", list(stage_notebooks(ROOT / "nbs")))
+def test_a_cell_a_run_skips_makes_no_name_a_later_cell_reads(stage):
+    """A run leaves out the cells tagged `skip-execution` (unit tests on hand-made inputs): no later cell may read a
+    name such a cell made last, or the run would read another value (or none) than `nbdev-test` does."""
+    cells = [c for c in nbformat.read(ROOT / "nbs" / f"{stage}.ipynb", 4).cells if c.cell_type == "code"]
+    made_by, clashes = {}, []  # name -> the cell that bound it last, and whether a run skips that cell
+    for i, c in enumerate(cells):
+        bound, read = _names(c.source)
+        skipped = "skip-execution" in c.metadata.get("tags", [])
+        if not skipped:
+            # a name the cell binds itself is taken as bound before it reads it (`with ... as d:`, `_m = ...`)
+            clashes += [(n, made_by[n][0], i) for n in sorted(read - bound) if n in made_by and made_by[n][1]]
+        made_by |= {n: (i, skipped) for n in bound}
+    assert not clashes, f"{stage}: (name, skipped cell, cell reading it): {clashes}"
+
+
 def test_readme_generated_from_index():
     r = subprocess.run(
         [_tool("jupyter"), "nbconvert", "--to", "markdown", "--stdout", "nbs/index.ipynb"],

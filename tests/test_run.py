@@ -720,6 +720,32 @@ def test_what_a_stage_must_say_now_reaches_the_console_once(tmp_path, cgddi_here
     assert "00_note: a second line\n" in out.stdout
 
 
+def test_a_run_skips_the_cells_tagged_skip_execution(tmp_path, cgddi_here, monkeypatch):
+    """A unit test on hand-made inputs (a cell tagged `skip-execution`) runs under `nbdev-test`, not in a run: the stage
+    goes on past one that would fail, and its executed notebook shows it not executed."""
+    import nbformat
+    import cgddi.run as r
+
+    root = _one_stage_checkout(
+        tmp_path / "checkout",
+        "00_unit",
+        "raise AssertionError('a unit test ran')",
+        "import pathlib\npathlib.Path(work_dir, 'ran').touch()",
+    )
+    path = root / "nbs" / "00_unit.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[1].metadata["tags"] = ["skip-execution"]
+    nbformat.write(nb, path)
+    monkeypatch.setattr(r, "project_root", lambda: root)
+    work, out = tmp_path / "work", tmp_path / "report"
+    done = cgddi_here("run", "--params", str(_params(tmp_path, f"work_dir: {work}\n")), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert (work / "ran").exists()
+    executed = {c.source.split("\n")[0]: c for c in nbformat.read(out / "notebooks" / "00_unit.ipynb", 4).cells}
+    skipped, ran = executed["raise AssertionError('a unit test ran')"], executed["import pathlib"]
+    assert (skipped.execution_count, skipped.outputs, ran.execution_count is not None) == (None, [], True)
+
+
 @pytest.mark.skipif(os.name != "posix", reason="Unix sockets: elsewhere the kernel talks over TCP")
 def test_a_stage_kernel_talks_over_its_own_unix_sockets(tmp_path, cgddi_here, monkeypatch):
     """The stage's kernel is reached over Unix sockets in a folder of the run's own (no TCP port another process could
