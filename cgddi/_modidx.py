@@ -555,6 +555,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'cgddi.run.stage_parameters': ('run.html#stage_parameters', 'cgddi/run.py'),
                            'cgddi.run.standalone': ('run.html#standalone', 'cgddi/run.py'),
                            'cgddi.run.status': ('run.html#status', 'cgddi/run.py'),
+                           'cgddi.run.summary_tables': ('run.html#summary_tables', 'cgddi/run.py'),
                            'cgddi.run.value_rules': ('run.html#value_rules', 'cgddi/run.py'),
                            'cgddi.run.warn_releases': ('run.html#warn_releases', 'cgddi/run.py'),
                            'cgddi.run.with_overrides': ('run.html#with_overrides', 'cgddi/run.py')},

@@ -34,8 +34,8 @@ __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'HUB_BARS_
            'declared_parameters', 'load_params', 'check_params', 'Stage', 'value_rules', 'rules_cache', 'stage_config',
            'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance', 'ReleaseError',
            'declared_requirements', 'releases_outside', 'check_releases', 'ReleaseWarning', 'warn_releases',
-           'earlier_stages', 'check_inputs', 'check_started', 'run', 'findings_summary', 'main', 'stage_parameters',
-           'status', 'standalone']
+           'summary_tables', 'earlier_stages', 'check_inputs', 'check_started', 'run', 'findings_summary', 'main',
+           'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -771,6 +771,17 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
 SUMMARY_TABLES = ("tab_07_findings_clean", "tab_07_table2_clean", "tab_07_table7")
 
 
+def summary_tables(
+    out: Path,  # a report folder
+) -> tuple[str, ...]:
+    "`SUMMARY_TABLES`, each clean-protocol table replaced by its faithful twin where the run made only that one."
+    made = lambda name: (Path(out) / "tables" / f"{name}.csv").exists()
+    faithful = lambda name: name.removesuffix("_clean") + "_faithful"
+    return tuple(
+        faithful(n) if n.endswith("_clean") and not made(n) and made(faithful(n)) else n for n in SUMMARY_TABLES
+    )
+
+
 def _run_stages(selected: dict, per_stage: dict, declared: dict, out: Path, quiet: bool) -> tuple[list, str | None]:
     """Execute the selected stage notebooks in order, stopping at the first that fails; returns their records and the
     failure."""
@@ -993,7 +1004,7 @@ def run(
             if outside
             else {}
         ),
-        summary=SUMMARY_TABLES,
+        summary=summary_tables(out),
     )
     if failure:
         error = Interrupted if any(r["status"] == "interrupted" for r in records) else StageFailed
@@ -1012,7 +1023,7 @@ def run(
 def findings_summary(
     out,  # a report folder `run` wrote
 ) -> str:
-    """The verdicts of the report's first table (`SUMMARY_TABLES`; the faithful protocol's where no clean one), for the
+    """The verdicts of the report's first table (`summary_tables`: the faithful protocol's where no clean one), for the
     console after a run; empty unless 07_fairness finished in that run (not a stage an earlier run left there)."""
     out = Path(out)
     try:
@@ -1021,10 +1032,8 @@ def findings_summary(
         return ""
     if not any(s.get("stage") == "07_fairness" and s.get("status") == "ok" and "run_started" not in s for s in stages):
         return ""
-    name = next(
-        (n for n in (SUMMARY_TABLES[0], "tab_07_findings_faithful") if (out / "tables" / f"{n}.csv").exists()), None
-    )
-    if name is None:
+    name = summary_tables(out)[0]
+    if not (out / "tables" / f"{name}.csv").exists():
         return ""
     verdicts = (
         pd.read_csv(out / "tables" / f"{name}.csv", index_col=0).get("On this run", pd.Series(dtype=str)).dropna()
