@@ -441,8 +441,8 @@ def test_a_disease_file_trains_that_disease_with_its_own_settings(report):
 
 
 def test_a_second_run_writes_nothing(report, tmp_path):
-    """Every stage notebook run again through papermill (its test cells included) on a finished work dir reads it and
-    writes no file."""
+    """Every stage notebook run again through papermill (its checks on the run's files included) on a finished work dir
+    reads it and writes no file."""
     out, params = report  # last in this file: the other tests read the same work dir first
     work = params.parent / "work"
     snap = lambda: {
@@ -454,6 +454,24 @@ def test_a_second_run_writes_nothing(report, tmp_path):
     after = snap()
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert changed == [], f"a second run wrote {len(changed)} file(s) of the work dir: {changed[:10]}"
+
+
+def test_06_checks_its_own_files_under_other_settings(report, tmp_path):
+    """06's checks on the run's files hold for the settings a user picks, not only the notebook's own: rerun with one
+    protocol and one method (no run then reads the clean generator set, none trains PatchAlign), it finishes."""
+    import shutil
+
+    out, params = report
+    work = shutil.copytree(params.parent / "work", tmp_path / "work")  # a copy: the fixture's files stay as they are
+    r = cgddi(
+        "run",
+        *("--params", str(params), "--out", str(tmp_path / "report"), "--stages", "06_classify"),
+        *("--set", f"work_dir={work}", "--set", "06_classify.protocols=[faithful]"),
+        *("--set", "06_classify.real_methods=[baseline]", "--set", "06_classify.synthetic_method=baseline"),
+    )
+    assert r.returncode == 0, r.stderr
+    runs = pd.read_csv(tmp_path / "report" / "tables" / "tab_06_runs.csv")
+    assert set(runs.protocol) == {"faithful"} and set(runs.method) == {"baseline"}, runs
 
 
 def _tree(root: Path) -> dict:
