@@ -4,7 +4,7 @@ Builds each classifier of `cgddi.classifiers` at full size (ResNet-18; ViT-B/16 
 heads and masked graph OT loss against `--labels` label embeddings) with random weights (speed does not depend
 on them) and times `--steps` optimiser steps on random `--crop` px batches after `--warmup` steps, with the
 stage's own loss, Adam, its autocast (`--precision`, as 06's `precision`: auto is bf16 on a GPU and on a CPU with
-AMX, none on other CPUs) and PatchAlign's gradient clipping.
+AMX or AVX512-BF16, none on other CPUs) and PatchAlign's gradient clipping.
 Data loading is not included: the figure is the model's compute. The epoch time is for DDI's 524 training
 images (faithful split) unless `--images` says otherwise. Peak GPU memory is printed on a GPU.
 
@@ -16,8 +16,8 @@ unless `--layout` picks one; `--resnet`/`--global-pool` time another timm ResNet
     python bench/classify.py --methods baseline --resnet test_resnet --global-pool avgmax --batch 16 --crop 96 \
         --images 57 --steps 30                                 # the benchmark's classifier (params/default.yaml)
 
-bf16 on the CPU was faster on an Intel Xeon with AMX (bench/README); on another CPU time it against fp32 in two calls,
-`--precision fp32` then `--precision bf16`. `--compile` times the step under `torch.compile` (its first step, the
+bf16 on the CPU was faster on an Intel Xeon with AMX and an AMD EPYC with AVX512-BF16 (bench/README); on another CPU
+time it against fp32 in two calls, `--precision fp32` then `--precision bf16`. `--compile` times the step under `torch.compile` (its first step, the
 compilation, printed apart).
 """
 

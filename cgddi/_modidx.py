@@ -61,7 +61,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.classify.balanced_sample': ('classify.html#balanced_sample', 'cgddi/classify.py'),
                                 'cgddi.classify.balanced_sampler': ('classify.html#balanced_sampler', 'cgddi/classify.py'),
                                 'cgddi.classify.classify_progress': ('classify.html#classify_progress', 'cgddi/classify.py'),
-                                'cgddi.classify.cpu_has_amx': ('classify.html#cpu_has_amx', 'cgddi/classify.py'),
+                                'cgddi.classify.cpu_has_bf16': ('classify.html#cpu_has_bf16', 'cgddi/classify.py'),
                                 'cgddi.classify.eval_reader': ('classify.html#eval_reader', 'cgddi/classify.py'),
                                 'cgddi.classify.evaluate_external': ('classify.html#evaluate_external', 'cgddi/classify.py'),
                                 'cgddi.classify.external_path': ('classify.html#external_path', 'cgddi/classify.py'),

@@ -77,7 +77,7 @@ from cgddi.layout import (
 __all__ = ['EXPERIMENTS', 'SELECT_TIES', 'PRECISIONS', 'EXTERNAL_SETS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'TONE_INDEX',
            'LARGE_ON_CPU', 'PREDICTION_COLUMNS', 'COUNTS', 'RUN_COLUMNS', 'RUN_KEY', 'RECOGNITION_MARGIN',
            'ClassifyConfig', 'transforms', 'image_reader', 'eval_reader', 'ImageTable', 'balanced_sampler',
-           'cpu_has_amx', 'accelerator', 'memory_format', 'make_model', 'backbone_parameters', 'backbone_label',
+           'cpu_has_bf16', 'accelerator', 'memory_format', 'make_model', 'backbone_parameters', 'backbone_label',
            'warn_large_on_cpu', 'predict_each', 'predict', 'fit', 'prediction_path', 'model_path', 'synthetic_table',
            'balanced_sample', 'type_tone_counts', 'run_generator_set', 'semantic_for_run', 'run_one', 'planned_runs',
            'split_seeds', 'run_hash', 'run_experiments', 'read_runs', 'read_predictions', 'classify_progress',
@@ -220,9 +220,9 @@ class ClassifyConfig(StageConfig):
     # channels-last (NHWC) model and input tensors: a ResNet training step runs 1.2-1.3x faster on the CPU (oneDNN;
     # bench/classify.py) and suits a GPU's tensor cores; the numbers differ from NCHW's in float rounding only
     channels_last: bool = False
-    # autocast of training and prediction: "auto" is bf16 on a GPU and on a CPU with AMX (an Intel Xeon of 2023 on:
-    # the benchmark's 06 in 0.75x the time), none (fp32) on other CPUs, where bf16 is not measured faster for the
-    # classifiers (bench/classify.py --precision); "bf16" everywhere; "fp32" none anywhere
+    # autocast of training and prediction: "auto" is bf16 on a GPU and on a CPU that multiplies bf16 in hardware (AMX or
+    # AVX512-BF16: the benchmark's 06 in 0.73-0.76x the time on an Intel Xeon with AMX and an AMD EPYC with
+    # AVX512-BF16), none (fp32) on other CPUs, which emulate bf16; "bf16" everywhere; "fp32" none anywhere
     precision: str = "auto"
     # "f17k": also test every trained classifier on Fitzpatrick17k (MICCAI version); None: off
     external_test: str | None = None
@@ -371,18 +371,20 @@ def balanced_sampler(
     )
 
 # %% ../nbs/06_classify.ipynb #b020937e
-def cpu_has_amx() -> bool:
-    "Whether this CPU multiplies bf16 matrices in hardware (Intel AMX), by torch's own check; False without one."
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(probe and probe())
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (Intel's AMX or AVX512-BF16 instructions), by torch's own
+    checks; False without them or where torch has no such check."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(bool(probe and probe()) for probe in probes)
 
 
 def accelerator(cfg: ClassifyConfig) -> Accelerator:
     """The stage's accelerate `Accelerator`: the GPU when there is one (and `cfg.device` allows), else the CPU, with
-    `cfg.precision`'s autocast (auto: bf16 on a GPU and on a CPU with AMX, none on other CPUs)."""
+    `cfg.precision`'s autocast (auto: bf16 on a GPU and on a CPU with bf16 instructions, `cpu_has_bf16`; none on
+    other CPUs)."""
     cpu = cfg.device == "cpu"
     device = "cpu" if cpu else PartialState().device.type
-    fast_bf16 = device == "cuda" or (device == "cpu" and cpu_has_amx())
+    fast_bf16 = device == "cuda" or (device == "cpu" and cpu_has_bf16())
     mixed = "bf16" if cfg.precision == "bf16" or (cfg.precision == "auto" and fast_bf16) else "no"
     return new_accelerator(cpu=cpu, mixed_precision=mixed)  # a notebook may change the precision in one kernel
 
