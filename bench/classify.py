@@ -17,8 +17,8 @@ unless `--layout` picks one; `--resnet`/`--global-pool` time another timm ResNet
         --images 57 --steps 30                                 # the benchmark's classifier (params/default.yaml)
 
 bf16 on the CPU was faster on an Intel Xeon with AMX and an AMD EPYC with AVX512-BF16 (bench/README); on another CPU
-time it against fp32 in two calls, `--precision fp32` then `--precision bf16`. `--compile` times the step under `torch.compile` (its first step, the
-compilation, printed apart).
+time it against fp32 in two calls, `--precision fp32` then `--precision bf16`. `--compile` times the step under
+`torch.compile` (its first step, the compilation, printed apart).
 """
 
 import argparse, dataclasses, time
