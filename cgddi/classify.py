@@ -1058,11 +1058,15 @@ def run_experiments(
         lambda: patchalign and _text_encoder(work, cfg),  # a tiny text encoder is built once
         pending=lambda: pending,
     )
-    acc, labels = accelerator(cfg), _labels(work, cfg) if patchalign else None
+    # PatchAlign's label embeddings are made when a PatchAlign model trains or is tested, not before: a finished run
+    # loads no text encoder (a run copied off its GPU machine renders offline)
+    acc, labels = accelerator(cfg), None
     # (protocol, seed): a group's Exp. 2 starts from its Exp. 1, so one process runs it
     groups = share.mine(dict.fromkeys(r[:2] for r in runs))
     for run in progress_bar([r for r in runs if r[:2] in groups], desc=f"classify runs{share.desc}"):
         if not _done(work, run, phash := run_hash(work, cfg, run, memo)):
+            if run[3] == "patchalign" and labels is None:
+                labels = _labels(work, cfg)
             with memory_advice(cfg, "06_classify", f"training {' '.join(map(str, run))}"):
                 run_one(work, *run, cfg, labels, acc, phash, memo)
     share.wait()
@@ -1204,7 +1208,8 @@ def evaluate_external(
     work_dir,  # the run root
     cfg: ClassifyConfig,  # the stage's settings (external_test, external_root)
     runs: list,  # (protocol, seed, experiment, method) to test, e.g. `planned_runs`
-    labels: torch.Tensor | None = None,  # PatchAlign's label embeddings
+    # PatchAlign's label embeddings; None: made from the run's data once a PatchAlign model is to be tested
+    labels: torch.Tensor | None = None,
     acc: Accelerator | None = None,
 ) -> int:
     """Test every trained model of `runs` on the external set; predictions are redone only when the model is newer.
@@ -1219,6 +1224,8 @@ def evaluate_external(
         )
         if not mp.exists() or (out.exists() and out.stat().st_mtime_ns >= mp.stat().st_mtime_ns):
             continue
+        if method == "patchalign" and labels is None:
+            labels = _labels(work, cfg)
         model = make_model(method, cfg, labels)
         model.load_state_dict(load_file(mp))
         prob = predict(model, table, cfg, acc)
