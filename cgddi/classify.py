@@ -1059,7 +1059,7 @@ def run_experiments(
         pending=lambda: pending,
     )
     # PatchAlign's label embeddings are made when a PatchAlign model trains or is tested, not before: a finished run
-    # loads no text encoder (a run copied off its GPU machine renders offline)
+    # loads no text encoder
     acc, labels = accelerator(cfg), None
     # (protocol, seed): a group's Exp. 2 starts from its Exp. 1, so one process runs it
     groups = share.mine(dict.fromkeys(r[:2] for r in runs))

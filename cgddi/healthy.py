@@ -7,6 +7,7 @@ review sheet, and kept as the canvas for lesion mapping and semantic sampling.""
 # %% ../nbs/01_healthy.ipynb #bc5c1fcb
 from __future__ import annotations
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -32,6 +33,7 @@ from cgddi.data import (
 )
 from cgddi.manifest import (
     save_synthetic,
+    read_synthetic_meta,
     synthetic_done,
     write_shard,
     remove_stale_temps,
@@ -508,12 +510,20 @@ def healthy_plan(
     return todo
 
 
-def _job(work: Path, r, inpainter: Inpainter) -> dict:
-    """What healing one masked image (a `data/ddi.csv` row) needs: its frame, mask, region, manifest row, and whether it
-    must be made."""
-    cfg, stem = inpainter.cfg, Path(r.frame_path).stem
-    phash = healthy_hash(work, r, cfg)
-    out = f"{HEALTHY_IMAGES}/{stem}.png"
+def _healthy_image(r) -> str:
+    "Where the healthy twin of a `data/ddi.csv` row goes, relative to the run root."
+    return f"{HEALTHY_IMAGES}/{Path(r.frame_path).stem}.png"
+
+
+def _made(work: Path, r, cfg: HealthyConfig) -> bool:
+    "Whether the healthy twin of row `r` is on disk, made with `cfg`'s settings, its mask and its tone."
+    return synthetic_done(work / _healthy_image(r), healthy_hash(work, r, cfg))
+
+
+def _job(work: Path, r, cfg: HealthyConfig) -> dict:
+    """What healing one masked image (a `data/ddi.csv` row) needs: its frame, mask, region, manifest row (its
+    `generator` filled in by whoever makes or made the image), and whether it must be made."""
+    stem, phash, out = Path(r.frame_path).stem, healthy_hash(work, r, cfg), _healthy_image(r)
     mask = np.load(work / r.frame_mask_path)
     frame = np.asarray(read_image(work / r.frame_path))
     if frame.shape[:2] != mask.shape:
@@ -539,7 +549,7 @@ def _job(work: Path, r, inpainter: Inpainter) -> dict:
         ruler=bool((mask == RULER).any()),
         caption=f"{cfg.prompt} ({r.tone}-toned; lesion{' and marker' if (mask == MARKER).any() else ''} of "
         f"image {r.ddi_id} inpainted)",
-        generator=inpainter.generator,
+        generator=None,
         trained=False,
         n_train_samples=None,
         seed=seed_of(cfg.seed, int(r.ddi_id)),
@@ -554,24 +564,25 @@ def _job(work: Path, r, inpainter: Inpainter) -> dict:
         row=row,
         out_mask=f"{HEALTHY_MASKS}/{stem}.npy",
         source=source if isinstance(source, str) else "",
-        regenerated=not synthetic_done(work / out, phash),
+        regenerated=not _made(work, r, cfg),
     )
 
 
 def _heal_batch(
     work: Path,
     rows: list,  # `data/ddi.csv` rows of masked images
-    inpainter: Inpainter,
+    cfg: HealthyConfig,  # the stage's settings
+    repainter: Callable[[], Inpainter],  # the backend, loaded when first asked for (an image to make)
 ) -> list[tuple[dict, dict]]:
     """Healthy twins of masked images, those not done made in one backend call; each one's manifest row and review-sheet
     row."""
-    cfg, jobs = inpainter.cfg, [_job(work, r, inpainter) for r in rows]
-    new = [j for j in jobs if j["regenerated"]]
-    made = (
-        inpainter.batch([j["frame"] for j in new], [j["soft"] for j in new], [j["row"]["seed"] for j in new])
-        if new
-        else []
-    )
+    jobs = [_job(work, r, cfg) for r in rows]
+    new, made = [j for j in jobs if j["regenerated"]], []
+    if new:
+        inpainter = repainter()
+        made = inpainter.batch([j["frame"] for j in new], [j["soft"] for j in new], [j["row"]["seed"] for j in new])
+        for j in new:
+            j["row"]["generator"] = inpainter.generator
     for j, candidates in zip(new, made):
         scored = [
             (c, qc_scores(j["frame"], c, j["mask"], j["soft"], texture_side=cfg.qc_texture_side)) for c in candidates
@@ -584,7 +595,8 @@ def _heal_batch(
     out = []
     for j in jobs:
         row, r = j["row"], j["r"]
-        if not j["regenerated"]:
+        if not j["regenerated"]:  # the name of the model that made it (a copy elsewhere hashes alike), from the image
+            row["generator"] = read_synthetic_meta(work / row["image"])["generator"]
             j["scores"] = qc_scores(
                 j["frame"],
                 np.asarray(read_image(work / row["image"])),
@@ -626,8 +638,15 @@ def make_healthy(
     returns the sheet (None in a launched process but the first)."""
     work = Path(work_dir)
     todo = healthy_plan(work, cfg)
-    # the launched processes repaint and write everything
-    if share is None and cfg.num_processes > 1 and inpainter is None:
+    if inpainter is not None and inpainter.cfg != cfg:
+        raise ValueError("the inpainter was made from other settings than `cfg`; pass Inpainter(cfg) or none.")
+    # the launched processes repaint and write everything; with every image made, none is launched (nor a model loaded)
+    if (
+        share is None
+        and cfg.num_processes > 1
+        and inpainter is None
+        and not all(_made(work, r, cfg) for r in todo.itertuples())
+    ):
         _build_models(work, cfg)
         launch("cgddi.healthy", work, cfg)
         return pd.read_csv(
@@ -638,31 +657,26 @@ def make_healthy(
         _build_models(work, cfg)
         remove_stale_temps(work / HEALTHY)
     share.wait()
-    inpainter = inpainter or Inpainter(cfg, work)
-    if inpainter.cfg != cfg:
-        raise ValueError("the inpainter was made from other settings than `cfg`; pass Inpainter(cfg) or none.")
+
+    def repainter() -> Inpainter:  # loaded at the first image to make: a finished run loads no model
+        nonlocal inpainter
+        inpainter = inpainter or Inpainter(cfg, work)
+        return inpainter
+
     shard = manifest_dir(work, "healthy") / "all.csv"
-    # image -> (params_hash, generator) of the rows listed before
-    listed = (
-        pd.read_csv(shard, usecols=["image", "params_hash", "generator"], dtype=str).set_index("image").to_dict("index")
-        if shard.exists()
-        else {}
-    )
+    listed = set(pd.read_csv(shard, usecols=["image"], dtype=str).image) if shard.exists() else set()  # rows before
     mine, healed = share.mine(todo.itertuples()), []
     with progress_bar(total=len(mine), desc=f"healthy synthetics{share.desc}") as bar:
         for i in range(0, len(mine), cfg.batch_size):
             batch = mine[i : i + cfg.batch_size]
             with memory_advice(cfg, "01_healthy", f"repainting DDI {', '.join(str(r.ddi_id) for r in batch)}"):
-                healed += _heal_batch(work, batch, inpainter)
+                healed += _heal_batch(work, batch, cfg, repainter)
             bar.update(len(batch))
     healed = share.gather(healed)
     if not share.is_main:
         return None
     by_id = {s["ddi_id"]: (row, s) for part in healed for row, s in part}
     rows, sheet = zip(*[by_id[int(i)] for i in todo.ddi_id])  # in ddi_id order, however the images were shared out
-    for row in rows:  # an image not made again keeps the name of the model that made it (a copy elsewhere hashes alike)
-        if (old := listed.get(row["image"])) and old["params_hash"] == row["params_hash"]:
-            row["generator"] = old["generator"]
     write_shard(list(rows), work, "healthy", "all")
     refresh_index(work, "healthy")
     # written, then the run stopped before the shard

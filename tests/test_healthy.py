@@ -78,6 +78,32 @@ def test_sd_inpaint_path_on_tiny_model(work_copy, tmp_path):
     assert set(read_manifest(work_copy, "healthy", kept_only=False).generator) == {f"sd [{TINY_LABEL}]"}
 
 
+def test_a_finished_stage_loads_no_model_and_launches_nothing(work_copy, tmp_path, monkeypatch):
+    """Every image made: a rerun, in two processes too, loads no inpainting model, launches no process and leaves the
+    images, the manifest and the review sheet as they were; one image missing, the model loads for it."""
+    import cgddi.healthy
+
+    sd = tiny_sd(tmp_path / "sd", inpaint=True)
+    cfg = HealthyConfig(backend="sd_inpaint", sd_inpaint_model=str(sd), inpaint_size=64, steps=2, limit=2)
+    make_healthy(work_copy, cfg)
+    images = read_manifest(work_copy, "healthy", kept_only=False).image
+    files = [work_copy / "manifest" / "healthy" / "all.csv", work_copy / REVIEW_SHEET]
+    state = lambda: ([f.read_bytes() for f in files], {i: (work_copy / i).stat().st_mtime_ns for i in images})
+    before = state()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model loaded or a process launched for a finished stage")
+
+    monkeypatch.setattr(cgddi.healthy, "Inpainter", refuse)
+    monkeypatch.setattr(cgddi.healthy, "launch", refuse)
+    make_healthy(work_copy, dataclasses.replace(cfg, num_processes=2))
+    make_healthy(work_copy, cfg)
+    assert state() == before
+    (work_copy / images.iloc[0]).unlink()
+    with pytest.raises(AssertionError, match="a model loaded"):
+        make_healthy(work_copy, cfg)
+
+
 def test_review_sheet_edits_survive_a_rerun_and_are_honoured(work_copy):
     sheet = pd.read_csv(work_copy / REVIEW_SHEET, dtype={"reasons": str, "note": str})
     target = sheet[sheet.keep].image.iloc[0]
