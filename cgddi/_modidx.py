@@ -572,6 +572,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                 'cgddi.semantic._check_tones': ('semantic.html#_check_tones', 'cgddi/semantic.py'),
                                 'cgddi.semantic._chunk_done': ('semantic.html#_chunk_done', 'cgddi/semantic.py'),
                                 'cgddi.semantic._manifest_rows': ('semantic.html#_manifest_rows', 'cgddi/semantic.py'),
+                                'cgddi.semantic._pending': ('semantic.html#_pending', 'cgddi/semantic.py'),
                                 'cgddi.semantic._sample_chunk': ('semantic.html#_sample_chunk', 'cgddi/semantic.py'),
                                 'cgddi.semantic._tidy': ('semantic.html#_tidy', 'cgddi/semantic.py'),
                                 'cgddi.semantic.has_lora': ('semantic.html#has_lora', 'cgddi/semantic.py'),

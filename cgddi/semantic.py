@@ -554,6 +554,15 @@ def _sample_chunk(
     return dict(sampled=len(pending), skipped=len(manifest) - len(pending))
 
 
+def _pending(work: Path, cfg: SemanticConfig) -> bool:
+    "Whether some chunk of the plan is still to sample."
+    plan, concepts = semantic_plan(work, cfg)
+    hashes = image_hashes(work, cfg, plan, concepts)
+    return not all(
+        _chunk_done(work, chunk, rows, hashes.loc[rows.index].tolist()) for chunk, rows in plan.groupby("chunk")
+    )
+
+
 def sample_semantic(
     work_dir,  # run root
     cfg: SemanticConfig,  # the stage's settings
@@ -564,7 +573,7 @@ def sample_semantic(
     """Sample the plan (a launched process: its chunks); returns counts: planned, this process's (`mine`), sampled,
     skipped (summed over the processes it launched)."""
     work = Path(work_dir)
-    if share is None and cfg.num_processes > 1:
+    if share is None and cfg.num_processes > 1 and _pending(work, cfg):  # every chunk done: no process is launched
         resolve_model(cfg.sd_model, work, cfg.seed)  # a tiny model is built once, not by every process at the same time
         done = launch("cgddi.semantic", work, cfg)
         return dict(

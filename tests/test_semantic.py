@@ -31,7 +31,7 @@ def _plan(work, cfg):
     return semantic_plan(work, cfg)[0]
 
 
-def test_two_processes_cover_the_plan_exactly_once(lora_work, tmp_path):
+def test_two_processes_cover_the_plan_exactly_once(lora_work, tmp_path, monkeypatch):
     work = _copy(lora_work, tmp_path / "two")
     # one JSON line per process
     reports = launch("cgddi.semantic", work, dataclasses.replace(SAMPLER, num_processes=2), timeout=600)
@@ -48,6 +48,12 @@ def test_two_processes_cover_the_plan_exactly_once(lora_work, tmp_path):
     for p in plan.image[:: max(1, len(plan) // 10)]:
         a, b = (np.asarray(Image.open(w / p), np.int16) for w in (work, one))
         assert np.abs(a - b).max() <= 2, p
+    # every chunk done: a rerun in two processes launches none and samples nothing
+    shards = {p: p.read_bytes() for p in manifest_dir(one, "semantic").glob("*.csv")}
+    monkeypatch.setattr("cgddi.semantic.launch", lambda *a, **k: pytest.fail("launched for a finished plan"))
+    again = sample_semantic(one, dataclasses.replace(SAMPLER, num_processes=2), progress=False)
+    assert (again["sampled"], again["skipped"]) == (0, len(plan))
+    assert {p: p.read_bytes() for p in manifest_dir(one, "semantic").glob("*.csv")} == shards
 
 
 _DYING_SAMPLER = (
