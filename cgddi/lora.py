@@ -573,7 +573,12 @@ def train_loras(
     `generator_set` column (None in a launched process but the first)."""
     work, ddi = Path(work_dir), read_data(work_dir)
     cfg.check_disease_slugs(ddi.disease_slug, work / DDI_TABLE)
-    # launched processes train; this call then finds every adapter done
+
+    def pending() -> bool:  # an adapter left to train (as `cgddi status` counts them)
+        done, planned, _ = lora_progress(work, cfg)
+        return done < planned
+
+    # launched processes train; this call then finds every adapter done (none is launched when every one is done)
     share = take_share(
         "cgddi.lora",
         work,
@@ -581,6 +586,7 @@ def train_loras(
         share,
         # a tiny model is built once
         lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work / LORA)),
+        pending,
     )
     # the model is loaded when an adapter needs training
     model, loaded = resolve_model(cfg.sd_model, work, cfg.seed), {}

@@ -534,7 +534,12 @@ def train_textual_inversion(
     with a `generator_set` column (None in a launched process but the first)."""
     work, ddi = Path(work_dir), read_data(work_dir)
     cfg.check_disease_slugs(ddi.disease_slug, work / DDI_TABLE)
-    # launched processes train; this call then finds every token done
+
+    def pending() -> bool:  # a token left to train (as `cgddi status` counts them)
+        done, planned, _ = ti_progress(work, cfg)
+        return done < planned
+
+    # launched processes train; this call then finds every token done (none is launched when every token is done)
     share = take_share(
         "cgddi.textual_inversion",
         work,
@@ -542,6 +547,7 @@ def train_textual_inversion(
         share,
         # a tiny model is built once
         lambda: (resolve_model(cfg.sd_model, work, cfg.seed), remove_stale_temps(work / TEXTUAL_INVERSION)),
+        pending,
     )
     # the model is loaded when a token needs training
     model, loaded, sets = resolve_model(cfg.sd_model, work, cfg.seed), {}, token_plan(work, cfg)

@@ -114,6 +114,26 @@ def test_bad_input(lora_work, tmp_path):
         train_loras(work, LoRAConfig(steps=1, batch_size=1, resolution=32))
 
 
+def test_finished_tokens_and_adapters_launch_no_process(lora_work, tmp_path, monkeypatch):
+    """Every token and adapter trained: 03 and 04 in two processes launch none and train nothing; one token missing,
+    03 launches."""
+    work = _copy(lora_work, tmp_path / "w")
+    weights = sorted(work.glob("textual_inversion/**/*.safetensors")) + sorted(work.glob("lora/**/*.safetensors"))
+    assert weights  # tokens and adapters to keep
+    stamps = lambda: {w: w.stat().st_mtime_ns for w in weights}
+    before = stamps()
+    launched = []
+    monkeypatch.setattr("cgddi.shard.launch", lambda module, *a, **k: launched.append(module))
+    train_textual_inversion(work, TIConfig(**TINY_TI, num_processes=2))
+    train_loras(work, LoRAConfig(**TINY_LORA, num_processes=2))
+    assert launched == [] and stamps() == before
+    token = next((work / "textual_inversion" / "shared").glob("*/learned_embeds.safetensors"))
+    token.unlink()
+    # (the stand-in launch trains nothing: the launching call then finds the token missing and trains it itself)
+    train_textual_inversion(work, TIConfig(**TINY_TI, num_processes=2))
+    assert launched == ["cgddi.textual_inversion"] and token.exists()
+
+
 def test_generators_per_split_never_see_their_test_images(lora_work, tmp_path):
     """03-05 with one generator set per split: no set learns from or samples on its split's test images, and 06 uses the
     run's own set."""
