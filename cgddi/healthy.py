@@ -564,7 +564,7 @@ def _job(work: Path, r, cfg: HealthyConfig) -> dict:
         row=row,
         out_mask=f"{HEALTHY_MASKS}/{stem}.npy",
         source=source if isinstance(source, str) else "",
-        regenerated=not _made(work, r, cfg),
+        regenerated=not synthetic_done(work / out, phash),  # as `_made`, with the hash computed above
     )
 
 
