@@ -96,3 +96,10 @@ def test_readme_generated_from_index():
     assert r.stdout == (ROOT / "README.md").read_text(), "README.md is stale: regenerate it from nbs/index.ipynb"
     for cmd in ['pip install -e ".[dev]" && cgddi run', 'pip install -e ".[dev]" && pytest']:
         assert cmd in r.stdout
+
+
+def test_the_readme_cites_what_an_export_cites():
+    from cgddi.publish import citations
+
+    readme = (ROOT / "README.md").read_text()
+    assert f"```bibtex\n{citations('DDI')}\n```" in readme, "README.md's Citing section: paste citations('DDI')"
