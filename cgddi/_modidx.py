@@ -548,6 +548,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'cgddi.run.findings_summary': ('run.html#findings_summary', 'cgddi/run.py'),
                            'cgddi.run.load_params': ('run.html#load_params', 'cgddi/run.py'),
                            'cgddi.run.main': ('run.html#main', 'cgddi/run.py'),
+                           'cgddi.run.naming_overrides': ('run.html#naming_overrides', 'cgddi/run.py'),
                            'cgddi.run.project_root': ('run.html#project_root', 'cgddi/run.py'),
                            'cgddi.run.provenance': ('run.html#provenance', 'cgddi/run.py'),
                            'cgddi.run.releases_outside': ('run.html#releases_outside', 'cgddi/run.py'),

@@ -34,8 +34,8 @@ __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'HUB_BARS_
            'declared_parameters', 'load_params', 'check_params', 'Stage', 'value_rules', 'rules_cache', 'stage_config',
            'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance', 'ReleaseError',
            'declared_requirements', 'releases_outside', 'check_releases', 'ReleaseWarning', 'warn_releases',
-           'summary_tables', 'earlier_stages', 'check_inputs', 'check_started', 'run', 'findings_summary', 'main',
-           'stage_parameters', 'status', 'standalone']
+           'summary_tables', 'earlier_stages', 'check_inputs', 'check_started', 'naming_overrides', 'run',
+           'findings_summary', 'main', 'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -933,6 +933,19 @@ def check_started(
             )
 
 
+@contextlib.contextmanager
+def naming_overrides(
+    overrides: list[str] | None,  # the `--set` values a command was given
+):
+    "A `ParamsError` raised inside also names the `--set` values, which may be where the bad value came from."
+    try:
+        yield
+    except ParamsError as e:
+        if overrides:
+            raise ParamsError(f"{str(e).rstrip('.')} (given with --set: {' '.join(overrides)}).") from e
+        raise
+
+
 def run(
     params_file=None,  # YAML params; default `params/default.yaml` (embedded benchmark, CPU)
     out=None,  # report folder; default `reports/<params stem>-<timestamp>/`
@@ -951,13 +964,9 @@ def run(
     params = with_overrides(load_params(params_file), overrides, notebooks, declared)
     selected = _select(notebooks, stages)
     # input folders first (types only: a moment), then every stage's values (a child process imports the stage modules)
-    try:
+    with naming_overrides(overrides):
         check_inputs(check_params(params, notebooks, params_file, declared), selected, params_file)
         per_stage = check_params(params, notebooks, params_file, declared, value_rules())
-    except ParamsError as e:  # a value that came from the command line, not the file
-        if overrides:
-            raise ParamsError(f"{str(e).rstrip('.')} (the run's --set values: {' '.join(overrides)}).") from e
-        raise
     started = datetime.datetime.now()
     out = Path(out).resolve() if out else root / "reports" / f"{params_file.stem}-{started:%Y%m%d-%H%M%S}"
     work_dirs = sorted(
@@ -1250,7 +1259,8 @@ def stage_parameters(
     rules = {stage: value_rules()[stage]} if stage in STAGES else None
     declared = {s: declared_parameters(nb) for s, nb in notebooks.items()}
     params = with_overrides(load_params(params_file), overrides, notebooks, declared)
-    return check_params(params, notebooks, Path(params_file).resolve(), declared, rules)[stage]
+    with naming_overrides(overrides):
+        return check_params(params, notebooks, Path(params_file).resolve(), declared, rules)[stage]
 
 
 def _config(per_stage: dict, stage: str):
@@ -1272,7 +1282,7 @@ def _status_rows(work: Path, per_stage: dict) -> list[tuple]:
         try:
             rows.append((name, *stage.load("done")(work, _config(per_stage, name))))
         except (DataError, ValueError, OSError) as e:
-            rows.append((name, 0, None, f"not run yet ({str(e).splitlines()[0][:120]})"))
+            rows.append((name, 0, None, f"not run yet ({str(e).splitlines()[0]})"))
     return rows
 
 
@@ -1286,7 +1296,9 @@ def status(
     notebooks = stage_notebooks(project_root() / "nbs")
     declared = {s: declared_parameters(nb) for s, nb in notebooks.items()}
     params = with_overrides(load_params(params_file), overrides, notebooks, declared)
-    per_stage = check_params(params, notebooks, params_file, declared)
+    # values as `cgddi run` checks them: one error naming the setting, not a stage "not run yet" in the table
+    with naming_overrides(overrides):
+        per_stage = check_params(params, notebooks, params_file, declared, value_rules())
     work = Path(work_dir or per_stage["00_data"].get("work_dir") or "")
     if not (work / DDI_TABLE).exists():
         raise ParamsError(f"{work}: no run here yet (no data/ddi.csv); give --work-dir or run cgddi run.")

@@ -98,6 +98,22 @@ def test_readme_generated_from_index():
         assert cmd in r.stdout
 
 
+def test_the_readmes_python_runs(tmp_path, monkeypatch):
+    # what a user pastes from "Using the library": every ```python block of the README, in order, in one namespace
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert len(blocks) >= 2
+    monkeypatch.chdir(tmp_path)
+    names = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), names)
+    assert names["placed"] is not None and names["placed"].sum() == names["lesion_mask"].sum()
+    assert not (names["placed"] & ~names["valid_mask"]).any() and names["frame"].size == (256, 256)
+    assert set(names["split"].split.unique()) == {"train", "val", "test"}
+    assert len(names["adapters"]) and all((names["work"] / f).exists() for f in names["adapters"].lora)
+
+
 def test_the_readme_cites_what_an_export_cites():
     from cgddi.publish import citations
 

@@ -339,6 +339,12 @@ def test_status_counts_match_the_manifests(report):
         assert changed.loc[stage, "done"] == 0 and changed.loc[stage, "planned"] == table.loc[stage, "planned"], change
         assert changed.drop(index=stage).done.tolist() == table.drop(index=stage).done.tolist(), change
     assert f"({len(semantic):,} made before: to make again)" in changed.loc["05_semantic", "what"]
+    # a value a stage does not allow: the error `cgddi run` gives, not that stage "not run yet" in the table
+    r = cgddi("status", "--params", str(params), "--set", "06_classify.epochs=0")
+    assert (
+        r.returncode == 2
+        and "'epochs' = 0 must be >= 1 (read by 06_classify.ipynb) (given with --set: 06_classify.epochs=0)" in r.stderr
+    ), r.stderr
 
 
 def test_params_prints_one_stage_flat(tmp_path, cgddi_here):
@@ -357,6 +363,11 @@ def test_params_prints_one_stage_flat(tmp_path, cgddi_here):
         cgddi_here("params", "--params", str(p), "03").stdout
         == cgddi_here("params", "--params", str(p), "03_textual_inversion").stdout
     )
+    r = cgddi_here("params", "--params", str(p), "03_textual_inversion", "--set", "03.steps=0")
+    assert (
+        r.returncode == 2
+        and "'steps' = 0 must be >= 1 (read by 03_textual_inversion.ipynb) (given with --set: 03.steps=0)" in r.stderr
+    ), r.stderr
     r = cgddi_here("params", "--params", str(p), "03_textual_inversion", "--set", "03.stpes=5")
     assert r.returncode == 2 and "--set '03.stpes=5': 03_textual_inversion does not declare 'stpes'" in r.stderr
 
