@@ -100,11 +100,12 @@ def test_readme_generated_from_index():
 
 def test_the_readmes_python_runs(tmp_path, monkeypatch):
     # what a user pastes from "Using the library": every ```python block of the README, in order, in one namespace
-    import re
+    import re, tempfile
 
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
     assert len(blocks) >= 2
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # standalone()'s folder, gone with tmp_path
     names = {}
     for block in blocks:
         exec(compile(block, "README.md", "exec"), names)
