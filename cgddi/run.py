@@ -1296,12 +1296,15 @@ def status(
     notebooks = stage_notebooks(project_root() / "nbs")
     declared = {s: declared_parameters(nb) for s, nb in notebooks.items()}
     params = with_overrides(load_params(params_file), overrides, notebooks, declared)
-    # values as `cgddi run` checks them: one error naming the setting, not a stage "not run yet" in the table
-    with naming_overrides(overrides):
-        per_stage = check_params(params, notebooks, params_file, declared, value_rules())
+    with naming_overrides(overrides):  # types first: a moment
+        per_stage = check_params(params, notebooks, params_file, declared)
     work = Path(work_dir or per_stage["00_data"].get("work_dir") or "")
     if not (work / DDI_TABLE).exists():
         raise ParamsError(f"{work}: no run here yet (no data/ddi.csv); give --work-dir or run cgddi run.")
+    # values as `cgddi run` checks them (a child imports the stage modules the first time): one error naming the
+    # setting, not a stage "not run yet" in the table
+    with naming_overrides(overrides):
+        per_stage = check_params(params, notebooks, params_file, declared, value_rules())
     return pd.DataFrame(_status_rows(work, per_stage), columns=["stage", "done", "planned", "what"])
 
 # %% ../nbs/00b_run.ipynb #standcode
