@@ -23,6 +23,7 @@ from .config import Between, StageConfig, file_hash, kept_value
 from .leakage import leak_kinds, adapter_train_ids
 from .quality import QUALITY_FEATURES, generative_quality, augmentation_fid, ita_bounds, tone_of
 import matplotlib.pyplot as plt
+from matplotlib import patheffects
 from .data import TONE_COLOURS, data_source, read_split, is_benchmark_run
 from cgddi.classify import (
     read_predictions,
@@ -46,8 +47,9 @@ __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TO
            'tone_fidelity', 'tone_count_table', 'per_seed_metrics', 'paper_table', 'majority_rates', 'resolution_note',
            'paired_difference', 'mean_interval', 'finding_claims', 'findings_table', 'not_above_majority',
            'one_class_runs', 'one_class_note', 'finetune_stops', 'finetune_note', 'RunResults', 'autocast_note',
-           'backbones_named', 'run_results', 'table2_report', 'cross_dataset_report', 'size_rule', 'rarity_report',
-           'quality_report', 'whole_share', 'tone_fidelity_report', 'table7_report', 'audit_report', 'fairness_report']
+           'backbones_named', 'run_results', 'table2_report', 'accuracy_figure', 'cross_dataset_report', 'size_rule',
+           'rarity_report', 'quality_report', 'whole_share', 'tone_fidelity_report', 'table7_report', 'audit_report',
+           'fairness_report']
 
 # %% ../nbs/07_fairness.ipynb #cfgcls07
 @dataclass(kw_only=True)
@@ -1112,41 +1114,70 @@ def table2_report(
             f"{_methods_note(r)}{finetune_note(seeds_of, r.runs[r.runs.protocol == protocol], r.synthetic_method)}"
             f"{_semantic_note(r, protocol)}{not_dermatology}{r.init_note}",
         )
-    protocols = r.summary.groupby("protocol", sort=False)
+    save_figure(
+        accuracy_figure(with_majority, r.synthetic_method, f"{r.source}: accuracy by skin tone"),
+        report,
+        "fig_07_accuracy_by_tone",
+        f"{r.source}: accuracy per skin tone for each Table 2 row and protocol, mean ± std over split seeds (error "
+        "bars stop at 0 and 100 %); the dashed line across a bar is that tone's majority rate on the same test "
+        f"splits, the accuracy of always calling the more frequent class.{r.init_note}",
+    )
+    return out
+
+
+def accuracy_figure(
+    summary: pd.DataFrame,  # `mean_std` of per-seed metrics by protocol, experiment, method; `majority_rates` rows too
+    synthetic_method: str,  # the method of Table 2's synthetic rows (06 synthetic_method)
+    title: str,  # the figure's title
+) -> plt.Figure:
+    """Accuracy per tone, one panel per protocol, a bar per Table 2 row and tone (mean ± std over split seeds) with the
+    tone's majority rate as a dashed line across it: a bar that does not clear its line did no better than a constant
+    guess."""
+    protocols = summary.groupby("protocol", sort=False)
     fig, axes = plt.subplots(1, len(protocols), figsize=(6 * len(protocols), 3.6), squeeze=False, sharey=True)
+    width = 0.27
     for ax, (protocol, s) in zip(axes[0], protocols):
         labels = [
-            (lab, e, m or r.synthetic_method)
+            (lab, e, m or synthetic_method)
             for lab, e, m in TABLE2_ROWS
-            if ((s.experiment == e) & (s.method == (m or r.synthetic_method))).any()
+            if ((s.experiment == e) & (s.method == (m or synthetic_method))).any()
         ]
+        majority = s[s.experiment == "majority"]
         x = np.arange(len(labels))
         for i, tone in enumerate(TONE_ORDER):
             rows_ = [s[(s.experiment == e) & (s.method == m)].iloc[0] for _, e, m in labels]
+            mean = np.array([100 * row[tone] for row in rows_])
+            std = np.array([100 * row[f"{tone}_std"] for row in rows_])
+            at = x + (i - 1) * width
             ax.bar(
-                x + (i - 1) * 0.27,
-                [100 * row[tone] for row in rows_],
-                0.27,
-                yerr=[100 * row[f"{tone}_std"] for row in rows_],
+                at,
+                mean,
+                width,
+                yerr=[np.minimum(std, mean), np.minimum(std, 100 - mean)],  # an accuracy lies in 0-100 %
                 color=TONE_COLOURS[tone],
                 edgecolor="k",
                 linewidth=0.5,
                 label=tone,
                 capsize=2,
             )
+            if len(majority):
+                ax.hlines(
+                    np.full(len(at), 100 * majority[tone].iloc[0]),
+                    at - width / 2,
+                    at + width / 2,
+                    colors="k",
+                    linestyles="--",
+                    linewidth=1.2,
+                    path_effects=[patheffects.withStroke(linewidth=2.4, foreground="w")],  # seen on the dark bars
+                    label="majority rate of the tone" if i == 0 else None,
+                )
         ax.set_xticks(x, [lab for lab, *_ in labels], rotation=20, ha="right", fontsize=8)
         ax.set_title(f"protocol: {protocol}")
         ax.set_ylim(0, 105)
     axes[0][0].set_ylabel("accuracy (%)")
-    axes[0][-1].legend(fontsize=8)
-    fig.suptitle(f"{r.source}: accuracy by skin tone (mean ± std over split seeds)", fontsize=10)
-    save_figure(
-        fig,
-        report,
-        "fig_07_accuracy_by_tone",
-        f"{r.source}: accuracy per skin tone for each Table 2 row and protocol.{r.init_note}",
-    )
-    return out
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the bars, not over them
+    fig.suptitle(f"{title} (mean ± std over split seeds)", fontsize=10)
+    return fig
 
 # %% ../nbs/07_fairness.ipynb #f07x
 def cross_dataset_report(

@@ -91,11 +91,25 @@ def declared_parameters(
     return found
 
 
+def _params_hint(
+    path: Path,  # a params file that does not exist
+) -> str:
+    "The end of its error: the project's own params file of that name, or all of them."
+    try:
+        own = sorted((project_root() / "params").glob("*.yaml"))
+    except FileNotFoundError:  # not run from a source checkout: no params/ to name
+        return ""
+    same = [p for p in own if p.stem == path.stem]
+    if same:
+        return f" The project's {same[0].name} is {same[0]}: give that path (--params {same[0]})."
+    return " The project's params files: " + ", ".join(str(p) for p in own) + "."
+
+
 def load_params(path) -> dict:
     "Read a params YAML file: a mapping, with an optional `stages:` mapping of per-stage sections."
     path = Path(path)
     if not path.exists():
-        raise ParamsError(f"{path}: params file not found.")
+        raise ParamsError(f"{path}: params file not found.{_params_hint(path)}")
     try:
         params = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
