@@ -1183,7 +1183,7 @@ def plot_learning_curves(
     for ax in axes[0] if log else []:
         ax.set_yscale("log")
     axes[1][0].set_ylabel("selection accuracy (%)")
-    axes[0][-1].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))  # beside the curves, not over them
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
