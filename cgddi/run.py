@@ -933,17 +933,19 @@ def check_started(
     selected,  # the stages to run
     notebooks: dict,  # every stage notebook (`stage_notebooks`)
     params_file="params",  # named in errors
+    overrides: list[str] | None = None,  # the run's `--set` values, repeated in the command the error suggests
 ):
     """Raise a ParamsError when the stages to run start after 00_data in a work dir that 00_data has not made: every
     later stage reads its table first, and its kernel would say so a quarter of a minute later."""
     if "00_data" not in notebooks or "00_data" in selected:
         return
+    sets = "".join(f" --set {shlex.quote(o)}" for o in overrides or [])
     for w in work_dirs:
         if not (Path(w) / DDI_TABLE).exists():
             raise ParamsError(
                 f"{params_file}: work_dir {w} holds no {DDI_TABLE}: 00_data has not run there, and "
-                f"{', '.join(selected)} start(s) from what it makes. Run from 00_data: cgddi run --params {params_file}"
-                " (with --stages, name 00_data first), or point work_dir at a run's work dir."
+                f"{', '.join(selected)} start(s) from what it makes. Run from 00_data: cgddi run --params "
+                f"{params_file}{sets} (with --stages, name 00_data first), or point work_dir at a run's work dir."
             )
 
 
@@ -977,16 +979,18 @@ def run(
     declared = {s: declared_parameters(nb) for s, nb in notebooks.items()}
     params = with_overrides(load_params(params_file), overrides, notebooks, declared)
     selected = _select(notebooks, stages)
-    # input folders first (types only: a moment), then every stage's values (a child process imports the stage modules)
-    with naming_overrides(overrides):
-        check_inputs(check_params(params, notebooks, params_file, declared), selected, params_file)
-        per_stage = check_params(params, notebooks, params_file, declared, value_rules())
     started = datetime.datetime.now()
     out = Path(out).resolve() if out else root / "reports" / f"{params_file.stem}-{started:%Y%m%d-%H%M%S}"
-    work_dirs = sorted(
-        {per_stage[s].get("work_dir") or str(out / "work") for s in selected if "work_dir" in declared[s]}
-    )
-    check_started(work_dirs, selected, notebooks, params_file)
+    # input folders and work dirs first (types only: a moment), then every stage's values (a child process imports
+    # the stage modules when cgddi's source has changed: 10-30 s)
+    with naming_overrides(overrides):
+        typed = check_params(params, notebooks, params_file, declared)
+        check_inputs(typed, selected, params_file)
+        work_dirs = sorted(
+            {typed[s].get("work_dir") or str(out / "work") for s in selected if "work_dir" in declared[s]}
+        )
+        check_started(work_dirs, selected, notebooks, params_file, overrides)
+        per_stage = check_params(params, notebooks, params_file, declared, value_rules())
     with contextlib.ExitStack() as held:  # one writer per work dir: a second run stops here, before anything is written
         for w in work_dirs:
             held.enter_context(work_dir_lock(w, f"cgddi run --params {params_file}"))
