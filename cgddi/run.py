@@ -979,18 +979,16 @@ def run(
     declared = {s: declared_parameters(nb) for s, nb in notebooks.items()}
     params = with_overrides(load_params(params_file), overrides, notebooks, declared)
     selected = _select(notebooks, stages)
+    # input folders first (types only: a moment), then every stage's values (a child process imports the stage modules)
+    with naming_overrides(overrides):
+        check_inputs(check_params(params, notebooks, params_file, declared), selected, params_file)
+        per_stage = check_params(params, notebooks, params_file, declared, value_rules())
     started = datetime.datetime.now()
     out = Path(out).resolve() if out else root / "reports" / f"{params_file.stem}-{started:%Y%m%d-%H%M%S}"
-    # input folders and work dirs first (types only: a moment), then every stage's values (a child process imports
-    # the stage modules when cgddi's source has changed: 10-30 s)
-    with naming_overrides(overrides):
-        typed = check_params(params, notebooks, params_file, declared)
-        check_inputs(typed, selected, params_file)
-        work_dirs = sorted(
-            {typed[s].get("work_dir") or str(out / "work") for s in selected if "work_dir" in declared[s]}
-        )
-        check_started(work_dirs, selected, notebooks, params_file, overrides)
-        per_stage = check_params(params, notebooks, params_file, declared, value_rules())
+    work_dirs = sorted(
+        {per_stage[s].get("work_dir") or str(out / "work") for s in selected if "work_dir" in declared[s]}
+    )
+    check_started(work_dirs, selected, notebooks, params_file, overrides)
     with contextlib.ExitStack() as held:  # one writer per work dir: a second run stops here, before anything is written
         for w in work_dirs:
             held.enter_context(work_dir_lock(w, f"cgddi run --params {params_file}"))
