@@ -362,6 +362,15 @@ def _table_html(t: Path, heading: str = "h3", anchor: str | None = None) -> str:
     )
 
 
+def _figure_html(f: Path, anchor: str | None = None) -> str:
+    "A saved figure as HTML: the image with its name (anchored at `anchor`, default its stem) and caption."
+    e = html.escape
+    return (
+        f"<figure id='{e(anchor or f.stem)}'><img src='figures/{e(f.name)}' alt='{e(f.stem)}'>"
+        f"<figcaption><b>{e(f.stem)}</b>: {e(figure_caption(f))}</figcaption></figure>"
+    )
+
+
 def stage_outputs(
     report_dir,  # the run's report folder
     stage: str,  # a stage notebook's name, e.g. `07_fairness` (its outputs are `tab_07_*` and `fig_07_*`)
@@ -402,7 +411,9 @@ def render_index(
     # and `outdated` (a stage before it ran again since)
     stages: list[dict],
     facts: dict | None = None,  # short provenance facts shown as a list
-    summary: tuple = (),  # names of tables (e.g. "tab_07_table2_clean") shown first, where the run made them
+    # names of tables and figures (e.g. "tab_07_table2_clean", "fig_07_accuracy_by_tone") shown first, where the run
+    # made them
+    summary: tuple = (),
 ) -> Path:
     "Write `index.html`: a summary, every stage's status and every table and figure under `report_dir`."
     rd = Path(report_dir)
@@ -417,10 +428,13 @@ def render_index(
         f"<p class='notice' id='notice'>{e(notice)}</p>",
         f"<h1>{e(title)}</h1>",
     ]
-    shown = [rd / "tables" / f"{name}.csv" for name in summary if (rd / "tables" / f"{name}.csv").exists()]
+    shown = [p for n in summary for p in (rd / "tables" / f"{n}.csv", rd / "figures" / f"{n}.png") if p.exists()]
     if shown or outputs:
         parts.append("<h2 id='summary'>Summary</h2>")
-        parts += [_table_html(t, "h3", anchor=f"summary-{t.stem}") for t in shown]
+        parts += [
+            (_table_html(p, "h3", f"summary-{p.stem}") if p.suffix == ".csv" else _figure_html(p, f"summary-{p.stem}"))
+            for p in shown
+        ]
         parts.append(
             "<p>Every table and figure:</p><ul>"
             + "".join(
@@ -451,11 +465,7 @@ def render_index(
     for stage, (tabs, figs) in outputs.items():
         parts.append(f"<h2 id='stage-{e(stage)}'>{e(stage)}</h2>")
         parts += [_table_html(t) for t in tabs]
-        parts += [
-            f"<figure id='{e(f.stem)}'><img src='figures/{e(f.name)}' alt='{e(f.stem)}'>"
-            f"<figcaption><b>{e(f.stem)}</b>: {e(figure_caption(f))}</figcaption></figure>"
-            for f in figs
-        ]
+        parts += [_figure_html(f) for f in figs]
     if facts:
         parts.append(
             "<h2>Provenance</h2><ul>"

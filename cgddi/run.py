@@ -29,12 +29,12 @@ from cgddi.report import (
 from .layout import DDI_TABLE
 
 # %% auto #0
-__all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'HUB_BARS_OFF', 'SUMMARY_TABLES', 'RUN_FACTS', 'STANDALONE',
+__all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'HUB_BARS_OFF', 'SUMMARY', 'RUN_FACTS', 'STANDALONE',
            'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks',
            'declared_parameters', 'load_params', 'check_params', 'Stage', 'value_rules', 'rules_cache', 'stage_config',
            'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance', 'ReleaseError',
            'declared_requirements', 'releases_outside', 'check_releases', 'ReleaseWarning', 'warn_releases',
-           'summary_tables', 'earlier_stages', 'check_inputs', 'check_started', 'naming_overrides', 'run',
+           'summary_outputs', 'earlier_stages', 'check_inputs', 'check_started', 'naming_overrides', 'run',
            'findings_summary', 'main', 'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
@@ -781,19 +781,18 @@ def _execute(nb: Path, out_nb: Path, params: dict, cwd: Path, label: str, quiet:
         raise raised[0]
 
 
-# the report's first screen: what the clean run shows, clean Table 2, images per tone per data set
-SUMMARY_TABLES = ("tab_07_findings_clean", "tab_07_table2_clean", "tab_07_table7")
+# the report's first screen: what the clean run shows, clean Table 2 and its accuracy per tone against the majority
+# rates, images per tone per data set
+SUMMARY = ("tab_07_findings_clean", "tab_07_table2_clean", "fig_07_accuracy_by_tone", "tab_07_table7")
 
 
-def summary_tables(
+def summary_outputs(
     out: Path,  # a report folder
 ) -> tuple[str, ...]:
-    "`SUMMARY_TABLES`, each clean-protocol table replaced by its faithful twin where the run made only that one."
+    "`SUMMARY`'s names, each clean-protocol table replaced by its faithful twin where the run made only that one."
     made = lambda name: (Path(out) / "tables" / f"{name}.csv").exists()
     faithful = lambda name: name.removesuffix("_clean") + "_faithful"
-    return tuple(
-        faithful(n) if n.endswith("_clean") and not made(n) and made(faithful(n)) else n for n in SUMMARY_TABLES
-    )
+    return tuple(faithful(n) if n.endswith("_clean") and not made(n) and made(faithful(n)) else n for n in SUMMARY)
 
 
 def _run_stages(selected: dict, per_stage: dict, declared: dict, out: Path, quiet: bool) -> tuple[list, str | None]:
@@ -1029,7 +1028,7 @@ def run(
             if outside
             else {}
         ),
-        summary=summary_tables(out),
+        summary=summary_outputs(out),
     )
     if failure:
         error = Interrupted if any(r["status"] == "interrupted" for r in records) else StageFailed
@@ -1048,7 +1047,7 @@ def run(
 def findings_summary(
     out,  # a report folder `run` wrote
 ) -> str:
-    """The verdicts of the report's first table (`summary_tables`: the faithful protocol's where no clean one), for the
+    """The verdicts of the report's first table (`summary_outputs`: the faithful protocol's where no clean one), for the
     console after a run; empty unless 07_fairness finished in that run (not a stage an earlier run left there)."""
     out = Path(out)
     try:
@@ -1057,7 +1056,7 @@ def findings_summary(
         return ""
     if not any(s.get("stage") == "07_fairness" and s.get("status") == "ok" and "run_started" not in s for s in stages):
         return ""
-    name = summary_tables(out)[0]
+    name = summary_outputs(out)[0]
     if not (out / "tables" / f"{name}.csv").exists():
         return ""
     verdicts = (

@@ -143,6 +143,9 @@ def test_report_shows_classification_and_fairness_tables(report):
     page = (out / "index.html").read_text()
     for name in ["fig_06_learning_curves", "fig_07_accuracy_by_tone"]:
         assert f"figures/{name}.png" in page and (out / "figures" / f"{name}.png").exists(), name
+    # the first screen draws Table 2 per tone against the majority rates, after the table itself
+    summary = page[page.index("id='summary'") : page.index("<h2>Stages")]
+    assert summary.index("id='summary-tab_07_table2_clean'") < summary.index("id='summary-fig_07_accuracy_by_tone'")
     work = params.parent / "work"
     for protocol in ["faithful", "clean"]:
         t2 = pd.read_csv(out / "tables" / f"tab_07_table2_{protocol}.csv", index_col=0)
