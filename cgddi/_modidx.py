@@ -531,6 +531,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                            'cgddi.run._rules_in_child': ('run.html#_rules_in_child', 'cgddi/run.py'),
                            'cgddi.run._run_stages': ('run.html#_run_stages', 'cgddi/run.py'),
                            'cgddi.run._select': ('run.html#_select', 'cgddi/run.py'),
+                           'cgddi.run._set_args': ('run.html#_set_args', 'cgddi/run.py'),
                            'cgddi.run._sigterm_interrupts': ('run.html#_sigterm_interrupts', 'cgddi/run.py'),
                            'cgddi.run._stage_named': ('run.html#_stage_named', 'cgddi/run.py'),
                            'cgddi.run._status_rows': ('run.html#_status_rows', 'cgddi/run.py'),

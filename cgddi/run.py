@@ -352,6 +352,13 @@ def stage_config(
     return STAGES[stage].load("config")
 
 # %% ../nbs/00b_run.ipynb #626a1935
+def _set_args(
+    overrides,  # `--set` values, as given
+) -> str:
+    """The `--set` arguments of a command shown to a user, each shell-quoted (pasted, a value stays one argument)."""
+    return "".join(f" --set {shlex.quote(o)}" for o in overrides or [])
+
+
 def with_overrides(
     params: dict,  # from `load_params`
     overrides: list[str] | None,  # `KEY=VALUE` (every stage that declares KEY) or `STAGE.KEY=VALUE`; VALUE is YAML
@@ -394,7 +401,7 @@ def with_overrides(
             if shadowed:
                 raise ParamsError(
                     f"--set {item!r}: the params file sets {name!r} under `stages:` for {shadowed}, which wins over a "
-                    f"top-level value; set it there: " + " ".join(f"--set {s}.{name}={text}" for s in shadowed)
+                    f"top-level value; set it there:{_set_args(f'{s}.{name}={text}' for s in shadowed)}"
                 )
             reached = [s for s in notebooks if name in declared[s]]
         for s in reached:  # the value fits every stage it reaches
@@ -938,13 +945,13 @@ def check_started(
     later stage reads its table first, and its kernel would say so a quarter of a minute later."""
     if "00_data" not in notebooks or "00_data" in selected:
         return
-    sets = "".join(f" --set {shlex.quote(o)}" for o in overrides or [])
     for w in work_dirs:
         if not (Path(w) / DDI_TABLE).exists():
             raise ParamsError(
                 f"{params_file}: work_dir {w} holds no {DDI_TABLE}: 00_data has not run there, and "
                 f"{', '.join(selected)} start(s) from what it makes. Run from 00_data: cgddi run --params "
-                f"{params_file}{sets} (with --stages, name 00_data first), or point work_dir at a run's work dir."
+                f"{params_file}{_set_args(overrides)} (with --stages, name 00_data first), or point work_dir at a "
+                "run's work dir."
             )
 
 
@@ -1015,8 +1022,7 @@ def run(
         records,
         {
             "git commit": f"{prov['git_commit']}{' (uncommitted changes)' if prov['git_dirty'] else ''}",
-            "params": f"{params_file} (sha256 {prov['params_sha256'][:12]})"
-            + "".join(f" --set {o}" for o in overrides or []),
+            "params": f"{params_file} (sha256 {prov['params_sha256'][:12]})" + _set_args(overrides),
             "seeds": prov["seeds"],
             "device": prov["device"],
             "started": prov["started"],

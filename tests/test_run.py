@@ -1,6 +1,6 @@
 "`cgddi run` end to end: the report, provenance, params checking and a failing stage."
 
-import contextlib, hashlib, json, os, re, signal, subprocess, sys, time
+import contextlib, hashlib, html, json, os, re, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -486,6 +486,9 @@ def test_06_checks_its_own_files_under_other_settings(report, tmp_path):
     assert r.returncode == 0, r.stderr
     runs = pd.read_csv(tmp_path / "report" / "tables" / "tab_06_runs.csv")
     assert set(runs.protocol) == {"faithful"} and set(runs.method) == {"baseline"}, runs
+    # the report's provenance names the params file with the --set values, shell-quoted as a user would paste them
+    index = (tmp_path / "report" / "index.html").read_text()
+    assert html.escape(f"--set work_dir={work} --set '06_classify.protocols=[faithful]' --set") in index
 
 
 def _tree(root: Path) -> dict:
