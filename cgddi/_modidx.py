@@ -504,6 +504,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'cgddi.report.save_table': ('report.html#save_table', 'cgddi/report.py'),
                               'cgddi.report.stage_outputs': ('report.html#stage_outputs', 'cgddi/report.py'),
                               'cgddi.report.table_caption': ('report.html#table_caption', 'cgddi/report.py'),
+                              'cgddi.report.table_notes': ('report.html#table_notes', 'cgddi/report.py'),
                               'cgddi.report.work_dir_lock': ('report.html#work_dir_lock', 'cgddi/report.py')},
             'cgddi.run': { 'cgddi.run.Interrupted': ('run.html#interrupted', 'cgddi/run.py'),
                            'cgddi.run.ParamsError': ('run.html#paramserror', 'cgddi/run.py'),

@@ -888,7 +888,7 @@ class RunResults:
     runs: pd.DataFrame  # `read_runs`
     pred: pd.DataFrame  # `read_predictions`
     synthetic_method: str  # the method of the synthetic experiments
-    init_note: str  # what every caption adds: random weights, imported images, trained tones
+    init_note: str  # what every caption (or its notes) adds: random weights, imported images, trained tones
     per_seed: pd.DataFrame  # `per_seed_metrics` of `pred`
     summary: pd.DataFrame  # their mean and std over split seeds
     undefined: list  # the distinct undefined (NaN) metrics, as warned
@@ -1097,10 +1097,9 @@ def table2_report(
             f"{r.source}, protocol {protocol}: Table 2, accuracy (%) by tone and fairness (%), mean ± population std "
             f"over {n} split seed(s) ((k/{n}): a metric undefined for some seeds is over the k where it is defined); "
             "R. real, S. synthetic; majority rate: always calling the test split's more frequent "
-            f"class.{not_above_majority(seeds_of, r.synthetic_method)}"
-            f"{one_class_note(seeds_of, r.synthetic_method, r.runs[r.runs.protocol == protocol])}"
-            f"{_methods_note(r)}{_let_through(r, protocol)}"
-            f"{r.init_note}",
+            f"class.{not_above_majority(seeds_of, r.synthetic_method)}",
+            notes=f"{one_class_note(seeds_of, r.synthetic_method, r.runs[r.runs.protocol == protocol])}"
+            f"{_methods_note(r)}{_let_through(r, protocol)}{r.init_note}",
         )
         out[f"tab_07_findings_{protocol}"] = f = findings_table(seeds_of, r.synthetic_method)
         save_table(
@@ -1110,9 +1109,10 @@ def table2_report(
             f"{r.source}, protocol {protocol}: what this run shows. Accuracy differences in points (overall and per "
             f"tone), paired by split seed, mean ± population std over {n} seed(s); a verdict says better or worse only "
             "when the 95 % interval of the mean difference (Student's t over the seeds) excludes zero."
-            f"{resolution_note(r.pred[r.pred.protocol == protocol])}"
+            + not_dermatology,
+            notes=f"{resolution_note(r.pred[r.pred.protocol == protocol])}"
             f"{_methods_note(r)}{finetune_note(seeds_of, r.runs[r.runs.protocol == protocol], r.synthetic_method)}"
-            f"{_semantic_note(r, protocol)}{not_dermatology}{r.init_note}",
+            f"{_semantic_note(r, protocol)}{r.init_note}",
         )
     save_figure(
         accuracy_figure(with_majority, r.synthetic_method, f"{r.source}: accuracy by skin tone"),

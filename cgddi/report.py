@@ -16,7 +16,8 @@ from .layout import LOCK_FILE
 __all__ = ['PROGRESS_ENV', 'NOTEBOOK_REFRESH_S', 'progress_bar', 'GPU_HINT', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path',
            'WorkDirLocked', 'work_dir_lock', 'process_progress_file', 'progress_files', 'clear_progress',
            'progress_line', 'notices_path', 'run_notice', 'read_notices', 'CPUWarning', 'cpu_warning', 'save_table',
-           'save_figure', 'figure_caption', 'table_caption', 'stage_outputs', 'clear_stage_outputs', 'render_index']
+           'save_figure', 'figure_caption', 'table_caption', 'table_notes', 'stage_outputs', 'clear_stage_outputs',
+           'render_index']
 
 # %% ../nbs/00a_report.ipynb #147a84c1
 # the process's umask: a finished file gets the permissions a plain open() would give
@@ -309,13 +310,16 @@ def save_table(
     name: str,  # file stem, e.g. `tab_00_tone_malignancy`
     caption: str,  # one sentence saying what the table shows
     index: bool = True,  # write the index as a column
+    notes: str = "",  # what a reader needs after the table (how it was made, its caveats); shown below it
 ) -> Path:
-    "Write `df` as `tables/<name>.csv` and `.md` (caption first) under `report_dir`."
+    "Write `df` as `tables/<name>.csv` and `.md` (caption first, notes after the table) under `report_dir`."
     out = Path(report_dir) / "tables"
     with atomic_path(out / f"{name}.csv") as t:
         df.to_csv(t, index=index)
     with atomic_path(out / f"{name}.md") as t:
-        t.write_text(f"{caption}\n\n{df.to_markdown(index=index)}\n")
+        t.write_text(
+            f"{caption}\n\n{df.to_markdown(index=index)}\n" + (f"\n{notes.strip()}\n" if notes.strip() else "")
+        )
     return out / f"{name}.csv"
 
 
@@ -343,6 +347,11 @@ def table_caption(md_path) -> str:
     "The caption on the first line of a Markdown table written by `save_table`."
     return Path(md_path).read_text().split("\n", 1)[0]
 
+
+def table_notes(md_path) -> str:
+    "The notes after a Markdown table written by `save_table` (empty when it has none)."
+    return "\n\n".join(Path(md_path).read_text().strip().split("\n\n")[2:])
+
 # %% ../nbs/00a_report.ipynb #1f0909c9
 BENCHMARK_NOTICE = (
     "Made from the embedded benchmark: procedurally generated test data for the software, "
@@ -351,14 +360,16 @@ BENCHMARK_NOTICE = (
 
 
 def _table_html(t: Path, heading: str = "h3", anchor: str | None = None) -> str:
-    "A saved table as HTML: its name (anchored at `anchor`, default its stem), its caption and a link to the CSV."
+    """A saved table as HTML: its name (anchored at `anchor`, default its stem), its caption, the table, its notes and a
+    link to the CSV."""
     e, md = html.escape, t.with_suffix(".md")
-    cap = table_caption(md) if md.exists() else t.stem
+    cap, notes = (table_caption(md), table_notes(md)) if md.exists() else (t.stem, "")
     table = pd.read_csv(t, dtype=str, keep_default_na=False)  # the cells as written, not re-formatted
     table.columns = ["" if c.startswith("Unnamed:") else c for c in table.columns]  # the index column has no name
     return (
         f"<{heading} id='{e(anchor or t.stem)}'>{e(t.stem)}</{heading}><p>{e(cap)}</p>{table.to_html(index=False)}"
-        f"<p><a href='tables/{e(t.name)}'>CSV</a></p>"
+        + (f"<p class='notes'>{e(notes)}</p>" if notes else "")
+        + f"<p><a href='tables/{e(t.name)}'>CSV</a></p>"
     )
 
 
@@ -424,7 +435,8 @@ def render_index(
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em "
         "auto}table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px "
         "8px;text-align:right}.notice{background:#fff3cd;padding:.6em;border:1px solid "
-        "#e0c060}.failed{color:#b00}img{max-width:100%;border:1px solid #ddd}figure{margin:1em 0}</style></head><body>",
+        "#e0c060}.failed{color:#b00}.notes{font-size:.9em;color:#444}img{max-width:100%;border:1px solid "
+        "#ddd}figure{margin:1em 0}</style></head><body>",
         f"<p class='notice' id='notice'>{e(notice)}</p>",
         f"<h1>{e(title)}</h1>",
     ]
