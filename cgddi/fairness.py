@@ -1204,9 +1204,8 @@ def cross_dataset_report(
             f"{r.source}, protocol {protocol}: the Table 2 classifiers tested on {ext_name} (never trained on), "
             f"accuracy (%) by tone and fairness (%), mean ± population std over {int(s.n_seeds.max())} split seed(s); "
             f"over its benign and malignant images with a known tone: {counts['light']} light, {counts['medium']} "
-            f"medium, {counts['dark']} dark."
-            f"{one_class_note(ext_of, r.synthetic_method, runs_of)}"
-            f"{r.init_note}",
+            f"medium, {counts['dark']} dark.",
+            notes=f"{one_class_note(ext_of, r.synthetic_method, runs_of)}{r.init_note}",
         )
     return out
 
@@ -1257,7 +1256,8 @@ def rarity_report(
                 report,
                 f"tab_07_table3_rarity_{protocol}",
                 f"{r.source}, protocol {protocol}: Table 3 (left), accuracy by disease rarity, mean ± std over "
-                f"split seeds.{r.init_note}",
+                "split seeds.",
+                notes=r.init_note,
             )
         out[f"tab_07_table5_{protocol}"] = t5 = paper_table(
             s, TABLE5_ROWS, {k: TABLE2_COLUMNS[k] for k in ["accuracy", "light", "medium", "dark"]}, r.synthetic_method
@@ -1269,8 +1269,8 @@ def rarity_report(
             f"{r.source}, protocol {protocol}: Table 5, accuracy (%) by training subset: real DDI only (Baseline (R.), "
             f"Table 2's first row) and synthetic subsets ({r.synthetic_method}). A semantic image enters "
             f"only when {size_rule(r, protocol)} and it has a malignancy label; rows without images are "
-            f"left out.{one_class_note(seeds_of, r.synthetic_method, runs_of, TABLE5_ROWS)}"
-            f"{r.init_note}",
+            "left out.",
+            notes=f"{one_class_note(seeds_of, r.synthetic_method, runs_of, TABLE5_ROWS)}{r.init_note}",
         )
     return out
 
