@@ -502,6 +502,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'cgddi.report.run_notice': ('report.html#run_notice', 'cgddi/report.py'),
                               'cgddi.report.save_figure': ('report.html#save_figure', 'cgddi/report.py'),
                               'cgddi.report.save_table': ('report.html#save_table', 'cgddi/report.py'),
+                              'cgddi.report.show_table': ('report.html#show_table', 'cgddi/report.py'),
                               'cgddi.report.stage_outputs': ('report.html#stage_outputs', 'cgddi/report.py'),
                               'cgddi.report.table_caption': ('report.html#table_caption', 'cgddi/report.py'),
                               'cgddi.report.table_notes': ('report.html#table_notes', 'cgddi/report.py'),

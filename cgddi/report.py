@@ -16,8 +16,8 @@ from .layout import LOCK_FILE
 __all__ = ['PROGRESS_ENV', 'NOTEBOOK_REFRESH_S', 'progress_bar', 'GPU_HINT', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path',
            'WorkDirLocked', 'work_dir_lock', 'process_progress_file', 'progress_files', 'clear_progress',
            'progress_line', 'notices_path', 'run_notice', 'read_notices', 'CPUWarning', 'cpu_warning', 'save_table',
-           'save_figure', 'figure_caption', 'table_caption', 'table_notes', 'stage_outputs', 'clear_stage_outputs',
-           'render_index']
+           'save_figure', 'figure_caption', 'table_caption', 'table_notes', 'show_table', 'stage_outputs',
+           'clear_stage_outputs', 'render_index']
 
 # %% ../nbs/00a_report.ipynb #147a84c1
 # the process's umask: a finished file gets the permissions a plain open() would give
@@ -351,6 +351,19 @@ def table_caption(md_path) -> str:
 def table_notes(md_path) -> str:
     "The notes after a Markdown table written by `save_table` (empty when it has none)."
     return "\n\n".join(Path(md_path).read_text().strip().split("\n\n")[2:])
+
+
+def show_table(
+    report_dir,  # the run's report folder
+    name: str,  # the table's file stem, as given to `save_table`
+):
+    "Display a saved table as the report shows it, caption, table and notes (rendered Markdown in a notebook)."
+    from IPython.display import Markdown, display
+
+    md = Path(report_dir) / "tables" / f"{name}.md"
+    if not md.exists():
+        raise FileNotFoundError(f"{md}: no such table; the stage that writes {name} has not run into {report_dir}.")
+    display(Markdown(md.read_text()))
 
 # %% ../nbs/00a_report.ipynb #1f0909c9
 BENCHMARK_NOTICE = (
