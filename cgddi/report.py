@@ -316,10 +316,9 @@ def save_table(
     out = Path(report_dir) / "tables"
     with atomic_path(out / f"{name}.csv") as t:
         df.to_csv(t, index=index)
+    notes = notes.strip()
     with atomic_path(out / f"{name}.md") as t:
-        t.write_text(
-            f"{caption}\n\n{df.to_markdown(index=index)}\n" + (f"\n{notes.strip()}\n" if notes.strip() else "")
-        )
+        t.write_text(f"{caption}\n\n{df.to_markdown(index=index)}\n" + (f"\n{notes}\n" if notes else ""))
     return out / f"{name}.csv"
 
 
