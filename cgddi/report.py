@@ -15,9 +15,9 @@ from .layout import LOCK_FILE
 # %% auto #0
 __all__ = ['PROGRESS_ENV', 'NOTEBOOK_REFRESH_S', 'progress_bar', 'GPU_HINT', 'BENCHMARK_NOTICE', 'DiskFullError', 'atomic_path',
            'WorkDirLocked', 'work_dir_lock', 'process_progress_file', 'progress_files', 'clear_progress',
-           'progress_line', 'notices_path', 'run_notice', 'read_notices', 'CPUWarning', 'cpu_warning', 'save_table',
-           'save_figure', 'figure_caption', 'table_caption', 'table_notes', 'show_table', 'stage_outputs',
-           'clear_stage_outputs', 'render_index']
+           'progress_line', 'notices_path', 'run_notice', 'read_notices', 'CPUWarning', 'cpu_warning', 'md_literal',
+           'plain_text', 'save_table', 'save_figure', 'figure_caption', 'table_caption', 'table_notes', 'show_table',
+           'stage_outputs', 'clear_stage_outputs', 'render_index']
 
 # %% ../nbs/00a_report.ipynb #147a84c1
 # the process's umask: a finished file gets the permissions a plain open() would give
@@ -304,6 +304,40 @@ def cpu_warning(
     run_notice(message)
 
 # %% ../nbs/00a_report.ipynb #d0cb5949
+def md_literal(
+    text: str,  # a caption, note or table cell, as a reader should see it
+) -> str:
+    """`text` as Markdown shows it to the letter: a `<` outside code spans escaped, so that a token such as `<melanoma>`
+    is not taken for an HTML tag and dropped; `plain_text` undoes it."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:  # an unmatched backtick opens no code span: escape everywhere
+        return str(text).replace("<", "\\<")
+    return "`".join(p if i % 2 else p.replace("<", "\\<") for i, p in enumerate(parts))
+
+
+def plain_text(
+    md: str,  # text `md_literal` escaped
+) -> str:
+    "The text `md_literal` was given."
+    return md.replace("\\<", "<")
+
+
+def _md_frame(df: pd.DataFrame) -> pd.DataFrame:
+    "`df` with its text (cells, index and column labels) as `md_literal` writes it: itself when it holds no `<`."
+    esc = lambda v: md_literal(v) if isinstance(v, str) else v
+    if not any("<" in str(v) for v in [*df.columns, *df.index, *df.to_numpy().ravel()]):
+        return df
+    out = df.copy()
+    for i, dtype in enumerate(out.dtypes):
+        if not pd.api.types.is_numeric_dtype(dtype):
+            out.iloc[:, i] = out.iloc[:, i].map(esc)
+    if not isinstance(out.index, pd.MultiIndex):
+        out.index = out.index.map(esc).rename(out.index.name)
+    if not isinstance(out.columns, pd.MultiIndex):
+        out.columns = out.columns.map(esc)
+    return out
+
+
 def save_table(
     df: pd.DataFrame,  # the table
     report_dir,  # the run's report folder
@@ -312,13 +346,16 @@ def save_table(
     index: bool = True,  # write the index as a column
     notes: str = "",  # what a reader needs after the table (how it was made, its caveats); shown below it
 ) -> Path:
-    "Write `df` as `tables/<name>.csv` and `.md` (caption first, notes after the table) under `report_dir`."
+    """Write `df` as `tables/<name>.csv` and `.md` (caption first, notes after the table) under `report_dir`; the
+    Markdown shows every text as written (`md_literal`)."""
     out = Path(report_dir) / "tables"
     with atomic_path(out / f"{name}.csv") as t:
         df.to_csv(t, index=index)
-    notes = notes.strip()
+    notes = md_literal(notes.strip())
     with atomic_path(out / f"{name}.md") as t:
-        t.write_text(f"{caption}\n\n{df.to_markdown(index=index)}\n" + (f"\n{notes}\n" if notes else ""))
+        t.write_text(
+            f"{md_literal(caption)}\n\n{_md_frame(df).to_markdown(index=index)}\n" + (f"\n{notes}\n" if notes else "")
+        )
     return out / f"{name}.csv"
 
 
@@ -343,13 +380,13 @@ def figure_caption(path) -> str:
 
 
 def table_caption(md_path) -> str:
-    "The caption on the first line of a Markdown table written by `save_table`."
-    return Path(md_path).read_text().split("\n", 1)[0]
+    "The caption on the first line of a Markdown table written by `save_table`, as it was given."
+    return plain_text(Path(md_path).read_text().split("\n", 1)[0])
 
 
 def table_notes(md_path) -> str:
-    "The notes after a Markdown table written by `save_table` (empty when it has none)."
-    return "\n\n".join(Path(md_path).read_text().strip().split("\n\n")[2:])
+    "The notes after a Markdown table written by `save_table`, as they were given (empty when it has none)."
+    return plain_text("\n\n".join(Path(md_path).read_text().strip().split("\n\n")[2:]))
 
 
 def show_table(
