@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_report.ipynb #cc22456c
 from __future__ import annotations
-import contextlib, errno, filecmp, html, json, math, os, shutil, socket, tempfile, time, warnings
+import contextlib, errno, filecmp, html, json, math, os, re, shutil, socket, tempfile, time, warnings
 from pathlib import Path
 import pandas as pd
 from PIL import Image
@@ -408,6 +408,13 @@ BENCHMARK_NOTICE = (
 )
 
 
+def _inline_html(
+    text: str,  # a caption or note as given to `save_table`
+) -> str:
+    "`text` as HTML: escaped, its `code spans` in <code>, as the Markdown shows them."
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def _table_html(t: Path, heading: str = "h3", anchor: str | None = None) -> str:
     """A saved table as HTML: its name (anchored at `anchor`, default its stem), its caption, the table, its notes and a
     link to the CSV."""
@@ -416,8 +423,9 @@ def _table_html(t: Path, heading: str = "h3", anchor: str | None = None) -> str:
     table = pd.read_csv(t, dtype=str, keep_default_na=False)  # the cells as written, not re-formatted
     table.columns = ["" if c.startswith("Unnamed:") else c for c in table.columns]  # the index column has no name
     return (
-        f"<{heading} id='{e(anchor or t.stem)}'>{e(t.stem)}</{heading}><p>{e(cap)}</p>{table.to_html(index=False)}"
-        + (f"<p class='notes'>{e(notes)}</p>" if notes else "")
+        f"<{heading} id='{e(anchor or t.stem)}'>{e(t.stem)}</{heading}><p>{_inline_html(cap)}</p>"
+        + table.to_html(index=False)
+        + (f"<p class='notes'>{_inline_html(notes)}</p>" if notes else "")
         + f"<p><a href='tables/{e(t.name)}'>CSV</a></p>"
     )
 
