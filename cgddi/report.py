@@ -411,7 +411,7 @@ BENCHMARK_NOTICE = (
 def _inline_html(
     text: str,  # a caption or note as given to `save_table`
 ) -> str:
-    "`text` as HTML: escaped, its `code spans` in <code>, as the Markdown shows them."
+    "`text` as HTML: escaped, its code spans in `<code>` elements, as the Markdown shows them."
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
