@@ -435,7 +435,7 @@ def _figure_html(f: Path, anchor: str | None = None) -> str:
     e = html.escape
     return (
         f"<figure id='{e(anchor or f.stem)}'><img src='figures/{e(f.name)}' alt='{e(f.stem)}'>"
-        f"<figcaption><b>{e(f.stem)}</b>: {e(figure_caption(f))}</figcaption></figure>"
+        f"<figcaption><b>{e(f.stem)}</b>: {_inline_html(figure_caption(f))}</figcaption></figure>"
     )
 
 
