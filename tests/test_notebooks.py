@@ -28,6 +28,19 @@ def test_nbdev_test_passes(tmp_path):
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "nbs").glob("*.ipynb")))
+def test_the_title_cell_holds_only_what_the_docs_keep(name):
+    # nbdev makes a notebook's first Markdown cell its page's front matter (the `# ` title and the first `> ` line, the
+    # description) and drops the cell, so any further line of it, a second description line or the prose, never reaches
+    # the docs site (`cgddi docs`, nbdev-docs); the prose goes in the next cell
+    cell = next(c for c in nbformat.read(ROOT / "nbs" / f"{name}.ipynb", 4).cells if c.cell_type == "markdown")
+    lines = cell.source.strip().split("\n")
+    assert lines[0].startswith("# ") and all(line.startswith("> ") for line in lines[1:]) and len(lines) <= 2, (
+        f"nbs/{name}.ipynb: its first Markdown cell holds {len(lines)} lines; keep the title and a one-line "
+        "`> description` there and move the rest to a cell of its own."
+    )
+
+
 @pytest.mark.parametrize("stage", list(stage_notebooks(ROOT / "nbs")))
 def test_one_parameters_cell_survives_clean(stage, tmp_path):
     nb = shutil.copy(ROOT / "nbs" / f"{stage}.ipynb", tmp_path / f"{stage}.ipynb")
