@@ -487,6 +487,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'cgddi.report._disk_full': ('report.html#_disk_full', 'cgddi/report.py'),
                               'cgddi.report._figure_html': ('report.html#_figure_html', 'cgddi/report.py'),
                               'cgddi.report._inline_html': ('report.html#_inline_html', 'cgddi/report.py'),
+                              'cgddi.report._md_cell': ('report.html#_md_cell', 'cgddi/report.py'),
                               'cgddi.report._md_frame': ('report.html#_md_frame', 'cgddi/report.py'),
                               'cgddi.report._outputs': ('report.html#_outputs', 'cgddi/report.py'),
                               'cgddi.report._table_html': ('report.html#_table_html', 'cgddi/report.py'),

@@ -322,10 +322,19 @@ def plain_text(
     return md.replace("\\<", "<")
 
 
+def _md_cell(
+    text: str,  # a table cell, index or column label
+) -> str:
+    """`text` as one cell of a Markdown pipe table: `md_literal`, its `|` escaped (GFM: even in a code span) so that it
+    does not end the cell, a line break as a space (a row is one line)."""
+    return md_literal(text).replace("|", "\\|").replace("\r\n", " ").replace("\n", " ")
+
+
 def _md_frame(df: pd.DataFrame) -> pd.DataFrame:
-    "`df` with its text (cells, index and column labels) as `md_literal` writes it: itself when it holds no `<`."
-    esc = lambda v: md_literal(v) if isinstance(v, str) else v
-    if not any("<" in str(v) for v in [*df.columns, *df.index, *df.to_numpy().ravel()]):
+    """`df` with its text (cells, index and column labels) as `_md_cell` writes it: itself when it holds no `<`, `|` or
+    line break."""
+    esc = lambda v: _md_cell(v) if isinstance(v, str) else v
+    if not any(c in str(v) for v in [*df.columns, *df.index, *df.to_numpy().ravel()] for c in "<|\n"):
         return df
     out = df.copy()
     for i, dtype in enumerate(out.dtypes):
@@ -347,7 +356,7 @@ def save_table(
     notes: str = "",  # what a reader needs after the table (how it was made, its caveats); shown below it
 ) -> Path:
     """Write `df` as `tables/<name>.csv` and `.md` (caption first, notes after the table) under `report_dir`; the
-    Markdown shows every text as written (`md_literal`)."""
+    Markdown shows every text as written (`md_literal`; a cell's `|` and line breaks, `_md_cell`)."""
     out = Path(report_dir) / "tables"
     with atomic_path(out / f"{name}.csv") as t:
         df.to_csv(t, index=index)
