@@ -489,6 +489,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'cgddi.report._inline_html': ('report.html#_inline_html', 'cgddi/report.py'),
                               'cgddi.report._md_cell': ('report.html#_md_cell', 'cgddi/report.py'),
                               'cgddi.report._md_frame': ('report.html#_md_frame', 'cgddi/report.py'),
+                              'cgddi.report._md_html': ('report.html#_md_html', 'cgddi/report.py'),
                               'cgddi.report._outputs': ('report.html#_outputs', 'cgddi/report.py'),
                               'cgddi.report._table_html': ('report.html#_table_html', 'cgddi/report.py'),
                               'cgddi.report.atomic_path': ('report.html#atomic_path', 'cgddi/report.py'),

@@ -331,12 +331,14 @@ def _md_cell(
 
 
 def _md_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """`df` with its text (cells, index and column labels) as `_md_cell` writes it: itself when it holds no `<`, `|` or
-    line break."""
+    """`df` as its Markdown table shows it: a missing cell empty (pandas would print `nan`), its text (cells, index and
+    column labels) as `_md_cell` writes it; itself when it holds neither."""
     esc = lambda v: _md_cell(v) if isinstance(v, str) else v
+    # None in an object column: tabulate leaves it empty and still formats and aligns the column's numbers
+    out = df.astype(object).where(df.notna(), None) if df.isna().to_numpy().any() else df
     if not any(c in str(v) for v in [*df.columns, *df.index, *df.to_numpy().ravel()] for c in "<|\n"):
-        return df
-    out = df.copy()
+        return out
+    out = out.copy()
     for i, dtype in enumerate(out.dtypes):
         if not pd.api.types.is_numeric_dtype(dtype):
             out.iloc[:, i] = out.iloc[:, i].map(esc)
@@ -356,7 +358,8 @@ def save_table(
     notes: str = "",  # what a reader needs after the table (how it was made, its caveats); shown below it
 ) -> Path:
     """Write `df` as `tables/<name>.csv` and `.md` (caption first, notes after the table) under `report_dir`; the
-    Markdown shows every text as written (`md_literal`; a cell's `|` and line breaks, `_md_cell`)."""
+    Markdown shows every text as written (`md_literal`; a cell's `|` and line breaks, `_md_cell`) and a missing cell
+    empty, as the CSV does."""
     out = Path(report_dir) / "tables"
     with atomic_path(out / f"{name}.csv") as t:
         df.to_csv(t, index=index)
@@ -418,23 +421,40 @@ BENCHMARK_NOTICE = (
 
 
 def _inline_html(
-    text: str,  # a caption or note as given to `save_table`
+    text: str,  # a figure's caption as given to `save_figure`
 ) -> str:
     "`text` as HTML: escaped, its code spans in `<code>` elements, as the Markdown shows them."
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
+def _md_html(
+    md: str,  # Markdown `save_table` wrote: a caption, a pipe table or notes
+) -> str:
+    """`md` as HTML the way a notebook renders it (mistune, nbconvert's Markdown renderer): raw HTML shown as text, code
+    spans as code, a pipe table as a table with its columns' alignment."""
+    import mistune  # nbconvert's dependency
+
+    return mistune.create_markdown(escape=True, plugins=["table"])(md).strip()
+
+
 def _table_html(t: Path, heading: str = "h3", anchor: str | None = None) -> str:
-    """A saved table as HTML: its name (anchored at `anchor`, default its stem), its caption, the table, its notes and a
-    link to the CSV."""
+    """A saved table as HTML: its name (anchored at `anchor`, default its stem), then its Markdown as a notebook shows
+    it (caption, table with the numbers as formatted there, notes), and a link to the CSV. Without a Markdown table
+    beside the CSV: the stem and the CSV's cells as written."""
     e, md = html.escape, t.with_suffix(".md")
-    cap, notes = (table_caption(md), table_notes(md)) if md.exists() else (t.stem, "")
-    table = pd.read_csv(t, dtype=str, keep_default_na=False)  # the cells as written, not re-formatted
-    table.columns = ["" if c.startswith("Unnamed:") else c for c in table.columns]  # the index column has no name
+    parts = md.read_text().strip().split("\n\n") if md.exists() else []
+    at = next((i for i, part in enumerate(parts) if part.startswith("|")), None)  # the pipe table
+    table = _md_html(parts[at]) if at is not None else ""
+    if table.startswith("<table"):
+        cap, notes = _md_html("\n\n".join(parts[:at])), _md_html("\n\n".join(parts[at + 1 :]))
+    else:
+        csv = pd.read_csv(t, dtype=str, keep_default_na=False)  # the cells as written, not re-formatted
+        csv.columns = ["" if c.startswith("Unnamed:") else c for c in csv.columns]  # the index column has no name
+        cap, table, notes = f"<p>{e(t.stem)}</p>", csv.to_html(index=False), ""
     return (
-        f"<{heading} id='{e(anchor or t.stem)}'>{e(t.stem)}</{heading}><p>{_inline_html(cap)}</p>"
-        + table.to_html(index=False)
-        + (f"<p class='notes'>{_inline_html(notes)}</p>" if notes else "")
+        f"<{heading} id='{e(anchor or t.stem)}'>{e(t.stem)}</{heading}>{cap}"
+        + table
+        + (f"<div class='notes'>{notes}</div>" if notes else "")
         + f"<p><a href='tables/{e(t.name)}'>CSV</a></p>"
     )
 
