@@ -318,8 +318,11 @@ def md_literal(
 def plain_text(
     md: str,  # text `md_literal` escaped
 ) -> str:
-    "The text `md_literal` was given."
-    return md.replace("\\<", "<")
+    "The text `md_literal` was given: `\\<` un-escaped where it escapes (outside code spans)."
+    parts = md.split("`")
+    if len(parts) % 2 == 0:
+        return md.replace("\\<", "<")
+    return "`".join(p if i % 2 else p.replace("\\<", "<") for i, p in enumerate(parts))
 
 
 def _md_cell(
