@@ -335,7 +335,7 @@ def _md_cell(
 
 def _md_frame(df: pd.DataFrame) -> pd.DataFrame:
     """`df` as its Markdown table shows it: a missing cell empty (pandas would print `nan`), its text (cells, index and
-    column labels) as `_md_cell` writes it; itself when it holds neither."""
+    column labels) as one-line cells (`_md_cell`); itself when it holds neither."""
     esc = lambda v: _md_cell(v) if isinstance(v, str) else v
     # None in an object column: tabulate leaves it empty and still formats and aligns the column's numbers
     out = df.astype(object).where(df.notna(), None) if df.isna().to_numpy().any() else df
@@ -361,8 +361,8 @@ def save_table(
     notes: str = "",  # what a reader needs after the table (how it was made, its caveats); shown below it
 ) -> Path:
     """Write `df` as `tables/<name>.csv` and `.md` (caption first, notes after the table) under `report_dir`; the
-    Markdown shows every text as written (`md_literal`; a cell's `|` and line breaks, `_md_cell`) and a missing cell
-    empty, as the CSV does."""
+    Markdown shows every text as written (`md_literal`; in a cell, `|` escaped and a line break as a space) and a
+    missing cell empty, as the CSV does."""
     out = Path(report_dir) / "tables"
     with atomic_path(out / f"{name}.csv") as t:
         df.to_csv(t, index=index)
