@@ -133,3 +133,30 @@ def test_the_readme_cites_what_an_export_cites():
 
     readme = (ROOT / "README.md").read_text()
     assert f"```bibtex\n{citations('DDI')}\n```" in readme, "README.md's Citing section: paste citations('DDI')"
+
+
+def test_the_docs_link_no_private_name():
+    # nbdev links a name in backticks to its anchor on the module's page, private names included, but a page shows only
+    # the public ones: a docstring or a Markdown cell naming `_helper` made a broken link and `cgddi docs` (CI's docs
+    # step) refused the site (report.html#_md_cell)
+    import importlib, re
+    from cgddi._modidx import d
+
+    private = {
+        sym.rsplit(".", 1)[1]
+        for mod in d["syms"].values()
+        for sym in mod
+        if re.fullmatch(r"_[A-Za-z]\w*", sym.rsplit(".", 1)[1])
+    }
+    named = lambda text: sorted({n for n in re.findall(r"`(_\w+)`", text or "") if n in private})
+    found = []
+    for mod in d["syms"]:
+        m = importlib.import_module(mod)
+        for name in getattr(m, "__all__", []):
+            if hits := named(getattr(getattr(m, name), "__doc__", "")):
+                found.append(f"{mod}.{name}'s docstring: {hits}")
+    for nb in sorted((ROOT / "nbs").glob("*.ipynb")):
+        for cell in nbformat.read(nb, 4).cells:
+            if cell.cell_type == "markdown" and (hits := named(cell.source)):
+                found.append(f"nbs/{nb.name} cell {cell.get('id')}: {hits}")
+    assert not found, "name these in words, or the public function that uses them:\n" + "\n".join(found)
