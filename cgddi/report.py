@@ -309,20 +309,33 @@ def md_literal(
 ) -> str:
     """`text` as Markdown shows it to the letter: a `<` outside code spans escaped, so that a token such as `<melanoma>`
     is not taken for an HTML tag and dropped; `plain_text` undoes it."""
-    parts = str(text).split("`")
-    if len(parts) % 2 == 0:  # an unmatched backtick opens no code span: escape everywhere
-        return str(text).replace("<", "\\<")
-    return "`".join(p if i % 2 else p.replace("<", "\\<") for i, p in enumerate(parts))
+    return _outside_code(str(text), "<", "\\<")
 
 
 def plain_text(
     md: str,  # text `md_literal` escaped
 ) -> str:
     "The text `md_literal` was given: `\\<` un-escaped where it escapes (outside code spans)."
-    parts = md.split("`")
+    return _outside_code(md, "\\<", "<")
+
+
+def _outside_code(text: str, old: str, new: str) -> str:
+    "`text` with `old` replaced by `new` outside its code spans (everywhere when an unmatched backtick opens none)."
+    parts = text.split("`")
     if len(parts) % 2 == 0:
-        return md.replace("\\<", "<")
-    return "`".join(p if i % 2 else p.replace("\\<", "<") for i, p in enumerate(parts))
+        return text.replace(old, new)
+    return "`".join(p if i % 2 else p.replace(old, new) for i, p in enumerate(parts))
+
+
+def _md_parts(
+    md: str,  # a Markdown table as `save_table` writes it
+) -> tuple[str, str, str]:
+    "(caption, pipe table, notes) of `md`, as written; the table empty when there is none (the caption all of `md`)."
+    parts = md.strip().split("\n\n")
+    at = next((i for i, part in enumerate(parts) if part.startswith("|")), None)
+    if at is None:
+        return md.strip(), "", ""
+    return "\n\n".join(parts[:at]), parts[at], "\n\n".join(parts[at + 1 :])
 
 
 def _md_cell(
@@ -395,13 +408,13 @@ def figure_caption(path) -> str:
 
 
 def table_caption(md_path) -> str:
-    "The caption on the first line of a Markdown table written by `save_table`, as it was given."
-    return plain_text(Path(md_path).read_text().split("\n", 1)[0])
+    "The caption of a Markdown table written by `save_table` (before the table), as it was given."
+    return plain_text(_md_parts(Path(md_path).read_text())[0])
 
 
 def table_notes(md_path) -> str:
     "The notes after a Markdown table written by `save_table`, as they were given (empty when it has none)."
-    return plain_text("\n\n".join(Path(md_path).read_text().strip().split("\n\n")[2:]))
+    return plain_text(_md_parts(Path(md_path).read_text())[2])
 
 
 def show_table(
@@ -445,11 +458,10 @@ def _table_html(t: Path, heading: str = "h3", anchor: str | None = None) -> str:
     it (caption, table with the numbers as formatted there, notes), and a link to the CSV. Without a Markdown table
     beside the CSV: the stem and the CSV's cells as written."""
     e, md = html.escape, t.with_suffix(".md")
-    parts = md.read_text().strip().split("\n\n") if md.exists() else []
-    at = next((i for i, part in enumerate(parts) if part.startswith("|")), None)  # the pipe table
-    table = _md_html(parts[at]) if at is not None else ""
+    cap, table, notes = _md_parts(md.read_text()) if md.exists() else ("", "", "")
+    table = _md_html(table)
     if table.startswith("<table"):
-        cap, notes = _md_html("\n\n".join(parts[:at])), _md_html("\n\n".join(parts[at + 1 :]))
+        cap, notes = _md_html(cap), _md_html(notes)
     else:
         csv = pd.read_csv(t, dtype=str, keep_default_na=False)  # the cells as written, not re-formatted
         csv.columns = ["" if c.startswith("Unnamed:") else c for c in csv.columns]  # the index column has no name
