@@ -4,7 +4,7 @@
 
 # %% ../nbs/00b_run.ipynb #50367c83
 from __future__ import annotations
-import argparse, contextlib, copy, datetime, functools, hashlib, importlib, json, os, pickle, platform, re, shutil
+import argparse, ast, contextlib, copy, datetime, functools, hashlib, importlib, json, os, pickle, platform, re, shutil
 import shlex, signal, subprocess, sys, tempfile, threading, time, warnings
 from importlib import metadata
 from pathlib import Path
@@ -25,16 +25,16 @@ from cgddi.report import (
     work_dir_lock,
     WorkDirLocked,
 )
-from .layout import DDI_TABLE
+from .layout import DDI_TABLE, SPLITS
 
 # %% auto #0
 __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'HUB_BARS_OFF', 'SUMMARY', 'RUN_FACTS', 'STANDALONE',
            'STANDALONE_CACHE', 'ParamsError', 'StageFailed', 'Interrupted', 'project_root', 'stage_notebooks',
-           'declared_parameters', 'load_params', 'check_params', 'Stage', 'value_rules', 'rules_cache', 'stage_config',
-           'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance', 'ReleaseError',
-           'declared_requirements', 'releases_outside', 'check_releases', 'ReleaseWarning', 'warn_releases',
-           'summary_outputs', 'earlier_stages', 'check_inputs', 'check_started', 'naming_overrides', 'run',
-           'findings_summary', 'main', 'stage_parameters', 'status', 'standalone']
+           'declared_parameters', 'parameter_defaults', 'load_params', 'check_params', 'Stage', 'value_rules',
+           'rules_cache', 'stage_config', 'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance',
+           'ReleaseError', 'declared_requirements', 'releases_outside', 'check_releases', 'ReleaseWarning',
+           'warn_releases', 'summary_outputs', 'earlier_stages', 'check_inputs', 'check_started', 'naming_overrides',
+           'check_splits', 'run', 'findings_summary', 'main', 'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -70,23 +70,44 @@ def stage_notebooks(
 _PATH_KEY = re.compile(r".*_(dir|root|path|file)$")
 
 
-def declared_parameters(
+def _parameters_cell(
     notebook,  # a notebook with a `parameters` cell
-) -> dict[str, str]:
-    """Parameter name -> declared type for `notebook`'s `parameters` cell, as papermill infers them; kept in
-    `rules_cache()` until the notebook (or papermill) changes."""
+) -> dict[str, dict]:
+    """Parameter name -> {"type": its declared type, "default": the source of its value} for `notebook`'s `parameters`
+    cell, as papermill reads them; kept in `rules_cache()` until the notebook (or papermill) changes."""
     nb = Path(notebook).resolve()
     where = hashlib.sha256(str(nb).encode()).hexdigest()[:8]
     content = hashlib.sha256(nb.read_bytes() + metadata.version("papermill").encode()).hexdigest()[:16]
-    kept = rules_cache() / f"parameters-{where}-{content}.json"
+    kept = rules_cache() / f"parameter-cells-{where}-{content}.json"
     with contextlib.suppress(Exception):  # none yet, or unreadable: ask papermill
         return json.loads(kept.read_text())
     # papermill only where it is needed: its imports (nbformat's jsonschema compiles rfc3987-syntax's 38 grammars) take
     # ~4 s, which `cgddi status` paid on every call
     import papermill as pm
 
-    found = {k: v["inferred_type_name"] for k, v in pm.inspect_notebook(str(nb)).items()}
+    found = {
+        k: {"type": v["inferred_type_name"], "default": v["default"]} for k, v in pm.inspect_notebook(str(nb)).items()
+    }
     _keep(kept, json.dumps(found).encode())  # in place of what the notebook declared before an edit
+    return found
+
+
+def declared_parameters(
+    notebook,  # a notebook with a `parameters` cell
+) -> dict[str, str]:
+    "Parameter name -> declared type for `notebook`'s `parameters` cell, as papermill infers them."
+    return {k: v["type"] for k, v in _parameters_cell(notebook).items()}
+
+
+def parameter_defaults(
+    notebook,  # a notebook with a `parameters` cell
+) -> dict:
+    """Parameter name -> the value `notebook`'s `parameters` cell gives it where papermill passes none (a default that
+    is not a Python literal is left out)."""
+    found = {}
+    for k, v in _parameters_cell(notebook).items():
+        with contextlib.suppress(ValueError, SyntaxError, TypeError):
+            found[k] = ast.literal_eval(v["default"])
     return found
 
 
@@ -967,6 +988,67 @@ def naming_overrides(
         raise
 
 
+def _split_name(
+    name,  # a split's name as a params file gives it, e.g. "clean_S36"
+) -> tuple[str, int] | None:
+    "(mode, seed) of a split name; None: not one."
+    mode, _, seed = str(name).rpartition("_S")
+    return (mode, int(seed)) if mode and seed.isdigit() else None
+
+
+def check_splits(
+    per_stage: dict,  # from `check_params`
+    selected,  # the stages to run
+    notebooks: dict,  # every stage notebook (`stage_notebooks`)
+    params_file="params",  # named in errors
+    work_dir=None,  # the work dir of a stage whose parameters name none (`cgddi run`'s <out>/work)
+):
+    """Raise a ParamsError when a stage to run names a split that the run will not have (03's `split_seed` and
+    `generator_splits`, 06's `seeds` under each of its `protocols`): the splits 00_data writes when it runs in the
+    same work dir, else those in the work dir. A mistyped seed stops the run at once, not when that stage starts after
+    every stage before it (on a GPU with DDI, hours)."""
+    readers = [s for s in ("03_textual_inversion", "06_classify") if s in selected]
+    if not readers:
+        return
+    from cgddi.data import SPLIT_MODES, written_split_seeds  # 0.7 s of imports, paid only by a run with 03 or 06
+
+    def value(s, key):  # what the stage's notebook gets: the params file's value, else its own default
+        return per_stage.get(s, {}).get(key, parameter_defaults(notebooks[s]).get(key))
+
+    def work(s):
+        return Path(per_stage.get(s, {}).get("work_dir") or work_dir or "")
+
+    for s in readers:
+        named = []  # (key, its value, (mode, seed) it needs)
+        if s == "03_textual_inversion":
+            generators = value(s, "generators")
+            if generators in ("shared", "per_protocol", "per_clean_split"):
+                named.append(("split_seed", value(s, "split_seed"), (value(s, "split_mode"), value(s, "split_seed"))))
+            for name in (value(s, "generator_splits") or []) if generators in ("per_split", "per_clean_split") else []:
+                if (split := _split_name(name)) is None or split[0] not in SPLIT_MODES:
+                    raise ParamsError(
+                        f"{params_file}: key 'generator_splits' names {name!r} (read by {s}): a split is "
+                        f"<mode>_S<seed>, the mode one of {list(SPLIT_MODES)}, e.g. clean_S36."
+                    )
+                named.append(("generator_splits", value(s, "generator_splits"), split))
+        else:
+            seeds, protocols = value(s, "seeds"), value(s, "protocols") or []
+            named += [("seeds", seeds, (p, seed)) for seed in seeds or [] for p in protocols]
+        if "00_data" in selected and work("00_data") == work(s):
+            seeds = sorted(value("00_data", "split_seeds") or [])
+            have, where = {(m, seed) for m in SPLIT_MODES for seed in seeds}, "00_data writes the splits of seeds"
+        else:
+            have = {(m, seed) for m in SPLIT_MODES for seed in written_split_seeds(work(s), m)}
+            seeds, where = sorted({seed for _, seed in have}), f"{work(s) / SPLITS} holds the splits of seeds"
+        for key, given, (mode, seed) in named:
+            if (mode, seed) not in have:
+                raise ParamsError(
+                    f"{params_file}: key {key!r} = {given!r} (read by {s}): this run has no split {mode}_S{seed}; "
+                    f"{where} {seeds}. Choose among them, or add {seed} to 00_data's split_seeds"
+                    + ("." if "00_data" in selected else " and run from 00_data.")
+                )
+
+
 def run(
     params_file=None,  # YAML params; default `params/default.yaml` (embedded benchmark, CPU)
     out=None,  # report folder; default `reports/<params stem>-<timestamp>/`
@@ -994,6 +1076,8 @@ def run(
         {per_stage[s].get("work_dir") or str(out / "work") for s in selected if "work_dir" in declared[s]}
     )
     check_started(work_dirs, selected, notebooks, params_file, overrides)
+    with naming_overrides(overrides):
+        check_splits(per_stage, selected, notebooks, params_file, out / "work")
     with contextlib.ExitStack() as held:  # one writer per work dir: a second run stops here, before anything is written
         for w in work_dirs:
             held.enter_context(work_dir_lock(w, f"cgddi run --params {params_file}"))

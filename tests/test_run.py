@@ -257,6 +257,16 @@ def test_failing_stage_names_notebook_and_cell(tmp_path, cgddi_here):
             "key 'protocols' = ['faithful', 'leaky'] must be one of ['faithful', 'clean']",
         ),
         ("ddi_root: no/such/ddi\n", "(read by 00_data): no such folder"),
+        # a split seed no stage writes: 06 would meet it after 00-05 (hours on a GPU with DDI)
+        (
+            "stages:\n  06_classify:\n    seeds: [36, 41]\n",
+            "key 'seeds' = [36, 41] (read by 06_classify): this run has no split faithful_S41; 00_data writes the "
+            "splits of seeds [36, 37, 38, 39, 40]",
+        ),
+        (  # 03's own default, split_seed 36, against the seeds 00 is told to write
+            "stages:\n  00_data:\n    split_seeds: [37, 38]\n",
+            "key 'split_seed' = 36 (read by 03_textual_inversion): this run has no split faithful_S36",
+        ),
         # a folder, but not DDI's: the params file's own
         ("ddi_root: .\n", "(read by 00_data): the folder holds no ddi_metadata.csv"),
     ],
@@ -908,11 +918,12 @@ def test_the_stages_rules_are_read_by_a_child_once_per_source(tmp_path, monkeypa
 
 
 def test_a_notebooks_parameters_are_read_by_papermill_once_per_content(tmp_path, monkeypatch):
-    """declared_parameters keeps papermill's reading in the user's cache: a fresh process (`cgddi status`) reads the
-    file without importing papermill; an edited notebook is read again and replaces its old file."""
+    """declared_parameters (and parameter_defaults) keep papermill's reading in the user's cache: a fresh process
+    (`cgddi status`) reads the file without importing papermill; an edited notebook is read again and replaces its old
+    file."""
     import os
     import nbformat
-    from cgddi.run import declared_parameters
+    from cgddi.run import declared_parameters, parameter_defaults
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     nb_path = tmp_path / "00_x.ipynb"
@@ -922,13 +933,15 @@ def test_a_notebooks_parameters_are_read_by_papermill_once_per_content(tmp_path,
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, nb_path)
 
-    write("a: int = 1\nb: Optional[str] = None\n")
-    assert declared_parameters(nb_path) == {"a": "int", "b": "Optional[str]"}
-    kept = list((tmp_path / "cache" / "cgddi").glob("parameters-*.json"))
+    write("a: int = 1\nb: Optional[str] = None\nc: list = [36, 37]\nd: float = math.pi\n")
+    assert declared_parameters(nb_path) == {"a": "int", "b": "Optional[str]", "c": "list", "d": "float"}
+    # the values the cell gives; an expression is not a literal, so none is known for it
+    assert parameter_defaults(nb_path) == {"a": 1, "b": None, "c": [36, 37]}
+    kept = list((tmp_path / "cache" / "cgddi").glob("parameter-cells-*.json"))
     assert len(kept) == 1
     code = (
         "import sys; from cgddi.run import declared_parameters as d; "
-        f"print(d({str(nb_path)!r}), 'papermill' in sys.modules, 'nbformat' in sys.modules)"
+        f"print(d({str(nb_path)!r})['c'], 'papermill' in sys.modules, 'nbformat' in sys.modules)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -936,8 +949,8 @@ def test_a_notebooks_parameters_are_read_by_papermill_once_per_content(tmp_path,
         text=True,
         env=os.environ | {"XDG_CACHE_HOME": str(tmp_path / "cache")},
     )
-    assert out.stdout.strip() == "{'a': 'int', 'b': 'Optional[str]'} False False", out.stderr[-2000:]
+    assert out.stdout.strip() == "list False False", out.stderr[-2000:]
     write("a: int = 1\nc: float = 2.0\n")  # an edit: papermill reads it again
     assert declared_parameters(nb_path) == {"a": "int", "c": "float"}
-    assert [p.name for p in (tmp_path / "cache" / "cgddi").glob("parameters-*.json")] != [kept[0].name]
-    assert len(list((tmp_path / "cache" / "cgddi").glob("parameters-*.json"))) == 1
+    assert [p.name for p in (tmp_path / "cache" / "cgddi").glob("parameter-cells-*.json")] != [kept[0].name]
+    assert len(list((tmp_path / "cache" / "cgddi").glob("parameter-cells-*.json"))) == 1
