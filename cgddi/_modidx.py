@@ -139,6 +139,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                               'cgddi.config.content_fingerprint': ('config.html#content_fingerprint', 'cgddi/config.py'),
                               'cgddi.config.did_you_mean': ('config.html#did_you_mean', 'cgddi/config.py'),
                               'cgddi.config.file_hash': ('config.html#file_hash', 'cgddi/config.py'),
+                              'cgddi.config.in_hub_cache': ('config.html#in_hub_cache', 'cgddi/config.py'),
                               'cgddi.config.is_out_of_memory': ('config.html#is_out_of_memory', 'cgddi/config.py'),
                               'cgddi.config.kept_value': ('config.html#kept_value', 'cgddi/config.py'),
                               'cgddi.config.link_or_copy': ('config.html#link_or_copy', 'cgddi/config.py'),

