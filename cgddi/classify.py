@@ -43,7 +43,17 @@ from cgddi.manifest import (
     split_name,
     protocol_set,
 )
-from .config import Architecture, Between, ModelRef, StageConfig, file_hash, kept_value, memory_advice, params_hash
+from cgddi.config import (
+    Architecture,
+    Between,
+    LocalFile,
+    ModelRef,
+    StageConfig,
+    file_hash,
+    kept_value,
+    memory_advice,
+    params_hash,
+)
 from cgddi.leakage import (
     TRAIN_SET_COLUMNS,
     PAPER_MIN_TRAIN_SAMPLES,
@@ -143,6 +153,8 @@ class ClassifyConfig(StageConfig):
         resnet=_TIMM,
         vit=_TIMM,
         text_encoder=ModelRef(("tiny",)),
+        weights=LocalFile("safetensors file", mapping=True),
+        label_embeddings_npy=LocalFile(".npy file"),
         experiments=tuple(EXPERIMENTS),
         seeds=Between(0),  # split seeds (those 00_data wrote)
         resize=Between(8),

@@ -15,7 +15,7 @@ from .report import atomic_path
 
 # %% auto #0
 __all__ = ['MOVED', 'params_hash', 'content_fingerprint', 'local_identity', 'Between', 'did_you_mean', 'value_error', 'accepts',
-           'Rule', 'PerDisease', 'Named', 'in_hub_cache', 'ModelRef', 'Architecture', 'StageConfig',
+           'Rule', 'PerDisease', 'Named', 'in_hub_cache', 'ModelRef', 'LocalFile', 'Architecture', 'StageConfig',
            'own_settings_note', 'OutOfMemory', 'is_out_of_memory', 'memory_message', 'memory_advice', 'seed_of',
            'link_or_copy', 'file_hash', 'kept_value', 'scratch_dir']
 
@@ -332,6 +332,27 @@ class ModelRef(Rule):
         if folder is not None:
             return local_identity(folder)
         return value if value in self.names else local_identity(value)
+
+
+@dataclass(frozen=True)
+class LocalFile(Rule):
+    """What a setting naming a local file allows: a file that is there (`cgddi run` takes a relative path in a params
+    file relative to that file); `mapping`: a mapping of names to such files (06's `weights`)."""
+
+    what: str = "file"  # what the file is, named in the error, e.g. "safetensors file"
+    mapping: bool = False  # the value maps names to files
+
+    def why_not(
+        self,
+        value,  # the setting's value
+    ) -> str | None:
+        "Why `value` names a file that is not there, or None when every file it names is."
+        files = list(value.values()) if self.mapping and isinstance(value, dict) else [value]
+        gone = [f for f in files if isinstance(f, (str, os.PathLike)) and not Path(f).expanduser().is_file()]
+        return f"{str(gone[0])!r} is no {self.what} (no such file)" if gone else None
+
+    def __str__(self) -> str:
+        return f"{'a mapping of names to ' if self.mapping else ''}a {self.what} that exists"
 
 
 @dataclass(frozen=True)

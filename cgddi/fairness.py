@@ -17,7 +17,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from .data import TONES, TONE_ORDER, SKIN, read_data, read_image, ita
 from .manifest import ManifestError, SYNTHETIC_TYPES, manifest_fingerprint, protocol_set, read_manifests
-from .config import Between, StageConfig, file_hash, kept_value
+from .config import Between, LocalFile, StageConfig, file_hash, kept_value
 from .leakage import leak_kinds, adapter_train_ids
 from .quality import QUALITY_FEATURES, generative_quality, augmentation_fid, ita_bounds, tone_of
 import matplotlib.pyplot as plt
@@ -56,6 +56,7 @@ class FairnessConfig(StageConfig):
 
     allowed: ClassVar[dict] = dict(
         quality_features=QUALITY_FEATURES,
+        inception_weights=LocalFile("weights file"),
         lpips_backbone=("alex", "vgg", "squeeze"),
         quality_max_images=Between(2),
         kid_subset_size=Between(2),

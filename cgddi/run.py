@@ -12,7 +12,7 @@ import pandas as pd
 import yaml
 import cgddi
 from dataclasses import dataclass
-from .config import accepts, did_you_mean, scratch_dir, value_error
+from .config import LocalFile, ModelRef, accepts, did_you_mean, scratch_dir, value_error
 from cgddi.report import (
     BENCHMARK_NOTICE,
     PROGRESS_ENV,
@@ -198,6 +198,25 @@ def _with_disease_files(params: dict, params_file, notebooks: dict, declared: di
     return params
 
 
+def _beside(
+    value,  # a setting's value
+    base: Path,  # the params file's folder
+    rule,  # the setting's rule, if any
+):
+    """`value` with a relative local path taken relative to `base`: every file a `LocalFile` setting names, and a model
+    setting's folder where `base` holds it (a hub id `owner/name` otherwise, as diffusers reads a folder first)."""
+
+    def near(path):
+        is_relative = isinstance(path, str) and not Path(path).expanduser().is_absolute()
+        return os.path.normpath(base / path) if is_relative else path
+
+    if isinstance(rule, LocalFile):
+        return {k: near(v) for k, v in value.items()} if rule.mapping and isinstance(value, dict) else near(value)
+    if isinstance(rule, ModelRef) and isinstance(value, str) and value not in (*rule.names, *dict(rule.shipped)):
+        return near(value) if (base / value).is_dir() else value
+    return value
+
+
 def check_params(
     params: dict,  # from `load_params`
     notebooks: dict[str, Path],  # from `stage_notebooks`
@@ -219,7 +238,7 @@ def check_params(
             )
         if _PATH_KEY.match(key) and isinstance(value, str) and not Path(value).is_absolute():
             return os.path.normpath(base / value)  # `../work` beside the params folder, written without the `..`
-        return value
+        return _beside(value, base, (rules or {}).get(stage, {}).get(key))
 
     common = {k: v for k, v in params.items() if k != "stages"}
     for k in common:
