@@ -1031,8 +1031,10 @@ def check_splits(
         return
     from cgddi.data import SPLIT_MODES, written_split_seeds  # 0.7 s of imports, paid only by a run with 03 or 06
 
+    defaults = {s: parameter_defaults(notebooks[s]) for s in {*readers, "00_data"} & set(notebooks)}
+
     def value(s, key):  # what the stage's notebook gets: the params file's value, else its own default
-        return per_stage.get(s, {}).get(key, parameter_defaults(notebooks[s]).get(key))
+        return per_stage.get(s, {}).get(key, defaults[s].get(key))
 
     def work(s):
         return Path(per_stage.get(s, {}).get("work_dir") or work_dir or "")
