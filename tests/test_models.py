@@ -29,10 +29,18 @@ def test_missing_folder_names_the_param(tmp_path):
 def test_inpainting_models(tmp_path):
     from cgddi.healthy import HealthyConfig, Inpainter
 
-    with pytest.raises(ModelLoadError, match="stable-diffusion-v1-5/stable-diffusion-inpainting.*sd_inpaint_model"):
-        Inpainter(
-            HealthyConfig(backend="sd_inpaint", sd_inpaint_model="runwayml/stable-diffusion-inpainting", device="cpu")
-        )
+    # runwayml's id is gone: refused when the config is made, naming where its weights live now (the loader's error
+    # names them too, for a cached copy that does not load: test_moved_sd_repo_names_its_mirror)
+    with pytest.raises(
+        ValueError,
+        match="'runwayml/stable-diffusion-inpainting' was removed from the hub.*"
+        "'stable-diffusion-v1-5/stable-diffusion-inpainting'",
+    ):
+        HealthyConfig(backend="sd_inpaint", sd_inpaint_model="runwayml/stable-diffusion-inpainting", device="cpu")
+    with pytest.raises(
+        ModelLoadError, match="stable-diffusion-v1-5/stable-diffusion-inpainting: cannot load.*sd_inpaint_model"
+    ):
+        Inpainter(HealthyConfig(backend="sd_inpaint", device="cpu"))  # the default id: no network here
     with pytest.raises(
         ModelLoadError,
         match="kandinsky-community/kandinsky-2-2-prior: cannot load the Kandinsky 2.2 prior.*kandinsky_prior",
