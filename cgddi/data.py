@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from PIL import Image, ImageOps, UnidentifiedImageError
 from .report import atomic_path, BENCHMARK_NOTICE, progress_bar
 from .config import Between, ModelRef, StageConfig
-from .layout import DDI_TABLE, FRAME_MASKS, SPLITS, BENCHMARK, EXTERNAL, frame_path, split_path
+from .layout import DDI_TABLE, FRAME_MASKS, SPLITS, BENCHMARK, EXTERNAL, frame_path, split_of, split_path
 
 # %% auto #0
 __all__ = ['TONES', 'TONE_ORDER', 'BACKGROUND', 'LESION', 'MARKER', 'RULER', 'SKIN', 'MASK_CLASSES', 'MASK_SIZE', 'METADATA_FILE',
@@ -484,7 +484,7 @@ def written_split_seeds(
     mode: str | None = None,  # only this mode's splits; None: any
 ) -> list[int]:
     "The split seeds `write_splits` wrote under `work_dir`."
-    return sorted({int(p.stem.split("_S")[1]) for p in (Path(work_dir) / SPLITS).glob(f"{mode or '*'}_S*.csv")})
+    return sorted({split_of(p.stem)[1] for p in (Path(work_dir) / SPLITS).glob(f"{mode or '*'}_S*.csv")})
 
 
 def keep_splits(

@@ -35,7 +35,7 @@ from .quality import SMALL_LABEL, quality_models
 from .leakage import audit_leakage
 from .publish import import_note
 from .report import progress_bar, save_table, save_figure
-from .layout import ITA_KEPT, QUALITY_KEPT, SPLITS, TRAIN_SETS
+from .layout import ITA_KEPT, QUALITY_KEPT, SPLITS, TRAIN_SETS, split_of
 
 # %% auto #0
 __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TONE_COUNTS', 'TABLE2_ROWS', 'TABLE5_ROWS',
@@ -1294,7 +1294,7 @@ def quality_report(
     """Table 3 (right), Table 6 and Table 8: FID, KID and LPIPS by tone and method against held-out real images, and of
     simple edits."""
     splits = sorted((r.work / SPLITS).glob("faithful_S*.csv"))
-    qseed = cfg.quality_split_seed if cfg.quality_split_seed is not None else int(splits[0].stem.split("_S")[1])
+    qseed = cfg.quality_split_seed if cfg.quality_split_seed is not None else split_of(splits[0].stem)[1]
     held_out = read_split(r.work, "faithful", qseed).query("split == 'test'").ddi_id
 
     def compute() -> dict:

@@ -12,7 +12,7 @@ __all__ = ['DDI_TABLE', 'FRAMES', 'FRAME_MASKS', 'AUTO_MASKS', 'SPLITS', 'BENCHM
            'HEALTHY_IMAGES', 'HEALTHY_MASKS', 'REVIEW_SHEET', 'LESION_MAP_LOG', 'LESION_MAPPED', 'TEXTUAL_INVERSION',
            'LORA', 'SEMANTIC', 'MANIFEST', 'IMPORTS', 'PREDICTIONS', 'CLASSIFIER_MODELS', 'TRAIN_SETS',
            'EXTERNAL_PREDICTIONS', 'RECOGNITION', 'RECOGNITION_KEPT', 'RUN_PLAN', 'QUALITY_KEPT', 'ITA_KEPT',
-           'LOCK_FILE', 'frame_path', 'split_path', 'run_path', 'layout_table']
+           'LOCK_FILE', 'frame_path', 'split_path', 'split_of', 'run_path', 'layout_table']
 
 # %% ../nbs/00m_layout.ipynb #laycon
 DDI_TABLE = "data/ddi.csv"  # 00: one row per DDI image (id, tone, disease, malignancy, frame and mask paths)
@@ -65,6 +65,15 @@ def frame_path(stem: str) -> str:
 def split_path(work_dir, mode: str, seed: int) -> Path:
     "The split file of `mode` (faithful / clean) and `seed`."
     return Path(work_dir) / SPLITS / f"{mode}_S{seed}.csv"
+
+
+def split_of(
+    name,  # a split's name or its file's stem, e.g. "clean_S36"
+) -> tuple[str, int] | None:
+    """(mode, seed) of a split named as `split_path` names its file (`cgddi.manifest.split_name` goes the other way);
+    None: not such a name."""
+    mode, _, seed = str(name).rpartition("_S")
+    return (mode, int(seed)) if mode and seed.isdigit() else None
 
 
 def run_path(work_dir, root: str, protocol: str, experiment: str, method: str, seed: int, suffix: str = ".csv") -> Path:

@@ -25,7 +25,7 @@ from cgddi.report import (
     work_dir_lock,
     WorkDirLocked,
 )
-from .layout import DDI_TABLE, SPLITS
+from .layout import DDI_TABLE, SPLITS, split_of
 
 # %% auto #0
 __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'HUB_BARS_OFF', 'SUMMARY', 'RUN_FACTS', 'STANDALONE',
@@ -1007,14 +1007,6 @@ def naming_overrides(
         raise
 
 
-def _split_name(
-    name,  # a split's name as a params file gives it, e.g. "clean_S36"
-) -> tuple[str, int] | None:
-    "(mode, seed) of a split name; None: not one."
-    mode, _, seed = str(name).rpartition("_S")
-    return (mode, int(seed)) if mode and seed.isdigit() else None
-
-
 def check_splits(
     per_stage: dict,  # from `check_params`
     selected,  # the stages to run
@@ -1046,7 +1038,7 @@ def check_splits(
             if generators in ("shared", "per_protocol", "per_clean_split"):
                 named.append(("split_seed", value(s, "split_seed"), (value(s, "split_mode"), value(s, "split_seed"))))
             for name in (value(s, "generator_splits") or []) if generators in ("per_split", "per_clean_split") else []:
-                if (split := _split_name(name)) is None or split[0] not in SPLIT_MODES:
+                if (split := split_of(name)) is None or split[0] not in SPLIT_MODES:
                     raise ParamsError(
                         f"{params_file}: key 'generator_splits' names {name!r} (read by {s}): a split is "
                         f"<mode>_S<seed>, the mode one of {list(SPLIT_MODES)}, e.g. clean_S36."

@@ -64,7 +64,7 @@ from cgddi.diffusion import (
     TrainingState,
     STATE_DIR,
 )
-from .layout import DDI_TABLE, SPLITS, TEXTUAL_INVERSION
+from .layout import DDI_TABLE, SPLITS, TEXTUAL_INVERSION, split_of
 
 # %% auto #0
 __all__ = ['COMPILE_MODES', 'TIConfig', 'ti_training_set', 'add_token', 'effective_lr', 'TokenRow', 'train_token',
@@ -392,7 +392,7 @@ def generator_set_splits(
     unknown = [n for n in names if n not in written]
     if unknown:
         raise DataError(f"{Path(work_dir) / SPLITS}: no split {unknown}; 00_data wrote {written}.")
-    sets = {n: (n.rsplit("_S", 1)[0], int(n.rsplit("_S", 1)[1])) for n in names}
+    sets = {n: split_of(n) for n in names}
     if cfg.generators != "per_clean_split":
         return sets
     faithful = [n for n, (mode, _) in sets.items() if mode != "clean"]
