@@ -6,7 +6,7 @@
 from __future__ import annotations
 import copy, hashlib, json, os, sys, time, warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from functools import cache, lru_cache
 from typing import Callable, ClassVar
@@ -110,6 +110,19 @@ EXTERNAL_SETS = {"f17k": "Fitzpatrick17k"}  # external test sets `external_test`
 _TIMM = Architecture("timm", frozenset(timm.list_models()))  # what `resnet` and `vit` may name
 
 
+def _uses(
+    *methods,  # classifier methods (`METHODS`)
+    **also,  # setting -> the values it must have too
+) -> tuple:
+    """Where 06 trains one of `methods` (`cgddi.config.loaded_where`): among `real_methods` in the real experiment, or
+    as `synthetic_method` in the others."""
+    synthetic = tuple(e for e in EXPERIMENTS if e != "real")
+    return (
+        (("real_methods", methods), ("experiments", ("real",)), *also.items()),
+        (("synthetic_method", methods), ("experiments", synthetic), *also.items()),
+    )
+
+
 @dataclass(kw_only=True)
 class ClassifyConfig(StageConfig):
     "Settings of the classification stage (paper 4.2, G.1-G.3): CPU-safe defaults, the paper's values noted."
@@ -150,9 +163,12 @@ class ClassifyConfig(StageConfig):
         protocols=SPLIT_MODES,
         real_methods=METHODS,
         synthetic_method=METHODS,
-        resnet=_TIMM,
-        vit=_TIMM,
-        text_encoder=ModelRef(("tiny",)),
+        # pretrained weights load from the hub where a run of their method trains and `weights` names no file
+        resnet=replace(_TIMM, when=_uses("baseline", "fairdisco", pretrained=(True,)), local="weights"),
+        vit=replace(_TIMM, when=_uses("patchalign", pretrained=(True,)), local="weights"),
+        text_encoder=ModelRef(
+            ("tiny",), hub_file="config.json", when=_uses("patchalign", label_embeddings_npy=(None,))
+        ),
         weights=LocalFile("safetensors file", mapping=True),
         label_embeddings_npy=LocalFile(".npy file"),
         experiments=tuple(EXPERIMENTS),

@@ -15,9 +15,9 @@ from .report import atomic_path
 
 # %% auto #0
 __all__ = ['MOVED', 'params_hash', 'content_fingerprint', 'local_identity', 'Between', 'did_you_mean', 'value_error', 'accepts',
-           'Rule', 'PerDisease', 'Named', 'in_hub_cache', 'ModelRef', 'LocalFile', 'Architecture', 'StageConfig',
-           'own_settings_note', 'OutOfMemory', 'is_out_of_memory', 'memory_message', 'memory_advice', 'seed_of',
-           'link_or_copy', 'file_hash', 'kept_value', 'scratch_dir']
+           'Rule', 'PerDisease', 'Named', 'in_hub_cache', 'loaded_where', 'ModelRef', 'LocalFile', 'Architecture',
+           'StageConfig', 'own_settings_note', 'OutOfMemory', 'is_out_of_memory', 'memory_message', 'memory_advice',
+           'seed_of', 'link_or_copy', 'file_hash', 'kept_value', 'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
 def params_hash(
@@ -222,6 +222,7 @@ class PerDisease(Rule):
     shape one disease's output and nothing shared)."""
 
     rules: dict  # setting -> (its type, its allowed values: a tuple, a `Between` or None for any)
+    slugs: tuple = ()  # the disease slugs there are (a file `params/diseases/<slug>.yaml` is named after one); (): any
 
     def why_not(
         self,
@@ -232,6 +233,11 @@ class PerDisease(Rule):
             return f"expected a mapping of disease slug -> {{setting: value}}, got {value!r}"
         for slug, own in value.items():
             where = f"disease {slug!r} (params/diseases/{slug}.yaml)"
+            if self.slugs and slug not in self.slugs:
+                return (
+                    f"{where}: no disease has the slug {slug!r}{did_you_mean(slug, self.slugs)}; name the file "
+                    "after a slug of cgddi/joined_ddi.csv (DDI's label table, its `slug` column)"
+                )
             if not isinstance(own, dict):
                 return f"{where}: expected a mapping of setting: value, got {own!r}"
             for k, v in own.items():
@@ -252,21 +258,27 @@ class PerDisease(Rule):
 
 @dataclass(frozen=True)
 class Named(Rule):
-    """What a list setting naming things of the data allows: one or more (which ones exist is checked when the stage
-    reads the data); an empty list would run nothing and say nothing."""
+    """What a list setting naming things of the data allows: one or more, each among `known` when it is given (a slip
+    is named with the params file; whether the run's data has each one is checked when the stage reads it); an empty
+    list would run nothing and say nothing."""
 
     what: str  # what the list names, e.g. "diseases (joined names or slugs)"
+    known: tuple = ()  # every name there is; (): any name (the stage checks them)
+    source: str = ""  # where `known` comes from, named in the refusal
 
     def why_not(
         self,
         value,  # the setting's value
     ) -> str | None:
-        "Why `value` names nothing, or None when it names something."
-        return (
-            f"{value!r} is empty: name one or more {self.what}"
-            if isinstance(value, (list, tuple)) and not value
-            else None
-        )
+        "Why `value` names nothing, or a name that is not known; None when it is allowed."
+        if isinstance(value, (list, tuple)) and not value:
+            return f"{value!r} is empty: name one or more {self.what}"
+        unknown = [v for v in (value if isinstance(value, (list, tuple)) else [value]) if v not in self.known]
+        if not self.known or not unknown:
+            return None
+        verb, near = "is" if len(unknown) == 1 else "are", did_you_mean(unknown[0], self.known)
+        names = ", ".join(map(repr, unknown))
+        return f"{names} {verb} none of the {self.what}{near}; they are listed in {self.source or 'the known names'}"
 
     def __str__(self) -> str:
         return f"one or more {self.what}"
@@ -289,6 +301,20 @@ def in_hub_cache(
     return isinstance(try_to_load_from_cache(repo_id, filename), str)
 
 
+def loaded_where(
+    when: tuple,  # alternatives, each a tuple of (setting, its values) pairs that must all hold; (): always
+    settings: dict,  # a stage's settings
+) -> bool:
+    """Whether `settings` meet one of `when`'s alternatives (a list setting meets its values where one of its elements
+    is among them): where a stage loads the model a setting names."""
+
+    def meets(key, values):
+        v = settings.get(key)
+        return any(x in values for x in v) if isinstance(v, (list, tuple)) else v in values
+
+    return not when or any(all(meets(k, vs) for k, vs in alt) for alt in when)
+
+
 @dataclass(frozen=True)
 class ModelRef(Rule):
     """What a model setting allows: one of `names` (a model cgddi ships or builds), a local folder, or a hub id
@@ -299,6 +325,8 @@ class ModelRef(Rule):
     # (name, its folder) for the names of models shipped with cgddi ("mini"): hashed by the folder's content (a path,
     # not a function: the rules are read in a child process and pickled, and must not import the stage libraries)
     shipped: tuple = ()
+    hub_file: str = "model_index.json"  # a file every hub repository it names holds (transformers models: config.json)
+    when: tuple = ()  # where the stage loads the model (`loaded_where`); (): wherever the stage runs
 
     def why_not(
         self,
@@ -321,6 +349,19 @@ class ModelRef(Rule):
 
     def __str__(self) -> str:
         return f"{f'one of {list(self.names)}, ' if self.names else ''}a local folder or a hub id (owner/name)"
+
+    def hub_repo(
+        self,
+        value,  # the setting's value (relative folders already resolved)
+        settings: dict,  # the stage's settings
+    ) -> tuple[str, str] | None:
+        """(hub id, a file it holds) where a stage with `settings` loads `value` from the hub; None for a name of
+        cgddi's, a folder, or a model these settings leave unused."""
+        if self.why_not(value) is not None or value in (*self.names, *dict(self.shipped)) or value is None:
+            return None
+        if Path(value).expanduser().is_dir() or not loaded_where(self.when, settings):
+            return None
+        return value, self.hub_file
 
     def identity(
         self,
@@ -363,6 +404,8 @@ class Architecture(Rule):
     library: str  # named in the error, e.g. "timm"
     names: frozenset  # the library's architectures (e.g. `timm.list_models()`), read where the config is defined
     prefixes: tuple = ("hf-hub:",)  # what marks a hub id
+    when: tuple = ()  # where the stage loads its pretrained weights (`loaded_where`); (): never
+    local: str = ""  # the setting that maps a name to a local weights file, loaded instead of the hub's
 
     def why_not(
         self,
@@ -379,6 +422,22 @@ class Architecture(Rule):
 
     def __str__(self) -> str:
         return f"a {self.library} architecture or a {self.prefixes[0]} id"
+
+    def hub_repo(
+        self,
+        value,  # the setting's value
+        settings: dict,  # the stage's settings
+    ) -> tuple[str, str] | None:
+        """(hub id, its weights file) where a stage with `settings` loads `value`'s pretrained weights from the hub
+        (timm's `hf_hub_id` for a name); None where it loads none, or a local file."""
+        if not self.when or not loaded_where(self.when, settings) or value in (settings.get(self.local) or {}):
+            return None
+        if value.startswith(self.prefixes):
+            return value.split(":", 1)[1], "model.safetensors"
+        import timm  # asked only of an offline run that loads pretrained weights
+
+        cfg = timm.models.get_pretrained_cfg(value)
+        return (cfg.hf_hub_id, "model.safetensors") if cfg is not None and cfg.hf_hub_id else None
 
 
 @dataclass(kw_only=True)

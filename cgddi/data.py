@@ -22,11 +22,11 @@ from .layout import DDI_TABLE, FRAME_MASKS, SPLITS, BENCHMARK, EXTERNAL, frame_p
 __all__ = ['TONES', 'TONE_ORDER', 'BACKGROUND', 'LESION', 'MARKER', 'RULER', 'SKIN', 'MASK_CLASSES', 'MASK_SIZE', 'METADATA_FILE',
            'METADATA_COLUMNS', 'SPLIT_SEEDS', 'FRAME_MODES', 'F17K_FILE', 'F17K_COLUMNS', 'F17K_TONES',
            'F17K_MALIGNANT', 'SPLIT_MODES', 'MASK_MODES', 'AUTO_BACKENDS', 'TONE_COLOURS', 'MASK_COLOURS', 'DataError',
-           'joined_ddi', 'join_disease', 'rarity', 'read_mask', 'find_masks', 'read_image', 'to_mask_frame',
-           'alpha_blend', 'to_lab', 'ita', 'read_csv_table', 'load_ddi', 'load_f17k', 'make_split', 'write_splits',
-           'read_split', 'written_split_seeds', 'keep_splits', 'sddi_frame_mask', 'write_data', 'read_data',
-           'is_benchmark_run', 'data_source', 'DataConfig', 'prepare_data', 'data_progress', 'lesion_contrast',
-           'plot_disease_histogram', 'overlay_mask']
+           'joined_ddi', 'disease_names', 'join_disease', 'rarity', 'read_mask', 'find_masks', 'read_image',
+           'to_mask_frame', 'alpha_blend', 'to_lab', 'ita', 'read_csv_table', 'load_ddi', 'load_f17k', 'make_split',
+           'write_splits', 'read_split', 'written_split_seeds', 'keep_splits', 'sddi_frame_mask', 'write_data',
+           'read_data', 'is_benchmark_run', 'data_source', 'DataConfig', 'prepare_data', 'data_progress',
+           'lesion_contrast', 'plot_disease_histogram', 'overlay_mask']
 
 # %% ../nbs/00_data.ipynb #4d2cd450
 TONES = {12: "light", 34: "medium", 56: "dark"}  # DDI skin_tone code -> tone group
@@ -47,6 +47,12 @@ def joined_ddi() -> pd.DataFrame:
     "The shipped 78 -> 65 label table: `disease, disease_joined, slug, how`."
     with files("cgddi").joinpath("joined_ddi.csv").open() as f:
         return pd.read_csv(f)
+
+
+def disease_names() -> tuple[tuple, tuple]:
+    "DDI's 65 joined disease names and their 65 slugs (from the shipped label table), each sorted."
+    table = joined_ddi()
+    return tuple(sorted(set(table.disease_joined))), tuple(sorted(set(table.slug)))
 
 
 def join_disease(
@@ -598,7 +604,15 @@ class DataConfig(StageConfig):
         frame_mode=FRAME_MODES,
         masks=MASK_MODES,
         auto_mask_backend=AUTO_BACKENDS,
-        sam_model=ModelRef(()),
+        # SAM loads where the sam backend masks images: those without an sDDI mask, or every annotated one for Dice
+        sam_model=ModelRef(
+            (),
+            hub_file="config.json",
+            when=(
+                (("auto_mask_backend", ("sam",)), ("masks", ("auto", "sddi+auto"))),
+                (("auto_mask_backend", ("sam",)), ("auto_mask_dice", (True,))),
+            ),
+        ),
         benchmark_n_images=Between(1),
         benchmark_external=Between(0),
         split_seeds=Between(0),

@@ -20,7 +20,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.training_utils import compute_snr
 from diffusers.utils import logging as diffusers_logging
 from huggingface_hub.utils import are_progress_bars_disabled
-from .data import DataError, TONE_ORDER, read_image
+from .data import DataError, TONE_ORDER, disease_names, read_image
 from safetensors.torch import load_file, save_file
 from .report import atomic_path, CPUWarning, GPU_HINT, cpu_warning
 from .config import ModelRef, Named
@@ -30,12 +30,12 @@ from .shard import new_accelerator
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'CLASS_PROMPTS', 'REFERENCE_SUFFIXES',
-           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'SD_MODEL', 'DISEASES', 'PRECISIONS', 'LOADING_NOTES', 'SCHEDULERS',
-           'STATE_DIR', 'disease_token', 'instance_prompt', 'class_prompt', 'resolve_model', 'model_label',
-           'warn_full_size_on_cpu', 'precision_value', 'torch_setup', 'mixed_precision', 'training_accelerator',
-           'release_disease', 'frozen_in', 'quiet_loading', 'use_set_text_parts', 'load_sd', 'sampler_scheduler',
-           'TrainingState', 'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean',
-           'plot_losses']
+           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'SD_MODEL', 'DISEASE_NAMES', 'DISEASE_SLUGS', 'DISEASES', 'PRECISIONS',
+           'LOADING_NOTES', 'SCHEDULERS', 'STATE_DIR', 'disease_token', 'instance_prompt', 'class_prompt',
+           'resolve_model', 'model_label', 'warn_full_size_on_cpu', 'precision_value', 'torch_setup', 'mixed_precision',
+           'training_accelerator', 'release_disease', 'frozen_in', 'quiet_loading', 'use_set_text_parts', 'load_sd',
+           'sampler_scheduler', 'TrainingState', 'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss',
+           'tokenize', 'tail_mean', 'plot_losses']
 
 # %% ../nbs/00e_diffusion.ipynb #quietbars2
 if are_progress_bars_disabled():
@@ -108,7 +108,10 @@ def class_prompt(
 SD_MODEL = ModelRef(
     ("mini", "tiny"), shipped=(("mini", str(MINI_FOLDER)),)
 )  # what a Stable Diffusion setting (`sd_model`, `sd_inpaint_model`) may name
-DISEASES = Named("diseases (joined names or slugs)")  # a per-disease batch's `diseases`
+DISEASE_NAMES, DISEASE_SLUGS = disease_names()  # DDI's joined disease names and their slugs
+DISEASES = Named(  # a per-disease batch's `diseases`
+    "diseases (joined names or slugs)", known=DISEASE_NAMES + DISEASE_SLUGS, source="cgddi/joined_ddi.csv"
+)
 
 
 def resolve_model(

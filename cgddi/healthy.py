@@ -6,7 +6,7 @@
 from __future__ import annotations
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 import numpy as np
@@ -77,9 +77,9 @@ class HealthyConfig(StageConfig):
     )
     allowed: ClassVar[dict] = dict(
         backend=BACKENDS,
-        kandinsky_prior=ModelRef(("tiny",)),
-        kandinsky_decoder=ModelRef(("tiny",)),
-        sd_inpaint_model=SD_MODEL,
+        kandinsky_prior=ModelRef(("tiny",), when=((("backend", ("kandinsky",)),),)),
+        kandinsky_decoder=ModelRef(("tiny",), when=((("backend", ("kandinsky",)),),)),
+        sd_inpaint_model=replace(SD_MODEL, when=((("backend", ("sd_inpaint",)),),)),
         inpaint_size=Between(8),
         mask_crop=Between(0),
         steps=Between(1),

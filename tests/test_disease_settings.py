@@ -41,12 +41,16 @@ def test_a_disease_with_its_own_settings_is_trained_again_alone(lora_work, tmp_p
 
 @pytest.mark.parametrize("train", ["textual_inversion", "lora"])
 def test_a_misspelt_disease_file_is_named(lora_work, train):
-    settings = {"melanomma": {"steps": 3}}
-    with pytest.raises(ValueError, match=r"params/diseases/melanomma.yaml: no disease \['melanomma'\] in .*ddi.csv"):
-        if train == "textual_inversion":
-            train_textual_inversion(lora_work, TIConfig(**TINY_TI, disease_settings=settings))
-        else:
-            train_loras(lora_work, LoRAConfig(**TINY_LORA, disease_settings=settings))
+    config, stage = (TIConfig, train_textual_inversion) if train == "textual_inversion" else (LoRAConfig, train_loras)
+    tiny = TINY_TI if train == "textual_inversion" else TINY_LORA
+    # a slug no DDI disease has: refused when the settings are made (with the params file, before any stage)
+    with pytest.raises(
+        ValueError, match=r"params/diseases/melanomma.yaml\): no disease has the slug 'melanomma' \(did"
+    ):
+        config(**tiny, disease_settings={"melanomma": {"steps": 3}})
+    # a DDI disease the work dir's data does not have (the benchmark has no abscess): refused when the stage reads it
+    with pytest.raises(ValueError, match=r"params/diseases/abscess.yaml: no disease \['abscess'\] in .*ddi.csv"):
+        stage(lora_work, config(**tiny, disease_settings={"abscess": {"steps": 3}}))
 
 
 def test_cgddi_params_hands_a_disease_file_to_a_papermill_batch(tmp_path, capsys):

@@ -252,6 +252,11 @@ def test_failing_stage_names_notebook_and_cell(tmp_path, cgddi_here):
             "stages:\n  04_lora:\n    diseases: []\n",
             "key 'diseases': [] is empty: name one or more diseases (joined names or slugs), or null (read by 04_lora",
         ),
+        (  # a slip is named before the first stage, not when 03 reads the data after 00-02
+            "stages:\n  05_semantic:\n    diseases: [melanoma, basal_cel_carcinoma]\n",
+            "key 'diseases': 'basal_cel_carcinoma' is none of the diseases (joined names or slugs) (did you mean "
+            "'basal_cell_carcinoma'?); they are listed in cgddi/joined_ddi.csv, or null (read by 05_semantic",
+        ),
         (
             "stages:\n  06_classify:\n    protocols: [faithful, leaky]\n",
             "key 'protocols' = ['faithful', 'leaky'] must be one of ['faithful', 'clean']",
@@ -275,6 +280,17 @@ def test_bad_params_stop_before_running(tmp_path, text, expect, cgddi_here):
     p = _params(tmp_path, text)
     r = cgddi_here("run", "--params", str(p), "--out", str(tmp_path / "report"))
     assert r.returncode == 2 and expect in r.stderr and str(p) in r.stderr
+    assert not (tmp_path / "report").exists()
+
+
+def test_offline_a_model_not_in_the_cache_stops_the_run_before_anything_is_written(tmp_path, cgddi_here, monkeypatch):
+    "With HF_HUB_OFFLINE, 01's Kandinsky models (there with `backend: kandinsky` only) must be in the hub cache."
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    p = _params(tmp_path, "stages:\n  01_healthy:\n    backend: kandinsky\n")
+    r = cgddi_here("run", "--params", str(p), "--out", str(tmp_path / "report"))
+    assert r.returncode == 2 and f"{p}: HF_HUB_OFFLINE is set" in r.stderr, r.stderr
+    assert "'kandinsky-community/kandinsky-2-2-prior' (key 'kandinsky_prior', read by 01_healthy)" in r.stderr
     assert not (tmp_path / "report").exists()
 
 

@@ -98,7 +98,7 @@ def test_bad_input(lora_work, tmp_path):
     with pytest.raises(ValueError, match=r"key 'tones' = \['olive'\] must be one of"):  # refused when made
         bad(tones=["olive"])
     with pytest.raises(DataError, match="no adapter for disease"):
-        bad(diseases=["not-a-disease"])
+        bad(diseases=["abscess"])  # a DDI disease the benchmark does not have
     with pytest.raises(DataError, match="no adapter to sample"):
         bad(min_train_samples=10**6)
     with pytest.raises(ValueError, match="ruler"):
