@@ -34,7 +34,7 @@ __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'HUB_BARS_
            'rules_cache', 'stage_config', 'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance',
            'ReleaseError', 'declared_requirements', 'releases_outside', 'check_releases', 'ReleaseWarning',
            'warn_releases', 'summary_outputs', 'earlier_stages', 'check_inputs', 'check_started', 'naming_overrides',
-           'check_splits', 'check_offline', 'run', 'findings_summary', 'main', 'stage_parameters', 'status',
+           'check_splits', 'check_hub_models', 'run', 'findings_summary', 'main', 'stage_parameters', 'status',
            'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
@@ -1063,33 +1063,53 @@ def check_splits(
                 )
 
 
-def check_offline(
+def check_hub_models(
     per_stage: dict,  # from `check_params` (relative folders resolved)
     selected,  # the stages to run
     notebooks: dict,  # every stage notebook (`stage_notebooks`)
     rules: dict,  # stage -> {parameter: allowed values} (`value_rules`)
     params_file="params",  # named in errors
 ):
-    """With `HF_HUB_OFFLINE` set, raise one ParamsError naming every hub model the stages to run load under their
-    settings (a rule's `hub_repo`) that this machine's Hugging Face cache holds no copy of: offline, the stage that
-    loads it would stop when it starts, after every stage before it (on a GPU with DDI, hours)."""
+    """Raise one ParamsError naming every hub model the stages to run load under their settings (a rule's `hub_repo`)
+    that will not load: with `HF_HUB_OFFLINE` set, one this machine's Hugging Face cache holds no copy of; online, one
+    the hub does not have (a mistyped id) or keeps gated. Either would stop the stage that loads it when it starts,
+    after every stage before it (on a GPU with DDI, hours). Online, an unreachable hub leaves the rest unchecked."""
     from huggingface_hub import constants
 
-    if not constants.HF_HUB_OFFLINE:
-        return
-    missing = []
+    wanted = []  # (hub id, a file it holds, where it is named) of what the cache does not hold
     for s in selected:
         settings = parameter_defaults(notebooks[s]) | per_stage.get(s, {})  # what the notebook gets
         for key, rule in rules.get(s, {}).items():
             repo = rule.hub_repo(settings[key], settings) if hasattr(rule, "hub_repo") and key in settings else None
             if repo and not in_hub_cache(*repo):
-                missing.append(f"{repo[0]!r} (key {key!r}, read by {s})")
-    if missing:
+                wanted.append((*repo, f"(key {key!r}, read by {s})"))
+    if wanted and constants.HF_HUB_OFFLINE:
         raise ParamsError(
             f"{params_file}: HF_HUB_OFFLINE is set and this machine's Hugging Face cache ({constants.HF_HUB_CACHE}) "
-            f"holds no copy of {'; '.join(missing)}, which this run loads. Download each once where the hub is "
-            "reachable (`hf download <id>` fills that cache), or name a local copy in the params file (a folder; for "
-            "a timm backbone, its file under 06_classify's `weights`)."
+            f"holds no copy of {'; '.join(f'{r!r} {where}' for r, _, where in wanted)}, which this run loads. "
+            "Download each once where the hub is reachable (`hf download <id>` fills that cache), or name a local "
+            "copy in the params file (a folder; for a timm backbone, its file under 06_classify's `weights`)."
+        )
+    from huggingface_hub import file_exists
+    from huggingface_hub.errors import GatedRepoError
+
+    refused = []
+    for repo, file, where in wanted:
+        try:
+            if not file_exists(repo, file):
+                refused.append(
+                    f"{repo!r} {where}: the hub has no such model (or not its {file}; a private one needs "
+                    "`hf auth login`)"
+                )
+        except GatedRepoError:
+            refused.append(
+                f"{repo!r} {where}: gated; accept its terms at https://huggingface.co/{repo}, then `hf auth login`"
+            )
+        except Exception:  # no network, or the hub is down: the stage that loads it says so
+            break
+    if refused:
+        raise ParamsError(
+            f"{params_file}: {'; '.join(refused)}. Fix the id in the params file, or name a local folder."
         )
 
 
@@ -1122,7 +1142,7 @@ def run(
     check_started(work_dirs, selected, notebooks, params_file, overrides)
     with naming_overrides(overrides):
         check_splits(per_stage, selected, notebooks, params_file, out / "work")
-        check_offline(per_stage, selected, notebooks, rules, params_file)
+        check_hub_models(per_stage, selected, notebooks, rules, params_file)
     with contextlib.ExitStack() as held:  # one writer per work dir: a second run stops here, before anything is written
         for w in work_dirs:
             held.enter_context(work_dir_lock(w, f"cgddi run --params {params_file}"))
