@@ -393,7 +393,7 @@ class LocalFile(Rule):
         return f"{str(gone[0])!r} is no {self.what} (no such file)" if gone else None
 
     def __str__(self) -> str:
-        return f"{'a mapping of names to ' if self.mapping else ''}a {self.what} that exists"
+        return f"a mapping of names to {self.what}s that exist" if self.mapping else f"a {self.what} that exists"
 
 
 @dataclass(frozen=True)
