@@ -1076,13 +1076,14 @@ def check_hub_models(
     after every stage before it (on a GPU with DDI, hours). Online, an unreachable hub leaves the rest unchecked."""
     from huggingface_hub import constants
 
-    wanted = []  # (hub id, a file it holds, where it is named) of what the cache does not hold
+    readers = {}  # (hub id, a file it holds, the key naming it) -> the stages that load it, of what the cache lacks
     for s in selected:
         settings = parameter_defaults(notebooks[s]) | per_stage.get(s, {})  # what the notebook gets
         for key, rule in rules.get(s, {}).items():
             repo = rule.hub_repo(settings[key], settings) if hasattr(rule, "hub_repo") and key in settings else None
             if repo and not in_hub_cache(*repo):
-                wanted.append((*repo, f"(key {key!r}, read by {s})"))
+                readers.setdefault((*repo, key), []).append(s)
+    wanted = [(repo, file, f"(key {key!r}, read by {', '.join(s)})") for (repo, file, key), s in readers.items()]
     if wanted and constants.HF_HUB_OFFLINE:
         raise ParamsError(
             f"{params_file}: HF_HUB_OFFLINE is set and this machine's Hugging Face cache ({constants.HF_HUB_CACHE}) "
