@@ -265,6 +265,7 @@ class Named(Rule):
     what: str  # what the list names, e.g. "diseases (joined names or slugs)"
     known: tuple = ()  # every name there is; (): any name (the stage checks them)
     source: str = ""  # where `known` comes from, named in the refusal
+    aliases: tuple = ()  # (what may be written instead, the known name it stands for), e.g. DDI's raw labels
 
     def why_not(
         self,
@@ -276,8 +277,10 @@ class Named(Rule):
         unknown = [v for v in (value if isinstance(value, (list, tuple)) else [value]) if v not in self.known]
         if not self.known or not unknown:
             return None
-        verb, near = "is" if len(unknown) == 1 else "are", did_you_mean(unknown[0], self.known)
-        names = ", ".join(map(repr, unknown))
+        meant = dict(self.aliases)
+        verb = "is" if len(unknown) == 1 else "are"
+        near = "" if unknown[0] in meant else did_you_mean(unknown[0], self.known)
+        names = ", ".join(f"{u!r}" + (f" (stands for {meant[u]!r}: name that)" if u in meant else "") for u in unknown)
         return f"{names} {verb} none of the {self.what}{near}; they are listed in {self.source or 'the known names'}"
 
     def __str__(self) -> str:

@@ -20,7 +20,7 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.training_utils import compute_snr
 from diffusers.utils import logging as diffusers_logging
 from huggingface_hub.utils import are_progress_bars_disabled
-from .data import DataError, TONE_ORDER, disease_names, read_image
+from .data import DataError, TONE_ORDER, disease_names, joined_ddi, read_image
 from safetensors.torch import load_file, save_file
 from .report import atomic_path, CPUWarning, GPU_HINT, cpu_warning
 from .config import ModelRef, Named
@@ -109,8 +109,13 @@ SD_MODEL = ModelRef(
     ("mini", "tiny"), shipped=(("mini", str(MINI_FOLDER)),)
 )  # what a Stable Diffusion setting (`sd_model`, `sd_inpaint_model`) may name
 DISEASE_NAMES, DISEASE_SLUGS = disease_names()  # DDI's joined disease names and their slugs
-DISEASES = Named(  # a per-disease batch's `diseases`
-    "diseases (joined names or slugs)", known=DISEASE_NAMES + DISEASE_SLUGS, source="cgddi/joined_ddi.csv"
+DISEASES = (
+    Named(  # a per-disease batch's `diseases`; DDI's raw labels (`melanoma-in-situ`) are named with their joined one
+        "diseases (joined names or slugs)",
+        known=DISEASE_NAMES + DISEASE_SLUGS,
+        source="cgddi/joined_ddi.csv",
+        aliases=tuple(zip(joined_ddi().disease, joined_ddi().disease_joined)),
+    )
 )
 
 

@@ -104,8 +104,14 @@ def test_list_elements_are_checked():
 
 
 @pytest.mark.parametrize("stage", ["03_textual_inversion", "04_lora", "05_semantic"])
-def test_an_empty_disease_batch_is_refused(stage):
+def test_an_empty_or_misnamed_disease_batch_is_refused(stage):
     "`diseases: []` (a per-disease batch whose list came out empty) would train or sample nothing and say nothing."
     with pytest.raises(ValueError, match=r"key 'diseases': \[\] is empty: name one or more diseases .*, or null"):
         stage_config(stage)(diseases=[])
     assert stage_config(stage)(diseases=["melanoma"]).diseases == ["melanoma"]
+    # a name that is no DDI disease is refused when the settings are made: a slip with its nearest name, one of DDI's
+    # 78 raw labels with the joined name it stands for
+    with pytest.raises(ValueError, match=r"'melanma' is none of the diseases .* \(did you mean 'melanoma'\?\)"):
+        stage_config(stage)(diseases=["melanma"])
+    with pytest.raises(ValueError, match=r"'nodular-melanoma-\(nm\)' \(stands for 'melanoma': name that\) is none"):
+        stage_config(stage)(diseases=["basal_cell_carcinoma", "nodular-melanoma-(nm)"])
