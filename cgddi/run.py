@@ -1083,7 +1083,7 @@ def check_hub_models(
             repo = rule.hub_repo(settings[key], settings) if hasattr(rule, "hub_repo") and key in settings else None
             if repo and not in_hub_cache(*repo):
                 readers.setdefault((*repo, key), []).append(s)
-    wanted = [(repo, file, f"(key {key!r}, read by {', '.join(s)})") for (repo, file, key), s in readers.items()]
+    wanted = [(repo, file, f"(key {key!r}, read by {', '.join(by)})") for (repo, file, key), by in readers.items()]
     if wanted and constants.HF_HUB_OFFLINE:
         raise ParamsError(
             f"{params_file}: HF_HUB_OFFLINE is set and this machine's Hugging Face cache ({constants.HF_HUB_CACHE}) "
