@@ -152,7 +152,9 @@ def value_error(
     value,  # its value (a list or tuple: each element is checked, and an empty one refused)
     allowed,  # a tuple of allowed values, a `Between` or a `Rule`
 ) -> str | None:
-    "Why `value` is not allowed for `key`, or None when it is."
+    "Why `value` is not allowed for `key`, or None when it is (null is for the setting's type to allow, not its rule)."
+    if value is None:
+        return None
     if isinstance(allowed, Rule):
         return None if (why := allowed.why_not(value)) is None else f"key {key!r}: {why}"
     if isinstance(value, (list, tuple)) and not value:  # `tones: []` would leave a stage nothing to do, or divide by 0

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from types import SimpleNamespace
 from cgddi.report import BENCHMARK_NOTICE
-from cgddi.run import check_params, load_params, project_root, stage_notebooks, status, main
+from cgddi.run import check_params, load_params, project_root, stage_notebooks, status, main, value_rules
 
 ROOT = project_root()
 
@@ -292,6 +292,13 @@ def test_offline_a_model_not_in_the_cache_stops_the_run_before_anything_is_writt
     assert r.returncode == 2 and f"{p}: HF_HUB_OFFLINE is set" in r.stderr, r.stderr
     assert "'kandinsky-community/kandinsky-2-2-prior' (key 'kandinsky_prior', read by 01_healthy)" in r.stderr
     assert not (tmp_path / "report").exists()
+
+
+def test_null_is_a_default_not_a_value_a_rule_refuses(tmp_path):
+    "`diseases: null` (every disease) and `disease_settings: null` are what the notebooks default to."
+    p = _params(tmp_path, "stages:\n  03_textual_inversion: {diseases: null}\n  04_lora: {disease_settings: null}\n")
+    per_stage = check_params(load_params(p), stage_notebooks(ROOT / "nbs"), p, rules=value_rules())
+    assert per_stage["03_textual_inversion"]["diseases"] is None and per_stage["04_lora"]["disease_settings"] is None
 
 
 def test_checking_values_leaves_the_stage_libraries_out_of_cgddi_run():
