@@ -109,13 +109,12 @@ SD_MODEL = ModelRef(
     ("mini", "tiny"), shipped=(("mini", str(MINI_FOLDER)),)
 )  # what a Stable Diffusion setting (`sd_model`, `sd_inpaint_model`) may name
 DISEASE_NAMES, DISEASE_SLUGS = disease_names()  # DDI's joined disease names and their slugs
-DISEASES = (
-    Named(  # a per-disease batch's `diseases`; DDI's raw labels (`melanoma-in-situ`) are named with their joined one
-        "diseases (joined names or slugs)",
-        known=DISEASE_NAMES + DISEASE_SLUGS,
-        source="cgddi/joined_ddi.csv",
-        aliases=tuple(zip(joined_ddi().disease, joined_ddi().disease_joined)),
-    )
+# a per-disease batch's `diseases`; DDI's raw labels (`melanoma-in-situ`) are named with their joined one
+DISEASES = Named(
+    "diseases (joined names or slugs)",
+    known=DISEASE_NAMES + DISEASE_SLUGS,
+    source="cgddi/joined_ddi.csv",
+    aliases=tuple(joined_ddi()[["disease", "disease_joined"]].itertuples(index=False, name=None)),
 )
 
 
