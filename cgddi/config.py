@@ -4,7 +4,7 @@
 
 # %% ../nbs/00j_config.ipynb #cfg01
 from __future__ import annotations
-import atexit, contextlib, difflib, hashlib, json, numbers, os, re, shutil, tempfile
+import atexit, contextlib, difflib, hashlib, json, numbers, os, re, shutil, tempfile, urllib.parse
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from collections.abc import Callable
@@ -15,9 +15,9 @@ from .report import atomic_path
 
 # %% auto #0
 __all__ = ['MOVED', 'params_hash', 'content_fingerprint', 'local_identity', 'Between', 'did_you_mean', 'value_error', 'accepts',
-           'Rule', 'PerDisease', 'Named', 'in_hub_cache', 'loaded_where', 'ModelRef', 'LocalFile', 'Architecture',
-           'StageConfig', 'own_settings_note', 'OutOfMemory', 'is_out_of_memory', 'memory_message', 'memory_advice',
-           'seed_of', 'link_or_copy', 'file_hash', 'kept_value', 'scratch_dir']
+           'Rule', 'PerDisease', 'Named', 'in_hub_cache', 'torch_cache_file', 'loaded_where', 'ModelRef', 'LocalFile',
+           'Downloads', 'Architecture', 'StageConfig', 'own_settings_note', 'OutOfMemory', 'is_out_of_memory',
+           'memory_message', 'memory_advice', 'seed_of', 'link_or_copy', 'file_hash', 'kept_value', 'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
 def params_hash(
@@ -306,6 +306,15 @@ def in_hub_cache(
     return isinstance(try_to_load_from_cache(repo_id, filename), str)
 
 
+def torch_cache_file(
+    url: str,  # a file torch's hub downloads (`torch.hub.load_state_dict_from_url`: torch-fidelity, torchvision)
+) -> Path:
+    "Where torch's hub cache keeps the file `url` downloads (it reads it from there instead of downloading it again)."
+    import torch  # asked only of a run whose settings download a file
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urllib.parse.urlparse(url).path).name
+
+
 def loaded_where(
     when: tuple,  # alternatives, each a tuple of (setting, its values) pairs that must all hold; (): always
     settings: dict,  # a stage's settings
@@ -387,6 +396,8 @@ class LocalFile(Rule):
 
     what: str = "file"  # what the file is, named in the error, e.g. "safetensors file"
     mapping: bool = False  # the value maps names to files
+    download: str = ""  # the URL the stage downloads the file from when the setting names none; "": none
+    when: tuple = ()  # where the stage reads the file (`loaded_where`); (): wherever the stage runs
 
     def why_not(
         self,
@@ -399,6 +410,56 @@ class LocalFile(Rule):
 
     def __str__(self) -> str:
         return f"a mapping of names to {self.what}s that exist" if self.mapping else f"a {self.what} that exists"
+
+    def download_url(
+        self,
+        value,  # the setting's value
+        settings: dict,  # the stage's settings
+    ) -> str | None:
+        "The URL the stage downloads the file from: where the setting names no file and `settings` have it read."
+        return (self.download or None) if value is None and loaded_where(self.when, settings) else None
+
+    def instead(
+        self,
+        key: str,  # the setting
+    ) -> str:
+        "The setting that avoids the download."
+        return f"`{key}: FILE` (a local copy)"
+
+
+@dataclass(frozen=True)
+class Downloads(Rule):
+    """What a setting that makes its stage download a file allows (any value of its type, as without a rule), and
+    which file: a URL per value of the setting `by` (07's `lpips_pretrained_trunk`: the trunk of `lpips_backbone`)."""
+
+    urls: tuple  # (a value of `by`, the URL downloaded for it) pairs
+    by: str  # the setting whose value picks the URL
+    when: tuple = ()  # where the stage downloads (`loaded_where`), e.g. ((("lpips_pretrained_trunk", (True,)),),)
+
+    def why_not(
+        self,
+        value,  # the setting's value
+    ) -> str | None:
+        "None: the setting's type is its only check."
+        return None
+
+    def __str__(self) -> str:
+        return f"any value (where it says so, the stage downloads the file {self.by!r} names)"
+
+    def download_url(
+        self,
+        value,  # the setting's value
+        settings: dict,  # the stage's settings (`by`'s value among them)
+    ) -> str | None:
+        "The URL a stage with `settings` downloads; None where it downloads nothing."
+        return dict(self.urls).get(settings.get(self.by)) if loaded_where(self.when, settings) else None
+
+    def instead(
+        self,
+        key: str,  # the setting
+    ) -> str:
+        "The setting that avoids the download."
+        return f"`{key}: false`"
 
 
 @dataclass(frozen=True)

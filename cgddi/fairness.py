@@ -17,7 +17,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from .data import TONES, TONE_ORDER, SKIN, read_data, read_image, ita
 from .manifest import ManifestError, SYNTHETIC_TYPES, manifest_fingerprint, protocol_set, read_manifests
-from .config import Between, LocalFile, StageConfig, file_hash, kept_value
+from .config import Between, Downloads, LocalFile, StageConfig, file_hash, kept_value
 from .leakage import leak_kinds, adapter_train_ids
 from .quality import QUALITY_FEATURES, generative_quality, augmentation_fid, ita_bounds, tone_of
 import matplotlib.pyplot as plt
@@ -31,7 +31,7 @@ from cgddi.classify import (
     recognition_levels,
     RECOGNITION_MARGIN,
 )
-from .quality import SMALL_LABEL, quality_models
+from .quality import INCEPTION_URL, LPIPS_TRUNK_URLS, SMALL_LABEL, quality_models
 from .leakage import audit_leakage
 from .publish import import_note
 from .report import progress_bar, save_table, save_figure
@@ -56,7 +56,13 @@ class FairnessConfig(StageConfig):
 
     allowed: ClassVar[dict] = dict(
         quality_features=QUALITY_FEATURES,
-        inception_weights=LocalFile("weights file"),
+        # 07 downloads torch-fidelity's Inception where the setting names no file, and the LPIPS trunk where asked to
+        inception_weights=LocalFile(
+            "weights file", download=INCEPTION_URL, when=((("quality_features", ("inception",)),),)
+        ),
+        lpips_pretrained_trunk=Downloads(
+            LPIPS_TRUNK_URLS, by="lpips_backbone", when=((("lpips_pretrained_trunk", (True,)),),)
+        ),
         lpips_backbone=("alex", "vgg", "squeeze"),
         quality_max_images=Between(2),
         kid_subset_size=Between(2),

@@ -9,13 +9,15 @@ import numpy as np
 import torch
 from torch import nn
 from PIL import Image
+from torchvision.models import AlexNet_Weights, SqueezeNet1_1_Weights, VGG16_Weights
 from torchvision.transforms import v2
 from .data import read_image, TONE_ORDER
 from .tiny import model_load_error
 
 # %% auto #0
-__all__ = ['QUALITY_FEATURES', 'SMALL_LABEL', 'QualityWarning', 'SmallFeatures', 'quality_models', 'load_images',
-           'generative_quality', 'augmentations', 'augmentation_fid', 'ita_bounds', 'tone_of']
+__all__ = ['QUALITY_FEATURES', 'INCEPTION_URL', 'LPIPS_TRUNK_URLS', 'SMALL_LABEL', 'QualityWarning', 'SmallFeatures',
+           'quality_models', 'load_images', 'generative_quality', 'augmentations', 'augmentation_fid', 'ita_bounds',
+           'tone_of']
 
 # %% ../nbs/07a_quality.ipynb #83c90712
 class QualityWarning(UserWarning):
@@ -52,6 +54,16 @@ class SmallFeatures(nn.Module):
 
 
 QUALITY_FEATURES = ("inception", "small")
+# the files `quality_models` has torch's hub download where no local copy is named (`cgddi run` checks, before the
+# first stage, that an offline machine has them): torch-fidelity's Inception v3 (its `URL_INCEPTION_V3`; torch-fidelity
+# is not imported for the URL alone: seconds) and the ImageNet trunk per LPIPS backbone (lpips asks torchvision)
+INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
+LPIPS_TRUNK_URLS = tuple(
+    (net, w.IMAGENET1K_V1.url)
+    for net, w in (("alex", AlexNet_Weights), ("vgg", VGG16_Weights), ("squeeze", SqueezeNet1_1_Weights))
+)
 SMALL_LABEL = (
     "small random feature extractor and LPIPS trunk (pipeline check, not comparable with published FID/KID/LPIPS)"
 )

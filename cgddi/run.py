@@ -12,7 +12,8 @@ import pandas as pd
 import yaml
 import cgddi
 from dataclasses import dataclass
-from .config import LocalFile, ModelRef, accepts, did_you_mean, in_hub_cache, scratch_dir, value_error
+from .config import LocalFile, ModelRef, accepts, did_you_mean, in_hub_cache, scratch_dir, torch_cache_file
+from .config import value_error
 from cgddi.report import (
     BENCHMARK_NOTICE,
     PROGRESS_ENV,
@@ -34,8 +35,8 @@ __all__ = ['DISEASES_DIR', 'STAGES', 'PACKAGES', 'INTERRUPT_GRACE_S', 'HUB_BARS_
            'rules_cache', 'stage_config', 'with_overrides', 'cpu_name', 'device_info', 'seeds_in', 'provenance',
            'ReleaseError', 'declared_requirements', 'releases_outside', 'check_releases', 'ReleaseWarning',
            'warn_releases', 'summary_outputs', 'earlier_stages', 'check_inputs', 'check_started', 'naming_overrides',
-           'check_splits', 'check_hub_models', 'run', 'findings_summary', 'main', 'stage_parameters', 'status',
-           'standalone']
+           'check_splits', 'source_unanswered', 'check_hub_models', 'run', 'findings_summary', 'main',
+           'stage_parameters', 'status', 'standalone']
 
 # %% ../nbs/00b_run.ipynb #9368957f
 class ParamsError(ValueError):
@@ -1063,6 +1064,23 @@ def check_splits(
                 )
 
 
+def source_unanswered(
+    url: str,  # a file's URL
+    timeout: float = 5,  # seconds to wait for an answer
+) -> str | None:
+    """Why the server of `url` does not offer the file (`HTTP 404`, or no answer and why), or None when it does: one
+    request for the file's first byte (a GET: a release asset's redirect may be signed for GET only)."""
+    import urllib.error, urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers={"Range": "bytes=0-0"}), timeout=timeout):
+            return None
+    except urllib.error.HTTPError as e:
+        return f"HTTP {e.code}"
+    except (OSError, ValueError) as e:  # no network, no such host, a timeout
+        return f"no answer ({getattr(e, 'reason', None) or e})"
+
+
 def check_hub_models(
     per_stage: dict,  # from `check_params` (relative folders resolved)
     selected,  # the stages to run
@@ -1073,27 +1091,35 @@ def check_hub_models(
     """Raise one ParamsError naming every hub model the stages to run load under their settings (a rule's `hub_repo`)
     that will not load: with `HF_HUB_OFFLINE` set, one this machine's Hugging Face cache holds no copy of; online, one
     the hub does not have (a mistyped id) or keeps gated. Either would stop the stage that loads it when it starts,
-    after every stage before it (on a GPU with DDI, hours). Online, an unreachable hub leaves the rest unchecked."""
-    from huggingface_hub import constants
+    after every stage before it (on a GPU with DDI, hours). Online, an unreachable hub leaves the rest unchecked. So
+    too every file a stage has torch's hub download (a rule's `download_url`: 07's Inception and LPIPS trunk) that
+    torch's cache lacks and its server does not offer: torch has no offline switch, so no answer means no network."""
+    from huggingface_hub import constants, file_exists
+    from huggingface_hub.errors import GatedRepoError
 
     readers = {}  # (hub id, a file it holds, the key naming it) -> the stages that load it, of what the cache lacks
+    downloads = {}  # (URL, the key that has it downloaded, the setting that avoids it) -> the stages, of the same
     for s in selected:
         settings = parameter_defaults(notebooks[s]) | per_stage.get(s, {})  # what the notebook gets
         for key, rule in rules.get(s, {}).items():
-            repo = rule.hub_repo(settings[key], settings) if hasattr(rule, "hub_repo") and key in settings else None
+            if key not in settings:
+                continue
+            repo = rule.hub_repo(settings[key], settings) if hasattr(rule, "hub_repo") else None
             if repo and not in_hub_cache(*repo):
                 readers.setdefault((*repo, key), []).append(s)
+            url = rule.download_url(settings[key], settings) if hasattr(rule, "download_url") else None
+            if url and not torch_cache_file(url).is_file():
+                downloads.setdefault((url, key, rule.instead(key)), []).append(s)
+    problems = []  # sentences of the one error
     wanted = [(repo, file, f"(key {key!r}, read by {', '.join(by)})") for (repo, file, key), by in readers.items()]
     if wanted and constants.HF_HUB_OFFLINE:
-        raise ParamsError(
-            f"{params_file}: HF_HUB_OFFLINE is set and this machine's Hugging Face cache ({constants.HF_HUB_CACHE}) "
-            f"holds no copy of {'; '.join(f'{r!r} {where}' for r, _, where in wanted)}, which this run loads. "
-            "Download each once where the hub is reachable (`hf download <id>` fills that cache), or name a local "
-            "copy in the params file (a folder; for a timm backbone, its file under 06_classify's `weights`)."
+        problems.append(
+            f"HF_HUB_OFFLINE is set and this machine's Hugging Face cache ({constants.HF_HUB_CACHE}) holds no copy of "
+            f"{'; '.join(f'{r!r} {where}' for r, _, where in wanted)}, which this run loads. Download each once where "
+            "the hub is reachable (`hf download <id>` fills that cache), or name a local copy in the params file (a "
+            "folder; for a timm backbone, its file under 06_classify's `weights`)."
         )
-    from huggingface_hub import file_exists
-    from huggingface_hub.errors import GatedRepoError
-
+        wanted = []  # offline: nothing to ask
     refused = []
     for repo, file, where in wanted:
         try:
@@ -1109,9 +1135,23 @@ def check_hub_models(
         except Exception:  # no network, or the hub is down: the stage that loads it says so
             break
     if refused:
-        raise ParamsError(
-            f"{params_file}: {'; '.join(refused)}. Fix the id in the params file, or name a local folder."
+        problems.append(f"{'; '.join(refused)}. Fix the id in the params file, or name a local folder.")
+    unoffered = [
+        (url, key, instead, by, why) for (url, key, instead), by in downloads.items() if (why := source_unanswered(url))
+    ]
+    if unoffered:
+        folder = torch_cache_file(unoffered[0][0]).parent
+        problems.append(
+            f"torch's hub cache ({folder}) holds no copy of "
+            + "; ".join(
+                f"{torch_cache_file(url).name} (key {key!r}, read by {', '.join(by)}; from {url}: {why})"
+                for url, key, _, by, why in unoffered
+            )
+            + ", which this run downloads. Fetch each there once where the network is reachable (`curl -L "
+            f"--create-dirs -o {folder}/<file> <its URL>`), or set {' / '.join(u[2] for u in unoffered)}."
         )
+    if problems:
+        raise ParamsError(f"{params_file}: {' '.join(problems)}")
 
 
 def run(
@@ -1423,14 +1463,18 @@ def stage_parameters(
     overrides: list[str] | None = None,  # `--set` values in place of the file's (`with_overrides`)
 ) -> dict:
     """The flat parameters `stage` gets from `params_file` (paths resolved), as `cgddi run` passes them; a value that
-    stage does not allow is the error `cgddi run` would give (a papermill batch would meet it in the kernel)."""
+    stage does not allow, or a model or file it loads that will not load (`check_hub_models`), is the error `cgddi run`
+    would give (a papermill batch would meet it in the kernel, maybe after hours of the stage)."""
     notebooks = stage_notebooks(project_root() / "nbs")
     stage = _stage_named(stage, notebooks)  # as --stages and --set read it
     rules = {stage: value_rules()[stage]} if stage in STAGES else None
     declared = {s: declared_parameters(nb) for s, nb in notebooks.items()}
     params = with_overrides(load_params(params_file), overrides, notebooks, declared)
     with naming_overrides(overrides):
-        return check_params(params, notebooks, Path(params_file).resolve(), declared, rules)[stage]
+        per_stage = check_params(params, notebooks, Path(params_file).resolve(), declared, rules)
+        if rules:
+            check_hub_models(per_stage, [stage], notebooks, rules, Path(params_file).resolve())
+    return per_stage[stage]
 
 
 def _config(per_stage: dict, stage: str):

@@ -292,6 +292,11 @@ def test_offline_a_model_not_in_the_cache_stops_the_run_before_anything_is_writt
     assert r.returncode == 2 and f"{p}: HF_HUB_OFFLINE is set" in r.stderr, r.stderr
     assert "'kandinsky-community/kandinsky-2-2-prior' (key 'kandinsky_prior', read by 01_healthy)" in r.stderr
     assert not (tmp_path / "report").exists()
+    # `cgddi params` (a papermill batch's parameters) checks its stage's models as `cgddi run` does
+    r = cgddi_here("params", "--params", str(p), "01")
+    assert r.returncode == 2 and f"{p}: HF_HUB_OFFLINE is set" in r.stderr and not r.stdout, r.stderr
+    assert "'kandinsky-community/kandinsky-2-2-prior' (key 'kandinsky_prior', read by 01_healthy)" in r.stderr
+    assert cgddi_here("params", "--params", str(p), "02").returncode == 0  # 02 loads no model
 
 
 def test_null_is_a_default_not_a_value_a_rule_refuses(tmp_path):
