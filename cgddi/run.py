@@ -1091,9 +1091,10 @@ def check_hub_models(
     """Raise one ParamsError naming every hub model the stages to run load under their settings (a rule's `hub_repo`)
     that will not load: with `HF_HUB_OFFLINE` set, one this machine's Hugging Face cache holds no copy of; online, one
     the hub does not have (a mistyped id) or keeps gated. Either would stop the stage that loads it when it starts,
-    after every stage before it (on a GPU with DDI, hours). Online, an unreachable hub leaves the rest unchecked. So
-    too every file a stage has torch's hub download (a rule's `download_url`: 07's Inception and LPIPS trunk) that
-    torch's cache lacks and its server does not offer: torch has no offline switch, so no answer means no network."""
+    after every stage before it (on a GPU with DDI, hours); so would a hub that does not answer (no network without
+    `HF_HUB_OFFLINE`): every model the cache lacks is then named. So too every file a stage has torch's hub download
+    (a rule's `download_url`: 07's Inception and LPIPS trunk) that torch's cache lacks and its server does not offer:
+    torch has no offline switch, so no answer means no network."""
     from huggingface_hub import constants, file_exists
     from huggingface_hub.errors import GatedRepoError
 
@@ -1121,7 +1122,7 @@ def check_hub_models(
         )
         wanted = []  # offline: nothing to ask
     refused = []
-    for repo, file, where in wanted:
+    for i, (repo, file, where) in enumerate(wanted):
         try:
             if not file_exists(repo, file):
                 refused.append(
@@ -1132,7 +1133,14 @@ def check_hub_models(
             refused.append(
                 f"{repo!r} {where}: gated; accept its terms at https://huggingface.co/{repo}, then `hf auth login`"
             )
-        except Exception:  # no network, or the hub is down: the stage that loads it says so
+        except Exception as e:  # no network (HF_HUB_OFFLINE unset), or the hub is down: this one and the rest unasked
+            problems.append(
+                f"the hub ({constants.ENDPOINT}) gives no answer ({type(e).__name__}: {str(e)[:200]}) and this "
+                f"machine's Hugging Face cache ({constants.HF_HUB_CACHE}) holds no copy of "
+                f"{'; '.join(f'{r!r} {w}' for r, _, w in wanted[i:])}, which this run loads. Download each once where "
+                "the hub is reachable (`hf download <id>`) and run with HF_HUB_OFFLINE=1 on a machine without network, "
+                "or name a local copy in the params file (if the hub is down only for a moment, run again)."
+            )
             break
     if refused:
         problems.append(f"{'; '.join(refused)}. Fix the id in the params file, or name a local folder.")
