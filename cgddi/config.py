@@ -434,12 +434,11 @@ class LocalFile(Rule):
 
 @dataclass(frozen=True)
 class Downloads(Rule):
-    """What a setting that makes its stage download a file allows (any value of its type, as without a rule), and
-    which file: a URL per value of the setting `by` (07's `lpips_pretrained_trunk`: the trunk of `lpips_backbone`)."""
+    """What a switch that has its stage download a file where it is true allows (any value of its type, as without a
+    rule), and which file: a URL per value of the setting `by` (07's `lpips_pretrained_trunk`: `lpips_backbone`'s)."""
 
     urls: tuple  # (a value of `by`, the URL downloaded for it) pairs
     by: str  # the setting whose value picks the URL
-    when: tuple = ()  # where the stage downloads (`loaded_where`), e.g. ((("lpips_pretrained_trunk", (True,)),),)
 
     def why_not(
         self,
@@ -453,11 +452,11 @@ class Downloads(Rule):
 
     def download_url(
         self,
-        value,  # the setting's value
+        value,  # the switch's value
         settings: dict,  # the stage's settings (`by`'s value among them)
     ) -> str | None:
-        "The URL a stage with `settings` downloads; None where it downloads nothing."
-        return dict(self.urls).get(settings.get(self.by)) if loaded_where(self.when, settings) else None
+        "The URL a stage with `settings` downloads; None where the switch is off."
+        return dict(self.urls).get(settings.get(self.by)) if value is True else None
 
     def instead(
         self,

@@ -60,9 +60,7 @@ class FairnessConfig(StageConfig):
         inception_weights=LocalFile(
             "weights file", download=INCEPTION_URL, when=((("quality_features", ("inception",)),),)
         ),
-        lpips_pretrained_trunk=Downloads(
-            LPIPS_TRUNK_URLS, by="lpips_backbone", when=((("lpips_pretrained_trunk", (True,)),),)
-        ),
+        lpips_pretrained_trunk=Downloads(LPIPS_TRUNK_URLS, by="lpips_backbone"),
         lpips_backbone=("alex", "vgg", "squeeze"),
         quality_max_images=Between(2),
         kid_subset_size=Between(2),
