@@ -17,7 +17,8 @@ from .report import atomic_path
 __all__ = ['MOVED', 'params_hash', 'content_fingerprint', 'local_identity', 'Between', 'did_you_mean', 'value_error', 'accepts',
            'Rule', 'PerDisease', 'Named', 'in_hub_cache', 'torch_cache_file', 'loaded_where', 'ModelRef', 'LocalFile',
            'Downloads', 'Architecture', 'StageConfig', 'own_settings_note', 'OutOfMemory', 'is_out_of_memory',
-           'memory_message', 'memory_advice', 'seed_of', 'link_or_copy', 'file_hash', 'kept_value', 'scratch_dir']
+           'memory_message', 'memory_advice', 'seed_of', 'link_or_copy', 'file_hash', 'kept_path', 'kept_value',
+           'scratch_dir']
 
 # %% ../nbs/00j_config.ipynb #cfgph
 def params_hash(
@@ -698,6 +699,15 @@ def file_hash(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 # %% ../nbs/00j_config.ipynb #kept00
+def kept_path(
+    work_dir,  # run root
+    folder: str,  # the folder under work_dir that keeps such values
+    key: dict,  # all the value depends on (JSON-able)
+) -> Path:
+    "The file `kept_value` keeps the value of `key` in (it exists once the value is computed)."
+    return Path(work_dir) / folder / f"{params_hash(key)}.json"
+
+
 def kept_value(
     work_dir,  # run root
     folder: str,  # the folder under work_dir that keeps such values (`QUALITY_KEPT`, `RECOGNITION_KEPT`, ...)
@@ -706,7 +716,7 @@ def kept_value(
 ):
     """`make()`, kept in `folder/<hash of key>.json`: called again with the same key (the same inputs and settings), it
     reads the file instead; each other key has its own file."""
-    path = Path(work_dir) / folder / f"{params_hash(key)}.json"
+    path = kept_path(work_dir, folder, key)
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):  # none yet, or not one of these files: made again

@@ -17,7 +17,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 from .data import TONES, TONE_ORDER, SKIN, read_data, read_image, ita
 from .manifest import ManifestError, SYNTHETIC_TYPES, manifest_fingerprint, protocol_set, read_manifests
-from .config import Between, Downloads, LocalFile, StageConfig, file_hash, kept_value
+from .config import Between, Downloads, LocalFile, StageConfig, file_hash, kept_path, kept_value
 from .leakage import leak_kinds, adapter_train_ids
 from .quality import QUALITY_FEATURES, generative_quality, augmentation_fid, ita_bounds, tone_of
 import matplotlib.pyplot as plt
@@ -42,12 +42,13 @@ __all__ = ['CLASSES', 'CLASS_NAMES', 'RARITY_ORDER', 'TYPE_NAMES', 'PUBLISHED_TO
            'FINDING_COLUMNS', 'TABLE2_COLUMNS', 'QUALITY_SETTINGS', 'FairnessConfig', 'FairnessWarning', 'tone_groups',
            'group_counts', 'accuracy', 'accuracy_by_tone', 'pqd', 'dpm', 'eom', 'accuracy_by_rarity', 'imbalance_ratio',
            'auc', 'classification_metrics', 'mean_std', 'pm', 'image_inputs', 'quality_by_tone', 'table8',
-           'tone_fidelity', 'tone_count_table', 'per_seed_metrics', 'paper_table', 'majority_rates', 'resolution_note',
-           'paired_difference', 'mean_interval', 'finding_claims', 'findings_table', 'not_above_majority',
-           'one_class_runs', 'one_class_note', 'finetune_stops', 'finetune_note', 'RunResults', 'autocast_note',
-           'backbones_named', 'run_results', 'table2_report', 'accuracy_figure', 'cross_dataset_report', 'size_rule',
-           'rarity_report', 'quality_report', 'whole_share', 'tone_fidelity_report', 'table7_report', 'audit_report',
-           'fairness_report']
+           'fidelity_images', 'ita_key', 'tone_fidelity', 'tone_count_table', 'per_seed_metrics', 'paper_table',
+           'majority_rates', 'resolution_note', 'paired_difference', 'mean_interval', 'finding_claims',
+           'findings_table', 'not_above_majority', 'one_class_runs', 'one_class_note', 'finetune_stops',
+           'finetune_note', 'RunResults', 'autocast_note', 'backbones_named', 'run_results', 'table2_report',
+           'accuracy_figure', 'cross_dataset_report', 'size_rule', 'rarity_report', 'held_out_images', 'quality_key',
+           'quality_report', 'whole_share', 'tone_fidelity_report', 'quality_kept', 'fairness_progress',
+           'table7_report', 'audit_report', 'fairness_report']
 
 # %% ../nbs/07_fairness.ipynb #cfgcls07
 @dataclass(kw_only=True)
@@ -443,29 +444,15 @@ def table8(
     return pd.Series(out, name="FID").sort_values()
 
 
-def tone_fidelity(
+def fidelity_images(
     work_dir,  # run root
     max_images: int | None = None,  # per synthetic type and tone: a seeded sample of at most this many; None: all
     seed: int = 0,  # which images the sample holds
-    # a folder under work_dir that keeps the ITA values by the hash of what they were computed from (`ITA_KEPT`): run
-    # again on the same images, it reads them; None: computed every time
-    kept: str | None = None,
-) -> tuple[pd.DataFrame, tuple[float, float]]:
-    """The ITA of every annotated real image's skin and of the synthetic images' (`n_of`: how many images of its type
-    and tone there are), the tone band it falls in, and the bands (calibrated on the real ones)."""
-    work, ddi = Path(work_dir), read_data(work_dir)
-
-    def skin_ita(image, mask_path):
-        im, mask = np.asarray(read_image(work / image)), np.load(work / mask_path)
-        if mask.shape != im.shape[:2]:
-            mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(im.shape[1::-1], Image.NEAREST))
-        return ita(im, mask == SKIN)
-
-    def itas(images, masks):  # decoding, Lab and medians release the GIL: threads share the cores
-        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            values = pool.map(skin_ita, images, masks)
-            return list(progress_bar(values, total=len(images), desc="ITA of the images", leave=False))
-
+) -> pd.DataFrame:
+    """The images tone fidelity measures: every annotated real image and the synthetic ones (a sample), each with its
+    type, tone, disease, skin mask (a synthetic image's canvas's) and `n_of`, how many images of its type and tone
+    there are."""
+    ddi = read_data(work_dir)
     real = ddi[ddi.frame_mask_path.notna()]
     parts = [
         pd.DataFrame(
@@ -480,7 +467,7 @@ def tone_fidelity(
     ]
     # a synthetic image keeps its canvas's layout: the canvas's sDDI skin
     mask_of = ddi.set_index("ddi_id").frame_mask_path
-    for t, syn in read_manifests(work).items():
+    for t, syn in read_manifests(work_dir).items():
         per_tone = syn.tone.value_counts()  # before the sample
         if max_images is not None:
             syn = syn.sample(frac=1, random_state=seed).groupby("tone", sort=False).head(max_images).sort_index()
@@ -496,13 +483,46 @@ def tone_fidelity(
                 )
             )
         )
-    out = pd.concat(parts, ignore_index=True)
+    return pd.concat(parts, ignore_index=True)
+
+
+def ita_key(
+    images: pd.DataFrame,  # `fidelity_images`
+    inputs: dict,  # `image_inputs` of the run
+) -> dict:
+    "What the kept ITA values of `images` depend on (`ITA_KEPT`): which images and masks, and their content."
+    return dict(images=images.image.tolist(), masks=images["mask"].tolist(), inputs=inputs)
+
+
+def tone_fidelity(
+    work_dir,  # run root
+    max_images: int | None = None,  # per synthetic type and tone: a seeded sample of at most this many; None: all
+    seed: int = 0,  # which images the sample holds
+    # a folder under work_dir that keeps the ITA values by the hash of what they were computed from (`ITA_KEPT`): run
+    # again on the same images, it reads them; None: computed every time
+    kept: str | None = None,
+) -> tuple[pd.DataFrame, tuple[float, float]]:
+    """The ITA of every annotated real image's skin and of the synthetic images' (`n_of`: how many images of its type
+    and tone there are), the tone band it falls in, and the bands (calibrated on the real ones)."""
+    work = Path(work_dir)
+
+    def skin_ita(image, mask_path):
+        im, mask = np.asarray(read_image(work / image)), np.load(work / mask_path)
+        if mask.shape != im.shape[:2]:
+            mask = np.asarray(Image.fromarray(mask.astype(np.uint8)).resize(im.shape[1::-1], Image.NEAREST))
+        return ita(im, mask == SKIN)
+
+    def itas(images, masks):  # decoding, Lab and medians release the GIL: threads share the cores
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            values = pool.map(skin_ita, images, masks)
+            return list(progress_bar(values, total=len(images), desc="ITA of the images", leave=False))
+
+    out = fidelity_images(work, max_images, seed)
     images, masks = out.image.tolist(), out["mask"].tolist()
     if kept is None:
         values = itas(images, masks)
     else:
-        key = dict(images=images, masks=masks, inputs=image_inputs(work))
-        values = kept_value(work, kept, key, lambda: itas(images, masks))
+        values = kept_value(work, kept, ita_key(out, image_inputs(work)), lambda: itas(images, masks))
     out = out.assign(ita=values)[["type", "image", "tone", "disease_joined", "ita", "n_of"]]
     real_rows = out[out.type == "real"]
     low, high = ita_bounds(real_rows.ita.tolist(), real_rows.tone)
@@ -1290,6 +1310,30 @@ QUALITY_SETTINGS = (
 )
 
 
+def held_out_images(
+    work_dir,  # run root
+    cfg: FairnessConfig,  # its `quality_split_seed`
+) -> tuple[int, pd.Series]:
+    "The faithful split seed whose test images are the quality metrics' real reference, and their DDI ids."
+    splits = sorted((Path(work_dir) / SPLITS).glob("faithful_S*.csv"))
+    if cfg.quality_split_seed is None and not splits:
+        raise FileNotFoundError(f"{Path(work_dir) / SPLITS}: no faithful split; run 00_data first.")
+    qseed = cfg.quality_split_seed if cfg.quality_split_seed is not None else split_of(splits[0].stem)[1]
+    return qseed, read_split(work_dir, "faithful", qseed).query("split == 'test'").ddi_id
+
+
+def quality_key(
+    work_dir,  # run root
+    cfg: FairnessConfig,  # the quality settings
+    inputs: dict | None = None,  # `image_inputs` of the run, where already read
+) -> dict:
+    """What FID, KID, LPIPS and Table 8 depend on (`QUALITY_KEPT`): the quality settings, the held-out real images and
+    the content of every image (`image_inputs`)."""
+    settings = {k: v for k, v in cfg.hashed_settings().items() if k in QUALITY_SETTINGS}
+    held_out = sorted(held_out_images(work_dir, cfg)[1].astype(int).tolist())
+    return dict(settings=settings, held_out=held_out, inputs=image_inputs(work_dir) if inputs is None else inputs)
+
+
 def quality_report(
     r: RunResults,  # `run_results`
     cfg: FairnessConfig,  # the quality settings
@@ -1297,9 +1341,7 @@ def quality_report(
 ) -> dict[str, pd.DataFrame]:
     """Table 3 (right), Table 6 and Table 8: FID, KID and LPIPS by tone and method against held-out real images, and of
     simple edits."""
-    splits = sorted((r.work / SPLITS).glob("faithful_S*.csv"))
-    qseed = cfg.quality_split_seed if cfg.quality_split_seed is not None else split_of(splits[0].stem)[1]
-    held_out = read_split(r.work, "faithful", qseed).query("split == 'test'").ddi_id
+    qseed, held_out = held_out_images(r.work, cfg)
 
     def compute() -> dict:
         extractor, lp = quality_models(
@@ -1315,9 +1357,7 @@ def quality_report(
         )
 
     # computed once for these images and settings (`QUALITY_KEPT`): 07 run again after 06 alone reads them
-    settings = {k: v for k, v in cfg.hashed_settings().items() if k in QUALITY_SETTINGS}
-    key = dict(settings=settings, held_out=sorted(held_out.astype(int).tolist()), inputs=image_inputs(r.work))
-    kept = kept_value(r.work, QUALITY_KEPT, key, compute)
+    kept = kept_value(r.work, QUALITY_KEPT, quality_key(r.work, cfg), compute)
     quality_note = (
         f" Features: {SMALL_LABEL}."
         if cfg.quality_features == "small" or not cfg.lpips_pretrained_trunk
@@ -1455,6 +1495,37 @@ def tone_fidelity_report(
             "asked for, per disease.",
         )
     return out
+
+# %% ../nbs/07_fairness.ipynb #f07kept
+def quality_kept(
+    work_dir,  # run root
+    cfg: FairnessConfig,  # the stage's settings
+) -> bool:
+    """Whether FID, KID, LPIPS and Table 8 are kept for the run's current images and these settings: 07 then loads no
+    feature model and downloads nothing (`cgddi run` checks 07's downloads only where it would)."""
+    return kept_path(work_dir, QUALITY_KEPT, quality_key(work_dir, cfg)).is_file()
+
+
+def fairness_progress(
+    work_dir,  # run root
+    cfg: FairnessConfig,  # the stage's settings
+) -> tuple[int, int, str]:
+    """(image metrics kept for the current images and settings, 2, what) for `cgddi status`: what a rerun of 07
+    computes; its tables it makes on every run."""
+    work, inputs = Path(work_dir), image_inputs(work_dir)
+    kept = {
+        "FID/KID/LPIPS": kept_path(work, QUALITY_KEPT, quality_key(work, cfg, inputs)).is_file(),
+        "skin ITA": kept_path(
+            work, ITA_KEPT, ita_key(fidelity_images(work, cfg.tone_fidelity_max_images, cfg.quality_seed), inputs)
+        ).is_file(),
+    }
+    return (
+        sum(kept.values()),
+        len(kept),
+        "image metrics kept for the current images and settings ("
+        + ", ".join(f"{k} {'kept' if v else 'to compute'}" for k, v in kept.items())
+        + "; the tables are made on every run)",
+    )
 
 # %% ../nbs/07_fairness.ipynb #f07t7
 def table7_report(

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import argparse, ast, contextlib, copy, datetime, functools, hashlib, importlib, json, os, pickle, platform, re, shutil
 import shlex, signal, subprocess, sys, tempfile, threading, time, warnings
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 import pandas as pd
@@ -288,10 +289,13 @@ class Stage:
     module: str  # the module it exports, e.g. cgddi.lora
     config: str  # its config class
     run: str  # fn(work_dir, cfg): the stage on a work dir (resumes where it has something to resume)
-    # fn(work_dir, cfg) -> (done, planned or None, what), for `cgddi status`; None: nothing to count (07's tables)
+    # fn(work_dir, cfg) -> (done, planned or None, what), for `cgddi status`; None: nothing to count
     done: str | None
+    # fn(work_dir, cfg) -> bool: what the stage would compute from its downloads is kept for the work dir's current
+    # inputs and these settings, so it downloads nothing (07's quality metrics); None: none kept so
+    kept: str | None = None
 
-    def load(self, what: str):  # "config", "run" or "done"
+    def load(self, what: str):  # "config", "run", "done" or "kept"
         "The class or function `what` names, imported from the stage's module."
         name = getattr(self, what)
         if name is None:
@@ -309,8 +313,10 @@ STAGES = {
         Stage("04_lora", "cgddi.lora", "LoRAConfig", "train_loras", "lora_progress"),
         Stage("05_semantic", "cgddi.semantic", "SemanticConfig", "sample_semantic", "semantic_progress"),
         Stage("06_classify", "cgddi.classify", "ClassifyConfig", "run_experiments", "classify_progress"),
-        # the report's tables: recomputed each time, nothing to resume
-        Stage("07_fairness", "cgddi.fairness", "FairnessConfig", "fairness_report", None),
+        # the report's tables, made on every run; its image metrics (FID, KID, LPIPS, ITA) kept by what they depend on
+        Stage(
+            "07_fairness", "cgddi.fairness", "FairnessConfig", "fairness_report", "fairness_progress", "quality_kept"
+        ),
     ]
 }
 
@@ -1081,6 +1087,38 @@ def source_unanswered(
         return f"no answer ({getattr(e, 'reason', None) or e})"
 
 
+def _config(per_stage: dict, stage: str):
+    "A stage's config from its checked parameters (run-wide paths left out)."
+    return stage_config(stage)(
+        **{k: v for k, v in per_stage.get(stage, {}).items() if k not in ("work_dir", "report_dir")}
+    )
+
+
+def _downloads_kept(
+    stages,  # the stages that would download a file
+    selected,  # the stages to run
+    per_stage: dict,  # from `check_params` (relative folders resolved)
+) -> bool:
+    """Whether each of `stages` keeps what it would compute from its downloads for its work dir as it stands (a
+    `Stage.kept` function), with no stage before it to run that could change its inputs: then it downloads nothing (07
+    rendering a finished run's report again). Asked only where a download is not offered: it imports the stage's
+    module into this process."""
+    order = list(STAGES)
+    first = min((order.index(s) for s in selected if s in STAGES), default=len(order))
+    for s in stages:
+        work = per_stage.get(s, {}).get("work_dir")
+        if s not in STAGES or STAGES[s].kept is None or order.index(s) > first or not work:
+            return False
+        if not (Path(work) / DDI_TABLE).is_file():
+            return False
+        try:
+            if not STAGES[s].load("kept")(work, _config(per_stage, s)):
+                return False
+        except (OSError, ValueError, KeyError):  # a work dir the stage cannot read (it says why when it runs)
+            return False
+    return True
+
+
 def check_hub_models(
     per_stage: dict,  # from `check_params` (relative folders resolved)
     selected,  # the stages to run
@@ -1094,7 +1132,8 @@ def check_hub_models(
     after every stage before it (on a GPU with DDI, hours); so would a hub that does not answer (no network without
     `HF_HUB_OFFLINE`): every model the cache lacks is then named. So too every file a stage has torch's hub download
     (a rule's `download_url`: 07's Inception and LPIPS trunk) that torch's cache lacks and its server does not offer:
-    torch has no offline switch, so no answer means no network."""
+    torch has no offline switch, so no answer means no network. A stage run alone that keeps what it would compute
+    from them (07 on a finished run, `Stage.kept`) is not refused them."""
     from huggingface_hub import constants, file_exists
     from huggingface_hub.errors import GatedRepoError
 
@@ -1144,9 +1183,11 @@ def check_hub_models(
             break
     if refused:
         problems.append(f"{'; '.join(refused)}. Fix the id in the params file, or name a local folder.")
-    unoffered = [
-        (url, key, instead, by, why) for (url, key, instead), by in downloads.items() if (why := source_unanswered(url))
-    ]
+    with ThreadPoolExecutor(max(1, len(downloads))) as pool:  # the servers asked at once: one timeout, not one a file
+        whys = list(pool.map(lambda d: source_unanswered(d[0]), downloads))
+    unoffered = [(*d, by, why) for (d, by), why in zip(downloads.items(), whys) if why]
+    if unoffered and _downloads_kept({s for *_, by, _ in unoffered for s in by}, selected, per_stage):
+        unoffered = []  # 07 alone on a run whose quality metrics are kept: it downloads nothing
     if unoffered:
         folder = torch_cache_file(unoffered[0][0]).parent
         problems.append(
@@ -1483,13 +1524,6 @@ def stage_parameters(
         if rules:
             check_hub_models(per_stage, [stage], notebooks, rules, Path(params_file).resolve())
     return per_stage[stage]
-
-
-def _config(per_stage: dict, stage: str):
-    "A stage's config from its checked parameters (run-wide paths left out)."
-    return stage_config(stage)(
-        **{k: v for k, v in per_stage.get(stage, {}).items() if k not in ("work_dir", "report_dir")}
-    )
 
 
 def _status_rows(work: Path, per_stage: dict) -> list[tuple]:

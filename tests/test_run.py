@@ -365,6 +365,9 @@ def test_status_counts_match_the_manifests(report):
         == table.loc["03_textual_inversion", "planned"]
     )
     assert table.loc["04_lora", "done"] == len(tokens["lora"]) == table.loc["04_lora", "planned"]
+    # 07's image metrics, kept by the images and settings they were computed from: both kept after the run's 07
+    assert (table.loc["07_fairness", "done"], table.loc["07_fairness", "planned"]) == (2, 2)
+    assert len(list((work / "fairness" / "quality").glob("*.json"))) == 1
     r = cgddi("status", "--params", str(params))
     assert r.returncode == 0 and "05_semantic" in r.stdout and f"{len(semantic):,} of {len(semantic):,}" in r.stdout
     # what a rerun would redo: another setting of one stage leaves nothing of it done with the current settings, and the
@@ -380,6 +383,13 @@ def test_status_counts_match_the_manifests(report):
         assert changed.loc[stage, "done"] == 0 and changed.loc[stage, "planned"] == table.loc[stage, "planned"], change
         assert changed.drop(index=stage).done.tolist() == table.drop(index=stage).done.tolist(), change
     assert f"({len(semantic):,} made before: to make again)" in changed.loc["05_semantic", "what"]
+    # another quality setting: FID, KID and LPIPS to compute again, the skin ITA kept
+    fewer = status(params, overrides=["07_fairness.quality_max_images=3"]).set_index("stage")
+    assert (
+        fewer.loc["07_fairness", "done"] == 1
+        and "FID/KID/LPIPS to compute, skin ITA kept" in fewer.loc["07_fairness", "what"]
+    )
+    assert fewer.drop(index="07_fairness").done.tolist() == table.drop(index="07_fairness").done.tolist()
     # a value a stage does not allow: the error `cgddi run` gives, not that stage "not run yet" in the table
     r = cgddi("status", "--params", str(params), "--set", "06_classify.epochs=0")
     assert (
