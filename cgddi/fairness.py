@@ -1500,10 +1500,11 @@ def tone_fidelity_report(
 def quality_kept(
     work_dir,  # run root
     cfg: FairnessConfig,  # the stage's settings
+    inputs: dict | None = None,  # `image_inputs` of the run, where already read
 ) -> bool:
     """Whether FID, KID, LPIPS and Table 8 are kept for the run's current images and these settings: 07 then loads no
     feature model and downloads nothing (`cgddi run` checks 07's downloads only where it would)."""
-    return kept_path(work_dir, QUALITY_KEPT, quality_key(work_dir, cfg)).is_file()
+    return kept_path(work_dir, QUALITY_KEPT, quality_key(work_dir, cfg, inputs)).is_file()
 
 
 def fairness_progress(
@@ -1514,7 +1515,7 @@ def fairness_progress(
     computes; its tables it makes on every run."""
     work, inputs = Path(work_dir), image_inputs(work_dir)
     kept = {
-        "FID/KID/LPIPS": kept_path(work, QUALITY_KEPT, quality_key(work, cfg, inputs)).is_file(),
+        "FID/KID/LPIPS": quality_kept(work, cfg, inputs),
         "skin ITA": kept_path(
             work, ITA_KEPT, ita_key(fidelity_images(work, cfg.tone_fidelity_max_images, cfg.quality_seed), inputs)
         ).is_file(),
